@@ -1,0 +1,130 @@
+"""One error hierarchy for the whole service.
+
+Every error the service raises on purpose is a ``StalelaError``: it carries the HTTP status, a stable
+machine ``code`` and, for input errors, the offending field(s). The single handler in ``app.py``
+renders them as RFC 9457 ``application/problem+json``. This module is framework-free so the pure
+fiscal core can raise these errors too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class FieldError:
+    field: str
+    code: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "code": self.code, "detail": self.detail}
+
+
+class StalelaError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+    title: str = "Internal error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        errors: list[FieldError] | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.detail = detail or self.title
+        if code:
+            self.code = code
+        self.field = field
+        self.errors = errors or []
+        self.extra = extra or {}
+        self.headers = headers or {}
+        super().__init__(self.detail)
+
+    def problem(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"https://stalela.dev/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "code": self.code,
+            "detail": self.detail,
+        }
+        if self.field:
+            body["field"] = self.field
+        if self.errors:
+            body["errors"] = [e.as_dict() for e in self.errors]
+        body.update(self.extra)
+        return body
+
+
+class BadRequest(StalelaError):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+
+class Unauthorized(StalelaError):
+    status = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+    def __init__(self, detail: str | None = None, **kw: Any) -> None:
+        kw.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kw)
+
+
+class Forbidden(StalelaError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(StalelaError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(StalelaError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class PayloadTooLarge(StalelaError):
+    status = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(StalelaError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+class ValidationFailed(StalelaError):
+    """Input that is well-formed but breaks a rule (schema or fiscal)."""
+
+    status = 422
+    code = "validation_failed"
+    title = "Validation failed"
+
+
+class FiscalRuleViolation(ValidationFailed):
+    """A jurisdiction's fiscal rule rejected the invoice. ``code`` names the rule."""
+
+    title = "Fiscal rule violated"
+
+    def __init__(self, code: str, field: str, detail: str) -> None:
+        super().__init__(detail, code=code, field=field, errors=[FieldError(field, code, detail)])
+
+
+class ServiceUnavailable(StalelaError):
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"
