@@ -1,0 +1,125 @@
+"""The FastAPI application factory: mounts every domain's router and the one error handler."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stalela import __version__
+from stalela.config import Settings, get_settings
+from stalela.db.session import Database
+from stalela.errors import BadRequest, FieldError, StalelaError, ValidationFailed
+from stalela.observability.logging import configure_logging, get_logger
+from stalela.observability.middleware import BodyGuardMiddleware, RequestContextMiddleware
+
+log = get_logger("stalela.app")
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_response(error: StalelaError, request: Request | None = None) -> JSONResponse:
+    body = error.problem()
+    if request is not None:
+        body["instance"] = request.url.path
+        rid = getattr(request.state, "request_id", None) or request.scope.get("state", {}).get("request_id")
+        if rid:
+            body["request_id"] = rid
+    return JSONResponse(body, status_code=error.status, media_type=PROBLEM_JSON, headers=error.headers)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """('body', 'lines', 3, 'tax_group') -> 'lines[3].tax_group'."""
+    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or (str(loc[0]) if loc else "")
+
+
+def _validation_problem(exc: RequestValidationError) -> StalelaError:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return BadRequest("the request body is not valid JSON", code="malformed_json")
+    fields = []
+    for e in errors:
+        code = {"extra_forbidden": "unknown_field", "missing": "required"}.get(e.get("type", ""), e.get("type", "invalid"))
+        fields.append(FieldError(_field_path(tuple(e.get("loc", ()))), code, e.get("msg", "invalid")))
+    first = fields[0] if fields else None
+    detail = f"{first.field}: {first.detail}" if first else "invalid request"
+    return ValidationFailed(detail, field=first.field if first else None, errors=fields)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StalelaError)
+    async def _stalela(request: Request, exc: StalelaError):
+        return problem_response(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        return problem_response(_validation_problem(exc), request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        if isinstance(exc.__cause__, StalelaError):  # e.g. body limit hit while FastAPI read the body
+            return problem_response(exc.__cause__, request)
+        codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+        err = StalelaError(str(exc.detail), code=codes.get(exc.status_code, f"http_{exc.status_code}"),
+                           headers=dict(exc.headers or {}))
+        err.status = exc.status_code
+        err.title = str(exc.detail)
+        return problem_response(err, request)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unhandled_error", path=request.url.path)
+        return problem_response(StalelaError("an unexpected error occurred; it has been logged"), request)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.db = Database.from_settings(settings)
+        for hook in startup_hooks:
+            await hook(app)
+        try:
+            yield
+        finally:
+            await app.state.db.dispose()
+
+    app = FastAPI(
+        title="Stalela",
+        version=__version__,
+        description="Multi-tenant fiscal cloud: sealed, verifiable invoices.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodyGuardMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+
+    from stalela.health.endpoints import router as health_router
+    from stalela.tenancy.endpoints import router as tenancy_router
+
+    app.include_router(health_router)
+    app.include_router(tenancy_router)
+    for router in extra_routers():
+        app.include_router(router)
+    return app
+
+
+# Domains that need start-up work (key store, workers) register here; see each domain's module.
+startup_hooks: list = []
+
+
+def extra_routers() -> list:
+    return []

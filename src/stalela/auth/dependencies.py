@@ -1,0 +1,61 @@
+"""FastAPI dependencies: the request's transaction and the caller's identity.
+
+The request owns the transaction: ``db_session`` opens it before the endpoint runs and commits right
+after the endpoint returns (``scope="function"``), before the response leaves, so a client never sees
+a 201 for something that did not commit.
+"""
+from __future__ import annotations
+
+from typing import Annotated, AsyncIterator
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stalela.auth.principal import Principal
+from stalela.auth.service import authenticate_api_key, authenticate_operator, touch_api_key
+from stalela.errors import Forbidden
+from stalela.tenancy.context import bind_platform
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_bearer = HTTPBearer(auto_error=False, description="A tenant API key (sk_...) or the operator token.")
+
+
+async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.db.transaction(readonly=request.method in SAFE_METHODS) as session:
+        yield session
+
+
+DbSession = Annotated[AsyncSession, Depends(_db_session, scope="function")]
+
+
+async def _tenant_principal(request: Request, session: DbSession, _doc=Depends(_bearer)) -> Principal:
+    principal, stale = await authenticate_api_key(session, request.headers.get("authorization"))
+    request.state.tenant_id = principal.tenant_id
+    writing = request.method not in SAFE_METHODS
+    if writing and principal.tenant_status != "active":
+        raise Forbidden(f"tenant is {principal.tenant_status}: writes are refused", code="tenant_suspended")
+    if stale:
+        if writing:
+            await touch_api_key(session, principal)
+        else:
+            # A read transaction must not write (on SQLite it would have to upgrade its lock).
+            async with request.app.state.db.transaction() as side:
+                await touch_api_key(side, principal)
+    return principal
+
+
+async def _operator_principal(request: Request, session: DbSession, _doc=Depends(_bearer)) -> Principal:
+    principal = authenticate_operator(request.headers.get("authorization"), request.app.state.settings)
+    await bind_platform(session)
+    return principal
+
+
+TenantPrincipal = Annotated[Principal, Depends(_tenant_principal)]
+OperatorPrincipal = Annotated[Principal, Depends(_operator_principal)]
+
+
+def require_unrestricted(principal: Principal) -> None:
+    """Managing outlets and keys is for tenant-wide keys, not a till's key restricted to one outlet."""
+    if principal.outlet_id is not None:
+        raise Forbidden("this API key is restricted to one outlet", code="api_key_outlet_restricted")

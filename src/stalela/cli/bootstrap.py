@@ -1,0 +1,114 @@
+"""What the CLI does against the database, through the same services as the HTTP API."""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from rich.console import Console
+
+from stalela.auth.principal import Principal
+from stalela.config import Settings
+from stalela.db import migrate as db_migrate
+from stalela.db.session import Database
+from stalela.tenancy import schemas, service
+from stalela.tenancy.context import bind_platform, bind_tenant
+from stalela.tenancy.repository import TenantRepository
+
+console = Console(stderr=True)
+
+
+@asynccontextmanager
+async def _session(settings: Settings) -> AsyncIterator:
+    db = Database.from_settings(settings)
+    try:
+        async with db.transaction() as session:
+            yield session
+    finally:
+        await db.dispose()
+
+
+async def migrate(settings: Settings) -> None:
+    await db_migrate.upgrade(settings.effective_database_url, app_role=settings.database_role)
+
+
+async def create_tenant(settings: Settings, name: str, tax_id: str, jurisdiction: str) -> dict[str, Any]:
+    data = schemas.TenantCreate(name=name, tax_id=tax_id, jurisdiction=jurisdiction)
+    async with _session(settings) as session:
+        await bind_platform(session)
+        tenant, key = await service.create_tenant(session, data)
+        return {
+            "tenant": schemas.TenantOut.model_validate(tenant).model_dump(mode="json"),
+            "api_key": key.secret,
+            "api_key_id": key.key.id,
+        }
+
+
+async def create_outlet(
+    settings: Settings, tenant_id: str, code: str, name: str, timezone: str, address: str | None
+) -> dict[str, Any]:
+    data = schemas.OutletCreate(code=code, name=name, timezone=timezone, address=address)
+    async with _session(settings) as session:
+        await bind_platform(session)
+        await service.get_tenant(session, tenant_id)
+        await bind_tenant(session, tenant_id)
+        outlet = await service.create_outlet(session, Principal(kind="api_key", tenant_id=tenant_id), data)
+        return schemas.OutletOut.model_validate(outlet).model_dump(mode="json")
+
+
+async def create_api_key(settings: Settings, tenant_id: str, name: str, outlet_id: str | None) -> dict[str, Any]:
+    data = schemas.ApiKeyCreate(name=name, outlet_id=outlet_id)
+    async with _session(settings) as session:
+        await bind_platform(session)
+        await service.get_tenant(session, tenant_id)
+        await bind_tenant(session, tenant_id)
+        created = await service.create_api_key(session, Principal(kind="api_key", tenant_id=tenant_id), data)
+        out = schemas.ApiKeyOut.model_validate(created.key).model_dump(mode="json")
+        return {**out, "api_key": created.secret}
+
+
+async def revoke_api_key(settings: Settings, tenant_id: str, key_id: str) -> dict[str, Any]:
+    async with _session(settings) as session:
+        await bind_tenant(session, tenant_id)
+        key = await service.revoke_api_key(session, key_id)
+        return schemas.ApiKeyOut.model_validate(key).model_dump(mode="json")
+
+
+DEMO_FILE = "demo-credentials.json"
+
+
+async def ensure_demo(settings: Settings, host: str, port: int) -> None:
+    """On an empty embedded database: a demo tenant, outlet and key, printed with a curl example.
+
+    The secret is kept in a 0600 file under the data directory so later starts can print it again
+    (only for the embedded demo; real keys are never stored in clear).
+    """
+    path = Path(settings.data_dir) / DEMO_FILE
+    async with _session(settings) as session:
+        await bind_platform(session)
+        empty = await TenantRepository(session).count() == 0
+        if empty:
+            tenant, key = await service.create_tenant(
+                session, schemas.TenantCreate(name="Demo Merchant SARL", tax_id="A1234567B", jurisdiction="CD")
+            )
+            outlet = await service.create_outlet(
+                session,
+                Principal(kind="api_key", tenant_id=tenant.id),
+                schemas.OutletCreate(code="MAIN", name="Demo shop, Gombe", timezone="Africa/Kinshasa"),
+            )
+            creds = {"tenant_id": tenant.id, "outlet_id": outlet.id, "api_key": key.secret}
+    if empty:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(creds, fh, indent=2)
+    if not path.exists():
+        return
+    creds = json.loads(path.read_text())
+    base = f"http://{host}:{port}"
+    console.print("\n[bold]Stalela demo tenant[/bold] (credentials in " + str(path) + ")", highlight=False)
+    console.print(f"  tenant  {creds['tenant_id']}\n  outlet  {creds['outlet_id']}\n  api key {creds['api_key']}", highlight=False)
+    console.print("\nTry it:", highlight=False)
+    console.print(f"  curl -s {base}/v1/outlets -H 'Authorization: Bearer {creds['api_key']}'\n", highlight=False, soft_wrap=True)

@@ -1,0 +1,160 @@
+"""The ``stalela`` command line: serve, migrate, and the registry commands operators script with."""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from stalela.config import get_settings
+
+app = typer.Typer(help="Stalela fiscal cloud", no_args_is_help=True, pretty_exceptions_enable=False)
+tenant_app = typer.Typer(help="Tenants (control plane)", no_args_is_help=True)
+outlet_app = typer.Typer(help="Outlets", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(outlet_app, name="outlet")
+app.add_typer(apikey_app, name="apikey")
+console = Console(stderr=True)
+
+
+def _emit(data: dict[str, Any], as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        print(json.dumps(data, default=str, indent=2))
+    else:
+        for line in lines:
+            console.print(line, highlight=False)
+
+
+def _fail(error: Exception) -> None:
+    from stalela.errors import StalelaError
+
+    if isinstance(error, StalelaError):
+        console.print(f"[red]error[/red] {error.code}: {error.detail}", highlight=False)
+        raise typer.Exit(2)
+    raise error
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="Bind address (default STALELA_HOST)"),
+    port: Optional[int] = typer.Option(None, help="Port (default STALELA_PORT)"),
+    workers: Optional[int] = typer.Option(None, help="Worker processes (default STALELA_WORKERS)"),
+    migrate: bool = typer.Option(True, help="Apply migrations before serving"),
+    demo: Optional[bool] = typer.Option(None, help="Create the demo tenant on an empty embedded database"),
+) -> None:
+    """Start the HTTP service."""
+    import uvicorn
+
+    from stalela.cli import bootstrap
+
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    workers = workers or settings.workers
+    if migrate:
+        asyncio.run(bootstrap.migrate(settings))
+    if demo if demo is not None else (settings.demo and settings.is_sqlite):
+        asyncio.run(bootstrap.ensure_demo(settings, host, port))
+    from stalela.observability.logging import configure_logging
+
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        "stalela.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        proxy_headers=True,
+        access_log=False,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations up to the latest revision."""
+    from stalela.cli import bootstrap
+
+    settings = get_settings()
+    asyncio.run(bootstrap.migrate(settings))
+    console.print("migrations applied")
+
+
+@tenant_app.command("create")
+def tenant_create(
+    name: str = typer.Option(...),
+    tax_id: str = typer.Option(..., "--tax-id"),
+    jurisdiction: str = typer.Option("CD"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Create a tenant and its first API key (printed once)."""
+    from stalela.cli import bootstrap
+
+    try:
+        out = asyncio.run(bootstrap.create_tenant(get_settings(), name, tax_id, jurisdiction))
+    except Exception as exc:
+        _fail(exc)
+    _emit(out, as_json, [f"tenant  {out['tenant']['id']}", f"api key {out['api_key']}  (shown once)"])
+
+
+@outlet_app.command("create")
+def outlet_create(
+    tenant: str = typer.Option(..., help="Tenant id"),
+    code: str = typer.Option(...),
+    name: str = typer.Option(...),
+    timezone: str = typer.Option("Africa/Kinshasa"),
+    address: Optional[str] = typer.Option(None),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Create an outlet for a tenant."""
+    from stalela.cli import bootstrap
+
+    try:
+        out = asyncio.run(bootstrap.create_outlet(get_settings(), tenant, code, name, timezone, address))
+    except Exception as exc:
+        _fail(exc)
+    _emit(out, as_json, [f"outlet {out['id']} ({out['code']})"])
+
+
+@apikey_app.command("create")
+def apikey_create(
+    tenant: str = typer.Option(..., help="Tenant id"),
+    name: str = typer.Option(...),
+    outlet: Optional[str] = typer.Option(None, help="Restrict the key to this outlet id"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Create an API key (printed once)."""
+    from stalela.cli import bootstrap
+
+    try:
+        out = asyncio.run(bootstrap.create_api_key(get_settings(), tenant, name, outlet))
+    except Exception as exc:
+        _fail(exc)
+    _emit(out, as_json, [f"api key {out['id']}: {out['api_key']}  (shown once)"])
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(
+    tenant: str = typer.Option(..., help="Tenant id"),
+    key_id: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Revoke an API key."""
+    from stalela.cli import bootstrap
+
+    try:
+        out = asyncio.run(bootstrap.revoke_api_key(get_settings(), tenant, key_id))
+    except Exception as exc:
+        _fail(exc)
+    _emit(out, as_json, [f"revoked {out['id']} at {out['revoked_at']}"])
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,85 @@
+"""Typed settings: the one place the service reads its configuration from.
+
+Every setting is an environment variable ``STALELA_<NAME>`` (or a line in an optional ``.env``).
+The README's configuration table documents each of them; keep the two in step.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STALELA_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("./var"), description="Where embedded state lives (SQLite file, key store).")
+    database_url: str | None = Field(
+        None, description="postgresql://... or sqlite:///path; default: SQLite file in data_dir."
+    )
+    database_role: str = Field(
+        "stalela_app",
+        description="PostgreSQL role the service switches to (SET ROLE) so row-level security applies "
+        "even when it connects as a superuser; empty to connect as-is.",
+    )
+    database_pool_size: int = Field(10, ge=1, le=200)
+    database_statement_cache: bool = Field(
+        True, description="asyncpg prepared-statement cache; turn off behind PgBouncer (transaction mode)."
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    public_url: str | None = Field(None, description="Base URL printed in QR codes; default http://host:port.")
+
+    operator_token: SecretStr | None = Field(
+        None, description="Bearer token of the platform operator; operator API disabled when unset."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+
+    # Key store: which backend holds the tenants' signing keys.
+    signer_backend: Literal["software", "pkcs11"] = "software"
+    master_key: SecretStr | None = Field(
+        None, description="base64 or hex of 32 bytes encrypting software keys; default: a 0600 file in data_dir."
+    )
+    master_key_file: Path | None = None
+    pkcs11_library: str | None = None
+    pkcs11_token_label: str = "stalela"
+    pkcs11_pin: SecretStr | None = None
+
+    demo: bool = Field(True, description="Create a demo tenant on first start with an empty embedded database.")
+    idempotency_retention_days: int = Field(30, ge=30)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+    @property
+    def effective_database_url(self) -> str:
+        from stalela.db.engine import normalize_database_url
+
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        return normalize_database_url(f"sqlite:///{(self.data_dir / 'stalela.db').resolve()}")
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def effective_master_key_file(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.key"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,96 @@
+"""Engine factory for the two supported databases.
+
+SQLite (embedded default): WAL, foreign keys, a busy timeout, and ``BEGIN IMMEDIATE`` for write
+transactions, because a deferred transaction that later writes deadlocks on the lock upgrade under
+concurrency ("database is locked"). PostgreSQL: asyncpg, and ``SET ROLE`` to a non-superuser role so
+row-level security applies even when the URL names a superuser.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from stalela.errors import StalelaError
+
+READONLY = "stalela_readonly"
+_ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class DatabaseUrlError(StalelaError):
+    code = "database_url_invalid"
+    title = "Invalid database URL"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the plain forms users paste and pick the async driver ourselves."""
+    url = url.strip()
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # SQLAlchemy raises ArgumentError with an unhelpful message
+        raise DatabaseUrlError(f"cannot parse database URL: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    elif backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    else:
+        raise DatabaseUrlError(f"unsupported database {backend!r}: use postgresql:// or sqlite:///")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite_url(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def create_engine(url: str, *, role: str = "", pool_size: int = 10, statement_cache: bool = True) -> AsyncEngine:
+    url = normalize_database_url(url)
+    if is_sqlite_url(url):
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 60})
+        _install_sqlite_hooks(engine)
+        return engine
+
+    if role and not _ROLE_RE.match(role):
+        raise DatabaseUrlError(f"invalid database role name {role!r}")
+    connect_args: dict = {}
+    if not statement_cache:
+        connect_args["statement_cache_size"] = 0
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
+    )
+    if role:
+        @event.listens_for(engine.sync_engine, "connect")
+        def _set_role(dbapi_conn, _record):  # noqa: ANN001
+            cur = dbapi_conn.cursor()
+            cur.execute(f"SET ROLE {role}")
+            cur.close()
+
+    return engine
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+        # Take transaction control away from the driver so we can say BEGIN IMMEDIATE ourselves.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        if conn.get_execution_options().get(READONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")

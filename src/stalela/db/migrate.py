@@ -1,0 +1,48 @@
+"""Alembic, driven from code: ``stalela migrate``, ``make run`` and the test fixtures all call this."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stalela.db.engine import create_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(app_role: str = "stalela_app") -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["app_role"] = app_role
+    return cfg
+
+
+@lru_cache
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def upgrade(url: str, *, app_role: str = "stalela_app", revision: str = "head") -> None:
+    # Migrate as the connecting user (the owner), never as the restricted application role.
+    engine = create_engine(url)
+    cfg = alembic_config(app_role)
+    try:
+        async with engine.begin() as conn:
+            def run(sync_conn):  # noqa: ANN001
+                cfg.attributes["connection"] = sync_conn
+                command.upgrade(cfg, revision)
+
+            await conn.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
+async def migration_status(engine: AsyncEngine) -> tuple[str | None, str | None]:
+    async with engine.connect() as conn:
+        current = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+    return current, head_revision()

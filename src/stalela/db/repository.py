@@ -1,0 +1,41 @@
+"""Repository base: the shared reads every domain repository needs.
+
+Tenant filtering is not done here by hand: sessions bound with ``tenancy.context.bind_tenant``
+get it added to every ORM statement automatically.
+"""
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+M = TypeVar("M")
+
+
+class Repository(Generic[M]):
+    model: type[M]
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, id_: str) -> M | None:
+        return (await self.session.execute(select(self.model).where(self.model.id == id_))).scalar_one_or_none()
+
+    async def get_for_update(self, id_: str) -> M | None:
+        stmt = select(self.model).where(self.model.id == id_).with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def add(self, obj: M) -> M:
+        self.session.add(obj)
+        await self.session.flush()
+        return obj
+
+    async def page(self, stmt: Select[Any] | None, *, limit: int, starting_after: str | None) -> tuple[list[M], bool]:
+        """Newest first by id (ids are time-ordered); fetch one extra row to know ``has_more``."""
+        stmt = stmt if stmt is not None else select(self.model)
+        if starting_after:
+            stmt = stmt.where(self.model.id < starting_after)
+        stmt = stmt.order_by(self.model.id.desc()).limit(limit + 1)
+        rows = list((await self.session.execute(stmt)).scalars())
+        return rows[:limit], len(rows) > limit

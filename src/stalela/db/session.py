@@ -1,0 +1,46 @@
+"""The unit of work: one transaction per request or worker job, committed at the boundary.
+
+Services receive the ``AsyncSession`` and only ``flush``; whoever opened the transaction here
+commits it (or rolls it back on any exception).
+"""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from stalela.config import Settings
+from stalela.db.engine import READONLY, create_engine, is_sqlite_url
+
+
+class Database:
+    def __init__(self, url: str, *, role: str = "", pool_size: int = 10, statement_cache: bool = True) -> None:
+        self.url = url
+        self.is_sqlite = is_sqlite_url(url)
+        self.engine: AsyncEngine = create_engine(
+            url, role=role, pool_size=pool_size, statement_cache=statement_cache
+        )
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._readonly_sessions = async_sessionmaker(
+            self.engine.execution_options(**{READONLY: True}), expire_on_commit=False, autoflush=False
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Database":
+        return cls(
+            settings.effective_database_url,
+            role=settings.database_role,
+            pool_size=settings.database_pool_size,
+            statement_cache=settings.database_statement_cache,
+        )
+
+    @asynccontextmanager
+    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[AsyncSession]:
+        factory = self._readonly_sessions if readonly else self._sessions
+        async with factory() as session:
+            async with session.begin():
+                yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from stalela.db.migrate import migration_status
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz():
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request):
+    """The database answers and its schema is at the latest migration."""
+    try:
+        current, head = await migration_status(request.app.state.db.engine)
+    except Exception as exc:  # any failure to reach the database means "not ready"
+        return JSONResponse({"status": "unavailable", "database": "unreachable", "detail": type(exc).__name__},
+                            status_code=503)
+    if current != head:
+        return JSONResponse({"status": "unavailable", "database": "ok", "migration": current, "expected": head},
+                            status_code=503)
+    return {"status": "ok", "database": "ok", "migration": current}

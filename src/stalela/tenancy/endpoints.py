@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+
+from stalela.auth.dependencies import DbSession, OperatorPrincipal, TenantPrincipal, require_unrestricted
+from stalela.kit.pagination import Page, PageParams, page_params
+from stalela.tenancy import schemas, service
+
+router = APIRouter(prefix="/v1")
+Id = Annotated[str, Path(max_length=64)]
+Paging = Annotated[PageParams, Depends(page_params)]
+
+
+# --- operator (control plane) --------------------------------------------------------------------
+
+@router.post("/tenants", status_code=201, response_model=schemas.TenantCreated, tags=["tenants"])
+async def create_tenant(body: schemas.TenantCreate, session: DbSession, _: OperatorPrincipal):
+    tenant, key = await service.create_tenant(session, body)
+    return schemas.TenantCreated(
+        tenant=schemas.TenantOut.model_validate(tenant), api_key=key.secret, api_key_id=key.key.id
+    )
+
+
+@router.get("/tenants", response_model=Page[schemas.TenantOut], tags=["tenants"])
+async def list_tenants(session: DbSession, _: OperatorPrincipal, paging: Paging):
+    rows, more = await service.list_tenants(session, limit=paging.limit, starting_after=paging.starting_after)
+    return {"data": rows, "has_more": more}
+
+
+@router.get("/tenants/{tenant_id}", response_model=schemas.TenantOut, tags=["tenants"])
+async def get_tenant(tenant_id: Id, session: DbSession, _: OperatorPrincipal):
+    return await service.get_tenant(session, tenant_id)
+
+
+@router.post("/tenants/{tenant_id}/suspend", response_model=schemas.TenantOut, tags=["tenants"])
+async def suspend_tenant(tenant_id: Id, session: DbSession, _: OperatorPrincipal):
+    return await service.set_tenant_status(session, tenant_id, "suspended")
+
+
+@router.post("/tenants/{tenant_id}/activate", response_model=schemas.TenantOut, tags=["tenants"])
+async def activate_tenant(tenant_id: Id, session: DbSession, _: OperatorPrincipal):
+    return await service.set_tenant_status(session, tenant_id, "active")
+
+
+# --- outlets -------------------------------------------------------------------------------------
+
+@router.post("/outlets", status_code=201, response_model=schemas.OutletOut, tags=["outlets"])
+async def create_outlet(body: schemas.OutletCreate, session: DbSession, principal: TenantPrincipal):
+    require_unrestricted(principal)
+    return await service.create_outlet(session, principal, body)
+
+
+@router.get("/outlets", response_model=Page[schemas.OutletOut], tags=["outlets"])
+async def list_outlets(session: DbSession, principal: TenantPrincipal, paging: Paging):
+    rows, more = await service.list_outlets(
+        session, principal, limit=paging.limit, starting_after=paging.starting_after
+    )
+    return {"data": rows, "has_more": more}
+
+
+@router.get("/outlets/{outlet_id}", response_model=schemas.OutletOut, tags=["outlets"])
+async def get_outlet(outlet_id: Id, session: DbSession, principal: TenantPrincipal):
+    return await service.get_outlet(session, principal, outlet_id)
+
+
+@router.patch("/outlets/{outlet_id}", response_model=schemas.OutletOut, tags=["outlets"])
+async def update_outlet(outlet_id: Id, body: schemas.OutletUpdate, session: DbSession, principal: TenantPrincipal):
+    require_unrestricted(principal)
+    return await service.update_outlet(session, principal, outlet_id, body)
+
+
+# --- API keys ------------------------------------------------------------------------------------
+
+@router.post("/api-keys", status_code=201, response_model=schemas.ApiKeyCreated, tags=["api-keys"])
+async def create_api_key(body: schemas.ApiKeyCreate, session: DbSession, principal: TenantPrincipal):
+    require_unrestricted(principal)
+    created = await service.create_api_key(session, principal, body)
+    return schemas.ApiKeyCreated(**schemas.ApiKeyOut.model_validate(created.key).model_dump(), api_key=created.secret)
+
+
+@router.get("/api-keys", response_model=Page[schemas.ApiKeyOut], tags=["api-keys"])
+async def list_api_keys(session: DbSession, principal: TenantPrincipal, paging: Paging):
+    require_unrestricted(principal)
+    rows, more = await service.list_api_keys(session, limit=paging.limit, starting_after=paging.starting_after)
+    return {"data": rows, "has_more": more}
+
+
+@router.get("/api-keys/{key_id}", response_model=schemas.ApiKeyOut, tags=["api-keys"])
+async def get_api_key(key_id: Id, session: DbSession, principal: TenantPrincipal):
+    require_unrestricted(principal)
+    return await service.get_api_key(session, key_id)
+
+
+@router.delete("/api-keys/{key_id}", response_model=schemas.ApiKeyOut, tags=["api-keys"])
+async def revoke_api_key(key_id: Id, session: DbSession, principal: TenantPrincipal):
+    require_unrestricted(principal)
+    return await service.revoke_api_key(session, key_id)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+
+from stalela.db.base import utcnow
+from stalela.db.repository import Repository
+from stalela.tenancy.models import ApiKey, Outlet, Tenant
+
+
+class TenantRepository(Repository[Tenant]):
+    model = Tenant
+
+    async def count(self) -> int:
+        return (await self.session.execute(select(func.count()).select_from(Tenant))).scalar_one()
+
+
+class OutletRepository(Repository[Outlet]):
+    model = Outlet
+
+    async def get_by_code(self, code: str) -> Outlet | None:
+        return (await self.session.execute(select(Outlet).where(Outlet.code == code))).scalar_one_or_none()
+
+
+class ApiKeyRepository(Repository[ApiKey]):
+    model = ApiKey
+
+    async def find_active_by_hash(self, key_hash: str) -> tuple[ApiKey, Tenant] | None:
+        """Runs on a platform-bound session: the tenant is what we are trying to learn."""
+        stmt = (
+            select(ApiKey, Tenant)
+            .join(Tenant, Tenant.id == ApiKey.tenant_id)
+            .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+        )
+        row = (await self.session.execute(stmt)).first()
+        return (row[0], row[1]) if row else None
+
+    async def touch(self, tenant_id: str, key_id: str) -> None:
+        await self.session.execute(
+            update(ApiKey)
+            .where(ApiKey.tenant_id == tenant_id, ApiKey.id == key_id)
+            .values(last_used_at=utcnow())
+        )

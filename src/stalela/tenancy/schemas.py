@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo, available_timezones
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from stalela.fiscal.jurisdictions import get_jurisdiction
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+_TIMEZONES = frozenset(available_timezones())
+
+
+def _check_timezone(value: str) -> str:
+    if value not in _TIMEZONES:
+        raise ValueError("must be an IANA timezone such as Africa/Kinshasa")
+    ZoneInfo(value)
+    return value
+
+
+class TenantCreate(StrictModel):
+    name: str = Field(min_length=1, max_length=200)
+    tax_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9./-]+$")
+    jurisdiction: str = Field("CD", min_length=2, max_length=8)
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        try:
+            get_jurisdiction(v)
+        except KeyError:
+            raise ValueError("unsupported jurisdiction (supported: CD)") from None
+        return v
+
+
+class TenantOut(StrictModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    tax_id: str
+    jurisdiction: str
+    status: Literal["active", "suspended", "deprovisioning", "deleted"]
+    created_at: datetime
+    updated_at: datetime
+
+
+class OutletCreate(StrictModel):
+    code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    timezone: str = Field("Africa/Kinshasa", max_length=64)
+    address: str | None = Field(None, max_length=500)
+
+    _tz = field_validator("timezone")(_check_timezone)
+
+
+class OutletUpdate(StrictModel):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    timezone: str | None = Field(None, max_length=64)
+    address: str | None = Field(None, max_length=500)
+    status: Literal["active", "inactive"] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else _check_timezone(v)
+
+
+class OutletOut(StrictModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    tenant_id: str
+    code: str
+    name: str
+    address: str | None
+    timezone: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ApiKeyCreate(StrictModel):
+    name: str = Field(min_length=1, max_length=200)
+    outlet_id: str | None = Field(None, max_length=40)
+
+
+class ApiKeyOut(StrictModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    tenant_id: str
+    name: str
+    prefix: str
+    outlet_id: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    api_key: str = Field(description="The secret, shown exactly once.")
+
+
+class TenantCreated(StrictModel):
+    tenant: TenantOut
+    api_key: str = Field(description="The tenant's first API key, shown exactly once.")
+    api_key_id: str

@@ -1,0 +1,157 @@
+"""Tenancy use cases. Services flush, never commit: the caller's boundary owns the transaction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stalela.auth.apikeys import generate_api_key
+from stalela.auth.principal import Principal
+from stalela.db.base import utcnow
+from stalela.errors import Conflict, NotFound, ValidationFailed
+from stalela.kit.ids import new_id
+from stalela.tenancy import schemas
+from stalela.tenancy.context import bind_tenant
+from stalela.tenancy.models import ApiKey, Outlet, Tenant
+from stalela.tenancy.repository import ApiKeyRepository, OutletRepository, TenantRepository
+
+
+@dataclass
+class CreatedKey:
+    key: ApiKey
+    secret: str
+
+
+# Hooks run inside the tenant-creation transaction (e.g. the signing key registry creates the
+# tenant's first key). Registered at start-up by the domains that need them.
+tenant_created_hooks: list = []
+
+
+async def create_tenant(session: AsyncSession, data: schemas.TenantCreate) -> tuple[Tenant, CreatedKey]:
+    tenant = Tenant(id=new_id("ten"), name=data.name, tax_id=data.tax_id, jurisdiction=data.jurisdiction)
+    await TenantRepository(session).add(tenant)
+    await bind_tenant(session, tenant.id)
+    created = await _new_key(session, tenant.id, "default", None)
+    for hook in tenant_created_hooks:
+        await hook(session, tenant)
+    return tenant, created
+
+
+async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant:
+    tenant = await TenantRepository(session).get(tenant_id)
+    if tenant is None:
+        raise NotFound("no such tenant", code="tenant_not_found")
+    return tenant
+
+
+async def set_tenant_status(session: AsyncSession, tenant_id: str, status: str) -> Tenant:
+    tenant = await TenantRepository(session).get_for_update(tenant_id)
+    if tenant is None:
+        raise NotFound("no such tenant", code="tenant_not_found")
+    if tenant.status in ("deprovisioning", "deleted"):
+        raise Conflict(f"tenant is {tenant.status}", code="tenant_status_conflict")
+    tenant.status = status
+    tenant.updated_at = utcnow()
+    await session.flush()
+    return tenant
+
+
+async def list_tenants(session: AsyncSession, *, limit: int, starting_after: str | None) -> tuple[list[Tenant], bool]:
+    return await TenantRepository(session).page(None, limit=limit, starting_after=starting_after)
+
+
+# --- outlets -------------------------------------------------------------------------------------
+
+
+async def create_outlet(session: AsyncSession, principal: Principal, data: schemas.OutletCreate) -> Outlet:
+    repo = OutletRepository(session)
+    if await repo.get_by_code(data.code) is not None:
+        raise Conflict(f"an outlet with code {data.code!r} already exists", code="outlet_code_taken", field="code")
+    outlet = Outlet(
+        tenant_id=principal.tenant_id,
+        id=new_id("out"),
+        code=data.code,
+        name=data.name,
+        address=data.address,
+        timezone=data.timezone,
+    )
+    try:
+        async with session.begin_nested():
+            await repo.add(outlet)
+    except IntegrityError:  # a concurrent request took the code between our check and insert
+        raise Conflict(f"an outlet with code {data.code!r} already exists", code="outlet_code_taken", field="code")
+    return outlet
+
+
+async def get_outlet(session: AsyncSession, principal: Principal, outlet_id: str) -> Outlet:
+    outlet = await OutletRepository(session).get(outlet_id)
+    # A restricted key sees only its own outlet; anything else looks absent.
+    if outlet is None or (principal.outlet_id and principal.outlet_id != outlet.id):
+        raise NotFound("no such outlet", code="outlet_not_found")
+    return outlet
+
+
+async def list_outlets(
+    session: AsyncSession, principal: Principal, *, limit: int, starting_after: str | None
+) -> tuple[list[Outlet], bool]:
+    repo = OutletRepository(session)
+    stmt = None
+    if principal.outlet_id:
+        stmt = select(Outlet).where(Outlet.id == principal.outlet_id)
+    return await repo.page(stmt, limit=limit, starting_after=starting_after)
+
+
+async def update_outlet(
+    session: AsyncSession, principal: Principal, outlet_id: str, data: schemas.OutletUpdate
+) -> Outlet:
+    outlet = await get_outlet(session, principal, outlet_id)
+    changes = data.model_dump(exclude_unset=True)
+    for name in ("name", "timezone", "status"):
+        if name in changes and changes[name] is None:
+            raise ValidationFailed(f"{name} cannot be null", code="field_not_nullable", field=name)
+    for name, value in changes.items():
+        setattr(outlet, name, value)
+    outlet.updated_at = utcnow()
+    await session.flush()
+    return outlet
+
+
+# --- API keys ------------------------------------------------------------------------------------
+
+
+async def _new_key(session: AsyncSession, tenant_id: str, name: str, outlet_id: str | None) -> CreatedKey:
+    secret, prefix, key_hash = generate_api_key()
+    key = ApiKey(
+        tenant_id=tenant_id, id=new_id("key"), name=name, prefix=prefix, key_hash=key_hash, outlet_id=outlet_id
+    )
+    await ApiKeyRepository(session).add(key)
+    return CreatedKey(key=key, secret=secret)
+
+
+async def create_api_key(session: AsyncSession, principal: Principal, data: schemas.ApiKeyCreate) -> CreatedKey:
+    if data.outlet_id is not None and await OutletRepository(session).get(data.outlet_id) is None:
+        raise ValidationFailed("no such outlet", code="outlet_not_found", field="outlet_id")
+    return await _new_key(session, principal.tenant_id, data.name, data.outlet_id)
+
+
+async def list_api_keys(session: AsyncSession, *, limit: int, starting_after: str | None) -> tuple[list[ApiKey], bool]:
+    return await ApiKeyRepository(session).page(None, limit=limit, starting_after=starting_after)
+
+
+async def get_api_key(session: AsyncSession, key_id: str) -> ApiKey:
+    key = await ApiKeyRepository(session).get(key_id)
+    if key is None:
+        raise NotFound("no such API key", code="api_key_not_found")
+    return key
+
+
+async def revoke_api_key(session: AsyncSession, key_id: str) -> ApiKey:
+    key = await ApiKeyRepository(session).get_for_update(key_id)
+    if key is None:
+        raise NotFound("no such API key", code="api_key_not_found")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        await session.flush()
+    return key

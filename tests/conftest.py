@@ -1,0 +1,107 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL), the app in-process, and a live server."""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+import httpx
+import pytest
+
+from stalela.config import Settings
+from stalela.db.migrate import upgrade
+from stalela.db.session import Database
+from tests.support.databases import create_database, drop_database, find_postgres
+
+OPERATOR_TOKEN = "test-operator-token"
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    server = find_postgres()
+    yield server
+    if server.stop:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def _sqlite_url(tmp_path_factory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'stalela.db'}"
+    asyncio.run(upgrade(url))
+    return url
+
+
+@pytest.fixture(scope="session")
+def _postgres_url(postgres_server) -> str:
+    if not postgres_server.admin_url:
+        pytest.skip(postgres_server.reason)
+    url = create_database(postgres_server.admin_url)
+    asyncio.run(upgrade(url))
+    yield url
+    drop_database(postgres_server.admin_url, url)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request) -> str:
+    """A migrated database on each backend; tests isolate themselves by creating their own tenants."""
+    return request.getfixturevalue(f"_{request.param}_url")
+
+
+def make_settings(database_url: str, tmp_path, **overrides) -> Settings:
+    values = dict(
+        database_url=database_url,
+        data_dir=tmp_path,
+        operator_token=OPERATOR_TOKEN,
+        demo=False,
+        log_level="WARNING",
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(database_url, tmp_path) -> Settings:
+    return make_settings(database_url, tmp_path)
+
+
+@pytest.fixture
+async def db(settings) -> AsyncIterator[Database]:
+    database = Database.from_settings(settings)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def app(settings):
+    from stalela.app import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+@pytest.fixture
+def operator_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+@pytest.fixture
+def new_tenant(client, operator_headers):
+    """Factory: create a tenant through the API, return (tenant, headers with its API key)."""
+
+    async def make(name: str = "Tenant SARL", tax_id: str = "A0000001B"):
+        r = await client.post("/v1/tenants", json={"name": name, "tax_id": tax_id, "jurisdiction": "CD"},
+                              headers=operator_headers)
+        assert r.status_code == 201, r.text
+        body = r.json()
+        return body["tenant"], {"Authorization": f"Bearer {body['api_key']}"}
+
+    return make
+
