@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.asyncio
 
 
 async def test_tenant_lifecycle_and_outlets(client, operator_headers, new_tenant):

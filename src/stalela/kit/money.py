@@ -46,8 +46,8 @@ def round_money_ratio(numerator: Decimal | int, denominator: Decimal | int) -> D
     """``round_money(numerator / denominator)`` for the exact quotient.
 
     Used where a division appears (VAT extracted from a tax-inclusive amount, a foreign-currency
-    equivalent): the quotient is usually non-terminating (x * 0.16 / 1.16 = 4x/29), so it is computed
-    as a fraction instead of a truncated decimal that could sit on the wrong side of a .005 tie.
+    equivalent): the quotient is usually non-terminating (x * 0.16 / 1.16 = 4x/29), so it is
+    computed as a fraction instead of a truncated decimal that could sit on the wrong side of a .005 tie.
     """
     if Decimal(denominator).is_zero():
         raise ZeroDivisionError("round_money_ratio: denominator is zero")

@@ -58,7 +58,9 @@ EXAMPLE_JWK = {
     "use": "sig",
 }
 # One signature made with TEST_KEY_PEM over EXAMPLE_CANONICAL: a vector for outside verifiers.
-EXAMPLE_SIGNATURE = "UFcPKeFL3eTfvLeImFs6_0t3GAfs2fy1Bm-PwfMPbAS5N5BKrntPJdww4nUDc0l1kqRwvMimS2nUeFA8fdrS_g"
+EXAMPLE_SIGNATURE = (
+    "UFcPKeFL3eTfvLeImFs6_0t3GAfs2fy1Bm-PwfMPbAS5N5BKrntPJdww4nUDc0l1kqRwvMimS2nUeFA8fdrS_g"
+)
 
 
 def _test_key() -> ec.EllipticCurvePrivateKey:
@@ -126,7 +128,8 @@ def test_jwk_refuses_other_curves_and_points_off_the_curve() -> None:
 
 def test_worked_example() -> None:
     assert canonical_bytes(EXAMPLE_PAYLOAD) == EXAMPLE_CANONICAL
-    assert seal_hash(EXAMPLE_PAYLOAD) == EXAMPLE_HASH == hashlib.sha256(EXAMPLE_CANONICAL).hexdigest()
+    assert hashlib.sha256(EXAMPLE_CANONICAL).hexdigest() == EXAMPLE_HASH
+    assert seal_hash(EXAMPLE_PAYLOAD) == EXAMPLE_HASH
     stored = {
         "payload": EXAMPLE_PAYLOAD,
         "hash": EXAMPLE_HASH,
@@ -185,7 +188,8 @@ def test_payload_and_hash_changed_together_fail_on_the_signature(sealed: dict) -
 
 
 def test_another_key_published_under_the_same_kid_does_not_verify(sealed: dict) -> None:
-    impostor = public_jwk_from_public_key(ec.generate_private_key(ec.SECP256R1()).public_key(), KEY_ID)
+    other_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    impostor = public_jwk_from_public_key(other_key, KEY_ID)
     assert verify_seal(sealed, impostor).reason == "signature does not verify"
 
 
@@ -200,19 +204,35 @@ def test_payload_naming_another_key_is_rejected() -> None:
 
 @pytest.mark.parametrize(
     "signature",
-    ["", "!!!", "AA==", EXAMPLE_SIGNATURE + "=", EXAMPLE_SIGNATURE[:-2], EXAMPLE_SIGNATURE + "AAAA",
-     b64url_encode(b"\x00" * 64), b64url_encode(b"\xff" * 64), None, 123, ["x"]],
+    [
+        "",
+        "!!!",
+        "AA==",
+        EXAMPLE_SIGNATURE + "=",
+        EXAMPLE_SIGNATURE[:-2],
+        EXAMPLE_SIGNATURE + "AAAA",
+        b64url_encode(b"\x00" * 64),  # r = s = 0
+        b64url_encode(b"\xff" * 64),  # r, s above the group order
+        None,
+        123,
+        ["x"],
+    ],
 )
 def test_malformed_signatures_are_reported_not_raised(sealed: dict, signature) -> None:
     check = verify_seal(dict(sealed, signature=signature), EXAMPLE_JWK)
     assert check.valid is False and check.reason
 
 
-@pytest.mark.parametrize(
-    "seal",
-    [None, [], "seal", {}, {"payload": []}, {"payload": {"counter": 2**60}, "hash": "0" * 64,
-     "signature": EXAMPLE_SIGNATURE, "key_id": KEY_ID, "algorithm": "ES256"}],
-)
+_UNCANONICALIZABLE = {
+    "payload": {"counter": 2**60},
+    "hash": "0" * 64,
+    "signature": EXAMPLE_SIGNATURE,
+    "key_id": KEY_ID,
+    "algorithm": "ES256",
+}
+
+
+@pytest.mark.parametrize("seal", [None, [], "seal", {}, {"payload": []}, _UNCANONICALIZABLE])
 def test_malformed_seals_are_reported_not_raised(seal) -> None:
     check = verify_seal(seal, EXAMPLE_JWK)
     assert check.valid is False and check.reason
@@ -220,9 +240,19 @@ def test_malformed_seals_are_reported_not_raised(seal) -> None:
 
 @pytest.mark.parametrize(
     "jwk",
-    [None, {}, {"kid": KEY_ID}, dict(EXAMPLE_JWK, kty="RSA"), dict(EXAMPLE_JWK, crv="P-384"),
-     dict(EXAMPLE_JWK, x="not base64!"), dict(EXAMPLE_JWK, x=b64url_encode(b"\x01" * 31)),
-     dict(EXAMPLE_JWK, y=EXAMPLE_JWK["x"]), dict(EXAMPLE_JWK, alg="RS256"), dict(EXAMPLE_JWK, x=5)],
+    [
+        None,
+        {},
+        {"kid": KEY_ID},
+        dict(EXAMPLE_JWK, kty="RSA"),
+        dict(EXAMPLE_JWK, crv="P-384"),
+        dict(EXAMPLE_JWK, x="not base64!"),
+        dict(EXAMPLE_JWK, x=b64url_encode(b"\x01" * 31)),
+        dict(EXAMPLE_JWK, y=EXAMPLE_JWK["x"]),
+        dict(EXAMPLE_JWK, alg="RS256"),
+        dict(EXAMPLE_JWK, use="enc"),
+        dict(EXAMPLE_JWK, x=5),
+    ],
 )
 def test_malformed_keys_are_reported_not_raised(sealed: dict, jwk) -> None:
     check = verify_seal(sealed, jwk)

@@ -74,7 +74,8 @@ def test_exchange_accepts_iso_string_or_date():
 
 @pytest.mark.parametrize("currency", ["EUR", "usd", "CDF"])
 def test_exchange_currency(currency):
-    assert_violation(draft(exchange=usd(currency=currency)), "exchange_invalid", "exchange.currency")
+    assert_violation(draft(exchange=usd(currency=currency)), "exchange_invalid",
+                     "exchange.currency")
 
 
 @pytest.mark.parametrize("rate", ["0", "-1", "0.0000001", "1000000000", "NaN", "Infinity", 2850.5])

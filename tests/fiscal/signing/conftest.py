@@ -5,7 +5,12 @@ from collections.abc import Iterator
 import pytest
 
 from stalela.fiscal.signing.pkcs11 import Pkcs11KeyBackend
-from tests.support.softhsm import SKIP_REASON, SoftHsmToken, find_softhsm_library, init_softhsm_token
+from tests.support.softhsm import (
+    SKIP_REASON,
+    SoftHsmToken,
+    find_softhsm_library,
+    init_softhsm_token,
+)
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +27,8 @@ def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> SoftHsmToken:
 
 @pytest.fixture(scope="session")
 def pkcs11_backend(softhsm_token: SoftHsmToken) -> Iterator[Pkcs11KeyBackend]:
-    backend = Pkcs11KeyBackend(softhsm_token.library_path, softhsm_token.token_label, softhsm_token.pin)
+    backend = Pkcs11KeyBackend(
+        softhsm_token.library_path, softhsm_token.token_label, softhsm_token.pin
+    )
     yield backend
     backend.close()

@@ -135,7 +135,8 @@ def test_concurrent_signing_from_8_threads(backend: SoftwareKeyBackend) -> None:
         key_id = ("k1", "k2")[i % 2]
         payload = dict(PAYLOAD, counter=i, key_id=key_id)
         signature = backend.sign(key_id, generated[key_id].private_ref, canonical_bytes(payload))
-        return verify_seal(build_seal(payload, signature, key_id), generated[key_id].public_jwk).valid
+        seal = build_seal(payload, signature, key_id)
+        return verify_seal(seal, generated[key_id].public_jwk).valid
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert all(pool.map(work, range(800)))

@@ -22,6 +22,10 @@ pytestmark = pytest.mark.hsm
 PAYLOAD = {"tenant_id": "t_1", "outlet_id": "o_1", "counter": 3, "total": "99.50"}
 
 
+def _backend(token: SoftHsmToken) -> Pkcs11KeyBackend:
+    return Pkcs11KeyBackend(token.library_path, token.token_label, token.pin)
+
+
 def _key_id() -> str:
     # The token outlives single tests (session-scoped), so every test makes its own keys.
     return f"k-{uuid.uuid4().hex[:12]}"
@@ -75,7 +79,7 @@ def test_keys_persist_for_a_new_backend(
 ) -> None:
     key_id = _key_id()
     generated = pkcs11_backend.generate(key_id)
-    other = Pkcs11KeyBackend(softhsm_token.library_path, softhsm_token.token_label, softhsm_token.pin)
+    other = _backend(softhsm_token)
     try:
         assert other.public_jwk(key_id) == generated.public_jwk
         payload = dict(PAYLOAD, key_id=key_id)
@@ -116,20 +120,24 @@ def test_wrong_pin_is_signer_unavailable(softhsm_token: SoftHsmToken) -> None:
     script = textwrap.dedent(
         f"""
         from stalela.fiscal.signing import Pkcs11KeyBackend, SigningError
-        backend = Pkcs11KeyBackend({softhsm_token.library_path!r}, {softhsm_token.token_label!r}, "wrong")
+        backend = Pkcs11KeyBackend(
+            {softhsm_token.library_path!r}, {softhsm_token.token_label!r}, "wrong"
+        )
         try:
             backend.sign("k", None, b"data")
         except SigningError as exc:
             print(exc.detail)
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert "PIN was refused" in done.stdout
 
 
 def test_recovers_from_a_session_closed_behind_its_back(softhsm_token: SoftHsmToken) -> None:
-    backend = Pkcs11KeyBackend(softhsm_token.library_path, softhsm_token.token_label, softhsm_token.pin)
+    backend = _backend(softhsm_token)
     try:
         key_id = _key_id()
         generated = backend.generate(key_id)
@@ -142,8 +150,8 @@ def test_recovers_from_a_session_closed_behind_its_back(softhsm_token: SoftHsmTo
 
 
 def test_concurrent_signing_from_8_threads(pkcs11_backend: Pkcs11KeyBackend) -> None:
-    keys = {key_id: pkcs11_backend.generate(key_id).public_jwk for key_id in (_key_id(), _key_id())}
-    key_ids = sorted(keys)
+    key_ids = [_key_id(), _key_id()]
+    keys = {key_id: pkcs11_backend.generate(key_id).public_jwk for key_id in key_ids}
 
     def work(i: int) -> bool:
         key_id = key_ids[i % 2]

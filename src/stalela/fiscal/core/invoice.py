@@ -1,8 +1,8 @@
 """The invoice as the pure fiscal core sees it: a draft going in, a computed invoice coming out.
 
-Codes (invoice type, tax group, ...) are plain strings in the draft on purpose: the HTTP layer passes
-through whatever the client sent and the jurisdiction rejects unknown codes with its own stable rule
-codes, so one place (the jurisdiction's data) decides what is valid.
+Codes (invoice type, tax group, ...) are plain strings in the draft on purpose: the HTTP layer
+passes through whatever the client sent and the jurisdiction rejects unknown codes with its own
+stable rule codes, so one place (the jurisdiction's data) decides what is valid.
 
 Amounts are ``Decimal``. A credit note carries positive amounts; its type (FA, EA) says it is a
 credit, so totals never change sign with the document type.
@@ -200,7 +200,9 @@ class ComputedInvoice:
         if self.buyer is None:
             return None
         b = self.buyer
-        return {"type": b.type, "name": b.name, "tax_id": b.tax_id, "exemption_ref": b.exemption_ref}
+        return {
+            "type": b.type, "name": b.name, "tax_id": b.tax_id, "exemption_ref": b.exemption_ref
+        }
 
     def payments_as_json(self) -> list[dict[str, str]] | None:
         if self.payments is None:

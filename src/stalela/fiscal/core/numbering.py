@@ -40,7 +40,7 @@ def format_fiscal_number(outlet_code: str, counter: int) -> str:
 
 
 def parse_fiscal_number(text: str) -> FiscalNumber:
-    """Inverse of `format_fiscal_number`; raises ``ValueError`` for anything it would not produce."""
+    """Inverse of `format_fiscal_number`; ``ValueError`` for any text it would not produce."""
     if not isinstance(text, str):
         raise ValueError("a fiscal number is a string")
     outlet_code, sep, digits = text.rpartition(SEPARATOR)

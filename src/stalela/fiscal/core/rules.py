@@ -54,7 +54,7 @@ class Jurisdiction(Protocol):
     tax_groups: Mapping[str, TaxGroup]
 
     def original_types_for(self, credit_type: str) -> frozenset[str]:
-        """The invoice types a credit note of ``credit_type`` may cite (empty if not a credit note)."""
+        """Invoice types a credit note of ``credit_type`` may cite; empty for other types."""
         ...
 
     def validate(self, draft: InvoiceDraft, original: OriginalInvoice | None = None) -> None:
@@ -103,7 +103,9 @@ def line_amount(quantity: Decimal, unit_price: Decimal) -> Decimal:
     return multiply_money(quantity, unit_price)
 
 
-def group_base_and_vat(amount: Decimal, group: TaxGroup, price_mode: str) -> tuple[Decimal, Decimal]:
+def group_base_and_vat(
+    amount: Decimal, group: TaxGroup, price_mode: str
+) -> tuple[Decimal, Decimal]:
     """Split a group's amount into (base, vat), rounding once per group, never per line.
 
     Rounding per group (as Benin's e-MECeF, of the same lineage as the DRC e-MCF, does) keeps the

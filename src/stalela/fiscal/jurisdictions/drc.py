@@ -24,6 +24,7 @@ from stalela.fiscal.core.invoice import (
     ExchangeInfo,
     InvoiceDraft,
     OriginalInvoice,
+    Payment,
     Totals,
 )
 from stalela.fiscal.core.numbering import is_fiscal_number
@@ -165,17 +166,18 @@ class DRC:
     def compute(
         self, draft: InvoiceDraft, original: OriginalInvoice | None = None
     ) -> ComputedInvoice:
-        # The order is part of the contract: header, credit-note fields, buyer, lines in order,
-        # totals, the cited original, then payments (which need the payable amount).
+        # The order is part of the contract (docs/jurisdictions/drc.md, "Order of the checks"):
+        # header, exchange, credit-note fields, buyer, lines in order, total, the cited original,
+        # then payments, which need the payable amount.
         _check_header(draft)
         exchange_rate = _check_exchange(draft.exchange)
         _check_credit_note_fields(draft)
         buyer_type = _check_buyer(draft.buyer)
         lines = _check_lines(draft, buyer_type)
-        with money_context():
-            totals = compute_totals(lines, TAX_GROUPS, draft.price_mode)
+        totals = compute_totals(lines, TAX_GROUPS, draft.price_mode)
         if totals.total >= LIMITS.max_amount:
-            raise fail("total_too_large", "lines", f"the total must be less than {LIMITS.max_amount}")
+            raise fail("total_too_large", "lines",
+                       f"the total must be less than {LIMITS.max_amount}")
         _check_original(draft, original, totals)
         _check_payments(draft.payments, totals)
         return ComputedInvoice(
@@ -236,7 +238,8 @@ def _as_date(value: object) -> date | None:
 def _check_credit_note_fields(draft: InvoiceDraft) -> None:
     if draft.type not in CREDIT_NOTE_TYPES:
         if draft.nature is not None:
-            raise fail("nature_not_allowed", "nature", f"only credit notes carry a nature, not {draft.type}")
+            raise fail("nature_not_allowed", "nature",
+                       f"only credit notes carry a nature, not {draft.type}")
         if draft.original is not None:
             raise fail("original_not_allowed", "original",
                        f"only credit notes cite an original invoice, not {draft.type}")
@@ -250,7 +253,7 @@ def _check_credit_note_fields(draft: InvoiceDraft) -> None:
     if draft.original is None:
         if draft.nature not in NATURES_WITHOUT_ORIGINAL:
             raise fail("credit_note_original_required", "original",
-                       f"a {draft.nature} credit note must cite the original invoice's fiscal number")
+                       f"a {draft.nature} credit note must cite the original's fiscal number")
     elif not is_fiscal_number(draft.original):
         raise fail("credit_note_original_invalid", "original",
                    f"{draft.original!r} is not a fiscal number")
@@ -342,7 +345,8 @@ def _check_line_group(
         raise fail(code, field, f"{item_type} lines use groups {', '.join(sorted(allowed))}")
     if group == EXPORT_GROUP and not is_export:
         raise fail("group_e_requires_export", field,
-                   f"group {EXPORT_GROUP} is only for export types {', '.join(sorted(EXPORT_TYPES))}")
+                   f"group {EXPORT_GROUP} is only for export types "
+                   f"{', '.join(sorted(EXPORT_TYPES))}")
     if is_export and item_type in EXPORT_ITEM_TYPES and group != EXPORT_GROUP:
         raise fail("export_line_not_group_e", field,
                    f"on an export invoice, {item_type} lines are in group {EXPORT_GROUP}")
@@ -380,7 +384,7 @@ def _check_original(draft: InvoiceDraft, original: OriginalInvoice | None, total
                        f"credited on {draft.original} ({money_str(max(remaining, _ZERO))})")
 
 
-def _check_payments(payments: tuple | None, totals: Totals) -> None:
+def _check_payments(payments: tuple[Payment, ...] | None, totals: Totals) -> None:
     if payments is None:
         return
     paid = _ZERO

@@ -73,7 +73,11 @@ class Pkcs11KeyBackend:
         self._cond = threading.Condition()
 
     def generate(self, key_id: str) -> GeneratedKey:
-        return self._run(lambda pooled: self._generate(pooled, key_id), f"generate key {key_id}")
+        # No retry: if the session broke after the token created the pair, a retry would only
+        # report a misleading conflict.
+        return self._run(
+            lambda pooled: self._generate(pooled, key_id), f"generate key {key_id}", retry=False
+        )
 
     def sign(self, key_id: str, private_ref: bytes | None, data: bytes) -> bytes:
         digest = hashlib.sha256(data).digest()
@@ -95,7 +99,8 @@ class Pkcs11KeyBackend:
     def _generate(self, pooled: _PooledSession, key_id: str) -> GeneratedKey:
         session = pooled.session
         kid = key_id.encode("utf-8")
-        if any(True for _ in session.get_objects({Attribute.ID: kid})):
+        # Exhaust the search: an abandoned one leaves C_FindObjects active on the session.
+        if list(session.get_objects({Attribute.ID: kid})):
             raise Conflict(f"key {key_id} already exists in the token", code="key_exists")
         public, private = session.generate_keypair(
             KeyType.EC,
@@ -120,8 +125,7 @@ class Pkcs11KeyBackend:
             },
         )
         pooled.keys[key_id] = private
-        jwk = public_jwk_from_public_key(_public_key_from_ec_point(public[Attribute.EC_POINT]), key_id)
-        return GeneratedKey(public_jwk=jwk, private_ref=None)
+        return GeneratedKey(public_jwk=_jwk(public, key_id), private_ref=None)
 
     def _sign(self, pooled: _PooledSession, key_id: str, digest: bytes) -> bytes:
         key = pooled.keys.get(key_id)
@@ -134,8 +138,7 @@ class Pkcs11KeyBackend:
         return signature
 
     def _public_jwk(self, pooled: _PooledSession, key_id: str) -> dict[str, Any]:
-        public = self._find(pooled, ObjectClass.PUBLIC_KEY, key_id)
-        return public_jwk_from_public_key(_public_key_from_ec_point(public[Attribute.EC_POINT]), key_id)
+        return _jwk(self._find(pooled, ObjectClass.PUBLIC_KEY, key_id), key_id)
 
     @staticmethod
     def _find(pooled: _PooledSession, object_class: ObjectClass, key_id: str) -> Any:
@@ -150,14 +153,17 @@ class Pkcs11KeyBackend:
 
     # -- session pool ----------------------------------------------------------------------------
 
-    def _run(self, operation: Callable[[_PooledSession], T], what: str) -> T:
-        for attempt in range(2):
+    def _run(
+        self, operation: Callable[[_PooledSession], T], what: str, *, retry: bool = True
+    ) -> T:
+        attempts = 2 if retry else 1
+        for attempt in range(1, attempts + 1):
             pooled = self._acquire()
             try:
                 result = operation(pooled)
             except _BROKEN_SESSION as exc:
                 self._discard(pooled)
-                if attempt:
+                if attempt == attempts:
                     raise SigningError(f"HSM failed to {what}: {type(exc).__name__}") from exc
                 continue
             except p11e.PKCS11Error as exc:
@@ -220,6 +226,10 @@ class Pkcs11KeyBackend:
         except (p11e.PKCS11Error, OSError, RuntimeError) as exc:
             self._token = None
             raise SigningError(f"cannot open a PKCS#11 session: {type(exc).__name__}") from exc
+
+
+def _jwk(public: Any, key_id: str) -> dict[str, Any]:
+    return public_jwk_from_public_key(_public_key_from_ec_point(public[Attribute.EC_POINT]), key_id)
 
 
 def _public_key_from_ec_point(raw: bytes) -> ec.EllipticCurvePublicKey:

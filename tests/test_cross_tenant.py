@@ -1,0 +1,56 @@
+"""No endpoint leaks across tenants: walk every route of the OpenAPI document with a second tenant's
+credentials and the first tenant's ids; every answer must be 401/403/404 or carry none of its data.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+
+PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+async def _victim_objects(client, headers) -> dict[str, str]:
+    """Create one of everything for the victim tenant; returns sample ids by path-parameter name."""
+    outlet = (await client.post("/v1/outlets", json={"code": "V1", "name": "Victim"}, headers=headers)).json()
+    key = (await client.post("/v1/api-keys", json={"name": "victim"}, headers=headers)).json()
+    return {"outlet_id": outlet["id"], "key_id": key["id"]}
+
+
+async def test_no_route_leaks_another_tenants_objects(app, client, new_tenant):
+    victim, victim_headers = await new_tenant("Victim SARL", "V0000001")
+    _, attacker_headers = await new_tenant("Attacker SARL", "X0000001")
+    ids = await _victim_objects(client, victim_headers)
+    ids["tenant_id"] = victim["id"]
+    victim_values = set(ids.values())
+
+    spec = app.openapi()
+    checked = 0
+    for path, methods in spec["paths"].items():
+        if path in PUBLIC:
+            continue
+        for method in methods:
+            params = re.findall(r"{(\w+)}", path)
+            missing = [p for p in params if p not in ids]
+            assert not missing, f"add a victim object for {missing} in {__file__} to cover {method} {path}"
+            url = path.format(**ids)
+            body = {"outlet_id": ids["outlet_id"]} if method in ("post", "put", "patch") else None
+            r = await client.request(method.upper(), url, headers=attacker_headers, json=body)
+            checked += 1
+            assert r.status_code < 500, (method, path, r.text)
+            if params:
+                assert r.status_code in (401, 403, 404, 422), (method, path, r.status_code, r.text)
+            leaked = [v for v in victim_values if v in r.text and v not in url]
+            assert not leaked, (method, path, leaked)
+            if r.status_code < 300 and params:
+                pytest.fail(f"{method} {path} answered {r.status_code} to another tenant")
+    assert checked >= 8
+
+
+async def test_victim_objects_still_reachable_by_owner(client, new_tenant):
+    _, headers = await new_tenant()
+    ids = await _victim_objects(client, headers)
+    assert (await client.get(f"/v1/outlets/{ids['outlet_id']}", headers=headers)).status_code == 200
+    assert json.loads((await client.get(f"/v1/api-keys/{ids['key_id']}", headers=headers)).text)["id"] == ids["key_id"]
