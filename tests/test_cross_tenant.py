@@ -8,15 +8,20 @@ import re
 
 import pytest
 
+from tests.support.invoices import sample_invoice
 
-PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+          # Public by design: they show what a receipt's QR code or a verifier may see, tested apart.
+          "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/v1/keys/{key_id}", "/.well-known/jwks.json"}
 
 
 async def _victim_objects(client, headers) -> dict[str, str]:
     """Create one of everything for the victim tenant; returns sample ids by path-parameter name."""
     outlet = (await client.post("/v1/outlets", json={"code": "V1", "name": "Victim"}, headers=headers)).json()
     key = (await client.post("/v1/api-keys", json={"name": "victim"}, headers=headers)).json()
-    return {"outlet_id": outlet["id"], "key_id": key["id"]}
+    invoice = (await client.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=headers)).json()
+    return {"outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"]}
 
 
 async def test_no_route_leaks_another_tenants_objects(app, client, new_tenant):

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from stalela import __version__
 from stalela.config import Settings, get_settings
 from stalela.db.session import Database
+from stalela.fiscal.signing.registry import backend_for
 from stalela.errors import BadRequest, FieldError, StalelaError, ValidationFailed
 from stalela.observability.logging import configure_logging, get_logger
 from stalela.observability.middleware import BodyGuardMiddleware, RequestContextMiddleware
@@ -89,8 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.db = Database.from_settings(settings)
-        for hook in startup_hooks:
-            await hook(app)
+        # Fail at start, not on the first seal, if the key store is misconfigured.
+        backend_for(settings)
         try:
             yield
         finally:
@@ -114,12 +115,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tenancy_router)
     for router in extra_routers():
         app.include_router(router)
+    if settings.bench_endpoints:
+        from stalela.health.endpoints import bench_router
+
+        app.include_router(bench_router)
     return app
 
 
-# Domains that need start-up work (key store, workers) register here; see each domain's module.
-startup_hooks: list = []
-
-
 def extra_routers() -> list:
-    return []
+    from stalela.fiscal.invoices.endpoints import public_router as verification_router
+    from stalela.fiscal.invoices.endpoints import router as invoices_router
+    from stalela.fiscal.signing.endpoints import router as keys_router
+
+    return [invoices_router, keys_router, verification_router]

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
 
     demo: bool = Field(True, description="Create a demo tenant on first start with an empty embedded database.")
     idempotency_retention_days: int = Field(30, ge=30)
+    bench_endpoints: bool = Field(
+        False, description="Expose POST /_bench/noop, the trivial baseline the benchmarks compare against."
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

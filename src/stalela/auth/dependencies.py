@@ -13,6 +13,7 @@ from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.principal import Principal
+from stalela.config import Settings
 from stalela.auth.service import authenticate_api_key, authenticate_operator, touch_api_key
 from stalela.errors import Forbidden
 from stalela.tenancy.context import bind_platform
@@ -27,6 +28,22 @@ async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 DbSession = Annotated[AsyncSession, Depends(_db_session, scope="function")]
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+AppSettings = Annotated[Settings, Depends(_settings)]
+
+
+async def _public_session(session: DbSession) -> AsyncSession:
+    """Unauthenticated public reads (keys, verification page) that must find rows of any tenant."""
+    await bind_platform(session)
+    return session
+
+
+PublicSession = Annotated[AsyncSession, Depends(_public_session)]
 
 
 async def _tenant_principal(request: Request, session: DbSession, _doc=Depends(_bearer)) -> Principal:

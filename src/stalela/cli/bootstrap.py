@@ -38,7 +38,7 @@ async def create_tenant(settings: Settings, name: str, tax_id: str, jurisdiction
     data = schemas.TenantCreate(name=name, tax_id=tax_id, jurisdiction=jurisdiction)
     async with _session(settings) as session:
         await bind_platform(session)
-        tenant, key = await service.create_tenant(session, data)
+        tenant, key = await service.create_tenant(session, settings, data)
         return {
             "tenant": schemas.TenantOut.model_validate(tenant).model_dump(mode="json"),
             "api_key": key.secret,
@@ -91,7 +91,7 @@ async def ensure_demo(settings: Settings, host: str, port: int) -> None:
         empty = await TenantRepository(session).count() == 0
         if empty:
             tenant, key = await service.create_tenant(
-                session, schemas.TenantCreate(name="Demo Merchant SARL", tax_id="A1234567B", jurisdiction="CD")
+                session, settings, schemas.TenantCreate(name="Demo Merchant SARL", tax_id="A1234567B", jurisdiction="CD")
             )
             outlet = await service.create_outlet(
                 session,

@@ -60,3 +60,30 @@ def protect(table: str, *, column: str = "tenant_id", append_only: bool = False)
     if role:
         grants = "SELECT, INSERT" if append_only else "SELECT, INSERT, UPDATE, DELETE"
         op.execute(f"GRANT {grants} ON {table} TO {role}")
+
+
+def forbid_rewrites(table: str) -> None:
+    """Refuse UPDATE and DELETE on an append-only table for everyone, owners included, on both databases."""
+    if _is_pg():
+        op.execute(
+            "CREATE OR REPLACE FUNCTION stalela_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege'; END $$"
+        )
+        op.execute(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION stalela_append_only()"
+        )
+    else:
+        for action in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+            )
+
+
+def allow_rewrites(table: str) -> None:
+    if _is_pg():
+        op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+    else:
+        for action in ("update", "delete"):
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_{action}")

@@ -26,3 +26,12 @@ async def readyz(request: Request):
         return JSONResponse({"status": "unavailable", "database": "ok", "migration": current, "expected": head},
                             status_code=503)
     return {"status": "ok", "database": "ok", "migration": current}
+
+
+bench_router = APIRouter(tags=["bench"], include_in_schema=False)
+
+
+@bench_router.post("/_bench/noop")
+async def bench_noop(body: dict):
+    """The benchmarks' baseline: parse a JSON body, answer JSON, touch nothing else."""
+    return {"ok": True, "size": len(body)}

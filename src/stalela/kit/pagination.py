@@ -17,7 +17,8 @@ class PageParams(BaseModel):
 def page_params(
     limit: int = Query(20, ge=1, le=100, description="Page size (1-100)."),
     starting_after: str | None = Query(
-        None, max_length=64, description="Return objects after this id (the last id of the previous page)."
+        None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Return objects after this id (the last id of the previous page).",
     ),
 ) -> PageParams:
     return PageParams(limit=limit, starting_after=starting_after)

@@ -2,22 +2,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 
-from stalela.auth.dependencies import DbSession, OperatorPrincipal, TenantPrincipal, require_unrestricted
+from stalela.auth.dependencies import AppSettings, DbSession, OperatorPrincipal, TenantPrincipal, require_unrestricted
+from stalela.kit.schemas import PathId
 from stalela.kit.pagination import Page, PageParams, page_params
 from stalela.tenancy import schemas, service
 
 router = APIRouter(prefix="/v1")
-Id = Annotated[str, Path(max_length=64)]
+Id = PathId
 Paging = Annotated[PageParams, Depends(page_params)]
 
 
 # --- operator (control plane) --------------------------------------------------------------------
 
 @router.post("/tenants", status_code=201, response_model=schemas.TenantCreated, tags=["tenants"])
-async def create_tenant(body: schemas.TenantCreate, session: DbSession, _: OperatorPrincipal):
-    tenant, key = await service.create_tenant(session, body)
+async def create_tenant(body: schemas.TenantCreate, session: DbSession, _: OperatorPrincipal, settings: AppSettings):
+    tenant, key = await service.create_tenant(session, settings, body)
     return schemas.TenantCreated(
         tenant=schemas.TenantOut.model_validate(tenant), api_key=key.secret, api_key_id=key.key.id
     )

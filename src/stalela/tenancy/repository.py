@@ -17,6 +17,11 @@ class TenantRepository(Repository[Tenant]):
 class OutletRepository(Repository[Outlet]):
     model = Outlet
 
+    async def get_in_tenant(self, tenant_id: str, outlet_id: str) -> Outlet | None:
+        """For platform-bound sessions (no automatic tenant filter)."""
+        stmt = select(Outlet).where(Outlet.tenant_id == tenant_id, Outlet.id == outlet_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def get_by_code(self, code: str) -> Outlet | None:
         return (await self.session.execute(select(Outlet).where(Outlet.code == code))).scalar_one_or_none()
 

@@ -4,12 +4,13 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from stalela.fiscal.jurisdictions import get_jurisdiction
+from stalela.kit.schemas import StrictModel as _Strict
 
 
-class StrictModel(BaseModel):
+class StrictModel(_Strict):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 

@@ -9,7 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.apikeys import generate_api_key
 from stalela.auth.principal import Principal
+from stalela.config import Settings
 from stalela.db.base import utcnow
+from stalela.fiscal.signing import registry as signing_registry
 from stalela.errors import Conflict, NotFound, ValidationFailed
 from stalela.kit.ids import new_id
 from stalela.tenancy import schemas
@@ -24,18 +26,15 @@ class CreatedKey:
     secret: str
 
 
-# Hooks run inside the tenant-creation transaction (e.g. the signing key registry creates the
-# tenant's first key). Registered at start-up by the domains that need them.
-tenant_created_hooks: list = []
-
-
-async def create_tenant(session: AsyncSession, data: schemas.TenantCreate) -> tuple[Tenant, CreatedKey]:
+async def create_tenant(
+    session: AsyncSession, settings: Settings, data: schemas.TenantCreate
+) -> tuple[Tenant, CreatedKey]:
+    """A tenant is born with its first API key and its first signing key, in one transaction."""
     tenant = Tenant(id=new_id("ten"), name=data.name, tax_id=data.tax_id, jurisdiction=data.jurisdiction)
     await TenantRepository(session).add(tenant)
     await bind_tenant(session, tenant.id)
     created = await _new_key(session, tenant.id, "default", None)
-    for hook in tenant_created_hooks:
-        await hook(session, tenant)
+    await signing_registry.create_key(session, settings, tenant.id)
     return tenant, created
 
 

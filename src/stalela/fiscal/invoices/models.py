@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKeyConstraint, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from stalela.db.base import Base, UTCDateTime, utcnow
+from stalela.tenancy.context import TenantOwned
+
+
+class Series(TenantOwned, Base):
+    """A numbering series: the gap-free counter and the head of the hash chain.
+
+    Today one series per outlet; keyed separately so an offline device can later get its own series
+    (or a block of numbers) without a redesign. The only fiscal row that is updated: its counter.
+    """
+
+    __tablename__ = "series"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "outlet_id"], ["outlets.tenant_id", "outlets.id"]),
+        Index("uq_series_tenant_id_outlet_id_code", "tenant_id", "outlet_id", "code", unique=True),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    outlet_id: Mapped[str] = mapped_column(String(40))
+    code: Mapped[str] = mapped_column(String(32), default="main")
+    counter: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64), default="0" * 64)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Invoice(TenantOwned, Base):
+    """A sealed invoice. Append-only: never updated, never deleted (the app role has no grant to)."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "outlet_id"], ["outlets.tenant_id", "outlets.id"]),
+        Index("uq_invoices_tenant_id_series_id_counter", "tenant_id", "series_id", "counter", unique=True),
+        Index("uq_invoices_tenant_id_fiscal_number", "tenant_id", "fiscal_number", unique=True),
+        Index("uq_invoices_tenant_id_outlet_id_reference", "tenant_id", "outlet_id", "reference", unique=True),
+        Index("ix_invoices_tenant_id_original", "tenant_id", "original"),
+        Index("ix_invoices_tenant_id_issued_at", "tenant_id", "issued_at"),
+        # The public verification page finds an invoice by id alone.
+        Index("uq_invoices_id", "id", unique=True),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    outlet_id: Mapped[str] = mapped_column(String(40))
+    series_id: Mapped[str] = mapped_column(String(40))
+    counter: Mapped[int] = mapped_column(BigInteger)
+    fiscal_number: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(4))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reference: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    original: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Exact integer minor units so credit-note limits can be summed in SQL on both databases.
+    total_cents: Mapped[int] = mapped_column(BigInteger)
+    key_id: Mapped[str] = mapped_column(String(40))
+    seal_hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str] = mapped_column(Text)  # the signed payload, canonical JSON (RFC 8785)
+    document: Mapped[str] = mapped_column(Text)  # the sealed invoice as answered, minus the seal
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class IdempotencyRecord(TenantOwned, Base):
+    __tablename__ = "idempotency_keys"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

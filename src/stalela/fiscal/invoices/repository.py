@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from stalela.db.repository import Repository
+from stalela.fiscal.invoices.models import IdempotencyRecord, Invoice, Series
+from stalela.fiscal.invoices.schemas import InvoiceFilters
+from stalela.kit.ids import new_id
+
+
+class InvoiceRepository(Repository[Invoice]):
+    model = Invoice
+
+    async def by_fiscal_number(self, fiscal_number: str) -> Invoice | None:
+        stmt = select(Invoice).where(Invoice.fiscal_number == fiscal_number)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def credited_cents(self, fiscal_number: str) -> int:
+        stmt = select(func.coalesce(func.sum(Invoice.total_cents), 0)).where(Invoice.original == fiscal_number)
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def reference_taken(self, outlet_id: str, reference: str) -> bool:
+        stmt = select(Invoice.id).where(Invoice.outlet_id == outlet_id, Invoice.reference == reference)
+        return (await self.session.execute(stmt.limit(1))).first() is not None
+
+    async def search(
+        self, filters: InvoiceFilters, *, outlet_only: str | None, limit: int, starting_after: str | None
+    ) -> tuple[list[Invoice], bool]:
+        stmt = select(Invoice)
+        if outlet_only:
+            stmt = stmt.where(Invoice.outlet_id == outlet_only)
+        if filters.outlet_id:
+            stmt = stmt.where(Invoice.outlet_id == filters.outlet_id)
+        if filters.type:
+            stmt = stmt.where(Invoice.type == filters.type)
+        if filters.fiscal_number:
+            stmt = stmt.where(Invoice.fiscal_number == filters.fiscal_number)
+        if filters.issued_at_gte:
+            stmt = stmt.where(Invoice.issued_at >= filters.issued_at_gte)
+        if filters.issued_at_lt:
+            stmt = stmt.where(Invoice.issued_at < filters.issued_at_lt)
+        return await self.page(stmt, limit=limit, starting_after=starting_after)
+
+    async def lock_key(self, name: str) -> bool:
+        """Serialise work on one logical key (an original invoice, an idempotency key) on PostgreSQL.
+
+        An advisory lock rather than SELECT ... FOR UPDATE: invoices are append-only and the service
+        role has no UPDATE grant on them, which FOR UPDATE would need. SQLite needs nothing: its
+        write transactions (BEGIN IMMEDIATE) are already serial. Returns False if already held.
+        """
+        if self.session.bind.dialect.name != "postgresql":
+            return True
+        stmt = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))")
+        return bool((await self.session.execute(stmt, {"k": name})).scalar_one())
+
+    async def wait_lock_key(self, name: str) -> None:
+        if self.session.bind.dialect.name == "postgresql":
+            await self.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": name})
+
+
+class SeriesRepository(Repository[Series]):
+    model = Series
+
+    async def lock_for_outlet(self, tenant_id: str, outlet_id: str, code: str = "main") -> Series:
+        """The outlet's series row, created on first use, locked until the transaction ends.
+
+        This row lock is what makes numbering gap-free under concurrency: every sealer of the outlet
+        queues here, takes counter + 1 and the chain head, and releases at commit or rollback.
+        """
+        values = {"tenant_id": tenant_id, "id": new_id("ser"), "outlet_id": outlet_id, "code": code,
+                  "counter": 0, "last_hash": "0" * 64}
+        insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
+        await self.session.execute(
+            insert(Series).values(**values).on_conflict_do_nothing(index_elements=["tenant_id", "outlet_id", "code"])
+        )
+        stmt = (
+            select(Series)
+            .where(Series.outlet_id == outlet_id, Series.code == code)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(stmt)).scalar_one()
+
+
+class IdempotencyRepository(Repository[IdempotencyRecord]):
+    model = IdempotencyRecord
+
+    async def find(self, key: str) -> IdempotencyRecord | None:
+        stmt = select(IdempotencyRecord).where(IdempotencyRecord.key == key)
+        return (await self.session.execute(stmt)).scalar_one_or_none()

@@ -1,0 +1,64 @@
+"""Public verification of a sealed invoice: what the QR code on a receipt opens."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import segno
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stalela.errors import NotFound
+from stalela.fiscal.core.seal import verify_seal
+from stalela.fiscal.invoices.repository import InvoiceRepository
+from stalela.fiscal.invoices.service import stored_seal
+from stalela.fiscal.signing.repository import SigningKeyRepository
+from stalela.tenancy.repository import OutletRepository, TenantRepository
+
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
+)
+
+
+async def verify(session: AsyncSession, invoice_id: str) -> dict[str, Any]:
+    """Check the stored seal against the registry's public key, as an outside verifier would."""
+    invoice = await InvoiceRepository(session).get(invoice_id)
+    if invoice is None:
+        raise NotFound("no such invoice", code="invoice_not_found")
+    key = await SigningKeyRepository(session).get(invoice.key_id)
+    tenant = await TenantRepository(session).get(invoice.tenant_id)
+    outlet = await OutletRepository(session).get_in_tenant(invoice.tenant_id, invoice.outlet_id)
+    seal = stored_seal(invoice)
+    if key is None:
+        authentic, reason = False, "signing key unknown"
+    else:
+        check = verify_seal(seal, json.loads(key.public_jwk))
+        authentic, reason = check.valid, check.reason
+    payload = seal["payload"]
+    return {
+        "authentic": authentic,
+        "reason": reason,
+        "invoice_id": invoice.id,
+        "fiscal_number": invoice.fiscal_number,
+        "type": invoice.type,
+        "issued_at": payload["issued_at"],
+        "total": payload["total"],
+        "currency": payload["currency"],
+        "seller": {"name": tenant.name, "tax_id": tenant.tax_id},
+        "outlet": {"code": outlet.code, "name": outlet.name} if outlet else None,
+        "seal_hash": invoice.seal_hash,
+        "key_id": invoice.key_id,
+        "authority": {"status": "pending"},
+    }
+
+
+def render_page(result: dict[str, Any]) -> str:
+    return _templates.get_template("verify.html").render(r=result)
+
+
+def qr_svg(text: str) -> bytes:
+    out = io.BytesIO()
+    segno.make(text, error="m").save(out, kind="svg", scale=4, border=2)
+    return out.getvalue()
