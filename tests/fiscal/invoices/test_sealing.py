@@ -2,35 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 
 import pytest
-import rfc8785
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from tests.support.invoices import sample_invoice
-
-
-def b64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def verify_independently(invoice: dict, jwk: dict) -> None:
-    """What a third party does with docs/seal-format.md: only cryptography and rfc8785."""
-    seal = invoice["seal"]
-    canonical = rfc8785.dumps(seal["payload"])
-    assert hashlib.sha256(canonical).hexdigest() == seal["hash"]
-    x = int.from_bytes(b64url(jwk["x"]), "big")
-    y = int.from_bytes(b64url(jwk["y"]), "big")
-    public = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
-    raw = b64url(seal["signature"])
-    assert len(raw) == 64
-    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
-    public.verify(der, canonical, ec.ECDSA(hashes.SHA256()))  # raises if invalid
+from tests.support.verify import verify_independently
 
 
 @pytest.fixture
