@@ -5,6 +5,12 @@ import json
 import subprocess
 import sys
 
+import httpx
+
+from tests.support.invoices import sample_invoice
+from tests.support.server import start_server
+from tests.support.verify import verify_independently
+
 
 def run(args, env):
     r = subprocess.run([sys.executable, "-m", "stalela.cli.main", *args], env=env, capture_output=True, text=True)
@@ -28,3 +34,31 @@ def test_registry_commands_end_to_end(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "stalela.cli.main", "apikey", "revoke", "--tenant", "ten_x", "key_x"],
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "api_key_not_found" in bad.stderr
+
+
+def test_key_rotation_keeps_old_seals_verifiable(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "STALELA_DATA_DIR": str(tmp_path), "STALELA_LOG_LEVEL": "WARNING"}
+    run(["migrate"], env)
+    created = run(["tenant", "create", "--name", "Rot SARL", "--tax-id", "R1", "--json"], env)
+    tenant_id, key = created["tenant"]["id"], {"Authorization": f"Bearer {created['api_key']}"}
+    outlet = run(["outlet", "create", "--tenant", tenant_id, "--code", "R1", "--name", "R", "--json"], env)
+    server = start_server({"STALELA_DATA_DIR": str(tmp_path)}, tmp_path)
+    try:
+        def seal():
+            r = httpx.post(f"{server.base_url}/v1/invoices", json=sample_invoice(outlet["id"]), headers=key)
+            assert r.status_code == 201, r.text
+            return r.json()
+
+        before = seal()
+        rotated = run(["keys", "rotate", "--tenant", tenant_id, "--json"], env)
+        after = seal()
+        assert after["seal"]["key_id"] == rotated["kid"] != before["seal"]["key_id"]
+        old = httpx.get(f"{server.base_url}/v1/keys/{before['seal']['key_id']}").json()
+        assert old["status"] == "retired" and old["not_after"]
+        verify_independently(before, old)
+        verify_independently(after, httpx.get(f"{server.base_url}/v1/keys/{rotated['kid']}").json())
+        assert after["seal"]["payload"]["prev_hash"] == before["seal"]["hash"]  # the chain survives rotation
+        listed = run(["keys", "list", "--tenant", tenant_id, "--json"], env)["keys"]
+        assert {k["status"] for k in listed} == {"active", "retired"}
+    finally:
+        server.stop()

@@ -13,6 +13,8 @@ from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.db import migrate as db_migrate
 from stalela.db.session import Database
+from stalela.fiscal.signing import registry
+from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.tenancy import schemas, service
 from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.tenancy.repository import TenantRepository
@@ -112,3 +114,20 @@ async def ensure_demo(settings: Settings, host: str, port: int) -> None:
     console.print(f"  tenant  {creds['tenant_id']}\n  outlet  {creds['outlet_id']}\n  api key {creds['api_key']}", highlight=False)
     console.print("\nTry it:", highlight=False)
     console.print(f"  curl -s {base}/v1/outlets -H 'Authorization: Bearer {creds['api_key']}'\n", highlight=False, soft_wrap=True)
+
+
+async def rotate_key(settings: Settings, tenant_id: str) -> dict[str, Any]:
+    async with _session(settings) as session:
+        await bind_platform(session)
+        await service.get_tenant(session, tenant_id)
+        await bind_tenant(session, tenant_id)
+        key = await registry.create_key(session, settings, tenant_id)
+        return {**registry.public_view(key), "backend": key.backend}
+
+
+async def list_keys(settings: Settings, tenant_id: str) -> list[dict[str, Any]]:
+    async with _session(settings) as session:
+        await bind_platform(session)
+        await service.get_tenant(session, tenant_id)
+        await bind_tenant(session, tenant_id)
+        return [registry.public_view(k) for k in await SigningKeyRepository(session).all_keys()]

@@ -18,6 +18,8 @@ apikey_app = typer.Typer(help="API keys", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(outlet_app, name="outlet")
 app.add_typer(apikey_app, name="apikey")
+keys_app = typer.Typer(help="Signing keys", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 
 
@@ -150,6 +152,36 @@ def apikey_revoke(
     except Exception as exc:
         _fail(exc)
     _emit(out, as_json, [f"revoked {out['id']} at {out['revoked_at']}"])
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    tenant: str = typer.Option(..., help="Tenant id"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Activate a new signing key for a tenant; the old one is retired but stays published."""
+    from stalela.cli import bootstrap
+
+    try:
+        out = asyncio.run(bootstrap.rotate_key(get_settings(), tenant))
+    except Exception as exc:
+        _fail(exc)
+    _emit(out, as_json, [f"active key {out['kid']} (backend {out['backend']})"])
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: str = typer.Option(..., help="Tenant id"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Every signing key of a tenant, retired ones included."""
+    from stalela.cli import bootstrap
+
+    try:
+        out = asyncio.run(bootstrap.list_keys(get_settings(), tenant))
+    except Exception as exc:
+        _fail(exc)
+    _emit({"keys": out}, as_json, [f"{k['kid']}  {k['status']:8}  from {k['not_before']}" for k in out])
 
 
 def main() -> None:  # pragma: no cover - console entry

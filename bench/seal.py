@@ -1,0 +1,288 @@
+"""Sealed invoices per second against PostgreSQL, as a ratio of a trivial POST on the same server.
+
+Usage: .venv/bin/python bench/seal.py [--duration 10] [--concurrency 32] [--workers 1,2] [--outlets 16]
+                                      [--client auto|wrk|python] [--warmup 2]
+
+For each worker count: a throwaway database, the real `stalela serve` in its own process, a tenant
+and its outlets through the public API, then three scenarios driven from another process:
+  baseline     POST /_bench/noop with an invoice-sized JSON body
+  seal-1       POST /v1/invoices, every request to one outlet (serializes on its counter row lock)
+  seal-N       the same spread round-robin over N outlets (lock contention gone, commits remain)
+The machine is noisy, so absolute rates drift between runs; the seal/baseline ratio, taken within
+one run, is the figure to compare across commits. Exits 1 if any scenario had an error.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _loadgen import available_backend, run_load  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+INVOICE = ('{"outlet_id": "OUTLET_ID", "type": "FV", "lines": [{"description": "Sac de riz 25 kg", '
+           '"item_type": "BIE", "tax_group": "B", "quantity": "2", "unit_price": "45000.00"}, '
+           '{"description": "Livraison", "item_type": "SER", "tax_group": "A", "quantity": "1", '
+           '"unit_price": "5000"}]}')
+# The baseline parses a body of the same size and shape, so the ratio isolates the fiscal work
+# (auth, validation, lock, signing, insert, commit), not JSON decoding or socket I/O.
+BASELINE = INVOICE.replace("OUTLET_ID", "out_" + "0" * 26)
+
+
+# ---- small helpers ------------------------------------------------------------------------------
+
+def api(base: str, method: str, path: str, token: str | None = None, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_ticks(root_pid: int) -> int:
+    """utime+stime of a process and all its descendants (uvicorn workers are children of the supervisor)."""
+    stats: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, ticks
+    tree, total, changed = {root_pid}, 0, True
+    while changed:
+        changed = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    return sum(stats[p][1] for p in tree if p in stats)
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat: shows whether the whole box was saturated."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def pg_info() -> dict:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        def show(name: str) -> str:
+            return conn.execute(f"SHOW {name}").fetchone()[0]
+        return {"postgres_version": show("server_version"), "fsync": show("fsync"),
+                "synchronous_commit": show("synchronous_commit")}
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ---- one server -----------------------------------------------------------------------------------
+
+class Server:
+    """`stalela serve` on a fresh database; stopped and the database dropped on exit."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.db = f"stalela_bench_{secrets.token_hex(4)}"
+        self.token = secrets.token_urlsafe(24)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.tmp = Path(tempfile.mkdtemp(prefix="stalela-bench-"))
+        self.log_path = self.tmp / "server.log"
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Server":
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.db}"')
+        env = dict(os.environ, STALELA_DATABASE_URL=f"postgresql://postgres@127.0.0.1:5432/{self.db}",
+                   STALELA_OPERATOR_TOKEN=self.token, STALELA_DATA_DIR=str(self.tmp), STALELA_DEMO="false",
+                   STALELA_LOG_LEVEL="WARNING", STALELA_BENCH_ENDPOINTS="true")
+        exe = Path(sys.executable).with_name("stalela")
+        # cwd is the temp dir so a developer's ./.env cannot change what is measured; a new session
+        # so the whole uvicorn tree can be signalled by its process-group id at the end.
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                                      "--workers", str(self.workers)], env=env, cwd=self.tmp,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if api(self.base, "GET", "/readyz")[0] == 200:
+                    return self
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"server not ready after 90 s:\n{self.log_path.read_text()[-3000:]}")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+        self.log_text = self.log_path.read_text()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+
+    def log_problems(self) -> list[str]:
+        """Log lines at error level or tracebacks: 5xx on the server show up here, not only in the client."""
+        marks = ('"level": "error"', '"level":"error"', '"level": "critical"', '"level":"critical"', "traceback")
+        return [ln for ln in self.log_text.splitlines() if any(m in ln.lower() for m in marks)]
+
+
+# ---- the bench ------------------------------------------------------------------------------------
+
+def bench_workers(workers: int, args: argparse.Namespace, backend: str) -> dict:
+    with Server(workers) as srv:
+        status, created = api(srv.base, "POST", "/v1/tenants", srv.token,
+                              {"name": "Bench SARL", "tax_id": "B123", "jurisdiction": "CD"})
+        assert status == 201, (status, created)
+        key = created["api_key"]
+        outlets = []
+        for i in range(args.outlets + 2):  # one for warm-up, one for seal-1, the rest for seal-N
+            status, outlet = api(srv.base, "POST", "/v1/outlets", key, {"code": f"B{i + 1}", "name": f"Bench {i + 1}"})
+            assert status == 201, (status, outlet)
+            outlets.append(outlet["id"])
+        warm, single, many = outlets[0], outlets[1:2], outlets[2:]
+        common = dict(host="127.0.0.1", port=srv.port, concurrency=args.concurrency)
+        if args.warmup > 0:
+            # First requests pay for imports, pool connections and prepared statements in every worker.
+            run_load(backend, path="/_bench/noop", auth="", body=BASELINE, outlets=[], duration=args.warmup, **common)
+            run_load(backend, path="/v1/invoices", auth=key, body=INVOICE, outlets=[warm], duration=args.warmup,
+                     **common)
+        scenarios = [("baseline", "/_bench/noop", "", BASELINE, []),
+                     ("seal-1", "/v1/invoices", key, INVOICE, single),
+                     (f"seal-{len(many)}", "/v1/invoices", key, INVOICE, many)]
+        results = []
+        for name, path, auth, body, targets in scenarios:
+            ticks0, busy0 = cpu_ticks(srv.proc.pid), machine_busy()
+            r = run_load(backend, path=path, auth=auth, body=body, outlets=targets, duration=args.duration, **common)
+            ticks1, busy1 = cpu_ticks(srv.proc.pid), machine_busy()
+            r["server_cpu"] = (ticks1 - ticks0) / os.sysconf("SC_CLK_TCK") / r["seconds"]
+            r["machine_busy"] = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
+            r["errors"] = r["socket_errors"] + sum(n for code, n in r["statuses"].items() if not code.startswith("2"))
+            # Gap-free check: the newest invoice's counter of each outlet equals the 201s it answered.
+            r["counter_check"] = {}
+            for outlet in targets:
+                status, page = api(srv.base, "GET", f"/v1/invoices?outlet_id={outlet}&limit=1", key)
+                counter = page["data"][0]["counter"] if status == 200 and page.get("data") else 0
+                r["counter_check"][outlet] = {"counter": counter, "created": r["created"].get(outlet, 0)}
+            r["counter_ok"] = all(c["counter"] == c["created"] for c in r["counter_check"].values())
+            if not r["counter_ok"]:
+                r["errors"] += 1
+            r.update(name=name, workers=workers)
+            results.append(r)
+    for r in results:
+        r["ratio"] = r["rps"] / results[0]["rps"] if results[0]["rps"] else 0.0
+    problems = srv.log_problems()
+    return {"workers": workers, "scenarios": results, "server_log_problems": len(problems),
+            "server_log_sample": problems[:5]}
+
+
+def print_table(info: dict, runs: list[dict]) -> None:
+    print(f"\nseal bench  {info['cpu_count']} CPUs  python {info['python']}  postgres {info['postgres_version']}  "
+          f"fsync={info['fsync']}  synchronous_commit={info['synchronous_commit']}  client={info['client']}  "
+          f"concurrency={info['concurrency']}  duration={info['duration']}s  commit={(info['git_commit'] or '?')[:10]}")
+    header = f"{'workers':>7} {'scenario':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} " \
+             f"{'errors':>6} {'gap-free':>8} {'srv cpu':>7} {'cli cpu':>7} {'box':>5}"
+    print(header)
+    print("-" * len(header))
+    for run in runs:
+        for r in run["scenarios"]:
+            counters = ",".join(str(c["counter"]) for c in r["counter_check"].values())
+            check = "-" if not r["counter_check"] else ("ok" if r["counter_ok"] else "FAIL")
+            print(f"{r['workers']:>7} {r['name']:<10} {r['rps']:>9.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+                  f"{r['ratio']:>6.3f} {r['errors']:>6} {check:>8} {r['server_cpu']:>7.2f} {r['client_cpu']:>7.2f} "
+                  f"{r['machine_busy']:>5.0%}")
+            if r["counter_check"] and len(r["counter_check"]) == 1:
+                print(f"{'':>18} last counter {counters} = {sum(r['created'].values())} answered 201")
+            if r["errors"]:
+                print(f"{'':>18} statuses {r['statuses']}, socket errors {r['socket_errors']}; sample: {r['sample'][:300]}")
+        if run["server_log_problems"]:
+            print(f"  server log (workers={run['workers']}): {run['server_log_problems']} error lines, first:")
+            for line in run["server_log_sample"][:3]:
+                print(f"    {line[:300]}")
+    print("ratio = req/s / baseline req/s in the same run; srv/cli cpu = cores used by the server tree / load "
+          "generator; box = whole machine busy")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario (default 10)")
+    parser.add_argument("--concurrency", type=int, default=32, help="open connections (default 32)")
+    parser.add_argument("--workers", default="1,2", help="uvicorn worker counts to try, comma-separated")
+    parser.add_argument("--outlets", type=int, default=16, help="outlets in the many-outlet scenario")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per kind of request")
+    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
+                        help="load generator: wrk if on PATH (auto), else the asyncio client")
+    parser.add_argument("--no-save", action="store_true", help="do not write bench/results/<date>.json")
+    args = parser.parse_args(argv)
+    backend = available_backend(args.client)
+    info = {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            **pg_info(), "git_commit": git_commit(), "client": backend, "concurrency": args.concurrency,
+            "duration": args.duration, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    print(f"fsync={info['fsync']} synchronous_commit={info['synchronous_commit']} client={backend}", flush=True)
+    runs = []
+    for workers in [int(w) for w in args.workers.split(",") if w.strip()]:
+        print(f"workers={workers} ...", flush=True)
+        runs.append(bench_workers(workers, args, backend))
+    print_table(info, runs)
+    if not args.no_save:
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"{dt.date.today().isoformat()}.json"
+        # One file per day shared by every bench: keep the other benches' sections.
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data.setdefault("benches", {})["seal"] = {"machine": info, "runs": runs}
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+        print(f"results written to {path.relative_to(ROOT)}")
+    failed = [r["name"] for run in runs for r in run["scenarios"] if r["errors"]]
+    if failed:
+        print(f"scenarios with errors: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
