@@ -224,3 +224,35 @@ async def test_sealed_rows_cannot_be_rewritten(db, client, shop):
                 await bind_tenant(s, tenant["id"])
                 await s.execute(text(statement), {"i": inv["id"]})
     assert (await client.get(f"/v1/invoices/{inv['id']}", headers=headers)).json() == inv
+
+
+async def test_inactive_outlets_and_suspended_tenants_cannot_seal(client, shop, operator_headers):
+    tenant, headers, outlet = shop
+    await client.patch(f"/v1/outlets/{outlet['id']}", json={"status": "inactive"}, headers=headers)
+    r = await client.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=headers)
+    assert r.status_code == 409 and r.json()["code"] == "outlet_inactive"
+    await client.patch(f"/v1/outlets/{outlet['id']}", json={"status": "active"}, headers=headers)
+    await client.post(f"/v1/tenants/{tenant['id']}/suspend", headers=operator_headers)
+    r = await client.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=headers)
+    assert r.status_code == 403 and r.json()["code"] == "tenant_suspended"
+    await client.post(f"/v1/tenants/{tenant['id']}/activate", headers=operator_headers)
+    r = await client.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=headers)
+    assert r.status_code == 201 and r.json()["counter"] == 1
+
+
+async def test_ttc_exchange_and_payments_round_trip(client, shop):
+    _, headers, outlet = shop
+    body = sample_invoice(
+        outlet["id"], price_mode="ttc",
+        lines=[{"description": "Boisson", "item_type": "BIE", "tax_group": "B", "quantity": "3", "unit_price": "1160"}],
+        payments=[{"method": "ESPECES", "amount": "3000"}, {"method": "MOBILEMONEY", "amount": "480"}],
+        exchange={"currency": "USD", "rate": "2800", "date": "2026-11-22"},
+    )
+    r = await client.post("/v1/invoices", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    inv = r.json()
+    assert inv["totals"]["groups"] == [{"group": "B", "rate": "0.16", "amount": "3480.00", "base": "3000.00",
+                                        "vat": "480.00"}]
+    assert inv["totals"]["total"] == "3480.00"
+    assert inv["exchange"]["currency"] == "USD" and inv["seal"]["payload"]["exchange"] == inv["exchange"]
+    assert [p["method"] for p in inv["payments"]] == ["ESPECES", "MOBILEMONEY"]
