@@ -68,24 +68,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_ticks(root_pid: int) -> int:
-    """utime+stime of a process and all its descendants (uvicorn workers are children of the supervisor)."""
+def cpu_ticks(root_pid: int, db: str) -> dict[str, dict[int, int]]:
+    """CPU ticks per pid of the server's process tree and of the PostgreSQL backends of its database.
+
+    The tree because uvicorn workers are children of the supervisor; the backends (their title
+    names the database) because on this machine PostgreSQL competes with the server for the cores.
+    Per pid, so that a process that ends between two samples does not make the difference negative.
+    """
     stats: dict[int, tuple[int, int]] = {}
+    backends: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                title = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, ticks
-    tree, total, changed = {root_pid}, 0, True
+            ticks = int(fields[11]) + int(fields[12])  # utime + stime
+            stats[int(entry.name)] = (int(fields[1]), ticks)
+            if title.startswith(b"postgres: ") and f" {db} ".encode() in title:
+                backends[int(entry.name)] = ticks
+    tree, changed = {root_pid}, True
     while changed:
         changed = False
         for pid, (ppid, _) in stats.items():
             if ppid in tree and pid not in tree:
                 tree.add(pid)
                 changed = True
-    return sum(stats[p][1] for p in tree if p in stats)
+    return {"server": {p: stats[p][1] for p in tree if p in stats}, "postgres": backends}
+
+
+def cores(before: dict[int, int], after: dict[int, int], seconds: float) -> float:
+    """Average cores used between two samples; a process born in between counts from zero."""
+    ticks = sum(t - before.get(pid, 0) for pid, t in after.items())
+    return ticks / os.sysconf("SC_CLK_TCK") / seconds if seconds else 0.0
 
 
 def machine_busy() -> tuple[int, int]:
@@ -126,6 +142,7 @@ class Server:
         self.tmp = Path(tempfile.mkdtemp(prefix="stalela-bench-"))
         self.log_path = self.tmp / "server.log"
         self.proc: subprocess.Popen | None = None
+        self.kept_log: Path | None = None
 
     def __enter__(self) -> "Server":
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
@@ -162,6 +179,10 @@ class Server:
                 self.proc.wait()
         self.log.close()
         self.log_text = self.log_path.read_text()
+        if self.log_problems():
+            # Keep the evidence outside the repository: the temp dir goes away just below.
+            self.kept_log = Path(tempfile.gettempdir()) / f"{self.db}-server.log"
+            shutil.copyfile(self.log_path, self.kept_log)
         shutil.rmtree(self.tmp, ignore_errors=True)
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
@@ -228,10 +249,11 @@ def bench_workers(workers: int, args: argparse.Namespace, backend: str) -> dict:
                      (f"seal-{len(many)}", "/v1/invoices", key, INVOICE, many)]
         results = []
         for name, path, auth, body, targets in scenarios:
-            ticks0, busy0 = cpu_ticks(srv.proc.pid), machine_busy()
+            ticks0, busy0 = cpu_ticks(srv.proc.pid, srv.db), machine_busy()
             r = run_load(backend, path=path, auth=auth, body=body, outlets=targets, duration=args.duration, **common)
-            ticks1, busy1 = cpu_ticks(srv.proc.pid), machine_busy()
-            r["server_cpu"] = (ticks1 - ticks0) / os.sysconf("SC_CLK_TCK") / r["seconds"]
+            ticks1, busy1 = cpu_ticks(srv.proc.pid, srv.db), machine_busy()
+            r["server_cpu"] = cores(ticks0["server"], ticks1["server"], r["seconds"])
+            r["postgres_cpu"] = cores(ticks0["postgres"], ticks1["postgres"], r["seconds"])
             r["machine_busy"] = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
             r["errors"] = r["socket_errors"] + sum(n for code, n in r["statuses"].items() if not code.startswith("2"))
             r["counter_check"] = check_counters(srv, key, targets, r["created"])
@@ -244,7 +266,7 @@ def bench_workers(workers: int, args: argparse.Namespace, backend: str) -> dict:
         r["ratio"] = r["rps"] / results[0]["rps"] if results[0]["rps"] else 0.0
     problems = srv.log_problems()
     return {"workers": workers, "scenarios": results, "server_log_problems": len(problems),
-            "server_log_sample": problems[:5]}
+            "server_log_sample": problems[:5], "server_log": str(srv.kept_log) if srv.kept_log else None}
 
 
 def print_table(info: dict, runs: list[dict]) -> None:
@@ -252,7 +274,7 @@ def print_table(info: dict, runs: list[dict]) -> None:
           f"fsync={info['fsync']}  synchronous_commit={info['synchronous_commit']}  client={info['client']}  "
           f"concurrency={info['concurrency']}  duration={info['duration']}s  commit={(info['git_commit'] or '?')[:10]}")
     header = f"{'workers':>7} {'scenario':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} " \
-             f"{'errors':>6} {'gap-free':>8} {'srv cpu':>7} {'cli cpu':>7} {'box':>5}"
+             f"{'errors':>6} {'gap-free':>8} {'srv cpu':>7} {'pg cpu':>6} {'cli cpu':>7} {'box':>5}"
     print(header)
     print("-" * len(header))
     for run in runs:
@@ -260,19 +282,23 @@ def print_table(info: dict, runs: list[dict]) -> None:
             counters = ",".join(str(c["counter"]) for c in r["counter_check"].values())
             check = "-" if not r["counter_check"] else ("ok" if r["counter_ok"] else "FAIL")
             print(f"{r['workers']:>7} {r['name']:<10} {r['rps']:>9.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-                  f"{r['ratio']:>6.3f} {r['errors']:>6} {check:>8} {r['server_cpu']:>7.2f} {r['client_cpu']:>7.2f} "
+                  f"{r['ratio']:>6.3f} {r['errors']:>6} {check:>8} {r['server_cpu']:>7.2f} {r['postgres_cpu']:>6.2f} {r['client_cpu']:>7.2f} "
                   f"{r['machine_busy']:>5.0%}")
             if r["counter_check"]:
                 c = {k: sum(v[k] for v in r["counter_check"].values()) for k in ("counter", "created", "cut")}
                 print(f"{'':>18} counters {c['counter']} = {c['created']} answered 201 + {c['cut']} cut at the deadline")
+            if r["client_cpu"] > 0.8:
+                # One core of load generator means it, not the server, may have set the rate.
+                print(f"{'':>18} warning: the load generator used {r['client_cpu']:.2f} cores: likely client-bound")
             if r["errors"]:
                 print(f"{'':>18} statuses {r['statuses']}, socket errors {r['socket_errors']}; sample: {r['sample'][:300]}")
         if run["server_log_problems"]:
-            print(f"  server log (workers={run['workers']}): {run['server_log_problems']} error lines, first:")
+            print(f"  server log (workers={run['workers']}): {run['server_log_problems']} error lines, kept in "
+                  f"{run['server_log']}; first:")
             for line in run["server_log_sample"][:3]:
                 print(f"    {line[:300]}")
     print("ratio = req/s / baseline req/s in the same run; srv/cli cpu = cores used by the server tree / load "
-          "generator; box = whole machine busy")
+          "generator; pg cpu = its database's backends; box = whole machine busy (other load included)")
 
 
 def main(argv: list[str] | None = None) -> int:

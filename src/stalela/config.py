@@ -53,6 +53,12 @@ class Settings(BaseSettings):
 
     demo: bool = Field(True, description="Create a demo tenant on first start with an empty embedded database.")
     idempotency_retention_days: int = Field(30, ge=30)
+    inprocess_workers: bool = Field(
+        True, description="Run background work (periodic checkpoints, ...) inside `stalela serve`."
+    )
+    checkpoint_interval_seconds: int = Field(
+        3600, ge=0, description="Sign a checkpoint of each tenant's log this often if it grew; 0 disables."
+    )
     bench_endpoints: bool = Field(
         False, description="Expose POST /_bench/noop, the trivial baseline the benchmarks compare against."
     )

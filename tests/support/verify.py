@@ -15,10 +15,14 @@ def b64url(text: str) -> bytes:
 
 
 def verify_independently(invoice: dict, jwk: dict) -> None:
-    seal = invoice["seal"]
+    assert hashlib.sha256(rfc8785.dumps(invoice["lines"])).hexdigest() == invoice["seal"]["payload"]["lines_hash"]
+    verify_seal_independently(invoice["seal"], jwk)
+
+
+def verify_seal_independently(seal: dict, jwk: dict) -> None:
+    """Any seal (invoice or checkpoint): hash of the JCS bytes, then ES256 over those bytes."""
     canonical = rfc8785.dumps(seal["payload"])
     assert hashlib.sha256(canonical).hexdigest() == seal["hash"]
-    assert hashlib.sha256(rfc8785.dumps(invoice["lines"])).hexdigest() == seal["payload"]["lines_hash"]
     x = int.from_bytes(b64url(jwk["x"]), "big")
     y = int.from_bytes(b64url(jwk["y"]), "big")
     public = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()

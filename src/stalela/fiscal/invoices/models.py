@@ -41,6 +41,7 @@ class Invoice(TenantOwned, Base):
         Index("uq_invoices_tenant_id_fiscal_number", "tenant_id", "fiscal_number", unique=True),
         Index("uq_invoices_tenant_id_outlet_id_reference", "tenant_id", "outlet_id", "reference", unique=True),
         Index("ix_invoices_tenant_id_original", "tenant_id", "original"),
+        Index("uq_invoices_tenant_id_leaf_index", "tenant_id", "leaf_index", unique=True),
         Index("ix_invoices_tenant_id_issued_at", "tenant_id", "issued_at"),
         # The public verification page finds an invoice by id alone.
         Index("uq_invoices_id", "id", unique=True),
@@ -58,6 +59,8 @@ class Invoice(TenantOwned, Base):
     original: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Exact integer minor units so credit-note limits can be summed in SQL on both databases.
     total_cents: Mapped[int] = mapped_column(BigInteger)
+    # Position of the seal hash in the tenant's Merkle log (sealing order).
+    leaf_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     key_id: Mapped[str] = mapped_column(String(40))
     seal_hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))

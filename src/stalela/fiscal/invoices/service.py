@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +30,8 @@ from stalela.fiscal.invoices.repository import IdempotencyRepository, InvoiceRep
 from stalela.fiscal.invoices.schemas import InvoiceCreate, InvoiceFilters
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.signing import registry as keys
+from stalela.fiscal.ledger.service import append_leaf
+from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.outbox.service import enqueue
 from stalela.tenancy.repository import OutletRepository, TenantRepository
@@ -43,12 +45,6 @@ class SealResult:
     status: int
     body: dict[str, Any]
     replayed: bool = False
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC, millisecond precision, 'Z' suffix: the one timestamp format inside seals."""
-    moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def request_hash(body: InvoiceCreate) -> str:
@@ -168,8 +164,9 @@ async def seal_invoice(
         "totals": computed.totals_as_json(),
         "qr": verification_url(settings, invoice_id),
     }
+    leaf_index = await append_leaf(session, tenant_id, seal["hash"])
     session.add(Invoice(
-        tenant_id=tenant_id, id=invoice_id, outlet_id=outlet.id, series_id=series.id, counter=counter,
+        tenant_id=tenant_id, id=invoice_id, leaf_index=leaf_index, outlet_id=outlet.id, series_id=series.id, counter=counter,
         fiscal_number=fiscal_number, type=req.type, issued_at=issued, reference=req.reference,
         original=req.original, total_cents=int(computed.total * CENTS), key_id=key.id, seal_hash=seal["hash"],
         signature=seal["signature"], payload=canonical.decode(), document=json.dumps(document),

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, SmallInteger, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from stalela.db.base import Base, UTCDateTime, utcnow
+from stalela.tenancy.context import TenantOwned
+
+
+class MerkleLog(TenantOwned, Base):
+    """Head of a tenant's transparency log: its size and compact range (frontier).
+
+    The frontier (the roots of the perfect subtrees of the size's binary decomposition) is all an
+    append needs, so sealing never reads the tree. This row is also the tenant-wide lock that keeps
+    leaf order equal to sealing order.
+    """
+
+    __tablename__ = "merkle_logs"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), ForeignKey("tenants.id"), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    frontier: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class MerkleNode(TenantOwned, Base):
+    """A perfect aligned subtree: covers leaves [idx * 2^level, (idx + 1) * 2^level). Append-only."""
+
+    __tablename__ = "merkle_nodes"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Checkpoint(TenantOwned, Base):
+    """A signed tree head: sealed exactly like an invoice. Append-only."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (Index("ix_checkpoints_tenant_id_tree_size", "tenant_id", "tree_size"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(40), ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(String(16))  # on_demand | periodic | z_report
+    key_id: Mapped[str] = mapped_column(String(40))
+    seal_hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from sqlalchemy import insert, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from stalela.db.repository import Repository
+from stalela.fiscal.ledger.models import Checkpoint, MerkleLog, MerkleNode
+
+
+class MerkleRepository:
+    def __init__(self, session) -> None:  # noqa: ANN001
+        self.session = session
+
+    async def lock_log(self, tenant_id: str) -> MerkleLog:
+        """The tenant's log head, created on first use, locked until the transaction ends."""
+        dialect_insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
+        await self.session.execute(
+            dialect_insert(MerkleLog)
+            .values(tenant_id=tenant_id, size=0, frontier=b"")
+            .on_conflict_do_nothing(index_elements=["tenant_id"])
+        )
+        stmt = select(MerkleLog).with_for_update().execution_options(populate_existing=True)
+        return (await self.session.execute(stmt.where(MerkleLog.tenant_id == tenant_id))).scalar_one()
+
+    async def read_log(self, tenant_id: str) -> MerkleLog | None:
+        stmt = select(MerkleLog).where(MerkleLog.tenant_id == tenant_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def add_nodes(self, tenant_id: str, nodes: list[tuple[int, int, bytes]]) -> None:
+        if nodes:
+            await self.session.execute(
+                insert(MerkleNode), [{"tenant_id": tenant_id, "level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
+            )
+
+    async def nodes(self, ids: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        if not ids:
+            return {}
+        wanted = list(set(ids))
+        found: dict[tuple[int, int], bytes] = {}
+        # Bounded IN lists: a proof needs O(log^2 n) nodes, an export may ask for many more.
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            stmt = select(MerkleNode.level, MerkleNode.idx, MerkleNode.hash).where(
+                tuple_(MerkleNode.level, MerkleNode.idx).in_(chunk)
+            )
+            for level, idx, value in await self.session.execute(stmt):
+                found[(level, idx)] = bytes(value)
+        return found
+
+
+class CheckpointRepository(Repository[Checkpoint]):
+    model = Checkpoint
+
+    async def latest(self) -> Checkpoint | None:
+        stmt = select(Checkpoint).order_by(Checkpoint.tree_size.desc(), Checkpoint.id.desc()).limit(1)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def search(self, *, min_size: int | None, max_size: int | None, limit: int,
+                     starting_after: str | None) -> tuple[list[Checkpoint], bool]:
+        stmt = select(Checkpoint)
+        if min_size is not None:
+            stmt = stmt.where(Checkpoint.tree_size >= min_size)
+        if max_size is not None:
+            stmt = stmt.where(Checkpoint.tree_size <= max_size)
+        return await self.page(stmt, limit=limit, starting_after=starting_after)
