@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -25,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -111,6 +113,46 @@ def machine_busy() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
+class WaitSampler(threading.Thread):
+    """Samples what its database's backends wait on, 10 times a second, while a scenario runs.
+
+    Averages per category say where a seal's time goes: "lock" = queued on a row lock (the outlet's
+    counter, or any other row every seal updates), "wal" = flushing the commit (fsync), "run" = executing,
+    "app" = idle in transaction, i.e. waiting for the Python server between two statements.
+    """
+
+    def __init__(self, dsn: str, db: str):
+        super().__init__(daemon=True)
+        self.dsn, self.db, self.stop, self.samples = dsn, db, threading.Event(), 0
+        self.totals: dict[str, float] = {}
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self.stop.wait(0.1):
+                rows = conn.execute("SELECT state, wait_event_type, wait_event, query FROM pg_stat_activity "
+                                    "WHERE datname = %s AND pid <> pg_backend_pid()", (self.db,)).fetchall()
+                self.samples += 1
+                for state, kind, event, query in rows:
+                    if kind == "Lock":
+                        # Name the table of the statement that waits: which lock every seal queues on.
+                        table = re.search(r"(?:FROM|UPDATE|INTO)\s+(\w+)", query or "", re.I)
+                        key = f"lock:{table.group(1) if table else event}"
+                    elif event in ("WALSync", "WALWrite", "WALSyncMethodAssign") or kind == "IPC" and event == "SyncRep":
+                        key = "wal"
+                    elif state == "active":
+                        key = "run"
+                    elif state and state.startswith("idle in transaction"):
+                        key = "app"
+                    else:
+                        continue  # idle pool connections
+                    self.totals[key] = self.totals.get(key, 0) + 1
+
+    def result(self) -> dict[str, float]:
+        self.stop.set()
+        self.join()
+        return {k: round(v / max(1, self.samples), 2) for k, v in sorted(self.totals.items())}
+
+
 def pg_info() -> dict:
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         def show(name: str) -> str:
@@ -195,6 +237,22 @@ class Server:
 
 # ---- the bench ------------------------------------------------------------------------------------
 
+def wait_quiet(srv: Server, timeout: float = 30) -> None:
+    """Wait until the server's database sessions are all idle.
+
+    wrk leaves up to one request per connection in flight at its deadline; the server still runs
+    them, and they must not spill into the next scenario's measurement.
+    """
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(srv.dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            busy = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+                                "pid <> pg_backend_pid() AND state <> 'idle'", (srv.db,)).fetchone()[0]
+            if busy == 0:
+                return
+            time.sleep(0.2)
+
+
 def check_counters(srv: Server, key: str, outlets: list[str], created: dict[str, int]) -> dict:
     """Gap-free check of each outlet: its newest invoice's counter against the 201s the client saw.
 
@@ -244,14 +302,19 @@ def bench_workers(workers: int, args: argparse.Namespace, backend: str) -> dict:
             run_load(backend, path="/_bench/noop", auth="", body=BASELINE, outlets=[], duration=args.warmup, **common)
             run_load(backend, path="/v1/invoices", auth=key, body=INVOICE, outlets=[warm], duration=args.warmup,
                      **common)
+            wait_quiet(srv)
         scenarios = [("baseline", "/_bench/noop", "", BASELINE, []),
                      ("seal-1", "/v1/invoices", key, INVOICE, single),
                      (f"seal-{len(many)}", "/v1/invoices", key, INVOICE, many)]
         results = []
         for name, path, auth, body, targets in scenarios:
             ticks0, busy0 = cpu_ticks(srv.proc.pid, srv.db), machine_busy()
+            sampler = WaitSampler(PG_ADMIN, srv.db)
+            sampler.start()
             r = run_load(backend, path=path, auth=auth, body=body, outlets=targets, duration=args.duration, **common)
             ticks1, busy1 = cpu_ticks(srv.proc.pid, srv.db), machine_busy()
+            r["pg_backends"] = sampler.result()
+            wait_quiet(srv)
             r["server_cpu"] = cores(ticks0["server"], ticks1["server"], r["seconds"])
             r["postgres_cpu"] = cores(ticks0["postgres"], ticks1["postgres"], r["seconds"])
             r["machine_busy"] = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
@@ -287,6 +350,9 @@ def print_table(info: dict, runs: list[dict]) -> None:
             if r["counter_check"]:
                 c = {k: sum(v[k] for v in r["counter_check"].values()) for k in ("counter", "created", "cut")}
                 print(f"{'':>18} counters {c['counter']} = {c['created']} answered 201 + {c['cut']} cut at the deadline")
+            if r["pg_backends"]:
+                waits = "  ".join(f"{k} {v:.1f}" for k, v in r["pg_backends"].items())
+                print(f"{'':>18} backends on average: {waits}")
             if r["client_cpu"] > 0.8:
                 # One core of load generator means it, not the server, may have set the rate.
                 print(f"{'':>18} warning: the load generator used {r['client_cpu']:.2f} cores: likely client-bound")
@@ -299,6 +365,8 @@ def print_table(info: dict, runs: list[dict]) -> None:
                 print(f"    {line[:300]}")
     print("ratio = req/s / baseline req/s in the same run; srv/cli cpu = cores used by the server tree / load "
           "generator; pg cpu = its database's backends; box = whole machine busy (other load included)")
+    print("backends on average: PostgreSQL sessions of the server that were waiting on a row lock (lock), flushing a "
+          "commit (wal), executing (run) or idle in a transaction waiting for the server (app)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
+from stalela.cli import audit as audit_cli
 from stalela.config import get_settings
 
 app = typer.Typer(help="Stalela fiscal cloud", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -20,6 +21,8 @@ app.add_typer(outlet_app, name="outlet")
 app.add_typer(apikey_app, name="apikey")
 keys_app = typer.Typer(help="Signing keys", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_cli.export_app, name="export")
+app.command("verify")(audit_cli.verify)
 console = Console(stderr=True)
 
 

@@ -236,7 +236,7 @@ def test_subtree_nodes():
     assert subtree_nodes(0, 13) == [(3, 0), (2, 2), (0, 12)]
     assert subtree_nodes(8, 14) == [(2, 2), (1, 6)]
     assert subtree_nodes(5, 5) == []
-    with pytest.raises(ValueError, match="aligned"):
+    with pytest.raises(ValueError, match="unaligned"):
         subtree_nodes(2, 8)  # MTH(D[2:8]) splits as 4+2 starting at 2: not stored nodes
     with pytest.raises(ValueError):
         subtree_nodes(4, 3)

@@ -35,7 +35,7 @@ class MissingNodeError(ValueError):
     """The node mapping handed to an assemble function lacks a node the proof needs."""
 
     def __init__(self, node: NodeId) -> None:
-        super().__init__(f"node (level={node[0]}, index={node[1]}) is missing from the node mapping")
+        super().__init__(f"node (level={node[0]}, index={node[1]}) is missing from the mapping")
         self.node = node
 
 
@@ -59,7 +59,7 @@ def hash_to_hex(value: bytes) -> str:
 
 
 def hash_from_hex(text: str) -> bytes:
-    # Lower case only, like seal hashes: one spelling per hash keeps stored and signed text canonical.
+    # Lower case only, like seal hashes: one spelling per hash keeps stored/signed text canonical.
     if not isinstance(text, str) or not _HEX_HASH.fullmatch(text):
         raise ValueError(f"expected 64 lower-case hex digits, got {text!r}")
     return bytes.fromhex(text)
@@ -106,7 +106,7 @@ def subtree_nodes(start: int, end: int) -> list[NodeId]:
         return []
     top = n.bit_length() - 1
     if start % (1 << top):
-        raise ValueError(f"range [{start}, {end}) is not aligned: start must be a multiple of {1 << top}")
+        raise ValueError(f"range [{start}, {end}) is unaligned: start must divide by {1 << top}")
     ids: list[NodeId] = []
     pos = start
     for level in range(top, -1, -1):
@@ -117,7 +117,7 @@ def subtree_nodes(start: int, end: int) -> list[NodeId]:
 
 
 def root_nodes(size: int) -> list[NodeId]:
-    """Node ids for MTH of the first ``size`` leaves; also exactly the frontier of a log of that size."""
+    """Node ids for MTH of the first ``size`` leaves; also exactly the frontier at that size."""
     _check_size(size, "size")
     return subtree_nodes(0, size)
 
@@ -176,7 +176,7 @@ def _consistency_ranges(first: int, second: int) -> list[tuple[int, int]]:
     _check_size(first, "first")
     _check_size(second, "second")
     if not 0 < first <= second:
-        raise ValueError(f"consistency proofs need 0 < first <= second, got first={first}, second={second}")
+        raise ValueError(f"consistency proofs need 0 < first <= second, got {first}, {second}")
     if first == second:
         return []
     ranges = []
@@ -223,14 +223,15 @@ class CompactRange:
         hashes = [_check_hash(h, "frontier hash") for h in frontier]
         if len(hashes) != size.bit_count():
             raise ValueError(
-                f"a log of size {size} has a frontier of {size.bit_count()} hashes, got {len(hashes)}"
+                f"a log of size {size} has a frontier of {size.bit_count()} hashes, "
+                f"got {len(hashes)}"
             )
         self._size = size
         self._frontier = hashes
 
     @classmethod
     def from_nodes(cls, size: int, nodes: Mapping[NodeId, bytes]) -> CompactRange:
-        """Rebuild the frontier of any stored size, e.g. to recover when the stored frontier is lost."""
+        """Rebuild the frontier of any stored size, e.g. when the stored frontier is lost."""
         return cls(size, [_lookup(nodes, node) for node in root_nodes(size)])
 
     @property
@@ -295,12 +296,10 @@ class CompactRange:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"invalid serialised frontier: {exc}") from None
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: object) -> bool:  # also makes instances unhashable, as they are mutable
         if not isinstance(other, CompactRange):
             return NotImplemented
         return self._size == other._size and self._frontier == other._frontier
-
-    __hash__ = None  # mutable
 
     def __repr__(self) -> str:
         return f"CompactRange(size={self._size}, root={self.root().hex()})"
@@ -314,11 +313,9 @@ def verify_inclusion(
     leaf_hash: bytes, index: int, size: int, path: Sequence[bytes], root: bytes
 ) -> bool:
     inclusion_path = _as_path(path)
-    if (
-        inclusion_path is None
-        or not (_is_hash(leaf_hash) and _is_hash(root))
-        or not (_is_size(index) and _is_size(size))
-    ):
+    if inclusion_path is None or not (_is_hash(leaf_hash) and _is_hash(root)):
+        return False
+    if not (_is_size(index) and _is_size(size)):
         return False
     # 1. Compare leaf_index against tree_size. If leaf_index >= tree_size, fail.
     if index >= size:
@@ -335,8 +332,7 @@ def verify_inclusion(
         # b. If LSB(fn) is set, or if fn is equal to sn, then:
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
-            # If LSB(fn) is not set, then right-shift both fn and sn equally until either LSB(fn)
-            # is set or fn is 0.
+            # If LSB(fn) is not set, right-shift fn and sn equally until LSB(fn) is set or fn is 0.
             while not (fn & 1 or fn == 0):
                 fn >>= 1
                 sn >>= 1
@@ -353,12 +349,9 @@ def verify_consistency(
     first: int, second: int, first_root: bytes, second_root: bytes, path: Sequence[bytes]
 ) -> bool:
     consistency_path = _as_path(path)
-    if (
-        consistency_path is None
-        or not (_is_hash(first_root) and _is_hash(second_root))
-        or not (_is_size(first) and _is_size(second))
-        or not 0 < first <= second
-    ):
+    if consistency_path is None or not (_is_hash(first_root) and _is_hash(second_root)):
+        return False
+    if not (_is_size(first) and _is_size(second) and 0 < first <= second):
         return False
     # Outside the RFC algorithm, whose step 1 would reject it: PROOF(m, D[m]) is empty and the
     # trees are consistent exactly when their roots are equal.
@@ -387,8 +380,7 @@ def verify_consistency(
         if fn & 1 or fn == sn:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
-            # If LSB(fn) is not set, then right-shift both fn and sn equally until either LSB(fn)
-            # is set or fn is 0.
+            # If LSB(fn) is not set, right-shift fn and sn equally until LSB(fn) is set or fn is 0.
             while not (fn & 1 or fn == 0):
                 fn >>= 1
                 sn >>= 1
@@ -444,7 +436,7 @@ def _is_size(value: object) -> bool:
 
 
 def _as_path(path: object) -> list[bytes] | None:
-    """A copy of an untrusted path as a list of bytes, or None if it is not a list of 32-byte hashes."""
+    """A copy of an untrusted path, or None unless it is a list/tuple of 32-byte hashes."""
     if not isinstance(path, (list, tuple)) or not all(_is_hash(p) for p in path):
         return None
     return [bytes(p) for p in path]

@@ -1,0 +1,132 @@
+"""``stalela export audit`` and ``stalela verify``: what an auditor runs."""
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from stalela.config import get_settings
+
+export_app = typer.Typer(help="Exports", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _day(value: Optional[str], name: str) -> Optional[datetime]:
+    if value is None:
+        return None
+    try:
+        return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=timezone.utc)
+    except ValueError:
+        console.print(f"[red]error[/red] --{name} must be a date like 2026-11-01")
+        raise typer.Exit(2) from None
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True, disable=not console.is_terminal)
+
+
+@export_app.command("audit")
+def export_audit(
+    tenant: str = typer.Option(..., help="Tenant id"),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the .tar.gz"),
+    date_from: Optional[str] = typer.Option(None, "--from", help="First day (UTC), inclusive"),
+    date_to: Optional[str] = typer.Option(None, "--to", help="Last day (UTC), exclusive"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Write a signed audit export of a tenant's ledger."""
+    from stalela.db.session import Database
+    from stalela.fiscal.ledger.export import write_export
+    from stalela.tenancy.context import bind_tenant
+
+    settings = get_settings()
+    start, end = _day(date_from, "from"), _day(date_to, "to")
+
+    async def run() -> dict:
+        db = Database.from_settings(settings)
+        try:
+            with _progress() as bar:
+                task = bar.add_task("exporting invoices", total=None)
+                async with db.transaction(readonly=True) as session:
+                    await bind_tenant(session, tenant)
+                    return await write_export(session, settings, tenant, output, date_from=start, date_to=end,
+                                              progress=lambda n: bar.advance(task, n))
+        finally:
+            await db.dispose()
+
+    try:
+        manifest = asyncio.run(run())
+    except Exception as exc:  # an unknown tenant surfaces as NoResultFound
+        console.print(f"[red]error[/red] export failed: {type(exc).__name__}: {exc}")
+        raise typer.Exit(2) from None
+    counts = manifest["payload"]["counts"]
+    if as_json:
+        print(json.dumps({"file": str(output), "manifest": manifest}, indent=2))
+    else:
+        console.print(f"wrote {output}: {counts['invoices']} invoices, {counts['checkpoints']} checkpoints, "
+                      f"manifest {manifest['hash'][:16]}…")
+
+
+def verify(
+    export: Optional[Path] = typer.Argument(None, help="An audit export (.tar.gz)"),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help="Verify a live database instead"),
+    tenant: Optional[str] = typer.Option(None, help="Tenant id (with --database-url)"),
+    keys: Optional[Path] = typer.Option(None, help="JWKS file to trust instead of the keys inside the export"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Verify a ledger offline: seals, chains, counters, Merkle roots, proofs. Exit 0 valid, 1 invalid, 2 unusable."""
+    from stalela.db.session import Database
+    from stalela.fiscal.ledger.audit import UnusableInput, verify_database, verify_export
+
+    if (export is None) == (database_url is None) or (database_url and not tenant):
+        console.print("[red]error[/red] give either EXPORT or --database-url with --tenant")
+        raise typer.Exit(2)
+    try:
+        with _progress() as bar:
+            task = bar.add_task("verifying invoices", total=None)
+            advance = lambda n: bar.advance(task, n)  # noqa: E731
+            if export is not None:
+                pinned = json.loads(keys.read_text())["keys"] if keys else None
+                report = verify_export(export, pinned_keys=pinned, progress=advance)
+            else:
+                settings = get_settings()
+
+                async def run():
+                    db = Database(database_url, role=settings.database_role)
+                    try:
+                        return await verify_database(db, tenant, progress=advance)
+                    finally:
+                        await db.dispose()
+
+                report = asyncio.run(run())
+    except UnusableInput as exc:
+        if as_json:
+            print(json.dumps({"valid": False, "unusable": str(exc)}))
+        else:
+            console.print(f"[red]unusable input[/red] {exc}")
+        raise typer.Exit(2) from None
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]unusable input[/red] {type(exc).__name__}: {exc}")
+        raise typer.Exit(2) from None
+
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2, default=str))
+    else:
+        console.print(f"tenant {report.tenant_id}: {report.invoices} invoices in {report.series} series, "
+                      f"{report.checkpoints} checkpoints ({report.checkpoints_matched} roots recomputed), "
+                      f"{report.inclusion_proofs} inclusion and {report.consistency_proofs} consistency proofs",
+                      highlight=False)
+        if report.valid:
+            console.print("[green]VALID[/green]: every seal, chain, counter, root and proof checks out")
+        else:
+            console.print(f"[red]INVALID[/red]: {report.failure_count} problem(s); first:", highlight=False)
+            console.print(f"  {report.failures[0].describe()}", highlight=False)
+            for more in report.failures[1:5]:
+                console.print(f"  then: {more.describe()}", highlight=False)
+    raise typer.Exit(0 if report.valid else 1)

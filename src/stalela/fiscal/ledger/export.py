@@ -1,0 +1,163 @@
+"""Audit exports: a self-contained, signed ``.tar.gz`` an auditor verifies without trusting us.
+
+Layout (members in this order, so a verifier can stream it in one pass):
+  manifest.json           a seal (same format as invoices) whose payload lists every other file's
+                          SHA-256 and size, the tenant, the range and the counts
+  keys.json               JWKS: every signing key of the tenant, retired ones included
+  checkpoints.jsonl       every signed checkpoint, oldest first
+  consistency.jsonl       a consistency proof between each pair of consecutive checkpoints
+  invoices.jsonl          one line per invoice in leaf order: {"invoice": sealed object,
+                          "leaf_index": n, "inclusion_proof": {...} against the last checkpoint}
+Files are written to a temporary directory page by page, then packed, so memory stays bounded
+whatever the number of invoices.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stalela.config import Settings
+from stalela.fiscal.core import merkle
+from stalela.fiscal.core.seal import build_seal, canonical_bytes
+from stalela.fiscal.invoices.models import Invoice
+from stalela.fiscal.invoices.service import render
+from stalela.fiscal.ledger.models import Checkpoint
+from stalela.fiscal.ledger.repository import MerkleRepository
+from stalela.fiscal.ledger.service import render_checkpoint
+from stalela.fiscal.signing import registry as keys
+from stalela.fiscal.signing.repository import SigningKeyRepository
+from stalela.kit.clock import rfc3339
+from stalela.db.base import utcnow
+from stalela.tenancy.models import Tenant
+
+FORMAT = "stalela-audit-export"
+VERSION = 1
+PAGE = 500
+MEMBERS = ("keys.json", "checkpoints.jsonl", "consistency.jsonl", "invoices.jsonl")
+Progress = Callable[[int], None]
+
+
+async def invoice_pages(
+    session: AsyncSession, *, date_from: datetime | None = None, date_to: datetime | None = None, page: int = PAGE
+) -> AsyncIterator[list[Invoice]]:
+    """Invoices in leaf (sealing) order, a page at a time (keyset pagination on leaf_index)."""
+    after = -1
+    while True:
+        stmt = select(Invoice).where(Invoice.leaf_index > after)
+        if date_from is not None:
+            stmt = stmt.where(Invoice.issued_at >= date_from)
+        if date_to is not None:
+            stmt = stmt.where(Invoice.issued_at < date_to)
+        rows = list((await session.execute(stmt.order_by(Invoice.leaf_index).limit(page))).scalars())
+        if not rows:
+            return
+        yield rows
+        after = rows[-1].leaf_index
+
+
+async def tenant_keys(session: AsyncSession) -> list[dict[str, Any]]:
+    return [keys.public_view(k) for k in await SigningKeyRepository(session).all_keys()]
+
+
+async def tenant_checkpoints(session: AsyncSession) -> list[dict[str, Any]]:
+    rows = (await session.execute(select(Checkpoint).order_by(Checkpoint.tree_size, Checkpoint.id))).scalars()
+    return [render_checkpoint(c) for c in rows]
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _jsonl(fh, obj: Any) -> None:  # noqa: ANN001
+    fh.write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
+    fh.write(b"\n")
+
+
+async def write_export(
+    session: AsyncSession, settings: Settings, tenant_id: str, out_path: Path, *,
+    date_from: datetime | None = None, date_to: datetime | None = None, progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Write the export to ``out_path``; returns the manifest seal. The session is bound to the tenant."""
+    tenant = (await session.execute(select(Tenant).where(Tenant.id == tenant_id))).scalar_one()
+    merkle_repo = MerkleRepository(session)
+    checkpoints = await tenant_checkpoints(session)
+    last = checkpoints[-1] if checkpoints else None
+    counts = {"invoices": 0, "checkpoints": len(checkpoints), "keys": 0, "inclusion_proofs": 0,
+              "consistency_proofs": 0}
+    with tempfile.TemporaryDirectory(prefix="stalela-export-") as tmp:
+        work = Path(tmp)
+        jwks = await tenant_keys(session)
+        counts["keys"] = len(jwks)
+        (work / "keys.json").write_text(json.dumps({"keys": jwks}, indent=1))
+        with open(work / "checkpoints.jsonl", "wb") as fh:
+            for cp in checkpoints:
+                _jsonl(fh, cp)
+        with open(work / "consistency.jsonl", "wb") as fh:
+            sized = [c for c in checkpoints if c["tree_size"] > 0]
+            for a, b in zip(sized, sized[1:]):
+                if a["tree_size"] == b["tree_size"]:
+                    continue
+                nodes = await merkle_repo.nodes(merkle.consistency_nodes(a["tree_size"], b["tree_size"]))
+                path = merkle.consistency_proof(a["tree_size"], b["tree_size"], nodes)
+                _jsonl(fh, {"first": a["tree_size"], "second": b["tree_size"], "first_checkpoint": a["id"],
+                            "second_checkpoint": b["id"], "consistency_path": [h.hex() for h in path]})
+                counts["consistency_proofs"] += 1
+        with open(work / "invoices.jsonl", "wb") as fh:
+            async for rows in invoice_pages(session, date_from=date_from, date_to=date_to):
+                proofs = await _inclusion_proofs(merkle_repo, rows, last["tree_size"] if last else 0)
+                for inv in rows:
+                    line = {"invoice": render(inv), "leaf_index": inv.leaf_index,
+                            "inclusion_proof": proofs.get(inv.leaf_index)}
+                    _jsonl(fh, line)
+                counts["invoices"] += len(rows)
+                counts["inclusion_proofs"] += len(proofs)
+                if progress:
+                    progress(len(rows))
+        payload = {
+            "format": FORMAT,
+            "version": VERSION,
+            "tenant_id": tenant_id,
+            "tenant": {"name": tenant.name, "tax_id": tenant.tax_id, "jurisdiction": tenant.jurisdiction},
+            "generated_at": rfc3339(utcnow()),
+            "range": {"from": rfc3339(date_from) if date_from else None, "to": rfc3339(date_to) if date_to else None},
+            "complete": date_from is None and date_to is None,
+            "last_checkpoint": last["id"] if last else None,
+            "counts": counts,
+            "files": [{"name": n, "sha256": _sha256_file(work / n), "bytes": (work / n).stat().st_size}
+                      for n in MEMBERS],
+        }
+        key = await keys.active_key(session, tenant_id)
+        canonical = canonical_bytes(payload)
+        manifest = build_seal(payload, await keys.sign(settings, key, canonical), key.id)
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = out_path.with_name(out_path.name + ".partial")
+        with tarfile.open(partial, "w:gz") as tar:
+            for name in ("manifest.json", *MEMBERS):
+                tar.add(work / name, arcname=name)
+        os.replace(partial, out_path)  # never leave a half-written export under the final name
+    return manifest
+
+
+async def _inclusion_proofs(repo: MerkleRepository, rows: list[Invoice], tree_size: int) -> dict[int, dict]:
+    covered = [inv.leaf_index for inv in rows if inv.leaf_index < tree_size]
+    if not covered:
+        return {}
+    wanted = [node for i in covered for node in merkle.inclusion_nodes(i, tree_size)]
+    nodes = await repo.nodes(wanted)
+    return {i: {"leaf_index": i, "tree_size": tree_size,
+                "audit_path": [h.hex() for h in merkle.inclusion_proof(i, tree_size, nodes)]} for i in covered}

@@ -1,0 +1,260 @@
+"""Offline verification of a tenant's fiscal ledger, in one streaming pass and bounded memory.
+
+Fed by a source (an audit export or a live database, see ``sources.py``): the public keys, the
+checkpoints (few), then every invoice in leaf order (many, streamed). Checks, naming the first
+failure exactly:
+- every seal's hash and ES256 signature against the published key, and its lines digest;
+- the sealed document agrees with what was signed (a changed amount cannot hide in the document);
+- per series (outlet): counters 1..n with no gap or duplicate, each prev_hash the previous hash;
+- leaves are contiguous from 0 and the recomputed Merkle root equals every checkpoint's root;
+- every checkpoint's signature, every consistency proof, every inclusion proof supplied.
+Memory: one compact range, the last hash and counter per series, the checkpoints.
+"""
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+import rfc8785
+
+from stalela.fiscal.core import merkle
+from stalela.fiscal.core.seal import verify_seal
+
+# Fields that appear both in the sealed payload and in the stored document; they must agree.
+_MIRRORED = ("fiscal_number", "counter", "type", "price_mode", "issued_at", "currency", "outlet_id",
+             "tenant_id", "nature", "original", "totals", "exchange")
+MAX_FAILURES = 50
+
+
+@dataclass
+class Failure:
+    what: str
+    detail: str
+    invoice_id: str | None = None
+    outlet_id: str | None = None
+    counter: int | None = None
+    fiscal_number: str | None = None
+    checkpoint_id: str | None = None
+    leaf_index: int | None = None
+
+    def describe(self) -> str:
+        where = [f"{k}={v}" for k, v in (("outlet", self.outlet_id), ("counter", self.counter),
+                                           ("fiscal_number", self.fiscal_number), ("invoice", self.invoice_id),
+                                           ("leaf", self.leaf_index), ("checkpoint", self.checkpoint_id))
+                 if v is not None]
+        return f"{self.what}: {self.detail}" + (f" [{', '.join(where)}]" if where else "")
+
+
+@dataclass
+class Report:
+    tenant_id: str | None = None
+    invoices: int = 0
+    series: int = 0
+    checkpoints: int = 0
+    checkpoints_matched: int = 0
+    inclusion_proofs: int = 0
+    consistency_proofs: int = 0
+    complete: bool = True
+    failures: list[Failure] = field(default_factory=list)
+    failure_count: int = 0
+
+    @property
+    def valid(self) -> bool:
+        return self.failure_count == 0
+
+    def as_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["valid"] = self.valid
+        out["first_failure"] = asdict(self.failures[0]) if self.failures else None
+        return out
+
+
+@dataclass
+class _SeriesState:
+    counter: int
+    last_hash: str
+
+
+class LedgerVerifier:
+    def __init__(self, tenant_id: str, jwks: Iterable[dict[str, Any]], *, complete: bool = True) -> None:
+        """``complete``: the stream starts at leaf 0 (a whole ledger, not a date range)."""
+        self.report = Report(tenant_id=tenant_id, complete=complete)
+        self.keys = {k.get("kid"): k for k in jwks}
+        self._series: dict[str, _SeriesState] = {}
+        self._tree = merkle.CompactRange()
+        self._next_leaf: int | None = 0 if complete else None
+        self._pending_checkpoints: list[dict[str, Any]] = []
+        self._checkpoint_roots: dict[int, str] = {}
+
+    def fail(self, what: str, detail: str, **where: Any) -> None:
+        self.report.failure_count += 1
+        if len(self.report.failures) < MAX_FAILURES:
+            self.report.failures.append(Failure(what, detail, **where))
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def checkpoints(self, checkpoints: Iterable[dict[str, Any]]) -> None:
+        ordered = sorted(checkpoints, key=lambda c: (c.get("tree_size", -1), c.get("id", "")))
+        for cp in ordered:
+            self.report.checkpoints += 1
+            where = {"checkpoint_id": cp.get("id")}
+            seal = cp.get("seal") or {}
+            check = verify_seal(seal, self.keys.get(seal.get("key_id")))
+            if not check:
+                self.fail("checkpoint_seal_invalid", check.reason or "invalid", **where)
+                continue
+            payload = seal["payload"]
+            if (payload.get("tree_size"), payload.get("root_hash"), payload.get("tenant_id")) != (
+                    cp.get("tree_size"), cp.get("root_hash"), self.report.tenant_id):
+                self.fail("checkpoint_mismatch", "stored tree_size/root_hash/tenant differ from the signed payload",
+                          **where)
+                continue
+            earlier = self._checkpoint_roots.get(payload["tree_size"])
+            if earlier is not None and earlier != payload["root_hash"]:
+                self.fail("checkpoint_fork", f"two signed roots for tree size {payload['tree_size']}", **where)
+            self._checkpoint_roots[payload["tree_size"]] = payload["root_hash"]
+            if payload["tree_size"] == 0:
+                if payload["root_hash"] != merkle.EMPTY_ROOT.hex():
+                    self.fail("checkpoint_root_mismatch", "an empty log has a fixed root", **where)
+            elif self.report.complete:
+                self._pending_checkpoints.append(cp)
+
+    def consistency(self, proof: dict[str, Any]) -> None:
+        self.report.consistency_proofs += 1
+        first, second = proof.get("first"), proof.get("second")
+        r1, r2 = self._checkpoint_roots.get(first), self._checkpoint_roots.get(second)
+        if r1 is None or r2 is None:
+            self.fail("consistency_proof_unanchored", f"no signed checkpoint for sizes {first} and {second}")
+            return
+        path = _hexes(proof.get("consistency_path"))
+        if path is None or not merkle.verify_consistency(first, second, bytes.fromhex(r1), bytes.fromhex(r2), path):
+            self.fail("consistency_proof_invalid", f"log of size {second} is not an extension of size {first}")
+
+    def inclusion(self, proof: dict[str, Any], seal_hash_hex: str, where: dict[str, Any]) -> None:
+        self.report.inclusion_proofs += 1
+        root = self._checkpoint_roots.get(proof.get("tree_size"))
+        path = _hexes(proof.get("audit_path"))
+        if root is None or path is None or not merkle.verify_inclusion(
+                merkle.seal_leaf_hash(seal_hash_hex), proof.get("leaf_index", -1), proof["tree_size"], path,
+                bytes.fromhex(root)):
+            self.fail("inclusion_proof_invalid", f"not in the log of size {proof.get('tree_size')}", **where)
+
+    # --- invoices ---------------------------------------------------------------------------------
+
+    def invoice(
+        self, inv: dict[str, Any], stored_leaf_hash: bytes | None = None, columns: dict[str, Any] | None = None
+    ) -> None:
+        """``columns``: in database mode, the row's indexed columns, which must agree with the seal."""
+        self.report.invoices += 1
+        seal = inv.get("seal") or {}
+        payload = seal.get("payload") or {}
+        where = {"invoice_id": inv.get("id"), "outlet_id": inv.get("outlet_id"), "counter": inv.get("counter"),
+                 "fiscal_number": inv.get("fiscal_number"), "leaf_index": inv.get("leaf_index")}
+        check = verify_seal(seal, self.keys.get(seal.get("key_id")))
+        if not check:
+            self.fail("seal_invalid", check.reason or "invalid", **where)
+        else:
+            self._document_matches(inv, payload, where)
+            if columns is not None:
+                self._columns_match(columns, seal, where)
+        self._chain(payload if check else inv, seal.get("hash", ""), where)
+        self._leaf(inv, seal.get("hash", ""), stored_leaf_hash, where)
+
+    def _document_matches(self, inv: dict[str, Any], payload: dict[str, Any], where: dict[str, Any]) -> None:
+        if payload.get("tenant_id") != self.report.tenant_id:
+            self.fail("wrong_tenant", f"sealed for tenant {payload.get('tenant_id')}", **where)
+        for name in _MIRRORED:
+            if inv.get(name) != payload.get(name):
+                self.fail("document_altered", f"{name} differs from the sealed value", **where)
+                return
+        if inv.get("id") != payload.get("invoice_id"):
+            self.fail("document_altered", "id differs from the sealed invoice_id", **where)
+            return
+        lines = inv.get("lines")
+        try:
+            digest = hashlib.sha256(rfc8785.dumps(lines)).hexdigest()
+        except Exception:  # noqa: BLE001 - hostile input: report, never crash
+            digest = None
+        if digest != payload.get("lines_hash") or len(lines or []) != payload.get("line_count"):
+            self.fail("lines_altered", "the lines do not match the sealed lines_hash", **where)
+
+    def _columns_match(self, columns: dict[str, Any], seal: dict[str, Any], where: dict[str, Any]) -> None:
+        payload = seal["payload"]
+        expected = {"fiscal_number": payload.get("fiscal_number"), "counter": payload.get("counter"),
+                    "outlet_id": payload.get("outlet_id"), "type": payload.get("type"), "seal_hash": seal["hash"],
+                    "key_id": seal["key_id"], "total_cents": _cents(payload.get("total"))}
+        for name, value in expected.items():
+            if name in columns and columns[name] != value:
+                self.fail("row_altered", f"column {name} ({columns[name]}) differs from the sealed value ({value})",
+                          **where)
+                return
+
+    def _chain(self, signed: dict[str, Any], seal_hash: str, where: dict[str, Any]) -> None:
+        series_id = signed.get("series_id") or signed.get("outlet_id")
+        counter = signed.get("counter")
+        state = self._series.get(series_id)
+        if state is None:
+            self.report.series += 1
+            if self.report.complete and counter != 1:
+                self.fail("counter_gap", f"series starts at counter {counter}, expected 1", **where)
+            elif counter == 1 and signed.get("prev_hash") != "0" * 64:
+                self.fail("chain_broken", "the first invoice's prev_hash is not 64 zeros", **where)
+        else:
+            if counter == state.counter:
+                self.fail("counter_duplicate", f"counter {counter} appears twice", **where)
+            elif counter != state.counter + 1:
+                self.fail("counter_gap", f"expected counter {state.counter + 1}, found {counter}", **where)
+            elif signed.get("prev_hash") != state.last_hash:
+                self.fail("chain_broken", "prev_hash is not the previous invoice's seal hash", **where)
+        if isinstance(counter, int):
+            self._series[series_id] = _SeriesState(counter, seal_hash)
+
+    def _leaf(self, inv: dict[str, Any], seal_hash: str, stored: bytes | None, where: dict[str, Any]) -> None:
+        index = inv.get("leaf_index")
+        if self._next_leaf is None:  # a partial export: start wherever it starts, then stay contiguous
+            self._next_leaf = index
+        if index != self._next_leaf:
+            self.fail("leaf_out_of_order", f"expected leaf {self._next_leaf}, found {index}", **where)
+        self._next_leaf = (index if isinstance(index, int) else self._next_leaf) + 1
+        try:
+            leaf = merkle.seal_leaf_hash(seal_hash)
+        except ValueError:
+            return  # already reported as an invalid seal
+        if stored is not None and stored != leaf:
+            self.fail("leaf_mismatch", "the stored Merkle leaf is not this invoice's seal hash", **where)
+        if not self.report.complete:
+            return
+        self._tree.append(leaf)
+        while self._pending_checkpoints and self._pending_checkpoints[0]["tree_size"] <= self._tree.size:
+            cp = self._pending_checkpoints.pop(0)
+            if cp["tree_size"] == self._tree.size:
+                if self._tree.root().hex() == cp["root_hash"]:
+                    self.report.checkpoints_matched += 1
+                else:
+                    self.fail("checkpoint_root_mismatch",
+                              f"recomputed root of the first {cp['tree_size']} leaves differs from the signed root",
+                              checkpoint_id=cp["id"], leaf_index=cp["tree_size"] - 1)
+
+    def finish(self) -> Report:
+        if self.report.complete:
+            for cp in self._pending_checkpoints:
+                self.fail("checkpoint_beyond_ledger",
+                          f"checkpoint covers {cp['tree_size']} leaves, the ledger has {self._tree.size}",
+                          checkpoint_id=cp["id"])
+        return self.report
+
+
+def _cents(total: Any) -> int | None:
+    try:
+        return int(Decimal(total) * 100)
+    except (TypeError, ArithmeticError, ValueError):
+        return None
+
+
+def _hexes(values: Any) -> list[bytes] | None:
+    try:
+        return [bytes.fromhex(v) for v in values]
+    except (TypeError, ValueError):
+        return None
