@@ -283,7 +283,6 @@ def check_counters(srv: Server, key: str, outlets: list[str], created: dict[str,
     return checks
 
 
-
 def bench_workers(workers: int, args: argparse.Namespace, backend: str) -> dict:
     with Server(workers, args.concurrency) as srv:
         status, created = api(srv.base, "POST", "/v1/tenants", srv.token,

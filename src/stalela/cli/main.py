@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from typing import Any, Optional
 
@@ -60,6 +61,11 @@ def serve(
     host = host or settings.host
     port = port or settings.port
     workers = workers or settings.workers
+    # Worker processes read settings from the environment: make the CLI's choices theirs too, so
+    # that e.g. the QR URLs (derived from host and port) name the address actually served.
+    os.environ["STALELA_HOST"], os.environ["STALELA_PORT"] = host, str(port)
+    get_settings.cache_clear()
+    settings = get_settings()
     if migrate:
         asyncio.run(bootstrap.migrate(settings))
     if demo if demo is not None else (settings.demo and settings.is_sqlite):

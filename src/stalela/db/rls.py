@@ -12,8 +12,11 @@ from alembic import op
 
 # One statement per execute: asyncpg prepares each and refuses several commands at once.
 ROLE_SQL = (
+    # Check first: PostgreSQL refuses CREATE ROLE without CREATEROLE even when the role exists.
     """DO $$ BEGIN
-  CREATE ROLE {role} NOLOGIN;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+    CREATE ROLE {role} NOLOGIN;
+  END IF;
 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$""",
     # Lets a non-superuser owner SET ROLE; harmless (and may fail quietly) for a superuser.

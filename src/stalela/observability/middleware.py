@@ -1,6 +1,7 @@
 """Pure ASGI middleware: request id, access log line with latency, and the request body size cap."""
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -76,11 +77,11 @@ class BodyGuardMiddleware:
         declared = headers.get(b"content-length")
         content_type = headers.get(b"content-type")
         has_body = (declared not in (None, b"0")) or b"transfer-encoding" in headers
-        if scope["method"] in _BODY_METHODS and has_body and content_type is not None and not _is_json(content_type):
-            await _send_problem(send, UnsupportedMediaType("send JSON with 'Content-Type: application/json'"))
+        if scope["method"] in _BODY_METHODS and has_body and (content_type is None or not _is_json(content_type)):
+            await _send_problem(send, UnsupportedMediaType("send JSON with 'Content-Type: application/json'"), scope)
             return
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _send_problem(send, PayloadTooLarge(f"request body exceeds {self.max_bytes} bytes"))
+            await _send_problem(send, PayloadTooLarge(f"request body exceeds {self.max_bytes} bytes"), scope)
             return
         seen = 0
 
@@ -96,10 +97,9 @@ class BodyGuardMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-async def _send_problem(send: Send, error: StalelaError) -> None:
-    import json
-
-    body = json.dumps(error.problem()).encode()
+async def _send_problem(send: Send, error: StalelaError, scope: Scope) -> None:
+    body = json.dumps({**error.problem(), "instance": scope["path"],
+                       "request_id": scope.get("state", {}).get("request_id")}).encode()
     await send(
         {
             "type": "http.response.start",

@@ -256,3 +256,33 @@ async def test_ttc_exchange_and_payments_round_trip(client, shop):
     assert inv["totals"]["total"] == "3480.00"
     assert inv["exchange"]["currency"] == "USD" and inv["seal"]["payload"]["exchange"] == inv["exchange"]
     assert [p["method"] for p in inv["payments"]] == ["ESPECES", "MOBILEMONEY"]
+
+
+async def test_expired_idempotency_keys_are_free_again(client, shop, database_url):
+    from tests.support.tamper import tamper
+
+    tenant, headers, outlet = shop
+    key = headers | {"Idempotency-Key": "old-key"}
+    first = await client.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=key)
+    tamper(database_url, [("UPDATE idempotency_keys SET expires_at = created_at WHERE tenant_id = %(t)s",
+                           {"t": tenant["id"]})])
+    again = await client.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=key)
+    assert again.status_code == 201 and "idempotent-replayed" not in again.headers
+    assert again.json()["counter"] == first.json()["counter"] + 1
+
+
+async def test_a_restricted_key_cannot_read_through_a_replay(client, shop):
+    _, headers, outlet = shop
+    other = (await client.post("/v1/outlets", json={"code": "SHOP2", "name": "Other"}, headers=headers)).json()
+    till = (await client.post("/v1/api-keys", json={"name": "till", "outlet_id": other["id"]}, headers=headers)).json()
+    body = sample_invoice(outlet["id"])
+    assert (await client.post("/v1/invoices", json=body, headers=headers | {"Idempotency-Key": "k1"})).status_code == 201
+    r = await client.post("/v1/invoices", json=body,
+                          headers={"Authorization": f"Bearer {till['api_key']}", "Idempotency-Key": "k1"})
+    assert r.status_code == 403 and r.json()["code"] == "api_key_outlet_restricted"
+
+
+async def test_body_without_content_type_is_a_415(client, shop):
+    _, headers, outlet = shop
+    r = await client.post("/v1/invoices", content=json.dumps(sample_invoice(outlet["id"])).encode(), headers=headers)
+    assert r.status_code == 415 and r.json()["request_id"] and r.json()["instance"] == "/v1/invoices"

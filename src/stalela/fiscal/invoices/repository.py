@@ -87,6 +87,10 @@ class SeriesRepository(Repository[Series]):
 class IdempotencyRepository(Repository[IdempotencyRecord]):
     model = IdempotencyRecord
 
+    async def delete(self, record: IdempotencyRecord) -> None:
+        await self.session.delete(record)
+        await self.session.flush()
+
     async def find(self, key: str) -> IdempotencyRecord | None:
         stmt = select(IdempotencyRecord).where(IdempotencyRecord.key == key)
         return (await self.session.execute(stmt)).scalar_one_or_none()

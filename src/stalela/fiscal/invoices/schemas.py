@@ -32,7 +32,6 @@ class BuyerIn(_In):
     name: str | None = Field(None, max_length=200)
     tax_id: str | None = Field(None, max_length=64)
     exemption_ref: str | None = Field(None, max_length=100)
-    address: str | None = Field(None, max_length=500)
 
 
 class PaymentIn(_In):

@@ -79,12 +79,19 @@ async def seal_invoice(
     invoices = InvoiceRepository(session)
     fingerprint = request_hash(req)
 
+    # Checked before any replay, so a till's key can never read another outlet's invoice through one.
+    if principal.outlet_id and principal.outlet_id != req.outlet_id:
+        raise Forbidden("this API key may only seal for its own outlet", code="api_key_outlet_restricted",
+                        field="outlet_id")
     if idempotency_key is not None:
         if not await invoices.lock_key(f"idem:{tenant_id}:{idempotency_key}"):
             raise Conflict("a request with this Idempotency-Key is still being processed",
                            code="idempotency_key_in_use", headers={"Retry-After": "1"})
-        record = await IdempotencyRepository(session).find(idempotency_key)
-        if record is not None and record.expires_at > utcnow():
+        idempotency = IdempotencyRepository(session)
+        record = await idempotency.find(idempotency_key)
+        if record is not None and record.expires_at <= utcnow():
+            await idempotency.delete(record)  # past retention: the key is free again
+        elif record is not None:
             if record.request_hash != fingerprint:
                 raise ValidationFailed("this Idempotency-Key was used with a different request body",
                                        code="idempotency_key_reused", field="Idempotency-Key")
@@ -94,9 +101,6 @@ async def seal_invoice(
     outlet = await OutletRepository(session).get(req.outlet_id)
     if outlet is None:
         raise ValidationFailed("no such outlet", code="outlet_not_found", field="outlet_id")
-    if principal.outlet_id and principal.outlet_id != outlet.id:
-        raise Forbidden("this API key may only seal for its own outlet", code="api_key_outlet_restricted",
-                        field="outlet_id")
     if outlet.status != "active":
         raise Conflict("the outlet is not active", code="outlet_inactive", field="outlet_id")
     if req.reference is not None and await invoices.reference_taken(outlet.id, req.reference):
@@ -187,7 +191,11 @@ async def seal_invoice(
         ))
     try:
         await session.flush()
-    except IntegrityError as exc:  # only a concurrent request with the same reference can get here
+    except IntegrityError as exc:
+        # The reference check above raced with a concurrent seal of the same reference; anything
+        # else is a real fault and must surface as one.
+        if req.reference is None or "reference" not in str(exc.orig):
+            raise
         raise Conflict("this reference was already sealed for this outlet", code="reference_already_used",
                        field="reference") from exc
     return SealResult(201, body)

@@ -111,7 +111,6 @@ def public_view(key: SigningKey) -> dict[str, Any]:
         "status": key.status,
         "not_before": key.not_before.isoformat().replace("+00:00", "Z"),
         "not_after": key.not_after.isoformat().replace("+00:00", "Z") if key.not_after else None,
-        "tenant_id": key.tenant_id,
     }
 
 
