@@ -62,6 +62,8 @@ def make_settings(database_url: str, tmp_path, **overrides) -> Settings:
         operator_token=OPERATOR_TOKEN,
         demo=False,
         log_level="WARNING",
+        # Background loops would race the tests that drive jobs step by step; e2e servers keep them.
+        inprocess_workers=False,
     )
     values.update(overrides)
     return Settings(**values)

@@ -21,7 +21,8 @@ async def _victim_objects(client, headers) -> dict[str, str]:
     outlet = (await client.post("/v1/outlets", json={"code": "V1", "name": "Victim"}, headers=headers)).json()
     key = (await client.post("/v1/api-keys", json={"name": "victim"}, headers=headers)).json()
     invoice = (await client.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=headers)).json()
-    return {"outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"]}
+    export = (await client.post("/v1/exports/audit", json={}, headers=headers)).json()
+    return {"outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"], "export_id": export["id"]}
 
 
 async def test_no_route_leaks_another_tenants_objects(app, client, new_tenant):

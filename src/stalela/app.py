@@ -98,6 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             from stalela.fiscal.ledger.tasks import periodic_checkpoints
 
             background.append(asyncio.create_task(periodic_checkpoints(app.state.db, settings)))
+        if settings.inprocess_workers:
+            from stalela.fiscal.ledger.jobs import export_runner
+
+            background.append(asyncio.create_task(export_runner(app.state.db, settings)))
         try:
             yield
         finally:

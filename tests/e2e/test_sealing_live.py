@@ -7,10 +7,12 @@ The same flow through PKCS#11 on SoftHSM2.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
 
+from stalela.fiscal.ledger.audit import verify_export
 from tests.conftest import OPERATOR_TOKEN
 from tests.support.invoices import sample_invoice
 from tests.support.server import start_server
@@ -82,5 +84,30 @@ def test_seal_flow_on_softhsm2(request, tmp_path, softhsm_token):
     try:
         invoices = asyncio.run(_hammer(server.base_url, clients=8, per_client=5))
         check_chain(invoices)
+    finally:
+        server.stop()
+
+
+def test_audit_export_built_in_the_background(tmp_path, _sqlite_url):
+    server = start_server({"STALELA_DATABASE_URL": _sqlite_url, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN},
+                          tmp_path / "var")
+    try:
+        asyncio.run(_hammer(server.base_url, clients=2, per_client=3))
+        with httpx.Client(base_url=server.base_url, timeout=30) as c:
+            op = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+            r = c.post("/v1/tenants", json={"name": "Exp", "tax_id": "E1", "jurisdiction": "CD"}, headers=op)
+            key = {"Authorization": f"Bearer {r.json()['api_key']}"}
+            outlet = c.post("/v1/outlets", json={"code": "E", "name": "E"}, headers=key).json()
+            for _ in range(3):
+                assert c.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=key).status_code == 201
+            assert c.post("/v1/ledger/checkpoints", headers=key).status_code == 201
+            job = c.post("/v1/exports/audit", json={}, headers=key).json()
+            deadline = time.monotonic() + 30
+            while (state := c.get(f"/v1/exports/{job['id']}", headers=key).json())["status"] != "ready":
+                assert state["status"] in ("pending", "running") and time.monotonic() < deadline, state
+                time.sleep(0.2)
+            (tmp_path / "e.tar.gz").write_bytes(c.get(state["download_url"], headers=key).content)
+        report = verify_export(tmp_path / "e.tar.gz")
+        assert report.valid and report.invoices == 3 and report.checkpoints_matched == 1
     finally:
         server.stop()

@@ -12,6 +12,7 @@ import pytest
 
 from stalela.fiscal.ledger.audit import UnusableInput, verify_database, verify_export
 from stalela.fiscal.ledger.export import write_export
+from stalela.fiscal.ledger.jobs import run_one
 from stalela.tenancy.context import bind_tenant
 from tests.support.invoices import sample_invoice
 from tests.support.tamper import tamper
@@ -186,3 +187,28 @@ async def test_export_file_edits_are_caught(db, settings, ledger, tmp_path):
     assert {f.what for f in report.failures} >= {"file_altered"}
     with pytest.raises(UnusableInput):
         verify_export(tmp_path / "missing.tar.gz")
+
+
+async def test_export_over_the_api(app, client, ledger, tmp_path):
+    headers = ledger["headers"]
+    r = await client.post("/v1/exports/audit", json={}, headers=headers)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status"] == "pending" and job["download_url"] is None
+    r = await client.get(f"/v1/exports/{job['id']}/download", headers=headers)
+    assert r.status_code == 409 and r.json()["code"] == "export_not_ready"
+
+    while await run_one(app.state.db, app.state.settings) != job["id"]:
+        pass
+    done = (await client.get(f"/v1/exports/{job['id']}", headers=headers)).json()
+    assert done["status"] == "ready" and done["invoices"] == 12
+    r = await client.get(done["download_url"], headers=headers)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/gzip"
+    assert r.headers["x-content-sha256"] == done["sha256"]
+    (tmp_path / "dl.tar.gz").write_bytes(r.content)
+    assert verify_export(tmp_path / "dl.tar.gz").valid
+
+    bad = await client.post("/v1/exports/audit", json={"from": "2026-02-01", "to": "2026-01-01"}, headers=headers)
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_range"
+    ranged = await client.post("/v1/exports/audit", json={"from": "2026-01-01", "bogus": 1}, headers=headers)
+    assert ranged.status_code == 422

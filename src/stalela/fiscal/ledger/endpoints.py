@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse
+from pydantic import Field
 
-from stalela.auth.dependencies import AppSettings, DbSession, TenantPrincipal
+from stalela.auth.dependencies import AppSettings, DbSession, TenantPrincipal, require_unrestricted
 from stalela.fiscal.invoices import service as invoices
-from stalela.fiscal.ledger import service
+from stalela.fiscal.ledger import jobs, service
 from stalela.fiscal.ledger.repository import CheckpointRepository
 from stalela.kit.pagination import PageParams, page_params
-from stalela.kit.schemas import PathId
+from stalela.kit.schemas import PathId, StrictModel
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 Size = Annotated[int, Query(ge=1, le=2**62)]
@@ -54,3 +57,32 @@ async def inclusion_proof(
 async def consistency_proof(first: Size, second: Size, session: DbSession, principal: TenantPrincipal):
     """RFC 9162 consistency proof between two tree sizes of the tenant's log."""
     return await service.consistency_proof(session, principal.tenant_id, first, second)
+
+
+class ExportRequest(StrictModel):
+    from_: date | None = Field(None, alias="from", description="First day (UTC), inclusive")
+    to: date | None = Field(None, description="Last day (UTC), exclusive")
+
+
+@router.post("/exports/audit", status_code=202, tags=["exports"])
+async def request_audit_export(body: ExportRequest, session: DbSession, principal: TenantPrincipal):
+    """Start building a signed audit export (.tar.gz); poll the job, then download it."""
+    require_unrestricted(principal)
+    return jobs.render_job(await jobs.request_export(session, principal.tenant_id, body.from_, body.to))
+
+
+@router.get("/exports/{export_id}", tags=["exports"])
+async def get_export(export_id: PathId, session: DbSession, principal: TenantPrincipal):
+    require_unrestricted(principal)
+    return jobs.render_job(await jobs.get_export(session, export_id))
+
+
+@router.get("/exports/{export_id}/download", tags=["exports"], response_class=FileResponse)
+async def download_export(export_id: PathId, session: DbSession, principal: TenantPrincipal, settings: AppSettings):
+    """The export file once ready (409 export_not_ready before)."""
+    require_unrestricted(principal)
+    job = await jobs.get_export(session, export_id)
+    path = jobs.ready_file(settings, job)
+    headers = {"X-Content-SHA256": job.sha256} if job.sha256 else {}
+    return FileResponse(path, media_type="application/gzip", filename=f"stalela-audit-{job.id}.tar.gz",
+                        headers=headers)

@@ -52,3 +52,25 @@ class Checkpoint(TenantOwned, Base):
     seal_hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
     payload: Mapped[str] = mapped_column(Text)
+
+
+class ExportJob(TenantOwned, Base):
+    """An audit export requested over the API, built in the background, downloaded when ready."""
+
+    __tablename__ = "export_jobs"
+    __table_args__ = (Index("ix_export_jobs_status", "status"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(40), ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | running | ready | failed
+    date_from: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    date_to: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    file_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    invoices: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
