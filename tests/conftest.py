@@ -50,6 +50,22 @@ def _postgres_url(postgres_server) -> str:
 
 
 @pytest.fixture(params=BACKENDS)
+def fresh_database_url(request, tmp_path, postgres_server) -> str:
+    """A database of its own, for tests that consume queue-like state shared by all tenants."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+        asyncio.run(upgrade(url))
+        yield url
+        return
+    if not postgres_server.admin_url:
+        pytest.skip(postgres_server.reason)
+    url = create_database(postgres_server.admin_url)
+    asyncio.run(upgrade(url))
+    yield url
+    drop_database(postgres_server.admin_url, url)
+
+
+@pytest.fixture(params=BACKENDS)
 def database_url(request) -> str:
     """A migrated database on each backend; tests isolate themselves by creating their own tenants."""
     return request.getfixturevalue(f"_{request.param}_url")

@@ -1,8 +1,7 @@
 """The FastAPI application factory: mounts every domain's router and the one error handler."""
 from __future__ import annotations
 
-import asyncio
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -93,21 +92,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = Database.from_settings(settings)
         # Fail at start, not on the first seal, if the key store is misconfigured.
         backend_for(settings)
-        background = []
-        if settings.inprocess_workers and settings.checkpoint_interval_seconds:
-            from stalela.fiscal.ledger.tasks import periodic_checkpoints
-
-            background.append(asyncio.create_task(periodic_checkpoints(app.state.db, settings)))
-        if settings.inprocess_workers:
-            from stalela.fiscal.ledger.jobs import export_runner
-
-            background.append(asyncio.create_task(export_runner(app.state.db, settings)))
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                if settings.inprocess_workers:
+                    from stalela.workers import background
+
+                    await stack.enter_async_context(background(app.state.db, settings))
+                yield
         finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
             await app.state.db.dispose()
 
     app = FastAPI(
@@ -140,5 +132,6 @@ def extra_routers() -> list:
     from stalela.fiscal.invoices.endpoints import router as invoices_router
     from stalela.fiscal.ledger.endpoints import router as ledger_router
     from stalela.fiscal.signing.endpoints import router as keys_router
+    from stalela.outbox.endpoints import router as outbox_router
 
-    return [invoices_router, ledger_router, keys_router, verification_router]
+    return [invoices_router, ledger_router, keys_router, verification_router, outbox_router]

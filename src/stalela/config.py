@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     checkpoint_interval_seconds: int = Field(
         3600, ge=0, description="Sign a checkpoint of each tenant's log this often if it grew; 0 disables."
     )
+    outbox_batch_size: int = Field(100, ge=1, le=5000, description="Events claimed per round trip.")
+    outbox_lease_seconds: int = Field(60, ge=1, description="A claimed event is retried elsewhere after this.")
+    outbox_backoff_base_seconds: float = Field(1.0, gt=0)
+    outbox_backoff_cap_seconds: float = Field(3600.0, gt=0)
+    outbox_max_attempts: int = Field(25, ge=1, description="After this many failed attempts an event is dead.")
+    outbox_poll_seconds: float = Field(0.5, gt=0, description="Idle wait between empty claims.")
+    worker_concurrency: int = Field(8, ge=1, le=256, description="Events handled at once per worker process.")
+    nats_url: str | None = Field(None, description="Relay every outbox event to NATS JetStream when set.")
+    nats_stream: str = "STALELA"
     bench_endpoints: bool = Field(
         False, description="Expose POST /_bench/noop, the trivial baseline the benchmarks compare against."
     )

@@ -131,3 +131,20 @@ async def list_keys(settings: Settings, tenant_id: str) -> list[dict[str, Any]]:
         await service.get_tenant(session, tenant_id)
         await bind_tenant(session, tenant_id)
         return [registry.public_view(k) for k in await SigningKeyRepository(session).all_keys()]
+
+
+async def outbox_dead(settings: Settings, topic: str | None, limit: int) -> list[dict[str, Any]]:
+    from stalela.outbox import service as outbox
+
+    async with _session(settings) as session:
+        await bind_platform(session)
+        rows, _ = await outbox.dead_letters(session, topic, limit, None)
+        return rows
+
+
+async def outbox_replay(settings: Settings, ids: list[str] | None, topic: str | None) -> int:
+    from stalela.outbox import service as outbox
+
+    async with _session(settings) as session:
+        await bind_platform(session)
+        return await outbox.replay(session, ids, topic)

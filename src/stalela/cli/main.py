@@ -23,6 +23,8 @@ app.add_typer(apikey_app, name="apikey")
 keys_app = typer.Typer(help="Signing keys", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_cli.export_app, name="export")
+outbox_app = typer.Typer(help="The outbox: dead letters and replay", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
 app.command("verify")(audit_cli.verify)
 console = Console(stderr=True)
 
@@ -191,6 +193,50 @@ def keys_list(
     except Exception as exc:
         _fail(exc)
     _emit({"keys": out}, as_json, [f"{k['kid']}  {k['status']:8}  from {k['not_before']}" for k in out])
+
+
+@app.command()
+def worker(
+    concurrency: Optional[int] = typer.Option(None, help="Events handled at once (default STALELA_WORKER_CONCURRENCY)"),
+) -> None:
+    """Run background work (outbox, checkpoints, exports) until SIGTERM; start several for more throughput."""
+    from stalela.observability.logging import configure_logging
+    from stalela.workers import run_worker
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_worker(settings, concurrency))
+
+
+@outbox_app.command("dead")
+def outbox_dead(
+    topic: Optional[str] = typer.Option(None),
+    limit: int = typer.Option(50),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List dead events (newest first)."""
+    from stalela.cli import bootstrap
+
+    rows = asyncio.run(bootstrap.outbox_dead(get_settings(), topic, limit))
+    _emit({"data": rows}, as_json,
+          [f"{r['id']}  {r['topic']:24} {r['tenant_id']}  attempts={r['attempts']}  "
+           f"{(r['last_error'] or '').splitlines()[0][:80] if r['last_error'] else ''}" for r in rows] or ["no dead events"])
+
+
+@outbox_app.command("replay")
+def outbox_replay(
+    ids: list[str] = typer.Argument(None, help="Event ids"),
+    topic: Optional[str] = typer.Option(None, help="Replay every dead event of this topic"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Put dead events back in the queue."""
+    from stalela.cli import bootstrap
+
+    try:
+        count = asyncio.run(bootstrap.outbox_replay(get_settings(), ids or None, topic))
+    except Exception as exc:
+        _fail(exc)
+    _emit({"replayed": count}, as_json, [f"replayed {count} event(s)"])
 
 
 def main() -> None:  # pragma: no cover - console entry

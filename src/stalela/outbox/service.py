@@ -6,8 +6,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.errors import ValidationFailed
+from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.outbox.models import OutboxEvent
+from stalela.outbox.repository import OutboxRepository
 
 
 def enqueue(session: AsyncSession, tenant_id: str, topic: str, payload: dict[str, Any]) -> OutboxEvent:
@@ -15,3 +18,26 @@ def enqueue(session: AsyncSession, tenant_id: str, topic: str, payload: dict[str
                         payload=json.dumps(payload, separators=(",", ":"), default=str))
     session.add(event)
     return event
+
+
+def render_event(event: OutboxEvent) -> dict[str, Any]:
+    return {
+        "id": event.id, "tenant_id": event.tenant_id, "topic": event.topic, "status": event.status,
+        "attempts": event.attempts, "last_error": event.last_error, "payload": json.loads(event.payload),
+        "created_at": rfc3339(event.created_at), "available_at": rfc3339(event.available_at),
+    }
+
+
+async def dead_letters(session: AsyncSession, topic: str | None, limit: int, starting_after: str | None):
+    rows, more = await OutboxRepository(session).dead(topic, limit, starting_after)
+    return [render_event(r) for r in rows], more
+
+
+async def replay(session: AsyncSession, ids: list[str] | None, topic: str | None) -> int:
+    if not ids and not topic:
+        raise ValidationFailed("give event ids or a topic to replay", code="replay_target_required", field="ids")
+    return await OutboxRepository(session).replay(ids or None, topic)
+
+
+async def stats(session: AsyncSession) -> list[dict[str, Any]]:
+    return await OutboxRepository(session).stats()

@@ -1,0 +1,127 @@
+"""The outbox dispatcher: claim due events in batches, run their handlers, record the outcome.
+
+Any number of dispatchers (threads of `stalela worker`, or the one inside `stalela serve`) run side
+by side: claims are leases taken with SKIP LOCKED on PostgreSQL and inside serial write
+transactions on SQLite. Outcomes of a batch are written together, so a no-op handler costs two
+commits per batch, not per event. Failures back off exponentially with full jitter; after
+``outbox_max_attempts`` the event is dead until replayed.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import socket
+import traceback
+from datetime import timedelta
+
+from stalela.config import Settings
+from stalela.db.base import utcnow
+from stalela.db.session import Database
+from stalela.observability.logging import get_logger
+from stalela.outbox.models import OutboxEvent
+from stalela.outbox.registry import Event, HandlerContext, RetryLater, handler_for
+from stalela.outbox.repository import Key, OutboxRepository
+from stalela.tenancy.context import bind_platform
+
+log = get_logger("stalela.outbox")
+
+
+def backoff(settings: Settings, attempts: int) -> float:
+    """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2^(attempts-1))]."""
+    ceiling = min(settings.outbox_backoff_cap_seconds, settings.outbox_backoff_base_seconds * 2 ** (attempts - 1))
+    return random.uniform(0, ceiling)
+
+
+class Dispatcher:
+    def __init__(self, db: Database, settings: Settings, *, worker_id: str | None = None,
+                 concurrency: int | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.concurrency = concurrency or settings.worker_concurrency
+        self.context = HandlerContext(db, settings)
+        self.stopping = asyncio.Event()
+        self._claimed: set[Key] = set()
+
+    async def run(self) -> None:
+        """Until ``stop()``: claim, handle, repeat; idle-wait only when nothing was due."""
+        while not self.stopping.is_set():
+            try:
+                handled = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database went away, say: keep the worker alive and try again
+                log.exception("outbox_dispatch_failed", worker=self.worker_id)
+                handled = 0
+            if handled == 0:
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), self.settings.outbox_poll_seconds)
+                except asyncio.TimeoutError:
+                    pass
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def run_once(self) -> int:
+        events = await self._claim()
+        if not events:
+            return 0
+        gate = asyncio.Semaphore(self.concurrency)
+        outcomes = await asyncio.gather(*[self._handle(e, gate) for e in events])
+        done = [key for key, ok in outcomes if ok]
+        async with self.db.transaction() as session:
+            await bind_platform(session)
+            await OutboxRepository(session).complete(done, self.worker_id)
+        self._claimed.difference_update(key for key, _ in outcomes)
+        return len(events)
+
+    async def release_all(self) -> None:
+        if self._claimed:
+            async with self.db.transaction() as session:
+                await bind_platform(session)
+                await OutboxRepository(session).release(list(self._claimed), self.worker_id)
+            self._claimed.clear()
+
+    async def _claim(self) -> list[OutboxEvent]:
+        async with self.db.transaction() as session:
+            await bind_platform(session)
+            rows = await OutboxRepository(session).claim(
+                self.worker_id, self.settings.outbox_batch_size, timedelta(seconds=self.settings.outbox_lease_seconds))
+        self._claimed.update((r.tenant_id, r.id) for r in rows)
+        return rows
+
+    async def _handle(self, row: OutboxEvent, gate: asyncio.Semaphore) -> tuple[Key, bool]:
+        key = (row.tenant_id, row.id)
+        handler = handler_for(row.topic)
+        if handler is None:  # nothing consumes this topic (yet): delivered to nobody is delivered
+            return key, True
+        event = Event(row.tenant_id, row.id, row.topic, json.loads(row.payload), row.attempts)
+        async with gate:
+            try:
+                await handler(self.context, event)
+                return key, True
+            except RetryLater as later:
+                await self._reschedule(key, later.delay, str(later), refund=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+                if row.attempts >= self.settings.outbox_max_attempts:
+                    log.error("outbox_event_dead", topic=row.topic, event_id=row.id, tenant_id=row.tenant_id,
+                              attempts=row.attempts, error=str(exc)[:200])
+                    async with self.db.transaction() as session:
+                        await bind_platform(session)
+                        await OutboxRepository(session).bury(key, self.worker_id, error)
+                else:
+                    log.warning("outbox_handler_failed", topic=row.topic, event_id=row.id, tenant_id=row.tenant_id,
+                                attempts=row.attempts, error=str(exc)[:200])
+                    await self._reschedule(key, backoff(self.settings, row.attempts), error)
+        return key, False
+
+    async def _reschedule(self, key: Key, delay: float, error: str, *, refund: bool = False) -> None:
+        async with self.db.transaction() as session:
+            await bind_platform(session)
+            await OutboxRepository(session).reschedule(key, self.worker_id, utcnow() + timedelta(seconds=delay),
+                                                       error, refund_attempt=refund)

@@ -1,0 +1,65 @@
+"""Background work, the same in `stalela serve` (embedded, in-process) and `stalela worker`.
+
+- the outbox dispatcher (every side effect: authority sync, webhooks, ...)
+- periodic ledger checkpoints
+- the audit export runner
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from stalela.config import Settings
+from stalela.db.session import Database
+from stalela.fiscal.ledger.jobs import export_runner
+from stalela.fiscal.ledger.tasks import periodic_checkpoints
+from stalela.observability.logging import get_logger
+from stalela.outbox.dispatcher import Dispatcher
+
+log = get_logger("stalela.workers")
+GRACE_SECONDS = 30
+
+
+@asynccontextmanager
+async def background(db: Database, settings: Settings, *, concurrency: int | None = None) -> AsyncIterator[Dispatcher]:
+    """Run every background loop until the block exits; then stop gracefully and release claims."""
+    dispatcher = Dispatcher(db, settings, concurrency=concurrency)
+    tasks = [asyncio.create_task(dispatcher.run(), name="outbox"),
+             asyncio.create_task(export_runner(db, settings), name="exports")]
+    if settings.checkpoint_interval_seconds:
+        tasks.append(asyncio.create_task(periodic_checkpoints(db, settings), name="checkpoints"))
+    try:
+        yield dispatcher
+    finally:
+        dispatcher.stop()
+        # The dispatcher finishes its current batch; the polling loops are simply cancelled.
+        for task in tasks[1:]:
+            task.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(tasks[0]), GRACE_SECONDS)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            tasks[0].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await dispatcher.release_all()
+        except Exception:  # the database may be what is going away
+            log.exception("outbox_release_failed")
+
+
+async def run_worker(settings: Settings, concurrency: int | None = None) -> None:
+    """`stalela worker`: background work only, until SIGTERM or SIGINT."""
+    db = Database.from_settings(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker_started", concurrency=concurrency or settings.worker_concurrency)
+    try:
+        async with background(db, settings, concurrency=concurrency):
+            await stop.wait()
+            log.info("worker_stopping")
+    finally:
+        await db.dispose()
+        log.info("worker_stopped")
