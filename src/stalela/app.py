@@ -132,6 +132,7 @@ def extra_routers() -> list:
     from stalela.fiscal.invoices.endpoints import router as invoices_router
     from stalela.fiscal.ledger.endpoints import router as ledger_router
     from stalela.fiscal.signing.endpoints import router as keys_router
+    from stalela.authority.endpoints import router as authority_router
     from stalela.outbox.endpoints import router as outbox_router
 
-    return [invoices_router, ledger_router, keys_router, verification_router, outbox_router]
+    return [invoices_router, ledger_router, keys_router, verification_router, outbox_router, authority_router]

@@ -1,4 +1,5 @@
 """Imports every domain's models so ``metadata`` knows all tables (Alembic, tests)."""
+from stalela.authority import models as _authority  # noqa: F401
 from stalela.db.base import Base
 from stalela.fiscal.invoices import models as _invoices  # noqa: F401
 from stalela.fiscal.ledger import models as _ledger  # noqa: F401

@@ -6,6 +6,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AwareDatetime
 
+from stalela.authority.repository import AuthorityRepository
+from stalela.authority.service import sync_view
 from stalela.auth.dependencies import AppSettings, DbSession, PublicSession, TenantPrincipal
 from stalela.fiscal.invoices import service, verification
 from stalela.fiscal.invoices.schemas import InvoiceCreate, InvoiceFilters
@@ -56,13 +58,18 @@ async def list_invoices(
     rows, more = await service.list_invoices(
         session, principal, filters, limit=paging.limit, starting_after=paging.starting_after
     )
-    return {"data": [service.render(r) for r in rows], "has_more": more}
+    return {"data": await _with_sync(session, rows), "has_more": more}
 
 
 @router.get("/invoices/{invoice_id}")
 async def get_invoice(invoice_id: PathId, session: DbSession, principal: TenantPrincipal):
-    """One sealed invoice, exactly as it was answered when sealed."""
-    return service.render(await service.get_invoice(session, principal, invoice_id))
+    """One sealed invoice, exactly as it was answered when sealed, with its current authority sync."""
+    return (await _with_sync(session, [await service.get_invoice(session, principal, invoice_id)]))[0]
+
+
+async def _with_sync(session, rows) -> list[dict]:  # noqa: ANN001
+    views = await AuthorityRepository(session).sync_views([r.id for r in rows])
+    return [{**service.render(r), "sync": sync_view(*views.get(r.id, (None, None)))} for r in rows]
 
 
 InvoiceId = PathId

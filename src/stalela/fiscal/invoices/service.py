@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.principal import Principal
+from stalela.authority.models import InvoiceSync
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -37,6 +38,9 @@ from stalela.outbox.service import enqueue
 from stalela.tenancy.repository import OutletRepository, TenantRepository
 
 SEAL_VERSION = 1
+# What a freshly sealed invoice shows of its authority sync (see authority.service.sync_view).
+PENDING_SYNC = {"status": "pending", "authority_code": None, "counters": None, "acknowledged_at": None,
+                "error": None}
 CENTS = Decimal(100)
 
 
@@ -178,11 +182,14 @@ async def seal_invoice(
     series.counter = counter
     series.last_hash = seal["hash"]
     series.updated_at = issued
+    # Visible as pending at once (sync status, dashboards), before any worker picks the event up.
+    session.add(InvoiceSync(tenant_id=tenant_id, invoice_id=invoice_id, outlet_id=outlet.id, status="pending",
+                            attempts=0, sealed_at=issued, updated_at=issued))
     enqueue(session, tenant_id, "invoice.sealed", {
         "invoice_id": invoice_id, "outlet_id": outlet.id, "fiscal_number": fiscal_number, "type": req.type,
         "total": payload["total"], "issued_at": payload["issued_at"],
     })
-    body = present(document, seal)
+    body = {**present(document, seal), "sync": PENDING_SYNC}
     if idempotency_key is not None:
         session.add(IdempotencyRecord(
             tenant_id=tenant_id, key=idempotency_key, request_hash=fingerprint, status_code=201,

@@ -10,6 +10,7 @@ import segno
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.authority.repository import AuthorityRepository
 from stalela.errors import NotFound
 from stalela.fiscal.core.seal import verify_seal
 from stalela.fiscal.invoices.repository import InvoiceRepository
@@ -50,8 +51,13 @@ async def verify(session: AsyncSession, invoice_id: str) -> dict[str, Any]:
         "outlet": {"code": outlet.code, "name": outlet.name} if outlet else None,
         "seal_hash": invoice.seal_hash,
         "key_id": invoice.key_id,
-        "authority": {"status": "pending"},
+        "authority": await _authority(session, invoice.id),
     }
+
+
+async def _authority(session: AsyncSession, invoice_id: str) -> dict[str, Any]:
+    sync, ack = (await AuthorityRepository(session).sync_views([invoice_id])).get(invoice_id, (None, None))
+    return {"status": sync.status if sync else "pending", "authority_code": ack.code if ack else None}
 
 
 def render_page(result: dict[str, Any]) -> str:

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import Field, HttpUrl
+
+from stalela.auth.dependencies import AppSettings, DbSession, TenantPrincipal, require_unrestricted
+from stalela.authority import service
+from stalela.kit.schemas import PathId, StrictModel
+
+router = APIRouter(prefix="/v1", tags=["authority"])
+
+
+class DeviceIn(StrictModel):
+    nim: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    base_url: HttpUrl
+    token: str = Field(min_length=1, max_length=4096)
+
+
+@router.put("/outlets/{outlet_id}/authority-device")
+async def register_device(outlet_id: PathId, body: DeviceIn, session: DbSession, principal: TenantPrincipal,
+                          settings: AppSettings):
+    """Register (or replace) the outlet's DGI e-MCF device; its token is stored encrypted, never shown."""
+    require_unrestricted(principal)
+    device = await service.register_device(session, settings, principal, outlet_id, body.nim,
+                                           str(body.base_url).rstrip("/"), body.token)
+    return service.device_view(device)
+
+
+@router.get("/outlets/{outlet_id}/authority-device")
+async def get_device(outlet_id: PathId, session: DbSession, principal: TenantPrincipal):
+    return service.device_view(await service.get_device(session, principal, outlet_id))
+
+
+@router.get("/sync/status")
+async def sync_status(session: DbSession, principal: TenantPrincipal):
+    """Per outlet: invoices pending at the authority, the oldest one's age, failures, last success."""
+    rows = await service.sync_status(session)
+    if principal.outlet_id:
+        rows = [r for r in rows if r["outlet_id"] == principal.outlet_id]
+    return {"outlets": rows}

@@ -1,0 +1,51 @@
+"""Encrypting small secrets at rest (DGI device tokens) with AES-GCM under the master key.
+
+The same master key as the software key store (STALELA_MASTER_KEY or the 0600 file), whatever the
+signer backend: these secrets are not signing keys and do not belong in the HSM.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from stalela.config import Settings
+from stalela.errors import StalelaError
+
+_VERSION = b"\x01"
+
+
+class SecretUnreadable(StalelaError):
+    code = "secret_unreadable"
+    title = "A stored secret cannot be decrypted (wrong master key?)"
+
+
+@lru_cache(maxsize=8)
+def _aead(master: bytes) -> AESGCM:
+    return AESGCM(master)
+
+
+def _master(settings: Settings) -> bytes:
+    from stalela.fiscal.signing.keystore import load_or_create_master_key, parse_master_key
+
+    if settings.master_key is not None:
+        return parse_master_key(settings.master_key.get_secret_value())
+    return load_or_create_master_key(settings.effective_master_key_file)
+
+
+def seal_secret(settings: Settings, plaintext: str, context: str) -> bytes:
+    """``context`` (e.g. "device:<tenant>:<outlet>") is bound as associated data: no swapping rows."""
+    nonce = os.urandom(12)
+    return _VERSION + nonce + _aead(_master(settings)).encrypt(nonce, plaintext.encode(), context.encode())
+
+
+def open_secret(settings: Settings, blob: bytes, context: str) -> str:
+    blob = bytes(blob)
+    if blob[:1] != _VERSION:
+        raise SecretUnreadable("unknown secret format")
+    try:
+        return _aead(_master(settings)).decrypt(blob[1:13], blob[13:], context.encode()).decode()
+    except InvalidTag:
+        raise SecretUnreadable() from None
