@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(8, ge=1, le=256, description="Events handled at once per worker process.")
     nats_url: str | None = Field(None, description="Relay every outbox event to NATS JetStream when set.")
     nats_stream: str = "STALELA"
+    authority_timeout_seconds: float = Field(10.0, gt=0, description="Per request to the tax authority.")
     bench_endpoints: bool = Field(
         False, description="Expose POST /_bench/noop, the trivial baseline the benchmarks compare against."
     )

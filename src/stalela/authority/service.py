@@ -166,7 +166,7 @@ async def sync_invoice(db: Database, settings: Settings, tenant_id: str, invoice
         tenant = await TenantRepository(session).get(tenant_id)
         nim, outlet_id = device.nim, invoice.outlet_id
 
-    client = emcf.EmcfClient(device.base_url, token)
+    client = emcf.EmcfClient(device.base_url, token, timeout=settings.authority_timeout_seconds)
     try:
         async with _gate(tenant_id, outlet_id):
             ack = await _exchange(db, client, tenant_id, invoice_id, document, tenant.tax_id, resume_uid, retrying)

@@ -148,3 +148,24 @@ async def outbox_replay(settings: Settings, ids: list[str] | None, topic: str | 
     async with _session(settings) as session:
         await bind_platform(session)
         return await outbox.replay(session, ids, topic)
+
+
+async def register_device(settings: Settings, outlet_id: str, nim: str, url: str, token: str) -> dict[str, Any]:
+    from sqlalchemy import select
+
+    from stalela.authority import service as authority
+    from stalela.authority.endpoints import DeviceIn
+    from stalela.tenancy.models import Outlet
+
+    data = DeviceIn(nim=nim, base_url=url, token=token)  # the same validation as the API
+    async with _session(settings) as session:
+        await bind_platform(session)
+        outlet = (await session.execute(select(Outlet).where(Outlet.id == outlet_id))).scalar_one_or_none()
+        if outlet is None:
+            from stalela.errors import NotFound
+
+            raise NotFound("no such outlet", code="outlet_not_found")
+        await bind_tenant(session, outlet.tenant_id)
+        device = await authority.register_device(session, settings, Principal(kind="api_key", tenant_id=outlet.tenant_id),
+                                                 outlet_id, data.nim, str(data.base_url).rstrip("/"), data.token)
+        return authority.device_view(device)

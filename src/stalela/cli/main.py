@@ -25,6 +25,10 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_cli.export_app, name="export")
 outbox_app = typer.Typer(help="The outbox: dead letters and replay", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
+device_app = typer.Typer(help="DGI e-MCF devices", no_args_is_help=True)
+app.add_typer(device_app, name="device")
+simulate_app = typer.Typer(help="Simulators of the services we cannot reach", no_args_is_help=True)
+app.add_typer(simulate_app, name="simulate")
 app.command("verify")(audit_cli.verify)
 console = Console(stderr=True)
 
@@ -40,8 +44,14 @@ def _emit(data: dict[str, Any], as_json: bool, lines: list[str]) -> None:
 def _fail(error: Exception) -> None:
     from stalela.errors import StalelaError
 
+    from pydantic import ValidationError
+
     if isinstance(error, StalelaError):
         console.print(f"[red]error[/red] {error.code}: {error.detail}", highlight=False)
+        raise typer.Exit(2)
+    if isinstance(error, ValidationError):
+        for e in error.errors():
+            console.print(f"[red]error[/red] {'.'.join(map(str, e['loc']))}: {e['msg']}", highlight=False)
         raise typer.Exit(2)
     raise error
 
@@ -237,6 +247,39 @@ def outbox_replay(
     except Exception as exc:
         _fail(exc)
     _emit({"replayed": count}, as_json, [f"replayed {count} event(s)"])
+
+
+@device_app.command("register")
+def device_register(
+    outlet: str = typer.Option(..., help="Outlet id"),
+    nim: str = typer.Option(..., help="The device's NIM at the DGI"),
+    url: str = typer.Option(..., help="e-MCF base URL"),
+    token_stdin: bool = typer.Option(False, "--token-stdin", help="Read the JWT token from standard input"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Register (or replace) an outlet's DGI e-MCF device."""
+    from stalela.cli import bootstrap
+
+    if not token_stdin:
+        console.print("[red]error[/red] pass the token on standard input with --token-stdin (never as an argument)")
+        raise typer.Exit(2)
+    token = sys.stdin.readline().strip()
+    if not token:
+        console.print("[red]error[/red] empty token on standard input")
+        raise typer.Exit(2)
+    try:
+        out = asyncio.run(bootstrap.register_device(get_settings(), outlet, nim, url, token))
+    except Exception as exc:
+        _fail(exc)
+    _emit(out, as_json, [f"device {out['nim']} registered for outlet {out['outlet_id']} ({out['base_url']})"])
+
+
+@simulate_app.command("dgi", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def simulate_dgi(ctx: typer.Context) -> None:
+    """Run the DGI e-MCF simulator (options: --port, --device NIM:TOKEN, --faults SPEC, ...)."""
+    from stalela.authority.simulator import main as simulator_main
+
+    raise typer.Exit(simulator_main(list(ctx.args)))
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -20,7 +20,7 @@ def make_sim() -> Iterator:
 
     yield make
     for sim in sims:
-        sim.server.stop()
+        sim.stop()
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Helpers for the simulator tests: request bodies and a running simulator."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -30,6 +30,7 @@ def invoice(rn: str = "FV-1", items: list[dict] | None = None, *, mode: str = "h
 @dataclass
 class Sim:
     server: SimulatorServer
+    _control: httpx.Client | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -39,15 +40,24 @@ class Sim:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
+    @property
     def control(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10)
+        """A client for the /_sim test controls (no auth), kept for the simulator's lifetime."""
+        if self._control is None:
+            self._control = httpx.Client(base_url=self.url, timeout=10)
+        return self._control
 
     def records(self) -> dict:
-        return httpx.get(f"{self.url}/_sim/records", timeout=10).json()
+        return self.control.get("/_sim/records").json()
 
     def set_faults(self, **spec: object) -> None:
-        r = httpx.put(f"{self.url}/_sim/faults", json=spec, timeout=10)
+        r = self.control.put("/_sim/faults", json=spec)
         assert r.status_code == 200, r.text
+
+    def stop(self) -> None:
+        if self._control is not None:
+            self._control.close()
+        self.server.stop()
 
 
 def start_sim(devices: dict[str, str] | None = None, faults: FaultSpec | None = None,

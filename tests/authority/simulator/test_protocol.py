@@ -194,24 +194,24 @@ def test_unknown_uid_and_another_devices_uid(make_sim):
                                      {"Authorization": "Bearer"},
                                      {"Authorization": "Bearer nope"}])
 def test_401_without_a_valid_token(sim, headers):
-    r = httpx.get(f"{sim.url}/api/info/status", headers=headers)
+    r = sim.control.get("/api/info/status", headers=headers)
     assert r.status_code == 401
     assert r.json()["errorCode"] == "UNAUTHORIZED" and r.json()["errorDesc"]
-    assert httpx.post(f"{sim.url}/api/invoice", json=invoice(), headers=headers).status_code == 401
+    assert sim.control.post("/api/invoice", json=invoice(), headers=headers).status_code == 401
 
 
 def test_revoke_and_restore(sim, client):
-    assert httpx.put(f"{sim.url}/_sim/devices/{NIM}/revoke").json() == {"nim": NIM,
+    assert sim.control.put(f"/_sim/devices/{NIM}/revoke").json() == {"nim": NIM,
                                                                          "revoked": True}
     r = client.get("/api/info/status")
     assert r.status_code == 401 and r.json()["errorCode"] == "UNAUTHORIZED"
-    assert httpx.put(f"{sim.url}/_sim/devices/{NIM}/restore").status_code == 200
+    assert sim.control.put(f"/_sim/devices/{NIM}/restore").status_code == 200
     assert client.get("/api/info/status").status_code == 200
-    assert httpx.put(f"{sim.url}/_sim/devices/NOPE/revoke").status_code == 404
+    assert sim.control.put("/_sim/devices/NOPE/revoke").status_code == 404
 
 
 def test_devices_added_at_run_time(sim):
-    r = httpx.put(f"{sim.url}/_sim/devices/SIM00009", json={"token": "t9", "nif": "B9"})
+    r = sim.control.put("/_sim/devices/SIM00009", json={"token": "t9", "nif": "B9"})
     assert r.status_code == 200
     with sim.client("t9") as c:
         assert c.get("/api/info/status").json()["nif"] == "B9"
@@ -266,7 +266,7 @@ def test_full_body_with_client_payment_currency_and_reference(client):
 
 def test_reset_clears_records_but_keeps_devices(client, sim):
     confirm(client, create(client, invoice())["uid"])
-    assert httpx.post(f"{sim.url}/_sim/reset").json() == {"reset": True}
+    assert sim.control.post("/_sim/reset").json() == {"reset": True}
     assert sim.records()["confirmed"] == [] and sim.records()["confirm_counts"] == {}
     assert confirm(client, create(client, invoice())["uid"])["counters"] == "1/1"
 
@@ -277,7 +277,7 @@ def test_state_file_survives_a_restart(make_sim, tmp_path):
     with first.client() as client:
         ack = confirm(client, create(client, invoice())["uid"])
         pending = create(client, invoice("FV-2"))
-    first.server.stop()
+    first.stop()
 
     second = make_sim(state_file=str(path))
     with second.client() as client:
@@ -294,5 +294,5 @@ def test_unknown_paths_answer_json(client):
 
 
 def test_controls_need_no_auth(sim):
-    assert httpx.get(f"{sim.url}/_sim/records").status_code == 200
-    assert httpx.get(f"{sim.url}/_sim/faults").status_code == 200
+    assert sim.control.get("/_sim/records").status_code == 200
+    assert sim.control.get("/_sim/faults").status_code == 200

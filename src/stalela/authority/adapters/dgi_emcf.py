@@ -19,7 +19,6 @@ import httpx
 
 from stalela.kit.money import money_str
 
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
 class AuthorityError(Exception):
@@ -103,8 +102,10 @@ def totals_mismatch(ours: dict[str, Any], theirs: Created) -> str | None:
 
 
 class EmcfClient:
-    def __init__(self, base_url: str, token: str, *, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0,
+                 client: httpx.AsyncClient | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
         self._headers = {"Authorization": f"Bearer {token}"}
         self._client = client
 
@@ -112,7 +113,7 @@ class EmcfClient:
         client = self._client or _shared_client()
         try:
             response = await client.request(method, self.base_url + path, json=json, headers=self._headers,
-                                            timeout=TIMEOUT)
+                                            timeout=self.timeout)
         except httpx.HTTPError as exc:  # timeouts, refused or dropped connections, protocol errors
             raise Transient(f"{type(exc).__name__}: {exc}") from exc
         try:
