@@ -46,6 +46,7 @@ async def background(db: Database, settings: Settings, *, concurrency: int | Non
             await dispatcher.release_all()
         except Exception:  # the database may be what is going away
             log.exception("outbox_release_failed")
+        await dispatcher.close()
 
 
 async def run_worker(settings: Settings, concurrency: int | None = None) -> None:

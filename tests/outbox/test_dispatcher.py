@@ -3,6 +3,7 @@ many dispatchers side by side, graceful release."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from datetime import timedelta
 
@@ -184,3 +185,43 @@ async def test_operator_api(app, client, operator_headers, new_tenant):
     assert (await client.post("/v1/ops/outbox/replay", json={}, headers=operator_headers)).status_code == 422
     _, tenant_headers = await new_tenant()
     assert (await client.get("/v1/ops/outbox", headers=tenant_headers)).status_code == 401
+
+
+def _nats_up() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 4222), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _nats_up(), reason="no NATS server on 127.0.0.1:4222")
+async def test_events_are_relayed_to_jetstream_once(env):
+    import uuid
+
+    import nats
+
+    db, settings = env
+    stream = f"T{uuid.uuid4().hex[:10].upper()}"
+    settings = settings.model_copy(update={"nats_url": "nats://127.0.0.1:4222", "nats_stream": stream})
+    await put(db, "test.count", ["r1", "r2"])
+    d = Dispatcher(db, settings)
+    await drain(d)
+    # A retry after a crash publishes again: the event id as message id makes JetStream drop it.
+    row = next(iter((await rows(db)).values()))
+    await d.relay.publish(row)
+    await d.close()
+    nc = await nats.connect("nats://127.0.0.1:4222")
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(stream)
+        assert info.state.messages == 2
+        sub = await js.pull_subscribe(f"{stream.lower()}.events.>", durable=None, stream=stream)
+        msgs = await sub.fetch(2, timeout=5)
+        bodies = sorted(json.loads(m.data)["payload"]["n"] for m in msgs)
+        assert bodies == ["r1", "r2"] and all(m.headers["Nats-Msg-Id"] for m in msgs)
+        await js.delete_stream(stream)
+    finally:
+        await nc.close()

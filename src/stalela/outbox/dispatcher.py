@@ -21,6 +21,7 @@ from stalela.db.base import utcnow
 from stalela.db.session import Database
 from stalela.observability.logging import get_logger
 from stalela.outbox.models import OutboxEvent
+from stalela.outbox.relay import NatsRelay
 from stalela.outbox.registry import Event, HandlerContext, RetryLater, handler_for
 from stalela.outbox.repository import Key, OutboxRepository
 from stalela.tenancy.context import bind_platform
@@ -44,6 +45,7 @@ class Dispatcher:
         self.context = HandlerContext(db, settings)
         self.stopping = asyncio.Event()
         self._claimed: set[Key] = set()
+        self.relay = NatsRelay(settings) if settings.nats_url else None
 
     async def run(self) -> None:
         """Until ``stop()``: claim, handle, repeat; idle-wait only when nothing was due."""
@@ -77,6 +79,10 @@ class Dispatcher:
         self._claimed.difference_update(key for key, _ in outcomes)
         return len(events)
 
+    async def close(self) -> None:
+        if self.relay is not None:
+            await self.relay.close()
+
     async def release_all(self) -> None:
         if self._claimed:
             async with self.db.transaction() as session:
@@ -95,12 +101,13 @@ class Dispatcher:
     async def _handle(self, row: OutboxEvent, gate: asyncio.Semaphore) -> tuple[Key, bool]:
         key = (row.tenant_id, row.id)
         handler = handler_for(row.topic)
-        if handler is None:  # nothing consumes this topic (yet): delivered to nobody is delivered
-            return key, True
         event = Event(row.tenant_id, row.id, row.topic, json.loads(row.payload), row.attempts)
         async with gate:
             try:
-                await handler(self.context, event)
+                if self.relay is not None:  # before the handler: a retry republishes, NATS de-duplicates
+                    await self.relay.publish(row)
+                if handler is not None:  # a topic nobody consumes (yet) is delivered once relayed
+                    await handler(self.context, event)
                 return key, True
             except RetryLater as later:
                 await self._reschedule(key, later.delay, str(later), refund=True)

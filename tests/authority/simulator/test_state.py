@@ -1,6 +1,7 @@
 """State rules that a client cannot reach over HTTP, and behaviour under concurrency."""
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -55,8 +56,6 @@ def test_drop_outside_the_simulator_server_still_fails_the_client():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
             await client.get("/api/info/status", headers={"Authorization": "Bearer t"})
-
-    import asyncio
 
     with pytest.raises(ConnectionAbortedError):
         asyncio.run(call())

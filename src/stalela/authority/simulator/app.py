@@ -45,6 +45,10 @@ async def gate(request: Request) -> None:
     """Latency and the faults that strike before the authority does anything."""
     sim = _sim(request)
     spec = sim.faults.spec
+    # Read the whole request first (it stays cached on the request for the route): closing a
+    # socket with unread bytes makes the kernel send RST, which would turn a clean "server hung
+    # up" into a random "connection reset" on the client.
+    await request.body()
     if spec.latency_ms:
         await asyncio.sleep(spec.latency_ms / 1000)
     fault = sim.faults.before_request()

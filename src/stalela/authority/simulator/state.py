@@ -174,8 +174,8 @@ class SimState:
             if request.expired(now):
                 raise ProtocolError(410, "EXPIRED", f"invoice request {uid} has expired")
             self._count_effect(request, now)
-            nim = device.nim
-            self._type_counts[(nim, request.type)] = self._type_counts.get((nim, request.type), 0) + 1
+            nim, type_key = device.nim, (device.nim, request.type)
+            self._type_counts[type_key] = self._type_counts.get(type_key, 0) + 1
             self._device_counts[nim] = self._device_counts.get(nim, 0) + 1
             code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(24))
             stamp = datetime.fromtimestamp(now, timezone.utc)
@@ -186,7 +186,7 @@ class SimState:
                 "dateTime": stamp.isoformat(timespec="seconds"),
                 "qrCode": f"RDCDEF01;{nim};{code};{nif};{stamp:%Y%m%d%H%M%S}",
                 "codeDEFDGI": code,
-                "counters": f"{self._type_counts[(nim, request.type)]}/{self._device_counts[nim]}",
+                "counters": f"{self._type_counts[type_key]}/{self._device_counts[nim]}",
                 "nim": nim,
             }
             request.status, request.confirmed_at = CONFIRMED, now
