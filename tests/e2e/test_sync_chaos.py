@@ -12,6 +12,7 @@ import time
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from stalela.db.migrate import upgrade
 from tests.conftest import OPERATOR_TOKEN
@@ -34,7 +35,7 @@ def chaos_db(postgres_server):
     drop_database(postgres_server.admin_url, url)
 
 
-async def _seal_all(base_url: str, sim_url: str) -> tuple[dict, list[str]]:
+async def _seal_all(base_url: str, sim_url: str, count: int = INVOICES) -> tuple[dict, list[str]]:
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as c:
         r = await c.post("/v1/tenants", json={"name": "Chaos SARL", "tax_id": "C1"},
                          headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
@@ -49,7 +50,7 @@ async def _seal_all(base_url: str, sim_url: str) -> tuple[dict, list[str]]:
         numbers: list[str] = []
 
         async def client(k: int) -> None:
-            for i in range(INVOICES // 20):
+            for i in range(count // 20):
                 r = await c.post("/v1/invoices", json=sample_invoice(outlets[(k + i) % OUTLETS]["id"]), headers=key)
                 assert r.status_code == 201, r.text
                 numbers.append(r.json()["fiscal_number"])
@@ -111,5 +112,32 @@ def test_thousand_invoices_three_workers_faults_and_a_kill(chaos_db, tmp_path):
                 w.wait(20)
             except subprocess.TimeoutExpired:
                 w.kill()
+        server.stop()
+        sim.stop()
+
+
+def test_sigterm_finishes_or_releases_claims(chaos_db, tmp_path):
+    sim = start_simulator({f"NIM{n}": f"tok{n}" for n in range(OUTLETS)})
+    data_dir = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")} | {
+        "STALELA_DATABASE_URL": chaos_db, "STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING",
+        "STALELA_OUTBOX_LEASE_SECONDS": "600", "STALELA_OUTBOX_BATCH_SIZE": "50"}
+    server = start_server({"STALELA_DATABASE_URL": chaos_db, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN,
+                           "STALELA_INPROCESS_WORKERS": "false"}, data_dir)
+    try:
+        key, numbers = asyncio.run(_seal_all(server.base_url, sim.url, 200))
+        sim.faults(latency_ms=300)
+        [worker] = _workers(env, 1)
+        deadline = time.monotonic() + 60
+        while not sim.records()["confirmed"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(40) == 0  # finished its batch, released the rest, exited cleanly
+        plain = chaos_db.replace("postgresql://", "postgresql+psycopg://")
+        with create_engine(plain).connect() as conn:
+            held = conn.execute(text("SELECT count(*) FROM outbox WHERE status = 'pending' AND lease_until IS NOT NULL"))
+            assert held.scalar_one() == 0  # nothing left waiting for a 10-minute lease to expire
+    finally:
         server.stop()
         sim.stop()
