@@ -23,11 +23,12 @@ def alembic_config(app_role: str = "stalela_app") -> Config:
 
 
 @lru_cache
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+def head_revisions() -> tuple[str, ...]:
+    # Several heads are allowed: domains developed side by side add branches, merged later.
+    return tuple(sorted(ScriptDirectory.from_config(alembic_config()).get_heads()))
 
 
-async def upgrade(url: str, *, app_role: str = "stalela_app", revision: str = "head") -> None:
+async def upgrade(url: str, *, app_role: str = "stalela_app", revision: str = "heads") -> None:
     # Migrate as the connecting user (the owner), never as the restricted application role.
     engine = create_engine(url)
     cfg = alembic_config(app_role)
@@ -42,7 +43,7 @@ async def upgrade(url: str, *, app_role: str = "stalela_app", revision: str = "h
         await engine.dispose()
 
 
-async def migration_status(engine: AsyncEngine) -> tuple[str | None, str | None]:
+async def migration_status(engine: AsyncEngine) -> tuple[tuple[str, ...], tuple[str, ...]]:
     async with engine.connect() as conn:
-        current = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
-    return current, head_revision()
+        current = await conn.run_sync(lambda c: tuple(sorted(MigrationContext.configure(c).get_current_heads())))
+    return current, head_revisions()

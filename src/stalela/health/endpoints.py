@@ -23,9 +23,9 @@ async def readyz(request: Request):
         return JSONResponse({"status": "unavailable", "database": "unreachable", "detail": type(exc).__name__},
                             status_code=503)
     if current != head:
-        return JSONResponse({"status": "unavailable", "database": "ok", "migration": current, "expected": head},
-                            status_code=503)
-    return {"status": "ok", "database": "ok", "migration": current}
+        return JSONResponse({"status": "unavailable", "database": "ok", "migration": ",".join(current),
+                             "expected": ",".join(head)}, status_code=503)
+    return {"status": "ok", "database": "ok", "migration": ",".join(current)}
 
 
 bench_router = APIRouter(tags=["bench"], include_in_schema=False)

@@ -22,7 +22,7 @@ from stalela.db.session import Database
 from stalela.observability.logging import get_logger
 from stalela.outbox.models import OutboxEvent
 from stalela.outbox.relay import NatsRelay
-from stalela.outbox.registry import Event, HandlerContext, RetryLater, handler_for
+from stalela.outbox.registry import Event, HandlerContext, RetryLater, handlers_for
 from stalela.outbox.repository import Key, OutboxRepository
 from stalela.tenancy.context import bind_platform
 
@@ -100,13 +100,13 @@ class Dispatcher:
 
     async def _handle(self, row: OutboxEvent, gate: asyncio.Semaphore) -> tuple[Key, bool]:
         key = (row.tenant_id, row.id)
-        handler = handler_for(row.topic)
+        handlers = handlers_for(row.topic)
         event = Event(row.tenant_id, row.id, row.topic, json.loads(row.payload), row.attempts)
         async with gate:
             try:
                 if self.relay is not None:  # before the handler: a retry republishes, NATS de-duplicates
                     await self.relay.publish(row)
-                if handler is not None:  # a topic nobody consumes (yet) is delivered once relayed
+                for handler in handlers:  # a topic nobody consumes (yet) is delivered once relayed
                     await handler(self.context, event)
                 return key, True
             except RetryLater as later:

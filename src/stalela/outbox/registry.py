@@ -24,24 +24,32 @@ class HandlerContext:
 
 
 Handler = Callable[[HandlerContext, Event], Awaitable[None]]
-_handlers: dict[str, Handler] = {}
+_handlers: dict[str, list[Handler]] = {}
 
 
 def handles(topic: str) -> Callable[[Handler], Handler]:
+    """Several domains may consume one topic (the sync agent and webhooks both want invoice.sealed).
+
+    They run one after the other; if one fails, the event is retried and all run again, which is
+    why every handler must be idempotent.
+    """
     def register(fn: Handler) -> Handler:
-        _handlers[topic] = fn
+        chain = _handlers.setdefault(topic, [])
+        if fn not in chain:
+            chain.append(fn)
         return fn
 
     return register
 
 
-def handler_for(topic: str) -> Handler | None:
+def handlers_for(topic: str) -> list[Handler]:
     _load()
-    return _handlers.get(topic)
+    return _handlers.get(topic, [])
 
 
 def _load() -> None:
     # Importing the domains' tasks modules registers their handlers; done lazily to avoid cycles.
+    # Each domain that consumes events adds its line here.
     from stalela.authority import tasks as _authority  # noqa: F401
 
 
