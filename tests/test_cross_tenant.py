@@ -13,7 +13,8 @@ from tests.support.invoices import sample_invoice
 
 PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
           # Public by design: they show what a receipt's QR code or a verifier may see, tested apart.
-          "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/v1/keys/{key_id}", "/.well-known/jwks.json"}
+          "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/v1/keys/{key_id}", "/.well-known/jwks.json",
+          "/v1/auth/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/users/accept"}
 
 
 async def _victim_objects(client, headers) -> dict[str, str]:
@@ -22,7 +23,10 @@ async def _victim_objects(client, headers) -> dict[str, str]:
     key = (await client.post("/v1/api-keys", json={"name": "victim"}, headers=headers)).json()
     invoice = (await client.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=headers)).json()
     export = (await client.post("/v1/exports/audit", json={}, headers=headers)).json()
-    return {"outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"], "export_id": export["id"]}
+    user = (await client.post("/v1/users", json={"email": "victim@example.cd", "name": "Victim", "role": "cashier",
+                                                  "password": "a victim's long pass"}, headers=headers)).json()
+    return {"outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"], "export_id": export["id"],
+            "user_id": user["id"]}
 
 
 async def test_no_route_leaks_another_tenants_objects(app, client, new_tenant):

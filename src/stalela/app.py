@@ -14,21 +14,13 @@ from stalela.config import Settings, get_settings
 from stalela.db.session import Database
 from stalela.fiscal.signing.registry import backend_for
 from stalela.errors import BadRequest, FieldError, StalelaError, ValidationFailed
-from stalela.observability.logging import configure_logging, get_logger
+from stalela.auth.throttle import Limiter
+from stalela.kit.problems import problem_response
+from stalela.observability import runtime as observability
+from stalela.observability.logging import get_logger
 from stalela.observability.middleware import BodyGuardMiddleware, RequestContextMiddleware
 
 log = get_logger("stalela.app")
-PROBLEM_JSON = "application/problem+json"
-
-
-def problem_response(error: StalelaError, request: Request | None = None) -> JSONResponse:
-    body = error.problem()
-    if request is not None:
-        body["instance"] = request.url.path
-        rid = getattr(request.state, "request_id", None) or request.scope.get("state", {}).get("request_id")
-        if rid:
-            body["request_id"] = rid
-    return JSONResponse(body, status_code=error.status, media_type=PROBLEM_JSON, headers=error.headers)
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -85,21 +77,24 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    configure_logging(settings.log_level)
+    observability.configure(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.db = Database.from_settings(settings)
+        app.state.limiter = Limiter(settings)
         # Fail at start, not on the first seal, if the key store is misconfigured.
         backend_for(settings)
         try:
             async with AsyncExitStack() as stack:
+                await stack.enter_async_context(observability.app_lifespan(app, settings))
                 if settings.inprocess_workers:
                     from stalela.workers import background
 
                     await stack.enter_async_context(background(app.state.db, settings))
                 yield
         finally:
+            await app.state.limiter.close()
             await app.state.db.dispose()
 
     app = FastAPI(
@@ -114,9 +109,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
 
     from stalela.health.endpoints import router as health_router
+    from stalela.observability.endpoints import router as metrics_router
     from stalela.tenancy.endpoints import router as tenancy_router
 
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(tenancy_router)
     for router in extra_routers():
         app.include_router(router)
@@ -134,5 +131,8 @@ def extra_routers() -> list:
     from stalela.fiscal.signing.endpoints import router as keys_router
     from stalela.authority.endpoints import router as authority_router
     from stalela.outbox.endpoints import router as outbox_router
+    from stalela.auth.endpoints import router as auth_router
+    from stalela.audit.endpoints import router as audit_router
 
-    return [invoices_router, ledger_router, keys_router, verification_router, outbox_router, authority_router]
+    return [invoices_router, ledger_router, keys_router, verification_router, outbox_router, authority_router,
+            auth_router, audit_router]

@@ -39,6 +39,27 @@ class Settings(BaseSettings):
         None, description="Bearer token of the platform operator; operator API disabled when unset."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Observability (docs/observability.md).
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: human-readable lines when stderr is a terminal, JSON lines otherwise."
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token for GET /metrics on the API port; /metrics answers 404 while unset."
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Also serve /metrics on this internal port (every serve worker, SO_REUSEPORT)."
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address of the internal metrics listeners.")
+    metrics_dir: Path | None = Field(
+        None, description="prometheus-client multiprocess directory of `stalela serve`; default data_dir/metrics."
+    )
+    metrics_tenant_labels: bool = Field(
+        True, description="Label per-tenant series with tenant and outlet ids; false folds them into '*'."
+    )
+    metrics_cache_seconds: float = Field(5.0, ge=0, description="How long database-derived gauges are reused.")
+    worker_metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="`stalela worker` serves its own /metrics on this port (one per process)."
+    )
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
 
     # Key store: which backend holds the tenants' signing keys.
@@ -69,6 +90,17 @@ class Settings(BaseSettings):
     nats_url: str | None = Field(None, description="Relay every outbox event to NATS JetStream when set.")
     nats_stream: str = "STALELA"
     authority_timeout_seconds: float = Field(10.0, gt=0, description="Per request to the tax authority.")
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_kib: int = Field(65536, ge=8)
+    argon2_parallelism: int = Field(2, ge=1)
+    password_min_length: int = Field(12, ge=8)
+    refresh_token_days: int = Field(7, ge=1)
+    invitation_days: int = Field(7, ge=1)
+    login_max_failures: int = Field(5, ge=1, description="Failed logins per account or IP per window.")
+    login_window_seconds: int = Field(900, ge=1)
+    redis_url: str | None = Field(None, description="Rate limits and login throttles shared across processes.")
+    rate_limit_per_second: float = Field(50.0, gt=0, description="Per API key / user token bucket refill.")
+    rate_limit_burst: int = Field(100, ge=1)
     bench_endpoints: bool = Field(
         False, description="Expose POST /_bench/noop, the trivial baseline the benchmarks compare against."
     )

@@ -124,6 +124,12 @@ class FiscalRuleViolation(ValidationFailed):
         super().__init__(detail, code=code, field=field, errors=[FieldError(field, code, detail)])
 
 
+class TooManyRequests(StalelaError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+
 class ServiceUnavailable(StalelaError):
     status = 503
     code = "service_unavailable"

@@ -71,7 +71,7 @@ async def test_api_keys_shown_once_revocable_and_restricted(client, new_tenant):
     assert (await client.get(f"/v1/outlets/{other['id']}", headers=till)).status_code == 404
     assert [o["id"] for o in (await client.get("/v1/outlets", headers=till)).json()["data"]] == [outlet["id"]]
     r = await client.post("/v1/api-keys", json={"name": "escalate"}, headers=till)
-    assert r.status_code == 403 and r.json()["code"] == "api_key_outlet_restricted"
+    assert r.status_code == 403 and r.json()["code"] == "insufficient_permissions"
 
     r = await client.delete(f"/v1/api-keys/{created['id']}", headers=headers)
     assert r.status_code == 200 and r.json()["revoked_at"]

@@ -6,7 +6,7 @@ a 201 for something that did not commit.
 """
 from __future__ import annotations
 
-from typing import Annotated, AsyncIterator
+from typing import Annotated, Any, AsyncIterator
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
@@ -14,8 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.principal import Principal
 from stalela.config import Settings
-from stalela.auth.service import authenticate_api_key, authenticate_operator, touch_api_key
-from stalela.errors import Forbidden
+from stalela.auth.apikeys import PREFIX
+from stalela.auth.permissions import Perm, check
+from stalela.auth.service import (
+    authenticate_api_key,
+    authenticate_operator,
+    authenticate_user,
+    bearer_token,
+    touch_api_key,
+)
+from stalela.errors import Forbidden, TooManyRequests
+from stalela.observability import context as log_context
 from stalela.tenancy.context import bind_platform
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -47,8 +56,15 @@ PublicSession = Annotated[AsyncSession, Depends(_public_session)]
 
 
 async def _tenant_principal(request: Request, session: DbSession, _doc=Depends(_bearer)) -> Principal:
-    principal, stale = await authenticate_api_key(session, request.headers.get("authorization"))
+    authorization = request.headers.get("authorization")
+    if not bearer_token(authorization).startswith(PREFIX):
+        principal = await authenticate_user(request.app.state.db, request.app.state.settings, session, authorization)
+        stale = False
+    else:
+        principal, stale = await authenticate_api_key(session, authorization)
     request.state.tenant_id = principal.tenant_id
+    log_context.bind(tenant_id=principal.tenant_id)  # on every log line and the span from here on
+    await _rate_limit(request, principal)
     writing = request.method not in SAFE_METHODS
     if writing and principal.tenant_status != "active":
         raise Forbidden(f"tenant is {principal.tenant_status}: writes are refused", code="tenant_suspended")
@@ -62,6 +78,19 @@ async def _tenant_principal(request: Request, session: DbSession, _doc=Depends(_
     return principal
 
 
+async def _rate_limit(request: Request, principal: Principal) -> None:
+    """A token bucket per API key or user (shared across processes when Redis is configured)."""
+    settings = request.app.state.settings
+    decision = await request.app.state.limiter.take(f"{principal.kind}:{principal.api_key_id or principal.user_id}")
+    headers = {"RateLimit-Limit": str(settings.rate_limit_burst), "RateLimit-Remaining": str(decision.remaining),
+               "RateLimit-Reset": str(max(1, round(decision.retry_after)) if not decision.allowed else 0)}
+    request.scope.setdefault("state", {})["ratelimit_headers"] = headers
+    if not decision.allowed:
+        retry = max(1, round(decision.retry_after + 0.5))
+        raise TooManyRequests("rate limit exceeded; slow down", code="rate_limited",
+                              headers=headers | {"Retry-After": str(retry)})
+
+
 async def _operator_principal(request: Request, session: DbSession, _doc=Depends(_bearer)) -> Principal:
     principal = authenticate_operator(request.headers.get("authorization"), request.app.state.settings)
     await bind_platform(session)
@@ -69,10 +98,26 @@ async def _operator_principal(request: Request, session: DbSession, _doc=Depends
 
 
 TenantPrincipal = Annotated[Principal, Depends(_tenant_principal)]
+
+
+def Allow(perm: Perm) -> Any:  # noqa: N802 - reads as a declaration on the endpoint
+    """``principal: Annotated[Principal, Allow(Perm.X)]``: authenticated, in a tenant, and allowed X."""
+
+    async def allowed(principal: TenantPrincipal) -> Principal:
+        check(principal, perm)
+        return principal
+
+    allowed.required_permission = perm  # read by the role matrix test
+    return Depends(allowed)
+
+
+def Can(perm: Perm) -> Any:  # noqa: N802
+    """The annotation form: ``principal: Can(Perm.INVOICES_WRITE)``."""
+    return Annotated[Principal, Allow(perm)]
 OperatorPrincipal = Annotated[Principal, Depends(_operator_principal)]
 
 
 def require_unrestricted(principal: Principal) -> None:
     """Managing outlets and keys is for tenant-wide keys, not a till's key restricted to one outlet."""
-    if principal.outlet_id is not None:
+    if principal.restricted:
         raise Forbidden("this API key is restricted to one outlet", code="api_key_outlet_restricted")

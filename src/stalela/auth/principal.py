@@ -6,12 +6,32 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class Principal:
-    kind: Literal["operator", "api_key"]
+    kind: Literal["operator", "api_key", "user"]
     tenant_id: str | None = None
     api_key_id: str | None = None
     outlet_id: str | None = None  # set when the API key is restricted to one outlet
     tenant_status: str | None = None
+    user_id: str | None = None
+    role: str | None = None  # users: owner | admin | accountant | cashier | auditor
+    scopes: frozenset[str] | None = None  # API keys; None = every scope (keys made before scopes)
+    outlet_ids: frozenset[str] | None = None  # cashiers: the outlets they are assigned to
 
     @property
     def is_operator(self) -> bool:
         return self.kind == "operator"
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names whoever acted."""
+        return {"operator": "operator", "api_key": f"api_key:{self.api_key_id}"}.get(self.kind, f"user:{self.user_id}")
+
+    def can_use_outlet(self, outlet_id: str) -> bool:
+        if self.outlet_id is not None:
+            return self.outlet_id == outlet_id
+        if self.outlet_ids is not None:
+            return outlet_id in self.outlet_ids
+        return True
+
+    @property
+    def restricted(self) -> bool:
+        return self.outlet_id is not None or self.outlet_ids is not None

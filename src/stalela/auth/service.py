@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,9 +53,24 @@ async def authenticate_api_key(session: AsyncSession, authorization: str | None)
     await bind_tenant(session, tenant.id)
     stale = key.last_used_at is None or utcnow() - key.last_used_at > TOUCH_INTERVAL
     principal = Principal(
-        kind="api_key", tenant_id=tenant.id, api_key_id=key.id, outlet_id=key.outlet_id, tenant_status=tenant.status
+        kind="api_key", tenant_id=tenant.id, api_key_id=key.id, outlet_id=key.outlet_id, tenant_status=tenant.status,
+        scopes=frozenset(json.loads(key.scopes)) if key.scopes else None,
     )
     return principal, stale
+
+
+async def authenticate_user(db, settings: Settings, session: AsyncSession, authorization: str | None) -> Principal:  # noqa: ANN001
+    """An RS256 access token of a user; the user's current role and status come from the database."""
+    from stalela.auth.tokens import verify_access_token
+    from stalela.auth.users import active_user
+
+    claims = await verify_access_token(db, settings, bearer_token(authorization))
+    await bind_platform(session)
+    user, tenant = await active_user(session, claims.get("tenant_id", ""), claims["sub"])
+    await bind_tenant(session, tenant.id)
+    outlets = frozenset(json.loads(user.outlet_ids)) if user.role == "cashier" else None
+    return Principal(kind="user", tenant_id=tenant.id, tenant_status=tenant.status, user_id=user.id, role=user.role,
+                     outlet_ids=outlets)
 
 
 async def touch_api_key(session: AsyncSession, principal: Principal) -> None:

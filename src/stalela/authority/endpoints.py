@@ -3,7 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import Field, HttpUrl
 
-from stalela.auth.dependencies import AppSettings, DbSession, TenantPrincipal, require_unrestricted
+from stalela.auth.permissions import Perm
+from stalela.auth.dependencies import AppSettings, DbSession, Can
 from stalela.authority import service
 from stalela.kit.schemas import PathId, StrictModel
 
@@ -17,24 +18,22 @@ class DeviceIn(StrictModel):
 
 
 @router.put("/outlets/{outlet_id}/authority-device")
-async def register_device(outlet_id: PathId, body: DeviceIn, session: DbSession, principal: TenantPrincipal,
+async def register_device(outlet_id: PathId, body: DeviceIn, session: DbSession, principal: Can(Perm.ADMIN),
                           settings: AppSettings):
     """Register (or replace) the outlet's DGI e-MCF device; its token is stored encrypted, never shown."""
-    require_unrestricted(principal)
     device = await service.register_device(session, settings, principal, outlet_id, body.nim,
                                            str(body.base_url).rstrip("/"), body.token)
     return service.device_view(device)
 
 
 @router.get("/outlets/{outlet_id}/authority-device")
-async def get_device(outlet_id: PathId, session: DbSession, principal: TenantPrincipal):
+async def get_device(outlet_id: PathId, session: DbSession, principal: Can(Perm.ADMIN)):
     return service.device_view(await service.get_device(session, principal, outlet_id))
 
 
 @router.get("/sync/status")
-async def sync_status(session: DbSession, principal: TenantPrincipal):
+async def sync_status(session: DbSession, principal: Can(Perm.INVOICES_READ)):
     """Per outlet: invoices pending at the authority, the oldest one's age, failures, last success."""
     rows = await service.sync_status(session)
-    if principal.outlet_id:
-        rows = [r for r in rows if r["outlet_id"] == principal.outlet_id]
+    rows = [r for r in rows if principal.can_use_outlet(r["outlet_id"])]
     return {"outlets": rows}

@@ -42,6 +42,9 @@ class InvoiceSync(TenantOwned, Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     sealed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Two deliveries of one invoice (invoice.sealed and a resync) must not talk to the authority at
+    # once: one would cancel the request the other is confirming. A short lease decides.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class AuthorityAck(TenantOwned, Base):

@@ -12,6 +12,7 @@ import asyncio
 import json
 import weakref
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -28,6 +29,7 @@ from stalela.errors import NotFound
 from stalela.fiscal.invoices.repository import InvoiceRepository
 from stalela.kit.clock import rfc3339
 from stalela.kit.secretbox import open_secret, seal_secret
+from stalela.observability.metrics import sync_acknowledged
 from stalela.outbox.registry import RetryLater
 from stalela.outbox.service import enqueue
 from stalela.tenancy.context import bind_tenant
@@ -50,7 +52,7 @@ def _context(tenant_id: str, outlet_id: str) -> str:
 async def register_device(session: AsyncSession, settings: Settings, principal: Principal, outlet_id: str,
                           nim: str, base_url: str, token: str) -> AuthorityDevice:
     outlet = await OutletRepository(session).get(outlet_id)
-    if outlet is None or (principal.outlet_id and principal.outlet_id != outlet_id):
+    if outlet is None or not principal.can_use_outlet(outlet_id):
         raise NotFound("no such outlet", code="outlet_not_found")
     repo = AuthorityRepository(session)
     device = await repo.device(outlet_id)
@@ -69,7 +71,7 @@ async def register_device(session: AsyncSession, settings: Settings, principal: 
 
 async def get_device(session: AsyncSession, principal: Principal, outlet_id: str) -> AuthorityDevice:
     device = await AuthorityRepository(session).device(outlet_id)
-    if device is None or (principal.outlet_id and principal.outlet_id != outlet_id):
+    if device is None or not principal.can_use_outlet(outlet_id):
         raise NotFound("this outlet has no authority device", code="device_not_found")
     return device
 
@@ -138,6 +140,7 @@ async def _acknowledge(db: Database, tenant_id: str, invoice_id: str, nim: str, 
             code=str(ack["codeDEFDGI"]), counters=ack.get("counters"), authority_time=ack.get("dateTime"),
             qr_code=ack.get("qrCode"), raw=json.dumps(ack), created_at=utcnow()))
         row.status, row.error_code, row.error, row.updated_at = "acknowledged", None, None, utcnow()
+        sync_acknowledged(session, row.sealed_at, row.updated_at)  # authority_sync_lag_seconds, at commit
         enqueue(session, tenant_id, "invoice.acknowledged", {
             "invoice_id": invoice_id, "authority_code": ack["codeDEFDGI"], "counters": ack.get("counters")})
 
@@ -159,6 +162,11 @@ async def sync_invoice(db: Database, settings: Settings, tenant_id: str, invoice
             row.error_code = "no_device" if device is None else "device_unauthorized"
             row.error = "the outlet has no DGI device" if device is None else "the DGI refused the device token"
             return
+        now = utcnow()
+        if row.claimed_until is not None and row.claimed_until > now:
+            raise RetryLater("another delivery of this invoice is talking to the authority", 2.0)
+        # Longer than any exchange can take (three requests at the authority timeout each).
+        row.claimed_until = now + timedelta(seconds=4 * settings.authority_timeout_seconds + 5)
         row.attempts += 1
         resume_uid, retrying = row.uid, row.attempts > 1
         token = open_secret(settings, device.token_encrypted, _context(tenant_id, invoice.outlet_id))
@@ -168,8 +176,18 @@ async def sync_invoice(db: Database, settings: Settings, tenant_id: str, invoice
 
     client = emcf.EmcfClient(device.base_url, token, timeout=settings.authority_timeout_seconds)
     try:
+        await _synced(db, settings, client, tenant_id, invoice_id, outlet_id, document, tenant.tax_id, nim,
+                      resume_uid, retrying)
+    finally:
+        await _update_sync(db, tenant_id, invoice_id, claimed_until=None)
+
+
+async def _synced(db: Database, settings: Settings, client: emcf.EmcfClient, tenant_id: str, invoice_id: str,
+                  outlet_id: str, document: dict[str, Any], seller_tax_id: str, nim: str, resume_uid: str | None,
+                  retrying: bool) -> None:
+    try:
         async with _gate(tenant_id, outlet_id):
-            ack = await _exchange(db, client, tenant_id, invoice_id, document, tenant.tax_id, resume_uid, retrying)
+            ack = await _exchange(db, client, tenant_id, invoice_id, document, seller_tax_id, resume_uid, retrying)
     except emcf.DeviceUnauthorized as exc:
         async with db.transaction() as session:
             await bind_tenant(session, tenant_id)

@@ -74,7 +74,7 @@ async def create_api_key(settings: Settings, tenant_id: str, name: str, outlet_i
 async def revoke_api_key(settings: Settings, tenant_id: str, key_id: str) -> dict[str, Any]:
     async with _session(settings) as session:
         await bind_tenant(session, tenant_id)
-        key = await service.revoke_api_key(session, key_id)
+        key = await service.revoke_api_key(session, key_id, Principal(kind="operator"))
         return schemas.ApiKeyOut.model_validate(key).model_dump(mode="json")
 
 

@@ -67,6 +67,10 @@ def serve(
     """Start the HTTP service."""
     import uvicorn
 
+    from stalela.observability.multiproc import prepare_multiprocess_dir
+
+    # Before anything imports prometheus-client: every worker process sums through this directory.
+    prepare_multiprocess_dir(get_settings())
     from stalela.cli import bootstrap
 
     settings = get_settings()
@@ -82,9 +86,9 @@ def serve(
         asyncio.run(bootstrap.migrate(settings))
     if demo if demo is not None else (settings.demo and settings.is_sqlite):
         asyncio.run(bootstrap.ensure_demo(settings, host, port))
-    from stalela.observability.logging import configure_logging
+    from stalela.observability.runtime import configure_logs
 
-    configure_logging(settings.log_level)
+    configure_logs(settings)
     uvicorn.run(
         "stalela.asgi:app",
         host=host,
@@ -210,11 +214,13 @@ def worker(
     concurrency: Optional[int] = typer.Option(None, help="Events handled at once (default STALELA_WORKER_CONCURRENCY)"),
 ) -> None:
     """Run background work (outbox, checkpoints, exports) until SIGTERM; start several for more throughput."""
-    from stalela.observability.logging import configure_logging
-    from stalela.workers import run_worker
+    from stalela.observability.multiproc import leave_multiprocess_mode
+
+    leave_multiprocess_mode()  # its metrics are its own: STALELA_WORKER_METRICS_PORT
+    from stalela.observability.runtime import configure, run_worker
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure(settings)
     asyncio.run(run_worker(settings, concurrency))
 
 

@@ -1,8 +1,11 @@
 """Imports every domain's models so ``metadata`` knows all tables (Alembic, tests)."""
+from stalela.audit import models as _audit  # noqa: F401
+from stalela.auth import models as _auth  # noqa: F401
 from stalela.authority import models as _authority  # noqa: F401
 from stalela.db.base import Base
 from stalela.fiscal.invoices import models as _invoices  # noqa: F401
 from stalela.fiscal.ledger import models as _ledger  # noqa: F401
+from stalela.fiscal.reports import models as _reports  # noqa: F401
 from stalela.fiscal.signing import models as _signing  # noqa: F401
 from stalela.outbox import models as _outbox  # noqa: F401
 from stalela.tenancy import models as _tenancy  # noqa: F401

@@ -90,3 +90,10 @@ def allow_rewrites(table: str) -> None:
     else:
         for action in ("update", "delete"):
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_{action}")
+
+
+def grant(table: str, privileges: str) -> None:
+    """A platform table (no tenant_id): no RLS, only the app role's grant."""
+    role = app_role()
+    if _is_pg() and role:
+        op.execute(f"GRANT {privileges} ON {table} TO {role}")

@@ -1,31 +1,121 @@
-"""Structured JSON logs (structlog) for the service and for uvicorn's own loggers.
+"""Structured logs (structlog) for the service and for uvicorn's own loggers.
 
-Request-scoped fields (request id, tenant id, ...) live in structlog's contextvars, so every line
-logged while a request is handled carries them without being passed around.
+Request-scoped fields (request id, tenant id, outlet id, invoice id, trace id ...) live in structlog's
+contextvars, so every line logged while a request or an outbox event is handled carries them without
+being passed around. Lines are JSON, or coloured key=value lines for humans when stderr is a terminal
+(``STALELA_LOG_FORMAT`` forces either).
+
+Secrets never reach the output: fields with secret-looking names are replaced by ``[redacted]``, and
+every string (messages and tracebacks included) is scrubbed of API keys, bearer tokens, JWTs, SQL
+parameters and the configured secrets themselves (operator token, master key, PIN, ...).
 """
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from typing import Any, Iterable
 
 import structlog
 
-_SECRET_KEYS = {"authorization", "api_key", "password", "token", "secret", "master_key", "pin"}
+from stalela.observability import tracing
+
+REDACTED = "[redacted]"
+# Field names whose values are secrets or buyer personal data.
+_SECRET_KEYS = {
+    "authorization", "api_key", "password", "token", "secret", "master_key", "pin", "cookie", "set-cookie",
+    "private_key", "private_ref", "token_encrypted", "credentials",
+    "buyer", "buyer_name", "buyer_tax_id", "customer", "client", "tax_id", "email", "phone",
+}
+_SECRET_SUFFIXES = ("_token", "_secret", "_password", "_pin", "_key", "_credentials")
+_NOT_SECRET = {"idempotency_key", "cache_key", "sort_key", "primary_key"}
+
+_PATTERNS = [
+    (re.compile(r"\bsk_[A-Za-z0-9_\-]{6,}"), "sk_" + REDACTED),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{6,}"), r"\1 " + REDACTED),
+    (re.compile(r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*"), REDACTED + "-jwt"),
+    # SQLAlchemy puts the bound values of a failed statement in its exception text.
+    (re.compile(r"\[parameters: [^\n]*"), "[parameters: " + REDACTED + "]"),
+]
+_known_secrets: set[str] = set()
+_known_re: re.Pattern[str] | None = None
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Literal values (the configured operator token, master key, PIN ...) scrubbed from every line."""
+    global _known_re
+    added = {v for v in values if v and len(v) >= 6}
+    if not added - _known_secrets:
+        return
+    _known_secrets.update(added)
+    _known_re = re.compile("|".join(re.escape(v) for v in sorted(_known_secrets, key=len, reverse=True)))
+
+
+def scrub(text: str) -> str:
+    if _known_re is not None:
+        text = _known_re.sub(REDACTED, text)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _is_secret_key(key: str) -> bool:
+    k = key.lower()
+    return k in _SECRET_KEYS or (k.endswith(_SECRET_SUFFIXES) and k not in _NOT_SECRET)
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if depth > 3:
+        return value
+    if isinstance(value, dict):
+        return {k: (REDACTED if isinstance(k, str) and _is_secret_key(k) else _clean(v, depth + 1))
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v, depth + 1) for v in value]
+    return value
 
 
 def _drop_secrets(_logger, _name, event_dict):  # noqa: ANN001
     event_dict.pop("color_message", None)  # uvicorn's ANSI duplicate of the message
     for key in list(event_dict):
-        if key.lower() in _SECRET_KEYS:
-            event_dict[key] = "[redacted]"
+        if key.lower() in _SECRET_KEYS or _is_secret_key(key):
+            event_dict[key] = REDACTED
     return event_dict
 
 
-def configure_logging(level: str = "INFO") -> None:
+def _scrub_values(_logger, _name, event_dict):  # noqa: ANN001
+    """Last step before rendering, after tracebacks became text."""
+    for key, value in event_dict.items():
+        if isinstance(value, (str, dict, list, tuple)):
+            event_dict[key] = _clean(value)
+    return event_dict
+
+
+def _add_trace_context(_logger, _name, event_dict):  # noqa: ANN001
+    ids = tracing.current_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
+
+
+def _renderer(log_format: str) -> Any:
+    console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
+    if console:
+        return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(),
+                                             exception_formatter=structlog.dev.plain_traceback)
+    return structlog.processors.JSONRenderer()
+
+
+def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_trace_context,
         _drop_secrets,
     ]
     structlog.configure(
@@ -42,7 +132,8 @@ def configure_logging(level: str = "INFO") -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(),
+                _scrub_values,
+                _renderer(log_format),
             ],
         )
     )
@@ -56,7 +147,8 @@ def configure_logging(level: str = "INFO") -> None:
         lg.propagate = True
     # Our middleware logs every request with latency and ids; uvicorn's access line would duplicate it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    for noisy in ("sqlalchemy.engine", "aiosqlite", "asyncio", "alembic"):
+    # aiosqlite and the engine log bound parameters (buyer data) at DEBUG; httpcore logs every socket event.
+    for noisy in ("sqlalchemy.engine", "aiosqlite", "asyncio", "alembic", "httpcore", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

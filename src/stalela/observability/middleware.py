@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request id, access log line with latency, and the request body size cap."""
+"""Pure ASGI middleware: request id, request span and metrics, access log line, and the body size cap."""
 from __future__ import annotations
 
 import json
@@ -10,13 +10,27 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stalela.errors import PayloadTooLarge, StalelaError, UnsupportedMediaType
+from stalela.observability import metrics, tracing
 from stalela.observability.logging import get_logger
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = get_logger("stalela.http")
 
 
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (``/v1/invoices/{invoice_id}``), never the raw path."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template or UNROUTED
+
+
+UNROUTED = "<unrouted>"  # no route matched (404), or refused before routing (413, 415)
+_QUIET = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
 class RequestContextMiddleware:
+    """Request id, the request's span, its metrics and its one access log line."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -31,6 +45,7 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
+        method = scope["method"]
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -40,18 +55,32 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            state = scope.get("state", {})
-            log.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                latency_ms=round((time.perf_counter() - started) * 1000, 2),
-                tenant_id=state.get("tenant_id"),
-            )
+        with tracing.server_span(method, scope["headers"], {
+            "http.request.method": method, "url.path": scope["path"], "url.scheme": scope.get("scheme"),
+            "stalela.request_id": request_id,
+        }) as span:
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                endpoint = route_template(scope)
+                tenant_id = scope.get("state", {}).get("tenant_id")
+                metrics.observe_request(method, endpoint, status, tenant_id, elapsed)
+                if span is not tracing.NOOP_SPAN:
+                    span.update_name(f"{method} {endpoint}")
+                    span.set_attributes({"http.route": endpoint, "http.response.status_code": status})
+                    if status >= 500:
+                        tracing.mark_error(span, f"HTTP {status}")
+                emit = log.debug if endpoint in _QUIET and status < 400 else log.info
+                emit(
+                    "request",
+                    method=method,
+                    path=scope["path"],
+                    endpoint=endpoint,
+                    status=status,
+                    latency_ms=round(elapsed * 1000, 2),
+                    tenant_id=tenant_id,
+                )
 
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}

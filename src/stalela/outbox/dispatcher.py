@@ -20,6 +20,7 @@ from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.db.session import Database
 from stalela.observability.logging import get_logger
+from stalela.observability.metrics import OUTBOX_DEAD, run_handler
 from stalela.outbox.models import OutboxEvent
 from stalela.outbox.relay import NatsRelay
 from stalela.outbox.registry import Event, HandlerContext, RetryLater, handlers_for
@@ -107,7 +108,7 @@ class Dispatcher:
                 if self.relay is not None:  # before the handler: a retry republishes, NATS de-duplicates
                     await self.relay.publish(row)
                 for handler in handlers:  # a topic nobody consumes (yet) is delivered once relayed
-                    await handler(self.context, event)
+                    await run_handler(handler, self.context, event)  # span, metrics, log context
                 return key, True
             except RetryLater as later:
                 await self._reschedule(key, later.delay, str(later), refund=True)
@@ -121,6 +122,7 @@ class Dispatcher:
                     async with self.db.transaction() as session:
                         await bind_platform(session)
                         await OutboxRepository(session).bury(key, self.worker_id, error)
+                    OUTBOX_DEAD.labels(row.topic).inc()
                 else:
                     log.warning("outbox_handler_failed", topic=row.topic, event_id=row.id, tenant_id=row.tenant_id,
                                 attempts=row.attempts, error=str(exc)[:200])

@@ -4,7 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from stalela.auth.dependencies import AppSettings, DbSession, OperatorPrincipal, TenantPrincipal, require_unrestricted
+from stalela.auth.permissions import Perm
+from stalela.auth.dependencies import AppSettings, DbSession, OperatorPrincipal, Can
 from stalela.kit.schemas import PathId
 from stalela.kit.pagination import Page, PageParams, page_params
 from stalela.tenancy import schemas, service
@@ -48,13 +49,12 @@ async def activate_tenant(tenant_id: Id, session: DbSession, _: OperatorPrincipa
 # --- outlets -------------------------------------------------------------------------------------
 
 @router.post("/outlets", status_code=201, response_model=schemas.OutletOut, tags=["outlets"])
-async def create_outlet(body: schemas.OutletCreate, session: DbSession, principal: TenantPrincipal):
-    require_unrestricted(principal)
+async def create_outlet(body: schemas.OutletCreate, session: DbSession, principal: Can(Perm.ADMIN)):
     return await service.create_outlet(session, principal, body)
 
 
 @router.get("/outlets", response_model=Page[schemas.OutletOut], tags=["outlets"])
-async def list_outlets(session: DbSession, principal: TenantPrincipal, paging: Paging):
+async def list_outlets(session: DbSession, principal: Can(Perm.OUTLETS_READ), paging: Paging):
     rows, more = await service.list_outlets(
         session, principal, limit=paging.limit, starting_after=paging.starting_after
     )
@@ -62,39 +62,34 @@ async def list_outlets(session: DbSession, principal: TenantPrincipal, paging: P
 
 
 @router.get("/outlets/{outlet_id}", response_model=schemas.OutletOut, tags=["outlets"])
-async def get_outlet(outlet_id: Id, session: DbSession, principal: TenantPrincipal):
+async def get_outlet(outlet_id: Id, session: DbSession, principal: Can(Perm.OUTLETS_READ)):
     return await service.get_outlet(session, principal, outlet_id)
 
 
 @router.patch("/outlets/{outlet_id}", response_model=schemas.OutletOut, tags=["outlets"])
-async def update_outlet(outlet_id: Id, body: schemas.OutletUpdate, session: DbSession, principal: TenantPrincipal):
-    require_unrestricted(principal)
+async def update_outlet(outlet_id: Id, body: schemas.OutletUpdate, session: DbSession, principal: Can(Perm.ADMIN)):
     return await service.update_outlet(session, principal, outlet_id, body)
 
 
 # --- API keys ------------------------------------------------------------------------------------
 
 @router.post("/api-keys", status_code=201, response_model=schemas.ApiKeyCreated, tags=["api-keys"])
-async def create_api_key(body: schemas.ApiKeyCreate, session: DbSession, principal: TenantPrincipal):
-    require_unrestricted(principal)
+async def create_api_key(body: schemas.ApiKeyCreate, session: DbSession, principal: Can(Perm.ADMIN)):
     created = await service.create_api_key(session, principal, body)
     return schemas.ApiKeyCreated(**schemas.ApiKeyOut.model_validate(created.key).model_dump(), api_key=created.secret)
 
 
 @router.get("/api-keys", response_model=Page[schemas.ApiKeyOut], tags=["api-keys"])
-async def list_api_keys(session: DbSession, principal: TenantPrincipal, paging: Paging):
-    require_unrestricted(principal)
+async def list_api_keys(session: DbSession, principal: Can(Perm.ADMIN), paging: Paging):
     rows, more = await service.list_api_keys(session, limit=paging.limit, starting_after=paging.starting_after)
     return {"data": rows, "has_more": more}
 
 
 @router.get("/api-keys/{key_id}", response_model=schemas.ApiKeyOut, tags=["api-keys"])
-async def get_api_key(key_id: Id, session: DbSession, principal: TenantPrincipal):
-    require_unrestricted(principal)
+async def get_api_key(key_id: Id, session: DbSession, principal: Can(Perm.ADMIN)):
     return await service.get_api_key(session, key_id)
 
 
 @router.delete("/api-keys/{key_id}", response_model=schemas.ApiKeyOut, tags=["api-keys"])
-async def revoke_api_key(key_id: Id, session: DbSession, principal: TenantPrincipal):
-    require_unrestricted(principal)
-    return await service.revoke_api_key(session, key_id)
+async def revoke_api_key(key_id: Id, session: DbSession, principal: Can(Perm.ADMIN)):
+    return await service.revoke_api_key(session, key_id, principal)

@@ -55,3 +55,5 @@ class ApiKey(TenantOwned, Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # JSON list of scopes (auth.permissions.SCOPES); NULL for keys made before scopes existed = all.
+    scopes: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, available_timezones
@@ -87,11 +88,25 @@ class OutletOut(StrictModel):
 class ApiKeyCreate(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     outlet_id: str | None = Field(None, max_length=40)
+    scopes: list[str] | None = Field(None, description="Default: every scope. See docs/security.md.")
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, v: list[str] | None) -> list[str] | None:
+        from stalela.auth.permissions import SCOPES
+
+        if v is not None:
+            unknown = sorted(set(v) - set(SCOPES))
+            if unknown or not v:
+                raise ValueError(f"scopes must be a non-empty subset of {sorted(SCOPES)}")
+            return sorted(set(v))
+        return v
 
 
 class ApiKeyOut(StrictModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
+    scopes: list[str]
     tenant_id: str
     name: str
     prefix: str
@@ -99,6 +114,15 @@ class ApiKeyOut(StrictModel):
     created_at: datetime
     revoked_at: datetime | None
     last_used_at: datetime | None
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _decode_scopes(cls, v: object) -> object:
+        from stalela.auth.permissions import ALL_SCOPES
+
+        if v is None:
+            return sorted(ALL_SCOPES)
+        return json.loads(v) if isinstance(v, str) else v
 
 
 class ApiKeyCreated(ApiKeyOut):

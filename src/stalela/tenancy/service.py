@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import json
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.audit.service import record
 from stalela.auth.apikeys import generate_api_key
 from stalela.auth.principal import Principal
 from stalela.config import Settings
@@ -54,6 +57,7 @@ async def set_tenant_status(session: AsyncSession, tenant_id: str, status: str) 
     tenant.status = status
     tenant.updated_at = utcnow()
     await session.flush()
+    await record(session, tenant.id, "operator", f"tenant.{status}", tenant.id)
     return tenant
 
 
@@ -87,7 +91,7 @@ async def create_outlet(session: AsyncSession, principal: Principal, data: schem
 async def get_outlet(session: AsyncSession, principal: Principal, outlet_id: str) -> Outlet:
     outlet = await OutletRepository(session).get(outlet_id)
     # A restricted key sees only its own outlet; anything else looks absent.
-    if outlet is None or (principal.outlet_id and principal.outlet_id != outlet.id):
+    if outlet is None or not principal.can_use_outlet(outlet.id):
         raise NotFound("no such outlet", code="outlet_not_found")
     return outlet
 
@@ -97,8 +101,10 @@ async def list_outlets(
 ) -> tuple[list[Outlet], bool]:
     repo = OutletRepository(session)
     stmt = None
-    if principal.outlet_id:
+    if principal.outlet_id is not None:
         stmt = select(Outlet).where(Outlet.id == principal.outlet_id)
+    elif principal.outlet_ids is not None:
+        stmt = select(Outlet).where(Outlet.id.in_(sorted(principal.outlet_ids)))
     return await repo.page(stmt, limit=limit, starting_after=starting_after)
 
 
@@ -120,10 +126,12 @@ async def update_outlet(
 # --- API keys ------------------------------------------------------------------------------------
 
 
-async def _new_key(session: AsyncSession, tenant_id: str, name: str, outlet_id: str | None) -> CreatedKey:
+async def _new_key(session: AsyncSession, tenant_id: str, name: str, outlet_id: str | None,
+                   scopes: list[str] | None = None) -> CreatedKey:
     secret, prefix, key_hash = generate_api_key()
     key = ApiKey(
-        tenant_id=tenant_id, id=new_id("key"), name=name, prefix=prefix, key_hash=key_hash, outlet_id=outlet_id
+        tenant_id=tenant_id, id=new_id("key"), name=name, prefix=prefix, key_hash=key_hash, outlet_id=outlet_id,
+        scopes=json.dumps(scopes) if scopes is not None else None,
     )
     await ApiKeyRepository(session).add(key)
     return CreatedKey(key=key, secret=secret)
@@ -132,7 +140,10 @@ async def _new_key(session: AsyncSession, tenant_id: str, name: str, outlet_id: 
 async def create_api_key(session: AsyncSession, principal: Principal, data: schemas.ApiKeyCreate) -> CreatedKey:
     if data.outlet_id is not None and await OutletRepository(session).get(data.outlet_id) is None:
         raise ValidationFailed("no such outlet", code="outlet_not_found", field="outlet_id")
-    return await _new_key(session, principal.tenant_id, data.name, data.outlet_id)
+    created = await _new_key(session, principal.tenant_id, data.name, data.outlet_id, data.scopes)
+    await record(session, principal.tenant_id, principal.actor, "api_key.created", created.key.id,
+                 {"name": data.name, "outlet_id": data.outlet_id, "scopes": data.scopes})
+    return created
 
 
 async def list_api_keys(session: AsyncSession, *, limit: int, starting_after: str | None) -> tuple[list[ApiKey], bool]:
@@ -146,11 +157,12 @@ async def get_api_key(session: AsyncSession, key_id: str) -> ApiKey:
     return key
 
 
-async def revoke_api_key(session: AsyncSession, key_id: str) -> ApiKey:
+async def revoke_api_key(session: AsyncSession, key_id: str, actor: Principal) -> ApiKey:
     key = await ApiKeyRepository(session).get_for_update(key_id)
     if key is None:
         raise NotFound("no such API key", code="api_key_not_found")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         await session.flush()
+        await record(session, key.tenant_id, actor.actor, "api_key.revoked", key.id)
     return key

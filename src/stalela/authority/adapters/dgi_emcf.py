@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from stalela.kit.money import money_str
+from stalela.observability.metrics import authority_request
 
 
 
@@ -112,8 +113,10 @@ class EmcfClient:
     async def _call(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
         client = self._client or _shared_client()
         try:
-            response = await client.request(method, self.base_url + path, json=json, headers=self._headers,
-                                            timeout=self.timeout)
+            with authority_request(method, self.base_url + path, path) as call:  # metrics + client span
+                response = await client.request(method, self.base_url + path, json=json, headers=self._headers,
+                                                timeout=self.timeout)
+                call.done(response.status_code)
         except httpx.HTTPError as exc:  # timeouts, refused or dropped connections, protocol errors
             raise Transient(f"{type(exc).__name__}: {exc}") from exc
         try:

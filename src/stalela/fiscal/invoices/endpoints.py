@@ -8,7 +8,8 @@ from pydantic import AwareDatetime
 
 from stalela.authority.repository import AuthorityRepository
 from stalela.authority.service import sync_view
-from stalela.auth.dependencies import AppSettings, DbSession, PublicSession, TenantPrincipal
+from stalela.auth.permissions import Perm
+from stalela.auth.dependencies import AppSettings, DbSession, PublicSession, Can
 from stalela.fiscal.invoices import service, verification
 from stalela.fiscal.invoices.schemas import InvoiceCreate, InvoiceFilters
 from stalela.kit.pagination import PageParams, page_params
@@ -26,7 +27,7 @@ public_router = APIRouter(tags=["verification"])
 async def seal_invoice(
     body: InvoiceCreate,
     session: DbSession,
-    principal: TenantPrincipal,
+    principal: Can(Perm.INVOICES_WRITE),
     settings: AppSettings,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
 ):
@@ -50,7 +51,7 @@ def _filters(
 @router.get("/invoices")
 async def list_invoices(
     session: DbSession,
-    principal: TenantPrincipal,
+    principal: Can(Perm.INVOICES_READ),
     paging: Annotated[PageParams, Depends(page_params)],
     filters: Annotated[InvoiceFilters, Depends(_filters)],
 ):
@@ -62,7 +63,7 @@ async def list_invoices(
 
 
 @router.get("/invoices/{invoice_id}")
-async def get_invoice(invoice_id: PathId, session: DbSession, principal: TenantPrincipal):
+async def get_invoice(invoice_id: PathId, session: DbSession, principal: Can(Perm.INVOICES_READ)):
     """One sealed invoice, exactly as it was answered when sealed, with its current authority sync."""
     return (await _with_sync(session, [await service.get_invoice(session, principal, invoice_id)]))[0]
 

@@ -26,11 +26,11 @@ class InvoiceRepository(Repository[Invoice]):
         return (await self.session.execute(stmt.limit(1))).first() is not None
 
     async def search(
-        self, filters: InvoiceFilters, *, outlet_only: str | None, limit: int, starting_after: str | None
+        self, filters: InvoiceFilters, *, outlets_only: frozenset[str] | None, limit: int, starting_after: str | None
     ) -> tuple[list[Invoice], bool]:
         stmt = select(Invoice)
-        if outlet_only:
-            stmt = stmt.where(Invoice.outlet_id == outlet_only)
+        if outlets_only is not None:
+            stmt = stmt.where(Invoice.outlet_id.in_(sorted(outlets_only)))
         if filters.outlet_id:
             stmt = stmt.where(Invoice.outlet_id == filters.outlet_id)
         if filters.type:

@@ -34,6 +34,8 @@ from stalela.fiscal.signing import registry as keys
 from stalela.fiscal.ledger.service import append_leaf
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
+from stalela.observability import context as log_context
+from stalela.observability.metrics import invoice_sealed, seal_clock
 from stalela.outbox.service import enqueue
 from stalela.tenancy.repository import OutletRepository, TenantRepository
 
@@ -80,11 +82,13 @@ async def seal_invoice(
     session: AsyncSession, settings: Settings, principal: Principal, req: InvoiceCreate, idempotency_key: str | None
 ) -> SealResult:
     tenant_id = principal.tenant_id
+    clock = seal_clock()
+    log_context.bind(outlet_id=req.outlet_id)
     invoices = InvoiceRepository(session)
     fingerprint = request_hash(req)
 
     # Checked before any replay, so a till's key can never read another outlet's invoice through one.
-    if principal.outlet_id and principal.outlet_id != req.outlet_id:
+    if not principal.can_use_outlet(req.outlet_id):
         raise Forbidden("this API key may only seal for its own outlet", code="api_key_outlet_restricted",
                         field="outlet_id")
     if idempotency_key is not None:
@@ -115,6 +119,7 @@ async def seal_invoice(
     draft = to_draft(req)
     original = await _original(invoices, tenant_id, req.original) if req.original else None
     computed = jurisdiction.compute(draft, original)  # raises FiscalRuleViolation (422)
+    clock.lap("validate")
 
     key = await keys.active_key(session, tenant_id)
     series = await SeriesRepository(session).lock_for_outlet(tenant_id, outlet.id)
@@ -122,6 +127,8 @@ async def seal_invoice(
     fiscal_number = format_fiscal_number(outlet.code, counter)
     issued = utcnow()
     invoice_id = new_id("inv")
+    log_context.bind(invoice_id=invoice_id)
+    clock.lap("number")
     payload = {
         "v": SEAL_VERSION,
         "jurisdiction": jurisdiction.code,
@@ -150,6 +157,7 @@ async def seal_invoice(
     canonical = canonical_bytes(payload)
     signature = await keys.sign(settings, key, canonical)
     seal = build_seal(payload, signature, key.id)
+    clock.lap("sign")
 
     document = {
         "id": invoice_id,
@@ -205,6 +213,8 @@ async def seal_invoice(
             raise
         raise Conflict("this reference was already sealed for this outlet", code="reference_already_used",
                        field="reference") from exc
+    clock.lap("store")
+    invoice_sealed(session, tenant_id, outlet.id, req.type)  # counted when the request's transaction commits
     return SealResult(201, body)
 
 
@@ -240,7 +250,7 @@ def render(inv: Invoice) -> dict[str, Any]:
 
 async def get_invoice(session: AsyncSession, principal: Principal, invoice_id: str) -> Invoice:
     inv = await InvoiceRepository(session).get(invoice_id)
-    if inv is None or (principal.outlet_id and inv.outlet_id != principal.outlet_id):
+    if inv is None or not principal.can_use_outlet(inv.outlet_id):
         raise NotFound("no such invoice", code="invoice_not_found")
     return inv
 
@@ -249,6 +259,7 @@ async def list_invoices(
     session: AsyncSession, principal: Principal, filters: InvoiceFilters, *, limit: int, starting_after: str | None
 ) -> tuple[list[Invoice], bool]:
     return await InvoiceRepository(session).search(
-        filters, outlet_only=principal.outlet_id, limit=limit, starting_after=starting_after
+        filters, outlets_only=principal.outlet_ids if principal.outlet_id is None else frozenset({principal.outlet_id}),
+        limit=limit, starting_after=starting_after
     )
 

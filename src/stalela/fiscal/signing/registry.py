@@ -20,6 +20,7 @@ from stalela.fiscal.signing.base import KeyBackend, SigningError
 from stalela.fiscal.signing.models import SigningKey
 from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.kit.ids import new_id
+from stalela.observability.metrics import signer_operation
 
 _lock = threading.Lock()
 _backends: dict[tuple[str, str], KeyBackend] = {}
@@ -97,11 +98,12 @@ async def active_key(session: AsyncSession, tenant_id: str) -> SigningKey:
 
 
 async def sign(settings: Settings, key: SigningKey, data: bytes) -> bytes:
-    backend = backend_for(settings, key.backend)
-    if key.backend == "software":
-        # Microseconds of CPU: not worth a thread hop.
-        return backend.sign(key.id, key.private_ref, data)
-    return await anyio.to_thread.run_sync(backend.sign, key.id, key.private_ref, data)
+    with signer_operation(key.backend):  # signer_operations_total{backend, result}
+        backend = backend_for(settings, key.backend)
+        if key.backend == "software":
+            # Microseconds of CPU: not worth a thread hop.
+            return backend.sign(key.id, key.private_ref, data)
+        return await anyio.to_thread.run_sync(backend.sign, key.id, key.private_ref, data)
 
 
 def public_view(key: SigningKey) -> dict[str, Any]:

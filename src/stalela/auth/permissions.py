@@ -1,0 +1,66 @@
+"""Roles and scopes, checked in one place and declared per endpoint with ``Allow(perm)``.
+
+A permission names what an endpoint does. Users get permissions from their role, API keys from their
+scopes, the platform operator from its own list. Outlet restrictions (tills' keys, cashiers) are a
+second, finer check done by the services on the objects they load (``Principal.can_use_outlet``).
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+from stalela.auth.principal import Principal
+from stalela.errors import Forbidden
+
+
+class Perm(str, Enum):
+    OUTLETS_READ = "outlets:read"
+    INVOICES_WRITE = "invoices:write"
+    INVOICES_READ = "invoices:read"
+    REPORTS_WRITE = "reports:write"  # close a day, sign checkpoints
+    REPORTS_READ = "reports:read"
+    EXPORTS = "exports"  # audit exports
+    WEBHOOKS = "webhooks"
+    ADMIN = "admin"  # outlets, devices, API keys, users
+    OWNERSHIP = "ownership"  # grant or revoke the owner role
+    AUDIT_READ = "audit:read"
+
+
+ROLES: dict[str, frozenset[Perm]] = {
+    "owner": frozenset(Perm),
+    "admin": frozenset(Perm) - {Perm.OWNERSHIP},
+    "accountant": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_READ, Perm.REPORTS_READ, Perm.REPORTS_WRITE,
+                             Perm.EXPORTS}),
+    "cashier": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_WRITE, Perm.INVOICES_READ}),
+    "auditor": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_READ, Perm.REPORTS_READ, Perm.EXPORTS, Perm.AUDIT_READ}),
+}
+
+# API key scopes as documented to integrators, and what each one allows.
+SCOPES: dict[str, frozenset[Perm]] = {
+    "invoices:write": frozenset({Perm.INVOICES_WRITE, Perm.INVOICES_READ, Perm.OUTLETS_READ}),
+    "invoices:read": frozenset({Perm.INVOICES_READ, Perm.OUTLETS_READ}),
+    "reports": frozenset({Perm.REPORTS_READ, Perm.REPORTS_WRITE, Perm.EXPORTS, Perm.OUTLETS_READ}),
+    "webhooks": frozenset({Perm.WEBHOOKS}),
+    "admin": frozenset({Perm.ADMIN, Perm.OUTLETS_READ, Perm.AUDIT_READ}),
+}
+ALL_SCOPES = frozenset(SCOPES)
+
+
+# What a till's key (restricted to one outlet) never does, whatever its scopes.
+_TENANT_WIDE = frozenset({Perm.ADMIN, Perm.WEBHOOKS, Perm.OWNERSHIP, Perm.EXPORTS, Perm.AUDIT_READ})
+
+
+def permissions(principal: Principal) -> frozenset[Perm]:
+    if principal.kind == "user":
+        return ROLES.get(principal.role or "", frozenset())
+    if principal.kind == "api_key":
+        scopes = ALL_SCOPES if principal.scopes is None else principal.scopes
+        granted = frozenset().union(*(SCOPES.get(s, frozenset()) for s in scopes))
+        return granted - _TENANT_WIDE if principal.outlet_id else granted
+    return frozenset()
+
+
+def check(principal: Principal, perm: Perm) -> None:
+    if perm not in permissions(principal):
+        who = f"role {principal.role}" if principal.kind == "user" else "this API key"
+        raise Forbidden(f"{who} may not do this (needs {perm.value})", code="insufficient_permissions",
+                        extra={"required": perm.value})

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import AsyncIterator
+
+from sqlalchemy import func, select
+
+from stalela.db.repository import Repository
+from stalela.fiscal.invoices.models import Invoice
+from stalela.fiscal.reports.models import DayFigures, ZReport
+from stalela.tenancy.models import Outlet
+
+PAGE = 500
+
+
+class DayFiguresRepository:
+    def __init__(self, session) -> None:  # noqa: ANN001
+        self.session = session
+
+    async def latest(self, outlet_id: str) -> DayFigures | None:
+        """The outlet's most recent business day with figures (open or closed)."""
+        stmt = (select(DayFigures).where(DayFigures.outlet_id == outlet_id)
+                .order_by(DayFigures.business_day.desc()).limit(1))
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def get(self, outlet_id: str, day: date) -> DayFigures | None:
+        stmt = select(DayFigures).where(DayFigures.outlet_id == outlet_id, DayFigures.business_day == day)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def for_outlet(self, outlet_id: str) -> list[DayFigures]:
+        stmt = select(DayFigures).where(DayFigures.outlet_id == outlet_id).order_by(DayFigures.business_day)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def open_days(self, outlet_id: str, *, before: date | None = None, up_to: date | None = None) -> list[DayFigures]:
+        stmt = select(DayFigures).where(DayFigures.outlet_id == outlet_id, DayFigures.z_report_id.is_(None))
+        if before is not None:
+            stmt = stmt.where(DayFigures.business_day < before)
+        if up_to is not None:
+            stmt = stmt.where(DayFigures.business_day <= up_to)
+        return list((await self.session.execute(stmt.order_by(DayFigures.business_day))).scalars())
+
+    async def all_open(self, up_to: date) -> list[tuple[str, str, date, str]]:
+        """Across tenants (platform session): (tenant, outlet, day, outlet timezone) of open days."""
+        stmt = (
+            select(DayFigures.tenant_id, DayFigures.outlet_id, DayFigures.business_day, Outlet.timezone)
+            .join(Outlet, (Outlet.tenant_id == DayFigures.tenant_id) & (Outlet.id == DayFigures.outlet_id))
+            .where(DayFigures.z_report_id.is_(None), DayFigures.business_day <= up_to)
+            .order_by(DayFigures.business_day)
+        )
+        return [tuple(r) for r in await self.session.execute(stmt)]
+
+
+class ZReportRepository(Repository[ZReport]):
+    model = ZReport
+
+    async def for_day(self, outlet_id: str, day: date) -> ZReport | None:
+        stmt = select(ZReport).where(ZReport.outlet_id == outlet_id, ZReport.business_day == day)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def latest(self, outlet_id: str) -> ZReport | None:
+        stmt = select(ZReport).where(ZReport.outlet_id == outlet_id).order_by(ZReport.z_counter.desc()).limit(1)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def for_outlet(self, outlet_id: str) -> list[ZReport]:
+        stmt = select(ZReport).where(ZReport.outlet_id == outlet_id).order_by(ZReport.z_counter)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def boundaries(self, outlet_id: str | None, since: date | None) -> list[tuple[str, int, date, int]]:
+        """(outlet, z_counter, day, counter_to) of the Zs on or after ``since``, oldest first."""
+        stmt = select(ZReport.outlet_id, ZReport.z_counter, ZReport.business_day, ZReport.counter_to)
+        if outlet_id is not None:
+            stmt = stmt.where(ZReport.outlet_id == outlet_id)
+        if since is not None:
+            stmt = stmt.where(ZReport.business_day >= since)
+        return [tuple(r) for r in await self.session.execute(stmt.order_by(ZReport.outlet_id, ZReport.z_counter))]
+
+    async def last_days(self, outlet_id: str | None) -> dict[str, date]:
+        """Each outlet's latest closed day."""
+        stmt = select(ZReport.outlet_id, func.max(ZReport.business_day)).group_by(ZReport.outlet_id)
+        if outlet_id is not None:
+            stmt = stmt.where(ZReport.outlet_id == outlet_id)
+        return {o: d for o, d in await self.session.execute(stmt)}
+
+    async def search(
+        self, *, outlet_id: str | None, day_gte: date | None, day_lt: date | None, limit: int,
+        starting_after: str | None,
+    ) -> tuple[list[ZReport], bool]:
+        stmt = select(ZReport)
+        if outlet_id:
+            stmt = stmt.where(ZReport.outlet_id == outlet_id)
+        if day_gte:
+            stmt = stmt.where(ZReport.business_day >= day_gte)
+        if day_lt:
+            stmt = stmt.where(ZReport.business_day < day_lt)
+        return await self.page(stmt, limit=limit, starting_after=starting_after)
+
+
+async def invoice_pages(
+    session, *, outlet_id: str | None, issued_from: datetime | None = None,  # noqa: ANN001
+    issued_to: datetime | None = None, page: int = PAGE,
+) -> AsyncIterator[list[Invoice]]:
+    """Invoices in sealing (leaf) order, a page at a time (keyset on leaf_index): never all at once."""
+    after = -1
+    while True:
+        stmt = select(Invoice).where(Invoice.leaf_index > after)
+        if outlet_id is not None:
+            stmt = stmt.where(Invoice.outlet_id == outlet_id)
+        if issued_from is not None:
+            stmt = stmt.where(Invoice.issued_at >= issued_from)
+        if issued_to is not None:
+            stmt = stmt.where(Invoice.issued_at < issued_to)
+        rows = list((await session.execute(stmt.order_by(Invoice.leaf_index).limit(page))).scalars())
+        if not rows:
+            return
+        yield rows
+        for row in rows:  # a month of invoices must not pile up in the identity map
+            session.expunge(row)
+        after = rows[-1].leaf_index
+
+
+async def count_invoices(session, *, outlet_id: str | None, issued_from: datetime, issued_to: datetime) -> int:  # noqa: ANN001
+    stmt = select(func.count()).select_from(Invoice).where(Invoice.issued_at >= issued_from,
+                                                          Invoice.issued_at < issued_to)
+    if outlet_id is not None:
+        stmt = stmt.where(Invoice.outlet_id == outlet_id)
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def tenant_outlets(session) -> list[Outlet]:  # noqa: ANN001
+    return list((await session.execute(select(Outlet).order_by(Outlet.code))).scalars())

@@ -1,0 +1,357 @@
+"""Z and X reports: close a business day (sealed, chained, numbered), show the open day, rebuild figures.
+
+A close runs in the caller's transaction under the outlet's series lock, the same lock every seal of
+the outlet takes: no invoice can slip into a day while it is being closed, and two closers of one
+day (API, scheduler, CLI, several processes) queue there; the second finds the first's Z and returns
+it. The unique index on (tenant, outlet, business day) is the backstop.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stalela.auth.principal import Principal
+from stalela.config import Settings
+from stalela.db.base import utcnow
+from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from stalela.fiscal.core.reports import DayResolver, Figures, ZBoundary, local_date
+from stalela.fiscal.core.seal import build_seal, canonical_bytes, verify_seal
+from stalela.fiscal.invoices.repository import SeriesRepository
+from stalela.fiscal.jurisdictions import get_jurisdiction
+from stalela.fiscal.ledger.service import create_checkpoint
+from stalela.fiscal.reports.figures import dump
+from stalela.fiscal.reports.models import DayFigures, ZReport
+from stalela.fiscal.reports.repository import DayFiguresRepository, ZReportRepository, invoice_pages
+from stalela.fiscal.signing import registry as keys
+from stalela.fiscal.signing.repository import SigningKeyRepository
+from stalela.kit.clock import rfc3339
+from stalela.kit.ids import new_id
+from stalela.outbox.service import enqueue
+from stalela.tenancy.models import Outlet, Tenant
+from stalela.tenancy.repository import OutletRepository, TenantRepository
+
+REPORT_VERSION = 1
+ZERO_HASH = "0" * 64
+CENTS = 100
+# Payload fields that only matter to verifiers; the rest is repeated at the top of the API object.
+_SEAL_ONLY = ("v", "report", "report_id", "key_id", "prev_hash")
+
+
+def z_number(outlet_code: str, z_counter: int) -> str:
+    return f"{outlet_code}-Z-{z_counter:06d}"
+
+
+def _figures(row: DayFigures | None) -> Figures:
+    return Figures.from_json(json.loads(row.figures)) if row is not None else Figures()
+
+
+def _stored_grand(z: ZReport | None) -> Figures:
+    return Figures.from_json(json.loads(z.payload)["grand_totals"]) if z is not None else Figures()
+
+
+async def _outlet(session: AsyncSession, principal: Principal, outlet_id: str) -> Outlet:
+    outlet = await OutletRepository(session).get(outlet_id)
+    if outlet is None:
+        raise NotFound("no such outlet", code="outlet_not_found")
+    if principal.outlet_id and principal.outlet_id != outlet.id:
+        raise Forbidden("this API key may only report on its own outlet", code="api_key_outlet_restricted")
+    return outlet
+
+
+def _today(outlet: Outlet) -> date:
+    return local_date(utcnow(), outlet.timezone)
+
+
+async def _seal(
+    session: AsyncSession, settings: Settings, kind: str, *, tenant: Tenant, outlet: Outlet, report_id: str,
+    day: date, figures: Figures, grand: Figures, z_counter: int | None = None, checkpoint: Any = None,
+    prev_hash: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build and sign a report payload: the same seal format as invoices (docs/seal-format.md)."""
+    key = await keys.active_key(session, tenant.id)
+    payload = {
+        "v": REPORT_VERSION,
+        "report": kind,
+        "jurisdiction": tenant.jurisdiction,
+        "tenant_id": tenant.id,
+        "seller_tax_id": tenant.tax_id,
+        "outlet_id": outlet.id,
+        "outlet_code": outlet.code,
+        "report_id": report_id,
+        "z_counter": z_counter,
+        "number": z_number(outlet.code, z_counter) if z_counter is not None else None,
+        "business_day": day.isoformat(),
+        "timezone": outlet.timezone,
+        "issued_at": rfc3339(utcnow()),
+        "currency": get_jurisdiction(tenant.jurisdiction).currency,
+        **figures.as_json(),
+        "grand_totals": grand.as_json(),
+        "checkpoint": {"id": checkpoint.id, "tree_size": checkpoint.tree_size, "root_hash": checkpoint.root_hash,
+                       "hash": checkpoint.seal_hash} if checkpoint is not None else None,
+        "key_id": key.id,
+        "prev_hash": prev_hash,
+    }
+    canonical = canonical_bytes(payload)
+    return payload, build_seal(payload, await keys.sign(settings, key, canonical), key.id)
+
+
+# ------------------------------------------------------------------------------------------- Z
+
+
+@dataclass
+class CloseResult:
+    z: ZReport
+    created: bool
+
+
+async def close_day(
+    session: AsyncSession, settings: Settings, principal: Principal, outlet_id: str, day: date | None = None,
+    *, closed_by: str = "api",
+) -> CloseResult:
+    """Close ``day`` (default: today in the outlet's timezone) with a Z report; idempotent."""
+    reports = ZReportRepository(session)
+    outlet = await _outlet(session, principal, outlet_id)
+    today = _today(outlet)
+    day = day or today
+    if day > today:
+        raise ValidationFailed(f"{day} has not begun in {outlet.timezone} (today is {today})",
+                               code="business_day_in_future", field="business_day")
+    existing = await reports.for_day(outlet.id, day)
+    if existing is not None:
+        return CloseResult(existing, False)
+
+    # Held until the caller commits: seals of this outlet wait, and so does any other closer.
+    await SeriesRepository(session).lock_for_outlet(outlet.tenant_id, outlet.id)
+    existing = await reports.for_day(outlet.id, day)  # a racing closer may have won while we queued
+    if existing is not None:
+        return CloseResult(existing, False)
+    last = await reports.latest(outlet.id)
+    if last is not None and last.business_day > day:
+        raise Conflict(f"{day} can no longer be closed: {last.business_day} is already closed",
+                       code="business_day_passed", field="business_day")
+    figures_repo = DayFiguresRepository(session)
+    earlier = await figures_repo.open_days(outlet.id, before=day)
+    if earlier:
+        first = earlier[0].business_day.isoformat()
+        raise Conflict(f"close {first} first: days are closed in order", code="earlier_day_open",
+                       field="business_day", extra={"open_business_day": first})
+
+    row = await figures_repo.get(outlet.id, day)
+    figures = _figures(row)
+    tenant = await TenantRepository(session).get(outlet.tenant_id)
+    checkpoint = await create_checkpoint(session, settings, outlet.tenant_id, "z_report")
+    z_counter = (last.z_counter if last else 0) + 1
+    report_id = new_id("zrp")
+    payload, seal = await _seal(
+        session, settings, "Z", tenant=tenant, outlet=outlet, report_id=report_id, day=day, figures=figures,
+        grand=_stored_grand(last).merge(figures), z_counter=z_counter, checkpoint=checkpoint,
+        prev_hash=last.seal_hash if last else ZERO_HASH,
+    )
+    counter_to = figures.last_counter if figures.last_counter is not None else (last.counter_to if last else 0)
+    z = ZReport(
+        tenant_id=outlet.tenant_id, id=report_id, outlet_id=outlet.id, business_day=day, z_counter=z_counter,
+        number=payload["number"], counter_to=counter_to, invoice_count=figures.invoices,
+        total_cents=int(figures.net().total * CENTS), closed_at=utcnow(), closed_by=closed_by,
+        checkpoint_id=checkpoint.id, key_id=seal["key_id"], seal_hash=seal["hash"], signature=seal["signature"],
+        payload=canonical_bytes(payload).decode(),
+    )
+    try:
+        async with session.begin_nested():
+            session.add(z)
+            if row is None:
+                session.add(DayFigures(tenant_id=outlet.tenant_id, outlet_id=outlet.id, business_day=day,
+                                       figures=dump(figures), z_report_id=z.id, updated_at=z.closed_at))
+            else:
+                row.z_report_id = z.id
+                row.updated_at = z.closed_at
+            await session.flush()
+    except IntegrityError:
+        # Unreachable while every closer takes the series lock; kept as the last word of the unique index.
+        existing = await reports.for_day(outlet.id, day)
+        if existing is None:
+            raise
+        return CloseResult(existing, False)
+    enqueue(session, outlet.tenant_id, "report.z_closed", {
+        "z_report_id": z.id, "outlet_id": outlet.id, "business_day": day.isoformat(), "z_counter": z_counter,
+        "number": z.number, "invoices": figures.invoices, "total": payload["totals"]["total"],
+        "closed_at": payload["issued_at"], "closed_by": closed_by, "seal_hash": z.seal_hash,
+    })
+    await session.flush()
+    return CloseResult(z, True)
+
+
+def stored_seal(z: ZReport) -> dict[str, Any]:
+    return {"payload": json.loads(z.payload), "hash": z.seal_hash, "signature": z.signature, "key_id": z.key_id,
+            "algorithm": "ES256"}
+
+
+def z_verification_url(settings: Settings, z: ZReport) -> str:
+    # The hash in the URL is the capability: a Z id alone (time-ordered) does not show a day's takings.
+    return f"{settings.effective_public_url}/verify/z/{z.id}?h={z.seal_hash}"
+
+
+def render_z(settings: Settings, z: ZReport) -> dict[str, Any]:
+    seal = stored_seal(z)
+    body = {"id": z.id, "object": "z_report", "closed_by": z.closed_by}
+    body.update({k: v for k, v in seal["payload"].items() if k not in _SEAL_ONLY})
+    body["qr"] = z_verification_url(settings, z)
+    body["seal"] = seal
+    return body
+
+
+async def get_z(session: AsyncSession, principal: Principal, z_id: str) -> ZReport:
+    z = await ZReportRepository(session).get(z_id)
+    if z is None or (principal.outlet_id and z.outlet_id != principal.outlet_id):
+        raise NotFound("no such Z report", code="z_report_not_found")
+    return z
+
+
+async def list_z(
+    session: AsyncSession, principal: Principal, *, outlet_id: str | None, day_gte: date | None,
+    day_lt: date | None, limit: int, starting_after: str | None,
+) -> tuple[list[ZReport], bool]:
+    if principal.outlet_id:
+        if outlet_id and outlet_id != principal.outlet_id:
+            return [], False
+        outlet_id = principal.outlet_id
+    return await ZReportRepository(session).search(outlet_id=outlet_id, day_gte=day_gte, day_lt=day_lt, limit=limit,
+                                                   starting_after=starting_after)
+
+
+# ------------------------------------------------------------------------------------------- X
+
+
+async def x_report(
+    session: AsyncSession, settings: Settings, principal: Principal, outlet_id: str, day: date | None = None
+) -> dict[str, Any]:
+    """The open day's figures so far (default: the day new invoices go to), signed; not numbered, not stored."""
+    outlet = await _outlet(session, principal, outlet_id)
+    reports = ZReportRepository(session)
+    last = await reports.latest(outlet.id)
+    current = _today(outlet)
+    if last is not None and last.business_day >= current:
+        current = date.fromordinal(last.business_day.toordinal() + 1)  # closed early: sales go to tomorrow
+    day = day or current
+    if day > current:
+        raise ValidationFailed(f"{day} is not open yet (the current business day is {current})",
+                               code="business_day_in_future", field="business_day")
+    closed = await reports.for_day(outlet.id, day)
+    if closed is not None or (last is not None and last.business_day > day):
+        raise Conflict(f"{day} is closed: see its Z report", code="business_day_closed", field="business_day",
+                       extra={"z_report_id": closed.id} if closed else {})
+    open_rows = await DayFiguresRepository(session).open_days(outlet.id, up_to=day)
+    figures = next((_figures(r) for r in open_rows if r.business_day == day), Figures())
+    grand = _stored_grand(last)
+    for r in open_rows:
+        grand = grand.merge(_figures(r))
+    tenant = await TenantRepository(session).get(outlet.tenant_id)
+    payload, seal = await _seal(session, settings, "X", tenant=tenant, outlet=outlet, report_id=new_id("xrp"),
+                                day=day, figures=figures, grand=grand)
+    body = {"id": payload["report_id"], "object": "x_report"}
+    body.update({k: v for k, v in payload.items() if k not in _SEAL_ONLY})
+    body["seal"] = seal
+    return body
+
+
+# -------------------------------------------------------------------------------- verification
+
+
+async def verify_z(session: AsyncSession, z_id: str, hash_hex: str) -> dict[str, Any]:
+    """The public page behind a Z's QR code; the hash in its URL must match (platform session)."""
+    z = await ZReportRepository(session).get(z_id)
+    if z is None or not hmac.compare_digest(z.seal_hash, hash_hex):
+        raise NotFound("no such Z report", code="z_report_not_found")
+    key = await SigningKeyRepository(session).get(z.key_id)
+    tenant = await TenantRepository(session).get(z.tenant_id)
+    outlet = await OutletRepository(session).get_in_tenant(z.tenant_id, z.outlet_id)
+    seal = stored_seal(z)
+    check = verify_seal(seal, json.loads(key.public_jwk)) if key else None
+    payload = seal["payload"]
+    return {
+        "authentic": bool(check), "reason": check.reason if check else "signing key unknown",
+        "z_report_id": z.id, "number": z.number, "business_day": payload["business_day"],
+        "closed_at": payload["issued_at"], "invoices": payload["counts"]["invoices"],
+        "total": payload["totals"]["total"], "currency": payload["currency"],
+        "seller": {"name": tenant.name, "tax_id": tenant.tax_id},
+        "outlet": {"code": outlet.code, "name": outlet.name} if outlet else None,
+        "checkpoint": payload["checkpoint"], "seal_hash": z.seal_hash, "key_id": z.key_id,
+    }
+
+
+# ------------------------------------------------------------------------------------- rebuild
+
+
+@dataclass
+class RebuildResult:
+    outlet_id: str
+    invoices: int = 0
+    days: int = 0
+    repaired: list[str] = field(default_factory=list)  # days whose cached figures were wrong (fixed if applied)
+    z_mismatches: list[str] = field(default_factory=list)  # sealed Zs that disagree with the invoices
+
+    def as_json(self) -> dict[str, Any]:
+        return {"outlet_id": self.outlet_id, "invoices": self.invoices, "days": self.days,
+                "repaired": self.repaired, "z_mismatches": self.z_mismatches}
+
+
+async def rebuild_figures(session: AsyncSession, outlet_id: str, *, apply: bool) -> RebuildResult:
+    """Recompute an outlet's day figures from its sealed invoices and Z reports; compare, and repair if asked.
+
+    Takes the outlet's series lock (no seal or close interleaves). Invoices are read a page at a
+    time; memory holds one Figures per business day.
+    """
+    outlet = await OutletRepository(session).get(outlet_id)
+    if outlet is None:
+        raise NotFound("no such outlet", code="outlet_not_found")
+    await SeriesRepository(session).lock_for_outlet(outlet.tenant_id, outlet.id)
+    tenant = await TenantRepository(session).get(outlet.tenant_id)
+    credit_types = get_jurisdiction(tenant.jurisdiction).credit_note_types
+    zs = await ZReportRepository(session).boundaries(outlet.id, None)
+    resolver = DayResolver(outlet.timezone, [ZBoundary(n, d, to) for _, n, d, to in zs],
+                           max((d for _, _, d, _ in zs), default=None))
+    result = RebuildResult(outlet.id)
+    days: dict[date, Figures] = {}
+    async for page in invoice_pages(session, outlet_id=outlet.id):
+        for inv in page:
+            payload, document = json.loads(inv.payload), json.loads(inv.document)
+            day = resolver.day_of(inv.counter, inv.issued_at)
+            days.setdefault(day, Figures()).add_invoice(
+                type=payload["type"], credit=payload["type"] in credit_types, totals=payload["totals"],
+                payments=document.get("payments"), counter=inv.counter, issued_at=payload["issued_at"])
+            result.invoices += 1
+    rows = {r.business_day: r for r in await DayFiguresRepository(session).for_outlet(outlet.id)}
+    closes = {z.business_day: z for z in await ZReportRepository(session).for_outlet(outlet.id)}
+    for day in sorted(set(days) | set(rows) | set(closes)):
+        expected = days.get(day, Figures())
+        row, z = rows.get(day), closes.get(day)
+        if z is not None and Figures.from_json(json.loads(z.payload)) != expected:
+            result.z_mismatches.append(day.isoformat())
+        if row is None and day not in days and z is None:
+            continue
+        wrong = row is None or _figures(row) != expected or (z is not None and row.z_report_id != z.id)
+        if row is not None and day not in days and z is None:
+            wrong = True  # figures for a day without invoices or close
+        if not wrong:
+            continue
+        result.repaired.append(day.isoformat())
+        if not apply:
+            continue
+        if row is None:
+            session.add(DayFigures(tenant_id=outlet.tenant_id, outlet_id=outlet.id, business_day=day,
+                                   figures=dump(expected), z_report_id=z.id if z else None, updated_at=utcnow()))
+        elif day not in days and z is None:
+            await session.delete(row)
+        else:
+            row.figures = dump(expected)
+            row.z_report_id = z.id if z else None
+            row.updated_at = utcnow()
+    result.days = len(days)
+    await session.flush()
+    return result
+

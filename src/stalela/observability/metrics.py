@@ -1,0 +1,341 @@
+"""Prometheus metrics: every series Stalela exports, and the small helpers that feed them.
+
+Process-maintained metrics (counters, histograms) live in prometheus-client's default registry. In
+``stalela serve`` that registry runs in multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` is set (and
+wiped) by the CLI before any worker starts, every uvicorn worker writes its values to memory-mapped
+files there, and whichever worker answers ``/metrics`` sums them all. State that already lives in the
+database (outbox backlog, tenants, counters) is not maintained by any process: ``scrape.py`` reads it
+at scrape time, with a short cache.
+
+Label values are bounded: ``endpoint`` is the route template, tenant and outlet ids are those of
+authenticated callers (or ``STALELA_METRICS_TENANT_LABELS=false`` folds them into one), and no label
+ever carries an invoice id or anything a client typed freely.
+"""
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from prometheus_client import Counter, Gauge, Histogram, values
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from stalela.observability import tracing
+
+# 1 ms .. 5 s (and a little beyond), for HTTP requests and whole handler runs.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# The seal's stages are sub-millisecond to a few ms (a software signature is ~40 us).
+STAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+# From seal to the authority's acknowledgement: seconds to days when the DGI is unreachable.
+SYNC_LAG_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600)
+
+API_REQUESTS = Counter(
+    "api_requests", "HTTP requests answered, by route template and status.",
+    ["method", "endpoint", "status", "tenant_id"])
+API_DURATION = Histogram(
+    "api_request_duration_seconds", "Time from the first byte in to the last byte out, by route template.",
+    ["method", "endpoint"], buckets=LATENCY_BUCKETS)
+
+INVOICES_SEALED = Counter(
+    "invoices_sealed", "Invoices sealed and committed.", ["tenant_id", "outlet_id", "type"])
+SEAL_DURATION = Histogram(
+    "seal_duration_seconds", "Time spent in each stage of a successful seal (validate, number, sign, store).",
+    ["stage"], buckets=STAGE_BUCKETS)
+
+OUTBOX_HANDLED = Counter(
+    "outbox_handled", "Outbox handler runs by topic and outcome (ok, retry_later, error).", ["topic", "result"])
+OUTBOX_HANDLER_DURATION = Histogram(
+    "outbox_handler_duration_seconds", "Duration of one outbox handler run.", ["topic"], buckets=LATENCY_BUCKETS)
+OUTBOX_DEAD = Counter(
+    "outbox_dead", "Events that exhausted their attempts and became dead letters.", ["topic"])
+
+AUTHORITY_REQUESTS = Counter(
+    "authority_requests", "Requests to the tax authority (DGI e-MCF) by operation and result.",
+    ["operation", "result"])
+AUTHORITY_REQUEST_DURATION = Histogram(
+    "authority_request_duration_seconds", "Duration of one request to the tax authority.", ["operation"],
+    buckets=LATENCY_BUCKETS)
+AUTHORITY_SYNC_LAG = Histogram(
+    "authority_sync_lag_seconds", "From an invoice's seal to the authority's acknowledgement.",
+    buckets=SYNC_LAG_BUCKETS)
+
+WEBHOOK_DELIVERIES = Counter(
+    "webhook_deliveries", "Webhook delivery attempts by result (ok, http_4xx, http_5xx, timeout, error).",
+    ["result"])
+WEBHOOK_DURATION = Histogram(
+    "webhook_delivery_duration_seconds", "Duration of one webhook delivery attempt.", buckets=LATENCY_BUCKETS)
+
+SIGNER_OPERATIONS = Counter(
+    "signer_operations", "Signatures asked of the key backend, by backend and result.", ["backend", "result"])
+
+# Registered now, fed by the billing issue (usage metering, cost anomaly detection).
+TENANT_RESOURCE_USAGE = Gauge(
+    "tenant_resource_usage", "Resource use of a tenant in the current billing period.", ["tenant_id", "resource"],
+    multiprocess_mode="mostrecent")
+COST_ANOMALIES = Counter("cost_anomalies", "Cost anomalies detected by billing.")
+
+# Computed at scrape time from the database (see scrape.py); listed here so that one place names
+# every series (the docs table and the dashboard test read it).
+DATABASE_GAUGES = {
+    "outbox_pending": ("Outbox events waiting for delivery (including those backing off).", ["topic"]),
+    "outbox_oldest_pending_seconds": ("Age of the oldest pending outbox event.", ["topic"]),
+    "outbox_dead_letters": ("Dead outbox events right now (replay brings them back).", ["topic"]),
+    "tenant_count": ("Tenants by status.", ["status"]),
+    "fiscal_counter_value": ("Last fiscal counter handed out, per outlet.", ["tenant_id", "outlet_id"]),
+    "authority_sync_pending": ("Sealed invoices not yet acknowledged by the authority, by sync status.", ["status"]),
+    "authority_sync_oldest_pending_seconds": ("Age of the oldest invoice still waiting for the authority.", []),
+    "metrics_scrape_errors": ("1 when the last database read for these gauges failed.", []),
+}
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_tenant_labels = True
+
+
+def configure(*, tenant_labels: bool = True) -> None:
+    global _tenant_labels
+    _tenant_labels = tenant_labels
+
+
+def tenant_label(value: str | None) -> str:
+    if not value:
+        return ""
+    return value if _tenant_labels else "*"
+
+
+def multiprocess_dir() -> str | None:
+    """The shared directory when this process writes its values there, else None."""
+    if values.ValueClass is values.MutexValue:
+        return None
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+
+
+def mark_process_dead() -> None:
+    """A process that ends removes its live gauges from the shared directory (counters stay summed)."""
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())
+
+
+def observe_request(method: str, endpoint: str, status: int, tenant_id: str | None, seconds: float) -> None:
+    method = method if method in _METHODS else "OTHER"
+    API_REQUESTS.labels(method, endpoint, str(status), tenant_label(tenant_id)).inc()
+    API_DURATION.labels(method, endpoint).observe(seconds)
+
+
+# --- after commit -------------------------------------------------------------------------------
+# A seal is counted when its transaction commits, not when it is flushed: the request may still roll
+# back. Callbacks queued on a session run after its commit and are dropped on rollback.
+
+_PENDING = "stalela_after_commit"
+
+
+def after_commit(session: Any, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once ``session`` (sync or async) commits; forget it if it rolls back."""
+    session.info.setdefault(_PENDING, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(_PENDING, ()):
+        try:
+            callback()
+        except Exception:  # a metric must never break a committed request
+            pass
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def invoice_sealed(session: Any, tenant_id: str, outlet_id: str, type_: str) -> None:
+    after_commit(session, INVOICES_SEALED.labels(tenant_label(tenant_id), tenant_label(outlet_id), type_).inc)
+
+
+def sync_acknowledged(session: Any, sealed_at: Any, acknowledged_at: Any) -> None:
+    lag = max(0.0, (acknowledged_at - sealed_at).total_seconds())
+    after_commit(session, lambda: AUTHORITY_SYNC_LAG.observe(lag))
+
+
+# --- seal stages ----------------------------------------------------------------------------------
+
+
+class SealClock:
+    """Laps of the seal pipeline: ``lap("validate")`` records the time since the previous lap.
+
+    Each lap is one ``seal_duration_seconds{stage}`` observation and, when tracing is on, one span
+    ``seal.<stage>`` under the request's span, with the lap's real start and end times.
+    """
+
+    __slots__ = ("_last", "_last_ns")
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self._last_ns = time.time_ns()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        now_ns = time.time_ns()
+        SEAL_DURATION.labels(stage).observe(now - self._last)
+        if tracing.enabled():
+            tracing.record_span(f"seal.{stage}", self._last_ns, now_ns, {"stalela.seal.stage": stage})
+        self._last, self._last_ns = now, now_ns
+
+
+def seal_clock() -> SealClock:
+    return SealClock()
+
+
+# --- signer ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def signer_operation(backend: str) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        SIGNER_OPERATIONS.labels(backend, "error").inc()
+        raise
+    SIGNER_OPERATIONS.labels(backend, "ok").inc()
+
+
+# --- outbound HTTP (authority, webhooks) ------------------------------------------------------------
+
+
+class OutboundCall:
+    """Set ``status`` once the remote answered; anything else that escapes counts as unreachable."""
+
+    __slots__ = ("status",)
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+
+    def done(self, status: int) -> None:
+        self.status = status
+
+
+def _authority_operation(method: str, path: str) -> str:
+    if path.endswith("/confirm"):
+        return "confirm"
+    if path.endswith("/cancel"):
+        return "cancel"
+    if "/status" in path:
+        return "status"
+    if method == "POST":
+        return "create"
+    return "other"
+
+
+def _authority_result(status: int | None, exc: BaseException | None) -> str:
+    if exc is not None:
+        name = type(exc).__name__.lower()
+        return "timeout" if "timeout" in name else "unreachable"
+    if status is None:
+        return "error"
+    if status == 401:
+        return "unauthorized"
+    if status == 429:
+        return "too_many_pending"
+    if status >= 500:
+        return "server_error"
+    if status >= 400:
+        return "rejected"
+    return "ok"
+
+
+@contextmanager
+def authority_request(method: str, url: str, path: str) -> Iterator[OutboundCall]:
+    """Time, count and trace one request to the tax authority (never its headers: they hold the token)."""
+    operation = _authority_operation(method, path)
+    call = OutboundCall()
+    started = time.perf_counter()
+    error: BaseException | None = None
+    with tracing.span(f"authority.{operation}", kind="client",
+                      attributes={"http.request.method": method, "url.full": url,
+                                  "stalela.authority.operation": operation}) as span:
+        try:
+            yield call
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            AUTHORITY_REQUEST_DURATION.labels(operation).observe(time.perf_counter() - started)
+            AUTHORITY_REQUESTS.labels(operation, _authority_result(call.status, error)).inc()
+            if call.status is not None:
+                span.set_attribute("http.response.status_code", call.status)
+
+
+def webhook_result(status: int | None, exc: BaseException | None = None) -> str:
+    if exc is not None:
+        return "timeout" if "timeout" in type(exc).__name__.lower() else "error"
+    if status is None:
+        return "error"
+    if 200 <= status < 300:
+        return "ok"
+    return "http_4xx" if status < 500 else "http_5xx"
+
+
+@contextmanager
+def webhook_delivery(url: str) -> Iterator[OutboundCall]:
+    """For the webhooks domain: ``with webhook_delivery(url) as call: ...; call.done(response.status_code)``."""
+    call = OutboundCall()
+    started = time.perf_counter()
+    error: BaseException | None = None
+    with tracing.span("webhook.deliver", kind="client", attributes={"http.request.method": "POST", "url.full": url}) as span:
+        try:
+            yield call
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            WEBHOOK_DURATION.observe(time.perf_counter() - started)
+            WEBHOOK_DELIVERIES.labels(webhook_result(call.status, error)).inc()
+            if call.status is not None:
+                span.set_attribute("http.response.status_code", call.status)
+
+
+# --- outbox handlers --------------------------------------------------------------------------------
+
+
+async def run_handler(handler: Callable[..., Any], ctx: Any, event_: Any) -> None:
+    """Run one outbox handler inside a span, with its ids bound to the logs, timed and counted."""
+    from stalela.observability import context
+    from stalela.outbox.registry import RetryLater
+
+    payload = event_.payload if isinstance(event_.payload, dict) else {}
+    context.bind(tenant_id=event_.tenant_id, event_id=event_.id, topic=event_.topic,
+                 invoice_id=payload.get("invoice_id"), outlet_id=payload.get("outlet_id"))
+    started = time.perf_counter()
+    result = "error"
+    with tracing.span(f"outbox {event_.topic}", kind="consumer",
+                      attributes={"messaging.system": "stalela.outbox", "messaging.destination.name": event_.topic,
+                                  "messaging.message.id": event_.id, "stalela.tenant_id": event_.tenant_id,
+                                  "stalela.outbox.attempt": event_.attempts,
+                                  "code.function": getattr(handler, "__qualname__", "handler")}):
+        try:
+            await handler(ctx, event_)
+            result = "ok"
+        except RetryLater:
+            result = "retry_later"
+            raise
+        finally:
+            OUTBOX_HANDLER_DURATION.labels(event_.topic).observe(time.perf_counter() - started)
+            OUTBOX_HANDLED.labels(event_.topic, result).inc()
+
+
+def metric_names() -> dict[str, str]:
+    """Every exported family name (as scraped: counters with ``_total``) mapped to its type."""
+    out: dict[str, str] = {}
+    for metric in (API_REQUESTS, API_DURATION, INVOICES_SEALED, SEAL_DURATION, OUTBOX_HANDLED,
+                   OUTBOX_HANDLER_DURATION, OUTBOX_DEAD, AUTHORITY_REQUESTS, AUTHORITY_REQUEST_DURATION,
+                   AUTHORITY_SYNC_LAG, WEBHOOK_DELIVERIES, WEBHOOK_DURATION, SIGNER_OPERATIONS,
+                   TENANT_RESOURCE_USAGE, COST_ANOMALIES):
+        kind = metric._type  # noqa: SLF001 - prometheus-client has no public accessor
+        name = metric._name  # noqa: SLF001
+        out[f"{name}_total" if kind == "counter" else name] = kind
+    for name in DATABASE_GAUGES:
+        out[name] = "gauge"
+    return out

@@ -1,0 +1,89 @@
+"""Wiring: what each process does at start and at exit for logs, metrics and traces.
+
+- ``stalela serve`` calls ``multiproc.prepare_multiprocess_dir`` before anything imports prometheus-client,
+  so every uvicorn worker it spawns shares (and sums through) one freshly emptied directory.
+- ``create_app`` calls ``configure``; its lifespan enters ``app_lifespan`` (internal metrics
+  listener, and at exit: mark the process dead in the shared directory, flush traces).
+- ``stalela worker`` calls ``configure`` and enters ``worker_lifespan``: its metrics are its own
+  (no shared directory), on ``STALELA_WORKER_METRICS_PORT`` when set.
+"""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from stalela import __version__
+from stalela.observability import metrics, tracing
+from stalela.observability.logging import configure_logging, get_logger, register_secrets
+
+log = get_logger("stalela.observability")
+
+
+def secrets_of(settings: Any) -> list[str]:
+    out = []
+    for name in ("operator_token", "metrics_token", "master_key", "pkcs11_pin"):
+        value = getattr(settings, name, None)
+        if value is not None:
+            out.append(value.get_secret_value() if hasattr(value, "get_secret_value") else str(value))
+    return out
+
+
+def configure_logs(settings: Any) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+    register_secrets(secrets_of(settings))
+
+
+def configure(settings: Any) -> None:
+    """Logs, metric labels and (when asked for by OTEL_* variables) traces for this process."""
+    configure_logs(settings)
+    metrics.configure(tenant_labels=settings.metrics_tenant_labels)
+    tracing.configure_tracing(__version__)
+
+
+@asynccontextmanager
+async def app_lifespan(app: Any, settings: Any) -> AsyncIterator[None]:
+    from stalela.observability.endpoints import InternalListener, exporter
+
+    listener = None
+    if settings.metrics_port:
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        listener = InternalListener(exporter(app), settings.metrics_host, settings.metrics_port, token)
+        try:
+            await listener.start()
+        except OSError as exc:
+            log.error("metrics_listener_unavailable", port=settings.metrics_port, error=str(exc))
+            listener = None
+    try:
+        yield
+    finally:
+        if listener is not None:
+            await listener.stop()
+        metrics.mark_process_dead()
+        tracing.shutdown_tracing()
+
+
+@asynccontextmanager
+async def worker_lifespan(settings: Any) -> AsyncIterator[None]:
+    from stalela.observability.endpoints import InternalListener
+    from stalela.observability.scrape import Exporter
+
+    listener = None
+    if settings.worker_metrics_port:
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        listener = InternalListener(Exporter(None), settings.metrics_host, settings.worker_metrics_port, token,
+                                    reuse_port=False)
+        await listener.start()  # a worker told to expose metrics and unable to is a deployment error
+    try:
+        yield
+    finally:
+        if listener is not None:
+            await listener.stop()
+        tracing.shutdown_tracing()
+
+
+async def run_worker(settings: Any, concurrency: int | None = None) -> None:
+    """`stalela worker` with its metrics listener and trace flushing around it."""
+    from stalela.workers import run_worker as run
+
+    async with worker_lifespan(settings):
+        await run(settings, concurrency)

@@ -1,0 +1,76 @@
+"""Which outbox topics become which webhook events, and the thin ``data`` each event carries.
+
+Bodies follow the Standard Webhooks payload shape ``{"type", "timestamp", "data"}``. ``data`` is
+built from an allow-list per event: ids, fiscal number, status, totals; never the buyer's details
+(even when a future outbox payload carries more than today).
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from stalela.kit.clock import rfc3339
+
+INVOICE_SEALED = "invoice.sealed"
+INVOICE_ACKNOWLEDGED = "invoice.acknowledged"
+INVOICE_SYNC_FAILED = "invoice.sync_failed"
+REPORT_Z_CLOSED = "report.z_closed"
+ENDPOINT_DISABLED = "endpoint.disabled"
+WEBHOOK_TEST = "webhook.test"
+
+# Event types an endpoint may filter on (``webhook.test`` always goes to the endpoint it was sent to).
+EVENT_TYPES = (INVOICE_SEALED, INVOICE_ACKNOWLEDGED, INVOICE_SYNC_FAILED, REPORT_Z_CLOSED, ENDPOINT_DISABLED)
+
+# Outbox topic -> webhook event type. Our own topic for a disabled endpoint is namespaced like the
+# other domains' topics; its event keeps the public name.
+DISABLED_TOPIC = "webhook.endpoint_disabled"
+DELIVER_TOPIC = "webhook.deliver"
+TOPICS = {INVOICE_SEALED: INVOICE_SEALED, INVOICE_ACKNOWLEDGED: INVOICE_ACKNOWLEDGED,
+          INVOICE_SYNC_FAILED: INVOICE_SYNC_FAILED, REPORT_Z_CLOSED: REPORT_Z_CLOSED,
+          DISABLED_TOPIC: ENDPOINT_DISABLED}
+
+_ALLOWED = {
+    INVOICE_SEALED: ("invoice_id", "outlet_id", "fiscal_number", "type", "total", "issued_at"),
+    INVOICE_ACKNOWLEDGED: ("invoice_id", "outlet_id", "fiscal_number", "status", "authority_code", "counters"),
+    INVOICE_SYNC_FAILED: ("invoice_id", "outlet_id", "fiscal_number", "status", "code"),
+    ENDPOINT_DISABLED: ("endpoint_id", "reason", "failing_since", "disabled_at"),
+    WEBHOOK_TEST: ("endpoint_id", "message"),
+}
+# The Z report's payload is the reports domain's to define; these names are what a thin summary uses.
+_REPORT_KEYS = frozenset({
+    "report_id", "outlet_id", "number", "counter", "type", "currency", "opened_at", "closed_at", "period_start",
+    "period_end", "from", "to", "date", "business_date", "invoice_count", "invoices", "first_fiscal_number",
+    "last_fiscal_number", "total", "totals", "tax_total", "checkpoint_id", "tree_size", "root_hash",
+})
+_STATUS = {INVOICE_ACKNOWLEDGED: "acknowledged", INVOICE_SYNC_FAILED: "failed"}
+
+
+def needs_invoice(event_type: str) -> bool:
+    """The authority's events name only the invoice: the receiver also gets its number and outlet."""
+    return event_type in _STATUS
+
+
+def thin_data(event_type: str, payload: dict[str, Any], invoice: dict[str, Any] | None = None) -> dict[str, Any]:
+    source = {**(invoice or {}), **payload}
+    if event_type in _STATUS:
+        source["status"] = _STATUS[event_type]
+    if event_type == REPORT_Z_CLOSED:
+        return {k: v for k, v in payload.items() if k in _REPORT_KEYS}
+    return {k: source[k] for k in _ALLOWED[event_type] if k in source}
+
+
+def event_time(event_id: str) -> datetime:
+    """When the event happened: our ids are ULIDs, whose first 48 bits are the creation time in ms."""
+    body = event_id.partition("_")[2][:10]
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+    millis = 0
+    for char in body:
+        millis = millis * 32 + alphabet.index(char)
+    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
+
+
+def render(event_type: str, event_id: str, data: dict[str, Any]) -> str:
+    """The exact body: fixed once per message, so every retry sends (and signs) the same bytes."""
+    return json.dumps({"type": event_type, "timestamp": rfc3339(event_time(event_id)), "data": data},
+                      separators=(",", ":"), default=str)
