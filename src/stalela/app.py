@@ -15,6 +15,7 @@ from stalela.db.session import Database
 from stalela.fiscal.signing.registry import backend_for
 from stalela.errors import BadRequest, FieldError, StalelaError, ValidationFailed
 from stalela.auth.throttle import Limiter
+from stalela.auth.tokens import ensure_key as ensure_token_key
 from stalela.kit.problems import problem_response
 from stalela.observability import runtime as observability
 from stalela.observability.logging import get_logger
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.limiter = Limiter(settings)
         # Fail at start, not on the first seal, if the key store is misconfigured.
         backend_for(settings)
+        await ensure_token_key(app.state.db, settings)
         try:
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(observability.app_lifespan(app, settings))
@@ -131,8 +133,10 @@ def extra_routers() -> list:
     from stalela.fiscal.signing.endpoints import router as keys_router
     from stalela.authority.endpoints import router as authority_router
     from stalela.outbox.endpoints import router as outbox_router
+    from stalela.fiscal.reports.endpoints import routers as reports_routers
     from stalela.auth.endpoints import router as auth_router
     from stalela.audit.endpoints import router as audit_router
+    from stalela.webhooks.endpoints import router as webhooks_router
 
     return [invoices_router, ledger_router, keys_router, verification_router, outbox_router, authority_router,
-            auth_router, audit_router]
+            auth_router, audit_router, *reports_routers, webhooks_router]

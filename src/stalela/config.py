@@ -80,6 +80,15 @@ class Settings(BaseSettings):
     checkpoint_interval_seconds: int = Field(
         3600, ge=0, description="Sign a checkpoint of each tenant's log this often if it grew; 0 disables."
     )
+    z_grace_minutes: int = Field(
+        10, ge=0, description="The scheduler closes a business day this long after local midnight."
+    )
+    z_scheduler_interval_seconds: int = Field(
+        60, ge=0, description="How often the Z scheduler looks for days to close; 0 disables it."
+    )
+    report_pdf_max_invoices: int = Field(
+        10_000, ge=1, description="A reports with more invoices are refused as PDF (CSV and XLSX stream any size)."
+    )
     outbox_batch_size: int = Field(100, ge=1, le=5000, description="Events claimed per round trip.")
     outbox_lease_seconds: int = Field(60, ge=1, description="A claimed event is retried elsewhere after this.")
     outbox_backoff_base_seconds: float = Field(1.0, gt=0)
@@ -90,6 +99,11 @@ class Settings(BaseSettings):
     nats_url: str | None = Field(None, description="Relay every outbox event to NATS JetStream when set.")
     nats_stream: str = "STALELA"
     authority_timeout_seconds: float = Field(10.0, gt=0, description="Per request to the tax authority.")
+    webhooks_allow_private: bool = Field(
+        False, description="Development only: webhooks may reach private/loopback addresses and plain http.")
+    webhooks_timeout_seconds: float = Field(15.0, gt=0, le=60, description="Whole request, answer included.")
+    webhooks_endpoint_concurrency: int = Field(8, ge=1, le=256, description="Deliveries in flight per endpoint.")
+    webhooks_secret_grace_seconds: int = Field(86400, ge=0, description="Old secret signs this long after a rotation.")
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(65536, ge=8)
     argon2_parallelism: int = Field(2, ge=1)

@@ -3,6 +3,7 @@
 - the outbox dispatcher (every side effect: authority sync, webhooks, ...)
 - periodic ledger checkpoints
 - the audit export runner
+- the Z scheduler (closes business days after local midnight + grace)
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from stalela.config import Settings
 from stalela.db.session import Database
 from stalela.fiscal.ledger.jobs import export_runner
 from stalela.fiscal.ledger.tasks import periodic_checkpoints
+from stalela.fiscal.reports.tasks import z_scheduler
 from stalela.observability.logging import get_logger
 from stalela.outbox.dispatcher import Dispatcher
 
@@ -30,6 +32,8 @@ async def background(db: Database, settings: Settings, *, concurrency: int | Non
              asyncio.create_task(export_runner(db, settings), name="exports")]
     if settings.checkpoint_interval_seconds:
         tasks.append(asyncio.create_task(periodic_checkpoints(db, settings), name="checkpoints"))
+    if settings.z_scheduler_interval_seconds:
+        tasks.append(asyncio.create_task(z_scheduler(db, settings), name="z-reports"))
     try:
         yield dispatcher
     finally:

@@ -80,9 +80,9 @@ async def _tenant_principal(request: Request, session: DbSession, _doc=Depends(_
 
 async def _rate_limit(request: Request, principal: Principal) -> None:
     """A token bucket per API key or user (shared across processes when Redis is configured)."""
-    settings = request.app.state.settings
-    decision = await request.app.state.limiter.take(f"{principal.kind}:{principal.api_key_id or principal.user_id}")
-    headers = {"RateLimit-Limit": str(settings.rate_limit_burst), "RateLimit-Remaining": str(decision.remaining),
+    limiter = request.app.state.limiter
+    decision = await limiter.take(f"{principal.kind}:{principal.api_key_id or principal.user_id}")
+    headers = {"RateLimit-Limit": str(limiter.settings.rate_limit_burst), "RateLimit-Remaining": str(decision.remaining),
                "RateLimit-Reset": str(max(1, round(decision.retry_after)) if not decision.allowed else 0)}
     request.scope.setdefault("state", {})["ratelimit_headers"] = headers
     if not decision.allowed:

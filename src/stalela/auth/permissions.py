@@ -40,7 +40,8 @@ SCOPES: dict[str, frozenset[Perm]] = {
     "invoices:read": frozenset({Perm.INVOICES_READ, Perm.OUTLETS_READ}),
     "reports": frozenset({Perm.REPORTS_READ, Perm.REPORTS_WRITE, Perm.EXPORTS, Perm.OUTLETS_READ}),
     "webhooks": frozenset({Perm.WEBHOOKS}),
-    "admin": frozenset({Perm.ADMIN, Perm.OUTLETS_READ, Perm.AUDIT_READ}),
+    # The tenant's first key has every scope: it is the tenant's root credential, hence OWNERSHIP.
+    "admin": frozenset({Perm.ADMIN, Perm.OWNERSHIP, Perm.OUTLETS_READ, Perm.AUDIT_READ}),
 }
 ALL_SCOPES = frozenset(SCOPES)
 
@@ -56,6 +57,10 @@ def permissions(principal: Principal) -> frozenset[Perm]:
         scopes = ALL_SCOPES if principal.scopes is None else principal.scopes
         granted = frozenset().union(*(SCOPES.get(s, frozenset()) for s in scopes))
         return granted - _TENANT_WIDE if principal.outlet_id else granted
+    if principal.kind == "operator":
+        # Only reaches service-level checks (the CLI making a tenant's first owner): operator
+        # credentials never pass the tenant endpoints' authentication.
+        return frozenset({Perm.ADMIN, Perm.OWNERSHIP})
     return frozenset()
 
 

@@ -45,13 +45,14 @@ _cache = _KeyCache()
 async def _load(db: Database, settings: Settings, *, force: bool = False) -> _KeyCache:
     if not force and time.monotonic() - _cache.loaded_at < _CACHE_SECONDS and _cache.signing:
         return _cache
-    async with db.transaction() as session:
+    # Read-only: requests must never open a second write transaction (on SQLite it would wait for
+    # the request's own). Keys are created at start-up (ensure_key) or by rotation.
+    async with db.transaction(readonly=True) as session:
         await bind_platform(session)
         keys = list((await session.execute(select(AuthKey).order_by(AuthKey.id))).scalars())
-        active = [k for k in keys if k.retired_at is None]
-        if not active:
-            keys.append(await _create(session, settings))
-            active = keys[-1:]
+    active = [k for k in keys if k.retired_at is None]
+    if not active:
+        raise Unauthorized("access tokens are not configured yet", code="token_keys_missing")
     _cache.public = {k.id: RSAAlgorithm.from_jwk(k.public_jwk) for k in keys}
     _cache.jwks = [json.loads(k.public_jwk) for k in keys]
     newest = active[-1]
@@ -74,6 +75,14 @@ async def _create(session, settings: Settings) -> AuthKey:  # noqa: ANN001
     session.add(key)
     await session.flush()
     return key
+
+
+async def ensure_key(db: Database, settings: Settings) -> None:
+    """At start-up: make sure an access-token key exists (several processes may race: harmless)."""
+    async with db.transaction() as session:
+        await bind_platform(session)
+        if (await session.execute(select(AuthKey.id).where(AuthKey.retired_at.is_(None)).limit(1))).first() is None:
+            await _create(session, settings)
 
 
 async def rotate(db: Database, settings: Settings) -> str:

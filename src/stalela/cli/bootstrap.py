@@ -169,3 +169,16 @@ async def register_device(settings: Settings, outlet_id: str, nim: str, url: str
         device = await authority.register_device(session, settings, Principal(kind="api_key", tenant_id=outlet.tenant_id),
                                                  outlet_id, data.nim, str(data.base_url).rstrip("/"), data.token)
         return authority.device_view(device)
+
+
+async def create_user(settings: Settings, tenant_id: str, email: str, name: str, role: str,
+                      password: str) -> dict[str, Any]:
+    from stalela.auth import users
+
+    async with _session(settings) as session:
+        await bind_platform(session)
+        await service.get_tenant(session, tenant_id)
+        await bind_tenant(session, tenant_id)
+        user = await users.create_user(session, settings, Principal(kind="operator"), tenant_id, email=email,
+                                       name=name, role=role, password=password)
+        return users.user_view(user)

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from stalela.cli import audit as audit_cli
+from stalela.cli import reports as reports_cli
 from stalela.config import get_settings
 
 app = typer.Typer(help="Stalela fiscal cloud", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -23,10 +24,15 @@ app.add_typer(apikey_app, name="apikey")
 keys_app = typer.Typer(help="Signing keys", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_cli.export_app, name="export")
+app.add_typer(reports_cli.report_app, name="report")
 outbox_app = typer.Typer(help="The outbox: dead letters and replay", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
 device_app = typer.Typer(help="DGI e-MCF devices", no_args_is_help=True)
 app.add_typer(device_app, name="device")
+user_app = typer.Typer(help="Users", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+auth_app = typer.Typer(help="Access-token keys", no_args_is_help=True)
+app.add_typer(auth_app, name="auth")
 simulate_app = typer.Typer(help="Simulators of the services we cannot reach", no_args_is_help=True)
 app.add_typer(simulate_app, name="simulate")
 app.command("verify")(audit_cli.verify)
@@ -286,6 +292,46 @@ def simulate_dgi(ctx: typer.Context) -> None:
     from stalela.authority.simulator import main as simulator_main
 
     raise typer.Exit(simulator_main(list(ctx.args)))
+
+
+@user_app.command("create")
+def user_create(
+    tenant: str = typer.Option(..., help="Tenant id"),
+    email: str = typer.Option(...),
+    role: str = typer.Option(..., help="owner | admin | accountant | cashier | auditor"),
+    name: Optional[str] = typer.Option(None),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Create a user directly (e.g. a tenant's first owner)."""
+    from stalela.cli import bootstrap
+
+    if not password_stdin:
+        console.print("[red]error[/red] pass the password on standard input with --password-stdin")
+        raise typer.Exit(2)
+    password = sys.stdin.readline().rstrip("\n")
+    try:
+        out = asyncio.run(bootstrap.create_user(get_settings(), tenant, email, name or email, role, password))
+    except Exception as exc:
+        _fail(exc)
+    _emit(out, as_json, [f"user {out['id']} ({out['email']}, {out['role']})"])
+
+
+@auth_app.command("rotate-keys")
+def auth_rotate_keys() -> None:
+    """Start signing access tokens with a new RS256 key (the old one keeps verifying)."""
+    from stalela.auth.tokens import rotate
+    from stalela.db.session import Database
+
+    async def run() -> str:
+        settings = get_settings()
+        db = Database.from_settings(settings)
+        try:
+            return await rotate(db, settings)
+        finally:
+            await db.dispose()
+
+    console.print(f"access tokens are now signed by {asyncio.run(run())}")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -9,5 +9,6 @@ from stalela.fiscal.reports import models as _reports  # noqa: F401
 from stalela.fiscal.signing import models as _signing  # noqa: F401
 from stalela.outbox import models as _outbox  # noqa: F401
 from stalela.tenancy import models as _tenancy  # noqa: F401
+from stalela.webhooks import models as _webhooks  # noqa: F401
 
 metadata = Base.metadata

@@ -50,6 +50,7 @@ def handlers_for(topic: str) -> list[Handler]:
 def _load() -> None:
     # Importing the domains' tasks modules registers their handlers; done lazily to avoid cycles.
     # Each domain that consumes events adds its line here.
+    from stalela.webhooks import tasks as _webhooks  # noqa: F401
     from stalela.authority import tasks as _authority  # noqa: F401
 
 

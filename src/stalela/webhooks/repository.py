@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -103,10 +103,15 @@ class MessageRepository(Repository[WebhookMessage]):
 
     async def fail_waiting(self, endpoint_id: str, error: str, now: datetime) -> int:
         """An endpoint was disabled or deleted: its waiting messages fail now (recoverable later)."""
+        # Rows another transaction holds are skipped, not waited for (no lock-order deadlock): their
+        # own delivery sees the endpoint disabled and fails them.
+        waiting = (select(WebhookMessage.tenant_id, WebhookMessage.id)
+                   .where(WebhookMessage.endpoint_id == endpoint_id, WebhookMessage.status == "pending",
+                          or_(WebhookMessage.lease_until.is_(None), WebhookMessage.lease_until < now))
+                   .with_for_update(skip_locked=True))
         result = await self.session.execute(
             update(WebhookMessage)
-            .where(WebhookMessage.endpoint_id == endpoint_id, WebhookMessage.status == "pending",
-                   or_(WebhookMessage.lease_until.is_(None), WebhookMessage.lease_until < now))
+            .where(tuple_(WebhookMessage.tenant_id, WebhookMessage.id).in_(waiting))
             .values(status="failed", last_error=error, lease_until=None, claimed_by=None, updated_at=now)
             .execution_options(synchronize_session=False))
         return result.rowcount

@@ -32,6 +32,7 @@ from stalela.fiscal.invoices.schemas import InvoiceCreate, InvoiceFilters
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.signing import registry as keys
 from stalela.fiscal.ledger.service import append_leaf
+from stalela.fiscal.reports.figures import record_invoice
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.observability import context as log_context
@@ -190,6 +191,7 @@ async def seal_invoice(
     series.counter = counter
     series.last_hash = seal["hash"]
     series.updated_at = issued
+    await record_invoice(session, outlet, counter, issued, computed)  # the business day's figures (Z/X reports)
     # Visible as pending at once (sync status, dashboards), before any worker picks the event up.
     session.add(InvoiceSync(tenant_id=tenant_id, invoice_id=invoice_id, outlet_id=outlet.id, status="pending",
                             attempts=0, sealed_at=issued, updated_at=issued))

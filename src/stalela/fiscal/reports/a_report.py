@@ -89,11 +89,14 @@ async def prepare(
         raise ValidationFailed("'to' must not be before 'from'", code="invalid_range", field="to")
     if (day_to - day_from).days >= MAX_DAYS:
         raise ValidationFailed(f"at most {MAX_DAYS} days per A report", code="range_too_long", field="to")
-    if principal.outlet_id:
-        if outlet_id and outlet_id != principal.outlet_id:
-            raise Forbidden("this API key may only report on its own outlet", code="api_key_outlet_restricted",
-                            field="outlet_id")
+    if outlet_id is None and principal.restricted:
+        if not principal.outlet_id:
+            raise ValidationFailed("name the outlet: this credential may not report on the whole tenant",
+                                   code="outlet_required", field="outlet_id")
         outlet_id = principal.outlet_id
+    if outlet_id and not principal.can_use_outlet(outlet_id):
+        raise Forbidden("this credential may not report on this outlet", code="api_key_outlet_restricted",
+                        field="outlet_id")
     if outlet_id:
         outlet = await OutletRepository(session).get(outlet_id)
         if outlet is None:
@@ -421,7 +424,7 @@ class PdfWriter:
         pdf.set_text_color(80)
         for ln in d["lines"]:
             pdf.cell(24, 4, "")
-            pdf.cell(130, 4, latin1(f"{ln['index'] + 1}. {ln['description']}")[:90])
+            pdf.cell(118, 4, latin1(f"{ln['index'] + 1}. {ln['description']}")[:80])
             pdf.cell(20, 4, latin1(f"{ln['item_type']} {ln['tax_group']}"))
             pdf.cell(30, 4, latin1(f"{ln['quantity']} x {ln['unit_price']}"), align="R")
             pdf.cell(28, 4, latin1(ln["amount"]), align="R")

@@ -82,10 +82,12 @@ class ZReportRepository(Repository[ZReport]):
         return {o: d for o, d in await self.session.execute(stmt)}
 
     async def search(
-        self, *, outlet_id: str | None, day_gte: date | None, day_lt: date | None, limit: int,
-        starting_after: str | None,
+        self, *, outlet_id: str | None, only: frozenset[str] | set[str] | None, day_gte: date | None,
+        day_lt: date | None, limit: int, starting_after: str | None,
     ) -> tuple[list[ZReport], bool]:
         stmt = select(ZReport)
+        if only is not None:
+            stmt = stmt.where(ZReport.outlet_id.in_(sorted(only)))
         if outlet_id:
             stmt = stmt.where(ZReport.outlet_id == outlet_id)
         if day_gte:

@@ -59,8 +59,8 @@ async def _outlet(session: AsyncSession, principal: Principal, outlet_id: str) -
     outlet = await OutletRepository(session).get(outlet_id)
     if outlet is None:
         raise NotFound("no such outlet", code="outlet_not_found")
-    if principal.outlet_id and principal.outlet_id != outlet.id:
-        raise Forbidden("this API key may only report on its own outlet", code="api_key_outlet_restricted")
+    if not principal.can_use_outlet(outlet.id):
+        raise Forbidden("this credential may not report on this outlet", code="api_key_outlet_restricted")
     return outlet
 
 
@@ -207,7 +207,7 @@ def render_z(settings: Settings, z: ZReport) -> dict[str, Any]:
 
 async def get_z(session: AsyncSession, principal: Principal, z_id: str) -> ZReport:
     z = await ZReportRepository(session).get(z_id)
-    if z is None or (principal.outlet_id and z.outlet_id != principal.outlet_id):
+    if z is None or not principal.can_use_outlet(z.outlet_id):
         raise NotFound("no such Z report", code="z_report_not_found")
     return z
 
@@ -216,12 +216,11 @@ async def list_z(
     session: AsyncSession, principal: Principal, *, outlet_id: str | None, day_gte: date | None,
     day_lt: date | None, limit: int, starting_after: str | None,
 ) -> tuple[list[ZReport], bool]:
-    if principal.outlet_id:
-        if outlet_id and outlet_id != principal.outlet_id:
-            return [], False
-        outlet_id = principal.outlet_id
-    return await ZReportRepository(session).search(outlet_id=outlet_id, day_gte=day_gte, day_lt=day_lt, limit=limit,
-                                                   starting_after=starting_after)
+    if outlet_id and not principal.can_use_outlet(outlet_id):
+        return [], False
+    allowed = ({principal.outlet_id} if principal.outlet_id else principal.outlet_ids) if principal.restricted else None
+    return await ZReportRepository(session).search(outlet_id=outlet_id, only=allowed, day_gte=day_gte, day_lt=day_lt,
+                                                   limit=limit, starting_after=starting_after)
 
 
 # ------------------------------------------------------------------------------------------- X
@@ -257,6 +256,14 @@ async def x_report(
     body.update({k: v for k, v in payload.items() if k not in _SEAL_ONLY})
     body["seal"] = seal
     return body
+
+
+async def report_context(session: AsyncSession, tenant_id: str, outlet_id: str) -> dict[str, Any]:
+    """What a printed report shows besides its signed figures: the seller's and the outlet's names."""
+    tenant = await TenantRepository(session).get(tenant_id)
+    outlet = await OutletRepository(session).get(outlet_id)
+    return {"seller": {"name": tenant.name, "tax_id": tenant.tax_id},
+            "outlet": {"name": outlet.name, "code": outlet.code, "address": outlet.address}}
 
 
 # -------------------------------------------------------------------------------- verification

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from stalela.auth.dependencies import AppSettings, Can, DbSession, PublicSession
+from stalela.auth.permissions import Perm
+from stalela.db.session import Database
+from stalela.fiscal.reports import a_report, formats, service
+from stalela.fiscal.reports.schemas import Format, ZClose
+from stalela.kit.pagination import PageParams, page_params
+from stalela.kit.schemas import PathId, QueryId
+from stalela.tenancy.context import bind_tenant
+
+router = APIRouter(prefix="/v1", tags=["reports"])
+public_router = APIRouter(tags=["verification"])
+_templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                         autoescape=select_autoescape(["html"]))
+
+
+async def _as(session, report: dict[str, Any], fmt: str, status: int = 200) -> Response:  # noqa: ANN001
+    """The report in the asked format; files get a download name."""
+    if fmt == "json":
+        return JSONResponse(report, status_code=status)
+    name = report.get("number") or f"X-{report['outlet_code']}-{report['business_day']}"
+    if fmt == "csv":
+        content = formats.report_csv(report)
+    else:
+        context = await service.report_context(session, report["tenant_id"], report["outlet_id"])
+        content = (formats.report_pdf if fmt == "pdf" else formats.report_xlsx)(report, context)
+    return Response(content, status_code=status, media_type=formats.MEDIA_TYPES[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'})
+
+
+@router.post("/outlets/{outlet_id}/z-reports", status_code=201, responses={
+    200: {"description": "The day was already closed: its Z report (closing is idempotent)"},
+    201: {"description": "The day is now closed: the sealed Z report"},
+    409: {"description": "earlier_day_open, business_day_passed"},
+    422: {"description": "business_day_in_future"},
+})
+async def close_day(outlet_id: PathId, session: DbSession, principal: Can(Perm.REPORTS_WRITE), settings: AppSettings,
+                    body: ZClose | None = None):
+    """Close the outlet's business day (default today, in its timezone) with a sealed Z report."""
+    result = await service.close_day(session, settings, principal, outlet_id, body.business_day if body else None)
+    return JSONResponse(service.render_z(settings, result.z), status_code=201 if result.created else 200)
+
+
+@router.get("/outlets/{outlet_id}/x-report")
+async def x_report(outlet_id: PathId, session: DbSession, principal: Can(Perm.REPORTS_READ), settings: AppSettings,
+                   business_day: date | None = None, format: Format = "json"):
+    """The open business day so far: the figures a Z would carry, signed, but not numbered nor stored."""
+    report = await service.x_report(session, settings, principal, outlet_id, business_day)
+    return await _as(session, report, format)
+
+
+@router.get("/z-reports")
+async def list_z_reports(
+    session: DbSession,
+    principal: Can(Perm.REPORTS_READ),
+    settings: AppSettings,
+    paging: Annotated[PageParams, Depends(page_params)],
+    outlet_id: QueryId = None,
+    business_day_gte: date | None = None,
+    business_day_lt: date | None = None,
+):
+    """Z reports, newest first."""
+    rows, more = await service.list_z(session, principal, outlet_id=outlet_id, day_gte=business_day_gte,
+                                      day_lt=business_day_lt, limit=paging.limit,
+                                      starting_after=paging.starting_after)
+    return {"data": [service.render_z(settings, z) for z in rows], "has_more": more}
+
+
+@router.get("/z-reports/{z_report_id}")
+async def get_z_report(z_report_id: PathId, session: DbSession, principal: Can(Perm.REPORTS_READ), settings: AppSettings,
+                       format: Format = "json"):
+    """One Z report: JSON (with its seal), or a printable PDF, CSV or XLSX."""
+    z = await service.get_z(session, principal, z_report_id)
+    return await _as(session, service.render_z(settings, z), format)
+
+
+async def _stream(db: Database, report: a_report.AReport, fmt: str):  # noqa: ANN202
+    # The request's transaction ends when the endpoint returns; the stream reads in its own.
+    async with db.transaction(readonly=True) as session:
+        await bind_tenant(session, report.tenant.id)
+        if fmt in ("json", "csv"):
+            buffer = a_report.Chunks()
+            async for _ in a_report.run(session, report, a_report.make_writer(fmt, buffer)):
+                if chunk := buffer.take():
+                    yield chunk
+            return
+        with tempfile.TemporaryDirectory(prefix="stalela-a-report-") as tmp:
+            path = str(Path(tmp) / f"a-report.{fmt}")
+            await a_report.write_file(session, report, fmt, path)
+            for block in a_report.chunks(path):
+                yield block
+
+
+@router.get("/a-reports")
+async def get_a_report(
+    request: Request,
+    session: DbSession,
+    principal: Can(Perm.REPORTS_READ),
+    settings: AppSettings,
+    day_from: Annotated[date, Query(alias="from", description="First business day, inclusive")],
+    day_to: Annotated[date, Query(alias="to", description="Last business day, inclusive")],
+    outlet_id: QueryId = None,
+    format: Format = "json",
+):
+    """Every invoice and line over business days, with totals per day and tax group; streamed."""
+    report = await a_report.prepare(session, settings, principal, outlet_id=outlet_id, day_from=day_from,
+                                    day_to=day_to, fmt=format)
+    name = f"a-report-{report.outlets[report.outlet_id].code if report.outlet_id else 'all'}-{day_from}-{day_to}.{format}"
+    return StreamingResponse(_stream(request.app.state.db, report, format), media_type=formats.MEDIA_TYPES[format],
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@public_router.get("/verify/z/{z_report_id}", response_class=HTMLResponse)
+async def verify_z_page(z_report_id: PathId, request: Request, session: PublicSession,
+                        h: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$", description="The Z's seal hash")]):
+    """The page a Z report's QR code opens. The seal hash in the URL is required: an id alone shows nothing."""
+    result = await service.verify_z(session, z_report_id, h)
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse(result)
+    return HTMLResponse(_templates.get_template("verify_z.html").render(r=result))
+
+
+routers = [router, public_router]

@@ -1,0 +1,209 @@
+"""Users, tokens, roles, scopes, rate limits and the audit log, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import base64
+import json
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.conftest import make_settings
+from tests.support.invoices import sample_invoice
+from tests.support.tamper import tamper
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def settings(database_url, tmp_path):
+    # Cheap Argon2 in tests; production parameters are the defaults (docs/security.md).
+    return make_settings(database_url, tmp_path, argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1,
+                         rate_limit_burst=1000)
+
+
+@pytest.fixture
+async def org(client, new_tenant):
+    tenant, key = await new_tenant("Org SARL", "ORG1")
+    outlets = [(await client.post("/v1/outlets", json={"code": c, "name": c}, headers=key)).json() for c in ("O1", "O2")]
+    return tenant, key, outlets
+
+
+async def make_user(client, key, email, role, outlet_ids=()):
+    r = await client.post("/v1/users", json={"email": email, "name": email, "role": role, "password": PASSWORD,
+                                             "outlet_ids": list(outlet_ids)}, headers=key)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def login(client, email, password=PASSWORD, tenant_id=None):
+    body = {"email": email, "password": password} | ({"tenant_id": tenant_id} if tenant_id else {})
+    return await client.post("/v1/auth/login", json=body)
+
+
+def bearer(tokens):
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+async def test_login_refresh_rotation_reuse_and_logout(client, org):
+    tenant, key, _ = org
+    await make_user(client, key, "owner@org.cd", "owner")
+    r = await login(client, "OWNER@org.cd")
+    assert r.status_code == 200, r.text
+    first = r.json()
+    claims = jwt.decode(first["access_token"], options={"verify_signature": False})
+    assert {claims["tenant_id"], claims["role"], claims["email"]} == {tenant["id"], "owner", "owner@org.cd"}
+    assert claims["exp"] - claims["iat"] == 900 and claims["jti"]
+    assert (await client.get("/v1/outlets", headers=bearer(first))).status_code == 200
+    jwks = (await client.get("/v1/auth/jwks.json")).json()
+    assert jwt.get_unverified_header(first["access_token"])["kid"] in {k["kid"] for k in jwks["keys"]}
+
+    second = (await client.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})).json()
+    assert second["refresh_token"] != first["refresh_token"]
+    reuse = await client.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert reuse.status_code == 401 and reuse.json()["code"] == "refresh_token_reused"
+    # The whole family died with the reuse, including the token issued by the legitimate rotation.
+    dead = await client.post("/v1/auth/refresh", json={"refresh_token": second["refresh_token"]})
+    assert dead.status_code == 401
+
+    third = (await login(client, "owner@org.cd")).json()
+    assert (await client.post("/v1/auth/logout", json={"refresh_token": third["refresh_token"]})).status_code == 204
+    assert (await client.post("/v1/auth/refresh", json={"refresh_token": third["refresh_token"]})).status_code == 401
+
+
+async def test_failures_look_alike_and_are_throttled(client, org):
+    _, key, _ = org
+    await make_user(client, key, "cash@org.cd", "cashier")
+    wrong = await login(client, "cash@org.cd", "wrong password!!")
+    unknown = await login(client, "nobody@org.cd", "wrong password!!")
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["code"] == unknown.json()["code"] == "invalid_credentials"
+    assert wrong.json()["detail"] == unknown.json()["detail"]
+    for _ in range(4):
+        await login(client, "cash@org.cd", "wrong password!!")
+    r = await login(client, "cash@org.cd")  # even the right password waits out the window
+    assert r.status_code == 429 and r.json()["code"] == "login_throttled" and int(r.headers["retry-after"]) > 0
+
+
+async def test_an_email_in_two_tenants_needs_tenant_id(client, new_tenant):
+    a, key_a = await new_tenant("A", "A1")
+    b, key_b = await new_tenant("B", "B1")
+    for key in (key_a, key_b):
+        await make_user(client, key, "both@x.cd", "accountant")
+    r = await login(client, "both@x.cd")
+    assert r.status_code == 409 and r.json()["code"] == "tenant_required"
+    assert {t["tenant_id"] for t in r.json()["tenants"]} == {a["id"], b["id"]}
+    r = await login(client, "both@x.cd", tenant_id=b["id"])
+    assert r.status_code == 200 and r.json()["user"]["tenant_id"] == b["id"]
+
+
+async def test_forged_tokens_are_refused(client, org):
+    _, key, _ = org
+    await make_user(client, key, "adm@org.cd", "admin")
+    good = (await login(client, "adm@org.cd")).json()["access_token"]
+    claims = jwt.decode(good, options={"verify_signature": False})
+    kid = jwt.get_unverified_header(good)["kid"]
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    header, payload, _ = good.split(".")
+    none_token = (base64.urlsafe_b64encode(json.dumps({"alg": "none", "kid": kid}).encode()).rstrip(b"=").decode()
+                  + "." + payload + ".")
+    forged = {
+        "alg none": none_token,
+        "wrong key": jwt.encode(claims, other_key, algorithm="RS256", headers={"kid": kid}),
+        "other tenant": jwt.encode(claims | {"tenant_id": "ten_other"}, other_key, algorithm="RS256",
+                                   headers={"kid": kid}),
+        "hs256 with the public key": jwt.encode(claims, "s" * 64, algorithm="HS256", headers={"kid": kid}),
+        "expired": None,
+        "garbage": "not.a.token",
+    }
+    for name, token in forged.items():
+        if token is None:
+            continue
+        r = await client.get("/v1/outlets", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 401, (name, r.text)
+
+
+async def test_roles_and_outlet_assignment(client, org):
+    _, key, (o1, o2) = org
+    await make_user(client, key, "cashier@org.cd", "cashier", [o1["id"]])
+    await make_user(client, key, "acct@org.cd", "accountant")
+    cashier = bearer((await login(client, "cashier@org.cd")).json())
+    acct = bearer((await login(client, "acct@org.cd")).json())
+
+    assert (await client.post("/v1/invoices", json=sample_invoice(o1["id"]), headers=cashier)).status_code == 201
+    r = await client.post("/v1/invoices", json=sample_invoice(o2["id"]), headers=cashier)
+    assert r.status_code == 403 and r.json()["code"] == "api_key_outlet_restricted"
+    assert [o["id"] for o in (await client.get("/v1/outlets", headers=cashier)).json()["data"]] == [o1["id"]]
+    r = await client.post("/v1/api-keys", json={"name": "x"}, headers=cashier)
+    assert r.status_code == 403 and r.json()["code"] == "insufficient_permissions"
+
+    r = await client.post("/v1/invoices", json=sample_invoice(o1["id"]), headers=acct)
+    assert r.status_code == 403 and r.json()["required"] == "invoices:write"
+    assert (await client.get("/v1/invoices", headers=acct)).status_code == 200
+
+    # An admin may not make owners; the tenant's root key may.
+    await make_user(client, key, "adm2@org.cd", "admin")
+    adm = bearer((await login(client, "adm2@org.cd")).json())
+    r = await client.post("/v1/users", json={"email": "o2@org.cd", "name": "o", "role": "owner", "password": PASSWORD},
+                          headers=adm)
+    assert r.status_code == 403
+    # Deactivated users lose access at once, whatever their token says.
+    users = (await client.get("/v1/users", headers=key)).json()["data"]
+    cid = next(u["id"] for u in users if u["email"] == "cashier@org.cd")
+    assert (await client.patch(f"/v1/users/{cid}", json={"status": "deactivated"}, headers=key)).status_code == 200
+    assert (await client.get("/v1/outlets", headers=cashier)).status_code == 401
+
+
+async def test_api_key_scopes(client, org):
+    _, key, (o1, _) = org
+    reader = (await client.post("/v1/api-keys", json={"name": "ro", "scopes": ["invoices:read"]}, headers=key)).json()
+    assert reader["scopes"] == ["invoices:read"]
+    ro = {"Authorization": f"Bearer {reader['api_key']}"}
+    assert (await client.get("/v1/invoices", headers=ro)).status_code == 200
+    r = await client.post("/v1/invoices", json=sample_invoice(o1["id"]), headers=ro)
+    assert r.status_code == 403 and r.json()["code"] == "insufficient_permissions"
+    bad = await client.post("/v1/api-keys", json={"name": "x", "scopes": ["everything"]}, headers=key)
+    assert bad.status_code == 422
+
+
+async def test_invitations_are_single_use(client, org):
+    _, key, _ = org
+    inv = (await client.post("/v1/users/invitations", json={"email": "new@org.cd", "name": "New", "role": "auditor"},
+                             headers=key)).json()
+    assert inv["token"].startswith("inv_")
+    weak = await client.post("/v1/users/accept", json={"token": inv["token"], "password": "password123"})
+    assert weak.status_code == 422 and weak.json()["code"] in ("password_too_common", "password_too_short")
+    ok = await client.post("/v1/users/accept", json={"token": inv["token"], "password": PASSWORD})
+    assert ok.status_code == 201 and ok.json()["role"] == "auditor"
+    again = await client.post("/v1/users/accept", json={"token": inv["token"], "password": PASSWORD})
+    assert again.status_code == 422 and again.json()["code"] == "invitation_invalid"
+    auditor = bearer((await login(client, "new@org.cd")).json())
+    assert (await client.get("/v1/audit-log", headers=auditor)).status_code == 200
+
+
+async def test_audit_log_is_a_chain_that_detects_edits(client, org, database_url):
+    tenant, key, _ = org
+    await make_user(client, key, "a@org.cd", "admin")
+    await login(client, "a@org.cd")
+    await login(client, "a@org.cd", "wrong password!!")
+    made = (await client.post("/v1/api-keys", json={"name": "k"}, headers=key)).json()
+    await client.delete(f"/v1/api-keys/{made['id']}", headers=key)
+    log = (await client.get("/v1/audit-log", headers=key)).json()["data"]
+    actions = [e["action"] for e in reversed(log)]
+    assert actions == ["user.created", "auth.login", "auth.login_failed", "api_key.created", "api_key.revoked"]
+    assert (await client.get("/v1/audit-log/verify", headers=key)).json()["valid"] is True
+    tamper(database_url, [("UPDATE audit_log SET actor = 'someone else' WHERE tenant_id = %(t)s AND seq = 2",
+                           {"t": tenant["id"]})])
+    verdict = (await client.get("/v1/audit-log/verify", headers=key)).json()
+    assert verdict["valid"] is False and "seq 2" in verdict["problem"]
+
+
+async def test_rate_limit_answers_429_with_headers(app, client, org):
+    _, key, _ = org
+    app.state.limiter.settings = app.state.settings.model_copy(update={"rate_limit_burst": 3,
+                                                                       "rate_limit_per_second": 0.5})
+    statuses = [(await client.get("/v1/outlets", headers=key)) for _ in range(5)]
+    assert [r.status_code for r in statuses][:3] == [200, 200, 200]
+    limited = statuses[-1]
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert limited.headers["ratelimit-limit"] == "3" and limited.headers["ratelimit-remaining"] == "0"
