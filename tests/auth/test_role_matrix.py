@@ -1,0 +1,125 @@
+"""Every tenant endpoint declares the permission it needs, and every role and scope gets exactly
+what the table below says. A new endpoint without an entry here fails this test: decide who may call
+it before it ships."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.routing import APIRoute
+
+from stalela.auth.permissions import ROLES, SCOPES, Perm
+from tests.auth.test_users import PASSWORD, login, make_user
+from tests.support.invoices import sample_invoice
+
+# (METHOD, path) -> permission. Public and operator routes are listed apart.
+TABLE: dict[tuple[str, str], Perm] = {
+    ("POST", "/v1/outlets"): Perm.ADMIN,
+    ("GET", "/v1/outlets"): Perm.OUTLETS_READ,
+    ("GET", "/v1/outlets/{outlet_id}"): Perm.OUTLETS_READ,
+    ("PATCH", "/v1/outlets/{outlet_id}"): Perm.ADMIN,
+    ("POST", "/v1/api-keys"): Perm.ADMIN,
+    ("GET", "/v1/api-keys"): Perm.ADMIN,
+    ("GET", "/v1/api-keys/{key_id}"): Perm.ADMIN,
+    ("DELETE", "/v1/api-keys/{key_id}"): Perm.ADMIN,
+    ("POST", "/v1/invoices"): Perm.INVOICES_WRITE,
+    ("GET", "/v1/invoices"): Perm.INVOICES_READ,
+    ("GET", "/v1/invoices/{invoice_id}"): Perm.INVOICES_READ,
+    ("GET", "/v1/invoices/{invoice_id}/proof"): Perm.INVOICES_READ,
+    ("POST", "/v1/ledger/checkpoints"): Perm.REPORTS_WRITE,
+    ("GET", "/v1/ledger/checkpoints"): Perm.INVOICES_READ,
+    ("GET", "/v1/ledger/checkpoints/latest"): Perm.INVOICES_READ,
+    ("GET", "/v1/ledger/consistency"): Perm.INVOICES_READ,
+    ("POST", "/v1/exports/audit"): Perm.EXPORTS,
+    ("GET", "/v1/exports/{export_id}"): Perm.EXPORTS,
+    ("GET", "/v1/exports/{export_id}/download"): Perm.EXPORTS,
+    ("PUT", "/v1/outlets/{outlet_id}/authority-device"): Perm.ADMIN,
+    ("GET", "/v1/outlets/{outlet_id}/authority-device"): Perm.ADMIN,
+    ("GET", "/v1/sync/status"): Perm.INVOICES_READ,
+    ("POST", "/v1/users"): Perm.ADMIN,
+    ("GET", "/v1/users"): Perm.ADMIN,
+    ("GET", "/v1/users/{user_id}"): Perm.ADMIN,
+    ("PATCH", "/v1/users/{user_id}"): Perm.ADMIN,
+    ("POST", "/v1/users/invitations"): Perm.ADMIN,
+    ("GET", "/v1/audit-log"): Perm.AUDIT_READ,
+    ("GET", "/v1/audit-log/verify"): Perm.AUDIT_READ,
+}
+PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/v1/keys/{key_id}",
+          "/.well-known/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/jwks.json",
+          "/v1/users/accept", "/metrics"}
+OPERATOR_PREFIXES = ("/v1/tenants", "/v1/ops/")
+
+
+def _declared(route: APIRoute) -> Perm | None:
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        perm = getattr(dep.call, "required_permission", None)
+        if perm is not None:
+            return perm
+        stack.extend(dep.dependencies)
+    return None
+
+
+def _all_routes(routes):
+    # FastAPI keeps included routers as wrappers around the original router's routes.
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _all_routes(inner.routes)
+        else:
+            yield route
+
+
+def _tenant_routes(app):
+    for route in _all_routes(app.routes):
+        if not isinstance(route, APIRoute) or route.path in PUBLIC or route.path.startswith(OPERATOR_PREFIXES):
+            continue
+        if not route.path.startswith("/v1/"):
+            continue
+        for method in route.methods - {"HEAD", "OPTIONS"}:
+            yield method, route
+
+
+def test_every_tenant_endpoint_declares_its_permission(app):
+    seen = set()
+    for method, route in _tenant_routes(app):
+        key = (method, route.path)
+        seen.add(key)
+        assert key in TABLE, f"{method} {route.path}: add it to TABLE in {__file__} (who may call it?)"
+        assert _declared(route) == TABLE[key], f"{method} {route.path} declares {_declared(route)}"
+    assert not set(TABLE) - seen, f"stale entries: {set(TABLE) - seen}"
+
+
+@pytest.fixture
+def settings(database_url, tmp_path):
+    from tests.conftest import make_settings
+
+    return make_settings(database_url, tmp_path, argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1,
+                         rate_limit_burst=10_000)
+
+
+async def test_each_role_and_scope_gets_exactly_its_permissions(app, client, new_tenant):
+    _, root = await new_tenant("Matrix", "M1")
+    outlet = (await client.post("/v1/outlets", json={"code": "M", "name": "M"}, headers=root)).json()
+    invoice = (await client.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=root)).json()
+    ids = {"outlet_id": outlet["id"], "invoice_id": invoice["id"], "key_id": "key_x", "export_id": "exp_x",
+           "user_id": "usr_x"}
+    callers = {}
+    for role in ROLES:
+        await make_user(client, root, f"{role}@m.cd", role, [outlet["id"]] if role == "cashier" else [])
+        tokens = (await login(client, f"{role}@m.cd")).json()
+        callers[f"role:{role}"] = ({"Authorization": f"Bearer {tokens['access_token']}"}, ROLES[role])
+    for scope, perms in SCOPES.items():
+        key = (await client.post("/v1/api-keys", json={"name": scope, "scopes": [scope]}, headers=root)).json()
+        callers[f"scope:{scope}"] = ({"Authorization": f"Bearer {key['api_key']}"}, perms)
+    for method, route in _tenant_routes(app):
+        url = re.sub(r"{(\w+)}", lambda m: ids.get(m.group(1), "x"), route.path)
+        perm = TABLE.get((method, route.path))
+        if perm is None:  # reported by the declaration test above
+            continue
+        for name, (headers, perms) in callers.items():
+            r = await client.request(method, url, headers=headers, json={} if method in ("POST", "PUT", "PATCH") else None)
+            refused = r.status_code == 403 and r.json().get("code") == "insufficient_permissions"
+            assert refused == (perm not in perms), (name, method, route.path, r.status_code, r.text[:200])
+            assert r.status_code < 500, (name, method, route.path, r.text[:300])
