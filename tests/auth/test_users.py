@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import subprocess
+import sys
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import make_settings
+from tests.conftest import OPERATOR_TOKEN, make_settings
 from tests.support.invoices import sample_invoice
+from tests.support.server import start_server
 from tests.support.tamper import tamper
 
 PASSWORD = "correct horse battery staple"
@@ -207,3 +212,42 @@ async def test_rate_limit_answers_429_with_headers(app, client, org):
     limited = statuses[-1]
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     assert limited.headers["ratelimit-limit"] == "3" and limited.headers["ratelimit-remaining"] == "0"
+
+
+def test_cli_verifies_the_audit_log(database_url, tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "STALELA_DATA_DIR": str(tmp_path), "STALELA_DATABASE_URL": database_url,
+           "STALELA_ARGON2_MEMORY_KIB": "1024", "STALELA_ARGON2_TIME_COST": "1"}
+    cli = [sys.executable, "-m", "stalela.cli.main"]
+    tenant = json.loads(subprocess.run([*cli, "tenant", "create", "--name", "T", "--tax-id", "T9", "--json"],
+                                       env=env, capture_output=True, text=True, check=True).stdout)["tenant"]["id"]
+    made = subprocess.run([*cli, "user", "create", "--tenant", tenant, "--email", "o@t.cd", "--role", "owner",
+                           "--password-stdin", "--json"], input=PASSWORD + "\n", env=env, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    check = [*cli, "verify", "--audit-log", "--database-url", database_url, "--tenant", tenant, "--json"]
+    r = subprocess.run(check, env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and json.loads(r.stdout) == {"entries": 1, "valid": True, "problem": None}, r.stderr
+    subprocess.run([*cli, "user", "create", "--tenant", tenant, "--email", "p@t.cd", "--role", "admin",
+                    "--password-stdin"], input=PASSWORD + "\n", env=env, capture_output=True, text=True, check=True)
+    tamper(database_url, [("DELETE FROM audit_log WHERE tenant_id = %(t)s AND seq = 1", {"t": tenant})])
+    r = subprocess.run(check, env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and json.loads(r.stdout)["valid"] is False
+
+
+def test_rate_limits_hold_across_two_processes_with_redis(tmp_path, _postgres_url):
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    env = {"STALELA_DATABASE_URL": _postgres_url, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN,
+           "STALELA_REDIS_URL": "redis://127.0.0.1:6379/15", "STALELA_RATE_LIMIT_BURST": "6",
+           "STALELA_RATE_LIMIT_PER_SECOND": "0.1"}
+    servers = [start_server(env, tmp_path / "a"), start_server(env, tmp_path / "b")]
+    try:
+        r = httpx.post(f"{servers[0].base_url}/v1/tenants", json={"name": "R", "tax_id": "R1"},
+                       headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+        key = {"Authorization": f"Bearer {r.json()['api_key']}"}
+        codes = [httpx.get(f"{servers[i % 2].base_url}/v1/outlets", headers=key).status_code for i in range(12)]
+        assert codes.count(200) in (6, 7) and codes[-1] == 429, codes  # one bucket for both processes
+    finally:
+        for s in servers:
+            s.stop()

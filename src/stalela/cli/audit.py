@@ -78,6 +78,7 @@ def verify(
     database_url: Optional[str] = typer.Option(None, "--database-url", help="Verify a live database instead"),
     tenant: Optional[str] = typer.Option(None, help="Tenant id (with --database-url)"),
     keys: Optional[Path] = typer.Option(None, help="JWKS file to trust instead of the keys inside the export"),
+    audit_log: bool = typer.Option(False, "--audit-log", help="Verify the tenant's audit-log chain instead"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Verify a ledger offline: seals, chains, counters, Merkle roots, proofs. Exit 0 valid, 1 invalid, 2 unusable."""
@@ -87,6 +88,11 @@ def verify(
     if (export is None) == (database_url is None) or (database_url and not tenant):
         console.print("[red]error[/red] give either EXPORT or --database-url with --tenant")
         raise typer.Exit(2)
+    if audit_log:
+        if not database_url:
+            console.print("[red]error[/red] --audit-log needs --database-url and --tenant")
+            raise typer.Exit(2)
+        _verify_audit_log(database_url, tenant, as_json)
     try:
         with _progress() as bar:
             task = bar.add_task("verifying invoices", total=None)
@@ -130,3 +136,31 @@ def verify(
             for more in report.failures[1:5]:
                 console.print(f"  then: {more.describe()}", highlight=False)
     raise typer.Exit(0 if report.valid else 1)
+
+
+def _verify_audit_log(database_url: str, tenant: str, as_json: bool) -> None:
+    from sqlalchemy import select
+
+    from stalela.audit.models import AuditEntry
+    from stalela.audit.service import verify_chain
+    from stalela.db.session import Database
+    from stalela.tenancy.context import bind_tenant
+
+    async def run() -> tuple[int, str | None]:
+        db = Database(database_url, role=get_settings().database_role)
+        try:
+            async with db.transaction(readonly=True) as session:
+                await bind_tenant(session, tenant)
+                rows = (await session.execute(select(AuditEntry).order_by(AuditEntry.seq))).scalars()
+                return verify_chain(rows)
+        finally:
+            await db.dispose()
+
+    checked, problem = asyncio.run(run())
+    if as_json:
+        print(json.dumps({"entries": checked, "valid": problem is None, "problem": problem}))
+    elif problem is None:
+        console.print(f"[green]VALID[/green]: {checked} audit-log entries, chain intact")
+    else:
+        console.print(f"[red]INVALID[/red]: {problem}")
+    raise typer.Exit(0 if problem is None else 1)
