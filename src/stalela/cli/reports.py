@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from stalela.config import Settings, get_settings
 
 report_app = typer.Typer(help="Z, X and A reports", no_args_is_help=True)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 FORMATS = ("json", "pdf", "csv", "xlsx")
 
 
