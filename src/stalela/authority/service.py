@@ -112,18 +112,23 @@ async def sync_status(session: AsyncSession) -> list[dict[str, Any]]:
 
 
 async def _update_sync(db: Database, tenant_id: str, invoice_id: str, **values: Any) -> None:
+    """Only while pending (or just releasing the claim): a late writer never overwrites an outcome."""
     async with db.transaction() as session:
         await bind_tenant(session, tenant_id)
-        await session.execute(update(InvoiceSync).where(InvoiceSync.invoice_id == invoice_id)
-                              .values(updated_at=utcnow(), **values))
+        stmt = update(InvoiceSync).where(InvoiceSync.invoice_id == invoice_id)
+        if set(values) != {"claimed_until"}:
+            stmt = stmt.where(InvoiceSync.status == "pending")
+        await session.execute(stmt.values(updated_at=utcnow(), **values))
 
 
 async def _fail(db: Database, tenant_id: str, invoice_id: str, code: str, detail: str) -> None:
     async with db.transaction() as session:
         await bind_tenant(session, tenant_id)
-        await session.execute(update(InvoiceSync).where(InvoiceSync.invoice_id == invoice_id)
-                              .values(status="failed", error_code=code, error=detail[:1000], uid=None,
-                                      updated_at=utcnow()))
+        result = await session.execute(
+            update(InvoiceSync).where(InvoiceSync.invoice_id == invoice_id, InvoiceSync.status == "pending")
+            .values(status="failed", error_code=code, error=detail[:1000], uid=None, updated_at=utcnow()))
+        if result.rowcount != 1:  # acknowledged meanwhile by another delivery: keep that outcome
+            return
         enqueue(session, tenant_id, "invoice.sync_failed", {"invoice_id": invoice_id, "code": code,
                                                              "detail": detail[:300]})
 

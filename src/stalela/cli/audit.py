@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -103,6 +104,8 @@ def verify(
             else:
                 settings = get_settings()
 
+                _require_existing_sqlite(database_url)
+
                 async def run():
                     db = Database(database_url, role=settings.database_role)
                     try:
@@ -117,8 +120,8 @@ def verify(
         else:
             console.print(f"[red]unusable input[/red] {exc}")
         raise typer.Exit(2) from None
-    except (OSError, ValueError) as exc:
-        console.print(f"[red]unusable input[/red] {type(exc).__name__}: {exc}")
+    except (OSError, ValueError, SQLAlchemyError) as exc:  # unreachable, unmigrated or not ours at all
+        console.print(f"[red]unusable input[/red] {type(exc).__name__}: {str(exc).splitlines()[0]}", markup=False)
         raise typer.Exit(2) from None
 
     if as_json:
@@ -132,9 +135,10 @@ def verify(
             console.print("[green]VALID[/green]: every seal, chain, counter, root and proof checks out")
         else:
             console.print(f"[red]INVALID[/red]: {report.failure_count} problem(s); first:", highlight=False)
-            console.print(f"  {report.failures[0].describe()}", highlight=False)
+            # markup=False: "[outlet=..., counter=...]" is data, not Rich markup.
+            console.print(f"  {report.failures[0].describe()}", highlight=False, markup=False)
             for more in report.failures[1:5]:
-                console.print(f"  then: {more.describe()}", highlight=False)
+                console.print(f"  then: {more.describe()}", highlight=False, markup=False)
     raise typer.Exit(0 if report.valid else 1)
 
 
@@ -164,3 +168,15 @@ def _verify_audit_log(database_url: str, tenant: str, as_json: bool) -> None:
     else:
         console.print(f"[red]INVALID[/red]: {problem}")
     raise typer.Exit(0 if problem is None else 1)
+
+
+def _require_existing_sqlite(url: str) -> None:
+    """Verifying must never create the database it was asked to check."""
+    from sqlalchemy.engine import make_url
+
+    from stalela.db.engine import normalize_database_url
+    from stalela.fiscal.ledger.audit import UnusableInput
+
+    parsed = make_url(normalize_database_url(url))
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        raise UnusableInput(f"no SQLite database at {parsed.database}")

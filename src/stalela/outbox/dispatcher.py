@@ -105,10 +105,12 @@ class Dispatcher:
         event = Event(row.tenant_id, row.id, row.topic, json.loads(row.payload), row.attempts)
         async with gate:
             try:
-                if self.relay is not None:  # before the handler: a retry republishes, NATS de-duplicates
-                    await self.relay.publish(row)
                 for handler in handlers:  # a topic nobody consumes (yet) is delivered once relayed
                     await run_handler(handler, self.context, event)  # span, metrics, log context
+                # After the handlers, so a NATS outage never holds up the authority sync; a retry
+                # re-runs the (idempotent) handlers and republishes, which NATS de-duplicates.
+                if self.relay is not None:
+                    await self.relay.publish(row)
                 return key, True
             except RetryLater as later:
                 await self._reschedule(key, later.delay, str(later), refund=True)
