@@ -25,8 +25,11 @@ async def _victim_objects(client, headers) -> dict[str, str]:
     export = (await client.post("/v1/exports/audit", json={}, headers=headers)).json()
     user = (await client.post("/v1/users", json={"email": "victim@example.cd", "name": "Victim", "role": "cashier",
                                                   "password": "a victim's long pass"}, headers=headers)).json()
+    z_report = (await client.post(f"/v1/outlets/{outlet['id']}/z-reports", headers=headers)).json()
+    hook = (await client.post("/v1/webhook-endpoints", json={"url": "https://hooks.example.com/v"}, headers=headers)).json()
+    hook_msg = (await client.post(f"/v1/webhook-endpoints/{hook['id']}/test", headers=headers)).json()
     return {"outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"], "export_id": export["id"],
-            "user_id": user["id"]}
+            "user_id": user["id"], "z_report_id": z_report["id"], "endpoint_id": hook["id"], "msg_id": hook_msg["id"]}
 
 
 async def test_no_route_leaks_another_tenants_objects(app, client, new_tenant):

@@ -43,8 +43,20 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("POST", "/v1/users/invitations"): Perm.ADMIN,
     ("GET", "/v1/audit-log"): Perm.AUDIT_READ,
     ("GET", "/v1/audit-log/verify"): Perm.AUDIT_READ,
+    ("POST", "/v1/webhook-endpoints"): Perm.WEBHOOKS,
+    ("GET", "/v1/webhook-endpoints"): Perm.WEBHOOKS,
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}"): Perm.WEBHOOKS,
+    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): Perm.WEBHOOKS,
+    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): Perm.WEBHOOKS,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): Perm.WEBHOOKS,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/test"): Perm.WEBHOOKS,
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/messages"): Perm.WEBHOOKS,
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/messages/{msg_id}"): Perm.WEBHOOKS,
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/messages/{msg_id}/attempts"): Perm.WEBHOOKS,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/messages/{msg_id}/retry"): Perm.WEBHOOKS,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/recover"): Perm.WEBHOOKS,
 }
-PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/v1/keys/{key_id}",
+PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/verify/z/{z_report_id}", "/v1/keys/{key_id}",
           "/.well-known/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/jwks.json",
           "/v1/users/accept", "/metrics"}
 OPERATOR_PREFIXES = ("/v1/tenants", "/v1/ops/")

@@ -191,13 +191,14 @@ async def test_outbox_handlers_and_dead_letters_are_counted(fresh_database_url, 
         async with db.transaction() as session:
             await bind_platform(session)
             enqueue(session, "ten_observability", topic, {"invoice_id": "inv_x"})
-        errors_before = sample("outbox_handled_total", topic=topic, result="error")
+        handler = "tests.observability.test_metrics._always_fails"
+        errors_before = sample("outbox_handled_total", topic=topic, handler=handler, result="error")
         dead_before = sample("outbox_dead_total", topic=topic)
         dispatcher = Dispatcher(db, settings)
         assert await dispatcher.run_once() == 1
-        assert sample("outbox_handled_total", topic=topic, result="error") == errors_before + 1
+        assert sample("outbox_handled_total", topic=topic, handler=handler, result="error") == errors_before + 1
         assert sample("outbox_dead_total", topic=topic) == dead_before + 1
-        assert sample("outbox_handler_duration_seconds_count", topic=topic) >= 1
+        assert sample("outbox_handler_duration_seconds_count", topic=topic, handler=handler) >= 1
     finally:
         await db.dispose()
     app = create_app(settings)

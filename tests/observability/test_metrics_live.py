@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 METRICS_TOKEN = "live-metrics-token-1234"
 AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 OP = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+SYNC = "authority.tasks.sync_invoice"
 
 
 async def _traffic(base_url: str, tenants: int, per_tenant: int) -> list[dict]:
@@ -110,10 +111,10 @@ def test_two_worker_processes_sum_their_metrics(tmp_path):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             scraped = scrape_text(httpx.get(f"{server.base_url}/metrics", headers=AUTH).text)
-            if value(scraped, "outbox_handled_total", topic="invoice.sealed", result="ok") == 30:
+            if value(scraped, "outbox_handled_total", topic="invoice.sealed", handler=SYNC, result="ok") == 30:
                 break
             time.sleep(0.2)
-        assert value(scraped, "outbox_handled_total", topic="invoice.sealed", result="ok") == 30
+        assert value(scraped, "outbox_handled_total", topic="invoice.sealed", handler=SYNC, result="ok") == 30
         assert value(scraped, "outbox_pending", topic="invoice.sealed") == 0
     finally:
         server.stop()
@@ -142,18 +143,18 @@ def test_a_separate_worker_serves_its_own_metrics(tmp_path):
             try:
                 r = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=AUTH, timeout=5)
                 scraped = scrape_text(r.text)
-                if value(scraped, "outbox_handled_total", topic="invoice.sealed", result="ok") == 5:
+                if value(scraped, "outbox_handled_total", topic="invoice.sealed", handler=SYNC, result="ok") == 5:
                     break
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        assert value(scraped, "outbox_handled_total", topic="invoice.sealed", result="ok") == 5
+        assert value(scraped, "outbox_handled_total", topic="invoice.sealed", handler=SYNC, result="ok") == 5
         assert "outbox_pending" not in scraped  # database gauges come from serve's endpoint only
         assert "python_gc_objects_collected_total" in scraped  # in-memory registry: process metrics too
         assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 401
         serve = scrape_text(httpx.get(f"{server.base_url}/metrics", headers=AUTH).text)
         assert value(serve, "outbox_pending", topic="invoice.sealed") == 0
-        assert value(serve, "outbox_handled_total", topic="invoice.sealed", result="ok") is None
+        assert value(serve, "outbox_handled_total", topic="invoice.sealed", handler=SYNC, result="ok") is None
         assert value(serve, "invoices_sealed_total", tenant_id=worlds[0]["tenant_id"],
                      outlet_id=worlds[0]["outlet_id"], type="FV") == 5
         assert not list((data_dir / "metrics").glob(f"*_{worker.pid}.db"))

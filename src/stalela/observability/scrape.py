@@ -34,6 +34,14 @@ class _Delegate:
         return self.registry.collect()
 
 
+def _consumed_topics() -> set[str]:
+    """Topics some handler consumes: they read 0 when nothing is pending, rather than being absent."""
+    from stalela.outbox import registry
+
+    registry.handlers_for("")  # imports the domains' tasks modules, which register their topics
+    return {topic for topic, handlers in getattr(registry, "_handlers", {}).items() if handlers}
+
+
 class DatabaseGauges:
     """The database-derived gauges of ``metrics.DATABASE_GAUGES``, refreshed at most every ``ttl`` s."""
 
@@ -45,6 +53,7 @@ class DatabaseGauges:
         self._at = 0.0
         self._error = 0
         self._lock: asyncio.Lock | None = None
+        self._topics: set[str] = set()  # once seen, a topic reads 0 instead of vanishing when drained
 
     async def refresh(self) -> None:
         if time.monotonic() - self._at < self.ttl:
@@ -79,11 +88,14 @@ class DatabaseGauges:
         now = utcnow()
         async with self.db.transaction(readonly=True) as session:
             await bind_platform(session)
-            for row in await OutboxRepository(session).stats():
-                pending.add_metric([row["topic"]], row["pending"])
-                dead.add_metric([row["topic"]], row["dead"])
-                if row["oldest_pending_seconds"] is not None:
-                    oldest.add_metric([row["topic"]], row["oldest_pending_seconds"])
+            rows = {row["topic"]: row for row in await OutboxRepository(session).stats()}
+            self._topics.update(rows)
+            self._topics.update(_consumed_topics())
+            for topic in sorted(self._topics):
+                row = rows.get(topic) or {"pending": 0, "dead": 0, "oldest_pending_seconds": None}
+                pending.add_metric([topic], row["pending"])
+                dead.add_metric([topic], row["dead"])
+                oldest.add_metric([topic], row["oldest_pending_seconds"] or 0.0)
             for status, count in await session.execute(
                     select(Tenant.status, func.count()).group_by(Tenant.status)):
                 tenants.add_metric([status], count)

@@ -59,7 +59,6 @@ def configure_tracing(service_version: str = "") -> bool:
     with _lock:
         if _tracer is not None:
             return True
-        from opentelemetry import trace
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -72,10 +71,8 @@ def configure_tracing(service_version: str = "") -> bool:
             attributes["service.name"] = "stalela"
         provider = TracerProvider(resource=Resource.create(attributes))
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        try:
-            trace.set_tracer_provider(provider)  # for any library that asks the global API
-        except Exception:  # already set (tests): ours is used explicitly below anyway
-            pass
+        # Deliberately not the global provider: recent FastAPI versions start their own request
+        # spans as soon as one is installed, which would duplicate the middleware's server span.
         _provider = provider
         _tracer = provider.get_tracer("stalela", service_version or None)
     return True

@@ -4,15 +4,18 @@ Each message has one ``webhook.deliver`` outbox event that stays pending until t
 delivered or failed: the outbox gives durability, leases and spreading over workers. The message row
 holds the schedule. A handler run for a message:
 
-1. claims it under a lock on its endpoint row: not yet due -> ``RetryLater`` until it is; the
-   endpoint already has ``webhooks_endpoint_concurrency`` deliveries in flight -> park the event
-   (``RetryLater`` for a while); otherwise lease the message (``claimed_by``, ``lease_until``);
-2. sends it in a *delivery slot*: a task that, after recording the outcome, takes the endpoint's
-   next due message itself (same transaction), until none is due. A busy endpoint is thus drained
-   by at most N slots, and parked events find their message already delivered when they wake;
-3. waits at most ``HANDLER_WAIT`` for its own outcome, then gives the event back to the outbox.
-   The dispatcher runs a batch to completion before claiming the next, so a receiver that takes
-   15 s must not hold the batch: the slot keeps running in the background.
+1. looks at it (a read): settled -> done; not due yet -> ``RetryLater`` until it is; being sent by a
+   slot of this process -> wait for that outcome;
+2. otherwise claims it under a lock on its endpoint row. The endpoint already has
+   ``webhooks_endpoint_concurrency`` *delivery slots* at work -> park the event (``RetryLater`` for a
+   while); else a new slot leases the message (``claimed_by`` = the slot, ``lease_until``);
+3. the slot sends it, records the outcome and, in that same transaction, leases the endpoint's next
+   due messages: a batch of up to ``BATCH``, as many as the receiver's pace lets it send within
+   ``BATCH_SECONDS``, one request after the other, recorded together. Until none is due. A busy
+   endpoint is drained by at most N slots; parked events find their message delivered when they wake;
+4. the handler waits at most ``HANDLER_WAIT`` for its own message's outcome, then gives the event
+   back to the outbox. The dispatcher runs a batch of events to completion before claiming the
+   next, so a receiver that takes 15 s must not hold it: the slot goes on in the background.
 
 A worker that dies mid-delivery leaves a lease; once it expires the message's outbox event claims it
 again and the same ``webhook-id`` is sent again (the lost try is logged as ``interrupted``).
@@ -34,6 +37,7 @@ from stalela.db.session import Database
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.observability.logging import get_logger
+from stalela.observability.metrics import webhook_delivery
 from stalela.outbox.registry import RetryLater
 from stalela.outbox.service import enqueue
 from stalela.tenancy.context import bind_tenant
@@ -49,7 +53,9 @@ log = get_logger("stalela.webhooks")
 SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 JITTER = 0.1  # each delay is drawn uniformly within +-10 %
 DISABLE_AFTER = timedelta(days=5)  # failing without a single success for this long disables the endpoint
-LEASE_MARGIN = 5.0  # seconds a lease outlives the request timeout (time to record the outcome)
+BATCH = 20  # messages a slot leases at most at once (sent one after the other, recorded together)
+BATCH_SECONDS = 2.0  # a slot starts no new request of its batch after this; the rest goes back
+LEASE_MARGIN = 5.0  # seconds a lease outlives the batch's worst case (time to record the outcome)
 HANDLER_WAIT = 1.0  # seconds an outbox handler waits for its delivery before leaving it to its slot
 PARK_SECONDS = (15.0, 45.0)  # a message waiting for a busy endpoint's slot looks again after this
 MAX_SLOTS = 512  # delivery slots per process (event loop), all endpoints together
@@ -62,6 +68,10 @@ def retry_delay(attempts: int) -> float | None:
     return SCHEDULE[attempts] * random.uniform(1 - JITTER, 1 + JITTER)
 
 
+def lease_seconds(settings: Settings) -> float:
+    return BATCH_SECONDS + settings.webhooks_timeout_seconds + LEASE_MARGIN
+
+
 @dataclass(frozen=True)
 class Job:
     tenant_id: str
@@ -71,22 +81,34 @@ class Job:
     body: bytes
     secrets: tuple[str, ...]
     attempt: int
-    token: str  # claimed_by: a lease is ours only while this is still written on the message
+    failing_since: datetime | None  # the endpoint's failure streak when the lease was taken
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # delivered | failed | pending
+    status: str  # delivered | failed | pending | unknown (not ours to say: look again)
     next_attempt_at: datetime | None = None
     detail: str = ""
 
 
 class _Runtime:
-    """Per event loop: the slots running here (tests run many loops; asyncio objects are per loop)."""
+    """Per event loop: the slots running here and the outcomes their messages will have (tests run
+    many loops; asyncio objects belong to one)."""
 
     def __init__(self) -> None:
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.slots: set[asyncio.Task] = set()
+        self.outcomes: dict[str, asyncio.Future] = {}  # message id -> its outcome, while leased here
+
+    def expect(self, jobs: list[Job]) -> None:
+        loop = asyncio.get_running_loop()
+        for job in jobs:
+            self.outcomes[job.message_id] = loop.create_future()
+
+    def resolve(self, message_id: str, outcome: Outcome) -> None:
+        future = self.outcomes.pop(message_id, None)
+        if future is not None and not future.done():
+            future.set_result(outcome)
 
 
 _runtimes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Runtime]" = weakref.WeakKeyDictionary()
@@ -112,29 +134,53 @@ def _usable(endpoint: WebhookEndpoint | None) -> bool:
     return endpoint is not None and endpoint.enabled and endpoint.deleted_at is None
 
 
-def _lease(session, settings: Settings, runtime: _Runtime, endpoint: WebhookEndpoint, message: WebhookMessage,
-           now: datetime) -> Job:
-    lease = settings.webhooks_timeout_seconds + LEASE_MARGIN
-    if message.claimed_by is not None:  # leased before and never finished: the worker was lost
-        session.add(WebhookAttempt(
-            tenant_id=message.tenant_id, id=new_id("att"), message_id=message.id, endpoint_id=message.endpoint_id,
-            attempt=message.attempts, started_at=(message.lease_until or now) - timedelta(seconds=lease),
-            outcome="interrupted", error="no outcome recorded: the worker delivering it stopped; sending again"))
-    token = f"{runtime.worker}/{secrets.token_hex(4)}"
-    message.attempts += 1
-    message.claimed_by, message.lease_until, message.updated_at = token, now + timedelta(seconds=lease), now
-    return Job(message.tenant_id, message.id, message.endpoint_id, endpoint.url, message.payload.encode(),
-               tuple(signing_secrets(settings, endpoint, now)), message.attempts, token)
+def _not_yet(message: WebhookMessage, now: datetime) -> None:
+    if message.lease_until is not None and message.lease_until > now:
+        raise RetryLater("being delivered", clock.wait((message.lease_until - now).total_seconds() + 1))
+    if message.next_attempt_at > now:
+        raise RetryLater(f"next attempt at {rfc3339(message.next_attempt_at)}",
+                         clock.wait((message.next_attempt_at - now).total_seconds()))
 
 
-async def _claim(db: Database, settings: Settings, tenant_id: str, message_id: str) -> Job | Outcome:
-    """Lease the message for a delivery, or say why not (an ``Outcome``, or ``RetryLater``)."""
+def _lease(session, settings: Settings, token: str, endpoint: WebhookEndpoint, batch: list[WebhookMessage],
+           now: datetime) -> list[Job]:
+    lease = lease_seconds(settings)
+    keys = tuple(signing_secrets(settings, endpoint, now))
+    jobs = []
+    for message in batch:
+        if message.claimed_by is not None:  # leased before and never settled: its worker was lost
+            session.add(WebhookAttempt(
+                tenant_id=message.tenant_id, id=new_id("att"), message_id=message.id, endpoint_id=message.endpoint_id,
+                attempt=message.attempts, started_at=(message.lease_until or now) - timedelta(seconds=lease),
+                outcome="interrupted", error="no outcome recorded: the worker delivering it stopped; sending again"))
+        message.attempts += 1
+        message.claimed_by, message.lease_until, message.updated_at = token, now + timedelta(seconds=lease), now
+        jobs.append(Job(message.tenant_id, message.id, message.endpoint_id, endpoint.url, message.payload.encode(),
+                        keys, message.attempts, endpoint.failing_since))
+    return jobs
+
+
+async def _claim(db: Database, settings: Settings, tenant_id: str,
+                 message_id: str) -> Outcome | asyncio.Future | tuple[str, list[Job]]:
+    """Lease the message (and a batch after it) for a new slot; or its outcome, or the future one
+    of a slot here that has it, or ``RetryLater``."""
     runtime = _runtime()
+    # Under a backlog most events find their message delivered by a slot, in a slot here, or not due
+    # yet: answer those from a read, without write locks.
+    async with db.transaction(readonly=True) as session:
+        await bind_tenant(session, tenant_id)
+        message = await MessageRepository(session).get(message_id)
+        if message is None or message.status != "pending":
+            return Outcome(message.status if message else "failed")
+        if message_id in runtime.outcomes:
+            return runtime.outcomes[message_id]
+        if _usable(await EndpointRepository(session).live(message.endpoint_id)):  # else: fail it below
+            _not_yet(message, clock.now())
     async with db.transaction() as session:
         await bind_tenant(session, tenant_id)
         messages = MessageRepository(session)
         # Locks in the order every writer takes them: the message, then its endpoint. The endpoint
-        # row lock serializes claims, so the in-flight count below stays true until commit.
+        # row lock serializes claims, so the count of busy slots below stays true until commit.
         message = await messages.get_locked(message_id)
         if message is None or message.status != "pending":
             return Outcome(message.status if message else "failed")
@@ -145,16 +191,14 @@ async def _claim(db: Database, settings: Settings, tenant_id: str, message_id: s
             message.status, message.last_error, message.updated_at = "failed", reason, now
             message.claimed_by = message.lease_until = None
             return Outcome("failed", detail=reason)
-        if message.lease_until is not None and message.lease_until > now:
-            raise RetryLater("being delivered", clock.wait((message.lease_until - now).total_seconds() + 1))
-        if message.next_attempt_at > now:
-            raise RetryLater(f"next attempt at {rfc3339(message.next_attempt_at)}",
-                             clock.wait((message.next_attempt_at - now).total_seconds()))
-        if await messages.in_flight(endpoint.id, now) >= settings.webhooks_endpoint_concurrency:
-            raise RetryLater("endpoint at its concurrency limit", clock.wait(random.uniform(*PARK_SECONDS)))
+        _not_yet(message, now)
+        # Slots free up in real time, whatever the clock says: these waits are real seconds.
+        if await messages.busy_slots(endpoint.id, now) >= settings.webhooks_endpoint_concurrency:
+            raise RetryLater("endpoint at its concurrency limit", random.uniform(*PARK_SECONDS))
         if len(runtime.slots) >= MAX_SLOTS:
-            raise RetryLater("worker at its delivery limit", clock.wait(random.uniform(1.0, 3.0)))
-        return _lease(session, settings, runtime, endpoint, message, now)
+            raise RetryLater("worker at its delivery limit", random.uniform(1.0, 3.0))
+        token = f"{runtime.worker}/{secrets.token_hex(4)}"
+        return token, _lease(session, settings, token, endpoint, [message], now)
 
 
 async def deliver(db: Database, settings: Settings, tenant_id: str, message_id: str) -> None:
@@ -163,39 +207,60 @@ async def deliver(db: Database, settings: Settings, tenant_id: str, message_id: 
     if isinstance(claimed, Outcome):
         return
     runtime = _runtime()
-    first: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(_slot(db, settings, claimed, first), name=f"webhook-slot:{claimed.endpoint_id}")
-    runtime.slots.add(task)
-    task.add_done_callback(runtime.slots.discard)
+    if isinstance(claimed, tuple):
+        token, jobs = claimed
+        runtime.expect(jobs)
+        future = runtime.outcomes[message_id]
+        task = asyncio.create_task(_slot(db, settings, token, jobs), name=f"webhook-slot:{jobs[0].endpoint_id}")
+        runtime.slots.add(task)
+        task.add_done_callback(runtime.slots.discard)
+    else:
+        future = claimed
     try:
-        outcome = await asyncio.wait_for(asyncio.shield(first), HANDLER_WAIT)
+        outcome = await asyncio.wait_for(asyncio.shield(future), HANDLER_WAIT)
     except asyncio.TimeoutError:
-        raise RetryLater("delivery in progress",
-                         clock.wait(settings.webhooks_timeout_seconds + LEASE_MARGIN + 1)) from None
+        raise RetryLater("delivery in progress", clock.wait(lease_seconds(settings) + 1)) from None
     if outcome.status == "pending":
         raise RetryLater(outcome.detail, clock.wait((outcome.next_attempt_at - clock.now()).total_seconds()))
+    if outcome.status == "unknown":  # handed back unsent, or the lease went to another delivery
+        raise RetryLater("look again", clock.wait(1.0))
 
 
-async def _slot(db: Database, settings: Settings, job: Job | None, first: asyncio.Future) -> None:
-    """Deliver ``job``, then the endpoint's next due messages one by one, until none is due."""
+async def _slot(db: Database, settings: Settings, token: str, jobs: list[Job]) -> None:
+    """Send the batch, record it and take the endpoint's next due batch, until none is due."""
+    runtime = _runtime()
     try:
-        while job is not None:
-            answer = await _send(settings, job)
-            outcome, job_next = await _record(db, settings, job, answer)
-            if not first.done():
-                first.set_result(outcome)
-            job = job_next
-    except Exception as exc:  # the lease expires and the message's outbox event takes it from there
-        log.exception("webhook_slot_failed", endpoint_id=job.endpoint_id if job else None)
-        if not first.done():
-            first.set_exception(exc)
+        while jobs:
+            started, sent = time.monotonic(), []
+            for job in jobs:
+                if sent and time.monotonic() - started > BATCH_SECONDS:
+                    break
+                sent.append((job, await _send(settings, job)))
+            unsent = jobs[len(sent):]
+            # As many next as fit the batch's time at this receiver's pace: a slow one gets one at a time.
+            pace = sum(a.latency_ms for _, a in sent) / len(sent)
+            size = max(1, min(BATCH, int(BATCH_SECONDS * 1000 / max(pace, 1.0))))
+            outcomes, jobs = await _record(db, settings, token, sent, unsent, size)
+            for job, outcome in outcomes:
+                runtime.resolve(job.message_id, outcome)
+            for job in unsent:
+                runtime.resolve(job.message_id, Outcome("unknown"))
+            runtime.expect(jobs)
+    except Exception:  # the leases expire and the messages' outbox events take it from there
+        log.exception("webhook_slot_failed", endpoint_id=jobs[0].endpoint_id if jobs else None)
+    finally:
+        for job in jobs:
+            runtime.resolve(job.message_id, Outcome("unknown"))
 
 
 async def _send(settings: Settings, job: Job) -> transport.Answer:
     timestamp = int(time.time())  # real time: receivers compare it with their own clock
     headers = signing.headers(list(job.secrets), job.message_id, timestamp, job.body)
-    return await transport.post(job.url, headers, job.body, timeout=settings.webhooks_timeout_seconds,
-                                allow_private=settings.webhooks_allow_private)
+    with webhook_delivery(job.url) as call:  # webhook_deliveries_total{result}, duration, client span
+        answer = await transport.post(job.url, headers, job.body, timeout=settings.webhooks_timeout_seconds,
+                                      allow_private=settings.webhooks_allow_private)
+        call.done(answer.status, answer.error)
+    return answer
 
 
 def _describe(answer: transport.Answer) -> str | None:
@@ -208,63 +273,71 @@ def _describe(answer: transport.Answer) -> str | None:
     return f"HTTP {answer.status}"
 
 
-async def _record(db: Database, settings: Settings, job: Job, answer: transport.Answer) -> tuple[Outcome, Job | None]:
-    """Log the attempt, move the message on, keep the endpoint's health; then take the next due message."""
+async def _record(db: Database, settings: Settings, token: str, sent: list[tuple[Job, transport.Answer]],
+                  unsent: list[Job], size: int) -> tuple[list[tuple[Job, Outcome]], list[Job]]:
+    """Log the attempts, move the messages on, keep the endpoint's health; then lease the next batch."""
+    head = sent[0][0]
     async with db.transaction() as session:
-        await bind_tenant(session, job.tenant_id)
+        await bind_tenant(session, head.tenant_id)
         now = clock.now()
-        error = _describe(answer)
-        session.add(WebhookAttempt(
-            tenant_id=job.tenant_id, id=new_id("att"), message_id=job.message_id, endpoint_id=job.endpoint_id,
-            attempt=job.attempt, started_at=now - timedelta(milliseconds=answer.latency_ms),
-            outcome="succeeded" if answer.ok else "failed", status_code=answer.status, latency_ms=answer.latency_ms,
-            error=error, response_body=answer.body))
         messages, endpoints = MessageRepository(session), EndpointRepository(session)
-        message = await messages.get_locked(job.message_id)
-        mine = message is not None and message.status == "pending" and message.claimed_by == job.token
-        outcome = Outcome(message.status if message else "failed")
-        disable: str | None = None
-        if answer.ok:
-            await endpoints.note_success(job.endpoint_id)
-        else:
-            since = await endpoints.note_failure(job.endpoint_id, now)
-            if answer.status == 410:
-                disable = "gone"
-            elif since is not None and now - since >= DISABLE_AFTER:
-                disable = "failing"
-        if mine:
-            outcome = _advance(message, answer, error, now, gone=answer.status == 410)
-        if disable and await endpoints.disable(job.endpoint_id, disable, now):
-            await _disabled(session, job.tenant_id, job.endpoint_id, disable, now)
-        if outcome.status == "pending" and mine:
-            log.info("webhook_attempt_failed", message_id=job.message_id, endpoint_id=job.endpoint_id,
-                     attempt=job.attempt, status=answer.status, error=(error or "")[:120])
+        outcomes = []
+        for job, answer in sent:
+            error = _describe(answer)
+            session.add(WebhookAttempt(
+                tenant_id=job.tenant_id, id=new_id("att"), message_id=job.message_id, endpoint_id=job.endpoint_id,
+                attempt=job.attempt, started_at=now - timedelta(milliseconds=answer.latency_ms),
+                outcome="succeeded" if answer.ok else "failed", status_code=answer.status,
+                latency_ms=answer.latency_ms, error=error, response_body=answer.body))
+            outcome, values = _advance(job, answer, error, now)
+            if not await messages.settle(job.message_id, token, values):
+                outcome = Outcome("unknown")  # the lease expired and another delivery took over
+            elif outcome.status == "pending":
+                log.info("webhook_attempt_failed", message_id=job.message_id, endpoint_id=job.endpoint_id,
+                         attempt=job.attempt, status=answer.status, error=(error or "")[:120])
+            outcomes.append((job, outcome))
+        await messages.release([j.message_id for j in unsent], token)
+        disable = await _health(endpoints, head, [a for _, a in sent], now)
+        if disable and await endpoints.disable(head.endpoint_id, disable, now):
+            await _disabled(session, head.tenant_id, head.endpoint_id, disable, now)
         await session.flush()
-        endpoint = await endpoints.live(job.endpoint_id)
-        next_job = None
-        if _usable(endpoint):
-            candidate = await messages.next_due(job.endpoint_id, now)
-            if candidate is not None:
-                next_job = _lease(session, settings, _runtime(), endpoint, candidate, now)
-    return outcome, next_job
+        following: list[Job] = []
+        if not disable:
+            due = await messages.due(head.endpoint_id, now, size)
+            if due:
+                following = _lease(session, settings, token, due[0][1], [m for m, _ in due], now)
+    return outcomes, following
 
 
-def _advance(message: WebhookMessage, answer: transport.Answer, error: str | None, now: datetime, *,
-             gone: bool) -> Outcome:
-    message.claimed_by, message.lease_until, message.updated_at = None, None, now
-    message.last_status_code, message.last_error = answer.status, error
+async def _health(endpoints: EndpointRepository, head: Job, answers: list[transport.Answer],
+                  now: datetime) -> str | None:
+    """A success ends the endpoint's failure streak; failures start one. Returns why to disable it."""
+    if answers[-1].ok:
+        if head.failing_since is not None:
+            await endpoints.note_success(head.endpoint_id)
+        return None
+    since = head.failing_since or await endpoints.note_failure(head.endpoint_id, now)
+    if any(a.status == 410 for a in answers):
+        return "gone"
+    if since is not None and now - since >= DISABLE_AFTER:
+        return "failing"
+    return None
+
+
+def _advance(job: Job, answer: transport.Answer, error: str | None, now: datetime) -> tuple[Outcome, dict]:
+    """The message's next state after this attempt: delivered, failed, or its next attempt's time."""
+    values = {"claimed_by": None, "lease_until": None, "updated_at": now, "last_status_code": answer.status,
+              "last_error": error}
     if answer.ok:
-        message.status, message.delivered_at = "delivered", now
-        return Outcome("delivered")
-    delay = None if gone else retry_delay(message.attempts)
+        return Outcome("delivered"), values | {"status": "delivered", "delivered_at": now}
+    delay = None if answer.status == 410 else retry_delay(job.attempt)
     if delay is not None and answer.retry_after is not None:  # 429 / 503: the receiver says when
         delay = max(1.0, answer.retry_after)
     if delay is None:
-        message.status = "failed"
-        return Outcome("failed", detail=error or "")
-    message.next_attempt_at = now + timedelta(seconds=delay)
-    return Outcome("pending", message.next_attempt_at,
-                   f"attempt {message.attempts} failed ({error}); next at {rfc3339(message.next_attempt_at)}")
+        return Outcome("failed", detail=error or ""), values | {"status": "failed"}
+    at = now + timedelta(seconds=delay)
+    return (Outcome("pending", at, f"attempt {job.attempt} failed ({error}); next at {rfc3339(at)}"),
+            values | {"next_attempt_at": at})
 
 
 async def _disabled(session, tenant_id: str, endpoint_id: str, reason: str, now: datetime) -> None:

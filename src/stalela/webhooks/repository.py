@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy import and_, distinct, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -18,8 +18,8 @@ class EndpointRepository(Repository[WebhookEndpoint]):
 
     async def live(self, endpoint_id: str, *, lock: bool = False) -> WebhookEndpoint | None:
         stmt = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.deleted_at.is_(None))
-        if lock:
-            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        if lock:  # NO KEY UPDATE: foreign key checks of new messages (KEY SHARE) do not wait for it
+            stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def page_live(self, limit: int, starting_after: str | None) -> tuple[list[WebhookEndpoint], bool]:
@@ -69,7 +69,7 @@ class MessageRepository(Repository[WebhookMessage]):
         return list((await self.session.execute(stmt)).scalars())
 
     async def get_locked(self, message_id: str) -> WebhookMessage | None:
-        stmt = (select(WebhookMessage).where(WebhookMessage.id == message_id).with_for_update()
+        stmt = (select(WebhookMessage).where(WebhookMessage.id == message_id).with_for_update(key_share=True)
                 .execution_options(populate_existing=True))
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
@@ -86,20 +86,48 @@ class MessageRepository(Repository[WebhookMessage]):
             stmt = stmt.where(WebhookMessage.event_type == event_type)
         return await self.page(stmt, limit=limit, starting_after=starting_after)
 
-    async def in_flight(self, endpoint_id: str, now: datetime) -> int:
-        stmt = (select(func.count()).select_from(WebhookMessage)
+    async def busy_slots(self, endpoint_id: str, now: datetime) -> int:
+        """Delivery slots at work for the endpoint: distinct holders of live leases."""
+        stmt = (select(func.count(distinct(WebhookMessage.claimed_by)))
                 .where(WebhookMessage.endpoint_id == endpoint_id, WebhookMessage.lease_until > now))
         return (await self.session.execute(stmt)).scalar_one()
 
-    async def next_due(self, endpoint_id: str, now: datetime) -> WebhookMessage | None:
-        """The endpoint's oldest due message nobody is delivering (a delivery slot that just freed up takes it)."""
-        stmt = (select(WebhookMessage)
+    async def settle(self, message_id: str, token: str, values: dict[str, Any]) -> bool:
+        """Write a delivery's outcome, only while the lease is still that delivery's."""
+        result = await self.session.execute(
+            update(WebhookMessage)
+            .where(WebhookMessage.id == message_id, WebhookMessage.claimed_by == token,
+                   WebhookMessage.status == "pending")
+            .values(**values).execution_options(synchronize_session=False))
+        return result.rowcount == 1
+
+    async def release(self, message_ids: list[str], token: str) -> None:
+        """Leased but not sent: back to the queue without spending an attempt."""
+        if message_ids:
+            await self.session.execute(
+                update(WebhookMessage)
+                .where(WebhookMessage.id.in_(message_ids), WebhookMessage.claimed_by == token,
+                       WebhookMessage.status == "pending")
+                .values(claimed_by=None, lease_until=None, attempts=WebhookMessage.attempts - 1)
+                .execution_options(synchronize_session=False))
+
+    async def due(self, endpoint_id: str, now: datetime, limit: int,
+                  exclude: str | None = None) -> list[tuple[WebhookMessage, WebhookEndpoint]]:
+        """The endpoint's oldest due messages nobody is delivering, each with the endpoint, if it still
+        takes deliveries (for a delivery slot to lease)."""
+        stmt = (select(WebhookMessage, WebhookEndpoint)
+                .join(WebhookEndpoint, and_(WebhookEndpoint.tenant_id == WebhookMessage.tenant_id,
+                                            WebhookEndpoint.id == WebhookMessage.endpoint_id))
                 .where(WebhookMessage.endpoint_id == endpoint_id, WebhookMessage.status == "pending",
                        WebhookMessage.next_attempt_at <= now,
-                       or_(WebhookMessage.lease_until.is_(None), WebhookMessage.lease_until < now))
-                .order_by(WebhookMessage.next_attempt_at).limit(1)
-                .with_for_update(skip_locked=True).execution_options(populate_existing=True))
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+                       or_(WebhookMessage.lease_until.is_(None), WebhookMessage.lease_until < now),
+                       WebhookEndpoint.enabled.is_(True), WebhookEndpoint.deleted_at.is_(None))
+                .order_by(WebhookMessage.next_attempt_at).limit(limit)
+                .with_for_update(of=WebhookMessage, skip_locked=True, key_share=True)
+                .execution_options(populate_existing=True))
+        if exclude is not None:
+            stmt = stmt.where(WebhookMessage.id != exclude)
+        return [(m, e) for m, e in await self.session.execute(stmt)]
 
     async def fail_waiting(self, endpoint_id: str, error: str, now: datetime) -> int:
         """An endpoint was disabled or deleted: its waiting messages fail now (recoverable later)."""

@@ -30,7 +30,9 @@ def clock(monkeypatch) -> Clock:
 
 
 @pytest.fixture
-async def shop(client, new_tenant):
+async def shop(client, new_tenant, clock):
+    """A tenant and its outlet in Kinshasa, at noon local time (tests move the clock as they need)."""
+    clock.set("2026-11-20T12:00:00+01:00")
     tenant, headers = await new_tenant("Boutique Lisanga SARL", "A1234567Z")
     outlet = (await client.post("/v1/outlets", json={"code": "KIN1", "name": "Gombe", "address": "Bd du 30 Juin"},
                                 headers=headers)).json()

@@ -20,7 +20,6 @@ from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-from stalela.kit.money import ZERO, decimal_str, money_context, money_str
 
 ONE_DAY = timedelta(days=1)
 
@@ -106,51 +105,79 @@ class DayResolver:
 
 
 # ------------------------------------------------------------------------------------- figures
+#
+# Sums are kept in integer cents: every amount of a sealed invoice has exactly two decimals, so
+# integer sums are exact, independent of any decimal context, and cheap (this runs in every seal).
 
 
-@dataclass(slots=True)
-class _Group:
-    amount: Decimal = ZERO
-    base: Decimal = ZERO
-    vat: Decimal = ZERO
+def cents(text: str) -> int:
+    """A money string with at most two decimals ("1234.50") as integer cents; anything finer is refused."""
+    value = Decimal(text).scaleb(2)
+    if value != value.to_integral_value():
+        raise ValueError(f"not a money amount: {text!r}")
+    return int(value)
+
+
+def money(value: int) -> str:
+    """Integer cents as the canonical money string: "1234.50", "-3.00", never "-0.00"."""
+    sign, value = ("-", -value) if value < 0 else ("", value)
+    return f"{sign}{value // 100}.{value % 100:02d}"
 
 
 @dataclass(slots=True)
 class _Block:
-    """Sums of invoice ``totals`` objects: per (group, rate), total, VAT settled by credit, payable."""
+    """Sums of invoice ``totals`` objects: per (group, rate) [amount, base, vat], and the three totals."""
 
-    groups: dict[tuple[str, str], _Group] = field(default_factory=dict)
-    total: Decimal = ZERO
-    vat_settled_by_credit: Decimal = ZERO
-    payable: Decimal = ZERO
+    groups: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    total: int = 0
+    vat_settled_by_credit: int = 0
+    payable: int = 0
 
     def add_json(self, totals: Mapping[str, Any], sign: int = 1) -> None:
         for g in totals["groups"]:
-            key = (g["group"], g["rate"])
+            acc = self.groups.get((g["group"], g["rate"]))
+            if acc is None:
+                acc = self.groups[(g["group"], g["rate"])] = [0, 0, 0]
+            acc[0] += sign * cents(g["amount"])
+            acc[1] += sign * cents(g["base"])
+            acc[2] += sign * cents(g["vat"])
+        self.total += sign * cents(totals["total"])
+        self.vat_settled_by_credit += sign * cents(totals["vat_settled_by_credit"])
+        self.payable += sign * cents(totals["payable"])
+
+    def add_block(self, other: "_Block", sign: int = 1) -> None:
+        for key, (a, b, v) in other.groups.items():
             acc = self.groups.get(key)
             if acc is None:
-                acc = self.groups[key] = _Group()
-            acc.amount += sign * Decimal(g["amount"])
-            acc.base += sign * Decimal(g["base"])
-            acc.vat += sign * Decimal(g["vat"])
-        self.total += sign * Decimal(totals["total"])
-        self.vat_settled_by_credit += sign * Decimal(totals["vat_settled_by_credit"])
-        self.payable += sign * Decimal(totals["payable"])
+                acc = self.groups[key] = [0, 0, 0]
+            acc[0] += sign * a
+            acc[1] += sign * b
+            acc[2] += sign * v
+        self.total += sign * other.total
+        self.vat_settled_by_credit += sign * other.vat_settled_by_credit
+        self.payable += sign * other.payable
+
+    def vat(self) -> int:
+        return sum(v for _, _, v in self.groups.values())
 
     def as_json(self) -> dict[str, Any]:
+        """The shape of an invoice's ``totals``: groups sorted by letter, amounts as strings."""
         return {
-            "groups": [
-                {"group": group, "rate": decimal_str(Decimal(rate)), "amount": money_str(g.amount),
-                 "base": money_str(g.base), "vat": money_str(g.vat)}
-                for (group, rate), g in sorted(self.groups.items())
-            ],
-            "total": money_str(self.total),
-            "vat_settled_by_credit": money_str(self.vat_settled_by_credit),
-            "payable": money_str(self.payable),
+            "groups": [{"group": group, "rate": rate, "amount": money(a), "base": money(b), "vat": money(v)}
+                       for (group, rate), (a, b, v) in sorted(self.groups.items())],
+            "total": money(self.total),
+            "vat_settled_by_credit": money(self.vat_settled_by_credit),
+            "payable": money(self.payable),
         }
 
-    def vat(self) -> Decimal:
-        return sum((g.vat for g in self.groups.values()), ZERO)
+    def to_store(self) -> list[Any]:
+        return [[g, r, *sums] for (g, r), sums in sorted(self.groups.items())] + [
+            [self.total, self.vat_settled_by_credit, self.payable]]
+
+    @classmethod
+    def from_store(cls, data: list[Any]) -> "_Block":
+        *groups, (total, by_credit, payable) = data
+        return cls({(g, r): [a, b, v] for g, r, a, b, v in groups}, total, by_credit, payable)
 
 
 def _later(a: str | None, b: str | None) -> str | None:
@@ -177,7 +204,7 @@ class Figures:
     by_type: dict[str, int] = field(default_factory=dict)
     sales: _Block = field(default_factory=_Block)
     credit_notes: _Block = field(default_factory=_Block)
-    payments: dict[str, Decimal] = field(default_factory=dict)  # net: refunds on credit notes subtracted
+    payments: dict[str, int] = field(default_factory=dict)  # net cents: refunds on credit notes subtracted
     credit_note_count: int = 0
     first_counter: int | None = None
     last_counter: int | None = None
@@ -193,14 +220,13 @@ class Figures:
         payments: Sequence[Mapping[str, Any]] | None, counter: int, issued_at: str,
     ) -> None:
         """Add one sealed invoice: its ``type``, its ``totals`` and ``payments`` as sealed (JSON)."""
-        with money_context():
-            self.by_type[type] = self.by_type.get(type, 0) + 1
-            (self.credit_notes if credit else self.sales).add_json(totals)
-            if credit:
-                self.credit_note_count += 1
-            sign = -1 if credit else 1
-            for p in payments or ():
-                self.payments[p["method"]] = self.payments.get(p["method"], ZERO) + sign * Decimal(p["amount"])
+        self.by_type[type] = self.by_type.get(type, 0) + 1
+        (self.credit_notes if credit else self.sales).add_json(totals)
+        if credit:
+            self.credit_note_count += 1
+        sign = -1 if credit else 1
+        for p in payments or ():
+            self.payments[p["method"]] = self.payments.get(p["method"], 0) + sign * cents(p["amount"])
         self.first_counter = _min(self.first_counter, counter)
         self.last_counter = _max(self.last_counter, counter)
         self.first_issued_at = _earlier(self.first_issued_at, issued_at)
@@ -208,14 +234,13 @@ class Figures:
 
     def merge(self, other: "Figures") -> "Figures":
         """A new Figures covering both periods."""
-        out = Figures.from_json(self.as_json())
-        with money_context():
-            for t, n in other.by_type.items():
-                out.by_type[t] = out.by_type.get(t, 0) + n
-            out.sales.add_json(other.sales.as_json())
-            out.credit_notes.add_json(other.credit_notes.as_json())
-            for m, a in other.payments.items():
-                out.payments[m] = out.payments.get(m, ZERO) + a
+        out = Figures.from_store(self.to_store())
+        for t, n in other.by_type.items():
+            out.by_type[t] = out.by_type.get(t, 0) + n
+        out.sales.add_block(other.sales)
+        out.credit_notes.add_block(other.credit_notes)
+        for m, a in other.payments.items():
+            out.payments[m] = out.payments.get(m, 0) + a
         out.credit_note_count += other.credit_note_count
         out.first_counter = _min(out.first_counter, other.first_counter)
         out.last_counter = _max(out.last_counter, other.last_counter)
@@ -226,20 +251,23 @@ class Figures:
     def net(self) -> _Block:
         """Sales minus credit notes: the figures a Z reports as its ``totals``."""
         out = _Block()
-        with money_context():
-            out.add_json(self.sales.as_json())
-            out.add_json(self.credit_notes.as_json(), sign=-1)
+        out.add_block(self.sales)
+        out.add_block(self.credit_notes, sign=-1)
         return out
 
+    @property
+    def net_total(self) -> Decimal:
+        return Decimal(self.sales.total - self.credit_notes.total).scaleb(-2)
+
     def as_json(self) -> dict[str, Any]:
-        """Strings for amounts, integers for counts: the shape inside Z/X payloads and stored figures."""
+        """Strings for amounts, integers for counts: the shape inside Z/X payloads."""
         return {
             "counts": {"invoices": self.invoices, "credit_notes": self.credit_note_count,
                        "by_type": dict(sorted(self.by_type.items()))},
             "totals": self.net().as_json(),
             "sales": self.sales.as_json(),
             "credit_notes": self.credit_notes.as_json(),
-            "payments": [{"method": m, "amount": money_str(a)} for m, a in sorted(self.payments.items())],
+            "payments": [{"method": m, "amount": money(a)} for m, a in sorted(self.payments.items())],
             "first_counter": self.first_counter,
             "last_counter": self.last_counter,
             "first_issued_at": self.first_issued_at,
@@ -248,20 +276,34 @@ class Figures:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> "Figures":
+        """Back from ``as_json`` (a Z payload's figures or grand totals)."""
         out = cls()
         if not data:
             return out
-        with money_context():
-            out.by_type = {t: int(n) for t, n in data["counts"]["by_type"].items()}
-            out.credit_note_count = int(data["counts"]["credit_notes"])
-            out.sales.add_json(data["sales"])
-            out.credit_notes.add_json(data["credit_notes"])
-            out.payments = {p["method"]: Decimal(p["amount"]) for p in data["payments"]}
+        out.by_type = {t: int(n) for t, n in data["counts"]["by_type"].items()}
+        out.credit_note_count = int(data["counts"]["credit_notes"])
+        out.sales.add_json(data["sales"])
+        out.credit_notes.add_json(data["credit_notes"])
+        out.payments = {p["method"]: cents(p["amount"]) for p in data["payments"]}
         out.first_counter = data.get("first_counter")
         out.last_counter = data.get("last_counter")
         out.first_issued_at = data.get("first_issued_at")
         out.last_issued_at = data.get("last_issued_at")
         return out
+
+    def to_store(self) -> dict[str, Any]:
+        """Compact JSON (integer cents) for the figures cache; read back with ``from_store``."""
+        return {"types": self.by_type, "credits": self.credit_note_count, "sales": self.sales.to_store(),
+                "credit_notes": self.credit_notes.to_store(), "payments": self.payments,
+                "counters": [self.first_counter, self.last_counter],
+                "issued": [self.first_issued_at, self.last_issued_at]}
+
+    @classmethod
+    def from_store(cls, data: Mapping[str, Any] | None) -> "Figures":
+        if not data:
+            return cls()
+        return cls(dict(data["types"]), _Block.from_store(data["sales"]), _Block.from_store(data["credit_notes"]),
+                   dict(data["payments"]), data["credits"], *data["counters"], *data["issued"])
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Figures) and self.as_json() == other.as_json()

@@ -27,7 +27,7 @@ from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.errors import Forbidden, NotFound, ValidationFailed
-from stalela.fiscal.core.reports import DayResolver, Figures, ZBoundary
+from stalela.fiscal.core.reports import DayResolver, Figures, ZBoundary, money
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.reports.formats import ReportPdf, latin1, xlsx_number
@@ -292,13 +292,13 @@ class CsvWriter:
             for g in net["groups"]:
                 self.row(record="day_group", business_day=day.isoformat(), tax_group=g["group"], rate=g["rate"],
                          amount=g["amount"], base=g["base"], vat=g["vat"])
-            self.row(record="day", business_day=day.isoformat(), vat=f"{fig.net().vat():.2f}", total=net["total"],
+            self.row(record="day", business_day=day.isoformat(), vat=money(fig.net().vat()), total=net["total"],
                      invoices=fig.invoices)
         net = summary.total.net().as_json()
         for g in net["groups"]:
             self.row(record="group", tax_group=g["group"], rate=g["rate"], amount=g["amount"], base=g["base"],
                      vat=g["vat"])
-        self.row(record="total", vat=f"{summary.total.net().vat():.2f}", total=net["total"],
+        self.row(record="total", vat=money(summary.total.net().vat()), total=net["total"],
                  invoices=summary.total.invoices)
 
 

@@ -77,8 +77,8 @@ async def list_z_reports(
 
 
 @router.get("/z-reports/{z_report_id}")
-async def get_z_report(z_report_id: PathId, session: DbSession, principal: Can(Perm.REPORTS_READ), settings: AppSettings,
-                       format: Format = "json"):
+async def get_z_report(z_report_id: PathId, session: DbSession, principal: Can(Perm.REPORTS_READ),
+                       settings: AppSettings, format: Format = "json"):
     """One Z report: JSON (with its seal), or a printable PDF, CSV or XLSX."""
     z = await service.get_z(session, principal, z_report_id)
     return await _as(session, service.render_z(settings, z), format)
@@ -115,7 +115,8 @@ async def get_a_report(
     """Every invoice and line over business days, with totals per day and tax group; streamed."""
     report = await a_report.prepare(session, settings, principal, outlet_id=outlet_id, day_from=day_from,
                                     day_to=day_to, fmt=format)
-    name = f"a-report-{report.outlets[report.outlet_id].code if report.outlet_id else 'all'}-{day_from}-{day_to}.{format}"
+    scope = report.outlets[report.outlet_id].code if report.outlet_id else "all"
+    name = f"a-report-{scope}-{day_from}-{day_to}.{format}"
     return StreamingResponse(_stream(request.app.state.db, report, format), media_type=formats.MEDIA_TYPES[format],
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 

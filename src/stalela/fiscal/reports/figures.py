@@ -20,7 +20,11 @@ from stalela.tenancy.models import Outlet
 
 
 def dump(figures: Figures) -> str:
-    return json.dumps(figures.as_json(), separators=(",", ":"), sort_keys=True)
+    return json.dumps(figures.to_store(), separators=(",", ":"))
+
+
+def load(text: str) -> Figures:
+    return Figures.from_store(json.loads(text))
 
 
 async def record_invoice(
@@ -32,7 +36,7 @@ async def record_invoice(
     day = assign_day(local_date(issued, outlet.timezone), latest.business_day if latest else None,
                      latest is not None and latest.z_report_id is not None)
     row = latest if latest is not None and latest.business_day == day else None
-    figures = Figures.from_json(json.loads(row.figures)) if row else Figures()
+    figures = load(row.figures) if row else Figures()
     figures.add_invoice(
         type=invoice.type,
         credit=invoice.type in get_jurisdiction(invoice.jurisdiction).credit_note_types,

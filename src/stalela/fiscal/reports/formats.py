@@ -162,7 +162,8 @@ def _facts(report: dict[str, Any], context: dict[str, Any]) -> list[tuple[str, A
     counters = "-" if report["first_counter"] is None else f"{report['first_counter']} .. {report['last_counter']}"
     facts = [
         ("Seller", f"{seller['name']} (NIF {seller['tax_id']})"),
-        ("Outlet", f"{outlet['name']} ({outlet['code']})" + (f", {outlet['address']}" if outlet.get("address") else "")),
+        ("Outlet", f"{outlet['name']} ({outlet['code']})"
+                   + (f", {outlet['address']}" if outlet.get("address") else "")),
         ("Business day", f"{report['business_day']} ({report['timezone']})"),
         ("First / last invoice", f"{report['first_issued_at'] or '-'} / {report['last_issued_at'] or '-'}"),
         ("Invoice counters", counters),

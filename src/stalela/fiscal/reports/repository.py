@@ -31,7 +31,9 @@ class DayFiguresRepository:
         stmt = select(DayFigures).where(DayFigures.outlet_id == outlet_id).order_by(DayFigures.business_day)
         return list((await self.session.execute(stmt)).scalars())
 
-    async def open_days(self, outlet_id: str, *, before: date | None = None, up_to: date | None = None) -> list[DayFigures]:
+    async def open_days(
+        self, outlet_id: str, *, before: date | None = None, up_to: date | None = None
+    ) -> list[DayFigures]:
         stmt = select(DayFigures).where(DayFigures.outlet_id == outlet_id, DayFigures.z_report_id.is_(None))
         if before is not None:
             stmt = stmt.where(DayFigures.business_day < before)
@@ -99,9 +101,10 @@ class ZReportRepository(Repository[ZReport]):
 
 async def invoice_pages(
     session, *, outlet_id: str | None, issued_from: datetime | None = None,  # noqa: ANN001
-    issued_to: datetime | None = None, page: int = PAGE,
+    issued_to: datetime | None = None, page: int | None = None,
 ) -> AsyncIterator[list[Invoice]]:
     """Invoices in sealing (leaf) order, a page at a time (keyset on leaf_index): never all at once."""
+    page = page or PAGE
     after = -1
     while True:
         stmt = select(Invoice).where(Invoice.leaf_index > after)
@@ -120,7 +123,9 @@ async def invoice_pages(
         after = rows[-1].leaf_index
 
 
-async def count_invoices(session, *, outlet_id: str | None, issued_from: datetime, issued_to: datetime) -> int:  # noqa: ANN001
+async def count_invoices(
+    session, *, outlet_id: str | None, issued_from: datetime, issued_to: datetime  # noqa: ANN001
+) -> int:
     stmt = select(func.count()).select_from(Invoice).where(Invoice.issued_at >= issued_from,
                                                           Invoice.issued_at < issued_to)
     if outlet_id is not None:

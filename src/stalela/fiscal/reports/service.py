@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -24,8 +24,9 @@ from stalela.fiscal.core.reports import DayResolver, Figures, ZBoundary, local_d
 from stalela.fiscal.core.seal import build_seal, canonical_bytes, verify_seal
 from stalela.fiscal.invoices.repository import SeriesRepository
 from stalela.fiscal.jurisdictions import get_jurisdiction
+from stalela.fiscal.ledger.models import Checkpoint
 from stalela.fiscal.ledger.service import create_checkpoint
-from stalela.fiscal.reports.figures import dump
+from stalela.fiscal.reports.figures import dump, load
 from stalela.fiscal.reports.models import DayFigures, ZReport
 from stalela.fiscal.reports.repository import DayFiguresRepository, ZReportRepository, invoice_pages
 from stalela.fiscal.signing import registry as keys
@@ -38,7 +39,6 @@ from stalela.tenancy.repository import OutletRepository, TenantRepository
 
 REPORT_VERSION = 1
 ZERO_HASH = "0" * 64
-CENTS = 100
 # Payload fields that only matter to verifiers; the rest is repeated at the top of the API object.
 _SEAL_ONLY = ("v", "report", "report_id", "key_id", "prev_hash")
 
@@ -48,7 +48,7 @@ def z_number(outlet_code: str, z_counter: int) -> str:
 
 
 def _figures(row: DayFigures | None) -> Figures:
-    return Figures.from_json(json.loads(row.figures)) if row is not None else Figures()
+    return load(row.figures) if row is not None else Figures()
 
 
 def _stored_grand(z: ZReport | None) -> Figures:
@@ -70,8 +70,8 @@ def _today(outlet: Outlet) -> date:
 
 async def _seal(
     session: AsyncSession, settings: Settings, kind: str, *, tenant: Tenant, outlet: Outlet, report_id: str,
-    day: date, figures: Figures, grand: Figures, z_counter: int | None = None, checkpoint: Any = None,
-    prev_hash: str | None = None,
+    day: date, figures: Figures, grand: Figures, issued: datetime, z_counter: int | None = None,
+    checkpoint: Checkpoint | None = None, prev_hash: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build and sign a report payload: the same seal format as invoices (docs/seal-format.md)."""
     key = await keys.active_key(session, tenant.id)
@@ -88,7 +88,7 @@ async def _seal(
         "number": z_number(outlet.code, z_counter) if z_counter is not None else None,
         "business_day": day.isoformat(),
         "timezone": outlet.timezone,
-        "issued_at": rfc3339(utcnow()),
+        "issued_at": rfc3339(issued),
         "currency": get_jurisdiction(tenant.jurisdiction).currency,
         **figures.as_json(),
         "grand_totals": grand.as_json(),
@@ -147,17 +147,17 @@ async def close_day(
     tenant = await TenantRepository(session).get(outlet.tenant_id)
     checkpoint = await create_checkpoint(session, settings, outlet.tenant_id, "z_report")
     z_counter = (last.z_counter if last else 0) + 1
-    report_id = new_id("zrp")
+    report_id, now = new_id("zrp"), utcnow()
     payload, seal = await _seal(
         session, settings, "Z", tenant=tenant, outlet=outlet, report_id=report_id, day=day, figures=figures,
-        grand=_stored_grand(last).merge(figures), z_counter=z_counter, checkpoint=checkpoint,
+        grand=_stored_grand(last).merge(figures), issued=now, z_counter=z_counter, checkpoint=checkpoint,
         prev_hash=last.seal_hash if last else ZERO_HASH,
     )
     counter_to = figures.last_counter if figures.last_counter is not None else (last.counter_to if last else 0)
     z = ZReport(
         tenant_id=outlet.tenant_id, id=report_id, outlet_id=outlet.id, business_day=day, z_counter=z_counter,
         number=payload["number"], counter_to=counter_to, invoice_count=figures.invoices,
-        total_cents=int(figures.net().total * CENTS), closed_at=utcnow(), closed_by=closed_by,
+        total_cents=figures.net().total, closed_at=now, closed_by=closed_by,
         checkpoint_id=checkpoint.id, key_id=seal["key_id"], seal_hash=seal["hash"], signature=seal["signature"],
         payload=canonical_bytes(payload).decode(),
     )
@@ -251,7 +251,7 @@ async def x_report(
         grand = grand.merge(_figures(r))
     tenant = await TenantRepository(session).get(outlet.tenant_id)
     payload, seal = await _seal(session, settings, "X", tenant=tenant, outlet=outlet, report_id=new_id("xrp"),
-                                day=day, figures=figures, grand=grand)
+                                day=day, figures=figures, grand=grand, issued=utcnow())
     body = {"id": payload["report_id"], "object": "x_report"}
     body.update({k: v for k, v in payload.items() if k not in _SEAL_ONLY})
     body["seal"] = seal

@@ -1,0 +1,283 @@
+"""Deliveries to a real receiver on loopback, on SQLite and PostgreSQL, with a clock the tests drive.
+
+Signatures are checked with the PyPI ``standardwebhooks`` library, never with our own code.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from stalela.outbox.dispatcher import Dispatcher
+from stalela.outbox.registry import Event
+from stalela.webhooks import tasks
+from stalela.webhooks.delivery import SCHEDULE
+from stalela.webhooks.transport import BODY_KEPT
+
+# Delivery logic that does not depend on the database runs on SQLite only; the rest on both.
+sqlite_only = pytest.mark.parametrize("hooks_database_url", ["sqlite"], indirect=True)
+SEALED = {"invoice_id": "inv_x", "outlet_id": "out_x", "fiscal_number": "A-1", "type": "FV", "total": "10.00",
+          "issued_at": "2026-01-01T00:00:00.000Z", "buyer": {"name": "Jane Doe", "tax_id": "P123"}}
+
+
+def _at(value: str):  # noqa: ANN202
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@sqlite_only
+async def test_a_sealed_invoice_arrives_signed_per_the_standard(world, receiver):
+    endpoint = await world.endpoint("/hook")
+    assert endpoint["secret"].startswith("whsec_")
+    invoice = await world.seal()
+    await world.pump()
+    [request] = receiver.at("/hook")
+    body = request.verify(endpoint["secret"])  # the PyPI library: signature and timestamp tolerance
+    assert body["type"] == "invoice.sealed" and body["timestamp"].endswith("Z")
+    assert body["data"] == {"invoice_id": invoice["id"], "outlet_id": invoice["outlet_id"],
+                            "fiscal_number": invoice["fiscal_number"], "type": "FV",
+                            "total": invoice["seal"]["payload"]["total"],
+                            "issued_at": invoice["seal"]["payload"]["issued_at"]}
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["webhook-signature"].startswith("v1,") and " " not in request.headers["webhook-signature"]
+    assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 60
+    with pytest.raises(WebhookVerificationError):
+        request.verify("whsec_" + "A" * 44)
+    [message] = await world.messages(endpoint)
+    assert message["id"] == request.id and message["status"] == "delivered" and message["attempts"] == 1
+    assert message["payload"] == body and message["next_attempt_at"] is None
+    [attempt] = await world.attempts(endpoint, message["id"])
+    assert attempt["outcome"] == "succeeded" and attempt["status_code"] == 200 and attempt["response_body"] == "ok"
+    assert attempt["latency_ms"] >= 0
+    # The authority's acknowledgement names the invoice only; the event also gives its number and outlet.
+    await world.emit("invoice.acknowledged", {"invoice_id": invoice["id"], "authority_code": "DGI-1",
+                                              "counters": "1/1 FV"})
+    await world.pump()
+    acked = receiver.at("/hook")[-1].verify(endpoint["secret"])
+    assert acked["type"] == "invoice.acknowledged" and acked["data"] == {
+        "invoice_id": invoice["id"], "outlet_id": invoice["outlet_id"], "fiscal_number": invoice["fiscal_number"],
+        "status": "acknowledged", "authority_code": "DGI-1", "counters": "1/1 FV"}
+    # The secret is shown once and stored encrypted.
+    again = (await world.api("GET", f"/v1/webhook-endpoints/{endpoint['id']}")).json()
+    assert "secret" not in again
+    assert endpoint["secret"] not in (await world.api("GET", "/v1/webhook-endpoints")).text
+    assert endpoint["secret"].encode() not in repr(world.receiver.requests).encode()
+
+
+async def test_three_failures_then_success_is_delivered_once_after_four_attempts(world, receiver, clock):
+    receiver.answer("/flaky", 500, (503, {}, b"busy"), 502)  # then 200
+    endpoint = await world.endpoint("/flaky")
+    await world.emit("invoice.sealed", SEALED)
+    await world.pump()
+    assert len(receiver.at("/flaky")) == 1
+    assert (await world.api("GET", f"/v1/webhook-endpoints/{endpoint['id']}")).json()["failing_since"]
+    for n, delay in enumerate(SCHEDULE[1:4], start=2):
+        clock.advance(seconds=delay * 0.85)  # the schedule's jitter is +-10 %: not yet due
+        await world.pump()
+        assert len(receiver.at("/flaky")) == n - 1
+        clock.advance(seconds=delay * 0.3)
+        await world.pump()
+        assert len(receiver.at("/flaky")) == n
+    requests = receiver.at("/flaky")
+    assert len({r.id for r in requests}) == 1  # webhook-id is stable across retries
+    for r in requests:
+        r.verify(endpoint["secret"])
+    [message] = await world.messages(endpoint)
+    assert message["status"] == "delivered" and message["attempts"] == 4 and message["last_status_code"] == 200
+    attempts = await world.attempts(endpoint, message["id"])
+    assert [(a["attempt"], a["outcome"], a["status_code"]) for a in attempts] == [
+        (1, "failed", 500), (2, "failed", 503), (3, "failed", 502), (4, "succeeded", 200)]
+    assert attempts[1]["response_body"] == "busy" and attempts[0]["error"] == "HTTP 500"
+    starts = [_at(a["started_at"]) for a in attempts]
+    for gap, delay in zip([b - a for a, b in zip(starts, starts[1:])], SCHEDULE[1:4]):
+        assert delay * 0.85 <= gap.total_seconds() <= delay * 1.2
+    assert (await world.api("GET", f"/v1/webhook-endpoints/{endpoint['id']}")).json()["failing_since"] is None
+    clock.advance(days=2)
+    await world.pump()
+    assert len(receiver.at("/flaky")) == 4  # delivered exactly once: nothing more is sent
+
+
+async def test_410_disables_the_endpoint_and_tells_the_others(world, receiver):
+    receiver.answer("/gone", default=410)
+    gone = await world.endpoint("/gone")
+    watcher = await world.endpoint("/watch", event_types=["endpoint.disabled"])
+    await world.emit("invoice.sealed", SEALED, count=3)
+    await world.pump(6)
+    assert 1 <= len(receiver.at("/gone")) <= 3
+    state = (await world.api("GET", f"/v1/webhook-endpoints/{gone['id']}")).json()
+    assert state["enabled"] is False and state["disabled_reason"] == "gone" and state["disabled_at"]
+    assert {m["status"] for m in await world.messages(gone)} == {"failed"}
+    [notice] = receiver.at("/watch")  # one notice, and no invoice events (filtered out)
+    body = notice.verify(watcher["secret"])
+    assert body["type"] == "endpoint.disabled"
+    assert body["data"]["endpoint_id"] == gone["id"] and body["data"]["reason"] == "gone"
+    await world.emit("invoice.sealed", SEALED)
+    await world.pump()
+    assert len(receiver.at("/gone")) <= 3 and len(await world.messages(gone)) == 3  # nothing new for it
+
+
+async def test_an_endpoint_failing_for_five_days_is_disabled(world, receiver, clock):
+    receiver.answer("/sick", default=500)
+    sick = await world.endpoint("/sick")
+    watcher = await world.endpoint("/watch", event_types=["endpoint.disabled"])
+    await world.emit("invoice.sealed", SEALED)
+    await world.pump()
+    clock.advance(days=4)
+    await world.emit("invoice.sealed", SEALED)
+    await world.pump()
+    assert (await world.api("GET", f"/v1/webhook-endpoints/{sick['id']}")).json()["enabled"] is True
+    clock.advance(days=1, seconds=10)  # the second message's retry fails 5 days after the first failure
+    await world.pump(6)
+    state = (await world.api("GET", f"/v1/webhook-endpoints/{sick['id']}")).json()
+    assert state["enabled"] is False and state["disabled_reason"] == "failing"
+    [notice] = receiver.at("/watch")
+    assert notice.verify(watcher["secret"])["data"]["reason"] == "failing"
+    assert {m["status"] for m in await world.messages(sick)} == {"failed"}
+
+
+@sqlite_only
+async def test_429_and_503_honour_retry_after_and_redirects_are_not_followed(world, receiver, clock):
+    receiver.answer("/limited", (429, {"Retry-After": "120"}))
+    receiver.answer("/moved", (302, {"Location": receiver.url("/elsewhere")}))
+    limited, moved = await world.endpoint("/limited"), await world.endpoint("/moved")
+    await world.emit("invoice.sealed", SEALED)
+    await world.pump()
+    [message] = await world.messages(limited)
+    assert _at(message["next_attempt_at"]) == clock.now() + timedelta(seconds=120)
+    [redirected] = await world.messages(moved)
+    assert redirected["status"] == "pending" and redirected["last_status_code"] == 302
+    assert "redirects are not followed" in redirected["last_error"] and receiver.at("/elsewhere") == []
+    clock.advance(seconds=119)
+    await world.pump()
+    assert len(receiver.at("/limited")) == 1
+    clock.advance(seconds=2)
+    await world.pump()
+    assert len(receiver.at("/limited")) == 2 and (await world.messages(limited))[0]["status"] == "delivered"
+
+
+@sqlite_only
+async def test_private_addresses_are_refused_when_delivering(world, receiver):
+    """Saved while private addresses were allowed; sent by a worker where they are not: refused at connect."""
+    endpoint = await world.endpoint("/ssrf")
+    endpoint = (await world.api("PATCH", f"/v1/webhook-endpoints/{endpoint['id']}",
+                                json={"url": f"http://localhost:{receiver.port}/ssrf"})).json()
+    strict = world.settings.model_copy(update={"webhooks_allow_private": False})
+    await world.emit("invoice.sealed", SEALED)
+    await world.pump(dispatcher=Dispatcher(world.db, strict))
+    assert receiver.at("/ssrf") == []
+    [message] = await world.messages(endpoint)
+    [attempt] = await world.attempts(endpoint, message["id"])
+    assert attempt["outcome"] == "failed" and attempt["status_code"] is None
+    assert "non-public address" in attempt["error"], attempt
+
+
+@sqlite_only
+async def test_secret_rotation_signs_with_both_secrets_during_the_grace_period(world, receiver, clock):
+    endpoint = await world.endpoint("/rot")
+    r = await world.api("POST", f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret")
+    assert r.status_code == 200, r.text
+    rotated = r.json()
+    assert rotated["secret"] != endpoint["secret"]
+    assert _at(rotated["previous_secret_expires_at"]) == clock.now() + timedelta(days=1)
+    await world.emit("invoice.sealed", SEALED)
+    await world.pump()
+    [during] = receiver.at("/rot")
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    during.verify(endpoint["secret"])  # receivers still on the old secret keep working
+    during.verify(rotated["secret"])
+    clock.advance(days=1, seconds=1)
+    await world.emit("invoice.sealed", SEALED)
+    await world.pump()
+    after = receiver.at("/rot")[-1]
+    assert len(after.headers["webhook-signature"].split(" ")) == 1
+    after.verify(rotated["secret"])
+    with pytest.raises(WebhookVerificationError):
+        after.verify(endpoint["secret"])
+
+
+async def test_failed_messages_can_be_retried_and_recovered(world, receiver, clock):
+    receiver.answer("/down", default=500)
+    endpoint = await world.endpoint("/down")
+    await world.emit("invoice.sealed", SEALED, count=2)
+    await world.pump()
+    for delay in SCHEDULE[1:]:
+        clock.advance(seconds=delay * 1.15)
+        await world.pump(2)
+    assert len(receiver.at("/down")) == 2 * len(SCHEDULE)
+    failed = await world.messages(endpoint, status="failed")
+    assert len(failed) == 2 and all(m["attempts"] == len(SCHEDULE) for m in failed)
+    receiver.answer("/down", default=200)
+    first, second = failed
+    r = await world.api("POST", f"/v1/webhook-endpoints/{endpoint['id']}/messages/{first['id']}/retry")
+    assert r.status_code == 200 and r.json()["status"] == "pending"
+    await world.pump()
+    assert receiver.at("/down")[-1].id == first["id"]
+    assert len(await world.attempts(endpoint, first["id"])) == len(SCHEDULE) + 1
+    window = {"since": (clock.now() - timedelta(days=7)).isoformat(), "until": clock.now().isoformat()}
+    r = await world.api("POST", f"/v1/webhook-endpoints/{endpoint['id']}/recover", json=window)
+    assert r.json() == {"recovered": 1, "has_more": False}
+    await world.pump()
+    assert receiver.at("/down")[-1].id == second["id"]
+    assert {m["status"] for m in await world.messages(endpoint)} == {"delivered"}
+    r = await world.api("POST", f"/v1/webhook-endpoints/{endpoint['id']}/recover", json=window)
+    assert r.json() == {"recovered": 0, "has_more": False}
+
+
+async def test_a_slow_endpoint_does_not_starve_the_others(world, receiver):
+    hold = threading.Event()
+    receiver.answer("/slow", hold=hold)
+    slow, fast = await world.endpoint("/slow"), await world.endpoint("/fast")
+    limited = world.settings.model_copy(update={"webhooks_endpoint_concurrency": 2})
+    dispatcher = Dispatcher(world.db, limited)
+    await world.emit("invoice.sealed", SEALED, count=10)
+    started = time.monotonic()
+    while len(receiver.at("/fast")) < 10 and time.monotonic() - started < 15:
+        await world.pump(1, dispatcher=dispatcher, settle=False)
+    took = time.monotonic() - started
+    try:
+        assert len({r.id for r in receiver.at("/fast")}) == 10
+        assert took < 4.0, f"the fast endpoint waited {took:.1f} s behind the slow one"
+        assert receiver.max_in_flight["/slow"] == 2  # its concurrency limit, not more
+    finally:
+        hold.set()
+    for _ in range(20):
+        await world.pump(1, dispatcher=dispatcher)
+        if len({r.id for r in receiver.at("/slow")}) == 10:
+            break
+    assert len({r.id for r in receiver.at("/slow")}) == 10 and receiver.max_in_flight["/slow"] == 2
+    assert {m["status"] for m in await world.messages(slow)} == {"delivered"}
+    assert len(await world.messages(fast)) == 10
+
+
+async def test_fan_out_is_idempotent_and_follows_filters(world, receiver):
+    everything = await world.endpoint("/all")
+    acks_only = await world.endpoint("/acks", event_types=["invoice.acknowledged"])
+    switched_off = await world.endpoint("/off", enabled=False)
+    [event_id] = await world.emit("invoice.sealed", SEALED)
+    event = Event(world.tenant_id, event_id, "invoice.sealed", SEALED, 1)
+    ctx = world.dispatcher.context
+    await tasks.fan_out(ctx, event)
+    await tasks.fan_out(ctx, event)  # the outbox delivers at least once: a second run adds nothing
+    await world.pump()
+    assert [m.endpoint_id for m in await world.stored()] == [everything["id"]]
+    [request] = receiver.at("/all")
+    assert "buyer" not in request.verify(everything["secret"])["data"]  # never the buyer's details
+    assert receiver.at("/acks") == [] and receiver.at("/off") == [] and acks_only and switched_off
+
+
+@sqlite_only
+async def test_test_events_and_capped_answers(world, receiver):
+    receiver.answer("/big", default=(200, {}, b"x" * 10_000))
+    endpoint = await world.endpoint("/big", event_types=["report.z_closed"])
+    r = await world.api("POST", f"/v1/webhook-endpoints/{endpoint['id']}/test")
+    assert r.status_code == 201 and r.json()["event_type"] == "webhook.test" and r.json()["status"] == "pending"
+    await world.pump()
+    [request] = receiver.at("/big")
+    body = request.verify(endpoint["secret"])
+    assert body["type"] == "webhook.test" and body["data"]["endpoint_id"] == endpoint["id"]
+    [attempt] = await world.attempts(endpoint, r.json()["id"])
+    assert attempt["outcome"] == "succeeded" and len(attempt["response_body"]) == BODY_KEPT
