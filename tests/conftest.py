@@ -21,6 +21,9 @@ from tests.support.softhsm import (
 )
 
 OPERATOR_TOKEN = "test-operator-token"
+# Tests share one database per backend, and platform-wide secrets in it (access-token keys) are
+# encrypted under the master key: every test app and test server uses this one, like one deployment.
+MASTER_KEY = "6d" * 32
 BACKENDS = ["sqlite", "postgres"]
 
 
@@ -77,6 +80,7 @@ def make_settings(database_url: str, tmp_path, **overrides) -> Settings:
         data_dir=tmp_path,
         operator_token=OPERATOR_TOKEN,
         demo=False,
+        master_key=MASTER_KEY,
         log_level="WARNING",
         # Background loops would race the tests that drive jobs step by step; e2e servers keep them.
         inprocess_workers=False,

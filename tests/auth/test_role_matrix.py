@@ -55,6 +55,11 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("GET", "/v1/webhook-endpoints/{endpoint_id}/messages/{msg_id}/attempts"): Perm.WEBHOOKS,
     ("POST", "/v1/webhook-endpoints/{endpoint_id}/messages/{msg_id}/retry"): Perm.WEBHOOKS,
     ("POST", "/v1/webhook-endpoints/{endpoint_id}/recover"): Perm.WEBHOOKS,
+    ("POST", "/v1/outlets/{outlet_id}/z-reports"): Perm.REPORTS_WRITE,
+    ("GET", "/v1/outlets/{outlet_id}/x-report"): Perm.REPORTS_READ,
+    ("GET", "/v1/z-reports"): Perm.REPORTS_READ,
+    ("GET", "/v1/z-reports/{z_report_id}"): Perm.REPORTS_READ,
+    ("GET", "/v1/a-reports"): Perm.REPORTS_READ,
 }
 PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/verify/z/{z_report_id}", "/v1/keys/{key_id}",
           "/.well-known/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/jwks.json",
@@ -120,7 +125,9 @@ async def test_each_role_and_scope_gets_exactly_its_permissions(app, client, new
     callers = {}
     for role in ROLES:
         await make_user(client, root, f"{role}@m.cd", role, [outlet["id"]] if role == "cashier" else [])
-        tokens = (await login(client, f"{role}@m.cd")).json()
+        r = await login(client, f"{role}@m.cd")
+        assert r.status_code == 200, (role, r.text)
+        tokens = r.json()
         callers[f"role:{role}"] = ({"Authorization": f"Bearer {tokens['access_token']}"}, ROLES[role])
     for scope, perms in SCOPES.items():
         key = (await client.post("/v1/api-keys", json={"name": scope, "scopes": [scope]}, headers=root)).json()

@@ -215,7 +215,7 @@ async def test_rate_limit_answers_429_with_headers(app, client, org):
 
 
 def test_cli_verifies_the_audit_log(database_url, tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "STALELA_DATA_DIR": str(tmp_path), "STALELA_DATABASE_URL": database_url,
+    env = {"PATH": "/usr/bin:/bin", "STALELA_MASTER_KEY": "6d" * 32, "STALELA_DATA_DIR": str(tmp_path), "STALELA_DATABASE_URL": database_url,
            "STALELA_ARGON2_MEMORY_KIB": "1024", "STALELA_ARGON2_TIME_COST": "1"}
     cli = [sys.executable, "-m", "stalela.cli.main"]
     tenant = json.loads(subprocess.run([*cli, "tenant", "create", "--name", "T", "--tax-id", "T9", "--json"],

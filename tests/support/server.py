@@ -41,7 +41,8 @@ class LiveServer:
 def start_server(env_overrides: dict[str, str], data_dir: Path, *, workers: int = 1, timeout: float = 60) -> LiveServer:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")}
-    env.update({"STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING", "STALELA_DEMO": "false"})
+    env.update({"STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING", "STALELA_DEMO": "false",
+                "STALELA_MASTER_KEY": "6d" * 32})  # the same as tests.conftest.MASTER_KEY
     env.update(env_overrides)
     log_path = data_dir / f"server-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ async def test_a_worker_killed_mid_delivery_is_replaced_and_the_same_id_sent_aga
     async for world in open_world(hooks_database_url, tmp_path, receiver):
         endpoint = await world.endpoint("/k")
         env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")} | {
-            "STALELA_DATABASE_URL": hooks_database_url, "STALELA_DATA_DIR": str(tmp_path),  # same master key
+            "STALELA_DATABASE_URL": hooks_database_url, "STALELA_MASTER_KEY": "6d" * 32, "STALELA_DATA_DIR": str(tmp_path),  # same master key
             "STALELA_LOG_LEVEL": "WARNING", "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true",
             "STALELA_WEBHOOKS_TIMEOUT_SECONDS": "2", "STALELA_OUTBOX_LEASE_SECONDS": "2",
             "STALELA_OUTBOX_POLL_SECONDS": "0.1", "STALELA_CHECKPOINT_INTERVAL_SECONDS": "0"}

@@ -141,10 +141,13 @@ def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # uvicorn installs its own handlers; route its records through ours instead.
+    # (Levels too: an earlier uvicorn.Config in this process may have set its own.)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
+        lg.disabled = False
+        lg.setLevel(logging.NOTSET)
     # Our middleware logs every request with latency and ids; uvicorn's access line would duplicate it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     # aiosqlite and the engine log bound parameters (buyer data) at DEBUG; httpcore logs every socket event.

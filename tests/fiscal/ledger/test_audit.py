@@ -68,7 +68,7 @@ async def test_clean_ledger_verifies_from_database_and_export(db, settings, ledg
 
 
 def test_cli_export_and_verify(settings, ledger, tmp_path, database_url):
-    env = {"PATH": "/usr/bin:/bin", "STALELA_DATA_DIR": str(settings.data_dir), "STALELA_DATABASE_URL": database_url}
+    env = {"PATH": "/usr/bin:/bin", "STALELA_MASTER_KEY": "6d" * 32, "STALELA_DATA_DIR": str(settings.data_dir), "STALELA_DATABASE_URL": database_url}
     tenant_id = ledger["tenant"]["id"]
     out = tmp_path / "cli.tar.gz"
     cli = [sys.executable, "-m", "stalela.cli.main"]

@@ -11,7 +11,7 @@ from tests.fiscal.reports.conftest import seal
 
 
 def run(settings, database_url, *args):
-    env = {"PATH": "/usr/bin:/bin", "STALELA_DATA_DIR": str(settings.data_dir), "STALELA_DATABASE_URL": database_url}
+    env = {"PATH": "/usr/bin:/bin", "STALELA_MASTER_KEY": "6d" * 32, "STALELA_DATA_DIR": str(settings.data_dir), "STALELA_DATABASE_URL": database_url}
     return subprocess.run([sys.executable, "-m", "stalela.cli.main", "report", *args], env=env, capture_output=True,
                           timeout=120)
 
