@@ -264,10 +264,12 @@ def run_client(cfg: dict) -> dict:
                                      input=json.dumps(cfg), capture_output=True, text=True, check=True).stdout)
 
 
-LAG_SQL = """SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY lag), percentile_cont(0.99) WITHIN GROUP
-  (ORDER BY lag), max(lag), min(a_at), max(a_at) FROM (SELECT extract(epoch FROM a.created_at - i.issued_at) AS lag,
-  a.created_at AS a_at FROM invoices i JOIN authority_acks a ON a.tenant_id = i.tenant_id AND a.invoice_id = i.id
-  WHERE i.issued_at >= %(f)s AND i.issued_at < %(t)s) s"""
+LAG_SQL = """WITH s AS (SELECT extract(epoch FROM a.created_at - i.issued_at) AS lag, a.created_at AS a_at,
+  i.issued_at AS i_at FROM invoices i JOIN authority_acks a ON a.tenant_id = i.tenant_id AND a.invoice_id = i.id
+  WHERE i.issued_at >= %(f)s AND i.issued_at < %(t)s), b AS (SELECT min(i_at) AS lo, max(i_at) AS hi FROM s)
+  SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY lag), percentile_cont(0.99) WITHIN GROUP (ORDER BY lag),
+  max(lag), min(a_at), max(a_at), percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) FILTER (WHERE i_at <= lo + (hi - lo)
+  / 4), percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) FILTER (WHERE i_at >= hi - (hi - lo) / 4) FROM s, b"""
 UNSYNCED_SQL = """SELECT count(*) FROM invoices i WHERE NOT EXISTS (SELECT 1 FROM invoice_sync s
   WHERE s.tenant_id = i.tenant_id AND s.invoice_id = i.id AND s.status <> 'pending')"""
 
@@ -349,7 +351,7 @@ def lag_steps(args: argparse.Namespace, srv, procs: list[subprocess.Popen], targ
         cpu["box"] = round((busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 2)
         cpu["others"] = round(cpu["box"] * os.cpu_count() - sum(v for k, v in cpu.items() if k != "box"), 2)
         left, by_status = wait_synced(srv.dsn, 300)
-        n, p50, p99, mx, a_first, a_last = query(srv.dsn, LAG_SQL, {"f": t_from, "t": t_to})
+        n, p50, p99, mx, a_first, a_last, early, late = query(srv.dsn, LAG_SQL, {"f": t_from, "t": t_to})
         acked_in = query(srv.dsn, "SELECT count(*) FROM authority_acks WHERE created_at >= %(f)s AND "
                          "created_at < %(t)s", {"f": t_from, "t": t_to})[0]
         # CPU ms per invoice, which the neighbours hardly change: seal = server per sealed, sync = workers and
@@ -362,12 +364,15 @@ def lag_steps(args: argparse.Namespace, srv, procs: list[subprocess.Popen], targ
         sync_rate = n / (a_last - a_first).total_seconds() if n > 1 else 0.0
         step = {"target_rate": rate, "achieved_rate": achieved, "sync_rate": sync_rate, "acknowledged": n,
                 "lag_p50_ms": (p50 or 0) * 1000, "lag_p99_ms": (p99 or 0) * 1000, "lag_max_ms": (mx or 0) * 1000,
+                "lag_p50_first_quarter_ms": (early or 0) * 1000, "lag_p50_last_quarter_ms": (late or 0) * 1000,
                 "drain_s": drain_s, "backlog_at_end": backlog, "unsynced": left, "sync_status": by_status, "cpu": cpu,
                 "cpu_ms_per_invoice": cost, "pg_backends": waits, "client": client,
                 "errors": client["errors"] + sum(v for k, v in client["statuses"].items() if k != "201")
                 + left + by_status.get("failed", 0)}
+        # Kept up: the seals went out on time, the sync finished soon after, and the lag did not grow.
         step["sustained"] = (achieved >= 0.95 * rate and client["late"] <= 0.02 * client["sent"]
-                             and drain_s is not None and drain_s <= max(2.0, 0.1 * args.duration))
+                             and drain_s is not None and drain_s <= max(2.0, 0.1 * args.duration)
+                             and (late or 0) <= 2 * (early or 0) + 0.5)
         steps.append(step)
         if step["sustained"] or step["errors"]:
             break
@@ -420,7 +425,8 @@ def print_report(info: dict, outbox: list[dict], proc: dict, lag: dict) -> dict:
         print(f"{s['target_rate']:>8.0f} {s['achieved_rate']:>8.1f} {s['sync_rate']:>8.1f} {s['acknowledged']:>6} "
               f"{s['lag_p50_ms']:>8.0f} {s['lag_p99_ms']:>8.0f} {s['lag_max_ms']:>8.0f} {s['drain_s'] or 0:>7.1f} "
               f"{s['backlog_at_end']:>7} {c['p99_ms']:>8.0f} {c['late']:>5} {s['errors']:>6}  "
-              f"{'yes' if s['sustained'] else 'NO'}")
+              f"{'yes' if s['sustained'] else 'NO'} (p50 {s['lag_p50_first_quarter_ms']:.0f} ms in the first "
+              f"quarter, {s['lag_p50_last_quarter_ms']:.0f} in the last)")
         print(f"{'':>9}cores: {'  '.join(f'{k} {v}' for k, v in s['cpu'].items())};  "
               f"backends: {fmt_waits(s['pg_backends'])}")
         print(f"{'':>9}CPU ms per invoice: seal {cost['seal']} (server), sync {cost['sync']} (workers), simulator "

@@ -19,7 +19,8 @@ def run(args, env):
 
 
 def test_registry_commands_end_to_end(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "STALELA_DATA_DIR": str(tmp_path), "STALELA_LOG_LEVEL": "WARNING"}
+    env = {"PATH": "/usr/bin:/bin", "STALELA_DATA_DIR": str(tmp_path), "STALELA_LOG_LEVEL": "WARNING",
+           "STALELA_MASTER_KEY": "6d" * 32}
     run(["migrate"], env)
     created = run(["tenant", "create", "--name", "CLI SARL", "--tax-id", "C42", "--json"], env)
     tenant_id = created["tenant"]["id"]
@@ -37,7 +38,8 @@ def test_registry_commands_end_to_end(tmp_path):
 
 
 def test_key_rotation_keeps_old_seals_verifiable(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "STALELA_DATA_DIR": str(tmp_path), "STALELA_LOG_LEVEL": "WARNING"}
+    env = {"PATH": "/usr/bin:/bin", "STALELA_DATA_DIR": str(tmp_path), "STALELA_LOG_LEVEL": "WARNING",
+           "STALELA_MASTER_KEY": "6d" * 32}
     run(["migrate"], env)
     created = run(["tenant", "create", "--name", "Rot SARL", "--tax-id", "R1", "--json"], env)
     tenant_id, key = created["tenant"]["id"], {"Authorization": f"Bearer {created['api_key']}"}

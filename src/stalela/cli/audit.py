@@ -99,7 +99,7 @@ def verify(
             task = bar.add_task("verifying invoices", total=None)
             advance = lambda n: bar.advance(task, n)  # noqa: E731
             if export is not None:
-                pinned = json.loads(keys.read_text())["keys"] if keys else None
+                pinned = _pinned_keys(keys) if keys else None
                 report = verify_export(export, pinned_keys=pinned, progress=advance)
             else:
                 settings = get_settings()
@@ -180,3 +180,15 @@ def _require_existing_sqlite(url: str) -> None:
     parsed = make_url(normalize_database_url(url))
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
         raise UnusableInput(f"no SQLite database at {parsed.database}")
+
+
+def _pinned_keys(path: Path) -> list[dict]:
+    """A JWKS ({"keys": [...]}) or a single JWK as served by GET /v1/keys/{kid}."""
+    from stalela.fiscal.ledger.audit import UnusableInput
+
+    data = json.loads(path.read_text())
+    if isinstance(data, dict) and isinstance(data.get("keys"), list):
+        return data["keys"]
+    if isinstance(data, dict) and data.get("kty"):
+        return [data]
+    raise UnusableInput(f"{path} is neither a JWKS nor a JWK")

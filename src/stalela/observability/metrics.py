@@ -290,8 +290,8 @@ def authority_request(method: str, url: str, path: str) -> Iterator[OutboundCall
             error = exc
             raise
         finally:
-            AUTHORITY_REQUEST_DURATION.labels(operation).observe(time.perf_counter() - started)
-            AUTHORITY_REQUESTS.labels(operation, _authority_result(call.status, error)).inc()
+            _child(AUTHORITY_REQUEST_DURATION, operation).observe(time.perf_counter() - started)
+            _child(AUTHORITY_REQUESTS, operation, _authority_result(call.status, error)).inc()
             if call.status is not None:
                 span.set_attribute("http.response.status_code", call.status)
 
@@ -321,7 +321,7 @@ def webhook_delivery(url: str) -> Iterator[OutboundCall]:
             raise
         finally:
             WEBHOOK_DURATION.observe(time.perf_counter() - started)
-            WEBHOOK_DELIVERIES.labels(webhook_result(call.status, error, call.error)).inc()
+            _child(WEBHOOK_DELIVERIES, webhook_result(call.status, error, call.error)).inc()
             if call.status is not None:
                 span.set_attribute("http.response.status_code", call.status)
 
@@ -352,8 +352,8 @@ async def run_handler(handler: Callable[..., Any], ctx: Any, event_: Any) -> Non
             result = "retry_later"
             raise
         finally:
-            OUTBOX_HANDLER_DURATION.labels(event_.topic, name).observe(time.perf_counter() - started)
-            OUTBOX_HANDLED.labels(event_.topic, name, result).inc()
+            _child(OUTBOX_HANDLER_DURATION, event_.topic, name).observe(time.perf_counter() - started)
+            _child(OUTBOX_HANDLED, event_.topic, name, result).inc()
 
 
 def handler_name(handler: Callable[..., Any]) -> str:

@@ -29,6 +29,7 @@ import secrets
 import socket
 import time
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -59,6 +60,7 @@ LEASE_MARGIN = 5.0  # seconds a lease outlives the batch's worst case (time to r
 HANDLER_WAIT = 1.0  # seconds an outbox handler waits for its delivery before leaving it to its slot
 PARK_SECONDS = (15.0, 45.0)  # a message waiting for a busy endpoint's slot looks again after this
 MAX_SLOTS = 512  # delivery slots per process (event loop), all endpoints together
+RECENT = 10_000  # outcomes remembered per process for the messages' own outbox events
 
 
 def retry_delay(attempts: int) -> float | None:
@@ -99,6 +101,9 @@ class _Runtime:
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.slots: set[asyncio.Task] = set()
         self.outcomes: dict[str, asyncio.Future] = {}  # message id -> its outcome, while leased here
+        # Outcomes recorded here lately: the message's own outbox event, often handled after a slot
+        # took and settled the message, then needs no database round trip at all.
+        self.recent: OrderedDict[str, Outcome] = OrderedDict()
 
     def expect(self, jobs: list[Job]) -> None:
         loop = asyncio.get_running_loop()
@@ -109,6 +114,13 @@ class _Runtime:
         future = self.outcomes.pop(message_id, None)
         if future is not None and not future.done():
             future.set_result(outcome)
+        if outcome.status in ("delivered", "failed", "pending"):
+            self.recent[message_id] = outcome
+            if len(self.recent) > RECENT:
+                self.recent.popitem(last=False)
+
+    def known(self, message_id: str) -> Outcome | asyncio.Future | None:
+        return self.outcomes.get(message_id) or self.recent.pop(message_id, None)
 
 
 _runtimes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Runtime]" = weakref.WeakKeyDictionary()
@@ -165,15 +177,16 @@ async def _claim(db: Database, settings: Settings, tenant_id: str,
     """Lease the message (and a batch after it) for a new slot; or its outcome, or the future one
     of a slot here that has it, or ``RetryLater``."""
     runtime = _runtime()
-    # Under a backlog most events find their message delivered by a slot, in a slot here, or not due
-    # yet: answer those from a read, without write locks.
+    known = runtime.known(message_id)
+    if known is not None:
+        return known
+    # Under a backlog most events find their message delivered by a slot, or not due yet: answer
+    # those from a read, without write locks.
     async with db.transaction(readonly=True) as session:
         await bind_tenant(session, tenant_id)
         message = await MessageRepository(session).get(message_id)
         if message is None or message.status != "pending":
             return Outcome(message.status if message else "failed")
-        if message_id in runtime.outcomes:
-            return runtime.outcomes[message_id]
         if _usable(await EndpointRepository(session).live(message.endpoint_id)):  # else: fail it below
             _not_yet(message, clock.now())
     async with db.transaction() as session:
@@ -204,9 +217,11 @@ async def _claim(db: Database, settings: Settings, tenant_id: str,
 async def deliver(db: Database, settings: Settings, tenant_id: str, message_id: str) -> None:
     """The ``webhook.deliver`` handler: returns once the message is settled, else ``RetryLater``."""
     claimed = await _claim(db, settings, tenant_id, message_id)
-    if isinstance(claimed, Outcome):
-        return
     runtime = _runtime()
+    if isinstance(claimed, Outcome):
+        if claimed.status == "pending" and claimed.next_attempt_at is not None:  # settled here lately
+            raise RetryLater(claimed.detail, clock.wait((claimed.next_attempt_at - clock.now()).total_seconds()))
+        return
     if isinstance(claimed, tuple):
         token, jobs = claimed
         runtime.expect(jobs)

@@ -159,7 +159,9 @@ class LedgerVerifier:
             self._document_matches(inv, payload, where)
             if columns is not None:
                 self._columns_match(columns, seal, where)
-        self._chain(payload if check else inv, seal.get("hash", ""), where)
+        # The chain is followed on the signed payload even when its seal fails, so one altered
+        # invoice is reported once instead of starting a phantom series.
+        self._chain(payload or inv, seal.get("hash", ""), where)
         self._leaf(inv, seal.get("hash", ""), stored_leaf_hash, where)
 
     def _document_matches(self, inv: dict[str, Any], payload: dict[str, Any], where: dict[str, Any]) -> None:
