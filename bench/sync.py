@@ -481,8 +481,12 @@ def main(argv: list[str] | None = None) -> int:
         seal_bench.RESULTS.mkdir(exist_ok=True)
         path = seal_bench.RESULTS / f"{dt.date.today().isoformat()}.json"
         data = json.loads(path.read_text()) if path.exists() else {}  # shared by every bench: keep the others
-        data.setdefault("benches", {})["sync"] = {"machine": info, "outbox": outbox, "procrastinate": proc,
-                                                  "ratio_vs_procrastinate": ratios, "lag": lag}
+        section = data.setdefault("benches", {}).setdefault("sync", {})  # --only: the other parts stay
+        for part, result in (("outbox", outbox), ("procrastinate", proc), ("lag", lag)):
+            if part in only:
+                section[part], section.setdefault("machine_by_part", {})[part] = result, info
+        if {"outbox", "procrastinate"} <= only:
+            section["ratio_vs_procrastinate"] = ratios
         path.with_suffix(".json.tmp").write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
         path.with_suffix(".json.tmp").replace(path)
         print(f"results written to {path.relative_to(seal_bench.ROOT)}")

@@ -1,7 +1,7 @@
 """Webhook deliveries per second to a fast loopback receiver, and the delay from seal to delivery.
 
 Usage: .venv/bin/python bench/webhooks.py [--invoices 1000] [--endpoints 4] [--workers 1,4]
-                                          [--rate 20] [--seconds 10] [--no-save]
+                                          [--rate 5] [--seconds 10] [--no-save]
 
 For each worker count: a throwaway PostgreSQL database, the real `stalela serve` (no in-process
 workers) and N `stalela worker` processes, a receiver (uvicorn, its own process) that answers 200 at once.
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoints", type=int, default=4, help="endpoints subscribed to invoice.sealed")
     parser.add_argument("--workers", default="1,4", help="`stalela worker` process counts, comma-separated")
     parser.add_argument("--concurrency", type=int, default=8, help="--concurrency of each worker")
-    parser.add_argument("--rate", type=float, default=20, help="invoices per second in the latency run")
+    parser.add_argument("--rate", type=float, default=5, help="invoices per second in the latency run")
     parser.add_argument("--seconds", type=float, default=10, help="length of the latency run")
     parser.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)  # bench/run.py passes it on
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/<date>.json")

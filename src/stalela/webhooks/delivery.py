@@ -174,8 +174,8 @@ def _lease(session, settings: Settings, token: str, endpoint: WebhookEndpoint, b
 
 async def _claim(db: Database, settings: Settings, tenant_id: str,
                  message_id: str) -> Outcome | asyncio.Future | tuple[str, list[Job]]:
-    """Lease the message (and a batch after it) for a new slot; or its outcome, or the future one
-    of a slot here that has it, or ``RetryLater``."""
+    """Lease the message for a new slot; or say how it stands: its outcome, the future outcome of a
+    slot here that has it, or ``RetryLater``."""
     runtime = _runtime()
     known = runtime.known(message_id)
     if known is not None:
