@@ -1,6 +1,6 @@
 """Z and X reports on a huge business day, and what keeping the day's figures costs each seal.
 
-Usage: .venv/bin/python bench/reports.py [--invoices 100000] [--per-txn 500] [--blocks 6] [--block-seals 300]
+Usage: .venv/bin/python bench/reports.py [--invoices 10000] [--per-txn 500] [--blocks 4] [--block-seals 200]
                                          [--sqlite] [--no-save]
   a) overhead  seals through the service layer (seal_invoice, no HTTP) with the day-figures update on and
                off (record_invoice replaced by a no-op), interleaved in blocks on a second outlet: one seal
@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import secrets
+import signal
 import statistics
 import sys
 import tempfile
@@ -155,8 +156,7 @@ async def bench(url: str, args: argparse.Namespace, data_dir: str) -> dict:
         principal, day, side = await setup(db, settings)
         print("a) overhead of the day figures (interleaved blocks, figures on/off)", flush=True)
         over = [await overhead(db, settings, principal, side, 1, args.blocks, args.block_seals),
-                await overhead(db, settings, principal, side, args.per_txn, args.blocks,
-                               max(args.block_seals, args.per_txn * 4))]
+                await overhead(db, settings, principal, side, args.per_txn, args.blocks, args.per_txn)]
         for o in over:
             print(f"   {o['per_txn']:>4}/txn: on {o['seals_per_s_on']:>8,.0f}/s  off {o['seals_per_s_off']:>8,.0f}/s"
                   f"  ratio off/on {o['ratio_off_on']:.3f}  (+{o['us_per_seal_added']} us per seal)", flush=True)
@@ -185,13 +185,16 @@ async def bench(url: str, args: argparse.Namespace, data_dir: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--invoices", type=int, default=100_000, help="invoices in the one big day")
+    parser.add_argument("--invoices", type=int, default=10_000,
+                        help="invoices in the one big day (the issue asks for 1,000,000)")
     parser.add_argument("--per-txn", type=int, default=500, help="seals per transaction for the big day")
-    parser.add_argument("--blocks", type=int, default=6, help="blocks per mode in the overhead comparison")
-    parser.add_argument("--block-seals", type=int, default=300, help="seals per block (one per transaction)")
+    parser.add_argument("--blocks", type=int, default=4, help="blocks per mode in the overhead comparison")
+    parser.add_argument("--block-seals", type=int, default=200,
+                        help="seals per block at one per transaction (batched blocks are --per-txn seals)")
     parser.add_argument("--sqlite", action="store_true", help="SQLite file instead of PostgreSQL")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/<date>.json")
     args, _ = parser.parse_known_args(argv)  # bench/run.py passes every bench the same arguments
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still drop the throwaway database
     with tempfile.TemporaryDirectory(prefix="stalela-bench-reports-") as tmp:
         if args.sqlite:
             url, drop = f"sqlite:///{tmp}/bench.db", None

@@ -281,3 +281,10 @@ async def test_test_events_and_capped_answers(world, receiver):
     assert body["type"] == "webhook.test" and body["data"]["endpoint_id"] == endpoint["id"]
     [attempt] = await world.attempts(endpoint, r.json()["id"])
     assert attempt["outcome"] == "succeeded" and len(attempt["response_body"]) == BODY_KEPT
+    z = {"z_report_id": "zr_1", "outlet_id": "out_1", "business_day": "2026-11-22", "z_counter": 3,
+         "number": "MAIN-Z-00003", "invoices": 12, "total": "1500.00", "closed_at": "2026-11-22T22:00:00.000Z",
+         "closed_by": "user:usr_1", "seal_hash": "ab" * 32}
+    await world.emit("report.z_closed", z)
+    await world.pump()
+    closed = receiver.at("/big")[-1].verify(endpoint["secret"])
+    assert closed["type"] == "report.z_closed" and closed["data"] == {k: v for k, v in z.items() if k != "closed_by"}

@@ -37,11 +37,11 @@ _ALLOWED = {
     ENDPOINT_DISABLED: ("endpoint_id", "reason", "failing_since", "disabled_at"),
     WEBHOOK_TEST: ("endpoint_id", "message"),
 }
-# The Z report's payload is the reports domain's to define; these names are what a thin summary uses.
+# The Z report's outbox payload is the reports domain's; a thin summary keeps these of its fields
+# (not who closed the day).
 _REPORT_KEYS = frozenset({
-    "report_id", "outlet_id", "number", "counter", "type", "currency", "opened_at", "closed_at", "period_start",
-    "period_end", "from", "to", "date", "business_date", "invoice_count", "invoices", "first_fiscal_number",
-    "last_fiscal_number", "total", "totals", "tax_total", "checkpoint_id", "tree_size", "root_hash",
+    "z_report_id", "outlet_id", "business_day", "z_counter", "number", "invoices", "total", "currency",
+    "closed_at", "seal_hash",
 })
 _STATUS = {INVOICE_ACKNOWLEDGED: "acknowledged", INVOICE_SYNC_FAILED: "failed"}
 
