@@ -215,13 +215,13 @@ async def test_failed_messages_can_be_retried_and_recovered(world, receiver, clo
     r = await world.api("POST", f"/v1/webhook-endpoints/{endpoint['id']}/messages/{first['id']}/retry")
     assert r.status_code == 200 and r.json()["status"] == "pending"
     await world.pump()
-    assert receiver.at("/down")[-1].id == first["id"]
+    assert len(receiver.at("/down")) == 2 * len(SCHEDULE) + 1 and receiver.at("/down")[-1].id == first["id"]
     assert len(await world.attempts(endpoint, first["id"])) == len(SCHEDULE) + 1
     window = {"since": (clock.now() - timedelta(days=7)).isoformat(), "until": clock.now().isoformat()}
     r = await world.api("POST", f"/v1/webhook-endpoints/{endpoint['id']}/recover", json=window)
     assert r.json() == {"recovered": 1, "has_more": False}
     await world.pump()
-    assert receiver.at("/down")[-1].id == second["id"]
+    assert len(receiver.at("/down")) == 2 * len(SCHEDULE) + 2 and receiver.at("/down")[-1].id == second["id"]
     assert {m["status"] for m in await world.messages(endpoint)} == {"delivered"}
     r = await world.api("POST", f"/v1/webhook-endpoints/{endpoint['id']}/recover", json=window)
     assert r.json() == {"recovered": 0, "has_more": False}

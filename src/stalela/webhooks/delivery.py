@@ -119,7 +119,10 @@ class _Runtime:
             if len(self.recent) > RECENT:
                 self.recent.popitem(last=False)
 
-    def known(self, message_id: str) -> Outcome | asyncio.Future | None:
+    def known(self, message_id: str, *, fresh: bool) -> Outcome | asyncio.Future | None:
+        if fresh:  # re-queued over the API since: what is known here no longer holds
+            self.recent.pop(message_id, None)
+            return None
         return self.outcomes.get(message_id) or self.recent.pop(message_id, None)
 
 
@@ -172,12 +175,12 @@ def _lease(session, settings: Settings, token: str, endpoint: WebhookEndpoint, b
     return jobs
 
 
-async def _claim(db: Database, settings: Settings, tenant_id: str,
-                 message_id: str) -> Outcome | asyncio.Future | tuple[str, list[Job]]:
+async def _claim(db: Database, settings: Settings, tenant_id: str, message_id: str,
+                 fresh: bool) -> Outcome | asyncio.Future | tuple[str, list[Job]]:
     """Lease the message for a new slot; or say how it stands: its outcome, the future outcome of a
     slot here that has it, or ``RetryLater``."""
     runtime = _runtime()
-    known = runtime.known(message_id)
+    known = runtime.known(message_id, fresh=fresh)
     if known is not None:
         return known
     # Under a backlog most events find their message delivered by a slot, or not due yet: answer
@@ -214,9 +217,10 @@ async def _claim(db: Database, settings: Settings, tenant_id: str,
         return token, _lease(session, settings, token, endpoint, [message], now)
 
 
-async def deliver(db: Database, settings: Settings, tenant_id: str, message_id: str) -> None:
-    """The ``webhook.deliver`` handler: returns once the message is settled, else ``RetryLater``."""
-    claimed = await _claim(db, settings, tenant_id, message_id)
+async def deliver(db: Database, settings: Settings, tenant_id: str, message_id: str, *, fresh: bool = False) -> None:
+    """The ``webhook.deliver`` handler: returns once the message is settled, else ``RetryLater``.
+    ``fresh``: the message was re-queued (retry, recover) after its last outcome here."""
+    claimed = await _claim(db, settings, tenant_id, message_id, fresh)
     runtime = _runtime()
     if isinstance(claimed, Outcome):
         if claimed.status == "pending" and claimed.next_attempt_at is not None:  # settled here lately
@@ -235,6 +239,7 @@ async def deliver(db: Database, settings: Settings, tenant_id: str, message_id: 
         outcome = await asyncio.wait_for(asyncio.shield(future), HANDLER_WAIT)
     except asyncio.TimeoutError:
         raise RetryLater("delivery in progress", clock.wait(lease_seconds(settings) + 1)) from None
+    runtime.recent.pop(message_id, None)  # this event was the one to learn it
     if outcome.status == "pending":
         raise RetryLater(outcome.detail, clock.wait((outcome.next_attempt_at - clock.now()).total_seconds()))
     if outcome.status == "unknown":  # handed back unsent, or the lease went to another delivery

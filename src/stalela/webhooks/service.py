@@ -136,9 +136,10 @@ async def rotate_secret(session: AsyncSession, settings: Settings, endpoint_id: 
 # --- messages ------------------------------------------------------------------------------------
 
 
-def _queue(session: AsyncSession, tenant_id: str, message_ids: list[str]) -> None:
+def _queue(session: AsyncSession, tenant_id: str, message_ids: list[str], *, requeued: bool = False) -> None:
+    payload = {"requeued": True} if requeued else {}
     for message_id in message_ids:
-        enqueue(session, tenant_id, events.DELIVER_TOPIC, {"message_id": message_id})
+        enqueue(session, tenant_id, events.DELIVER_TOPIC, {"message_id": message_id, **payload})
 
 
 def _message_row(tenant_id: str, endpoint_id: str, event_id: str, event_type: str, body: str,
@@ -206,9 +207,11 @@ async def list_attempts(session: AsyncSession, endpoint_id: str, message_id: str
 
 
 def _requeue(message: WebhookMessage, now: datetime) -> None:
-    """A new round of the retry schedule, starting at once; the attempts log keeps the old rounds."""
+    """A new round of the retry schedule, starting at once; the attempts log keeps the old rounds.
+    A delivery in flight loses its lease: its outcome will not overwrite this."""
     message.status, message.attempts, message.next_attempt_at = "pending", 0, now
     message.last_error, message.delivered_at, message.updated_at = None, None, now
+    message.claimed_by = message.lease_until = None
 
 
 async def retry_message(session: AsyncSession, principal: Principal, endpoint_id: str,
@@ -220,7 +223,7 @@ async def retry_message(session: AsyncSession, principal: Principal, endpoint_id
     message = await get_message(session, endpoint_id, message_id)
     message = await MessageRepository(session).get_locked(message.id)
     _requeue(message, clock.now())
-    _queue(session, principal.tenant_id, [message.id])
+    _queue(session, principal.tenant_id, [message.id], requeued=True)
     await session.flush()
     return message
 
@@ -238,6 +241,6 @@ async def recover(session: AsyncSession, principal: Principal, endpoint_id: str,
     rows = await MessageRepository(session).failed_between(endpoint_id, since, until, RECOVER_BATCH + 1)
     for message in rows[:RECOVER_BATCH]:
         _requeue(message, now)
-    _queue(session, principal.tenant_id, [m.id for m in rows[:RECOVER_BATCH]])
+    _queue(session, principal.tenant_id, [m.id for m in rows[:RECOVER_BATCH]], requeued=True)
     await session.flush()
     return min(len(rows), RECOVER_BATCH), len(rows) > RECOVER_BATCH

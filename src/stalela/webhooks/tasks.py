@@ -26,4 +26,5 @@ async def fan_out(ctx: HandlerContext, event: Event) -> None:
 
 @handles(events.DELIVER_TOPIC)
 async def deliver(ctx: HandlerContext, event: Event) -> None:
-    await delivery.deliver(ctx.db, ctx.settings, event.tenant_id, event.payload["message_id"])
+    await delivery.deliver(ctx.db, ctx.settings, event.tenant_id, event.payload["message_id"],
+                           fresh=bool(event.payload.get("requeued")))
