@@ -42,7 +42,9 @@ def start_server(env_overrides: dict[str, str], data_dir: Path, *, workers: int 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")}
     env.update({"STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING", "STALELA_DEMO": "false",
-                "STALELA_MASTER_KEY": "6d" * 32})  # the same as tests.conftest.MASTER_KEY
+                "STALELA_MASTER_KEY": "6d" * 32,  # the same as tests.conftest.MASTER_KEY
+                # Load tests seal thousands of invoices with one key; the tests of rate limits set their own.
+                "STALELA_RATE_LIMIT_PER_SECOND": "1000000", "STALELA_RATE_LIMIT_BURST": "1000000"})
     env.update(env_overrides)
     log_path = data_dir / f"server-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)

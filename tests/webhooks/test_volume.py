@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 
 from stalela.outbox.dispatcher import Dispatcher
+from stalela.webhooks import delivery
 from tests.webhooks.test_delivery import SEALED
 
 HALF = 500
@@ -22,9 +23,6 @@ async def _until(predicate, what: str, timeout: float = 300.0) -> None:  # noqa:
     while not await predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.2)
-        import os
-        if os.environ.get("HOOKS_DEBUG"):
-            print(what, round(time.monotonic() - deadline + timeout, 1), flush=True)
 
 
 @pytest.mark.parametrize("hooks_database_url", ["postgres"], indirect=True)
@@ -37,16 +35,6 @@ async def test_thousand_events_three_endpoints_one_down_for_the_first_half(world
     dispatchers = [Dispatcher(world.db, world.settings, concurrency=8) for _ in range(2)]
     runs = [asyncio.create_task(d.run()) for d in dispatchers]
 
-    import os
-    if os.environ.get("HOOKS_DEBUG"):
-        async def progress():
-            while True:
-                await asyncio.sleep(2)
-                st = await world.stored()
-                from collections import Counter as C
-                print({p: len(receiver.at(p)) for p in ("/a", "/b", "/c")}, C((m.endpoint_id[-4:], m.status, m.attempts) for m in st), flush=True)
-        asyncio.create_task(progress())
-
     def ok_ids(path: str) -> set[str]:
         return {r.id for r in receiver.at(path)}
 
@@ -58,13 +46,13 @@ async def test_thousand_events_three_endpoints_one_down_for_the_first_half(world
         await world.emit("invoice.sealed", SEALED, count=HALF)
         await _until(first_half_done, "the first half")
         assert {m.status for m in await world.stored() if m.endpoint_id == c["id"]} == {"pending"}
+        await delivery.settle()  # nothing in flight: no lease may expire when the clock jumps
         receiver.answer("/c", default=200)  # the endpoint comes back...
-        await world.emit("invoice.sealed", SEALED, count=HALF)
-        clock.advance(minutes=10)  # ...and the first half's retries come due
+        clock.advance(minutes=10)  # ...the first half's retries come due...
+        await world.emit("invoice.sealed", SEALED, count=HALF)  # ...and the second half arrives
 
         async def all_done() -> bool:
-            return all(len(ok_ids(p)) == 2 * HALF for p in ("/a", "/b")) and \
-                len({r.id for r in receiver.at("/c") if r.at >= 0}) == 2 * HALF and \
+            return all(len(ok_ids(p)) == 2 * HALF for p in ("/a", "/b", "/c")) and \
                 all(m.status == "delivered" for m in await world.stored())
         await _until(all_done, "every delivery")
     finally:
