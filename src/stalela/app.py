@@ -137,6 +137,7 @@ def extra_routers() -> list:
     from stalela.auth.endpoints import router as auth_router
     from stalela.audit.endpoints import router as audit_router
     from stalela.webhooks.endpoints import router as webhooks_router
+    from stalela.dashboard.endpoints import routers as dashboard_routers
 
     return [invoices_router, ledger_router, keys_router, verification_router, outbox_router, authority_router,
-            auth_router, audit_router, *reports_routers, webhooks_router]
+            auth_router, audit_router, *reports_routers, webhooks_router, *dashboard_routers]

@@ -91,6 +91,15 @@ def _is_json(content_type: bytes) -> bool:
     return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
 
 
+# The server-rendered consoles (stalela.dashboard) post plain HTML forms; the API stays JSON-only.
+_FORM_PATHS = ("/app/", "/ops/")
+
+
+def _is_console_form(path: str, content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/x-www-form-urlencoded" and path.startswith(_FORM_PATHS)
+
+
 class BodyGuardMiddleware:
     """Refuse non-JSON bodies (415) and bodies above the limit (413) while they stream in."""
 
@@ -106,7 +115,8 @@ class BodyGuardMiddleware:
         declared = headers.get(b"content-length")
         content_type = headers.get(b"content-type")
         has_body = (declared not in (None, b"0")) or b"transfer-encoding" in headers
-        if scope["method"] in _BODY_METHODS and has_body and (content_type is None or not _is_json(content_type)):
+        if scope["method"] in _BODY_METHODS and has_body and (content_type is None or not (
+                _is_json(content_type) or _is_console_form(scope["path"], content_type))):
             await _send_problem(send, UnsupportedMediaType("send JSON with 'Content-Type: application/json'"), scope)
             return
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:

@@ -1,0 +1,95 @@
+"""Server-rendered SVG charts: no script, no library, readable without colour (a table goes along)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from html import escape
+
+from markupsafe import Markup
+
+WIDTH, HEIGHT = 760, 240
+LEFT, RIGHT, TOP, BOTTOM = 70, 50, 16, 36
+
+
+@dataclass(frozen=True)
+class DayPoint:
+    day: date
+    turnover_cents: int
+    invoices: int
+
+
+def _nice_max(value: int) -> int:
+    """The smallest 1/2/5 × 10^n at or above ``value`` (axis ends on a round number)."""
+    if value <= 0:
+        return 1
+    step = 1
+    while True:
+        for m in (1, 2, 5):
+            if m * step >= value:
+                return m * step
+        step *= 10
+
+
+def _label(cents: int) -> str:
+    units = cents / 100
+    for suffix, size in (("M", 1e6), ("k", 1e3)):
+        if abs(units) >= size:
+            return f"{units / size:g}{suffix}"
+    return f"{units:g}"
+
+
+def daily_chart(points: list[DayPoint], currency: str) -> Markup:
+    """Bars: net turnover per business day; dots joined by a line: invoice count (right axis)."""
+    n = max(len(points), 1)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    top_money = _nice_max(max((max(p.turnover_cents, 0) for p in points), default=0))
+    top_count = _nice_max(max((p.invoices for p in points), default=0))
+    slot = plot_w / n
+    bar_w = max(slot * 0.7, 1)
+    total = sum(p.turnover_cents for p in points)
+    count = sum(p.invoices for p in points)
+    title = f"Daily net turnover and invoices, last {len(points)} days"
+    desc = f"{count} invoices, {_label(total)} {currency} in total."
+    out = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-t chart-d" '
+           f'xmlns="http://www.w3.org/2000/svg">',
+           f'<title id="chart-t">{escape(title)}</title><desc id="chart-d">{escape(desc)}</desc>']
+    for i in range(5):  # grid and left axis (money)
+        y = TOP + plot_h * i / 4
+        value = int(top_money * (4 - i) / 4)
+        out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">{_label(value)}</text>')
+        out.append(f'<text x="{WIDTH - RIGHT + 6}" y="{y + 4:.1f}" class="axis">'
+                   f'{int(top_count * (4 - i) / 4)}</text>')
+    line = []
+    for i, p in enumerate(points):
+        x = LEFT + slot * i + (slot - bar_w) / 2
+        h = plot_h * max(p.turnover_cents, 0) / top_money
+        tip = f"{p.day.isoformat()}: {_label(p.turnover_cents)} {currency}, {p.invoices} invoices"
+        out.append(f'<rect x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                   f'class="bar"><title>{escape(tip)}</title></rect>')
+        cx, cy = LEFT + slot * (i + 0.5), TOP + plot_h - plot_h * p.invoices / top_count
+        line.append(f"{cx:.1f},{cy:.1f}")
+        if i % 5 == 0 or i == len(points) - 1:
+            out.append(f'<text x="{cx:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" class="axis">'
+                       f'{p.day.strftime("%d %b")}</text>')
+    if line:
+        out.append(f'<polyline points="{" ".join(line)}" class="count-line"/>')
+        for xy in line:
+            x, y = xy.split(",")
+            out.append(f'<circle cx="{x}" cy="{y}" r="2.5" class="count-dot"/>')
+    out.append(f'<text x="{LEFT}" y="{HEIGHT - 4}" class="axis">bars: turnover ({escape(currency)}), left</text>')
+    out.append(f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 4}" text-anchor="end" class="axis">'
+               'line: invoices, right</text>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def sparkline(values: list[float], label: str, width: int = 160, height: int = 32) -> Markup:
+    """A small trend line for the operations console (e.g. seals per sample)."""
+    if len(values) < 2:
+        return Markup("")
+    top = max(max(values), 1e-9)
+    step = width / (len(values) - 1)
+    pts = " ".join(f"{i * step:.1f},{height - 2 - (height - 4) * v / top:.1f}" for i, v in enumerate(values))
+    return Markup(f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}" '
+                  f'xmlns="http://www.w3.org/2000/svg"><polyline points="{pts}" class="count-line"/></svg>')

@@ -1,0 +1,90 @@
+"""The operations console (/ops): pipeline, authority sync, tenants and webhook health, for the
+platform operator only (``STALELA_OPERATOR_TOKEN``). Sessions read across tenants (platform binding)."""
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Request
+
+from stalela.auth.dependencies import DbSession
+from stalela.dashboard import pipeline, service
+from stalela.dashboard.charts import sparkline
+from stalela.dashboard.repository import DashboardRepository
+from stalela.dashboard.web import (
+    ID, opt,
+    OPS_COOKIE, CurrentOperator, DashboardRoute, check_origin, operator_login, posted, queue_cookie, read_form, redirect,
+    render,
+)
+from stalela.errors import ValidationFailed
+from stalela.outbox import service as outbox
+from stalela.tenancy import service as tenancy
+
+router = APIRouter(prefix="/ops", route_class=DashboardRoute, include_in_schema=False)
+TOPIC = re.compile(r"^[a-z0-9_.]{1,64}$")
+
+
+@router.get("/login")
+async def login_page(request: Request):
+    enabled = request.app.state.settings.operator_token is not None
+    return render(request, "ops_login.html", enabled=enabled)
+
+
+@router.post("/login")
+async def login(request: Request):
+    form = await read_form(request)
+    # No session yet: the Origin check is this form's CSRF defence (and the token is the secret).
+    check_origin(request)
+    if not operator_login(request, form.get("token", "")):
+        return render(request, "ops_login.html", status=401, enabled=True, error="Invalid operator token.")
+    return redirect("/ops")
+
+
+@router.post("/logout")
+async def logout(request: Request, operator: CurrentOperator):
+    await posted(request, operator)
+    queue_cookie(request, OPS_COOKIE, None, path="/ops", samesite="strict")
+    return redirect("/ops/login")
+
+
+@router.get("")
+async def pipeline_page(request: Request, session: DbSession, operator: CurrentOperator):
+    topic = opt(request.query_params.get("topic"), TOPIC, "topic")
+    after = opt(request.query_params.get("after"), ID, "after")
+    rates = await pipeline.pipeline_rates(request.app)
+    stats, dead, more = await service.outbox_overview(session, topic, after)
+    return render(request, "ops_pipeline.html", rates=rates, stats=stats, dead=dead, more=more, topic=topic,
+                  trend=sparkline(rates.trend, "seals per minute over the last samples"),
+                  replayed=request.query_params.get("replayed"))
+
+
+@router.post("/dead/replay")
+async def replay(request: Request, session: DbSession, operator: CurrentOperator):
+    form = await posted(request, operator)
+    ids = [i for i in form.all("ids") if ID.match(i)]
+    topic = opt(form.get("topic"), TOPIC, "topic")
+    if not ids and not topic:
+        raise ValidationFailed("choose dead letters to replay", code="replay_target_required", field="ids")
+    count = await outbox.replay(session, ids or None, None if ids else topic)
+    return redirect(f"/ops?replayed={count}")
+
+
+@router.get("/sync")
+async def sync_page(request: Request, session: DbSession, operator: CurrentOperator):
+    return render(request, "ops_sync.html", rows=await service.sync_overview(session))
+
+
+@router.get("/tenants")
+async def tenants_page(request: Request, session: DbSession, operator: CurrentOperator):
+    rows = await DashboardRepository(session).tenants()
+    return render(request, "ops_tenants.html", rows=rows, webhooks=await service.webhook_health(session))
+
+
+@router.post("/tenants/{tenant_id}/{action}")
+async def tenant_status(tenant_id: str, action: str, request: Request, session: DbSession,
+                        operator: CurrentOperator):
+    await posted(request, operator)
+    status = {"suspend": "suspended", "activate": "active"}.get(action)
+    if status is None:
+        raise ValidationFailed("action: suspend or activate", code="invalid_parameter", field="action")
+    await tenancy.set_tenant_status(session, opt(tenant_id, ID, "tenant_id"), status)
+    return redirect("/ops/tenants")

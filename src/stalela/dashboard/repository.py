@@ -1,0 +1,139 @@
+"""The consoles' own reads: aggregates and lists no other package needed. Every query is bounded by
+an index or by the number of outlets, endpoints or tenants, never by the number of invoices."""
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import and_, case, func, select, tuple_
+
+from stalela.auth.models import User
+from stalela.authority.models import AuthorityDevice, InvoiceSync
+from stalela.fiscal.invoices.models import Invoice, Series
+from stalela.fiscal.invoices.schemas import InvoiceFilters
+from stalela.fiscal.ledger.models import ExportJob
+from stalela.fiscal.reports.models import DayFigures, ZReport
+from stalela.tenancy.models import Outlet, Tenant
+from stalela.webhooks.models import WebhookEndpoint, WebhookMessage
+
+
+class DashboardRepository:
+    def __init__(self, session) -> None:  # noqa: ANN001
+        self.session = session
+
+    async def day_figures_since(self, since: date, outlet_ids: list[str]) -> list[DayFigures]:
+        """One row per outlet and business day (the primary key), so 30 days cost 30 rows per outlet."""
+        if not outlet_ids:
+            return []
+        stmt = select(DayFigures).where(DayFigures.outlet_id.in_(outlet_ids), DayFigures.business_day >= since)
+        return list((await self.session.execute(stmt.order_by(DayFigures.business_day))).scalars())
+
+    async def latest_z(self, outlet_ids: list[str]) -> dict[str, ZReport]:
+        if not outlet_ids:
+            return {}
+        newest = (select(ZReport.outlet_id, func.max(ZReport.z_counter))
+                  .where(ZReport.outlet_id.in_(outlet_ids)).group_by(ZReport.outlet_id))
+        stmt = select(ZReport).where(tuple_(ZReport.outlet_id, ZReport.z_counter).in_(newest))
+        return {z.outlet_id: z for z in (await self.session.execute(stmt)).scalars()}
+
+    async def sealed_by_outlet(self) -> dict[str, int]:
+        """Invoices sealed per outlet: the series counters are gap-free, so they are the count."""
+        stmt = select(Series.outlet_id, func.sum(Series.counter)).group_by(Series.outlet_id)
+        return {o: int(n or 0) for o, n in await self.session.execute(stmt)}
+
+    async def devices(self) -> dict[str, AuthorityDevice]:
+        return {d.outlet_id: d for d in (await self.session.execute(select(AuthorityDevice))).scalars()}
+
+    async def invoices_by_sync(
+        self, status: str, filters: InvoiceFilters, *, outlets_only: frozenset[str] | None, limit: int,
+        starting_after: str | None,
+    ) -> tuple[list[Invoice], bool]:
+        """Invoices with an authority status, newest first. "pending" includes invoices the sync
+        agent has not picked up yet (no sync row): the same reading as the API's ``sync`` object."""
+        joined = and_(InvoiceSync.tenant_id == Invoice.tenant_id, InvoiceSync.invoice_id == Invoice.id)
+        stmt = select(Invoice).outerjoin(InvoiceSync, joined)
+        if status == "pending":
+            stmt = stmt.where((InvoiceSync.status == "pending") | InvoiceSync.invoice_id.is_(None))
+        else:
+            stmt = stmt.where(InvoiceSync.status == status)
+        if outlets_only is not None:
+            stmt = stmt.where(Invoice.outlet_id.in_(sorted(outlets_only)))
+        for column, value in ((Invoice.outlet_id, filters.outlet_id), (Invoice.type, filters.type),
+                              (Invoice.fiscal_number, filters.fiscal_number)):
+            if value:
+                stmt = stmt.where(column == value)
+        if filters.issued_at_gte:
+            stmt = stmt.where(Invoice.issued_at >= filters.issued_at_gte)
+        if filters.issued_at_lt:
+            stmt = stmt.where(Invoice.issued_at < filters.issued_at_lt)
+        if starting_after:
+            stmt = stmt.where(Invoice.id < starting_after)
+        rows = list((await self.session.execute(stmt.order_by(Invoice.id.desc()).limit(limit + 1))).scalars())
+        return rows[:limit], len(rows) > limit
+
+    async def users(self, limit: int = 200) -> list[User]:
+        stmt = select(User).order_by(User.status, User.email).limit(limit)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def user(self, user_id: str) -> User | None:
+        return (await self.session.execute(select(User).where(User.id == user_id))).scalar_one_or_none()
+
+    async def recent_exports(self, limit: int = 10) -> list[ExportJob]:
+        stmt = select(ExportJob).order_by(ExportJob.id.desc()).limit(limit)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def sync_by_outlet(self) -> list[tuple]:
+        """(tenant, outlet, pending, oldest pending, failed) over the session's scope.
+
+        Only rows still waiting or failed are read (an indexed, small set): acknowledged ones are
+        every sealed invoice minus these, so the cost does not grow with history.
+        """
+        stmt = (
+            select(InvoiceSync.tenant_id, InvoiceSync.outlet_id,
+                   func.sum(case((InvoiceSync.status == "pending", 1), else_=0)),
+                   func.min(case((InvoiceSync.status == "pending", InvoiceSync.sealed_at), else_=None)),
+                   func.sum(case((InvoiceSync.status == "failed", 1), else_=0)))
+            .where(InvoiceSync.status.in_(("pending", "failed")))
+            .group_by(InvoiceSync.tenant_id, InvoiceSync.outlet_id)
+        )
+        return list(await self.session.execute(stmt))
+
+    # --- across tenants (operator, platform session) ---------------------------------------------
+
+    async def last_acknowledged(self) -> dict[tuple[str, str], object]:
+        stmt = (select(InvoiceSync.tenant_id, InvoiceSync.outlet_id, func.max(InvoiceSync.updated_at))
+                .where(InvoiceSync.status == "acknowledged").group_by(InvoiceSync.tenant_id, InvoiceSync.outlet_id))
+        return {(t, o): at for t, o, at in await self.session.execute(stmt)}
+
+    async def outlets_everywhere(self) -> dict[tuple[str, str], tuple[str, str, str | None]]:
+        """(tenant, outlet) → (tenant name, outlet code, device status or None)."""
+        stmt = (select(Outlet.tenant_id, Outlet.id, Tenant.name, Outlet.code, AuthorityDevice.status)
+                .join(Tenant, Tenant.id == Outlet.tenant_id)
+                .outerjoin(AuthorityDevice, and_(AuthorityDevice.tenant_id == Outlet.tenant_id,
+                                                 AuthorityDevice.outlet_id == Outlet.id)))
+        return {(t, o): (name, code, dev) for t, o, name, code, dev in await self.session.execute(stmt)}
+
+    async def tenants(self, limit: int = 500) -> list[tuple[Tenant, int, int]]:
+        """Tenants with their outlet count and invoices sealed (the series counters: one row per outlet)."""
+        outlets = (select(Outlet.tenant_id, func.count().label("n")).group_by(Outlet.tenant_id)).subquery()
+        sealed = (select(Series.tenant_id, func.sum(Series.counter).label("n")).group_by(Series.tenant_id)).subquery()
+        stmt = (select(Tenant, func.coalesce(outlets.c.n, 0), func.coalesce(sealed.c.n, 0))
+                .outerjoin(outlets, outlets.c.tenant_id == Tenant.id)
+                .outerjoin(sealed, sealed.c.tenant_id == Tenant.id)
+                .order_by(Tenant.id.desc()).limit(limit))
+        return [(t, int(o), int(s)) for t, o, s in await self.session.execute(stmt)]
+
+    async def webhook_endpoints(self, limit: int = 200) -> list[tuple[WebhookEndpoint, str]]:
+        stmt = (select(WebhookEndpoint, Tenant.name).join(Tenant, Tenant.id == WebhookEndpoint.tenant_id)
+                .where(WebhookEndpoint.deleted_at.is_(None))
+                .order_by(WebhookEndpoint.failing_since.is_(None), WebhookEndpoint.id.desc()).limit(limit))
+        return list(await self.session.execute(stmt))
+
+    async def webhook_backlog(self) -> dict[tuple[str, str], dict[str, int]]:
+        """Pending and failed messages per endpoint (indexed by tenant, endpoint, status)."""
+        stmt = (select(WebhookMessage.tenant_id, WebhookMessage.endpoint_id, WebhookMessage.status, func.count())
+                .where(WebhookMessage.status.in_(("pending", "failed")))
+                .group_by(WebhookMessage.tenant_id, WebhookMessage.endpoint_id, WebhookMessage.status))
+        out: dict[tuple[str, str], dict[str, int]] = {}
+        for tenant_id, endpoint_id, status, count in await self.session.execute(stmt):
+            out.setdefault((tenant_id, endpoint_id), {})[status] = int(count)
+        return out

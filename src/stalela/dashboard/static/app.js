@@ -1,0 +1,37 @@
+// Stalela consoles: the little that needs script. Every page works without it.
+"use strict";
+(function () {
+  // Destructive forms ask first (data-confirm on the form).
+  document.addEventListener("submit", function (ev) {
+    var msg = ev.target.getAttribute && ev.target.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) { ev.preventDefault(); }
+  });
+  document.addEventListener("click", function (ev) {
+    var t = ev.target;
+    if (t.hasAttribute("data-copy")) {
+      var text = document.getElementById(t.getAttribute("data-copy")).textContent;
+      if (navigator.clipboard) { navigator.clipboard.writeText(text).then(function () { t.textContent = "Copied"; }); }
+    }
+    if (t.hasAttribute("data-print")) { window.print(); }
+  });
+  // Audit export progress: poll each unfinished job until it is ready or failed.
+  function poll(row) {
+    var url = row.getAttribute("data-poll");
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+      .then(function (job) {
+        var status = row.querySelector(".export-status");
+        var bar = row.querySelector("progress");
+        status.textContent = job.status + (job.invoices != null ? " · " + job.invoices + " invoices" : "") + (job.error ? " · " + job.error : "");
+        bar.value = { pending: 1, running: 2 }[job.status] || 3;
+        if (job.status === "ready" && job.download_url) {
+          var a = document.createElement("a");
+          a.href = job.download_url; a.textContent = "Download (" + job.bytes + " bytes)";
+          row.querySelector(".export-link").replaceChildren(a);
+        }
+        if (job.status === "pending" || job.status === "running") { setTimeout(function () { poll(row); }, 1000); }
+      })
+      .catch(function () { setTimeout(function () { poll(row); }, 5000); });
+  }
+  document.querySelectorAll("[data-poll]").forEach(poll);
+})();

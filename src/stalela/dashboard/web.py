@@ -1,0 +1,387 @@
+"""The plumbing both consoles share: templates, cookies, CSRF, HTML errors and who is looking.
+
+Sessions reuse the API's credentials rather than inventing new ones. A merchant session is the
+user's RS256 access token and rotating refresh token (auth.users), kept in HttpOnly cookies; an
+operator session is an expiry signed with ``STALELA_OPERATOR_TOKEN`` (changing the token ends every
+operator session). Every form POST carries a CSRF token that must match the session's.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import hmac
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Callable
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from stalela.auth import users
+from stalela.auth.dependencies import SAFE_METHODS, DbSession
+from stalela.auth.permissions import Perm, permissions
+from stalela.auth.principal import Principal
+from stalela.auth.service import authenticate_user
+from stalela.errors import BadRequest, Forbidden, StalelaError, Unauthorized, ValidationFailed
+from stalela.observability.logging import get_logger
+from stalela.tenancy.context import bind_platform
+from stalela.tenancy.repository import TenantRepository
+
+log = get_logger("stalela.dashboard")
+HERE = Path(__file__).parent
+ACCESS_COOKIE, REFRESH_COOKIE, CSRF_COOKIE = "stalela_app", "stalela_app_refresh", "stalela_app_csrf"
+OPS_COOKIE = "stalela_ops"
+OPS_SESSION_SECONDS = 8 * 3600
+_REFRESH_GRACE = 30.0  # seconds a rotated refresh result is reused by concurrent requests of one process
+
+templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
+                        trim_blocks=True, lstrip_blocks=True)
+
+
+def _money(value: Any) -> str:
+    """Integer cents or a decimal string → "1 234 567.50" (thin spaces would not survive copy-paste)."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, int):
+        sign, value = ("-" if value < 0 else ""), abs(value)
+        whole, frac = divmod(value, 100)
+        return f"{sign}{whole:,}".replace(",", " ") + f".{frac:02d}"
+    text = str(value)
+    sign, text = ("-", text[1:]) if text.startswith("-") else ("", text)
+    whole, _, frac = text.partition(".")
+    return f"{sign}{int(whole):,}".replace(",", " ") + (f".{frac}" if frac else "")
+
+
+def _when(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+templates.filters.update(money=_money, when=_when, age=_age)
+
+
+class LoginRequired(Exception):
+    def __init__(self, console: str) -> None:
+        super().__init__(console)
+        self.console = console
+
+
+def is_secure(request: Request) -> bool:
+    return request.url.scheme == "https" or request.app.state.settings.effective_public_url.startswith("https://")
+
+
+def queue_cookie(request: Request, name: str, value: str | None, *, path: str, max_age: int = 0,
+                 samesite: str = "lax") -> None:
+    """Set (or, with ``None``, delete) a cookie on whatever response this request ends with."""
+    pending = getattr(request.state, "dashboard_cookies", None)
+    if pending is None:
+        pending = []
+        request.state.dashboard_cookies = pending
+    pending.append((name, value, path, max_age, samesite))
+
+
+def _apply_cookies(request: Request, response: Response) -> None:
+    for name, value, path, max_age, samesite in getattr(request.state, "dashboard_cookies", ()):
+        if value is None:
+            response.delete_cookie(name, path=path, secure=is_secure(request), httponly=True, samesite=samesite)
+        else:
+            response.set_cookie(name, value, max_age=max_age, path=path, secure=is_secure(request), httponly=True,
+                                samesite=samesite)
+
+
+SECURITY_HEADERS = {
+    # Everything is served from here: no inline script, no third party, no framing.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("viewer", getattr(request.state, "viewer", None))
+    context.setdefault("path", request.url.path)
+    return HTMLResponse(templates.get_template(template).render(request=request, **context), status_code=status)
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _error_page(request: Request, status: int, title: str, detail: str) -> HTMLResponse:
+    back = "/ops" if request.url.path.startswith("/ops") else "/app"
+    referer = request.headers.get("referer") or ""
+    if referer and urlsplit(referer).netloc == request.headers.get("host"):
+        back = urlsplit(referer).path or back
+    return render(request, "error.html", status=status, title=title, detail=detail, back=back)
+
+
+class DashboardRoute(APIRoute):
+    """Errors become HTML pages (the API's handlers answer problem+json) and cookies get set here.
+
+    Wrapping the whole handler means the request's transaction has already been rolled back when an
+    error page is rendered, so a failed form never commits half its work.
+    """
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def wrapped(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except LoginRequired as exc:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                nxt = f"?next={quote(target)}" if request.method in SAFE_METHODS else ""
+                response = redirect(f"{exc.console}/login{nxt}")
+            except StalelaError as exc:
+                response = _error_page(request, exc.status, exc.title, exc.detail)
+            except RequestValidationError as exc:
+                first = exc.errors()[0] if exc.errors() else {}
+                where = ".".join(str(p) for p in first.get("loc", ())[1:])
+                response = _error_page(request, 400, "Bad request", f"{where}: {first.get('msg', 'invalid')}")
+            except Exception:
+                log.exception("dashboard_error", path=request.url.path)
+                response = _error_page(request, 500, "Something went wrong",
+                                       "An unexpected error occurred; it has been logged.")
+            if response.status_code < 400 or isinstance(response, RedirectResponse):
+                _apply_cookies(request, response)
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            return response
+
+        return wrapped
+
+
+# --- forms and CSRF ------------------------------------------------------------------------------
+
+
+ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def opt(value: str | None, pattern: re.Pattern[str], name: str) -> str | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    if not pattern.match(value):
+        raise ValidationFailed(f"{name}: not a valid value", code="invalid_parameter", field=name)
+    return value
+
+
+def opt_day(value: str | None, name: str) -> date | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValidationFailed(f"{name}: expected a date YYYY-MM-DD", code="invalid_parameter", field=name) from None
+
+
+class Form(dict):
+    """An urlencoded form (the consoles post no files): first value per name, ``all`` for lists."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.pairs = pairs
+        for k, v in pairs:
+            self.setdefault(k, v)
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.pairs if k == name]
+
+    def text(self, name: str) -> str | None:
+        value = (self.get(name) or "").strip()
+        return value or None
+
+
+async def read_form(request: Request) -> Form:
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    if kind != "application/x-www-form-urlencoded":
+        raise BadRequest("expected a form (application/x-www-form-urlencoded)", code="form_expected")
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return Form(parse_qsl(body, keep_blank_values=True, max_num_fields=2000))
+
+
+def check_origin(request: Request) -> None:
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+        raise Forbidden("cross-site form submission refused", code="csrf_failed")
+
+
+def check_csrf(request: Request, form: Form, expected: str) -> None:
+    """The hidden field must match the session's token; a foreign Origin is refused outright."""
+    check_origin(request)
+    if not expected or not hmac.compare_digest(form.get("csrf", "").encode(), expected.encode()):
+        raise Forbidden("the form expired or did not come from this site; reload the page and try again",
+                        code="csrf_failed")
+
+
+# --- merchant sessions ---------------------------------------------------------------------------
+
+
+@dataclass
+class Viewer:
+    principal: Principal
+    email: str
+    tenant_name: str
+    csrf: str
+    console: str = "app"
+    perms: frozenset[Perm] = field(default_factory=frozenset)
+
+    def can(self, perm: str) -> bool:
+        return Perm(perm) in self.perms
+
+
+def start_session(request: Request, tokens: dict[str, Any]) -> None:
+    settings = request.app.state.settings
+    _queue_tokens(request, tokens)
+    queue_cookie(request, CSRF_COOKIE, secrets.token_urlsafe(24), path="/app",
+                 max_age=settings.refresh_token_days * 86400, samesite="strict")
+
+
+def _queue_tokens(request: Request, tokens: dict[str, Any]) -> None:
+    queue_cookie(request, ACCESS_COOKIE, tokens["access_token"], path="/app", max_age=int(tokens["expires_in"]))
+    queue_cookie(request, REFRESH_COOKIE, tokens["refresh_token"], path="/app",
+                 max_age=int(tokens["refresh_expires_in"]), samesite="strict")
+
+
+def end_session(request: Request) -> None:
+    for name in (ACCESS_COOKIE, REFRESH_COOKIE):
+        queue_cookie(request, name, None, path="/app")
+    queue_cookie(request, CSRF_COOKIE, None, path="/app", samesite="strict")
+
+
+# A page and the progress poller may both find the access token expired at once: the first rotates
+# the refresh token, the second would present the used one and revoke the whole session (reuse
+# detection). Within one process the second reuses the first's result for a few seconds.
+_rotated: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+async def _rotate(request: Request, session, refresh: str) -> dict[str, Any]:  # noqa: ANN001
+    db, settings = request.app.state.db, request.app.state.settings
+    key = hashlib.sha256(refresh.encode()).hexdigest()
+    now = time.monotonic()
+    for stale in [k for k, (at, _) in _rotated.items() if now - at > _REFRESH_GRACE]:
+        _rotated.pop(stale, None)
+    if key in _rotated:
+        return _rotated[key][1]
+    ip = request.client.host if request.client else None
+    try:
+        if request.method in SAFE_METHODS:
+            # The request's own transaction is read-only; a rotation is a write of its own.
+            async with db.transaction() as side:
+                result = await users.refresh(db, settings, side, refresh, ip)
+        else:
+            result = await users.refresh(db, settings, session, refresh, ip)
+    except Unauthorized:
+        raise LoginRequired("/app") from None
+    if result.get("reused"):
+        raise LoginRequired("/app")
+    _rotated[key] = (now, result)
+    return result
+
+
+async def _viewer(request: Request, session: DbSession) -> Viewer:
+    access, refresh = request.cookies.get(ACCESS_COOKIE), request.cookies.get(REFRESH_COOKIE)
+    csrf = request.cookies.get(CSRF_COOKIE)
+    if not refresh or not csrf:
+        raise LoginRequired("/app")
+    db, settings = request.app.state.db, request.app.state.settings
+    try:
+        if not access:
+            raise Unauthorized("no access token", code="token_expired")
+        principal = await authenticate_user(db, settings, session, f"Bearer {access}")
+    except Unauthorized:
+        tokens = await _rotate(request, session, refresh)
+        access = tokens["access_token"]
+        _queue_tokens(request, tokens)
+        try:
+            principal = await authenticate_user(db, settings, session, f"Bearer {access}")
+        except Unauthorized:
+            raise LoginRequired("/app") from None
+    if request.method not in SAFE_METHODS and principal.tenant_status != "active":
+        raise Forbidden(f"the account is {principal.tenant_status}: changes are refused", code="tenant_suspended")
+    claims = jwt.decode(access, options={"verify_signature": False})  # verified just above
+    tenant = await TenantRepository(session).get(principal.tenant_id)
+    viewer = Viewer(principal, claims.get("email", ""), tenant.name if tenant else "", csrf,
+                    perms=permissions(principal))
+    request.state.viewer = viewer
+    return viewer
+
+
+CurrentViewer = Annotated[Viewer, Depends(_viewer)]
+
+
+def need(viewer: Viewer, perm: Perm) -> None:
+    """The same rule as the API's ``Allow``: a missing permission is a 403 page, never a hidden crash."""
+    if perm not in viewer.perms:
+        raise Forbidden(f"your role ({viewer.principal.role}) may not open this page", code="insufficient_permissions")
+
+
+async def posted(request: Request, viewer: Viewer) -> Form:
+    form = await read_form(request)
+    check_csrf(request, form, viewer.csrf)
+    return form
+
+
+# --- operator sessions ---------------------------------------------------------------------------
+
+
+def _operator_secret(request: Request) -> bytes:
+    token = request.app.state.settings.operator_token
+    return token.get_secret_value().encode() if token else b""
+
+
+def _sign(secret: bytes, purpose: str, expires: int) -> str:
+    return hmac.new(secret, f"{purpose}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def operator_login(request: Request, token: str) -> bool:
+    secret = _operator_secret(request)
+    if not secret or not hmac.compare_digest(token.encode(), secret):
+        return False
+    expires = int(time.time()) + OPS_SESSION_SECONDS
+    queue_cookie(request, OPS_COOKIE, f"{expires}.{_sign(secret, 'ops-session', expires)}", path="/ops",
+                 max_age=OPS_SESSION_SECONDS, samesite="strict")
+    return True
+
+
+async def _operator(request: Request, session: DbSession) -> Viewer:
+    secret = _operator_secret(request)
+    raw = request.cookies.get(OPS_COOKIE, "")
+    expires_text, _, signature = raw.partition(".")
+    if not secret or not expires_text.isdigit() or int(expires_text) < time.time():
+        raise LoginRequired("/ops")
+    expires = int(expires_text)
+    if not hmac.compare_digest(signature.encode(), _sign(secret, "ops-session", expires).encode()):
+        raise LoginRequired("/ops")
+    await bind_platform(session)
+    viewer = Viewer(Principal(kind="operator"), "operator", "Platform", _sign(secret, "ops-csrf", expires)[:40],
+                    console="ops")
+    request.state.viewer = viewer
+    return viewer
+
+
+CurrentOperator = Annotated[Viewer, Depends(_operator)]
