@@ -1,0 +1,89 @@
+"""The operations console over plain HTTP: operator sign-in, pipeline, dead letters, sync, tenants."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import update
+
+from stalela.outbox.models import OutboxEvent
+from stalela.outbox.service import enqueue
+from stalela.tenancy.context import bind_platform, bind_tenant
+from tests.conftest import OPERATOR_TOKEN
+from tests.dashboard.conftest import Browser
+from tests.support.invoices import sample_invoice
+
+
+async def operator(app) -> Browser:  # noqa: ANN001
+    b = Browser(app)
+    assert (await b.get("/ops")).headers["location"].startswith("/ops/login")
+    page = await b.get("/ops/login")
+    assert page.status_code == 200 and 'for="token"' in page.text
+    bad = await b.post("/ops/login", {"token": "nope"}, csrf=False)
+    assert bad.status_code == 401
+    r = await b.post("/ops/login", {"token": OPERATOR_TOKEN}, csrf=False)
+    assert r.status_code == 303
+    cookie = next(c.lower() for c in r.headers.get_list("set-cookie") if c.startswith("stalela_ops="))
+    assert "httponly" in cookie and "path=/ops" in cookie and OPERATOR_TOKEN not in cookie
+    return b
+
+
+async def dead_letter(app, tenant_id: str) -> str:  # noqa: ANN001
+    async with app.state.db.transaction() as session:
+        await bind_tenant(session, tenant_id)
+        event = enqueue(session, tenant_id, "webhooks.deliver", {"message_id": "whm_gone"})
+        await session.flush()
+        await bind_platform(session)
+        await session.execute(update(OutboxEvent).where(OutboxEvent.id == event.id)
+                              .values(status="dead", attempts=25, last_error="ConnectError: refused"))
+        return event.id
+
+
+async def test_operator_pipeline_and_dead_letter_replay(app, client, org):
+    r = await client.post("/v1/invoices", json=sample_invoice(org["outlet"]["id"]), headers=org["key"])
+    assert r.status_code == 201
+    event_id = await dead_letter(app, org["tenant"]["id"])
+    ops = await operator(app)
+    page = await ops.get("/ops")
+    assert page.status_code == 200 and "Seals per minute" in page.text and event_id in page.text
+    assert "webhooks.deliver" in page.text
+    r = await ops.post("/ops/dead/replay", [("ids", event_id)])
+    assert r.status_code == 303 and r.headers["location"] == "/ops?replayed=1"
+    page = await ops.get("/ops?replayed=1")
+    assert "1 dead letter(s) queued again" in page.text and f"<code>{event_id}</code>" not in page.text
+    assert (await ops.post("/ops/dead/replay", [("ids", event_id)], csrf=False)).status_code == 403
+    await ops.aclose()
+
+
+async def test_operator_sync_tenants_and_suspension(app, client, org):
+    await client.post("/v1/invoices", json=sample_invoice(org["outlet"]["id"]), headers=org["key"])
+    ops = await operator(app)
+    sync = await ops.get("/ops/sync")
+    assert sync.status_code == 200 and "Boutique Kin SARL" in sync.text and "KIN1" in sync.text
+    tenants = await ops.get("/ops/tenants")
+    assert org["tenant"]["id"] in tenants.text and "Webhook endpoint health" in tenants.text
+    r = await ops.post(f"/ops/tenants/{org['tenant']['id']}/suspend")
+    assert r.status_code == 303
+    refused = await client.post("/v1/invoices", json=sample_invoice(org["outlet"]["id"]), headers=org["key"])
+    assert refused.status_code == 403
+    await ops.post(f"/ops/tenants/{org['tenant']['id']}/activate")
+    ok = await client.post("/v1/invoices", json=sample_invoice(org["outlet"]["id"]), headers=org["key"])
+    assert ok.status_code == 201
+    await ops.aclose()
+
+
+async def test_merchant_sessions_do_not_open_the_operations_console(owner):
+    assert (await owner.get("/ops")).status_code == 303
+
+
+async def test_pipeline_rates_from_metric_samples():
+    from collections import deque
+
+    from stalela.dashboard.pipeline import Sample, p95, rates
+
+    assert p95({0.01: 50, 0.1: 100, float("inf"): 100}) == pytest.approx(0.01 + 0.09 * (95 - 50) / 50)
+    history: deque = deque()
+    first = Sample(at=100.0, sealed=10, requests=20, errors=0, seal_buckets={0.01: 10, float("inf"): 10})
+    rates(first, history)
+    later = Sample(at=160.0, sealed=70, requests=100, errors=4, seal_buckets={0.01: 40, 0.1: 70, float("inf"): 70})
+    r = rates(later, history)
+    assert round(r.seals_per_minute) == 60 and r.errors == 4 and r.requests == 80
+    assert r.error_rate == 4 / 80 and r.seal_p95_ms is not None and 10 < r.seal_p95_ms <= 100
