@@ -1,0 +1,233 @@
+"""Both consoles in a real browser: Debian's Chromium driven by Playwright against a real `stalela serve`.
+
+One scenario, one server, one browser (starting them is most of the cost). Screenshots of every main
+screen go to docs/screenshots/ (shown in the README). Never downloads a browser: without
+/usr/bin/chromium (or the playwright package) the test skips and says why.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.invoices import sample_invoice
+from tests.support.server import start_server
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+OPERATOR = "browser-test-operator-token"
+PASSWORD = "correct horse battery staple"
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - the test extras install it
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(sync_playwright is None, reason="the playwright package is not installed (pip install -e .[test])"),
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    live = start_server({
+        "STALELA_OPERATOR_TOKEN": OPERATOR, "STALELA_ARGON2_TIME_COST": "1", "STALELA_ARGON2_MEMORY_KIB": "1024",
+        "STALELA_ARGON2_PARALLELISM": "1", "STALELA_OUTBOX_POLL_SECONDS": "0.1",
+    }, tmp_path_factory.mktemp("browser"))
+    yield live
+    live.stop()
+
+
+def _shot(page, name: str) -> None:  # noqa: ANN001
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def _setup_tenant(base: str) -> dict:
+    with httpx.Client(base_url=base, timeout=30) as http:
+        r = http.post("/v1/tenants", json={"name": "Boutique Kin SARL", "tax_id": "A1234567Z", "jurisdiction": "CD"},
+                      headers={"Authorization": f"Bearer {OPERATOR}"})
+        assert r.status_code == 201, r.text
+        key = {"Authorization": f"Bearer {r.json()['api_key']}"}
+        tenant = r.json()["tenant"]
+        outlets = [http.post("/v1/outlets", json={"code": c, "name": n}, headers=key).json()
+                   for c, n in (("KIN1", "Gombe"), ("KIN2", "Limete"))]
+        r = http.post("/v1/users", json={"email": "owner@kin.cd", "name": "Owner", "role": "owner",
+                                         "password": PASSWORD}, headers=key)
+        assert r.status_code == 201, r.text
+        for i, outlet in enumerate(outlets * 3):  # a few days' worth of sales today, for the screenshots
+            body = sample_invoice(outlet["id"])
+            body["lines"][0]["quantity"] = str(i + 1)
+            assert http.post("/v1/invoices", json=body, headers=key).status_code == 201
+    return {"tenant": tenant, "key": key, "outlets": outlets}
+
+
+def _dead_letter(data_dir: Path, tenant_id: str, invoice_id: str) -> str:
+    """A sync event that exhausted its attempts (what a long DGI outage leaves behind)."""
+    from sqlalchemy import update
+
+    from stalela.db.session import Database
+    from stalela.outbox.models import OutboxEvent
+    from stalela.outbox.service import enqueue
+    from stalela.tenancy.context import bind_platform, bind_tenant
+
+    async def run() -> str:
+        db = Database(f"sqlite+aiosqlite:///{data_dir / 'stalela.db'}")
+        try:
+            async with db.transaction() as session:
+                await bind_tenant(session, tenant_id)
+                event = enqueue(session, tenant_id, "authority.sync", {"invoice_id": invoice_id})
+                await session.flush()
+                await bind_platform(session)
+                await session.execute(update(OutboxEvent).where(OutboxEvent.id == event.id).values(
+                    status="dead", attempts=25, last_error="ConnectError: the DGI did not answer"))
+                return event.id
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def test_merchant_and_operator_consoles_in_chromium(server, tmp_path):
+    base = server.base_url
+    org = _setup_tenant(base)
+    invoice_id = httpx.get(f"{base}/v1/invoices?limit=1", headers=org["key"]).json()["data"][0]["id"]
+    # Before Playwright starts: its sync API runs an event loop in this thread.
+    event_id = _dead_letter(Path(server.log_path).parent, org["tenant"]["id"], invoice_id)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            _merchant(browser, base, org, tmp_path)
+            _operator(browser, base, org, event_id)
+        finally:
+            browser.close()
+
+
+def _merchant(browser, base: str, org: dict, tmp_path: Path) -> None:  # noqa: ANN001
+    context = browser.new_context(base_url=base, viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())  # "close the day?", "revoke?"
+
+    page.goto("/app")
+    expect(page).to_have_url(re.compile(r"/app/login"))
+    page.get_by_label("Email").fill("owner@kin.cd")
+    page.get_by_label("Password").fill(PASSWORD)
+    _shot(page, "login")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Today", exact=True)).to_be_visible()
+    expect(page.get_by_test_id("today-count")).to_have_text("6")
+    _shot(page, "home")
+
+    # Seal through the API; it shows up in the list at once.
+    r = httpx.post(f"{base}/v1/invoices", json=sample_invoice(org["outlets"][0]["id"], reference="B-7781"),
+                   headers=org["key"], timeout=30)
+    assert r.status_code == 201, r.text
+    invoice = r.json()
+    page.get_by_role("link", name="Invoices").click()
+    expect(page.get_by_role("link", name=invoice["fiscal_number"])).to_be_visible()
+    _shot(page, "invoices")
+    page.get_by_role("link", name=invoice["fiscal_number"]).click()
+    expect(page.get_by_role("heading", name=f"Invoice {invoice['fiscal_number']}")).to_be_visible()
+    expect(page.get_by_text(invoice["seal"]["hash"])).to_be_visible()
+    _shot(page, "invoice")
+    page.get_by_test_id("verify-link").click()
+    expect(page.get_by_test_id("verdict")).to_contain_text("Authentic invoice")
+    page.go_back()
+
+    # Close the day and download the Z as PDF.
+    page.get_by_role("link", name="Reports").click()
+    _shot(page, "reports")
+    page.get_by_role("button", name="Close the day of KIN1 (Z report)").click()
+    expect(page.get_by_text("The day is closed")).to_be_visible()
+    expect(page.get_by_role("heading", name="Z report KIN1-Z-000001")).to_be_visible()
+    _shot(page, "z-report")
+    with page.expect_download() as download:
+        page.get_by_test_id("report-pdf").click()
+    pdf = tmp_path / "z.pdf"
+    download.value.save_as(pdf)
+    assert pdf.read_bytes().startswith(b"%PDF")
+
+    # An audit export, with its progress polled by app.js until the file is there.
+    page.get_by_role("link", name="Reports").click()
+    page.get_by_role("button", name="Start an audit export").click()
+    expect(page.locator("#exports").get_by_role("link", name=re.compile("Download"))).to_be_visible(timeout=30_000)
+
+    # An API key: shown once, then revoked.
+    page.get_by_role("link", name="API keys").click()
+    page.get_by_label("Name").fill("Till 2")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_test_id("new-secret").inner_text()
+    assert secret.startswith("sk_")
+    _shot(page, "api-keys")
+    assert httpx.get(f"{base}/v1/outlets", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    page.get_by_role("button", name="Revoke Till 2").click()
+    expect(page.get_by_text("Key revoked")).to_be_visible()
+    assert httpx.get(f"{base}/v1/outlets", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+
+    page.get_by_role("link", name="Outlets").click()
+    _shot(page, "outlets")
+    page.get_by_role("link", name="Webhooks").click()
+    _shot(page, "webhooks")
+
+    # Invite a cashier, who accepts in another browser and cannot see the keys.
+    page.get_by_role("link", name="Users").click()
+    page.get_by_label("Email", exact=True).fill("cashier@kin.cd")
+    page.get_by_label("Name", exact=True).fill("Cashier One")
+    page.get_by_label("Role", exact=True).select_option("cashier")
+    page.get_by_label("KIN1").check()
+    page.get_by_role("button", name="Create invitation").click()
+    link = page.get_by_test_id("invite-link").inner_text()
+    _shot(page, "users")
+    context.close()
+
+    other = browser.new_context(viewport={"width": 1280, "height": 900})
+    other.set_default_timeout(15_000)
+    cashier = other.new_page()
+    cashier.goto(link)
+    cashier.get_by_label("Choose a password").fill("cashier password 1")
+    cashier.get_by_label("Repeat it").fill("cashier password 1")
+    cashier.get_by_role("button", name="Create my account").click()
+    cashier.get_by_label("Email").fill("cashier@kin.cd")
+    cashier.get_by_label("Password").fill("cashier password 1")
+    cashier.get_by_role("button", name="Sign in").click()
+    expect(cashier.get_by_role("heading", name="Today", exact=True)).to_be_visible()
+    nav = cashier.get_by_role("navigation", name="Main")
+    expect(nav.get_by_role("link", name="Invoices")).to_be_visible()
+    expect(nav.get_by_role("link", name="API keys")).to_have_count(0)
+    response = cashier.goto(f"{base}/app/keys")
+    assert response.status == 403
+    expect(cashier.get_by_text("may not open this page")).to_be_visible()
+    other.close()
+
+
+def _operator(browser, base: str, org: dict, event_id: str) -> None:  # noqa: ANN001
+    context = browser.new_context(base_url=base, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.goto("/ops")
+    page.get_by_label("Operator token").fill(OPERATOR)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Pipeline", exact=True)).to_be_visible()
+    expect(page.get_by_text(event_id)).to_be_visible()
+    _shot(page, "ops-pipeline")
+    page.get_by_role("button", name=f"Replay {event_id}").click()
+    expect(page.get_by_text("1 dead letter(s) queued again")).to_be_visible()
+    expect(page.get_by_text(event_id)).to_have_count(0)
+    page.get_by_role("link", name="Authority sync").click()
+    expect(page.get_by_role("cell", name="KIN1")).to_be_visible()
+    _shot(page, "ops-sync")
+    page.get_by_role("link", name="Tenants & webhooks").click()
+    expect(page.get_by_text(org["tenant"]["id"])).to_be_visible()
+    _shot(page, "ops-tenants")
+    context.close()
+
