@@ -59,7 +59,7 @@ def daily_chart(points: list[DayPoint], currency: str) -> Markup:
         out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
         out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">{_label(value)}</text>')
         out.append(f'<text x="{WIDTH - RIGHT + 6}" y="{y + 4:.1f}" class="axis">'
-                   f'{int(top_count * (4 - i) / 4)}</text>')
+                   f'{top_count * (4 - i) / 4:g}</text>')
     line = []
     for i, p in enumerate(points):
         x = LEFT + slot * i + (slot - bar_w) / 2

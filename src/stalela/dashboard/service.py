@@ -29,7 +29,7 @@ from stalela.fiscal.reports.figures import load
 from stalela.fiscal.reports.repository import tenant_outlets
 from stalela.outbox import service as outbox
 from stalela.tenancy.models import Outlet
-from stalela.tenancy.repository import TenantRepository
+from stalela.tenancy.repository import OutletRepository, TenantRepository
 
 CHART_DAYS = 30
 SYNC_STATUSES = ("pending", "acknowledged", "failed")
@@ -152,7 +152,9 @@ async def invoice_detail(session: AsyncSession, settings: Settings, principal: P
     body = invoices.render(inv)
     sync, ack = (await AuthorityRepository(session).sync_views([inv.id])).get(inv.id, (None, None))
     url = invoices.verification_url(settings, inv.id)
+    outlet = await OutletRepository(session).get(inv.outlet_id)
     return {"invoice": body, "sync": sync_view(sync, ack), "ack": ack, "verify_url": f"/verify/{inv.id}",
+            "outlet": outlet,
             "public_url": url, "qr_svg": verification.qr_svg(url).decode()}
 
 

@@ -254,23 +254,25 @@ class Viewer:
         return Perm(perm) in self.perms
 
 
+# Lax, not Strict: a link from an e-mail or another site must open the console signed in. Lax still
+# keeps the cookies off cross-site POSTs, and every form also needs the CSRF token.
 def start_session(request: Request, tokens: dict[str, Any]) -> None:
     settings = request.app.state.settings
     _queue_tokens(request, tokens)
     queue_cookie(request, CSRF_COOKIE, secrets.token_urlsafe(24), path="/app",
-                 max_age=settings.refresh_token_days * 86400, samesite="strict")
+                 max_age=settings.refresh_token_days * 86400)
 
 
 def _queue_tokens(request: Request, tokens: dict[str, Any]) -> None:
     queue_cookie(request, ACCESS_COOKIE, tokens["access_token"], path="/app", max_age=int(tokens["expires_in"]))
     queue_cookie(request, REFRESH_COOKIE, tokens["refresh_token"], path="/app",
-                 max_age=int(tokens["refresh_expires_in"]), samesite="strict")
+                 max_age=int(tokens["refresh_expires_in"]))
 
 
 def end_session(request: Request) -> None:
     for name in (ACCESS_COOKIE, REFRESH_COOKIE):
         queue_cookie(request, name, None, path="/app")
-    queue_cookie(request, CSRF_COOKIE, None, path="/app", samesite="strict")
+    queue_cookie(request, CSRF_COOKIE, None, path="/app")
 
 
 # A page and the progress poller may both find the access token expired at once: the first rotates
