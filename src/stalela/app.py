@@ -12,8 +12,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from stalela import __version__
 from stalela.config import Settings, get_settings
 from stalela.db.session import Database
+from stalela.fiscal.invoices.group_commit import Sealer
 from stalela.fiscal.signing.registry import backend_for
-from stalela.errors import BadRequest, FieldError, StalelaError, ValidationFailed
+from stalela.errors import BadRequest, StalelaError, validation_problem
 from stalela.auth.throttle import Limiter
 from stalela.auth.tokens import ensure_key as ensure_token_key
 from stalela.kit.problems import problem_response
@@ -24,29 +25,11 @@ from stalela.observability.middleware import BodyGuardMiddleware, RequestContext
 log = get_logger("stalela.app")
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    """('body', 'lines', 3, 'tax_group') -> 'lines[3].tax_group'."""
-    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or (str(loc[0]) if loc else "")
-
-
 def _validation_problem(exc: RequestValidationError) -> StalelaError:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return BadRequest("the request body is not valid JSON", code="malformed_json")
-    fields = []
-    for e in errors:
-        code = {"extra_forbidden": "unknown_field", "missing": "required"}.get(e.get("type", ""), e.get("type", "invalid"))
-        fields.append(FieldError(_field_path(tuple(e.get("loc", ()))), code, e.get("msg", "invalid")))
-    first = fields[0] if fields else None
-    detail = f"{first.field}: {first.detail}" if first else "invalid request"
-    return ValidationFailed(detail, field=first.field if first else None, errors=fields)
+    return validation_problem(errors)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -84,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.db = Database.from_settings(settings)
         app.state.limiter = Limiter(settings)
+        app.state.sealer = Sealer(app.state.db, settings)
         # Fail at start, not on the first seal, if the key store is misconfigured.
         backend_for(settings)
         await ensure_token_key(app.state.db, settings)

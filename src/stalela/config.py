@@ -74,6 +74,14 @@ class Settings(BaseSettings):
 
     demo: bool = Field(True, description="Create a demo tenant on first start with an empty embedded database.")
     idempotency_retention_days: int = Field(30, ge=30)
+    group_commit: bool = Field(
+        True, description="Seal concurrent requests of a tenant together, one transaction per group."
+    )
+    group_commit_max: int = Field(200, ge=1, le=1000, description="At most this many seals per group.")
+    group_commit_window_ms: float = Field(
+        0.0, ge=0, le=50, description="A leader waits this long for more requests before sealing a group."
+    )
+    batch_max_invoices: int = Field(1000, ge=1, le=10_000, description="Invoices per POST /v1/invoices/batch.")
     inprocess_workers: bool = Field(
         True, description="Run background work (periodic checkpoints, ...) inside `stalela serve`."
     )

@@ -134,3 +134,26 @@ class ServiceUnavailable(StalelaError):
     status = 503
     code = "service_unavailable"
     title = "Service unavailable"
+
+
+def _field_path(loc: tuple[Any, ...], prefix: str = "") -> str:
+    """('body', 'lines', 3, 'tax_group') -> 'lines[3].tax_group'."""
+    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
+    out = prefix
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or (str(loc[0]) if loc else "")
+
+
+def validation_problem(errors: list[dict[str, Any]], *, prefix: str = "") -> ValidationFailed:
+    """Pydantic's errors as one 422 problem naming every offending field (``prefix`` before each path)."""
+    fields = []
+    for e in errors:
+        code = {"extra_forbidden": "unknown_field", "missing": "required"}.get(e.get("type", ""), e.get("type", "invalid"))
+        fields.append(FieldError(_field_path(tuple(e.get("loc", ())), prefix), code, e.get("msg", "invalid")))
+    first = fields[0] if fields else None
+    detail = f"{first.field}: {first.detail}" if first else "invalid request"
+    return ValidationFailed(detail, field=first.field if first else None, errors=fields)

@@ -23,6 +23,7 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("GET", "/v1/api-keys/{key_id}"): Perm.ADMIN,
     ("DELETE", "/v1/api-keys/{key_id}"): Perm.ADMIN,
     ("POST", "/v1/invoices"): Perm.INVOICES_WRITE,
+    ("POST", "/v1/invoices/batch"): Perm.INVOICES_WRITE,
     ("GET", "/v1/invoices"): Perm.INVOICES_READ,
     ("GET", "/v1/invoices/{invoice_id}"): Perm.INVOICES_READ,
     ("GET", "/v1/invoices/{invoice_id}/proof"): Perm.INVOICES_READ,

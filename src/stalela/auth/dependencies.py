@@ -56,6 +56,17 @@ PublicSession = Annotated[AsyncSession, Depends(_public_session)]
 
 
 async def _tenant_principal(request: Request, session: DbSession, _doc=Depends(_bearer)) -> Principal:
+    return await _authenticate(request, session, readonly=request.method in SAFE_METHODS)
+
+
+async def _tenant_principal_alone(request: Request, _doc=Depends(_bearer)) -> Principal:
+    """The caller, checked in a short read transaction of its own: for endpoints that hand the work to
+    another transaction (sealing) and must not hold a pooled connection while they wait for it."""
+    async with request.app.state.db.transaction(readonly=True) as session:
+        return await _authenticate(request, session, readonly=True)
+
+
+async def _authenticate(request: Request, session: AsyncSession, *, readonly: bool) -> Principal:
     authorization = request.headers.get("authorization")
     if not bearer_token(authorization).startswith(PREFIX):
         principal = await authenticate_user(request.app.state.db, request.app.state.settings, session, authorization)
@@ -69,7 +80,7 @@ async def _tenant_principal(request: Request, session: DbSession, _doc=Depends(_
     if writing and principal.tenant_status != "active":
         raise Forbidden(f"tenant is {principal.tenant_status}: writes are refused", code="tenant_suspended")
     if stale:
-        if writing:
+        if not readonly:
             await touch_api_key(session, principal)
         else:
             # A read transaction must not write (on SQLite it would have to upgrade its lock).
@@ -100,10 +111,14 @@ async def _operator_principal(request: Request, session: DbSession, _doc=Depends
 TenantPrincipal = Annotated[Principal, Depends(_tenant_principal)]
 
 
-def Allow(perm: Perm) -> Any:  # noqa: N802 - reads as a declaration on the endpoint
-    """``principal: Annotated[Principal, Allow(Perm.X)]``: authenticated, in a tenant, and allowed X."""
+def Allow(perm: Perm, *, own_transaction: bool = False) -> Any:  # noqa: N802 - reads as a declaration
+    """``principal: Annotated[Principal, Allow(Perm.X)]``: authenticated, in a tenant, and allowed X.
 
-    async def allowed(principal: TenantPrincipal) -> Principal:
+    ``own_transaction``: authenticate in a short transaction of its own instead of the request's.
+    """
+    source = _tenant_principal_alone if own_transaction else _tenant_principal
+
+    async def allowed(principal: Principal = Depends(source)) -> Principal:  # noqa: B008
         check(principal, perm)
         return principal
 
@@ -111,9 +126,9 @@ def Allow(perm: Perm) -> Any:  # noqa: N802 - reads as a declaration on the endp
     return Depends(allowed)
 
 
-def Can(perm: Perm) -> Any:  # noqa: N802
+def Can(perm: Perm, *, own_transaction: bool = False) -> Any:  # noqa: N802
     """The annotation form: ``principal: Can(Perm.INVOICES_WRITE)``."""
-    return Annotated[Principal, Allow(perm)]
+    return Annotated[Principal, Allow(perm, own_transaction=own_transaction)]
 OperatorPrincipal = Annotated[Principal, Depends(_operator_principal)]
 
 

@@ -22,6 +22,12 @@ class OutletRepository(Repository[Outlet]):
         stmt = select(Outlet).where(Outlet.tenant_id == tenant_id, Outlet.id == outlet_id)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def get_many(self, ids: set[str]) -> dict[str, Outlet]:
+        if not ids:
+            return {}
+        rows = (await self.session.execute(select(Outlet).where(Outlet.id.in_(sorted(ids))))).scalars()
+        return {o.id: o for o in rows}
+
     async def get_by_code(self, code: str) -> Outlet | None:
         return (await self.session.execute(select(Outlet).where(Outlet.code == code))).scalar_one_or_none()
 

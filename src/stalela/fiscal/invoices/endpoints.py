@@ -5,15 +5,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AwareDatetime
+from pydantic import ValidationError as PydanticValidationError
 
 from stalela.authority.repository import AuthorityRepository
 from stalela.authority.service import sync_view
 from stalela.auth.permissions import Perm
 from stalela.auth.dependencies import AppSettings, DbSession, PublicSession, Can
+from stalela.errors import StalelaError, ValidationFailed, validation_problem
 from stalela.fiscal.invoices import service, verification
-from stalela.fiscal.invoices.schemas import InvoiceCreate, InvoiceFilters
+from stalela.fiscal.invoices.schemas import InvoiceBatch, InvoiceCreate, InvoiceFilters
+from stalela.fiscal.invoices.sealing import SealRequest
 from stalela.kit.pagination import PageParams, page_params
 from stalela.kit.schemas import PathId, QueryId
+from stalela.observability import context as log_context
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
 public_router = APIRouter(tags=["verification"])
@@ -21,20 +25,66 @@ public_router = APIRouter(tags=["verification"])
 
 @router.post("/invoices", status_code=201, responses={
     201: {"description": "The sealed invoice"},
-    409: {"description": "idempotency_key_in_use, reference_already_used, outlet_inactive"},
+    409: {"description": "reference_already_used, outlet_inactive"},
     422: {"description": "A fiscal rule or the schema rejected the invoice; no number was consumed"},
 })
 async def seal_invoice(
     body: InvoiceCreate,
-    session: DbSession,
-    principal: Can(Perm.INVOICES_WRITE),
-    settings: AppSettings,
+    request: Request,
+    principal: Can(Perm.INVOICES_WRITE, own_transaction=True),
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
 ):
-    """Validate, number, sign, chain and store an invoice; answer with the sealed invoice."""
-    result = await service.seal_invoice(session, settings, principal, body, idempotency_key)
+    """Validate, number, sign, chain and store an invoice; answer with the sealed invoice.
+
+    Concurrent requests are sealed in groups sharing one commit (``STALELA_GROUP_COMMIT``); the
+    answer is the same as if each had its own.
+    """
+    result = await request.app.state.sealer.seal(SealRequest(principal, body, idempotency_key))
+    log_context.bind(outlet_id=body.outlet_id, invoice_id=result.body.get("id"))
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
     return JSONResponse(result.body, status_code=result.status, headers=headers)
+
+
+@router.post("/invoices/batch", responses={
+    200: {"description": "One result per item, in order: the sealed invoice or the problem that rejected it"},
+    422: {"description": "The batch itself is malformed (not an item): batch_too_large, ..."},
+})
+async def seal_batch(
+    batch: InvoiceBatch,
+    request: Request,
+    principal: Can(Perm.INVOICES_WRITE, own_transaction=True),
+    settings: AppSettings,
+):
+    """Seal up to ``STALELA_BATCH_MAX_INVOICES`` invoices in order, each with its own idempotency key.
+
+    Rejected items consume no number and do not stop the others; the accepted ones are sealed in
+    order in one transaction (more only if the database fails one).
+    """
+    if len(batch.items) > settings.batch_max_invoices:
+        raise ValidationFailed(f"at most {settings.batch_max_invoices} invoices per batch",
+                               code="batch_too_large", field="items")
+    results: list[dict | None] = [None] * len(batch.items)
+    requests, positions = [], []
+    for i, item in enumerate(batch.items):
+        try:
+            body = InvoiceCreate.model_validate(item.invoice)
+        except PydanticValidationError as exc:
+            results[i] = _item_problem(i, validation_problem(exc.errors(), prefix=f"items[{i}].invoice"))
+            continue
+        requests.append(SealRequest(principal, body, item.idempotency_key))
+        positions.append(i)
+    outcomes = await request.app.state.sealer.seal_batch(principal.tenant_id, requests) if requests else []
+    for i, outcome in zip(positions, outcomes):
+        if isinstance(outcome, StalelaError):
+            results[i] = _item_problem(i, outcome)
+        else:
+            results[i] = {"index": i, "status": outcome.status, "replayed": outcome.replayed, "invoice": outcome.body}
+    sealed = sum(1 for r in results if r["status"] == 201)
+    return {"object": "batch", "sealed": sealed, "rejected": len(results) - sealed, "data": results}
+
+
+def _item_problem(index: int, error: StalelaError) -> dict:
+    return {"index": index, "status": error.status, "problem": error.problem()}
 
 
 def _filters(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -21,9 +21,13 @@ class InvoiceRepository(Repository[Invoice]):
         stmt = select(func.coalesce(func.sum(Invoice.total_cents), 0)).where(Invoice.original == fiscal_number)
         return int((await self.session.execute(stmt)).scalar_one())
 
-    async def reference_taken(self, outlet_id: str, reference: str) -> bool:
-        stmt = select(Invoice.id).where(Invoice.outlet_id == outlet_id, Invoice.reference == reference)
-        return (await self.session.execute(stmt.limit(1))).first() is not None
+    async def references_taken(self, wanted: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (outlet_id, reference) pairs are already sealed."""
+        if not wanted:
+            return set()
+        stmt = select(Invoice.outlet_id, Invoice.reference).where(
+            tuple_(Invoice.outlet_id, Invoice.reference).in_(sorted(wanted)))
+        return {(o, r) for o, r in await self.session.execute(stmt)}
 
     async def search(
         self, filters: InvoiceFilters, *, outlets_only: frozenset[str] | None, limit: int, starting_after: str | None
@@ -42,22 +46,6 @@ class InvoiceRepository(Repository[Invoice]):
         if filters.issued_at_lt:
             stmt = stmt.where(Invoice.issued_at < filters.issued_at_lt)
         return await self.page(stmt, limit=limit, starting_after=starting_after)
-
-    async def lock_key(self, name: str) -> bool:
-        """Serialise work on one logical key (an original invoice, an idempotency key) on PostgreSQL.
-
-        An advisory lock rather than SELECT ... FOR UPDATE: invoices are append-only and the service
-        role has no UPDATE grant on them, which FOR UPDATE would need. SQLite needs nothing: its
-        write transactions (BEGIN IMMEDIATE) are already serial. Returns False if already held.
-        """
-        if self.session.bind.dialect.name != "postgresql":
-            return True
-        stmt = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))")
-        return bool((await self.session.execute(stmt, {"k": name})).scalar_one())
-
-    async def wait_lock_key(self, name: str) -> None:
-        if self.session.bind.dialect.name == "postgresql":
-            await self.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": name})
 
 
 class SeriesRepository(Repository[Series]):
@@ -90,6 +78,10 @@ class IdempotencyRepository(Repository[IdempotencyRecord]):
     async def delete(self, record: IdempotencyRecord) -> None:
         await self.session.delete(record)
         await self.session.flush()
+
+    async def find_many(self, keys: list[str]) -> dict[str, IdempotencyRecord]:
+        stmt = select(IdempotencyRecord).where(IdempotencyRecord.key.in_(sorted(set(keys))))
+        return {r.key: r for r in (await self.session.execute(stmt)).scalars()}
 
     async def find(self, key: str) -> IdempotencyRecord | None:
         stmt = select(IdempotencyRecord).where(IdempotencyRecord.key == key)

@@ -59,6 +59,16 @@ class InvoiceCreate(_In):
     reference: str | None = Field(None, min_length=1, max_length=100)
 
 
+class BatchItem(_In):
+    idempotency_key: str | None = Field(None, min_length=1, max_length=255)
+    # Validated item by item (as an InvoiceCreate), so one malformed invoice rejects only itself.
+    invoice: dict[str, Any] = Field(description="An invoice, exactly as POST /v1/invoices takes it.")
+
+
+class InvoiceBatch(_In):
+    items: list[BatchItem] = Field(min_length=1, max_length=10_000)
+
+
 class InvoiceFilters(BaseModel):
     outlet_id: str | None = None
     type: str | None = None

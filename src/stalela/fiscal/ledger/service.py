@@ -25,17 +25,41 @@ def _tree(log) -> merkle.CompactRange:  # noqa: ANN001
     return tree
 
 
+class LogAppender:
+    """The tenant's log head, locked until the transaction ends; leaves are appended in memory and
+    the new nodes and the head written once, however many invoices the transaction seals."""
+
+    def __init__(self, session: AsyncSession, log: Any) -> None:
+        self.session = session
+        self.log = log
+        self.tree = _tree(log)
+        self.nodes: list[tuple[int, int, bytes]] = []
+
+    @classmethod
+    async def open(cls, session: AsyncSession, tenant_id: str) -> "LogAppender":
+        return cls(session, await MerkleRepository(session).lock_log(tenant_id))
+
+    def append(self, seal_hash_hex: str) -> int:
+        """Add one invoice's seal hash; returns its leaf index."""
+        index = self.tree.size
+        self.nodes.extend(self.tree.append(merkle.leaf_hash(bytes.fromhex(seal_hash_hex))))
+        return index
+
+    async def write(self) -> None:
+        if not self.nodes:
+            return
+        await MerkleRepository(self.session).add_nodes(self.log.tenant_id, self.nodes)
+        self.nodes = []
+        self.log.size = self.tree.size
+        self.log.frontier = self.tree.to_bytes()
+        self.log.updated_at = utcnow()
+
+
 async def append_leaf(session: AsyncSession, tenant_id: str, seal_hash_hex: str) -> int:
-    """Append one invoice's seal hash; returns its leaf index. Caller holds the outlet's series lock."""
-    repo = MerkleRepository(session)
-    log = await repo.lock_log(tenant_id)
-    tree = _tree(log)
-    index = tree.size
-    new_nodes = tree.append(merkle.leaf_hash(bytes.fromhex(seal_hash_hex)))
-    await repo.add_nodes(tenant_id, new_nodes)
-    log.size = tree.size
-    log.frontier = tree.to_bytes()
-    log.updated_at = utcnow()
+    """Append one seal hash and write it at once (sealing appends through ``LogAppender``)."""
+    appender = await LogAppender.open(session, tenant_id)
+    index = appender.append(seal_hash_hex)
+    await appender.write()
     return index
 
 

@@ -1,6 +1,6 @@
-"""The one call the sealing pipeline makes into reports: add the invoice to its business day's figures.
+"""What the sealing pipeline does in reports: add each invoice to its business day's figures.
 
-Runs inside ``seal_invoice`` while the outlet's series row is locked, so the read-modify-write of
+Runs inside the sealing transaction while the outlet's series row is locked, so the read-modify-write of
 the day's row is serialized with every other seal and with day closes of the same outlet.
 """
 from __future__ import annotations
@@ -27,29 +27,48 @@ def load(text: str) -> Figures:
     return Figures.from_store(json.loads(text))
 
 
-async def record_invoice(
-    session: AsyncSession, outlet: Outlet, counter: int, issued: datetime, invoice: ComputedInvoice
-) -> DayFigures:
-    """Add a sealed invoice to its outlet's open business day (created on first use). Caller holds the series lock."""
-    repo = DayFiguresRepository(session)
-    latest = await repo.latest(outlet.id)
-    day = assign_day(local_date(issued, outlet.timezone), latest.business_day if latest else None,
-                     latest is not None and latest.z_report_id is not None)
-    row = latest if latest is not None and latest.business_day == day else None
-    figures = load(row.figures) if row else Figures()
-    figures.add_invoice(
-        type=invoice.type,
-        credit=invoice.type in get_jurisdiction(invoice.jurisdiction).credit_note_types,
-        totals=invoice.totals_as_json(),
-        payments=invoice.payments_as_json(),
-        counter=counter,
-        issued_at=rfc3339(issued),
-    )
-    if row is None:
-        row = DayFigures(tenant_id=outlet.tenant_id, outlet_id=outlet.id, business_day=day, figures=dump(figures),
-                         z_report_id=None, updated_at=issued)
-        session.add(row)
-    else:
-        row.figures = dump(figures)
+class DayBook:
+    """The business-day rows a transaction's seals touch: each read once, updated in memory, written
+    once by ``write`` (a group commit seals many invoices of one outlet at a time).
+
+    The caller holds the outlet's series lock, so the read-modify-write cannot interleave with another
+    seal or a day close of the same outlet.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._latest: dict[str, DayFigures | None] = {}
+        self._open: dict[int, tuple[DayFigures, Figures]] = {}
+
+    async def add(self, outlet: Outlet, counter: int, issued: datetime, invoice: ComputedInvoice) -> DayFigures:
+        if outlet.id in self._latest:
+            latest = self._latest[outlet.id]
+        else:
+            latest = self._latest[outlet.id] = await DayFiguresRepository(self.session).latest(outlet.id)
+        day = assign_day(local_date(issued, outlet.timezone), latest.business_day if latest else None,
+                         latest is not None and latest.z_report_id is not None)
+        if latest is not None and latest.business_day == day:
+            row = latest
+        else:
+            row = DayFigures(tenant_id=outlet.tenant_id, outlet_id=outlet.id, business_day=day,
+                             figures=dump(Figures()), z_report_id=None, updated_at=issued)
+            self.session.add(row)
+            self._latest[outlet.id] = row
+        entry = self._open.get(id(row))
+        if entry is None:
+            entry = self._open[id(row)] = (row, load(row.figures))
+        entry[1].add_invoice(
+            type=invoice.type,
+            credit=invoice.type in get_jurisdiction(invoice.jurisdiction).credit_note_types,
+            totals=invoice.totals_as_json(),
+            payments=invoice.payments_as_json(),
+            counter=counter,
+            issued_at=rfc3339(issued),
+        )
         row.updated_at = issued
-    return row
+        return row
+
+    def write(self) -> None:
+        for row, figures in self._open.values():
+            row.figures = dump(figures)
+        self._open.clear()

@@ -25,6 +25,7 @@ from stalela.fiscal.core.seal import build_seal, canonical_bytes, verify_seal
 from stalela.fiscal.invoices.repository import SeriesRepository
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.ledger.models import Checkpoint
+from stalela.fiscal.ledger.repository import MerkleRepository
 from stalela.fiscal.ledger.service import create_checkpoint
 from stalela.fiscal.reports.figures import dump, load
 from stalela.fiscal.reports.models import DayFigures, ZReport
@@ -126,7 +127,9 @@ async def close_day(
     if existing is not None:
         return CloseResult(existing, False)
 
-    # Held until the caller commits: seals of this outlet wait, and so does any other closer.
+    # Held until the caller commits: seals of this outlet wait, and so does any other closer. The
+    # tenant's log first, then the series: the order every sealer takes them in (sealing.py).
+    await MerkleRepository(session).lock_log(outlet.tenant_id)
     await SeriesRepository(session).lock_for_outlet(outlet.tenant_id, outlet.id)
     existing = await reports.for_day(outlet.id, day)  # a racing closer may have won while we queued
     if existing is not None:

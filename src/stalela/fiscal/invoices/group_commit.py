@@ -1,0 +1,127 @@
+"""Group commit: concurrent seal requests of one process share one transaction per tenant.
+
+The durable commit, not the signature, bounds sealing: every seal of a tenant queues on its Merkle
+log lock, held until the commit is on disk. So instead of one transaction per request, a leader per
+tenant takes every request waiting at that moment (up to ``group_commit_max``, after waiting at
+most ``group_commit_window_ms`` for stragglers) and seals them in order in one transaction
+(``sealing.seal_many``). While that commit is in flight the next group gathers, so the group size
+follows the load by itself: one request alone is sealed at once, a thousand share a handful of
+commits.
+
+Each request keeps its own outcome: an item rejected by a rule fails alone, inside the group. If the
+group's transaction itself fails (a database fault, a constraint nobody foresaw), nothing of it was
+committed and its items are sealed again one transaction each, so one bad item cannot fail the
+others; whatever still fails then fails alone.
+
+A request that is cancelled while it waits (the client went away) is still sealed, like a request
+whose client disconnects after the commit: its Idempotency-Key retry gets the original answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from dataclasses import dataclass, field
+
+from stalela.config import Settings
+from stalela.db.session import Database
+from stalela.errors import StalelaError
+from stalela.fiscal.invoices.sealing import Outcome, SealRequest, SealResult, seal_many
+from stalela.observability import context as log_context
+from stalela.observability.logging import get_logger
+from stalela.tenancy.context import bind_tenant
+
+log = get_logger("stalela.sealing")
+
+
+@dataclass
+class _Waiter:
+    request: SealRequest
+    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Sealer:
+    """How this process seals: grouped (the default) or one transaction per request."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.grouped = settings.group_commit
+        self._queues: dict[str, list[_Waiter]] = {}
+        self._leaders: dict[str, asyncio.Task] = {}
+
+    async def seal(self, request: SealRequest) -> SealResult:
+        """Seal one invoice in its own committed transaction, or in a group's; raises what rejected it."""
+        if not self.grouped:
+            [outcome] = await self._transaction(request.principal.tenant_id, [request])
+            return _unwrap(outcome)
+        tenant_id = request.principal.tenant_id
+        waiter = _Waiter(request)
+        self._queues.setdefault(tenant_id, []).append(waiter)
+        if tenant_id not in self._leaders:
+            # A fresh context: the leader must not log or trace as the request that happened to start it.
+            self._leaders[tenant_id] = asyncio.create_task(self._lead(tenant_id), context=contextvars.Context())
+        return _unwrap(await asyncio.shield(waiter.future))
+
+    async def seal_batch(self, tenant_id: str, requests: list[SealRequest]) -> list[Outcome]:
+        """A client's batch: in order, in as few transactions as possible (one unless something fails)."""
+        return await self._isolated(tenant_id, requests)
+
+    async def _lead(self, tenant_id: str) -> None:
+        queue = self._queues[tenant_id]
+        limit, window = self.settings.group_commit_max, self.settings.group_commit_window_ms / 1000
+        try:
+            while queue:
+                if len(queue) < limit and window > 0:
+                    await asyncio.sleep(window)  # let the requests already on their way join
+                group = queue[:limit]
+                del queue[:limit]
+                outcomes = await self._guarded(tenant_id, [w.request for w in group])
+                for waiter, outcome in zip(group, outcomes):
+                    if not waiter.future.done():
+                        waiter.future.set_result(outcome)
+        except BaseException as exc:  # never leave a request waiting forever
+            for waiter in queue:
+                if not waiter.future.done():
+                    waiter.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("sealer stopped"))
+            queue.clear()
+            raise
+        finally:
+            del self._leaders[tenant_id]
+
+    async def _guarded(self, tenant_id: str, requests: list[SealRequest]) -> list[Outcome | BaseException]:
+        try:
+            return await self._isolated(tenant_id, requests)
+        except Exception as exc:  # a group of one that failed: its own error, nobody else's
+            return [exc]
+
+    async def _isolated(self, tenant_id: str, requests: list[SealRequest]) -> list[Outcome]:
+        try:
+            return await self._transaction(tenant_id, requests)
+        except Exception as exc:
+            if len(requests) == 1:
+                raise
+            log.warning("seal_group_failed", tenant_id=tenant_id, size=len(requests), error=repr(exc))
+            outcomes: list[Outcome] = []
+            for request in requests:  # one transaction each: the fault stays with its own item
+                try:
+                    outcomes.extend(await self._transaction(tenant_id, [request]))
+                except Exception as one:
+                    outcomes.append(one if isinstance(one, StalelaError) else _unexpected(one))
+            return outcomes
+
+    async def _transaction(self, tenant_id: str, requests: list[SealRequest]) -> list[Outcome]:
+        async with self.db.transaction() as session:
+            await bind_tenant(session, tenant_id)
+            log_context.bind(tenant_id=tenant_id)
+            return await seal_many(session, self.settings, tenant_id, requests)
+
+
+def _unexpected(exc: Exception) -> StalelaError:
+    log.error("seal_failed", error=repr(exc))
+    return StalelaError("an unexpected error occurred; it has been logged")
+
+
+def _unwrap(outcome: Outcome | BaseException) -> SealResult:
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome

@@ -1,0 +1,338 @@
+"""Sealing many invoices of one tenant in one transaction: the pipeline every seal goes through.
+
+A single ``POST /v1/invoices`` is a group of one; the group committer (``group_commit.py``) gathers
+concurrent requests into bigger groups and ``POST /v1/invoices/batch`` hands over up to 1,000 at
+once. The results are the same as sealing the items one by one, in order: each keeps its own
+counter, chain position and Merkle leaf, and an item that fails consumes nothing and does not
+fail the others.
+
+Lock order, the same for every writer of fiscal state (sealing, Z closes, checkpoints): the tenant's
+Merkle log first, then outlet series. Holding the log lock serialises all sealing of the tenant,
+across processes, so every check below (idempotency keys, references, credited amounts) reads a
+state no concurrent sealer can change before this transaction commits.
+
+What a group saves over one-by-one: one BEGIN/COMMIT (the durable flush that bounds throughput),
+one lock of the log and of each outlet's series, one read of the tenant, its key and its outlets,
+one write of each touched row, and multi-row INSERTs for the new rows.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import rfc8785
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stalela.auth.principal import Principal
+from stalela.authority.models import InvoiceSync
+from stalela.config import Settings
+from stalela.db.base import utcnow
+from stalela.errors import Conflict, Forbidden, StalelaError, ValidationFailed
+from stalela.fiscal.core import invoice as core
+from stalela.fiscal.core.numbering import format_fiscal_number
+from stalela.fiscal.core.seal import build_seal, canonical_bytes
+from stalela.fiscal.invoices.models import IdempotencyRecord, Invoice, Series
+from stalela.fiscal.invoices.repository import IdempotencyRepository, InvoiceRepository, SeriesRepository
+from stalela.fiscal.invoices.schemas import InvoiceCreate
+from stalela.fiscal.jurisdictions import get_jurisdiction
+from stalela.fiscal.ledger.service import LogAppender
+from stalela.fiscal.reports.figures import DayBook
+from stalela.fiscal.signing import registry as keys
+from stalela.kit.clock import rfc3339
+from stalela.kit.ids import new_id
+from stalela.observability.metrics import invoice_sealed, seal_clock
+from stalela.outbox.service import enqueue
+from stalela.tenancy.models import Outlet
+from stalela.tenancy.repository import OutletRepository, TenantRepository
+
+SEAL_VERSION = 1
+# What a freshly sealed invoice shows of its authority sync (see authority.service.sync_view).
+PENDING_SYNC = {"status": "pending", "authority_code": None, "counters": None, "acknowledged_at": None,
+                "error": None}
+CENTS = Decimal(100)
+
+
+@dataclass
+class SealRequest:
+    principal: Principal
+    body: InvoiceCreate
+    idempotency_key: str | None = None
+
+
+@dataclass
+class SealResult:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+Outcome = SealResult | StalelaError
+
+
+def request_hash(body: InvoiceCreate) -> str:
+    return hashlib.sha256(rfc8785.dumps(body.model_dump(mode="json", exclude_unset=True))).hexdigest()
+
+
+def to_draft(req: InvoiceCreate) -> core.InvoiceDraft:
+    return core.InvoiceDraft(
+        type=req.type,
+        price_mode=req.price_mode,
+        lines=tuple(
+            core.DraftLine(description=ln.description, code=ln.code, item_type=ln.item_type, tax_group=ln.tax_group,
+                           quantity=ln.quantity, unit_price=ln.unit_price)
+            for ln in req.lines
+        ),
+        buyer=core.Buyer(type=req.buyer.type, name=req.buyer.name, tax_id=req.buyer.tax_id,
+                         exemption_ref=req.buyer.exemption_ref) if req.buyer else None,
+        nature=req.nature,
+        original=req.original,
+        payments=tuple(core.Payment(method=p.method, amount=p.amount) for p in req.payments)
+        if req.payments is not None else None,
+        currency=req.currency,
+        exchange=core.Exchange(currency=req.exchange.currency, rate=req.exchange.rate, date=req.exchange.date)
+        if req.exchange else None,
+    )
+
+
+def verification_url(settings: Settings, invoice_id: str) -> str:
+    return f"{settings.effective_public_url}/verify/{invoice_id}"
+
+
+@dataclass
+class _Group:
+    """What the items of one group share, read once under the log lock."""
+    session: AsyncSession
+    settings: Settings
+    tenant_id: str
+    outlets: dict[str, Outlet]
+    records: dict[str, IdempotencyRecord]
+    taken_references: set[tuple[str, str]]
+    # Credit notes admitted earlier in this group, not yet flushed, per cited fiscal number.
+    credited: dict[str, int] = field(default_factory=dict)
+    series: dict[str, Series] = field(default_factory=dict)
+
+
+async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
+                    requests: list[SealRequest]) -> list[Outcome]:
+    """Seal ``requests`` (all of ``tenant_id``) in order in the caller's transaction; flushes, never commits.
+
+    Returns one outcome per request: its result, or the error that rejected it (nothing of a
+    rejected item is written). An exception escaping (database, key store) means nothing of the
+    group may be committed.
+    """
+    clock = seal_clock()
+    log = await LogAppender.open(session, tenant_id)
+    invoices = InvoiceRepository(session)
+    keyed = [r.idempotency_key for r in requests if r.idempotency_key is not None]
+    group = _Group(
+        session=session, settings=settings, tenant_id=tenant_id,
+        outlets=await OutletRepository(session).get_many({r.body.outlet_id for r in requests}),
+        records=await IdempotencyRepository(session).find_many(keyed) if keyed else {},
+        taken_references=await invoices.references_taken(
+            {(r.body.outlet_id, r.body.reference) for r in requests if r.body.reference is not None}),
+    )
+    tenant = await TenantRepository(session).get(tenant_id)
+    jurisdiction = get_jurisdiction(tenant.jurisdiction)
+    key = await keys.active_key(session, tenant_id)
+    book = DayBook(session)
+    sealed_keys: dict[str, tuple[str, SealResult]] = {}
+    outcomes: list[Outcome | None] = []
+    validated: list[tuple[int, SealRequest, str, core.ComputedInvoice | None]] = []
+    admitted_keys: set[str] = set()
+    for index, request in enumerate(requests):
+        key_ = request.idempotency_key
+        try:
+            if key_ is not None and key_ in admitted_keys:
+                # The same key twice in one group: decided against the first once it is sealed.
+                if not request.principal.can_use_outlet(request.body.outlet_id):
+                    raise _outlet_restricted()
+                outcomes.append(None)
+                validated.append((index, request, request_hash(request.body), None))
+                continue
+            replay, fingerprint = await _admit(group, request)
+            if replay is not None:
+                outcomes.append(replay)
+                continue
+            original = await _original(group, invoices, request.body.original) if request.body.original else None
+            computed = jurisdiction.compute(to_draft(request.body), original)  # FiscalRuleViolation (422)
+        except StalelaError as exc:
+            outcomes.append(exc)
+            continue
+        outcomes.append(None)  # filled in when sealed below
+        validated.append((index, request, fingerprint, computed))
+        _remember(group, request, computed)
+        if key_ is not None:
+            admitted_keys.add(key_)
+    clock.lap("validate")
+
+    # Series locks in one deterministic order, after the log lock (see the module's docstring).
+    series_repo = SeriesRepository(session)
+    for outlet_id in sorted({request.body.outlet_id for _, request, _, computed in validated if computed}):
+        group.series[outlet_id] = await series_repo.lock_for_outlet(tenant_id, outlet_id)
+    clock.lap("number")
+
+    for index, request, fingerprint, computed in validated:
+        if computed is None:
+            first_fingerprint, first = sealed_keys[request.idempotency_key]
+            outcomes[index] = (SealResult(first.status, first.body, replayed=True) if first_fingerprint == fingerprint
+                               else _key_reused())
+            continue
+        result = await _seal_one(group, book, log, tenant, jurisdiction.code, key, request, fingerprint, computed)
+        outcomes[index] = result
+        if request.idempotency_key is not None:
+            sealed_keys[request.idempotency_key] = (fingerprint, result)
+    clock.lap("sign")
+
+    await log.write()
+    book.write()
+    await session.flush()
+    clock.lap("store")
+    return outcomes
+
+
+async def _admit(group: _Group, request: SealRequest) -> tuple[SealResult | None, str]:
+    """Checks that need the database (the group's prefetched reads); a replay when the key was used."""
+    body = request.body
+    # Checked before any replay, so a till's key can never read another outlet's invoice through one.
+    if not request.principal.can_use_outlet(body.outlet_id):
+        raise _outlet_restricted()
+    fingerprint = request_hash(body)
+    key = request.idempotency_key
+    if key is not None:
+        record = group.records.get(key)
+        if record is not None and record.expires_at <= utcnow():
+            await IdempotencyRepository(group.session).delete(record)  # past retention: the key is free again
+            del group.records[key]
+        elif record is not None:
+            if record.request_hash != fingerprint:
+                raise _key_reused()
+            return SealResult(record.status_code, json.loads(record.response), replayed=True), fingerprint
+    outlet = group.outlets.get(body.outlet_id)
+    if outlet is None:
+        raise ValidationFailed("no such outlet", code="outlet_not_found", field="outlet_id")
+    if outlet.status != "active":
+        raise Conflict("the outlet is not active", code="outlet_inactive", field="outlet_id")
+    if body.reference is not None and (outlet.id, body.reference) in group.taken_references:
+        raise Conflict("this reference was already sealed for this outlet", code="reference_already_used",
+                       field="reference")
+    return None, fingerprint
+
+
+def _outlet_restricted() -> Forbidden:
+    return Forbidden("this API key may only seal for its own outlet", code="api_key_outlet_restricted",
+                     field="outlet_id")
+
+
+def _key_reused() -> ValidationFailed:
+    return ValidationFailed("this Idempotency-Key was used with a different request body",
+                            code="idempotency_key_reused", field="Idempotency-Key")
+
+
+def _remember(group: _Group, request: SealRequest, computed: core.ComputedInvoice) -> None:
+    """What later items of the group must see of this one before it is flushed."""
+    body = request.body
+    if body.reference is not None:
+        group.taken_references.add((body.outlet_id, body.reference))
+    if body.original is not None:
+        group.credited[body.original] = group.credited.get(body.original, 0) + int(computed.total * CENTS)
+
+
+async def _original(group: _Group, invoices: InvoiceRepository, fiscal_number: str) -> core.OriginalInvoice | None:
+    found = await invoices.by_fiscal_number(fiscal_number)
+    if found is None:
+        return None
+    credited = await invoices.credited_cents(fiscal_number) + group.credited.get(fiscal_number, 0)
+    return core.OriginalInvoice(fiscal_number=found.fiscal_number, type=found.type,
+                                total=Decimal(found.total_cents) / CENTS, credited_total=Decimal(credited) / CENTS)
+
+
+async def _seal_one(group: _Group, book: DayBook, log: LogAppender, tenant: Any, jurisdiction: str, key: Any,
+                    request: SealRequest, fingerprint: str, computed: core.ComputedInvoice) -> SealResult:
+    session, settings, req = group.session, group.settings, request.body
+    outlet = group.outlets[req.outlet_id]
+    series = group.series[outlet.id]
+    counter = series.counter + 1
+    fiscal_number = format_fiscal_number(outlet.code, counter)
+    issued = utcnow()
+    invoice_id = new_id("inv")
+    totals = computed.totals_as_json()
+    exchange = computed.exchange_as_json()
+    payload = {
+        "v": SEAL_VERSION,
+        "jurisdiction": jurisdiction,
+        "tenant_id": group.tenant_id,
+        "seller_tax_id": tenant.tax_id,
+        "outlet_id": outlet.id,
+        "series_id": series.id,
+        "counter": counter,
+        "fiscal_number": fiscal_number,
+        "invoice_id": invoice_id,
+        "type": req.type,
+        "price_mode": req.price_mode,
+        "issued_at": rfc3339(issued),
+        "currency": req.currency,
+        "totals": totals,
+        "total": totals["total"],
+        "lines_hash": computed.lines_digest(),
+        "line_count": len(computed.lines),
+        "buyer_tax_id": req.buyer.tax_id if req.buyer and req.buyer.tax_id else None,
+        "nature": req.nature,
+        "original": req.original,
+        "exchange": exchange,
+        "key_id": key.id,
+        "prev_hash": series.last_hash,
+    }
+    canonical = canonical_bytes(payload)
+    seal = build_seal(payload, await keys.sign(settings, key, canonical), key.id)
+    document = {
+        "id": invoice_id,
+        "object": "invoice",
+        "tenant_id": group.tenant_id,
+        "outlet_id": outlet.id,
+        "fiscal_number": fiscal_number,
+        "counter": counter,
+        "type": req.type,
+        "price_mode": req.price_mode,
+        "issued_at": payload["issued_at"],
+        "currency": req.currency,
+        "reference": req.reference,
+        "buyer": computed.buyer_as_json(),
+        "nature": req.nature,
+        "original": req.original,
+        "payments": computed.payments_as_json(),
+        "exchange": exchange,
+        "lines": computed.lines_as_json(),
+        "totals": totals,
+        "qr": verification_url(settings, invoice_id),
+    }
+    total_cents = int(computed.total * CENTS)
+    session.add(Invoice(
+        tenant_id=group.tenant_id, id=invoice_id, leaf_index=log.append(seal["hash"]), outlet_id=outlet.id,
+        series_id=series.id, counter=counter, fiscal_number=fiscal_number, type=req.type, issued_at=issued,
+        reference=req.reference, original=req.original, total_cents=total_cents, key_id=key.id,
+        seal_hash=seal["hash"], signature=seal["signature"], payload=canonical.decode(), document=json.dumps(document),
+    ))
+    series.counter = counter
+    series.last_hash = seal["hash"]
+    series.updated_at = issued
+    await book.add(outlet, counter, issued, computed)  # the business day's figures (Z/X reports)
+    # Visible as pending at once (sync status, dashboards), before any worker picks the event up.
+    session.add(InvoiceSync(tenant_id=group.tenant_id, invoice_id=invoice_id, outlet_id=outlet.id, status="pending",
+                            attempts=0, sealed_at=issued, updated_at=issued))
+    enqueue(session, group.tenant_id, "invoice.sealed", {
+        "invoice_id": invoice_id, "outlet_id": outlet.id, "fiscal_number": fiscal_number, "type": req.type,
+        "total": payload["total"], "issued_at": payload["issued_at"],
+    })
+    body = {**document, "seal": seal, "sync": PENDING_SYNC}
+    if request.idempotency_key is not None:
+        session.add(IdempotencyRecord(
+            tenant_id=group.tenant_id, key=request.idempotency_key, request_hash=fingerprint, status_code=201,
+            response=json.dumps(body), created_at=issued,
+            expires_at=issued + timedelta(days=settings.idempotency_retention_days),
+        ))
+    invoice_sealed(session, group.tenant_id, outlet.id, req.type)  # counted when the transaction commits
+    return SealResult(201, body)
