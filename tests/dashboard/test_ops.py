@@ -1,8 +1,12 @@
 """The operations console over plain HTTP: operator sign-in, pipeline, dead letters, sync, tenants."""
 from __future__ import annotations
 
+import re
+
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
+
+from stalela.authority.models import InvoiceSync
 
 from stalela.outbox.models import OutboxEvent
 from stalela.outbox.service import enqueue
@@ -54,10 +58,17 @@ async def test_operator_pipeline_and_dead_letter_replay(app, client, org):
 
 
 async def test_operator_sync_tenants_and_suspension(app, client, org):
-    await client.post("/v1/invoices", json=sample_invoice(org["outlet"]["id"]), headers=org["key"])
+    for _ in range(2):
+        await client.post("/v1/invoices", json=sample_invoice(org["outlet"]["id"]), headers=org["key"])
     ops = await operator(app)
     sync = await ops.get("/ops/sync")
     assert sync.status_code == 200 and "Boutique Kin SARL" in sync.text and "KIN1" in sync.text
+    async with app.state.db.transaction() as session:  # the DGI acknowledged the first one
+        await bind_tenant(session, org["tenant"]["id"])
+        first = (await session.execute(select(InvoiceSync).order_by(InvoiceSync.invoice_id))).scalars().first()
+        first.status = "acknowledged"
+    row = (await ops.get("/ops/sync")).text.split(org["tenant"]["id"])[1].split("</tr>")[0]
+    assert re.search(r'<td class="num">1</td><td>[^<]+</td><td class="num">0</td><td>\d{4}-\d\d-\d\d ', row), row
     tenants = await ops.get("/ops/tenants")
     assert org["tenant"]["id"] in tenants.text and "Webhook endpoint health" in tenants.text
     r = await ops.post(f"/ops/tenants/{org['tenant']['id']}/suspend")

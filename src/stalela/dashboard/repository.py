@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from sqlalchemy import and_, case, func, select, tuple_
+from sqlalchemy.orm import aliased
 
 from stalela.auth.models import User
 from stalela.authority.models import AuthorityDevice, InvoiceSync
@@ -47,14 +48,11 @@ class DashboardRepository:
         self, status: str, filters: InvoiceFilters, *, outlets_only: frozenset[str] | None, limit: int,
         starting_after: str | None,
     ) -> tuple[list[Invoice], bool]:
-        """Invoices with an authority status, newest first. "pending" includes invoices the sync
-        agent has not picked up yet (no sync row): the same reading as the API's ``sync`` object."""
+        """Invoices with an authority status, newest first. Every invoice gets its sync row in the
+        sealing transaction, so an inner join loses none, and lets the planner start from the
+        (tenant, outlet, status) index when the status is rare (pending, failed)."""
         joined = and_(InvoiceSync.tenant_id == Invoice.tenant_id, InvoiceSync.invoice_id == Invoice.id)
-        stmt = select(Invoice).outerjoin(InvoiceSync, joined)
-        if status == "pending":
-            stmt = stmt.where((InvoiceSync.status == "pending") | InvoiceSync.invoice_id.is_(None))
-        else:
-            stmt = stmt.where(InvoiceSync.status == status)
+        stmt = select(Invoice).join(InvoiceSync, joined).where(InvoiceSync.status == status)
         if outlets_only is not None:
             stmt = stmt.where(Invoice.outlet_id.in_(sorted(outlets_only)))
         for column, value in ((Invoice.outlet_id, filters.outlet_id), (Invoice.type, filters.type),
@@ -99,18 +97,23 @@ class DashboardRepository:
 
     # --- across tenants (operator, platform session) ---------------------------------------------
 
-    async def last_acknowledged(self) -> dict[tuple[str, str], object]:
-        stmt = (select(InvoiceSync.tenant_id, InvoiceSync.outlet_id, func.max(InvoiceSync.updated_at))
-                .where(InvoiceSync.status == "acknowledged").group_by(InvoiceSync.tenant_id, InvoiceSync.outlet_id))
-        return {(t, o): at for t, o, at in await self.session.execute(stmt)}
+    async def outlets_everywhere(self) -> dict[tuple[str, str], tuple[str, str, str | None, object]]:
+        """(tenant, outlet) → (tenant name, outlet code, device status or None, last acknowledgement).
 
-    async def outlets_everywhere(self) -> dict[tuple[str, str], tuple[str, str, str | None]]:
-        """(tenant, outlet) → (tenant name, outlet code, device status or None)."""
-        stmt = (select(Outlet.tenant_id, Outlet.id, Tenant.name, Outlet.code, AuthorityDevice.status)
+        The last acknowledgement is that of the newest acknowledged invoice: found by walking the
+        primary key (tenant, invoice id) backwards from the newest invoice, which stops at once in a
+        healthy outlet, instead of a maximum over every acknowledged row in history.
+        """
+        synced = aliased(InvoiceSync)
+        last_ok = (select(synced.updated_at)
+                   .where(synced.tenant_id == Outlet.tenant_id, synced.outlet_id == Outlet.id,
+                          synced.status == "acknowledged")
+                   .order_by(synced.invoice_id.desc()).limit(1).correlate(Outlet).scalar_subquery())
+        stmt = (select(Outlet.tenant_id, Outlet.id, Tenant.name, Outlet.code, AuthorityDevice.status, last_ok)
                 .join(Tenant, Tenant.id == Outlet.tenant_id)
                 .outerjoin(AuthorityDevice, and_(AuthorityDevice.tenant_id == Outlet.tenant_id,
                                                  AuthorityDevice.outlet_id == Outlet.id)))
-        return {(t, o): (name, code, dev) for t, o, name, code, dev in await self.session.execute(stmt)}
+        return {(t, o): (name, code, dev, ok) for t, o, name, code, dev, ok in await self.session.execute(stmt)}
 
     async def tenants(self, limit: int = 500) -> list[tuple[Tenant, int, int]]:
         """Tenants with their outlet count and invoices sealed (the series counters: one row per outlet)."""

@@ -165,20 +165,19 @@ async def sync_overview(session: AsyncSession) -> list[dict[str, Any]]:
     """Every outlet of every tenant with a device or invoices waiting, worst first."""
     repo = DashboardRepository(session)
     names = await repo.outlets_everywhere()
-    last_ok = await repo.last_acknowledged()
     now = utcnow()
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for tenant_id, outlet_id, pending, oldest, failed in await repo.sync_by_outlet():
         rows[(tenant_id, outlet_id)] = {"pending": int(pending or 0), "failed": int(failed or 0),
                                         "oldest_seconds": (now - oldest).total_seconds() if oldest else None}
-    for key, (_, _, device) in names.items():
-        if device is not None or key in last_ok:
+    for key, (_, _, device, last_ok) in names.items():
+        if device is not None or last_ok is not None:
             rows.setdefault(key, {"pending": 0, "failed": 0, "oldest_seconds": None})
     out = []
     for (tenant_id, outlet_id), row in rows.items():
-        tenant_name, code, device = names.get((tenant_id, outlet_id), (tenant_id, outlet_id, None))
+        tenant_name, code, device, last_ok = names.get((tenant_id, outlet_id), (tenant_id, outlet_id, None, None))
         out.append({"tenant_id": tenant_id, "tenant": tenant_name, "outlet_id": outlet_id, "outlet": code,
-                    "device": device or "none", "last_success": last_ok.get((tenant_id, outlet_id)), **row})
+                    "device": device or "none", "last_success": last_ok, **row})
     out.sort(key=lambda r: (-(r["failed"] > 0), -(r["oldest_seconds"] or 0), r["tenant"], r["outlet"]))
     return out
 
