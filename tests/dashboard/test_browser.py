@@ -31,7 +31,8 @@ except ImportError:  # pragma: no cover - the test extras install it
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(sync_playwright is None, reason="the playwright package is not installed (pip install -e .[test])"),
+    pytest.mark.skipif(sync_playwright is None,
+                       reason="the playwright package is not installed (pip install -e '.[test]')"),
     pytest.mark.skipif(not os.path.exists(CHROMIUM),
                        reason=f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium)"),
 ]

@@ -16,7 +16,7 @@ from stalela.auth.permissions import ROLES, SCOPES, Perm
 from stalela.authority import service as authority
 from stalela.dashboard import service
 from stalela.dashboard.repository import DashboardRepository
-from stalela.dashboard.web import ID, opt, CurrentViewer, DashboardRoute, Form, need, posted, redirect, render
+from stalela.dashboard.web import ID, CurrentViewer, DashboardRoute, Form, need, opt, posted, redirect, render
 from stalela.errors import ValidationFailed
 from stalela.tenancy import schemas as tenancy_schemas
 from stalela.tenancy import service as tenancy

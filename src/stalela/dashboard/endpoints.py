@@ -15,19 +15,34 @@ from stalela.auth import users
 from stalela.auth.dependencies import DbSession
 from stalela.auth.permissions import Perm
 from stalela.dashboard import service
-from stalela.dashboard.repository import DashboardRepository
 from stalela.dashboard.admin_endpoints import router as admin_router
 from stalela.dashboard.ops_endpoints import router as ops_router
+from stalela.dashboard.repository import DashboardRepository
 from stalela.dashboard.web import (
-    CSRF_COOKIE, ID, opt, opt_day, REFRESH_COOKIE, CurrentViewer, DashboardRoute, check_csrf, end_session, need, posted, queue_cookie,
-    read_form, redirect, render, start_session,
+    CSRF_COOKIE,
+    ID,
+    REFRESH_COOKIE,
+    CurrentViewer,
+    DashboardRoute,
+    check_csrf,
+    end_session,
+    need,
+    opt,
+    opt_day,
+    posted,
+    queue_cookie,
+    read_form,
+    redirect,
+    render,
+    start_session,
 )
 from stalela.errors import NotFound, ValidationFailed
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.fiscal.ledger import jobs
 from stalela.fiscal.reports import a_report, formats
 from stalela.fiscal.reports import service as reports
-from stalela.fiscal.reports.endpoints import _as as report_response, _stream as stream_a_report
+from stalela.fiscal.reports.endpoints import _as as report_response
+from stalela.fiscal.reports.endpoints import _stream as stream_a_report
 
 router = APIRouter(prefix="/app", route_class=DashboardRoute, include_in_schema=False)
 static_router = APIRouter(include_in_schema=False)
@@ -116,7 +131,8 @@ async def accept(request: Request, session: DbSession):
     check_csrf(request, form, request.cookies.get(CSRF_COOKIE, ""))
     if form.get("password", "") != form.get("password2", ""):
         raise ValidationFailed("the two passwords differ", code="password_mismatch", field="password2")
-    user = await users.accept(session, request.app.state.settings, form.get("token", "").strip(), form.get("password", ""))
+    user = await users.accept(session, request.app.state.settings, form.get("token", "").strip(),
+                              form.get("password", ""))
     return redirect(f"/app/login?next=/app&email={user.email}")
 
 

@@ -11,8 +11,17 @@ from stalela.dashboard import pipeline, service
 from stalela.dashboard.charts import sparkline
 from stalela.dashboard.repository import DashboardRepository
 from stalela.dashboard.web import (
-    ID, opt,
-    OPS_COOKIE, CurrentOperator, DashboardRoute, check_origin, operator_login, posted, queue_cookie, read_form, redirect,
+    ID,
+    OPS_COOKIE,
+    CurrentOperator,
+    DashboardRoute,
+    check_origin,
+    operator_login,
+    opt,
+    posted,
+    queue_cookie,
+    read_form,
+    redirect,
     render,
 )
 from stalela.errors import ValidationFailed

@@ -96,7 +96,8 @@ def rates(current: Sample, history: deque[Sample] | None = None) -> Rates:
     delta = {le: c - base.seal_buckets.get(le, 0.0) for le, c in current.seal_buckets.items()}
     latency = p95(delta)
     recent = [s for s in history if current.at - s.at <= WINDOW_SECONDS]
-    trend = [max(b.sealed - a.sealed, 0) / max(b.at - a.at, 1e-6) * 60 for a, b in zip(recent, recent[1:])]
+    pairs = zip(recent, recent[1:], strict=False)
+    trend = [max(b.sealed - a.sealed, 0) / max(b.at - a.at, 1e-6) * 60 for a, b in pairs]
     return Rates(span_seconds=span, seals_per_minute=(current.sealed - base.sealed) / span * 60,
                  requests=int(requests), errors=int(errors), error_rate=(errors / requests) if requests else None,
                  seal_p95_ms=latency * 1000 if latency is not None else None, sealed_total=int(current.sealed),

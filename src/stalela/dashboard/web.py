@@ -8,8 +8,8 @@ operator session). Every form POST carries a CSRF token that must match the sess
 from __future__ import annotations
 
 import hashlib
-import re
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
