@@ -52,9 +52,9 @@ def csrf_of(html: str) -> str:
 class Browser:
     """An httpx client that keeps cookies like a browser and knows the page's CSRF token."""
 
-    def __init__(self, app) -> None:  # noqa: ANN001
+    def __init__(self, app, base_url: str = "http://test") -> None:  # noqa: ANN001
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-                                      base_url="http://test", follow_redirects=False)
+                                      base_url=base_url, follow_redirects=False)
         self.csrf = ""
 
     async def get(self, url: str, **kw) -> httpx.Response:  # noqa: ANN003

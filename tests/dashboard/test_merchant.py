@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from tests.dashboard.conftest import email, make_user
+from tests.dashboard.conftest import Browser, email, make_user
 from tests.support.invoices import sample_invoice
 
 
@@ -270,3 +270,38 @@ async def test_static_assets_are_served_from_the_package(client):
     assert (await client.get("/static/dashboard/app.js")).status_code == 200
     assert (await client.get("/static/dashboard/../web.py")).status_code == 404
     assert (await client.get("/static/dashboard/web.py")).status_code == 404
+
+
+async def test_over_https_the_cookies_are_secure(app, org):
+    await make_user(app, org, email(org, "tls"), "owner")
+    b = Browser(app, base_url="https://test")
+    await b.get("/app/login")
+    r = await b.post("/app/login", {"email": email(org, "tls"), "password": "correct horse battery staple"})
+    assert r.status_code == 303
+    for cookie in r.headers.get_list("set-cookie"):
+        assert "; secure" in cookie.lower(), cookie
+    await b.aclose()
+
+
+async def test_an_email_in_two_tenants_chooses_its_account(app, browser, client, new_tenant, org):
+    other, _ = await new_tenant("Other SARL", "B7654321Y")
+    shared = email(org, "shared")
+    await make_user(app, org, shared, "accountant")
+    await make_user(app, {"tenant": other}, shared, "owner")
+    await browser.get("/app/login")
+    r = await browser.post("/app/login", {"email": shared, "password": "correct horse battery staple"})
+    assert r.status_code == 409 and "Other SARL" in r.text and 'name="tenant_id"' in r.text
+    r = await browser.post("/app/login", {"email": shared, "password": "correct horse battery staple",
+                                          "tenant_id": other["id"]})
+    assert r.status_code == 303
+    home = await browser.get("/app")
+    assert "Other SARL" in home.text and "owner" in home.text
+
+
+async def test_a_suspended_tenant_can_look_but_not_change(owner, client, org, operator_headers):
+    r = await client.post(f"/v1/tenants/{org['tenant']['id']}/suspend", headers=operator_headers)
+    assert r.status_code == 200
+    assert (await owner.get("/app/keys")).status_code == 200
+    r = await owner.post("/app/keys", {"name": "while suspended"})
+    assert r.status_code == 403 and "suspended" in r.text
+    await client.post(f"/v1/tenants/{org['tenant']['id']}/activate", headers=operator_headers)
