@@ -16,12 +16,14 @@ import pytest
 
 from tests.support.invoices import sample_invoice
 from tests.support.server import start_server
+from tests.support.simulator import start_simulator
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 OPERATOR = "browser-test-operator-token"
+DEVICE = ("NIM-KIN1", "device-token-kin1")
 PASSWORD = "correct horse battery staple"
 
 try:
@@ -43,9 +45,18 @@ def server(tmp_path_factory):
     live = start_server({
         "STALELA_OPERATOR_TOKEN": OPERATOR, "STALELA_ARGON2_TIME_COST": "1", "STALELA_ARGON2_MEMORY_KIB": "1024",
         "STALELA_ARGON2_PARALLELISM": "1", "STALELA_OUTBOX_POLL_SECONDS": "0.1",
+        # The scenario's webhook endpoint is on loopback (and nothing answers there: it shows as failing).
+        "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true",
     }, tmp_path_factory.mktemp("browser"))
     yield live
     live.stop()
+
+
+@pytest.fixture(scope="module")
+def dgi():
+    sim = start_simulator({DEVICE[0]: DEVICE[1]})
+    yield sim
+    sim.stop()
 
 
 def _shot(page, name: str) -> None:  # noqa: ANN001
@@ -98,7 +109,7 @@ def _dead_letter(data_dir: Path, tenant_id: str, invoice_id: str) -> str:
     return asyncio.run(run())
 
 
-def test_merchant_and_operator_consoles_in_chromium(server, tmp_path):
+def test_merchant_and_operator_consoles_in_chromium(server, dgi, tmp_path):
     base = server.base_url
     org = _setup_tenant(base)
     invoice_id = httpx.get(f"{base}/v1/invoices?limit=1", headers=org["key"]).json()["data"][0]["id"]
@@ -107,13 +118,13 @@ def test_merchant_and_operator_consoles_in_chromium(server, tmp_path):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            _merchant(browser, base, org, tmp_path)
+            _merchant(browser, base, org, dgi.url, tmp_path)
             _operator(browser, base, org, event_id)
         finally:
             browser.close()
 
 
-def _merchant(browser, base: str, org: dict, tmp_path: Path) -> None:  # noqa: ANN001
+def _merchant(browser, base: str, org: dict, dgi_url: str, tmp_path: Path) -> None:  # noqa: ANN001
     context = browser.new_context(base_url=base, viewport={"width": 1280, "height": 900}, accept_downloads=True)
     context.set_default_timeout(15_000)
     page = context.new_page()
@@ -127,27 +138,44 @@ def _merchant(browser, base: str, org: dict, tmp_path: Path) -> None:  # noqa: A
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Today", exact=True)).to_be_visible()
     expect(page.get_by_test_id("today-count")).to_have_text("6")
-    _shot(page, "home")
 
-    # Seal through the API; it shows up in the list at once.
+    # Register KIN1's DGI device (the simulator): its waiting invoices go to the DGI.
+    page.get_by_role("link", name="Outlets").click()
+    page.get_by_text("Edit KIN1").click()
+    page.get_by_label("NIM").first.fill(DEVICE[0])
+    page.get_by_label("e-MCF base URL").first.fill(dgi_url)
+    page.get_by_label(re.compile("Device token")).first.fill(DEVICE[1])
+    page.get_by_role("button", name="Register device").first.click()
+    expect(page.get_by_text("DGI device registered")).to_be_visible()
+    _shot(page, "outlets")
+
+    # Seal through the API; it shows up in the list at once, and the DGI acknowledges it.
     r = httpx.post(f"{base}/v1/invoices", json=sample_invoice(org["outlets"][0]["id"], reference="B-7781"),
                    headers=org["key"], timeout=30)
     assert r.status_code == 201, r.text
     invoice = r.json()
     page.get_by_role("link", name="Invoices").click()
     expect(page.get_by_role("link", name=invoice["fiscal_number"])).to_be_visible()
-    _shot(page, "invoices")
     page.get_by_role("link", name=invoice["fiscal_number"]).click()
     expect(page.get_by_role("heading", name=f"Invoice {invoice['fiscal_number']}")).to_be_visible()
     expect(page.get_by_text(invoice["seal"]["hash"])).to_be_visible()
+    for _ in range(40):  # the page is static: reload until the sync agent has been answered
+        if page.get_by_text("acknowledged", exact=True).count():
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    expect(page.get_by_text("acknowledged", exact=True)).to_be_visible()
     _shot(page, "invoice")
     page.get_by_test_id("verify-link").click()
     expect(page.get_by_test_id("verdict")).to_contain_text("Authentic invoice")
-    page.go_back()
+    page.goto("/app/invoices")
+    _shot(page, "invoices")
+    page.goto("/app")
+    expect(page.get_by_test_id("today-count")).to_have_text("7")
+    _shot(page, "home")
 
     # Close the day and download the Z as PDF.
     page.get_by_role("link", name="Reports").click()
-    _shot(page, "reports")
     page.get_by_role("button", name="Close the day of KIN1 (Z report)").click()
     expect(page.get_by_text("The day is closed")).to_be_visible()
     expect(page.get_by_role("heading", name="Z report KIN1-Z-000001")).to_be_visible()
@@ -162,6 +190,7 @@ def _merchant(browser, base: str, org: dict, tmp_path: Path) -> None:  # noqa: A
     page.get_by_role("link", name="Reports").click()
     page.get_by_role("button", name="Start an audit export").click()
     expect(page.locator("#exports").get_by_role("link", name=re.compile("Download"))).to_be_visible(timeout=30_000)
+    _shot(page, "reports")
 
     # An API key: shown once, then revoked.
     page.get_by_role("link", name="API keys").click()
@@ -175,10 +204,17 @@ def _merchant(browser, base: str, org: dict, tmp_path: Path) -> None:  # noqa: A
     expect(page.get_by_text("Key revoked")).to_be_visible()
     assert httpx.get(f"{base}/v1/outlets", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
 
-    page.get_by_role("link", name="Outlets").click()
-    _shot(page, "outlets")
+    # A webhook endpoint (nobody listens there), a test event and its log.
     page.get_by_role("link", name="Webhooks").click()
+    page.get_by_label("URL (https)").fill("http://127.0.0.1:9/stalela-hook")
+    page.get_by_label("Description").fill("ERP connector")
+    page.get_by_role("button", name="Create endpoint").click()
+    expect(page.get_by_text("whsec_")).to_be_visible()
     _shot(page, "webhooks")
+    page.get_by_role("link", name="http://127.0.0.1:9/stalela-hook").click()
+    page.get_by_role("button", name="Send a test event").click()
+    expect(page.get_by_role("cell", name="webhook.test")).to_be_visible()
+    _shot(page, "webhook-log")
 
     # Invite a cashier, who accepts in another browser and cannot see the keys.
     page.get_by_role("link", name="Users").click()
