@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.dashboard.conftest import Browser, email, make_user
 from tests.support.invoices import sample_invoice
 
@@ -196,7 +198,7 @@ async def test_reports_close_the_day_download_z_x_a_and_audit_export(owner, clie
     assert blob.status_code == 200 and blob.content[:2] == b"\x1f\x8b"
 
 
-async def test_webhooks_create_test_log_and_retry(owner, org):
+async def test_webhooks_create_test_log_and_retry(owner, org, app, settings):
     await owner.get("/app/webhooks")
     r = await owner.post("/app/webhooks", [("url", "http://127.0.0.1:9/hook"), ("event_types", "invoice.sealed")])
     assert r.status_code == 201 and "whsec_" in r.text
@@ -208,7 +210,17 @@ async def test_webhooks_create_test_log_and_retry(owner, org):
     assert r.status_code == 303
     log = await owner.get(f"/app/webhooks/{endpoint_id}")
     assert "webhook.test" in log.text
-    message_id = log.text.split("/messages/")[1].split("/retry")[0]
+    message_id = log.text.split("/messages/")[1].split('"')[0]
+    detail = await owner.get(f"/app/webhooks/{endpoint_id}/messages/{message_id}")
+    assert detail.status_code == 200 and "Not attempted yet" in detail.text and "webhook.test" in detail.text
+    from stalela.outbox.registry import RetryLater
+    from stalela.webhooks import delivery
+
+    with pytest.raises(RetryLater):  # nobody listens on port 9: the outbox will try again later
+        await delivery.deliver(app.state.db, settings, org["tenant"]["id"], message_id)
+    await delivery.settle()
+    detail = await owner.get(f"/app/webhooks/{endpoint_id}/messages/{message_id}")
+    assert "Not attempted yet" not in detail.text and "<td>failed</td>" in detail.text, detail.text[-1500:]
     r = await owner.post(f"/app/webhooks/{endpoint_id}/messages/{message_id}/retry")
     assert r.status_code == 303 and "retried" in r.headers["location"]
 

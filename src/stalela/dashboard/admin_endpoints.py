@@ -5,6 +5,7 @@ the POST that made them and never again: there is no redirect that could show th
 """
 from __future__ import annotations
 
+import json
 import re
 
 from fastapi import APIRouter, Request
@@ -204,6 +205,18 @@ async def webhook_page(endpoint_id: str, request: Request, session: DbSession, v
     messages, more = await webhooks.list_messages(session, endpoint_id, shown, None, limit=50,
                                                   starting_after=opt(request.query_params.get("after"), ID, "after"))
     return render(request, "webhook.html", endpoint=endpoint, messages=messages, more=more, shown=shown)
+
+
+@router.get("/webhooks/{endpoint_id}/messages/{message_id}")
+async def webhook_message_page(endpoint_id: str, message_id: str, request: Request, session: DbSession,
+                               viewer: CurrentViewer):
+    need(viewer, Perm.WEBHOOKS)
+    endpoint_id, message_id = opt(endpoint_id, ID, "endpoint_id"), opt(message_id, ID, "message_id")
+    endpoint = await webhooks.get_endpoint(session, endpoint_id)
+    message = await webhooks.get_message(session, endpoint_id, message_id)
+    attempts, more = await webhooks.list_attempts(session, endpoint_id, message_id, limit=100, starting_after=None)
+    return render(request, "webhook_message.html", endpoint=endpoint, message=message, attempts=attempts, more=more,
+                  payload=json.dumps(json.loads(message.payload), indent=2, ensure_ascii=False))
 
 
 @router.post("/webhooks/{endpoint_id}/test")
