@@ -30,7 +30,7 @@ from stalela.auth.dependencies import SAFE_METHODS, DbSession
 from stalela.auth.permissions import Perm, permissions
 from stalela.auth.principal import Principal
 from stalela.auth.service import authenticate_user
-from stalela.errors import BadRequest, Forbidden, StalelaError, Unauthorized, ValidationFailed
+from stalela.errors import BadRequest, Forbidden, StalelaError, TooManyRequests, Unauthorized, ValidationFailed
 from stalela.observability.logging import get_logger
 from stalela.tenancy.context import bind_platform
 from stalela.tenancy.repository import TenantRepository
@@ -157,6 +157,7 @@ class DashboardRoute(APIRoute):
                 response = redirect(f"{exc.console}/login{nxt}")
             except StalelaError as exc:
                 response = _error_page(request, exc.status, exc.title, exc.detail)
+                response.headers.update(exc.headers)
             except RequestValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {}
                 where = ".".join(str(p) for p in first.get("loc", ())[1:])
@@ -323,6 +324,11 @@ async def _viewer(request: Request, session: DbSession) -> Viewer:
             principal = await authenticate_user(db, settings, session, f"Bearer {access}")
         except Unauthorized:
             raise LoginRequired("/app") from None
+    # The same token bucket as the user's API calls: the console is not a way around the rate limit.
+    decision = await request.app.state.limiter.take(f"user:{principal.user_id}")
+    if not decision.allowed:
+        raise TooManyRequests("too many requests; wait a moment and reload", code="rate_limited",
+                              headers={"Retry-After": str(max(1, round(decision.retry_after + 0.5)))})
     if request.method not in SAFE_METHODS and principal.tenant_status != "active":
         raise Forbidden(f"the account is {principal.tenant_status}: changes are refused", code="tenant_suspended")
     claims = jwt.decode(access, options={"verify_signature": False})  # verified just above
