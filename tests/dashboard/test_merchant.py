@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from stalela.auth.permissions import ROLES, Perm
 from tests.dashboard.conftest import Browser, email, make_user
 from tests.support.invoices import sample_invoice
 
@@ -317,3 +318,23 @@ async def test_a_suspended_tenant_can_look_but_not_change(owner, client, org, op
     r = await owner.post("/app/keys", {"name": "while suspended"})
     assert r.status_code == 403 and "suspended" in r.text
     await client.post(f"/v1/tenants/{org['tenant']['id']}/activate", headers=operator_headers)
+
+
+PAGES = {"/app": Perm.INVOICES_READ, "/app/invoices": Perm.INVOICES_READ, "/app/reports": Perm.REPORTS_READ,
+         "/app/outlets": Perm.OUTLETS_READ, "/app/keys": Perm.ADMIN, "/app/users": Perm.ADMIN,
+         "/app/webhooks": Perm.WEBHOOKS}
+
+
+async def test_each_role_sees_exactly_the_screens_its_permissions_allow(app, org):
+    """The console's role matrix, read from the API's own table (auth.permissions.ROLES)."""
+    for role, perms in ROLES.items():
+        address = email(org, f"matrix-{role}")
+        await make_user(app, org, address, role, [org["outlet"]["id"]] if role == "cashier" else [])
+        b = Browser(app)
+        await b.login(address)
+        nav = (await b.get("/app/invoices")).text.split('aria-label="Main"')[1].split("</nav>")[0]
+        for page, perm in PAGES.items():
+            r = await b.get(page)
+            assert r.status_code == (200 if perm in perms else 403), (role, page, r.status_code)
+            assert (f'href="{page}"' in nav) == (perm in perms), (role, page)
+        await b.aclose()
