@@ -338,3 +338,17 @@ async def test_each_role_sees_exactly_the_screens_its_permissions_allow(app, org
             assert r.status_code == (200 if perm in perms else 403), (role, page, r.status_code)
             assert (f'href="{page}"' in nav) == (perm in perms), (role, page)
         await b.aclose()
+
+
+async def test_a_rotation_on_a_forbidden_page_still_reaches_the_browser(cashier):
+    """The refresh token is spent by the rotation: the new one must be set even on a 403 page."""
+    for cookie in list(cashier.http.cookies.jar):
+        if cookie.name == "stalela_app":
+            cashier.http.cookies.jar.clear(cookie.domain, cookie.path, cookie.name)
+    r = await cashier.get("/app/keys")
+    assert r.status_code == 403
+    assert any(c.startswith("stalela_app_refresh=") for c in r.headers.get_list("set-cookie"))
+    import stalela.dashboard.web as web
+
+    web._rotated.clear()  # no help from the per-process grace: the browser's own cookies must be right
+    assert (await cashier.get("/app")).status_code == 200

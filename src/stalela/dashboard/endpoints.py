@@ -72,7 +72,7 @@ def _login_page(request: Request, status: int = 200, **context):  # noqa: ANN003
     if not csrf:
         # The sign-in form has no session yet; a cookie of its own keeps other sites from posting it.
         csrf = secrets.token_urlsafe(24)
-        queue_cookie(request, CSRF_COOKIE, csrf, path="/app", max_age=3600)
+        queue_cookie(request, CSRF_COOKIE, csrf, path="/app", max_age=3600, always=True)
     return render(request, "login.html", status=status, csrf=csrf, next=_next_url(request.query_params.get("next")),
                   **context)
 

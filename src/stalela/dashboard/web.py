@@ -92,17 +92,23 @@ def is_secure(request: Request) -> bool:
 
 
 def queue_cookie(request: Request, name: str, value: str | None, *, path: str, max_age: int = 0,
-                 samesite: str = "lax") -> None:
-    """Set (or, with ``None``, delete) a cookie on whatever response this request ends with."""
+                 samesite: str = "lax", always: bool = False) -> None:
+    """Set (or, with ``None``, delete) a cookie on the response this request ends with.
+
+    Only on a successful response, unless ``always``: a failed form's transaction is rolled back,
+    and so must be whatever the cookie would have said about it.
+    """
     pending = getattr(request.state, "dashboard_cookies", None)
     if pending is None:
         pending = []
         request.state.dashboard_cookies = pending
-    pending.append((name, value, path, max_age, samesite))
+    pending.append((name, value, path, max_age, samesite, always))
 
 
-def _apply_cookies(request: Request, response: Response) -> None:
-    for name, value, path, max_age, samesite in getattr(request.state, "dashboard_cookies", ()):
+def _apply_cookies(request: Request, response: Response, succeeded: bool) -> None:
+    for name, value, path, max_age, samesite, always in getattr(request.state, "dashboard_cookies", ()):
+        if not (succeeded or always):
+            continue
         if value is None:
             response.delete_cookie(name, path=path, secure=is_secure(request), httponly=True, samesite=samesite)
         else:
@@ -166,8 +172,7 @@ class DashboardRoute(APIRoute):
                 log.exception("dashboard_error", path=request.url.path)
                 response = _error_page(request, 500, "Something went wrong",
                                        "An unexpected error occurred; it has been logged.")
-            if response.status_code < 400 or isinstance(response, RedirectResponse):
-                _apply_cookies(request, response)
+            _apply_cookies(request, response, response.status_code < 400)
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
             return response
@@ -264,10 +269,13 @@ def start_session(request: Request, tokens: dict[str, Any]) -> None:
                  max_age=settings.refresh_token_days * 86400)
 
 
-def _queue_tokens(request: Request, tokens: dict[str, Any]) -> None:
-    queue_cookie(request, ACCESS_COOKIE, tokens["access_token"], path="/app", max_age=int(tokens["expires_in"]))
+def _queue_tokens(request: Request, tokens: dict[str, Any], *, committed: bool = False) -> None:
+    # ``committed``: the rotation was its own transaction, so the browser must get the new tokens
+    # whatever this request ends with (its old refresh token is spent).
+    queue_cookie(request, ACCESS_COOKIE, tokens["access_token"], path="/app", max_age=int(tokens["expires_in"]),
+                 always=committed)
     queue_cookie(request, REFRESH_COOKIE, tokens["refresh_token"], path="/app",
-                 max_age=int(tokens["refresh_expires_in"]))
+                 max_age=int(tokens["refresh_expires_in"]), always=committed)
 
 
 def end_session(request: Request) -> None:
@@ -319,7 +327,7 @@ async def _viewer(request: Request, session: DbSession) -> Viewer:
     except Unauthorized:
         tokens = await _rotate(request, session, refresh)
         access = tokens["access_token"]
-        _queue_tokens(request, tokens)
+        _queue_tokens(request, tokens, committed=request.method in SAFE_METHODS)
         try:
             principal = await authenticate_user(db, settings, session, f"Bearer {access}")
         except Unauthorized:
