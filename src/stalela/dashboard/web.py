@@ -300,17 +300,19 @@ async def _rotate(request: Request, session, refresh: str) -> dict[str, Any]:  #
         return _rotated[key][1]
     ip = request.client.host if request.client else None
     try:
-        if request.method in SAFE_METHODS:
+        if request.method not in SAFE_METHODS:
+            # Part of the form's transaction: rolled back with it, so not shared with other requests.
+            result = await users.refresh(db, settings, session, refresh, ip)
+        else:
             # The request's own transaction is read-only; a rotation is a write of its own.
             async with db.transaction() as side:
                 result = await users.refresh(db, settings, side, refresh, ip)
-        else:
-            result = await users.refresh(db, settings, session, refresh, ip)
     except Unauthorized:
         raise LoginRequired("/app") from None
     if result.get("reused"):
         raise LoginRequired("/app")
-    _rotated[key] = (now, result)
+    if request.method in SAFE_METHODS:
+        _rotated[key] = (now, result)
     return result
 
 
