@@ -352,3 +352,10 @@ async def test_a_rotation_on_a_forbidden_page_still_reaches_the_browser(cashier)
 
     web._rotated.clear()  # no help from the per-process grace: the browser's own cookies must be right
     assert (await cashier.get("/app")).status_code == 200
+
+
+async def test_the_api_stays_json_only(client, org):
+    """Form bodies are let through for the consoles' paths only."""
+    r = await client.post("/v1/outlets", content=b"code=X&name=Y", headers=org["key"] | {
+        "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415
