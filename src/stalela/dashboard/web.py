@@ -139,7 +139,7 @@ def redirect(url: str) -> RedirectResponse:
 def _error_page(request: Request, status: int, title: str, detail: str) -> HTMLResponse:
     back = "/ops" if request.url.path.startswith("/ops") else "/app"
     referer = request.headers.get("referer") or ""
-    if referer and urlsplit(referer).netloc == request.headers.get("host"):
+    if referer and urlsplit(referer).netloc in _own_hosts(request):
         back = urlsplit(referer).path or back
     return render(request, "error.html", status=status, title=title, detail=detail, back=back)
 
@@ -230,9 +230,19 @@ async def read_form(request: Request) -> Form:
     return Form(parse_qsl(body, keep_blank_values=True, max_num_fields=2000))
 
 
+def _own_hosts(request: Request) -> set[str]:
+    """The names this site answers to: the Host header, and behind a proxy that rewrites it, the
+    public URL's host (STALELA_PUBLIC_URL)."""
+    hosts = {request.headers.get("host", "")}
+    public = request.app.state.settings.public_url
+    if public:
+        hosts.add(urlsplit(public).netloc)
+    return hosts
+
+
 def check_origin(request: Request) -> None:
     origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+    if origin and urlsplit(origin).netloc not in _own_hosts(request):
         raise Forbidden("cross-site form submission refused", code="csrf_failed")
 
 
