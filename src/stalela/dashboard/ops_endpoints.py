@@ -44,7 +44,8 @@ async def login(request: Request):
     # No session yet: the Origin check is this form's CSRF defence (and the token is the secret).
     check_origin(request)
     if not operator_login(request, form.get("token", "")):
-        return render(request, "ops_login.html", status=401, enabled=True, error="Invalid operator token.")
+        enabled = request.app.state.settings.operator_token is not None
+        return render(request, "ops_login.html", status=401, enabled=enabled, error="Invalid operator token.")
     return redirect("/ops")
 
 
