@@ -359,3 +359,13 @@ async def test_the_api_stays_json_only(client, org):
     r = await client.post("/v1/outlets", content=b"code=X&name=Y", headers=org["key"] | {
         "Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 415
+
+
+async def test_a_credit_note_links_to_its_original_and_shows_payments(owner, client, org):
+    original = await seal(client, org, payments=[{"method": "ESPECES", "amount": "109400.00"}])
+    credit = await seal(client, org, type="FA", nature="COR", original=original["fiscal_number"],
+                        lines=[{"description": "Retour", "item_type": "BIE", "tax_group": "B", "quantity": "1",
+                                "unit_price": "45000.00"}])
+    page = (await owner.get(f"/app/invoices/{credit['id']}")).text
+    assert f'/app/invoices?fiscal_number={original["fiscal_number"]}' in page and "(COR)" in page
+    assert "ESPECES 109 400.00" in (await owner.get(f"/app/invoices/{original['id']}")).text
