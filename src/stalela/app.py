@@ -15,6 +15,7 @@ from stalela.db.session import Database
 from stalela.fiscal.invoices.group_commit import Sealer
 from stalela.fiscal.signing.registry import backend_for
 from stalela.errors import BadRequest, StalelaError, validation_problem
+from stalela.auth.service import API_KEYS
 from stalela.auth.throttle import Limiter
 from stalela.auth.tokens import ensure_key as ensure_token_key
 from stalela.kit.problems import problem_response
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = Database.from_settings(settings)
         app.state.limiter = Limiter(settings)
         app.state.sealer = Sealer(app.state.db, settings)
+        API_KEYS.ttl = settings.auth_cache_seconds
+        API_KEYS.clear()
         # Fail at start, not on the first seal, if the key store is misconfigured.
         backend_for(settings)
         await ensure_token_key(app.state.db, settings)

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
         description="PostgreSQL role the service switches to (SET ROLE) so row-level security applies "
         "even when it connects as a superuser; empty to connect as-is.",
     )
-    database_pool_size: int = Field(10, ge=1, le=200)
+    database_pool_size: int = Field(20, ge=1, le=200)
     database_statement_cache: bool = Field(
         True, description="asyncpg prepared-statement cache; turn off behind PgBouncer (transaction mode)."
     )
@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="Rate limits and login throttles shared across processes.")
     rate_limit_per_second: float = Field(50.0, gt=0, description="Per API key / user token bucket refill.")
     rate_limit_burst: int = Field(100, ge=1)
+    auth_cache_seconds: float = Field(
+        2.0, ge=0, le=60, description="A verified API key is trusted this long per process; revocations elsewhere "
+        "take effect within it. 0: look every key up."
+    )
     bench_endpoints: bool = Field(
         False, description="Expose POST /_bench/noop, the trivial baseline the benchmarks compare against."
     )

@@ -10,10 +10,10 @@ import hashlib
 import json
 from typing import Any, Iterable
 
-import rfc8785
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.kit import canonical
 from stalela.audit.models import AuditEntry
 from stalela.db.base import utcnow
 from stalela.kit.clock import rfc3339
@@ -23,7 +23,7 @@ GENESIS = "0" * 64
 
 
 def entry_hash(fields: dict[str, Any]) -> str:
-    return hashlib.sha256(rfc8785.dumps(fields)).hexdigest()
+    return hashlib.sha256(canonical.dumps(fields)).hexdigest()
 
 
 def _fields(e: AuditEntry) -> dict[str, Any]:

@@ -21,11 +21,12 @@ from stalela.auth.service import (
     authenticate_operator,
     authenticate_user,
     bearer_token,
+    cached_api_key,
     touch_api_key,
 )
 from stalela.errors import Forbidden, TooManyRequests
 from stalela.observability import context as log_context
-from stalela.tenancy.context import bind_platform
+from stalela.tenancy.context import bind_platform, bind_tenant
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _bearer = HTTPBearer(auto_error=False, description="A tenant API key (sk_...) or the operator token.")
@@ -60,25 +61,28 @@ async def _tenant_principal(request: Request, session: DbSession, _doc=Depends(_
 
 
 async def _tenant_principal_alone(request: Request, _doc=Depends(_bearer)) -> Principal:
-    """The caller, checked in a short read transaction of its own: for endpoints that hand the work to
-    another transaction (sealing) and must not hold a pooled connection while they wait for it."""
+    """The caller, checked in a short read transaction of its own (or none, for a recently verified API
+    key): for endpoints that hand the work to another transaction (sealing) and must not hold a pooled
+    connection while they wait for it."""
+    principal = cached_api_key(request.headers.get("authorization"))
+    if principal is not None:
+        return await _admit(request, principal)
     async with request.app.state.db.transaction(readonly=True) as session:
         return await _authenticate(request, session, readonly=True)
 
 
 async def _authenticate(request: Request, session: AsyncSession, *, readonly: bool) -> Principal:
     authorization = request.headers.get("authorization")
+    principal = cached_api_key(authorization)
+    if principal is not None:
+        await bind_tenant(session, principal.tenant_id)
+        return await _admit(request, principal)
     if not bearer_token(authorization).startswith(PREFIX):
         principal = await authenticate_user(request.app.state.db, request.app.state.settings, session, authorization)
         stale = False
     else:
         principal, stale = await authenticate_api_key(session, authorization)
-    request.state.tenant_id = principal.tenant_id
-    log_context.bind(tenant_id=principal.tenant_id)  # on every log line and the span from here on
-    await _rate_limit(request, principal)
-    writing = request.method not in SAFE_METHODS
-    if writing and principal.tenant_status != "active":
-        raise Forbidden(f"tenant is {principal.tenant_status}: writes are refused", code="tenant_suspended")
+    await _admit(request, principal)
     if stale:
         if not readonly:
             await touch_api_key(session, principal)
@@ -86,6 +90,16 @@ async def _authenticate(request: Request, session: AsyncSession, *, readonly: bo
             # A read transaction must not write (on SQLite it would have to upgrade its lock).
             async with request.app.state.db.transaction() as side:
                 await touch_api_key(side, principal)
+    return principal
+
+
+async def _admit(request: Request, principal: Principal) -> Principal:
+    """What every authenticated tenant request goes through: context, rate limit, tenant status."""
+    request.state.tenant_id = principal.tenant_id
+    log_context.bind(tenant_id=principal.tenant_id)  # on every log line and the span from here on
+    await _rate_limit(request, principal)
+    if request.method not in SAFE_METHODS and principal.tenant_status != "active":
+        raise Forbidden(f"tenant is {principal.tenant_status}: writes are refused", code="tenant_suspended")
     return principal
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stalela.audit.service import record
 from stalela.auth.apikeys import generate_api_key
 from stalela.auth.principal import Principal
+from stalela.auth.service import API_KEYS
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.fiscal.signing import registry as signing_registry
@@ -55,6 +56,7 @@ async def set_tenant_status(session: AsyncSession, tenant_id: str, status: str) 
     if tenant.status in ("deprovisioning", "deleted"):
         raise Conflict(f"tenant is {tenant.status}", code="tenant_status_conflict")
     tenant.status = status
+    API_KEYS.clear()  # this process stops honouring cached keys of the tenant at once
     tenant.updated_at = utcnow()
     await session.flush()
     await record(session, tenant.id, "operator", f"tenant.{status}", tenant.id)
@@ -163,6 +165,7 @@ async def revoke_api_key(session: AsyncSession, key_id: str, actor: Principal) -
         raise NotFound("no such API key", code="api_key_not_found")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+        API_KEYS.clear()
         await session.flush()
         await record(session, key.tenant_id, actor.actor, "api_key.revoked", key.id)
     return key

@@ -15,8 +15,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import rfc8785
 
+from stalela.kit import canonical
 from stalela.kit.money import decimal_str, money_str
 
 # --------------------------------------------------------------------------------------- input
@@ -234,4 +234,4 @@ def lines_digest(lines_json: list[dict[str, Any]]) -> str:
     The seal signs this digest instead of the lines themselves, so the payload stays small for a
     thousand-line invoice while still committing to every line.
     """
-    return hashlib.sha256(rfc8785.dumps(lines_json)).hexdigest()
+    return hashlib.sha256(canonical.dumps(lines_json)).hexdigest()

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import rfc8785
+from stalela.kit import canonical
+
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -29,7 +30,7 @@ _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 def canonical_bytes(payload: dict[str, Any]) -> bytes:
     """RFC 8785 bytes of ``payload``; raises ``ValueError`` for values JCS cannot represent."""
-    return rfc8785.dumps(payload)
+    return canonical.dumps(payload)
 
 
 def seal_hash(payload: dict[str, Any]) -> str:
@@ -110,12 +111,15 @@ def raw_signature_to_der(signature: bytes) -> bytes:
     return encode_dss_signature(r, s)
 
 
-def build_seal(payload: dict[str, Any], signature: bytes, key_id: str) -> dict[str, Any]:
+def build_seal(payload: dict[str, Any], signature: bytes, key_id: str, *,
+               canonical_payload: bytes | None = None) -> dict[str, Any]:
+    """``canonical_payload``: the bytes that were signed, when the caller has them (saves redoing them)."""
     if len(signature) != SIGNATURE_LENGTH:
         raise ValueError(f"an ES256 signature is {SIGNATURE_LENGTH} bytes, got {len(signature)}")
+    data = canonical_payload if canonical_payload is not None else canonical_bytes(payload)
     return {
         "payload": payload,
-        "hash": seal_hash(payload),
+        "hash": hashlib.sha256(data).hexdigest(),
         "signature": b64url_encode(signature),
         "key_id": key_id,
         "algorithm": ALGORITHM,

@@ -24,7 +24,6 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-import rfc8785
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.principal import Principal
@@ -42,6 +41,7 @@ from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.ledger.service import LogAppender
 from stalela.fiscal.reports.figures import DayBook
 from stalela.fiscal.signing import registry as keys
+from stalela.kit import canonical
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.observability.metrics import invoice_sealed, seal_clock
@@ -74,7 +74,7 @@ Outcome = SealResult | StalelaError
 
 
 def request_hash(body: InvoiceCreate) -> str:
-    return hashlib.sha256(rfc8785.dumps(body.model_dump(mode="json", exclude_unset=True))).hexdigest()
+    return hashlib.sha256(canonical.dumps(body.model_dump(mode="json", exclude_unset=True))).hexdigest()
 
 
 def to_draft(req: InvoiceCreate) -> core.InvoiceDraft:
@@ -200,8 +200,8 @@ async def _admit(group: _Group, request: SealRequest) -> tuple[SealResult | None
     # Checked before any replay, so a till's key can never read another outlet's invoice through one.
     if not request.principal.can_use_outlet(body.outlet_id):
         raise _outlet_restricted()
-    fingerprint = request_hash(body)
     key = request.idempotency_key
+    fingerprint = request_hash(body) if key is not None else ""  # only idempotency records need it
     if key is not None:
         record = group.records.get(key)
         if record is not None and record.expires_at <= utcnow():
@@ -286,8 +286,8 @@ async def _seal_one(group: _Group, book: DayBook, log: LogAppender, tenant: Any,
         "key_id": key.id,
         "prev_hash": series.last_hash,
     }
-    canonical = canonical_bytes(payload)
-    seal = build_seal(payload, await keys.sign(settings, key, canonical), key.id)
+    signed = canonical_bytes(payload)
+    seal = build_seal(payload, await keys.sign(settings, key, signed), key.id, canonical_payload=signed)
     document = {
         "id": invoice_id,
         "object": "invoice",
@@ -314,7 +314,7 @@ async def _seal_one(group: _Group, book: DayBook, log: LogAppender, tenant: Any,
         tenant_id=group.tenant_id, id=invoice_id, leaf_index=log.append(seal["hash"]), outlet_id=outlet.id,
         series_id=series.id, counter=counter, fiscal_number=fiscal_number, type=req.type, issued_at=issued,
         reference=req.reference, original=req.original, total_cents=total_cents, key_id=key.id,
-        seal_hash=seal["hash"], signature=seal["signature"], payload=canonical.decode(), document=json.dumps(document),
+        seal_hash=seal["hash"], signature=seal["signature"], payload=signed.decode(), document=json.dumps(document),
     ))
     series.counter = counter
     series.last_hash = seal["hash"]

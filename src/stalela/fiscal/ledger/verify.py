@@ -17,8 +17,8 @@ from decimal import Decimal
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-import rfc8785
 
+from stalela.kit import canonical
 from stalela.fiscal.core import merkle
 from stalela.fiscal.core.seal import verify_seal
 
@@ -176,7 +176,7 @@ class LedgerVerifier:
             return
         lines = inv.get("lines")
         try:
-            digest = hashlib.sha256(rfc8785.dumps(lines)).hexdigest()
+            digest = hashlib.sha256(canonical.dumps(lines)).hexdigest()
         except Exception:  # noqa: BLE001 - hostile input: report, never crash
             digest = None
         if digest != payload.get("lines_hash") or len(lines or []) != payload.get("line_count"):

@@ -28,8 +28,9 @@ _backends: dict[tuple[str, str], KeyBackend] = {}
 
 def _identity(settings: Settings, name: str) -> str:
     if name == "software":
+        # Not resolve()d: this runs on every signature, and a syscall there shows in the profile.
         return settings.master_key.get_secret_value() if settings.master_key else str(
-            settings.effective_master_key_file.resolve())
+            settings.effective_master_key_file)
     return f"{settings.pkcs11_library}|{settings.pkcs11_token_label}"
 
 
