@@ -27,14 +27,15 @@ DEVICE = ("NIM-KIN1", "device-token-kin1")
 PASSWORD = "correct horse battery staple"
 
 try:
+    from axe_playwright_python.sync_playwright import Axe
     from playwright.sync_api import expect, sync_playwright
-except ImportError:  # pragma: no cover - the test extras install it
+except ImportError:  # pragma: no cover - the test extras install them
     sync_playwright = None
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(sync_playwright is None,
-                       reason="the playwright package is not installed (pip install -e '.[test]')"),
+                       reason="playwright / axe-playwright-python are not installed (pip install -e '.[test]')"),
     pytest.mark.skipif(not os.path.exists(CHROMIUM),
                        reason=f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium)"),
 ]
@@ -59,9 +60,23 @@ def dgi():
     sim.stop()
 
 
+FINDINGS: list[str] = []
+
+
 def _shot(page, name: str) -> None:  # noqa: ANN001
+    """Screenshot a main screen, and audit it."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    _audit(page, name)
+
+
+def _audit(page, name: str) -> None:  # noqa: ANN001
+    """Accessibility with axe-core (WCAG 2.1 A and AA rules); findings fail the test at its end."""
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21aa"]},
+                                       "resultTypes": ["violations"]})
+    for v in results.response["violations"]:  # any impact: the screens have none today, keep it so
+        FINDINGS.append(f"{name}: {v['id']} ({v['impact']}): {v['help']}: "
+                        + "; ".join(n["html"][:120] for n in v["nodes"][:3]))
 
 
 def _setup_tenant(base: str) -> dict:
@@ -122,6 +137,7 @@ def test_merchant_and_operator_consoles_in_chromium(server, dgi, tmp_path):
             _operator(browser, base, org, event_id)
         finally:
             browser.close()
+    assert not FINDINGS, "accessibility (axe-core):\n" + "\n".join(FINDINGS)
 
 
 def _merchant(browser, base: str, org: dict, dgi_url: str, tmp_path: Path) -> None:  # noqa: ANN001
@@ -244,6 +260,7 @@ def _merchant(browser, base: str, org: dict, dgi_url: str, tmp_path: Path) -> No
     response = cashier.goto(f"{base}/app/keys")
     assert response.status == 403
     expect(cashier.get_by_text("may not open this page")).to_be_visible()
+    _audit(cashier, "forbidden")
     other.close()
 
 
@@ -252,6 +269,7 @@ def _operator(browser, base: str, org: dict, event_id: str) -> None:  # noqa: AN
     context.set_default_timeout(15_000)
     page = context.new_page()
     page.goto("/ops")
+    _audit(page, "ops-login")
     page.get_by_label("Operator token").fill(OPERATOR)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Pipeline", exact=True)).to_be_visible()
