@@ -154,6 +154,10 @@ def _merchant(browser, base: str, org: dict, dgi_url: str, tmp_path: Path) -> No
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Today", exact=True)).to_be_visible()
     expect(page.get_by_test_id("today-count")).to_have_text("6")
+    page.keyboard.press("Tab")  # keyboard users: the first stop skips the navigation
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
 
     # Register KIN1's DGI device (the simulator): its waiting invoices go to the DGI.
     page.get_by_role("link", name="Outlets").click()
