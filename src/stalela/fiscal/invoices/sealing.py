@@ -175,18 +175,24 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
         group.series[outlet_id] = await series_repo.lock_for_outlet(tenant_id, outlet_id)
     clock.lap("number")
 
+    # Numbered and chained in order; then signed all at once (one trip to the key store, which for
+    # an HSM is a thread hop per call); then stored in order.
+    numbered = [_number(group, tenant, jurisdiction.code, key, request, computed)
+                for _, request, _, computed in validated if computed is not None]
+    signatures = iter(await keys.sign_many(settings, key, [n.signed for n in numbered]))
+    numbered_iter = iter(numbered)
+    clock.lap("sign")
+
     for index, request, fingerprint, computed in validated:
         if computed is None:
             first_fingerprint, first = sealed_keys[request.idempotency_key]
             outcomes[index] = (SealResult(first.status, first.body, replayed=True) if first_fingerprint == fingerprint
                                else _key_reused())
             continue
-        result = await _seal_one(group, book, log, tenant, jurisdiction.code, key, request, fingerprint, computed)
+        result = await _store(group, book, log, key, request, fingerprint, next(numbered_iter), next(signatures))
         outcomes[index] = result
         if request.idempotency_key is not None:
             sealed_keys[request.idempotency_key] = (fingerprint, result)
-    clock.lap("sign")
-
     await log.write()
     book.write()
     await session.flush()
@@ -250,9 +256,23 @@ async def _original(group: _Group, invoices: InvoiceRepository, fiscal_number: s
                                 total=Decimal(found.total_cents) / CENTS, credited_total=Decimal(credited) / CENTS)
 
 
-async def _seal_one(group: _Group, book: DayBook, log: LogAppender, tenant: Any, jurisdiction: str, key: Any,
-                    request: SealRequest, fingerprint: str, computed: core.ComputedInvoice) -> SealResult:
-    session, settings, req = group.session, group.settings, request.body
+@dataclass
+class _Numbered:
+    """An invoice given its number and chain position, waiting for its signature."""
+    outlet: Outlet
+    series: Series
+    computed: core.ComputedInvoice
+    invoice_id: str
+    counter: int
+    fiscal_number: str
+    issued: Any
+    payload: dict[str, Any]
+    signed: bytes
+
+
+def _number(group: _Group, tenant: Any, jurisdiction: str, key: Any, request: SealRequest,
+            computed: core.ComputedInvoice) -> _Numbered:
+    req = request.body
     outlet = group.outlets[req.outlet_id]
     series = group.series[outlet.id]
     counter = series.counter + 1
@@ -260,7 +280,6 @@ async def _seal_one(group: _Group, book: DayBook, log: LogAppender, tenant: Any,
     issued = utcnow()
     invoice_id = new_id("inv")
     totals = computed.totals_as_json()
-    exchange = computed.exchange_as_json()
     payload = {
         "v": SEAL_VERSION,
         "jurisdiction": jurisdiction,
@@ -282,57 +301,64 @@ async def _seal_one(group: _Group, book: DayBook, log: LogAppender, tenant: Any,
         "buyer_tax_id": req.buyer.tax_id if req.buyer and req.buyer.tax_id else None,
         "nature": req.nature,
         "original": req.original,
-        "exchange": exchange,
+        "exchange": computed.exchange_as_json(),
         "key_id": key.id,
         "prev_hash": series.last_hash,
     }
     signed = canonical_bytes(payload)
-    seal = build_seal(payload, await keys.sign(settings, key, signed), key.id, canonical_payload=signed)
+    # The chain needs only the hash of what is signed, not the signature: the next invoice of the
+    # outlet can be numbered before this one is signed.
+    series.counter = counter
+    series.last_hash = hashlib.sha256(signed).hexdigest()
+    series.updated_at = issued
+    return _Numbered(outlet, series, computed, invoice_id, counter, fiscal_number, issued, payload, signed)
+
+
+async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, request: SealRequest, fingerprint: str,
+                 n: _Numbered, signature: bytes) -> SealResult:
+    session, settings, req, computed = group.session, group.settings, request.body, n.computed
+    seal = build_seal(n.payload, signature, key.id, canonical_payload=n.signed)
     document = {
-        "id": invoice_id,
+        "id": n.invoice_id,
         "object": "invoice",
         "tenant_id": group.tenant_id,
-        "outlet_id": outlet.id,
-        "fiscal_number": fiscal_number,
-        "counter": counter,
+        "outlet_id": n.outlet.id,
+        "fiscal_number": n.fiscal_number,
+        "counter": n.counter,
         "type": req.type,
         "price_mode": req.price_mode,
-        "issued_at": payload["issued_at"],
+        "issued_at": n.payload["issued_at"],
         "currency": req.currency,
         "reference": req.reference,
         "buyer": computed.buyer_as_json(),
         "nature": req.nature,
         "original": req.original,
         "payments": computed.payments_as_json(),
-        "exchange": exchange,
+        "exchange": n.payload["exchange"],
         "lines": computed.lines_as_json(),
-        "totals": totals,
-        "qr": verification_url(settings, invoice_id),
+        "totals": n.payload["totals"],
+        "qr": verification_url(settings, n.invoice_id),
     }
-    total_cents = int(computed.total * CENTS)
     session.add(Invoice(
-        tenant_id=group.tenant_id, id=invoice_id, leaf_index=log.append(seal["hash"]), outlet_id=outlet.id,
-        series_id=series.id, counter=counter, fiscal_number=fiscal_number, type=req.type, issued_at=issued,
-        reference=req.reference, original=req.original, total_cents=total_cents, key_id=key.id,
-        seal_hash=seal["hash"], signature=seal["signature"], payload=signed.decode(), document=json.dumps(document),
+        tenant_id=group.tenant_id, id=n.invoice_id, leaf_index=log.append(seal["hash"]), outlet_id=n.outlet.id,
+        series_id=n.series.id, counter=n.counter, fiscal_number=n.fiscal_number, type=req.type, issued_at=n.issued,
+        reference=req.reference, original=req.original, total_cents=int(computed.total * CENTS), key_id=key.id,
+        seal_hash=seal["hash"], signature=seal["signature"], payload=n.signed.decode(), document=json.dumps(document),
     ))
-    series.counter = counter
-    series.last_hash = seal["hash"]
-    series.updated_at = issued
-    await book.add(outlet, counter, issued, computed)  # the business day's figures (Z/X reports)
+    await book.add(n.outlet, n.counter, n.issued, computed)  # the business day's figures (Z/X reports)
     # Visible as pending at once (sync status, dashboards), before any worker picks the event up.
-    session.add(InvoiceSync(tenant_id=group.tenant_id, invoice_id=invoice_id, outlet_id=outlet.id, status="pending",
-                            attempts=0, sealed_at=issued, updated_at=issued))
+    session.add(InvoiceSync(tenant_id=group.tenant_id, invoice_id=n.invoice_id, outlet_id=n.outlet.id,
+                            status="pending", attempts=0, sealed_at=n.issued, updated_at=n.issued))
     enqueue(session, group.tenant_id, "invoice.sealed", {
-        "invoice_id": invoice_id, "outlet_id": outlet.id, "fiscal_number": fiscal_number, "type": req.type,
-        "total": payload["total"], "issued_at": payload["issued_at"],
+        "invoice_id": n.invoice_id, "outlet_id": n.outlet.id, "fiscal_number": n.fiscal_number, "type": req.type,
+        "total": n.payload["total"], "issued_at": n.payload["issued_at"],
     })
     body = {**document, "seal": seal, "sync": PENDING_SYNC}
     if request.idempotency_key is not None:
         session.add(IdempotencyRecord(
             tenant_id=group.tenant_id, key=request.idempotency_key, request_hash=fingerprint, status_code=201,
-            response=json.dumps(body), created_at=issued,
-            expires_at=issued + timedelta(days=settings.idempotency_retention_days),
+            response=json.dumps(body), created_at=n.issued,
+            expires_at=n.issued + timedelta(days=settings.idempotency_retention_days),
         ))
-    invoice_sealed(session, group.tenant_id, outlet.id, req.type)  # counted when the transaction commits
+    invoice_sealed(session, group.tenant_id, n.outlet.id, req.type)  # counted when the transaction commits
     return SealResult(201, body)
