@@ -138,13 +138,24 @@ def mark_error(current: Any, description: str) -> None:
     current.set_status(Status(StatusCode.ERROR, description))
 
 
-def record_span(name: str, start_ns: int, end_ns: int, attributes: Mapping[str, Any] | None = None) -> None:
-    """A finished child span of the current one, from timestamps taken earlier (seal stages)."""
+def record_span(name: str, start_ns: int, end_ns: int, attributes: Mapping[str, Any] | None = None,
+                parent: Any = None) -> None:
+    """A finished child span, from timestamps taken earlier (seal stages), of ``parent`` (a context
+    from ``current_context``) or else of the current span."""
     tracer = _tracer
     if tracer is None:
         return
-    s = tracer.start_span(name, start_time=start_ns, attributes=dict(attributes or {}))
+    s = tracer.start_span(name, context=parent, start_time=start_ns, attributes=dict(attributes or {}))
     s.end(end_time=end_ns)
+
+
+def current_context() -> Any:
+    """The active trace context, to parent spans recorded later in another task (None when off)."""
+    if _tracer is None:
+        return None
+    from opentelemetry import context
+
+    return context.get_current()
 
 
 def current_ids() -> tuple[str, str] | None:
