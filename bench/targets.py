@@ -77,32 +77,50 @@ class RssSampler(threading.Thread):
 # ---- clients, each run in a process of its own ----------------------------------------------------
 
 async def _open_loop(cfg: dict) -> dict:
-    """Requests sent on a fixed schedule, whatever the answers do (no coordinated omission)."""
-    import httpx
+    """Requests sent on a fixed schedule, whatever the answers do (no coordinated omission).
 
+    Raw HTTP/1.1 on asyncio streams (the seal bench's client), not httpx, whose CPU per request would
+    make the client, not the server, miss the schedule on a 2-core machine. A request goes out on an
+    idle keep-alive connection, or a new one when all are busy.
+    """
+    from _loadgen import _read_response
+
+    host, port = cfg["host"], cfg["port"]
+    head = (f"POST /v1/invoices HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {cfg['auth']}\r\n")
+    payloads = []
+    for o in cfg["outlets"]:
+        body = json.dumps({**INVOICE_OBJ, "outlet_id": o}).encode()
+        payloads.append((o, (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body))
     rate, duration = cfg["rate"], cfg["duration"]
-    bodies = [json.dumps({**INVOICE_OBJ, "outlet_id": o}) for o in cfg["outlets"]]
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     latencies, statuses, created = [], {}, {}
-    headers = {"Authorization": f"Bearer {cfg['auth']}", "Content-Type": "application/json"}
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=cfg["base"], headers=headers, limits=limits, timeout=60) as client:
-        async def one(i: int, scheduled: float) -> None:
-            r = await client.post("/v1/invoices", content=bodies[i % len(bodies)])
-            latencies.append(time.perf_counter() - scheduled)
-            statuses[str(r.status_code)] = statuses.get(str(r.status_code), 0) + 1
-            if r.status_code == 201:
-                outlet = cfg["outlets"][i % len(bodies)]
-                created[outlet] = created.get(outlet, 0) + 1
 
-        start, tasks, i = time.perf_counter(), [], 0
-        while (scheduled := start + i / rate) < start + duration:
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, scheduled)))
-            i += 1
-        await asyncio.gather(*tasks)
-        seconds = time.perf_counter() - start
+    async def one(i: int, scheduled: float) -> None:
+        outlet, payload = payloads[i % len(payloads)]
+        conn = idle.pop() if idle else await asyncio.open_connection(host, port)
+        conn[1].write(payload)
+        status, _, close = await _read_response(conn[0])
+        latencies.append(time.perf_counter() - scheduled)
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        if status == 201:
+            created[outlet] = created.get(outlet, 0) + 1
+        if close:
+            conn[1].close()
+        else:
+            idle.append(conn)
+
+    start, tasks, i = time.perf_counter(), [], 0
+    while (scheduled := start + i / rate) < start + duration:
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, scheduled)))
+        i += 1
+    await asyncio.gather(*tasks)
+    seconds = time.perf_counter() - start
+    for _, writer in idle:
+        writer.close()
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else 0.0  # noqa: E731
     return {"requests": len(latencies), "seconds": seconds, "rps": len(latencies) / seconds, "p50_ms": pick(0.5),
@@ -204,7 +222,8 @@ def run_signer(signer: str, args: argparse.Namespace, backend: str, full: bool) 
         out["seal"] = _wrk(srv, backend, args, "/v1/invoices", key, seal.INVOICE, many, args.duration)
         if full:
             half = out["seal"]["rps"] / 2
-            r = _in_process("open-loop", {"base": srv.base, "auth": key, "outlets": half_outlets, "rate": half,
+            r = _in_process("open-loop", {"host": "127.0.0.1", "port": srv.port, "auth": key,
+                                          "outlets": half_outlets, "rate": half,
                                           "duration": args.duration})
             seal.wait_quiet(srv)
             r["gap_free"] = all(c["ok"] for c in seal.check_counters(srv, key, half_outlets, r["created"]).values())
@@ -239,7 +258,7 @@ def _with_softhsm() -> dict[str, str] | None:
 def print_report(res: dict) -> None:
     sw = res["software"]
     base, peak = sw["baseline"], sw["seal"]
-    print(f"\ntargets bench  workers={res['workers']}  concurrency={res['concurrency']}  duration={res['duration']}s  "
+    print(f"\ntargets bench  inprocess_workers={res['inprocess_workers']}  workers={res['workers']}  concurrency={res['concurrency']}  duration={res['duration']}s  "
           f"fsync={res['machine']['fsync']}  synchronous_commit={res['machine']['synchronous_commit']}")
     rows = [
         ("trivial POST (baseline)", f"{base['rps']:.0f} req/s", "", ""),
@@ -286,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(asyncio.run(fn(cfg))))
         return 0
     backend = available_backend("auto")
-    res = {"workers": args.workers, "concurrency": args.concurrency, "duration": args.duration,
+    # The production topology: API processes seal, `stalela worker` processes (not started here) drain
+    # the outbox. With in-process workers the same server also syncs every sealed invoice, which
+    # bench/sync.py measures on its own.
+    os.environ.setdefault("STALELA_INPROCESS_WORKERS", "false")
+    res = {"inprocess_workers": os.environ["STALELA_INPROCESS_WORKERS"], "workers": args.workers, "concurrency": args.concurrency, "duration": args.duration,
            "batch_size": args.batch_size, "machine": {**seal.pg_info(), "git_commit": seal.git_commit(),
                                                        "cpu_count": os.cpu_count()},
            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -12,6 +12,11 @@ from stalela.authority.models import AuthorityAck, AuthorityDevice, InvoiceSync
 class AuthorityRepository:
     def __init__(self, session) -> None:  # noqa: ANN001
         self.session = session
+
+    async def insert_pending(self, rows: list[dict]) -> None:
+        """New invoices' sync rows, many at once (a Core executemany: the ORM costs more than the rows)."""
+        if rows:
+            await self.session.execute(insert(InvoiceSync.__table__), rows)
 
     def _insert(self):  # noqa: ANN202
         return pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert

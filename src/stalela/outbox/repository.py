@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy import and_, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.db.base import utcnow
@@ -16,6 +16,11 @@ Key = tuple[str, str]  # (tenant_id, id)
 class OutboxRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def insert_many(self, rows: list[dict]) -> None:
+        """Events written together with the facts that cause them, many at once (Core executemany)."""
+        if rows:
+            await self.session.execute(insert(OutboxEvent.__table__), rows)
 
     async def claim(self, worker_id: str, batch: int, lease: timedelta) -> list[OutboxEvent]:
         now = utcnow()

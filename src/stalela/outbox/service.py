@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.db.base import utcnow
 from stalela.errors import ValidationFailed
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
@@ -14,10 +15,22 @@ from stalela.outbox.repository import OutboxRepository
 
 
 def enqueue(session: AsyncSession, tenant_id: str, topic: str, payload: dict[str, Any]) -> OutboxEvent:
-    event = OutboxEvent(tenant_id=tenant_id, id=new_id("evt"), topic=topic,
-                        payload=json.dumps(payload, separators=(",", ":"), default=str))
+    event = OutboxEvent(**event_row(tenant_id, topic, payload))
     session.add(event)
     return event
+
+
+def event_row(tenant_id: str, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """An outbox row as plain values, for ``enqueue_many``."""
+    now = utcnow()
+    return {"tenant_id": tenant_id, "id": new_id("evt"), "topic": topic,
+            "payload": json.dumps(payload, separators=(",", ":"), default=str), "created_at": now,
+            "available_at": now, "attempts": 0, "status": "pending"}
+
+
+async def enqueue_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Write many ``event_row``s in the caller's transaction (the sealing of a group)."""
+    await OutboxRepository(session).insert_many(rows)
 
 
 def render_event(event: OutboxEvent) -> dict[str, Any]:

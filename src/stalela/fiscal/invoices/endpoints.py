@@ -80,7 +80,9 @@ async def seal_batch(
         else:
             results[i] = {"index": i, "status": outcome.status, "replayed": outcome.replayed, "invoice": outcome.body}
     sealed = sum(1 for r in results if r["status"] == 201)
-    return {"object": "batch", "sealed": sealed, "rejected": len(results) - sealed, "data": results}
+    # A JSONResponse, not a dict: FastAPI's jsonable_encoder walk of 1,000 sealed invoices costs more
+    # than sealing them. Everything here is already plain JSON.
+    return JSONResponse({"object": "batch", "sealed": sealed, "rejected": len(results) - sealed, "data": results})
 
 
 def _item_problem(index: int, error: StalelaError) -> dict:

@@ -27,14 +27,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.principal import Principal
-from stalela.authority.models import InvoiceSync
+from stalela.authority.repository import AuthorityRepository
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.errors import Conflict, Forbidden, StalelaError, ValidationFailed
 from stalela.fiscal.core import invoice as core
 from stalela.fiscal.core.numbering import format_fiscal_number
 from stalela.fiscal.core.seal import build_seal, canonical_bytes
-from stalela.fiscal.invoices.models import IdempotencyRecord, Invoice, Series
+from stalela.fiscal.invoices.models import IdempotencyRecord, Series
 from stalela.fiscal.invoices.repository import IdempotencyRepository, InvoiceRepository, SeriesRepository
 from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.jurisdictions import get_jurisdiction
@@ -46,7 +46,7 @@ from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.observability import tracing
 from stalela.observability.metrics import invoice_sealed, seal_clock, seal_group
-from stalela.outbox.service import enqueue
+from stalela.outbox.service import enqueue_many, event_row
 from stalela.tenancy.models import Outlet
 from stalela.tenancy.repository import OutletRepository, TenantRepository
 
@@ -117,6 +117,11 @@ class _Group:
     # Credit notes admitted earlier in this group, not yet flushed, per cited fiscal number.
     credited: dict[str, int] = field(default_factory=dict)
     series: dict[str, Series] = field(default_factory=dict)
+    # New rows, written in a few multi-row INSERTs once the group is sealed.
+    invoices: list[dict] = field(default_factory=list)
+    syncs: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    idempotency: list[dict] = field(default_factory=list)
 
 
 async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
@@ -174,9 +179,9 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
     clock.lap("validate", sealing)
 
     # Series locks in one deterministic order, after the log lock (see the module's docstring).
-    series_repo = SeriesRepository(session)
-    for outlet_id in sorted({request.body.outlet_id for _, request, _, computed in validated if computed}):
-        group.series[outlet_id] = await series_repo.lock_for_outlet(tenant_id, outlet_id)
+    touched = sorted({request.body.outlet_id for _, request, _, computed in validated if computed})
+    group.series = await SeriesRepository(session).lock_for_outlets(tenant_id, touched)
+    await book.preload(touched)
     clock.lap("number", sealing)
 
     # Numbered and chained in order; then signed all at once (one trip to the key store, which for
@@ -197,6 +202,9 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
         outcomes[index] = result
         if request.idempotency_key is not None:
             sealed_keys[request.idempotency_key] = (fingerprint, result)
+    await InvoiceRepository(session).insert_sealed(group.invoices, group.idempotency)
+    await AuthorityRepository(session).insert_pending(group.syncs)
+    await enqueue_many(session, group.events)
     await log.write()
     book.write()
     await session.flush()
@@ -344,7 +352,7 @@ async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, reque
         "totals": n.payload["totals"],
         "qr": verification_url(settings, n.invoice_id),
     }
-    session.add(Invoice(
+    group.invoices.append(dict(
         tenant_id=group.tenant_id, id=n.invoice_id, leaf_index=log.append(seal["hash"]), outlet_id=n.outlet.id,
         series_id=n.series.id, counter=n.counter, fiscal_number=n.fiscal_number, type=req.type, issued_at=n.issued,
         reference=req.reference, original=req.original, total_cents=int(computed.total * CENTS), key_id=key.id,
@@ -352,15 +360,15 @@ async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, reque
     ))
     await book.add(n.outlet, n.counter, n.issued, computed)  # the business day's figures (Z/X reports)
     # Visible as pending at once (sync status, dashboards), before any worker picks the event up.
-    session.add(InvoiceSync(tenant_id=group.tenant_id, invoice_id=n.invoice_id, outlet_id=n.outlet.id,
+    group.syncs.append(dict(tenant_id=group.tenant_id, invoice_id=n.invoice_id, outlet_id=n.outlet.id,
                             status="pending", attempts=0, sealed_at=n.issued, updated_at=n.issued))
-    enqueue(session, group.tenant_id, "invoice.sealed", {
+    group.events.append(event_row(group.tenant_id, "invoice.sealed", {
         "invoice_id": n.invoice_id, "outlet_id": n.outlet.id, "fiscal_number": n.fiscal_number, "type": req.type,
         "total": n.payload["total"], "issued_at": n.payload["issued_at"],
-    })
+    }))
     body = {**document, "seal": seal, "sync": PENDING_SYNC}
     if request.idempotency_key is not None:
-        session.add(IdempotencyRecord(
+        group.idempotency.append(dict(
             tenant_id=group.tenant_id, key=request.idempotency_key, request_hash=fingerprint, status_code=201,
             response=json.dumps(body), created_at=n.issued,
             expires_at=n.issued + timedelta(days=settings.idempotency_retention_days),

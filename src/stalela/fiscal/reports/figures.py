@@ -40,6 +40,14 @@ class DayBook:
         self._latest: dict[str, DayFigures | None] = {}
         self._open: dict[int, tuple[DayFigures, Figures]] = {}
 
+    async def preload(self, outlet_ids: list[str]) -> None:
+        """Read the latest day of many outlets at once (what ``add`` would read one by one)."""
+        wanted = [o for o in outlet_ids if o not in self._latest]
+        if wanted:
+            found = await DayFiguresRepository(self.session).latest_many(wanted)
+            for outlet_id in wanted:
+                self._latest[outlet_id] = found.get(outlet_id)
+
     async def add(self, outlet: Outlet, counter: int, issued: datetime, invoice: ComputedInvoice) -> DayFigures:
         if outlet.id in self._latest:
             latest = self._latest[outlet.id]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import AsyncIterator
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 
 from stalela.db.repository import Repository
 from stalela.fiscal.invoices.models import Invoice
@@ -22,6 +22,13 @@ class DayFiguresRepository:
         stmt = (select(DayFigures).where(DayFigures.outlet_id == outlet_id)
                 .order_by(DayFigures.business_day.desc()).limit(1))
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def latest_many(self, outlet_ids: list[str]) -> dict[str, DayFigures]:
+        """``latest`` for many outlets in one statement."""
+        newest = (select(DayFigures.outlet_id, func.max(DayFigures.business_day))
+                  .where(DayFigures.outlet_id.in_(outlet_ids)).group_by(DayFigures.outlet_id))
+        stmt = select(DayFigures).where(tuple_(DayFigures.outlet_id, DayFigures.business_day).in_(newest))
+        return {row.outlet_id: row for row in (await self.session.execute(stmt)).scalars()}
 
     async def get(self, outlet_id: str, day: date) -> DayFigures | None:
         stmt = select(DayFigures).where(DayFigures.outlet_id == outlet_id, DayFigures.business_day == day)
