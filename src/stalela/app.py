@@ -1,6 +1,7 @@
 """The FastAPI application factory: mounts every domain's router and the one error handler."""
 from __future__ import annotations
 
+import gc
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -81,6 +82,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     from stalela.workers import background
 
                     await stack.enter_async_context(background(app.state.db, settings))
+                # Everything built at start-up (modules, mappers, compiled statements) lives as long as the
+                # process: keep it out of the garbage collector's full passes, whose pauses otherwise show
+                # as the tail of the seal latency.
+                gc.freeze()
+                # A seal allocates thousands of short-lived objects: collecting the young generation every
+                # 700 allocations (the default) spends CPU on objects that die anyway.
+                gc.set_threshold(20_000, 20, 20)
                 yield
         finally:
             await app.state.limiter.close()
