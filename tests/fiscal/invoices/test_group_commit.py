@@ -20,6 +20,13 @@ async def shop(client, new_tenant):
     return tenant, headers, outlets
 
 
+@pytest.fixture(autouse=True)
+def gather_window(app):
+    # A window long enough for the requests of one gather() to meet in a group even on a slow run.
+    sealer = app.state.sealer
+    sealer.settings = sealer.settings.model_copy(update={"group_commit_window_ms": 20})
+
+
 @pytest.fixture
 def group_sizes(monkeypatch) -> list[int]:
     sizes: list[int] = []
