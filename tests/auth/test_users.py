@@ -209,6 +209,9 @@ async def test_rate_limit_answers_429_with_headers(app, client, org):
                                                                        "rate_limit_per_second": 0.5})
     statuses = [(await client.get("/v1/outlets", headers=key)) for _ in range(5)]
     assert [r.status_code for r in statuses][:3] == [200, 200, 200]
+    # Successful answers tell the caller its budget too.
+    assert [r.headers["ratelimit-remaining"] for r in statuses[:3]] == ["2", "1", "0"]
+    assert statuses[0].headers["ratelimit-limit"] == "3" and statuses[0].headers["ratelimit-reset"] == "0"
     limited = statuses[-1]
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     assert limited.headers["ratelimit-limit"] == "3" and limited.headers["ratelimit-remaining"] == "0"
@@ -251,3 +254,22 @@ def test_rate_limits_hold_across_two_processes_with_redis(tmp_path, _postgres_ur
     finally:
         for s in servers:
             s.stop()
+
+
+async def test_an_admin_cannot_mint_a_key_that_makes_owners(client, org):
+    _, key, _ = org
+    await make_user(client, key, "admin@org.cd", "admin")
+    admin = bearer((await login(client, "admin@org.cd")).json())
+    r = await client.post("/v1/api-keys", json={"name": "root?", "scopes": ["admin"]}, headers=admin)
+    assert r.status_code == 403 and r.json()["code"] == "scope_exceeds_caller" and r.json()["field"] == "scopes"
+    # Without scopes the key gets what the admin may grant, which is not the admin scope (it carries ownership).
+    r = await client.post("/v1/api-keys", json={"name": "ops"}, headers=admin)
+    assert r.status_code == 201, r.text
+    assert set(r.json()["scopes"]) == {"invoices:write", "invoices:read", "reports", "webhooks"}
+    minted = {"Authorization": f"Bearer {r.json()['api_key']}"}
+    r = await client.post("/v1/users", json={"email": "me@org.cd", "name": "Me", "role": "owner",
+                                             "password": PASSWORD}, headers=minted)
+    assert r.status_code == 403
+    # The owner's root key still makes keys with every scope.
+    r = await client.post("/v1/api-keys", json={"name": "root 2"}, headers=key)
+    assert r.status_code == 201 and set(r.json()["scopes"]) >= {"admin"}

@@ -64,6 +64,19 @@ def permissions(principal: Principal) -> frozenset[Perm]:
     return frozenset()
 
 
+def key_permissions(scopes: frozenset[str] | None, restricted: bool) -> frozenset[Perm]:
+    """What an API key with these scopes may do (the same rule as ``permissions``)."""
+    granted = frozenset().union(*(SCOPES.get(s, frozenset()) for s in (ALL_SCOPES if scopes is None else scopes)))
+    return granted - _TENANT_WIDE if restricted else granted
+
+
+def grantable_scopes(principal: Principal) -> frozenset[str]:
+    """The scopes ``principal`` may put on a new key: none that would give the key more than it has
+    (an admin must not mint a key that can make owners)."""
+    mine = permissions(principal)
+    return frozenset(s for s, perms in SCOPES.items() if perms <= mine)
+
+
 def check(principal: Principal, perm: Perm) -> None:
     if perm not in permissions(principal):
         who = f"role {principal.role}" if principal.kind == "user" else "this API key"

@@ -52,7 +52,12 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                extra = [(b"x-request-id", request_id.encode())]
+                # The caller's rate-limit budget (auth.dependencies), on every answer, not only on 429.
+                limits = scope.get("state", {}).get("ratelimit_headers") or {}
+                present = {name.lower() for name, _ in message["headers"]}
+                extra += [(k.lower().encode(), v.encode()) for k, v in limits.items() if k.lower().encode() not in present]
+                message["headers"] = [*message["headers"], *extra]
             await send(message)
 
         with tracing.server_span(method, scope["headers"], {

@@ -16,7 +16,8 @@ from stalela.auth.service import API_KEYS
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.fiscal.signing import registry as signing_registry
-from stalela.errors import Conflict, NotFound, ValidationFailed
+from stalela.auth.permissions import ALL_SCOPES, grantable_scopes
+from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from stalela.kit.ids import new_id
 from stalela.tenancy import schemas
 from stalela.tenancy.context import bind_tenant
@@ -142,9 +143,14 @@ async def _new_key(session: AsyncSession, tenant_id: str, name: str, outlet_id: 
 async def create_api_key(session: AsyncSession, principal: Principal, data: schemas.ApiKeyCreate) -> CreatedKey:
     if data.outlet_id is not None and await OutletRepository(session).get(data.outlet_id) is None:
         raise ValidationFailed("no such outlet", code="outlet_not_found", field="outlet_id")
-    created = await _new_key(session, principal.tenant_id, data.name, data.outlet_id, data.scopes)
+    grantable = grantable_scopes(principal)
+    scopes = data.scopes if data.scopes is not None else (None if grantable == ALL_SCOPES else sorted(grantable))
+    if scopes is not None and not set(scopes) <= grantable:
+        raise Forbidden(f"a key cannot get more than its creator may do: {sorted(set(scopes) - grantable)} "
+                        "exceed(s) your permissions", code="scope_exceeds_caller", field="scopes")
+    created = await _new_key(session, principal.tenant_id, data.name, data.outlet_id, scopes)
     await record(session, principal.tenant_id, principal.actor, "api_key.created", created.key.id,
-                 {"name": data.name, "outlet_id": data.outlet_id, "scopes": data.scopes})
+                 {"name": data.name, "outlet_id": data.outlet_id, "scopes": scopes})
     return created
 
 
