@@ -3,7 +3,7 @@
 Usage: .venv/bin/python bench/reports.py [--invoices 10000] [--per-txn 500] [--blocks 4] [--block-seals 200]
                                          [--sqlite] [--no-save]
   a) overhead  seals through the service layer (seal_invoice, no HTTP) with the day-figures update on and
-               off (record_invoice replaced by a no-op), interleaved in blocks on a second outlet: one seal
+               off (DayBook.add replaced by a no-op), interleaved in blocks on a second outlet: one seal
                per transaction (what the API does) and --per-txn seals per transaction (CPU only, no commit
                in the way). Ratio = seals/s off / seals/s on: 1.05 means the figures cost 5 % of a seal.
   b) the day   --invoices seals into ONE outlet and ONE business day (the outlet's timezone is chosen so
@@ -39,6 +39,7 @@ from stalela.config import Settings
 from stalela.db.migrate import upgrade
 from stalela.db.session import Database
 from stalela.fiscal.invoices import service as invoice_service
+from stalela.fiscal.reports.figures import DayBook
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.reports import service as reports
@@ -87,7 +88,7 @@ async def seal_many(db: Database, settings: Settings, principal: Principal, outl
 async def overhead(db: Database, settings: Settings, principal: Principal, outlet: str, per_txn: int,
                    blocks: int, block_seals: int) -> dict:
     """Interleaved blocks, figures on and off; seals/s of each, and the ratio off/on."""
-    real = invoice_service.record_invoice
+    real = DayBook.add
 
     async def nothing(*_args, **_kw):  # noqa: ANN202
         return None
@@ -97,11 +98,11 @@ async def overhead(db: Database, settings: Settings, principal: Principal, outle
     try:
         for block in range(blocks * 2):
             mode = ("on", "off")[block % 2] if (block // 2) % 2 == 0 else ("off", "on")[block % 2]
-            invoice_service.record_invoice = real if mode == "on" else nothing
+            DayBook.add = real if mode == "on" else nothing
             took[mode] += await seal_many(db, settings, principal, outlet, block_seals, per_txn)
             sealed[mode] += block_seals
     finally:
-        invoice_service.record_invoice = real
+        DayBook.add = real
     rate = {m: sealed[m] / took[m] for m in took}
     return {"per_txn": per_txn, "seals_per_mode": sealed["on"], "seals_per_s_on": round(rate["on"], 1),
             "seals_per_s_off": round(rate["off"], 1), "ratio_off_on": round(rate["off"] / rate["on"], 3),

@@ -5,8 +5,9 @@ Usage: .venv/bin/python bench/verify.py [--quick] [--invoices 100000] [--append-
   a) verify  a ledger of N invoices sealed in-process (seal_invoice, 500 per transaction, a checkpoint
              every 10,000), exported (write_export); verify_export's invoices/s next to the raw ES256
              verify rate of the same signature on one core. Plus a bench-only parallel prototype.
-  b) append  K seals with the Merkle append, K with append_leaf a no-op and K with a two-statement
-             append prototype, interleaved in blocks, at 1 and 100 seals per transaction.
+  b) append  K seals with the Merkle append (ledger.service.LogAppender: leaves appended in memory,
+             nodes and head written once per transaction) and K with it a no-op, interleaved in
+             blocks, at 1 and 100 seals per transaction.
   c) proofs  a synthetic log of L leaves COPYed into merkle_nodes; inclusion proofs/s through
              ledger.service.inclusion_proof, and pymerkle's SqliteTree over the same leaves.
 Database and server: bench/seal.py's Server (a throwaway database migrated by `stalela serve`), whose
@@ -42,6 +43,7 @@ from stalela.config import Settings
 from stalela.db.session import Database
 from stalela.fiscal.core import merkle, seal as seal_core
 from stalela.fiscal.invoices import service as invoice_service
+from stalela.fiscal.ledger.service import LogAppender
 from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.ledger import service as ledger, verify as verify_mod
 from stalela.fiscal.ledger.audit import verify_export
@@ -278,46 +280,34 @@ def bench_verify(path: Path, n: int, seconds: float) -> dict:
 
 # ---- b) the Merkle append's cost per seal --------------------------------------------------------
 
-LEAN_APPEND = text(
-    "WITH nodes AS (INSERT INTO merkle_nodes (tenant_id, level, idx, hash) SELECT :t, * FROM "
-    "unnest(CAST(:lv AS int2[]), CAST(:ix AS int8[]), CAST(:h AS bytea[]))) "
-    "UPDATE merkle_logs SET size = :size, frontier = :frontier, updated_at = now() WHERE tenant_id = :t")
-
-
-async def lean_append(session, tenant_id: str, seal_hash_hex: str) -> int:  # noqa: ANN001
-    """What append_leaf could be: two statements (lock and read the head; write nodes and head), no ORM.
-    Needs the log row to exist (a product version would create it with the tenant; here the warm-up)."""
-    row = (await session.execute(text("SELECT frontier FROM merkle_logs WHERE tenant_id = :t FOR UPDATE"),
-                                 {"t": tenant_id})).one()
-    tree = merkle.CompactRange.from_bytes(row.frontier)
-    index, new = tree.size, tree.append(merkle.seal_leaf_hash(seal_hash_hex))
-    await session.execute(LEAN_APPEND, {"t": tenant_id, "lv": [n[0] for n in new], "ix": [n[1] for n in new],
-                                        "h": [n[2] for n in new], "size": tree.size, "frontier": tree.to_bytes()})
-    return index
-
-
 async def bench_append(db: Database, settings: Settings, k: int) -> dict:
     """A tenant per variant, sealed in alternating blocks so that drift on a shared machine hits all."""
     leaves = iter(range(10**6, 10**12))
 
-    async def no_append(session, tenant_id, seal_hash_hex):  # noqa: ANN001, ANN202, ARG001
-        return next(leaves)  # a unique leaf_index, past the warm-up's
+    real_append, real_write = LogAppender.append, LogAppender.write
+    inside = {"with": 0.0}
 
-    inside = {"with": 0.0, "lean": 0.0}
+    def timed_append(self, seal_hash_hex):  # noqa: ANN001, ANN202 - the time spent inside the append itself
+        t0 = time.perf_counter()
+        try:
+            return real_append(self, seal_hash_hex)
+        finally:
+            inside["with"] += time.perf_counter() - t0
 
-    def timed(name, fn):  # noqa: ANN001, ANN202 - the time spent inside the append itself
-        async def append(*a):  # noqa: ANN002, ANN202
-            t0 = time.perf_counter()
-            try:
-                return await fn(*a)
-            finally:
-                inside[name] += time.perf_counter() - t0
-        return append
+    async def timed_write(self):  # noqa: ANN001, ANN202
+        t0 = time.perf_counter()
+        try:
+            return await real_write(self)
+        finally:
+            inside["with"] += time.perf_counter() - t0
 
-    variants = {"with": timed("with", invoice_service.append_leaf), "without": no_append,
-                "lean": timed("lean", lean_append)}
+    async def no_write(self):  # noqa: ANN001, ANN202, ARG001
+        return None
+
+    variants = {"with": (timed_append, timed_write),
+                "without": (lambda self, seal_hash_hex: next(leaves), no_write)}  # unique leaf indexes
     tenants = {name: await new_tenant(db, settings, f"Append {name}") for name in variants}
-    for principal, outlets, _ in tenants.values():  # warm-up with real appends (lean needs the log row)
+    for principal, outlets, _ in tenants.values():  # warm-up with real appends
         await seal_many(db, settings, principal, outlets, 20, 20)
     out: dict = {}
     for per_txn in (1, 100):
@@ -327,16 +317,15 @@ async def bench_append(db: Database, settings: Settings, k: int) -> dict:
             step = min(block, k - done)
             for name in names:
                 principal, outlets, _ = tenants[name]
-                original, invoice_service.append_leaf = invoice_service.append_leaf, variants[name]
+                LogAppender.append, LogAppender.write = variants[name]
                 try:
                     seconds[name] += await seal_many(db, settings, principal, outlets, step, per_txn, done)
                 finally:
-                    invoice_service.append_leaf = original
+                    LogAppender.append, LogAppender.write = real_append, real_write
             names, done = names[1:] + names[:1], done + step  # rotate who goes first
         ms = {name: seconds[name] / k * 1000 for name in variants}
         out[f"{per_txn}_per_txn"] = {"seals": k, **{f"{n}_ms": v for n, v in ms.items()},
                                      "relative_cost": ms["with"] / ms["without"] - 1,
-                                     "lean_relative_cost": ms["lean"] / ms["without"] - 1,
                                      **{f"{n}_inside_ms": v / k * 1000 for n, v in inside.items()}}
     tree, t0 = merkle.CompactRange(), time.perf_counter()
     for i in range(100_000):
@@ -499,11 +488,8 @@ def print_table(info: dict, r: dict) -> None:
     for key in ("1_per_txn", "100_per_txn") if a else ():
         x, per = a[key], key.split("_")[0]
         rows.append((f"b) seal with Merkle append, {per}/txn", f"{x['with_ms']:.2f} ms/seal ({x['with_inside_ms']:.2f} in it)",
-                     f"append_leaf no-op {x['without_ms']:.2f} ms", f"{x['relative_cost']:+.0%}",
+                     f"append a no-op {x['without_ms']:.2f} ms", f"{x['relative_cost']:+.0%}",
                      f"< 10% {met(x['relative_cost'] < 0.1)}"))
-        rows.append((f"   two-statement append prototype, {per}/txn",
-                     f"{x['lean_ms']:.2f} ms/seal ({x['lean_inside_ms']:.2f} in it)", "same",
-                     f"{x['lean_relative_cost']:+.0%}", f"< 10% {met(x['lean_relative_cost'] < 0.1)}"))
     pm = p["pymerkle"] if p else {}
     base = f"pymerkle SqliteTree {pm['rate']:,.0f}/s (1 proc, warm)" if "rate" in pm else pm.get("error", "-")
     for key, label in (("service_1x8", "service, 1 proc x 8 tasks"), ("service_2x8", "service, 2 procs x 8 tasks"),

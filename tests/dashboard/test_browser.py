@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -21,7 +22,10 @@ from tests.support.simulator import start_simulator
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The README's screenshots are refreshed on demand (STALELA_SCREENSHOTS=1 make test); otherwise every
+# run would leave the committed PNGs modified. The test still takes them, in a temporary folder.
+SHOTS = (Path(__file__).resolve().parents[2] / "docs" / "screenshots" if os.environ.get("STALELA_SCREENSHOTS")
+         else Path(tempfile.gettempdir()) / "stalela-screenshots")
 OPERATOR = "browser-test-operator-token"
 DEVICE = ("NIM-KIN1", "device-token-kin1")
 PASSWORD = "correct horse battery staple"

@@ -25,6 +25,9 @@ def gather_window(app):
     # A window long enough for the requests of one gather() to meet in a group even on a slow run.
     sealer = app.state.sealer
     sealer.settings = sealer.settings.model_copy(update={"group_commit_window_ms": 20})
+    # Each test makes well over the default burst of requests with one key.
+    limiter = app.state.limiter
+    limiter.settings = limiter.settings.model_copy(update={"rate_limit_burst": 100_000})
 
 
 @pytest.fixture
