@@ -44,6 +44,7 @@ from stalela.db.session import Database
 from stalela.fiscal.core import merkle, seal as seal_core
 from stalela.fiscal.invoices import service as invoice_service
 from stalela.fiscal.ledger.service import LogAppender
+from stalela.fiscal.invoices.sealing import SealRequest
 from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.ledger import service as ledger, verify as verify_mod
 from stalela.fiscal.ledger.audit import verify_export
@@ -90,11 +91,13 @@ async def seal_many(db: Database, settings: Settings, principal: Principal, outl
     bodies = [InvoiceCreate.model_validate(json.loads(seal_bench.INVOICE.replace("OUTLET_ID", o))) for o in outlets]
     t0, done = time.perf_counter(), 0
     while done < count:
+        step = min(per_txn, count - done)
         async with db.transaction() as session:
             await bind_tenant(session, principal.tenant_id)
-            for _ in range(min(per_txn, count - done)):
-                await invoice_service.seal_invoice(session, settings, principal, bodies[(start + done) % OUTLETS], None)
-                done += 1
+            # One group per transaction, as the group commit and the batch endpoint seal.
+            await invoice_service.seal_many(session, settings, principal.tenant_id, [
+                SealRequest(principal, bodies[(start + done + i) % OUTLETS]) for i in range(step)])
+        done += step
     return time.perf_counter() - t0
 
 

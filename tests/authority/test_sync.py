@@ -162,3 +162,19 @@ async def test_transient_faults_are_retried_until_acknowledged(world):
     assert [(await sync_of(world, i))["status"] for i in invoices] == ["acknowledged"] * 10
     rns = confirmed_rns(world)
     assert all(rns.count(i["fiscal_number"]) == 1 for i in invoices)
+
+
+async def test_a_request_that_expired_before_its_confirm_is_created_again(world):
+    await register(world)
+    # Every call is slow and requests expire fast: the confirm arrives after its request died.
+    world["sim"].faults(latency_ms=300, expiry_seconds=0.1)
+    inv = await seal(world)
+    await world["dispatcher"].run_once()
+    sync = await sync_of(world, inv)
+    assert sync["status"] == "pending", sync  # not failed: the invoice was simply never reported
+    assert sync["error"]["code"] == "authority_request_expired"
+    assert confirmed_rns(world) == []
+    world["sim"].faults()
+    await drain(world)
+    assert (await sync_of(world, inv))["status"] == "acknowledged"
+    assert confirmed_rns(world).count(inv["fiscal_number"]) == 1

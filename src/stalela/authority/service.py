@@ -203,7 +203,8 @@ async def _synced(db: Database, settings: Settings, client: emcf.EmcfClient, ten
     except emcf.TooManyPending:
         raise RetryLater("the device has 10 pending requests", 2.0) from None
     except emcf.Transient as exc:
-        await _update_sync(db, tenant_id, invoice_id, error_code="authority_unreachable", error=str(exc)[:1000])
+        code = "authority_request_expired" if isinstance(exc, emcf.Expired) else "authority_unreachable"
+        await _update_sync(db, tenant_id, invoice_id, error_code=code, error=str(exc)[:1000])
         raise
     if ack is not None:
         await _acknowledge(db, tenant_id, invoice_id, nim, ack)

@@ -44,6 +44,7 @@ def export_audit(
     """Write a signed audit export of a tenant's ledger."""
     from stalela.db.session import Database
     from stalela.fiscal.ledger.export import write_export
+    from stalela.fiscal.ledger.service import checkpoint_if_grown
     from stalela.tenancy.context import bind_tenant
 
     settings = get_settings()
@@ -52,6 +53,10 @@ def export_audit(
     async def run() -> dict:
         db = Database.from_settings(settings)
         try:
+            # A checkpoint first, so that every invoice sealed so far gets its inclusion proof.
+            async with db.transaction() as session:
+                await bind_tenant(session, tenant)
+                await checkpoint_if_grown(session, settings, tenant)
             with _progress() as bar:
                 task = bar.add_task("exporting invoices", total=None)
                 async with db.transaction(readonly=True) as session:

@@ -9,6 +9,7 @@ from typing import Any, AsyncIterator
 
 from rich.console import Console
 
+from stalela.audit.service import record
 from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.db import migrate as db_migrate
@@ -122,6 +123,7 @@ async def rotate_key(settings: Settings, tenant_id: str) -> dict[str, Any]:
         await service.get_tenant(session, tenant_id)
         await bind_tenant(session, tenant_id)
         key = await registry.create_key(session, settings, tenant_id)
+        await record(session, tenant_id, "operator:cli", "signing_key.rotated", key.id, {"backend": key.backend})
         return {**registry.public_view(key), "backend": key.backend}
 
 

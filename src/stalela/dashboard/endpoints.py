@@ -249,7 +249,7 @@ async def request_export(request: Request, session: DbSession, viewer: CurrentVi
     need(viewer, Perm.EXPORTS)
     form = await posted(request, viewer)
     job = await jobs.request_export(session, viewer.principal.tenant_id, opt_day(form.get("from"), "from"),
-                                    opt_day(form.get("to"), "to"))
+                                    opt_day(form.get("to"), "to"), viewer.principal.actor)
     return redirect(f"/app/reports?export={job.id}#exports")
 
 

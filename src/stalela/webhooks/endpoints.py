@@ -42,22 +42,23 @@ async def get_endpoint(endpoint_id: PathId, session: DbSession, _: Manager):
 
 
 @router.patch("/{endpoint_id}", response_model=schemas.EndpointOut)
-async def update_endpoint(endpoint_id: PathId, body: schemas.EndpointUpdate, session: DbSession, _: Manager,
+async def update_endpoint(endpoint_id: PathId, body: schemas.EndpointUpdate, session: DbSession, principal: Manager,
                           settings: AppSettings):
-    return await service.update_endpoint(session, settings, endpoint_id, body)
+    return await service.update_endpoint(session, settings, endpoint_id, body, principal)
 
 
 @router.delete("/{endpoint_id}", status_code=204)
-async def delete_endpoint(endpoint_id: PathId, session: DbSession, _: Manager):
-    await service.delete_endpoint(session, endpoint_id)
+async def delete_endpoint(endpoint_id: PathId, session: DbSession, principal: Manager):
+    await service.delete_endpoint(session, endpoint_id, principal)
     return Response(status_code=204)
 
 
 @router.post("/{endpoint_id}/rotate-secret", response_model=schemas.SecretRotated)
-async def rotate_secret(endpoint_id: PathId, session: DbSession, _: Manager, settings: AppSettings,
+async def rotate_secret(endpoint_id: PathId, session: DbSession, principal: Manager, settings: AppSettings,
                         body: Annotated[schemas.SecretRotate | None, Body()] = None):
     """A new secret; the previous one keeps signing alongside it (two signatures) for the grace period."""
-    endpoint, secret = await service.rotate_secret(session, settings, endpoint_id, body.grace_seconds if body else None)
+    endpoint, secret = await service.rotate_secret(session, settings, endpoint_id,
+                                                   body.grace_seconds if body else None, principal)
     return schemas.SecretRotated(secret=secret, previous_secret_expires_at=endpoint.previous_secret_expires_at)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.audit.service import record
 from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.errors import Conflict, NotFound, ValidationFailed
@@ -62,6 +63,8 @@ async def create_endpoint(session: AsyncSession, settings: Settings, principal: 
         secret_encrypted=seal_secret(settings, secret, secret_context(principal.tenant_id, endpoint_id)),
         created_at=now, updated_at=now)
     await EndpointRepository(session).add(endpoint)
+    await record(session, principal.tenant_id, principal.actor, "webhook_endpoint.created", endpoint_id,
+                 {"url": data.url, "event_types": data.event_types, "enabled": data.enabled})
     return CreatedEndpoint(endpoint, secret)
 
 
@@ -77,7 +80,7 @@ async def list_endpoints(session: AsyncSession, *, limit: int, starting_after: s
 
 
 async def update_endpoint(session: AsyncSession, settings: Settings, endpoint_id: str,
-                          data: schemas.EndpointUpdate) -> WebhookEndpoint:
+                          data: schemas.EndpointUpdate, actor: Principal) -> WebhookEndpoint:
     endpoint = await get_endpoint(session, endpoint_id, lock=True)
     changes = data.model_dump(exclude_unset=True)
     for name in ("url", "enabled"):
@@ -99,10 +102,12 @@ async def update_endpoint(session: AsyncSession, settings: Settings, endpoint_id
             await MessageRepository(session).fail_waiting(endpoint.id, "endpoint disabled", now)
     endpoint.updated_at = now
     await session.flush()
+    await record(session, endpoint.tenant_id, actor.actor, "webhook_endpoint.updated", endpoint.id,
+                 {k: v for k, v in changes.items() if k != "description"})
     return endpoint
 
 
-async def delete_endpoint(session: AsyncSession, endpoint_id: str) -> None:
+async def delete_endpoint(session: AsyncSession, endpoint_id: str, actor: Principal) -> None:
     """Soft delete: the endpoint disappears from the API; its messages and attempts stay for the record."""
     endpoint = await get_endpoint(session, endpoint_id, lock=True)
     now = clock.now()
@@ -111,10 +116,11 @@ async def delete_endpoint(session: AsyncSession, endpoint_id: str) -> None:
     endpoint.previous_secret_encrypted = endpoint.previous_secret_expires_at = None
     await MessageRepository(session).fail_waiting(endpoint.id, "endpoint deleted", now)
     await session.flush()
+    await record(session, endpoint.tenant_id, actor.actor, "webhook_endpoint.deleted", endpoint.id)
 
 
 async def rotate_secret(session: AsyncSession, settings: Settings, endpoint_id: str,
-                        grace_seconds: int | None) -> tuple[WebhookEndpoint, str]:
+                        grace_seconds: int | None, actor: Principal) -> tuple[WebhookEndpoint, str]:
     """A new secret signs from now on; the current one keeps signing alongside it for the grace period.
     Rotating again within the period drops the oldest: at most two secrets sign at any time."""
     endpoint = await get_endpoint(session, endpoint_id, lock=True)
@@ -130,6 +136,8 @@ async def rotate_secret(session: AsyncSession, settings: Settings, endpoint_id: 
     endpoint.secret_encrypted = seal_secret(settings, secret, context)
     endpoint.updated_at = now
     await session.flush()
+    await record(session, endpoint.tenant_id, actor.actor, "webhook_endpoint.secret_rotated", endpoint.id,
+                 {"grace_seconds": grace})
     return endpoint, secret
 
 

@@ -66,9 +66,11 @@ async def test_public_verification_page(client, shop):
     assert "Client Secret SA" not in json.dumps(data)
     svg = await client.get(f"/{url}/qr.svg")
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
-    for bad in ("inv_nope", "x" * 300, "%00", "../../etc/passwd"):
-        r = await client.get(f"/verify/{bad}")
-        assert r.status_code in (404, 422), (bad, r.status_code)
+    for bad in ("inv_nope", "x" * 300, "%00", "bad$id", "../../etc/passwd"):
+        for path in (f"/verify/{bad}", f"/verify/{bad}/qr.svg"):
+            r = await client.get(path)
+            assert r.status_code == 404, (path, r.status_code)
+            assert r.json()["code"] in ("invoice_not_found", "not_found"), (path, r.text)
 
 
 async def counter_of(client, headers, outlet_id) -> int:

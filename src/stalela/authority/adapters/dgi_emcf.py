@@ -44,6 +44,14 @@ class Rejected(AuthorityError):
         self.code = code
 
 
+class Expired(Transient):
+    """A created request expired or was cancelled before its confirmation: retry from the start."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+
+
 class AlreadyConfirmed(AuthorityError):
     def __init__(self, ack: dict[str, Any]) -> None:
         super().__init__("invoice number already confirmed by the authority")
@@ -149,8 +157,14 @@ class EmcfClient:
 
     async def confirm(self, uid: str) -> dict[str, Any]:
         status, body = await self._call("PUT", f"/api/invoice/{uid}/confirm")
+        code = str(body.get("errorCode", status))
+        if status == 410 or (status == 409 and code == "CANCELLED"):
+            # The request died (about two minutes pass, or it was cancelled) before its confirmation:
+            # the invoice was never reported. Start over: the retry asks what is pending, finds
+            # nothing for this number and creates it again.
+            raise Expired(code, str(body.get("errorDesc", "")))
         if status != 200:
-            raise Rejected(str(body.get("errorCode", status)), str(body.get("errorDesc", "")))
+            raise Rejected(code, str(body.get("errorDesc", "")))
         if not body.get("codeDEFDGI"):
             raise Transient("confirm answer without codeDEFDGI")
         return body

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AwareDatetime
 from pydantic import ValidationError as PydanticValidationError
@@ -125,7 +125,9 @@ async def _with_sync(session, rows) -> list[dict]:  # noqa: ANN001
     return [{**service.render(r), "sync": sync_view(*views.get(r.id, (None, None)))} for r in rows]
 
 
-InvoiceId = PathId
+# Any text: the public page answers 404 for whatever is not a sealed invoice's id, malformed or not
+# (a QR code from a forged receipt deserves "not found", not a schema error).
+InvoiceId = Annotated[str, Path(max_length=1000)]
 
 
 @public_router.get("/verify/{invoice_id}", response_class=HTMLResponse)

@@ -1,6 +1,8 @@
 """Public verification of a sealed invoice: what the QR code on a receipt opens."""
 from __future__ import annotations
 
+import re
+
 import io
 import json
 from pathlib import Path
@@ -10,6 +12,7 @@ import segno
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.kit.schemas import ID_PATTERN
 from stalela.authority.repository import AuthorityRepository
 from stalela.errors import NotFound
 from stalela.fiscal.core.seal import verify_seal
@@ -25,7 +28,7 @@ _templates = Environment(
 
 async def verify(session: AsyncSession, invoice_id: str) -> dict[str, Any]:
     """Check the stored seal against the registry's public key, as an outside verifier would."""
-    invoice = await InvoiceRepository(session).get(invoice_id)
+    invoice = await InvoiceRepository(session).get(invoice_id) if re.fullmatch(ID_PATTERN, invoice_id) else None
     if invoice is None:
         raise NotFound("no such invoice", code="invoice_not_found")
     key = await SigningKeyRepository(session).get(invoice.key_id)

@@ -68,7 +68,8 @@ class ExportRequest(StrictModel):
 @router.post("/exports/audit", status_code=202, tags=["exports"])
 async def request_audit_export(body: ExportRequest, session: DbSession, principal: Can(Perm.EXPORTS)):
     """Start building a signed audit export (.tar.gz); poll the job, then download it."""
-    return jobs.render_job(await jobs.request_export(session, principal.tenant_id, body.from_, body.to))
+    return jobs.render_job(await jobs.request_export(session, principal.tenant_id, body.from_, body.to,
+                                                     principal.actor))
 
 
 @router.get("/exports/{export_id}", tags=["exports"])

@@ -73,7 +73,7 @@ async def tenant_checkpoints(session: AsyncSession) -> list[dict[str, Any]]:
     return [render_checkpoint(c) for c in rows]
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -136,7 +136,7 @@ async def write_export(
             "complete": date_from is None and date_to is None,
             "last_checkpoint": last["id"] if last else None,
             "counts": counts,
-            "files": [{"name": n, "sha256": _sha256_file(work / n), "bytes": (work / n).stat().st_size}
+            "files": [{"name": n, "sha256": sha256_file(work / n), "bytes": (work / n).stat().st_size}
                       for n in MEMBERS],
         }
         key = await keys.active_key(session, tenant_id)

@@ -8,7 +8,6 @@ several hosts serve the API).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,14 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.audit.service import record
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.db.session import Database
 from stalela.errors import Conflict, NotFound, ValidationFailed
-from stalela.fiscal.ledger.export import write_export
+from stalela.fiscal.ledger.export import sha256_file, write_export
 from stalela.fiscal.ledger.models import ExportJob
+from stalela.fiscal.ledger.service import checkpoint_if_grown
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.observability.logging import get_logger
@@ -41,7 +42,8 @@ def export_path(settings: Settings, job: ExportJob) -> Path:
     return Path(settings.data_dir).resolve() / "exports" / job.tenant_id / f"{job.id}.tar.gz"
 
 
-async def request_export(session: AsyncSession, tenant_id: str, day_from: date | None, day_to: date | None) -> ExportJob:
+async def request_export(session: AsyncSession, tenant_id: str, day_from: date | None, day_to: date | None,
+                         actor: str = "system") -> ExportJob:
     if day_from and day_to and day_from >= day_to:
         raise ValidationFailed("'to' must be after 'from'", code="invalid_range", field="to")
     job = ExportJob(tenant_id=tenant_id, id=new_id("exp"), status="pending", date_from=_midnight(day_from),
@@ -49,6 +51,8 @@ async def request_export(session: AsyncSession, tenant_id: str, day_from: date |
     session.add(job)
     enqueue(session, tenant_id, "export.requested", {"export_id": job.id})
     await session.flush()
+    await record(session, tenant_id, actor, "export.requested", job.id,
+                 {"from": day_from.isoformat() if day_from else None, "to": day_to.isoformat() if day_to else None})
     return job
 
 
@@ -115,13 +119,17 @@ async def run_one(db: Database, settings: Settings) -> str | None:
         return None
     tenant_id, job_id = claimed
     try:
+        # A checkpoint first, so that every invoice sealed so far gets its inclusion proof.
+        async with db.transaction() as session:
+            await bind_tenant(session, tenant_id)
+            await checkpoint_if_grown(session, settings, tenant_id)
         async with db.transaction(readonly=True) as session:
             await bind_tenant(session, tenant_id)
             job = await get_export(session, job_id)
             path = export_path(settings, job)
             manifest = await write_export(session, settings, tenant_id, path, date_from=job.date_from,
                                           date_to=job.date_to)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.stat().st_size < 1 << 30 else None
+        digest = sha256_file(path)  # in chunks: an export of a big tenant does not fit in memory
         await _finish(db, tenant_id, job_id, status="ready", file_name=path.name, sha256=digest,
                       bytes=path.stat().st_size, invoices=manifest["payload"]["counts"]["invoices"],
                       completed_at=utcnow(), error=None)
