@@ -172,6 +172,70 @@ def _in_process(kind: str, cfg: dict) -> dict:
     return json.loads(proc.stdout)
 
 
+# ---- SQL statements per seal, counted in-process -----------------------------------------------------
+
+def count_statements() -> dict:
+    """Statements each transaction sends, sealing through ``seal_many`` (what every seal runs) on a
+    throwaway PostgreSQL database: one invoice alone, and groups of 50 over 1 and 16 outlets."""
+    import psycopg
+    from sqlalchemy import event
+
+    from stalela.auth.principal import Principal
+    from stalela.db.migrate import upgrade
+    from stalela.db.session import Database
+    from stalela.fiscal.invoices.schemas import InvoiceCreate
+    from stalela.fiscal.invoices.sealing import SealRequest, seal_many
+    from stalela.tenancy import schemas as tenancy_schemas
+    from stalela.tenancy import service as tenancy
+    from stalela.tenancy.context import bind_platform, bind_tenant
+    from tests.conftest import make_settings
+
+    name = f"stalela_bench_sql_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(seal.PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+    async def run() -> dict:
+        await upgrade(url)
+        settings = make_settings(url, Path(tempfile.mkdtemp(prefix="stalela-bench-sql-")))
+        db = Database.from_settings(settings)
+        counted: list[str] = []
+        event.listen(db.engine.sync_engine, "before_cursor_execute",
+                     lambda conn, cursor, statement, *rest: counted.append(statement))
+        try:
+            async with db.transaction() as session:
+                await bind_platform(session)
+                tenant, _ = await tenancy.create_tenant(session, settings, tenancy_schemas.TenantCreate(
+                    name="SQL count", tax_id="Q1"))
+            principal = Principal(kind="api_key", tenant_id=tenant.id, tenant_status="active")
+            async with db.transaction() as session:
+                await bind_tenant(session, tenant.id)
+                outlets = [(await tenancy.create_outlet(session, principal, tenancy_schemas.OutletCreate(
+                    code=f"Q{i}", name="q"))).id for i in range(16)]
+            bodies = [InvoiceCreate.model_validate({**INVOICE_OBJ, "outlet_id": o}) for o in outlets]
+
+            async def group(n: int, spread: int) -> int:
+                counted.clear()
+                async with db.transaction() as session:
+                    await bind_tenant(session, tenant.id)
+                    await seal_many(session, settings, tenant.id,
+                                    [SealRequest(principal, bodies[i % spread]) for i in range(n)])
+                return len(counted) + 2  # BEGIN and COMMIT travel too (asyncpg sends them itself)
+
+            for spread in (1, 16):  # warm: series and day rows exist, as in steady operation
+                await group(spread, spread)
+            return {"one_invoice": await group(1, 1), "group_50_one_outlet": await group(50, 1),
+                    "group_50_16_outlets": await group(50, 16)}
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    finally:
+        with psycopg.connect(seal.PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 # ---- the bench --------------------------------------------------------------------------------------
 
 def _server_setup(srv: seal.Server, outlets: int) -> tuple[str, list[str]]:
@@ -284,6 +348,12 @@ def print_report(res: dict) -> None:
     for name, fig, ratio, extra in rows:
         print(f"  {name:<34} {fig:>18}   {ratio:<28} {extra}")
     print(f"  server cpu at peak {peak['server_cpu']:.2f} cores, postgres {peak['postgres_cpu']:.2f} cores")
+    sql = res.get("sql_statements_per_transaction")
+    if sql:
+        print(f"  SQL statements per transaction (BEGIN and COMMIT included): one invoice alone "
+              f"{sql['one_invoice']}; a group of 50 on one outlet {sql['group_50_one_outlet']} "
+              f"({sql['group_50_one_outlet'] / 50:.2f} per invoice); on 16 outlets {sql['group_50_16_outlets']} "
+              f"({sql['group_50_16_outlets'] / 50:.2f} per invoice)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
            "batch_size": args.batch_size, "machine": {**seal.pg_info(), "git_commit": seal.git_commit(),
                                                        "cpu_count": os.cpu_count()},
            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    res["sql_statements_per_transaction"] = count_statements()
     print("software signer ...", flush=True)
     res["software"] = run_signer("software", args, backend, full=True)
     hsm_env = None if args.no_hsm else _with_softhsm()
