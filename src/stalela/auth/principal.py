@@ -15,6 +15,7 @@ class Principal:
     role: str | None = None  # users: owner | admin | accountant | cashier | auditor
     scopes: frozenset[str] | None = None  # API keys; None = every scope (keys made before scopes)
     outlet_ids: frozenset[str] | None = None  # cashiers: the outlets they are assigned to
+    jurisdiction: str | None = None  # the tenant's, so an invoice can be checked before any database work
 
     @property
     def is_operator(self) -> bool:

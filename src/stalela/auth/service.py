@@ -102,6 +102,7 @@ async def authenticate_api_key(session: AsyncSession, authorization: str | None)
     stale = key.last_used_at is None or utcnow() - key.last_used_at > TOUCH_INTERVAL
     principal = Principal(
         kind="api_key", tenant_id=tenant.id, api_key_id=key.id, outlet_id=key.outlet_id, tenant_status=tenant.status,
+        jurisdiction=tenant.jurisdiction,
         scopes=frozenset(json.loads(key.scopes)) if key.scopes else None,
     )
     if not stale:  # a stale key is touched first; the next request caches it
@@ -120,7 +121,7 @@ async def authenticate_user(db, settings: Settings, session: AsyncSession, autho
     await bind_tenant(session, tenant.id)
     outlets = frozenset(json.loads(user.outlet_ids)) if user.role == "cashier" else None
     return Principal(kind="user", tenant_id=tenant.id, tenant_status=tenant.status, user_id=user.id, role=user.role,
-                     outlet_ids=outlets)
+                     outlet_ids=outlets, jurisdiction=tenant.jurisdiction)
 
 
 async def touch_api_key(session: AsyncSession, principal: Principal) -> None:

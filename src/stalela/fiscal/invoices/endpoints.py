@@ -14,7 +14,7 @@ from stalela.auth.dependencies import AppSettings, DbSession, PublicSession, Can
 from stalela.errors import StalelaError, ValidationFailed, validation_problem
 from stalela.fiscal.invoices import service, verification
 from stalela.fiscal.invoices.schemas import InvoiceBatch, InvoiceCreate, InvoiceFilters
-from stalela.fiscal.invoices.sealing import SealRequest
+from stalela.fiscal.invoices.sealing import SealRequest, prepare
 from stalela.kit.pagination import PageParams, page_params
 from stalela.kit.schemas import PathId, QueryId
 from stalela.observability import context as log_context
@@ -39,7 +39,7 @@ async def seal_invoice(
     Concurrent requests are sealed in groups sharing one commit (``STALELA_GROUP_COMMIT``); the
     answer is the same as if each had its own.
     """
-    result = await request.app.state.sealer.seal(SealRequest(principal, body, idempotency_key))
+    result = await request.app.state.sealer.seal(prepare(SealRequest(principal, body, idempotency_key)))
     log_context.bind(outlet_id=body.outlet_id, invoice_id=result.body.get("id"))
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
     return JSONResponse(result.body, status_code=result.status, headers=headers)
@@ -68,10 +68,10 @@ async def seal_batch(
     for i, item in enumerate(batch.items):
         try:
             body = InvoiceCreate.model_validate(item.invoice)
+            requests.append(prepare(SealRequest(principal, body, item.idempotency_key)))
         except PydanticValidationError as exc:
             results[i] = _item_problem(i, validation_problem(exc.errors(), prefix=f"items[{i}].invoice"))
             continue
-        requests.append(SealRequest(principal, body, item.idempotency_key))
         positions.append(i)
     outcomes = await request.app.state.sealer.seal_batch(principal.tenant_id, requests) if requests else []
     for i, outcome in zip(positions, outcomes):
