@@ -96,11 +96,21 @@ async def _open_loop(cfg: dict) -> dict:
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     latencies, statuses, created = [], {}, {}
 
+    async def exchange(payload: bytes) -> tuple[tuple, int, bool]:
+        if idle:
+            conn = idle.pop()
+            try:
+                conn[1].write(payload)
+                return (conn, *(await _read_response(conn[0]))[::2])
+            except (asyncio.IncompleteReadError, ConnectionError):
+                conn[1].close()  # the server closed it while idle (keep-alive timeout): not an error
+        conn = await asyncio.open_connection(host, port)
+        conn[1].write(payload)
+        return (conn, *(await _read_response(conn[0]))[::2])
+
     async def one(i: int, scheduled: float) -> None:
         outlet, payload = payloads[i % len(payloads)]
-        conn = idle.pop() if idle else await asyncio.open_connection(host, port)
-        conn[1].write(payload)
-        status, _, close = await _read_response(conn[0])
+        conn, status, close = await exchange(payload)
         latencies.append(time.perf_counter() - scheduled)
         statuses[str(status)] = statuses.get(str(status), 0) + 1
         if status == 201:
