@@ -178,3 +178,21 @@ async def test_a_request_that_expired_before_its_confirm_is_created_again(world)
     await drain(world)
     assert (await sync_of(world, inv))["status"] == "acknowledged"
     assert confirmed_rns(world).count(inv["fiscal_number"]) == 1
+
+
+async def test_a_create_whose_answer_was_lost_is_cancelled_then_made_again(world):
+    await register(world)
+    world["sim"].faults(drop_after_create_rate=1.0)
+    inv = await seal(world)
+    await world["dispatcher"].run_once()  # the DGI has the request; the agent never got its uid
+    assert (await sync_of(world, inv))["status"] == "pending"
+    lost = [p["uid"] for p in world["sim"].records()["pending"] if p["rn"] == inv["fiscal_number"]]
+    assert len(lost) == 1
+    world["sim"].faults()
+    await drain(world)
+    assert (await sync_of(world, inv))["status"] == "acknowledged"
+    records = world["sim"].records()
+    # The unknown request was cancelled (its totals were never checked), a new one confirmed once.
+    assert lost[0] in [c["uid"] for c in records["cancelled"]]
+    assert confirmed_rns(world).count(inv["fiscal_number"]) == 1
+    assert all(c["uid"] != lost[0] for c in records["confirmed"])

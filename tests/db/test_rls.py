@@ -22,6 +22,13 @@ async def test_service_role_is_not_superuser_and_rls_forced(db):
             "SELECT relname FROM pg_class WHERE relname IN ('tenants','outlets','api_keys') "
             "AND relrowsecurity AND relforcerowsecurity"))).scalars().all()
         assert sorted(forced) == ["api_keys", "outlets", "tenants"]
+        # Every table that holds tenant rows (a tenant_id column), not only these three.
+        unprotected = (await s.execute(text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped "
+            "WHERE n.nspname = 'public' AND c.relkind = 'r' "
+            "AND NOT (c.relrowsecurity AND c.relforcerowsecurity)"))).scalars().all()
+        assert unprotected == [], f"tenant tables without forced row-level security: {unprotected}"
 
 
 async def test_unfiltered_sql_sees_only_the_bound_tenant(db, client, new_tenant):

@@ -125,6 +125,8 @@ async def create_invoice(request: Request, device: Device = Depends(current_devi
     answer = _invoice_answer(created)
     if mismatch:
         _skew(answer)
+    if sim.faults.drop_after_create():
+        raise DropConnection()  # the request exists at the DGI; the client never learns its uid
     return answer
 
 

@@ -31,6 +31,7 @@ class FaultSpec(BaseModel):
     timeout_after_confirm_rate: float = Rate  # confirm takes effect, then the answer is late
     drop_after_confirm_rate: float = Rate  # confirm takes effect, then the connection drops
     mismatch_rate: float = Rate  # POST /api/invoice answers totals that are off by 1.00
+    drop_after_create_rate: float = Rate  # POST /api/invoice takes effect, then the connection drops
     timeout_seconds: float = Field(default=30.0, ge=0.0)
     expiry_seconds: float = Field(default=120.0, gt=0.0)
     seed: int | None = None  # None: fresh entropy
@@ -114,3 +115,7 @@ class FaultInjector:
 
     def mismatch(self) -> bool:
         return self._draw() < self._spec.mismatch_rate
+
+    def drop_after_create(self) -> bool:
+        # Drawn only when asked for, so that the seeded sequences of the other faults stay as they were.
+        return self._spec.drop_after_create_rate > 0 and self._draw() < self._spec.drop_after_create_rate
