@@ -14,7 +14,22 @@ from tests.support.invoices import sample_invoice
 PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
           # Public by design: they show what a receipt's QR code or a verifier may see, tested apart.
           "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/v1/keys/{key_id}", "/.well-known/jwks.json",
-          "/v1/auth/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/users/accept"}
+          "/v1/auth/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/users/accept",
+          "/verify/z/{z_report_id}"}  # shows a Z only to who holds its seal hash (h=...)
+
+
+# Bodies the victim itself could send: so that an attacker's 404 on these routes comes from the
+# ownership check, not from the schema refusing a wrong body first (checked below with the victim).
+BODIES = {
+    ("patch", "/v1/outlets/{outlet_id}"): {"name": "Renamed"},
+    ("put", "/v1/outlets/{outlet_id}/authority-device"): {"nim": "NIM9", "base_url": "https://dgi.example.cd",
+                                                          "token": "tok"},
+    ("patch", "/v1/users/{user_id}"): {"name": "Renamed"},
+    ("post", "/v1/outlets/{outlet_id}/z-reports"): {},
+    ("patch", "/v1/webhook-endpoints/{endpoint_id}"): {"description": "renamed"},
+    ("post", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): {},
+    ("post", "/v1/webhook-endpoints/{endpoint_id}/recover"): {"since": "2026-01-01T00:00:00Z"},
+}
 
 
 async def _victim_objects(client, headers) -> dict[str, str]:
@@ -49,17 +64,25 @@ async def test_no_route_leaks_another_tenants_objects(app, client, new_tenant):
             missing = [p for p in params if p not in ids]
             assert not missing, f"add a victim object for {missing} in {__file__} to cover {method} {path}"
             url = path.format(**ids)
-            body = {"outlet_id": ids["outlet_id"]} if method in ("post", "put", "patch") else None
+            if params:
+                body = BODIES.get((method, path))
+            else:
+                body = {"outlet_id": ids["outlet_id"]} if method in ("post", "put", "patch") else None
             r = await client.request(method.upper(), url, headers=attacker_headers, json=body)
             checked += 1
             assert r.status_code < 500, (method, path, r.text)
             if params:
-                assert r.status_code in (401, 403, 404, 422), (method, path, r.status_code, r.text)
+                # Never a schema error first: the route must look the object up and not find it.
+                assert r.status_code in (401, 403, 404), (method, path, r.status_code, r.text)
             leaked = [v for v in victim_values if v in r.text and v not in url]
             assert not leaked, (method, path, leaked)
             if r.status_code < 300 and params:
                 pytest.fail(f"{method} {path} answered {r.status_code} to another tenant")
     assert checked >= 8
+    # The bodies above are valid: the victim's own request passes the schema.
+    for (method, path), body in BODIES.items():
+        r = await client.request(method.upper(), path.format(**ids), headers=victim_headers, json=body)
+        assert r.status_code != 422 or r.json().get("code") != "validation_failed", (method, path, r.text)
 
 
 async def test_victim_objects_still_reachable_by_owner(client, new_tenant):
