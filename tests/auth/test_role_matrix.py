@@ -25,6 +25,7 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("POST", "/v1/invoices"): Perm.INVOICES_WRITE,
     ("POST", "/v1/invoices/batch"): Perm.INVOICES_WRITE,
     ("GET", "/v1/invoices"): Perm.INVOICES_READ,
+    ("GET", "/v1/invoices/{invoice_id}/pdf"): Perm.INVOICES_READ,
     ("GET", "/v1/invoices/{invoice_id}"): Perm.INVOICES_READ,
     ("GET", "/v1/invoices/{invoice_id}/proof"): Perm.INVOICES_READ,
     ("POST", "/v1/ledger/checkpoints"): Perm.REPORTS_WRITE,

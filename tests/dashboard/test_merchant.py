@@ -73,7 +73,10 @@ async def test_invoice_list_filters_pages_and_invoice_page(owner, client, org):
     r = await owner.get(f"/app/invoices/{sealed[0]['id']}")
     assert r.status_code == 200
     assert sealed[0]["seal"]["hash"] in r.text and f"/verify/{sealed[0]['id']}" in r.text and "<svg" in r.text
-    assert "Sac de riz 25 kg" in r.text and "printable" in r.text
+    assert "Sac de riz 25 kg" in r.text and f"/app/invoices/{sealed[0]['id']}/pdf" in r.text
+    pdf = await owner.get(f"/app/invoices/{sealed[0]['id']}/pdf")
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF") and sealed[0]["fiscal_number"] in pdf.headers["content-disposition"]
     assert (await owner.get("/app/invoices/inv_nope")).status_code == 404
 
 

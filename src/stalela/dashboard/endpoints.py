@@ -37,6 +37,7 @@ from stalela.dashboard.web import (
     start_session,
 )
 from stalela.errors import NotFound, ValidationFailed
+from stalela.fiscal.invoices import service as invoices
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.fiscal.ledger import jobs
 from stalela.fiscal.reports import a_report, formats
@@ -174,6 +175,14 @@ async def invoice_page(invoice_id: str, request: Request, session: DbSession, vi
     detail = await service.invoice_detail(session, request.app.state.settings, viewer.principal,
                                           opt(invoice_id, ID, "invoice_id"))
     return render(request, "invoice.html", **detail)
+
+
+@router.get("/invoices/{invoice_id}/pdf")
+async def invoice_pdf(invoice_id: str, session: DbSession, viewer: CurrentViewer):
+    need(viewer, Perm.INVOICES_READ)
+    name, content = await invoices.invoice_pdf(session, viewer.principal, opt(invoice_id, ID, "invoice_id"))
+    return Response(content, media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 # --- reports -------------------------------------------------------------------------------------

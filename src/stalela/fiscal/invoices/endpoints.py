@@ -120,6 +120,15 @@ async def get_invoice(invoice_id: PathId, session: DbSession, principal: Can(Per
     return (await _with_sync(session, [await service.get_invoice(session, principal, invoice_id)]))[0]
 
 
+@router.get("/invoices/{invoice_id}/pdf", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}, "description": "The sealed invoice as a PDF"}})
+async def invoice_pdf(invoice_id: PathId, session: DbSession, principal: Can(Perm.INVOICES_READ)):
+    """The sealed invoice as a PDF (lines, totals per group, seal, and the QR code of its public page)."""
+    name, content = await service.invoice_pdf(session, principal, invoice_id)
+    return Response(content, media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
 async def _with_sync(session, rows) -> list[dict]:  # noqa: ANN001
     views = await AuthorityRepository(session).sync_views([r.id for r in rows])
     return [{**service.render(r), "sync": sync_view(*views.get(r.id, (None, None)))} for r in rows]

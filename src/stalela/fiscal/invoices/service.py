@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.errors import NotFound, StalelaError
+from stalela.fiscal.invoices import pdf
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.invoices.repository import InvoiceRepository
 from stalela.fiscal.invoices.schemas import InvoiceCreate, InvoiceFilters
@@ -25,6 +26,7 @@ from stalela.fiscal.invoices.sealing import (  # noqa: F401  (re-exported: the A
     verification_url,
 )
 from stalela.observability import context as log_context
+from stalela.tenancy.repository import OutletRepository, TenantRepository
 
 
 async def seal_invoice(
@@ -57,6 +59,17 @@ async def get_invoice(session: AsyncSession, principal: Principal, invoice_id: s
     if inv is None or not principal.can_use_outlet(inv.outlet_id):
         raise NotFound("no such invoice", code="invoice_not_found")
     return inv
+
+
+async def invoice_pdf(session: AsyncSession, principal: Principal, invoice_id: str) -> tuple[str, bytes]:
+    """(file name, PDF bytes) of a sealed invoice the caller may read."""
+    inv = await get_invoice(session, principal, invoice_id)
+    tenant = await TenantRepository(session).get(inv.tenant_id)
+    outlet = await OutletRepository(session).get(inv.outlet_id)
+    document = render(inv)
+    return (f"{inv.fiscal_number}.pdf",
+            pdf.invoice_pdf(document, {"name": tenant.name, "tax_id": tenant.tax_id},
+                            {"code": outlet.code, "name": outlet.name}))
 
 
 async def list_invoices(

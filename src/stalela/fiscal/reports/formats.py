@@ -212,23 +212,23 @@ def report_pdf(report: dict[str, Any], context: dict[str, Any]) -> bytes:
         pdf.multi_cell(pdf.epw - 42 - (34 if qr_url and pdf.get_y() < 45 else 0), 5.5, latin1(value),
                        new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
-    _table(pdf, "Totals per tax group (credit notes subtracted)", report["totals"])
-    _table(pdf, "Sales", report["sales"], compact=True)
-    _table(pdf, "Credit notes", report["credit_notes"], compact=True)
+    totals_table(pdf, "Totals per tax group (credit notes subtracted)", report["totals"])
+    totals_table(pdf, "Sales", report["sales"], compact=True)
+    totals_table(pdf, "Credit notes", report["credit_notes"], compact=True)
     if report["payments"]:
-        _heading(pdf, "Payments (refunds subtracted)")
+        heading(pdf, "Payments (refunds subtracted)")
         for p in report["payments"]:
-            _row(pdf, [(60, p["method"], "L"), (40, p["amount"], "R")])
+            table_row(pdf, [(60, p["method"], "L"), (40, p["amount"], "R")])
     by_type = ", ".join(f"{t}: {n}" for t, n in report["counts"]["by_type"].items()) or "none"
-    _heading(pdf, "Documents by type")
+    heading(pdf, "Documents by type")
     pdf.set_font("Helvetica", "", 9)
     pdf.multi_cell(0, 5, latin1(by_type), new_x="LMARGIN", new_y="NEXT")
     grand = report["grand_totals"]
-    _heading(pdf, "Grand totals of the outlet (since its first invoice)")
+    heading(pdf, "Grand totals of the outlet (since its first invoice)")
     for label, value in (("Net total", grand["totals"]["total"]), ("Sales", grand["sales"]["total"]),
                          ("Credit notes", grand["credit_notes"]["total"]), ("Invoices", grand["counts"]["invoices"])):
-        _row(pdf, [(60, label, "L"), (40, value, "R")])
-    _heading(pdf, "Seal")
+        table_row(pdf, [(60, label, "L"), (40, value, "R")])
+    heading(pdf, "Seal")
     pdf.set_font("Courier", "", 7.5)
     for label in ("hash", "key_id", "algorithm"):
         pdf.multi_cell(0, 4, latin1(f"{label}: {report['seal'][label]}"), new_x="LMARGIN", new_y="NEXT")
@@ -238,28 +238,28 @@ def report_pdf(report: dict[str, Any], context: dict[str, Any]) -> bytes:
     return bytes(pdf.output())
 
 
-def _heading(pdf: FPDF, text: str) -> None:
+def heading(pdf: FPDF, text: str) -> None:
     pdf.ln(2)
     pdf.set_font("Helvetica", "B", 10)
     pdf.cell(0, 6, latin1(text), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 9)
 
 
-def _row(pdf: FPDF, cells: list[tuple[float, Any, str]], *, bold: bool = False, fill: bool = False) -> None:
+def table_row(pdf: FPDF, cells: list[tuple[float, Any, str]], *, bold: bool = False, fill: bool = False) -> None:
     pdf.set_font("Helvetica", "B" if bold else "", 9)
     for width, text, align in cells:
         pdf.cell(width, 5.5, latin1(text), border="B" if bold else 0, align=align, fill=fill)
     pdf.ln(5.5)
 
 
-def _table(pdf: FPDF, title: str, totals: dict[str, Any], *, compact: bool = False) -> None:
-    _heading(pdf, title)
+def totals_table(pdf: FPDF, title: str, totals: dict[str, Any], *, compact: bool = False) -> None:
+    heading(pdf, title)
     widths = (20, 20, 40, 40, 40)
     if not compact:
         pdf.set_fill_color(235, 238, 243)
-        _row(pdf, list(zip(widths, ("Group", "Rate", "Amount", "Base", "VAT"), "LRRRR")), bold=True, fill=True)
+        table_row(pdf, list(zip(widths, ("Group", "Rate", "Amount", "Base", "VAT"), "LRRRR")), bold=True, fill=True)
         for g in totals["groups"]:
-            _row(pdf, list(zip(widths, (g["group"], g["rate"], g["amount"], g["base"], g["vat"]), "LRRRR")))
+            table_row(pdf, list(zip(widths, (g["group"], g["rate"], g["amount"], g["base"], g["vat"]), "LRRRR")))
     for label, key in (("Total", "total"), ("VAT settled by credit", "vat_settled_by_credit"),
                        ("Payable", "payable")):
-        _row(pdf, [(80, label, "L"), (40, "", "R"), (40, totals[key], "R")], bold=key == "total" and not compact)
+        table_row(pdf, [(80, label, "L"), (40, "", "R"), (40, totals[key], "R")], bold=key == "total" and not compact)
