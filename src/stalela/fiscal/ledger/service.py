@@ -55,14 +55,6 @@ class LogAppender:
         self.log.updated_at = utcnow()
 
 
-async def append_leaf(session: AsyncSession, tenant_id: str, seal_hash_hex: str) -> int:
-    """Append one seal hash and write it at once (sealing appends through ``LogAppender``)."""
-    appender = await LogAppender.open(session, tenant_id)
-    index = appender.append(seal_hash_hex)
-    await appender.write()
-    return index
-
-
 async def create_checkpoint(session: AsyncSession, settings: Settings, tenant_id: str, reason: str) -> Checkpoint:
     log = await MerkleRepository(session).lock_log(tenant_id)
     root = _tree(log).root().hex()
