@@ -58,3 +58,34 @@ def test_random_bodies_never_5xx_and_never_skip_numbers(settings):
                 assert r.json()["code"]
 
         probe()
+
+
+def test_random_batches_never_5xx_and_never_skip_numbers(settings):
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        r = client.post("/v1/tenants", json={"name": "Fuzz", "tax_id": "F2", "jurisdiction": "CD"},
+                        headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+        headers = {"Authorization": f"Bearer {r.json()['api_key']}", "Content-Type": "application/json"}
+        outlet = client.post("/v1/outlets", json={"code": "FB", "name": "Fuzz"}, headers=headers).json()
+        sealed = 0
+        keys = st.one_of(st.none(), st.sampled_from(["k1", "k2", ""]), json_values)
+
+        @hyp_settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(items=st.lists(st.one_of(st.fixed_dictionaries({"invoice": mutated_invoices(outlet["id"]),
+                                                               "idempotency_key": keys}), json_values),
+                              max_size=4))
+        def probe(items):
+            nonlocal sealed
+            r = client.post("/v1/invoices/batch", content=json.dumps({"items": items}), headers=headers)
+            assert r.status_code < 500, (items, r.text)
+            if r.status_code != 200:
+                assert r.headers["content-type"].startswith("application/problem+json") and r.json()["code"]
+                return
+            for result in r.json()["data"]:
+                assert result["status"] < 500, result
+                if result["status"] == 201 and not result["replayed"]:
+                    sealed += 1
+                    assert result["invoice"]["counter"] == sealed  # rejected items consumed no number
+                elif result["status"] != 201:
+                    assert result["problem"]["code"]
+
+        probe()
