@@ -36,12 +36,16 @@ def mutated_invoices(draw, outlet_id: str):
     return body
 
 
+def _tenant_and_outlet(client: TestClient, tax_id: str, code: str) -> tuple[dict[str, str], dict]:
+    r = client.post("/v1/tenants", json={"name": "Fuzz", "tax_id": tax_id, "jurisdiction": "CD"},
+                    headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+    headers = {"Authorization": f"Bearer {r.json()['api_key']}", "Content-Type": "application/json"}
+    return headers, client.post("/v1/outlets", json={"code": code, "name": "Fuzz"}, headers=headers).json()
+
+
 def test_random_bodies_never_5xx_and_never_skip_numbers(settings):
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        r = client.post("/v1/tenants", json={"name": "Fuzz", "tax_id": "F1", "jurisdiction": "CD"},
-                        headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
-        headers = {"Authorization": f"Bearer {r.json()['api_key']}", "Content-Type": "application/json"}
-        outlet = client.post("/v1/outlets", json={"code": "FZ", "name": "Fuzz"}, headers=headers).json()
+        headers, outlet = _tenant_and_outlet(client, "F1", "FZ")
         sealed = 0
 
         @hyp_settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -62,10 +66,7 @@ def test_random_bodies_never_5xx_and_never_skip_numbers(settings):
 
 def test_random_batches_never_5xx_and_never_skip_numbers(settings):
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        r = client.post("/v1/tenants", json={"name": "Fuzz", "tax_id": "F2", "jurisdiction": "CD"},
-                        headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
-        headers = {"Authorization": f"Bearer {r.json()['api_key']}", "Content-Type": "application/json"}
-        outlet = client.post("/v1/outlets", json={"code": "FB", "name": "Fuzz"}, headers=headers).json()
+        headers, outlet = _tenant_and_outlet(client, "F2", "FB")
         sealed = 0
         keys = st.one_of(st.none(), st.sampled_from(["k1", "k2", ""]), json_values)
 

@@ -68,19 +68,7 @@ class SeriesRepository(Repository[Series]):
         This row lock is what makes numbering gap-free under concurrency: every sealer of the outlet
         queues here, takes counter + 1 and the chain head, and releases at commit or rollback.
         """
-        values = {"tenant_id": tenant_id, "id": new_id("ser"), "outlet_id": outlet_id, "code": code,
-                  "counter": 0, "last_hash": "0" * 64}
-        insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
-        await self.session.execute(
-            insert(Series).values(**values).on_conflict_do_nothing(index_elements=["tenant_id", "outlet_id", "code"])
-        )
-        stmt = (
-            select(Series)
-            .where(Series.outlet_id == outlet_id, Series.code == code)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return (await self.session.execute(stmt)).scalar_one()
+        return (await self.lock_for_outlets(tenant_id, [outlet_id], code))[outlet_id]
 
 
     async def lock_for_outlets(self, tenant_id: str, outlet_ids: list[str], code: str = "main") -> dict[str, Series]:
@@ -115,6 +103,3 @@ class IdempotencyRepository(Repository[IdempotencyRecord]):
         stmt = select(IdempotencyRecord).where(IdempotencyRecord.key.in_(sorted(set(keys))))
         return {r.key: r for r in (await self.session.execute(stmt)).scalars()}
 
-    async def find(self, key: str) -> IdempotencyRecord | None:
-        stmt = select(IdempotencyRecord).where(IdempotencyRecord.key == key)
-        return (await self.session.execute(stmt)).scalar_one_or_none()

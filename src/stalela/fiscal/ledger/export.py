@@ -141,7 +141,7 @@ async def write_export(
         }
         key = await keys.active_key(session, tenant_id)
         canonical = canonical_bytes(payload)
-        manifest = build_seal(payload, await keys.sign(settings, key, canonical), key.id)
+        manifest = build_seal(payload, await keys.sign(settings, key, canonical), key.id, canonical_payload=canonical)
         (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,7 @@ async def create_checkpoint(session: AsyncSession, settings: Settings, tenant_id
     payload = {"tenant_id": tenant_id, "tree_size": log.size, "root_hash": root, "timestamp": rfc3339(now)}
     key = await keys.active_key(session, tenant_id)
     canonical = canonical_bytes(payload)
-    seal = build_seal(payload, await keys.sign(settings, key, canonical), key.id)
+    seal = build_seal(payload, await keys.sign(settings, key, canonical), key.id, canonical_payload=canonical)
     checkpoint = Checkpoint(
         tenant_id=tenant_id, id=new_id("chk"), tree_size=log.size, root_hash=root, timestamp=now, reason=reason,
         key_id=key.id, seal_hash=seal["hash"], signature=seal["signature"], payload=canonical.decode(),

@@ -99,7 +99,7 @@ async def _seal(
         "prev_hash": prev_hash,
     }
     canonical = canonical_bytes(payload)
-    return payload, build_seal(payload, await keys.sign(settings, key, canonical), key.id)
+    return payload, build_seal(payload, await keys.sign(settings, key, canonical), key.id, canonical_payload=canonical)
 
 
 # ------------------------------------------------------------------------------------------- Z

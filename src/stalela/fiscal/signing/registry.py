@@ -99,12 +99,7 @@ async def active_key(session: AsyncSession, tenant_id: str) -> SigningKey:
 
 
 async def sign(settings: Settings, key: SigningKey, data: bytes) -> bytes:
-    with signer_operation(key.backend):  # signer_operations_total{backend, result}
-        backend = backend_for(settings, key.backend)
-        if key.backend == "software":
-            # Microseconds of CPU: not worth a thread hop.
-            return backend.sign(key.id, key.private_ref, data)
-        return await anyio.to_thread.run_sync(backend.sign, key.id, key.private_ref, data)
+    return (await sign_many(settings, key, [data]))[0]
 
 
 async def sign_many(settings: Settings, key: SigningKey, items: list[bytes]) -> list[bytes]:
@@ -116,12 +111,12 @@ async def sign_many(settings: Settings, key: SigningKey, items: list[bytes]) -> 
     def run() -> list[bytes]:
         out = []
         for data in items:
-            with signer_operation(key.backend):
+            with signer_operation(key.backend):  # signer_operations_total{backend, result}
                 out.append(backend.sign(key.id, key.private_ref, data))
         return out
 
     if key.backend == "software":
-        return run()
+        return run()  # microseconds of CPU per signature: not worth a thread hop
     return await anyio.to_thread.run_sync(run)
 
 
