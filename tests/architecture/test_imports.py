@@ -63,6 +63,8 @@ def test_every_package_has_its_contract_lines(graph):
     outbox = contract("The outbox knows no consumer")
     observability = contract("Observability knows no domain")
     faces = contract("Nothing below the faces")
+    stacked = {part.strip() for name in ("The stack of stalela:", "The stack of stalela.fiscal:")
+               for layer in contract(name)["layers"] for part in layer.replace(":", "|").split("|")}
     # What the outbox may reach (the platform and the base; fiscal signing through tenancy) and what
     # observability may: everything else is named in their forbidden lists.
     outbox_may = BASE | {"stalela.outbox", "stalela.audit", "stalela.auth", "stalela.tenancy", "stalela.db",
@@ -72,6 +74,8 @@ def test_every_package_has_its_contract_lines(graph):
     for unit in sorted(units(graph)):
         is_package = bool(graph.find_children(unit))
         gaps = []
+        if unit not in stacked:
+            gaps.append("a layer of its stack")
         if is_package and unit not in acyclic:
             gaps.append("acyclic_siblings ancestors")
         if unit not in BASE | {"stalela.fiscal.core"} and unit not in pure["forbidden_modules"]:
