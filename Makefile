@@ -31,4 +31,4 @@ migrate: $(STAMP)
 	$(BIN)/stalela migrate
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .hypothesis .import_linter_cache .grimp_cache
