@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench migrate clean
+.PHONY: run test lint bench migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The import-linter contracts of pyproject.toml alone (`make test` runs them too: tests/architecture).
+lint: $(STAMP)
+	$(BIN)/lint-imports
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
@@ -27,4 +31,4 @@ migrate: $(STAMP)
 	$(BIN)/stalela migrate
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .hypothesis .import_linter_cache .grimp_cache

@@ -23,6 +23,14 @@ from stalela.kit.problems import problem_response
 from stalela.observability import runtime as observability
 from stalela.observability.logging import get_logger
 from stalela.observability.middleware import BodyGuardMiddleware, RequestContextMiddleware
+from stalela.workers import background  # the composition root of the outbox handlers too
+
+# The composition root of the scrape-time gauges: importing a domain's gauges module registers its
+# figures with observability (observability/scrape.py), which knows no domain itself.
+from stalela.outbox import gauges as _outbox_gauges  # noqa: F401
+from stalela.tenancy import gauges as _tenancy_gauges  # noqa: F401
+from stalela.fiscal.invoices import gauges as _invoices_gauges  # noqa: F401
+from stalela.authority import gauges as _authority_gauges  # noqa: F401
 
 log = get_logger("stalela.app")
 
@@ -79,8 +87,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(observability.app_lifespan(app, settings))
                 if settings.inprocess_workers:
-                    from stalela.workers import background
-
                     await stack.enter_async_context(background(app.state.db, settings))
                 # Everything built at start-up (modules, mappers, compiled statements) lives as long as the
                 # process: keep it out of the garbage collector's full passes, whose pauses otherwise show

@@ -11,6 +11,9 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from stalela.errors import StalelaError
 
 
 class Settings(BaseSettings):
@@ -138,8 +141,6 @@ class Settings(BaseSettings):
 
     @property
     def effective_database_url(self) -> str:
-        from stalela.db.engine import normalize_database_url
-
         if self.database_url:
             return normalize_database_url(self.database_url)
         return normalize_database_url(f"sqlite:///{(self.data_dir / 'stalela.db').resolve()}")
@@ -155,6 +156,30 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
+
+
+class DatabaseUrlError(StalelaError):
+    code = "database_url_invalid"
+    title = "Invalid database URL"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the plain forms users paste and pick the async driver ourselves."""
+    url = url.strip()
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # SQLAlchemy raises ArgumentError with an unhelpful message
+        raise DatabaseUrlError(f"cannot parse database URL: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    elif backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    else:
+        raise DatabaseUrlError(f"unsupported database {backend!r}: use postgresql:// or sqlite:///")
+    return parsed.render_as_string(hide_password=False)
 
 
 @lru_cache

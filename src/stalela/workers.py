@@ -18,7 +18,14 @@ from stalela.fiscal.ledger.jobs import export_runner
 from stalela.fiscal.ledger.tasks import periodic_checkpoints
 from stalela.fiscal.reports.tasks import z_scheduler
 from stalela.observability.logging import get_logger
+from stalela.observability.runtime import worker_lifespan
 from stalela.outbox.dispatcher import Dispatcher
+
+# The composition root of the outbox's consumers: importing a domain's tasks module registers its
+# handlers (outbox/registry.py). A domain that consumes events adds its line here; the app factory
+# imports this module, so in-process workers and the scrape's topic list see the same handlers.
+from stalela.authority import tasks as _authority_tasks  # noqa: F401
+from stalela.webhooks import tasks as _webhooks_tasks  # noqa: F401
 
 log = get_logger("stalela.workers")
 GRACE_SECONDS = 30
@@ -54,7 +61,13 @@ async def background(db: Database, settings: Settings, *, concurrency: int | Non
 
 
 async def run_worker(settings: Settings, concurrency: int | None = None) -> None:
-    """`stalela worker`: background work only, until SIGTERM or SIGINT."""
+    """`stalela worker`: background work only, until SIGTERM or SIGINT, inside its metrics listener
+    and trace flushing (``observability.runtime.worker_lifespan``)."""
+    async with worker_lifespan(settings):
+        await _run(settings, concurrency)
+
+
+async def _run(settings: Settings, concurrency: int | None) -> None:
     db = Database.from_settings(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

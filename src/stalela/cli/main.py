@@ -223,7 +223,8 @@ def worker(
     from stalela.observability.multiproc import leave_multiprocess_mode
 
     leave_multiprocess_mode()  # its metrics are its own: STALELA_WORKER_METRICS_PORT
-    from stalela.observability.runtime import configure, run_worker
+    from stalela.observability.runtime import configure
+    from stalela.workers import run_worker
 
     settings = get_settings()
     configure(settings)

@@ -14,34 +14,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from stalela.errors import StalelaError
+# Settings normalise the URL (config sits below db); re-exported for the callers of this module.
+from stalela.config import DatabaseUrlError, normalize_database_url  # noqa: F401
 
 READONLY = "stalela_readonly"
 _ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-class DatabaseUrlError(StalelaError):
-    code = "database_url_invalid"
-    title = "Invalid database URL"
-
-
-def normalize_database_url(url: str) -> str:
-    """Accept the plain forms users paste and pick the async driver ourselves."""
-    url = url.strip()
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
-    try:
-        parsed = make_url(url)
-    except Exception as exc:  # SQLAlchemy raises ArgumentError with an unhelpful message
-        raise DatabaseUrlError(f"cannot parse database URL: {exc}") from exc
-    backend = parsed.get_backend_name()
-    if backend == "postgresql":
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-    elif backend == "sqlite":
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
-    else:
-        raise DatabaseUrlError(f"unsupported database {backend!r}: use postgresql:// or sqlite:///")
-    return parsed.render_as_string(hide_password=False)
 
 
 def is_sqlite_url(url: str) -> bool:

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from stalela.config import Settings
 from stalela.errors import StalelaError
+from stalela.kit.masterkey import master_key
 
 _VERSION = b"\x01"
 
@@ -27,18 +28,10 @@ def _aead(master: bytes) -> AESGCM:
     return AESGCM(master)
 
 
-def _master(settings: Settings) -> bytes:
-    from stalela.fiscal.signing.keystore import load_or_create_master_key, parse_master_key
-
-    if settings.master_key is not None:
-        return parse_master_key(settings.master_key.get_secret_value())
-    return load_or_create_master_key(settings.effective_master_key_file)
-
-
 def seal_secret(settings: Settings, plaintext: str, context: str) -> bytes:
     """``context`` (e.g. "device:<tenant>:<outlet>") is bound as associated data: no swapping rows."""
     nonce = os.urandom(12)
-    return _VERSION + nonce + _aead(_master(settings)).encrypt(nonce, plaintext.encode(), context.encode())
+    return _VERSION + nonce + _aead(master_key(settings)).encrypt(nonce, plaintext.encode(), context.encode())
 
 
 def open_secret(settings: Settings, blob: bytes, context: str) -> str:
@@ -46,6 +39,6 @@ def open_secret(settings: Settings, blob: bytes, context: str) -> str:
     if blob[:1] != _VERSION:
         raise SecretUnreadable("unknown secret format")
     try:
-        return _aead(_master(settings)).decrypt(blob[1:13], blob[13:], context.encode()).decode()
+        return _aead(master_key(settings)).decrypt(blob[1:13], blob[13:], context.encode()).decode()
     except InvalidTag:
         raise SecretUnreadable() from None

@@ -345,10 +345,15 @@ def webhook_delivery(url: str) -> Iterator[OutboundCall]:
 # --- outbox handlers --------------------------------------------------------------------------------
 
 
-async def run_handler(handler: Callable[..., Any], ctx: Any, event_: Any) -> None:
-    """Run one outbox handler inside a span, with its ids bound to the logs, timed and counted."""
+async def run_handler(handler: Callable[..., Any], ctx: Any, event_: Any,
+                      deferred: tuple[type[BaseException], ...] = ()) -> None:
+    """Run one outbox handler inside a span, with its ids bound to the logs, timed and counted.
+
+    ``deferred``: the exceptions by which a handler asks to be retried later (the outbox's
+    ``RetryLater``), counted as ``retry_later`` rather than ``error``. The caller names them because
+    observability knows no domain, the outbox included.
+    """
     from stalela.observability import context
-    from stalela.outbox.registry import RetryLater
 
     payload = event_.payload if isinstance(event_.payload, dict) else {}
     name = handler_name(handler)
@@ -364,7 +369,7 @@ async def run_handler(handler: Callable[..., Any], ctx: Any, event_: Any) -> Non
         try:
             await handler(ctx, event_)
             result = "ok"
-        except RetryLater:
+        except deferred:
             result = "retry_later"
             raise
         finally:

@@ -4,8 +4,9 @@
   so every uvicorn worker it spawns shares (and sums through) one freshly emptied directory.
 - ``create_app`` calls ``configure``; its lifespan enters ``app_lifespan`` (internal metrics
   listener, and at exit: mark the process dead in the shared directory, flush traces).
-- ``stalela worker`` calls ``configure`` and enters ``worker_lifespan``: its metrics are its own
-  (no shared directory), on ``STALELA_WORKER_METRICS_PORT`` when set.
+- ``stalela worker`` calls ``configure``, and ``stalela.workers.run_worker`` enters ``worker_lifespan``:
+  its metrics are its own (no shared directory), on ``STALELA_WORKER_METRICS_PORT`` when set. (The
+  worker face calls in here, never the reverse: nothing below the faces imports a face.)
 """
 from __future__ import annotations
 
@@ -80,10 +81,3 @@ async def worker_lifespan(settings: Any) -> AsyncIterator[None]:
             await listener.stop()
         tracing.shutdown_tracing()
 
-
-async def run_worker(settings: Any, concurrency: int | None = None) -> None:
-    """`stalela worker` with its metrics listener and trace flushing around it."""
-    from stalela.workers import run_worker as run
-
-    async with worker_lifespan(settings):
-        await run(settings, concurrency)

@@ -4,20 +4,23 @@ multiprocess mode) plus gauges read from the database at scrape time, cached for
 Reading state from the database instead of maintaining gauges in every process keeps them right
 whatever number of processes (API workers, `stalela worker`s, hosts) changes it, and costs a few
 aggregate queries per scrape instead of work on every seal.
+
+Observability knows no domain: each domain that has such a figure (outbox depth, sync lag, counters)
+registers a source with ``@scrape_figures`` in its ``gauges.py``, and the app factory imports those
+modules. The gauges' names and help texts stay in ``metrics.DATABASE_GAUGES``, one catalog.
 """
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable
 
 import anyio
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
-from sqlalchemy import func, select
 
-from stalela.db.base import utcnow
 from stalela.observability import metrics
 from stalela.observability.logging import get_logger
 
@@ -34,12 +37,31 @@ class _Delegate:
         return self.registry.collect()
 
 
-def _consumed_topics() -> set[str]:
-    """Topics some handler consumes: they read 0 when nothing is pending, rather than being absent."""
-    from stalela.outbox import registry
+@dataclass
+class ScrapeContext:
+    """What a figure source gets: the database (``stalela.db.session.Database``), whether per-tenant
+    labels are wanted, and a dict of its own that lives as long as the exporter."""
 
-    registry.handlers_for("")  # imports the domains' tasks modules, which register their topics
-    return {topic for topic, handlers in getattr(registry, "_handlers", {}).items() if handlers}
+    db: Any
+    tenant_labels: bool
+    memory: dict[str, Any] = field(default_factory=dict)
+
+
+FigureSource = Callable[[ScrapeContext], Awaitable[Iterable[Metric]]]
+_sources: list[FigureSource] = []
+
+
+def scrape_figures(source: FigureSource) -> FigureSource:
+    """Register a domain's scrape-time figures; each source reads in its own short transaction."""
+    if source not in _sources:
+        _sources.append(source)
+    return source
+
+
+def database_gauge(name: str) -> GaugeMetricFamily:
+    """An empty family of one of the catalogued ``metrics.DATABASE_GAUGES``."""
+    doc, labels = metrics.DATABASE_GAUGES[name]
+    return GaugeMetricFamily(name, doc, labels=labels)
 
 
 class DatabaseGauges:
@@ -53,7 +75,7 @@ class DatabaseGauges:
         self._at = 0.0
         self._error = 0
         self._lock: asyncio.Lock | None = None
-        self._topics: set[str] = set()  # once seen, a topic reads 0 instead of vanishing when drained
+        self._contexts: dict[FigureSource, ScrapeContext] = {}
 
     async def refresh(self) -> None:
         if time.monotonic() - self._at < self.ttl:
@@ -72,47 +94,11 @@ class DatabaseGauges:
             self._at = time.monotonic()
 
     async def _read(self) -> list[Metric]:
-        from stalela.authority.models import InvoiceSync
-        from stalela.fiscal.invoices.models import Series
-        from stalela.outbox.repository import OutboxRepository
-        from stalela.tenancy.context import bind_platform
-        from stalela.tenancy.models import Tenant
-
-        def gauge(name: str) -> GaugeMetricFamily:
-            doc, labels = metrics.DATABASE_GAUGES[name]
-            return GaugeMetricFamily(name, doc, labels=labels)
-
-        pending, oldest, dead = gauge("outbox_pending"), gauge("outbox_oldest_pending_seconds"), gauge("outbox_dead_letters")
-        tenants, counters = gauge("tenant_count"), gauge("fiscal_counter_value")
-        sync_pending, sync_oldest = gauge("authority_sync_pending"), gauge("authority_sync_oldest_pending_seconds")
-        now = utcnow()
-        async with self.db.transaction(readonly=True) as session:
-            await bind_platform(session)
-            rows = {row["topic"]: row for row in await OutboxRepository(session).stats()}
-            self._topics.update(rows)
-            self._topics.update(_consumed_topics())
-            for topic in sorted(self._topics):
-                row = rows.get(topic) or {"pending": 0, "dead": 0, "oldest_pending_seconds": None}
-                pending.add_metric([topic], row["pending"])
-                dead.add_metric([topic], row["dead"])
-                oldest.add_metric([topic], row["oldest_pending_seconds"] or 0.0)
-            for status, count in await session.execute(
-                    select(Tenant.status, func.count()).group_by(Tenant.status)):
-                tenants.add_metric([status], count)
-            if self.tenant_labels:
-                for tenant_id, outlet_id, counter in await session.execute(
-                        select(Series.tenant_id, Series.outlet_id, func.max(Series.counter))
-                        .group_by(Series.tenant_id, Series.outlet_id)):
-                    counters.add_metric([tenant_id, outlet_id], counter or 0)
-            oldest_sealed = None
-            for status, count, first in await session.execute(
-                    select(InvoiceSync.status, func.count(), func.min(InvoiceSync.sealed_at))
-                    .where(InvoiceSync.status != "acknowledged").group_by(InvoiceSync.status)):
-                sync_pending.add_metric([status], count)
-                if status == "pending" and first is not None:
-                    oldest_sealed = first
-            sync_oldest.add_metric([], (now - oldest_sealed).total_seconds() if oldest_sealed else 0.0)
-        return [pending, oldest, dead, tenants, counters, sync_pending, sync_oldest]
+        families: list[Metric] = []
+        for source in list(_sources):
+            context = self._contexts.setdefault(source, ScrapeContext(self.db, self.tenant_labels))
+            families.extend(await source(context))
+        return families
 
     def collect(self) -> Iterable[Metric]:
         yield from self._families

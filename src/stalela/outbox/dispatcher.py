@@ -106,7 +106,7 @@ class Dispatcher:
         async with gate:
             try:
                 for handler in handlers:  # a topic nobody consumes (yet) is delivered once relayed
-                    await run_handler(handler, self.context, event)  # span, metrics, log context
+                    await run_handler(handler, self.context, event, (RetryLater,))  # span, metrics, log context
                 # After the handlers, so a NATS outage never holds up the authority sync; a retry
                 # re-runs the (idempotent) handlers and republishes, which NATS de-duplicates.
                 if self.relay is not None:

@@ -1,4 +1,10 @@
-"""Which handler runs for which outbox topic. Handlers must be idempotent: delivery is at least once."""
+"""Which handler runs for which outbox topic. Handlers must be idempotent: delivery is at least once.
+
+The outbox knows no consumer. A domain's ``tasks.py`` registers its handlers with ``@handles`` when it
+is imported, and the composition root (``stalela.workers``, which the app factory imports too)
+imports every such module. Importing them from here would close an import circle: they import this
+module for ``handles`` and ``Event``.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,15 +49,12 @@ def handles(topic: str) -> Callable[[Handler], Handler]:
 
 
 def handlers_for(topic: str) -> list[Handler]:
-    _load()
     return _handlers.get(topic, [])
 
 
-def _load() -> None:
-    # Importing the domains' tasks modules registers their handlers; done lazily to avoid cycles.
-    # Each domain that consumes events adds its line here.
-    from stalela.webhooks import tasks as _webhooks  # noqa: F401
-    from stalela.authority import tasks as _authority  # noqa: F401
+def consumed_topics() -> set[str]:
+    """Topics some registered handler consumes."""
+    return {topic for topic, handlers in _handlers.items() if handlers}
 
 
 class RetryLater(Exception):

@@ -68,34 +68,6 @@ class Jurisdiction(Protocol):
         ...
 
 
-def compute(
-    draft: InvoiceDraft,
-    original: OriginalInvoice | None = None,
-    *,
-    jurisdiction: Jurisdiction | str = "CD",
-) -> ComputedInvoice:
-    """Entry point for callers that hold a jurisdiction code rather than the object."""
-    return _resolve(jurisdiction).compute(draft, original)
-
-
-def validate(
-    draft: InvoiceDraft,
-    original: OriginalInvoice | None = None,
-    *,
-    jurisdiction: Jurisdiction | str = "CD",
-) -> None:
-    _resolve(jurisdiction).validate(draft, original)
-
-
-def _resolve(jurisdiction: Jurisdiction | str) -> Jurisdiction:
-    if isinstance(jurisdiction, str):
-        # Imported here: the core defines the protocol, the registry depends on the core.
-        from stalela.fiscal.jurisdictions import get_jurisdiction
-
-        return get_jurisdiction(jurisdiction)
-    return jurisdiction
-
-
 # ---------------------------------------------------------------------------------- arithmetic
 
 

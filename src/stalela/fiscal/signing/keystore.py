@@ -13,14 +13,9 @@ key's row fails authentication instead of silently signing with the wrong key.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-import re
-import secrets
 import threading
 from collections import OrderedDict
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,13 +25,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from stalela.fiscal.core.seal import public_jwk_from_public_key
 from stalela.fiscal.signing.base import SIGNATURE_LENGTH, GeneratedKey, SigningError
+# The master key is the kit's (kit.secretbox encrypts under it too); re-exported for this package's callers.
+from stalela.kit.masterkey import MASTER_KEY_LENGTH, load_or_create_master_key, parse_master_key  # noqa: F401
 
-MASTER_KEY_LENGTH = 32
 BLOB_VERSION = 1
 _NONCE_LENGTH = 12
 _TAG_LENGTH = 16
 _AAD_PREFIX = b"stalela-keystore-v1:"
-_HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class SoftwareKeyBackend:
@@ -115,77 +110,3 @@ class SoftwareKeyBackend:
 
 def _aad(key_id: str) -> bytes:
     return _AAD_PREFIX + key_id.encode("utf-8")
-
-
-def parse_master_key(text: str) -> bytes:
-    """A master key given in settings: 64 hex digits, or base64 / base64url of 32 bytes."""
-    text = text.strip()
-    if _HEX_KEY.fullmatch(text):
-        return bytes.fromhex(text)
-    compact = text.rstrip("=")
-    try:
-        key = base64.b64decode(
-            compact.replace("-", "+").replace("_", "/") + "=" * (-len(compact) % 4), validate=True
-        )
-    except (binascii.Error, ValueError):
-        key = b""
-    if len(key) != MASTER_KEY_LENGTH:
-        raise ValueError(
-            f"the master key must be {MASTER_KEY_LENGTH} bytes given as 64 hex digits or base64"
-        )
-    return key
-
-
-def load_or_create_master_key(path: Path) -> bytes:
-    """Read the master key file, creating it (mode 0600, 32 random bytes) on first use.
-
-    Creation writes a private temporary file and hard-links it into place: the link fails if the
-    name exists, so two processes starting together agree on one key and no reader ever sees a
-    half-written file. Losing this file loses every software key, which is why it is never
-    overwritten.
-    """
-    path = Path(path)
-    try:
-        return _read_master_key(path)
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        try:
-            os.write(fd, secrets.token_bytes(MASTER_KEY_LENGTH))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process won the race; use its key
-        else:
-            _fsync_dir(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return _read_master_key(path)
-
-
-def _read_master_key(path: Path) -> bytes:
-    data = path.read_bytes()
-    if len(data) == MASTER_KEY_LENGTH:
-        return data
-    # Also accept a hand-written file holding the key as hex or base64 text.
-    try:
-        return parse_master_key(data.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        raise ValueError(
-            f"{path} does not hold a {MASTER_KEY_LENGTH}-byte master key "
-            f"(found {len(data)} bytes); refusing to replace it"
-        ) from None
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -20,6 +20,7 @@ from stalela.fiscal.signing.base import KeyBackend, SigningError
 from stalela.fiscal.signing.models import SigningKey
 from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.kit.ids import new_id
+from stalela.kit.masterkey import master_key
 from stalela.observability.metrics import signer_operation
 
 _lock = threading.Lock()
@@ -46,13 +47,9 @@ def backend_for(settings: Settings, name: str | None = None) -> KeyBackend:
 
 def _make_backend(settings: Settings, name: str) -> KeyBackend:
     if name == "software":
-        from stalela.fiscal.signing.keystore import SoftwareKeyBackend, load_or_create_master_key, parse_master_key
+        from stalela.fiscal.signing.keystore import SoftwareKeyBackend
 
-        if settings.master_key is not None:
-            master = parse_master_key(settings.master_key.get_secret_value())
-        else:
-            master = load_or_create_master_key(settings.effective_master_key_file)
-        return SoftwareKeyBackend(master)
+        return SoftwareKeyBackend(master_key(settings))
     if name == "pkcs11":
         from stalela.fiscal.signing.pkcs11 import Pkcs11KeyBackend
 
