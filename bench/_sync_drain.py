@@ -21,7 +21,7 @@ import seal as seal_bench
 
 FAULTS = {
     "0%": {},
-    "20%": {"error_rate": 0.15 * 2 / 3, "drop_rate": 0.15 / 3, "drop_after_create_rate": 0.05,
+    "20%": {"error_rate": 0.1, "drop_rate": 0.05, "drop_after_create_rate": 0.05,
             "drop_after_confirm_rate": 0.05},
 }
 TENANTS, OUTLETS = 2, 2  # four devices
