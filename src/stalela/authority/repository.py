@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import case, func, insert, or_, select, update
+from sqlalchemy import case, func, insert, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -94,8 +94,9 @@ class AuthorityRepository:
     async def _claim(self, until: datetime, now: datetime, *where, limit: int | None = None) -> list[tuple]:  # noqa: ANN002
         """Claim pending, unclaimed sync rows: (invoice, uid). Rows another transaction holds are skipped, not
         waited for: an agent claims these while holding its own invoice's row, so waiting could deadlock."""
+        # 'pending' inline, not a parameter: a generic plan could not prove the partial index applies.
         free = (select(InvoiceSync.invoice_id)
-                .where(*where, InvoiceSync.status == "pending",
+                .where(*where, InvoiceSync.status == literal_column("'pending'"),
                        or_(InvoiceSync.claimed_until.is_(None), InvoiceSync.claimed_until <= now))
                 .limit(limit).with_for_update(skip_locked=True))
         stmt = (update(InvoiceSync).where(InvoiceSync.invoice_id.in_(free.scalar_subquery()))
