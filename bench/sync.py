@@ -1,10 +1,11 @@
-"""The outbox and the DGI sync: no-op events/s against procrastinate, and seal -> acknowledged lag.
+"""The outbox and the DGI sync: no-op events/s against procrastinate, seal -> acknowledged lag, drain under faults.
 
 Usage: .venv/bin/python bench/sync.py [--quick] [--events 50000] [--batch 500] [--jobs 5000] [--rate 200]
                                       [--duration 20] [--tenants 4] [--outlets 2] [--only outbox,...] [--no-save]
 outbox: N no-op events COPYed into the outbox, `stalela worker` processes until all are done. procrastinate
 (`pip install procrastinate==3.10.0`, bench only; else skipped): N' no-op jobs, one worker. lag: seal.py's
-Server, 2 workers, the e-MCF simulator, seals at a steady --rate; lag = ack created_at - issued_at. See README.
+Server, 2 workers, the e-MCF simulator, seals at a steady --rate; lag = ack created_at - issued_at. drain
+(_sync_drain.py): a sealed backlog synced with 0 % and 20 % authority faults. See README.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
 import seal as seal_bench  # noqa: E402  (Server, api, cpu_ticks, cores, machine_busy, WaitSampler, pg_info, ...)
+from _sync_drain import bench_drain, print_drain  # noqa: E402
 from _loadgen import _read_response  # noqa: E402
 
 from stalela.db.migrate import upgrade  # noqa: E402
@@ -294,34 +296,48 @@ def wait_synced(dsn: str, timeout: float) -> tuple[int, dict]:
                             "GROUP BY status) s")[0] or {}  # psycopg hands json back as a dict
 
 
+def start_simulator(tmp: Path, devices: list[str]) -> tuple[subprocess.Popen, str]:
+    """`stalela simulate dgi` with devices NIM<d>:tok<d>; (process, base URL)."""
+    sim_log = tmp / "simulator.log"
+    sim = spawn([str(STALELA), "simulate", "dgi", "--port", "0",
+                 *[a for d in devices for a in ("--device", f"NIM{d}:tok{d}")]], None, sim_log)
+    deadline = time.monotonic() + 30
+    while "listening http" not in sim_log.read_text():
+        if sim.poll() is not None or time.monotonic() > deadline:
+            stop([sim])
+            raise RuntimeError(f"simulator did not start: {sim_log.read_text()[-1000:]}")
+        time.sleep(0.1)
+    return sim, sim_log.read_text().split("listening ", 1)[1].split()[0]
+
+
+def make_targets(srv, sim_url: str, tenants: int, outlets: int) -> list[tuple[str, str]]:
+    """(api key, outlet id) per outlet, each outlet with its simulator device NIM<t>x<o>; several tenants, as
+    each tenant's seals share its Merkle log lock."""
+    def call(expect: int, method: str, path: str, token: str, body: dict) -> dict:
+        status, answer = seal_bench.api(srv.base, method, path, token, body)
+        assert status == expect, (method, path, status, answer)
+        return answer
+
+    targets = []
+    for t in range(tenants):
+        key = call(201, "POST", "/v1/tenants", srv.token, {"name": f"Sync {t}", "tax_id": f"S{t}"})["api_key"]
+        for o in range(outlets):
+            outlet = call(201, "POST", "/v1/outlets", key, {"code": f"S{o}", "name": f"Sync {t}.{o}"})["id"]
+            call(200, "PUT", f"/v1/outlets/{outlet}/authority-device", key,
+                 {"nim": f"NIM{t}x{o}", "base_url": sim_url, "token": f"tok{t}x{o}"})
+            targets.append((key, outlet))
+    return targets
+
+
 def bench_lag(args: argparse.Namespace, tmp: Path) -> dict:
     os.environ["STALELA_INPROCESS_WORKERS"] = "false"  # seal.py's Server passes its environment on
     out: dict = {"tenants": args.tenants, "outlets_per_tenant": args.outlets, "stalela_workers": 2,
                  "worker_batch": args.sync_batch, "steps": []}
-    sim_log, workers = tmp / "simulator.log", []
-    sim = spawn([str(STALELA), "simulate", "dgi", "--port", "0", *[a for t in range(args.tenants) for o in
-                 range(args.outlets) for a in ("--device", f"NIM{t}x{o}:tok{t}x{o}")]], None, sim_log)
+    workers: list[subprocess.Popen] = []
+    sim, sim_url = start_simulator(tmp, [f"{t}x{o}" for t in range(args.tenants) for o in range(args.outlets)])
     try:
-        deadline = time.monotonic() + 30
-        while "listening http" not in sim_log.read_text():
-            if sim.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"simulator did not start: {sim_log.read_text()[-1000:]}")
-            time.sleep(0.1)
-        sim_url = sim_log.read_text().split("listening ", 1)[1].split()[0]
         with seal_bench.Server(1, 64) as srv:
-            def call(expect: int, method: str, path: str, token: str, body: dict) -> dict:
-                status, answer = seal_bench.api(srv.base, method, path, token, body)
-                assert status == expect, (method, path, status, answer)
-                return answer
-
-            targets = []  # (api key, outlet id); several tenants, as each tenant's seals share its Merkle log lock
-            for t in range(args.tenants):
-                key = call(201, "POST", "/v1/tenants", srv.token, {"name": f"Sync {t}", "tax_id": f"S{t}"})["api_key"]
-                for o in range(args.outlets):
-                    outlet = call(201, "POST", "/v1/outlets", key, {"code": f"S{o}", "name": f"Sync {t}.{o}"})["id"]
-                    call(200, "PUT", f"/v1/outlets/{outlet}/authority-device", key,
-                         {"nim": f"NIM{t}x{o}", "base_url": sim_url, "token": f"tok{t}x{o}"})
-                    targets.append((key, outlet))
+            targets = make_targets(srv, sim_url, args.tenants, args.outlets)
             wlog = tmp / "sync-workers.log"
             workers = [spawn([str(STALELA), "worker", "--concurrency", "8"],
                              worker_env(srv.dsn, srv.tmp, args.sync_batch), wlog) for _ in range(2)]
@@ -464,11 +480,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenants", type=int, default=4, help="tenants sealing (default 4)")
     parser.add_argument("--outlets", type=int, default=2, help="outlets (devices) per tenant (default 2)")
     parser.add_argument("--sync-batch", type=int, default=100, help="worker batch size in the lag run (default 100)")
-    parser.add_argument("--only", default="outbox,procrastinate,lag", help="parts to run, comma-separated")
+    parser.add_argument("--drain-invoices", type=int, help="invoices per drain run (default 400)")
+    parser.add_argument("--drain-timeout", type=float, default=600, help="give up a drain run after (default 600 s)")
+    parser.add_argument("--drain-backoff-cap", type=float, default=60,
+                        help="STALELA_OUTBOX_BACKOFF_CAP_SECONDS of the drain workers (default 60)")
+    parser.add_argument("--only", default="outbox,procrastinate,lag,drain", help="parts to run, comma-separated")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/<date>.json")
     args, _ = parser.parse_known_args(argv)  # bench/run.py passes every bench the same arguments
     for name, quick, full in (("events", 5_000, 50_000), ("jobs", 1_000, 5_000), ("rate", 50, 200),
-                              ("duration", 5, 20)):
+                              ("duration", 5, 20), ("drain_invoices", 100, 400)):
         setattr(args, name, getattr(args, name) or (quick if args.quick else full))
     only = set(args.only.split(","))
     info = {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
@@ -481,14 +501,19 @@ def main(argv: list[str] | None = None) -> int:
         lag = bench_lag(args, tmp) if "lag" in only else {}
     except Exception as exc:
         lag = {"error": f"{type(exc).__name__}: {exc}"}
+    try:
+        drain = bench_drain(args, tmp, sys.modules[__name__]) if "drain" in only else {}
+    except Exception as exc:
+        drain = {"error": f"{type(exc).__name__}: {exc}"}
     ratios = print_report(info, outbox, proc, lag)
+    print_drain(drain)
     print(f"logs in {tmp}")
     if not args.no_save:
         seal_bench.RESULTS.mkdir(exist_ok=True)
         path = seal_bench.RESULTS / f"{dt.date.today().isoformat()}.json"
         data = json.loads(path.read_text()) if path.exists() else {}  # shared by every bench: keep the others
         section = data.setdefault("benches", {}).setdefault("sync", {})  # --only: the other parts stay
-        for part, result in (("outbox", outbox), ("procrastinate", proc), ("lag", lag)):
+        for part, result in (("outbox", outbox), ("procrastinate", proc), ("lag", lag), ("drain", drain)):
             if part in only:
                 section[part], section.setdefault("machine_by_part", {})[part] = result, info
         if {"outbox", "procrastinate"} <= only:
@@ -500,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     failed += [f"procrastinate c={r['concurrency']}" for r in proc.get("runs", []) if "error" in r]
     failed += ["lag"] if lag.get("error") or lag.get("worker_log_errors") or lag.get("server_log_errors") or \
         any(s["errors"] for s in lag.get("steps", [])) else []
+    failed += ["drain"] if drain.get("error") or drain.get("worker_log_errors") or drain.get("server_log_errors") or \
+        any(not r["drained"] or r["duplicates"] or r["failed"] for r in drain.get("runs", [])) else []
     if failed:
         print(f"scenarios with errors: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKeyConstraint, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import ForeignKeyConstraint, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stalela.db.base import Base, UTCDateTime, utcnow
@@ -30,7 +30,13 @@ class InvoiceSync(TenantOwned, Base):
     """Where an invoice stands with the authority. The sealed invoice itself is never touched."""
 
     __tablename__ = "invoice_sync"
-    __table_args__ = (Index("ix_invoice_sync_tenant_id_outlet_id_status", "tenant_id", "outlet_id", "status"),)
+    __table_args__ = (
+        Index("ix_invoice_sync_tenant_id_outlet_id_status", "tenant_id", "outlet_id", "status"),
+        # Checked requests still pending at the device (migration 0011): the agent settles them before creating.
+        Index("ix_invoice_sync_checked", "tenant_id", "outlet_id",
+              postgresql_where=text("uid IS NOT NULL AND status = 'pending'"),
+              sqlite_where=text("uid IS NOT NULL AND status = 'pending'")),
+    )
 
     tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     invoice_id: Mapped[str] = mapped_column(String(40), primary_key=True)

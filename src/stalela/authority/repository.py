@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import case, func, insert, select
+from sqlalchemy import case, func, insert, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stalela.authority.models import AuthorityAck, AuthorityDevice, InvoiceSync
+from stalela.fiscal.invoices.models import Invoice
 
 
 class AuthorityRepository:
@@ -66,3 +67,43 @@ class AuthorityRepository:
             func.max(case((InvoiceSync.status == "acknowledged", InvoiceSync.updated_at), else_=None)),
         ).group_by(InvoiceSync.outlet_id))
         return list(await self.session.execute(stmt))
+
+    # --- the device's pending slots (see service.DeviceSlots) ---------------------------------------
+
+    async def claim_left_pending(self, outlet_id: str, but: str, now: datetime, until: datetime,
+                                 limit: int) -> list[tuple[str, str]]:
+        """Claim the outlet's invoices whose checked request (uid stored) nobody is finishing: (invoice, uid)."""
+        return await self._claim(until, now, InvoiceSync.outlet_id == outlet_id, InvoiceSync.uid.is_not(None),
+                                 InvoiceSync.invoice_id != but, limit=limit)
+
+    async def claim_by_numbers(self, outlet_id: str, numbers: list[str], now: datetime,
+                               until: datetime) -> dict[str, tuple[str, str | None] | None]:
+        """The outlet's invoices with these fiscal numbers: number -> (invoice, checked uid) for the pending ones
+        now claimed, None for those that are acknowledged or failed. Invoices someone else holds are absent."""
+        if not numbers:
+            return {}
+        rows = (await self.session.execute(
+            select(Invoice.fiscal_number, Invoice.id, InvoiceSync.status)
+            .join(InvoiceSync, (InvoiceSync.tenant_id == Invoice.tenant_id) & (InvoiceSync.invoice_id == Invoice.id))
+            .where(Invoice.outlet_id == outlet_id, Invoice.fiscal_number.in_(numbers)))).all()
+        done = {number: None for number, _, status in rows if status != "pending"}
+        wanted = [i for _, i, status in rows if status == "pending"]
+        claimed = dict(await self._claim(until, now, InvoiceSync.invoice_id.in_(wanted))) if wanted else {}
+        return done | {number: (i, claimed[i]) for number, i, _ in rows if i in claimed}
+
+    async def _claim(self, until: datetime, now: datetime, *where, limit: int | None = None) -> list[tuple]:  # noqa: ANN002
+        """Claim pending, unclaimed sync rows: (invoice, uid). Rows another transaction holds are skipped, not
+        waited for: an agent claims these while holding its own invoice's row, so waiting could deadlock."""
+        # 'pending' inline, not a parameter: a generic plan could not prove the partial index applies.
+        free = (select(InvoiceSync.invoice_id)
+                .where(*where, InvoiceSync.status == literal_column("'pending'"),
+                       or_(InvoiceSync.claimed_until.is_(None), InvoiceSync.claimed_until <= now))
+                .limit(limit).with_for_update(skip_locked=True))
+        stmt = (update(InvoiceSync).where(InvoiceSync.invoice_id.in_(free.scalar_subquery()))
+                .values(claimed_until=until).returning(InvoiceSync.invoice_id, InvoiceSync.uid)
+                .execution_options(synchronize_session=False))
+        return [tuple(row) for row in await self.session.execute(stmt)]
+
+    async def release(self, invoice_ids: list[str]) -> None:
+        await self.session.execute(update(InvoiceSync).where(InvoiceSync.invoice_id.in_(invoice_ids))
+                                   .values(claimed_until=None).execution_options(synchronize_session=False))

@@ -4,16 +4,20 @@ Per invoice: create the request, compare the authority's totals with ours to the
 keep the acknowledgement in its own table. Never confirm a mismatch. A uid is stored only once its
 totals were checked, so after a crash or a timeout the agent resumes the same request (confirm it
 if still pending) or learns from the authority that the number is already confirmed, instead of
-creating a duplicate.
+creating a duplicate. A faulty authority costs latency, not attempts: each request is retried within the
+exchange, and the device's 10 pending slots are managed (``DeviceSlots``) rather than waited out.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import random
+import time
 import weakref
 from collections import defaultdict
-from datetime import timedelta
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +38,8 @@ from stalela.outbox.registry import RetryLater
 from stalela.outbox.service import enqueue
 from stalela.tenancy.context import bind_tenant
 from stalela.tenancy.repository import OutletRepository, TenantRepository
+
+T = TypeVar("T")
 
 # The e-MCF allows 10 pending requests per device; stay under it per process. (Per event loop:
 # an asyncio semaphore cannot be shared between loops.)
@@ -112,13 +118,19 @@ async def sync_status(session: AsyncSession) -> list[dict[str, Any]]:
 
 
 async def _update_sync(db: Database, tenant_id: str, invoice_id: str, **values: Any) -> None:
-    """Only while pending (or just releasing the claim): a late writer never overwrites an outcome."""
+    """Only while pending: a late writer never overwrites an outcome."""
     async with db.transaction() as session:
         await bind_tenant(session, tenant_id)
-        stmt = update(InvoiceSync).where(InvoiceSync.invoice_id == invoice_id)
-        if set(values) != {"claimed_until"}:
-            stmt = stmt.where(InvoiceSync.status == "pending")
-        await session.execute(stmt.values(updated_at=utcnow(), **values))
+        await session.execute(update(InvoiceSync).where(InvoiceSync.invoice_id == invoice_id,
+                                                        InvoiceSync.status == "pending")
+                              .values(updated_at=utcnow(), **values))
+
+
+async def _release(db: Database, tenant_id: str, invoice_ids: list[str]) -> None:
+    """End claims, whatever the outcome."""
+    async with db.transaction() as session:
+        await bind_tenant(session, tenant_id)
+        await AuthorityRepository(session).release(invoice_ids)
 
 
 async def _fail(db: Database, tenant_id: str, invoice_id: str, code: str, detail: str) -> None:
@@ -170,69 +182,162 @@ async def sync_invoice(db: Database, settings: Settings, tenant_id: str, invoice
         now = utcnow()
         if row.claimed_until is not None and row.claimed_until > now:
             raise RetryLater("another delivery of this invoice is talking to the authority", 2.0)
-        # Longer than any exchange can take (three requests at the authority timeout each).
-        row.claimed_until = now + timedelta(seconds=4 * settings.authority_timeout_seconds + 5)
+        # Longer than any exchange can take: requests are only retried while a whole request still fits.
+        lease = 4 * settings.authority_timeout_seconds + 5
+        row.claimed_until = now + timedelta(seconds=lease)
         row.attempts += 1
         resume_uid, retrying = row.uid, row.attempts > 1
+        # Requests of the device that other deliveries left pending with their totals checked: resumed first.
+        left = await repo.claim_left_pending(invoice.outlet_id, invoice_id, now, row.claimed_until, _SLOTS)
         token = open_secret(settings, device.token_encrypted, _context(tenant_id, invoice.outlet_id))
         document = json.loads(invoice.document)
         tenant = await TenantRepository(session).get(tenant_id)
-        nim, outlet_id = device.nim, invoice.outlet_id
+        nim, outlet_id, claimed_until = device.nim, invoice.outlet_id, row.claimed_until
 
     client = emcf.EmcfClient(device.base_url, token, timeout=settings.authority_timeout_seconds)
+    device_slots = DeviceSlots(db, client, tenant_id, outlet_id, nim, claimed_until,
+                               deadline=time.monotonic() + lease - settings.authority_timeout_seconds)
     try:
-        await _synced(db, settings, client, tenant_id, invoice_id, outlet_id, document, tenant.tax_id, nim,
-                      resume_uid, retrying)
+        await _synced(device_slots, invoice_id, document, tenant.tax_id, resume_uid, retrying, dict(left))
     finally:
-        await _update_sync(db, tenant_id, invoice_id, claimed_until=None)
+        await _release(db, tenant_id, [invoice_id, *(i for i, _ in left)])
 
 
-async def _synced(db: Database, settings: Settings, client: emcf.EmcfClient, tenant_id: str, invoice_id: str,
-                  outlet_id: str, document: dict[str, Any], seller_tax_id: str, nim: str, resume_uid: str | None,
-                  retrying: bool) -> None:
+# Tries of one request within an exchange. A transient failure (5xx, a dropped connection, a timeout) is
+# retried after a short pause instead of failing the whole outbox attempt: during the outbox's backoff
+# (seconds, then minutes) a created request would hold one of the device's 10 slots. 20 % faults: 0.2^4.
+_TRIES = 4
+_SLOTS = 10  # the e-MCF's pending requests per device
+
+
+class DeviceSlots:
+    """One exchange with an outlet's device, and the device's pending slots (requests created, not confirmed).
+
+    What the agent has pending at a device is durable: a request whose totals were checked has its uid in
+    ``invoice_sync.uid``; one created but never checked (answer lost, worker killed) is listed by the device
+    under our fiscal number (``rn``). An invoice claimed by a live exchange is that exchange's business;
+    every other pending request of ours is settled here the way its own retry would settle it: a checked
+    uid is confirmed (and acknowledged), an unchecked one is cancelled. Never two confirms of one invoice.
+    """
+
+    def __init__(self, db: Database, client: emcf.EmcfClient, tenant_id: str, outlet_id: str, nim: str,
+                 claimed_until: datetime, deadline: float) -> None:
+        self.db, self.client, self.tenant_id, self.outlet_id, self.nim = db, client, tenant_id, outlet_id, nim
+        self.claimed_until, self.deadline = claimed_until, deadline
+
+    async def call(self, request: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``request`` with transient failures retried while the claim lasts; a full device freed once."""
+        tries, freed = 0, False
+        while True:
+            try:
+                return await request(*args)
+            except emcf.TooManyPending:
+                if freed:
+                    raise
+                freed = True
+                await self.free()
+            except emcf.Expired:
+                raise
+            except emcf.Transient:
+                # Safe to repeat: status is a read, confirm and cancel are idempotent, and a create of an
+                # rn still pending answers the same request (and a second request, at an authority that
+                # made one, would never be confirmed: its uid is never stored; free() cancels it).
+                tries += 1
+                pause = random.uniform(0.1, 0.2) * 2 ** tries
+                if tries >= _TRIES or time.monotonic() + pause > self.deadline:
+                    raise
+                await asyncio.sleep(pause)
+
+    async def free(self) -> None:
+        """The device is full (429): settle what is pending there and ours, if nobody else is on it."""
+        try:
+            status = await self.call(self.client.status)
+        except emcf.Transient:
+            return
+        pending = {p["rn"]: p.get("uid") for p in status.get("pendingRequestsList") or [] if p.get("rn")}
+        async with self.db.transaction() as session:
+            await bind_tenant(session, self.tenant_id)
+            ours = await AuthorityRepository(session).claim_by_numbers(self.outlet_id, list(pending), utcnow(),
+                                                                       self.claimed_until)
+        confirm, cancel = {}, []
+        for rn, found in ours.items():
+            if found is None:  # acknowledged or failed: whatever is still pending must never be confirmed
+                cancel.append(pending[rn])
+            elif found[1] == pending[rn]:
+                confirm[found[0]] = found[1]
+            else:  # created, but its totals were never checked
+                cancel.append(pending[rn])
+        try:
+            await self.settle(confirm, cancel)
+        finally:
+            claimed = [found[0] for found in ours.values() if found]
+            if claimed:
+                await _release(self.db, self.tenant_id, claimed)
+
+    async def settle(self, confirm: dict[str, str], cancel: list[str]) -> None:
+        """Confirm checked requests (invoice -> uid) of invoices we claimed, and cancel the others."""
+        try:
+            for invoice_id, uid in confirm.items():
+                try:
+                    ack = await self.call(self.client.confirm, uid)
+                except (emcf.Expired, emcf.Rejected):  # gone: the invoice's own retry creates it again
+                    await _update_sync(self.db, self.tenant_id, invoice_id, uid=None)
+                    continue
+                await _acknowledge(self.db, self.tenant_id, invoice_id, self.nim, ack)
+            for uid in cancel:
+                await self.call(self.client.cancel, uid)
+        except (emcf.Transient, emcf.Rejected):
+            pass  # what is left stays pending until a later exchange, or its expiry
+
+
+async def _synced(device: DeviceSlots, invoice_id: str, document: dict[str, Any], seller_tax_id: str,
+                  resume_uid: str | None, retrying: bool, left: dict[str, str]) -> None:
+    db, tenant_id = device.db, device.tenant_id
     try:
-        async with _gate(tenant_id, outlet_id):
-            ack = await _exchange(db, client, tenant_id, invoice_id, document, seller_tax_id, resume_uid, retrying)
+        async with _gate(tenant_id, device.outlet_id):
+            if left:  # before creating more: what other deliveries left pending at the device
+                await device.settle(left, [])
+            ack = await _exchange(device, invoice_id, document, seller_tax_id, resume_uid, retrying)
     except emcf.DeviceUnauthorized as exc:
         async with db.transaction() as session:
             await bind_tenant(session, tenant_id)
-            await session.execute(update(AuthorityDevice).where(AuthorityDevice.outlet_id == outlet_id)
+            await session.execute(update(AuthorityDevice).where(AuthorityDevice.outlet_id == device.outlet_id)
                                   .values(status="unauthorized", last_error=str(exc)[:500], updated_at=utcnow()))
         await _update_sync(db, tenant_id, invoice_id, error_code="device_unauthorized", error=str(exc)[:1000])
         return
     except emcf.TooManyPending:
+        # Freeing the device's slots did not help: live exchanges (or another system) hold them.
         raise RetryLater("the device has 10 pending requests", 2.0) from None
     except emcf.Transient as exc:
         code = "authority_request_expired" if isinstance(exc, emcf.Expired) else "authority_unreachable"
         await _update_sync(db, tenant_id, invoice_id, error_code=code, error=str(exc)[:1000])
         raise
     if ack is not None:
-        await _acknowledge(db, tenant_id, invoice_id, nim, ack)
+        await _acknowledge(db, tenant_id, invoice_id, device.nim, ack)
 
 
-async def _exchange(db: Database, client: emcf.EmcfClient, tenant_id: str, invoice_id: str,
-                    document: dict[str, Any], seller_tax_id: str, resume_uid: str | None,
-                    retrying: bool) -> dict[str, Any] | None:
+async def _exchange(device: DeviceSlots, invoice_id: str, document: dict[str, Any], seller_tax_id: str,
+                    resume_uid: str | None, retrying: bool) -> dict[str, Any] | None:
     """One create/check/confirm round with the authority; returns its ack (None if it failed for good)."""
-    rn = document["fiscal_number"]
+    rn, call, client, db = document["fiscal_number"], device.call, device.client, device.db
     try:
         if retrying:
-            status = await client.status()
+            status = await call(client.status)
             pending = {p.get("rn"): p.get("uid") for p in status.get("pendingRequestsList") or []}
             if rn in pending:
                 if pending[rn] == resume_uid:  # created and checked before the interruption: finish it
-                    return await client.confirm(resume_uid)
-                await client.cancel(pending[rn])  # created, but its totals were never checked
-        created = await client.create(emcf.to_emcf_request(document, seller_tax_id))
+                    return await call(client.confirm, resume_uid)
+                await call(client.cancel, pending[rn])  # created, but its totals were never checked
+        created = await call(client.create, emcf.to_emcf_request(document, seller_tax_id))
         mismatch = emcf.totals_mismatch(document["totals"], created)
         if mismatch:
-            await client.cancel(created.uid)
-            await _fail(db, tenant_id, invoice_id, "totals_mismatch", mismatch)
+            await call(client.cancel, created.uid)
+            await _fail(db, device.tenant_id, invoice_id, "totals_mismatch", mismatch)
             return None
-        await _update_sync(db, tenant_id, invoice_id, uid=created.uid)
-        return await client.confirm(created.uid)
+        await _update_sync(db, device.tenant_id, invoice_id, uid=created.uid)
+        return await call(client.confirm, created.uid)
     except emcf.AlreadyConfirmed as done:
         return done.ack
     except emcf.Rejected as exc:
-        await _fail(db, tenant_id, invoice_id, "rejected", str(exc))
+        await _fail(db, device.tenant_id, invoice_id, "rejected", str(exc))
         return None

@@ -12,7 +12,7 @@ from tests.authority.simulator.support import NIM, invoice, item
 
 pytestmark = pytest.mark.e2e
 
-NOTHING_HAPPENED = {"confirmed": [], "confirm_counts": {}, "duplicates": [], "pending": [],
+NOTHING_HAPPENED = {"confirmed": [], "confirm_counts": {}, "duplicates": [], "errors": {}, "pending": [],
                     "expired": [], "cancelled": []}
 
 
@@ -23,7 +23,7 @@ def test_error_rate_answers_503_before_doing_anything(make_sim):
         assert r.status_code == 503 and r.json()["errorCode"] == "UNAVAILABLE"
         # Even a bad token gets the outage: the fault strikes before authentication.
     assert sim.control.get("/api/info/status").status_code == 503
-    assert sim.records() == NOTHING_HAPPENED
+    assert sim.records() == NOTHING_HAPPENED | {"errors": {"UNAVAILABLE": 2}}
 
 
 def test_timeout_rate_holds_the_answer_and_does_nothing(make_sim):
@@ -35,7 +35,7 @@ def test_timeout_rate_holds_the_answer_and_does_nothing(make_sim):
         r = client.post("/api/invoice", json=invoice())
         assert time.monotonic() - started >= 0.6
         assert r.status_code == 504 and r.json()["errorCode"] == "TIMEOUT"
-    assert sim.records() == NOTHING_HAPPENED
+    assert sim.records() == NOTHING_HAPPENED | {"errors": {"TIMEOUT": 2}}
 
 
 def test_timeout_after_confirm_takes_effect(make_sim):

@@ -220,6 +220,7 @@ async def sim_reset(request: Request) -> dict:
 
 
 async def _protocol_error(request: Request, exc: ProtocolError) -> Response:
+    _sim(request).state.count_error(exc.code)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 

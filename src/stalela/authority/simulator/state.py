@@ -98,6 +98,9 @@ class SimState:
         # same seller invoice was fiscalised twice, which tests must be able to see.
         self.confirm_counts: dict[str, int] = {}
         self.duplicates: list[dict] = []
+        # Error answers by errorCode (429 TOO_MANY_PENDING, simulated 503s...): how hard a client
+        # made the authority work for nothing, which benches and tests count.
+        self.errors: dict[str, int] = {}
         self._type_counts: dict[tuple[str, str], int] = {}
         self._device_counts: dict[str, int] = {}
 
@@ -218,6 +221,10 @@ class SimState:
                 self._save()
             return {"uid": uid, "status": "cancelled"}
 
+    def count_error(self, code: str) -> None:
+        with self._lock:
+            self.errors[code] = self.errors.get(code, 0) + 1
+
     # ------------------------------------------------------------------------- test views
 
     def records(self) -> dict:
@@ -236,6 +243,7 @@ class SimState:
                 "confirmed": confirmed,
                 "confirm_counts": dict(self.confirm_counts),
                 "duplicates": list(self.duplicates),
+                "errors": dict(self.errors),
                 "pending": [r.summary() for r in pending if not r.expired(now)],
                 "expired": [r.summary() for r in pending if r.expired(now)],
                 "cancelled": [{**r.summary(), "cancelled_at": iso(r.cancelled_at, "milliseconds")}
