@@ -9,16 +9,10 @@ from __future__ import annotations
 import pytest
 
 from tests.auth.test_users import bearer, login, make_user
-from tests.conftest import make_settings
+from tests.auth.test_users import settings  # noqa: F401 - cheap Argon2 for the cashier's login
 from tests.support.invoices import sample_invoice
 
 RETURN = [{"description": "Retour", "item_type": "BIE", "tax_group": "B", "quantity": "1", "unit_price": "1000"}]
-
-
-@pytest.fixture
-def settings(database_url, tmp_path):
-    return make_settings(database_url, tmp_path, argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1,
-                         rate_limit_burst=1000)
 
 
 @pytest.fixture
