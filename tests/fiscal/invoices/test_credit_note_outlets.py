@@ -17,12 +17,12 @@ RETURN = [{"description": "Retour", "item_type": "BIE", "tax_group": "B", "quant
 
 @pytest.fixture
 async def shops(client, new_tenant):
-    _, root = await new_tenant("Two Shops SARL", "A1111111Z")
+    tenant, root = await new_tenant("Two Shops SARL", "A1111111Z")
     o1, o2 = [(await client.post("/v1/outlets", json={"code": c, "name": c}, headers=root)).json()
               for c in ("CNA", "CNB")]
     sale_o2 = (await client.post("/v1/invoices", json=sample_invoice(o2["id"]), headers=root)).json()
     till = (await client.post("/v1/api-keys", json={"name": "till 1", "outlet_id": o1["id"]}, headers=root)).json()
-    return {"root": root, "o1": o1, "o2": o2, "sale_o2": sale_o2,
+    return {"tenant": tenant, "root": root, "o1": o1, "o2": o2, "sale_o2": sale_o2,
             "till": {"Authorization": f"Bearer {till['api_key']}"}}
 
 
@@ -55,7 +55,7 @@ async def test_a_till_key_cannot_credit_another_outlets_invoice_nor_learn_of_it(
 async def test_a_cashier_of_one_outlet_gets_the_same_answer(client, shops):
     s = shops
     await make_user(client, s["root"], "cashier@shops.cd", "cashier", [s["o1"]["id"]])
-    cashier = bearer((await login(client, "cashier@shops.cd")).json())
+    cashier = bearer((await login(client, "cashier@shops.cd", tenant_id=s["tenant"]["id"])).json())
     r = await client.post("/v1/invoices", json=credit(s["o1"]["id"], s["sale_o2"]["fiscal_number"]), headers=cashier)
     status, absent = await absent_answer(client, cashier, s["o1"]["id"])
     assert (r.status_code, r.json()["code"]) == (status, absent["code"]) == (422, "credit_note_original_not_found")
