@@ -122,7 +122,8 @@ def test_sigterm_finishes_or_releases_claims(chaos_db, tmp_path):
     data_dir = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")} | {
         "STALELA_DATABASE_URL": chaos_db, "STALELA_MASTER_KEY": "6d" * 32, "STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING",
-        "STALELA_OUTBOX_LEASE_SECONDS": "600", "STALELA_OUTBOX_BATCH_SIZE": "50"}
+        "STALELA_OUTBOX_LEASE_SECONDS": "600", "STALELA_OUTBOX_BATCH_SIZE": "50",
+        "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}  # the simulator listens on loopback
     server = start_server({"STALELA_DATABASE_URL": chaos_db, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN,
                            "STALELA_INPROCESS_WORKERS": "false", "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}, data_dir)
     try:
