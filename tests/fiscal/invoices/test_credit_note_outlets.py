@@ -6,10 +6,13 @@ that it exists, what type it is or what it amounts to.
 """
 from __future__ import annotations
 
+import httpx
 import pytest
 
+from stalela.app import create_app
 from tests.auth.test_users import bearer, login, make_user
 from tests.auth.test_users import settings  # noqa: F401 - cheap Argon2 for the cashier's login
+from tests.conftest import make_settings
 from tests.support.invoices import sample_invoice
 
 RETURN = [{"description": "Retour", "item_type": "BIE", "tax_group": "B", "quantity": "1", "unit_price": "1000"}]
@@ -67,3 +70,24 @@ async def test_even_an_unrestricted_key_credits_on_the_originals_outlet_by_defau
     assert r.status_code == 422 and r.json()["code"] == "credit_note_original_not_found", r.text
     r = await client.post("/v1/invoices", json=credit(s["o2"]["id"], s["sale_o2"]["fiscal_number"]), headers=s["root"])
     assert r.status_code == 201, r.text
+
+
+async def test_across_outlets_when_allowed_but_never_beyond_the_callers_outlets(database_url, tmp_path,
+                                                                                 operator_headers):
+    settings = make_settings(database_url, tmp_path, credit_notes_across_outlets=True, rate_limit_burst=1000)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            created = await client.post("/v1/tenants", json={"name": "Across SARL", "tax_id": "A2222222Z",
+                                                             "jurisdiction": "CD"}, headers=operator_headers)
+            root = {"Authorization": f"Bearer {created.json()['api_key']}"}
+            o1, o2 = [(await client.post("/v1/outlets", json={"code": c, "name": c}, headers=root)).json()
+                      for c in ("XA", "XB")]
+            sale = (await client.post("/v1/invoices", json=sample_invoice(o2["id"]), headers=root)).json()
+            key = (await client.post("/v1/api-keys", json={"name": "till", "outlet_id": o1["id"]}, headers=root)).json()
+            till = {"Authorization": f"Bearer {key['api_key']}"}
+            r = await client.post("/v1/invoices", json=credit(o1["id"], sale["fiscal_number"]), headers=till)
+            assert r.status_code == 422 and r.json()["code"] == "credit_note_original_not_found", r.text
+            r = await client.post("/v1/invoices", json=credit(o1["id"], sale["fiscal_number"]), headers=root)
+            assert r.status_code == 201, r.text
