@@ -56,14 +56,16 @@ def _context(tenant_id: str, outlet_id: str) -> str:
 
 async def register_device(session: AsyncSession, settings: Settings, principal: Principal, outlet_id: str,
                           nim: str, base_url: str, token: str) -> AuthorityDevice:
-    outlet = await OutletRepository(session).get(outlet_id)
-    if outlet is None or not principal.can_use_outlet(outlet_id):
-        raise NotFound("no such outlet", code="outlet_not_found")
     # The agent sends the token to this URL with paths appended: the shared outbound guard, and no
-    # query string (``?x=`` would turn every appended path into a query and choose the path).
+    # query string (``?x=`` would turn every appended path into a query and choose the path). First,
+    # before this transaction's first statement where possible: the guard's DNS lookup should not
+    # hold a lock (on SQLite the write lock is taken at the first statement).
     base_url = (await netguard.vet_url(base_url, allow_private=settings.webhooks_allow_private, field="base_url",
                                        code_prefix="device_url", allow_query=False)).rstrip("/")
     netguard.check_header_value(token, field="token", code="device_token_invalid")
+    outlet = await OutletRepository(session).get(outlet_id)
+    if outlet is None or not principal.can_use_outlet(outlet_id):
+        raise NotFound("no such outlet", code="outlet_not_found")
     repo = AuthorityRepository(session)
     device = await repo.device(outlet_id)
     now = utcnow()

@@ -87,14 +87,15 @@ async def list_endpoints(session: AsyncSession, *, limit: int, starting_after: s
 
 async def update_endpoint(session: AsyncSession, settings: Settings, endpoint_id: str,
                           data: schemas.EndpointUpdate, actor: Principal) -> WebhookEndpoint:
-    endpoint = await get_endpoint(session, endpoint_id, lock=True)
     changes = data.model_dump(exclude_unset=True)
     for name in ("url", "enabled"):
         if name in changes and changes[name] is None:
             raise ValidationFailed(f"{name} cannot be null", code="field_not_nullable", field=name)
+    url = await _vet_url(settings, changes["url"]) if "url" in changes else None  # its DNS lookup before the lock
+    endpoint = await get_endpoint(session, endpoint_id, lock=True)
     now = clock.now()
-    if "url" in changes:
-        endpoint.url = await _vet_url(settings, changes["url"])
+    if url is not None:
+        endpoint.url = url
     if "description" in changes:
         endpoint.description = changes["description"]
     if "event_types" in changes:
