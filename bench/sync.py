@@ -61,7 +61,8 @@ def worker_env(dsn: str, data_dir: Path, batch: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")}
     return env | {"STALELA_DATABASE_URL": dsn, "STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING",
                   "STALELA_CHECKPOINT_INTERVAL_SECONDS": "0", "STALELA_OUTBOX_BATCH_SIZE": str(batch),
-                  "STALELA_OUTBOX_POLL_SECONDS": "0.05", "STALELA_DATABASE_POOL_SIZE": "5"}  # 8 handlers: <= 10
+                  "STALELA_OUTBOX_POLL_SECONDS": "0.05", "STALELA_DATABASE_POOL_SIZE": "5",  # 8 handlers: <= 10
+                  "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}  # the simulator listens on loopback
 
 
 def spawn(cmd: list[str], env: dict | None, log: Path) -> subprocess.Popen:
@@ -331,6 +332,7 @@ def make_targets(srv, sim_url: str, tenants: int, outlets: int) -> list[tuple[st
 
 def bench_lag(args: argparse.Namespace, tmp: Path) -> dict:
     os.environ["STALELA_INPROCESS_WORKERS"] = "false"  # seal.py's Server passes its environment on
+    os.environ["STALELA_WEBHOOKS_ALLOW_PRIVATE"] = "true"  # the simulator listens on loopback
     out: dict = {"tenants": args.tenants, "outlets_per_tenant": args.outlets, "stalela_workers": 2,
                  "worker_batch": args.sync_batch, "steps": []}
     workers: list[subprocess.Popen] = []

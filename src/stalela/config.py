@@ -109,9 +109,12 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(8, ge=1, le=256, description="Events handled at once per worker process.")
     nats_url: str | None = Field(None, description="Relay every outbox event to NATS JetStream when set.")
     nats_stream: str = "STALELA"
+    credit_notes_across_outlets: bool = Field(
+        False, description="A credit note may cite an invoice of another outlet (one the caller may use).")
     authority_timeout_seconds: float = Field(10.0, gt=0, description="Per request to the tax authority.")
     webhooks_allow_private: bool = Field(
-        False, description="Development only: webhooks may reach private/loopback addresses and plain http.")
+        False, description="Development only: tenant-set outbound URLs (webhooks, DGI devices) may reach "
+        "private/loopback addresses and plain http.")
     webhooks_timeout_seconds: float = Field(15.0, gt=0, le=60, description="Whole request, answer included.")
     webhooks_endpoint_concurrency: int = Field(8, ge=1, le=256, description="Deliveries in flight per endpoint.")
     webhooks_secret_grace_seconds: int = Field(86400, ge=0, description="Old secret signs this long after a rotation.")

@@ -36,7 +36,8 @@ async def world(fresh_database_url, tmp_path, sim):
     sim.faults()  # no faults unless a test asks
     sim.reset()
     settings = make_settings(fresh_database_url, tmp_path, outbox_backoff_base_seconds=0.01,
-                             outbox_backoff_cap_seconds=0.05, outbox_poll_seconds=0.05, authority_timeout_seconds=1.0)
+                             outbox_backoff_cap_seconds=0.05, outbox_poll_seconds=0.05, authority_timeout_seconds=1.0,
+                             webhooks_allow_private=True)  # the simulator listens on loopback
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:

@@ -72,9 +72,10 @@ def test_thousand_invoices_three_workers_faults_and_a_kill(chaos_db, tmp_path):
                       "STALELA_LOG_LEVEL": "WARNING", "STALELA_OUTBOX_LEASE_SECONDS": "3",
                       "STALELA_OUTBOX_BACKOFF_BASE_SECONDS": "0.05", "STALELA_OUTBOX_BACKOFF_CAP_SECONDS": "0.5",
                       "STALELA_OUTBOX_MAX_ATTEMPTS": "1000", "STALELA_OUTBOX_POLL_SECONDS": "0.1",
-                      "STALELA_AUTHORITY_TIMEOUT_SECONDS": "1", "STALELA_OUTBOX_BATCH_SIZE": "20"}
+                      "STALELA_AUTHORITY_TIMEOUT_SECONDS": "1", "STALELA_OUTBOX_BATCH_SIZE": "20",
+                      "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}  # the simulator listens on loopback
     server = start_server({"STALELA_DATABASE_URL": chaos_db, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN,
-                           "STALELA_INPROCESS_WORKERS": "false"}, data_dir)
+                           "STALELA_INPROCESS_WORKERS": "false", "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}, data_dir)
     workers: list[subprocess.Popen] = []
     try:
         key, numbers = asyncio.run(_seal_all(server.base_url, sim.url))
@@ -121,9 +122,10 @@ def test_sigterm_finishes_or_releases_claims(chaos_db, tmp_path):
     data_dir = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")} | {
         "STALELA_DATABASE_URL": chaos_db, "STALELA_MASTER_KEY": "6d" * 32, "STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING",
-        "STALELA_OUTBOX_LEASE_SECONDS": "600", "STALELA_OUTBOX_BATCH_SIZE": "50"}
+        "STALELA_OUTBOX_LEASE_SECONDS": "600", "STALELA_OUTBOX_BATCH_SIZE": "50",
+        "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}  # the simulator listens on loopback
     server = start_server({"STALELA_DATABASE_URL": chaos_db, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN,
-                           "STALELA_INPROCESS_WORKERS": "false"}, data_dir)
+                           "STALELA_INPROCESS_WORKERS": "false", "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}, data_dir)
     try:
         key, numbers = asyncio.run(_seal_all(server.base_url, sim.url, 200))
         sim.faults(latency_ms=300)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.auth.apikeys import PREFIX
-from stalela.auth.permissions import Perm, check
+from stalela.auth.permissions import Perm, check, check_writable
 from stalela.auth.service import (
     authenticate_api_key,
     authenticate_operator,
@@ -98,8 +98,8 @@ async def _admit(request: Request, principal: Principal) -> Principal:
     request.state.tenant_id = principal.tenant_id
     log_context.bind(tenant_id=principal.tenant_id)  # on every log line and the span from here on
     await _rate_limit(request, principal)
-    if request.method not in SAFE_METHODS and principal.tenant_status != "active":
-        raise Forbidden(f"tenant is {principal.tenant_status}: writes are refused", code="tenant_suspended")
+    if request.method not in SAFE_METHODS:
+        check_writable(principal)
     return principal
 
 

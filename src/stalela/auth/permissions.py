@@ -73,8 +73,30 @@ def key_permissions(scopes: frozenset[str] | None, restricted: bool) -> frozense
 def grantable_scopes(principal: Principal) -> frozenset[str]:
     """The scopes ``principal`` may put on a new key: none that would give the key more than it has
     (an admin must not mint a key that can make owners)."""
-    mine = permissions(principal)
-    return frozenset(s for s, perms in SCOPES.items() if perms <= mine)
+    return frozenset(s for s, perms in SCOPES.items() if not exceeding(principal, perms))
+
+
+def exceeding(principal: Principal, perms: frozenset[Perm]) -> frozenset[Perm]:
+    """What of ``perms`` the principal may not do itself. "Never more than the caller may do" is this
+    being empty: for the keys it creates and for the credentials it revokes or changes (an admin must
+    neither mint nor revoke an owner-level credential such as the tenant's root key). The platform
+    operator stands outside the tenant's hierarchy and is never exceeded."""
+    return frozenset() if principal.is_operator else perms - permissions(principal)
+
+
+def check_not_exceeding(principal: Principal, perms: frozenset[Perm], what: str) -> None:
+    extra = exceeding(principal, perms)
+    if extra:
+        raise Forbidden(f"{what} may do more than you may ({', '.join(sorted(p.value for p in extra))})",
+                        code="scope_exceeds_caller", extra={"exceeding": sorted(p.value for p in extra)})
+
+
+def check_writable(principal: Principal) -> None:
+    """A suspended (or closing) tenant reads but never writes. Every write made with a tenant's
+    credential is admitted here: API keys and user tokens (``auth.dependencies``), dashboard sessions
+    and invitation tokens (redeeming one adds a user)."""
+    if not principal.is_operator and principal.tenant_status != "active":
+        raise Forbidden(f"tenant is {principal.tenant_status}: writes are refused", code="tenant_suspended")
 
 
 def check(principal: Principal, perm: Perm) -> None:

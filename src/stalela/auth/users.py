@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stalela.audit.service import record
 from stalela.auth import passwords, tokens
 from stalela.auth.models import Invitation, RefreshToken, User
-from stalela.auth.permissions import ROLES, Perm, permissions
+from stalela.auth.permissions import ROLES, Perm, check_not_exceeding, check_writable, permissions
 from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.db.base import utcnow
@@ -81,8 +81,8 @@ async def update_user(session: AsyncSession, actor: Principal, user_id: str, cha
     user = (await session.execute(select(User).where(User.id == user_id))).scalar_one_or_none()
     if user is None:
         raise NotFound("no such user", code="user_not_found")
-    if user.role == "owner" and Perm.OWNERSHIP not in permissions(actor):
-        raise Forbidden("only an owner can change an owner", code="insufficient_permissions")
+    # Changing or deactivating a user (which ends its sessions) is for callers who may do all it may.
+    check_not_exceeding(actor, ROLES.get(user.role, frozenset()), "this user")
     role = changes.get("role", user.role)
     outlets = changes.get("outlet_ids", json.loads(user.outlet_ids))
     await _check_role_change(session, actor, role, outlets)
@@ -122,8 +122,13 @@ async def accept(session: AsyncSession, settings: Settings, token: str, password
     if inv is None or inv.used_at is not None or inv.expires_at <= utcnow():
         raise ValidationFailed("this invitation is invalid, used or expired", code="invitation_invalid", field="token")
     await bind_tenant(session, inv.tenant_id)
+    tenant = (await session.execute(select(Tenant).where(Tenant.id == inv.tenant_id))).scalar_one()
+    # The invitation is a credential for one write, the new user: admitted like any other write (a
+    # suspended tenant gains no user), with the role the inviter was allowed to grant when inviting.
+    inviter = Principal(kind="user", tenant_id=inv.tenant_id, user_id=inv.invited_by, role="owner",
+                        tenant_status=tenant.status)
+    check_writable(inviter)
     inv.used_at = utcnow()
-    inviter = Principal(kind="user", tenant_id=inv.tenant_id, user_id=inv.invited_by, role="owner")
     return await create_user(session, settings, inviter, inv.tenant_id, email=inv.email, name=inv.name,
                              role=inv.role, password=password, outlet_ids=json.loads(inv.outlet_ids))
 

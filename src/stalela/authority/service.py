@@ -31,8 +31,10 @@ from stalela.db.base import utcnow
 from stalela.db.session import Database
 from stalela.errors import NotFound
 from stalela.fiscal.invoices.repository import InvoiceRepository
+from stalela.kit import netguard
 from stalela.kit.clock import rfc3339
 from stalela.kit.secretbox import open_secret, seal_secret
+from stalela.observability.logging import get_logger
 from stalela.observability.metrics import sync_acknowledged
 from stalela.outbox.registry import RetryLater
 from stalela.outbox.service import enqueue
@@ -40,6 +42,8 @@ from stalela.tenancy.context import bind_tenant
 from stalela.tenancy.repository import OutletRepository, TenantRepository
 
 T = TypeVar("T")
+log = get_logger("stalela.authority")
+UNREACHABLE = "the authority could not be reached or gave no valid answer; retrying (details in the server logs)"
 
 # The e-MCF allows 10 pending requests per device; stay under it per process. (Per event loop:
 # an asyncio semaphore cannot be shared between loops.)
@@ -57,6 +61,13 @@ def _context(tenant_id: str, outlet_id: str) -> str:
 
 async def register_device(session: AsyncSession, settings: Settings, principal: Principal, outlet_id: str,
                           nim: str, base_url: str, token: str) -> AuthorityDevice:
+    # The agent sends the token to this URL with paths appended: the shared outbound guard, and no
+    # query string (``?x=`` would turn every appended path into a query and choose the path). First,
+    # before this transaction's first statement where possible: the guard's DNS lookup should not
+    # hold a lock (on SQLite the write lock is taken at the first statement).
+    base_url = (await netguard.vet_url(base_url, allow_private=settings.webhooks_allow_private, field="base_url",
+                                       code_prefix="device_url", allow_query=False)).rstrip("/")
+    netguard.check_header_value(token, field="token", code="device_token_invalid")
     outlet = await OutletRepository(session).get(outlet_id)
     if outlet is None or not principal.can_use_outlet(outlet_id):
         raise NotFound("no such outlet", code="outlet_not_found")
@@ -194,7 +205,8 @@ async def sync_invoice(db: Database, settings: Settings, tenant_id: str, invoice
         tenant = await TenantRepository(session).get(tenant_id)
         nim, outlet_id, claimed_until = device.nim, invoice.outlet_id, row.claimed_until
 
-    client = emcf.EmcfClient(device.base_url, token, timeout=settings.authority_timeout_seconds)
+    client = emcf.EmcfClient(device.base_url, token, timeout=settings.authority_timeout_seconds,
+                             allow_private=settings.webhooks_allow_private)
     device_slots = DeviceSlots(db, client, tenant_id, outlet_id, nim, claimed_until,
                                deadline=time.monotonic() + lease - settings.authority_timeout_seconds)
     try:
@@ -309,8 +321,14 @@ async def _synced(device: DeviceSlots, invoice_id: str, document: dict[str, Any]
         # Freeing the device's slots did not help: live exchanges (or another system) hold them.
         raise RetryLater("the device has 10 pending requests", 2.0) from None
     except emcf.Transient as exc:
-        code = "authority_request_expired" if isinstance(exc, emcf.Expired) else "authority_unreachable"
-        await _update_sync(db, tenant_id, invoice_id, error_code=code, error=str(exc)[:1000])
+        expired = isinstance(exc, emcf.Expired)
+        # The text on the invoice says what class of problem this is, never which: "refused" versus
+        # "timed out" (or a host and port) would make the device URL a port scanner. Details: the log.
+        log.warning("authority.unreachable", tenant_id=tenant_id, outlet_id=device.outlet_id, invoice_id=invoice_id,
+                    error=str(exc)[:500])
+        await _update_sync(db, tenant_id, invoice_id,
+                           error_code="authority_request_expired" if expired else "authority_unreachable",
+                           error=str(exc)[:1000] if expired else UNREACHABLE)
         raise
     if ack is not None:
         await _acknowledge(db, tenant_id, invoice_id, device.nim, ack)

@@ -27,7 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from stalela.auth import users
 from stalela.auth.dependencies import SAFE_METHODS, DbSession
-from stalela.auth.permissions import Perm, permissions
+from stalela.auth.permissions import Perm, check_writable, permissions
 from stalela.auth.principal import Principal
 from stalela.auth.service import authenticate_user
 from stalela.errors import BadRequest, Forbidden, StalelaError, TooManyRequests, Unauthorized, ValidationFailed
@@ -350,8 +350,8 @@ async def _viewer(request: Request, session: DbSession) -> Viewer:
     if not decision.allowed:
         raise TooManyRequests("too many requests; wait a moment and reload", code="rate_limited",
                               headers={"Retry-After": str(max(1, round(decision.retry_after + 0.5)))})
-    if request.method not in SAFE_METHODS and principal.tenant_status != "active":
-        raise Forbidden(f"the account is {principal.tenant_status}: changes are refused", code="tenant_suspended")
+    if request.method not in SAFE_METHODS:
+        check_writable(principal)
     claims = jwt.decode(access, options={"verify_signature": False})  # verified just above
     tenant = await TenantRepository(session).get(principal.tenant_id)
     viewer = Viewer(principal, claims.get("email", ""), tenant.name if tenant else "", csrf,

@@ -16,7 +16,7 @@ from stalela.auth.service import API_KEYS
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.fiscal.signing import registry as signing_registry
-from stalela.auth.permissions import ALL_SCOPES, grantable_scopes
+from stalela.auth.permissions import ALL_SCOPES, check_not_exceeding, grantable_scopes, key_permissions
 from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from stalela.kit.ids import new_id
 from stalela.tenancy import schemas
@@ -169,6 +169,8 @@ async def revoke_api_key(session: AsyncSession, key_id: str, actor: Principal) -
     key = await ApiKeyRepository(session).get_for_update(key_id)
     if key is None:
         raise NotFound("no such API key", code="api_key_not_found")
+    scopes = frozenset(json.loads(key.scopes)) if key.scopes else None
+    check_not_exceeding(actor, key_permissions(scopes, key.outlet_id is not None), "this API key")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         API_KEYS.clear()

@@ -16,13 +16,13 @@ from stalela.audit.service import record
 from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.errors import Conflict, NotFound, ValidationFailed
+from stalela.kit import netguard
 from stalela.kit.ids import new_id
 from stalela.kit.secretbox import open_secret, seal_secret
 from stalela.outbox.service import enqueue
 from stalela.webhooks import clock, events, schemas, signing
 from stalela.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from stalela.webhooks.repository import AttemptRepository, EndpointRepository, MessageRepository
-from stalela.webhooks.transport import check_url
 
 RECOVER_BATCH = 10_000
 
@@ -44,6 +44,12 @@ def signing_secrets(settings: Settings, endpoint: WebhookEndpoint, now: datetime
 # --- endpoints -----------------------------------------------------------------------------------
 
 
+async def _vet_url(settings: Settings, url: str) -> str:
+    """The shared outbound-URL guard (at save time; delivery checks every connection again)."""
+    return await netguard.vet_url(url, allow_private=settings.webhooks_allow_private, field="url",
+                                  code_prefix="webhook_url")
+
+
 @dataclass
 class CreatedEndpoint:
     endpoint: WebhookEndpoint
@@ -52,11 +58,11 @@ class CreatedEndpoint:
 
 async def create_endpoint(session: AsyncSession, settings: Settings, principal: Principal,
                           data: schemas.EndpointCreate) -> CreatedEndpoint:
-    check_url(data.url, settings.webhooks_allow_private)
+    url = await _vet_url(settings, data.url)
     now = clock.now()
     endpoint_id, secret = new_id("we"), signing.new_secret()
     endpoint = WebhookEndpoint(
-        tenant_id=principal.tenant_id, id=endpoint_id, url=data.url, description=data.description,
+        tenant_id=principal.tenant_id, id=endpoint_id, url=url, description=data.description,
         event_types=json.dumps(data.event_types) if data.event_types is not None else None,
         enabled=data.enabled, disabled_reason=None if data.enabled else "manual",
         disabled_at=None if data.enabled else now,
@@ -64,7 +70,7 @@ async def create_endpoint(session: AsyncSession, settings: Settings, principal: 
         created_at=now, updated_at=now)
     await EndpointRepository(session).add(endpoint)
     await record(session, principal.tenant_id, principal.actor, "webhook_endpoint.created", endpoint_id,
-                 {"url": data.url, "event_types": data.event_types, "enabled": data.enabled})
+                 {"url": url, "event_types": data.event_types, "enabled": data.enabled})
     return CreatedEndpoint(endpoint, secret)
 
 
@@ -81,14 +87,15 @@ async def list_endpoints(session: AsyncSession, *, limit: int, starting_after: s
 
 async def update_endpoint(session: AsyncSession, settings: Settings, endpoint_id: str,
                           data: schemas.EndpointUpdate, actor: Principal) -> WebhookEndpoint:
-    endpoint = await get_endpoint(session, endpoint_id, lock=True)
     changes = data.model_dump(exclude_unset=True)
     for name in ("url", "enabled"):
         if name in changes and changes[name] is None:
             raise ValidationFailed(f"{name} cannot be null", code="field_not_nullable", field=name)
+    url = await _vet_url(settings, changes["url"]) if "url" in changes else None  # its DNS lookup before the lock
+    endpoint = await get_endpoint(session, endpoint_id, lock=True)
     now = clock.now()
-    if "url" in changes:
-        endpoint.url = check_url(changes["url"], settings.webhooks_allow_private)
+    if url is not None:
+        endpoint.url = url
     if "description" in changes:
         endpoint.description = changes["description"]
     if "event_types" in changes:

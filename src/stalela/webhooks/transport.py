@@ -1,116 +1,26 @@
 """Sending one webhook request safely: SSRF guard, no redirects, a total timeout, a capped body read.
 
-The guard sits where the socket is opened (an httpcore network backend): the host is resolved there,
-every address it resolves to is checked, and the connection goes to the checked address. Checking
-the URL earlier and letting the HTTP client resolve again would leave a DNS-rebinding gap. TLS still
-verifies the certificate against the host name (SNI), not the address.
+The guard is the one every tenant-set outbound URL goes through (``stalela.kit.netguard``): it sits
+where the socket is opened, so the address checked is the address connected to.
 """
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import ssl
 import time
 import weakref
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Iterable
-from urllib.parse import urlsplit
 
 import httpcore
 
 from stalela import __version__
-from stalela.errors import ValidationFailed
+from stalela.kit.netguard import ForbiddenAddress, GuardedBackend
 
 USER_AGENT = f"Stalela-Webhooks/{__version__}"
 BODY_READ_LIMIT = 4096  # bytes of a receiver's answer read (and kept, truncated, in the attempt log)
 BODY_KEPT = 1024
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_LOCAL_NAMES = ("localhost", "localhost.", "metadata.google.internal", "metadata.google.internal.")
-
-
-class ForbiddenAddress(Exception):
-    """The host resolves to an address webhooks may not reach (private, loopback, metadata...)."""
-
-
-def address_allowed(value: str) -> bool:
-    """Only globally routable unicast addresses: no private, loopback, link-local (cloud metadata at
-    169.254.169.254), shared (100.64/10), reserved, multicast or unspecified ones, however written."""
-    ip = ipaddress.ip_address(value.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        elif ip in _NAT64:
-            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        elif ip.sixtofour is not None:
-            ip = ip.sixtofour
-    return ip.is_global and not ip.is_multicast
-
-
-def check_url(url: str, allow_private: bool) -> str:
-    """What can be checked without the network, when an endpoint is saved. Delivery checks again."""
-    def refuse(detail: str, code: str = "webhook_url_invalid") -> ValidationFailed:
-        return ValidationFailed(detail, code=code, field="url")
-
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise refuse(f"not a valid URL: {exc}") from None
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise refuse("must be an absolute https:// URL")
-    if parts.scheme == "http" and not allow_private:
-        raise refuse("must use https", code="webhook_url_not_https")
-    if parts.username is not None or parts.password is not None:
-        raise refuse("must not carry credentials; authenticate the request by its signature")
-    if parts.fragment:
-        raise refuse("must not have a #fragment")
-    if port == 0:
-        raise refuse("port 0 is not a valid port")
-    host = parts.hostname.lower()
-    if not allow_private:
-        if host in _LOCAL_NAMES or host.endswith((".localhost", ".localhost.")):
-            raise refuse("must not point at this machine", code="webhook_url_forbidden")
-        try:
-            literal = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        if literal is not None and not address_allowed(str(literal)):
-            raise refuse("must not point at a private, loopback, link-local or metadata address",
-                         code="webhook_url_forbidden")
-    return url
-
-
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, allow_private: bool) -> None:
-        self.allow_private = allow_private
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                          socket_options: Iterable | None = None) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
-        if not self.allow_private:
-            bad = [a for a in addresses if not address_allowed(a)]
-            if bad:  # one bad answer is enough: a mixed answer is how rebinding attacks start
-                raise ForbiddenAddress(f"refused: {host} resolves to a non-public address ({bad[0]})")
-        error: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                                     socket_options=socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                error = exc
-        raise error or httpcore.ConnectError(f"{host} did not resolve")
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable | None = None) -> httpcore.AsyncNetworkStream:
-        raise ForbiddenAddress("unix sockets are not webhook targets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
 
 
 @dataclass(frozen=True)

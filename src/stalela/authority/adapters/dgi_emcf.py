@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from stalela.kit.money import money_str
+from stalela.kit.netguard import guarded_client
 from stalela.observability.metrics import authority_request
 
 
@@ -111,15 +112,16 @@ def totals_mismatch(ours: dict[str, Any], theirs: Created) -> str | None:
 
 
 class EmcfClient:
-    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0,
+    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0, allow_private: bool = False,
                  client: httpx.AsyncClient | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.allow_private = allow_private
         self.timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
         self._headers = {"Authorization": f"Bearer {token}"}
         self._client = client
 
     async def _call(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
-        client = self._client or _shared_client()
+        client = self._client or _shared_client(self.allow_private)
         try:
             with authority_request(method, self.base_url + path, path) as call:  # metrics + client span
                 response = await client.request(method, self.base_url + path, json=json, headers=self._headers,
@@ -175,14 +177,18 @@ class EmcfClient:
             raise Rejected(str(body.get("errorCode", status)), str(body.get("errorDesc", "")))
 
 
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]]" = (
+    weakref.WeakKeyDictionary())
 
 
-def _shared_client() -> httpx.AsyncClient:
-    """One connection pool per event loop for every device (a pool cannot cross loops)."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
+def _shared_client(allow_private: bool) -> httpx.AsyncClient:
+    """One connection pool per event loop (a pool cannot cross loops) and guard mode, for every device.
+
+    Device URLs are set by tenants: every connection goes through the outbound guard, which checks
+    the addresses the host resolves to at connect time (the URL itself was checked when saved)."""
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    client = per_loop.get(allow_private)
     if client is None or client.is_closed:
-        client = httpx.AsyncClient(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
-        _clients[loop] = client
+        client = guarded_client(allow_private, limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+        per_loop[allow_private] = client
     return client

@@ -193,7 +193,7 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
             if replay is not None:
                 outcomes.append(replay)
                 continue
-            original = await _original(group, invoices, request.body.original) if request.body.original else None
+            original = await _original(group, invoices, request) if request.body.original else None
             if request.rejection is not None and original is None \
                     and request.principal.jurisdiction == jurisdiction.code:
                 raise request.rejection
@@ -293,9 +293,16 @@ def _remember(group: _Group, request: SealRequest, computed: core.ComputedInvoic
         group.credited[body.original] = group.credited.get(body.original, 0) + int(computed.total * CENTS)
 
 
-async def _original(group: _Group, invoices: InvoiceRepository, fiscal_number: str) -> core.OriginalInvoice | None:
+async def _original(group: _Group, invoices: InvoiceRepository, request: SealRequest) -> core.OriginalInvoice | None:
+    """The invoice a credit note cites, as the caller may see it: None (answered exactly as a number
+    that does not exist) when it is on an outlet the caller may not use, or on another outlet than
+    the credit note's unless STALELA_CREDIT_NOTES_ACROSS_OUTLETS allows that. A till's key must neither credit
+    another outlet's sale nor learn, from the error texts, that it exists or what it amounts to."""
+    fiscal_number = request.body.original
     found = await invoices.by_fiscal_number(fiscal_number)
-    if found is None:
+    if found is None or not request.principal.can_use_outlet(found.outlet_id):
+        return None
+    if found.outlet_id != request.body.outlet_id and not group.settings.credit_notes_across_outlets:
         return None
     credited = await invoices.credited_cents(fiscal_number) + group.credited.get(fiscal_number, 0)
     return core.OriginalInvoice(fiscal_number=found.fiscal_number, type=found.type,

@@ -1,0 +1,210 @@
+"""The one guard for every outbound URL a tenant can set (webhook endpoints, DGI device URLs, ...).
+
+A tenant-chosen URL makes this server send requests, often with a credential, wherever the tenant
+says: without a guard that is a way into the private network (SSRF). The policy, applied twice:
+
+- when the URL is saved (``vet_url``): the URL's syntax (https only, no credentials, no fragment,
+  optionally no query string), its host IDNA-encoded, and every address the host resolves to;
+- when a connection is opened (``GuardedBackend``): the host is resolved there, every address is
+  checked, and the socket goes to the checked address. Checking only at save time, or checking and
+  then letting the HTTP client resolve again, would leave a DNS-rebinding gap. TLS still verifies the
+  certificate against the host name (SNI), not the address.
+
+Refused: private, loopback, link-local (cloud metadata at 169.254.169.254 and fd00:ec2::254), shared
+(100.64/10), reserved, multicast and unspecified addresses, however written (IPv4-mapped, NAT64 and
+6to4 IPv6 forms included), and the names of this machine. ``allow_private`` (the development setting
+``STALELA_WEBHOOKS_ALLOW_PRIVATE``) lifts the address checks and allows plain http, for servers on
+loopback in development and tests.
+
+Also here: ``check_header_value``, for secrets that later go into a request header.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from typing import Iterable
+from urllib.parse import urlsplit, urlunsplit
+
+import httpcore
+import httpx
+import idna
+
+from stalela.errors import ValidationFailed
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_LOCAL_NAMES = ("localhost", "metadata.google.internal")
+# Letters, digits, hyphens (and underscores, which real DNS names carry) per label, once IDNA-encoded.
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
+SAVE_RESOLVE_TIMEOUT = 3.0  # seconds: a name that does not resolve in time is left to connect time
+
+
+class ForbiddenAddress(httpcore.ConnectError):
+    """The host resolves to an address outbound requests may not reach (private, loopback, metadata...).
+
+    A ``ConnectError`` so that HTTP clients treat it as the failed connection it is (httpx maps it to
+    ``httpx.ConnectError``)."""
+
+
+def address_allowed(value: str) -> bool:
+    """Only globally routable unicast addresses: no private, loopback, link-local (cloud metadata at
+    169.254.169.254), shared (100.64/10), reserved, multicast or unspecified ones, however written."""
+    ip = ipaddress.ip_address(value.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip in _NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+    return ip.is_global and not ip.is_multicast
+
+
+def _refuser(field: str, code_prefix: str):  # noqa: ANN202
+    def refuse(detail: str, kind: str = "invalid") -> ValidationFailed:
+        return ValidationFailed(detail, code=f"{code_prefix}_{kind}", field=field)
+    return refuse
+
+
+def _ascii_host(host: str, refuse) -> str:  # noqa: ANN001
+    """The host as it goes on the wire: IP literals as they are, names IDNA-encoded (UTS #46)."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        encoded = idna.encode(host, uts46=True).decode("ascii") if not host.isascii() else host.lower()
+    except idna.IDNAError as exc:
+        raise refuse(f"the host is not a valid internationalized domain name: {exc}") from None
+    labels = encoded.rstrip(".").split(".")
+    if len(encoded) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise refuse("the host is not a valid domain name")
+    return encoded
+
+
+def check_url(url: str, *, allow_private: bool, field: str = "url", code_prefix: str = "url",
+              allow_query: bool = True) -> str:
+    """What can be checked without the network. Returns the URL with its host IDNA-encoded.
+
+    Errors are 422 on ``field`` with codes ``<code_prefix>_invalid``, ``_not_https`` and ``_forbidden``.
+    """
+    refuse = _refuser(field, code_prefix)
+    # urlsplit silently drops tabs and newlines: refuse them (and anything else invisible) first.
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise refuse("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise refuse(f"not a valid URL: {exc}") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise refuse("must be an absolute https:// URL")
+    if parts.scheme == "http" and not allow_private:
+        raise refuse("must use https", "not_https")
+    if parts.username is not None or parts.password is not None:
+        raise refuse("must not carry credentials (user:password@)")
+    if parts.fragment or url.endswith("#"):
+        raise refuse("must not have a #fragment")
+    if not allow_query and (parts.query or "?" in url):
+        raise refuse("must not have a ?query: it is a base URL that paths are appended to")
+    if port == 0:
+        raise refuse("port 0 is not a valid port")
+    host = _ascii_host(parts.hostname, refuse)
+    if not (parts.path + parts.query).isascii():
+        raise refuse("the path and query must be ASCII (percent-encode other characters)")
+    if not allow_private:
+        if host.rstrip(".") in _LOCAL_NAMES or host.rstrip(".").endswith(".localhost"):
+            raise refuse("must not point at this machine", "forbidden")
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None and not address_allowed(str(literal)):
+            raise refuse("must not point at a private, loopback, link-local or metadata address", "forbidden")
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+
+async def vet_url(url: str, *, allow_private: bool, field: str = "url", code_prefix: str = "url",
+                  allow_query: bool = True) -> str:
+    """``check_url``, then resolve the host and refuse it if any address it resolves to is forbidden.
+
+    A name that does not resolve (yet) is accepted: connect time checks every address again anyway.
+    """
+    checked = check_url(url, allow_private=allow_private, field=field, code_prefix=code_prefix,
+                        allow_query=allow_query)
+    if allow_private:
+        return checked
+    parts = urlsplit(checked)
+    try:
+        infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(
+            parts.hostname, parts.port or 443, type=socket.SOCK_STREAM), SAVE_RESOLVE_TIMEOUT)
+    except (OSError, asyncio.TimeoutError):
+        return checked
+    if any(not address_allowed(info[4][0]) for info in infos):
+        raise _refuser(field, code_prefix)(
+            "the host resolves to a private, loopback, link-local or metadata address", "forbidden")
+    return checked
+
+
+def check_header_value(value: str, *, field: str, code: str) -> str:
+    """A secret that becomes a header value (a bearer token...): visible ASCII only, so no CR/LF to
+    inject headers and nothing that fails to encode at every delivery, forever."""
+    if not _VISIBLE_ASCII.match(value):
+        raise ValidationFailed("must be visible ASCII characters only (no spaces, line breaks or accents)",
+                               code=code, field=field)
+    return value
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves, checks every address, then connects to a checked address (see the module's docstring)."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                          socket_options: Iterable | None = None) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        if not self.allow_private:
+            bad = [a for a in addresses if not address_allowed(a)]
+            if bad:  # one bad answer is enough: a mixed answer is how rebinding attacks start
+                raise ForbiddenAddress(f"refused: {host} resolves to a non-public address ({bad[0]})")
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                                     socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        raise error or httpcore.ConnectError(f"{host} did not resolve")
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable | None = None) -> httpcore.AsyncNetworkStream:
+        raise ForbiddenAddress("unix sockets are not outbound targets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def guarded_client(allow_private: bool, *, limits: httpx.Limits) -> httpx.AsyncClient:
+    """An httpx client whose every connection goes through ``GuardedBackend``.
+
+    No redirects are followed (httpx's default) and the environment's proxy settings are ignored:
+    a proxy would make the connection, and resolve the name, where this guard cannot see it.
+    """
+    transport = httpx.AsyncHTTPTransport(limits=limits)
+    # httpx takes no network backend, but its transport is a thin shell around this httpcore pool:
+    # the same pool, built with the guarded backend (the options mirror AsyncHTTPTransport's own).
+    transport._pool = httpcore.AsyncConnectionPool(  # noqa: SLF001
+        ssl_context=httpx.create_ssl_context(), max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
+        http1=True, http2=False, network_backend=GuardedBackend(allow_private))
+    return httpx.AsyncClient(transport=transport, trust_env=False, follow_redirects=False)
