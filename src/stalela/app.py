@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # A seal allocates thousands of short-lived objects: collecting the young generation every
                 # 700 allocations (the default) spends CPU on objects that die anyway.
                 gc.set_threshold(20_000, 20, 20)
+                gc.enable()  # stalela.asgi turns it off while the modules load
                 yield
         finally:
             await app.state.limiter.close()

@@ -1,4 +1,11 @@
 """ASGI entry point for uvicorn workers (``stalela.asgi:app``)."""
-from stalela.app import create_app
+import gc
+
+# Importing the modules and building the app create about a million objects that live as long as the
+# process: collecting while they are being created is wasted start-up time (~10 % of a worker's CPU
+# before it serves). The app's lifespan freezes them and turns the collector back on.
+gc.disable()
+
+from stalela.app import create_app  # noqa: E402
 
 app = create_app()
