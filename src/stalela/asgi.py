@@ -7,5 +7,7 @@ import gc
 gc.disable()
 
 from stalela.app import create_app  # noqa: E402
+from stalela.cli.lifeline import die_with_parent  # noqa: E402
 
+die_with_parent()
 app = create_app()

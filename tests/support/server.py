@@ -38,8 +38,9 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")[-5000:]
 
 
-def start_server(env_overrides: dict[str, str], data_dir: Path, *, workers: int = 1, timeout: float = 60) -> LiveServer:
-    port = free_port()
+def start_server(env_overrides: dict[str, str], data_dir: Path, *, workers: int = 1, timeout: float = 60,
+                 port: int | None = None) -> LiveServer:
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")}
     env.update({"STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING", "STALELA_DEMO": "false",
                 "STALELA_MASTER_KEY": "6d" * 32,  # the same as tests.conftest.MASTER_KEY
