@@ -14,6 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from stalela.db.outages import invalidate_on_outage
 from stalela.errors import StalelaError
 
 READONLY = "stalela_readonly"
@@ -66,6 +67,7 @@ def create_engine(url: str, *, role: str = "", pool_size: int = 10, statement_ca
     engine = create_async_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
     )
+    invalidate_on_outage(engine)
     if role:
         @event.listens_for(engine.sync_engine, "connect")
         def _set_role(dbapi_conn, _record):  # noqa: ANN001
