@@ -13,6 +13,22 @@ from pathlib import Path
 import httpx
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started (uvicorn's workers under a ``stalela serve`` master)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie is dead; it only waits for its new parent (init) to reap it
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -33,6 +49,20 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def kill(self, wait: float = 15) -> list[int]:
+        """SIGKILL the master alone, as a crash would; wait for its workers to follow. Returns those that
+        did not (after killing them too, so no test leaves them behind)."""
+        workers = child_pids(self.process.pid)
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        deadline = time.monotonic() + wait
+        while any(is_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        survivors = [w for w in workers if is_alive(w)]
+        for w in survivors:
+            os.kill(w, signal.SIGKILL)
+        return survivors
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
