@@ -7,9 +7,10 @@ case after a kill, not a first install):
   baseline   a bare uvicorn hello-world app answering /readyz, started with `python -m uvicorn
              --workers N` the same way (interpreter, uvicorn and process spawning, nothing of ours)
   stalela    `python -m stalela.cli.main serve --workers N`
-Each is started --repeat times; the median and the best are printed, and stalela as a ratio of the
-baseline measured in the same run (the machine is shared and noisy: compare the ratio across
-commits). Readiness is polled every 20 ms. Exits 1 if a start failed.
+Each is started --repeat times; the median and the best wall time are printed, stalela as a ratio of
+the baseline measured in the same run, and the CPU seconds the process tree had used when it became
+ready (master and workers, from /proc): on a shared, noisy machine the CPU figure moves much less than
+the wall time. Readiness is polled every 20 ms. Exits 1 if a start failed.
 """
 from __future__ import annotations
 
@@ -50,8 +51,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def time_to_ready(argv: list[str], env: dict[str, str], port: int, log: Path, timeout: float = 60) -> float:
-    """Seconds from spawning ``argv`` to the first 200 on /readyz; the process group is then stopped."""
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and all its descendants still running (Linux /proc)."""
+    ticks = 0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                ticks += round(tree_cpu_seconds(int(child)) * os.sysconf("SC_CLK_TCK"))
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def time_to_ready(argv: list[str], env: dict[str, str], port: int, log: Path, timeout: float = 60) -> tuple[float, float]:
+    """Seconds from spawning ``argv`` to the first 200 on /readyz, and the CPU seconds used by then; the
+    process group is then stopped."""
     started = time.perf_counter()
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -62,7 +78,7 @@ def time_to_ready(argv: list[str], env: dict[str, str], port: int, log: Path, ti
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
                     if r.status == 200:
-                        return time.perf_counter() - started
+                        return time.perf_counter() - started, tree_cpu_seconds(proc.pid)
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
             time.sleep(0.02)
@@ -96,9 +112,10 @@ def main(argv: list[str]) -> int:
     try:
         subprocess.run([sys.executable, "-m", "stalela.cli.main", "migrate"], env=env, cwd=ROOT, check=True,
                        capture_output=True)
-        print(f"{'workers':>7} {'target':9} {'median s':>9} {'best s':>7} {'ratio':>6}")
+        print(f"{'workers':>7} {'target':9} {'median s':>9} {'best s':>7} {'ratio':>6} {'cpu s':>6}")
         for workers in [int(w) for w in args.workers.split(",")]:
             results: dict[str, list[float]] = {"baseline": [], "stalela": []}
+            cpu: dict[str, list[float]] = {"baseline": [], "stalela": []}
             for _ in range(args.repeat):
                 for target in results:
                     port = free_port()
@@ -107,7 +124,9 @@ def main(argv: list[str]) -> int:
                            [sys.executable, "-m", "stalela.cli.main", "serve", "--port", str(port),
                             "--workers", str(workers)])
                     try:
-                        results[target].append(time_to_ready(cmd, env, port, tmp / f"{target}.log"))
+                        wall, used = time_to_ready(cmd, env, port, tmp / f"{target}.log")
+                        results[target].append(wall)
+                        cpu[target].append(used)
                     except RuntimeError as exc:
                         print(f"error: {exc}", file=sys.stderr)
                         failed = True
@@ -115,8 +134,8 @@ def main(argv: list[str]) -> int:
             for target, times in results.items():
                 if times:
                     median = statistics.median(times)
-                    print(f"{workers:>7} {target:9} {median:>9.2f} {min(times):>7.2f} {median / base:>6.1f}",
-                          flush=True)
+                    print(f"{workers:>7} {target:9} {median:>9.2f} {min(times):>7.2f} {median / base:>6.1f} "
+                          f"{statistics.median(cpu[target]):>6.2f}", flush=True)
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -46,6 +46,9 @@ async def upgrade(url: str, *, app_role: str = "stalela_app", revision: str = "h
     try:
         async with engine.begin() as conn:
             def run(sync_conn):  # noqa: ANN001
+                if revision == "heads" and _current_heads(sync_conn) == head_revisions():
+                    # Already there (every restart): skip the environment, which loads every model.
+                    return
                 cfg.attributes["connection"] = sync_conn
                 command.upgrade(cfg, revision)
 
@@ -54,9 +57,13 @@ async def upgrade(url: str, *, app_role: str = "stalela_app", revision: str = "h
         await engine.dispose()
 
 
-async def migration_status(engine: AsyncEngine) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _current_heads(sync_conn) -> tuple[str, ...]:  # noqa: ANN001
     from alembic.runtime.migration import MigrationContext
 
+    return tuple(sorted(MigrationContext.configure(sync_conn).get_current_heads()))
+
+
+async def migration_status(engine: AsyncEngine) -> tuple[tuple[str, ...], tuple[str, ...]]:
     async with engine.connect() as conn:
-        current = await conn.run_sync(lambda c: tuple(sorted(MigrationContext.configure(c).get_current_heads())))
+        current = await conn.run_sync(_current_heads)
     return current, head_revisions()
