@@ -128,3 +128,25 @@ async def test_redis_away_login_refuses_and_rate_limits_fall_back_to_the_process
             r = await c.get("/v1/outlets", headers=key)
             assert r.status_code == 200, r.text
             assert r.headers["ratelimit-limit"]
+
+
+async def test_a_refused_connection_is_an_outage_and_a_bad_query_is_not(db):
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from stalela.db.session import Database
+    from stalela.errors import DatabaseUnavailable
+
+    # Nothing listens there: asyncpg lets the socket's ConnectionRefusedError through, unwrapped.
+    nowhere = Database(f"postgresql://postgres@127.0.0.1:{_closed_port()}/none", retry_after=7)
+    try:
+        with pytest.raises(DatabaseUnavailable) as refused:
+            async with nowhere.transaction(readonly=True) as session:
+                await session.execute(text("SELECT 1"))
+        assert refused.value.headers["Retry-After"] == "7"
+    finally:
+        await nowhere.dispose()
+    # A bug stays a bug (500, with its traceback): retrying it would never help.
+    with pytest.raises(DBAPIError):
+        async with db.transaction(readonly=True) as session:
+            await session.execute(text("SELECT no_such_column FROM tenants"))
