@@ -65,7 +65,8 @@ def tree_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def time_to_ready(argv: list[str], env: dict[str, str], port: int, log: Path, timeout: float = 60) -> tuple[float, float]:
+def time_to_ready(argv: list[str], env: dict[str, str], port: int, log: Path,
+                  timeout: float = 60) -> tuple[float, float]:
     """Seconds from spawning ``argv`` to the first 200 on /readyz, and the CPU seconds used by then; the
     process group is then stopped."""
     started = time.perf_counter()

@@ -48,7 +48,8 @@ def own_pg(fresh_database_url, postgres_server):
     admin("ALTER DATABASE {db} ALLOW_CONNECTIONS true")  # else the fixture cannot drop it
 
 
-TERMINATE = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+TERMINATE = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+             "WHERE datname = '{name}' AND pid <> pg_backend_pid()")
 
 
 @pytest.mark.parametrize("fresh_database_url", ["postgres"], indirect=True)

@@ -94,7 +94,8 @@ async def _load(stack: Stack, key: dict[str, str], outlets: list[str]) -> tuple[
                 idem = f"chaos-{k}-{n}"
                 while True:
                     try:
-                        r = await c.post("/v1/invoices", json=_body(outlets, k, n), headers=key | {"Idempotency-Key": idem})
+                        r = await c.post("/v1/invoices", json=_body(outlets, k, n),
+                                         headers=key | {"Idempotency-Key": idem})
                     except httpx.TransportError as exc:
                         failures[type(exc).__name__] += 1
                     else:

@@ -53,7 +53,8 @@ def create_engine(url: str, *, role: str = "", pool_size: int = 10, statement_ca
     url = normalize_database_url(url)
     if is_sqlite_url(url):
         path = make_url(url).database
-        if path and path != ":memory:":
+        # A URI (file:...?uri=true) names an existing file; it is no directory to create.
+        if path and path != ":memory:" and not path.startswith("file:"):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 60})
         _install_sqlite_hooks(engine)
