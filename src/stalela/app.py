@@ -17,7 +17,7 @@ from stalela.config import Settings, get_settings
 from stalela.db.session import Database
 from stalela.fiscal.invoices.group_commit import Sealer
 from stalela.fiscal.signing.registry import backend_for
-from stalela.db.outages import describe, is_outage
+from stalela.db.outages import is_outage
 from stalela.errors import BadRequest, DatabaseUnavailable, ServiceUnavailable, StalelaError, validation_problem
 from stalela.auth.service import API_KEYS
 from stalela.auth.throttle import Limiter
@@ -42,7 +42,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _stalela(request: Request, exc: StalelaError):
         if isinstance(exc, ServiceUnavailable):
             # Expected while a dependency is away, and said once per request: a warning, no stack trace.
-            log.warning(exc.code, path=request.url.path, cause=describe(exc.__cause__) if exc.__cause__ else exc.detail)
+            log.warning(exc.code, path=request.url.path, cause=exc.cause())
         return problem_response(exc, request)
 
     @app.exception_handler(DBAPIError)

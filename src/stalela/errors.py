@@ -142,6 +142,15 @@ class ServiceUnavailable(StalelaError):
         kw.setdefault("headers", {"Retry-After": str(retry_after or self.retry_after)})
         super().__init__(detail, **kw)
 
+    def cause(self) -> str:
+        """What failed underneath, in one line for the log: the driver's message, not its SQL."""
+        below = self.__cause__
+        if below is None:
+            return self.detail
+        below = getattr(below, "orig", None) or below  # SQLAlchemy wraps the driver's error
+        lines = str(below).strip().splitlines()
+        return f"{type(below).__name__}: {lines[0][:200]}" if lines else type(below).__name__
+
 
 class DatabaseUnavailable(ServiceUnavailable):
     """The database cannot be reached, refuses connections or is read-only (``stalela.db.outages``)."""

@@ -54,13 +54,6 @@ def _raised_by_driver(exc: BaseException) -> bool:
     return False
 
 
-def describe(exc: BaseException) -> str:
-    """One line for the log: the driver's message, without the SQL or its parameters."""
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()
-    return f"{type(orig).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
-
-
 def invalidate_on_outage(engine: AsyncEngine) -> None:
     """Drop a connection that saw an outage instead of returning it to the pool.
 
