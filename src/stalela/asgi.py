@@ -6,8 +6,11 @@ import gc
 # before it serves). The app's lifespan freezes them and turns the collector back on.
 gc.disable()
 
-from stalela.app import create_app  # noqa: E402
 from stalela.cli.lifeline import die_with_parent  # noqa: E402
 
+# Before the second of loading below: a worker whose master dies meanwhile must not go on to serve.
 die_with_parent()
+
+from stalela.app import create_app  # noqa: E402
+
 app = create_app()
