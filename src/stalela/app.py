@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stalela import __version__
@@ -15,7 +17,8 @@ from stalela.config import Settings, get_settings
 from stalela.db.session import Database
 from stalela.fiscal.invoices.group_commit import Sealer
 from stalela.fiscal.signing.registry import backend_for
-from stalela.errors import BadRequest, StalelaError, validation_problem
+from stalela.db.outages import is_outage
+from stalela.errors import BadRequest, DatabaseUnavailable, ServiceUnavailable, StalelaError, validation_problem
 from stalela.auth.service import API_KEYS
 from stalela.auth.throttle import Limiter
 from stalela.auth.tokens import ensure_key as ensure_token_key
@@ -45,7 +48,22 @@ def _validation_problem(exc: RequestValidationError) -> StalelaError:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StalelaError)
     async def _stalela(request: Request, exc: StalelaError):
+        if isinstance(exc, ServiceUnavailable):
+            # Expected while a dependency is away, and said once per request: a warning, no stack trace.
+            log.warning(exc.code, path=request.url.path, cause=exc.cause())
         return problem_response(exc, request)
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(SQLAlchemyTimeoutError)
+    @app.exception_handler(OSError)
+    async def _database(request: Request, exc: Exception):
+        # What reached the database outside Database.transaction (which types its outages itself).
+        if not is_outage(exc):
+            return await _unexpected(request, exc)
+        retry = request.app.state.settings.unavailable_retry_after_seconds
+        error = DatabaseUnavailable(f"the database is unavailable; retry in {retry} s", retry_after=retry)
+        error.__cause__ = exc
+        return await _stalela(request, error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
@@ -95,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # A seal allocates thousands of short-lived objects: collecting the young generation every
                 # 700 allocations (the default) spends CPU on objects that die anyway.
                 gc.set_threshold(20_000, 20, 20)
+                gc.enable()  # stalela.asgi turns it off while the modules load
                 yield
         finally:
             await app.state.limiter.close()

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     database_statement_cache: bool = Field(
         True, description="asyncpg prepared-statement cache; turn off behind PgBouncer (transaction mode)."
     )
+    unavailable_retry_after_seconds: int = Field(
+        5, ge=1, le=3600, description="Retry-After of a 503 answered while the database or Redis is unavailable."
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

@@ -131,9 +131,39 @@ class TooManyRequests(StalelaError):
 
 
 class ServiceUnavailable(StalelaError):
+    """Something the service depends on is away: the client should retry after ``Retry-After`` seconds."""
+
     status = 503
     code = "service_unavailable"
     title = "Service unavailable"
+    retry_after = 5
+
+    def __init__(self, detail: str | None = None, *, retry_after: int | None = None, **kw: Any) -> None:
+        kw.setdefault("headers", {"Retry-After": str(retry_after or self.retry_after)})
+        super().__init__(detail, **kw)
+
+    def cause(self) -> str:
+        """What failed underneath, in one line for the log: the driver's message, not its SQL."""
+        below = self.__cause__
+        if below is None:
+            return self.detail
+        below = getattr(below, "orig", None) or below  # SQLAlchemy wraps the driver's error
+        lines = str(below).strip().splitlines()
+        return f"{type(below).__name__}: {lines[0][:200]}" if lines else type(below).__name__
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached, refuses connections or is read-only (``stalela.db.outages``)."""
+
+    code = "database_unavailable"
+    title = "Database unavailable"
+
+
+class CacheUnavailable(ServiceUnavailable):
+    """Redis (STALELA_REDIS_URL) cannot be reached for something that must not run without it."""
+
+    code = "cache_unavailable"
+    title = "Cache unavailable"
 
 
 def _field_path(loc: tuple[Any, ...], prefix: str = "") -> str:

@@ -116,3 +116,26 @@ def test_trace_ids_in_logs_when_a_span_is_active(capsys, monkeypatch):
     assert inside["trace_id"] == expected and len(inside["span_id"]) == 16
     (finished,) = exporter.get_finished_spans()
     assert finished.attributes["stalela.invoice_id"] == "inv_9"
+
+
+def test_an_outage_logged_as_an_exception_is_one_warning_line_without_traceback(capsys):
+    from stalela.errors import DatabaseUnavailable
+
+    configure_logging("INFO")
+    log = get_logger("t")
+    for _ in range(2):  # e.g. a worker loop polling through a database outage
+        try:
+            try:
+                raise ConnectionRefusedError(111, "Connect call failed ('10.0.0.5', 5432)")
+            except ConnectionRefusedError as exc:
+                raise DatabaseUnavailable("the database is unavailable") from exc
+        except DatabaseUnavailable:
+            log.exception("outbox_dispatch_failed")
+    try:
+        raise RuntimeError("a bug")
+    except RuntimeError:
+        log.exception("still_a_bug")
+    outage, _, bug = _lines(capsys)
+    assert (outage["level"], outage["error"]) == ("warning", "database_unavailable")
+    assert outage["cause"].startswith("ConnectionRefusedError: ") and "exception" not in outage
+    assert bug["level"] == "error" and "Traceback" in bug["exception"]

@@ -13,6 +13,22 @@ from pathlib import Path
 import httpx
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started (uvicorn's workers under a ``stalela serve`` master)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie is dead; it only waits for its new parent (init) to reap it
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -34,12 +50,27 @@ class LiveServer:
                 self.process.kill()
                 self.process.wait()
 
+    def kill(self, wait: float = 15) -> list[int]:
+        """SIGKILL the master alone, as a crash would; wait for its workers to follow. Returns those that
+        did not (after killing them too, so no test leaves them behind)."""
+        workers = child_pids(self.process.pid)
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        deadline = time.monotonic() + wait
+        while any(is_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        survivors = [w for w in workers if is_alive(w)]
+        for w in survivors:
+            os.kill(w, signal.SIGKILL)
+        return survivors
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
 
 
-def start_server(env_overrides: dict[str, str], data_dir: Path, *, workers: int = 1, timeout: float = 60) -> LiveServer:
-    port = free_port()
+def start_server(env_overrides: dict[str, str], data_dir: Path, *, workers: int = 1, timeout: float = 60,
+                 port: int | None = None) -> LiveServer:
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")}
     env.update({"STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING", "STALELA_DEMO": "false",
                 "STALELA_MASTER_KEY": "6d" * 32,  # the same as tests.conftest.MASTER_KEY

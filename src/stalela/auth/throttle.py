@@ -2,6 +2,11 @@
 
 In memory by default (one process); in Redis when STALELA_REDIS_URL is set, so several API processes
 share them. Redis operations are single round trips (INCR+EXPIRE pipeline; a Lua token bucket).
+
+When Redis is away the two degrade differently. Rate limits fall back to this process's own buckets:
+they protect capacity, and a per-process bucket still bounds every process, while refusing would stop
+invoicing over a cache. Login throttles refuse (503 ``cache_unavailable``): counted per process they
+would allow N processes times the guesses and forget them when Redis returns, and a login can wait.
 """
 from __future__ import annotations
 
@@ -9,6 +14,10 @@ import time
 from dataclasses import dataclass
 
 from stalela.config import Settings
+from stalela.errors import CacheUnavailable
+from stalela.observability.logging import get_logger
+
+log = get_logger("stalela.throttle")
 
 _BUCKET_LUA = """
 local tokens_key, ts_key = KEYS[1], KEYS[2]
@@ -40,13 +49,24 @@ class Limiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         if settings.redis_url:
             import redis.asyncio as redis
+            from redis.exceptions import RedisError
 
-            self._redis = redis.from_url(settings.redis_url)
+            self._redis = redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
             self._bucket = self._redis.register_script(_BUCKET_LUA)
+            self._redis_error: type[Exception] = RedisError
+
+    def _unavailable(self, exc: Exception) -> CacheUnavailable:
+        retry = self.settings.unavailable_retry_after_seconds
+        error = CacheUnavailable(f"login throttling is unavailable; retry in {retry} s", retry_after=retry)
+        error.__cause__ = exc
+        return error
 
     async def failures(self, key: str) -> int:
         if self._redis is not None:
-            value = await self._redis.get(f"stalela:fail:{key}")
+            try:
+                value = await self._redis.get(f"stalela:fail:{key}")
+            except self._redis_error as exc:
+                raise self._unavailable(exc) from exc
             return int(value or 0)
         count, expires = self._counts.get(key, (0, 0.0))
         return count if expires > time.monotonic() else 0
@@ -57,7 +77,10 @@ class Limiter:
             pipe = self._redis.pipeline()
             pipe.incr(f"stalela:fail:{key}")
             pipe.expire(f"stalela:fail:{key}", window, nx=True)
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except self._redis_error as exc:
+                raise self._unavailable(exc) from exc
             return
         count, expires = self._counts.get(key, (0, 0.0))
         now = time.monotonic()
@@ -65,18 +88,25 @@ class Limiter:
 
     async def clear(self, key: str) -> None:
         if self._redis is not None:
-            await self._redis.delete(f"stalela:fail:{key}")
+            try:
+                await self._redis.delete(f"stalela:fail:{key}")
+            except self._redis_error as exc:
+                raise self._unavailable(exc) from exc
         else:
             self._counts.pop(key, None)
 
     async def take(self, key: str) -> Decision:
         rate, burst = self.settings.rate_limit_per_second, self.settings.rate_limit_burst
         now = time.time()
+        allowed = None
         if self._redis is not None:
-            allowed, tokens = await self._bucket(keys=[f"stalela:tb:{key}", f"stalela:ts:{key}"],
-                                                 args=[rate, burst, now])
-            tokens = float(tokens)
-        else:
+            try:
+                allowed, tokens = await self._bucket(keys=[f"stalela:tb:{key}", f"stalela:ts:{key}"],
+                                                     args=[rate, burst, now])
+                tokens = float(tokens)
+            except self._redis_error as exc:
+                log.warning("rate_limit_degraded", cause=f"{type(exc).__name__}: {exc}", fallback="process")
+        if allowed is None:
             tokens, ts = self._buckets.get(key, (float(burst), now))
             tokens = min(burst, tokens + (now - ts) * rate)
             allowed = tokens >= 1

@@ -77,7 +77,7 @@ def serve(
 
     # Before anything imports prometheus-client: every worker process sums through this directory.
     prepare_multiprocess_dir(get_settings())
-    from stalela.cli import bootstrap
+    from stalela.db import migrate as db_migrate
 
     settings = get_settings()
     host = host or settings.host
@@ -88,9 +88,13 @@ def serve(
     os.environ["STALELA_HOST"], os.environ["STALELA_PORT"] = host, str(port)
     get_settings.cache_clear()
     settings = get_settings()
+    # Migrations are applied (or found at head) once, here in the master, before any worker starts; the
+    # master imports no more than that, since it is on the path of every restart (docs/operations.md).
     if migrate:
-        asyncio.run(bootstrap.migrate(settings))
+        asyncio.run(db_migrate.upgrade(settings.effective_database_url, app_role=settings.database_role))
     if demo if demo is not None else (settings.demo and settings.is_sqlite):
+        from stalela.cli import bootstrap
+
         asyncio.run(bootstrap.ensure_demo(settings, host, port))
     from stalela.observability.runtime import configure_logs
 

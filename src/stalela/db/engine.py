@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # Settings normalise the URL (config sits below db); re-exported for the callers of this module.
 from stalela.config import DatabaseUrlError, normalize_database_url  # noqa: F401
+from stalela.db.outages import invalidate_on_outage
 
 READONLY = "stalela_readonly"
 _ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -29,7 +30,8 @@ def create_engine(url: str, *, role: str = "", pool_size: int = 10, statement_ca
     url = normalize_database_url(url)
     if is_sqlite_url(url):
         path = make_url(url).database
-        if path and path != ":memory:":
+        # A URI (file:...?uri=true) names an existing file; it is no directory to create.
+        if path and path != ":memory:" and not path.startswith("file:"):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 60})
         _install_sqlite_hooks(engine)
@@ -43,6 +45,7 @@ def create_engine(url: str, *, role: str = "", pool_size: int = 10, statement_ca
     engine = create_async_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
     )
+    invalidate_on_outage(engine)
     if role:
         @event.listens_for(engine.sync_engine, "connect")
         def _set_role(dbapi_conn, _record):  # noqa: ANN001

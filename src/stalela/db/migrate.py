@@ -1,21 +1,28 @@
-"""Alembic, driven from code: ``stalela migrate``, ``make run`` and the test fixtures all call this."""
+"""Alembic, driven from code: ``stalela migrate``, ``make run`` and the test fixtures all call this.
+
+Alembic is imported inside the functions: it costs every API worker ~0.1 s at start-up (the restart
+time after a crash, docs/operations.md), while only the ``serve`` master migrates and a worker needs
+it once, on its first ``/readyz``.
+"""
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalela.db.engine import create_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def alembic_config(app_role: str = "stalela_app") -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["app_role"] = app_role
@@ -24,17 +31,24 @@ def alembic_config(app_role: str = "stalela_app") -> Config:
 
 @lru_cache
 def head_revisions() -> tuple[str, ...]:
+    from alembic.script import ScriptDirectory
+
     # Several heads are allowed: domains developed side by side add branches, merged later.
     return tuple(sorted(ScriptDirectory.from_config(alembic_config()).get_heads()))
 
 
 async def upgrade(url: str, *, app_role: str = "stalela_app", revision: str = "heads") -> None:
     # Migrate as the connecting user (the owner), never as the restricted application role.
+    from alembic import command
+
     engine = create_engine(url)
     cfg = alembic_config(app_role)
     try:
         async with engine.begin() as conn:
             def run(sync_conn):  # noqa: ANN001
+                if revision == "heads" and _current_heads(sync_conn) == head_revisions():
+                    # Already there (every restart): skip the environment, which loads every model.
+                    return
                 cfg.attributes["connection"] = sync_conn
                 command.upgrade(cfg, revision)
 
@@ -43,7 +57,13 @@ async def upgrade(url: str, *, app_role: str = "stalela_app", revision: str = "h
         await engine.dispose()
 
 
+def _current_heads(sync_conn) -> tuple[str, ...]:  # noqa: ANN001
+    from alembic.runtime.migration import MigrationContext
+
+    return tuple(sorted(MigrationContext.configure(sync_conn).get_current_heads()))
+
+
 async def migration_status(engine: AsyncEngine) -> tuple[tuple[str, ...], tuple[str, ...]]:
     async with engine.connect() as conn:
-        current = await conn.run_sync(lambda c: tuple(sorted(MigrationContext.configure(c).get_current_heads())))
+        current = await conn.run_sync(_current_heads)
     return current, head_revisions()

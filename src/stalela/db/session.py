@@ -1,7 +1,9 @@
 """The unit of work: one transaction per request or worker job, committed at the boundary.
 
 Services receive the ``AsyncSession`` and only ``flush``; whoever opened the transaction here
-commits it (or rolls it back on any exception).
+commits it (or rolls it back on any exception). A database outage leaves here as ``DatabaseUnavailable``
+(503, with Retry-After), whichever statement met it, so requests, the sealer and the workers all see
+one typed error instead of a driver exception.
 """
 from __future__ import annotations
 
@@ -12,11 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from stalela.config import Settings
 from stalela.db.engine import READONLY, create_engine, is_sqlite_url
+from stalela.db.outages import is_outage
+from stalela.errors import DatabaseUnavailable
 
 
 class Database:
-    def __init__(self, url: str, *, role: str = "", pool_size: int = 10, statement_cache: bool = True) -> None:
+    def __init__(self, url: str, *, role: str = "", pool_size: int = 10, statement_cache: bool = True,
+                 retry_after: int = DatabaseUnavailable.retry_after) -> None:
         self.url = url
+        self.retry_after = retry_after
         self.is_sqlite = is_sqlite_url(url)
         self.engine: AsyncEngine = create_engine(
             url, role=role, pool_size=pool_size, statement_cache=statement_cache
@@ -33,14 +39,21 @@ class Database:
             role=settings.database_role,
             pool_size=settings.database_pool_size,
             statement_cache=settings.database_statement_cache,
+            retry_after=settings.unavailable_retry_after_seconds,
         )
 
     @asynccontextmanager
     async def transaction(self, *, readonly: bool = False) -> AsyncIterator[AsyncSession]:
         factory = self._readonly_sessions if readonly else self._sessions
-        async with factory() as session:
-            async with session.begin():
-                yield session
+        try:
+            async with factory() as session:
+                async with session.begin():
+                    yield session
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            raise DatabaseUnavailable(f"the database is unavailable; retry in {self.retry_after} s",
+                                      retry_after=self.retry_after) from exc
 
     async def dispose(self) -> None:
         await self.engine.dispose()

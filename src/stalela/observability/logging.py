@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 import structlog
 
+from stalela.errors import ServiceUnavailable
 from stalela.observability import tracing
 
 REDACTED = "[redacted]"
@@ -101,6 +102,22 @@ def _add_trace_context(_logger, _name, event_dict):  # noqa: ANN001
     return event_dict
 
 
+def _outages_as_warnings(_logger, _name, event_dict):  # noqa: ANN001
+    """A ``ServiceUnavailable`` (database, Redis, signer away) is expected, not a bug: wherever it is
+    logged with ``log.exception`` (a worker loop that polls through an outage, say), it becomes a
+    warning with its cause in one line, not an error with a traceback at every poll."""
+    exc_info = event_dict.get("exc_info")
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+    if isinstance(exc, ServiceUnavailable):
+        del event_dict["exc_info"]
+        event_dict["level"] = "warning"
+        event_dict.setdefault("error", exc.code)
+        event_dict.setdefault("cause", exc.cause())
+    return event_dict
+
+
 def _renderer(log_format: str) -> Any:
     console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
     if console:
@@ -116,6 +133,7 @@ def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_trace_context,
+        _outages_as_warnings,
         _drop_secrets,
     ]
     structlog.configure(

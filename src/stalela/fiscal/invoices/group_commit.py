@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from stalela.config import Settings
 from stalela.db.session import Database
-from stalela.errors import StalelaError
+from stalela.errors import ServiceUnavailable, StalelaError
 from stalela.fiscal.invoices.sealing import Outcome, SealRequest, SealResult, seal_many
 from stalela.observability import context as log_context
 from stalela.observability.logging import get_logger
@@ -100,6 +100,8 @@ class Sealer:
         except Exception as exc:
             if len(requests) == 1:
                 raise
+            if isinstance(exc, ServiceUnavailable):  # the database or signer is away: one by one would fail alike
+                return [exc] * len(requests)
             log.warning("seal_group_failed", tenant_id=tenant_id, size=len(requests), error=repr(exc))
             outcomes: list[Outcome] = []
             for request in requests:  # one transaction each: the fault stays with its own item

@@ -8,12 +8,11 @@ from typing import Any
 
 import segno
 
-from stalela.fiscal.reports.formats import ReportPdf, heading, latin1, table_row, totals_table
+from stalela.fiscal.reports.formats import heading, latin1, report_document, table_row, totals_table
 
 
 def invoice_pdf(invoice: dict[str, Any], seller: dict[str, Any], outlet: dict[str, Any]) -> bytes:
-    pdf = ReportPdf(format="A4")
-    pdf.footer_text = f"Stalela - {invoice['fiscal_number']} - seal {invoice['seal']['hash']}"
+    pdf = report_document(f"Stalela - {invoice['fiscal_number']} - seal {invoice['seal']['hash']}", format="A4")
     pdf.set_auto_page_break(True, margin=16)
     pdf.add_page()
     image = io.BytesIO()

@@ -20,7 +20,6 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, AsyncIterator, BinaryIO, Callable, Protocol
 
-import xlsxwriter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.principal import Principal
@@ -30,7 +29,7 @@ from stalela.errors import Forbidden, NotFound, ValidationFailed
 from stalela.fiscal.core.reports import DayResolver, Figures, ZBoundary, money
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.jurisdictions import get_jurisdiction
-from stalela.fiscal.reports.formats import ReportPdf, latin1, xlsx_number
+from stalela.fiscal.reports.formats import latin1, report_document, xlsx_number
 from stalela.fiscal.reports.repository import ZReportRepository, count_invoices, invoice_pages, tenant_outlets
 from stalela.kit.clock import rfc3339
 from stalela.tenancy.models import Outlet, Tenant
@@ -309,6 +308,8 @@ class XlsxWriter:
     """Sheets Invoices, Lines, Days, Totals; constant_memory: each row goes to disk when the next starts."""
 
     def __init__(self, path: str) -> None:
+        import xlsxwriter  # heavy third-party (see formats.report_document): loaded by the first XLSX export
+
         self.wb = xlsxwriter.Workbook(path, {"constant_memory": True})
         self.bold = self.wb.add_format({"bold": True})
         self.money = self.wb.add_format({"num_format": "#,##0.00"})
@@ -379,7 +380,7 @@ class PdfWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.pdf = ReportPdf(orientation="L", format="A4")
+        self.pdf = report_document("", orientation="L", format="A4")
         self.pdf.set_auto_page_break(True, margin=14)
 
     def begin(self, header: dict[str, Any]) -> None:

@@ -13,11 +13,13 @@ import tempfile
 import unicodedata
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from functools import cache
+from typing import TYPE_CHECKING, Any, Iterator
 
 import segno
-import xlsxwriter
-from fpdf import FPDF
+
+if TYPE_CHECKING:
+    from fpdf import FPDF
 
 MEDIA_TYPES = {
     "json": "application/json",
@@ -107,6 +109,8 @@ def _title(report: dict[str, Any]) -> str:
 def report_xlsx(report: dict[str, Any], context: dict[str, Any]) -> bytes:
     with tempfile.TemporaryDirectory(prefix="stalela-xlsx-") as tmp:
         path = Path(tmp) / "report.xlsx"
+        import xlsxwriter  # heavy (see report_document): loaded by the first XLSX export, not at start-up
+
         wb = xlsxwriter.Workbook(str(path), {"constant_memory": True, "tmpdir": tmp})
         ws = wb.add_worksheet("Report")
         bold = wb.add_format({"bold": True})
@@ -180,20 +184,34 @@ def _facts(report: dict[str, Any], context: dict[str, Any]) -> list[tuple[str, A
     return facts
 
 
-class ReportPdf(FPDF):
-    footer_text = ""
+@cache
+def _report_pdf_class() -> type[FPDF]:
+    # fpdf2 pulls in fontTools and Pillow: about 0.2 s of imports that every API worker would pay at
+    # start-up (the restart time after a crash, docs/operations.md) for a rarely used download.
+    from fpdf import FPDF
 
-    def footer(self) -> None:
-        self.set_y(-12)
-        self.set_font("Helvetica", "", 7)
-        self.set_text_color(110)
-        self.cell(0, 5, latin1(f"{self.footer_text}  -  page {self.page_no()}/{{nb}}"), align="C")
-        self.set_text_color(0)
+    class ReportPdf(FPDF):
+        footer_text = ""
+
+        def footer(self) -> None:
+            self.set_y(-12)
+            self.set_font("Helvetica", "", 7)
+            self.set_text_color(110)
+            self.cell(0, 5, latin1(f"{self.footer_text}  -  page {self.page_no()}/{{nb}}"), align="C")
+            self.set_text_color(0)
+
+    return ReportPdf
+
+
+def report_document(footer_text: str, **options: Any) -> FPDF:
+    """A PDF page set up the Stalela way (core fonts, a footer with ``footer_text`` and page numbers)."""
+    pdf = _report_pdf_class()(**options)
+    pdf.footer_text = footer_text
+    return pdf
 
 
 def report_pdf(report: dict[str, Any], context: dict[str, Any]) -> bytes:
-    pdf = ReportPdf(format="A4")
-    pdf.footer_text = f"Stalela - seal {report['seal']['hash']}"
+    pdf = report_document(f"Stalela - seal {report['seal']['hash']}", format="A4")
     pdf.set_auto_page_break(True, margin=16)
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 16)
