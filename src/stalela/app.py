@@ -27,10 +27,14 @@ from stalela.observability.middleware import BodyGuardMiddleware, RequestContext
 log = get_logger("stalela.app")
 
 
+def _malformed_json() -> StalelaError:
+    return BadRequest("the request body is not valid JSON", code="malformed_json")
+
+
 def _validation_problem(exc: RequestValidationError) -> StalelaError:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        return BadRequest("the request body is not valid JSON", code="malformed_json")
+        return _malformed_json()
     return validation_problem(errors)
 
 
@@ -47,6 +51,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException):
         if isinstance(exc.__cause__, StalelaError):  # e.g. body limit hit while FastAPI read the body
             return problem_response(exc.__cause__, request)
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI turns what json.loads raises besides JSONDecodeError (UnicodeDecodeError for invalid
+            # UTF-8, RecursionError for deep nesting, ValueError for an integer of thousands of digits)
+            # into a bare 400 caused by it: to the client, all of them are a body that is not JSON.
+            return problem_response(_malformed_json(), request)
         codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
         err = StalelaError(str(exc.detail), code=codes.get(exc.status_code, f"http_{exc.status_code}"),

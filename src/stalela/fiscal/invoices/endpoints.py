@@ -4,7 +4,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import AwareDatetime
 from pydantic import ValidationError as PydanticValidationError
 
 from stalela.authority.repository import AuthorityRepository
@@ -16,7 +15,7 @@ from stalela.fiscal.invoices import service, verification
 from stalela.fiscal.invoices.schemas import InvoiceBatch, InvoiceCreate, InvoiceFilters
 from stalela.fiscal.invoices.sealing import SealRequest, prepare
 from stalela.kit.pagination import PageParams, page_params
-from stalela.kit.schemas import PathId, QueryId
+from stalela.kit.schemas import PathId, QueryId, Rfc3339DateTime
 from stalela.observability import context as log_context
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
@@ -92,8 +91,8 @@ def _item_problem(index: int, error: StalelaError) -> dict:
 def _filters(
     outlet_id: QueryId = None,
     type: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
-    issued_at_gte: AwareDatetime | None = None,
-    issued_at_lt: AwareDatetime | None = None,
+    issued_at_gte: Rfc3339DateTime | None = None,
+    issued_at_lt: Rfc3339DateTime | None = None,
     fiscal_number: QueryId = None,
 ) -> InvoiceFilters:
     return InvoiceFilters(outlet_id=outlet_id, type=type, issued_at_gte=issued_at_gte, issued_at_lt=issued_at_lt,

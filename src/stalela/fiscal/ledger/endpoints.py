@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -13,7 +12,7 @@ from stalela.fiscal.invoices import service as invoices
 from stalela.fiscal.ledger import jobs, service
 from stalela.fiscal.ledger.repository import CheckpointRepository
 from stalela.kit.pagination import PageParams, page_params
-from stalela.kit.schemas import PathId, StrictModel
+from stalela.kit.schemas import CalendarDate, NonNegativeInt64, PathId, StrictModel
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 Size = Annotated[int, Query(ge=1, le=2**62)]
@@ -36,8 +35,8 @@ async def list_checkpoints(
     session: DbSession,
     principal: Can(Perm.INVOICES_READ),
     paging: Annotated[PageParams, Depends(page_params)],
-    min_tree_size: Annotated[int | None, Query(ge=0)] = None,
-    max_tree_size: Annotated[int | None, Query(ge=0)] = None,
+    min_tree_size: Annotated[NonNegativeInt64 | None, Query()] = None,
+    max_tree_size: Annotated[NonNegativeInt64 | None, Query()] = None,
 ):
     """Checkpoints, newest first."""
     rows, more = await CheckpointRepository(session).search(
@@ -61,8 +60,8 @@ async def consistency_proof(first: Size, second: Size, session: DbSession, princ
 
 
 class ExportRequest(StrictModel):
-    from_: date | None = Field(None, alias="from", description="First day (UTC), inclusive")
-    to: date | None = Field(None, description="Last day (UTC), exclusive")
+    from_: CalendarDate | None = Field(None, alias="from", description="First day (UTC), inclusive")
+    to: CalendarDate | None = Field(None, description="Last day (UTC), exclusive")
 
 
 @router.post("/exports/audit", status_code=202, tags=["exports"])

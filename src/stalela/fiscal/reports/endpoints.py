@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +14,7 @@ from stalela.db.session import Database
 from stalela.fiscal.reports import a_report, formats, service
 from stalela.fiscal.reports.schemas import Format, ZClose
 from stalela.kit.pagination import PageParams, page_params
-from stalela.kit.schemas import PathId, QueryId
+from stalela.kit.schemas import CalendarDate, PathId, QueryId
 from stalela.tenancy.context import bind_tenant
 
 router = APIRouter(prefix="/v1", tags=["reports"])
@@ -53,7 +52,7 @@ async def close_day(outlet_id: PathId, session: DbSession, principal: Can(Perm.R
 
 @router.get("/outlets/{outlet_id}/x-report")
 async def x_report(outlet_id: PathId, session: DbSession, principal: Can(Perm.REPORTS_READ), settings: AppSettings,
-                   business_day: date | None = None, format: Format = "json"):
+                   business_day: CalendarDate | None = None, format: Format = "json"):
     """The open business day so far: the figures a Z would carry, signed, but not numbered nor stored."""
     report = await service.x_report(session, settings, principal, outlet_id, business_day)
     return await _as(session, report, format)
@@ -66,8 +65,8 @@ async def list_z_reports(
     settings: AppSettings,
     paging: Annotated[PageParams, Depends(page_params)],
     outlet_id: QueryId = None,
-    business_day_gte: date | None = None,
-    business_day_lt: date | None = None,
+    business_day_gte: CalendarDate | None = None,
+    business_day_lt: CalendarDate | None = None,
 ):
     """Z reports, newest first."""
     rows, more = await service.list_z(session, principal, outlet_id=outlet_id, day_gte=business_day_gte,
@@ -107,8 +106,8 @@ async def get_a_report(
     session: DbSession,
     principal: Can(Perm.REPORTS_READ),
     settings: AppSettings,
-    day_from: Annotated[date, Query(alias="from", description="First business day, inclusive")],
-    day_to: Annotated[date, Query(alias="to", description="Last business day, inclusive")],
+    day_from: Annotated[CalendarDate, Query(alias="from", description="First business day, inclusive")],
+    day_to: Annotated[CalendarDate, Query(alias="to", description="Last business day, inclusive")],
     outlet_id: QueryId = None,
     format: Format = "json",
 ):
