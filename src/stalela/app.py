@@ -19,6 +19,7 @@ from stalela.errors import BadRequest, StalelaError, validation_problem
 from stalela.auth.service import API_KEYS
 from stalela.auth.throttle import Limiter
 from stalela.auth.tokens import ensure_key as ensure_token_key
+from stalela.kit import openapi
 from stalela.kit.problems import problem_response
 from stalela.observability import runtime as observability
 from stalela.observability.logging import get_logger
@@ -58,8 +59,11 @@ def install_error_handlers(app: FastAPI) -> None:
             return problem_response(_malformed_json(), request)
         codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = openapi.allowed_methods(request.app, request.url.path) or headers.get("Allow", "")
         err = StalelaError(str(exc.detail), code=codes.get(exc.status_code, f"http_{exc.status_code}"),
-                           headers=dict(exc.headers or {}))
+                           headers=headers)
         err.status = exc.status_code
         err.title = str(exc.detail)
         return problem_response(err, request)
@@ -123,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tenancy_router)
     for router in extra_routers():
         app.include_router(router)
+    openapi.install(app)
     if settings.bench_endpoints:
         from stalela.health.endpoints import bench_router
 

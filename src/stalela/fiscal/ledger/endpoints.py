@@ -11,6 +11,7 @@ from stalela.auth.dependencies import AppSettings, DbSession, Can
 from stalela.fiscal.invoices import service as invoices
 from stalela.fiscal.ledger import jobs, service
 from stalela.fiscal.ledger.repository import CheckpointRepository
+from stalela.kit.openapi import media
 from stalela.kit.pagination import PageParams, page_params
 from stalela.kit.schemas import CalendarDate, NonNegativeInt64, PathId, StrictModel
 
@@ -76,7 +77,9 @@ async def get_export(export_id: PathId, session: DbSession, principal: Can(Perm.
     return jobs.render_job(await jobs.get_export(session, export_id))
 
 
-@router.get("/exports/{export_id}/download", tags=["exports"], response_class=FileResponse)
+@router.get("/exports/{export_id}/download", tags=["exports"], response_class=FileResponse,
+            responses={200: media("application/gzip", description="The signed audit export (.tar.gz)"),
+                       409: {"description": "export_not_ready"}})
 async def download_export(export_id: PathId, session: DbSession, principal: Can(Perm.EXPORTS), settings: AppSettings):
     """The export file once ready (409 export_not_ready before)."""
     job = await jobs.get_export(session, export_id)
