@@ -62,11 +62,12 @@ def _tenant_key(base_url: str) -> str:
 def _schemathesis(base_url: str, token: str, operations: list[str], report: Path) -> subprocess.CompletedProcess:
     st = shutil.which("st", path=str(Path(sys.executable).parent)) or "st"
     command = [st, "--config-file", str(Path(__file__).with_name("schemathesis.toml")), "run", f"{base_url}/openapi.json", "--checks", "all", "--max-examples", EXAMPLES,
-               "--max-time", SECONDS, "--seed", SEED, "--workers", "2", "--no-color",
+               "--max-time", SECONDS, "--seed", SEED, "--workers", "1", "--no-color",
                "--header", f"Authorization: Bearer {token}", "--report", "junit", "--report-dir", str(report),
                "--request-timeout", "30", *operations]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=int(SECONDS) * 3 + 120)
     report.mkdir(parents=True, exist_ok=True)
+    # In the report directory: schemathesis keeps a cache of failing cases (.schemathesis/) where it runs.
+    run = subprocess.run(command, capture_output=True, text=True, timeout=int(SECONDS) * 3 + 120, cwd=report)
     (report / "output.txt").write_text(run.stdout + run.stderr)  # the whole story, for a failed run
     return run
 

@@ -119,14 +119,18 @@ def _api_routes(app: FastAPI) -> Iterator[Any]:
 
 
 def allowed_methods(app: FastAPI, path: str) -> str:
-    """The ``Allow`` header of a 405: the methods of every route of this path, not only of the first one
-    Starlette tried (``/v1/tenants`` is two routes, GET and POST)."""
-    methods: set[str] = set()
+    """The ``Allow`` header of a 405: the methods of every route of this path's template, not only of the
+    first route Starlette tried (``/v1/tenants`` is two routes, GET and POST). Of the templates matching
+    the path, the most specific one (fewest parameters: ``/v1/exports/audit`` over ``/v1/exports/{id}``)."""
+    by_template: dict[str, set[str]] = {}
     for route in all_routes(app):
         regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
         if regex is not None and route_methods and regex.match(path):
-            methods |= set(route_methods)
-    return ", ".join(sorted(methods))
+            by_template.setdefault(route.path_format, set()).update(route_methods)
+    if not by_template:
+        return ""
+    best = min(by_template, key=lambda template: template.count("{"))
+    return ", ".join(sorted(by_template[best]))
 
 
 def complete(app: FastAPI, spec: dict[str, Any]) -> dict[str, Any]:
