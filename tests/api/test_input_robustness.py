@@ -109,3 +109,14 @@ async def test_bodies_the_json_parser_refuses_are_400_malformed_json(client, new
     assert r.status_code == 400, (name, r.text)
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["code"] == "malformed_json", name
+
+
+async def test_a_device_url_longer_than_its_column_is_a_422_not_a_database_error(client, new_tenant):
+    # Found by the fuzz test: PostgreSQL refused the 500+ character URL with a 500.
+    _, headers = await new_tenant()
+    outlet = (await client.post("/v1/outlets", json={"code": "D1", "name": "Dev"}, headers=headers)).json()
+    host = ".".join(["a" * 63] * 8) + ".cd"
+    r = await client.put(f"/v1/outlets/{outlet['id']}/authority-device",
+                         json={"nim": "NIM1", "base_url": f"https://{host}/", "token": "t"}, headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "base_url"
