@@ -82,12 +82,15 @@ async def test_date_times_are_rfc3339_strings_only(client, new_tenant):
 async def test_a_z_report_before_the_outlet_existed_is_refused_and_consumes_no_number(client, new_tenant):
     _, headers = await new_tenant()
     outlet = (await client.post("/v1/outlets", json={"code": "K1", "name": "Gombe"}, headers=headers)).json()
-    r = await client.post(f"/v1/outlets/{outlet['id']}/z-reports", json={"business_day": "0928-08-20"},
+    r = await client.post(f"/v1/outlets/{outlet['id']}/z-reports", json={"business_day": "2020-08-20"},
                           headers=headers)
     assert r.status_code == 422, r.text
     problem = r.json()
     assert (problem["code"], problem["field"]) == ("business_day_before_outlet", "business_day")
-    assert problem["first_business_day"] >= outlet["created_at"][:10] and "0928" in problem["detail"]
+    assert problem["first_business_day"] >= outlet["created_at"][:10] and "2020-08-20" in problem["detail"]
+    r = await client.post(f"/v1/outlets/{outlet['id']}/z-reports", json={"business_day": "0928-08-20"},
+                          headers=headers)  # the campaign's day: outside any fiscal calendar
+    assert r.status_code == 422 and r.json()["errors"][0]["code"] == "date_range", r.text
     r = await client.post(f"/v1/outlets/{outlet['id']}/z-reports", json={"business_day": 0}, headers=headers)
     assert r.status_code == 422 and r.json()["field"] == "business_day", r.text
     r = await client.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=headers)
@@ -120,3 +123,27 @@ async def test_a_device_url_longer_than_its_column_is_a_422_not_a_database_error
                          json={"nim": "NIM1", "base_url": f"https://{host}/", "token": "t"}, headers=headers)
     assert r.status_code == 422, r.text
     assert r.json()["field"] == "base_url"
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+async def test_a_date_time_without_a_utc_instant_is_a_422(client, new_tenant, value):
+    # Found by probing the date-time filters: converting to UTC for the query overflowed (a 500).
+    _, headers = await new_tenant()
+    r = await client.get("/v1/invoices", params={"issued_at_gte": value}, headers=headers)
+    assert r.status_code == 422, r.text
+    assert (r.json()["field"], r.json()["errors"][0]["code"]) == ("issued_at_gte", "datetime_range")
+    r = await client.get("/v1/invoices", params={"issued_at_gte": "0001-01-01T00:00:00Z"}, headers=headers)
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "0001-01-03", "1899-12-31", "9999-01-01", "9999-12-31"])
+async def test_dates_outside_1900_to_9998_are_a_422(client, new_tenant, day):
+    # An A report over 0001-01-01 answered 200, then its stream broke on day arithmetic (OverflowError).
+    _, headers = await new_tenant()
+    r = await client.get("/v1/a-reports", params={"from": day, "to": day}, headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["code"] == "date_range"
+    r = await client.get("/v1/a-reports", params={"from": "1900-01-01", "to": "1900-01-01"}, headers=headers)
+    assert r.status_code == 200 and r.json()["object"] == "a_report", r.text
+    r = await client.get("/v1/a-reports", params={"from": "9998-12-31", "to": "9998-12-31"}, headers=headers)
+    assert r.status_code == 200 and r.json()["object"] == "a_report", r.text
