@@ -19,7 +19,8 @@ from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-PROBLEM_JSON = "application/problem+json"
+from stalela.kit.problems import PROBLEM_JSON
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 _DESCRIPTIONS = {
