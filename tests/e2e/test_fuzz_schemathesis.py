@@ -7,6 +7,7 @@ the defaults keep both runs under about three minutes on a two-core machine. ``-
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from stalela.db.migrate import upgrade
 from tests.conftest import OPERATOR_TOKEN
 from tests.support.databases import create_database, drop_database
 from tests.support.invoices import sample_invoice
@@ -34,9 +36,6 @@ OPERATOR_PATHS = r"^/v1/(tenants|ops)(/|$)"
 def server(postgres_server, tmp_path):
     if not postgres_server.admin_url:
         pytest.skip(postgres_server.reason)
-    from stalela.db.migrate import upgrade
-    import asyncio
-
     url = create_database(postgres_server.admin_url)
     asyncio.run(upgrade(url))
     live = start_server({"STALELA_DATABASE_URL": url, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN}, tmp_path / "var")
@@ -61,8 +60,8 @@ def _tenant_key(base_url: str) -> str:
 
 def _schemathesis(base_url: str, token: str, operations: list[str], report: Path) -> subprocess.CompletedProcess:
     st = shutil.which("st", path=str(Path(sys.executable).parent)) or "st"
-    command = [st, "--config-file", str(Path(__file__).with_name("schemathesis.toml")), "run", f"{base_url}/openapi.json", "--max-examples", EXAMPLES,
-               "--max-time", SECONDS, "--seed", SEED, "--workers", "1", "--no-color",
+    command = [st, "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
+               "run", f"{base_url}/openapi.json", "--max-examples", EXAMPLES, "--max-time", SECONDS, "--seed", SEED, "--workers", "1", "--no-color",
                "--header", f"Authorization: Bearer {token}", "--report", "junit", "--report-dir", str(report),
                "--request-timeout", "30", *operations]
     report.mkdir(parents=True, exist_ok=True)
