@@ -22,6 +22,7 @@ from stalela.errors import BadRequest, DatabaseUnavailable, ServiceUnavailable, 
 from stalela.auth.service import API_KEYS
 from stalela.auth.throttle import Limiter
 from stalela.auth.tokens import ensure_key as ensure_token_key
+from stalela.kit import openapi
 from stalela.kit.problems import problem_response
 from stalela.observability import runtime as observability
 from stalela.observability.logging import get_logger
@@ -38,10 +39,14 @@ from stalela.authority import gauges as _authority_gauges  # noqa: F401
 log = get_logger("stalela.app")
 
 
+def _malformed_json() -> StalelaError:
+    return BadRequest("the request body is not valid JSON", code="malformed_json")
+
+
 def _validation_problem(exc: RequestValidationError) -> StalelaError:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        return BadRequest("the request body is not valid JSON", code="malformed_json")
+        return _malformed_json()
     return validation_problem(errors)
 
 
@@ -73,10 +78,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException):
         if isinstance(exc.__cause__, StalelaError):  # e.g. body limit hit while FastAPI read the body
             return problem_response(exc.__cause__, request)
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI turns what json.loads raises besides JSONDecodeError (UnicodeDecodeError for invalid
+            # UTF-8, RecursionError for deep nesting, ValueError for an integer of thousands of digits)
+            # into a bare 400 caused by it: to the client, all of them are a body that is not JSON.
+            return problem_response(_malformed_json(), request)
         codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = openapi.allowed_methods(request.app, request.url.path) or headers.get("Allow", "")
         err = StalelaError(str(exc.detail), code=codes.get(exc.status_code, f"http_{exc.status_code}"),
-                           headers=dict(exc.headers or {}))
+                           headers=headers)
         err.status = exc.status_code
         err.title = str(exc.detail)
         return problem_response(err, request)
@@ -139,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tenancy_router)
     for router in extra_routers():
         app.include_router(router)
+    openapi.install(app)
     if settings.bench_endpoints:
         from stalela.health.endpoints import bench_router
 

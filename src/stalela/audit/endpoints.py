@@ -10,6 +10,7 @@ from stalela.audit.service import render, verify_chain
 from stalela.auth.dependencies import Allow, DbSession
 from stalela.auth.permissions import Perm
 from stalela.auth.principal import Principal
+from stalela.kit.schemas import PositiveInt64
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["audit"])
 @router.get("/audit-log")
 async def audit_log(session: DbSession, principal: Annotated[Principal, Allow(Perm.AUDIT_READ)],
                     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                    before_seq: Annotated[int | None, Query(ge=1)] = None):
+                    before_seq: Annotated[PositiveInt64 | None, Query()] = None):
     """The tenant's audit log, newest first (page with before_seq), each entry with its chain hash."""
     stmt = select(AuditEntry)
     if before_seq is not None:

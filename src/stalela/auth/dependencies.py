@@ -25,6 +25,7 @@ from stalela.auth.service import (
     touch_api_key,
 )
 from stalela.errors import Forbidden, TooManyRequests
+from stalela.kit.openapi import answers
 from stalela.observability import context as log_context
 from stalela.tenancy.context import bind_platform, bind_tenant
 
@@ -32,6 +33,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _bearer = HTTPBearer(auto_error=False, description="A tenant API key (sk_...) or the operator token.")
 
 
+@answers(503)  # the database (or, for a seal, the key store) is unavailable
 async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with request.app.state.db.transaction(readonly=request.method in SAFE_METHODS) as session:
         yield session
@@ -56,10 +58,12 @@ async def _public_session(session: DbSession) -> AsyncSession:
 PublicSession = Annotated[AsyncSession, Depends(_public_session)]
 
 
+@answers(401, 403, 429)
 async def _tenant_principal(request: Request, session: DbSession, _doc=Depends(_bearer)) -> Principal:
     return await _authenticate(request, session, readonly=request.method in SAFE_METHODS)
 
 
+@answers(401, 403, 429, 503)
 async def _tenant_principal_alone(request: Request, _doc=Depends(_bearer)) -> Principal:
     """The caller, checked in a short read transaction of its own (or none, for a recently verified API
     key): for endpoints that hand the work to another transaction (sealing) and must not hold a pooled
@@ -116,6 +120,7 @@ async def _rate_limit(request: Request, principal: Principal) -> None:
                               headers=headers | {"Retry-After": str(retry)})
 
 
+@answers(401)
 async def _operator_principal(request: Request, session: DbSession, _doc=Depends(_bearer)) -> Principal:
     principal = authenticate_operator(request.headers.get("authorization"), request.app.state.settings)
     await bind_platform(session)
@@ -132,6 +137,7 @@ def Allow(perm: Perm, *, own_transaction: bool = False) -> Any:  # noqa: N802 - 
     """
     source = _tenant_principal_alone if own_transaction else _tenant_principal
 
+    @answers(403)
     async def allowed(principal: Principal = Depends(source)) -> Principal:  # noqa: B008
         check(principal, perm)
         return principal

@@ -65,7 +65,8 @@ def _ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@router.post("/auth/login", tags=["auth"])
+@router.post("/auth/login", tags=["auth"], responses={401: {"description": "invalid_credentials"},
+                                                     429: {"description": "login_throttled"}})
 async def login(body: LoginIn, request: Request, session: DbSession, settings: AppSettings):
     """Email + password (+ tenant_id when the email exists in several tenants) → access and refresh tokens."""
     limiter = request.app.state.limiter
@@ -90,7 +91,7 @@ async def login(body: LoginIn, request: Request, session: DbSession, settings: A
     return result
 
 
-@router.post("/auth/refresh", tags=["auth"])
+@router.post("/auth/refresh", tags=["auth"], responses={401: {"description": "invalid_token, token_expired"}})
 async def refresh(body: RefreshIn, request: Request, session: DbSession, settings: AppSettings):
     """Rotate: the presented refresh token dies; presenting a dead one revokes its whole family."""
     result = await users.refresh(request.app.state.db, settings, session, body.refresh_token, _ip(request))
@@ -100,7 +101,7 @@ async def refresh(body: RefreshIn, request: Request, session: DbSession, setting
     return result
 
 
-@router.post("/auth/logout", tags=["auth"], status_code=204)
+@router.post("/auth/logout", tags=["auth"], status_code=204, responses={401: {"description": "invalid_token"}})
 async def logout(body: RefreshIn, session: DbSession):
     await users.logout(session, body.refresh_token)
 
@@ -111,7 +112,7 @@ async def auth_jwks(request: Request, settings: AppSettings):
     return await tokens.jwks(request.app.state.db, settings)
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, responses={409: {"description": "email_taken"}})
 async def create_user(body: UserCreate, session: DbSession, settings: AppSettings,
                       principal: Annotated[Principal, Allow(Perm.ADMIN)]):
     user = await users.create_user(session, settings, principal, principal.tenant_id, email=body.email,
@@ -144,7 +145,7 @@ async def update_user(user_id: PathId, body: UserUpdate, session: DbSession,
     return users.user_view(await users.update_user(session, principal, user_id, body.model_dump(exclude_unset=True)))
 
 
-@router.post("/users/invitations", status_code=201)
+@router.post("/users/invitations", status_code=201, responses={409: {"description": "email_taken"}})
 async def invite(body: InvitationCreate, session: DbSession, settings: AppSettings,
                  principal: Annotated[Principal, Allow(Perm.ADMIN)]):
     """The token is shown once; send it to the person, who redeems it at POST /v1/users/accept."""
@@ -154,7 +155,7 @@ async def invite(body: InvitationCreate, session: DbSession, settings: AppSettin
             "token": token}
 
 
-@router.post("/users/accept", status_code=201)
+@router.post("/users/accept", status_code=201, responses={409: {"description": "email_taken"}})
 async def accept(body: AcceptIn, session: DbSession, settings: AppSettings):
     """Public: redeem an invitation with a password."""
     return users.user_view(await users.accept(session, settings, body.token, body.password))

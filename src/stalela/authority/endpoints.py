@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
-from pydantic import Field, HttpUrl
+from pydantic import Field, HttpUrl, UrlConstraints
 
 from stalela.auth.permissions import Perm
 from stalela.auth.dependencies import AppSettings, DbSession, Can
@@ -13,7 +15,8 @@ router = APIRouter(prefix="/v1", tags=["authority"])
 
 class DeviceIn(StrictModel):
     nim: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
-    base_url: HttpUrl
+    # The column holds 500 characters: a longer URL must be a 422 here, not a database error later.
+    base_url: Annotated[HttpUrl, UrlConstraints(max_length=500)]
     token: str = Field(min_length=1, max_length=4096)
 
 

@@ -14,7 +14,8 @@ async def healthz():
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "Not ready: the database is unreachable or not migrated",
+                                        "content": {"application/json": {"schema": {}}}}})
 async def readyz(request: Request):
     """The database answers and its schema is at the latest migration."""
     try:

@@ -36,19 +36,22 @@ async def get_tenant(tenant_id: Id, session: DbSession, _: OperatorPrincipal):
     return await service.get_tenant(session, tenant_id)
 
 
-@router.post("/tenants/{tenant_id}/suspend", response_model=schemas.TenantOut, tags=["tenants"])
+@router.post("/tenants/{tenant_id}/suspend", response_model=schemas.TenantOut, tags=["tenants"],
+             responses={409: {"description": "tenant_status_conflict"}})
 async def suspend_tenant(tenant_id: Id, session: DbSession, _: OperatorPrincipal):
     return await service.set_tenant_status(session, tenant_id, "suspended")
 
 
-@router.post("/tenants/{tenant_id}/activate", response_model=schemas.TenantOut, tags=["tenants"])
+@router.post("/tenants/{tenant_id}/activate", response_model=schemas.TenantOut, tags=["tenants"],
+             responses={409: {"description": "tenant_status_conflict"}})
 async def activate_tenant(tenant_id: Id, session: DbSession, _: OperatorPrincipal):
     return await service.set_tenant_status(session, tenant_id, "active")
 
 
 # --- outlets -------------------------------------------------------------------------------------
 
-@router.post("/outlets", status_code=201, response_model=schemas.OutletOut, tags=["outlets"])
+@router.post("/outlets", status_code=201, response_model=schemas.OutletOut, tags=["outlets"],
+             responses={409: {"description": "outlet_code_taken"}})
 async def create_outlet(body: schemas.OutletCreate, session: DbSession, principal: Can(Perm.ADMIN)):
     return await service.create_outlet(session, principal, body)
 

@@ -22,6 +22,9 @@ def _message(message) -> schemas.MessageOut:  # noqa: ANN001
     return out
 
 
+_DISABLED: dict = {409: {"description": "webhook_endpoint_disabled"}}
+
+
 @router.post("", status_code=201, response_model=schemas.EndpointCreated)
 async def create_endpoint(body: schemas.EndpointCreate, session: DbSession, principal: Manager, settings: AppSettings):
     """The signing secret is in this answer and nowhere else, ever: store it now."""
@@ -62,7 +65,7 @@ async def rotate_secret(endpoint_id: PathId, session: DbSession, principal: Mana
     return schemas.SecretRotated(secret=secret, previous_secret_expires_at=endpoint.previous_secret_expires_at)
 
 
-@router.post("/{endpoint_id}/test", status_code=201, response_model=schemas.MessageOut)
+@router.post("/{endpoint_id}/test", status_code=201, response_model=schemas.MessageOut, responses=_DISABLED)
 async def send_test(endpoint_id: PathId, session: DbSession, principal: Manager):
     """Queue a ``webhook.test`` event to this endpoint (whatever its event filter)."""
     return _message(await service.send_test(session, principal, endpoint_id))
@@ -90,13 +93,13 @@ async def list_attempts(endpoint_id: PathId, msg_id: PathId, session: DbSession,
     return {"data": rows, "has_more": more}
 
 
-@router.post("/{endpoint_id}/messages/{msg_id}/retry", response_model=schemas.MessageOut)
+@router.post("/{endpoint_id}/messages/{msg_id}/retry", response_model=schemas.MessageOut, responses=_DISABLED)
 async def retry_message(endpoint_id: PathId, msg_id: PathId, session: DbSession, principal: Manager):
     """Send again now, with a fresh retry schedule, whatever the message's state."""
     return _message(await service.retry_message(session, principal, endpoint_id, msg_id))
 
 
-@router.post("/{endpoint_id}/recover", response_model=schemas.Recovered)
+@router.post("/{endpoint_id}/recover", response_model=schemas.Recovered, responses=_DISABLED)
 async def recover(endpoint_id: PathId, body: schemas.RecoverRequest, session: DbSession, principal: Manager):
     """Re-send every failed message created in [since, until) (default until: now), up to 10,000 a call."""
     count, more = await service.recover(session, principal, endpoint_id, body.since, body.until)

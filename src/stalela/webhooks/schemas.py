@@ -4,9 +4,9 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from stalela.kit.schemas import StrictModel
+from stalela.kit.schemas import Rfc3339DateTime, StrictModel
 
 EventType = Literal["invoice.sealed", "invoice.acknowledged", "invoice.sync_failed", "report.z_closed",
                     "endpoint.disabled"]
@@ -44,8 +44,8 @@ class SecretRotate(StrictModel):
 
 
 class RecoverRequest(StrictModel):
-    since: AwareDatetime = Field(description="Re-send failed messages created at or after this time...")
-    until: AwareDatetime | None = Field(None, description="...and before this one (default: now).")
+    since: Rfc3339DateTime = Field(description="Re-send failed messages created at or after this time...")
+    until: Rfc3339DateTime | None = Field(None, description="...and before this one (default: now).")
 
 
 class _Out(StrictModel):

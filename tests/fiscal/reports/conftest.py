@@ -24,18 +24,20 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     c = Clock()
-    for module in ("stalela.fiscal.invoices.sealing", "stalela.fiscal.reports.service"):
+    for module in ("stalela.fiscal.invoices.sealing", "stalela.fiscal.reports.service", "stalela.tenancy.service"):
         monkeypatch.setattr(f"{module}.utcnow", c)
     return c
 
 
 @pytest.fixture
 async def shop(client, new_tenant, clock):
-    """A tenant and its outlet in Kinshasa, at noon local time (tests move the clock as they need)."""
-    clock.set("2026-11-20T12:00:00+01:00")
+    """A tenant and its outlet in Kinshasa (opened on 1 November), at noon local time on the 20th (tests move
+    the clock as they need)."""
+    clock.set("2026-11-01T09:00:00+01:00")
     tenant, headers = await new_tenant("Boutique Lisanga SARL", "A1234567Z")
     outlet = (await client.post("/v1/outlets", json={"code": "KIN1", "name": "Gombe", "address": "Bd du 30 Juin"},
                                 headers=headers)).json()
+    clock.set("2026-11-20T12:00:00+01:00")
     return tenant, headers, outlet
 
 

@@ -155,6 +155,6 @@ async def scenario(database_url: str, tmp_path, plan: list[dict]) -> None:
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(plan=plans)
 def test_z_equals_the_signed_sum_of_the_days_invoices(database_url, tmp_path, monkeypatch, plan):
-    for module in ("stalela.fiscal.invoices.sealing", "stalela.fiscal.reports.service"):
+    for module in ("stalela.fiscal.invoices.sealing", "stalela.fiscal.reports.service", "stalela.tenancy.service"):
         monkeypatch.setattr(f"{module}.utcnow", lambda: NOON)
     asyncio.run(scenario(database_url, tmp_path, plan))

@@ -158,6 +158,7 @@ async def test_restricted_keys_report_on_their_own_outlet_only(client, shop):
 
 async def test_timezone_edges_one_second_around_local_midnight(client, new_tenant, clock):
     _, headers = await new_tenant("Lubumbashi SARL", "L1234567Z")
+    clock.set("2026-11-20T08:00:00+02:00")  # the outlet opens that morning
     outlet = (await client.post("/v1/outlets", json={"code": "LUB", "name": "Lubumbashi",
                                                      "timezone": "Africa/Lubumbashi"}, headers=headers)).json()
     clock.set("2026-11-20T23:59:59+02:00")
@@ -173,6 +174,7 @@ async def test_timezone_edges_one_second_around_local_midnight(client, new_tenan
 
 async def test_a_dst_day_in_new_york_and_its_scheduled_close(client, new_tenant, clock, db, settings):
     _, headers = await new_tenant("NY Branch", "N1234567Z")
+    clock.set("2026-03-07T12:00:00-05:00")
     outlet = (await client.post("/v1/outlets", json={"code": "NY", "name": "New York",
                                                      "timezone": "America/New_York"}, headers=headers)).json()
     # 2026-03-08 has 23 hours in New York (02:00 EST -> 03:00 EDT).

@@ -4,7 +4,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import AwareDatetime
 from pydantic import ValidationError as PydanticValidationError
 
 from stalela.authority.repository import AuthorityRepository
@@ -15,8 +14,9 @@ from stalela.errors import StalelaError, ValidationFailed, validation_problem
 from stalela.fiscal.invoices import service, verification
 from stalela.fiscal.invoices.schemas import InvoiceBatch, InvoiceCreate, InvoiceFilters
 from stalela.fiscal.invoices.sealing import SealRequest, prepare
+from stalela.kit.openapi import media
 from stalela.kit.pagination import PageParams, page_params
-from stalela.kit.schemas import PathId, QueryId
+from stalela.kit.schemas import PathId, QueryId, Rfc3339DateTime
 from stalela.observability import context as log_context
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
@@ -92,8 +92,8 @@ def _item_problem(index: int, error: StalelaError) -> dict:
 def _filters(
     outlet_id: QueryId = None,
     type: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
-    issued_at_gte: AwareDatetime | None = None,
-    issued_at_lt: AwareDatetime | None = None,
+    issued_at_gte: Rfc3339DateTime | None = None,
+    issued_at_lt: Rfc3339DateTime | None = None,
     fiscal_number: QueryId = None,
 ) -> InvoiceFilters:
     return InvoiceFilters(outlet_id=outlet_id, type=type, issued_at_gte=issued_at_gte, issued_at_lt=issued_at_lt,
@@ -121,7 +121,7 @@ async def get_invoice(invoice_id: PathId, session: DbSession, principal: Can(Per
 
 
 @router.get("/invoices/{invoice_id}/pdf", response_class=Response,
-            responses={200: {"content": {"application/pdf": {}}, "description": "The sealed invoice as a PDF"}})
+            responses={200: media("application/pdf", description="The sealed invoice as a PDF")})
 async def invoice_pdf(invoice_id: PathId, session: DbSession, principal: Can(Perm.INVOICES_READ)):
     """The sealed invoice as a PDF (lines, totals per group, seal, and the QR code of its public page)."""
     name, content = await service.invoice_pdf(session, principal, invoice_id)
@@ -139,7 +139,8 @@ async def _with_sync(session, rows) -> list[dict]:  # noqa: ANN001
 InvoiceId = Annotated[str, Path(max_length=1000)]
 
 
-@public_router.get("/verify/{invoice_id}", response_class=HTMLResponse)
+@public_router.get("/verify/{invoice_id}", response_class=HTMLResponse,
+                   responses={200: media("text/html", json=True, description="The page, or JSON if asked for")})
 async def verify_page(invoice_id: InvoiceId, request: Request, session: PublicSession):
     """The page a receipt's QR code opens: is this invoice authentic? No auth, never any buyer data.
 
@@ -151,7 +152,8 @@ async def verify_page(invoice_id: InvoiceId, request: Request, session: PublicSe
     return HTMLResponse(verification.render_page(result))
 
 
-@public_router.get("/verify/{invoice_id}/qr.svg")
+@public_router.get("/verify/{invoice_id}/qr.svg", response_class=Response,
+                   responses={200: media("image/svg+xml", description="The QR code")})
 async def verify_qr(invoice_id: InvoiceId, session: PublicSession, settings: AppSettings):
     """The QR code to print on the receipt, as SVG."""
     await verification.verify(session, invoice_id)  # 404 for unknown ids, like the page

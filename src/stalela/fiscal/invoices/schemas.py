@@ -2,13 +2,13 @@
 the jurisdiction's rules check them and answer with their own stable error codes."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from stalela.kit.schemas import StrictModel
+from stalela.kit.schemas import CalendarDate, StrictModel
 
 # max_digits bounds the work any number can cause (1e999999 is refused here, not computed with).
 Amount = Annotated[Decimal, Field(max_digits=18, allow_inf_nan=False)]
@@ -42,7 +42,7 @@ class PaymentIn(_In):
 class ExchangeIn(_In):
     currency: Code
     rate: Amount
-    date: date
+    date: CalendarDate
 
 
 class InvoiceCreate(_In):

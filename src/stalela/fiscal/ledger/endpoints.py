@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -12,8 +11,9 @@ from stalela.auth.dependencies import AppSettings, DbSession, Can
 from stalela.fiscal.invoices import service as invoices
 from stalela.fiscal.ledger import jobs, service
 from stalela.fiscal.ledger.repository import CheckpointRepository
+from stalela.kit.openapi import media
 from stalela.kit.pagination import PageParams, page_params
-from stalela.kit.schemas import PathId, StrictModel
+from stalela.kit.schemas import CalendarDate, NonNegativeInt64, PathId, StrictModel
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 Size = Annotated[int, Query(ge=1, le=2**62)]
@@ -36,8 +36,8 @@ async def list_checkpoints(
     session: DbSession,
     principal: Can(Perm.INVOICES_READ),
     paging: Annotated[PageParams, Depends(page_params)],
-    min_tree_size: Annotated[int | None, Query(ge=0)] = None,
-    max_tree_size: Annotated[int | None, Query(ge=0)] = None,
+    min_tree_size: Annotated[NonNegativeInt64 | None, Query()] = None,
+    max_tree_size: Annotated[NonNegativeInt64 | None, Query()] = None,
 ):
     """Checkpoints, newest first."""
     rows, more = await CheckpointRepository(session).search(
@@ -61,8 +61,8 @@ async def consistency_proof(first: Size, second: Size, session: DbSession, princ
 
 
 class ExportRequest(StrictModel):
-    from_: date | None = Field(None, alias="from", description="First day (UTC), inclusive")
-    to: date | None = Field(None, description="Last day (UTC), exclusive")
+    from_: CalendarDate | None = Field(None, alias="from", description="First day (UTC), inclusive")
+    to: CalendarDate | None = Field(None, description="Last day (UTC), exclusive")
 
 
 @router.post("/exports/audit", status_code=202, tags=["exports"])
@@ -77,7 +77,9 @@ async def get_export(export_id: PathId, session: DbSession, principal: Can(Perm.
     return jobs.render_job(await jobs.get_export(session, export_id))
 
 
-@router.get("/exports/{export_id}/download", tags=["exports"], response_class=FileResponse)
+@router.get("/exports/{export_id}/download", tags=["exports"], response_class=FileResponse,
+            responses={200: media("application/gzip", description="The signed audit export (.tar.gz)"),
+                       409: {"description": "export_not_ready"}})
 async def download_export(export_id: PathId, session: DbSession, principal: Can(Perm.EXPORTS), settings: AppSettings):
     """The export file once ready (409 export_not_ready before)."""
     job = await jobs.get_export(session, export_id)

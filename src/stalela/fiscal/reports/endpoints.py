@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,11 +13,15 @@ from stalela.auth.permissions import Perm
 from stalela.db.session import Database
 from stalela.fiscal.reports import a_report, formats, service
 from stalela.fiscal.reports.schemas import Format, ZClose
+from stalela.kit.openapi import media
 from stalela.kit.pagination import PageParams, page_params
-from stalela.kit.schemas import PathId, QueryId
+from stalela.kit.schemas import CalendarDate, PathId, QueryId
 from stalela.tenancy.context import bind_tenant
 
 router = APIRouter(prefix="/v1", tags=["reports"])
+# A report answers in the format asked for (?format=): JSON, or a file.
+FILES = {200: media(*(t.split(";")[0] for f, t in formats.MEDIA_TYPES.items() if f != "json"), json=True,
+                    description="The report in the asked format")}
 public_router = APIRouter(tags=["verification"])
 _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                          autoescape=select_autoescape(["html"]))
@@ -39,7 +42,8 @@ async def _as(session, report: dict[str, Any], fmt: str, status: int = 200) -> R
 
 
 @router.post("/outlets/{outlet_id}/z-reports", status_code=201, responses={
-    200: {"description": "The day was already closed: its Z report (closing is idempotent)"},
+    200: {"description": "The day was already closed: its Z report (closing is idempotent)",
+          "content": {"application/json": {"schema": {}}}},
     201: {"description": "The day is now closed: the sealed Z report"},
     409: {"description": "earlier_day_open, business_day_passed"},
     422: {"description": "business_day_in_future"},
@@ -51,9 +55,9 @@ async def close_day(outlet_id: PathId, session: DbSession, principal: Can(Perm.R
     return JSONResponse(service.render_z(settings, result.z), status_code=201 if result.created else 200)
 
 
-@router.get("/outlets/{outlet_id}/x-report")
+@router.get("/outlets/{outlet_id}/x-report", responses={**FILES, 409: {"description": "business_day_closed"}})
 async def x_report(outlet_id: PathId, session: DbSession, principal: Can(Perm.REPORTS_READ), settings: AppSettings,
-                   business_day: date | None = None, format: Format = "json"):
+                   business_day: CalendarDate | None = None, format: Format = "json"):
     """The open business day so far: the figures a Z would carry, signed, but not numbered nor stored."""
     report = await service.x_report(session, settings, principal, outlet_id, business_day)
     return await _as(session, report, format)
@@ -66,8 +70,8 @@ async def list_z_reports(
     settings: AppSettings,
     paging: Annotated[PageParams, Depends(page_params)],
     outlet_id: QueryId = None,
-    business_day_gte: date | None = None,
-    business_day_lt: date | None = None,
+    business_day_gte: CalendarDate | None = None,
+    business_day_lt: CalendarDate | None = None,
 ):
     """Z reports, newest first."""
     rows, more = await service.list_z(session, principal, outlet_id=outlet_id, day_gte=business_day_gte,
@@ -76,7 +80,7 @@ async def list_z_reports(
     return {"data": [service.render_z(settings, z) for z in rows], "has_more": more}
 
 
-@router.get("/z-reports/{z_report_id}")
+@router.get("/z-reports/{z_report_id}", responses=FILES)
 async def get_z_report(z_report_id: PathId, session: DbSession, principal: Can(Perm.REPORTS_READ),
                        settings: AppSettings, format: Format = "json"):
     """One Z report: JSON (with its seal), or a printable PDF, CSV or XLSX."""
@@ -101,14 +105,14 @@ async def _stream(db: Database, report: a_report.AReport, fmt: str):  # noqa: AN
                 yield block
 
 
-@router.get("/a-reports")
+@router.get("/a-reports", responses={**FILES, 404: {"description": "outlet_not_found"}})
 async def get_a_report(
     request: Request,
     session: DbSession,
     principal: Can(Perm.REPORTS_READ),
     settings: AppSettings,
-    day_from: Annotated[date, Query(alias="from", description="First business day, inclusive")],
-    day_to: Annotated[date, Query(alias="to", description="Last business day, inclusive")],
+    day_from: Annotated[CalendarDate, Query(alias="from", description="First business day, inclusive")],
+    day_to: Annotated[CalendarDate, Query(alias="to", description="Last business day, inclusive")],
     outlet_id: QueryId = None,
     format: Format = "json",
 ):
@@ -121,7 +125,8 @@ async def get_a_report(
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@public_router.get("/verify/z/{z_report_id}", response_class=HTMLResponse)
+@public_router.get("/verify/z/{z_report_id}", response_class=HTMLResponse,
+                   responses={200: media("text/html", json=True, description="The page, or JSON if asked for")})
 async def verify_z_page(z_report_id: PathId, request: Request, session: PublicSession,
                         h: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$", description="The Z's seal hash")]):
     """The page a Z report's QR code opens. The seal hash in the URL is required: an id alone shows nothing."""

@@ -69,6 +69,18 @@ def _today(outlet: Outlet) -> date:
     return local_date(utcnow(), outlet.timezone)
 
 
+def _check_day(outlet: Outlet, day: date, current: date, *, not_yet: str) -> None:
+    """A report day lies between the outlet's first local day and ``current``: checked before any lock
+    is taken or number consumed, so a wrong day (0928-08-20, next year) costs nothing."""
+    if day > current:
+        raise ValidationFailed(not_yet, code="business_day_in_future", field="business_day")
+    opened = local_date(outlet.created_at, outlet.timezone)
+    if day < opened:
+        raise ValidationFailed(f"{day} is before the outlet existed (its first business day is {opened})",
+                               code="business_day_before_outlet", field="business_day",
+                               extra={"first_business_day": opened.isoformat()})
+
+
 async def _seal(
     session: AsyncSession, settings: Settings, kind: str, *, tenant: Tenant, outlet: Outlet, report_id: str,
     day: date, figures: Figures, grand: Figures, issued: datetime, z_counter: int | None = None,
@@ -120,9 +132,7 @@ async def close_day(
     outlet = await _outlet(session, principal, outlet_id)
     today = _today(outlet)
     day = day or today
-    if day > today:
-        raise ValidationFailed(f"{day} has not begun in {outlet.timezone} (today is {today})",
-                               code="business_day_in_future", field="business_day")
+    _check_day(outlet, day, today, not_yet=f"{day} has not begun in {outlet.timezone} (today is {today})")
     existing = await reports.for_day(outlet.id, day)
     if existing is not None:
         return CloseResult(existing, False)
@@ -240,9 +250,7 @@ async def x_report(
     if last is not None and last.business_day >= current:
         current = date.fromordinal(last.business_day.toordinal() + 1)  # closed early: sales go to tomorrow
     day = day or current
-    if day > current:
-        raise ValidationFailed(f"{day} is not open yet (the current business day is {current})",
-                               code="business_day_in_future", field="business_day")
+    _check_day(outlet, day, current, not_yet=f"{day} is not open yet (the current business day is {current})")
     closed = await reports.for_day(outlet.id, day)
     if closed is not None or (last is not None and last.business_day > day):
         raise Conflict(f"{day} is closed: see its Z report", code="business_day_closed", field="business_day",
