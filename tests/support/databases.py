@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ class PgServer:
     admin_url: str  # plain postgresql:// URL of a superuser on a maintenance database
     stop: callable | None = None
     reason: str = ""
+    # A cluster of the test run's own can be taken down and brought back (the chaos test); the shared one never.
+    restart: callable | None = None
 
 
 def _answers(url: str) -> bool:
@@ -40,7 +43,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _throwaway_cluster() -> PgServer | None:
+def throwaway_cluster() -> PgServer | None:
+    """A new cluster on a free loopback port, or None without ``initdb``. Its ``restart(down_seconds)`` stops it
+    at once (``-m immediate``: a crash, recovered from the WAL at start) and starts it again on the same port."""
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
     initdb = shutil.which("initdb") or next((f"{b}/initdb" for b in bins if os.path.exists(f"{b}/initdb")), None)
     if not initdb:
@@ -54,16 +59,28 @@ def _throwaway_cluster() -> PgServer | None:
         run_as = ["runuser", "-u", "postgres", "--"]
     data = os.path.join(root, "data")
     subprocess.run([*run_as, initdb, "-D", data, "-U", "postgres", "--auth=trust"], check=True, capture_output=True)
-    subprocess.run(
-        [*run_as, pg_ctl, "-D", data, "-w", "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"],
-        check=True, capture_output=True,
-    )
+
+    def start() -> None:
+        subprocess.run(
+            [*run_as, pg_ctl, "-D", data, "-w", "-l", os.path.join(root, "server.log"),
+             "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"],
+            check=True, capture_output=True,
+        )
+
+    def kill() -> None:
+        subprocess.run([*run_as, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True)
+
+    def restart(down_seconds: float = 0) -> None:
+        kill()
+        time.sleep(down_seconds)
+        start()
 
     def stop() -> None:
-        subprocess.run([*run_as, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        kill()
         shutil.rmtree(root, ignore_errors=True)
 
-    return PgServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", stop)
+    start()
+    return PgServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", stop, restart=restart)
 
 
 def find_postgres() -> PgServer:
@@ -77,7 +94,7 @@ def find_postgres() -> PgServer:
     if _answers(local):
         return PgServer(local)
     try:
-        server = _throwaway_cluster()
+        server = throwaway_cluster()
     except Exception as exc:  # a broken local install: skip with the reason rather than fail everything
         return PgServer("", reason=f"no PostgreSQL at 127.0.0.1:5432 and initdb failed: {exc}")
     if server is None:

@@ -24,6 +24,7 @@ from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.tenancy.models import Outlet, Tenant
+from stalela.tenancy.repository import TenantRepository
 
 
 def _hash(secret: str) -> str:
@@ -122,7 +123,7 @@ async def accept(session: AsyncSession, settings: Settings, token: str, password
     if inv is None or inv.used_at is not None or inv.expires_at <= utcnow():
         raise ValidationFailed("this invitation is invalid, used or expired", code="invitation_invalid", field="token")
     await bind_tenant(session, inv.tenant_id)
-    tenant = (await session.execute(select(Tenant).where(Tenant.id == inv.tenant_id))).scalar_one()
+    tenant = await TenantRepository(session).get(inv.tenant_id)
     # The invitation is a credential for one write, the new user: admitted like any other write (a
     # suspended tenant gains no user), with the role the inviter was allowed to grant when inviting.
     inviter = Principal(kind="user", tenant_id=inv.tenant_id, user_id=inv.invited_by, role="owner",

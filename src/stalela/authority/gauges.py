@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from prometheus_client.core import Metric
-from sqlalchemy import func, select
 
-from stalela.authority.models import InvoiceSync
+from stalela.authority.repository import AuthorityRepository
 from stalela.db.base import utcnow
 from stalela.observability.scrape import ScrapeContext, database_gauge, scrape_figures
 from stalela.tenancy.context import bind_platform
@@ -18,9 +17,7 @@ async def sync_backlog(ctx: ScrapeContext) -> list[Metric]:
     oldest_sealed = None
     async with ctx.db.transaction(readonly=True) as session:
         await bind_platform(session)
-        for status, count, first in await session.execute(
-                select(InvoiceSync.status, func.count(), func.min(InvoiceSync.sealed_at))
-                .where(InvoiceSync.status != "acknowledged").group_by(InvoiceSync.status)):
+        for status, count, first in await AuthorityRepository(session).backlog_by_status():
             sync_pending.add_metric([status], count)
             if status == "pending" and first is not None:
                 oldest_sealed = first

@@ -57,6 +57,23 @@ class AuthorityRepository:
                                                     InvoiceSync.status == "pending")
         return list((await self.session.execute(stmt)).scalars())
 
+    async def update_pending(self, invoice_id: str, **values) -> bool:  # noqa: ANN003
+        """Set values on the invoice's sync row only while it is pending; False if it no longer was."""
+        result = await self.session.execute(
+            update(InvoiceSync).where(InvoiceSync.invoice_id == invoice_id, InvoiceSync.status == "pending")
+            .values(**values))
+        return result.rowcount == 1
+
+    async def mark_device(self, outlet_id: str, **values) -> None:  # noqa: ANN003
+        await self.session.execute(update(AuthorityDevice).where(AuthorityDevice.outlet_id == outlet_id)
+                                   .values(**values))
+
+    async def backlog_by_status(self) -> list[tuple]:
+        """(status, count, oldest sealed_at) of every invoice not yet acknowledged, platform-wide."""
+        stmt = (select(InvoiceSync.status, func.count(), func.min(InvoiceSync.sealed_at))
+                .where(InvoiceSync.status != "acknowledged").group_by(InvoiceSync.status))
+        return [tuple(row) for row in await self.session.execute(stmt)]
+
     async def status_by_outlet(self) -> list[tuple]:
         stmt = (select(
             InvoiceSync.outlet_id,

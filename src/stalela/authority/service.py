@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.authority.adapters import dgi_emcf as emcf
@@ -132,9 +131,7 @@ async def _update_sync(db: Database, tenant_id: str, invoice_id: str, **values: 
     """Only while pending: a late writer never overwrites an outcome."""
     async with db.transaction() as session:
         await bind_tenant(session, tenant_id)
-        await session.execute(update(InvoiceSync).where(InvoiceSync.invoice_id == invoice_id,
-                                                        InvoiceSync.status == "pending")
-                              .values(updated_at=utcnow(), **values))
+        await AuthorityRepository(session).update_pending(invoice_id, updated_at=utcnow(), **values)
 
 
 async def _release(db: Database, tenant_id: str, invoice_ids: list[str]) -> None:
@@ -147,10 +144,8 @@ async def _release(db: Database, tenant_id: str, invoice_ids: list[str]) -> None
 async def _fail(db: Database, tenant_id: str, invoice_id: str, code: str, detail: str) -> None:
     async with db.transaction() as session:
         await bind_tenant(session, tenant_id)
-        result = await session.execute(
-            update(InvoiceSync).where(InvoiceSync.invoice_id == invoice_id, InvoiceSync.status == "pending")
-            .values(status="failed", error_code=code, error=detail[:1000], uid=None, updated_at=utcnow()))
-        if result.rowcount != 1:  # acknowledged meanwhile by another delivery: keep that outcome
+        if not await AuthorityRepository(session).update_pending(  # acknowledged meanwhile: keep that outcome
+                invoice_id, status="failed", error_code=code, error=detail[:1000], uid=None, updated_at=utcnow()):
             return
         enqueue(session, tenant_id, "invoice.sync_failed", {"invoice_id": invoice_id, "code": code,
                                                              "detail": detail[:300]})
@@ -313,8 +308,8 @@ async def _synced(device: DeviceSlots, invoice_id: str, document: dict[str, Any]
     except emcf.DeviceUnauthorized as exc:
         async with db.transaction() as session:
             await bind_tenant(session, tenant_id)
-            await session.execute(update(AuthorityDevice).where(AuthorityDevice.outlet_id == device.outlet_id)
-                                  .values(status="unauthorized", last_error=str(exc)[:500], updated_at=utcnow()))
+            await AuthorityRepository(session).mark_device(device.outlet_id, status="unauthorized",
+                                                           last_error=str(exc)[:500], updated_at=utcnow())
         await _update_sync(db, tenant_id, invoice_id, error_code="device_unauthorized", error=str(exc)[:1000])
         return
     except emcf.TooManyPending:

@@ -13,6 +13,10 @@ class TenantRepository(Repository[Tenant]):
     async def count(self) -> int:
         return (await self.session.execute(select(func.count()).select_from(Tenant))).scalar_one()
 
+    async def count_by_status(self) -> list[tuple[str, int]]:
+        stmt = select(Tenant.status, func.count()).group_by(Tenant.status)
+        return [tuple(row) for row in await self.session.execute(stmt)]
+
 
 class OutletRepository(Repository[Outlet]):
     model = Outlet

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from prometheus_client.core import Metric
-from sqlalchemy import func, select
 
-from stalela.fiscal.invoices.models import Series
+from stalela.fiscal.invoices.repository import SeriesRepository
 from stalela.observability.scrape import ScrapeContext, database_gauge, scrape_figures
 from stalela.tenancy.context import bind_platform
 
@@ -15,8 +14,6 @@ async def fiscal_counters(ctx: ScrapeContext) -> list[Metric]:
     if ctx.tenant_labels:  # one series per outlet: left out where tenant labels are turned off
         async with ctx.db.transaction(readonly=True) as session:
             await bind_platform(session)
-            for tenant_id, outlet_id, counter in await session.execute(
-                    select(Series.tenant_id, Series.outlet_id, func.max(Series.counter))
-                    .group_by(Series.tenant_id, Series.outlet_id)):
+            for tenant_id, outlet_id, counter in await SeriesRepository(session).last_counters():
                 counters.add_metric([tenant_id, outlet_id], counter or 0)
     return [counters]

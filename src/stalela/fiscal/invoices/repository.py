@@ -92,6 +92,13 @@ class SeriesRepository(Repository[Series]):
         return found
 
 
+    async def last_counters(self) -> list[tuple[str, str, int]]:
+        """(tenant, outlet, the last counter handed out), platform-wide."""
+        stmt = select(Series.tenant_id, Series.outlet_id, func.max(Series.counter)).group_by(Series.tenant_id,
+                                                                                             Series.outlet_id)
+        return [tuple(row) for row in await self.session.execute(stmt)]
+
+
 class IdempotencyRepository(Repository[IdempotencyRecord]):
     model = IdempotencyRecord
 
