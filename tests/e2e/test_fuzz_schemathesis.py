@@ -1,5 +1,6 @@
 """The API against its own OpenAPI document: a bounded schemathesis campaign with every check, on a live
-server on PostgreSQL, as a tenant (API key) and as the operator (operator token). Any 5xx or any answer
+server on PostgreSQL, as a tenant (API key), as a tenant without data (reads only) and as the operator
+(operator token). Any 5xx or any answer
 the document does not describe fails the test (issue 24: the next defect of this kind is caught here).
 
 Budget (``STALELA_FUZZ_EXAMPLES`` examples per operation and phase, ``STALELA_FUZZ_SECONDS`` per run):
