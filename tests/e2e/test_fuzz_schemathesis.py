@@ -1,10 +1,10 @@
 """The API against its own OpenAPI document: a bounded schemathesis campaign with every check, on a live
 server on PostgreSQL, as a tenant (API key), as a tenant without data (reads only) and as the operator
-(operator token). Any 5xx or any answer
-the document does not describe fails the test (issue 24: the next defect of this kind is caught here).
+(operator token). Any 5xx or any answer the document does not describe fails the test (issue 24: the next
+defect of this kind is caught here).
 
 Budget (``STALELA_FUZZ_EXAMPLES`` examples per operation and phase, ``STALELA_FUZZ_SECONDS`` per run):
-the defaults keep both runs under about three minutes on a two-core machine. ``-m fuzz`` selects it.
+the defaults keep the three runs at about 3¼ minutes on a two-core machine. ``-m fuzz`` selects it.
 """
 from __future__ import annotations
 
