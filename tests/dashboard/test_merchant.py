@@ -206,6 +206,19 @@ async def test_reports_close_the_day_download_z_x_a_and_audit_export(owner, clie
     assert blob.status_code == 200 and blob.content[:2] == b"\x1f\x8b"
 
 
+@pytest.mark.parametrize("query", ["from=0001-01-01&to=0001-01-03", "from=9999-12-30&to=9999-12-31",
+                                   "from=20261201&to=2026-12-31", "from=2026-12-01&to=0", "from=2026-02-30&to=2026-03-01"])
+async def test_console_dates_follow_the_api_rule(owner, org, query):
+    # An A report answered 200 for the calendar's ends, then its stream broke (OverflowError); digits passed.
+    r = await owner.get(f"/app/reports/a?{query}&format=csv")
+    assert r.status_code == 422 and "text/html" in r.headers["content-type"], r.text[:300]
+    assert re.search(r"(from|to): .*(YYYY-MM-DD|between 1900-01-01 and 9998-12-31|valid date)", r.text), r.text[-1500:]
+    r = await owner.post("/app/reports/close", {"outlet_id": org["outlet"]["id"], "business_day": "20261201"})
+    assert r.status_code == 422 and "business_day: a date is a YYYY-MM-DD string" in r.text
+    r = await owner.post("/app/reports/exports", {"from": "0001-01-01", "to": ""})
+    assert r.status_code == 422 and "from: a date lies between 1900-01-01 and 9998-12-31" in r.text
+
+
 async def test_webhooks_create_test_log_and_retry(owner, org, app, settings):
     await owner.get("/app/webhooks")
     r = await owner.post("/app/webhooks", [("url", "http://127.0.0.1:9/hook"), ("event_types", "invoice.sealed")])

@@ -106,7 +106,9 @@ async def logout(body: RefreshIn, session: DbSession):
     await users.logout(session, body.refresh_token)
 
 
-@router.get("/auth/jwks.json", tags=["auth"])
+# It reads the keys from the database (cached a few minutes), without the request session that would
+# document the 503 of an outage for it.
+@router.get("/auth/jwks.json", tags=["auth"], responses={503: {"description": "database_unavailable"}})
 async def auth_jwks(request: Request, settings: AppSettings):
     """Public keys of the access tokens (RS256), retired ones included until their tokens expire."""
     return await tokens.jwks(request.app.state.db, settings)
@@ -155,7 +157,9 @@ async def invite(body: InvitationCreate, session: DbSession, settings: AppSettin
             "token": token}
 
 
-@router.post("/users/accept", status_code=201, responses={409: {"description": "email_taken"}})
+@router.post("/users/accept", status_code=201, responses={
+    403: {"description": "tenant_suspended: a suspended tenant gains no user"},
+    409: {"description": "email_taken"}})
 async def accept(body: AcceptIn, session: DbSession, settings: AppSettings):
     """Public: redeem an invitation with a password."""
     return users.user_view(await users.accept(session, settings, body.token, body.password))

@@ -24,13 +24,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
 
 from stalela.auth import users
 from stalela.auth.dependencies import SAFE_METHODS, DbSession
 from stalela.auth.permissions import Perm, check_writable, permissions
 from stalela.auth.principal import Principal
 from stalela.auth.service import authenticate_user
-from stalela.errors import BadRequest, Forbidden, StalelaError, TooManyRequests, Unauthorized, ValidationFailed
+from stalela.errors import (
+    BadRequest, FieldError, Forbidden, StalelaError, TooManyRequests, Unauthorized, ValidationFailed,
+)
+from stalela.kit.schemas import CalendarDate
 from stalela.observability.logging import get_logger
 from stalela.tenancy.context import bind_platform
 from stalela.tenancy.repository import TenantRepository
@@ -196,14 +201,22 @@ def opt(value: str | None, pattern: re.Pattern[str], name: str) -> str | None:
     return value
 
 
+# The API's date rule, not a second one: YYYY-MM-DD text only, inside the calendar the day arithmetic
+# can handle (from=0001-01-01 broke an A report's stream, from=20261201 passed as a date).
+_DAY = TypeAdapter(CalendarDate)
+
+
 def opt_day(value: str | None, name: str) -> date | None:
     value = (value or "").strip()
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValidationFailed(f"{name}: expected a date YYYY-MM-DD", code="invalid_parameter", field=name) from None
+        return _DAY.validate_python(value)
+    except PydanticValidationError as exc:
+        error = exc.errors()[0]
+        detail = f"{name}: {error['msg']} (got {value[:40]!r})"
+        raise ValidationFailed(detail, code="invalid_parameter", field=name,
+                               errors=[FieldError(name, error["type"], error["msg"])]) from None
 
 
 class Form(dict):

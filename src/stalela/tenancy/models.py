@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import ForeignKey, ForeignKeyConstraint, Index, String, Text
+from sqlalchemy import Date, ForeignKey, ForeignKeyConstraint, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stalela.db.base import Base, UTCDateTime, utcnow
@@ -34,6 +34,10 @@ class Outlet(TenantOwned, Base):
     address: Mapped[str | None] = mapped_column(Text, nullable=True)
     timezone: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), default="active")
+    # The earliest business day reports accept. Stored, not derived from created_at and the timezone:
+    # the timezone can change, and a derived bound could then move past days that already have sales.
+    # Set at creation; a timezone change may only lower it (tenancy.service.update_outlet).
+    first_business_day: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -81,6 +81,9 @@ class OutletOut(StrictModel):
     address: str | None
     timezone: str
     status: str
+    first_business_day: date = Field(description="The earliest business day Z and X reports accept: the outlet's "
+                                                 "creation date in its timezone, lowered if a timezone change "
+                                                 "moves today before it (days with sales are always accepted)")
     created_at: datetime
     updated_at: datetime
 

@@ -15,6 +15,7 @@ from stalela.auth.principal import Principal
 from stalela.auth.service import API_KEYS
 from stalela.config import Settings
 from stalela.db.base import utcnow
+from stalela.fiscal.core.reports import local_date
 from stalela.fiscal.signing import registry as signing_registry
 from stalela.auth.permissions import ALL_SCOPES, check_not_exceeding, grantable_scopes, key_permissions
 from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -75,6 +76,7 @@ async def create_outlet(session: AsyncSession, principal: Principal, data: schem
     repo = OutletRepository(session)
     if await repo.get_by_code(data.code) is not None:
         raise Conflict(f"an outlet with code {data.code!r} already exists", code="outlet_code_taken", field="code")
+    now = utcnow()  # explicit: reports refuse business days before this one (tests move this clock)
     outlet = Outlet(
         tenant_id=principal.tenant_id,
         id=new_id("out"),
@@ -82,7 +84,8 @@ async def create_outlet(session: AsyncSession, principal: Principal, data: schem
         name=data.name,
         address=data.address,
         timezone=data.timezone,
-        created_at=utcnow(),  # explicit: reports refuse business days before it (tests move this clock)
+        first_business_day=local_date(now, data.timezone),
+        created_at=now,
     )
     try:
         async with session.begin_nested():
@@ -120,9 +123,15 @@ async def update_outlet(
     for name in ("name", "timezone", "status"):
         if name in changes and changes[name] is None:
             raise ValidationFailed(f"{name} cannot be null", code="field_not_nullable", field=name)
+    now = utcnow()
+    if "timezone" in changes:
+        # Sales sealed from now on go to days of the new timezone, which may lie before the outlet's first
+        # business day (a move westwards across the date line): those days must stay closable, so the
+        # bound only ever goes down. It never rises: days that already have sales stay reportable.
+        outlet.first_business_day = min(outlet.first_business_day, local_date(now, changes["timezone"]))
     for name, value in changes.items():
         setattr(outlet, name, value)
-    outlet.updated_at = utcnow()
+    outlet.updated_at = now
     await session.flush()
     return outlet
 

@@ -296,3 +296,45 @@ async def test_public_verification_page_needs_the_hash(client, shop):
     assert (await client.get(f"/verify/z/{z['id']}")).status_code == 422
     assert (await client.get(f"/verify/z/{z['id']}", params={"h": "0" * 64})).status_code == 404
     assert (await client.get("/verify/z/zrp_nope", params={"h": z["seal"]["hash"]})).status_code == 404
+
+
+async def test_a_timezone_change_eastwards_never_makes_a_day_with_sales_unclosable(client, new_tenant, clock, db,
+                                                                                   settings):
+    _, headers = await new_tenant("Pago Pago Trading", "P1234567Z")
+    clock.set("2026-11-20T12:00:00-11:00")  # 23:00 UTC: the 20th in Pago Pago, the 21st in Kiritimati
+    outlet = (await client.post("/v1/outlets", json={"code": "PPG", "name": "Pago Pago",
+                                                     "timezone": "Pacific/Pago_Pago"}, headers=headers)).json()
+    await seal(client, headers, outlet["id"])  # business day 2026-11-20
+    r = await client.patch(f"/v1/outlets/{outlet['id']}", json={"timezone": "Pacific/Kiritimati"}, headers=headers)
+    assert r.status_code == 200, r.text
+
+    r = await client.get(f"/v1/outlets/{outlet['id']}/x-report", params={"business_day": "2026-11-20"},
+                         headers=headers)
+    assert r.status_code == 200 and r.json()["counts"]["invoices"] == 1, r.text
+    # The 20th ended long ago in Kiritimati: the scheduler closes it (it used to log z_close_refused for ever).
+    await close_due_days(db, settings, clock.now + timedelta(minutes=settings.z_grace_minutes))
+    zs = (await client.get("/v1/z-reports", params={"outlet_id": outlet["id"]}, headers=headers)).json()["data"]
+    assert [(z["business_day"], z["counts"]["invoices"], z["closed_by"]) for z in zs] == [("2026-11-20", 1, "scheduler")]
+    z21 = await close(client, headers, outlet["id"])  # and the days after it close as usual
+    assert (z21["business_day"], z21["z_counter"]) == ("2026-11-21", 2)
+    r = await client.post(f"/v1/outlets/{outlet['id']}/z-reports", json={"business_day": "2026-11-19"},
+                          headers=headers)
+    assert r.status_code == 422 and r.json()["first_business_day"] == "2026-11-20", r.text  # it never rises
+
+
+async def test_a_timezone_change_westwards_lowers_the_first_business_day(client, new_tenant, clock):
+    _, headers = await new_tenant("Kiritimati Trading", "K1234567Z")
+    clock.set("2026-11-21T01:00:00+14:00")  # 11:00 UTC on the 20th: still the 20th in Pago Pago
+    outlet = (await client.post("/v1/outlets", json={"code": "KIR", "name": "Kiritimati",
+                                                     "timezone": "Pacific/Kiritimati"}, headers=headers)).json()
+    assert outlet["first_business_day"] == "2026-11-21"
+    r = await client.patch(f"/v1/outlets/{outlet['id']}", json={"timezone": "Pacific/Pago_Pago"}, headers=headers)
+    assert r.status_code == 200 and r.json()["first_business_day"] == "2026-11-20", r.text
+    r = await client.get(f"/v1/outlets/{outlet['id']}/x-report", headers=headers)  # today, the 20th there
+    assert r.status_code == 200 and r.json()["business_day"] == "2026-11-20", r.text
+    await seal(client, headers, outlet["id"])
+    z = await close(client, headers, outlet["id"])
+    assert (z["business_day"], z["counts"]["invoices"]) == ("2026-11-20", 1)
+    r = await client.post(f"/v1/outlets/{outlet['id']}/z-reports", json={"business_day": "2026-11-19"},
+                          headers=headers)
+    assert r.status_code == 422 and r.json()["first_business_day"] == "2026-11-20", r.text

@@ -26,7 +26,8 @@ async def create_checkpoint(session: DbSession, principal: Can(Perm.REPORTS_WRIT
         await service.create_checkpoint(session, settings, principal.tenant_id, "on_demand"))
 
 
-@router.get("/ledger/checkpoints/latest")
+@router.get("/ledger/checkpoints/latest", responses={
+    404: {"description": "checkpoint_not_found: no checkpoint has been signed for this tenant yet"}})
 async def latest_checkpoint(session: DbSession, principal: Can(Perm.INVOICES_READ)):
     return service.render_checkpoint(await service.latest_checkpoint(session))
 

@@ -69,16 +69,21 @@ def _today(outlet: Outlet) -> date:
     return local_date(utcnow(), outlet.timezone)
 
 
-def _check_day(outlet: Outlet, day: date, current: date, *, not_yet: str) -> None:
-    """A report day lies between the outlet's first local day and ``current``: checked before any lock
+async def _check_day(session: AsyncSession, outlet: Outlet, day: date, current: date, *, not_yet: str) -> None:
+    """A report day lies between the outlet's first business day and ``current``: checked before any lock
     is taken or number consumed, so a wrong day (0928-08-20, next year) costs nothing."""
+    opened = outlet.first_business_day
+    if opened <= day <= current:
+        return
+    # A day that has sales is never refused, whatever the bounds say (a timezone change moves "today"):
+    # refusing it would leave it open for ever, and every later day behind it (closes go in order).
+    if await DayFiguresRepository(session).get(outlet.id, day) is not None:
+        return
     if day > current:
         raise ValidationFailed(not_yet, code="business_day_in_future", field="business_day")
-    opened = local_date(outlet.created_at, outlet.timezone)
-    if day < opened:
-        raise ValidationFailed(f"{day} is before the outlet existed (its first business day is {opened})",
-                               code="business_day_before_outlet", field="business_day",
-                               extra={"first_business_day": opened.isoformat()})
+    raise ValidationFailed(f"{day} is before the outlet existed (its first business day is {opened})",
+                           code="business_day_before_outlet", field="business_day",
+                           extra={"first_business_day": opened.isoformat()})
 
 
 async def _seal(
@@ -132,7 +137,8 @@ async def close_day(
     outlet = await _outlet(session, principal, outlet_id)
     today = _today(outlet)
     day = day or today
-    _check_day(outlet, day, today, not_yet=f"{day} has not begun in {outlet.timezone} (today is {today})")
+    await _check_day(session, outlet, day, today,
+                     not_yet=f"{day} has not begun in {outlet.timezone} (today is {today})")
     existing = await reports.for_day(outlet.id, day)
     if existing is not None:
         return CloseResult(existing, False)
@@ -250,7 +256,8 @@ async def x_report(
     if last is not None and last.business_day >= current:
         current = date.fromordinal(last.business_day.toordinal() + 1)  # closed early: sales go to tomorrow
     day = day or current
-    _check_day(outlet, day, current, not_yet=f"{day} is not open yet (the current business day is {current})")
+    await _check_day(session, outlet, day, current,
+                     not_yet=f"{day} is not open yet (the current business day is {current})")
     closed = await reports.for_day(outlet.id, day)
     if closed is not None or (last is not None and last.business_day > day):
         raise Conflict(f"{day} is closed: see its Z report", code="business_day_closed", field="business_day",
