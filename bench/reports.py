@@ -36,7 +36,7 @@ from sqlalchemy import func, select
 
 from stalela.auth.principal import Principal
 from stalela.config import Settings
-from stalela.db.migrate import upgrade
+from stalela.migrations import upgrade
 from stalela.db.session import Database
 from stalela.fiscal.invoices import service as invoice_service
 from stalela.fiscal.invoices.sealing import SealRequest

@@ -191,7 +191,7 @@ def count_statements() -> dict:
     from sqlalchemy import event
 
     from stalela.auth.principal import Principal
-    from stalela.db.migrate import upgrade
+    from stalela.migrations import upgrade
     from stalela.db.session import Database
     from stalela.fiscal.invoices.schemas import InvoiceCreate
     from stalela.fiscal.invoices.sealing import SealRequest, seal_many
