@@ -4,7 +4,7 @@ from __future__ import annotations
 from prometheus_client.core import Metric
 from sqlalchemy import func, select
 
-from stalela.authority.models import InvoiceSync
+from stalela.fiscal.invoices.models import InvoiceSync
 from stalela.db.base import utcnow
 from stalela.observability.scrape import ScrapeContext, database_gauge, scrape_figures
 from stalela.tenancy.context import bind_platform

@@ -8,8 +8,8 @@ from sqlalchemy import and_, case, func, select, tuple_
 from sqlalchemy.orm import aliased
 
 from stalela.auth.models import User
-from stalela.authority.models import AuthorityDevice, InvoiceSync
-from stalela.fiscal.invoices.models import Invoice, Series
+from stalela.authority.models import AuthorityDevice
+from stalela.fiscal.invoices.models import Invoice, InvoiceSync, Series
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.fiscal.ledger.models import ExportJob
 from stalela.fiscal.reports.models import DayFigures, ZReport

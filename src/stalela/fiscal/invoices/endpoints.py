@@ -6,12 +6,11 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 
-from stalela.authority.repository import AuthorityRepository
-from stalela.authority.service import sync_view
 from stalela.auth.permissions import Perm
 from stalela.auth.dependencies import AppSettings, DbSession, PublicSession, Can
 from stalela.errors import StalelaError, ValidationFailed, validation_problem
 from stalela.fiscal.invoices import service, verification
+from stalela.fiscal.invoices.repository import SyncStateRepository
 from stalela.fiscal.invoices.schemas import InvoiceBatch, InvoiceCreate, InvoiceFilters
 from stalela.fiscal.invoices.sealing import SealRequest, prepare
 from stalela.kit.openapi import media
@@ -130,8 +129,8 @@ async def invoice_pdf(invoice_id: PathId, session: DbSession, principal: Can(Per
 
 
 async def _with_sync(session, rows) -> list[dict]:  # noqa: ANN001
-    views = await AuthorityRepository(session).sync_views([r.id for r in rows])
-    return [{**service.render(r), "sync": sync_view(*views.get(r.id, (None, None)))} for r in rows]
+    views = await SyncStateRepository(session).views([r.id for r in rows])
+    return [{**service.render(r), "sync": service.sync_view(*views.get(r.id, (None, None)))} for r in rows]
 
 
 # Any text: the public page answers 404 for whatever is not a sealed invoice's id, malformed or not

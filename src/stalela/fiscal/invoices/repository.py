@@ -5,7 +5,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stalela.db.repository import Repository
-from stalela.fiscal.invoices.models import IdempotencyRecord, Invoice, Series
+from stalela.fiscal.invoices.models import AuthorityAck, IdempotencyRecord, Invoice, InvoiceSync, Series
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.kit.ids import new_id
 
@@ -103,3 +103,24 @@ class IdempotencyRepository(Repository[IdempotencyRecord]):
         stmt = select(IdempotencyRecord).where(IdempotencyRecord.key.in_(sorted(set(keys))))
         return {r.key: r for r in (await self.session.execute(stmt)).scalars()}
 
+
+class SyncStateRepository:
+    """The invoices' authority sync state as sealing writes it and the invoice API reads it (the agent
+    in stalela.authority moves it on)."""
+
+    def __init__(self, session) -> None:  # noqa: ANN001
+        self.session = session
+
+    async def insert_pending(self, rows: list[dict]) -> None:
+        """New invoices' sync rows, many at once (a Core executemany: the ORM costs more than the rows)."""
+        if rows:
+            await self.session.execute(insert(InvoiceSync.__table__), rows)
+
+    async def views(self, invoice_ids: list[str]) -> dict[str, tuple[InvoiceSync, AuthorityAck | None]]:
+        if not invoice_ids:
+            return {}
+        stmt = (select(InvoiceSync, AuthorityAck)
+                .outerjoin(AuthorityAck, (AuthorityAck.tenant_id == InvoiceSync.tenant_id)
+                           & (AuthorityAck.invoice_id == InvoiceSync.invoice_id))
+                .where(InvoiceSync.invoice_id.in_(invoice_ids)))
+        return {s.invoice_id: (s, a) for s, a in await self.session.execute(stmt)}
