@@ -44,7 +44,7 @@ from stalela.fiscal.reports.figures import DayBook
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.reports import service as reports
-from stalela.tenancy import schemas as tenancy_schemas, service as tenancy
+from stalela.accounts import schemas as tenancy_schemas, service as tenancy
 from stalela.tenancy.context import bind_platform, bind_tenant
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -145,7 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from stalela.health.endpoints import router as health_router
     from stalela.observability.endpoints import router as metrics_router
-    from stalela.tenancy.endpoints import router as tenancy_router
+    from stalela.accounts.endpoints import router as tenancy_router
 
     app.include_router(health_router)
     app.include_router(metrics_router)
@@ -169,7 +169,7 @@ def extra_routers() -> list:
     from stalela.outbox.endpoints import router as outbox_router
     from stalela.fiscal.reports.endpoints import routers as reports_routers
     from stalela.auth.endpoints import router as auth_router
-    from stalela.audit.endpoints import router as audit_router
+    from stalela.accounts.audit_endpoints import router as audit_router
     from stalela.webhooks.endpoints import router as webhooks_router
     from stalela.dashboard.endpoints import routers as dashboard_routers
 

@@ -18,7 +18,7 @@ from tests.support.databases import find_postgres, create_database, drop_databas
 from stalela.migrations import upgrade
 from tests.conftest import make_settings
 from stalela.db.session import Database
-from stalela.tenancy import service as tenancy, schemas
+from stalela.accounts import service as tenancy, schemas
 from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.auth.principal import Principal
 from stalela.dashboard import service
