@@ -40,7 +40,7 @@ from stalela.migrations import upgrade
 from stalela.db.session import Database
 from stalela.fiscal.invoices import service as invoice_service
 from stalela.fiscal.invoices.sealing import SealRequest
-from stalela.fiscal.reports.figures import DayBook
+from stalela.fiscal.invoices.figures import DayBook
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.reports import service as reports

@@ -9,10 +9,10 @@ from sqlalchemy.orm import aliased
 
 from stalela.auth.models import User
 from stalela.authority.models import AuthorityDevice
-from stalela.fiscal.invoices.models import Invoice, InvoiceSync, Series
+from stalela.fiscal.invoices.models import DayFigures, Invoice, InvoiceSync, Series
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.fiscal.ledger.models import ExportJob
-from stalela.fiscal.reports.models import DayFigures, ZReport
+from stalela.fiscal.reports.models import ZReport
 from stalela.tenancy.models import Outlet, Tenant
 from stalela.webhooks.models import WebhookEndpoint, WebhookMessage
 

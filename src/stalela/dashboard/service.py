@@ -24,7 +24,7 @@ from stalela.fiscal.invoices import verification
 from stalela.fiscal.invoices.repository import SyncStateRepository
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.fiscal.jurisdictions import get_jurisdiction
-from stalela.fiscal.reports.figures import load
+from stalela.fiscal.invoices.figures import load
 from stalela.fiscal.reports.repository import tenant_outlets
 from stalela.outbox import service as outbox
 from stalela.tenancy.models import Outlet

@@ -13,6 +13,7 @@ from stalela.fiscal.invoices import service, verification
 from stalela.fiscal.invoices.repository import SyncStateRepository
 from stalela.fiscal.invoices.schemas import InvoiceBatch, InvoiceCreate, InvoiceFilters
 from stalela.fiscal.invoices.sealing import SealRequest, prepare
+from stalela.fiscal.ledger import service as ledger
 from stalela.kit.openapi import media
 from stalela.kit.pagination import PageParams, page_params
 from stalela.kit.schemas import PathId, QueryId, Rfc3339DateTime
@@ -20,6 +21,9 @@ from stalela.observability import context as log_context
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
 public_router = APIRouter(tags=["verification"])
+# The invoice's place in the tenant's log: documented with the ledger, served here, where the invoice is.
+ledger_router = APIRouter(prefix="/v1", tags=["ledger"])
+TreeSize = Annotated[int, Query(ge=1, le=2**62)]
 
 
 @router.post("/invoices", status_code=201, responses={
@@ -157,3 +161,12 @@ async def verify_qr(invoice_id: InvoiceId, session: PublicSession, settings: App
     """The QR code to print on the receipt, as SVG."""
     await verification.verify(session, invoice_id)  # 404 for unknown ids, like the page
     return Response(verification.qr_svg(service.verification_url(settings, invoice_id)), media_type="image/svg+xml")
+
+
+@ledger_router.get("/invoices/{invoice_id}/proof")
+async def inclusion_proof(
+    invoice_id: PathId, session: DbSession, principal: Can(Perm.INVOICES_READ), tree_size: TreeSize | None = None
+):
+    """RFC 9162 inclusion proof of the invoice's seal hash in the tenant's log (default: current size)."""
+    inv = await service.get_invoice(session, principal, invoice_id)
+    return await ledger.inclusion_proof(session, principal.tenant_id, inv.leaf_index, inv.seal_hash, tree_size)

@@ -43,7 +43,7 @@ from stalela.fiscal.invoices.repository import (
 from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.ledger.service import LogAppender
-from stalela.fiscal.reports.figures import DayBook
+from stalela.fiscal.invoices.figures import DayBook
 from stalela.fiscal.signing import registry as keys
 from stalela.kit import canonical
 from stalela.kit.clock import rfc3339
