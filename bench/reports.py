@@ -36,15 +36,15 @@ from sqlalchemy import func, select
 
 from stalela.auth.principal import Principal
 from stalela.config import Settings
-from stalela.db.migrate import upgrade
+from stalela.migrations import upgrade
 from stalela.db.session import Database
 from stalela.fiscal.invoices import service as invoice_service
 from stalela.fiscal.invoices.sealing import SealRequest
-from stalela.fiscal.reports.figures import DayBook
+from stalela.fiscal.invoices.figures import DayBook
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.reports import service as reports
-from stalela.tenancy import schemas as tenancy_schemas, service as tenancy
+from stalela.accounts import schemas as tenancy_schemas, service as tenancy
 from stalela.tenancy.context import bind_platform, bind_tenant
 
 sys.path.insert(0, str(Path(__file__).parent))

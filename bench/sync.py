@@ -33,7 +33,7 @@ import seal as seal_bench  # noqa: E402  (Server, api, cpu_ticks, cores, machine
 from _sync_drain import bench_drain, print_drain  # noqa: E402
 from _loadgen import _read_response  # noqa: E402
 
-from stalela.db.migrate import upgrade  # noqa: E402
+from stalela.migrations import upgrade  # noqa: E402
 from stalela.kit.ids import new_id  # noqa: E402
 
 STALELA = Path(sys.executable).with_name("stalela")

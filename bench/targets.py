@@ -191,12 +191,12 @@ def count_statements() -> dict:
     from sqlalchemy import event
 
     from stalela.auth.principal import Principal
-    from stalela.db.migrate import upgrade
+    from stalela.migrations import upgrade
     from stalela.db.session import Database
     from stalela.fiscal.invoices.schemas import InvoiceCreate
     from stalela.fiscal.invoices.sealing import SealRequest, seal_many
-    from stalela.tenancy import schemas as tenancy_schemas
-    from stalela.tenancy import service as tenancy
+    from stalela.accounts import schemas as tenancy_schemas
+    from stalela.accounts import service as tenancy
     from stalela.tenancy.context import bind_platform, bind_tenant
     from tests.conftest import make_settings
 

@@ -47,10 +47,10 @@ from stalela.fiscal.ledger.service import LogAppender
 from stalela.fiscal.invoices.sealing import SealRequest
 from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.ledger import service as ledger, verify as verify_mod
-from stalela.fiscal.ledger.audit import verify_export
-from stalela.fiscal.ledger.export import write_export
+from stalela.fiscal.reports.audit import verify_export
+from stalela.fiscal.reports.export import write_export
 from stalela.fiscal.ledger.verify import LedgerVerifier
-from stalela.tenancy import schemas as tenancy_schemas, service as tenancy
+from stalela.accounts import schemas as tenancy_schemas, service as tenancy
 from stalela.tenancy.context import bind_platform, bind_tenant
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from stalela.config import Settings
-from stalela.db.migrate import upgrade
+from stalela.migrations import upgrade
 from stalela.db.session import Database
 from stalela.fiscal.signing.pkcs11 import Pkcs11KeyBackend
 from tests.support.databases import create_database, drop_database, find_postgres

@@ -145,7 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from stalela.health.endpoints import router as health_router
     from stalela.observability.endpoints import router as metrics_router
-    from stalela.tenancy.endpoints import router as tenancy_router
+    from stalela.accounts.endpoints import router as tenancy_router
 
     app.include_router(health_router)
     app.include_router(metrics_router)
@@ -162,16 +162,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def extra_routers() -> list:
     from stalela.fiscal.invoices.endpoints import public_router as verification_router
+    from stalela.fiscal.invoices.endpoints import ledger_router as proof_router
     from stalela.fiscal.invoices.endpoints import router as invoices_router
     from stalela.fiscal.ledger.endpoints import router as ledger_router
     from stalela.fiscal.signing.endpoints import router as keys_router
     from stalela.authority.endpoints import router as authority_router
     from stalela.outbox.endpoints import router as outbox_router
+    from stalela.fiscal.reports.endpoints import exports_router
     from stalela.fiscal.reports.endpoints import routers as reports_routers
     from stalela.auth.endpoints import router as auth_router
-    from stalela.audit.endpoints import router as audit_router
+    from stalela.accounts.audit_endpoints import router as audit_router
     from stalela.webhooks.endpoints import router as webhooks_router
     from stalela.dashboard.endpoints import routers as dashboard_routers
 
-    return [invoices_router, ledger_router, keys_router, verification_router, outbox_router, authority_router,
+    return [invoices_router, ledger_router, proof_router, exports_router, keys_router, verification_router, outbox_router, authority_router,
             auth_router, audit_router, *reports_routers, webhooks_router, *dashboard_routers]

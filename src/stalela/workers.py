@@ -14,7 +14,7 @@ from typing import AsyncIterator
 
 from stalela.config import Settings
 from stalela.db.session import Database
-from stalela.fiscal.ledger.jobs import export_runner
+from stalela.fiscal.reports.jobs import export_runner
 from stalela.fiscal.ledger.tasks import periodic_checkpoints
 from stalela.fiscal.reports.tasks import z_scheduler
 from stalela.observability.logging import get_logger

@@ -13,9 +13,9 @@ STATEMENT_BUILDERS = {"select", "update", "insert", "delete", "text", "func", "c
                       "or_", "not_", "literal", "literal_column", "union", "union_all", "values"}
 # Debts from before this test, each to move into its package's repository; the list may only shrink.
 # tenancy/context.py stays: it is the session's row-level-security binding (set_config), not a query.
-KNOWN = {"audit/endpoints.py", "audit/service.py", "auth/tokens.py", "auth/users.py", "cli/audit.py", "cli/bootstrap.py",
-         "fiscal/ledger/export.py", "fiscal/ledger/jobs.py", "fiscal/ledger/tasks.py", "tenancy/context.py",
-         "tenancy/service.py"}
+KNOWN = {"accounts/audit_endpoints.py", "accounts/service.py", "audit/service.py", "auth/tokens.py", "auth/users.py",
+         "cli/audit.py", "cli/bootstrap.py", "fiscal/ledger/tasks.py", "fiscal/reports/export.py",
+         "fiscal/reports/jobs.py", "tenancy/context.py"}
 
 
 def builds_sql(path: Path) -> list[str]:
@@ -34,7 +34,7 @@ def offenders() -> dict[str, list[str]]:
     out = {}
     for path in sorted(SOURCE.rglob("*.py")):
         rel = path.relative_to(SOURCE).as_posix()
-        if path.name in ("repository.py", "models.py") or rel.startswith("db/"):  # where SQL and tables belong
+        if path.name in ("repository.py", "models.py") or rel.startswith(("db/", "migrations/")):  # where SQL and tables belong
             continue
         if found := builds_sql(path):
             out[rel] = found

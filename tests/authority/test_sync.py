@@ -13,9 +13,8 @@ from sqlalchemy import func, select, update
 
 from stalela.app import create_app
 from stalela.authority.adapters import dgi_emcf as emcf
-from stalela.authority.models import InvoiceSync
 from stalela.db.base import utcnow
-from stalela.fiscal.invoices.models import Invoice
+from stalela.fiscal.invoices.models import Invoice, InvoiceSync
 from stalela.outbox.dispatcher import Dispatcher
 from stalela.outbox.models import OutboxEvent
 from stalela.tenancy.context import bind_platform

@@ -15,10 +15,10 @@ import time
 
 from sqlalchemy import text
 from tests.support.databases import find_postgres, create_database, drop_database
-from stalela.db.migrate import upgrade
+from stalela.migrations import upgrade
 from tests.conftest import make_settings
 from stalela.db.session import Database
-from stalela.tenancy import service as tenancy, schemas
+from stalela.accounts import service as tenancy, schemas
 from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.auth.principal import Principal
 from stalela.dashboard import service

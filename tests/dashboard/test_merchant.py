@@ -194,7 +194,7 @@ async def test_reports_close_the_day_download_z_x_a_and_audit_export(owner, clie
     export_id = r.headers["location"].split("export=")[1].split("#")[0]
     status = (await owner.get(f"/app/reports/exports/{export_id}")).json()
     assert status["status"] == "pending"
-    from stalela.fiscal.ledger import jobs
+    from stalela.fiscal.reports import jobs
     # The runner takes the oldest waiting export of any tenant: other tests' jobs in the shared
     # database may come first.
     for _ in range(50):

@@ -6,7 +6,7 @@ import re
 import pytest
 from sqlalchemy import select, update
 
-from stalela.authority.models import InvoiceSync
+from stalela.fiscal.invoices.models import InvoiceSync
 from stalela.outbox.models import OutboxEvent
 from stalela.outbox.service import enqueue
 from stalela.tenancy.context import bind_platform, bind_tenant

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from stalela.db.engine import create_engine
-from stalela.db.migrate import upgrade
+from stalela.migrations import upgrade
 from tests.support.databases import create_database, drop_database
 
 

@@ -24,7 +24,7 @@ import httpx
 import psycopg
 import pytest
 
-from stalela.db.migrate import upgrade
+from stalela.migrations import upgrade
 from tests.conftest import MASTER_KEY, OPERATOR_TOKEN
 from tests.support.databases import PgServer, create_database, throwaway_cluster
 from tests.support.invoices import sample_invoice

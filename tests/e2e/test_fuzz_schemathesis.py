@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stalela.db.migrate import upgrade
+from stalela.migrations import upgrade
 from tests.conftest import OPERATOR_TOKEN
 from tests.support.databases import create_database, drop_database
 from tests.support.invoices import sample_invoice

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from stalela.fiscal.ledger.audit import verify_export
+from stalela.fiscal.reports.audit import verify_export
 from tests.conftest import OPERATOR_TOKEN
 from tests.support.invoices import sample_invoice
 from tests.support.server import start_server

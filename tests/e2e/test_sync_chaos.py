@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from stalela.db.migrate import upgrade
+from stalela.migrations import upgrade
 from tests.conftest import OPERATOR_TOKEN
 from tests.support.databases import create_database, drop_database
 from tests.support.invoices import sample_invoice

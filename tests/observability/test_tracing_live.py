@@ -132,7 +132,7 @@ async def main():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
             assert (await c.get("/healthz", headers={{"traceparent": "00-{TRACE_ID}-{PARENT_SPAN}-01"}})).status_code == 200
 
-from stalela.db.migrate import upgrade
+from stalela.migrations import upgrade
 asyncio.run(upgrade("sqlite:///{tmp_path}/stalela.db"))
 asyncio.run(main())
 assert not tracing.enabled()

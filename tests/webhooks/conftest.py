@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from stalela.app import create_app
 from stalela.config import Settings
-from stalela.db.migrate import upgrade
+from stalela.migrations import upgrade
 from stalela.outbox.dispatcher import Dispatcher
 from stalela.outbox.service import enqueue
 from stalela.tenancy.context import bind_tenant

@@ -2,22 +2,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import case, func, insert, literal_column, or_, select, update
+from sqlalchemy import case, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from stalela.authority.models import AuthorityAck, AuthorityDevice, InvoiceSync
-from stalela.fiscal.invoices.models import Invoice
+from stalela.authority.models import AuthorityDevice
+from stalela.fiscal.invoices.models import AuthorityAck, Invoice, InvoiceSync
 
 
 class AuthorityRepository:
     def __init__(self, session) -> None:  # noqa: ANN001
         self.session = session
-
-    async def insert_pending(self, rows: list[dict]) -> None:
-        """New invoices' sync rows, many at once (a Core executemany: the ORM costs more than the rows)."""
-        if rows:
-            await self.session.execute(insert(InvoiceSync.__table__), rows)
 
     def _insert(self):  # noqa: ANN202
         return pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
@@ -42,15 +37,6 @@ class AuthorityRepository:
     async def ack(self, invoice_id: str) -> AuthorityAck | None:
         stmt = select(AuthorityAck).where(AuthorityAck.invoice_id == invoice_id)
         return (await self.session.execute(stmt)).scalar_one_or_none()
-
-    async def sync_views(self, invoice_ids: list[str]) -> dict[str, tuple[InvoiceSync, AuthorityAck | None]]:
-        if not invoice_ids:
-            return {}
-        stmt = (select(InvoiceSync, AuthorityAck)
-                .outerjoin(AuthorityAck, (AuthorityAck.tenant_id == InvoiceSync.tenant_id)
-                           & (AuthorityAck.invoice_id == InvoiceSync.invoice_id))
-                .where(InvoiceSync.invoice_id.in_(invoice_ids)))
-        return {s.invoice_id: (s, a) for s, a in await self.session.execute(stmt)}
 
     async def waiting_invoices(self, outlet_id: str) -> list[str]:
         stmt = select(InvoiceSync.invoice_id).where(InvoiceSync.outlet_id == outlet_id,

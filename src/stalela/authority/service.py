@@ -22,13 +22,14 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.authority.adapters import dgi_emcf as emcf
-from stalela.authority.models import AuthorityAck, AuthorityDevice, InvoiceSync
+from stalela.authority.models import AuthorityDevice
 from stalela.authority.repository import AuthorityRepository
 from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.db.session import Database
 from stalela.errors import NotFound
+from stalela.fiscal.invoices.models import AuthorityAck, InvoiceSync
 from stalela.fiscal.invoices.repository import InvoiceRepository
 from stalela.kit import netguard
 from stalela.kit.clock import rfc3339
@@ -95,18 +96,6 @@ async def get_device(session: AsyncSession, principal: Principal, outlet_id: str
 def device_view(device: AuthorityDevice) -> dict[str, Any]:
     return {"outlet_id": device.outlet_id, "nim": device.nim, "base_url": device.base_url, "status": device.status,
             "last_error": device.last_error, "updated_at": rfc3339(device.updated_at), "token": "[stored encrypted]"}
-
-
-def sync_view(row: InvoiceSync | None, ack: AuthorityAck | None) -> dict[str, Any]:
-    if row is None:
-        return {"status": "pending", "authority_code": None, "counters": None, "acknowledged_at": None, "error": None}
-    return {
-        "status": row.status,
-        "authority_code": ack.code if ack else None,
-        "counters": ack.counters if ack else None,
-        "acknowledged_at": rfc3339(ack.created_at) if ack else None,
-        "error": {"code": row.error_code, "detail": row.error} if row.error_code else None,
-    }
 
 
 async def sync_status(session: AsyncSession) -> list[dict[str, Any]]:

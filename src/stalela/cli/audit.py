@@ -43,7 +43,7 @@ def export_audit(
 ) -> None:
     """Write a signed audit export of a tenant's ledger."""
     from stalela.db.session import Database
-    from stalela.fiscal.ledger.export import write_export
+    from stalela.fiscal.reports.export import write_export
     from stalela.fiscal.ledger.service import checkpoint_if_grown
     from stalela.tenancy.context import bind_tenant
 
@@ -89,7 +89,7 @@ def verify(
 ) -> None:
     """Verify a ledger offline: seals, chains, counters, Merkle roots, proofs. Exit 0 valid, 1 invalid, 2 unusable."""
     from stalela.db.session import Database
-    from stalela.fiscal.ledger.audit import UnusableInput, verify_database, verify_export
+    from stalela.fiscal.reports.audit import UnusableInput, verify_database, verify_export
 
     if (export is None) == (database_url is None) or (database_url and not tenant):
         console.print("[red]error[/red] give either EXPORT or --database-url with --tenant")
@@ -180,7 +180,7 @@ def _require_existing_sqlite(url: str) -> None:
     from sqlalchemy.engine import make_url
 
     from stalela.db.engine import normalize_database_url
-    from stalela.fiscal.ledger.audit import UnusableInput
+    from stalela.fiscal.reports.audit import UnusableInput
 
     parsed = make_url(normalize_database_url(url))
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
@@ -189,7 +189,7 @@ def _require_existing_sqlite(url: str) -> None:
 
 def _pinned_keys(path: Path) -> list[dict]:
     """A JWKS ({"keys": [...]}) or a single JWK as served by GET /v1/keys/{kid}."""
-    from stalela.fiscal.ledger.audit import UnusableInput
+    from stalela.fiscal.reports.audit import UnusableInput
 
     data = json.loads(path.read_text())
     if isinstance(data, dict) and isinstance(data.get("keys"), list):

@@ -12,11 +12,11 @@ from rich.console import Console
 from stalela.audit.service import record
 from stalela.auth.principal import Principal
 from stalela.config import Settings
-from stalela.db import migrate as db_migrate
+from stalela import migrations as db_migrate
 from stalela.db.session import Database
 from stalela.fiscal.signing import registry
 from stalela.fiscal.signing.repository import SigningKeyRepository
-from stalela.tenancy import schemas, service
+from stalela.accounts import schemas, service
 from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.tenancy.repository import TenantRepository
 

@@ -77,7 +77,7 @@ def serve(
 
     # Before anything imports prometheus-client: every worker process sums through this directory.
     prepare_multiprocess_dir(get_settings())
-    from stalela.db import migrate as db_migrate
+    from stalela import migrations as db_migrate
 
     settings = get_settings()
     host = host or settings.host

@@ -19,8 +19,8 @@ from stalela.dashboard import service
 from stalela.dashboard.repository import DashboardRepository
 from stalela.dashboard.web import ID, CurrentViewer, DashboardRoute, Form, need, opt, posted, redirect, render
 from stalela.errors import ValidationFailed
-from stalela.tenancy import schemas as tenancy_schemas
-from stalela.tenancy import service as tenancy
+from stalela.accounts import schemas as tenancy_schemas
+from stalela.accounts import service as tenancy
 from stalela.webhooks import schemas as webhook_schemas
 from stalela.webhooks import service as webhooks
 from stalela.webhooks.schemas import EventType

@@ -39,7 +39,7 @@ from stalela.dashboard.web import (
 from stalela.errors import NotFound, ValidationFailed
 from stalela.fiscal.invoices import service as invoices
 from stalela.fiscal.invoices.schemas import InvoiceFilters
-from stalela.fiscal.ledger import jobs
+from stalela.fiscal.reports import jobs
 from stalela.fiscal.reports import a_report, formats
 from stalela.fiscal.reports import service as reports
 from stalela.fiscal.reports.endpoints import _as as report_response

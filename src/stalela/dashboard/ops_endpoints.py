@@ -26,7 +26,7 @@ from stalela.dashboard.web import (
 )
 from stalela.errors import ValidationFailed
 from stalela.outbox import service as outbox
-from stalela.tenancy import service as tenancy
+from stalela.accounts import service as tenancy
 
 router = APIRouter(prefix="/ops", route_class=DashboardRoute, include_in_schema=False)
 TOPIC = re.compile(r"^[a-z0-9_.]{1,64}$")

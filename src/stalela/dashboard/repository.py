@@ -8,11 +8,11 @@ from sqlalchemy import and_, case, func, select, tuple_
 from sqlalchemy.orm import aliased
 
 from stalela.auth.models import User
-from stalela.authority.models import AuthorityDevice, InvoiceSync
-from stalela.fiscal.invoices.models import Invoice, Series
+from stalela.authority.models import AuthorityDevice
+from stalela.fiscal.invoices.models import DayFigures, Invoice, InvoiceSync, Series
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.fiscal.ledger.models import ExportJob
-from stalela.fiscal.reports.models import DayFigures, ZReport
+from stalela.fiscal.reports.models import ZReport
 from stalela.tenancy.models import Outlet, Tenant
 from stalela.webhooks.models import WebhookEndpoint, WebhookMessage
 

@@ -14,8 +14,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.principal import Principal
-from stalela.authority.repository import AuthorityRepository
-from stalela.authority.service import sync_view
 from stalela.config import Settings
 from stalela.dashboard.charts import DayPoint, daily_chart
 from stalela.dashboard.repository import DashboardRepository
@@ -23,9 +21,10 @@ from stalela.db.base import utcnow
 from stalela.fiscal.core.reports import Figures, local_date
 from stalela.fiscal.invoices import service as invoices
 from stalela.fiscal.invoices import verification
+from stalela.fiscal.invoices.repository import SyncStateRepository
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.fiscal.jurisdictions import get_jurisdiction
-from stalela.fiscal.reports.figures import load
+from stalela.fiscal.invoices.figures import load
 from stalela.fiscal.reports.repository import tenant_outlets
 from stalela.outbox import service as outbox
 from stalela.tenancy.models import Outlet
@@ -136,13 +135,13 @@ async def invoice_page(
     else:
         rows, more = await invoices.list_invoices(session, principal, filters, limit=limit,
                                                   starting_after=starting_after)
-    syncs = await AuthorityRepository(session).sync_views([r.id for r in rows])
+    syncs = await SyncStateRepository(session).views([r.id for r in rows])
     out = []
     for r in rows:
         payload = json.loads(r.payload)
         out.append({"id": r.id, "fiscal_number": r.fiscal_number, "type": r.type, "outlet_id": r.outlet_id,
                     "issued_at": r.issued_at, "total": payload.get("total"), "currency": payload.get("currency"),
-                    "sync": sync_view(*syncs.get(r.id, (None, None)))})
+                    "sync": invoices.sync_view(*syncs.get(r.id, (None, None)))})
     return out, more
 
 
@@ -150,10 +149,10 @@ async def invoice_detail(session: AsyncSession, settings: Settings, principal: P
                          invoice_id: str) -> dict[str, Any]:
     inv = await invoices.get_invoice(session, principal, invoice_id)
     body = invoices.render(inv)
-    sync, ack = (await AuthorityRepository(session).sync_views([inv.id])).get(inv.id, (None, None))
+    sync, ack = (await SyncStateRepository(session).views([inv.id])).get(inv.id, (None, None))
     url = invoices.verification_url(settings, inv.id)
     outlet = await OutletRepository(session).get(inv.outlet_id)
-    return {"invoice": body, "sync": sync_view(sync, ack), "ack": ack, "verify_url": f"/verify/{inv.id}",
+    return {"invoice": body, "sync": invoices.sync_view(sync, ack), "ack": ack, "verify_url": f"/verify/{inv.id}",
             "outlet": outlet,
             "public_url": url, "qr_svg": verification.qr_svg(url).decode()}
 

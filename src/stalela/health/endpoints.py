@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from stalela.db.migrate import migration_status
+from stalela.migrations import migration_status
 
 router = APIRouter(tags=["health"])
 

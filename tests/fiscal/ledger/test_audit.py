@@ -10,9 +10,9 @@ import tarfile
 
 import pytest
 
-from stalela.fiscal.ledger.audit import UnusableInput, verify_database, verify_export
-from stalela.fiscal.ledger.export import write_export
-from stalela.fiscal.ledger.jobs import run_one
+from stalela.fiscal.reports.audit import UnusableInput, verify_database, verify_export
+from stalela.fiscal.reports.export import write_export
+from stalela.fiscal.reports.jobs import run_one
 from stalela.tenancy.context import bind_tenant
 from tests.support.invoices import sample_invoice
 from tests.support.tamper import tamper

@@ -24,7 +24,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     c = Clock()
-    for module in ("stalela.fiscal.invoices.sealing", "stalela.fiscal.reports.service", "stalela.tenancy.service"):
+    for module in ("stalela.fiscal.invoices.sealing", "stalela.fiscal.reports.service", "stalela.accounts.service"):
         monkeypatch.setattr(f"{module}.utcnow", c)
     return c
 

@@ -24,7 +24,7 @@ from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.invoices.service import to_draft
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.reports import a_report, service
-from stalela.tenancy import schemas as tenancy_schemas, service as tenancy
+from stalela.accounts import schemas as tenancy_schemas, service as tenancy
 from stalela.tenancy.context import bind_platform, bind_tenant
 from tests.conftest import make_settings
 
@@ -155,6 +155,6 @@ async def scenario(database_url: str, tmp_path, plan: list[dict]) -> None:
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(plan=plans)
 def test_z_equals_the_signed_sum_of_the_days_invoices(database_url, tmp_path, monkeypatch, plan):
-    for module in ("stalela.fiscal.invoices.sealing", "stalela.fiscal.reports.service", "stalela.tenancy.service"):
+    for module in ("stalela.fiscal.invoices.sealing", "stalela.fiscal.reports.service", "stalela.accounts.service"):
         monkeypatch.setattr(f"{module}.utcnow", lambda: NOON)
     asyncio.run(scenario(database_url, tmp_path, plan))

@@ -13,7 +13,8 @@ from sqlalchemy import select, text
 from stalela.fiscal.core.reports import Figures
 from stalela.fiscal.ledger.models import Checkpoint
 from stalela.fiscal.reports import service
-from stalela.fiscal.reports.models import DayFigures, ZReport
+from stalela.fiscal.invoices.models import DayFigures
+from stalela.fiscal.reports.models import ZReport
 from stalela.fiscal.reports.tasks import close_due_days, due_days
 from stalela.outbox.models import OutboxEvent
 from stalela.tenancy.context import bind_tenant

@@ -6,14 +6,14 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 
-from stalela.authority.repository import AuthorityRepository
-from stalela.authority.service import sync_view
 from stalela.auth.permissions import Perm
 from stalela.auth.dependencies import AppSettings, DbSession, PublicSession, Can
 from stalela.errors import StalelaError, ValidationFailed, validation_problem
 from stalela.fiscal.invoices import service, verification
+from stalela.fiscal.invoices.repository import SyncStateRepository
 from stalela.fiscal.invoices.schemas import InvoiceBatch, InvoiceCreate, InvoiceFilters
 from stalela.fiscal.invoices.sealing import SealRequest, prepare
+from stalela.fiscal.ledger import service as ledger
 from stalela.kit.openapi import media
 from stalela.kit.pagination import PageParams, page_params
 from stalela.kit.schemas import PathId, QueryId, Rfc3339DateTime
@@ -21,6 +21,9 @@ from stalela.observability import context as log_context
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
 public_router = APIRouter(tags=["verification"])
+# The invoice's place in the tenant's log: documented with the ledger, served here, where the invoice is.
+ledger_router = APIRouter(prefix="/v1", tags=["ledger"])
+TreeSize = Annotated[int, Query(ge=1, le=2**62)]
 
 
 @router.post("/invoices", status_code=201, responses={
@@ -130,8 +133,8 @@ async def invoice_pdf(invoice_id: PathId, session: DbSession, principal: Can(Per
 
 
 async def _with_sync(session, rows) -> list[dict]:  # noqa: ANN001
-    views = await AuthorityRepository(session).sync_views([r.id for r in rows])
-    return [{**service.render(r), "sync": sync_view(*views.get(r.id, (None, None)))} for r in rows]
+    views = await SyncStateRepository(session).views([r.id for r in rows])
+    return [{**service.render(r), "sync": service.sync_view(*views.get(r.id, (None, None)))} for r in rows]
 
 
 # Any text: the public page answers 404 for whatever is not a sealed invoice's id, malformed or not
@@ -158,3 +161,12 @@ async def verify_qr(invoice_id: InvoiceId, session: PublicSession, settings: App
     """The QR code to print on the receipt, as SVG."""
     await verification.verify(session, invoice_id)  # 404 for unknown ids, like the page
     return Response(verification.qr_svg(service.verification_url(settings, invoice_id)), media_type="image/svg+xml")
+
+
+@ledger_router.get("/invoices/{invoice_id}/proof")
+async def inclusion_proof(
+    invoice_id: PathId, session: DbSession, principal: Can(Perm.INVOICES_READ), tree_size: TreeSize | None = None
+):
+    """RFC 9162 inclusion proof of the invoice's seal hash in the tenant's log (default: current size)."""
+    inv = await service.get_invoice(session, principal, invoice_id)
+    return await ledger.inclusion_proof(session, principal.tenant_id, inv.leaf_index, inv.seal_hash, tree_size)

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import BigInteger, ForeignKeyConstraint, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Date, ForeignKeyConstraint, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stalela.db.base import Base, UTCDateTime, utcnow
@@ -79,3 +79,76 @@ class IdempotencyRecord(TenantOwned, Base):
     response: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# Where an invoice stands with the tax authority. The sealing pipeline writes the first state and the
+# invoice API and the verification page show it; the sync agent (stalela.authority, above fiscal)
+# moves it on and keeps the acknowledgement. Both live here so that fiscal never imports the agent.
+class InvoiceSync(TenantOwned, Base):
+    """Where an invoice stands with the authority. The sealed invoice itself is never touched."""
+
+    __tablename__ = "invoice_sync"
+    __table_args__ = (
+        Index("ix_invoice_sync_tenant_id_outlet_id_status", "tenant_id", "outlet_id", "status"),
+        # Checked requests still pending at the device (migration 0011): the agent settles them before creating.
+        Index("ix_invoice_sync_checked", "tenant_id", "outlet_id",
+              postgresql_where=text("uid IS NOT NULL AND status = 'pending'"),
+              sqlite_where=text("uid IS NOT NULL AND status = 'pending'")),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    invoice_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    outlet_id: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | acknowledged | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    uid: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the DGI's pending request, if any
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sealed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Two deliveries of one invoice (invoice.sealed and a resync) must not talk to the authority at
+    # once: one would cancel the request the other is confirming. A short lease decides.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AuthorityAck(TenantOwned, Base):
+    """The DGI's acknowledgement of a confirmed invoice. Append-only."""
+
+    __tablename__ = "authority_acks"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    invoice_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    nim: Mapped[str] = mapped_column(String(64))
+    uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    code: Mapped[str] = mapped_column(String(64))  # codeDEFDGI
+    counters: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    authority_time: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    qr_code: Mapped[str | None] = mapped_column(Text, nullable=True)
+    raw: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# The business day's running figures are a by-product of sealing (see figures.py), read by the
+# reports above: they live here so that sealing never imports the reports package.
+class DayFigures(TenantOwned, Base):
+    """Running figures of one outlet's business day, updated in the sealing transaction.
+
+    Not a fiscal record: a cache of sealed facts (the invoices), updated in place under the outlet's
+    series lock so reports never scan a day's invoices. It can be recomputed from the invoices and
+    the Z reports at any time (``service.rebuild_figures``, ``stalela report rebuild``). Once a Z
+    closes the day, ``z_report_id`` is set; the Z's own sealed copy of the figures is the record.
+    """
+
+    __tablename__ = "report_day_figures"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "outlet_id"], ["outlets.tenant_id", "outlets.id"]),
+        # The scheduler's question: which days are still open?
+        Index("ix_report_day_figures_z_report_id_business_day", "z_report_id", "business_day"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    outlet_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    business_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    figures: Mapped[str] = mapped_column(Text)  # core.reports.Figures.as_json(), canonical JSON
+    z_report_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -8,7 +8,7 @@ from typing import Any
 
 import segno
 
-from stalela.fiscal.reports.formats import heading, latin1, report_document, table_row, totals_table
+from stalela.kit.pdf import heading, latin1, report_document, table_row, totals_table
 
 
 def invoice_pdf(invoice: dict[str, Any], seller: dict[str, Any], outlet: dict[str, Any]) -> bytes:

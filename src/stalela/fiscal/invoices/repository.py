@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+from datetime import date
+
 from sqlalchemy import func, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stalela.db.repository import Repository
-from stalela.fiscal.invoices.models import IdempotencyRecord, Invoice, Series
+from stalela.fiscal.invoices.models import AuthorityAck, DayFigures, IdempotencyRecord, Invoice, InvoiceSync, Series
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.kit.ids import new_id
+from stalela.tenancy.models import Outlet
 
 
 class InvoiceRepository(Repository[Invoice]):
@@ -110,3 +113,70 @@ class IdempotencyRepository(Repository[IdempotencyRecord]):
         stmt = select(IdempotencyRecord).where(IdempotencyRecord.key.in_(sorted(set(keys))))
         return {r.key: r for r in (await self.session.execute(stmt)).scalars()}
 
+
+class SyncStateRepository:
+    """The invoices' authority sync state as sealing writes it and the invoice API reads it (the agent
+    in stalela.authority moves it on)."""
+
+    def __init__(self, session) -> None:  # noqa: ANN001
+        self.session = session
+
+    async def insert_pending(self, rows: list[dict]) -> None:
+        """New invoices' sync rows, many at once (a Core executemany: the ORM costs more than the rows)."""
+        if rows:
+            await self.session.execute(insert(InvoiceSync.__table__), rows)
+
+    async def views(self, invoice_ids: list[str]) -> dict[str, tuple[InvoiceSync, AuthorityAck | None]]:
+        if not invoice_ids:
+            return {}
+        stmt = (select(InvoiceSync, AuthorityAck)
+                .outerjoin(AuthorityAck, (AuthorityAck.tenant_id == InvoiceSync.tenant_id)
+                           & (AuthorityAck.invoice_id == InvoiceSync.invoice_id))
+                .where(InvoiceSync.invoice_id.in_(invoice_ids)))
+        return {s.invoice_id: (s, a) for s, a in await self.session.execute(stmt)}
+
+
+class DayFiguresRepository:
+    def __init__(self, session) -> None:  # noqa: ANN001
+        self.session = session
+
+    async def latest(self, outlet_id: str) -> DayFigures | None:
+        """The outlet's most recent business day with figures (open or closed)."""
+        stmt = (select(DayFigures).where(DayFigures.outlet_id == outlet_id)
+                .order_by(DayFigures.business_day.desc()).limit(1))
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def latest_many(self, outlet_ids: list[str]) -> dict[str, DayFigures]:
+        """``latest`` for many outlets in one statement."""
+        newest = (select(DayFigures.outlet_id, func.max(DayFigures.business_day))
+                  .where(DayFigures.outlet_id.in_(outlet_ids)).group_by(DayFigures.outlet_id))
+        stmt = select(DayFigures).where(tuple_(DayFigures.outlet_id, DayFigures.business_day).in_(newest))
+        return {row.outlet_id: row for row in (await self.session.execute(stmt)).scalars()}
+
+    async def get(self, outlet_id: str, day: date) -> DayFigures | None:
+        stmt = select(DayFigures).where(DayFigures.outlet_id == outlet_id, DayFigures.business_day == day)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def for_outlet(self, outlet_id: str) -> list[DayFigures]:
+        stmt = select(DayFigures).where(DayFigures.outlet_id == outlet_id).order_by(DayFigures.business_day)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def open_days(
+        self, outlet_id: str, *, before: date | None = None, up_to: date | None = None
+    ) -> list[DayFigures]:
+        stmt = select(DayFigures).where(DayFigures.outlet_id == outlet_id, DayFigures.z_report_id.is_(None))
+        if before is not None:
+            stmt = stmt.where(DayFigures.business_day < before)
+        if up_to is not None:
+            stmt = stmt.where(DayFigures.business_day <= up_to)
+        return list((await self.session.execute(stmt.order_by(DayFigures.business_day))).scalars())
+
+    async def all_open(self, up_to: date) -> list[tuple[str, str, date, str]]:
+        """Across tenants (platform session): (tenant, outlet, day, outlet timezone) of open days."""
+        stmt = (
+            select(DayFigures.tenant_id, DayFigures.outlet_id, DayFigures.business_day, Outlet.timezone)
+            .join(Outlet, (Outlet.tenant_id == DayFigures.tenant_id) & (Outlet.id == DayFigures.outlet_id))
+            .where(DayFigures.z_report_id.is_(None), DayFigures.business_day <= up_to)
+            .order_by(DayFigures.business_day)
+        )
+        return [tuple(r) for r in await self.session.execute(stmt)]

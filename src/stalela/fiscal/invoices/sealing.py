@@ -27,7 +27,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.principal import Principal
-from stalela.authority.repository import AuthorityRepository
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.errors import Conflict, Forbidden, StalelaError, ValidationFailed
@@ -35,11 +34,16 @@ from stalela.fiscal.core import invoice as core
 from stalela.fiscal.core.numbering import format_fiscal_number
 from stalela.fiscal.core.seal import build_seal, canonical_bytes
 from stalela.fiscal.invoices.models import IdempotencyRecord, Series
-from stalela.fiscal.invoices.repository import IdempotencyRepository, InvoiceRepository, SeriesRepository
+from stalela.fiscal.invoices.repository import (
+    IdempotencyRepository,
+    InvoiceRepository,
+    SeriesRepository,
+    SyncStateRepository,
+)
 from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.ledger.service import LogAppender
-from stalela.fiscal.reports.figures import DayBook
+from stalela.fiscal.invoices.figures import DayBook
 from stalela.fiscal.signing import registry as keys
 from stalela.kit import canonical
 from stalela.kit.clock import rfc3339
@@ -51,7 +55,7 @@ from stalela.tenancy.models import Outlet
 from stalela.tenancy.repository import OutletRepository, TenantRepository
 
 SEAL_VERSION = 1
-# What a freshly sealed invoice shows of its authority sync (see authority.service.sync_view).
+# What a freshly sealed invoice shows of its authority sync (see service.sync_view).
 PENDING_SYNC = {"status": "pending", "authority_code": None, "counters": None, "acknowledged_at": None,
                 "error": None}
 CENTS = Decimal(100)
@@ -236,7 +240,7 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
         if request.idempotency_key is not None:
             sealed_keys[request.idempotency_key] = (fingerprint, result)
     await InvoiceRepository(session).insert_sealed(group.invoices, group.idempotency)
-    await AuthorityRepository(session).insert_pending(group.syncs)
+    await SyncStateRepository(session).insert_pending(group.syncs)
     await enqueue_many(session, group.events)
     await log.write()
     book.write()

@@ -13,7 +13,7 @@ from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.errors import NotFound, StalelaError
 from stalela.fiscal.invoices import pdf
-from stalela.fiscal.invoices.models import Invoice
+from stalela.fiscal.invoices.models import AuthorityAck, Invoice, InvoiceSync
 from stalela.fiscal.invoices.repository import InvoiceRepository
 from stalela.fiscal.invoices.schemas import InvoiceCreate, InvoiceFilters
 from stalela.fiscal.invoices.sealing import (  # noqa: F401  (re-exported: the API of this package)
@@ -25,6 +25,7 @@ from stalela.fiscal.invoices.sealing import (  # noqa: F401  (re-exported: the A
     to_draft,
     verification_url,
 )
+from stalela.kit.clock import rfc3339
 from stalela.observability import context as log_context
 from stalela.tenancy.repository import OutletRepository, TenantRepository
 
@@ -52,6 +53,18 @@ def stored_seal(inv: Invoice) -> dict[str, Any]:
 
 def render(inv: Invoice) -> dict[str, Any]:
     return present(json.loads(inv.document), stored_seal(inv))
+
+
+def sync_view(row: InvoiceSync | None, ack: AuthorityAck | None) -> dict[str, Any]:
+    if row is None:
+        return {"status": "pending", "authority_code": None, "counters": None, "acknowledged_at": None, "error": None}
+    return {
+        "status": row.status,
+        "authority_code": ack.code if ack else None,
+        "counters": ack.counters if ack else None,
+        "acknowledged_at": rfc3339(ack.created_at) if ack else None,
+        "error": {"code": row.error_code, "detail": row.error} if row.error_code else None,
+    }
 
 
 async def get_invoice(session: AsyncSession, principal: Principal, invoice_id: str) -> Invoice:

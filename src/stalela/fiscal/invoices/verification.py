@@ -13,10 +13,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.kit.schemas import ID_PATTERN
-from stalela.authority.repository import AuthorityRepository
 from stalela.errors import NotFound
 from stalela.fiscal.core.seal import verify_seal
-from stalela.fiscal.invoices.repository import InvoiceRepository
+from stalela.fiscal.invoices.repository import InvoiceRepository, SyncStateRepository
 from stalela.fiscal.invoices.service import stored_seal
 from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.tenancy.repository import OutletRepository, TenantRepository
@@ -59,7 +58,7 @@ async def verify(session: AsyncSession, invoice_id: str) -> dict[str, Any]:
 
 
 async def _authority(session: AsyncSession, invoice_id: str) -> dict[str, Any]:
-    sync, ack = (await AuthorityRepository(session).sync_views([invoice_id])).get(invoice_id, (None, None))
+    sync, ack = (await SyncStateRepository(session).views([invoice_id])).get(invoice_id, (None, None))
     return {"status": sync.status if sync else "pending", "authority_code": ack.code if ack else None}
 
 

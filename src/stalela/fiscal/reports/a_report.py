@@ -29,9 +29,10 @@ from stalela.errors import Forbidden, NotFound, ValidationFailed
 from stalela.fiscal.core.reports import DayResolver, Figures, ZBoundary, money
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.jurisdictions import get_jurisdiction
-from stalela.fiscal.reports.formats import latin1, report_document, xlsx_number
+from stalela.fiscal.reports.formats import xlsx_number
 from stalela.fiscal.reports.repository import ZReportRepository, count_invoices, invoice_pages, tenant_outlets
 from stalela.kit.clock import rfc3339
+from stalela.kit.pdf import latin1, report_document
 from stalela.tenancy.models import Outlet, Tenant
 from stalela.tenancy.repository import OutletRepository, TenantRepository
 
@@ -308,7 +309,7 @@ class XlsxWriter:
     """Sheets Invoices, Lines, Days, Totals; constant_memory: each row goes to disk when the next starts."""
 
     def __init__(self, path: str) -> None:
-        import xlsxwriter  # heavy third-party (see formats.report_document): loaded by the first XLSX export
+        import xlsxwriter  # heavy third-party (see kit.pdf.report_document): loaded by the first XLSX export
 
         self.wb = xlsxwriter.Workbook(path, {"constant_memory": True})
         self.bold = self.wb.add_format({"bold": True})

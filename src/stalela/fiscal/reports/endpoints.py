@@ -5,17 +5,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import Field
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from stalela.auth.dependencies import AppSettings, Can, DbSession, PublicSession
 from stalela.auth.permissions import Perm
 from stalela.db.session import Database
-from stalela.fiscal.reports import a_report, formats, service
+from stalela.fiscal.reports import a_report, formats, jobs, service
 from stalela.fiscal.reports.schemas import Format, ZClose
 from stalela.kit.openapi import media
 from stalela.kit.pagination import PageParams, page_params
-from stalela.kit.schemas import CalendarDate, PathId, QueryId
+from stalela.kit.schemas import CalendarDate, PathId, QueryId, StrictModel
 from stalela.tenancy.context import bind_tenant
 
 router = APIRouter(prefix="/v1", tags=["reports"])
@@ -23,6 +24,8 @@ router = APIRouter(prefix="/v1", tags=["reports"])
 FILES = {200: media(*(t.split(";")[0] for f, t in formats.MEDIA_TYPES.items() if f != "json"), json=True,
                     description="The report in the asked format")}
 public_router = APIRouter(tags=["verification"])
+# The audit export: tagged with the ledger it exports, as well as "exports" (each route).
+exports_router = APIRouter(prefix="/v1", tags=["ledger"])
 _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                          autoescape=select_autoescape(["html"]))
 
@@ -137,3 +140,32 @@ async def verify_z_page(z_report_id: PathId, request: Request, session: PublicSe
 
 
 routers = [router, public_router]
+
+
+class ExportRequest(StrictModel):
+    from_: CalendarDate | None = Field(None, alias="from", description="First day (UTC), inclusive")
+    to: CalendarDate | None = Field(None, description="Last day (UTC), exclusive")
+
+
+@exports_router.post("/exports/audit", status_code=202, tags=["exports"])
+async def request_audit_export(body: ExportRequest, session: DbSession, principal: Can(Perm.EXPORTS)):
+    """Start building a signed audit export (.tar.gz); poll the job, then download it."""
+    return jobs.render_job(await jobs.request_export(session, principal.tenant_id, body.from_, body.to,
+                                                     principal.actor))
+
+
+@exports_router.get("/exports/{export_id}", tags=["exports"])
+async def get_export(export_id: PathId, session: DbSession, principal: Can(Perm.EXPORTS)):
+    return jobs.render_job(await jobs.get_export(session, export_id))
+
+
+@exports_router.get("/exports/{export_id}/download", tags=["exports"], response_class=FileResponse,
+            responses={200: media("application/gzip", description="The signed audit export (.tar.gz)"),
+                       409: {"description": "export_not_ready"}})
+async def download_export(export_id: PathId, session: DbSession, principal: Can(Perm.EXPORTS), settings: AppSettings):
+    """The export file once ready (409 export_not_ready before)."""
+    job = await jobs.get_export(session, export_id)
+    path = jobs.ready_file(settings, job)
+    headers = {"X-Content-SHA256": job.sha256} if job.sha256 else {}
+    return FileResponse(path, media_type="application/gzip", filename=f"stalela-audit-{job.id}.tar.gz",
+                        headers=headers)

@@ -1,25 +1,20 @@
 """Z and X reports as files people open: a printable PDF page, a flat CSV, an XLSX workbook.
 
 All three are views of the JSON report (``service.render_z`` / ``service.x_report``); the signed
-facts stay in its ``seal``. PDFs use fpdf2's core fonts, which only know Latin-1: ``latin1`` maps
-the common typographic characters and strips accents from the rest, so a name in any script still
-prints (approximately) instead of failing.
+facts stay in its ``seal``. The PDF page and its helpers are ``stalela.kit.pdf``'s.
 """
 from __future__ import annotations
 
 import csv
 import io
 import tempfile
-import unicodedata
 from decimal import Decimal
 from pathlib import Path
-from functools import cache
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import segno
 
-if TYPE_CHECKING:
-    from fpdf import FPDF
+from stalela.kit.pdf import heading, latin1, report_document, table_row, totals_table
 
 MEDIA_TYPES = {
     "json": "application/json",
@@ -27,31 +22,6 @@ MEDIA_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "pdf": "application/pdf",
 }
-_TYPOGRAPHY = str.maketrans({
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"',
-    "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u2026": "...", "\u00a0": " ", "\u202f": " ", "\u2009": " ",
-    "\u20ac": "EUR", "\u2122": "TM", "\u2022": "*", "\u2713": "v", "\u2714": "v", "\u2718": "x",
-})
-
-
-def latin1(text: Any) -> str:
-    """``text`` in characters the PDF core fonts can draw (Latin-1); others approximated or '?'."""
-    value = ("" if text is None else str(text)).translate(_TYPOGRAPHY)
-    try:
-        value.encode("latin-1")
-        return value
-    except UnicodeEncodeError:
-        pass
-    out = []
-    for ch in value:
-        if ord(ch) < 256:
-            out.append(ch)
-            continue
-        base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
-        out.append(base if base and all(ord(c) < 256 for c in base) else "?")
-    return "".join(out)
-
-
 def xlsx_number(value: str | None) -> float | str | None:
     """Amounts as numbers while a double holds them exactly (15 significant digits), else as text."""
     if value is None:
@@ -184,32 +154,6 @@ def _facts(report: dict[str, Any], context: dict[str, Any]) -> list[tuple[str, A
     return facts
 
 
-@cache
-def _report_pdf_class() -> type[FPDF]:
-    # fpdf2 pulls in fontTools and Pillow: about 0.2 s of imports that every API worker would pay at
-    # start-up (the restart time after a crash, docs/operations.md) for a rarely used download.
-    from fpdf import FPDF
-
-    class ReportPdf(FPDF):
-        footer_text = ""
-
-        def footer(self) -> None:
-            self.set_y(-12)
-            self.set_font("Helvetica", "", 7)
-            self.set_text_color(110)
-            self.cell(0, 5, latin1(f"{self.footer_text}  -  page {self.page_no()}/{{nb}}"), align="C")
-            self.set_text_color(0)
-
-    return ReportPdf
-
-
-def report_document(footer_text: str, **options: Any) -> FPDF:
-    """A PDF page set up the Stalela way (core fonts, a footer with ``footer_text`` and page numbers)."""
-    pdf = _report_pdf_class()(**options)
-    pdf.footer_text = footer_text
-    return pdf
-
-
 def report_pdf(report: dict[str, Any], context: dict[str, Any]) -> bytes:
     pdf = report_document(f"Stalela - seal {report['seal']['hash']}", format="A4")
     pdf.set_auto_page_break(True, margin=16)
@@ -254,30 +198,3 @@ def report_pdf(report: dict[str, Any], context: dict[str, Any]) -> bytes:
         pdf.multi_cell(0, 4, latin1(f"verify: {qr_url}"), new_x="LMARGIN", new_y="NEXT")
     pdf.alias_nb_pages()
     return bytes(pdf.output())
-
-
-def heading(pdf: FPDF, text: str) -> None:
-    pdf.ln(2)
-    pdf.set_font("Helvetica", "B", 10)
-    pdf.cell(0, 6, latin1(text), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 9)
-
-
-def table_row(pdf: FPDF, cells: list[tuple[float, Any, str]], *, bold: bool = False, fill: bool = False) -> None:
-    pdf.set_font("Helvetica", "B" if bold else "", 9)
-    for width, text, align in cells:
-        pdf.cell(width, 5.5, latin1(text), border="B" if bold else 0, align=align, fill=fill)
-    pdf.ln(5.5)
-
-
-def totals_table(pdf: FPDF, title: str, totals: dict[str, Any], *, compact: bool = False) -> None:
-    heading(pdf, title)
-    widths = (20, 20, 40, 40, 40)
-    if not compact:
-        pdf.set_fill_color(235, 238, 243)
-        table_row(pdf, list(zip(widths, ("Group", "Rate", "Amount", "Base", "VAT"), "LRRRR")), bold=True, fill=True)
-        for g in totals["groups"]:
-            table_row(pdf, list(zip(widths, (g["group"], g["rate"], g["amount"], g["base"], g["vat"]), "LRRRR")))
-    for label, key in (("Total", "total"), ("VAT settled by credit", "vat_settled_by_credit"),
-                       ("Payable", "payable")):
-        table_row(pdf, [(80, label, "L"), (40, "", "R"), (40, totals[key], "R")], bold=key == "total" and not compact)

@@ -9,30 +9,6 @@ from stalela.db.base import Base, UTCDateTime, utcnow
 from stalela.tenancy.context import TenantOwned
 
 
-class DayFigures(TenantOwned, Base):
-    """Running figures of one outlet's business day, updated in the sealing transaction.
-
-    Not a fiscal record: a cache of sealed facts (the invoices), updated in place under the outlet's
-    series lock so reports never scan a day's invoices. It can be recomputed from the invoices and
-    the Z reports at any time (``service.rebuild_figures``, ``stalela report rebuild``). Once a Z
-    closes the day, ``z_report_id`` is set; the Z's own sealed copy of the figures is the record.
-    """
-
-    __tablename__ = "report_day_figures"
-    __table_args__ = (
-        ForeignKeyConstraint(["tenant_id", "outlet_id"], ["outlets.tenant_id", "outlets.id"]),
-        # The scheduler's question: which days are still open?
-        Index("ix_report_day_figures_z_report_id_business_day", "z_report_id", "business_day"),
-    )
-
-    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    outlet_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    business_day: Mapped[date] = mapped_column(Date, primary_key=True)
-    figures: Mapped[str] = mapped_column(Text)  # core.reports.Figures.as_json(), canonical JSON
-    z_report_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
 class ZReport(TenantOwned, Base):
     """A day close: sealed like an invoice, chained per outlet, numbered without gaps. Append-only."""
 

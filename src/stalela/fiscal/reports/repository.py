@@ -7,56 +7,10 @@ from sqlalchemy import func, select, tuple_
 
 from stalela.db.repository import Repository
 from stalela.fiscal.invoices.models import Invoice
-from stalela.fiscal.reports.models import DayFigures, ZReport
+from stalela.fiscal.reports.models import ZReport
 from stalela.tenancy.models import Outlet
 
 PAGE = 500
-
-
-class DayFiguresRepository:
-    def __init__(self, session) -> None:  # noqa: ANN001
-        self.session = session
-
-    async def latest(self, outlet_id: str) -> DayFigures | None:
-        """The outlet's most recent business day with figures (open or closed)."""
-        stmt = (select(DayFigures).where(DayFigures.outlet_id == outlet_id)
-                .order_by(DayFigures.business_day.desc()).limit(1))
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
-    async def latest_many(self, outlet_ids: list[str]) -> dict[str, DayFigures]:
-        """``latest`` for many outlets in one statement."""
-        newest = (select(DayFigures.outlet_id, func.max(DayFigures.business_day))
-                  .where(DayFigures.outlet_id.in_(outlet_ids)).group_by(DayFigures.outlet_id))
-        stmt = select(DayFigures).where(tuple_(DayFigures.outlet_id, DayFigures.business_day).in_(newest))
-        return {row.outlet_id: row for row in (await self.session.execute(stmt)).scalars()}
-
-    async def get(self, outlet_id: str, day: date) -> DayFigures | None:
-        stmt = select(DayFigures).where(DayFigures.outlet_id == outlet_id, DayFigures.business_day == day)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
-    async def for_outlet(self, outlet_id: str) -> list[DayFigures]:
-        stmt = select(DayFigures).where(DayFigures.outlet_id == outlet_id).order_by(DayFigures.business_day)
-        return list((await self.session.execute(stmt)).scalars())
-
-    async def open_days(
-        self, outlet_id: str, *, before: date | None = None, up_to: date | None = None
-    ) -> list[DayFigures]:
-        stmt = select(DayFigures).where(DayFigures.outlet_id == outlet_id, DayFigures.z_report_id.is_(None))
-        if before is not None:
-            stmt = stmt.where(DayFigures.business_day < before)
-        if up_to is not None:
-            stmt = stmt.where(DayFigures.business_day <= up_to)
-        return list((await self.session.execute(stmt.order_by(DayFigures.business_day))).scalars())
-
-    async def all_open(self, up_to: date) -> list[tuple[str, str, date, str]]:
-        """Across tenants (platform session): (tenant, outlet, day, outlet timezone) of open days."""
-        stmt = (
-            select(DayFigures.tenant_id, DayFigures.outlet_id, DayFigures.business_day, Outlet.timezone)
-            .join(Outlet, (Outlet.tenant_id == DayFigures.tenant_id) & (Outlet.id == DayFigures.outlet_id))
-            .where(DayFigures.z_report_id.is_(None), DayFigures.business_day <= up_to)
-            .order_by(DayFigures.business_day)
-        )
-        return [tuple(r) for r in await self.session.execute(stmt)]
 
 
 class ZReportRepository(Repository[ZReport]):

@@ -22,14 +22,15 @@ from stalela.db.base import utcnow
 from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from stalela.fiscal.core.reports import DayResolver, Figures, ZBoundary, local_date
 from stalela.fiscal.core.seal import build_seal, canonical_bytes, verify_seal
-from stalela.fiscal.invoices.repository import SeriesRepository
+from stalela.fiscal.invoices.figures import dump, load
+from stalela.fiscal.invoices.models import DayFigures
+from stalela.fiscal.invoices.repository import DayFiguresRepository, SeriesRepository
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.ledger.models import Checkpoint
 from stalela.fiscal.ledger.repository import MerkleRepository
 from stalela.fiscal.ledger.service import create_checkpoint
-from stalela.fiscal.reports.figures import dump, load
-from stalela.fiscal.reports.models import DayFigures, ZReport
-from stalela.fiscal.reports.repository import DayFiguresRepository, ZReportRepository, invoice_pages
+from stalela.fiscal.reports.models import ZReport
+from stalela.fiscal.reports.repository import ZReportRepository, invoice_pages
 from stalela.fiscal.signing import registry as keys
 from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.kit.clock import rfc3339

@@ -18,7 +18,7 @@ from stalela.db.session import Database
 from stalela.errors import StalelaError
 from stalela.fiscal.core.reports import day_end
 from stalela.fiscal.reports import service
-from stalela.fiscal.reports.repository import DayFiguresRepository
+from stalela.fiscal.invoices.repository import DayFiguresRepository
 from stalela.observability.logging import get_logger
 from stalela.tenancy.context import bind_platform, bind_tenant
 

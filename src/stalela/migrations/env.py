@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from alembic import context
 
-from stalela.db.models import metadata
+from stalela.migrations.metadata import metadata
 
 config = context.config
 connection = config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("run migrations through stalela.db.migrate (stalela migrate), not the alembic CLI")
+    raise RuntimeError("run migrations through stalela.migrations (stalela migrate), not the alembic CLI")
 
 context.configure(
     connection=connection,

@@ -8,7 +8,7 @@ from stalela.auth.permissions import Perm
 from stalela.auth.dependencies import AppSettings, DbSession, OperatorPrincipal, Can
 from stalela.kit.schemas import PathId
 from stalela.kit.pagination import Page, PageParams, page_params
-from stalela.tenancy import schemas, service
+from stalela.accounts import schemas, service
 
 router = APIRouter(prefix="/v1")
 Id = PathId

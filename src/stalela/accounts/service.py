@@ -1,4 +1,4 @@
-"""Tenancy use cases. Services flush, never commit: the caller's boundary owns the transaction."""
+"""Account use cases: tenants, outlets, API keys. Services flush, never commit: the caller's boundary owns the transaction."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ from stalela.fiscal.signing import registry as signing_registry
 from stalela.auth.permissions import ALL_SCOPES, check_not_exceeding, grantable_scopes, key_permissions
 from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from stalela.kit.ids import new_id
-from stalela.tenancy import schemas
+from stalela.accounts import schemas
 from stalela.tenancy.context import bind_tenant
 from stalela.tenancy.models import ApiKey, Outlet, Tenant
 from stalela.tenancy.repository import ApiKeyRepository, OutletRepository, TenantRepository

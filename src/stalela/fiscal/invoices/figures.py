@@ -1,4 +1,4 @@
-"""What the sealing pipeline does in reports: add each invoice to its business day's figures.
+"""What the sealing pipeline does for the reports above it: add each invoice to its business day's figures.
 
 Runs inside the sealing transaction while the outlet's series row is locked, so the read-modify-write of
 the day's row is serialized with every other seal and with day closes of the same outlet.
@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stalela.fiscal.core.invoice import ComputedInvoice
 from stalela.fiscal.core.reports import Figures, assign_day, local_date
 from stalela.fiscal.jurisdictions import get_jurisdiction
-from stalela.fiscal.reports.models import DayFigures
-from stalela.fiscal.reports.repository import DayFiguresRepository
+from stalela.fiscal.invoices.models import DayFigures
+from stalela.fiscal.invoices.repository import DayFiguresRepository
 from stalela.kit.clock import rfc3339
 from stalela.tenancy.models import Outlet
 

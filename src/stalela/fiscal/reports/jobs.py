@@ -20,7 +20,7 @@ from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.db.session import Database
 from stalela.errors import Conflict, NotFound, ValidationFailed
-from stalela.fiscal.ledger.export import sha256_file, write_export
+from stalela.fiscal.reports.export import sha256_file, write_export
 from stalela.fiscal.ledger.models import ExportJob
 from stalela.fiscal.ledger.service import checkpoint_if_grown
 from stalela.kit.clock import rfc3339

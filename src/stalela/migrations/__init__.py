@@ -1,5 +1,9 @@
 """Alembic, driven from code: ``stalela migrate``, ``make run`` and the test fixtures all call this.
 
+The migrations are a package of their own above every domain, not a part of ``stalela.db``: their
+environment needs every domain's tables (``metadata.py``), and every domain's models build on
+``stalela.db``, so inside ``db`` they would close a circle with every domain.
+
 Alembic is imported inside the functions: it costs every API worker ~0.1 s at start-up (the restart
 time after a crash, docs/operations.md), while only the ``serve`` master migrates and a worker needs
 it once, on its first ``/readyz``.
@@ -17,7 +21,7 @@ from stalela.db.engine import create_engine
 if TYPE_CHECKING:
     from alembic.config import Config
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS = Path(__file__).parent
 
 
 def alembic_config(app_role: str = "stalela_app") -> Config:

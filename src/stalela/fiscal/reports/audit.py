@@ -12,7 +12,7 @@ from stalela.db.session import Database
 from stalela.fiscal.core import merkle
 from stalela.fiscal.core.seal import verify_seal
 from stalela.fiscal.invoices.service import render
-from stalela.fiscal.ledger.export import FORMAT, MEMBERS, invoice_pages, tenant_checkpoints, tenant_keys
+from stalela.fiscal.reports.export import FORMAT, MEMBERS, invoice_pages, tenant_checkpoints, tenant_keys
 from stalela.fiscal.ledger.repository import MerkleRepository
 from stalela.fiscal.ledger.verify import LedgerVerifier, Report
 from stalela.tenancy.context import bind_tenant
