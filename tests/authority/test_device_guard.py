@@ -63,6 +63,10 @@ async def put_device(world, base_url, token="token-a"):
     ("https://localhost:9000", "device_url_forbidden"),
     ("https://169.254.169.254/latest", "device_url_forbidden"),
     ("https://[fd00:ec2::254]", "device_url_forbidden"),
+    ("https://[::7f00:1]", "device_url_forbidden"),  # IPv4-compatible 127.0.0.1
+    ("https://[::ffff:0:a00:1]", "device_url_forbidden"),  # IPv4-translated (SIIT) 10.0.0.1
+    ("https://[64:ff9b:1::a00:1]", "device_url_forbidden"),  # local-use NAT64
+    ("https://[fec0::1]", "device_url_forbidden"),  # site-local
     ("https://10.0.0.7", "device_url_forbidden"),
     ("https://0.0.0.0", "device_url_forbidden"),
     ("https://224.0.0.1", "device_url_forbidden"),
