@@ -18,7 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from sqlalchemy import update
+
 from stalela.outbox.dispatcher import Dispatcher
+from stalela.tenancy.context import bind_tenant
+from stalela.webhooks.models import WebhookEndpoint
 from stalela.outbox.registry import Event
 from stalela.webhooks import tasks
 from stalela.webhooks.delivery import SCHEDULE
@@ -169,7 +173,7 @@ async def test_private_addresses_are_refused_when_delivering(world, receiver):
     """Saved while private addresses were allowed; sent by a worker where they are not: refused at connect."""
     endpoint = await world.endpoint("/ssrf")
     endpoint = (await world.api("PATCH", f"/v1/webhook-endpoints/{endpoint['id']}",
-                                json={"url": f"http://localhost:{receiver.port}/ssrf"})).json()
+                                json={"url": f"https://2130706433:{receiver.port}/ssrf"})).json()  # 127.0.0.1
     strict = world.settings.model_copy(update={"webhooks_allow_private": False})
     await world.emit("invoice.sealed", SEALED)
     await world.pump(dispatcher=Dispatcher(world.db, strict))
@@ -218,7 +222,8 @@ async def test_failures_without_an_answer_read_the_same_and_name_no_address(tmp_
     try:
         answers = [await post(url, {}, b"{}", timeout=0.5, allow_private=lax) for url, lax in (
             (f"http://127.0.0.1:{ports[0]}/h", True), (f"http://127.0.0.1:{ports[1]}/h", True),
-            (f"http://127.0.0.1:{ports[1]}/h", False), (f"https://localhost:{ports[1]}/h", False),
+            # names that pass the URL rules and resolve to 127.0.0.1: refused by the guard at connect time
+            (f"https://2130706433:{ports[1]}/h", False), (f"https://0x7f.0.0.1:{ports[1]}/h", False),
             ("https://no-such-host.invalid/h", False))]
         certificate = await post(f"https://localhost:{tls_port}/h", {}, b"{}", timeout=2, allow_private=True)
     finally:
@@ -234,6 +239,28 @@ async def test_failures_without_an_answer_read_the_same_and_name_no_address(tmp_
     assert "non-public" in answers[2].detail and "127.0.0.1" in answers[2].detail  # the log keeps the cause
     assert certificate.error == TLS_CERTIFICATE and "CERTIFICATE_VERIFY_FAILED" in certificate.detail
     assert str(tls_port) not in certificate.error and "localhost" not in certificate.error
+
+
+@sqlite_only
+async def test_urls_saved_before_a_rule_existed_fail_closed(world, receiver):
+    """Rows saved before the guard (put there directly, as an old database has them): credentials in
+    the URL, or plain http where the development setting is off. Nothing is sent; the attempt says why."""
+    with_credentials, plain = await world.endpoint("/creds"), await world.endpoint("/plain")
+    urls = {with_credentials["id"]: f"https://user:pw@127.0.0.1:{receiver.port}/creds",
+            plain["id"]: "http://hooks.example/plain"}
+    async with world.db.transaction() as session:
+        await bind_tenant(session, world.tenant_id)
+        for endpoint_id, url in urls.items():
+            await session.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).values(url=url))
+    strict = world.settings.model_copy(update={"webhooks_allow_private": False})
+    await world.emit("invoice.sealed", SEALED)
+    await world.pump(dispatcher=Dispatcher(world.db, strict))
+    assert receiver.at("/creds") == []
+    for endpoint, reason in ((with_credentials, "must not carry credentials"), (plain, "must use https")):
+        [message] = await world.messages(endpoint)
+        [attempt] = await world.attempts(endpoint, message["id"])
+        assert attempt["status_code"] is None and attempt["error"].startswith("URL refused, nothing was sent"), attempt
+        assert reason in attempt["error"] and "pw" not in attempt["error"]
 
 
 @sqlite_only

@@ -5,6 +5,7 @@ says: without a guard that is a way into the private network (SSRF). The policy,
 
 - when the URL is saved (``vet_url``): the URL's syntax (https only, no credentials, no fragment,
   optionally no query string), its host IDNA-encoded, and every address the host resolves to;
+- when a saved URL is used (``refused``): the same URL rules again, for rows saved before a rule;
 - when a connection is opened (``GuardedBackend``): the host is resolved there, every address is
   checked, and the socket goes to the checked address. Checking only at save time, or checking and
   then letting the HTTP client resolve again, would leave a DNS-rebinding gap. TLS still verifies the
@@ -161,26 +162,62 @@ def check_url(url: str, *, allow_private: bool, field: str = "url", code_prefix:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
+def refused(url: str, *, allow_private: bool, allow_query: bool = True) -> str | None:
+    """Why a saved URL may not be called (None: it may), by ``check_url``'s rules. Called before every
+    request with a saved URL: rows saved before a rule existed (plain http, a device URL's query, user
+    info) fail closed instead of sending a token where save time would refuse it now."""
+    try:
+        check_url(url, allow_private=allow_private, allow_query=allow_query)
+    except ValidationFailed as exc:
+        return exc.detail
+    return None
+
+
+class VettedUrl(str):
+    """A URL ``vet_url`` accepted, and the rules it was vetted under.
+
+    The save-time DNS lookup takes up to ``SAVE_RESOLVE_TIMEOUT``: an API route vets the URL before the
+    request's transaction starts (a lock or a pooled connection must not wait for DNS) and hands the
+    service this type; the service's own ``vet_url`` call then returns it as it is, and other callers
+    (CLI, dashboard) are vetted there. Vetted under other rules (a webhook URL may keep a query, a
+    device URL may not), it is vetted again."""
+
+    rules: tuple
+
+    def __new__(cls, url: str, rules: tuple) -> "VettedUrl":
+        vetted = super().__new__(cls, url)
+        vetted.rules = rules
+        return vetted
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
+                                   SAVE_RESOLVE_TIMEOUT)
+    return [info[4][0] for info in infos]
+
+
 async def vet_url(url: str, *, allow_private: bool, field: str = "url", code_prefix: str = "url",
-                  allow_query: bool = True) -> str:
+                  allow_query: bool = True) -> VettedUrl:
     """``check_url``, then resolve the host and refuse it if any address it resolves to is forbidden.
 
     A name that does not resolve (yet) is accepted: connect time checks every address again anyway.
     """
+    rules = (allow_private, field, code_prefix, allow_query)
+    if isinstance(url, VettedUrl) and url.rules == rules:
+        return url
     checked = check_url(url, allow_private=allow_private, field=field, code_prefix=code_prefix,
                         allow_query=allow_query)
     if allow_private:
-        return checked
+        return VettedUrl(checked, rules)
     parts = urlsplit(checked)
     try:
-        infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(
-            parts.hostname, parts.port or 443, type=socket.SOCK_STREAM), SAVE_RESOLVE_TIMEOUT)
+        addresses = await _resolve(parts.hostname, parts.port or 443)
     except (OSError, asyncio.TimeoutError):
-        return checked
-    if any(not address_allowed(info[4][0]) for info in infos):
+        return VettedUrl(checked, rules)
+    if any(not address_allowed(address) for address in addresses):
         raise _refuser(field, code_prefix)(
             "the host resolves to a private, loopback, link-local or metadata address", "forbidden")
-    return checked
+    return VettedUrl(checked, rules)
 
 
 def check_header_value(value: str, *, field: str, code: str) -> str:

@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 import httpcore
 
 from stalela import __version__
+from stalela.kit import netguard
 from stalela.kit.netguard import GuardedBackend
 
 USER_AGENT = f"Stalela-Webhooks/{__version__}"
@@ -84,6 +85,10 @@ TLS_CERTIFICATE = ("TLS certificate not accepted: it is expired, not valid for t
                    "issued by a trusted authority")
 
 
+# A URL saved before a rule existed (plain http, credentials...): nothing is sent until it is saved again.
+URL_REFUSED = "URL refused, nothing was sent: {reason}; save the endpoint's URL again"
+
+
 def _describe(exc: BaseException, timeout: float) -> tuple[str, str]:
     """(the attempt log's fixed text, the details for the server log)."""
     detail = f"{type(exc).__name__}: {exc}"[:500]
@@ -97,6 +102,9 @@ def _describe(exc: BaseException, timeout: float) -> tuple[str, str]:
 
 async def post(url: str, headers: dict[str, str], body: bytes, *, timeout: float, allow_private: bool) -> Answer:
     """POST once. Redirects are answers like any other (3xx is not success); nothing is followed."""
+    reason = netguard.refused(url, allow_private=allow_private)
+    if reason is not None:
+        return Answer(None, 0, error=URL_REFUSED.format(reason=reason), detail=f"saved URL refused: {reason}")
     request_headers = [(b"content-type", b"application/json"), (b"user-agent", USER_AGENT.encode())]
     request_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
     limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
