@@ -126,6 +126,13 @@ async def test_the_agent_checks_the_address_again_at_connect_time(fresh_database
         assert (await put_device(world, sim.url)).status_code == 200
         invoice = await seal(world)
         before = sim.records()
+        # A name that passes the URL rules and resolves to 127.0.0.1 (its integer form; the API's URL
+        # parser would store it as 127.0.0.1, so put directly): https, as plain http would now be
+        # refused before any connection (test below).
+        port = sim.url.rsplit(":", 1)[1].strip("/")
+        async with world["app"].state.db.transaction() as session:
+            await bind_tenant(session, world["outlet"]["tenant_id"])
+            await session.execute(update(AuthorityDevice).values(base_url=f"https://2130706433:{port}"))
         # The same database, now under the production policy.
         world["dispatcher"] = Dispatcher(world["app"].state.db, settings.model_copy(update={"webhooks_allow_private": False}))
         await drain(world, rounds=8)

@@ -29,10 +29,10 @@ async def _vetted(body: DeviceIn, settings: AppSettings, _: Admin) -> tuple[Devi
 
 
 @router.put("/outlets/{outlet_id}/authority-device")
-async def register_device(outlet_id: PathId, device: Annotated[tuple[DeviceIn, str], Depends(_vetted)],
+async def register_device(outlet_id: PathId, vetted: Annotated[tuple[DeviceIn, str], Depends(_vetted)],
                           principal: Admin, session: TenantSession, settings: AppSettings):
     """Register (or replace) the outlet's DGI e-MCF device; its token is stored encrypted, never shown."""
-    body, base_url = device
+    body, base_url = vetted
     device = await service.register_device(session, settings, principal, outlet_id, body.nim, base_url, body.token)
     return service.device_view(device)
 
