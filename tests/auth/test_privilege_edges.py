@@ -53,3 +53,40 @@ async def test_an_invitation_made_before_a_suspension_is_refused_during_it(clien
     assert (await client.post(f"/v1/tenants/{tenant['id']}/activate", headers=operator_headers)).status_code == 200
     ok = await client.post("/v1/users/accept", json={"token": inv["token"], "password": PASSWORD})
     assert ok.status_code == 201, ok.text
+
+
+async def test_an_admin_scope_key_grants_no_role_beyond_its_own_permissions(client, org):  # noqa: F811
+    """The review's repro: a key with only the `admin` scope (which carries ownership, not invoices:write)
+    made an owner, signed in as it and minted a key with every scope. Creation, invitation and role
+    changes now go through the same rule as keys: never more than the caller may do."""
+    tenant, root, _ = org
+    made = (await client.post("/v1/api-keys", json={"name": "adm", "scopes": ["admin"]}, headers=root)).json()
+    admin_key = {"Authorization": f"Bearer {made['api_key']}"}
+
+    for role in ("owner", "admin", "cashier"):
+        r = await client.post("/v1/users", json={"email": f"{role}-esc@org.cd", "name": "x", "role": role,
+                                                 "password": PASSWORD}, headers=admin_key)
+        assert r.status_code == 403, r.text
+        assert (r.json()["code"], r.json()["field"]) == ("scope_exceeds_caller", "role"), r.json()
+        assert "invoices:write" in r.json()["exceeding"]
+        r = await client.post("/v1/users/invitations", json={"email": f"{role}-inv@org.cd", "name": "x", "role": role},
+                              headers=admin_key)
+        assert r.status_code == 403 and r.json()["code"] == "scope_exceeds_caller", r.text
+    assert (await login(client, "owner-esc@org.cd", tenant_id=tenant["id"])).status_code == 401  # nobody was made
+
+    # An admin user may grant what it may do itself (admin, cashier...), never owner, by any route.
+    await make_user(client, root, "adm-grant@org.cd", "admin")
+    admin = bearer((await login(client, "adm-grant@org.cd", tenant_id=tenant["id"])).json())
+    r = await client.post("/v1/users/invitations", json={"email": "own-inv@org.cd", "name": "x", "role": "owner"},
+                          headers=admin)
+    assert r.status_code == 403 and r.json()["exceeding"] == ["ownership"], r.text
+    cashier = await make_user(client, root, "cash-grant@org.cd", "cashier")
+    r = await client.patch(f"/v1/users/{cashier['id']}", json={"role": "owner"}, headers=admin)
+    assert r.status_code == 403 and (r.json()["code"], r.json()["field"]) == ("scope_exceeds_caller", "role")
+    r = await client.patch(f"/v1/users/{cashier['id']}", json={"role": "admin"}, headers=admin)
+    assert r.status_code == 200 and r.json()["role"] == "admin", r.text
+    r = await client.post("/v1/users/invitations", json={"email": "adm-inv@org.cd", "name": "x", "role": "admin"},
+                          headers=admin)
+    assert r.status_code == 201, r.text
+    # The root key (every scope) may make owners.
+    assert (await make_user(client, root, "own-root@org.cd", "owner"))["role"] == "owner"

@@ -11,9 +11,13 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from stalela.app import create_app
+from stalela.authority.models import AuthorityDevice
+from stalela.kit import netguard
 from stalela.outbox.dispatcher import Dispatcher
+from stalela.tenancy.context import bind_tenant
 from tests.authority.test_sync import drain, seal, sync_of
 from tests.conftest import OPERATOR_TOKEN, make_settings
 from tests.support.simulator import start_simulator
@@ -63,6 +67,10 @@ async def put_device(world, base_url, token="token-a"):
     ("https://localhost:9000", "device_url_forbidden"),
     ("https://169.254.169.254/latest", "device_url_forbidden"),
     ("https://[fd00:ec2::254]", "device_url_forbidden"),
+    ("https://[::7f00:1]", "device_url_forbidden"),  # IPv4-compatible 127.0.0.1
+    ("https://[::ffff:0:a00:1]", "device_url_forbidden"),  # IPv4-translated (SIIT) 10.0.0.1
+    ("https://[64:ff9b:1::a00:1]", "device_url_forbidden"),  # local-use NAT64
+    ("https://[fec0::1]", "device_url_forbidden"),  # site-local
     ("https://10.0.0.7", "device_url_forbidden"),
     ("https://0.0.0.0", "device_url_forbidden"),
     ("https://224.0.0.1", "device_url_forbidden"),
@@ -118,6 +126,13 @@ async def test_the_agent_checks_the_address_again_at_connect_time(fresh_database
         assert (await put_device(world, sim.url)).status_code == 200
         invoice = await seal(world)
         before = sim.records()
+        # A name that passes the URL rules and resolves to 127.0.0.1 (its integer form; the API's URL
+        # parser would store it as 127.0.0.1, so put directly): https, as plain http would now be
+        # refused before any connection (test below).
+        port = sim.url.rsplit(":", 1)[1].strip("/")
+        async with world["app"].state.db.transaction() as session:
+            await bind_tenant(session, world["outlet"]["tenant_id"])
+            await session.execute(update(AuthorityDevice).values(base_url=f"https://2130706433:{port}"))
         # The same database, now under the production policy.
         world["dispatcher"] = Dispatcher(world["app"].state.db, settings.model_copy(update={"webhooks_allow_private": False}))
         await drain(world, rounds=8)
@@ -155,3 +170,40 @@ async def test_refused_and_silent_ports_read_the_same_on_the_invoice(fresh_datab
     text = errors[0]["detail"].lower()
     for leak in ("refused", "timeout", "timed out", "127.0.0.1", str(ports[0]), str(ports[1]), "connecterror"):
         assert leak not in text, text
+
+
+async def test_the_dns_lookup_runs_before_the_request_holds_a_connection(strict, monkeypatch):
+    """The save-time lookup may take 3 s: it runs before the request's transaction takes SQLite's write
+    lock or a pooled PostgreSQL connection, and once (the service trusts the vetted URL)."""
+    held = []
+
+    async def resolve(host: str, port: int) -> list[str]:  # the network's answer; the database is real
+        held.append(strict["app"].state.db.engine.pool.checkedout())
+        return ["93.184.215.14"]
+
+    monkeypatch.setattr(netguard, "_resolve", resolve)
+    r = await put_device(strict, "https://dgi.example.cd/emcf/")
+    assert r.status_code == 200 and r.json()["base_url"] == "https://dgi.example.cd/emcf", r.text
+    assert held == [0]
+
+
+async def test_a_device_url_saved_before_the_rules_fails_closed(fresh_database_url, tmp_path, sim):
+    """A row saved before the guard (put there directly, as an old database has it) with a ?query that
+    would choose the path: the agent sends nothing, the invoice says why, and registering again resyncs."""
+    settings = make_settings(fresh_database_url, tmp_path, webhooks_allow_private=True, authority_timeout_seconds=1.0,
+                             outbox_backoff_base_seconds=0.01, outbox_backoff_cap_seconds=0.05)
+    async with _world(settings) as world:
+        assert (await put_device(world, sim.url)).status_code == 200
+        async with world["app"].state.db.transaction() as session:
+            await bind_tenant(session, world["outlet"]["tenant_id"])
+            await session.execute(update(AuthorityDevice).values(base_url=f"{sim.url}/?x="))
+        before = sim.records()
+        invoice = await seal(world)
+        await drain(world, rounds=8)
+        sync = await sync_of(world, invoice)
+        assert sim.records() == before  # not one request reached the authority
+        assert sync["status"] == "pending" and sync["error"]["code"] == "device_url_refused", sync
+        assert "query" in sync["error"]["detail"] and "register the device again" in sync["error"]["detail"]
+        assert (await put_device(world, sim.url)).status_code == 200
+        await drain(world)
+        assert (await sync_of(world, invoice))["status"] == "acknowledged"

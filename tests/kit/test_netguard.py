@@ -15,12 +15,25 @@ from stalela.kit import netguard
     "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "169.254.169.254", "0.0.0.0",
     "224.0.0.1", "240.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fd00:ec2::254", "ff02::1",
     "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::7f00:1", "2002:7f00:1::1", "2002:a9fe:a9fe::1",
+    # IPv4-compatible (::/96), IPv4-translated (SIIT, ::ffff:0:0:0/96) and local-use NAT64 (RFC 8215) forms
+    "::7f00:1", "::a00:1", "::a9fe:a9fe", "::ffff:0:7f00:1", "::ffff:0:a00:1", "64:ff9b:1::a00:1", "64:ff9b:1::101:101",
+    "64:ff9b::a00:1", "64:ff9b::6440:1", "2002:a00:1::1", "2002:c0a8:101::1",
+    # Teredo (2001::/32): the server (bits 32-63) and the obfuscated client (last 32 bits) are both reached
+    "2001:0:7f00:1:0:0:fefe:fefe",  # server 127.0.0.1, client 1.1.1.1
+    "2001:0:101:101:0:0:f5ff:fffe",  # server 1.1.1.1, client 10.0.0.1
+    # IPv6 outside global unicast 2000::/3, or a special-purpose block inside it
+    "fec0::1", "fc00::1", "fd12:3456::1", "100::1", "4000::1", "e000::1",
+    "2001:db8::1", "2001:2::1", "3fff::1", "5f00::1",
+    "192.0.0.8", "192.0.2.1", "198.18.0.1", "198.51.100.1", "203.0.113.1",
 ])
 def test_non_public_addresses_are_refused_however_written(address):
     assert not netguard.address_allowed(address)
 
 
-@pytest.mark.parametrize("address", ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111", "::ffff:1.1.1.1"])
+@pytest.mark.parametrize("address", [
+    "1.1.1.1", "8.8.8.8", "2606:4700:4700::1111", "2a00:1450:4001::1", "::ffff:1.1.1.1", "::ffff:0:101:101",
+    "64:ff9b::101:101", "2002:101:101::1", "2001:0:101:101:0:0:fefe:fefe",  # public IPv4 in every form
+])
 def test_public_addresses_pass(address):
     assert netguard.address_allowed(address)
 

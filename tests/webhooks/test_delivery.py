@@ -4,18 +4,29 @@ Signatures are checked with the PyPI ``standardwebhooks`` library, never with ou
 """
 from __future__ import annotations
 
+import asyncio
+import socket
+import ssl
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from sqlalchemy import update
+
 from stalela.outbox.dispatcher import Dispatcher
+from stalela.tenancy.context import bind_tenant
+from stalela.webhooks.models import WebhookEndpoint
 from stalela.outbox.registry import Event
 from stalela.webhooks import tasks
 from stalela.webhooks.delivery import SCHEDULE
-from stalela.webhooks.transport import BODY_KEPT
+from stalela.webhooks.transport import BODY_KEPT, TLS_CERTIFICATE, UNREACHABLE, close_pools, post
 
 # Delivery logic that does not depend on the database runs on SQLite only; the rest on both.
 sqlite_only = pytest.mark.parametrize("hooks_database_url", ["sqlite"], indirect=True)
@@ -24,8 +35,6 @@ SEALED = {"invoice_id": "inv_x", "outlet_id": "out_x", "fiscal_number": "A-1", "
 
 
 def _at(value: str):  # noqa: ANN202
-    from datetime import datetime
-
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
@@ -164,7 +173,7 @@ async def test_private_addresses_are_refused_when_delivering(world, receiver):
     """Saved while private addresses were allowed; sent by a worker where they are not: refused at connect."""
     endpoint = await world.endpoint("/ssrf")
     endpoint = (await world.api("PATCH", f"/v1/webhook-endpoints/{endpoint['id']}",
-                                json={"url": f"http://localhost:{receiver.port}/ssrf"})).json()
+                                json={"url": f"https://2130706433:{receiver.port}/ssrf"})).json()  # 127.0.0.1
     strict = world.settings.model_copy(update={"webhooks_allow_private": False})
     await world.emit("invoice.sealed", SEALED)
     await world.pump(dispatcher=Dispatcher(world.db, strict))
@@ -172,7 +181,86 @@ async def test_private_addresses_are_refused_when_delivering(world, receiver):
     [message] = await world.messages(endpoint)
     [attempt] = await world.attempts(endpoint, message["id"])
     assert attempt["outcome"] == "failed" and attempt["status_code"] is None
-    assert "non-public address" in attempt["error"], attempt
+    # The tenant sees the one fixed text of a delivery without an HTTP answer: no name, address or port.
+    assert attempt["error"] == UNREACHABLE.format(timeout=world.settings.webhooks_timeout_seconds), attempt
+    assert message["last_error"] == attempt["error"]
+
+
+def _self_signed(tmp_path) -> ssl.SSLContext:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+async def test_failures_without_an_answer_read_the_same_and_name_no_address(tmp_path):
+    """Refused, silent (timed out), refused by the guard, unresolvable: one text, so a webhook URL
+    probes no network. The exact cause goes to the server log (``Answer.detail``). A certificate that
+    does not verify on the receiver's endpoint is told apart (docs/security.md says why)."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel accepts; nobody ever answers
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    ports = [silent.getsockname()[1], closed.getsockname()[1]]
+
+    async def handshake_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    tls = await asyncio.start_server(handshake_only, "127.0.0.1", 0, ssl=_self_signed(tmp_path))
+    tls_port = tls.sockets[0].getsockname()[1]
+    try:
+        answers = [await post(url, {}, b"{}", timeout=0.5, allow_private=lax) for url, lax in (
+            (f"http://127.0.0.1:{ports[0]}/h", True), (f"http://127.0.0.1:{ports[1]}/h", True),
+            # names that pass the URL rules and resolve to 127.0.0.1: refused by the guard at connect time
+            (f"https://2130706433:{ports[1]}/h", False), (f"https://0x7f.0.0.1:{ports[1]}/h", False),
+            ("https://no-such-host.invalid/h", False))]
+        certificate = await post(f"https://localhost:{tls_port}/h", {}, b"{}", timeout=2, allow_private=True)
+    finally:
+        silent.close()
+        closed.close()
+        tls.close()
+        await close_pools()
+    assert {a.error for a in answers} == {UNREACHABLE.format(timeout=0.5)}, [a.error for a in answers]
+    assert all(a.status is None and a.detail for a in answers)
+    for leak in ("127.0.0.1", "localhost", "invalid", str(ports[0]), str(ports[1]), "refused", "timed out",
+                 "non-public", "resolve"):
+        assert leak not in answers[0].error.lower()
+    assert "non-public" in answers[2].detail and "127.0.0.1" in answers[2].detail  # the log keeps the cause
+    assert certificate.error == TLS_CERTIFICATE and "CERTIFICATE_VERIFY_FAILED" in certificate.detail
+    assert str(tls_port) not in certificate.error and "localhost" not in certificate.error
+
+
+@sqlite_only
+async def test_urls_saved_before_a_rule_existed_fail_closed(world, receiver):
+    """Rows saved before the guard (put there directly, as an old database has them): credentials in
+    the URL, or plain http where the development setting is off. Nothing is sent; the attempt says why."""
+    with_credentials, plain = await world.endpoint("/creds"), await world.endpoint("/plain")
+    urls = {with_credentials["id"]: f"https://user:pw@127.0.0.1:{receiver.port}/creds",
+            plain["id"]: "http://hooks.example/plain"}
+    async with world.db.transaction() as session:
+        await bind_tenant(session, world.tenant_id)
+        for endpoint_id, url in urls.items():
+            await session.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).values(url=url))
+    strict = world.settings.model_copy(update={"webhooks_allow_private": False})
+    await world.emit("invoice.sealed", SEALED)
+    await world.pump(dispatcher=Dispatcher(world.db, strict))
+    assert receiver.at("/creds") == []
+    for endpoint, reason in ((with_credentials, "must not carry credentials"), (plain, "must use https")):
+        [message] = await world.messages(endpoint)
+        [attempt] = await world.attempts(endpoint, message["id"])
+        assert attempt["status_code"] is None and attempt["error"].startswith("URL refused, nothing was sent"), attempt
+        assert reason in attempt["error"] and "pw" not in attempt["error"]
 
 
 @sqlite_only

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from stalela.kit import netguard
+
 
 @pytest.fixture
 async def tenant_key(client, new_tenant):
@@ -41,3 +43,25 @@ async def test_an_internationalized_host_is_stored_idna_encoded(client, tenant_k
     r = await client.patch(f"/v1/webhook-endpoints/{r.json()['id']}", json={"url": "https://☃.example/"},
                            headers=tenant_key)
     assert r.status_code == 422 and r.json()["code"] == "webhook_url_invalid"
+
+
+async def test_the_dns_lookup_runs_before_the_request_holds_a_connection(app, client, tenant_key, monkeypatch):
+    """The save-time lookup may take 3 s. Inside the request's transaction it would hold SQLite's write
+    lock (taken by the transaction's first statement) or a pooled PostgreSQL connection meanwhile: the
+    routes authenticate apart and vet the URL before that transaction starts."""
+    held = []
+
+    async def resolve(host: str, port: int) -> list[str]:  # the network's answer; the database is real
+        held.append(app.state.db.engine.pool.checkedout())
+        return ["93.184.215.14"]
+
+    monkeypatch.setattr(netguard, "_resolve", resolve)
+    r = await client.post("/v1/webhook-endpoints", json={"url": "https://hooks.example/a"}, headers=tenant_key)
+    assert r.status_code == 201, r.text
+    r = await client.patch(f"/v1/webhook-endpoints/{r.json()['id']}", json={"url": "https://hooks.example/b"},
+                           headers=tenant_key)
+    assert r.status_code == 200 and r.json()["url"] == "https://hooks.example/b", r.text
+    r = await client.patch(f"/v1/webhook-endpoints/{r.json()['id']}", json={"description": "no URL, no lookup"},
+                           headers=tenant_key)
+    assert r.status_code == 200, r.text
+    assert held == [0, 0]  # each URL resolved once (the service trusts the vetted value), no connection held

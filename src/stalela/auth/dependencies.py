@@ -130,6 +130,20 @@ async def _operator_principal(request: Request, session: DbSession, _doc=Depends
 TenantPrincipal = Annotated[Principal, Depends(_tenant_principal)]
 
 
+async def _tenant_session(request: Request, session: DbSession) -> AsyncSession:
+    """The request's transaction bound to the caller's tenant, for routes whose caller was checked in a
+    transaction of its own (``own_transaction``) so that slow work (a URL's DNS lookup) runs before
+    this one holds a lock or a pooled connection. The route lists the caller and that work first."""
+    tenant_id = getattr(request.state, "tenant_id", None)
+    if tenant_id is None:
+        raise RuntimeError("TenantSession needs the caller checked first: list the principal before it")
+    await bind_tenant(session, tenant_id)
+    return session
+
+
+TenantSession = Annotated[AsyncSession, Depends(_tenant_session)]
+
+
 def Allow(perm: Perm, *, own_transaction: bool = False) -> Any:  # noqa: N802 - reads as a declaration
     """``principal: Annotated[Principal, Allow(Perm.X)]``: authenticated, in a tenant, and allowed X.
 

@@ -84,11 +84,11 @@ def exceeding(principal: Principal, perms: frozenset[Perm]) -> frozenset[Perm]:
     return frozenset() if principal.is_operator else perms - permissions(principal)
 
 
-def check_not_exceeding(principal: Principal, perms: frozenset[Perm], what: str) -> None:
+def check_not_exceeding(principal: Principal, perms: frozenset[Perm], what: str, *, field: str | None = None) -> None:
     extra = exceeding(principal, perms)
     if extra:
         raise Forbidden(f"{what} may do more than you may ({', '.join(sorted(p.value for p in extra))})",
-                        code="scope_exceeds_caller", extra={"exceeding": sorted(p.value for p in extra)})
+                        code="scope_exceeds_caller", field=field, extra={"exceeding": sorted(p.value for p in extra)})
 
 
 def check_writable(principal: Principal) -> None:

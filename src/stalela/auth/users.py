@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stalela.audit.service import record
 from stalela.auth import passwords, tokens
 from stalela.auth.models import Invitation, RefreshToken, User
-from stalela.auth.permissions import ROLES, Perm, check_not_exceeding, check_writable, permissions
+from stalela.auth.permissions import ROLES, check_not_exceeding, check_writable
 from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.db.session import Database
-from stalela.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from stalela.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.tenancy.context import bind_platform, bind_tenant
@@ -52,8 +52,11 @@ async def active_user(session: AsyncSession, tenant_id: str, user_id: str) -> tu
 async def _check_role_change(session: AsyncSession, actor: Principal, role: str, outlet_ids: list[str]) -> None:
     if role not in ROLES:
         raise ValidationFailed(f"unknown role; one of {', '.join(ROLES)}", code="invalid_role", field="role")
-    if role == "owner" and Perm.OWNERSHIP not in permissions(actor):
-        raise Forbidden("only an owner can make an owner", code="insufficient_permissions")
+    # Never more than the caller may do: a role is granted (by creation, invitation or change) only by
+    # a caller who may do everything it carries. Checking ownership alone let a key with the `admin`
+    # scope (ownership, but not invoices:write...) make an owner, sign in as it and mint a key with
+    # every scope.
+    check_not_exceeding(actor, ROLES[role], f"the role {role}", field="role")
     for outlet_id in outlet_ids:
         if (await session.execute(select(Outlet.id).where(Outlet.id == outlet_id))).first() is None:
             raise ValidationFailed("no such outlet", code="outlet_not_found", field="outlet_ids")

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import Field, HttpUrl, UrlConstraints
 
 from stalela.auth.permissions import Perm
-from stalela.auth.dependencies import AppSettings, DbSession, Can
+from stalela.auth.dependencies import AppSettings, DbSession, Can, TenantSession
 from stalela.authority import service
 from stalela.kit.schemas import PathId, StrictModel
 
@@ -20,12 +20,20 @@ class DeviceIn(StrictModel):
     token: str = Field(min_length=1, max_length=4096)
 
 
+# Checked in a short transaction of its own: the URL's DNS lookup comes before the request's transaction.
+Admin = Can(Perm.ADMIN, own_transaction=True)
+
+
+async def _vetted(body: DeviceIn, settings: AppSettings, _: Admin) -> tuple[DeviceIn, str]:
+    return body, await service.vet_device_url(settings, str(body.base_url))
+
+
 @router.put("/outlets/{outlet_id}/authority-device")
-async def register_device(outlet_id: PathId, body: DeviceIn, session: DbSession, principal: Can(Perm.ADMIN),
-                          settings: AppSettings):
+async def register_device(outlet_id: PathId, vetted: Annotated[tuple[DeviceIn, str], Depends(_vetted)],
+                          principal: Admin, session: TenantSession, settings: AppSettings):
     """Register (or replace) the outlet's DGI e-MCF device; its token is stored encrypted, never shown."""
-    device = await service.register_device(session, settings, principal, outlet_id, body.nim,
-                                           str(body.base_url).rstrip("/"), body.token)
+    body, base_url = vetted
+    device = await service.register_device(session, settings, principal, outlet_id, body.nim, base_url, body.token)
     return service.device_view(device)
 
 

@@ -59,14 +59,19 @@ def _context(tenant_id: str, outlet_id: str) -> str:
     return f"device:{tenant_id}:{outlet_id}"
 
 
+async def vet_device_url(settings: Settings, base_url: str) -> str:
+    """The agent sends the token to this URL with paths appended: the shared outbound guard, and no
+    query string (``?x=`` would turn every appended path into a query and choose the path). The API
+    calls it before the request's transaction starts (its DNS lookup must hold no lock or connection)."""
+    return await netguard.vet_url(base_url if isinstance(base_url, netguard.VettedUrl) else base_url.rstrip("/"),
+                                  allow_private=settings.webhooks_allow_private, field="base_url",
+                                  code_prefix="device_url", allow_query=False)
+
+
 async def register_device(session: AsyncSession, settings: Settings, principal: Principal, outlet_id: str,
                           nim: str, base_url: str, token: str) -> AuthorityDevice:
-    # The agent sends the token to this URL with paths appended: the shared outbound guard, and no
-    # query string (``?x=`` would turn every appended path into a query and choose the path). First,
-    # before this transaction's first statement where possible: the guard's DNS lookup should not
-    # hold a lock (on SQLite the write lock is taken at the first statement).
-    base_url = (await netguard.vet_url(base_url, allow_private=settings.webhooks_allow_private, field="base_url",
-                                       code_prefix="device_url", allow_query=False)).rstrip("/")
+    # A URL the route vetted comes back at once; other callers' (CLI, dashboard) are vetted here, first.
+    base_url = await vet_device_url(settings, base_url)
     netguard.check_header_value(token, field="token", code="device_token_invalid")
     outlet = await OutletRepository(session).get(outlet_id)
     if outlet is None or not principal.can_use_outlet(outlet_id):
@@ -173,6 +178,12 @@ async def sync_invoice(db: Database, settings: Settings, tenant_id: str, invoice
             # Visible on the invoice and in /v1/sync/status; registering or fixing the device resyncs.
             row.error_code = "no_device" if device is None else "device_unauthorized"
             row.error = "the outlet has no DGI device" if device is None else "the DGI refused the device token"
+            return
+        # Saved before a rule existed (plain http, a ?query choosing the path...): the token is not sent.
+        reason = netguard.refused(device.base_url, allow_private=settings.webhooks_allow_private, allow_query=False)
+        if reason is not None:
+            row.error_code = "device_url_refused"
+            row.error = f"the device URL is refused ({reason}); register the device again"
             return
         now = utcnow()
         if row.claimed_until is not None and row.claimed_until > now:

@@ -5,14 +5,16 @@ says: without a guard that is a way into the private network (SSRF). The policy,
 
 - when the URL is saved (``vet_url``): the URL's syntax (https only, no credentials, no fragment,
   optionally no query string), its host IDNA-encoded, and every address the host resolves to;
+- when a saved URL is used (``refused``): the same URL rules again, for rows saved before a rule;
 - when a connection is opened (``GuardedBackend``): the host is resolved there, every address is
   checked, and the socket goes to the checked address. Checking only at save time, or checking and
   then letting the HTTP client resolve again, would leave a DNS-rebinding gap. TLS still verifies the
   certificate against the host name (SNI), not the address.
 
 Refused: private, loopback, link-local (cloud metadata at 169.254.169.254 and fd00:ec2::254), shared
-(100.64/10), reserved, multicast and unspecified addresses, however written (IPv4-mapped, NAT64 and
-6to4 IPv6 forms included), and the names of this machine. ``allow_private`` (the development setting
+(100.64/10), reserved, multicast and unspecified addresses, however written (the IPv6 forms that
+carry an IPv4 address are judged by it), any IPv6 address outside global unicast 2000::/3 (site-local
+fec0::/10 included), and the names of this machine. ``allow_private`` (the development setting
 ``STALELA_WEBHOOKS_ALLOW_PRIVATE``) lifts the address checks and allows plain http, for servers on
 loopback in development and tests.
 
@@ -33,7 +35,6 @@ import idna
 
 from stalela.errors import ValidationFailed
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _LOCAL_NAMES = ("localhost", "metadata.google.internal")
 # Letters, digits, hyphens (and underscores, which real DNS names carry) per label, once IDNA-encoded.
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
@@ -48,18 +49,49 @@ class ForbiddenAddress(httpcore.ConnectError):
     ``httpx.ConnectError``)."""
 
 
+_net = ipaddress.ip_network
+# IPv6 forms whose last 32 bits are the IPv4 address actually reached: IPv4-compatible (deprecated, and
+# it holds :: and ::1), IPv4-mapped, IPv4-translated (SIIT) and the well-known NAT64 prefix.
+_IPV4_IN_LAST_32 = tuple(_net(n) for n in ("::/96", "::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96"))
+_GLOBAL_UNICAST = _net("2000::/3")
+# Inside 2000::/3, the blocks IANA's special-purpose registry marks as not globally reachable (the
+# registry's few anycast exceptions in 2001::/23 are no webhook receivers: refused too). Listed here,
+# not taken from ``ipaddress.is_global``, whose answer changed between Python patch releases.
+_NOT_GLOBAL_V6 = tuple(_net(n) for n in (
+    "2001::/23",  # IETF protocol assignments (benchmarking 2001:2::/48...); Teredo is unwrapped before
+    "2001:db8::/32", "3fff::/20",  # documentation
+    "5f00::/16",  # SRv6 segment identifiers
+))
+_NOT_GLOBAL_V4 = _net("192.0.0.0/24")  # IETF protocol assignments (``is_global`` misses parts on 3.11)
+_TEREDO, _SIXTOFOUR = _net("2001::/32"), _net("2002::/16")
+# Local-use NAT64 (RFC 8215): a translator inside the hosting network, at a prefix length (/48 to /96)
+# that decides where the IPv4 address sits. Unknowable from here, so refused whole.
+_LOCAL_NAT64 = _net("64:ff9b:1::/48")
+
+
+def _ipv4_allowed(ip: ipaddress.IPv4Address) -> bool:
+    return ip.is_global and not ip.is_multicast and ip not in _NOT_GLOBAL_V4
+
+
 def address_allowed(value: str) -> bool:
     """Only globally routable unicast addresses: no private, loopback, link-local (cloud metadata at
-    169.254.169.254), shared (100.64/10), reserved, multicast or unspecified ones, however written."""
+    169.254.169.254), shared (100.64/10), reserved, multicast or unspecified ones, however written.
+
+    IPv6: only global unicast (2000::/3, so no site-local fec0::/10, ULA, link-local or multicast)
+    outside the special-purpose blocks; the forms that carry an IPv4 address (IPv4-compatible,
+    -mapped, -translated, NAT64, 6to4, Teredo's server and client) are judged by that address."""
     ip = ipaddress.ip_address(value.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        elif ip in _NAT64:
-            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        elif ip.sixtofour is not None:
-            ip = ip.sixtofour
-    return ip.is_global and not ip.is_multicast
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _ipv4_allowed(ip)
+    if any(ip in net for net in _IPV4_IN_LAST_32):
+        return _ipv4_allowed(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip in _SIXTOFOUR:
+        return _ipv4_allowed(ip.sixtofour)
+    if ip in _TEREDO:
+        return all(_ipv4_allowed(embedded) for embedded in ip.teredo)
+    if ip in _LOCAL_NAT64:
+        return False
+    return ip in _GLOBAL_UNICAST and not any(ip in net for net in _NOT_GLOBAL_V6)
 
 
 def _refuser(field: str, code_prefix: str):  # noqa: ANN202
@@ -130,26 +162,62 @@ def check_url(url: str, *, allow_private: bool, field: str = "url", code_prefix:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
+def refused(url: str, *, allow_private: bool, allow_query: bool = True) -> str | None:
+    """Why a saved URL may not be called (None: it may), by ``check_url``'s rules. Called before every
+    request with a saved URL: rows saved before a rule existed (plain http, a device URL's query, user
+    info) fail closed instead of sending a token where save time would refuse it now."""
+    try:
+        check_url(url, allow_private=allow_private, allow_query=allow_query)
+    except ValidationFailed as exc:
+        return exc.detail
+    return None
+
+
+class VettedUrl(str):
+    """A URL ``vet_url`` accepted, and the rules it was vetted under.
+
+    The save-time DNS lookup takes up to ``SAVE_RESOLVE_TIMEOUT``: an API route vets the URL before the
+    request's transaction starts (a lock or a pooled connection must not wait for DNS) and hands the
+    service this type; the service's own ``vet_url`` call then returns it as it is, and other callers
+    (CLI, dashboard) are vetted there. Vetted under other rules (a webhook URL may keep a query, a
+    device URL may not), it is vetted again."""
+
+    rules: tuple
+
+    def __new__(cls, url: str, rules: tuple) -> "VettedUrl":
+        vetted = super().__new__(cls, url)
+        vetted.rules = rules
+        return vetted
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
+                                   SAVE_RESOLVE_TIMEOUT)
+    return [info[4][0] for info in infos]
+
+
 async def vet_url(url: str, *, allow_private: bool, field: str = "url", code_prefix: str = "url",
-                  allow_query: bool = True) -> str:
+                  allow_query: bool = True) -> VettedUrl:
     """``check_url``, then resolve the host and refuse it if any address it resolves to is forbidden.
 
     A name that does not resolve (yet) is accepted: connect time checks every address again anyway.
     """
+    rules = (allow_private, field, code_prefix, allow_query)
+    if isinstance(url, VettedUrl) and url.rules == rules:
+        return url
     checked = check_url(url, allow_private=allow_private, field=field, code_prefix=code_prefix,
                         allow_query=allow_query)
     if allow_private:
-        return checked
+        return VettedUrl(checked, rules)
     parts = urlsplit(checked)
     try:
-        infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(
-            parts.hostname, parts.port or 443, type=socket.SOCK_STREAM), SAVE_RESOLVE_TIMEOUT)
+        addresses = await _resolve(parts.hostname, parts.port or 443)
     except (OSError, asyncio.TimeoutError):
-        return checked
-    if any(not address_allowed(info[4][0]) for info in infos):
+        return VettedUrl(checked, rules)
+    if any(not address_allowed(address) for address in addresses):
         raise _refuser(field, code_prefix)(
             "the host resolves to a private, loopback, link-local or metadata address", "forbidden")
-    return checked
+    return VettedUrl(checked, rules)
 
 
 def check_header_value(value: str, *, field: str, code: str) -> str:

@@ -279,7 +279,10 @@ async def _send(settings: Settings, job: Job) -> transport.Answer:
     with webhook_delivery(job.url) as call:  # webhook_deliveries_total{result}, duration, client span
         answer = await transport.post(job.url, headers, job.body, timeout=settings.webhooks_timeout_seconds,
                                       allow_private=settings.webhooks_allow_private)
-        call.done(answer.status, answer.error)
+        call.done(answer.status, answer.detail or answer.error)
+    if answer.detail:  # the attempt log keeps a fixed text (transport.UNREACHABLE); the details go here
+        log.warning("webhook.no_answer", tenant_id=job.tenant_id, endpoint_id=job.endpoint_id,
+                    message_id=job.message_id, attempt=job.attempt, error=answer.detail)
     return answer
 
 

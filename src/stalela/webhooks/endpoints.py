@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 
-from stalela.auth.dependencies import AppSettings, Can, DbSession
+from stalela.auth.dependencies import AppSettings, Can, DbSession, TenantSession
 from stalela.auth.permissions import Perm
 from stalela.kit.pagination import Page, PageParams, page_params
 from stalela.kit.schemas import PathId
@@ -13,6 +13,19 @@ from stalela.webhooks import schemas, service
 router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
 Paging = Annotated[PageParams, Depends(page_params)]
 Manager = Can(Perm.WEBHOOKS)
+# Routes that save a URL: the caller is checked in a short transaction of its own and the URL's DNS
+# lookup runs before the request's transaction (``TenantSession``), which then holds no lock meanwhile.
+Saver = Can(Perm.WEBHOOKS, own_transaction=True)
+
+
+async def _vetted_create(body: schemas.EndpointCreate, settings: AppSettings, _: Saver) -> schemas.EndpointCreate:
+    return body.model_copy(update={"url": await service.vet_url(settings, body.url)})
+
+
+async def _vetted_update(body: schemas.EndpointUpdate, settings: AppSettings, _: Saver) -> schemas.EndpointUpdate:
+    if body.url is None:  # absent, or null (refused by the service)
+        return body
+    return body.model_copy(update={"url": await service.vet_url(settings, body.url)})
 
 
 def _message(message) -> schemas.MessageOut:  # noqa: ANN001
@@ -26,7 +39,8 @@ _DISABLED: dict = {409: {"description": "webhook_endpoint_disabled"}}
 
 
 @router.post("", status_code=201, response_model=schemas.EndpointCreated)
-async def create_endpoint(body: schemas.EndpointCreate, session: DbSession, principal: Manager, settings: AppSettings):
+async def create_endpoint(body: Annotated[schemas.EndpointCreate, Depends(_vetted_create)], principal: Saver,
+                          session: TenantSession, settings: AppSettings):
     """The signing secret is in this answer and nowhere else, ever: store it now."""
     created = await service.create_endpoint(session, settings, principal, body)
     return schemas.EndpointCreated(**schemas.EndpointOut.model_validate(created.endpoint).model_dump(),
@@ -45,8 +59,8 @@ async def get_endpoint(endpoint_id: PathId, session: DbSession, _: Manager):
 
 
 @router.patch("/{endpoint_id}", response_model=schemas.EndpointOut)
-async def update_endpoint(endpoint_id: PathId, body: schemas.EndpointUpdate, session: DbSession, principal: Manager,
-                          settings: AppSettings):
+async def update_endpoint(endpoint_id: PathId, body: Annotated[schemas.EndpointUpdate, Depends(_vetted_update)],
+                          principal: Saver, session: TenantSession, settings: AppSettings):
     return await service.update_endpoint(session, settings, endpoint_id, body, principal)
 
 

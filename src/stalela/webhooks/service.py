@@ -44,8 +44,10 @@ def signing_secrets(settings: Settings, endpoint: WebhookEndpoint, now: datetime
 # --- endpoints -----------------------------------------------------------------------------------
 
 
-async def _vet_url(settings: Settings, url: str) -> str:
-    """The shared outbound-URL guard (at save time; delivery checks every connection again)."""
+async def vet_url(settings: Settings, url: str) -> str:
+    """The shared outbound-URL guard (at save time; delivery checks every connection again). The API
+    calls it before the request's transaction starts (its DNS lookup must hold no lock or connection);
+    the services then get the vetted URL back at once, and vet other callers' (dashboard) themselves."""
     return await netguard.vet_url(url, allow_private=settings.webhooks_allow_private, field="url",
                                   code_prefix="webhook_url")
 
@@ -58,7 +60,7 @@ class CreatedEndpoint:
 
 async def create_endpoint(session: AsyncSession, settings: Settings, principal: Principal,
                           data: schemas.EndpointCreate) -> CreatedEndpoint:
-    url = await _vet_url(settings, data.url)
+    url = await vet_url(settings, data.url)
     now = clock.now()
     endpoint_id, secret = new_id("we"), signing.new_secret()
     endpoint = WebhookEndpoint(
@@ -91,7 +93,7 @@ async def update_endpoint(session: AsyncSession, settings: Settings, endpoint_id
     for name in ("url", "enabled"):
         if name in changes and changes[name] is None:
             raise ValidationFailed(f"{name} cannot be null", code="field_not_nullable", field=name)
-    url = await _vet_url(settings, changes["url"]) if "url" in changes else None  # its DNS lookup before the lock
+    url = await vet_url(settings, data.url) if "url" in changes else None  # its DNS lookup before the lock
     endpoint = await get_endpoint(session, endpoint_id, lock=True)
     now = clock.now()
     if url is not None:

@@ -6,7 +6,6 @@ where the socket is opened, so the address checked is the address connected to.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 import weakref
@@ -16,7 +15,8 @@ from email.utils import parsedate_to_datetime
 import httpcore
 
 from stalela import __version__
-from stalela.kit.netguard import ForbiddenAddress, GuardedBackend
+from stalela.kit import netguard
+from stalela.kit.netguard import GuardedBackend
 
 USER_AGENT = f"Stalela-Webhooks/{__version__}"
 BODY_READ_LIMIT = 4096  # bytes of a receiver's answer read (and kept, truncated, in the attempt log)
@@ -28,8 +28,9 @@ class Answer:
     status: int | None  # None: no HTTP answer at all (refused, timeout, TLS error...)
     latency_ms: int
     body: str | None = None
-    error: str | None = None
+    error: str | None = None  # what the tenant sees in the attempt log: one fixed text per class
     retry_after: float | None = None  # seconds, from a 429 or 503's Retry-After
+    detail: str | None = None  # what failed exactly (addresses, refused or timed out...): the log only
 
     @property
     def ok(self) -> bool:
@@ -71,22 +72,39 @@ async def close_pools() -> None:
         await pool.aclose()
 
 
-def _describe(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, (asyncio.TimeoutError, httpcore.TimeoutException)):
-        return f"timeout: no complete answer within {timeout:g} s"
-    if isinstance(exc, ForbiddenAddress):
-        return str(exc)
-    if isinstance(exc, httpcore.ConnectError):
-        return f"connection failed: {exc}"[:300]
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc}"[:300]
-    if isinstance(exc, socket.gaierror):
-        return f"DNS lookup failed: {exc}"[:300]
-    return f"{type(exc).__name__}: {exc}"[:300]
+# What a tenant sees when no HTTP answer came. One text whether the name did not resolve, resolved to
+# an address the guard refuses, the connection was refused, reset or timed out: telling those apart
+# would make a webhook URL a probe of networks and ports (and of this server's DNS view).
+UNREACHABLE = ("no HTTP answer: the endpoint could not be reached or did not answer within {timeout:g} s "
+               "(details in the server logs)")
+# The one failure told apart: the receiver's own public endpoint presents a certificate that does not
+# verify. It is the commonest receiver misconfiguration and the merchant cannot find it otherwise; what
+# it says (something at that public address speaks TLS with another certificate) anyone on the internet
+# can see, and the address is public, or the guard would have refused it. No certificate details.
+TLS_CERTIFICATE = ("TLS certificate not accepted: it is expired, not valid for the URL's host name or not "
+                   "issued by a trusted authority")
+
+
+# A URL saved before a rule existed (plain http, credentials...): nothing is sent until it is saved again.
+URL_REFUSED = "URL refused, nothing was sent: {reason}; save the endpoint's URL again"
+
+
+def _describe(exc: BaseException, timeout: float) -> tuple[str, str]:
+    """(the attempt log's fixed text, the details for the server log)."""
+    detail = f"{type(exc).__name__}: {exc}"[:500]
+    cause: BaseException | None = exc
+    while cause is not None:  # httpcore wraps the ssl error in a ConnectError
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return TLS_CERTIFICATE, detail
+        cause = cause.__cause__ or cause.__context__
+    return UNREACHABLE.format(timeout=timeout), detail
 
 
 async def post(url: str, headers: dict[str, str], body: bytes, *, timeout: float, allow_private: bool) -> Answer:
     """POST once. Redirects are answers like any other (3xx is not success); nothing is followed."""
+    reason = netguard.refused(url, allow_private=allow_private)
+    if reason is not None:
+        return Answer(None, 0, error=URL_REFUSED.format(reason=reason), detail=f"saved URL refused: {reason}")
     request_headers = [(b"content-type", b"application/json"), (b"user-agent", USER_AGENT.encode())]
     request_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
     limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
@@ -102,7 +120,8 @@ async def post(url: str, headers: dict[str, str], body: bytes, *, timeout: float
                         break  # the rest is not read: closing drops the connection instead
                 answer_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
     except Exception as exc:  # noqa: BLE001 - every failure is an attempt's outcome, not a crash
-        return Answer(None, _elapsed(started), error=_describe(exc, timeout))
+        error, detail = _describe(exc, timeout)
+        return Answer(None, _elapsed(started), error=error, detail=detail)
     retry_after = parse_retry_after(answer_headers.get("retry-after")) if response.status in (429, 503) else None
     text = received[:BODY_KEPT].decode("utf-8", "replace") or None
     return Answer(response.status, _elapsed(started), body=text, retry_after=retry_after)
