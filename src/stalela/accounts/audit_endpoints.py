@@ -11,8 +11,9 @@ from stalela.auth.dependencies import Allow, DbSession
 from stalela.auth.permissions import Perm
 from stalela.auth.principal import Principal
 from stalela.kit.schemas import PositiveInt64
+from stalela.kit.jsonbody import JSONRoute
 
-router = APIRouter(prefix="/v1", tags=["audit"])
+router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["audit"])
 
 
 @router.get("/audit-log")

@@ -9,8 +9,9 @@ from stalela.auth.dependencies import AppSettings, DbSession, OperatorPrincipal,
 from stalela.kit.schemas import PathId
 from stalela.kit.pagination import Page, PageParams, page_params
 from stalela.accounts import schemas, service
+from stalela.kit.jsonbody import JSONRoute
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(route_class=JSONRoute, prefix="/v1")
 Id = PathId
 Paging = Annotated[PageParams, Depends(page_params)]
 

@@ -17,8 +17,9 @@ from stalela.errors import Conflict, NotFound, TooManyRequests, Unauthorized
 from stalela.kit.problems import problem_response
 from stalela.kit.pagination import PageParams, page_params
 from stalela.kit.schemas import PathId, StrictModel
+from stalela.kit.jsonbody import JSONRoute
 
-router = APIRouter(prefix="/v1", tags=["users"])
+router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["users"])
 Email = Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Role = Literal["owner", "admin", "accountant", "cashier", "auditor"]
 OutletIds = Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]], Field(max_length=200)]

@@ -9,8 +9,9 @@ from stalela.auth.permissions import Perm
 from stalela.auth.dependencies import AppSettings, DbSession, Can, TenantSession
 from stalela.authority import service
 from stalela.kit.schemas import PathId, StrictModel
+from stalela.kit.jsonbody import JSONRoute
 
-router = APIRouter(prefix="/v1", tags=["authority"])
+router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["authority"])
 
 
 class DeviceIn(StrictModel):

@@ -22,7 +22,6 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
@@ -35,6 +34,7 @@ from stalela.auth.service import authenticate_user
 from stalela.errors import (
     BadRequest, FieldError, Forbidden, StalelaError, TooManyRequests, Unauthorized, ValidationFailed,
 )
+from stalela.kit.jsonbody import JSONRoute
 from stalela.kit.schemas import CalendarDate
 from stalela.observability.logging import get_logger
 from stalela.tenancy.context import bind_platform
@@ -150,7 +150,7 @@ def _error_page(request: Request, status: int, title: str, detail: str) -> HTMLR
     return render(request, "error.html", status=status, title=title, detail=detail, back=back)
 
 
-class DashboardRoute(APIRoute):
+class DashboardRoute(JSONRoute):
     """Errors become HTML pages (the API's handlers answer problem+json) and cookies get set here.
 
     Wrapping the whole handler means the request's transaction has already been rolled back when an

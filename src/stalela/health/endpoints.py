@@ -4,8 +4,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from stalela.migrations import migration_status
+from stalela.kit.jsonbody import JSONRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=JSONRoute, tags=["health"])
 
 
 @router.get("/healthz")
@@ -29,7 +30,7 @@ async def readyz(request: Request):
     return {"status": "ok", "database": "ok", "migration": ",".join(current)}
 
 
-bench_router = APIRouter(tags=["bench"], include_in_schema=False)
+bench_router = APIRouter(route_class=JSONRoute, tags=["bench"], include_in_schema=False)
 
 
 @bench_router.post("/_bench/noop")

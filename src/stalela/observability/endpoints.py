@@ -15,8 +15,9 @@ from fastapi.responses import Response
 from stalela.errors import NotFound, Unauthorized
 from stalela.observability.logging import get_logger
 from stalela.observability.scrape import Exporter
+from stalela.kit.jsonbody import JSONRoute
 
-router = APIRouter(tags=["observability"], include_in_schema=False)
+router = APIRouter(route_class=JSONRoute, tags=["observability"], include_in_schema=False)
 log = get_logger("stalela.metrics")
 
 

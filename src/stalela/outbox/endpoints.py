@@ -10,8 +10,9 @@ from stalela.auth.dependencies import DbSession, OperatorPrincipal
 from stalela.kit.pagination import PageParams, page_params
 from stalela.kit.schemas import StrictModel
 from stalela.outbox import service
+from stalela.kit.jsonbody import JSONRoute
 
-router = APIRouter(prefix="/v1/ops/outbox", tags=["operations"])
+router = APIRouter(route_class=JSONRoute, prefix="/v1/ops/outbox", tags=["operations"])
 Topic = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9_.]+$")]
 
 

@@ -9,8 +9,9 @@ from stalela.auth.permissions import Perm
 from stalela.kit.pagination import Page, PageParams, page_params
 from stalela.kit.schemas import PathId
 from stalela.webhooks import schemas, service
+from stalela.kit.jsonbody import JSONRoute
 
-router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
+router = APIRouter(route_class=JSONRoute, prefix="/v1/webhook-endpoints", tags=["webhooks"])
 Paging = Annotated[PageParams, Depends(page_params)]
 Manager = Can(Perm.WEBHOOKS)
 # Routes that save a URL: the caller is checked in a short transaction of its own and the URL's DNS

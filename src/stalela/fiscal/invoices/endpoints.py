@@ -18,11 +18,12 @@ from stalela.kit.openapi import media
 from stalela.kit.pagination import PageParams, page_params
 from stalela.kit.schemas import PathId, QueryId, Rfc3339DateTime
 from stalela.observability import context as log_context
+from stalela.kit.jsonbody import JSONRoute
 
-router = APIRouter(prefix="/v1", tags=["invoices"])
-public_router = APIRouter(tags=["verification"])
+router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["invoices"])
+public_router = APIRouter(route_class=JSONRoute, tags=["verification"])
 # The invoice's place in the tenant's log: documented with the ledger, served here, where the invoice is.
-ledger_router = APIRouter(prefix="/v1", tags=["ledger"])
+ledger_router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["ledger"])
 TreeSize = Annotated[int, Query(ge=1, le=2**62)]
 
 

@@ -10,8 +10,9 @@ from stalela.fiscal.ledger import service
 from stalela.fiscal.ledger.repository import CheckpointRepository
 from stalela.kit.pagination import PageParams, page_params
 from stalela.kit.schemas import NonNegativeInt64
+from stalela.kit.jsonbody import JSONRoute
 
-router = APIRouter(prefix="/v1", tags=["ledger"])
+router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["ledger"])
 Size = Annotated[int, Query(ge=1, le=2**62)]
 
 

@@ -18,14 +18,15 @@ from stalela.kit.openapi import media
 from stalela.kit.pagination import PageParams, page_params
 from stalela.kit.schemas import CalendarDate, PathId, QueryId, StrictModel
 from stalela.tenancy.context import bind_tenant
+from stalela.kit.jsonbody import JSONRoute
 
-router = APIRouter(prefix="/v1", tags=["reports"])
+router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["reports"])
 # A report answers in the format asked for (?format=): JSON, or a file.
 FILES = {200: media(*(t.split(";")[0] for f, t in formats.MEDIA_TYPES.items() if f != "json"), json=True,
                     description="The report in the asked format")}
-public_router = APIRouter(tags=["verification"])
+public_router = APIRouter(route_class=JSONRoute, tags=["verification"])
 # The audit export: tagged with the ledger it exports, as well as "exports" (each route).
-exports_router = APIRouter(prefix="/v1", tags=["ledger"])
+exports_router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["ledger"])
 _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                          autoescape=select_autoescape(["html"]))
 

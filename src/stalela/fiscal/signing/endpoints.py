@@ -6,8 +6,9 @@ from stalela.auth.dependencies import PublicSession
 from stalela.fiscal.signing import registry
 from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.kit.schemas import PathId
+from stalela.kit.jsonbody import JSONRoute
 
-router = APIRouter(tags=["keys"])
+router = APIRouter(route_class=JSONRoute, tags=["keys"])
 
 
 @router.get("/v1/keys/{key_id}")
