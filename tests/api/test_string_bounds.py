@@ -124,3 +124,23 @@ async def test_every_stored_request_string_fits_its_column(app):
         if limit is not None and (_longest(strings[where]) is None or _longest(strings[where]) > limit):
             too_long.append(f"{where}: at most {_longest(strings[where])} characters, {column_name} holds {limit}")
     assert too_long == []
+
+
+async def test_a_forwarded_address_that_is_not_an_ip_is_not_stored(app, client, new_tenant):
+    """The audit log's ``ip`` (64 characters) comes from X-Forwarded-For behind a trusted proxy, which
+    uvicorn (``stalela serve``: proxy headers, loopback trusted) passes on as any text."""
+    import httpx
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    _, key = await new_tenant()
+    user = {"email": "ip@org.cd", "name": "Ip", "role": "accountant", "password": "correct horse battery staple"}
+    assert (await client.post("/v1/users", json=user, headers=key)).status_code == 201
+    proxied = httpx.AsyncClient(transport=httpx.ASGITransport(app=ProxyHeadersMiddleware(app, "127.0.0.1")),
+                                base_url="http://test")
+    async with proxied:
+        for forwarded, stored in [("x" * 100, "unknown"), ("2001:db8::1", "2001:db8::1")]:
+            r = await proxied.post("/v1/auth/login", json={"email": user["email"], "password": user["password"]},
+                                   headers={"X-Forwarded-For": forwarded})
+            assert r.status_code == 200, r.text
+            log = (await client.get("/v1/audit-log", headers=key)).json()["data"]
+            assert [e["ip"] for e in log if e["action"] == "auth.login"][0] == stored

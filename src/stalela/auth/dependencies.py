@@ -6,6 +6,7 @@ a 201 for something that did not commit.
 """
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, AsyncIterator
 
 from fastapi import Depends, Request
@@ -47,6 +48,19 @@ def _settings(request: Request) -> Settings:
 
 
 AppSettings = Annotated[Settings, Depends(_settings)]
+
+
+def client_ip(request: Request) -> str | None:
+    """The caller's address as stored in the audit log, or None.
+
+    Behind a trusted proxy (uvicorn's proxy headers, loopback by default) the address is whatever text
+    X-Forwarded-For carries: only an IP address is kept, so no text longer than the column gets stored.
+    """
+    host = request.client.host if request.client else None
+    try:
+        return str(ipaddress.ip_address(host)) if host else None
+    except ValueError:
+        return None
 
 
 async def _public_session(session: DbSession) -> AsyncSession:

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from stalela.auth import tokens, users
-from stalela.auth.dependencies import Allow, AppSettings, DbSession
+from stalela.auth.dependencies import Allow, AppSettings, DbSession, client_ip
 from stalela.auth.models import User
 from stalela.auth.permissions import Perm
 from stalela.auth.principal import Principal
@@ -63,7 +63,7 @@ class UserUpdate(StrictModel):
 
 
 def _ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_ip(request) or "unknown"
 
 
 @router.post("/auth/login", tags=["auth"], responses={401: {"description": "invalid_credentials"},

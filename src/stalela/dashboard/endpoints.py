@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from stalela.auth import users
-from stalela.auth.dependencies import DbSession
+from stalela.auth.dependencies import DbSession, client_ip
 from stalela.auth.permissions import Perm
 from stalela.dashboard import service
 from stalela.dashboard.admin_endpoints import router as admin_router
@@ -90,7 +90,7 @@ async def login(request: Request, session: DbSession):
     settings, limiter = request.app.state.settings, request.app.state.limiter
     email, password = form.get("email", "").strip(), form.get("password", "")
     tenant_id = opt(form.get("tenant_id"), ID, "tenant_id")
-    ip = request.client.host if request.client else "unknown"
+    ip = client_ip(request) or "unknown"
     keys = [f"login:acct:{users.normalize_email(email)}", f"login:ip:{ip}"]
     for key in keys:  # the same throttle as POST /v1/auth/login
         if await limiter.failures(key) >= settings.login_max_failures:

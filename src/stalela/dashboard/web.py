@@ -27,7 +27,7 @@ from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from stalela.auth import users
-from stalela.auth.dependencies import SAFE_METHODS, DbSession
+from stalela.auth.dependencies import SAFE_METHODS, DbSession, client_ip
 from stalela.auth.permissions import Perm, check_writable, permissions
 from stalela.auth.principal import Principal
 from stalela.auth.service import authenticate_user
@@ -322,7 +322,7 @@ async def _rotate(request: Request, session, refresh: str) -> dict[str, Any]:  #
         _rotated.pop(stale, None)
     if key in _rotated:
         return _rotated[key][1]
-    ip = request.client.host if request.client else None
+    ip = client_ip(request)
     try:
         if request.method not in SAFE_METHODS:
             # Part of the form's transaction: rolled back with it, so not shared with other requests.
