@@ -9,6 +9,7 @@ fails here until someone decides which.
 """
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import String
 
 from stalela.db.base import Base
@@ -144,3 +145,15 @@ async def test_a_forwarded_address_that_is_not_an_ip_is_not_stored(app, client, 
             assert r.status_code == 200, r.text
             log = (await client.get("/v1/audit-log", headers=key)).json()["data"]
             assert [e["ip"] for e in log if e["action"] == "auth.login"][0] == stored
+
+
+@pytest.mark.parametrize("path", ["/v1/users", "/v1/users/invitations"])
+async def test_an_email_that_grows_when_lowercased_beyond_its_column_is_a_422(client, new_tenant, path):
+    # Emails are stored lowercased, and lowercasing can lengthen text: "İ".lower() is two characters.
+    _, key = await new_tenant()
+    body = {"email": "İ" * 200 + "@x.cd", "name": "Long", "role": "accountant", "password": "correct horse battery"}
+    if path.endswith("invitations"):
+        del body["password"]
+    r = await client.post(path, json=body, headers=key)
+    assert r.status_code == 422, r.text
+    assert (r.json()["field"], r.json()["errors"][0]["code"]) == ("email", "string_too_long")

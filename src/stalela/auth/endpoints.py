@@ -5,7 +5,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from stalela.auth import tokens, users
 from stalela.auth.dependencies import Allow, AppSettings, DbSession, client_ip
@@ -20,7 +21,20 @@ from stalela.kit.schemas import PathId, StrictModel
 from stalela.kit.jsonbody import JSONRoute
 
 router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["users"])
-Email = Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+EMAIL_MAX = 254  # the users' and invitations' email column
+
+
+def _fits_once_normalized(value: str) -> str:
+    # Stored lowercased, and lowercasing can lengthen text ("İ" becomes two characters): the bound must
+    # hold for what is stored, or PostgreSQL refuses it after validation (a 500).
+    if len(users.normalize_email(value)) > EMAIL_MAX:
+        raise PydanticCustomError("string_too_long", "String should have at most {max_length} characters once "
+                                  "lowercased", {"max_length": EMAIL_MAX})
+    return value
+
+
+Email = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+                  AfterValidator(_fits_once_normalized)]
 Role = Literal["owner", "admin", "accountant", "cashier", "auditor"]
 OutletIds = Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]], Field(max_length=200)]
 
