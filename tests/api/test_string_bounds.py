@@ -157,3 +157,21 @@ async def test_an_email_that_grows_when_lowercased_beyond_its_column_is_a_422(cl
     r = await client.post(path, json=body, headers=key)
     assert r.status_code == 422, r.text
     assert (r.json()["field"], r.json()["errors"][0]["code"]) == ("email", "string_too_long")
+
+
+IDN_HOST = ".".join(["äöü"] * 22) + ".cd"  # 90 characters, 244 once IDNA-encoded as it is stored
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_a_webhook_url_that_grows_when_idna_encoded_beyond_its_column_is_a_422(client, new_tenant, method):
+    _, key = await new_tenant()
+    url = f"https://{IDN_HOST}/" + "a" * (2000 - len(IDN_HOST) - 9)  # 2000 characters sent, 2154 stored
+    path = "/v1/webhook-endpoints"
+    if method == "PATCH":
+        made = await client.post(path, json={"url": "https://hooks.example.com/in"}, headers=key)
+        path += f"/{made.json()['id']}"
+    r = await client.request(method, path, json={"url": url}, headers=key)
+    assert r.status_code == 422, r.text
+    assert (r.json()["field"], r.json()["errors"][0]["code"]) == ("url", "string_too_long")
+    r = await client.request(method, path, json={"url": url[:-154]}, headers=key)  # 2000 once encoded: fits
+    assert r.status_code in (200, 201), r.text

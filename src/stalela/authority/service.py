@@ -65,7 +65,8 @@ async def vet_device_url(settings: Settings, base_url: str) -> str:
     calls it before the request's transaction starts (its DNS lookup must hold no lock or connection)."""
     return await netguard.vet_url(base_url if isinstance(base_url, netguard.VettedUrl) else base_url.rstrip("/"),
                                   allow_private=settings.webhooks_allow_private, field="base_url",
-                                  code_prefix="device_url", allow_query=False)
+                                  code_prefix="device_url", allow_query=False,
+                                  max_length=AuthorityDevice.base_url.type.length)
 
 
 async def register_device(session: AsyncSession, settings: Settings, principal: Principal, outlet_id: str,

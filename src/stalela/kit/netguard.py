@@ -33,7 +33,7 @@ import httpcore
 import httpx
 import idna
 
-from stalela.errors import ValidationFailed
+from stalela.errors import FieldError, ValidationFailed
 
 _LOCAL_NAMES = ("localhost", "metadata.google.internal")
 # Letters, digits, hyphens (and underscores, which real DNS names carry) per label, once IDNA-encoded.
@@ -118,10 +118,11 @@ def _ascii_host(host: str, refuse) -> str:  # noqa: ANN001
 
 
 def check_url(url: str, *, allow_private: bool, field: str = "url", code_prefix: str = "url",
-              allow_query: bool = True) -> str:
+              allow_query: bool = True, max_length: int | None = None) -> str:
     """What can be checked without the network. Returns the URL with its host IDNA-encoded.
 
-    Errors are 422 on ``field`` with codes ``<code_prefix>_invalid``, ``_not_https`` and ``_forbidden``.
+    Errors are 422 on ``field`` with codes ``<code_prefix>_invalid``, ``_not_https`` and ``_forbidden``;
+    a URL longer than ``max_length`` (its column) once encoded is ``string_too_long``, like any text.
     """
     refuse = _refuser(field, code_prefix)
     # urlsplit silently drops tabs and newlines: refuse them (and anything else invisible) first.
@@ -159,7 +160,13 @@ def check_url(url: str, *, allow_private: bool, field: str = "url", code_prefix:
     netloc = f"[{host}]" if ":" in host else host
     if parts.port is not None:
         netloc += f":{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    checked = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    # An IDNA-encoded host is longer than its Unicode form: a URL that fit its bound as sent may not fit
+    # its column as stored (a database error on PostgreSQL).
+    if max_length is not None and len(checked) > max_length:
+        detail = f"String should have at most {max_length} characters once its host is IDNA-encoded"
+        raise ValidationFailed(f"{field}: {detail}", field=field, errors=[FieldError(field, "string_too_long", detail)])
+    return checked
 
 
 def refused(url: str, *, allow_private: bool, allow_query: bool = True) -> str | None:
@@ -197,16 +204,16 @@ async def _resolve(host: str, port: int) -> list[str]:
 
 
 async def vet_url(url: str, *, allow_private: bool, field: str = "url", code_prefix: str = "url",
-                  allow_query: bool = True) -> VettedUrl:
+                  allow_query: bool = True, max_length: int | None = None) -> VettedUrl:
     """``check_url``, then resolve the host and refuse it if any address it resolves to is forbidden.
 
     A name that does not resolve (yet) is accepted: connect time checks every address again anyway.
     """
-    rules = (allow_private, field, code_prefix, allow_query)
+    rules = (allow_private, field, code_prefix, allow_query, max_length)
     if isinstance(url, VettedUrl) and url.rules == rules:
         return url
     checked = check_url(url, allow_private=allow_private, field=field, code_prefix=code_prefix,
-                        allow_query=allow_query)
+                        allow_query=allow_query, max_length=max_length)
     if allow_private:
         return VettedUrl(checked, rules)
     parts = urlsplit(checked)

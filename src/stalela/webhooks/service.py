@@ -49,7 +49,7 @@ async def vet_url(settings: Settings, url: str) -> str:
     calls it before the request's transaction starts (its DNS lookup must hold no lock or connection);
     the services then get the vetted URL back at once, and vet other callers' (dashboard) themselves."""
     return await netguard.vet_url(url, allow_private=settings.webhooks_allow_private, field="url",
-                                  code_prefix="webhook_url")
+                                  code_prefix="webhook_url", max_length=WebhookEndpoint.url.type.length)
 
 
 @dataclass
