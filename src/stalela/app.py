@@ -80,8 +80,9 @@ def install_error_handlers(app: FastAPI) -> None:
             return problem_response(exc.__cause__, request)
         if exc.status_code == 400 and exc.__cause__ is not None:
             # FastAPI turns what json.loads raises besides JSONDecodeError (UnicodeDecodeError for invalid
-            # UTF-8, RecursionError for deep nesting, ValueError for an integer of thousands of digits)
-            # into a bare 400 caused by it: to the client, all of them are a body that is not JSON.
+            # UTF-8, RecursionError for deep nesting, ValueError for an integer of thousands of digits or
+            # for NaN and Infinity, which kit/jsonbody.py refuses for every route) into a bare 400 caused
+            # by it: to the client, all of them are a body that is not JSON.
             return problem_response(_malformed_json(), request)
         codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}

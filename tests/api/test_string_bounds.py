@@ -59,6 +59,7 @@ STORED = {
 # Strings that are not stored as sent, and why.
 NOT_STORED = {
     "InvoiceCreate.outlet_id": "looked up: an unknown id is 422 outlet_not_found before anything is written",
+    # Checked below: every jurisdiction's codes fit the column.
     "InvoiceCreate.type": "only a code of the jurisdiction's list is stored (the rules refuse any other)",
     **{f"{c}.{f}": "inside the sealed document (TEXT)" for c, fs in {
         "InvoiceCreate": ("price_mode", "nature", "currency"),
@@ -157,6 +158,14 @@ async def test_an_email_that_grows_when_lowercased_beyond_its_column_is_a_422(cl
     r = await client.post(path, json=body, headers=key)
     assert r.status_code == 422, r.text
     assert (r.json()["field"], r.json()["errors"][0]["code"]) == ("email", "string_too_long")
+
+
+def test_every_jurisdictions_invoice_types_fit_their_column():
+    from stalela.fiscal.invoices.models import Invoice
+    from stalela.fiscal.jurisdictions import REGISTRY
+
+    codes = {t for j in REGISTRY.values() for t in j.invoice_types | j.credit_note_types}
+    assert codes and max(len(c) for c in codes) <= Invoice.__table__.c.type.type.length
 
 
 IDN_HOST = ".".join(["äöü"] * 22) + ".cd"  # 90 characters, 244 once IDNA-encoded as it is stored
