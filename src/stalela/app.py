@@ -18,7 +18,7 @@ from stalela.db.session import Database
 from stalela.fiscal.invoices.group_commit import Sealer
 from stalela.fiscal.signing.registry import backend_for
 from stalela.db.outages import is_outage
-from stalela.errors import BadRequest, DatabaseUnavailable, ServiceUnavailable, StalelaError, validation_problem
+from stalela.errors import BadRequest, ServiceUnavailable, StalelaError, validation_problem
 from stalela.auth.service import API_KEYS
 from stalela.auth.throttle import Limiter
 from stalela.auth.tokens import ensure_key as ensure_token_key
@@ -65,8 +65,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # What reached the database outside Database.transaction (which types its outages itself).
         if not is_outage(exc):
             return await _unexpected(request, exc)
-        retry = request.app.state.settings.unavailable_retry_after_seconds
-        error = DatabaseUnavailable(f"the database is unavailable; retry in {retry} s", retry_after=retry)
+        error = request.app.state.db.unavailable()
         error.__cause__ = exc
         return await _stalela(request, error)
 

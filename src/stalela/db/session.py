@@ -52,8 +52,12 @@ class Database:
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            raise DatabaseUnavailable(f"the database is unavailable; retry in {self.retry_after} s",
-                                      retry_after=self.retry_after) from exc
+            raise self.unavailable() from exc
+
+    def unavailable(self) -> DatabaseUnavailable:
+        """The answer to an outage of this database (also for driver errors met outside ``transaction``)."""
+        return DatabaseUnavailable(f"the database is unavailable; retry in {self.retry_after} s",
+                                   retry_after=self.retry_after)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -197,10 +197,16 @@ class VettedUrl(str):
         return vetted
 
 
-async def _resolve(host: str, port: int) -> list[str]:
+async def _resolve(host: str, port: int, timeout: float | None = SAVE_RESOLVE_TIMEOUT) -> list[str]:
+    """Every address ``host`` resolves to, once each, in the resolver's order."""
     infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
-                                   SAVE_RESOLVE_TIMEOUT)
-    return [info[4][0] for info in infos]
+                                   timeout)
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+def _forbidden(addresses: list[str]) -> list[str]:
+    # One bad answer condemns the name: a mixed answer is how DNS-rebinding attacks start.
+    return [address for address in addresses if not address_allowed(address)]
 
 
 async def vet_url(url: str, *, allow_private: bool, field: str = "url", code_prefix: str = "url",
@@ -221,7 +227,7 @@ async def vet_url(url: str, *, allow_private: bool, field: str = "url", code_pre
         addresses = await _resolve(parts.hostname, parts.port or 443)
     except (OSError, asyncio.TimeoutError):
         return VettedUrl(checked, rules)
-    if any(not address_allowed(address) for address in addresses):
+    if _forbidden(addresses):
         raise _refuser(field, code_prefix)(
             "the host resolves to a private, loopback, link-local or metadata address", "forbidden")
     return VettedUrl(checked, rules)
@@ -245,13 +251,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                           socket_options: Iterable | None = None) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
-        if not self.allow_private:
-            bad = [a for a in addresses if not address_allowed(a)]
-            if bad:  # one bad answer is enough: a mixed answer is how rebinding attacks start
-                raise ForbiddenAddress(f"refused: {host} resolves to a non-public address ({bad[0]})")
+        addresses = await _resolve(host, port, timeout)
+        if not self.allow_private and (bad := _forbidden(addresses)):
+            raise ForbiddenAddress(f"refused: {host} resolves to a non-public address ({bad[0]})")
         error: Exception | None = None
         for address in addresses:
             try:
