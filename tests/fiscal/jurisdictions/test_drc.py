@@ -50,9 +50,19 @@ def test_invalid_invoice_type(t):
     assert_violation(draft(type=t), "invalid_invoice_type", "type")
 
 
-@pytest.mark.parametrize("mode", ["HT", "tva", "", None])
+@pytest.mark.parametrize("mode", ["HT", "tva", ""])
 def test_invalid_price_mode(mode):
     assert_violation(draft(price_mode=mode), "invalid_price_mode", "price_mode")
+
+
+def test_absent_price_mode_is_ht():
+    assert DRC().compute(draft(price_mode=None)).price_mode == "ht"
+
+
+@pytest.mark.parametrize("field,value", [("concept", "products"), ("exchange_rate", Decimal("1")),
+                                         ("service_from", "2026-01-01")])
+def test_argentine_fields_are_refused(field, value):
+    assert_violation(draft(**{field: value}), "field_not_applicable", field)
 
 
 @pytest.mark.parametrize("currency", ["USD", "cdf", ""])

@@ -24,20 +24,30 @@ from stalela.kit.money import decimal_str, money_str
 
 @dataclass(frozen=True, kw_only=True)
 class DraftLine:
+    """One line as the client sent it. Which code says how it is taxed depends on the jurisdiction:
+    the DRC uses ``item_type`` + ``tax_group``, Argentina ``vat_rate``; the others stay None."""
+
     description: str
-    item_type: str
-    tax_group: str
     quantity: Decimal
     unit_price: Decimal
+    item_type: str | None = None
+    tax_group: str | None = None
+    vat_rate: str | None = None
     code: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class Buyer:
-    type: str
+    """The DRC identifies a buyer by ``type`` (+ tax_id); Argentina by ``doc_type`` + ``doc_number``
+    and its IVA condition (RG 5616)."""
+
+    type: str | None = None
     name: str | None = None
     tax_id: str | None = None
     exemption_ref: str | None = None
+    doc_type: str | None = None
+    doc_number: str | None = None
+    vat_condition: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,7 +68,7 @@ class Exchange:
 @dataclass(frozen=True, kw_only=True)
 class InvoiceDraft:
     type: str
-    price_mode: str = "ht"
+    price_mode: str | None = "ht"  # None: the jurisdiction's default (it may depend on the type)
     lines: tuple[DraftLine, ...] = ()
     buyer: Buyer | None = None
     nature: str | None = None
@@ -66,6 +76,15 @@ class InvoiceDraft:
     payments: tuple[Payment, ...] | None = None
     currency: str = "CDF"
     exchange: Exchange | None = None
+    # Argentina (WSFEv1): what is sold, the service period, and the rate of a DOL invoice.
+    concept: str | None = None
+    service_from: date | str | None = None
+    service_to: date | str | None = None
+    payment_due: date | str | None = None
+    exchange_rate: Decimal | None = None
+    # The issuer's own tax status where it decides which documents it may issue (Argentina's IVA
+    # condition decides the receipt letters); given by the caller from the tenant, never the client.
+    issuer_vat_condition: str | None = None
 
     def __post_init__(self) -> None:
         # Callers building drafts from JSON naturally pass lists; freeze them so the draft stays
@@ -87,6 +106,9 @@ class OriginalInvoice:
     type: str
     total: Decimal
     credited_total: Decimal = Decimal("0.00")
+    # What a jurisdiction's own block says of the original (Argentina: CbtesAsoc needs its point of
+    # sale, number and date): the ``extra`` of its sealed document, or None.
+    extra: dict[str, Any] | None = None
 
 
 # -------------------------------------------------------------------------------------- output
@@ -97,13 +119,26 @@ class ComputedLine:
     index: int  # 0-based, the same index as in the error field paths ("lines[2].quantity")
     description: str
     code: str | None
-    item_type: str
-    tax_group: str
+    item_type: str | None
+    tax_group: str  # the totals group the line counts in (Argentina: its vat_rate code)
     quantity: Decimal
     unit_price: Decimal
     amount: Decimal
+    vat_rate: str | None = None  # Argentina's rate code; the DRC leaves it None
 
     def as_json(self) -> dict[str, Any]:
+        # The DRC's shape is unchanged since seal v1 (lines_hash commits to it); a rate-coded line
+        # (Argentina) says its vat_rate instead of an item type and group.
+        if self.vat_rate is not None:
+            return {
+                "index": self.index,
+                "description": self.description,
+                "code": self.code,
+                "vat_rate": self.vat_rate,
+                "quantity": decimal_str(self.quantity),
+                "unit_price": money_str(self.unit_price),
+                "amount": money_str(self.amount),
+            }
         return {
             "index": self.index,
             "description": self.description,
@@ -182,6 +217,9 @@ class ComputedInvoice:
     original: str | None
     payments: tuple[Payment, ...] | None
     exchange: ExchangeInfo | None = field(default=None)
+    # The jurisdiction's own block, JSON-ready (Argentina: what WSFEv1 is sent). Sealed under the key
+    # ``jurisdiction.lower()`` of the payload and the document; None for the DRC.
+    extra: dict[str, Any] | None = field(default=None)
 
     @property
     def total(self) -> Decimal:
@@ -200,6 +238,9 @@ class ComputedInvoice:
         if self.buyer is None:
             return None
         b = self.buyer
+        if b.doc_type is not None or b.vat_condition is not None:
+            return {"doc_type": b.doc_type, "doc_number": b.doc_number, "name": b.name,
+                    "vat_condition": b.vat_condition}
         return {
             "type": b.type, "name": b.name, "tax_id": b.tax_id, "exemption_ref": b.exemption_ref
         }
@@ -225,6 +266,7 @@ class ComputedInvoice:
             "totals": self.totals_as_json(),
             "payments": self.payments_as_json(),
             "exchange": self.exchange_as_json(),
+            **({self.jurisdiction.lower(): self.extra} if self.extra is not None else {}),
         }
 
 

@@ -52,6 +52,22 @@ class Jurisdiction(Protocol):
     invoice_types: frozenset[str]
     credit_note_types: frozenset[str]
     tax_groups: Mapping[str, TaxGroup]
+    default_timezone: str  # an outlet's timezone when its creator names none
+    # How a credit note's ``original`` names the invoice it corrects: its "fiscal_number" (DRC) or
+    # its invoice "id" (Argentina, where numbers repeat across receipt types and points of sale).
+    original_by: str
+    # Whether an outlet is an authority-registered point of sale with a number (Argentina's PtoVta).
+    needs_point_of_sale: bool
+
+    def series_code(self, invoice_type: str) -> str:
+        """The numbering series of an outlet an invoice of ``invoice_type`` takes its number from:
+        one per outlet in the DRC ("main"), one per receipt type in Argentina."""
+        ...
+
+    def fiscal_number(self, outlet_code: str, point_of_sale: int | None, invoice_type: str,
+                      counter: int) -> str:
+        """The printed fiscal number of counter ``counter`` of the series."""
+        ...
 
     def original_types_for(self, credit_type: str) -> frozenset[str]:
         """Invoice types a credit note of ``credit_type`` may cite; empty for other types."""

@@ -10,7 +10,7 @@ the same error (see the order in `DRC.validate`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
@@ -27,7 +27,7 @@ from stalela.fiscal.core.invoice import (
     Payment,
     Totals,
 )
-from stalela.fiscal.core.numbering import is_fiscal_number
+from stalela.fiscal.core.numbering import format_fiscal_number, is_fiscal_number
 from stalela.fiscal.core.rules import (
     PRICE_MODE_HT,
     PRICE_MODE_TTC,
@@ -44,6 +44,8 @@ from stalela.kit.money import money_context, money_str, round_money, round_money
 
 CODE = "CD"
 CURRENCY = "CDF"
+TIMEZONE = "Africa/Kinshasa"
+SERIES = "main"  # one gap-free series per outlet, whatever the invoice type
 
 INVOICE_TYPES: Mapping[str, str] = MappingProxyType({
     "FV": "Facture de vente",
@@ -156,6 +158,16 @@ class DRC:
     invoice_types = frozenset(INVOICE_TYPES)
     credit_note_types = CREDIT_NOTE_TYPES
     tax_groups = TAX_GROUPS
+    default_timezone = TIMEZONE
+    original_by = "fiscal_number"
+    needs_point_of_sale = False
+
+    def series_code(self, invoice_type: str) -> str:
+        return SERIES
+
+    def fiscal_number(self, outlet_code: str, point_of_sale: int | None, invoice_type: str,
+                      counter: int) -> str:
+        return format_fiscal_number(outlet_code, counter)
 
     def original_types_for(self, credit_type: str) -> frozenset[str]:
         return CREDIT_NOTE_ORIGINAL_TYPES.get(credit_type, frozenset())
@@ -169,6 +181,9 @@ class DRC:
         # The order is part of the contract (docs/jurisdictions/drc.md, "Order of the checks"):
         # header, exchange, credit-note fields, buyer, lines in order, total, the cited original,
         # then payments, which need the payable amount.
+        if draft.price_mode is None:
+            draft = replace(draft, price_mode=PRICE_MODE_HT)
+        _check_not_applicable(draft)
         _check_header(draft)
         exchange_rate = _check_exchange(draft.exchange)
         _check_credit_note_fields(draft)
@@ -193,6 +208,25 @@ class DRC:
             payments=draft.payments,
             exchange=_exchange_info(draft.exchange, exchange_rate, totals),
         )
+
+
+_OTHER_FIELDS = ("concept", "service_from", "service_to", "payment_due", "exchange_rate")
+_OTHER_BUYER_FIELDS = ("doc_type", "doc_number", "vat_condition")
+
+
+def _check_not_applicable(draft: InvoiceDraft) -> None:
+    """Another jurisdiction's fields are refused, never silently ignored: a client that sends them
+    believes they mean something on this invoice."""
+    for name in _OTHER_FIELDS:
+        if getattr(draft, name) is not None:
+            raise fail("field_not_applicable", name, f"{name} is not a field of {CODE} invoices")
+    for name in _OTHER_BUYER_FIELDS:
+        if draft.buyer is not None and getattr(draft.buyer, name) is not None:
+            raise fail("field_not_applicable", f"buyer.{name}", f"{name} is not a field of {CODE} buyers")
+    for i, line in enumerate(draft.lines):
+        if line.vat_rate is not None:
+            raise fail("field_not_applicable", f"lines[{i}].vat_rate",
+                       f"{CODE} lines use item_type and tax_group, not vat_rate")
 
 
 def _check_header(draft: InvoiceDraft) -> None:
