@@ -19,6 +19,7 @@ STORED = {
     "TenantCreate.name": "tenants.name",
     "TenantCreate.tax_id": "tenants.tax_id",
     "TenantCreate.jurisdiction": "tenants.jurisdiction",
+    "ArTenantIn.vat_condition": "tenants.vat_condition",
     "OutletCreate.code": "outlets.code",
     "OutletCreate.name": "outlets.name",
     "OutletCreate.timezone": "outlets.timezone",
@@ -62,9 +63,11 @@ NOT_STORED = {
     # Checked below: every jurisdiction's codes fit the column.
     "InvoiceCreate.type": "only a code of the jurisdiction's list is stored (the rules refuse any other)",
     **{f"{c}.{f}": "inside the sealed document (TEXT)" for c, fs in {
-        "InvoiceCreate": ("price_mode", "nature", "currency"),
-        "LineIn": ("description", "code", "item_type", "tax_group", "quantity", "unit_price"),
-        "BuyerIn": ("type", "name", "tax_id", "exemption_ref"), "PaymentIn": ("method", "amount"),
+        "InvoiceCreate": ("price_mode", "nature", "currency", "concept", "service_from", "service_to",
+                          "payment_due", "exchange_rate"),
+        "LineIn": ("description", "code", "item_type", "tax_group", "vat_rate", "quantity", "unit_price"),
+        "BuyerIn": ("type", "name", "tax_id", "exemption_ref", "doc_type", "doc_number", "vat_condition"),
+        "PaymentIn": ("method", "amount"),
         "ExchangeIn": ("currency", "rate", "date")}.items() for f in fs},
     "DeviceIn.token": "stored encrypted (bytes)",
     "LoginIn.email": "looked up", "LoginIn.password": "compared with a hash", "LoginIn.tenant_id": "looked up",

@@ -5,9 +5,9 @@ from datetime import date, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from stalela.fiscal.jurisdictions import get_jurisdiction
+from stalela.fiscal.jurisdictions import get_jurisdiction, jurisdiction_codes
 from stalela.kit.schemas import StrictModel as _Strict
 
 
@@ -25,10 +25,25 @@ def _check_timezone(value: str) -> str:
     return value
 
 
+VatCondition = Literal["responsable_inscripto", "monotributo", "exento"]
+
+
+class ArTenantIn(StrictModel):
+    vat_condition: VatCondition = Field(description="The issuer's IVA condition: responsable_inscripto issues "
+                                                    "A and B receipts, monotributo and exento issue C")
+
+
+class ArTenantOut(StrictModel):
+    vat_condition: str | None
+
+
 class TenantCreate(StrictModel):
     name: str = Field(min_length=1, max_length=200)
-    tax_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9./-]+$")
-    jurisdiction: str = Field("CD", min_length=2, max_length=8)
+    tax_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9./-]+$",
+                        description="The seller's tax id: the DRC's NIF, or Argentina's CUIT (11 digits, "
+                                    "check digit verified; hyphens allowed)")
+    jurisdiction: str = Field("CD", min_length=2, max_length=8, description="CD (DRC) or AR (Argentina)")
+    ar: ArTenantIn | None = Field(None, description="Argentina only, and required there")
 
     @field_validator("jurisdiction")
     @classmethod
@@ -36,7 +51,8 @@ class TenantCreate(StrictModel):
         try:
             get_jurisdiction(v)
         except KeyError:
-            raise ValueError("unsupported jurisdiction (supported: CD)") from None
+            raise ValueError(f"unsupported jurisdiction (supported: {', '.join(sorted(jurisdiction_codes()))})") \
+                from None
         return v
 
 
@@ -47,17 +63,33 @@ class TenantOut(StrictModel):
     tax_id: str
     jurisdiction: str
     status: Literal["active", "suspended", "deprovisioning", "deleted"]
+    ar: ArTenantOut | None = None
     created_at: datetime
     updated_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ar_block(cls, data: object) -> object:
+        # From the row: Argentina's settings are shown as their own block, absent elsewhere.
+        if not isinstance(data, dict) and getattr(data, "jurisdiction", None) == "AR":
+            return {**{name: getattr(data, name) for name in cls.model_fields if name != "ar"},
+                    "ar": {"vat_condition": data.vat_condition}}
+        return data
 
 
 class OutletCreate(StrictModel):
     code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
     name: str = Field(min_length=1, max_length=200)
-    timezone: str = Field("Africa/Kinshasa", max_length=64)
+    timezone: str | None = Field(None, max_length=64, description="IANA timezone; default: the jurisdiction's "
+                                 "(Africa/Kinshasa, America/Argentina/Buenos_Aires)")
     address: str | None = Field(None, max_length=500)
+    pos_number: int | None = Field(None, ge=1, le=99998, description="Argentina: the ARCA point of sale "
+                                   "(punto de venta) this outlet is; required there, unique per tenant")
 
-    _tz = field_validator("timezone")(_check_timezone)
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else _check_timezone(v)
 
 
 class OutletUpdate(StrictModel):
@@ -81,6 +113,7 @@ class OutletOut(StrictModel):
     address: str | None
     timezone: str
     status: str
+    pos_number: int | None = Field(None, description="Argentina: the ARCA point of sale; null elsewhere")
     first_business_day: date = Field(description="The earliest business day Z and X reports accept: the outlet's "
                                                  "creation date in its timezone, lowered if a timezone change "
                                                  "moves today before it (days with sales are always accepted)")

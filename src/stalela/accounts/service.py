@@ -16,6 +16,7 @@ from stalela.auth.service import API_KEYS
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.fiscal.core.reports import local_date
+from stalela.fiscal.jurisdictions import cuit, get_jurisdiction
 from stalela.fiscal.signing import registry as signing_registry
 from stalela.auth.permissions import ALL_SCOPES, check_not_exceeding, grantable_scopes, key_permissions
 from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -36,12 +37,31 @@ async def create_tenant(
     session: AsyncSession, settings: Settings, data: schemas.TenantCreate
 ) -> tuple[Tenant, CreatedKey]:
     """A tenant is born with its first API key and its first signing key, in one transaction."""
-    tenant = Tenant(id=new_id("ten"), name=data.name, tax_id=data.tax_id, jurisdiction=data.jurisdiction)
+    tax_id, vat_condition = _jurisdiction_fields(data)
+    tenant = Tenant(id=new_id("ten"), name=data.name, tax_id=tax_id, jurisdiction=data.jurisdiction,
+                    vat_condition=vat_condition)
     await TenantRepository(session).add(tenant)
     await bind_tenant(session, tenant.id)
     created = await _new_key(session, tenant.id, "default", None)
     await signing_registry.create_key(session, settings, tenant.id)
     return tenant, created
+
+
+def _jurisdiction_fields(data: schemas.TenantCreate) -> tuple[str, str | None]:
+    """The tax id as stored and the issuer's IVA condition, checked by the jurisdiction's rules."""
+    if data.jurisdiction != "AR":
+        if data.ar is not None:
+            raise ValidationFailed("'ar' is for Argentine tenants only", code="field_not_applicable", field="ar")
+        return data.tax_id, None
+    if data.ar is None:
+        raise ValidationFailed("an Argentine tenant states its IVA condition: ar.vat_condition",
+                               code="vat_condition_required", field="ar.vat_condition")
+    # Stored as the 11 digits ARCA uses everywhere (Auth.Cuit, the QR, the certificate's serialNumber).
+    try:
+        digits = cuit.check_cuit(data.tax_id)
+    except cuit.InvalidCuit as exc:
+        raise ValidationFailed(f"not a CUIT: {exc.detail}", code="tax_id_invalid", field="tax_id") from None
+    return digits, data.ar.vat_condition
 
 
 async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant:
@@ -74,8 +94,19 @@ async def list_tenants(session: AsyncSession, *, limit: int, starting_after: str
 
 async def create_outlet(session: AsyncSession, principal: Principal, data: schemas.OutletCreate) -> Outlet:
     repo = OutletRepository(session)
+    jurisdiction = get_jurisdiction(principal.jurisdiction or "CD")
+    if jurisdiction.needs_point_of_sale and data.pos_number is None:
+        raise ValidationFailed(f"a {jurisdiction.code} outlet is a point of sale: give its pos_number",
+                               code="pos_number_required", field="pos_number")
+    if not jurisdiction.needs_point_of_sale and data.pos_number is not None:
+        raise ValidationFailed(f"{jurisdiction.code} outlets have no point-of-sale number",
+                               code="field_not_applicable", field="pos_number")
     if await repo.get_by_code(data.code) is not None:
         raise Conflict(f"an outlet with code {data.code!r} already exists", code="outlet_code_taken", field="code")
+    if data.pos_number is not None and await repo.get_by_pos_number(data.pos_number) is not None:
+        raise Conflict(f"point of sale {data.pos_number} is already an outlet", code="pos_number_taken",
+                       field="pos_number")
+    timezone = data.timezone or jurisdiction.default_timezone
     now = utcnow()  # explicit: reports refuse business days before this one (tests move this clock)
     outlet = Outlet(
         tenant_id=principal.tenant_id,
@@ -83,14 +114,18 @@ async def create_outlet(session: AsyncSession, principal: Principal, data: schem
         code=data.code,
         name=data.name,
         address=data.address,
-        timezone=data.timezone,
-        first_business_day=local_date(now, data.timezone),
+        timezone=timezone,
+        pos_number=data.pos_number,
+        first_business_day=local_date(now, timezone),
         created_at=now,
     )
     try:
         async with session.begin_nested():
             await repo.add(outlet)
-    except IntegrityError:  # a concurrent request took the code between our check and insert
+    except IntegrityError:  # a concurrent request took the code (or the point of sale) between check and insert
+        if data.pos_number is not None and await repo.get_by_pos_number(data.pos_number) is not None:
+            raise Conflict(f"point of sale {data.pos_number} is already an outlet", code="pos_number_taken",
+                           field="pos_number")
         raise Conflict(f"an outlet with code {data.code!r} already exists", code="outlet_code_taken", field="code")
     return outlet
 

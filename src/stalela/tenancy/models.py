@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, ForeignKeyConstraint, Index, String, Text
+from sqlalchemy import Date, ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stalela.db.base import Base, UTCDateTime, utcnow
@@ -19,13 +19,19 @@ class Tenant(Base):
     tax_id: Mapped[str] = mapped_column(String(64))
     jurisdiction: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(20), default="active")
+    # Argentina: the issuer's IVA condition (it decides the receipt letters); None elsewhere.
+    vat_condition: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class Outlet(TenantOwned, Base):
     __tablename__ = "outlets"
-    __table_args__ = (Index("uq_outlets_tenant_id_code", "tenant_id", "code", unique=True),)
+    __table_args__ = (
+        Index("uq_outlets_tenant_id_code", "tenant_id", "code", unique=True),
+        Index("uq_outlets_tenant_id_pos_number", "tenant_id", "pos_number", unique=True,
+              postgresql_where=text("pos_number IS NOT NULL"), sqlite_where=text("pos_number IS NOT NULL")),
+    )
 
     tenant_id: Mapped[str] = mapped_column(String(40), ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -34,6 +40,8 @@ class Outlet(TenantOwned, Base):
     address: Mapped[str | None] = mapped_column(Text, nullable=True)
     timezone: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), default="active")
+    # Argentina: the outlet is ARCA's punto de venta with this number (1..99998); None elsewhere.
+    pos_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The earliest business day reports accept. Stored, not derived from created_at and the timezone:
     # the timezone can change, and a derived bound could then move past days that already have sales.
     # Set at creation; a timezone change may only lower it (tenancy.service.update_outlet).

@@ -35,6 +35,10 @@ class OutletRepository(Repository[Outlet]):
     async def get_by_code(self, code: str) -> Outlet | None:
         return (await self.session.execute(select(Outlet).where(Outlet.code == code))).scalar_one_or_none()
 
+    async def get_by_pos_number(self, pos_number: int) -> Outlet | None:
+        stmt = select(Outlet).where(Outlet.pos_number == pos_number)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
 
 class ApiKeyRepository(Repository[ApiKey]):
     model = ApiKey

@@ -19,6 +19,20 @@ from stalela.kit.clock import rfc3339
 from stalela.tenancy.models import Outlet
 
 
+OUTLET_SERIES = "main"
+
+
+def day_position(series_code: str, counter: int, leaf_index: int) -> int:
+    """An invoice's place in its outlet's sequence, which business days and Z reports cut.
+
+    Where an outlet has one series (the DRC), its counter. Where it numbers each receipt type
+    apart (Argentina), counters of different series do not interleave, so the place is the
+    invoice's position in the tenant's Merkle log (leaf index + 1): increasing along the outlet's
+    seals and provable by an inclusion proof.
+    """
+    return counter if series_code == OUTLET_SERIES else leaf_index + 1
+
+
 def dump(figures: Figures) -> str:
     return json.dumps(figures.to_store(), separators=(",", ":"))
 

@@ -12,7 +12,7 @@ from stalela.tenancy.context import TenantOwned
 class Series(TenantOwned, Base):
     """A numbering series: the gap-free counter and the head of the hash chain.
 
-    Today one series per outlet; keyed separately so an offline device can later get its own series
+    One series per outlet in the DRC ("main"), one per (outlet, receipt type) in Argentina; keyed separately so an offline device can later get its own series
     (or a block of numbers) without a redesign. The only fiscal row that is updated: its counter.
     """
 
@@ -27,6 +27,9 @@ class Series(TenantOwned, Base):
     outlet_id: Mapped[str] = mapped_column(String(40))
     code: Mapped[str] = mapped_column(String(32), default="main")
     counter: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The first number handed out: 1, unless the series was aligned with the authority's last number
+    # before its first seal (an Argentine point of sale that already issued receipts elsewhere).
+    first_counter: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
     last_hash: Mapped[str] = mapped_column(String(64), default="0" * 64)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

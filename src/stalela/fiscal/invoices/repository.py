@@ -6,6 +6,7 @@ from sqlalchemy import func, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from stalela.db.base import utcnow
 from stalela.db.repository import Repository
 from stalela.fiscal.invoices.models import AuthorityAck, DayFigures, IdempotencyRecord, Invoice, InvoiceSync, Series
 from stalela.fiscal.invoices.schemas import InvoiceFilters
@@ -75,25 +76,45 @@ class SeriesRepository(Repository[Series]):
 
 
     async def lock_for_outlets(self, tenant_id: str, outlet_ids: list[str], code: str = "main") -> dict[str, Series]:
-        """``lock_for_outlet`` for many outlets in two statements (three the first time), locked in
-        outlet id order: a group commit touches many outlets, and one round trip each would cost
-        more than the seals themselves."""
-        if not outlet_ids:
+        """``lock_for_outlet`` for many outlets, keyed by outlet id."""
+        found = await self.lock_series(tenant_id, [(o, code) for o in outlet_ids])
+        return {outlet_id: series for (outlet_id, _), series in found.items()}
+
+    async def lock_series(self, tenant_id: str, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], Series]:
+        """The series (outlet id, code) in two statements (three the first time), created on first use and
+        locked in (outlet id, code) order: a group commit touches many series, and one round trip each
+        would cost more than the seals themselves."""
+        if not wanted:
             return {}
-        wanted = sorted(set(outlet_ids))
-        stmt = (select(Series).where(Series.outlet_id.in_(wanted), Series.code == code)
-                .order_by(Series.outlet_id).with_for_update().execution_options(populate_existing=True))
-        found = {s.outlet_id: s for s in (await self.session.execute(stmt)).scalars()}
-        missing = [o for o in wanted if o not in found]
+        pairs = sorted(set(wanted))
+        outlets, codes = sorted({o for o, _ in pairs}), sorted({c for _, c in pairs})
+        # Rows of other (outlet, code) combinations in the rectangle are locked too; there are few (one
+        # series per receipt type), and a superset keeps one statement and the same order for everyone.
+        stmt = (select(Series).where(Series.outlet_id.in_(outlets), Series.code.in_(codes))
+                .order_by(Series.outlet_id, Series.code).with_for_update().execution_options(populate_existing=True))
+        found = {(s.outlet_id, s.code): s for s in (await self.session.execute(stmt)).scalars()}
+        missing = [p for p in pairs if p not in found]
         if missing:
             insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
             await self.session.execute(insert(Series).values([
-                {"tenant_id": tenant_id, "id": new_id("ser"), "outlet_id": o, "code": code, "counter": 0,
-                 "last_hash": "0" * 64} for o in missing
+                {"tenant_id": tenant_id, "id": new_id("ser"), "outlet_id": o, "code": c, "counter": 0,
+                 "first_counter": 1, "last_hash": "0" * 64} for o, c in missing
             ]).on_conflict_do_nothing(index_elements=["tenant_id", "outlet_id", "code"]))
-            found = {s.outlet_id: s for s in (await self.session.execute(stmt)).scalars()}
-        return found
+            found = {(s.outlet_id, s.code): s for s in (await self.session.execute(stmt)).scalars()}
+        return {p: found[p] for p in pairs}
 
+    async def align(self, tenant_id: str, outlet_id: str, code: str, last: int) -> Series | None:
+        """Start a series that has numbered nothing yet after ``last`` (the authority's last number of it).
+
+        Returns the series, or None when it has already numbered something: a series in use is never
+        renumbered (its numbers are sealed).
+        """
+        series = (await self.lock_series(tenant_id, [(outlet_id, code)]))[(outlet_id, code)]
+        if series.counter != series.first_counter - 1:
+            return None
+        series.counter, series.first_counter, series.updated_at = last, last + 1, utcnow()
+        await self.session.flush()
+        return series
 
     async def last_counters(self) -> list[tuple[str, str, int]]:
         """(tenant, outlet, the last counter handed out), platform-wide."""

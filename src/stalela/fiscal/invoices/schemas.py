@@ -21,17 +21,23 @@ _In = StrictModel
 class LineIn(_In):
     description: str = Field(max_length=1000)
     code: str | None = Field(None, max_length=64)
-    item_type: Code
-    tax_group: Code
+    item_type: Code | None = Field(None, description="DRC: BIE, SER or TAX")
+    tax_group: Code | None = Field(None, description="DRC: the tax group letter")
+    vat_rate: Code | None = Field(None, description='Argentina: "21", "10.5", "27", "5", "2.5", "0", '
+                                                    '"exento" or "no_gravado"')
     quantity: Amount
     unit_price: Amount
 
 
 class BuyerIn(_In):
-    type: Code
+    type: Code | None = Field(None, description="DRC: PP, PM, PC, PL or AO")
     name: str | None = Field(None, max_length=200)
     tax_id: str | None = Field(None, max_length=64)
     exemption_ref: str | None = Field(None, max_length=100)
+    doc_type: Code | None = Field(None, description="Argentina: CUIT, CUIL, DNI or CF")
+    doc_number: str | None = Field(None, max_length=20)
+    vat_condition: str | None = Field(None, max_length=40, description="Argentina: the buyer's IVA condition "
+                                                                       "(RG 5616), e.g. consumidor_final")
 
 
 class PaymentIn(_In):
@@ -48,15 +54,22 @@ class ExchangeIn(_In):
 class InvoiceCreate(_In):
     outlet_id: str = Field(max_length=64)
     type: Code
-    price_mode: Code = "ht"
+    price_mode: Code | None = Field(None, description="DRC: ht (default) or ttc; Argentina: net (default for A) "
+                                                       "or gross (default for B and C)")
     lines: list[LineIn] = Field(max_length=10_000)
     buyer: BuyerIn | None = None
     nature: Code | None = None
     original: str | None = Field(None, max_length=64)
     payments: list[PaymentIn] | None = Field(None, max_length=100)
-    currency: Code = "CDF"
+    currency: Code | None = Field(None, description="Default: the jurisdiction's (CDF; Argentina PES, or DOL)")
     exchange: ExchangeIn | None = None
     reference: str | None = Field(None, min_length=1, max_length=100)
+    # Argentina (WSFEv1)
+    concept: Code | None = Field(None, description="Argentina: products (default), services or both")
+    service_from: CalendarDate | None = None
+    service_to: CalendarDate | None = None
+    payment_due: CalendarDate | None = None
+    exchange_rate: Amount | None = Field(None, description="Argentina: pesos per dollar of a DOL invoice")
 
 
 class BatchItem(_In):

@@ -31,7 +31,8 @@ from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.errors import Conflict, Forbidden, StalelaError, ValidationFailed
 from stalela.fiscal.core import invoice as core
-from stalela.fiscal.core.numbering import format_fiscal_number
+from stalela.fiscal.core.reports import local_date
+from stalela.fiscal.core.rules import Jurisdiction
 from stalela.fiscal.core.seal import build_seal, canonical_bytes
 from stalela.fiscal.invoices.models import IdempotencyRecord, Series
 from stalela.fiscal.invoices.repository import (
@@ -43,7 +44,7 @@ from stalela.fiscal.invoices.repository import (
 from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.ledger.service import LogAppender
-from stalela.fiscal.invoices.figures import DayBook
+from stalela.fiscal.invoices.figures import DayBook, day_position
 from stalela.fiscal.signing import registry as keys
 from stalela.kit import canonical
 from stalela.kit.clock import rfc3339
@@ -55,6 +56,8 @@ from stalela.tenancy.models import Outlet
 from stalela.tenancy.repository import OutletRepository, TenantRepository
 
 SEAL_VERSION = 1
+# Jurisdictions' own blocks of the payload, shown as such in the sealed document.
+_EXTRA_BLOCKS = ("ar",)
 # What a freshly sealed invoice shows of its authority sync (see service.sync_view).
 PENDING_SYNC = {"status": "pending", "authority_code": None, "counters": None, "acknowledged_at": None,
                 "error": None}
@@ -85,10 +88,12 @@ def prepare(request: SealRequest) -> SealRequest:
     notes are left to the group: their check needs the original, read under the lock.
     """
     jurisdiction = request.principal.jurisdiction
-    if jurisdiction is None or request.body.original is not None:
+    # Argentina's rules need the issuer's IVA condition, read with the tenant in the group.
+    if jurisdiction is None or jurisdiction == "AR" or request.body.original is not None:
         return request
     try:
-        computed = get_jurisdiction(jurisdiction).compute(to_draft(request.body), None)
+        rules = get_jurisdiction(jurisdiction)
+        computed = rules.compute(to_draft(request.body, rules), None)
     except StalelaError as exc:
         request.rejection = exc
         return request
@@ -112,24 +117,33 @@ def request_hash(body: InvoiceCreate) -> str:
     return hashlib.sha256(canonical.dumps(body.model_dump(mode="json", exclude_unset=True))).hexdigest()
 
 
-def to_draft(req: InvoiceCreate) -> core.InvoiceDraft:
+def to_draft(req: InvoiceCreate, jurisdiction: Jurisdiction, issuer_vat_condition: str | None = None
+             ) -> core.InvoiceDraft:
+    b = req.buyer
     return core.InvoiceDraft(
         type=req.type,
         price_mode=req.price_mode,
         lines=tuple(
             core.DraftLine(description=ln.description, code=ln.code, item_type=ln.item_type, tax_group=ln.tax_group,
-                           quantity=ln.quantity, unit_price=ln.unit_price)
+                           vat_rate=ln.vat_rate, quantity=ln.quantity, unit_price=ln.unit_price)
             for ln in req.lines
         ),
-        buyer=core.Buyer(type=req.buyer.type, name=req.buyer.name, tax_id=req.buyer.tax_id,
-                         exemption_ref=req.buyer.exemption_ref) if req.buyer else None,
+        buyer=core.Buyer(type=b.type, name=b.name, tax_id=b.tax_id, exemption_ref=b.exemption_ref,
+                         doc_type=b.doc_type, doc_number=b.doc_number, vat_condition=b.vat_condition)
+        if b else None,
         nature=req.nature,
         original=req.original,
         payments=tuple(core.Payment(method=p.method, amount=p.amount) for p in req.payments)
         if req.payments is not None else None,
-        currency=req.currency,
+        currency=req.currency or jurisdiction.currency,
         exchange=core.Exchange(currency=req.exchange.currency, rate=req.exchange.rate, date=req.exchange.date)
         if req.exchange else None,
+        concept=req.concept,
+        service_from=req.service_from,
+        service_to=req.service_to,
+        payment_due=req.payment_due,
+        exchange_rate=req.exchange_rate,
+        issuer_vat_condition=issuer_vat_condition,
     )
 
 
@@ -148,7 +162,7 @@ class _Group:
     taken_references: set[tuple[str, str]]
     # Credit notes admitted earlier in this group, not yet flushed, per cited fiscal number.
     credited: dict[str, int] = field(default_factory=dict)
-    series: dict[str, Series] = field(default_factory=dict)
+    series: dict[tuple[str, str], Series] = field(default_factory=dict)  # by (outlet id, series code)
     # New rows, written in a few multi-row INSERTs once the group is sealed.
     invoices: list[dict] = field(default_factory=list)
     syncs: list[dict] = field(default_factory=list)
@@ -197,13 +211,14 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
             if replay is not None:
                 outcomes.append(replay)
                 continue
-            original = await _original(group, invoices, request) if request.body.original else None
+            original = await _original(group, invoices, jurisdiction, request) if request.body.original else None
             if request.rejection is not None and original is None \
                     and request.principal.jurisdiction == jurisdiction.code:
                 raise request.rejection
             computed = (request.computed if request.computed is not None and original is None
                         and request.computed.jurisdiction == jurisdiction.code
-                        else jurisdiction.compute(to_draft(request.body), original))  # FiscalRuleViolation
+                        else jurisdiction.compute(to_draft(request.body, jurisdiction, tenant.vat_condition),
+                                                  original))  # FiscalRuleViolation
         except StalelaError as exc:
             outcomes.append(exc)
             continue
@@ -216,14 +231,16 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
     clock.lap("validate", sealing)
 
     # Series locks in one deterministic order, after the log lock (see the module's docstring).
-    touched = sorted({request.body.outlet_id for _, request, _, computed in validated if computed})
-    group.series = await SeriesRepository(session).lock_for_outlets(tenant_id, touched)
+    wanted = sorted({(request.body.outlet_id, jurisdiction.series_code(request.body.type))
+                     for _, request, _, computed in validated if computed})
+    group.series = await SeriesRepository(session).lock_series(tenant_id, wanted)
+    touched = sorted({outlet_id for outlet_id, _ in wanted})
     await book.preload(touched)
     clock.lap("number", sealing)
 
     # Numbered and chained in order; then signed all at once (one trip to the key store, which for
     # an HSM is a thread hop per call); then stored in order.
-    numbered = [_number(group, tenant, jurisdiction.code, key, request, computed)
+    numbered = [_number(group, tenant, jurisdiction, key, request, computed)
                 for _, request, _, computed in validated if computed is not None]
     signatures = iter(await keys.sign_many(settings, key, [n.signed for n in numbered]))
     numbered_iter = iter(numbered)
@@ -297,19 +314,24 @@ def _remember(group: _Group, request: SealRequest, computed: core.ComputedInvoic
         group.credited[body.original] = group.credited.get(body.original, 0) + int(computed.total * CENTS)
 
 
-async def _original(group: _Group, invoices: InvoiceRepository, request: SealRequest) -> core.OriginalInvoice | None:
+async def _original(group: _Group, invoices: InvoiceRepository, jurisdiction: Jurisdiction,
+                    request: SealRequest) -> core.OriginalInvoice | None:
     """The invoice a credit note cites, as the caller may see it: None (answered exactly as a number
     that does not exist) when it is on an outlet the caller may not use, or on another outlet than
     the credit note's unless STALELA_CREDIT_NOTES_ACROSS_OUTLETS allows that. A till's key must neither credit
-    another outlet's sale nor learn, from the error texts, that it exists or what it amounts to."""
-    fiscal_number = request.body.original
-    found = await invoices.by_fiscal_number(fiscal_number)
+    another outlet's sale nor learn, from the error texts, that it exists or what it amounts to.
+
+    ``original`` names the fiscal number in the DRC and the invoice id in Argentina (numbers repeat
+    there across receipt types and points of sale); credited amounts are summed under that same name."""
+    cited = request.body.original
+    found = await (invoices.get(cited) if jurisdiction.original_by == "id" else invoices.by_fiscal_number(cited))
     if found is None or not request.principal.can_use_outlet(found.outlet_id):
         return None
     if found.outlet_id != request.body.outlet_id and not group.settings.credit_notes_across_outlets:
         return None
-    credited = await invoices.credited_cents(fiscal_number) + group.credited.get(fiscal_number, 0)
-    return core.OriginalInvoice(fiscal_number=found.fiscal_number, type=found.type,
+    credited = await invoices.credited_cents(cited) + group.credited.get(cited, 0)
+    extra = json.loads(found.document).get(jurisdiction.code.lower()) if jurisdiction.original_by == "id" else None
+    return core.OriginalInvoice(fiscal_number=found.fiscal_number, type=found.type, extra=extra,
                                 total=Decimal(found.total_cents) / CENTS, credited_total=Decimal(credited) / CENTS)
 
 
@@ -327,19 +349,19 @@ class _Numbered:
     signed: bytes
 
 
-def _number(group: _Group, tenant: Any, jurisdiction: str, key: Any, request: SealRequest,
+def _number(group: _Group, tenant: Any, jurisdiction: Jurisdiction, key: Any, request: SealRequest,
             computed: core.ComputedInvoice) -> _Numbered:
     req = request.body
     outlet = group.outlets[req.outlet_id]
-    series = group.series[outlet.id]
+    series = group.series[(outlet.id, jurisdiction.series_code(req.type))]
     counter = series.counter + 1
-    fiscal_number = format_fiscal_number(outlet.code, counter)
+    fiscal_number = jurisdiction.fiscal_number(outlet.code, outlet.pos_number, req.type, counter)
     issued = utcnow()
     invoice_id = new_id("inv")
     totals = computed.totals_as_json()
     payload = {
         "v": SEAL_VERSION,
-        "jurisdiction": jurisdiction,
+        "jurisdiction": jurisdiction.code,
         "tenant_id": group.tenant_id,
         "seller_tax_id": tenant.tax_id,
         "outlet_id": outlet.id,
@@ -348,9 +370,9 @@ def _number(group: _Group, tenant: Any, jurisdiction: str, key: Any, request: Se
         "fiscal_number": fiscal_number,
         "invoice_id": invoice_id,
         "type": req.type,
-        "price_mode": req.price_mode,
+        "price_mode": computed.price_mode,
         "issued_at": rfc3339(issued),
-        "currency": req.currency,
+        "currency": computed.currency,
         "totals": totals,
         "total": totals["total"],
         "lines_hash": request.lines_hash or computed.lines_digest(),
@@ -362,6 +384,14 @@ def _number(group: _Group, tenant: Any, jurisdiction: str, key: Any, request: Se
         "key_id": key.id,
         "prev_hash": series.last_hash,
     }
+    if series.first_counter != 1:  # aligned with the authority's numbering before its first seal
+        payload["series_first"] = series.first_counter
+    if computed.extra is not None:
+        # The jurisdiction's block, completed with what only numbering knows (Argentina: the point of
+        # sale, the receipt number and its date, CbteFch, in the outlet's timezone).
+        payload[jurisdiction.code.lower()] = {
+            **computed.extra, "point_of_sale": outlet.pos_number, "number": counter,
+            "date": local_date(issued, outlet.timezone).isoformat()}
     signed = canonical_bytes(payload)
     # The chain needs only the hash of what is signed, not the signature: the next invoice of the
     # outlet can be numbered before this one is signed.
@@ -383,9 +413,9 @@ async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, reque
         "fiscal_number": n.fiscal_number,
         "counter": n.counter,
         "type": req.type,
-        "price_mode": req.price_mode,
+        "price_mode": computed.price_mode,
         "issued_at": n.payload["issued_at"],
-        "currency": req.currency,
+        "currency": computed.currency,
         "reference": req.reference,
         "buyer": computed.buyer_as_json(),
         "nature": req.nature,
@@ -394,15 +424,18 @@ async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, reque
         "exchange": n.payload["exchange"],
         "lines": request.lines_json if request.lines_json is not None else computed.lines_as_json(),
         "totals": n.payload["totals"],
+        **{k: n.payload[k] for k in _EXTRA_BLOCKS if k in n.payload},
         "qr": verification_url(settings, n.invoice_id),
     }
+    leaf_index = log.append(seal["hash"])
     group.invoices.append(dict(
-        tenant_id=group.tenant_id, id=n.invoice_id, leaf_index=log.append(seal["hash"]), outlet_id=n.outlet.id,
+        tenant_id=group.tenant_id, id=n.invoice_id, leaf_index=leaf_index, outlet_id=n.outlet.id,
         series_id=n.series.id, counter=n.counter, fiscal_number=n.fiscal_number, type=req.type, issued_at=n.issued,
         reference=req.reference, original=req.original, total_cents=int(computed.total * CENTS), key_id=key.id,
         seal_hash=seal["hash"], signature=seal["signature"], payload=n.signed.decode(), document=json.dumps(document),
     ))
-    await book.add(n.outlet, n.counter, n.issued, computed)  # the business day's figures (Z/X reports)
+    # The business day's figures (Z/X reports), by the invoice's place in its outlet's sequence.
+    await book.add(n.outlet, day_position(n.series.code, n.counter, leaf_index), n.issued, computed)
     # Visible as pending at once (sync status, dashboards), before any worker picks the event up.
     group.syncs.append(dict(tenant_id=group.tenant_id, invoice_id=n.invoice_id, outlet_id=n.outlet.id,
                             status="pending", attempts=0, sealed_at=n.issued, updated_at=n.issued))

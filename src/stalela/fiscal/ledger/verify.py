@@ -197,11 +197,14 @@ class LedgerVerifier:
         series_id = signed.get("series_id") or signed.get("outlet_id")
         counter = signed.get("counter")
         state = self._series.get(series_id)
+        # A series aligned with the authority's numbering before its first seal (Argentina) starts at
+        # the number every one of its payloads states as series_first; others start at 1.
+        first = signed.get("series_first", 1)
         if state is None:
             self.report.series += 1
-            if self.report.complete and counter != 1:
-                self.fail("counter_gap", f"series starts at counter {counter}, expected 1", **where)
-            elif counter == 1 and signed.get("prev_hash") != "0" * 64:
+            if self.report.complete and counter != first:
+                self.fail("counter_gap", f"series starts at counter {counter}, expected {first}", **where)
+            elif counter == first and signed.get("prev_hash") != "0" * 64:
                 self.fail("chain_broken", "the first invoice's prev_hash is not 64 zeros", **where)
         else:
             if counter == state.counter:

@@ -22,7 +22,7 @@ from stalela.db.base import utcnow
 from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from stalela.fiscal.core.reports import DayResolver, Figures, ZBoundary, local_date
 from stalela.fiscal.core.seal import build_seal, canonical_bytes, verify_seal
-from stalela.fiscal.invoices.figures import dump, load
+from stalela.fiscal.invoices.figures import day_position, dump, load
 from stalela.fiscal.invoices.models import DayFigures
 from stalela.fiscal.invoices.repository import DayFiguresRepository, SeriesRepository
 from stalela.fiscal.jurisdictions import get_jurisdiction
@@ -335,9 +335,13 @@ async def rebuild_figures(session: AsyncSession, outlet_id: str, *, apply: bool)
     outlet = await OutletRepository(session).get(outlet_id)
     if outlet is None:
         raise NotFound("no such outlet", code="outlet_not_found")
+    # The log lock too, as closes take it: an outlet numbering per receipt type (Argentina) seals
+    # under its type series, not this one, and the log is what every seal of the tenant holds.
+    await MerkleRepository(session).lock_log(outlet.tenant_id)
     await SeriesRepository(session).lock_for_outlet(outlet.tenant_id, outlet.id)
     tenant = await TenantRepository(session).get(outlet.tenant_id)
-    credit_types = get_jurisdiction(tenant.jurisdiction).credit_note_types
+    rules = get_jurisdiction(tenant.jurisdiction)
+    credit_types = rules.credit_note_types
     zs = await ZReportRepository(session).boundaries(outlet.id, None)
     resolver = DayResolver(outlet.timezone, [ZBoundary(n, d, to) for _, n, d, to in zs],
                            max((d for _, _, d, _ in zs), default=None))
@@ -346,10 +350,11 @@ async def rebuild_figures(session: AsyncSession, outlet_id: str, *, apply: bool)
     async for page in invoice_pages(session, outlet_id=outlet.id):
         for inv in page:
             payload, document = json.loads(inv.payload), json.loads(inv.document)
-            day = resolver.day_of(inv.counter, inv.issued_at)
+            position = day_position(rules.series_code(inv.type), inv.counter, inv.leaf_index)
+            day = resolver.day_of(position, inv.issued_at)
             days.setdefault(day, Figures()).add_invoice(
                 type=payload["type"], credit=payload["type"] in credit_types, totals=payload["totals"],
-                payments=document.get("payments"), counter=inv.counter, issued_at=payload["issued_at"])
+                payments=document.get("payments"), counter=position, issued_at=payload["issued_at"])
             result.invoices += 1
     rows = {r.business_day: r for r in await DayFiguresRepository(session).for_outlet(outlet.id)}
     closes = {z.business_day: z for z in await ZReportRepository(session).for_outlet(outlet.id)}
