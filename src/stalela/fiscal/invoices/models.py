@@ -102,11 +102,14 @@ class InvoiceSync(TenantOwned, Base):
     tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     invoice_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     outlet_id: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | acknowledged | failed
+    # pending | acknowledged | failed (the DGI refused it, or its totals differ) | rejected (ARCA's Resultado R)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     uid: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the DGI's pending request, if any
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What the authority said beyond a code, JSON (ARCA: CAE due date, Resultado, observations, QR).
+    details: Mapped[str | None] = mapped_column(Text, nullable=True)
     sealed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Two deliveries of one invoice (invoice.sealed and a resync) must not talk to the authority at

@@ -14,7 +14,7 @@ from stalela.config import Settings
 from stalela.errors import NotFound, StalelaError
 from stalela.fiscal.invoices import pdf
 from stalela.fiscal.invoices.models import AuthorityAck, Invoice, InvoiceSync
-from stalela.fiscal.invoices.repository import InvoiceRepository
+from stalela.fiscal.invoices.repository import InvoiceRepository, SyncStateRepository
 from stalela.fiscal.invoices.schemas import InvoiceCreate, InvoiceFilters
 from stalela.fiscal.invoices.sealing import (  # noqa: F401  (re-exported: the API of this package)
     PENDING_SYNC,
@@ -56,6 +56,9 @@ def render(inv: Invoice) -> dict[str, Any]:
 
 
 def sync_view(row: InvoiceSync | None, ack: AuthorityAck | None) -> dict[str, Any]:
+    """Where the invoice stands with its authority. ``authority_code`` is the DGI's code or ARCA's
+    CAE; an authority's own details (ARCA: ``cae_due``, ``result``, ``observations``,
+    ``arca_qr_url``) are added as they were recorded."""
     if row is None:
         return {"status": "pending", "authority_code": None, "counters": None, "acknowledged_at": None, "error": None}
     return {
@@ -64,6 +67,7 @@ def sync_view(row: InvoiceSync | None, ack: AuthorityAck | None) -> dict[str, An
         "counters": ack.counters if ack else None,
         "acknowledged_at": rfc3339(ack.created_at) if ack else None,
         "error": {"code": row.error_code, "detail": row.error} if row.error_code else None,
+        **(json.loads(row.details) if row.details else {}),
     }
 
 
@@ -80,9 +84,11 @@ async def invoice_pdf(session: AsyncSession, principal: Principal, invoice_id: s
     tenant = await TenantRepository(session).get(inv.tenant_id)
     outlet = await OutletRepository(session).get(inv.outlet_id)
     document = render(inv)
-    return (f"{inv.fiscal_number}.pdf",
+    sync = sync_view(*(await SyncStateRepository(session).views([inv.id])).get(inv.id, (None, None)))
+    # A file name without spaces (Argentine numbers read "B 00003-00000042").
+    return (f"{inv.fiscal_number.replace(' ', '_')}.pdf",
             pdf.invoice_pdf(document, {"name": tenant.name, "tax_id": tenant.tax_id},
-                            {"code": outlet.code, "name": outlet.name}))
+                            {"code": outlet.code, "name": outlet.name}, sync))
 
 
 async def list_invoices(

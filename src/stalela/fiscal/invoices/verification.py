@@ -16,7 +16,7 @@ from stalela.kit.schemas import ID_PATTERN
 from stalela.errors import NotFound
 from stalela.fiscal.core.seal import verify_seal
 from stalela.fiscal.invoices.repository import InvoiceRepository, SyncStateRepository
-from stalela.fiscal.invoices.service import stored_seal
+from stalela.fiscal.invoices.service import stored_seal, sync_view
 from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.tenancy.repository import OutletRepository, TenantRepository
 
@@ -40,7 +40,10 @@ async def verify(session: AsyncSession, invoice_id: str) -> dict[str, Any]:
         check = verify_seal(seal, json.loads(key.public_jwk))
         authentic, reason = check.valid, check.reason
     payload = seal["payload"]
+    authority = await _authority(session, invoice.id)
     return {
+        "jurisdiction": payload.get("jurisdiction", tenant.jurisdiction),
+        "ar": _ar_view(payload.get("ar"), authority),
         "authentic": authentic,
         "reason": reason,
         "invoice_id": invoice.id,
@@ -53,17 +56,39 @@ async def verify(session: AsyncSession, invoice_id: str) -> dict[str, Any]:
         "outlet": {"code": outlet.code, "name": outlet.name} if outlet else None,
         "seal_hash": invoice.seal_hash,
         "key_id": invoice.key_id,
-        "authority": await _authority(session, invoice.id),
+        "authority": {"status": authority["status"], "authority_code": authority["authority_code"]},
     }
 
 
 async def _authority(session: AsyncSession, invoice_id: str) -> dict[str, Any]:
     sync, ack = (await SyncStateRepository(session).views([invoice_id])).get(invoice_id, (None, None))
-    return {"status": sync.status if sync else "pending", "authority_code": ack.code if ack else None}
+    return sync_view(sync, ack)
+
+
+def _ar_view(ar: dict[str, Any] | None, authority: dict[str, Any]) -> dict[str, Any] | None:
+    """An Argentine receipt's ARCA identity and, once authorised, its CAE and ARCA's own QR."""
+    if ar is None:
+        return None
+    return {"point_of_sale": ar["point_of_sale"], "number": ar["number"], "cbte_tipo": ar["cbte_tipo"],
+            "date": ar["date"], "cae": authority["authority_code"], "cae_due": authority.get("cae_due"),
+            "arca_qr_url": authority.get("arca_qr_url")}
+
+
+# The page speaks the jurisdiction's language beside English (every language the product ships
+# arrives with issue 23's catalogue).
+LABELS = {
+    "CD": {"lang": "fr", "ok": "Facture authentique", "bad": "Facture NON authentique", "seller": "Vendeur",
+           "tax_id": "NIF", "outlet": "Point de vente", "number": "Numéro fiscal", "authority": "DGI",
+           "hash": "Empreinte", "key": "Clé"},
+    "AR": {"lang": "es", "ok": "Comprobante auténtico", "bad": "Comprobante NO auténtico", "seller": "Emisor",
+           "tax_id": "CUIT", "outlet": "Punto de venta", "number": "Número", "authority": "ARCA",
+           "hash": "Huella", "key": "Clave"},
+}
 
 
 def render_page(result: dict[str, Any]) -> str:
-    return _templates.get_template("verify.html").render(r=result)
+    labels = LABELS.get(result.get("jurisdiction"), LABELS["CD"])
+    return _templates.get_template("verify.html").render(r=result, L=labels)
 
 
 def qr_svg(text: str) -> bytes:
