@@ -43,6 +43,21 @@ class AuthorityRepository:
                                                     InvoiceSync.status == "pending")
         return list((await self.session.execute(stmt)).scalars())
 
+    async def all_waiting_invoices(self) -> list[str]:
+        """Every invoice of the tenant still pending, oldest number first per series (ARCA's order)."""
+        stmt = (select(InvoiceSync.invoice_id).join(Invoice, (Invoice.tenant_id == InvoiceSync.tenant_id)
+                                                    & (Invoice.id == InvoiceSync.invoice_id))
+                .where(InvoiceSync.status == "pending").order_by(Invoice.series_id, Invoice.counter))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def series_neighbour(self, series_id: str, counter: int) -> tuple[str, InvoiceSync] | None:
+        """(invoice id, sync row) of number ``counter`` of a series, if sealed."""
+        stmt = (select(Invoice.id, InvoiceSync).join(InvoiceSync, (InvoiceSync.tenant_id == Invoice.tenant_id)
+                                                     & (InvoiceSync.invoice_id == Invoice.id))
+                .where(Invoice.series_id == series_id, Invoice.counter == counter))
+        row = (await self.session.execute(stmt)).first()
+        return (row[0], row[1]) if row else None
+
     async def update_pending(self, invoice_id: str, **values) -> bool:  # noqa: ANN003
         """Set values on the invoice's sync row only while it is pending; False if it no longer was."""
         result = await self.session.execute(

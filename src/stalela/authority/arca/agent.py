@@ -1,0 +1,256 @@
+"""The ARCA sync agent: every sealed Argentine receipt gets exactly one CAE, in number order.
+
+ARCA accepts the numbers of a (CUIT, point of sale, receipt type) strictly one after the other, and
+Stalela gave them at sealing time. So, per series:
+
+- **In order.** Number N is sent only once N-1 is authorised (or N is the series' first). A receipt
+  whose predecessor is still pending waits (``waiting_previous``) and is woken by the predecessor's
+  outcome, in the transaction that records it: no polling, no lost wake-up.
+- **Never two CAEs for one receipt.** Before sending, the sync row is marked as sent (committed).
+  Any later attempt with the mark set asks ``FECompConsultar`` first: a receipt ARCA holds under our
+  number with our total, buyer and date is ours (its answer was lost, or the worker died before
+  storing it), and its CAE is taken; ``602`` means never registered, safe to send again.
+- **Never a number reused silently.** A rejection (Resultado R), or a 10016 that
+  ``FECompConsultar``/``FECompUltimoAutorizado`` explain as a number ARCA holds for another
+  receipt, marks the invoice ``rejected`` with ARCA's codes and a webhook; ARCA still expects that
+  number, so the rest of the series waits (``series_blocked``) until an administrator realigns it
+  (``realign`` below, docs/jurisdictions/ar-operations.md).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from stalela.authority.arca import service as arca
+from stalela.authority.arca.errors import (
+    CertificateRejected,
+    NotConfigured,
+    NumberMismatch,
+    Rejected,
+    TicketUnavailable,
+    TokenRejected,
+    Transient,
+)
+from stalela.authority.arca.wsfe import StoredReceipt
+from stalela.authority.repository import AuthorityRepository
+from stalela.config import Settings
+from stalela.db.base import utcnow
+from stalela.db.session import Database
+from stalela.fiscal.invoices.models import AuthorityAck
+from stalela.fiscal.invoices.repository import InvoiceRepository
+from stalela.fiscal.jurisdictions.arca_qr import qr_url
+from stalela.observability.logging import get_logger
+from stalela.observability.metrics import sync_acknowledged
+from stalela.outbox.registry import RetryLater
+from stalela.outbox.service import enqueue
+from stalela.tenancy.context import bind_tenant
+
+log = get_logger("stalela.authority.arca")
+UNREACHABLE = "ARCA could not be reached or gave no valid answer; retrying (details in the server logs)"
+
+
+def _sent_mark(number: int) -> str:
+    # Kept in invoice_sync.uid (the DGI keeps its request uid there): set, committed, before the request.
+    return f"arca-sent:{number}"
+
+
+@dataclass(frozen=True)
+class _Job:
+    tenant_id: str
+    invoice_id: str
+    series_id: str
+    fiscal_number: str
+    ar: dict[str, Any]
+    seller_cuit: str
+    sent_before: bool
+
+
+async def sync_invoice(db: Database, settings: Settings, tenant_id: str, invoice_id: str) -> None:
+    job = await _claim(db, settings, tenant_id, invoice_id)
+    if job is None:
+        return
+    try:
+        await _authorise(db, settings, job)
+    finally:
+        async with db.transaction() as session:
+            await bind_tenant(session, tenant_id)
+            await AuthorityRepository(session).release([invoice_id])
+
+
+async def _claim(db: Database, settings: Settings, tenant_id: str, invoice_id: str) -> _Job | None:
+    async with db.transaction() as session:
+        await bind_tenant(session, tenant_id)
+        invoice = await InvoiceRepository(session).get(invoice_id)
+        if invoice is None:
+            return None
+        payload = json.loads(invoice.payload)
+        ar = payload.get("ar")
+        if ar is None:
+            return None
+        repo = AuthorityRepository(session)
+        await repo.ensure_sync_row(tenant_id, invoice_id, invoice.outlet_id, invoice.issued_at)
+        row = await repo.sync_row(invoice_id, lock=True)
+        if row.status != "pending":
+            return None
+        if invoice.counter > payload.get("series_first", 1):
+            previous = await repo.series_neighbour(invoice.series_id, invoice.counter - 1)
+            status = previous[1].status if previous else "pending"
+            if status == "pending":
+                # Woken by the predecessor's outcome (``_wake_next``), in the transaction recording it.
+                row.error_code, row.error = "waiting_previous", (
+                    f"ARCA authorises the numbers of a series in order: number {invoice.counter - 1} first")
+                return None
+            if status != "acknowledged":
+                row.error_code, row.error = "series_blocked", (
+                    f"number {invoice.counter - 1} of this series was not authorised and ARCA still expects it: "
+                    "an administrator realigns the series (POST /v1/authority/arca/realign)")
+                return None
+        now = utcnow()
+        if row.claimed_until is not None and row.claimed_until > now:
+            raise RetryLater("another delivery of this invoice is talking to ARCA", 2.0)
+        row.claimed_until = now + timedelta(seconds=4 * settings.authority_timeout_seconds + 5)
+        row.attempts += 1
+        return _Job(tenant_id, invoice_id, invoice.series_id, invoice.fiscal_number, ar, payload["seller_tax_id"],
+                    sent_before=row.uid == _sent_mark(ar["number"]))
+
+
+async def _authorise(db: Database, settings: Settings, job: _Job) -> None:
+    ar = job.ar
+    try:
+        endpoint = await arca.wsfe_endpoint(db, settings, job.tenant_id)
+        if job.sent_before:
+            stored = await endpoint.client.fe_comp_consultar(endpoint.auth, ar["point_of_sale"], ar["cbte_tipo"],
+                                                             ar["number"])
+            if stored is not None:
+                await _settle_stored(db, job, stored)
+                return
+        else:
+            await _note(db, job, uid=_sent_mark(ar["number"]))
+        try:
+            result = await endpoint.client.fe_cae_solicitar(endpoint.auth, ar)
+        except NumberMismatch:
+            await _explain_mismatch(db, job, endpoint)
+            return
+        if result.result != "A" or not result.cae:
+            await _reject(db, job, "arca_rejected", result.errors, result.observations)
+            return
+        await _acknowledge(db, job, result.cae, result.cae_due, result.observations, result.processed_at)
+    except NotConfigured as exc:
+        # Shown on the invoice and in /v1/sync/status; saving the credentials resyncs every waiting invoice.
+        await _note(db, job, error_code="arca_not_configured", error=str(exc))
+    except CertificateRejected as exc:
+        await _note(db, job, error_code="arca_certificate_rejected", error=str(exc)[:1000])
+    except TicketUnavailable as exc:
+        await _note(db, job, error_code="arca_ticket_unavailable", error=str(exc)[:1000])
+        raise RetryLater("WSAA holds a ticket we do not have", 600.0) from None
+    except TokenRejected as exc:
+        if exc.code == 600:  # the ticket expired or ARCA no longer knows it: log in again, then retry
+            await arca.forget_ticket(db, job.tenant_id)
+            raise RetryLater("ARCA refused the ticket (600): logging in again", 1.0) from None
+        await _note(db, job, error_code="arca_cuit_not_represented", error=str(exc)[:1000])
+    except Rejected as exc:
+        await _reject(db, job, "arca_rejected", exc.errors, exc.observations)
+    except Transient as exc:
+        log.warning("arca.unreachable", tenant_id=job.tenant_id, invoice_id=job.invoice_id, error=str(exc)[:500])
+        await _note(db, job, error_code="authority_unreachable", error=UNREACHABLE)
+        raise
+
+
+async def _explain_mismatch(db: Database, job: _Job, endpoint: arca.Endpoint) -> None:
+    """10016: the number or the date is not the next ARCA expects. Ask ARCA which, never guess."""
+    ar, client, auth = job.ar, endpoint.client, endpoint.auth
+    stored = await client.fe_comp_consultar(auth, ar["point_of_sale"], ar["cbte_tipo"], ar["number"])
+    if stored is not None:
+        await _settle_stored(db, job, stored)
+        return
+    last = await client.fe_comp_ultimo_autorizado(auth, ar["point_of_sale"], ar["cbte_tipo"])
+    number = ar["number"]
+    if last == number - 1:
+        code, detail = "arca_date_rejected", (
+            f"ARCA expects number {number} but refuses its date {ar['date']} (older than the last authorised "
+            "receipt of the series, or outside ARCA's window)")
+    elif last < number - 1:
+        code, detail = "arca_number_gap", f"ARCA's last number of this series is {last}: it expects {last + 1}"
+    else:
+        code, detail = "arca_number_taken", (
+            f"ARCA already holds number {number} of this series for another receipt (last {last}): another "
+            "system issues on this point of sale")
+    await _reject(db, job, code, [(10016, detail)], [])
+
+
+def _matches(stored: StoredReceipt, ar: dict[str, Any]) -> bool:
+    """Whether what ARCA holds under our number is this receipt (the fields a second system would differ in)."""
+    return (stored.cbte_tipo == ar["cbte_tipo"] and stored.point_of_sale == ar["point_of_sale"]
+            and stored.total is not None and Decimal(stored.total) == Decimal(ar["imp_total"])
+            and stored.date == date.fromisoformat(ar["date"])
+            and int(stored.doc_number or 0) == int(ar["doc_number"] or 0))
+
+
+async def _settle_stored(db: Database, job: _Job, stored: StoredReceipt) -> None:
+    if _matches(stored, job.ar) and stored.cae and stored.result in (None, "A"):
+        await _acknowledge(db, job, stored.cae, stored.cae_due, stored.observations, None)
+    else:
+        await _reject(db, job, "arca_number_taken", [(10016, (
+            f"ARCA holds number {job.ar['number']} of this series for a receipt that is not this one (total "
+            f"{stored.total}, date {stored.date})"))], [])
+
+
+def _codes(pairs: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    return [{"code": code, "message": message} for code, message in pairs]
+
+
+async def _note(db: Database, job: _Job, **values: Any) -> None:
+    """Only while pending: a late writer never overwrites an outcome."""
+    async with db.transaction() as session:
+        await bind_tenant(session, job.tenant_id)
+        await AuthorityRepository(session).update_pending(job.invoice_id, updated_at=utcnow(), **values)
+
+
+async def _wake_next(session: Any, job: _Job) -> None:
+    """The next number of the series waits for this outcome: queue it in the same transaction."""
+    following = await AuthorityRepository(session).series_neighbour(job.series_id, job.ar["number"] + 1)
+    if following is not None and following[1].status == "pending":
+        enqueue(session, job.tenant_id, "authority.sync", {"invoice_id": following[0]})
+
+
+async def _acknowledge(db: Database, job: _Job, cae: str, cae_due: date | None,
+                       observations: list[tuple[int, str]], processed_at: str | None) -> None:
+    arca_qr = qr_url(job.ar, job.seller_cuit, cae)
+    details = {"result": "A", "cae_due": cae_due.isoformat() if cae_due else None,
+               "observations": _codes(observations), "arca_qr_url": arca_qr}
+    async with db.transaction() as session:
+        await bind_tenant(session, job.tenant_id)
+        repo = AuthorityRepository(session)
+        row = await repo.sync_row(job.invoice_id, lock=True)
+        if row.status == "acknowledged":  # a concurrent delivery of the same event got here first
+            return
+        now = utcnow()
+        session.add(AuthorityAck(
+            tenant_id=job.tenant_id, invoice_id=job.invoice_id, nim=f"{job.ar['point_of_sale']:05d}", uid=None,
+            code=cae, counters=None, authority_time=processed_at, qr_code=arca_qr,
+            raw=json.dumps({"cae": cae, **details}), created_at=now))
+        row.status, row.error_code, row.error, row.details, row.updated_at = \
+            "acknowledged", None, None, json.dumps(details), now
+        sync_acknowledged(session, row.sealed_at, now)
+        enqueue(session, job.tenant_id, "invoice.acknowledged", {
+            "invoice_id": job.invoice_id, "authority_code": cae, "counters": None, "cae_due": details["cae_due"]})
+        await _wake_next(session, job)
+
+
+async def _reject(db: Database, job: _Job, code: str, errors: list[tuple[int, str]],
+                  observations: list[tuple[int, str]]) -> None:
+    detail = "; ".join(f"{c}: {m}" for c, m in errors + observations) or "rejected without a reason"
+    details = {"result": "R", "cae_due": None, "observations": _codes(observations), "errors": _codes(errors),
+               "arca_qr_url": None}
+    async with db.transaction() as session:
+        await bind_tenant(session, job.tenant_id)
+        repo = AuthorityRepository(session)
+        if not await repo.update_pending(job.invoice_id, status="rejected", error_code=code, error=detail[:1000],
+                                         details=json.dumps(details), updated_at=utcnow()):
+            return  # acknowledged meanwhile: keep that outcome
+        enqueue(session, job.tenant_id, "invoice.sync_failed", {
+            "invoice_id": job.invoice_id, "code": code, "detail": detail[:300], "status": "rejected"})
+        await _wake_next(session, job)

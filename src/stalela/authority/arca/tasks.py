@@ -1,0 +1,11 @@
+"""Outbox handlers of ARCA's side of the authority domain."""
+from __future__ import annotations
+
+from stalela.authority.arca import agent
+from stalela.outbox.registry import Event, HandlerContext, handles
+
+
+@handles("arca.credentials_saved")
+async def credentials_saved(ctx: HandlerContext, event: Event) -> None:
+    """New credentials: align the series that have numbered nothing yet with ARCA, then send what waited."""
+    await agent.align_and_resync(ctx.db, ctx.settings, event.tenant_id)
