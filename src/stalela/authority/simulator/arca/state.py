@@ -147,14 +147,18 @@ class ArcaState:
     # ------------------------------------------------------------------------------ series
 
     def get_series(self, cuit: str, pos: int, cbte_type: int) -> Series:
+        """The series, or an empty one that is not stored (reads leave no trace in the state)."""
         with self.lock:
-            return self.series.setdefault(series_key(cuit, pos, cbte_type), Series())
+            return self.series.get(series_key(cuit, pos, cbte_type)) or Series()
+
+    def _writable(self, cuit: str, pos: int, cbte_type: int) -> Series:
+        return self.series.setdefault(series_key(cuit, pos, cbte_type), Series())
 
     def set_last(self, cuit: str, pos: int, cbte_type: int, last: int,
                  date: str | None = None) -> Series:
         """Align a series as if ARCA had authorised numbers up to ``last`` elsewhere."""
         with self.lock:
-            series = self.get_series(cuit, pos, cbte_type)
+            series = self._writable(cuit, pos, cbte_type)
             series.last, series.last_date = last, date
             self._save()
             return series
@@ -170,7 +174,7 @@ class ArcaState:
     def commit(self, receipt: Receipt) -> None:
         """Store an authorised receipt and advance its series (called under ``lock``)."""
         with self.lock:
-            series = self.get_series(receipt.cuit, receipt.pos, receipt.type)
+            series = self._writable(receipt.cuit, receipt.pos, receipt.type)
             if receipt.number != series.last + 1 or receipt.number in series.receipts:
                 # The rules must have refused this; a second CAE for one number is the very
                 # bug the simulator exists to catch, so it is loud rather than papered over.
