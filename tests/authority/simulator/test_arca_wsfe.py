@@ -294,3 +294,20 @@ def test_rejection_lists_every_observation_in_order(wsfe):
     result = wsfe.solicitar(receipt(1, ImpTotal="1", CondicionIVAReceptorId=None, MonCotiz="2"))
     assert observations(result) == [10048, 10246, 10912]
     assert errors(result) == []
+
+
+def test_concurrent_requests_for_one_number_get_one_cae(wsfe, arca):
+    """Eight callers race for number 1 over separate connections: exactly one wins."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def attempt(_: int) -> str:
+        caller = Wsfe(arca.url, wsfe.token, wsfe.sign)
+        try:
+            return val(caller.solicitar(receipt(1)), "FeCabResp/Resultado")
+        finally:
+            caller.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(attempt, range(8)))
+    assert sorted(results) == ["A"] + ["R"] * 7
+    assert list(arca.caes(CUIT, 3, 6)) == [1]
