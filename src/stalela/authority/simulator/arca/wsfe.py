@@ -14,7 +14,7 @@ from datetime import timedelta
 from lxml import etree
 
 from .rules import (CONDITIONS, CONDITIONS_A, IVA_NAMES, LETTER, Detail, Message, RequestError,
-                    check_numbering, check_receipt, msg, read_detail, read_int)
+                    check_numbering, check_receipt, read_detail, read_int)
 from .soap import Node, child, children, text
 from .state import ArcaState, Receipt, Ticket
 
@@ -57,9 +57,9 @@ def _relations(ticket: Ticket) -> set[str]:
     return {str(int(r)) for r in ticket.relations}
 
 
-def _header(op: etree._Element, container: str) -> tuple[int, int]:
-    req = child(op, container)
-    pos, cbte_type = read_int(req, "PtoVta"), read_int(req, "CbteTipo")
+def _header(el: etree._Element | None) -> tuple[int, int]:
+    """PtoVta and CbteTipo of ``el`` (FeCabReq, FeCompConsReq, or the operation itself)."""
+    pos, cbte_type = read_int(el, "PtoVta"), read_int(el, "CbteTipo")
     if not 1 <= pos <= MAX_POS or cbte_type not in LETTER:
         raise RequestError(10903, f"(PtoVta {pos}, CbteTipo {cbte_type})")
     return pos, cbte_type
@@ -75,7 +75,7 @@ def fe_dummy(state: ArcaState, op: etree._Element) -> Outcome:
 def fe_comp_ultimo_autorizado(state: ArcaState, op: etree._Element) -> Outcome:
     cuit = authenticate(state, op)
     try:
-        pos, cbte_type = _flat_header(op)
+        pos, cbte_type = _header(op)
     except RequestError as exc:
         return Outcome([("PtoVta", 0), ("CbteTipo", 0), ("CbteNro", 0),
                         errors_node([exc.message])])
@@ -83,17 +83,10 @@ def fe_comp_ultimo_autorizado(state: ArcaState, op: etree._Element) -> Outcome:
     return Outcome([("PtoVta", pos), ("CbteTipo", cbte_type), ("CbteNro", series.last)])
 
 
-def _flat_header(op: etree._Element) -> tuple[int, int]:
-    pos, cbte_type = read_int(op, "PtoVta"), read_int(op, "CbteTipo")
-    if not 1 <= pos <= MAX_POS or cbte_type not in LETTER:
-        raise RequestError(10903, f"(PtoVta {pos}, CbteTipo {cbte_type})")
-    return pos, cbte_type
-
-
 def fe_comp_consultar(state: ArcaState, op: etree._Element) -> Outcome:
     cuit = authenticate(state, op)
     try:
-        pos, cbte_type = _header(op, "FeCompConsReq")
+        pos, cbte_type = _header(child(op, "FeCompConsReq"))
         number = read_int(child(op, "FeCompConsReq"), "CbteNro")
     except RequestError as exc:
         return Outcome([errors_node([exc.message])])
@@ -158,7 +151,7 @@ def fe_cae_solicitar(state: ArcaState, op: etree._Element) -> Outcome:
     now = state.now()
     processed = now.strftime("%Y%m%d%H%M%S")
     try:
-        pos, cbte_type = _header(request, "FeCabReq")
+        pos, cbte_type = _header(child(request, "FeCabReq"))
         count = read_int(child(request, "FeCabReq"), "CantReg")
         items = [i for d in children(request, "FeDetReq") for i in children(d, "FECAEDetRequest")]
         if count != len(items) or not items:
