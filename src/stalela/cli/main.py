@@ -299,6 +299,14 @@ def simulate_dgi(ctx: typer.Context) -> None:
     raise typer.Exit(simulator_main(list(ctx.args)))
 
 
+@simulate_app.command("arca", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def simulate_arca(ctx: typer.Context) -> None:
+    """Run the ARCA WSAA + WSFEv1 simulator (options: --port, --faults SPEC, --ca PEM, --seed, ...)."""
+    from stalela.authority.simulator.arca import main as arca_main
+
+    raise typer.Exit(arca_main(list(ctx.args)))
+
+
 @user_app.command("create")
 def user_create(
     tenant: str = typer.Option(..., help="Tenant id"),
