@@ -47,7 +47,12 @@ def load_certificate(pem: str) -> x509.Certificate:
     if len(certificates) != 1:
         raise _refuse("certificate", "certificate_invalid", "exactly one certificate is expected")
     certificate = certificates[0]
-    if not isinstance(certificate.public_key(), rsa.RSAPublicKey):
+    try:  # cryptography parses lazily: a malformed name or key surfaces only when read
+        public_key = certificate.public_key()
+        info(certificate)
+    except (ValueError, TypeError):
+        raise _refuse("certificate", "certificate_invalid", "the certificate cannot be read") from None
+    if not isinstance(public_key, rsa.RSAPublicKey):
         raise _refuse("certificate", "certificate_invalid", "ARCA certificates carry an RSA key")
     return certificate
 
