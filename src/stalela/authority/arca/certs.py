@@ -17,6 +17,7 @@ from asn1crypto import keys as asn1_keys
 from asn1crypto import pem as asn1_pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
@@ -50,7 +51,7 @@ def load_certificate(pem: str) -> x509.Certificate:
     try:  # cryptography parses lazily: a malformed name or key surfaces only when read
         public_key = certificate.public_key()
         info(certificate)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise _refuse("certificate", "certificate_invalid", "the certificate cannot be read") from None
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise _refuse("certificate", "certificate_invalid", "ARCA certificates carry an RSA key")
@@ -81,7 +82,8 @@ def cuit_of(certificate: x509.Certificate) -> str | None:
 
 
 def info(certificate: x509.Certificate) -> CertificateInfo:
-    return CertificateInfo(subject=certificate.subject.rfc4514_string(), cuit=cuit_of(certificate),
+    subject = certificate.subject.rfc4514_string({NameOID.SERIAL_NUMBER: "serialNumber"})
+    return CertificateInfo(subject=subject, cuit=cuit_of(certificate),
                            not_before=certificate.not_valid_before_utc, not_after=certificate.not_valid_after_utc)
 
 
@@ -110,7 +112,7 @@ def build_csr(public_key: rsa.RSAPublicKey, sign: Callable[[bytes], bytes], *, o
               cuit: str) -> str:
     """A PKCS#10 request, PEM, signed by ``sign`` (RSA PKCS#1 v1.5 over SHA-256): the key may be in an HSM."""
     spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    # The order ARCA's own instructions (and django-afip) use: O, CN, then serialNumber.
+    # The attributes of reference §1.3 (asn1crypto orders the RDNs its own way; ARCA reads them by type).
     subject = asn1_x509.Name.build({"organization_name": organization, "common_name": alias,
                                     "serial_number": f"CUIT {cuit}"})
     request_info = asn1_csr.CertificationRequestInfo({
