@@ -167,6 +167,7 @@ def extra_routers() -> list:
     from stalela.fiscal.ledger.endpoints import router as ledger_router
     from stalela.fiscal.signing.endpoints import router as keys_router
     from stalela.authority.endpoints import router as authority_router
+    from stalela.authority.arca.endpoints import router as arca_router
     from stalela.outbox.endpoints import router as outbox_router
     from stalela.fiscal.reports.endpoints import exports_router
     from stalela.fiscal.reports.endpoints import routers as reports_routers
@@ -176,4 +177,5 @@ def extra_routers() -> list:
     from stalela.dashboard.endpoints import routers as dashboard_routers
 
     return [invoices_router, ledger_router, proof_router, exports_router, keys_router, verification_router, outbox_router, authority_router,
+            arca_router,
             auth_router, audit_router, *reports_routers, webhooks_router, *dashboard_routers]

@@ -25,6 +25,7 @@ from stalela.outbox.dispatcher import Dispatcher
 # handlers (outbox/registry.py). A domain that consumes events adds its line here; the app factory
 # imports this module, so in-process workers and the scrape's topic list see the same handlers.
 from stalela.authority import tasks as _authority_tasks  # noqa: F401
+from stalela.authority.arca import tasks as _arca_tasks  # noqa: F401
 from stalela.webhooks import tasks as _webhooks_tasks  # noqa: F401
 
 log = get_logger("stalela.workers")

@@ -21,6 +21,7 @@ from stalela.fiscal.signing import registry as signing_registry
 from stalela.auth.permissions import ALL_SCOPES, check_not_exceeding, grantable_scopes, key_permissions
 from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from stalela.kit.ids import new_id
+from stalela.outbox.service import enqueue
 from stalela.accounts import schemas
 from stalela.tenancy.context import bind_tenant
 from stalela.tenancy.models import ApiKey, Outlet, Tenant
@@ -127,6 +128,10 @@ async def create_outlet(session: AsyncSession, principal: Principal, data: schem
             raise Conflict(f"point of sale {data.pos_number} is already an outlet", code="pos_number_taken",
                            field="pos_number")
         raise Conflict(f"an outlet with code {data.code!r} already exists", code="outlet_code_taken", field="code")
+    if data.pos_number is not None:
+        # The authority agent aligns the new point of sale's series with the authority's numbering
+        # before its first sale, when the tenant has credentials (stalela.authority.arca.agent).
+        enqueue(session, principal.tenant_id, "arca.point_of_sale_created", {"outlet_id": outlet.id})
     return outlet
 
 

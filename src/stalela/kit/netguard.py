@@ -26,6 +26,7 @@ import asyncio
 import ipaddress
 import re
 import socket
+import ssl
 from typing import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -271,8 +272,12 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def guarded_client(allow_private: bool, *, limits: httpx.Limits) -> httpx.AsyncClient:
+def guarded_client(allow_private: bool, *, limits: httpx.Limits,
+                   ssl_context: ssl.SSLContext | None = None) -> httpx.AsyncClient:
     """An httpx client whose every connection goes through ``GuardedBackend``.
+
+    ``ssl_context``: for the few fixed hosts that need one of their own (ARCA's, whose DH parameters
+    modern OpenSSL refuses at its default security level); certificates are verified all the same.
 
     No redirects are followed (httpx's default) and the environment's proxy settings are ignored:
     a proxy would make the connection, and resolve the name, where this guard cannot see it.
@@ -281,7 +286,7 @@ def guarded_client(allow_private: bool, *, limits: httpx.Limits) -> httpx.AsyncC
     # httpx takes no network backend, but its transport is a thin shell around this httpcore pool:
     # the same pool, built with the guarded backend (the options mirror AsyncHTTPTransport's own).
     transport._pool = httpcore.AsyncConnectionPool(  # noqa: SLF001
-        ssl_context=httpx.create_ssl_context(), max_connections=limits.max_connections,
+        ssl_context=ssl_context or httpx.create_ssl_context(), max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
         http1=True, http2=False, network_backend=GuardedBackend(allow_private))
     return httpx.AsyncClient(transport=transport, trust_env=False, follow_redirects=False)

@@ -4,6 +4,7 @@ Only ``env.py`` imports this module, so running the migrations package's functio
 from stalela.audit import models as _audit  # noqa: F401
 from stalela.auth import models as _auth  # noqa: F401
 from stalela.authority import models as _authority  # noqa: F401
+from stalela.authority.arca import models as _arca  # noqa: F401
 from stalela.db.base import Base
 from stalela.fiscal.invoices import models as _invoices  # noqa: F401
 from stalela.fiscal.ledger import models as _ledger  # noqa: F401

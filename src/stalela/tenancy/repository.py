@@ -35,6 +35,11 @@ class OutletRepository(Repository[Outlet]):
     async def get_by_code(self, code: str) -> Outlet | None:
         return (await self.session.execute(select(Outlet).where(Outlet.code == code))).scalar_one_or_none()
 
+    async def points_of_sale(self) -> list[tuple[str, int]]:
+        """(outlet id, point-of-sale number) of the tenant's numbered outlets (Argentina)."""
+        stmt = select(Outlet.id, Outlet.pos_number).where(Outlet.pos_number.is_not(None)).order_by(Outlet.pos_number)
+        return [(outlet_id, pos) for outlet_id, pos in await self.session.execute(stmt)]
+
     async def get_by_pos_number(self, pos_number: int) -> Outlet | None:
         stmt = select(Outlet).where(Outlet.pos_number == pos_number)
         return (await self.session.execute(stmt)).scalar_one_or_none()

@@ -40,16 +40,51 @@ from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.db.session import Database
 from stalela.fiscal.invoices.models import AuthorityAck
-from stalela.fiscal.invoices.repository import InvoiceRepository
+from stalela.fiscal.invoices.repository import InvoiceRepository, SeriesRepository
+from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.jurisdictions.arca_qr import qr_url
 from stalela.observability.logging import get_logger
 from stalela.observability.metrics import sync_acknowledged
 from stalela.outbox.registry import RetryLater
 from stalela.outbox.service import enqueue
 from stalela.tenancy.context import bind_tenant
+from stalela.tenancy.repository import OutletRepository
 
 log = get_logger("stalela.authority.arca")
 UNREACHABLE = "ARCA could not be reached or gave no valid answer; retrying (details in the server logs)"
+
+
+async def align_and_resync(db: Database, settings: Settings, tenant_id: str) -> None:
+    """Start every series that has numbered nothing yet after ARCA's last number of it (a point of sale
+    that issued receipts before Stalela), then queue every invoice still waiting for ARCA.
+
+    Runs when credentials are saved and when a point of sale is created. A series already in use is
+    never renumbered (its numbers are sealed): a disagreement there surfaces as a 10016 on its next
+    receipt, explained by the agent."""
+    try:
+        endpoint = await arca.wsfe_endpoint(db, settings, tenant_id)
+    except (NotConfigured, CertificateRejected, TicketUnavailable) as exc:
+        log.info("arca.align_skipped", tenant_id=tenant_id, reason=str(exc)[:300])
+        return
+    async with db.transaction(readonly=True) as session:
+        await bind_tenant(session, tenant_id)
+        points = await OutletRepository(session).points_of_sale()
+        used = {(s.outlet_id, s.code) for s in await SeriesRepository(session).used()}
+    for outlet_id, pos in points:
+        for invoice_type in sorted(get_jurisdiction("AR").invoice_types, key=int):
+            if (outlet_id, invoice_type) in used:
+                continue
+            last = await endpoint.client.fe_comp_ultimo_autorizado(endpoint.auth, pos, int(invoice_type))
+            if last > 0:
+                async with db.transaction() as session:
+                    await bind_tenant(session, tenant_id)
+                    aligned = await SeriesRepository(session).align(tenant_id, outlet_id, invoice_type, last)
+                log.info("arca.series_aligned", tenant_id=tenant_id, outlet_id=outlet_id, type=invoice_type,
+                         last=last, aligned=aligned is not None)
+    async with db.transaction() as session:
+        await bind_tenant(session, tenant_id)
+        for invoice_id in await AuthorityRepository(session).all_waiting_invoices():
+            enqueue(session, tenant_id, "authority.sync", {"invoice_id": invoice_id})
 
 
 def _sent_mark(number: int) -> str:

@@ -116,6 +116,11 @@ class SeriesRepository(Repository[Series]):
         await self.session.flush()
         return series
 
+    async def used(self) -> list[Series]:
+        """The tenant's series that have numbered at least one invoice."""
+        stmt = select(Series).where(Series.counter >= Series.first_counter)
+        return list((await self.session.execute(stmt)).scalars())
+
     async def last_counters(self) -> list[tuple[str, str, int]]:
         """(tenant, outlet, the last counter handed out), platform-wide."""
         stmt = select(Series.tenant_id, Series.outlet_id, func.max(Series.counter)).group_by(Series.tenant_id,

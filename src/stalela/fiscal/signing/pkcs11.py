@@ -1,5 +1,8 @@
 """PKCS#11 key backend: P-256 keys generated and used inside an HSM (SoftHSM2 in tests).
 
+(It also keeps the RSA keys of ARCA certificates, ``generate_rsa``/``sign_sha256_rsa``: one module,
+one session pool and one lock for every use of the token, as PKCS#11 without mutexes requires.)
+
 The private key never leaves the token: it is created there as a sensitive, non-extractable token
 object whose CKA_ID (UTF-8 bytes) and CKA_LABEL are the key id, and the registry stores only the
 public JWK. Signing hashes with SHA-256 here and asks the token for CKM_ECDSA over the digest,
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pkcs11
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11e
 from pkcs11.util.ec import encode_named_curve_parameters
@@ -86,6 +89,52 @@ class Pkcs11KeyBackend:
     def public_jwk(self, key_id: str) -> dict[str, Any]:
         """Re-derive a key's JWK from the token, e.g. to repair or audit the key registry."""
         return self._run(lambda pooled: self._public_jwk(pooled, key_id), f"read key {key_id}")
+
+    # -- RSA keys (ARCA's WSAA certificates are RSA): generated, read and used inside the token -----
+
+    def generate_rsa(self, label: str, bits: int = 2048) -> rsa.RSAPublicKey:
+        """A new RSA key pair in the token (sensitive, never extractable); its public half."""
+        return self._run(lambda pooled: self._generate_rsa(pooled, label, bits), f"generate RSA key {label}",
+                         retry=False)
+
+    def rsa_public_key(self, label: str) -> rsa.RSAPublicKey:
+        return self._run(lambda pooled: _rsa_public(self._find_rsa(pooled, ObjectClass.PUBLIC_KEY, label)),
+                         f"read RSA key {label}")
+
+    def sign_sha256_rsa(self, label: str, data: bytes) -> bytes:
+        """RSA PKCS#1 v1.5 over SHA-256(data), hashed by the token (CKM_SHA256_RSA_PKCS)."""
+        def run(pooled: _PooledSession) -> bytes:
+            key = pooled.keys.get(f"rsa:{label}")
+            if key is None:
+                key = pooled.keys[f"rsa:{label}"] = self._find_rsa(pooled, ObjectClass.PRIVATE_KEY, label)
+            return key.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS)
+        return self._run(run, f"sign with RSA key {label}")
+
+    def _generate_rsa(self, pooled: _PooledSession, label: str, bits: int) -> rsa.RSAPublicKey:
+        session, kid = pooled.session, label.encode("utf-8")
+        if list(session.get_objects({Attribute.ID: kid})):
+            raise Conflict(f"key {label} already exists in the token", code="key_exists")
+        public, private = session.generate_keypair(
+            KeyType.RSA, bits, id=kid, label=label, store=True,
+            capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+            public_template={Attribute.TOKEN: True, Attribute.PRIVATE: False},
+            private_template={
+                Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.DECRYPT: False,
+                Attribute.UNWRAP: False,
+            },
+        )
+        pooled.keys[f"rsa:{label}"] = private
+        return _rsa_public(public)
+
+    @staticmethod
+    def _find_rsa(pooled: _PooledSession, object_class: ObjectClass, label: str) -> Any:
+        try:
+            return pooled.session.get_key(object_class=object_class, key_type=KeyType.RSA, id=label.encode("utf-8"))
+        except p11e.NoSuchKey:
+            raise SigningError(f"RSA key {label} is not in the token") from None
+        except p11e.MultipleObjectsReturned:
+            raise SigningError(f"RSA key id {label} is ambiguous in the token") from None
 
     def close(self) -> None:
         """Close idle sessions; sessions in use are returned to the pool and reused as before."""
@@ -226,6 +275,12 @@ class Pkcs11KeyBackend:
         except (p11e.PKCS11Error, OSError, RuntimeError) as exc:
             self._token = None
             raise SigningError(f"cannot open a PKCS#11 session: {type(exc).__name__}") from exc
+
+
+def _rsa_public(public: Any) -> rsa.RSAPublicKey:
+    modulus = int.from_bytes(public[Attribute.MODULUS], "big")
+    exponent = int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big")
+    return rsa.RSAPublicNumbers(exponent, modulus).public_key()
 
 
 def _jwk(public: Any, key_id: str) -> dict[str, Any]:
