@@ -1,0 +1,186 @@
+"""Argentina end to end: an AR tenant seals receipts and the ARCA agent gets their CAEs from the ARCA
+simulator (a real SOAP server on loopback), on SQLite and PostgreSQL, with the simulator's faults."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+
+import httpx
+import pytest
+
+from stalela.app import create_app
+from stalela.authority.simulator.arca import ArcaFaultSpec, ArcaSimulatorServer
+from stalela.outbox.dispatcher import Dispatcher
+from tests.authority.arca.conftest import make_certificate, pem
+from tests.conftest import OPERATOR_TOKEN, make_settings
+
+CUIT = "30712345675"  # check digit valid; the certificate carries serialNumber=CUIT 30712345675
+BUYER_RI = {"doc_type": "CUIT", "doc_number": "20267565393", "name": "Juan Pérez", "vat_condition":
+            "responsable_inscripto"}
+
+
+@pytest.fixture(scope="module")
+def arca_sim():
+    with ArcaSimulatorServer(faults=ArcaFaultSpec(seed=7)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def identity():
+    cert, key = make_certificate(CUIT)
+    return pem(cert), pem(key)
+
+
+@pytest.fixture
+async def world(fresh_database_url, tmp_path, arca_sim, identity):
+    arca_sim.set_faults(ArcaFaultSpec(seed=7))
+    settings = make_settings(fresh_database_url, tmp_path, outbox_backoff_base_seconds=0.01,
+                             outbox_backoff_cap_seconds=0.05, outbox_poll_seconds=0.05, authority_timeout_seconds=1.0,
+                             webhooks_allow_private=True)  # the simulator listens on loopback
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            r = await client.post("/v1/tenants", json={"name": "Kiosco SRL", "tax_id": "30-71234567-5",
+                                                       "jurisdiction": "AR",
+                                                       "ar": {"vat_condition": "responsable_inscripto"}},
+                                  headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+            assert r.status_code == 201, r.text
+            assert r.json()["tenant"]["tax_id"] == CUIT and r.json()["tenant"]["ar"]["vat_condition"] \
+                == "responsable_inscripto"
+            headers = {"Authorization": f"Bearer {r.json()['api_key']}"}
+            # A fresh point of sale per test: the simulator is shared by the module.
+            pos = int(uuid.uuid4().int % 90000) + 1
+            outlet = (await client.post("/v1/outlets", json={"code": f"PV{pos}", "name": "Caja 1", "pos_number": pos},
+                                        headers=headers)).json()
+            assert outlet["pos_number"] == pos and outlet["timezone"] == "America/Argentina/Buenos_Aires", outlet
+            yield {"app": app, "client": client, "headers": headers, "outlet": outlet, "sim": arca_sim, "pos": pos,
+                   "identity": identity, "dispatcher": Dispatcher(app.state.db, settings)}
+
+
+async def drain(world, rounds=300):
+    idle = 0
+    for _ in range(rounds):
+        if await world["dispatcher"].run_once() == 0:
+            idle += 1
+            if idle > 3:
+                return
+            await asyncio.sleep(0.06)
+        else:
+            idle = 0
+
+
+async def connect(world):
+    cert, key = world["identity"]
+    r = await world["client"].put("/v1/authority/arca/credentials", headers=world["headers"], json={
+        "certificate": cert, "private_key": key, "environment": "custom",
+        "wsaa_url": world["sim"].wsaa_url, "wsfe_url": world["sim"].wsfe_url})
+    assert r.status_code == 200, r.text
+
+
+def receipt(world, type_="6", **over):
+    body = {"outlet_id": world["outlet"]["id"], "type": type_,
+            "lines": [{"description": "Yerba mate 1 kg", "quantity": "2", "unit_price": "3025.00", "vat_rate": "21"},
+                      {"description": "Pan", "quantity": "1", "unit_price": "1000", "vat_rate": "10.5"}]}
+    body.update(over)
+    return body
+
+
+async def seal(world, body):
+    r = await world["client"].post("/v1/invoices", json=body, headers=world["headers"])
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def sync_of(world, invoice):
+    r = await world["client"].get(f"/v1/invoices/{invoice['id']}", headers=world["headers"])
+    return r.json()["sync"]
+
+
+async def test_receipts_get_one_cae_each_in_number_order(world):
+    await connect(world)
+    await drain(world)
+    sealed = [await seal(world, receipt(world)) for _ in range(3)]
+    sealed.append(await seal(world, receipt(world, "1", buyer=BUYER_RI)))
+    pos = world["pos"]
+    assert [s["fiscal_number"] for s in sealed] == [
+        f"B {pos:05d}-00000001", f"B {pos:05d}-00000002", f"B {pos:05d}-00000003", f"A {pos:05d}-00000001"]
+    assert sealed[0]["ar"]["imp_total"] == sealed[0]["totals"]["total"] and sealed[0]["ar"]["point_of_sale"] == pos
+    assert sealed[0]["seal"]["payload"]["ar"] == sealed[0]["ar"]  # what ARCA is sent is what was signed
+    await drain(world)
+    caes_b = world["sim"].caes(CUIT, pos, 6)
+    assert sorted(caes_b) == [1, 2, 3] and world["sim"].caes(CUIT, pos, 1).keys() == {1}
+    for s in sealed:
+        sync = await sync_of(world, s)
+        assert sync["status"] == "acknowledged" and sync["result"] == "A", sync
+        assert len(sync["authority_code"]) == 14 and sync["cae_due"]
+        qr = json.loads(base64.b64decode(sync["arca_qr_url"].split("?p=", 1)[1]))
+        assert qr["codAut"] == int(sync["authority_code"]) and qr["cuit"] == int(CUIT) and qr["ptoVta"] == pos
+        assert qr["nroCmp"] == s["ar"]["number"] and qr["tipoCmp"] == s["ar"]["cbte_tipo"]
+    assert caes_b[2] == (await sync_of(world, sealed[1]))["authority_code"]
+    page = (await world["client"].get(f"/verify/{sealed[0]['id']}", headers={"Accept": "application/json"})).json()
+    assert page["authentic"] and page["ar"]["cae"] == caes_b[1]
+    pdf = await world["client"].get(f"/v1/invoices/{sealed[0]['id']}/pdf", headers=world["headers"])
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+async def test_without_credentials_receipts_wait_then_go_aligned(world):
+    world["sim"].set_last(CUIT, world["pos"], 11, 0)
+    # ARCA already holds 41 receipts of type 6 at this point of sale (issued before Stalela).
+    world["sim"].set_last(CUIT, world["pos"], 8, 0)
+    world["sim"].set_last(CUIT, world["pos"], 7, 0)
+    world["sim"].set_last(CUIT, world["pos"], 1, 41)
+    first = await seal(world, receipt(world))  # type 6: not aligned (no credentials yet), starts at 1
+    await drain(world)
+    sync = await sync_of(world, first)
+    assert sync["status"] == "pending" and sync["error"]["code"] == "arca_not_configured", sync
+    await connect(world)
+    await drain(world)
+    assert (await sync_of(world, first))["status"] == "acknowledged"
+    # Type 1 had numbered nothing: aligned with ARCA's 41 before its first seal.
+    a = await seal(world, receipt(world, "1", buyer=BUYER_RI))
+    assert a["counter"] == 42 and a["seal"]["payload"]["series_first"] == 42
+    await drain(world)
+    assert (await sync_of(world, a))["status"] == "acknowledged"
+    assert world["sim"].last(CUIT, world["pos"], 1) == 42
+
+
+async def test_a_lost_answer_is_recovered_without_a_second_cae(world):
+    await connect(world)
+    await drain(world)
+    world["sim"].force_next("drop_after_commit")
+    inv = await seal(world, receipt(world))
+    await drain(world)
+    sync = await sync_of(world, inv)
+    assert sync["status"] == "acknowledged", sync
+    caes = world["sim"].caes(CUIT, world["pos"], 6)
+    assert list(caes) == [1] and sync["authority_code"] == caes[1]
+    assert world["sim"].state()["counts"].get("approved", 0) >= 1
+
+
+async def test_http_500_and_latency_cost_time_not_receipts(world):
+    await connect(world)
+    await drain(world)
+    world["sim"].set_faults(ArcaFaultSpec(seed=3, http500=0.3, latency_ms=20))
+    sealed = [await seal(world, receipt(world)) for _ in range(5)]
+    await drain(world, rounds=600)
+    world["sim"].set_faults(ArcaFaultSpec(seed=7))
+    await drain(world)
+    assert sorted(world["sim"].caes(CUIT, world["pos"], 6)) == [1, 2, 3, 4, 5]
+    assert [(await sync_of(world, s))["status"] for s in sealed] == ["acknowledged"] * 5
+
+
+async def test_a_number_taken_elsewhere_is_rejected_and_holds_the_series(world):
+    await connect(world)
+    await drain(world)
+    first = await seal(world, receipt(world))
+    await drain(world)
+    world["sim"].set_last(CUIT, world["pos"], 6, 5)  # another system issued 2..5 meanwhile
+    second, third = await seal(world, receipt(world)), await seal(world, receipt(world))
+    await drain(world)
+    assert (await sync_of(world, first))["status"] == "acknowledged"
+    sync = await sync_of(world, second)
+    assert sync["status"] == "rejected" and sync["error"]["code"] == "arca_number_taken" and sync["result"] == "R"
+    held = await sync_of(world, third)
+    assert held["status"] == "pending" and held["error"]["code"] == "series_blocked", held
