@@ -430,8 +430,9 @@ def _check_identification(receipt: ReceiptType, doc_type: str, totals: Totals,
         in_pesos = totals.total * rate
     if in_pesos >= threshold:
         raise fail("buyer_identification_required", "buyer",
-                   f"a receipt of {money_str(in_pesos)} pesos or more (threshold "
-                   f"{money_str(threshold)}) identifies its buyer (doc_type CUIT, CUIL or DNI)")
+                   f"this receipt comes to {money_str(in_pesos)} pesos; from "
+                   f"{money_str(threshold)} a B or C receipt identifies its buyer "
+                   "(doc_type CUIT, CUIL or DNI)")
 
 
 # ---------------------------------------------------------------------------------- original
