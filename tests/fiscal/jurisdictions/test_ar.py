@@ -177,7 +177,7 @@ def test_pesos_take_no_rate_or_one(rate):
     assert AR.compute(ar_draft(exchange_rate=rate)).extra["exchange_rate"] == "1"
 
 
-@pytest.mark.parametrize("rate", [Decimal("2"), Decimal("0"), 1.0, True, Decimal("NaN")])
+@pytest.mark.parametrize("rate", [Decimal("2"), Decimal("0"), 1.0, True, Decimal("NaN"), Decimal("sNaN")])
 def test_pesos_with_a_rate(rate):
     assert_violation(ar_draft(exchange_rate=rate), "exchange_rate_invalid", "exchange_rate")
 

@@ -176,6 +176,7 @@ def _check_currency(draft: InvoiceDraft) -> tuple[str, Decimal]:
     value = draft.exchange_rate
     if currency == data.CURRENCY:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (Decimal, int))
+                                  or not Decimal(value).is_finite()
                                   or Decimal(value) != data.PES_RATE):
             raise fail("exchange_rate_invalid", "exchange_rate",
                        f"a {data.CURRENCY} invoice has no exchange rate (or 1)")
@@ -455,7 +456,7 @@ def _check_original(draft: InvoiceDraft, original: OriginalInvoice | None, recei
     if missing:
         # The caller passes the original's sealed "ar" block: without it no CbtesAsoc can be sent.
         raise ValueError(f"OriginalInvoice.extra lacks {', '.join(missing)} for {draft.original}")
-    if block.get("currency", currency) != currency:
+    if block.get("currency") not in (None, currency):
         raise fail("credit_note_currency_mismatch", "currency",
                    f"the note is in {currency}, its original in {block['currency']}")
     if draft.type in data.CREDIT_NOTE_TYPES:
