@@ -485,4 +485,4 @@ def test_jurisdiction_attributes():
 def test_registry():
     assert isinstance(CD, DRC)
     with pytest.raises(KeyError):
-        get_jurisdiction("AR")
+        get_jurisdiction("XX")

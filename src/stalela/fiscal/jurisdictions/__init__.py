@@ -6,9 +6,10 @@ from types import MappingProxyType
 
 from stalela.fiscal.core.invoice import ComputedInvoice, InvoiceDraft, OriginalInvoice
 from stalela.fiscal.core.rules import Jurisdiction
+from stalela.fiscal.jurisdictions.ar import JURISDICTION as _AR
 from stalela.fiscal.jurisdictions.drc import JURISDICTION as _DRC
 
-REGISTRY: Mapping[str, Jurisdiction] = MappingProxyType({_DRC.code: _DRC})
+REGISTRY: Mapping[str, Jurisdiction] = MappingProxyType({_DRC.code: _DRC, _AR.code: _AR})
 
 
 def get_jurisdiction(code: str) -> Jurisdiction:
