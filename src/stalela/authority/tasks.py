@@ -17,6 +17,7 @@ _jurisdictions: dict[str, str] = {}
 async def _jurisdiction(db: Database, tenant_id: str) -> str | None:
     if tenant_id not in _jurisdictions:
         async with db.transaction(readonly=True) as session:
+            await bind_tenant(session, tenant_id)  # row-level security shows a tenant its own row only
             tenant = await TenantRepository(session).get(tenant_id)
         if tenant is None:
             return None

@@ -27,8 +27,10 @@ class InvoiceRepository(Repository[Invoice]):
         stmt = select(Invoice).where(Invoice.fiscal_number == fiscal_number)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def credited_cents(self, fiscal_number: str) -> int:
-        stmt = select(func.coalesce(func.sum(Invoice.total_cents), 0)).where(Invoice.original == fiscal_number)
+    async def credited_cents(self, original: str, credit_types: frozenset[str]) -> int:
+        """What the credit notes citing ``original`` add up to (debit notes cite originals too: not counted)."""
+        stmt = select(func.coalesce(func.sum(Invoice.total_cents), 0)).where(
+            Invoice.original == original, Invoice.type.in_(sorted(credit_types)))
         return int((await self.session.execute(stmt)).scalar_one())
 
     async def references_taken(self, wanted: set[tuple[str, str]]) -> set[tuple[str, str]]:

@@ -211,7 +211,8 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
             if replay is not None:
                 outcomes.append(replay)
                 continue
-            original = await _original(group, invoices, jurisdiction, request) if request.body.original else None
+            original = (await _original(group, invoices, jurisdiction, tenant, request)
+                        if request.body.original else None)
             if request.rejection is not None and original is None \
                     and request.principal.jurisdiction == jurisdiction.code:
                 raise request.rejection
@@ -310,11 +311,11 @@ def _remember(group: _Group, request: SealRequest, computed: core.ComputedInvoic
     body = request.body
     if body.reference is not None:
         group.taken_references.add((body.outlet_id, body.reference))
-    if body.original is not None:
+    if body.original is not None and body.type in get_jurisdiction(computed.jurisdiction).credit_note_types:
         group.credited[body.original] = group.credited.get(body.original, 0) + int(computed.total * CENTS)
 
 
-async def _original(group: _Group, invoices: InvoiceRepository, jurisdiction: Jurisdiction,
+async def _original(group: _Group, invoices: InvoiceRepository, jurisdiction: Jurisdiction, tenant: Any,
                     request: SealRequest) -> core.OriginalInvoice | None:
     """The invoice a credit note cites, as the caller may see it: None (answered exactly as a number
     that does not exist) when it is on an outlet the caller may not use, or on another outlet than
@@ -329,8 +330,15 @@ async def _original(group: _Group, invoices: InvoiceRepository, jurisdiction: Ju
         return None
     if found.outlet_id != request.body.outlet_id and not group.settings.credit_notes_across_outlets:
         return None
-    credited = await invoices.credited_cents(cited) + group.credited.get(cited, 0)
-    extra = json.loads(found.document).get(jurisdiction.code.lower()) if jurisdiction.original_by == "id" else None
+    credited = await invoices.credited_cents(cited, jurisdiction.credit_note_types) + group.credited.get(cited, 0)
+    extra = None
+    if jurisdiction.original_by == "id":
+        sync = (await SyncStateRepository(group.session).views([found.id])).get(found.id)
+        if sync is not None and sync[0].status in ("rejected", "failed"):
+            return None  # the authority never accepted it: there is no receipt to correct (docs/jurisdictions/ar.md)
+        block = json.loads(found.document).get(jurisdiction.code.lower())
+        # CbtesAsoc names the original's issuer: this tenant.
+        extra = {**block, "cuit": tenant.tax_id} if block is not None else None
     return core.OriginalInvoice(fiscal_number=found.fiscal_number, type=found.type, extra=extra,
                                 total=Decimal(found.total_cents) / CENTS, credited_total=Decimal(credited) / CENTS)
 
