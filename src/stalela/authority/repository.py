@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from sqlalchemy import case, func, literal_column, or_, select, update
@@ -57,6 +58,22 @@ class AuthorityRepository:
                 .where(Invoice.series_id == series_id, Invoice.counter == counter))
         row = (await self.session.execute(stmt)).first()
         return (row[0], row[1]) if row else None
+
+    async def pending_in_series(self, series_id: str, above: int) -> list[tuple[str, InvoiceSync]]:
+        """(invoice id, sync row, locked) of a series' invoices numbered above ``above`` still pending."""
+        stmt = (select(Invoice.id, InvoiceSync).join(InvoiceSync, (InvoiceSync.tenant_id == Invoice.tenant_id)
+                                                     & (InvoiceSync.invoice_id == Invoice.id))
+                .where(Invoice.series_id == series_id, Invoice.counter > above, InvoiceSync.status == "pending")
+                .order_by(Invoice.counter).with_for_update(of=InvoiceSync))
+        return [(invoice_id, row) for invoice_id, row in await self.session.execute(stmt)]
+
+    async def waiting_in_series(self, series_id: str, up_to: int) -> list[tuple[str, dict]]:
+        """(invoice id, signed payload) of a series' pending invoices numbered up to ``up_to``."""
+        stmt = (select(Invoice.id, Invoice.payload).join(InvoiceSync, (InvoiceSync.tenant_id == Invoice.tenant_id)
+                                                         & (InvoiceSync.invoice_id == Invoice.id))
+                .where(Invoice.series_id == series_id, Invoice.counter <= up_to, InvoiceSync.status == "pending")
+                .order_by(Invoice.counter))
+        return [(invoice_id, json.loads(payload)) for invoice_id, payload in await self.session.execute(stmt)]
 
     async def update_pending(self, invoice_id: str, **values) -> bool:  # noqa: ANN003
         """Set values on the invoice's sync row only while it is pending; False if it no longer was."""

@@ -14,6 +14,7 @@ from stalela.app import create_app
 from stalela.authority.simulator.arca import ArcaFaultSpec, ArcaSimulatorServer
 from sqlalchemy import func, select
 
+from stalela.fiscal.reports.audit import verify_database
 from stalela.outbox.dispatcher import Dispatcher
 from stalela.outbox.models import OutboxEvent
 from stalela.tenancy.context import bind_platform
@@ -201,3 +202,39 @@ async def test_a_number_taken_elsewhere_is_rejected_and_holds_the_series(world):
     assert sync["status"] == "rejected" and sync["error"]["code"] == "arca_number_taken" and sync["result"] == "R"
     held = await sync_of(world, third)
     assert held["status"] == "pending" and held["error"]["code"] == "series_blocked", held
+
+
+async def test_realignment_continues_a_held_series_from_arcas_last_number(world):
+    await connect(world)
+    await drain(world)
+    pos = world["pos"]
+    first = await seal(world, receipt(world))
+    await drain(world)
+    world["sim"].set_last(CUIT, pos, 6, 5)  # another system issued 2..5
+    second, third = await seal(world, receipt(world)), await seal(world, receipt(world))
+    await drain(world)
+    r = await world["client"].post("/v1/authority/arca/realign", headers=world["headers"],
+                                   json={"outlet_id": world["outlet"]["id"], "type": "6"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["arca_last"] == 5 and out["previous"]["last_number"] == 3 and out["series"]["next_number"] == 6
+    assert out["series"]["generation"] == 2 and out["rejected"] == [third["id"]]
+    held = await sync_of(world, third)
+    assert held["status"] == "rejected" and held["error"]["code"] == "series_realigned"
+    fourth = await seal(world, receipt(world))
+    assert fourth["fiscal_number"] == f"B {pos:05d}-00000006/2" and fourth["ar"]["number"] == 6
+    assert fourth["seal"]["payload"]["series_first"] == 6
+    await drain(world)
+    assert (await sync_of(world, fourth))["status"] == "acknowledged"
+    assert world["sim"].last(CUIT, pos, 6) == 6 and (await sync_of(world, first))["status"] == "acknowledged"
+    again = await world["client"].post("/v1/authority/arca/realign", headers=world["headers"],
+                                       json={"outlet_id": world["outlet"]["id"], "type": "6"})
+    assert again.status_code == 409 and again.json()["code"] == "series_in_step"
+    bad = await world["client"].post("/v1/authority/arca/realign", headers=world["headers"],
+                                     json={"outlet_id": world["outlet"]["id"], "type": "FV"})
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_invoice_type"
+    # The ledger still verifies: every generation is a gap-free chain from its declared first number.
+    report = await verify_database(world["app"].state.db, first["tenant_id"])
+    assert report.valid, [f.describe() for f in report.failures]
+    assert (report.invoices, report.series) == (4, 2)
+    assert second["fiscal_number"] == f"B {pos:05d}-00000002"

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import Field
 
 from stalela.auth.dependencies import AppSettings, Can, DbSession, TenantSession
 from stalela.auth.permissions import Perm
-from stalela.authority.arca import service
+from stalela.authority.arca import agent, service
 from stalela.kit.jsonbody import JSONRoute
 from stalela.kit.schemas import StrictModel
 
@@ -71,3 +71,18 @@ async def create_csr(body: ArcaCsrIn, session: DbSession, principal: Can(Perm.AD
     csr, row = await service.create_csr(session, settings, principal, environment=body.environment,
                                         organization=body.organization, alias=body.alias)
     return {"csr": csr, "credentials": service.credentials_view(row)}
+
+
+class RealignIn(StrictModel):
+    outlet_id: str = Field(min_length=1, max_length=64)
+    type: str = Field(min_length=1, max_length=4, description='The receipt type (CbteTipo), e.g. "6"')
+
+
+@router.post("/realign", responses={409: {"description": "series_in_step, series_busy, arca_not_configured"},
+                                    503: {"description": "arca_unavailable"}})
+async def realign(body: RealignIn, principal: Can(Perm.ADMIN, own_transaction=True), request: Request,
+                  settings: AppSettings):
+    """Continue a blocked series from ARCA's last number (FECompUltimoAutorizado) in a new generation;
+    receipts still waiting under numbers ARCA can no longer take are marked rejected (series_realigned).
+    See docs/jurisdictions/ar-operations.md."""
+    return await agent.realign(request.app.state.db, settings, principal, body.outlet_id, body.type)

@@ -65,8 +65,8 @@ class Jurisdiction(Protocol):
         ...
 
     def fiscal_number(self, outlet_code: str, point_of_sale: int | None, invoice_type: str,
-                      counter: int) -> str:
-        """The printed fiscal number of counter ``counter`` of the series."""
+                      counter: int, generation: int = 1) -> str:
+        """The fiscal number of counter ``counter`` of the series (``generation``: see Series)."""
         ...
 
     def original_types_for(self, credit_type: str) -> frozenset[str]:

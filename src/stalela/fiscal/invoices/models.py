@@ -30,6 +30,8 @@ class Series(TenantOwned, Base):
     # The first number handed out: 1, unless the series was aligned with the authority's last number
     # before its first seal (an Argentine point of sale that already issued receipts elsewhere).
     first_counter: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
+    # 1, or k once an Argentine series was realigned k-1 times with ARCA (SeriesRepository.supersede).
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     last_hash: Mapped[str] = mapped_column(String(64), default="0" * 64)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -100,7 +100,7 @@ class SeriesRepository(Repository[Series]):
             insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
             await self.session.execute(insert(Series).values([
                 {"tenant_id": tenant_id, "id": new_id("ser"), "outlet_id": o, "code": c, "counter": 0,
-                 "first_counter": 1, "last_hash": "0" * 64} for o, c in missing
+                 "first_counter": 1, "generation": 1, "last_hash": "0" * 64} for o, c in missing
             ]).on_conflict_do_nothing(index_elements=["tenant_id", "outlet_id", "code"]))
             found = {(s.outlet_id, s.code): s for s in (await self.session.execute(stmt)).scalars()}
         return {p: found[p] for p in pairs}
@@ -117,6 +117,26 @@ class SeriesRepository(Repository[Series]):
         series.counter, series.first_counter, series.updated_at = last, last + 1, utcnow()
         await self.session.flush()
         return series
+
+    async def supersede(self, tenant_id: str, outlet_id: str, code: str, last: int) -> tuple[Series, Series]:
+        """Continue the series ``code`` of an outlet after ``last`` in a new generation; returns (old, new).
+
+        The old row keeps its sealed numbers (and chain) under the archived code ``{code}@{generation}``;
+        the new row takes ``code``, so sealing finds it, and starts a chain of its own at ``last + 1``.
+        The caller holds the tenant's log lock (the order every sealer takes locks in)."""
+        old = (await self.lock_series(tenant_id, [(outlet_id, code)]))[(outlet_id, code)]
+        now = utcnow()
+        old.code, old.updated_at = f"{code}@{old.generation}", now
+        await self.session.flush()
+        new = Series(tenant_id=tenant_id, id=new_id("ser"), outlet_id=outlet_id, code=code, counter=last,
+                     first_counter=last + 1, generation=old.generation + 1, last_hash="0" * 64, updated_at=now)
+        self.session.add(new)
+        await self.session.flush()
+        return old, new
+
+    async def current(self, outlet_id: str, code: str) -> Series | None:
+        stmt = select(Series).where(Series.outlet_id == outlet_id, Series.code == code)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def used(self) -> list[Series]:
         """The tenant's series that have numbered at least one invoice."""

@@ -363,7 +363,7 @@ def _number(group: _Group, tenant: Any, jurisdiction: Jurisdiction, key: Any, re
     outlet = group.outlets[req.outlet_id]
     series = group.series[(outlet.id, jurisdiction.series_code(req.type))]
     counter = series.counter + 1
-    fiscal_number = jurisdiction.fiscal_number(outlet.code, outlet.pos_number, req.type, counter)
+    fiscal_number = jurisdiction.fiscal_number(outlet.code, outlet.pos_number, req.type, counter, series.generation)
     issued = utcnow()
     invoice_id = new_id("inv")
     totals = computed.totals_as_json()

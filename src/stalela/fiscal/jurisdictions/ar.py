@@ -58,7 +58,10 @@ class AR:
         return invoice_type
 
     def fiscal_number(self, outlet_code: str, point_of_sale: int | None, invoice_type: str,
-                      counter: int) -> str:
+                      counter: int, generation: int = 1) -> str:
+        """``B 00003-00000042``; after a realignment (generation k > 1) ``B 00003-00000042/k``: ARCA's
+        number is the part before the slash, the suffix keeps Stalela's fiscal numbers unique when a
+        realigned series hands out again a number a refused receipt was sealed with."""
         receipt = data.RECEIPT_TYPES.get(invoice_type)
         if receipt is None:
             raise ValueError(f"fiscal_number: {invoice_type!r} is not an AR receipt type")
@@ -68,7 +71,8 @@ class AR:
                              f"got {point_of_sale!r}")
         if not 1 <= counter <= 99_999_999:
             raise ValueError(f"fiscal_number: ARCA numbers are 1-99999999, got {counter}")
-        return f"{receipt.letter} {point_of_sale:05d}-{counter:08d}"
+        number = f"{receipt.letter} {point_of_sale:05d}-{counter:08d}"
+        return number if generation == 1 else f"{number}/{generation}"
 
     def original_types_for(self, credit_type: str) -> frozenset[str]:
         return data.ORIGINAL_TYPES.get(credit_type, frozenset())

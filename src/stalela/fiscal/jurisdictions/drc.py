@@ -166,7 +166,7 @@ class DRC:
         return SERIES
 
     def fiscal_number(self, outlet_code: str, point_of_sale: int | None, invoice_type: str,
-                      counter: int) -> str:
+                      counter: int, generation: int = 1) -> str:
         return format_fiscal_number(outlet_code, counter)
 
     def original_types_for(self, credit_type: str) -> frozenset[str]:

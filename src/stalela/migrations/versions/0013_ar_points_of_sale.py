@@ -28,6 +28,7 @@ def upgrade() -> None:
     op.add_column("tenants", sa.Column("vat_condition", sa.String(40), nullable=True))
     op.add_column("outlets", sa.Column("pos_number", sa.Integer(), nullable=True))
     op.add_column("series", sa.Column("first_counter", sa.BigInteger(), nullable=False, server_default="1"))
+    op.add_column("series", sa.Column("generation", sa.Integer(), nullable=False, server_default="1"))
     op.add_column("invoice_sync", sa.Column("details", sa.Text(), nullable=True))
     op.create_index("uq_outlets_tenant_id_pos_number", "outlets", ["tenant_id", "pos_number"], unique=True,
                     postgresql_where=sa.text("pos_number IS NOT NULL"),
@@ -39,6 +40,7 @@ def downgrade() -> None:
     with op.batch_alter_table("invoice_sync") as batch:
         batch.drop_column("details")
     with op.batch_alter_table("series") as batch:
+        batch.drop_column("generation")
         batch.drop_column("first_counter")
     with op.batch_alter_table("outlets") as batch:
         batch.drop_column("pos_number")
