@@ -75,6 +75,8 @@ NOT_STORED = {
         "PaymentIn": ("method", "amount"),
         "ExchangeIn": ("currency", "rate", "date")}.items() for f in fs},
     "DeviceIn.token": "stored encrypted (bytes)",
+    "RealignIn.outlet_id": "looked up: an unknown id is 404 outlet_not_found",
+    "RealignIn.type": "checked against the AR receipt types; stored as a series code (the types fit)",
     "ArcaCredentialsIn.private_key": "stored encrypted (bytes)",
     "ArcaCsrIn.organization": "only in the CSR returned", "ArcaCsrIn.alias": "only in the CSR returned",
     "LoginIn.email": "looked up", "LoginIn.password": "compared with a hash", "LoginIn.tenant_id": "looked up",

@@ -40,6 +40,7 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("PUT", "/v1/authority/arca/credentials"): Perm.ADMIN,
     ("GET", "/v1/authority/arca/credentials"): Perm.ADMIN,
     ("POST", "/v1/authority/arca/csr"): Perm.ADMIN,
+    ("POST", "/v1/authority/arca/realign"): Perm.ADMIN,
     ("GET", "/v1/sync/status"): Perm.INVOICES_READ,
     ("POST", "/v1/users"): Perm.ADMIN,
     ("GET", "/v1/users"): Perm.ADMIN,
