@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
+import subprocess
 import uuid
 
 import httpx
@@ -140,6 +142,13 @@ async def test_receipts_get_one_cae_each_in_number_order(world):
     assert page["authentic"] and page["ar"]["cae"] == caes_b[1]
     pdf = await world["client"].get(f"/v1/invoices/{sealed[0]['id']}/pdf", headers=world["headers"])
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert pdf.headers["content-disposition"] == f'attachment; filename="B_{pos:05d}-00000001.pdf"'
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", "-layout", "-", "-"], input=pdf.content, check=True,
+                              capture_output=True).stdout.decode()
+        for expected in ("Factura B", f"{pos:05d} - 00000001", caes_b[1], "Vto. CAE", "IVA contenido", "1145.02",
+                         "Yerba mate 1 kg", "7050.00"):
+            assert expected in text, expected
 
 
 async def test_without_credentials_receipts_wait_then_go_aligned(world):
@@ -238,3 +247,15 @@ async def test_realignment_continues_a_held_series_from_arcas_last_number(world)
     assert report.valid, [f.describe() for f in report.failures]
     assert (report.invoices, report.series) == (4, 2)
     assert second["fiscal_number"] == f"B {pos:05d}-00000002"
+
+
+async def test_wsaa_refusing_a_second_ticket_leaves_receipts_waiting_visibly(world):
+    # WSAA says a ticket is already valid for this certificate, and no process of ours holds it.
+    world["sim"].set_faults(ArcaFaultSpec(seed=7, already_authenticated=1.0))
+    await connect(world)
+    inv = await seal(world, receipt(world))
+    await world["dispatcher"].run_once()
+    await world["dispatcher"].run_once()
+    sync = await sync_of(world, inv)
+    assert sync["status"] == "pending" and sync["error"]["code"] == "arca_ticket_unavailable", sync
+    assert world["sim"].caes(CUIT, world["pos"], 6) == {}

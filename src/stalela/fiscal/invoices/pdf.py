@@ -119,3 +119,8 @@ def _ar_totals(pdf: Any, ar: dict[str, Any]) -> None:
     rows += [("Otros tributos", ar["imp_trib"]), ("Total", ar["imp_total"])]
     for label, amount in rows:
         table_row(pdf, [(120, label, "L"), (40, amount, "R")], bold=label == "Total")
+    if ar["letter"] == "B":
+        # Ley 27.743 Título I, RG 5614: a B receipt tells the final consumer the IVA its price contains.
+        heading(pdf, "Régimen de Transparencia Fiscal al Consumidor (Ley 27.743)")
+        table_row(pdf, [(120, "IVA contenido", "L"), (40, ar["imp_iva"], "R")])
+        table_row(pdf, [(120, "Otros impuestos nacionales indirectos", "L"), (40, ar["imp_trib"], "R")])
