@@ -29,7 +29,7 @@ async def _vetted(body: DeviceIn, settings: AppSettings, _: Admin) -> tuple[Devi
     return body, await service.vet_device_url(settings, str(body.base_url))
 
 
-@router.put("/outlets/{outlet_id}/authority-device")
+@router.put("/outlets/{outlet_id}/authority-device", responses={409: {"description": "jurisdiction_mismatch"}})
 async def register_device(outlet_id: PathId, vetted: Annotated[tuple[DeviceIn, str], Depends(_vetted)],
                           principal: Admin, session: TenantSession, settings: AppSettings):
     """Register (or replace) the outlet's DGI e-MCF device; its token is stored encrypted, never shown."""

@@ -28,7 +28,7 @@ from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.db.session import Database
-from stalela.errors import NotFound
+from stalela.errors import Conflict, NotFound
 from stalela.fiscal.invoices.models import AuthorityAck, InvoiceSync
 from stalela.fiscal.invoices.repository import InvoiceRepository
 from stalela.kit import netguard
@@ -72,6 +72,10 @@ async def vet_device_url(settings: Settings, base_url: str) -> str:
 async def register_device(session: AsyncSession, settings: Settings, principal: Principal, outlet_id: str,
                           nim: str, base_url: str, token: str) -> AuthorityDevice:
     # A URL the route vetted comes back at once; other callers' (CLI, dashboard) are vetted here, first.
+    tenant = await TenantRepository(session).get(principal.tenant_id)
+    if tenant is not None and tenant.jurisdiction != "CD":
+        raise Conflict("a DGI e-MCF device is for DRC tenants; an AR tenant's receipts go to ARCA "
+                       "(PUT /v1/authority/arca/credentials)", code="jurisdiction_mismatch")
     base_url = await vet_device_url(settings, base_url)
     netguard.check_header_value(token, field="token", code="device_token_invalid")
     outlet = await OutletRepository(session).get(outlet_id)

@@ -259,3 +259,9 @@ async def test_wsaa_refusing_a_second_ticket_leaves_receipts_waiting_visibly(wor
     sync = await sync_of(world, inv)
     assert sync["status"] == "pending" and sync["error"]["code"] == "arca_ticket_unavailable", sync
     assert world["sim"].caes(CUIT, world["pos"], 6) == {}
+
+
+async def test_an_ar_outlet_takes_no_dgi_device(world):
+    r = await world["client"].put(f"/v1/outlets/{world['outlet']['id']}/authority-device", headers=world["headers"],
+                                  json={"nim": "NIM1", "base_url": "https://dgi.example/emcf", "token": "t"})
+    assert r.status_code == 409 and r.json()["code"] == "jurisdiction_mismatch", r.text
