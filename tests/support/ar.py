@@ -85,3 +85,21 @@ def sum_of_ar_blocks(sealed: list[dict[str, Any]]) -> dict[str, Any]:
             acc[0] += sign * Decimal(ar["imp_op_ex"])
     return {"total": f"{total:.2f}", "iva": f"{iva:.2f}",
             "per_rate": {code: (f"{b:.2f}", f"{v:.2f}") for code, (b, v) in per_rate.items()}}
+
+
+async def record_outcome(app, invoice: dict[str, Any], *, cae: str | None = None,
+                         observations: tuple[tuple[int, str], ...] = (),
+                         errors: tuple[tuple[int, str], ...] = ()) -> None:
+    """Record ARCA's answer for a sealed receipt the agent's own way (its acknowledge / reject step),
+    without a simulator: a CAE, or a rejection when ``cae`` is None."""
+    from datetime import date
+
+    from stalela.authority.arca import agent
+
+    ar = invoice["seal"]["payload"]["ar"]
+    job = agent._Job(invoice["tenant_id"], invoice["id"], invoice["seal"]["payload"]["series_id"],  # noqa: SLF001
+                     invoice["fiscal_number"], ar, invoice["seal"]["payload"]["seller_tax_id"], False)
+    if cae is None:
+        await agent._reject(app.state.db, job, "arca_rejected", list(errors), list(observations))  # noqa: SLF001
+    else:
+        await agent._acknowledge(app.state.db, job, cae, date(2026, 12, 31), list(observations), None)  # noqa: SLF001
