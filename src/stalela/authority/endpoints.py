@@ -45,7 +45,8 @@ async def get_device(outlet_id: PathId, session: DbSession, principal: Can(Perm.
 
 @router.get("/sync/status")
 async def sync_status(session: DbSession, principal: Can(Perm.INVOICES_READ)):
-    """Per outlet: invoices pending at the authority, the oldest one's age, failures, last success."""
-    rows = await service.sync_status(session)
+    """Per outlet: invoices pending at the authority, the oldest one's age, failures and rejections, last
+    success, and how the outlet reaches its authority (a DGI device, or the tenant's ARCA credentials)."""
+    rows = await service.sync_status(session, principal.jurisdiction)
     rows = [r for r in rows if principal.can_use_outlet(r["outlet_id"])]
     return {"outlets": rows}

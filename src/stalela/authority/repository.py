@@ -100,6 +100,7 @@ class AuthorityRepository:
             func.sum(case((InvoiceSync.status == "failed", 1), else_=0)),
             func.sum(case((InvoiceSync.status == "acknowledged", 1), else_=0)),
             func.max(case((InvoiceSync.status == "acknowledged", InvoiceSync.updated_at), else_=None)),
+            func.sum(case((InvoiceSync.status == "rejected", 1), else_=0)),  # ARCA's Resultado R
         ).group_by(InvoiceSync.outlet_id))
         return list(await self.session.execute(stmt))
 

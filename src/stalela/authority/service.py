@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.authority.adapters import dgi_emcf as emcf
+from stalela.authority.arca.repository import ArcaRepository
 from stalela.authority.models import AuthorityDevice
 from stalela.authority.repository import AuthorityRepository
 from stalela.auth.principal import Principal
@@ -108,18 +109,36 @@ def device_view(device: AuthorityDevice) -> dict[str, Any]:
             "last_error": device.last_error, "updated_at": rfc3339(device.updated_at), "token": "[stored encrypted]"}
 
 
-async def sync_status(session: AsyncSession) -> list[dict[str, Any]]:
+async def _arca_state(session: AsyncSession) -> str:
+    """An Argentine tenant's way to ARCA: configured, not_configured, awaiting_certificate or expired."""
+    row = await ArcaRepository(session).credentials()
+    if row is None:
+        return "not_configured"
+    if row.certificate_pem is None:
+        return "awaiting_certificate"
+    return "expired" if row.not_after is not None and row.not_after <= utcnow() else "configured"
+
+
+async def sync_status(session: AsyncSession, jurisdiction: str | None = None) -> list[dict[str, Any]]:
+    """Per outlet. The DGI's outlets name their device; an Argentine tenant's outlets all reach ARCA
+    with the tenant's credentials, so they say ``device: "arca"`` and the credentials' state."""
     now = utcnow()
     out = []
-    for outlet_id, pending, oldest, failed, acknowledged, last_ok in await AuthorityRepository(session).status_by_outlet():
-        device = await AuthorityRepository(session).device(outlet_id)
-        out.append({
+    arca = await _arca_state(session) if jurisdiction == "AR" else None
+    for outlet_id, pending, oldest, failed, acknowledged, last_ok, rejected in \
+            await AuthorityRepository(session).status_by_outlet():
+        row = {
             "outlet_id": outlet_id, "pending": int(pending or 0), "failed": int(failed or 0),
-            "acknowledged": int(acknowledged or 0),
+            "rejected": int(rejected or 0), "acknowledged": int(acknowledged or 0),
             "oldest_pending_seconds": round((now - oldest).total_seconds(), 3) if oldest else None,
             "last_success_at": rfc3339(last_ok) if last_ok else None,
-            "device": device.status if device else "none",
-        })
+        }
+        if arca is not None:
+            row.update(device="arca", arca=arca)
+        else:
+            device = await AuthorityRepository(session).device(outlet_id)
+            row["device"] = device.status if device else "none"
+        out.append(row)
     return out
 
 

@@ -37,8 +37,10 @@ async def migrate(settings: Settings) -> None:
     await db_migrate.upgrade(settings.effective_database_url, app_role=settings.database_role)
 
 
-async def create_tenant(settings: Settings, name: str, tax_id: str, jurisdiction: str) -> dict[str, Any]:
-    data = schemas.TenantCreate(name=name, tax_id=tax_id, jurisdiction=jurisdiction)
+async def create_tenant(settings: Settings, name: str, tax_id: str, jurisdiction: str,
+                        vat_condition: str | None = None) -> dict[str, Any]:
+    data = schemas.TenantCreate(name=name, tax_id=tax_id, jurisdiction=jurisdiction,
+                                ar={"vat_condition": vat_condition} if vat_condition is not None else None)
     async with _session(settings) as session:
         await bind_platform(session)
         tenant, key = await service.create_tenant(session, settings, data)
@@ -50,14 +52,17 @@ async def create_tenant(settings: Settings, name: str, tax_id: str, jurisdiction
 
 
 async def create_outlet(
-    settings: Settings, tenant_id: str, code: str, name: str, timezone: str, address: str | None
+    settings: Settings, tenant_id: str, code: str, name: str, timezone: str | None, address: str | None,
+    pos_number: int | None = None,
 ) -> dict[str, Any]:
-    data = schemas.OutletCreate(code=code, name=name, timezone=timezone, address=address)
+    data = schemas.OutletCreate(code=code, name=name, timezone=timezone, address=address, pos_number=pos_number)
     async with _session(settings) as session:
         await bind_platform(session)
-        await service.get_tenant(session, tenant_id)
+        tenant = await service.get_tenant(session, tenant_id)
         await bind_tenant(session, tenant_id)
-        outlet = await service.create_outlet(session, Principal(kind="api_key", tenant_id=tenant_id), data)
+        # The tenant's jurisdiction decides what an outlet needs (an Argentine one is a point of sale).
+        principal = Principal(kind="api_key", tenant_id=tenant_id, jurisdiction=tenant.jurisdiction)
+        outlet = await service.create_outlet(session, principal, data)
         return schemas.OutletOut.model_validate(outlet).model_dump(mode="json")
 
 

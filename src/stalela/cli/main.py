@@ -124,14 +124,17 @@ def migrate() -> None:
 def tenant_create(
     name: str = typer.Option(...),
     tax_id: str = typer.Option(..., "--tax-id"),
-    jurisdiction: str = typer.Option("CD"),
+    jurisdiction: str = typer.Option("CD", help="CD (DRC) or AR (Argentina)"),
+    vat_condition: Optional[str] = typer.Option(
+        None, "--vat-condition",
+        help="AR only, and required there: responsable_inscripto (A and B receipts), monotributo or exento (C)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Create a tenant and its first API key (printed once)."""
     from stalela.cli import bootstrap
 
     try:
-        out = asyncio.run(bootstrap.create_tenant(get_settings(), name, tax_id, jurisdiction))
+        out = asyncio.run(bootstrap.create_tenant(get_settings(), name, tax_id, jurisdiction, vat_condition))
     except Exception as exc:
         _fail(exc)
     _emit(out, as_json, [f"tenant  {out['tenant']['id']}", f"api key {out['api_key']}  (shown once)"])
@@ -142,15 +145,19 @@ def outlet_create(
     tenant: str = typer.Option(..., help="Tenant id"),
     code: str = typer.Option(...),
     name: str = typer.Option(...),
-    timezone: str = typer.Option("Africa/Kinshasa"),
+    timezone: Optional[str] = typer.Option(
+        None, help="IANA timezone; default: the jurisdiction's (Africa/Kinshasa, America/Argentina/Buenos_Aires)"),
     address: Optional[str] = typer.Option(None),
+    pos_number: Optional[int] = typer.Option(
+        None, "--pos-number", help="AR only, and required there: the ARCA point of sale (1-99998)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Create an outlet for a tenant."""
+    """Create an outlet for a tenant (in Argentina, a point of sale)."""
     from stalela.cli import bootstrap
 
     try:
-        out = asyncio.run(bootstrap.create_outlet(get_settings(), tenant, code, name, timezone, address))
+        out = asyncio.run(bootstrap.create_outlet(get_settings(), tenant, code, name, timezone, address,
+                                                  pos_number))
     except Exception as exc:
         _fail(exc)
     _emit(out, as_json, [f"outlet {out['id']} ({out['code']})"])

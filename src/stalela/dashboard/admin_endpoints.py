@@ -52,14 +52,19 @@ async def outlets_page(request: Request, session: DbSession, viewer: CurrentView
     need(viewer, Perm.OUTLETS_READ)
     outlets = await service.visible_outlets(session, viewer.principal)
     devices = await DashboardRepository(session).devices() if viewer.can("admin") else {}
-    return render(request, "outlets.html", outlets=outlets, devices=devices, edit=request.query_params.get("edit"))
+    ar = viewer.jurisdiction == "AR"
+    series = await service.outlet_series(session, outlets, viewer.jurisdiction) if ar else {}
+    arca = await service.arca_credentials(session) if ar and viewer.can("admin") else None
+    return render(request, "outlets.html", outlets=outlets, devices=devices, edit=request.query_params.get("edit"),
+                  ar=ar, series=series, arca=arca)
 
 
 @router.post("/outlets")
 async def create_outlet(request: Request, session: DbSession, viewer: CurrentViewer):
     need(viewer, Perm.ADMIN)
     form = await posted(request, viewer)
-    data = _model(tenancy_schemas.OutletCreate, _fields(form, "code", "name", "timezone", "address"))
+    # An Argentine outlet is a point of sale: its number comes with the form (the API's bounds apply).
+    data = _model(tenancy_schemas.OutletCreate, _fields(form, "code", "name", "timezone", "address", "pos_number"))
     outlet = await tenancy.create_outlet(session, viewer.principal, data)
     return redirect(f"/app/outlets?created={outlet.id}")
 

@@ -48,7 +48,7 @@ from stalela.fiscal.reports.endpoints import _stream as stream_a_report
 router = APIRouter(prefix="/app", route_class=DashboardRoute, include_in_schema=False)
 static_router = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).parent / "static"
-TYPE = re.compile(r"^[A-Z]{2}$")
+TYPE = re.compile(r"^(?:[A-Z]{2}|[0-9]{1,3})$")  # the DRC's FV, FA...; ARCA's CbteTipo 1, 6, 13...
 PAGE = 25
 
 
@@ -158,7 +158,8 @@ async def invoice_list(request: Request, session: DbSession, viewer: CurrentView
                              issued_at_gte=lo, issued_at_lt=hi)
     status = q.get("status") or None
     if status is not None and status not in service.SYNC_STATUSES:
-        raise ValidationFailed("status: one of pending, acknowledged, failed", code="invalid_parameter", field="status")
+        raise ValidationFailed(f"status: one of {', '.join(service.SYNC_STATUSES)}", code="invalid_parameter",
+                               field="status")
     after = opt(q.get("after"), ID, "after")
     rows, more = await service.invoice_page(session, viewer.principal, filters, status, limit=PAGE,
                                             starting_after=after)

@@ -80,7 +80,8 @@ async def replay(request: Request, session: DbSession, operator: CurrentOperator
 
 @router.get("/sync")
 async def sync_page(request: Request, session: DbSession, operator: CurrentOperator):
-    return render(request, "ops_sync.html", rows=await service.sync_overview(session))
+    return render(request, "ops_sync.html", rows=await service.sync_overview(session),
+                  arca=await service.arca_overview(session))
 
 
 @router.get("/tenants")

@@ -8,6 +8,7 @@ from sqlalchemy import and_, case, func, select, tuple_
 from sqlalchemy.orm import aliased
 
 from stalela.auth.models import User
+from stalela.authority.arca.models import ArcaCredential
 from stalela.authority.models import AuthorityDevice
 from stalela.fiscal.invoices.models import DayFigures, Invoice, InvoiceSync, Series
 from stalela.fiscal.invoices.schemas import InvoiceFilters
@@ -15,6 +16,12 @@ from stalela.fiscal.ledger.models import ExportJob
 from stalela.fiscal.reports.models import ZReport
 from stalela.tenancy.models import Outlet, Tenant
 from stalela.webhooks.models import WebhookEndpoint, WebhookMessage
+
+
+# Statuses that are not (yet) an acknowledgement: few rows, read through the (tenant, outlet, status) index.
+UNSETTLED = ("pending", "failed", "rejected")
+# Receipts a series has sealed: from its first number (1, or above ARCA's last when aligned) to its counter.
+_SEALED = Series.counter - Series.first_counter + 1
 
 
 class DashboardRepository:
@@ -37,9 +44,35 @@ class DashboardRepository:
         return {z.outlet_id: z for z in (await self.session.execute(stmt)).scalars()}
 
     async def sealed_by_outlet(self) -> dict[str, int]:
-        """Invoices sealed per outlet: the series counters are gap-free, so they are the count."""
-        stmt = select(Series.outlet_id, func.sum(Series.counter)).group_by(Series.outlet_id)
+        """Invoices sealed per outlet: the series counters are gap-free, so they are the count (from the
+        first number each series handed out: an Argentine series aligned with ARCA starts above 1)."""
+        stmt = select(Series.outlet_id, func.sum(_SEALED)).group_by(Series.outlet_id)
         return {o: int(n or 0) for o, n in await self.session.execute(stmt)}
+
+    async def series(self, outlet_ids: list[str]) -> list[Series]:
+        """The outlets' numbering series: one per outlet (DRC), one per receipt type (Argentina)."""
+        if not outlet_ids:
+            return []
+        stmt = select(Series).where(Series.outlet_id.in_(outlet_ids)).order_by(Series.outlet_id, Series.code)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def unsettled_by_type(self, outlet_ids: list[str]) -> dict[tuple[str, str], dict[str, int]]:
+        """(outlet, invoice type) → counts of invoices pending, failed or rejected at the authority: the
+        indexed small set, as in ``sync_by_outlet`` (acknowledged ones are the rest of the series)."""
+        if not outlet_ids:
+            return {}
+        joined = and_(Invoice.tenant_id == InvoiceSync.tenant_id, Invoice.id == InvoiceSync.invoice_id)
+        stmt = (select(InvoiceSync.outlet_id, Invoice.type, InvoiceSync.status, func.count())
+                .join(Invoice, joined)
+                .where(InvoiceSync.outlet_id.in_(outlet_ids), InvoiceSync.status.in_(UNSETTLED))
+                .group_by(InvoiceSync.outlet_id, Invoice.type, InvoiceSync.status))
+        out: dict[tuple[str, str], dict[str, int]] = {}
+        for outlet_id, type_, status, count in await self.session.execute(stmt):
+            out.setdefault((outlet_id, type_), {})[status] = int(count)
+        return out
+
+    async def arca_credentials(self) -> ArcaCredential | None:
+        return (await self.session.execute(select(ArcaCredential))).scalar_one_or_none()
 
     async def devices(self) -> dict[str, AuthorityDevice]:
         return {d.outlet_id: d for d in (await self.session.execute(select(AuthorityDevice))).scalars()}
@@ -80,7 +113,7 @@ class DashboardRepository:
         return list((await self.session.execute(stmt)).scalars())
 
     async def sync_by_outlet(self) -> list[tuple]:
-        """(tenant, outlet, pending, oldest pending, failed) over the session's scope.
+        """(tenant, outlet, pending, oldest pending, failed, rejected) over the session's scope.
 
         Only rows still waiting or failed are read (an indexed, small set): acknowledged ones are
         every sealed invoice minus these, so the cost does not grow with history.
@@ -89,8 +122,9 @@ class DashboardRepository:
             select(InvoiceSync.tenant_id, InvoiceSync.outlet_id,
                    func.sum(case((InvoiceSync.status == "pending", 1), else_=0)),
                    func.min(case((InvoiceSync.status == "pending", InvoiceSync.sealed_at), else_=None)),
-                   func.sum(case((InvoiceSync.status == "failed", 1), else_=0)))
-            .where(InvoiceSync.status.in_(("pending", "failed")))
+                   func.sum(case((InvoiceSync.status == "failed", 1), else_=0)),
+                   func.sum(case((InvoiceSync.status == "rejected", 1), else_=0)))
+            .where(InvoiceSync.status.in_(UNSETTLED))
             .group_by(InvoiceSync.tenant_id, InvoiceSync.outlet_id)
         )
         return list(await self.session.execute(stmt))
@@ -118,7 +152,7 @@ class DashboardRepository:
     async def tenants(self, limit: int = 500) -> list[tuple[Tenant, int, int]]:
         """Tenants with their outlet count and invoices sealed (the series counters: one row per outlet)."""
         outlets = (select(Outlet.tenant_id, func.count().label("n")).group_by(Outlet.tenant_id)).subquery()
-        sealed = (select(Series.tenant_id, func.sum(Series.counter).label("n")).group_by(Series.tenant_id)).subquery()
+        sealed = (select(Series.tenant_id, func.sum(_SEALED).label("n")).group_by(Series.tenant_id)).subquery()
         stmt = (select(Tenant, func.coalesce(outlets.c.n, 0), func.coalesce(sealed.c.n, 0))
                 .outerjoin(outlets, outlets.c.tenant_id == Tenant.id)
                 .outerjoin(sealed, sealed.c.tenant_id == Tenant.id)
@@ -140,3 +174,22 @@ class DashboardRepository:
         for tenant_id, endpoint_id, status, count in await self.session.execute(stmt):
             out.setdefault((tenant_id, endpoint_id), {})[status] = int(count)
         return out
+
+    async def arca_by_tenant(self) -> list[tuple]:
+        """Every Argentine tenant: (tenant, credentials or None, sealed, pending, oldest pending, failed,
+        rejected). Across tenants: the operator's platform session."""
+        sealed = (select(Series.tenant_id, func.sum(_SEALED).label("n")).group_by(Series.tenant_id)).subquery()
+        waiting = (select(InvoiceSync.tenant_id,
+                          func.sum(case((InvoiceSync.status == "pending", 1), else_=0)).label("pending"),
+                          func.min(case((InvoiceSync.status == "pending", InvoiceSync.sealed_at),
+                                        else_=None)).label("oldest"),
+                          func.sum(case((InvoiceSync.status == "failed", 1), else_=0)).label("failed"),
+                          func.sum(case((InvoiceSync.status == "rejected", 1), else_=0)).label("rejected"))
+                   .where(InvoiceSync.status.in_(UNSETTLED)).group_by(InvoiceSync.tenant_id)).subquery()
+        stmt = (select(Tenant, ArcaCredential, func.coalesce(sealed.c.n, 0), func.coalesce(waiting.c.pending, 0),
+                       waiting.c.oldest, func.coalesce(waiting.c.failed, 0), func.coalesce(waiting.c.rejected, 0))
+                .outerjoin(ArcaCredential, ArcaCredential.tenant_id == Tenant.id)
+                .outerjoin(sealed, sealed.c.tenant_id == Tenant.id)
+                .outerjoin(waiting, waiting.c.tenant_id == Tenant.id)
+                .where(Tenant.jurisdiction == "AR").order_by(Tenant.name).limit(500))
+        return list(await self.session.execute(stmt))

@@ -23,7 +23,8 @@ from stalela.fiscal.invoices import service as invoices
 from stalela.fiscal.invoices import verification
 from stalela.fiscal.invoices.repository import SyncStateRepository
 from stalela.fiscal.invoices.schemas import InvoiceFilters
-from stalela.fiscal.jurisdictions import get_jurisdiction
+from stalela.fiscal.jurisdictions import get_jurisdiction, labels
+from stalela.fiscal.jurisdictions.ar_data import RECEIPT_TYPES as AR_TYPE_NAMES
 from stalela.fiscal.invoices.figures import load
 from stalela.fiscal.reports.repository import tenant_outlets
 from stalela.outbox import service as outbox
@@ -31,7 +32,7 @@ from stalela.tenancy.models import Outlet
 from stalela.tenancy.repository import OutletRepository, TenantRepository
 
 CHART_DAYS = 30
-SYNC_STATUSES = ("pending", "acknowledged", "failed")
+SYNC_STATUSES = ("pending", "acknowledged", "failed", "rejected")  # rejected: ARCA's Resultado R
 
 
 async def visible_outlets(session: AsyncSession, principal: Principal) -> list[Outlet]:
@@ -78,7 +79,8 @@ async def home(session: AsyncSession, principal: Principal) -> Home:
     rows = await repo.day_figures_since(first_day, ids)
     last_z = await repo.latest_z(ids)
     sealed = await repo.sealed_by_outlet()
-    waiting = {o: (int(p or 0), oldest, int(f or 0)) for _, o, p, oldest, f in await repo.sync_by_outlet()}
+    waiting = {o: (int(p or 0), oldest, int(f or 0) + int(r or 0))
+               for _, o, p, oldest, f, r in await repo.sync_by_outlet()}
 
     per_day: dict[date, list[int]] = {}
     by_outlet: dict[str, list] = {}
@@ -152,9 +154,67 @@ async def invoice_detail(session: AsyncSession, settings: Settings, principal: P
     sync, ack = (await SyncStateRepository(session).views([inv.id])).get(inv.id, (None, None))
     url = invoices.verification_url(settings, inv.id)
     outlet = await OutletRepository(session).get(inv.outlet_id)
-    return {"invoice": body, "sync": invoices.sync_view(sync, ack), "ack": ack, "verify_url": f"/verify/{inv.id}",
-            "outlet": outlet,
-            "public_url": url, "qr_svg": verification.qr_svg(url).decode()}
+    view = invoices.sync_view(sync, ack)
+    arca_url = view.get("arca_qr_url")
+    return {"invoice": body, "sync": view, "ack": ack, "verify_url": f"/verify/{inv.id}",
+            "outlet": outlet, "jurisdiction": body["seal"]["payload"].get("jurisdiction"),
+            "public_url": url, "qr_svg": verification.qr_svg(url).decode(),
+            # RG 4892: ARCA's own QR, once the receipt has its CAE (beside Stalela's).
+            "arca_qr_svg": verification.qr_svg(arca_url).decode() if arca_url else None}
+
+
+# --- outlets -------------------------------------------------------------------------------------
+
+
+@dataclass
+class SeriesView:
+    """One numbering series of an outlet and where its receipts stand with the authority."""
+
+    code: str
+    name: str
+    last_number: int  # the counter: the last number handed out (0: none yet)
+    first_counter: int  # 1, or ARCA's last number + 1 when the series was aligned before its first seal
+    sealed: int
+    pending: int = 0
+    failed: int = 0
+    rejected: int = 0
+
+    @property
+    def aligned(self) -> bool:
+        return self.first_counter != 1
+
+    @property
+    def acknowledged(self) -> int:
+        return max(self.sealed - self.pending - self.failed - self.rejected, 0)
+
+
+async def outlet_series(session: AsyncSession, outlets: list[Outlet], jurisdiction: str) -> dict[str, list[SeriesView]]:
+    """outlet id → its series. An Argentine point of sale numbers each receipt type apart, so this is
+    where its numbers and CAE counts per type are shown; the DRC's single series says the same as the
+    invoice list. Bounded by the number of series and of unsettled invoices, not by history."""
+    repo = DashboardRepository(session)
+    ids = [o.id for o in outlets]
+    unsettled = await repo.unsettled_by_type(ids)
+    out: dict[str, list[SeriesView]] = {}
+    for series in await repo.series(ids):
+        sealed = series.counter - series.first_counter + 1
+        if jurisdiction == "AR" and series.code not in AR_TYPE_NAMES:
+            continue  # the outlet's lock row ("main"): Argentine receipts are numbered per type
+        counts = unsettled.get((series.outlet_id, series.code), {}) if jurisdiction == "AR" else {
+            k: sum(c.get(k, 0) for (o, _), c in unsettled.items() if o == series.outlet_id)
+            for k in ("pending", "failed", "rejected")}
+        out.setdefault(series.outlet_id, []).append(SeriesView(
+            series.code, labels.type_name(jurisdiction, series.code), series.counter, series.first_counter,
+            max(sealed, 0), counts.get("pending", 0), counts.get("failed", 0), counts.get("rejected", 0)))
+    for views in out.values():
+        views.sort(key=lambda v: int(v.code) if v.code.isdigit() else 0)
+    return out
+
+
+async def arca_credentials(session: AsyncSession) -> dict[str, Any] | None:
+    """The tenant's ARCA credentials as the API shows them (never the key), or None."""
+    row = await DashboardRepository(session).arca_credentials()
+    return arca_view(row) if row is not None else None
 
 
 # --- operations ----------------------------------------------------------------------------------
@@ -166,8 +226,9 @@ async def sync_overview(session: AsyncSession) -> list[dict[str, Any]]:
     names = await repo.outlets_everywhere()
     now = utcnow()
     rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for tenant_id, outlet_id, pending, oldest, failed in await repo.sync_by_outlet():
-        rows[(tenant_id, outlet_id)] = {"pending": int(pending or 0), "failed": int(failed or 0),
+    for tenant_id, outlet_id, pending, oldest, failed, rejected in await repo.sync_by_outlet():
+        # ARCA's rejections count with the DGI's failures: both wait for the merchant, not the authority.
+        rows[(tenant_id, outlet_id)] = {"pending": int(pending or 0), "failed": int(failed or 0) + int(rejected or 0),
                                         "oldest_seconds": (now - oldest).total_seconds() if oldest else None}
     for key, (_, _, device, last_ok) in names.items():
         if device is not None or last_ok is not None:
@@ -178,6 +239,30 @@ async def sync_overview(session: AsyncSession) -> list[dict[str, Any]]:
         out.append({"tenant_id": tenant_id, "tenant": tenant_name, "outlet_id": outlet_id, "outlet": code,
                     "device": device or "none", "last_success": last_ok, **row})
     out.sort(key=lambda r: (-(r["failed"] > 0), -(r["oldest_seconds"] or 0), r["tenant"], r["outlet"]))
+    return out
+
+
+def arca_view(row: Any) -> dict[str, Any]:
+    expired = row.not_after is not None and row.not_after <= utcnow()
+    return {"environment": row.environment, "cuit": row.cuit, "not_after": row.not_after,
+            "status": "awaiting_certificate" if row.certificate_pem is None else "expired" if expired else "active",
+            "days_left": (row.not_after - utcnow()).days if row.not_after else None,
+            "key": "hsm" if row.key_label else "stored encrypted" if row.key_encrypted else None}
+
+
+async def arca_overview(session: AsyncSession) -> list[dict[str, Any]]:
+    """ARCA sync per Argentine tenant (operator): receipts waiting for their CAE, rejected, the oldest
+    pending, and the credentials' environment and certificate expiry; the worst first."""
+    now = utcnow()
+    out = []
+    for tenant, creds, sealed, pending, oldest, failed, rejected in await DashboardRepository(session).arca_by_tenant():
+        pending, failed, rejected, sealed = int(pending), int(failed), int(rejected), int(sealed)
+        out.append({"tenant_id": tenant.id, "tenant": tenant.name, "cuit": tenant.tax_id,
+                    "credentials": arca_view(creds) if creds is not None else None,
+                    "pending": pending, "failed": failed, "rejected": rejected,
+                    "acknowledged": max(sealed - pending - failed - rejected, 0),
+                    "oldest_seconds": (now - oldest).total_seconds() if oldest else None})
+    out.sort(key=lambda r: (-(r["rejected"] + r["failed"] > 0), -(r["oldest_seconds"] or 0), r["tenant"]))
     return out
 
 

@@ -37,6 +37,9 @@ from stalela.errors import (
 from stalela.kit.jsonbody import JSONRoute
 from stalela.kit.schemas import CalendarDate
 from stalela.observability.logging import get_logger
+from stalela.fiscal.jurisdictions import labels
+from stalela.fiscal.jurisdictions.ar_data import RECEIPT_TYPES as _AR_RECEIPTS
+from stalela.fiscal.jurisdictions.drc import INVOICE_TYPES as _DRC_INVOICE_TYPES
 from stalela.tenancy.context import bind_platform
 from stalela.tenancy.repository import TenantRepository
 
@@ -45,6 +48,8 @@ HERE = Path(__file__).parent
 ACCESS_COOKIE, REFRESH_COOKIE, CSRF_COOKIE = "stalela_app", "stalela_app_refresh", "stalela_app_csrf"
 OPS_COOKIE = "stalela_ops"
 OPS_SESSION_SECONDS = 8 * 3600
+AR_TYPES = tuple(_AR_RECEIPTS)  # the invoice list's type filter, per jurisdiction
+DRC_TYPES = tuple(_DRC_INVOICE_TYPES)
 _REFRESH_GRACE = 30.0  # seconds a rotated refresh result is reused by concurrent requests of one process
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
@@ -83,7 +88,18 @@ def _age(seconds: float | None) -> str:
     return f"{seconds} s"
 
 
-templates.filters.update(money=_money, when=_when, age=_age)
+def _type_name(invoice_type: str, jurisdiction: str | None = None) -> str:
+    """An Argentine receipt type by name ("Factura B"); the DRC's codes (FV, FA) as they are."""
+    return labels.type_name(jurisdiction, invoice_type) if jurisdiction == "AR" else invoice_type
+
+
+def _group_label(group: str, jurisdiction: str | None = None) -> str:
+    """An Argentine group (a rate code) as "IVA 21 %"; a DRC group letter as it is."""
+    return labels.group_label(jurisdiction, group)
+
+
+templates.filters.update(money=_money, when=_when, age=_age, type_name=_type_name, group_label=_group_label)
+templates.globals.update(AR_TYPES=AR_TYPES, DRC_TYPES=DRC_TYPES)
 
 
 class LoginRequired(Exception):
@@ -278,6 +294,7 @@ class Viewer:
     tenant_name: str
     csrf: str
     console: str = "app"
+    jurisdiction: str = "CD"  # the tenant's: an Argentine console speaks of ARCA, points of sale and CAEs
     perms: frozenset[Perm] = field(default_factory=frozenset)
 
     def can(self, perm: str) -> bool:
@@ -368,7 +385,7 @@ async def _viewer(request: Request, session: DbSession) -> Viewer:
     claims = jwt.decode(access, options={"verify_signature": False})  # verified just above
     tenant = await TenantRepository(session).get(principal.tenant_id)
     viewer = Viewer(principal, claims.get("email", ""), tenant.name if tenant else "", csrf,
-                    perms=permissions(principal))
+                    jurisdiction=tenant.jurisdiction if tenant else "CD", perms=permissions(principal))
     request.state.viewer = viewer
     return viewer
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from fpdf import FPDF
@@ -79,14 +79,26 @@ def table_row(pdf: FPDF, cells: list[tuple[float, Any, str]], *, bold: bool = Fa
     pdf.ln(5.5)
 
 
-def totals_table(pdf: FPDF, title: str, totals: dict[str, Any], *, compact: bool = False) -> None:
+def totals_table(pdf: FPDF, title: str, totals: dict[str, Any], *, compact: bool = False,
+                 group_label: Callable[[str, str], str] | None = None, settlement: bool = True) -> None:
+    """``group_label(group, rate)``: how a group is named (an Argentine rate code reads "IVA 21 %": one
+    wider column then, without the bare rate); ``settlement``: the DRC's "VAT settled by credit" and
+    "Payable" rows (always zero and the total where a jurisdiction has no such settlement)."""
     heading(pdf, title)
-    widths = (20, 20, 40, 40, 40)
     if not compact:
         pdf.set_fill_color(235, 238, 243)
-        table_row(pdf, list(zip(widths, ("Group", "Rate", "Amount", "Base", "VAT"), "LRRRR")), bold=True, fill=True)
-        for g in totals["groups"]:
-            table_row(pdf, list(zip(widths, (g["group"], g["rate"], g["amount"], g["base"], g["vat"]), "LRRRR")))
-    for label, key in (("Total", "total"), ("VAT settled by credit", "vat_settled_by_credit"),
-                       ("Payable", "payable")):
+        if group_label is None:
+            widths: tuple[float, ...] = (20, 20, 40, 40, 40)
+            table_row(pdf, list(zip(widths, ("Group", "Rate", "Amount", "Base", "VAT"), "LRRRR")), bold=True,
+                      fill=True)
+            for g in totals["groups"]:
+                table_row(pdf, list(zip(widths, (g["group"], g["rate"], g["amount"], g["base"], g["vat"]), "LRRRR")))
+        else:
+            widths = (40, 40, 40, 40)
+            table_row(pdf, list(zip(widths, ("Group", "Amount", "Base", "VAT"), "LRRR")), bold=True, fill=True)
+            for g in totals["groups"]:
+                table_row(pdf, list(zip(widths, (group_label(g["group"], g["rate"]), g["amount"], g["base"],
+                                                 g["vat"]), "LRRR")))
+    rows = (("Total", "total"), ("VAT settled by credit", "vat_settled_by_credit"), ("Payable", "payable"))
+    for label, key in rows if settlement else rows[:1]:
         table_row(pdf, [(80, label, "L"), (40, "", "R"), (40, totals[key], "R")], bold=key == "total" and not compact)

@@ -74,7 +74,8 @@ def test_series_and_fiscal_number():
     assert AR.series_code("6") == "6"
     assert AR.fiscal_number("SHOP1", 3, "6", 42) == "B 00003-00000042"
     assert AR.fiscal_number("SHOP1", 99998, "1", 99_999_999) == "A 99998-99999999"
-    assert AR.fiscal_number("X", 1, "13", 1) == "C 00001-00000001"
+    assert AR.fiscal_number("X", 1, "13", 1) == "NC C 00001-00000001"  # a note's numbers repeat a factura's
+    assert AR.fiscal_number("X", 1, "2", 1) == "ND A 00001-00000001"
 
 
 @pytest.mark.parametrize(("pos", "type_", "counter"), [

@@ -71,7 +71,10 @@ class AR:
                              f"got {point_of_sale!r}")
         if not 1 <= counter <= 99_999_999:
             raise ValueError(f"fiscal_number: ARCA numbers are 1-99999999, got {counter}")
-        number = f"{receipt.letter} {point_of_sale:05d}-{counter:08d}"
+        # Each type has its own numbers: a note's number repeats a factura's, so the kind is part of
+        # the fiscal number (unique per tenant): "B 00003-00000042", "NC B 00003-00000001".
+        prefix = data.NUMBER_PREFIX[receipt.kind]
+        number = f"{prefix}{receipt.letter} {point_of_sale:05d}-{counter:08d}"
         return number if generation == 1 else f"{number}/{generation}"
 
     def original_types_for(self, credit_type: str) -> frozenset[str]:

@@ -52,6 +52,10 @@ CREDIT_NOTE_TYPES = frozenset(t for t, r in RECEIPT_TYPES.items() if r.kind == N
 DEBIT_NOTE_TYPES = frozenset(t for t, r in RECEIPT_TYPES.items() if r.kind == NOTA_DEBITO)
 NOTE_TYPES = CREDIT_NOTE_TYPES | DEBIT_NOTE_TYPES  # both cite an original (CbtesAsoc)
 
+# Before the letter in a fiscal number: a factura reads "B 00003-00000042", its notes "NC B ..." and
+# "ND B ...", since every type numbers from 1 at each point of sale.
+NUMBER_PREFIX: Mapping[str, str] = MappingProxyType({FACTURA: "", NOTA_DEBITO: "ND ", NOTA_CREDITO: "NC "})
+
 # What a note may cite, always within its own letter. A credit note corrects an invoice or a debit
 # note (a debit note for interest later waived is credited like an invoice); a debit note adds to
 # an invoice, or reverses a credit note issued by mistake (an authorised receipt is never voided:

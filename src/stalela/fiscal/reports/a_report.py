@@ -27,8 +27,9 @@ from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.errors import Forbidden, NotFound, ValidationFailed
 from stalela.fiscal.core.reports import DayResolver, Figures, ZBoundary, money
+from stalela.fiscal.invoices.figures import day_position
 from stalela.fiscal.invoices.models import Invoice
-from stalela.fiscal.jurisdictions import get_jurisdiction
+from stalela.fiscal.jurisdictions import get_jurisdiction, labels
 from stalela.fiscal.reports.formats import xlsx_number
 from stalela.fiscal.reports.repository import ZReportRepository, count_invoices, invoice_pages, tenant_outlets
 from stalela.kit.clock import rfc3339
@@ -52,6 +53,7 @@ class AReport:
     day_to: date  # inclusive
     currency: str
     credit_types: frozenset[str]
+    jurisdiction: str = "CD"
     generated_at: datetime = field(default_factory=utcnow)
 
     def header(self) -> dict[str, Any]:
@@ -59,6 +61,7 @@ class AReport:
         return {
             "object": "a_report",
             "tenant": {"id": self.tenant.id, "name": self.tenant.name, "tax_id": self.tenant.tax_id},
+            "jurisdiction": self.jurisdiction,
             "outlet": {"id": outlet.id, "code": outlet.code, "name": outlet.name, "timezone": outlet.timezone}
             if outlet else None,
             "from": self.day_from.isoformat(),
@@ -107,7 +110,8 @@ async def prepare(
     tenant = await TenantRepository(session).get(principal.tenant_id)
     jurisdiction = get_jurisdiction(tenant.jurisdiction)
     report = AReport(tenant=tenant, outlets=outlets, outlet_id=outlet_id, day_from=day_from, day_to=day_to,
-                     currency=jurisdiction.currency, credit_types=frozenset(jurisdiction.credit_note_types))
+                     currency=jurisdiction.currency, credit_types=frozenset(jurisdiction.credit_note_types),
+                     jurisdiction=jurisdiction.code)
     if fmt == "pdf":
         lo, hi = report.issued_window
         n = await count_invoices(session, outlet_id=outlet_id, issued_from=lo, issued_to=hi)
@@ -126,6 +130,7 @@ class Item:
     business_day: date
     outlet: Outlet
     credit: bool
+    position: int  # the invoice's place in its outlet's sequence (figures.day_position): what days cut
 
 
 async def items(session: AsyncSession, report: AReport) -> AsyncIterator[list[Item]]:
@@ -138,6 +143,7 @@ async def items(session: AsyncSession, report: AReport) -> AsyncIterator[list[It
     last_days = await zs.last_days(report.outlet_id)
     resolvers = {o.id: DayResolver(o.timezone, boundaries.get(o.id, []), last_days.get(o.id))
                  for o in report.outlets.values()}
+    series_code = get_jurisdiction(report.jurisdiction).series_code
     lo, hi = report.issued_window
     async for page in invoice_pages(session, outlet_id=report.outlet_id, issued_from=lo, issued_to=hi):
         out = []
@@ -145,11 +151,14 @@ async def items(session: AsyncSession, report: AReport) -> AsyncIterator[list[It
             resolver = resolvers.get(inv.outlet_id)
             if resolver is None:
                 continue
-            day = resolver.day_of(inv.counter, inv.issued_at)
+            # The place Z reports cut days by: the counter where an outlet has one series (the DRC),
+            # the log position where it numbers each receipt type apart (Argentina).
+            position = day_position(series_code(inv.type), inv.counter, inv.leaf_index)
+            day = resolver.day_of(position, inv.issued_at)
             if report.day_from <= day <= report.day_to:
                 payload = json.loads(inv.payload)
                 out.append(Item(inv, payload, json.loads(inv.document), day, report.outlets[inv.outlet_id],
-                                payload["type"] in report.credit_types))
+                                payload["type"] in report.credit_types, position))
         yield out
 
 
@@ -161,7 +170,7 @@ class Summary:
     def add(self, item: Item) -> None:
         for figures in (self.days.setdefault(item.business_day, Figures()), self.total):
             figures.add_invoice(type=item.payload["type"], credit=item.credit, totals=item.payload["totals"],
-                                payments=item.document.get("payments"), counter=item.invoice.counter,
+                                payments=item.document.get("payments"), counter=item.position,
                                 issued_at=item.payload["issued_at"])
 
 
@@ -278,12 +287,12 @@ class CsvWriter:
         buyer = d.get("buyer") or {}
         base = sum((Decimal(g["base"]) for g in p["totals"]["groups"]), Decimal(0))
         vat = sum((Decimal(g["vat"]) for g in p["totals"]["groups"]), Decimal(0))
-        self.row(record="invoice", **common, issued_at=p["issued_at"], buyer_tax_id=buyer.get("tax_id"),
+        self.row(record="invoice", **common, issued_at=p["issued_at"], buyer_tax_id=labels.buyer_id(buyer),
                  buyer_name=buyer.get("name"), nature=p["nature"], original=p["original"], base=f"{base:.2f}",
                  vat=f"{vat:.2f}", total=p["totals"]["total"])
         for ln in d["lines"]:
             self.row(record="line", **common, line=ln["index"], description=ln["description"],
-                     item_type=ln["item_type"], tax_group=ln["tax_group"], quantity=ln["quantity"],
+                     item_type=ln.get("item_type"), tax_group=labels.line_group(ln), quantity=ln["quantity"],
                      unit_price=ln["unit_price"], amount=ln["amount"])
 
     def end(self, summary: Summary) -> None:
@@ -347,11 +356,12 @@ class XlsxWriter:
         buyer = d.get("buyer") or {}
         t = p["totals"]
         self.put("Invoices", [item.business_day.isoformat(), item.outlet.code, p["fiscal_number"], p["counter"],
-                              p["type"], p["issued_at"], buyer.get("tax_id"), buyer.get("name"), p["nature"],
+                              p["type"], p["issued_at"], labels.buyer_id(buyer), buyer.get("name"), p["nature"],
                               p["original"], xlsx_number(t["total"]), xlsx_number(t["vat_settled_by_credit"]),
                               xlsx_number(t["payable"]), item.invoice.seal_hash])
         for ln in d["lines"]:
-            self.put("Lines", [p["fiscal_number"], ln["index"], ln["description"], ln["item_type"], ln["tax_group"],
+            self.put("Lines", [p["fiscal_number"], ln["index"], ln["description"], ln.get("item_type"),
+                               labels.line_group(ln),
                                ln["quantity"], xlsx_number(ln["unit_price"]), xlsx_number(ln["amount"])])
 
     def end(self, summary: Summary) -> None:
@@ -381,6 +391,7 @@ class PdfWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.jurisdiction: str | None = None
         self.pdf = report_document("", orientation="L", format="A4")
         self.pdf.set_auto_page_break(True, margin=14)
 
@@ -391,7 +402,9 @@ class PdfWriter:
         pdf.footer_text = (f"A report {header['tenant']['name']} - {scope} - {header['from']} to {header['to']}")
         pdf.add_page()
         pdf.set_font("Helvetica", "B", 14)
-        pdf.cell(0, 8, latin1(f"A report - {header['tenant']['name']} (NIF {header['tenant']['tax_id']})"),
+        self.jurisdiction = header.get("jurisdiction")
+        pdf.cell(0, 8, latin1(f"A report - {header['tenant']['name']} "
+                              f"({labels.tax_id_label(self.jurisdiction)} {header['tenant']['tax_id']})"),
                  new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", "", 9)
         pdf.cell(0, 5, latin1(f"{scope}; business days {header['from']} to {header['to']}; amounts in "
@@ -412,7 +425,7 @@ class PdfWriter:
         pdf = self.pdf
         p, d = item.payload, item.document
         buyer = d.get("buyer") or {}
-        who = " ".join(x for x in (buyer.get("name"), buyer.get("tax_id")) if x) or "-"
+        who = " ".join(x for x in (buyer.get("name"), labels.buyer_id(buyer)) if x) or "-"
         values = (item.business_day.isoformat(), p["fiscal_number"], p["type"], p["issued_at"], who,
                   p["totals"]["total"], p["totals"]["vat_settled_by_credit"], p["totals"]["payable"])
         if pdf.will_page_break(5 + 4 * len(d["lines"][:1])):
@@ -427,7 +440,8 @@ class PdfWriter:
         for ln in d["lines"]:
             pdf.cell(24, 4, "")
             pdf.cell(118, 4, latin1(f"{ln['index'] + 1}. {ln['description']}")[:80])
-            pdf.cell(20, 4, latin1(f"{ln['item_type']} {ln['tax_group']}"))
+            pdf.cell(20, 4, latin1(f"{ln['item_type']} {ln['tax_group']}" if "item_type" in ln
+                                   else labels.group_label(self.jurisdiction, ln.get("vat_rate") or "")))
             pdf.cell(30, 4, latin1(f"{ln['quantity']} x {ln['unit_price']}"), align="R")
             pdf.cell(28, 4, latin1(ln["amount"]), align="R")
             pdf.ln(4)
@@ -452,15 +466,18 @@ class PdfWriter:
         for day, fig in sorted(summary.days.items()):
             net = fig.net().as_json()
             for g in net["groups"]:
-                line((day.isoformat(), g["group"], g["rate"], g["amount"], g["base"], g["vat"], None, None))
+                line((day.isoformat(), labels.group_label(self.jurisdiction, g["group"]), g["rate"], g["amount"],
+                      g["base"], g["vat"], None, None))
             line((day.isoformat(), "all", None, None, None, None, net["total"], fig.invoices), bold=True)
         pdf.ln(3)
         net = summary.total.net().as_json()
         for g in net["groups"]:
-            line(("period", g["group"], g["rate"], g["amount"], g["base"], g["vat"], None, None))
+            line(("period", labels.group_label(self.jurisdiction, g["group"]), g["rate"], g["amount"], g["base"],
+                  g["vat"], None, None))
         line(("period", "all", None, None, None, None, net["total"], summary.total.invoices), bold=True)
-        line(("", "VAT settled by credit", None, None, None, None, net["vat_settled_by_credit"], None))
-        line(("", "Payable", None, None, None, None, net["payable"], None))
+        if self.jurisdiction != "AR":  # the DRC's settlement; an Argentine receipt has none
+            line(("", "VAT settled by credit", None, None, None, None, net["vat_settled_by_credit"], None))
+            line(("", "Payable", None, None, None, None, net["payable"], None))
         pdf.alias_nb_pages()
         pdf.output(self.path)
 

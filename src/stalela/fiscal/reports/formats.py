@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import segno
 
+from stalela.fiscal.jurisdictions import labels
 from stalela.kit.pdf import heading, latin1, report_document, table_row, totals_table
 
 MEDIA_TYPES = {
@@ -33,19 +34,22 @@ def xlsx_number(value: str | None) -> float | str | None:
 # ------------------------------------------------------------------------------------------ CSV
 
 
-def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Dotted names for nested JSON; list items keyed by their group letter or payment method."""
+def flatten(value: Any, prefix: str = "", jurisdiction: str | None = None) -> Iterator[tuple[str, Any]]:
+    """Dotted names for nested JSON; list items keyed by their group letter or payment method (an
+    Argentine group by its label, "IVA 10,5 %": its rate code has a dot of its own)."""
     if isinstance(value, dict):
         for k, v in value.items():
-            yield from flatten(v, f"{prefix}.{k}" if prefix else k)
+            yield from flatten(v, f"{prefix}.{k}" if prefix else k, jurisdiction)
     elif isinstance(value, list):
         for i, item in enumerate(value):
             name = str(i)
             if isinstance(item, dict) and "group" in item:
                 name = f"{item['group']}@{item['rate']}" if _rates_differ(value, item["group"]) else item["group"]
+                if jurisdiction == "AR":
+                    name = labels.group_label(jurisdiction, item["group"], item["rate"])
             elif isinstance(item, dict) and "method" in item:
                 name = item["method"]
-            yield from flatten(item, f"{prefix}.{name}")
+            yield from flatten(item, f"{prefix}.{name}", jurisdiction)
     else:
         yield prefix, value
 
@@ -59,7 +63,7 @@ def report_csv(report: dict[str, Any]) -> bytes:
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(["field", "value"])
-    for name, value in flatten({k: v for k, v in report.items() if k != "seal"}):
+    for name, value in flatten({k: v for k, v in report.items() if k != "seal"}, "", report.get("jurisdiction")):
         out.writerow([name, "" if value is None else value])
     seal = report["seal"]
     for name in ("hash", "signature", "key_id", "algorithm"):
@@ -102,16 +106,18 @@ def report_xlsx(report: dict[str, Any], context: dict[str, Any]) -> bytes:
         for label, value in _facts(report, context):
             put(label, value)
         row += 1
+        jurisdiction = report.get("jurisdiction")
         put("Group", "Rate", "Amount", "Base", "VAT", fmt=bold)
         for g in report["totals"]["groups"]:
-            put(g["group"], g["rate"], xlsx_number(g["amount"]), xlsx_number(g["base"]), xlsx_number(g["vat"]))
-        for key in ("total", "vat_settled_by_credit", "payable"):
+            put(labels.group_label(jurisdiction, g["group"], g["rate"]), g["rate"], xlsx_number(g["amount"]),
+                xlsx_number(g["base"]), xlsx_number(g["vat"]))
+        for key in ("total", "vat_settled_by_credit", "payable") if _settles(report) else ("total",):
             put(key, xlsx_number(report["totals"][key]), fmt=bold)
         row += 1
         put("sales", xlsx_number(report["sales"]["total"]))
         put("credit_notes", xlsx_number(report["credit_notes"]["total"]))
         for t, n in report["counts"]["by_type"].items():
-            put(f"count {t}", n)
+            put(f"count {labels.type_label(jurisdiction, t)}", n)
         for p in report["payments"]:
             put(f"payment {p['method']}", xlsx_number(p["amount"]))
         row += 1
@@ -131,16 +137,24 @@ def report_xlsx(report: dict[str, Any], context: dict[str, Any]) -> bytes:
 # ------------------------------------------------------------------------------------------ PDF
 
 
+def _settles(report: dict[str, Any]) -> bool:
+    """Whether the DRC's settlement rows (VAT settled by credit, payable) mean anything here."""
+    return report.get("jurisdiction") != "AR"
+
+
 def _facts(report: dict[str, Any], context: dict[str, Any]) -> list[tuple[str, Any]]:
     seller, outlet = context["seller"], context["outlet"]
+    jurisdiction = report.get("jurisdiction")
     counters = "-" if report["first_counter"] is None else f"{report['first_counter']} .. {report['last_counter']}"
     facts = [
-        ("Seller", f"{seller['name']} (NIF {seller['tax_id']})"),
+        ("Seller", f"{seller['name']} ({labels.tax_id_label(jurisdiction)} {seller['tax_id']})"),
         ("Outlet", f"{outlet['name']} ({outlet['code']})"
                    + (f", {outlet['address']}" if outlet.get("address") else "")),
         ("Business day", f"{report['business_day']} ({report['timezone']})"),
         ("First / last invoice", f"{report['first_issued_at'] or '-'} / {report['last_issued_at'] or '-'}"),
-        ("Invoice counters", counters),
+        # Argentina numbers each receipt type apart: a day is cut by the receipts' places in the
+        # tenant's log (Merkle leaf index + 1), not by one counter (fiscal.invoices.figures.day_position).
+        ("Log positions" if jurisdiction == "AR" else "Invoice counters", counters),
         ("Invoices", report["counts"]["invoices"]),
         ("Credit notes", report["counts"]["credit_notes"]),
         ("Signed at", report["issued_at"]),
@@ -174,14 +188,22 @@ def report_pdf(report: dict[str, Any], context: dict[str, Any]) -> bytes:
         pdf.multi_cell(pdf.epw - 42 - (34 if qr_url and pdf.get_y() < 45 else 0), 5.5, latin1(value),
                        new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
-    totals_table(pdf, "Totals per tax group (credit notes subtracted)", report["totals"])
-    totals_table(pdf, "Sales", report["sales"], compact=True)
-    totals_table(pdf, "Credit notes", report["credit_notes"], compact=True)
+    jurisdiction = report.get("jurisdiction")
+    ar = jurisdiction == "AR"
+    name = None if not ar else (lambda group, rate: labels.group_label(jurisdiction, group, rate))
+    settles = _settles(report)
+    totals_table(pdf, "IVA por alicuota / VAT per rate (notas de credito restadas, debit notes added)" if ar
+                 else "Totals per tax group (credit notes subtracted)", report["totals"], group_label=name,
+                 settlement=settles)
+    totals_table(pdf, "Sales (facturas and debit notes)" if ar else "Sales", report["sales"], compact=True,
+                 settlement=settles)
+    totals_table(pdf, "Credit notes", report["credit_notes"], compact=True, settlement=settles)
     if report["payments"]:
         heading(pdf, "Payments (refunds subtracted)")
         for p in report["payments"]:
             table_row(pdf, [(60, p["method"], "L"), (40, p["amount"], "R")])
-    by_type = ", ".join(f"{t}: {n}" for t, n in report["counts"]["by_type"].items()) or "none"
+    by_type = ", ".join(f"{labels.type_label(jurisdiction, t)}: {n}"
+                        for t, n in report["counts"]["by_type"].items()) or "none"
     heading(pdf, "Documents by type")
     pdf.set_font("Helvetica", "", 9)
     pdf.multi_cell(0, 5, latin1(by_type), new_x="LMARGIN", new_y="NEXT")
