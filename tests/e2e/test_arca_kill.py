@@ -9,8 +9,9 @@ receipts are sealed while no worker runs, then a fresh worker starts.
 
 Afterwards: every receipt acknowledged, none rejected; at ARCA exactly one CAE per receipt, numbers 1..n
 of each series with last == n; the CAE each invoice shows is ARCA's; and the recovery asked
-``FECompConsultar`` instead of sending a number again (one FECAESolicitar per receipt, none refused: a
-resend of the number ARCA already holds would be a 10016).
+``FECompConsultar`` instead of sending a number again (every receipt approved once, none refused: a
+resend of the number ARCA already holds would be a 10016). The agent sends a series' waiting receipts
+many per FECAESolicitar, so requests are not counted, receipts are.
 """
 from __future__ import annotations
 
@@ -146,10 +147,10 @@ def test_kill_9_between_fecaesolicitar_and_storing_its_answer(fresh_database_url
                     if r["number"] == ar["number"]]
             assert syncs[invoice["id"]]["authority_code"] == at["cae"], (invoice["fiscal_number"], at)
         counts = state["counts"]
-        # Recovered by asking, not by sending again: one FECAESolicitar per receipt, none refused (no 10016).
+        # Recovered by asking, not by sending again: every receipt approved once, none refused (no 10016).
         # (Without the FECompConsultar before a resend, the fresh worker sends the number again, ARCA answers 10016 and
-        # the agent's explanation of the 10016 finds the CAE: the outcome is the same, this line is what fails.)
-        assert counts["wsfe.FECAESolicitar"] == len(sealed) and counts["wsfe.approved"] == len(sealed), counts
+        # the agent's explanation of the 10016 finds the CAE: the outcome is the same, the refusal count is what fails.)
+        assert counts["wsfe.approved"] == len(sealed) and counts["wsfe.FECAESolicitar"] <= len(sealed), counts
         assert not counts.get("wsfe.rejected") and not counts.get("wsfe.rejected_request"), counts
         assert counts["wsfe.FECompConsultar"] >= 1 and counts["fault.drop_after_commit"] == 1, counts
     finally:

@@ -97,9 +97,9 @@ async def record_outcome(app, invoice: dict[str, Any], *, cae: str | None = None
     from stalela.authority.arca import agent
 
     ar = invoice["seal"]["payload"]["ar"]
-    job = agent._Job(invoice["tenant_id"], invoice["id"], invoice["seal"]["payload"]["series_id"],  # noqa: SLF001
+    job = agent.Job(invoice["tenant_id"], invoice["id"], invoice["seal"]["payload"]["series_id"],  # noqa: SLF001
                      invoice["fiscal_number"], ar, invoice["seal"]["payload"]["seller_tax_id"], False)
     if cae is None:
         await agent._reject(app.state.db, job, "arca_rejected", list(errors), list(observations))  # noqa: SLF001
     else:
-        await agent._acknowledge(app.state.db, job, cae, date(2026, 12, 31), list(observations), None)  # noqa: SLF001
+        await agent.acknowledge(app.state.db, job, cae, date(2026, 12, 31), list(observations), None)  # noqa: SLF001

@@ -59,6 +59,16 @@ class AuthorityRepository:
         row = (await self.session.execute(stmt)).first()
         return (row[0], row[1]) if row else None
 
+    async def series_run(self, series_id: str, after: int, limit: int) -> list[tuple[str, InvoiceSync, dict]]:
+        """(invoice id, sync row locked, signed payload) of the ``limit`` numbers after ``after`` of a series."""
+        if limit <= 0:
+            return []
+        stmt = (select(Invoice.id, InvoiceSync, Invoice.payload)
+                .join(InvoiceSync, (InvoiceSync.tenant_id == Invoice.tenant_id) & (InvoiceSync.invoice_id == Invoice.id))
+                .where(Invoice.series_id == series_id, Invoice.counter > after, Invoice.counter <= after + limit)
+                .order_by(Invoice.counter).with_for_update(of=InvoiceSync))
+        return [(invoice_id, row, json.loads(payload)) for invoice_id, row, payload in await self.session.execute(stmt)]
+
     async def pending_in_series(self, series_id: str, above: int) -> list[tuple[str, InvoiceSync]]:
         """(invoice id, sync row, locked) of a series' invoices numbered above ``above`` still pending."""
         stmt = (select(Invoice.id, InvoiceSync).join(InvoiceSync, (InvoiceSync.tenant_id == Invoice.tenant_id)

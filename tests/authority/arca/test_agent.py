@@ -265,3 +265,16 @@ async def test_an_ar_outlet_takes_no_dgi_device(world):
     r = await world["client"].put(f"/v1/outlets/{world['outlet']['id']}/authority-device", headers=world["headers"],
                                   json={"nim": "NIM1", "base_url": "https://dgi.example/emcf", "token": "t"})
     assert r.status_code == 409 and r.json()["code"] == "jurisdiction_mismatch", r.text
+
+
+async def test_a_backlog_goes_many_receipts_per_request(world):
+    waiting = [await seal(world, receipt(world)) for _ in range(20)]  # no credentials yet: they wait
+    await drain(world)
+    calls = world["sim"].state()["counts"].get("wsfe.FECAESolicitar", 0)
+    await connect(world)
+    await drain(world)
+    caes = world["sim"].caes(CUIT, world["pos"], 6)
+    assert sorted(caes) == list(range(1, 21)) and len(set(caes.values())) == 20
+    assert [(await sync_of(world, w))["authority_code"] for w in waiting] == [caes[n] for n in range(1, 21)]
+    # One request for the run (the resync queues all twenty; the first claims the other nineteen).
+    assert world["sim"].state()["counts"]["wsfe.FECAESolicitar"] - calls <= 2

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from stalela.auth.dependencies import AppSettings, Can, DbSession, TenantSession
 from stalela.auth.permissions import Perm
-from stalela.authority.arca import agent, service
+from stalela.authority.arca import series, service
 from stalela.kit.jsonbody import JSONRoute
 from stalela.kit.schemas import StrictModel
 
@@ -85,4 +85,4 @@ async def realign(body: RealignIn, principal: Can(Perm.ADMIN, own_transaction=Tr
     """Continue a blocked series from ARCA's last number (FECompUltimoAutorizado) in a new generation;
     receipts still waiting under numbers ARCA can no longer take are marked rejected (series_realigned).
     See docs/jurisdictions/ar-operations.md."""
-    return await agent.realign(request.app.state.db, settings, principal, body.outlet_id, body.type)
+    return await series.realign(request.app.state.db, settings, principal, body.outlet_id, body.type)

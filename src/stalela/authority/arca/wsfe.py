@@ -123,17 +123,29 @@ def _auth(parent: etree._Element, auth: Auth) -> None:
     _el(element, "Cuit", auth.cuit)
 
 
-def cae_request(auth: Auth, ar: dict[str, Any]) -> etree._Element:
-    """FECAESolicitar for one receipt: the ``ar`` block (docs: ar-design) as WSFEv1's FECAEDetRequest,
-    its elements in the schema's order (a .NET service reads a sequence in order)."""
+def cae_request(auth: Auth, ar: dict[str, Any] | list[dict[str, Any]]) -> etree._Element:
+    """FECAESolicitar for one receipt, or for consecutive receipts of one series (one FECAEDetRequest
+    each, CantReg of them): the ``ar`` blocks as WSFEv1's FECAEDetRequest, elements in the schema's
+    order (a .NET service reads a sequence in order)."""
+    blocks = ar if isinstance(ar, list) else [ar]
+    first = blocks[0]
+    if any((b["point_of_sale"], b["cbte_tipo"]) != (first["point_of_sale"], first["cbte_tipo"]) for b in blocks):
+        raise ValueError("one FECAESolicitar carries receipts of one point of sale and type")
     operation = _operation("FECAESolicitar")
     _auth(operation, auth)
     request = _el(operation, "FeCAEReq")
     header = _el(request, "FeCabReq")
-    _el(header, "CantReg", 1)
-    _el(header, "PtoVta", int(ar["point_of_sale"]))
-    _el(header, "CbteTipo", int(ar["cbte_tipo"]))
-    detail = _el(_el(request, "FeDetReq"), "FECAEDetRequest")
+    _el(header, "CantReg", len(blocks))
+    _el(header, "PtoVta", int(first["point_of_sale"]))
+    _el(header, "CbteTipo", int(first["cbte_tipo"]))
+    details = _el(request, "FeDetReq")
+    for block in blocks:
+        _detail(details, block)
+    return operation
+
+
+def _detail(details: etree._Element, ar: dict[str, Any]) -> None:
+    detail = _el(details, "FECAEDetRequest")
     _el(detail, "Concepto", int(ar["concept"]))
     _el(detail, "DocTipo", int(ar["doc_type"]))
     doc_number = str(ar["doc_number"])
@@ -172,7 +184,6 @@ def cae_request(auth: Auth, ar: dict[str, Any]) -> etree._Element:
             _el(item, "Id", int(group["id"]))
             _el(item, "BaseImp", money(group["base_imp"], "iva.base_imp"))
             _el(item, "Importe", money(group["importe"], "iva.importe"))
-    return operation
 
 
 def last_authorized_request(auth: Auth, point_of_sale: int, cbte_tipo: int) -> etree._Element:
@@ -238,28 +249,46 @@ def _result(body: etree._Element, operation: str, *, tolerate: frozenset[int] = 
 
 
 def parse_cae_answer(body: etree._Element) -> CaeResult:
-    """FECAESolicitar's answer as a CaeResult; raises unless the receipt was approved (A)."""
+    """FECAESolicitar's answer for one receipt as a CaeResult; raises unless it was approved (A)."""
+    [answer] = parse_cae_answers(body)
+    if answer.result == "A":
+        return answer
+    raise Rejected(answer.errors, answer.observations, answer)
+
+
+def parse_cae_answers(body: etree._Element) -> list[CaeResult]:
+    """FECAESolicitar's answer, one CaeResult per receipt in the order sent (each its own Resultado).
+
+    Raises for what concerns the whole request: ``NumberMismatch`` (10016 among the errors),
+    ``Rejected`` (request errors and no receipt answered), ``Transient`` (an approval without a
+    readable CAE, or an answer that says nothing)."""
     raw = etree.tostring(body, encoding="unicode")
     result = _result(body, "FECAESolicitar")
     errors = _codes(result, "Errors", "Err")
     events = _codes(result, "Events", "Evt")
     header = soap.child(result, "FeCabResp")
-    detail = soap.child(soap.child(result, "FeDetResp"), "FECAEDetResponse")
-    verdict = soap.text(detail, "Resultado") or soap.text(header, "Resultado") or ("R" if errors else "")
-    number = soap.text(detail, "CbteDesde")
-    answer = CaeResult(result=verdict, cae=soap.text(detail, "CAE") or None,
-                       cae_due=_date(soap.text(detail, "CAEFchVto")), number=int(number) if number else None,
-                       processed_at=soap.text(header, "FchProceso"),
-                       observations=_codes(detail, "Observaciones", "Obs"), errors=errors, events=events, raw=raw)
+    details = soap.children(soap.child(result, "FeDetResp"), "FECAEDetResponse")
+    answers = []
+    for detail in details:
+        verdict = soap.text(detail, "Resultado") or soap.text(header, "Resultado") or ("R" if errors else "")
+        number = soap.text(detail, "CbteDesde")
+        answers.append(CaeResult(result=verdict, cae=soap.text(detail, "CAE") or None,
+                                 cae_due=_date(soap.text(detail, "CAEFchVto")), number=int(number) if number else None,
+                                 processed_at=soap.text(header, "FchProceso"),
+                                 observations=_codes(detail, "Observaciones", "Obs"), errors=errors, events=events,
+                                 raw=raw))
     if any(code == NUMBER_MISMATCH for code, _ in errors):
-        raise NumberMismatch(next(m for c, m in errors if c == NUMBER_MISMATCH), answer)
-    if verdict == "A":
-        if not answer.cae or not answer.cae.isdigit() or answer.cae_due is None:
-            raise Transient("ARCA approved the receipt without a readable CAE and due date")
-        return answer
-    if verdict == "R" or errors:
-        raise Rejected(errors, answer.observations, answer)
-    raise Transient(f"ARCA answered FECAESolicitar with Resultado {verdict!r}")
+        raise NumberMismatch(next(m for c, m in errors if c == NUMBER_MISMATCH), answers[0] if answers else None)
+    if not answers:
+        if errors:
+            raise Rejected(errors, [], None)
+        raise Transient("ARCA answered FECAESolicitar without a receipt")
+    for answer in answers:
+        if answer.result == "A" and (not answer.cae or not answer.cae.isdigit() or answer.cae_due is None):
+            raise Transient("ARCA approved a receipt without a readable CAE and due date")
+        if answer.result not in ("A", "R"):
+            raise Transient(f"ARCA answered FECAESolicitar with Resultado {answer.result!r}")
+    return answers
 
 
 def parse_stored(body: etree._Element) -> StoredReceipt | None:
@@ -327,6 +356,11 @@ class WsfeClient:
     async def fe_cae_solicitar(self, auth: Auth, ar: dict[str, Any]) -> CaeResult:
         """Ask for the receipt's CAE. Returns the approved CaeResult, or raises (see ``errors``)."""
         return parse_cae_answer(await self._call(cae_request(auth, ar)))
+
+    async def fe_cae_solicitar_many(self, auth: Auth, ars: list[dict[str, Any]]) -> list[CaeResult]:
+        """CAEs for consecutive receipts of one series in one call: a result per receipt, in order, each
+        approved (A) or rejected (R) on its own; request-wide failures raise as ``parse_cae_answers``."""
+        return parse_cae_answers(await self._call(cae_request(auth, ars)))
 
     async def fe_comp_consultar(self, auth: Auth, point_of_sale: int, cbte_tipo: int,
                                 number: int) -> StoredReceipt | None:
