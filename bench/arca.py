@@ -390,9 +390,12 @@ def print_report(info: dict, arca: dict, base: dict) -> list[str]:
             problems.append(f"{r['scenario']} {r['latency_ms']:.0f} ms: {r['client_errors']} client errors, "
                             f"{r['unsynced']} unsynced, {r['rejected']} rejected, {r['sealed']} of {r['receipts']} "
                             f"sealed; {r['sample'][:200]}")
-        if calls.get("wsfe.FECAESolicitar", 0) != r["acknowledged"]:
+        # The agent sends a series' waiting receipts many per request: more requests than receipts, or a
+        # refused request (a 10016: a number sent twice), is the problem, not fewer.
+        if calls.get("wsfe.FECAESolicitar", 0) > r["acknowledged"] or calls.get("wsfe.rejected_request"):
             problems.append(f"{r['scenario']} {r['latency_ms']:.0f} ms: {calls.get('wsfe.FECAESolicitar', 0)} "
-                            f"FECAESolicitar for {r['acknowledged']} receipts")
+                            f"FECAESolicitar for {r['acknowledged']} receipts, "
+                            f"{calls.get('wsfe.rejected_request', 0)} refused")
     if "wsaa" in arca:
         w = arca["wsaa"]
         once = all(v == 1 for v in w["tickets_per_cuit"].values()) and w["tickets_issued"] == w["tenants"]
