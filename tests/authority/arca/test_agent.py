@@ -140,6 +140,8 @@ async def test_receipts_get_one_cae_each_in_number_order(world):
     assert caes_b[2] == (await sync_of(world, sealed[1]))["authority_code"]
     page = (await world["client"].get(f"/verify/{sealed[0]['id']}", headers={"Accept": "application/json"})).json()
     assert page["authentic"] and page["ar"]["cae"] == caes_b[1]
+    html = (await world["client"].get(f"/verify/{sealed[0]['id']}", headers={"Accept": "text/html"})).text
+    assert 'data-testid="arca-qr"' in html and "Comprobante auténtico" in html and caes_b[1] in html
     pdf = await world["client"].get(f"/v1/invoices/{sealed[0]['id']}/pdf", headers=world["headers"])
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     assert pdf.headers["content-disposition"] == f'attachment; filename="B_{pos:05d}-00000001.pdf"'

@@ -74,6 +74,11 @@ def _ar_view(ar: dict[str, Any] | None, authority: dict[str, Any]) -> dict[str, 
             "arca_qr_url": authority.get("arca_qr_url")}
 
 
+def arca_qr_image(url: str) -> str:
+    """ARCA's QR as an inline SVG data URI: the page shows the code a consumer scans with ARCA's app."""
+    return segno.make(url, error="m").svg_data_uri(scale=3, border=2)
+
+
 # The page speaks the jurisdiction's language beside English (every language the product ships
 # arrives with issue 23's catalogue).
 LABELS = {
@@ -88,7 +93,9 @@ LABELS = {
 
 def render_page(result: dict[str, Any]) -> str:
     labels = LABELS.get(result.get("jurisdiction"), LABELS["CD"])
-    return _templates.get_template("verify.html").render(r=result, L=labels)
+    ar = result.get("ar") or {}
+    arca_qr = arca_qr_image(ar["arca_qr_url"]) if ar.get("arca_qr_url") else None
+    return _templates.get_template("verify.html").render(r=result, L=labels, arca_qr=arca_qr)
 
 
 def qr_svg(text: str) -> bytes:
