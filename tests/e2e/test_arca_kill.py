@@ -37,7 +37,7 @@ CUIT = "30712345671"
 BUYER_RI = {"doc_type": "CUIT", "doc_number": "20267565393", "name": "Juan Pérez",
             "vat_condition": "responsable_inscripto"}
 # Longer than sealing, seeing the CAE at ARCA and the kill take; short, because the dead worker's claim on the
-# receipt (4 x timeout + 5 s) is what the fresh worker waits out before it may ask ARCA.
+# receipt (6 x timeout + 5 s) is what the fresh worker waits out before it may ask ARCA.
 AUTHORITY_TIMEOUT = 4
 LEASE_SECONDS = 2  # the dead worker's outbox leases
 
@@ -122,7 +122,7 @@ def test_kill_9_between_fecaesolicitar_and_storing_its_answer(fresh_database_url
         # Receipts sealed while no worker runs, then a fresh worker.
         sealed += [seal("6", 4), seal("1", 3)]
         workers.append(_start_worker(env, log))
-        deadline = time.monotonic() + 4 * AUTHORITY_TIMEOUT + 5 + 30  # the dead worker's claim, then the work
+        deadline = time.monotonic() + 6 * AUTHORITY_TIMEOUT + 5 + 30  # the dead worker's claim, then the work
         while True:
             syncs = {i["id"]: c.get(f"/v1/invoices/{i['id']}", headers=key).json()["sync"] for i in sealed}
             if all(s["status"] != "pending" for s in syncs.values()):

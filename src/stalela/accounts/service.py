@@ -129,8 +129,9 @@ async def create_outlet(session: AsyncSession, principal: Principal, data: schem
                            field="pos_number")
         raise Conflict(f"an outlet with code {data.code!r} already exists", code="outlet_code_taken", field="code")
     if data.pos_number is not None:
-        # The authority agent aligns the new point of sale's series with the authority's numbering
-        # before its first sale, when the tenant has credentials (stalela.authority.arca.agent).
+        # The authority agent aligns the new point of sale's unused series with the authority's numbering
+        # when the tenant has credentials (stalela.authority.arca.series), asynchronously: a sale sealed
+        # before that numbers from 1 (docs/jurisdictions/ar-operations.md, "Alignment").
         enqueue(session, principal.tenant_id, "arca.point_of_sale_created", {"outlet_id": outlet.id})
     return outlet
 

@@ -51,11 +51,14 @@ class AuthorityRepository:
                 .where(InvoiceSync.status == "pending").order_by(Invoice.series_id, Invoice.counter))
         return list((await self.session.execute(stmt)).scalars())
 
-    async def series_neighbour(self, series_id: str, counter: int) -> tuple[str, InvoiceSync] | None:
-        """(invoice id, sync row) of number ``counter`` of a series, if sealed."""
+    async def series_neighbour(self, series_id: str, counter: int, *,
+                               lock: bool = False) -> tuple[str, InvoiceSync] | None:
+        """(invoice id, sync row, locked if asked) of number ``counter`` of a series, if sealed."""
         stmt = (select(Invoice.id, InvoiceSync).join(InvoiceSync, (InvoiceSync.tenant_id == Invoice.tenant_id)
                                                      & (InvoiceSync.invoice_id == Invoice.id))
                 .where(Invoice.series_id == series_id, Invoice.counter == counter))
+        if lock:
+            stmt = stmt.with_for_update(of=InvoiceSync).execution_options(populate_existing=True)
         row = (await self.session.execute(stmt)).first()
         return (row[0], row[1]) if row else None
 
@@ -68,6 +71,20 @@ class AuthorityRepository:
                 .where(Invoice.series_id == series_id, Invoice.counter > after, Invoice.counter <= after + limit)
                 .order_by(Invoice.counter).with_for_update(of=InvoiceSync))
         return [(invoice_id, row, json.loads(payload)) for invoice_id, row, payload in await self.session.execute(stmt)]
+
+    async def series_standing(self, series_id: str) -> tuple[int | None, int | None]:
+        """(the series' highest acknowledged number, its lowest refused number above that one)."""
+        numbered = (select(Invoice.counter).join(InvoiceSync, (InvoiceSync.tenant_id == Invoice.tenant_id)
+                                                 & (InvoiceSync.invoice_id == Invoice.id))
+                    .where(Invoice.series_id == series_id))
+        acknowledged = (await self.session.execute(
+            numbered.with_only_columns(func.max(Invoice.counter)).where(InvoiceSync.status == "acknowledged")
+        )).scalar_one()
+        refused = numbered.with_only_columns(func.min(Invoice.counter)).where(
+            InvoiceSync.status.in_(("rejected", "failed")))
+        if acknowledged is not None:
+            refused = refused.where(Invoice.counter > acknowledged)
+        return acknowledged, (await self.session.execute(refused)).scalar_one()
 
     async def pending_in_series(self, series_id: str, above: int) -> list[tuple[str, InvoiceSync]]:
         """(invoice id, sync row, locked) of a series' invoices numbered above ``above`` still pending."""

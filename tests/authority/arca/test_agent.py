@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from stalela.app import create_app
+from stalela.authority.arca import service as arca_service
 from stalela.authority.simulator.arca import ArcaFaultSpec, ArcaSimulatorServer
 from sqlalchemy import func, select
 
@@ -280,3 +281,56 @@ async def test_a_backlog_goes_many_receipts_per_request(world):
     assert [(await sync_of(world, w))["authority_code"] for w in waiting] == [caes[n] for n in range(1, 21)]
     # One request for the run (the resync queues all twenty; the first claims the other nineteen).
     assert world["sim"].state()["counts"]["wsfe.FECAESolicitar"] - calls <= 2
+
+
+async def test_a_refused_credit_note_does_not_use_up_its_original(world):
+    await connect(world)
+    await drain(world)
+    sale = await seal(world, receipt(world))
+    await drain(world)
+    world["sim"].set_last(CUIT, world["pos"], 8, 5)  # another system issued NC B 1..5 at this point of sale
+    note = receipt(world, "8", original=sale["id"], lines=[
+        {"description": "Devolución", "quantity": "1", "unit_price": sale["totals"]["total"], "vat_rate": "21"}])
+    refused = await seal(world, note)
+    await drain(world)
+    assert (await sync_of(world, refused))["error"]["code"] == "arca_number_taken"
+    r = await world["client"].post("/v1/authority/arca/realign", headers=world["headers"],
+                                   json={"outlet_id": world["outlet"]["id"], "type": "8"})
+    assert r.status_code == 200, r.text
+    again = await seal(world, note)  # the refused note never took effect: the sale can still be credited
+    assert again["fiscal_number"] == f"NC B {world['pos']:05d}-00000006/2"
+    await drain(world)
+    assert (await sync_of(world, again))["status"] == "acknowledged"
+    over = await world["client"].post("/v1/invoices", json=note, headers=world["headers"])
+    assert over.status_code == 422 and over.json()["code"] == "credit_note_exceeds_original"
+
+
+async def test_a_backlog_is_not_realigned_and_a_due_date_before_the_receipt_is_refused(world):
+    await seal(world, receipt(world))  # waiting for credentials: not held by a refusal
+    await connect(world)
+    r = await world["client"].post("/v1/authority/arca/realign", headers=world["headers"],
+                                   json={"outlet_id": world["outlet"]["id"], "type": "6"})
+    assert r.status_code == 409 and r.json()["code"] == "series_not_held", r.text
+    past = await world["client"].post("/v1/invoices", headers=world["headers"], json=receipt(
+        world, concept="services", service_from="2026-01-01", service_to="2026-01-31", payment_due="2026-02-01"))
+    assert past.status_code == 422 and past.json()["code"] == "payment_due_before_receipt_date"
+    assert past.json()["field"] == "payment_due"
+
+
+async def test_in_a_run_each_receipt_answers_for_itself(world):
+    """The client's contract the agent relies on (against the simulator): in a run where receipt 2 is
+    refused, 1 is approved, 2 carries its own reason, 3 is refused for its number (10016)."""
+    await connect(world)
+    await drain(world)
+    sale = await seal(world, receipt(world))
+    await drain(world)
+    endpoint = await arca_service.wsfe_endpoint(world["app"].state.db, world["app"].state.settings,
+                                                sale["tenant_id"])
+    base = dict(sale["ar"])
+    run = [dict(base, number=2), dict(base, number=3, imp_total="9999.00"), dict(base, number=4)]
+    results = await endpoint.client.fe_cae_solicitar_many(endpoint.auth, run)
+    by_number = {r.number: r for r in results}
+    assert by_number[2].result == "A" and by_number[2].cae
+    assert by_number[3].result == "R" and by_number[3].observations
+    assert by_number[4].result == "R" and any(code == 10016 for code, _ in by_number[4].errors + by_number[4].observations)
+    assert sorted(world["sim"].caes(CUIT, world["pos"], 6)) == [1, 2]

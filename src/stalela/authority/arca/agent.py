@@ -37,7 +37,7 @@ from stalela.authority.arca.errors import (
     TokenRejected,
     Transient,
 )
-from stalela.authority.arca.wsfe import CaeResult, StoredReceipt
+from stalela.authority.arca.wsfe import NUMBER_MISMATCH, CaeResult, StoredReceipt
 from stalela.authority.repository import AuthorityRepository
 from stalela.config import Settings
 from stalela.db.base import utcnow
@@ -105,11 +105,16 @@ async def _claim(db: Database, settings: Settings, tenant_id: str, invoice_id: s
             return []
         repo = AuthorityRepository(session)
         await repo.ensure_sync_row(tenant_id, invoice_id, invoice.outlet_id, invoice.issued_at)
+        # The predecessor's row first, locked (rows of a series are always locked in number order): its
+        # outcome and its wake-up of this receipt commit together, so this read cannot see it pending
+        # while the wake-up, not seeing this receipt yet, went nowhere.
+        previous = None
+        if invoice.counter > payload.get("series_first", 1):
+            previous = await repo.series_neighbour(invoice.series_id, invoice.counter - 1, lock=True)
         row = await repo.sync_row(invoice_id, lock=True)
         if row.status != "pending":
             return []
         if invoice.counter > payload.get("series_first", 1):
-            previous = await repo.series_neighbour(invoice.series_id, invoice.counter - 1)
             status = previous[1].status if previous else "pending"
             if status == "pending":
                 # Woken by the predecessor's outcome (``_wake_next``), in the transaction recording it.
@@ -142,24 +147,40 @@ async def _claim(db: Database, settings: Settings, tenant_id: str, invoice_id: s
         return jobs
 
 
+async def _lookup(call: Any) -> Any:
+    """A question to ARCA (FECompConsultar, FECompUltimoAutorizado) never gives a verdict on a receipt:
+    an error in its answer is a reason to ask again later, not a refusal of what may hold a CAE."""
+    try:
+        return await call
+    except Rejected as exc:
+        raise Transient(f"ARCA could not answer a lookup: {exc}") from None
+
+
 async def _authorise(db: Database, settings: Settings, jobs: list[Job]) -> None:
     first = jobs[0]
     try:
         endpoint = await arca.wsfe_endpoint(db, settings, first.tenant_id)
         if first.sent_before:
             ar = first.ar
-            stored = await endpoint.client.fe_comp_consultar(endpoint.auth, ar["point_of_sale"], ar["cbte_tipo"],
-                                                             ar["number"])
+            stored = await _lookup(endpoint.client.fe_comp_consultar(endpoint.auth, ar["point_of_sale"],
+                                                                     ar["cbte_tipo"], ar["number"]))
             if stored is not None:
                 await _settle_stored(db, first, stored)
                 return
         await _mark_sent(db, jobs)
         try:
             results = await endpoint.client.fe_cae_solicitar_many(endpoint.auth, [job.ar for job in jobs])
-        except NumberMismatch:
+        except NumberMismatch:  # and no receipt answered: about the first one
             await _explain_mismatch(db, first, endpoint)
             return
-        await _record(db, jobs, results)
+        except Rejected as exc:
+            if len(jobs) > 1:
+                # Refused as a whole, the run does not say which receipt is at fault: the first goes
+                # again alone (it is marked as sent: asked about first), the rest after it.
+                await _note(db, first, error_code="authority_unreachable", error=f"ARCA refused the request: {exc}"[:1000])
+                raise RetryLater("ARCA refused a run of receipts: sending the first alone", 1.0) from None
+            raise
+        await _record(db, endpoint, jobs, results)
     except NotConfigured as exc:
         # Shown on the invoice and in /v1/sync/status; saving the credentials resyncs every waiting invoice.
         await _note(db, first, error_code="arca_not_configured", error=str(exc))
@@ -173,7 +194,7 @@ async def _authorise(db: Database, settings: Settings, jobs: list[Job]) -> None:
             await arca.forget_ticket(db, first.tenant_id)
             raise RetryLater("ARCA refused the ticket (600): logging in again", 1.0) from None
         await _note(db, first, error_code="arca_cuit_not_represented", error=str(exc)[:1000])
-    except Rejected as exc:  # the request as a whole (no receipt answered): the first one carries it
+    except Rejected as exc:  # the request of this one receipt, as a whole: ARCA registered nothing
         await _reject(db, first, "arca_rejected", exc.errors, exc.observations)
     except Transient as exc:
         log.warning("arca.unreachable", tenant_id=first.tenant_id, invoice_id=first.invoice_id, error=str(exc)[:500])
@@ -181,43 +202,54 @@ async def _authorise(db: Database, settings: Settings, jobs: list[Job]) -> None:
         raise
 
 
-async def _record(db: Database, jobs: list[Job], results: list[CaeResult]) -> None:
-    """Each receipt's own outcome, in order. After the first one ARCA did not approve, the numbers that
-    follow cannot have been taken (ARCA still expects that one): they stay pending, held behind it."""
+async def _record(db: Database, endpoint: arca.Endpoint, jobs: list[Job], results: list[CaeResult]) -> None:
+    """Each receipt's own outcome, matched by number, in order. After the first one ARCA did not
+    approve, the numbers that follow cannot have been taken (ARCA still expects that one): they stay
+    pending, held behind it (ARCA answers them 10016)."""
+    by_number = {r.number: r for r in results}
     approved: list[tuple[Job, CaeResult]] = []
-    for job, result in zip(jobs, results):
-        if result.result != "A":
-            await _acknowledge_many(db, approved)
-            await _reject(db, job, "arca_rejected", result.errors, result.observations)
-            return
-        approved.append((job, result))
-    # Fewer answers than receipts (never seen): the rest, marked as sent, are asked about one by one
-    # when the last approved one wakes the next.
-    if len(results) < len(jobs):
-        log.warning("arca.short_answer", tenant_id=jobs[0].tenant_id, sent=len(jobs), answered=len(results))
+    for job in jobs:
+        result = by_number.get(job.ar["number"])
+        if result is None:  # not answered (never seen): marked as sent, asked about when its turn comes
+            log.warning("arca.short_answer", tenant_id=job.tenant_id, invoice_id=job.invoice_id)
+            break
+        if result.result == "A":
+            approved.append((job, result))
+            continue
+        await _acknowledge_many(db, approved)
+        own = [(c, m) for c, m in result.errors if c != NUMBER_MISMATCH]
+        if result.observations or own:
+            await _reject(db, job, "arca_rejected", own, result.observations)
+        else:  # refused for its number or date alone: ask ARCA which, as for a single receipt
+            await _explain_mismatch(db, job, endpoint)
+        return
     await _acknowledge_many(db, approved)
 
 
 async def _explain_mismatch(db: Database, job: Job, endpoint: arca.Endpoint) -> None:
-    """10016: the number or the date is not the next ARCA expects. Ask ARCA which, never guess."""
+    """10016: the number or the date is not the next ARCA expects. Ask ARCA which, never guess.
+
+    A receipt ARCA holds under our number is adopted only if ours was sent before this attempt (its
+    answer lost): sent for the first time and refused, the number is someone else's, however alike
+    the two receipts look (a kiosk's identical sales to consumidor final)."""
     ar, client, auth = job.ar, endpoint.client, endpoint.auth
-    stored = await client.fe_comp_consultar(auth, ar["point_of_sale"], ar["cbte_tipo"], ar["number"])
-    if stored is not None:
+    stored = await _lookup(client.fe_comp_consultar(auth, ar["point_of_sale"], ar["cbte_tipo"], ar["number"]))
+    if stored is not None and job.sent_before:
         await _settle_stored(db, job, stored)
         return
-    last = await client.fe_comp_ultimo_autorizado(auth, ar["point_of_sale"], ar["cbte_tipo"])
+    last = await _lookup(client.fe_comp_ultimo_autorizado(auth, ar["point_of_sale"], ar["cbte_tipo"]))
     number = ar["number"]
-    if last == number - 1:
-        code, detail = "arca_date_rejected", (
-            f"ARCA expects number {number} but refuses its date {ar['date']} (older than the last authorised "
-            "receipt of the series, or outside ARCA's window)")
-    elif last < number - 1:
-        code, detail = "arca_number_gap", f"ARCA's last number of this series is {last}: it expects {last + 1}"
-    else:
+    if stored is not None or last >= number:
         code, detail = "arca_number_taken", (
             f"ARCA already holds number {number} of this series for another receipt (last {last}): another "
             "system issues on this point of sale")
-    await _reject(db, job, code, [(10016, detail)], [])
+    elif last == number - 1:
+        code, detail = "arca_date_rejected", (
+            f"ARCA expects number {number} but refuses its date {ar['date']} (older than the last authorised "
+            "receipt of the series, or outside ARCA's window)")
+    else:
+        code, detail = "arca_number_gap", f"ARCA's last number of this series is {last}: it expects {last + 1}"
+    await _reject(db, job, code, [(NUMBER_MISMATCH, detail)], [])
 
 
 def matches(stored: StoredReceipt, ar: dict[str, Any]) -> bool:
@@ -281,6 +313,12 @@ async def _acknowledge_many(db: Database, approved: list[tuple[Job, CaeResult]])
             row = await repo.sync_row(job.invoice_id, lock=True)
             if row.status == "acknowledged":  # a concurrent delivery of the same event got here first
                 continue
+            # Rejected meanwhile (a realignment while this answer was on its way): ARCA holds the CAE, so
+            # the receipt is authorised after all; said loudly, the merchant may have issued it again.
+            late = row.status == "rejected"
+            if late:
+                log.warning("arca.authorised_after_rejection", tenant_id=tenant_id, invoice_id=job.invoice_id,
+                            error_code=row.error_code)
             arca_qr = qr_url(job.ar, job.seller_cuit, result.cae)
             details = {"result": "A", "cae_due": result.cae_due.isoformat() if result.cae_due else None,
                        "observations": _codes(result.observations), "arca_qr_url": arca_qr}
@@ -293,7 +331,7 @@ async def _acknowledge_many(db: Database, approved: list[tuple[Job, CaeResult]])
             sync_acknowledged(session, row.sealed_at, now)
             enqueue(session, tenant_id, "invoice.acknowledged", {
                 "invoice_id": job.invoice_id, "authority_code": result.cae, "counters": None,
-                "cae_due": details["cae_due"]})
+                "cae_due": details["cae_due"], **({"after_rejection": True} if late else {})})
         await session.flush()
         await _wake_next(session, approved[-1][0])
 

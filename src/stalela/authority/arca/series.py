@@ -105,6 +105,16 @@ async def realign(db: Database, settings: Settings, principal: Principal, outlet
         if current.counter == last:
             raise Conflict(f"ARCA's last number of this series is {last}, as Stalela's: nothing to realign",
                            code="series_in_step")
+        acknowledged, refused = await AuthorityRepository(session).series_standing(current.id)
+        if acknowledged is not None and acknowledged > last:
+            # Authorised meanwhile (between ARCA's answer and this lock): a new generation from `last`
+            # would hand out numbers ARCA now holds.
+            raise Conflict(f"number {acknowledged} was authorised after ARCA said {last}: ask again",
+                           code="series_moved")
+        if refused is None:
+            # Only a series a refusal holds is realigned: a backlog waiting for ARCA is not stuck.
+            raise Conflict("no receipt of this series was refused after its last authorised one: it is not held "
+                           "(receipts may still be waiting for ARCA; see their sync errors)", code="series_not_held")
         now = utcnow()
         stranded = await AuthorityRepository(session).pending_in_series(current.id, 0)
         if any(row.claimed_until is not None and row.claimed_until > now for _, row in stranded):

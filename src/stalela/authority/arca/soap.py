@@ -19,6 +19,7 @@ import ssl
 import weakref
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 from lxml import etree
 
@@ -135,10 +136,15 @@ async def call(url: str, action: str, payload: bytes, *, timeout: float, allow_p
     limits = httpx.Timeout(timeout, connect=min(timeout, 5.0))
     try:
         with authority_request("POST", url, f"arca:{operation}") as metric:
-            response = await http.post(url, content=payload, headers=headers, timeout=limits)
+            # httpx's timeout bounds each read, not the exchange: an answer trickling in could outlast
+            # the agent's claim. The whole call gets the timeout plus the connect limit.
+            with anyio.fail_after(timeout + limits.connect):
+                response = await http.post(url, content=payload, headers=headers, timeout=limits)
             metric.done(response.status_code)
     except httpx.HTTPError as exc:  # timeouts, refused or dropped connections, the guard's refusals
         raise Transient(f"{type(exc).__name__}: {exc}") from exc
+    except TimeoutError as exc:
+        raise Transient(f"ARCA's answer took longer than {timeout + limits.connect:.0f} s") from exc
     try:
         root = parse_xml(response.content)
     except MalformedXml as exc:

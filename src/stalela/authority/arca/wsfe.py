@@ -250,18 +250,21 @@ def _result(body: etree._Element, operation: str, *, tolerate: frozenset[int] = 
 
 def parse_cae_answer(body: etree._Element) -> CaeResult:
     """FECAESolicitar's answer for one receipt as a CaeResult; raises unless it was approved (A)."""
-    [answer] = parse_cae_answers(body)
+    [answer] = parse_cae_answers(body, per_receipt=False)
     if answer.result == "A":
         return answer
     raise Rejected(answer.errors, answer.observations, answer)
 
 
-def parse_cae_answers(body: etree._Element) -> list[CaeResult]:
-    """FECAESolicitar's answer, one CaeResult per receipt in the order sent (each its own Resultado).
+def parse_cae_answers(body: etree._Element, *, per_receipt: bool = True) -> list[CaeResult]:
+    """FECAESolicitar's answer, one CaeResult per receipt answered (each its own Resultado, and the
+    request's errors: the caller matches them by ``number``).
 
-    Raises for what concerns the whole request: ``NumberMismatch`` (10016 among the errors),
-    ``Rejected`` (request errors and no receipt answered), ``Transient`` (an approval without a
-    readable CAE, or an answer that says nothing)."""
+    Raises for what concerns the whole request: ``NumberMismatch`` (10016 among the errors and no
+    receipt answered; or, unless ``per_receipt``, any 10016), ``Rejected`` (request errors and no
+    receipt answered), ``Transient`` (an approval without a readable CAE, or an answer that says
+    nothing). With ``per_receipt``, a 10016 with receipts answered is theirs to read: in a run, the
+    receipts after a refused one are answered 10016, and the refused one carries its own reason."""
     raw = etree.tostring(body, encoding="unicode")
     result = _result(body, "FECAESolicitar")
     errors = _codes(result, "Errors", "Err")
@@ -277,7 +280,7 @@ def parse_cae_answers(body: etree._Element) -> list[CaeResult]:
                                  processed_at=soap.text(header, "FchProceso"),
                                  observations=_codes(detail, "Observaciones", "Obs"), errors=errors, events=events,
                                  raw=raw))
-    if any(code == NUMBER_MISMATCH for code, _ in errors):
+    if any(code == NUMBER_MISMATCH for code, _ in errors) and not (per_receipt and answers):
         raise NumberMismatch(next(m for c, m in errors if c == NUMBER_MISMATCH), answers[0] if answers else None)
     if not answers:
         if errors:

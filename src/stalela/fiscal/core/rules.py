@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
@@ -67,6 +68,11 @@ class Jurisdiction(Protocol):
     def fiscal_number(self, outlet_code: str, point_of_sale: int | None, invoice_type: str,
                       counter: int, generation: int = 1) -> str:
         """The fiscal number of counter ``counter`` of the series (``generation``: see Series)."""
+        ...
+
+    def check_issue_date(self, invoice: ComputedInvoice, issue_date: date) -> None:
+        """Rules that need the date the invoice is issued on (in the outlet's timezone), which only the
+        sealer knows: raise `FiscalRuleViolation` before a number is used."""
         ...
 
     def original_types_for(self, credit_type: str) -> frozenset[str]:

@@ -27,10 +27,17 @@ class InvoiceRepository(Repository[Invoice]):
         stmt = select(Invoice).where(Invoice.fiscal_number == fiscal_number)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def credited_cents(self, original: str, credit_types: frozenset[str]) -> int:
-        """What the credit notes citing ``original`` add up to (debit notes cite originals too: not counted)."""
+    async def credited_cents(self, original: str, credit_types: frozenset[str], *,
+                             skip_refused: bool = False) -> int:
+        """What the credit notes citing ``original`` add up to (debit notes cite originals too: not counted).
+
+        ``skip_refused``: leave out notes the authority refused (Argentina: a note ARCA rejected never
+        took effect, and the merchant issues it again)."""
         stmt = select(func.coalesce(func.sum(Invoice.total_cents), 0)).where(
             Invoice.original == original, Invoice.type.in_(sorted(credit_types)))
+        if skip_refused:
+            refused = select(InvoiceSync.invoice_id).where(InvoiceSync.status.in_(("rejected", "failed")))
+            stmt = stmt.where(Invoice.id.not_in(refused))
         return int((await self.session.execute(stmt)).scalar_one())
 
     async def references_taken(self, wanted: set[tuple[str, str]]) -> set[tuple[str, str]]:

@@ -220,6 +220,7 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
                         and request.computed.jurisdiction == jurisdiction.code
                         else jurisdiction.compute(to_draft(request.body, jurisdiction, tenant.vat_condition),
                                                   original))  # FiscalRuleViolation
+            jurisdiction.check_issue_date(computed, local_date(utcnow(), group.outlets[request.body.outlet_id].timezone))
         except StalelaError as exc:
             outcomes.append(exc)
             continue
@@ -330,7 +331,9 @@ async def _original(group: _Group, invoices: InvoiceRepository, jurisdiction: Ju
         return None
     if found.outlet_id != request.body.outlet_id and not group.settings.credit_notes_across_outlets:
         return None
-    credited = await invoices.credited_cents(cited, jurisdiction.credit_note_types) + group.credited.get(cited, 0)
+    credited = await invoices.credited_cents(cited, jurisdiction.credit_note_types,
+                                             skip_refused=jurisdiction.original_by == "id") \
+        + group.credited.get(cited, 0)
     extra = None
     if jurisdiction.original_by == "id":
         sync = (await SyncStateRepository(group.session).views([found.id])).get(found.id)

@@ -85,8 +85,8 @@ async def invoice_pdf(session: AsyncSession, principal: Principal, invoice_id: s
     outlet = await OutletRepository(session).get(inv.outlet_id)
     document = render(inv)
     sync = sync_view(*(await SyncStateRepository(session).views([inv.id])).get(inv.id, (None, None)))
-    # A file name without spaces (Argentine numbers read "B 00003-00000042").
-    return (f"{inv.fiscal_number.replace(' ', '_')}.pdf",
+    # A file name without spaces or slashes (Argentine numbers read "B 00003-00000042", "…/2" once realigned).
+    return (f"{inv.fiscal_number.replace(' ', '_').replace('/', '-')}.pdf",
             pdf.invoice_pdf(document, {"name": tenant.name, "tax_id": tenant.tax_id},
                             {"code": outlet.code, "name": outlet.name}, sync))
 

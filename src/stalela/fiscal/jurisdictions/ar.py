@@ -83,6 +83,14 @@ class AR:
     def letter(self, invoice_type: str) -> str:
         return data.RECEIPT_TYPES[invoice_type].letter
 
+    def check_issue_date(self, invoice: ComputedInvoice, issue_date: date) -> None:
+        """What depends on the receipt's date (CbteFch), known only to the sealer: ARCA refuses a
+        payment due date before it (FchVtoPago), so it is refused here, before a number is used."""
+        due = (invoice.extra or {}).get("payment_due")
+        if due is not None and date.fromisoformat(due) < issue_date:
+            raise fail("payment_due_before_receipt_date", "payment_due",
+                       f"the payment is due on {due}, before the receipt's date {issue_date.isoformat()}")
+
     def validate(self, draft: InvoiceDraft, original: OriginalInvoice | None = None) -> None:
         self.compute(draft, original)
 

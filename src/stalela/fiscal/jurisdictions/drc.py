@@ -169,6 +169,9 @@ class DRC:
                       counter: int, generation: int = 1) -> str:
         return format_fiscal_number(outlet_code, counter)
 
+    def check_issue_date(self, invoice: ComputedInvoice, issue_date: date) -> None:
+        return None  # nothing of a DRC invoice depends on its sealing date
+
     def original_types_for(self, credit_type: str) -> frozenset[str]:
         return CREDIT_NOTE_ORIGINAL_TYPES.get(credit_type, frozenset())
 

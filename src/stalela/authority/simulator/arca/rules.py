@@ -58,6 +58,7 @@ MESSAGES = {
     10907: "La suma de BaseImp de AlicIva debe ser igual a ImpNeto.",
     10908: "Los comprobantes clase C no deben informar IVA (Iva ausente e ImpIVA 0).",
     10909: "El Id de AlicIva no es valido (3, 4, 5, 6, 8 o 9).",
+    10914: "FchVtoPago no puede ser anterior a la fecha del comprobante (CbteFch).",
     10910: ("FchServDesde, FchServHasta y FchVtoPago son obligatorios para Concepto 2 o 3, "
              "y no deben informarse para Concepto 1 (FchServDesde <= FchServHasta)."),
     10911: "Las notas de debito y credito deben informar CbtesAsoc.",
@@ -251,6 +252,8 @@ def check_receipt(detail: Detail, cbte_type: int) -> list[Message]:
     if detail.concept in (2, 3):
         if None in dates or detail.service_from > detail.service_to:
             obs.append(msg(10910))
+        elif detail.date is not None and detail.payment_due < detail.date:
+            obs.append(msg(10914, f"(FchVtoPago {detail.payment_due:%Y%m%d}, CbteFch {detail.date:%Y%m%d})"))
     elif any(d is not None for d in dates):
         obs.append(msg(10910))
     if detail.condition is None:
