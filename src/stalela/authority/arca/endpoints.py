@@ -58,7 +58,7 @@ async def put_credentials(vetted: Annotated[tuple[ArcaCredentialsIn, tuple], Dep
     return service.credentials_view(row)
 
 
-@router.get("/credentials")
+@router.get("/credentials", responses={404: {"description": "arca_credentials_not_found"}})
 async def get_credentials(session: DbSession, principal: Can(Perm.ADMIN)):
     """The certificate's subject, CUIT and expiry, the environment and URLs; never the key."""
     return service.credentials_view(await service.get_credentials(session, principal))
@@ -78,7 +78,9 @@ class RealignIn(StrictModel):
     type: str = Field(min_length=1, max_length=4, description='The receipt type (CbteTipo), e.g. "6"')
 
 
-@router.post("/realign", responses={409: {"description": "series_in_step, series_busy, arca_not_configured"},
+@router.post("/realign", responses={404: {"description": "outlet_not_found"},
+                                    409: {"description": "series_in_step, series_not_held, series_moved, series_busy, "
+                                                         "arca_not_configured"},
                                     503: {"description": "arca_unavailable"}})
 async def realign(body: RealignIn, principal: Can(Perm.ADMIN, own_transaction=True), request: Request,
                   settings: AppSettings):

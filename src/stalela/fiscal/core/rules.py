@@ -180,3 +180,48 @@ def check_decimal(
     if number >= maximum:
         raise fail(too_large_code or invalid_code, field, f"must be less than {maximum}")
     return number
+
+
+class LineLimits(Protocol):
+    description_max: int
+    code_max: int
+    quantity_places: int
+    price_places: int
+    max_quantity: Decimal
+    max_amount: Decimal
+
+
+# The checks every jurisdiction makes of a line's text and numbers, with the same codes everywhere;
+# what sits between them (how a line is taxed) is each jurisdiction's own.
+
+def check_line_text(at: str, description: object, code: object, limits: LineLimits) -> None:
+    if not isinstance(description, str) or not description.strip() or len(description) > limits.description_max:
+        raise fail("description_length", f"{at}.description",
+                   f"must be 1 to {limits.description_max} characters and not blank")
+    if code is not None and (is_blank(code) or len(code) > limits.code_max):  # type: ignore[arg-type]
+        raise fail("line_code_invalid", f"{at}.code",
+                   f"when present, 1 to {limits.code_max} characters and not blank")
+
+
+def check_quantity_and_price(at: str, quantity: object, unit_price: object,
+                             limits: LineLimits) -> tuple[Decimal, Decimal]:
+    checked_quantity = check_decimal(
+        quantity, f"{at}.quantity",
+        invalid_code="quantity_invalid", precision_code="quantity_precision",
+        too_large_code="quantity_too_large", places=limits.quantity_places,
+        minimum=ZERO, minimum_inclusive=False, maximum=limits.max_quantity,
+    )
+    checked_price = check_decimal(
+        unit_price, f"{at}.unit_price",
+        invalid_code="unit_price_invalid", precision_code="unit_price_precision",
+        too_large_code="unit_price_too_large", places=limits.price_places,
+        minimum=ZERO, minimum_inclusive=True, maximum=limits.max_amount,
+    )
+    return checked_quantity, checked_price
+
+
+def checked_line_amount(at: str, quantity: Decimal, unit_price: Decimal, limits: LineLimits) -> Decimal:
+    amount = line_amount(quantity, unit_price)
+    if amount >= limits.max_amount:
+        raise fail("line_amount_too_large", at, f"quantity x unit_price must be less than {limits.max_amount}")
+    return amount

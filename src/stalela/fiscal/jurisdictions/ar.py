@@ -26,10 +26,12 @@ from stalela.fiscal.core.rules import (
     PRICE_MODE_HT,
     PRICE_MODE_TTC,
     check_decimal,
+    check_line_text,
+    check_quantity_and_price,
+    checked_line_amount,
     compute_totals,
     fail,
     is_blank,
-    line_amount,
 )
 from stalela.fiscal.jurisdictions import ar_data as data
 from stalela.fiscal.jurisdictions.ar_data import LIMITS, ReceiptType
@@ -343,15 +345,8 @@ def _check_lines(draft: InvoiceDraft, receipt: ReceiptType) -> tuple[ComputedLin
 
 def _check_line(i: int, line: DraftLine, letter: str) -> ComputedLine:
     at = f"lines[{i}]"
-    description = line.description
-    if not isinstance(description, str) or not description.strip() \
-            or len(description) > LIMITS.description_max:
-        raise fail("description_length", f"{at}.description",
-                   f"must be 1 to {LIMITS.description_max} characters and not blank")
-    code = line.code
-    if code is not None and (is_blank(code) or len(code) > LIMITS.code_max):
-        raise fail("line_code_invalid", f"{at}.code",
-                   f"when present, 1 to {LIMITS.code_max} characters and not blank")
+    description, code = line.description, line.code
+    check_line_text(at, description, code, LIMITS)
     if letter == "C":
         # A C receipt (monotributo, exento issuers) charges no IVA and breaks none down.
         if line.vat_rate is not None:
@@ -363,22 +358,8 @@ def _check_line(i: int, line: DraftLine, letter: str) -> ComputedLine:
             raise fail("invalid_vat_rate", f"{at}.vat_rate",
                        f"{line.vat_rate!r} is not one of {', '.join(data.LINE_RATES)}")
         rate = line.vat_rate
-    quantity = check_decimal(
-        line.quantity, f"{at}.quantity",
-        invalid_code="quantity_invalid", precision_code="quantity_precision",
-        too_large_code="quantity_too_large", places=LIMITS.quantity_places,
-        minimum=_ZERO, minimum_inclusive=False, maximum=LIMITS.max_quantity,
-    )
-    unit_price = check_decimal(
-        line.unit_price, f"{at}.unit_price",
-        invalid_code="unit_price_invalid", precision_code="unit_price_precision",
-        too_large_code="unit_price_too_large", places=LIMITS.price_places,
-        minimum=_ZERO, minimum_inclusive=True, maximum=LIMITS.max_amount,
-    )
-    amount = line_amount(quantity, unit_price)
-    if amount >= LIMITS.max_amount:
-        raise fail("line_amount_too_large", at,
-                   f"quantity x unit_price must be less than {LIMITS.max_amount}")
+    quantity, unit_price = check_quantity_and_price(at, line.quantity, line.unit_price, LIMITS)
+    amount = checked_line_amount(at, quantity, unit_price, LIMITS)
     return ComputedLine(
         index=i,
         description=description,

@@ -33,10 +33,12 @@ from stalela.fiscal.core.rules import (
     PRICE_MODE_TTC,
     TaxGroup,
     check_decimal,
+    check_line_text,
+    check_quantity_and_price,
+    checked_line_amount,
     compute_totals,
     fail,
     is_blank,
-    line_amount,
 )
 from stalela.kit.money import money_context, money_str, round_money, round_money_ratio
 
@@ -328,14 +330,7 @@ def _check_line(
 ) -> ComputedLine:
     at = f"lines[{i}]"
     description = line.description
-    if not isinstance(description, str) or not description.strip() \
-            or len(description) > LIMITS.description_max:
-        raise fail("description_length", f"{at}.description",
-                   f"must be 1 to {LIMITS.description_max} characters and not blank")
-    code = line.code
-    if code is not None and (is_blank(code) or len(code) > LIMITS.code_max):
-        raise fail("line_code_invalid", f"{at}.code",
-                   f"when present, 1 to {LIMITS.code_max} characters and not blank")
+    check_line_text(at, description, line.code, LIMITS)
     if line.item_type not in ITEM_TYPES:
         raise fail("invalid_item_type", f"{at}.item_type",
                    f"{line.item_type!r} is not one of {', '.join(ITEM_TYPES)}")
@@ -343,24 +338,10 @@ def _check_line(
     if group not in TAX_GROUPS:
         raise fail("invalid_tax_group", f"{at}.tax_group",
                    f"{group!r} is not one of {', '.join(TAX_GROUPS)}")
-    quantity = check_decimal(
-        line.quantity, f"{at}.quantity",
-        invalid_code="quantity_invalid", precision_code="quantity_precision",
-        too_large_code="quantity_too_large", places=LIMITS.quantity_places,
-        minimum=_ZERO, minimum_inclusive=False, maximum=LIMITS.max_quantity,
-    )
-    unit_price = check_decimal(
-        line.unit_price, f"{at}.unit_price",
-        invalid_code="unit_price_invalid", precision_code="unit_price_precision",
-        too_large_code="unit_price_too_large", places=LIMITS.price_places,
-        minimum=_ZERO, minimum_inclusive=True, maximum=LIMITS.max_amount,
-    )
+    quantity, unit_price = check_quantity_and_price(at, line.quantity, line.unit_price, LIMITS)
     _check_line_group(at, line.item_type, group, is_export=is_export, buyer_type=buyer_type,
                       has_base_group=has_base_group)
-    amount = line_amount(quantity, unit_price)
-    if amount >= LIMITS.max_amount:
-        raise fail("line_amount_too_large", at,
-                   f"quantity x unit_price must be less than {LIMITS.max_amount}")
+    amount = checked_line_amount(at, quantity, unit_price, LIMITS)
     return ComputedLine(
         index=i,
         description=description,
