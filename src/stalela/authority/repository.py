@@ -95,10 +95,11 @@ class AuthorityRepository:
         return [(invoice_id, row) for invoice_id, row in await self.session.execute(stmt)]
 
     async def waiting_in_series(self, series_id: str, up_to: int) -> list[tuple[str, dict]]:
-        """(invoice id, signed payload) of a series' pending invoices numbered up to ``up_to``."""
+        """(invoice id, signed payload) of a series' pending invoices numbered up to ``up_to`` that were sent."""
         stmt = (select(Invoice.id, Invoice.payload).join(InvoiceSync, (InvoiceSync.tenant_id == Invoice.tenant_id)
                                                          & (InvoiceSync.invoice_id == Invoice.id))
-                .where(Invoice.series_id == series_id, Invoice.counter <= up_to, InvoiceSync.status == "pending")
+                .where(Invoice.series_id == series_id, Invoice.counter <= up_to, InvoiceSync.status == "pending",
+                       InvoiceSync.uid.is_not(None))  # sent at least once: only those can be ARCA's receipt
                 .order_by(Invoice.counter))
         return [(invoice_id, json.loads(payload)) for invoice_id, payload in await self.session.execute(stmt)]
 

@@ -139,7 +139,8 @@ async def realign(db: Database, settings: Settings, principal: Principal, outlet
 
 async def _settle_waiting(db: Database, endpoint: arca.Endpoint, tenant_id: str, outlet_id: str, invoice_type: str,
                           last: int) -> list[str]:
-    """Acknowledge the series' waiting receipts that ARCA holds as they were sealed; their ids."""
+    """Acknowledge the series' waiting receipts that were sent and that ARCA holds as they were sealed (their
+    answer was lost); their ids. One never sent cannot be the receipt ARCA holds, however alike."""
     async with db.transaction(readonly=True) as session:
         await bind_tenant(session, tenant_id)
         series = await SeriesRepository(session).current(outlet_id, invoice_type)
