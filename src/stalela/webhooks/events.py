@@ -32,7 +32,8 @@ TOPICS = {INVOICE_SEALED: INVOICE_SEALED, INVOICE_ACKNOWLEDGED: INVOICE_ACKNOWLE
 
 _ALLOWED = {
     INVOICE_SEALED: ("invoice_id", "outlet_id", "fiscal_number", "type", "total", "issued_at"),
-    INVOICE_ACKNOWLEDGED: ("invoice_id", "outlet_id", "fiscal_number", "status", "authority_code", "counters"),
+    INVOICE_ACKNOWLEDGED: ("invoice_id", "outlet_id", "fiscal_number", "status", "authority_code", "counters",
+                           "cae_due", "after_rejection"),
     INVOICE_SYNC_FAILED: ("invoice_id", "outlet_id", "fiscal_number", "status", "code"),
     ENDPOINT_DISABLED: ("endpoint_id", "reason", "failing_since", "disabled_at"),
     WEBHOOK_TEST: ("endpoint_id", "message"),
@@ -54,7 +55,8 @@ def needs_invoice(event_type: str) -> bool:
 def thin_data(event_type: str, payload: dict[str, Any], invoice: dict[str, Any] | None = None) -> dict[str, Any]:
     source = {**(invoice or {}), **payload}
     if event_type in _STATUS:
-        source["status"] = _STATUS[event_type]
+        # ARCA's refusal says "rejected" (Resultado R); the DGI's outcomes keep "failed".
+        source["status"] = "rejected" if payload.get("status") == "rejected" else _STATUS[event_type]
     if event_type == REPORT_Z_CLOSED:
         return {k: v for k, v in payload.items() if k in _REPORT_KEYS}
     return {k: source[k] for k in _ALLOWED[event_type] if k in source}
