@@ -334,3 +334,18 @@ async def test_in_a_run_each_receipt_answers_for_itself(world):
     assert by_number[3].result == "R" and by_number[3].observations
     assert by_number[4].result == "R" and any(code == 10016 for code, _ in by_number[4].errors + by_number[4].observations)
     assert sorted(world["sim"].caes(CUIT, world["pos"], 6)) == [1, 2]
+
+
+async def test_a_run_whose_request_failed_goes_again_as_a_run(world):
+    await connect(world)
+    await drain(world)  # aligned, ticket fetched
+    waiting = [await seal(world, receipt(world)) for _ in range(20)]  # their events wait for the drain below
+    before = dict(world["sim"].state()["counts"])
+    world["sim"].force_next("http500")  # the run's FECAESolicitar fails: nothing registered
+    await drain(world)
+    assert sorted(world["sim"].caes(CUIT, world["pos"], 6)) == list(range(1, 21))
+    assert [(await sync_of(world, w))["status"] for w in waiting] == ["acknowledged"] * 20
+    counts = world["sim"].state()["counts"]
+    # Asked once whether the run's first is registered (602), then sent again as one run, not one by one.
+    assert counts["wsfe.FECAESolicitar"] - before.get("wsfe.FECAESolicitar", 0) <= 3
+    assert 1 <= counts.get("wsfe.FECompConsultar", 0) - before.get("wsfe.FECompConsultar", 0) <= 2

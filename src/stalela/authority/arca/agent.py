@@ -133,17 +133,19 @@ async def _claim(db: Database, settings: Settings, tenant_id: str, invoice_id: s
         row.claimed_until, row.attempts = until, row.attempts + 1
         first = Job(tenant_id, invoice_id, invoice.series_id, invoice.fiscal_number, ar, payload["seller_tax_id"],
                     sent_before=row.uid == _sent_mark(ar["number"]))
-        if first.sent_before:
-            return [first]  # asked about alone first (FECompConsultar), then the rest follow
+        # A first receipt sent before (a run whose answer was lost) takes the rest of that run along:
+        # ARCA registers a series in order, so if it does not hold the first, it holds none after it
+        # (asked below before anything is sent). A first never sent takes only receipts never sent.
         jobs = [first]
         for following_id, following, signed in await repo.series_run(invoice.series_id, invoice.counter, BATCH - 1):
             number = signed["ar"]["number"]
-            if (number != jobs[-1].ar["number"] + 1 or following.status != "pending" or following.uid is not None
+            if (number != jobs[-1].ar["number"] + 1 or following.status != "pending"
+                    or (following.uid is not None and not first.sent_before)
                     or (following.claimed_until is not None and following.claimed_until > now)):
                 break
             following.claimed_until, following.attempts = until, following.attempts + 1
             jobs.append(Job(tenant_id, following_id, invoice.series_id, signed["fiscal_number"], signed["ar"],
-                            signed["seller_tax_id"], sent_before=False))
+                            signed["seller_tax_id"], sent_before=following.uid == _sent_mark(number)))
         return jobs
 
 
@@ -164,7 +166,7 @@ async def _authorise(db: Database, settings: Settings, jobs: list[Job]) -> None:
             ar = first.ar
             stored = await _lookup(endpoint.client.fe_comp_consultar(endpoint.auth, ar["point_of_sale"],
                                                                      ar["cbte_tipo"], ar["number"]))
-            if stored is not None:
+            if stored is not None:  # the run was registered (its answer lost): the first settles, the rest follow
                 await _settle_stored(db, first, stored)
                 return
         await _mark_sent(db, jobs)
