@@ -74,6 +74,8 @@ NOT_STORED = {
         "BuyerIn": ("type", "name", "tax_id", "exemption_ref", "doc_type", "doc_number", "vat_condition"),
         "PaymentIn": ("method", "amount"),
         "ExchangeIn": ("currency", "rate", "date")}.items() for f in fs},
+    **{f"BuyerIn.{f}": "encrypted under the buyer's subject key (invoices.buyer_sealed, bytes)"
+       for f in ("email", "phone", "address", "reference")},
     "DeviceIn.token": "stored encrypted (bytes)",
     "RealignIn.outlet_id": "looked up: an unknown id is 404 outlet_not_found",
     "RealignIn.type": "checked against the AR receipt types; stored as a series code (the types fit)",

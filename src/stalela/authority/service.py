@@ -30,6 +30,7 @@ from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.db.session import Database
 from stalela.errors import Conflict, NotFound
+from stalela.fiscal.invoices.buyers import reveal_buyers
 from stalela.fiscal.invoices.models import AuthorityAck, InvoiceSync
 from stalela.fiscal.invoices.repository import InvoiceRepository
 from stalela.kit import netguard
@@ -220,7 +221,9 @@ async def sync_invoice(db: Database, settings: Settings, tenant_id: str, invoice
         # Requests of the device that other deliveries left pending with their totals checked: resumed first.
         left = await repo.claim_left_pending(invoice.outlet_id, invoice_id, now, row.claimed_until, _SLOTS)
         token = open_secret(settings, device.token_encrypted, _context(tenant_id, invoice.outlet_id))
-        document = json.loads(invoice.document)
+        # The DGI is sent the buyer it requires (seal v2 keeps it encrypted; restricted ones still go).
+        buyers = await reveal_buyers(session, settings, tenant_id, [invoice], purpose="authority")
+        document = {**json.loads(invoice.document), **buyers.get(invoice.id, {})}
         tenant = await TenantRepository(session).get(tenant_id)
         nim, outlet_id, claimed_until = device.nim, invoice.outlet_id, row.claimed_until
 

@@ -179,9 +179,10 @@ async def invoice_page(invoice_id: str, request: Request, session: DbSession, vi
 
 
 @router.get("/invoices/{invoice_id}/pdf")
-async def invoice_pdf(invoice_id: str, session: DbSession, viewer: CurrentViewer):
+async def invoice_pdf(invoice_id: str, request: Request, session: DbSession, viewer: CurrentViewer):
     need(viewer, Perm.INVOICES_READ)
-    name, content = await invoices.invoice_pdf(session, viewer.principal, opt(invoice_id, ID, "invoice_id"))
+    name, content = await invoices.invoice_pdf(session, request.app.state.settings, viewer.principal,
+                                               opt(invoice_id, ID, "invoice_id"))
     return Response(content, media_type="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 

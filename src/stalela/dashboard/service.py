@@ -150,7 +150,7 @@ async def invoice_page(
 async def invoice_detail(session: AsyncSession, settings: Settings, principal: Principal,
                          invoice_id: str) -> dict[str, Any]:
     inv = await invoices.get_invoice(session, principal, invoice_id)
-    body = invoices.render(inv)
+    [body] = await invoices.render_many(session, settings, [inv])
     sync, ack = (await SyncStateRepository(session).views([inv.id])).get(inv.id, (None, None))
     url = invoices.verification_url(settings, inv.id)
     outlet = await OutletRepository(session).get(inv.outlet_id)

@@ -42,3 +42,18 @@ def open_secret(settings: Settings, blob: bytes, context: str) -> str:
         return _aead(master_key(settings)).decrypt(blob[1:13], blob[13:], context.encode()).decode()
     except InvalidTag:
         raise SecretUnreadable() from None
+
+
+def seal_secret_bytes(settings: Settings, plaintext: bytes, context: str) -> bytes:
+    nonce = os.urandom(12)
+    return _VERSION + nonce + _aead(master_key(settings)).encrypt(nonce, plaintext, context.encode())
+
+
+def open_secret_bytes(settings: Settings, blob: bytes, context: str) -> bytes:
+    blob = bytes(blob)
+    if blob[:1] != _VERSION:
+        raise SecretUnreadable("unknown secret format")
+    try:
+        return _aead(master_key(settings)).decrypt(blob[1:13], blob[13:], context.encode())
+    except InvalidTag:
+        raise SecretUnreadable() from None

@@ -61,11 +61,12 @@ async def test_public_verification_page(client, shop):
     url = inv["qr"].split("://", 1)[1].split("/", 1)[1]
     page = await client.get(f"/{url}")
     assert page.status_code == 200 and "Facture authentique" in page.text
-    assert "Client Secret SA" not in page.text and "B999" not in page.text  # never buyer data
+    # The buyer's name while its data is not erased or restricted (checked against the commitment), nothing else.
+    assert "Client Secret SA" in page.text and "B999" not in page.text
     data = (await client.get(f"/{url}", headers={"Accept": "application/json"})).json()
     assert data["authentic"] is True and data["fiscal_number"] == inv["fiscal_number"]
     assert data["seller"] == {"name": "Shop SARL", "tax_id": "A7654321Z"}
-    assert "Client Secret SA" not in json.dumps(data)
+    assert data["buyer"] == {"name": "Client Secret SA", "committed": True} and "B999" not in json.dumps(data)
     svg = await client.get(f"/{url}/qr.svg")
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
     for bad in ("inv_nope", "x" * 300, "%00", "bad$id", "../../etc/passwd"):

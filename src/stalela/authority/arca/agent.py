@@ -22,7 +22,7 @@ Stalela gave them at sealing time. So, per series:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -43,6 +43,7 @@ from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.db.session import Database
 from stalela.fiscal.invoices.models import AuthorityAck
+from stalela.fiscal.invoices.buyers import reveal_buyers
 from stalela.fiscal.invoices.repository import InvoiceRepository
 from stalela.fiscal.jurisdictions.arca_qr import qr_url
 from stalela.observability.logging import get_logger
@@ -146,7 +147,26 @@ async def _claim(db: Database, settings: Settings, tenant_id: str, invoice_id: s
             following.claimed_until, following.attempts = until, following.attempts + 1
             jobs.append(Job(tenant_id, following_id, invoice.series_id, signed["fiscal_number"], signed["ar"],
                             signed["seller_tax_id"], sent_before=following.uid == _sent_mark(number)))
+        return await with_documents(session, settings, tenant_id, jobs)
+
+
+async def with_documents(session: Any, settings: Settings, tenant_id: str, jobs: list[Job]) -> list[Job]:
+    """Seal v2 keeps a person's document number out of the signed ``ar`` block; ARCA is sent it, read
+    from the buyer's subject (still readable when restricted: the tax obligation is what kept it)."""
+    hidden = [job.invoice_id for job in jobs if job.ar.get("doc_number") is None]
+    if not hidden:
         return jobs
+    shown = await reveal_buyers(session, settings, tenant_id, await InvoiceRepository(session).many(hidden),
+                                purpose="authority")
+    out = []
+    for job in jobs:
+        if job.ar.get("doc_number") is None:
+            buyer = (shown.get(job.invoice_id) or {}).get("buyer")
+            if buyer is None:  # only if its key was shredded before ARCA was ever reached: an operator's case
+                raise Transient(f"{job.fiscal_number}: the buyer's document number cannot be read")
+            job = replace(job, ar={**job.ar, "doc_number": buyer["doc_number"]})
+        out.append(job)
+    return out
 
 
 async def _lookup(call: Any) -> Any:

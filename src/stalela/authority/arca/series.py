@@ -8,7 +8,7 @@ from typing import Any
 from stalela.audit.service import record
 from stalela.auth.principal import Principal
 from stalela.authority.arca import service as arca
-from stalela.authority.arca.agent import Job, acknowledge, log, matches
+from stalela.authority.arca.agent import Job, acknowledge, log, matches, with_documents
 from stalela.authority.arca.errors import (
     CertificateRejected,
     NotConfigured,
@@ -89,7 +89,7 @@ async def realign(db: Database, settings: Settings, principal: Principal, outlet
         last = await endpoint.client.fe_comp_ultimo_autorizado(endpoint.auth, outlet.pos_number, int(invoice_type))
         # Waiting receipts ARCA may hold already (an answer lost before the series got stuck) keep
         # their CAE: asked one by one, as the agent would, before the generation closes.
-        settled = await _settle_waiting(db, endpoint, principal.tenant_id, outlet_id, invoice_type, last)
+        settled = await _settle_waiting(db, settings, endpoint, principal.tenant_id, outlet_id, invoice_type, last)
     except (NotConfigured, CertificateRejected, TicketUnavailable) as exc:
         raise Conflict(f"ARCA cannot be asked for the series' last number: {exc}", code="arca_not_configured") \
             from None
@@ -137,7 +137,8 @@ async def realign(db: Database, settings: Settings, principal: Principal, outlet
     return outcome
 
 
-async def _settle_waiting(db: Database, endpoint: arca.Endpoint, tenant_id: str, outlet_id: str, invoice_type: str,
+async def _settle_waiting(db: Database, settings: Settings, endpoint: arca.Endpoint, tenant_id: str, outlet_id: str,
+                          invoice_type: str,
                           last: int) -> list[str]:
     """Acknowledge the series' waiting receipts that were sent and that ARCA holds as they were sealed (their
     answer was lost); their ids. One never sent cannot be the receipt ARCA holds, however alike."""
@@ -145,14 +146,16 @@ async def _settle_waiting(db: Database, endpoint: arca.Endpoint, tenant_id: str,
         await bind_tenant(session, tenant_id)
         series = await SeriesRepository(session).current(outlet_id, invoice_type)
         waiting = [] if series is None else await AuthorityRepository(session).waiting_in_series(series.id, last)
+        # With the buyer's document number where seal v2 keeps it off the payload (what ARCA holds).
+        jobs = await with_documents(session, settings, tenant_id, [
+            Job(tenant_id, invoice_id, payload["series_id"], payload["fiscal_number"], payload["ar"],
+                payload["seller_tax_id"], sent_before=True) for invoice_id, payload in waiting])
     settled = []
-    for invoice_id, payload in waiting:
-        ar = payload["ar"]
+    for job in jobs:
+        ar, invoice_id = job.ar, job.invoice_id
         stored = await endpoint.client.fe_comp_consultar(endpoint.auth, ar["point_of_sale"], ar["cbte_tipo"],
                                                          ar["number"])
         if stored is not None and matches(stored, ar) and stored.cae:
-            job = Job(tenant_id, invoice_id, payload["series_id"], payload["fiscal_number"], ar,
-                       payload["seller_tax_id"], sent_before=True)
             await acknowledge(db, job, stored.cae, stored.cae_due, stored.observations, None)
             settled.append(invoice_id)
     return settled

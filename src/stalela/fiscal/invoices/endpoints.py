@@ -107,6 +107,7 @@ def _filters(
 @router.get("/invoices")
 async def list_invoices(
     session: DbSession,
+    settings: AppSettings,
     principal: Can(Perm.INVOICES_READ),
     paging: Annotated[PageParams, Depends(page_params)],
     filters: Annotated[InvoiceFilters, Depends(_filters)],
@@ -115,27 +116,33 @@ async def list_invoices(
     rows, more = await service.list_invoices(
         session, principal, filters, limit=paging.limit, starting_after=paging.starting_after
     )
-    return {"data": await _with_sync(session, rows), "has_more": more}
+    return {"data": await _with_sync(session, settings, rows), "has_more": more}
 
 
 @router.get("/invoices/{invoice_id}")
-async def get_invoice(invoice_id: PathId, session: DbSession, principal: Can(Perm.INVOICES_READ)):
-    """One sealed invoice, exactly as it was answered when sealed, with its current authority sync."""
-    return (await _with_sync(session, [await service.get_invoice(session, principal, invoice_id)]))[0]
+async def get_invoice(invoice_id: PathId, session: DbSession, settings: AppSettings,
+                      principal: Can(Perm.INVOICES_READ)):
+    """One sealed invoice, exactly as it was answered when sealed, with its current authority sync.
+
+    The buyer is read back from its subject's key: after an erasure request it is ``null`` with
+    ``buyer_status`` ``restricted`` (kept for the tax obligation, readable by auditors) or ``erased``."""
+    return (await _with_sync(session, settings, [await service.get_invoice(session, principal, invoice_id)]))[0]
 
 
 @router.get("/invoices/{invoice_id}/pdf", response_class=Response,
             responses={200: media("application/pdf", description="The sealed invoice as a PDF")})
-async def invoice_pdf(invoice_id: PathId, session: DbSession, principal: Can(Perm.INVOICES_READ)):
+async def invoice_pdf(invoice_id: PathId, session: DbSession, settings: AppSettings,
+                      principal: Can(Perm.INVOICES_READ)):
     """The sealed invoice as a PDF (lines, totals per group, seal, and the QR code of its public page)."""
-    name, content = await service.invoice_pdf(session, principal, invoice_id)
+    name, content = await service.invoice_pdf(session, settings, principal, invoice_id)
     return Response(content, media_type="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-async def _with_sync(session, rows) -> list[dict]:  # noqa: ANN001
+async def _with_sync(session, settings, rows) -> list[dict]:  # noqa: ANN001
     views = await SyncStateRepository(session).views([r.id for r in rows])
-    return [{**service.render(r), "sync": service.sync_view(*views.get(r.id, (None, None)))} for r in rows]
+    shown = await service.render_many(session, settings, rows)
+    return [{**body, "sync": service.sync_view(*views.get(r.id, (None, None)))} for r, body in zip(rows, shown)]
 
 
 # Any text: the public page answers 404 for whatever is not a sealed invoice's id, malformed or not
@@ -145,12 +152,13 @@ InvoiceId = Annotated[str, Path(max_length=1000)]
 
 @public_router.get("/verify/{invoice_id}", response_class=HTMLResponse,
                    responses={200: media("text/html", json=True, description="The page, or JSON if asked for")})
-async def verify_page(invoice_id: InvoiceId, request: Request, session: PublicSession):
-    """The page a receipt's QR code opens: is this invoice authentic? No auth, never any buyer data.
+async def verify_page(invoice_id: InvoiceId, request: Request, session: PublicSession, settings: AppSettings):
+    """The page a receipt's QR code opens: is this invoice authentic? No auth. The buyer's name only
+    while its data is not restricted or erased; no other buyer data.
 
     Answers JSON instead of HTML when the client sends ``Accept: application/json``.
     """
-    result = await verification.verify(session, invoice_id)
+    result = await verification.verify(session, invoice_id, settings)
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse(result)
     return HTMLResponse(verification.render_page(result))

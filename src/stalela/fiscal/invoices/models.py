@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, ForeignKeyConstraint, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Date, LargeBinary, ForeignKeyConstraint, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stalela.db.base import Base, UTCDateTime, utcnow
@@ -50,6 +50,8 @@ class Invoice(TenantOwned, Base):
         Index("ix_invoices_tenant_id_issued_at", "tenant_id", "issued_at"),
         # The public verification page finds an invoice by id alone.
         Index("uq_invoices_id", "id", unique=True),
+        # Erasure and portability find a data subject's invoices.
+        Index("ix_invoices_tenant_id_buyer_subject", "tenant_id", "buyer_subject"),
     )
 
     tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -70,7 +72,11 @@ class Invoice(TenantOwned, Base):
     seal_hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
     payload: Mapped[str] = mapped_column(Text)  # the signed payload, canonical JSON (RFC 8785)
-    document: Mapped[str] = mapped_column(Text)  # the sealed invoice as answered, minus the seal
+    document: Mapped[str] = mapped_column(Text)  # the sealed invoice as answered, minus the seal (and, v2, its buyer)
+    # Seal v2: a buyer with personal data is not in ``document`` but here, AES-GCM under its subject's
+    # data key (stalela.fiscal.subjects); shredding the key erases it, the row never changes.
+    buyer_subject: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    buyer_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

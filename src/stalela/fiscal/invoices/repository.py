@@ -23,6 +23,15 @@ class InvoiceRepository(Repository[Invoice]):
         await _insert(self.session, Invoice.__table__, invoices)
         await _insert(self.session, IdempotencyRecord.__table__, idempotency)
 
+    async def many(self, ids: list[str]) -> list[Invoice]:
+        if not ids:
+            return []
+        return list((await self.session.execute(select(Invoice).where(Invoice.id.in_(sorted(set(ids)))))).scalars())
+
+    async def by_subject(self, subject_id: str) -> list[str]:
+        stmt = select(Invoice.id).where(Invoice.buyer_subject == subject_id).order_by(Invoice.id)
+        return list((await self.session.execute(stmt)).scalars())
+
     async def by_fiscal_number(self, fiscal_number: str) -> Invoice | None:
         stmt = select(Invoice).where(Invoice.fiscal_number == fiscal_number)
         return (await self.session.execute(stmt)).scalar_one_or_none()

@@ -38,6 +38,14 @@ class BuyerIn(_In):
     doc_number: str | None = Field(None, max_length=20)
     vat_condition: str | None = Field(None, max_length=40, description="Argentina: the buyer's IVA condition "
                                                                        "(RG 5616), e.g. consumidor_final")
+    # Contacts: personal data, never signed in clear (seal v2 commits to them) and erasable on request.
+    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    phone: str | None = Field(None, max_length=40)
+    address: str | None = Field(None, max_length=500)
+    reference: str | None = Field(None, max_length=100, description="The merchant's own id for this customer: "
+                                                                    "an erasure request can name the buyer by it")
+    new_subject: bool = Field(False, description="The buyer's identifiers belonged to someone whose data was erased "
+                                                 "and this is a new customer: do not refuse with subject_erased")
 
 
 class PaymentIn(_In):

@@ -46,6 +46,9 @@ from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.ledger.service import LogAppender
 from stalela.fiscal.invoices.figures import DayBook, day_position
 from stalela.fiscal.signing import registry as keys
+from stalela.fiscal.subjects.service import BuyerVault, SealedBuyer
+from stalela.fiscal.invoices.buyers import reveal_buyers
+from stalela.fiscal.core.disclosure import is_natural_person
 from stalela.kit import canonical
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
@@ -55,7 +58,8 @@ from stalela.outbox.service import enqueue_many, event_row
 from stalela.tenancy.models import Outlet
 from stalela.tenancy.repository import OutletRepository, TenantRepository
 
-SEAL_VERSION = 1
+# 2: the buyer is committed to (buyer_commitment), not signed in clear (docs/seal-format.md).
+SEAL_VERSION = 2
 # Jurisdictions' own blocks of the payload, shown as such in the sealed document.
 _EXTRA_BLOCKS = ("ar",)
 # What a freshly sealed invoice shows of its authority sync (see service.sync_view).
@@ -76,6 +80,8 @@ class SealRequest:
     rejection: StalelaError | None = None
     lines_json: list[dict[str, Any]] | None = None
     lines_hash: str | None = None
+    # Set in the group once admitted: the buyer's commitment and, if personal, its ciphertext.
+    buyer: SealedBuyer | None = None
 
 
 def prepare(request: SealRequest) -> SealRequest:
@@ -168,6 +174,7 @@ class _Group:
     syncs: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     idempotency: list[dict] = field(default_factory=list)
+    vault: BuyerVault | None = None
 
 
 async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
@@ -189,6 +196,7 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
         taken_references=await invoices.references_taken(
             {(r.body.outlet_id, r.body.reference) for r in requests if r.body.reference is not None}),
     )
+    group.vault = BuyerVault(session, settings, tenant_id)
     tenant = await TenantRepository(session).get(tenant_id)
     jurisdiction = get_jurisdiction(tenant.jurisdiction)
     key = await keys.active_key(session, tenant_id)
@@ -221,6 +229,10 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
                         else jurisdiction.compute(to_draft(request.body, jurisdiction, tenant.vat_condition),
                                                   original))  # FiscalRuleViolation
             jurisdiction.check_issue_date(computed, local_date(utcnow(), group.outlets[request.body.outlet_id].timezone))
+            # Last: a refusal here (subject_erased) must come after every rule, like any rejection.
+            request.buyer = await group.vault.seal(
+                buyer_json(computed, request.body),
+                new_subject=bool(request.body.buyer and request.body.buyer.new_subject))
         except StalelaError as exc:
             outcomes.append(exc)
             continue
@@ -258,6 +270,7 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
         outcomes[index] = result
         if request.idempotency_key is not None:
             sealed_keys[request.idempotency_key] = (fingerprint, result)
+    await group.vault.flush(utcnow())
     await InvoiceRepository(session).insert_sealed(group.invoices, group.idempotency)
     await SyncStateRepository(session).insert_pending(group.syncs)
     await enqueue_many(session, group.events)
@@ -285,7 +298,8 @@ async def _admit(group: _Group, request: SealRequest) -> tuple[SealResult | None
         elif record is not None:
             if record.request_hash != fingerprint:
                 raise _key_reused()
-            return SealResult(record.status_code, json.loads(record.response), replayed=True), fingerprint
+            body = await _with_buyer(group, json.loads(record.response))
+            return SealResult(record.status_code, body, replayed=True), fingerprint
     outlet = group.outlets.get(body.outlet_id)
     if outlet is None:
         raise ValidationFailed("no such outlet", code="outlet_not_found", field="outlet_id")
@@ -388,7 +402,9 @@ def _number(group: _Group, tenant: Any, jurisdiction: Jurisdiction, key: Any, re
         "total": totals["total"],
         "lines_hash": request.lines_hash or computed.lines_digest(),
         "line_count": len(computed.lines),
-        "buyer_tax_id": req.buyer.tax_id if req.buyer and req.buyer.tax_id else None,
+        # v2: in clear only a legal person's tax id; any buyer is committed to, salted (core/disclosure.py).
+        "buyer_tax_id": _clear_tax_id(request.buyer),
+        "buyer_commitment": request.buyer.commitment if request.buyer else None,
         "nature": req.nature,
         "original": req.original,
         "exchange": computed.exchange_as_json(),
@@ -402,7 +418,9 @@ def _number(group: _Group, tenant: Any, jurisdiction: Jurisdiction, key: Any, re
         # sale, the receipt number and its date, CbteFch, in the outlet's timezone).
         payload[jurisdiction.code.lower()] = {
             **computed.extra, "point_of_sale": outlet.pos_number, "number": counter,
-            "date": local_date(issued, outlet.timezone).isoformat()}
+            "date": local_date(issued, outlet.timezone).isoformat(),
+            # A person's document number is not signed in clear (v2): the agent reads it from the subject.
+            **({"doc_number": None} if _personal_doc(request.buyer) else {})}
     signed = canonical_bytes(payload)
     # The chain needs only the hash of what is signed, not the signature: the next invoice of the
     # outlet can be numbered before this one is signed.
@@ -415,6 +433,8 @@ def _number(group: _Group, tenant: Any, jurisdiction: Jurisdiction, key: Any, re
 async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, request: SealRequest, fingerprint: str,
                  n: _Numbered, signature: bytes) -> SealResult:
     session, settings, req, computed = group.session, group.settings, request.body, n.computed
+    sold_to = request.buyer
+    sealed_away = sold_to is not None and sold_to.subject_id is not None
     seal = build_seal(n.payload, signature, key.id, canonical_payload=n.signed)
     document = {
         "id": n.invoice_id,
@@ -428,7 +448,9 @@ async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, reque
         "issued_at": n.payload["issued_at"],
         "currency": computed.currency,
         "reference": req.reference,
-        "buyer": computed.buyer_as_json(),
+        # A personal buyer is stored encrypted (buyer_sealed), never in the document; shown by render.
+        "buyer": None if sealed_away else (sold_to.buyer if sold_to else None),
+        "buyer_salt": None if sealed_away else (sold_to.salt if sold_to else None),
         "nature": req.nature,
         "original": req.original,
         "payments": computed.payments_as_json(),
@@ -444,6 +466,7 @@ async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, reque
         series_id=n.series.id, counter=n.counter, fiscal_number=n.fiscal_number, type=req.type, issued_at=n.issued,
         reference=req.reference, original=req.original, total_cents=int(computed.total * CENTS), key_id=key.id,
         seal_hash=seal["hash"], signature=seal["signature"], payload=n.signed.decode(), document=json.dumps(document),
+        buyer_subject=sold_to.subject_id if sealed_away else None, buyer_sealed=sold_to.ciphertext if sealed_away else None,
     ))
     # The business day's figures (Z/X reports), by the invoice's place in its outlet's sequence.
     await book.add(n.outlet, day_position(n.series.code, n.counter, leaf_index), n.issued, computed)
@@ -454,12 +477,45 @@ async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, reque
         "invoice_id": n.invoice_id, "outlet_id": n.outlet.id, "fiscal_number": n.fiscal_number, "type": req.type,
         "total": n.payload["total"], "issued_at": n.payload["issued_at"],
     }))
-    body = {**document, "seal": seal, "sync": PENDING_SYNC}
+    stored = {**document, "seal": seal, "sync": PENDING_SYNC}
+    body = {**stored, "buyer": sold_to.buyer, "buyer_salt": sold_to.salt} if sealed_away else stored
     if request.idempotency_key is not None:
+        # The record keeps no personal data either: a replay reads the buyer back (_with_buyer).
         group.idempotency.append(dict(
             tenant_id=group.tenant_id, key=request.idempotency_key, request_hash=fingerprint, status_code=201,
-            response=json.dumps(body), created_at=n.issued,
+            response=json.dumps(stored), created_at=n.issued,
             expires_at=n.issued + timedelta(days=settings.idempotency_retention_days),
         ))
     invoice_sealed(session, group.tenant_id, n.outlet.id, req.type)  # counted when the transaction commits
     return SealResult(201, body)
+
+
+def buyer_json(computed: core.ComputedInvoice, req: InvoiceCreate) -> dict[str, Any] | None:
+    """The document's ``buyer``: the jurisdiction's buyer object plus the contacts given (only those)."""
+    base = computed.buyer_as_json()
+    b = req.buyer
+    contacts = {k: getattr(b, k) for k in ("email", "phone", "address", "reference") if b and getattr(b, k)}
+    if base is None:
+        return contacts or None
+    return {**base, **contacts}
+
+
+def _clear_tax_id(buyer: SealedBuyer | None) -> str | None:
+    if buyer is None or is_natural_person(buyer.buyer) or buyer.buyer.get("doc_type") == "CF":
+        return None
+    return buyer.buyer.get("tax_id") or buyer.buyer.get("doc_number")
+
+
+def _personal_doc(buyer: SealedBuyer | None) -> bool:
+    return buyer is not None and buyer.subject_id is not None and is_natural_person(buyer.buyer)
+
+
+async def _with_buyer(group: _Group, body: dict[str, Any]) -> dict[str, Any]:
+    """A replayed answer with its buyer, read back from the invoice (the record holds none)."""
+    if body.get("buyer") is not None or not (body.get("seal") or {}).get("payload", {}).get("buyer_commitment"):
+        return body
+    found = await InvoiceRepository(group.session).get(body["id"])
+    if found is None or found.buyer_subject is None:
+        return body
+    shown = await reveal_buyers(group.session, group.settings, group.tenant_id, [found], purpose="tenant")
+    return {**body, **shown.get(found.id, {})}

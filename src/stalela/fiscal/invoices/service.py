@@ -13,6 +13,8 @@ from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.errors import NotFound, StalelaError
 from stalela.fiscal.invoices import pdf
+from stalela.fiscal.invoices.buyers import reveal_buyers
+from stalela.fiscal.subjects.service import Purpose
 from stalela.fiscal.invoices.models import AuthorityAck, Invoice, InvoiceSync
 from stalela.fiscal.invoices.repository import InvoiceRepository, SyncStateRepository
 from stalela.fiscal.invoices.schemas import InvoiceCreate, InvoiceFilters
@@ -52,7 +54,21 @@ def stored_seal(inv: Invoice) -> dict[str, Any]:
 
 
 def render(inv: Invoice) -> dict[str, Any]:
+    """The sealed invoice as stored: a v2 buyer with personal data is absent (``render_many`` adds it)."""
     return present(json.loads(inv.document), stored_seal(inv))
+
+
+async def render_many(session: AsyncSession, settings: Settings, invoices: list[Invoice], *,
+                      purpose: Purpose = "tenant") -> list[dict[str, Any]]:
+    """The sealed invoices with their buyers, as ``purpose`` may see them (see buyers.py)."""
+    buyers = await reveal_buyers(session, settings, invoices[0].tenant_id, invoices, purpose=purpose) \
+        if invoices else {}
+    return [{**render(inv), **buyers.get(inv.id, {})} for inv in invoices]
+
+
+async def subject_invoice_ids(session: AsyncSession, subject_id: str) -> list[str]:
+    """The invoices naming a data subject (erasure, portability)."""
+    return await InvoiceRepository(session).by_subject(subject_id)
 
 
 def sync_view(row: InvoiceSync | None, ack: AuthorityAck | None) -> dict[str, Any]:
@@ -78,12 +94,13 @@ async def get_invoice(session: AsyncSession, principal: Principal, invoice_id: s
     return inv
 
 
-async def invoice_pdf(session: AsyncSession, principal: Principal, invoice_id: str) -> tuple[str, bytes]:
+async def invoice_pdf(session: AsyncSession, settings: Settings, principal: Principal, invoice_id: str
+                      ) -> tuple[str, bytes]:
     """(file name, PDF bytes) of a sealed invoice the caller may read."""
     inv = await get_invoice(session, principal, invoice_id)
     tenant = await TenantRepository(session).get(inv.tenant_id)
     outlet = await OutletRepository(session).get(inv.outlet_id)
-    document = render(inv)
+    [document] = await render_many(session, settings, [inv])
     sync = sync_view(*(await SyncStateRepository(session).views([inv.id])).get(inv.id, (None, None)))
     # A file name without spaces or slashes (Argentine numbers read "B 00003-00000042", "…/2" once realigned).
     return (f"{inv.fiscal_number.replace(' ', '_').replace('/', '-')}.pdf",

@@ -16,6 +16,8 @@ from stalela.kit.schemas import ID_PATTERN
 from stalela.errors import NotFound
 from stalela.fiscal.core.seal import verify_seal
 from stalela.fiscal.invoices.repository import InvoiceRepository, SyncStateRepository
+from stalela.config import Settings
+from stalela.fiscal.invoices.buyers import reveal_buyers
 from stalela.fiscal.invoices.service import stored_seal, sync_view
 from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.tenancy.repository import OutletRepository, TenantRepository
@@ -25,8 +27,11 @@ _templates = Environment(
 )
 
 
-async def verify(session: AsyncSession, invoice_id: str) -> dict[str, Any]:
-    """Check the stored seal against the registry's public key, as an outside verifier would."""
+async def verify(session: AsyncSession, invoice_id: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Check the stored seal against the registry's public key, as an outside verifier would.
+
+    With ``settings``, the buyer's name is shown while its subject is active (never once an erasure
+    was asked), checked against the signed commitment."""
     invoice = await InvoiceRepository(session).get(invoice_id) if re.fullmatch(ID_PATTERN, invoice_id) else None
     if invoice is None:
         raise NotFound("no such invoice", code="invoice_not_found")
@@ -57,7 +62,15 @@ async def verify(session: AsyncSession, invoice_id: str) -> dict[str, Any]:
         "seal_hash": invoice.seal_hash,
         "key_id": invoice.key_id,
         "authority": {"status": authority["status"], "authority_code": authority["authority_code"]},
+        "buyer": await _buyer(session, settings, invoice) if settings is not None else None,
     }
+
+
+async def _buyer(session: AsyncSession, settings: Settings, invoice: Any) -> dict[str, Any] | None:
+    shown = (await reveal_buyers(session, settings, invoice.tenant_id, [invoice], purpose="public")).get(invoice.id)
+    if not shown or shown.get("buyer") is None:
+        return None
+    return {"name": shown["buyer"].get("name"), "committed": True}  # reveal refuses what does not match
 
 
 async def _authority(session: AsyncSession, invoice_id: str) -> dict[str, Any]:
@@ -84,10 +97,10 @@ def arca_qr_image(url: str) -> str:
 LABELS = {
     "CD": {"lang": "fr", "ok": "Facture authentique", "bad": "Facture NON authentique", "seller": "Vendeur",
            "tax_id": "NIF", "outlet": "Point de vente", "number": "Numéro fiscal", "authority": "DGI",
-           "hash": "Empreinte", "key": "Clé"},
+           "hash": "Empreinte", "key": "Clé", "buyer": "Acheteur"},
     "AR": {"lang": "es", "ok": "Comprobante auténtico", "bad": "Comprobante NO auténtico", "seller": "Emisor",
            "tax_id": "CUIT", "outlet": "Punto de venta", "number": "Número", "authority": "ARCA",
-           "hash": "Huella", "key": "Clave"},
+           "hash": "Huella", "key": "Clave", "buyer": "Receptor"},
 }
 
 

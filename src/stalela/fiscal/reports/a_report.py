@@ -27,6 +27,7 @@ from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.errors import Forbidden, NotFound, ValidationFailed
 from stalela.fiscal.core.reports import DayResolver, Figures, ZBoundary, money
+from stalela.fiscal.invoices.buyers import reveal_buyers
 from stalela.fiscal.invoices.figures import day_position
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.jurisdictions import get_jurisdiction, labels
@@ -55,6 +56,8 @@ class AReport:
     credit_types: frozenset[str]
     jurisdiction: str = "CD"
     generated_at: datetime = field(default_factory=utcnow)
+    # To read sealed buyers back (seal v2): the A report is a fiscal record, so restricted ones are shown.
+    settings: Settings | None = None
 
     def header(self) -> dict[str, Any]:
         outlet = self.outlets[self.outlet_id] if self.outlet_id else None
@@ -111,7 +114,7 @@ async def prepare(
     jurisdiction = get_jurisdiction(tenant.jurisdiction)
     report = AReport(tenant=tenant, outlets=outlets, outlet_id=outlet_id, day_from=day_from, day_to=day_to,
                      currency=jurisdiction.currency, credit_types=frozenset(jurisdiction.credit_note_types),
-                     jurisdiction=jurisdiction.code)
+                     jurisdiction=jurisdiction.code, settings=settings)
     if fmt == "pdf":
         lo, hi = report.issued_window
         n = await count_invoices(session, outlet_id=outlet_id, issued_from=lo, issued_to=hi)
@@ -147,6 +150,8 @@ async def items(session: AsyncSession, report: AReport) -> AsyncIterator[list[It
     lo, hi = report.issued_window
     async for page in invoice_pages(session, outlet_id=report.outlet_id, issued_from=lo, issued_to=hi):
         out = []
+        buyers = (await reveal_buyers(session, report.settings, report.tenant.id, page, purpose="audit")
+                  if report.settings is not None else {})
         for inv in page:
             resolver = resolvers.get(inv.outlet_id)
             if resolver is None:
@@ -157,7 +162,8 @@ async def items(session: AsyncSession, report: AReport) -> AsyncIterator[list[It
             day = resolver.day_of(position, inv.issued_at)
             if report.day_from <= day <= report.day_to:
                 payload = json.loads(inv.payload)
-                out.append(Item(inv, payload, json.loads(inv.document), day, report.outlets[inv.outlet_id],
+                out.append(Item(inv, payload, {**json.loads(inv.document), **buyers.get(inv.id, {})}, day,
+                                report.outlets[inv.outlet_id],
                                 payload["type"] in report.credit_types, position))
         yield out
 

@@ -29,6 +29,7 @@ from stalela.config import Settings
 from stalela.fiscal.core import merkle
 from stalela.fiscal.core.seal import build_seal, canonical_bytes
 from stalela.fiscal.invoices.models import Invoice
+from stalela.fiscal.invoices.buyers import reveal_buyers
 from stalela.fiscal.invoices.service import render
 from stalela.fiscal.ledger.models import Checkpoint
 from stalela.fiscal.ledger.repository import MerkleRepository
@@ -118,8 +119,10 @@ async def write_export(
         with open(work / "invoices.jsonl", "wb") as fh:
             async for rows in invoice_pages(session, date_from=date_from, date_to=date_to):
                 proofs = await _inclusion_proofs(merkle_repo, rows, last["tree_size"] if last else 0)
+                # An audit export is the fiscal record handed to the authority: restricted buyers are in it.
+                buyers = await reveal_buyers(session, settings, tenant_id, rows, purpose="audit")
                 for inv in rows:
-                    line = {"invoice": render(inv), "leaf_index": inv.leaf_index,
+                    line = {"invoice": {**render(inv), **buyers.get(inv.id, {})}, "leaf_index": inv.leaf_index,
                             "inclusion_proof": proofs.get(inv.leaf_index)}
                     _jsonl(fh, line)
                 counts["invoices"] += len(rows)

@@ -136,6 +136,52 @@ class Pkcs11KeyBackend:
         except p11e.MultipleObjectsReturned:
             raise SigningError(f"RSA key id {label} is ambiguous in the token") from None
 
+    # -- AES keys (the tenant keys that wrap per-subject data keys): inside the token, never extractable
+
+    def generate_aes(self, label: str) -> None:
+        def run(pooled: _PooledSession) -> None:
+            session, kid = pooled.session, label.encode("utf-8")
+            if list(session.get_objects({Attribute.ID: kid})):
+                raise Conflict(f"key {label} already exists in the token", code="key_exists")
+            pooled.keys[f"aes:{label}"] = session.generate_key(
+                KeyType.AES, 256, id=kid, label=label, store=True,
+                capabilities=MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT,
+                template={Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+                          Attribute.EXTRACTABLE: False})
+        self._run(run, f"generate AES key {label}", retry=False)
+
+    def aes_gcm(self, label: str, nonce: bytes, data: bytes, aad: bytes, *, encrypt: bool) -> bytes:
+        """AES-256-GCM by the token (CKM_AES_GCM, 128-bit tag appended to the ciphertext)."""
+        def run(pooled: _PooledSession) -> bytes:
+            key = pooled.keys.get(f"aes:{label}")
+            if key is None:
+                key = pooled.keys[f"aes:{label}"] = self._find_aes(pooled, label)
+            params = pkcs11.mechanisms.GCMParams(nonce, aad, 128)
+            if encrypt:
+                return key.encrypt(data, mechanism=Mechanism.AES_GCM, mechanism_param=params)
+            return key.decrypt(data, mechanism=Mechanism.AES_GCM, mechanism_param=params)
+        return self._run(run, f"use AES key {label}")
+
+    def destroy_aes(self, label: str) -> bool:
+        """Destroy the key object (C_DestroyObject); False when it was already gone (idempotent)."""
+        def run(pooled: _PooledSession) -> bool:
+            pooled.keys.pop(f"aes:{label}", None)
+            try:
+                key = self._find_aes(pooled, label)
+            except SigningError:
+                return False
+            key.destroy()
+            return True
+        return self._run(run, f"destroy AES key {label}", retry=False)
+
+    @staticmethod
+    def _find_aes(pooled: _PooledSession, label: str) -> Any:
+        try:
+            return pooled.session.get_key(object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES,
+                                          id=label.encode("utf-8"))
+        except p11e.NoSuchKey:
+            raise SigningError(f"AES key {label} is not in the token") from None
+
     def close(self) -> None:
         """Close idle sessions; sessions in use are returned to the pool and reused as before."""
         with self._cond:

@@ -1,0 +1,97 @@
+"""All SQL of the subject keys (the tenancy helper adds the tenant filter to every statement)."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import delete, select, update
+
+from stalela.db.repository import Repository
+from stalela.fiscal.subjects.models import ErasedId, Subject, SubjectId, TenantKey
+
+
+class SubjectRepository(Repository[Subject]):
+    model = Subject
+
+    async def many(self, ids: set[str], tenant_id: str | None = None) -> dict[str, Subject]:
+        """``tenant_id``: also for sessions not bound to a tenant (the public verification page)."""
+        if not ids:
+            return {}
+        stmt = select(Subject).where(Subject.id.in_(sorted(ids)))
+        rows = await self.session.execute(stmt.where(Subject.tenant_id == tenant_id) if tenant_id else stmt)
+        return {s.id: s for s in rows.scalars()}
+
+    async def by_hashes(self, hashes: list[str]) -> dict[str, str]:
+        """id_hash → subject id, for those of ``hashes`` that name a known subject."""
+        if not hashes:
+            return {}
+        rows = await self.session.execute(
+            select(SubjectId.id_hash, SubjectId.subject_id).where(SubjectId.id_hash.in_(sorted(set(hashes)))))
+        return dict(rows.all())
+
+    async def erased(self, hashes: list[str]) -> set[str]:
+        if not hashes:
+            return set()
+        rows = await self.session.execute(select(ErasedId.id_hash).where(ErasedId.id_hash.in_(sorted(set(hashes)))))
+        return set(rows.scalars())
+
+    async def subject_hashes(self, subject_id: str) -> list[str]:
+        rows = await self.session.execute(select(SubjectId.id_hash).where(SubjectId.subject_id == subject_id))
+        return list(rows.scalars())
+
+    def add_subject(self, subject: Subject, hashes: list[str]) -> None:
+        self.session.add(subject)
+        self.session.add_all(SubjectId(tenant_id=subject.tenant_id, id_hash=h, subject_id=subject.id) for h in hashes)
+
+    def link(self, tenant_id: str, subject_id: str, hashes: list[str]) -> None:
+        self.session.add_all(SubjectId(tenant_id=tenant_id, id_hash=h, subject_id=subject_id) for h in hashes)
+
+    async def seen(self, subject_ids: set[str], at: datetime) -> None:
+        if subject_ids:
+            await self.session.execute(update(Subject).where(Subject.id.in_(sorted(subject_ids)))
+                                       .values(last_seen_at=at))
+
+    async def tombstone(self, tenant_id: str, subject_id: str, at: datetime) -> list[str]:
+        """Replace the subject's identifiers by tombstones; returns the pseudonyms (for the receipt)."""
+        hashes = await self.subject_hashes(subject_id)
+        known = await self.erased(hashes)
+        self.session.add_all(ErasedId(tenant_id=tenant_id, id_hash=h, erased_at=at) for h in hashes if h not in known)
+        await self.session.execute(delete(SubjectId).where(SubjectId.subject_id == subject_id))
+        return hashes
+
+    async def forget_tombstones(self, hashes: list[str]) -> None:
+        """A request that says the buyer is a new subject: the old tombstones stop refusing the ids."""
+        if hashes:
+            await self.session.execute(delete(ErasedId).where(ErasedId.id_hash.in_(sorted(set(hashes)))))
+
+    async def restrict(self, subject_id: str, at: datetime, retain_until: date) -> None:
+        await self.session.execute(update(Subject).where(Subject.id == subject_id, Subject.status == "active")
+                                   .values(status="restricted", restricted_at=at, retain_until=retain_until))
+
+    async def shred(self, subject_id: str, at: datetime) -> bool:
+        result = await self.session.execute(
+            update(Subject).where(Subject.id == subject_id, Subject.status != "shredded")
+            .values(status="shredded", wrapped_key=None, shredded_at=at))
+        return bool(result.rowcount)
+
+    async def due_for_shredding(self, today: date, limit: int) -> list[Subject]:
+        """Restricted subjects whose retention ended (platform scope: the retention job runs for all tenants)."""
+        rows = await self.session.execute(
+            select(Subject).where(Subject.status == "restricted", Subject.retain_until < today)
+            .order_by(Subject.retain_until, Subject.id).limit(limit))
+        return list(rows.scalars())
+
+
+class TenantKeyRepository(Repository[TenantKey]):
+    model = TenantKey
+
+    async def active(self) -> TenantKey | None:
+        rows = await self.session.execute(select(TenantKey).where(TenantKey.status == "active")
+                                          .order_by(TenantKey.created_at.desc()).limit(1))
+        return rows.scalar_one_or_none()
+
+    async def many(self, ids: set[str], tenant_id: str | None = None) -> dict[str, TenantKey]:
+        if not ids:
+            return {}
+        stmt = select(TenantKey).where(TenantKey.id.in_(sorted(ids)))
+        rows = await self.session.execute(stmt.where(TenantKey.tenant_id == tenant_id) if tenant_id else stmt)
+        return {k.id: k for k in rows.scalars()}

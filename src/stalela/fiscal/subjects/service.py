@@ -1,0 +1,265 @@
+"""Subjects: sealing a buyer under its subject's key, revealing it to whom may read it, restricting
+and shredding. The caller's transaction; flushes, never commits.
+
+Sealing (``BuyerVault``, one per sealing group, under the tenant's log lock so subject creation is
+serialised per tenant): the buyer is looked up by the pseudonyms of its identifiers; an identifier
+whose subject was erased is refused (409 ``subject_erased``) unless the request says the buyer is a
+new subject; otherwise the subject (and its data key, wrapped by the tenant key) is created.
+
+Reading (``reveal``): the subject's row decides, never a cache: ``active`` → shown; ``restricted`` →
+shown only for the purposes that blocked erasure (the authority, audits, auditors); ``shredded`` →
+gone for everyone. Decrypted buyers are re-checked against the signed commitment.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stalela.config import Settings
+from stalela.db.base import utcnow
+from stalela.errors import Conflict
+from stalela.fiscal.core.disclosure import buyer_commitment, check_commitment, has_personal_data, new_salt
+from stalela.fiscal.subjects import crypto, wrapping
+from stalela.fiscal.subjects.models import Subject, TenantKey
+from stalela.fiscal.subjects.repository import SubjectRepository, TenantKeyRepository
+from stalela.kit.ids import new_id
+from stalela.kit.masterkey import master_key
+
+# Who reads, and so whether a restricted subject is shown (GDPR Art. 18(2): restricted data is
+# processed only for the purpose that kept it, here the tax obligation).
+Purpose = Literal["tenant", "public", "authority", "audit"]
+_RESTRICTED_OK = frozenset({"authority", "audit"})
+
+
+class SubjectErased(Conflict):
+    code = "subject_erased"
+    title = "This buyer's data was erased"
+
+
+@dataclass(frozen=True, slots=True)
+class SealedBuyer:
+    """What the sealing pipeline keeps of a buyer: the signed commitment, and where the buyer went."""
+    commitment: str
+    salt: str
+    buyer: dict[str, Any]
+    subject_id: str | None = None  # None: nothing personal, the buyer stays in clear on the document
+    ciphertext: bytes | None = None
+
+
+# Unwrapped data keys, by (tenant, key id, wrapped bytes). Never trusted for status: ``reveal`` and
+# ``BuyerVault`` read the subject row first, so a key shredded by another process is never used.
+_keys: OrderedDict[tuple[str, str, bytes], bytes] = OrderedDict()
+_keys_lock = threading.Lock()
+_KEY_CACHE = 4096
+
+
+def _cached(tenant_id: str, key_id: str, wrapped: bytes) -> bytes | None:
+    with _keys_lock:
+        return _keys.get((tenant_id, key_id, bytes(wrapped)))
+
+
+def _remember(tenant_id: str, key_id: str, wrapped: bytes, data_key: bytes) -> None:
+    with _keys_lock:
+        _keys[(tenant_id, key_id, bytes(wrapped))] = data_key
+        _keys.move_to_end((tenant_id, key_id, bytes(wrapped)))
+        while len(_keys) > _KEY_CACHE:
+            _keys.popitem(last=False)
+
+
+def forget_keys(tenant_id: str, key_ids: set[str] | None = None) -> None:
+    """Drop cached data keys (after shredding; ``None``: all of the tenant's)."""
+    with _keys_lock:
+        for entry in [k for k in _keys if k[0] == tenant_id and (key_ids is None or k[1] in key_ids)]:
+            del _keys[entry]
+
+
+def pseudonym(settings: Settings, tenant_id: str, kind: str, value: str) -> str:
+    return crypto.pseudonym(master_key(settings), tenant_id, kind, value)
+
+
+async def tenant_key(session: AsyncSession, settings: Settings, tenant_id: str) -> TenantKey:
+    """The tenant's active wrapping key, created on first use."""
+    repo = TenantKeyRepository(session)
+    key = await repo.active()
+    if key is None:
+        key_id = new_id("tk")
+        backend, material = wrapping.new_tenant_key(settings, tenant_id, key_id)
+        key = await repo.add(TenantKey(tenant_id=tenant_id, id=key_id, backend=backend, material=material,
+                                       status="active", created_at=utcnow()))
+    return key
+
+
+def _data_key(settings: Settings, tenant_id: str, subject: Subject, tkey: TenantKey) -> bytes:
+    assert subject.wrapped_key is not None
+    found = _cached(tenant_id, subject.key_id, subject.wrapped_key)
+    if found is None:
+        found = wrapping.unwrap(settings, tenant_id, tkey.backend, tkey.id, tkey.material, subject.key_id,
+                                subject.wrapped_key)
+        _remember(tenant_id, subject.key_id, subject.wrapped_key, found)
+    return found
+
+
+@dataclass
+class BuyerVault:
+    session: AsyncSession
+    settings: Settings
+    tenant_id: str
+    _by_hash: dict[str, Subject] = field(default_factory=dict)
+    _subjects: dict[str, Subject] = field(default_factory=dict)
+    _seen: set[str] = field(default_factory=set)
+    _tkey: TenantKey | None = None
+
+    async def seal(self, buyer: dict[str, Any] | None, *, new_subject: bool = False) -> SealedBuyer | None:
+        """Raises ``SubjectErased`` (nothing written) when an identifier's subject was erased."""
+        if buyer is None:
+            return None
+        salt = new_salt()
+        commitment = buyer_commitment(salt, buyer)
+        if not has_personal_data(buyer):
+            return SealedBuyer(commitment, salt, buyer)
+        subject = await self._subject(buyer, new_subject)
+        data_key = _data_key(self.settings, self.tenant_id, subject, await self._tenant_key())
+        ciphertext = crypto.encrypt_buyer(data_key, self.tenant_id, subject.id, salt, buyer)
+        self._seen.add(subject.id)
+        return SealedBuyer(commitment, salt, buyer, subject.id, ciphertext)
+
+    async def flush(self, at: datetime) -> None:
+        """Record that the subjects were seen now (their retention runs from their last invoice)."""
+        await SubjectRepository(self.session).seen(self._seen - {s for s in self._subjects}, at)
+
+    async def _tenant_key(self) -> TenantKey:
+        if self._tkey is None:
+            self._tkey = await tenant_key(self.session, self.settings, self.tenant_id)
+        return self._tkey
+
+    async def _subject(self, buyer: dict[str, Any], new_subject: bool) -> Subject:
+        repo = SubjectRepository(self.session)
+        hashes = [pseudonym(self.settings, self.tenant_id, kind, value) for kind, value in crypto.identifiers(buyer)]
+        for h in hashes:
+            if h in self._by_hash:
+                return await self._link(self._by_hash[h], hashes)
+        if hashes:
+            erased = await repo.erased(hashes)
+            if erased and not new_subject:
+                raise SubjectErased("this buyer's personal data was erased at their request; seal with "
+                                    '"buyer": {..., "new_subject": true} if they are a new customer',
+                                    field="buyer")
+            if erased:
+                await repo.forget_tombstones(list(erased))
+            known = await repo.by_hashes(hashes)
+            if known:
+                subjects = await repo.many(set(known.values()))
+                for h in hashes:  # the first identifier that names a live subject wins
+                    subject = subjects.get(known.get(h, ""))
+                    if subject is not None and subject.status == "active":
+                        self._by_hash.update({x: subject for x in hashes})
+                        return await self._link(subject, [x for x in hashes if x not in known])
+        tkey = await self._tenant_key()
+        key_id = new_id("sk")
+        subject = Subject(tenant_id=self.tenant_id, id=new_id("sub"), status="active", key_id=key_id,
+                          tenant_key_id=tkey.id, last_seen_at=utcnow(), created_at=utcnow(),
+                          wrapped_key=wrapping.wrap(self.settings, self.tenant_id, tkey.backend, tkey.id, tkey.material,
+                                                    key_id, crypto.new_data_key()))
+        known = await repo.by_hashes(hashes) if hashes else {}
+        repo.add_subject(subject, [h for h in hashes if h not in known])
+        self._subjects[subject.id] = subject
+        self._by_hash.update({h: subject for h in hashes})
+        return subject
+
+    async def _link(self, subject: Subject, hashes: list[str]) -> Subject:
+        """A known subject seen with a new identifier (its e-mail, say): findable by it from now on."""
+        new = [h for h in hashes if h not in self._by_hash or self._by_hash[h] is not subject]
+        if new and subject.id not in self._subjects:
+            known = await SubjectRepository(self.session).by_hashes(new)
+            SubjectRepository(self.session).link(self.tenant_id, subject.id, [h for h in new if h not in known])
+        self._by_hash.update({h: subject for h in hashes})
+        return subject
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A stored buyer to reveal: the invoice's subject, ciphertext and signed commitment."""
+    invoice_id: str
+    subject_id: str
+    ciphertext: bytes
+    commitment: str
+
+
+async def reveal(session: AsyncSession, settings: Settings, tenant_id: str, items: list[Sealed], *,
+                 purpose: Purpose) -> dict[str, dict[str, Any]]:
+    """invoice id → ``{"buyer", "salt"}`` when readable for ``purpose``, else ``{"status": "restricted"|"erased"}``."""
+    subjects = await SubjectRepository(session).many({i.subject_id for i in items}, tenant_id)
+    tkeys = await TenantKeyRepository(session).many({s.tenant_key_id for s in subjects.values()}, tenant_id)
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        subject = subjects.get(item.subject_id)
+        tkey = tkeys.get(subject.tenant_key_id) if subject else None
+        if subject is None or subject.wrapped_key is None or tkey is None or tkey.status != "active":
+            out[item.invoice_id] = {"status": "erased"}
+            continue
+        if subject.status == "restricted" and purpose not in _RESTRICTED_OK:
+            out[item.invoice_id] = {"status": "restricted"}
+            continue
+        data_key = _data_key(settings, tenant_id, subject, tkey)
+        disclosed = json.loads(crypto.decrypt_buyer(data_key, tenant_id, subject.id, item.ciphertext))
+        if not check_commitment(item.commitment, disclosed.get("salt"), disclosed.get("buyer")):
+            # A ciphertext moved onto another invoice's row: refuse to show another invoice's buyer.
+            out[item.invoice_id] = {"status": "unverifiable"}
+            continue
+        out[item.invoice_id] = {"buyer": disclosed["buyer"], "salt": disclosed["salt"], "status": subject.status}
+    return out
+
+
+async def find_subject(session: AsyncSession, settings: Settings, tenant_id: str, *, email: str | None = None,
+                       tax_id: str | None = None, reference: str | None = None) -> str | None:
+    """The subject one of these identifiers names, if any (None also when it was erased)."""
+    hashes = [pseudonym(settings, tenant_id, kind, value)
+              for kind, value in (("tax_id", tax_id), ("email", email), ("reference", reference)) if value]
+    known = await SubjectRepository(session).by_hashes(hashes)
+    for h in hashes:
+        if h in known:
+            return known[h]
+    return None
+
+
+async def is_erased(session: AsyncSession, settings: Settings, tenant_id: str, *, email: str | None = None,
+                    tax_id: str | None = None, reference: str | None = None) -> bool:
+    hashes = [pseudonym(settings, tenant_id, kind, value)
+              for kind, value in (("tax_id", tax_id), ("email", email), ("reference", reference)) if value]
+    return bool(await SubjectRepository(session).erased(hashes))
+
+
+async def erase(session: AsyncSession, tenant_id: str, subject_id: str, *, retain_until: date | None,
+                now: datetime | None = None) -> tuple[str, list[str], list[str]]:
+    """Erase a subject: its identifiers become tombstones; its key is restricted until ``retain_until``
+    (fiscal data inside retention) or shredded now (``None``: nothing is retained).
+
+    Returns (outcome ``"restricted"``/``"shredded"``, destroyed key ids, pseudonyms). Idempotent."""
+    now = now or utcnow()
+    repo = SubjectRepository(session)
+    subject = await repo.get(subject_id)
+    if subject is None:
+        return "shredded", [], []
+    hashes = await repo.tombstone(tenant_id, subject_id, now)
+    if retain_until is not None and retain_until >= now.date() and subject.status != "shredded":
+        await repo.restrict(subject_id, now, retain_until)
+        return "restricted", [], hashes
+    destroyed = [subject.key_id] if await repo.shred(subject_id, now) else []
+    forget_keys(tenant_id, {subject.key_id})
+    return "shredded", destroyed, hashes
+
+
+async def shred(session: AsyncSession, tenant_id: str, subject_id: str, now: datetime | None = None) -> list[str]:
+    """Destroy a subject's data key (retention ended); returns the destroyed key ids. Idempotent."""
+    repo = SubjectRepository(session)
+    subject = await repo.get(subject_id)
+    if subject is None or not await repo.shred(subject_id, now or utcnow()):
+        return []
+    forget_keys(tenant_id, {subject.key_id})
+    return [subject.key_id]
