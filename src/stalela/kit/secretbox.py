@@ -30,18 +30,11 @@ def _aead(master: bytes) -> AESGCM:
 
 def seal_secret(settings: Settings, plaintext: str, context: str) -> bytes:
     """``context`` (e.g. "device:<tenant>:<outlet>") is bound as associated data: no swapping rows."""
-    nonce = os.urandom(12)
-    return _VERSION + nonce + _aead(master_key(settings)).encrypt(nonce, plaintext.encode(), context.encode())
+    return seal_secret_bytes(settings, plaintext.encode(), context)
 
 
 def open_secret(settings: Settings, blob: bytes, context: str) -> str:
-    blob = bytes(blob)
-    if blob[:1] != _VERSION:
-        raise SecretUnreadable("unknown secret format")
-    try:
-        return _aead(master_key(settings)).decrypt(blob[1:13], blob[13:], context.encode()).decode()
-    except InvalidTag:
-        raise SecretUnreadable() from None
+    return open_secret_bytes(settings, blob, context).decode()
 
 
 def seal_secret_bytes(settings: Settings, plaintext: bytes, context: str) -> bytes:

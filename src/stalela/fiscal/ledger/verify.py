@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 from stalela.kit import canonical
 from stalela.fiscal.core import merkle
+from stalela.fiscal.core.disclosure import check_commitment
 from stalela.fiscal.core.seal import verify_seal
 
 # Fields that appear both in the sealed payload and in the stored document; they must agree.
@@ -181,6 +182,13 @@ class LedgerVerifier:
             digest = None
         if digest != payload.get("lines_hash") or len(lines or []) != payload.get("line_count"):
             self.fail("lines_altered", "the lines do not match the sealed lines_hash", **where)
+            return
+        # Seal v2: a disclosed buyer (and its salt) must match the signed commitment. An undisclosed one
+        # (erased, restricted, or left out of the export) proves nothing and breaks nothing.
+        commitment = payload.get("buyer_commitment")
+        if commitment is not None and inv.get("buyer") is not None \
+                and not check_commitment(commitment, inv.get("buyer_salt"), inv.get("buyer")):
+            self.fail("buyer_altered", "the buyer or its salt does not match the sealed buyer_commitment", **where)
 
     def _columns_match(self, columns: dict[str, Any], seal: dict[str, Any], where: dict[str, Any]) -> None:
         payload = seal["payload"]

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from stalela.config import Settings
 from stalela.fiscal.signing import registry
 from stalela.fiscal.signing.base import SigningError
-from stalela.kit.secretbox import open_secret_bytes, seal_secret_bytes
+from stalela.kit.secretbox import SecretUnreadable, open_secret_bytes, seal_secret_bytes
 
 _VERSION = b"\x01"
 _NONCE = 12
@@ -84,4 +84,7 @@ def unwrap(settings: Settings, tenant_id: str, backend: str, tenant_key_id: str,
 def _software_key(settings: Settings, tenant_id: str, tenant_key_id: str, material: bytes | None) -> bytes:
     if material is None:
         raise KeyUnavailable(f"tenant key {tenant_key_id} was destroyed")
-    return open_secret_bytes(settings, material, _context(tenant_id, tenant_key_id))
+    try:
+        return open_secret_bytes(settings, material, _context(tenant_id, tenant_key_id))
+    except SecretUnreadable:
+        raise KeyUnavailable(f"tenant key {tenant_key_id} does not authenticate") from None
