@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 out[extra] = getattr(_privacy_more, extra)(srv, key, outlets, args)
                 print(f"{extra}: {json.dumps(out[extra])}")
-        out["server_log_problems"] = srv.log_problems()[:5]
+    out["server_log_problems"] = srv.log_problems()[:5]
     if not args.no_save:
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / f"privacy-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
