@@ -85,7 +85,14 @@ def exceeding(principal: Principal, perms: frozenset[Perm]) -> frozenset[Perm]:
     being empty: for the keys it creates and for the credentials it revokes or changes (an admin must
     neither mint nor revoke an owner-level credential such as the tenant's root key). The platform
     operator stands outside the tenant's hierarchy and is never exceeded."""
-    return frozenset() if principal.is_operator else perms - permissions(principal)
+    if principal.is_operator:
+        return frozenset()
+    mine = permissions(principal)
+    # The owner appoints auditors without reading restricted data itself (Art. 18(2)): appointing one
+    # is the owner's decision, so OWNERSHIP covers RESTRICTED_READ when granting.
+    if Perm.OWNERSHIP in mine:
+        mine = mine | {Perm.RESTRICTED_READ}
+    return perms - mine
 
 
 def check_not_exceeding(principal: Principal, perms: frozenset[Perm], what: str, *, field: str | None = None) -> None:

@@ -63,12 +63,15 @@ def _one_month_after(at: datetime) -> datetime:
     return at.replace(year=year, month=month, day=min(at.day, calendar.monthrange(year, month)[1]))
 
 
-def _pseudonyms(settings: Settings, tenant_id: str, subject: dict[str, str | None]) -> list[list[str]]:
+def _pseudonyms(settings: Settings, tenant_id: str, subject: dict[str, str | None], *,
+                users: bool = False) -> list[list[str]]:
+    """Buyers' identifiers are hashed as sealed (``fiscal.subjects.crypto.identifiers``); users' e-mails
+    as stored (normalized)."""
     out = []
     for kind in KINDS:
         value = subject.get(kind)
         if value:
-            value = normalize_email(value) if kind == "email" else value
+            value = normalize_email(value) if users and kind == "email" else value
             out.append([kind, subjects.pseudonym(settings, tenant_id, kind, value)])
     if not out:
         raise ValidationFailed("name the data subject by email, tax_id or reference", code="subject_required",
@@ -97,7 +100,7 @@ async def file_user_request(session: AsyncSession, settings: Settings, operator:
     user = await targets.user_by_email(normalize_email(email))
     if user is None:
         raise NotFound("no user with this email in the tenant", code="user_not_found", field="subject.email")
-    pseudonyms = _pseudonyms(settings, tenant_id, {"email": email})
+    pseudonyms = _pseudonyms(settings, tenant_id, {"email": email}, users=True)
     return await _file(session, tenant_id, "user", pseudonyms, user.id, operator.actor)
 
 
