@@ -35,6 +35,8 @@ from stalela.outbox import gauges as _outbox_gauges  # noqa: F401
 from stalela.tenancy import gauges as _tenancy_gauges  # noqa: F401
 from stalela.fiscal.invoices import gauges as _invoices_gauges  # noqa: F401
 from stalela.authority import gauges as _authority_gauges  # noqa: F401
+from stalela.privacy import erasure_gauges as _erasure_gauges  # noqa: F401
+from stalela.privacy.erasure_service import replay_journal
 
 log = get_logger("stalela.app")
 
@@ -114,6 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Fail at start, not on the first seal, if the key store is misconfigured.
         backend_for(settings)
         await ensure_token_key(app.state.db, settings)
+        # A database restored from a backup gets every later erasure back before it serves.
+        await replay_journal(app.state.db, settings)
         try:
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(observability.app_lifespan(app, settings))
@@ -175,7 +179,8 @@ def extra_routers() -> list:
     from stalela.accounts.audit_endpoints import router as audit_router
     from stalela.webhooks.endpoints import router as webhooks_router
     from stalela.dashboard.endpoints import routers as dashboard_routers
+    from stalela.privacy.erasure_endpoints import router as erasure_router
 
     return [invoices_router, ledger_router, proof_router, exports_router, keys_router, verification_router, outbox_router, authority_router,
             arca_router,
-            auth_router, audit_router, *reports_routers, webhooks_router, *dashboard_routers]
+            auth_router, audit_router, *reports_routers, webhooks_router, erasure_router, *dashboard_routers]

@@ -136,6 +136,10 @@ class Settings(BaseSettings):
         2.0, ge=0, le=60, description="A verified API key is trusted this long per process; revocations elsewhere "
         "take effect within it. 0: look every key up."
     )
+    erasure_journal_dir: Path | None = Field(
+        None, description="The hash-chained erasure journal, kept outside the database and its backups and "
+        "re-applied at start-up; default data_dir/erasure-journal."
+    )
     bench_endpoints: bool = Field(
         False, description="Expose POST /_bench/noop, the trivial baseline the benchmarks compare against."
     )
@@ -158,6 +162,10 @@ class Settings(BaseSettings):
     @property
     def effective_master_key_file(self) -> Path:
         return self.master_key_file or self.data_dir / "master.key"
+
+    @property
+    def effective_erasure_journal_dir(self) -> Path:
+        return self.erasure_journal_dir or self.data_dir / "erasure-journal"
 
     @property
     def is_sqlite(self) -> bool:

@@ -27,6 +27,8 @@ from stalela.outbox.dispatcher import Dispatcher
 from stalela.authority import tasks as _authority_tasks  # noqa: F401
 from stalela.authority.arca import tasks as _arca_tasks  # noqa: F401
 from stalela.webhooks import tasks as _webhooks_tasks  # noqa: F401
+from stalela.privacy import erasure_tasks as _erasure_tasks  # noqa: F401
+from stalela.privacy.erasure_service import replay_journal
 
 log = get_logger("stalela.workers")
 GRACE_SECONDS = 30
@@ -70,6 +72,7 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> None
 
 async def _run(settings: Settings, concurrency: int | None) -> None:
     db = Database.from_settings(settings)
+    await replay_journal(db, settings)  # a restored database is erased again before any work
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -39,7 +39,7 @@ def test_the_app_factory_registers_every_consumer_and_every_gauge():
     handlers, gauges = wired("import stalela.app")
     assert handlers == "['stalela.authority.tasks.sync_invoice', 'stalela.webhooks.tasks.fan_out']"
     assert gauges == ("['stalela.authority.gauges', 'stalela.fiscal.invoices.gauges', 'stalela.outbox.gauges', "
-                      "'stalela.tenancy.gauges']")
+                      "'stalela.privacy.erasure_gauges', 'stalela.tenancy.gauges']")
 
 
 def test_no_source_module_is_over_600_lines():

@@ -14,7 +14,7 @@ async def test_an_admin_cannot_revoke_the_root_key_but_revokes_lesser_keys(clien
 
     r = await client.delete(f"/v1/api-keys/{root_id}", headers=admin)
     assert r.status_code == 403, r.text
-    assert r.json()["code"] == "scope_exceeds_caller" and r.json()["exceeding"] == ["ownership"]
+    assert r.json()["code"] == "scope_exceeds_caller" and r.json()["exceeding"] == ["ownership", "privacy"]  # privacy: the owner files erasures
     assert (await client.get("/v1/outlets", headers=root)).status_code == 200  # still works
     assert (await client.get(f"/v1/api-keys/{root_id}", headers=root)).json()["revoked_at"] is None
 
@@ -79,7 +79,7 @@ async def test_an_admin_scope_key_grants_no_role_beyond_its_own_permissions(clie
     admin = bearer((await login(client, "adm-grant@org.cd", tenant_id=tenant["id"])).json())
     r = await client.post("/v1/users/invitations", json={"email": "own-inv@org.cd", "name": "x", "role": "owner"},
                           headers=admin)
-    assert r.status_code == 403 and r.json()["exceeding"] == ["ownership"], r.text
+    assert r.status_code == 403 and r.json()["exceeding"] == ["ownership", "privacy"], r.text
     cashier = await make_user(client, root, "cash-grant@org.cd", "cashier")
     r = await client.patch(f"/v1/users/{cashier['id']}", json={"role": "owner"}, headers=admin)
     assert r.status_code == 403 and (r.json()["code"], r.json()["field"]) == ("scope_exceeds_caller", "role")

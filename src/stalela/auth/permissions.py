@@ -23,15 +23,19 @@ class Perm(str, Enum):
     ADMIN = "admin"  # outlets, devices, API keys, users
     OWNERSHIP = "ownership"  # grant or revoke the owner role
     AUDIT_READ = "audit:read"
+    PRIVACY = "privacy"  # file and follow data subjects' requests (erasure): the owner's decision
+    RESTRICTED_READ = "restricted:read"  # read data restricted after erasure (GDPR Art. 18): auditors only
 
 
 ROLES: dict[str, frozenset[Perm]] = {
-    "owner": frozenset(Perm),
-    "admin": frozenset(Perm) - {Perm.OWNERSHIP},
+    # Restricted data is kept only for the tax obligation: not even the owner reads it (Art. 18(2)).
+    "owner": frozenset(Perm) - {Perm.RESTRICTED_READ},
+    "admin": frozenset(Perm) - {Perm.OWNERSHIP, Perm.PRIVACY, Perm.RESTRICTED_READ},
     "accountant": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_READ, Perm.REPORTS_READ, Perm.REPORTS_WRITE,
                              Perm.EXPORTS}),
     "cashier": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_WRITE, Perm.INVOICES_READ}),
-    "auditor": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_READ, Perm.REPORTS_READ, Perm.EXPORTS, Perm.AUDIT_READ}),
+    "auditor": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_READ, Perm.REPORTS_READ, Perm.EXPORTS, Perm.AUDIT_READ,
+                          Perm.RESTRICTED_READ}),
 }
 
 # API key scopes as documented to integrators, and what each one allows.
@@ -41,13 +45,13 @@ SCOPES: dict[str, frozenset[Perm]] = {
     "reports": frozenset({Perm.REPORTS_READ, Perm.REPORTS_WRITE, Perm.EXPORTS, Perm.OUTLETS_READ}),
     "webhooks": frozenset({Perm.WEBHOOKS}),
     # The tenant's first key has every scope: it is the tenant's root credential, hence OWNERSHIP.
-    "admin": frozenset({Perm.ADMIN, Perm.OWNERSHIP, Perm.OUTLETS_READ, Perm.AUDIT_READ}),
+    "admin": frozenset({Perm.ADMIN, Perm.OWNERSHIP, Perm.OUTLETS_READ, Perm.AUDIT_READ, Perm.PRIVACY}),
 }
 ALL_SCOPES = frozenset(SCOPES)
 
 
 # What a till's key (restricted to one outlet) never does, whatever its scopes.
-_TENANT_WIDE = frozenset({Perm.ADMIN, Perm.WEBHOOKS, Perm.OWNERSHIP, Perm.EXPORTS, Perm.AUDIT_READ})
+_TENANT_WIDE = frozenset({Perm.ADMIN, Perm.WEBHOOKS, Perm.OWNERSHIP, Perm.EXPORTS, Perm.AUDIT_READ, Perm.PRIVACY})
 
 
 def permissions(principal: Principal) -> frozenset[Perm]:
@@ -81,7 +85,14 @@ def exceeding(principal: Principal, perms: frozenset[Perm]) -> frozenset[Perm]:
     being empty: for the keys it creates and for the credentials it revokes or changes (an admin must
     neither mint nor revoke an owner-level credential such as the tenant's root key). The platform
     operator stands outside the tenant's hierarchy and is never exceeded."""
-    return frozenset() if principal.is_operator else perms - permissions(principal)
+    if principal.is_operator:
+        return frozenset()
+    mine = permissions(principal)
+    # The owner appoints auditors without reading restricted data itself (Art. 18(2)): appointing one
+    # is the owner's decision, so OWNERSHIP covers RESTRICTED_READ when granting.
+    if Perm.OWNERSHIP in mine:
+        mine = mine | {Perm.RESTRICTED_READ}
+    return perms - mine
 
 
 def check_not_exceeding(principal: Principal, perms: frozenset[Perm], what: str, *, field: str | None = None) -> None:

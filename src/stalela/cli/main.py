@@ -12,6 +12,7 @@ from rich.console import Console
 
 from stalela.cli import audit as audit_cli
 from stalela.cli import reports as reports_cli
+from stalela.cli import privacy as privacy_cli
 from stalela.config import get_settings
 
 app = typer.Typer(help="Stalela fiscal cloud", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -36,6 +37,8 @@ app.add_typer(auth_app, name="auth")
 simulate_app = typer.Typer(help="Simulators of the services we cannot reach", no_args_is_help=True)
 app.add_typer(simulate_app, name="simulate")
 app.command("verify")(audit_cli.verify)
+app.command("verify-erasure")(privacy_cli.verify_erasure)
+app.add_typer(privacy_cli.privacy_app, name="privacy")
 console = Console(stderr=True)
 
 

@@ -59,6 +59,10 @@ OUTBOX_HANDLER_DURATION = Histogram(
 OUTBOX_DEAD = Counter(
     "outbox_dead", "Events that exhausted their attempts and became dead letters.", ["topic"])
 
+PRIVACY_REQUESTS = Counter(
+    "privacy_requests", "Data subjects' requests by type (erasure, ...) and outcome (received, completed).",
+    ["type", "outcome"])
+
 AUTHORITY_REQUESTS = Counter(
     "authority_requests", "Requests to the tax authority (DGI e-MCF) by operation and result.",
     ["operation", "result"])
@@ -94,6 +98,7 @@ DATABASE_GAUGES = {
     "fiscal_counter_value": ("Last fiscal counter handed out, per outlet.", ["tenant_id", "outlet_id"]),
     "authority_sync_pending": ("Sealed invoices not yet acknowledged by the authority, by sync status.", ["status"]),
     "authority_sync_oldest_pending_seconds": ("Age of the oldest invoice still waiting for the authority.", []),
+    "privacy_oldest_open_request_seconds": ("Age of the oldest open privacy request (GDPR: one month to answer).", []),
     "metrics_scrape_errors": ("1 when the last database read for these gauges failed.", []),
 }
 
@@ -173,6 +178,10 @@ def _drop_after_rollback(session: Session) -> None:
 
 def invoice_sealed(session: Any, tenant_id: str, outlet_id: str, type_: str) -> None:
     after_commit(session, _child(INVOICES_SEALED, tenant_label(tenant_id), tenant_label(outlet_id), type_).inc)
+
+
+def privacy_request(session: Any, type_: str, outcome: str) -> None:
+    after_commit(session, PRIVACY_REQUESTS.labels(type_, outcome).inc)
 
 
 def sync_acknowledged(session: Any, sealed_at: Any, acknowledged_at: Any) -> None:

@@ -1,0 +1,1 @@
+"""Privacy: the data subjects' rights (erasure, portability), retention and offboarding."""

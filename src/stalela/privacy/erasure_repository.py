@@ -1,0 +1,96 @@
+"""All SQL of erasure: the requests, and the operational rows an erasure deletes or rewrites.
+
+Tenant filtering comes from the session's binding (``tenancy.context.bind_tenant``)."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import delete, func, insert, select, update
+
+from stalela.auth.models import Invitation, RefreshToken, User
+from stalela.db.repository import Repository
+from stalela.fiscal.invoices.models import IdempotencyRecord
+from stalela.fiscal.ledger.repository import MerkleRepository
+from stalela.fiscal.subjects.models import ErasedId, Subject, SubjectId
+from stalela.privacy.erasure_models import ErasureRequest
+from stalela.tenancy.models import Tenant
+
+
+class ErasureRepository(Repository[ErasureRequest]):
+    model = ErasureRequest
+
+    async def page_requests(self, limit: int, starting_after: str | None):
+        return await self.page(None, limit=limit, starting_after=starting_after)
+
+    async def open_requests(self, limit: int = 500) -> list[ErasureRequest]:
+        """Platform scope (operator console): every tenant's open requests, the most urgent first."""
+        rows = await self.session.execute(select(ErasureRequest).where(ErasureRequest.status == "pending")
+                                          .order_by(ErasureRequest.due_at, ErasureRequest.id).limit(limit))
+        return list(rows.scalars())
+
+    async def oldest_open(self) -> datetime | None:
+        return (await self.session.execute(select(func.min(ErasureRequest.received_at))
+                                           .where(ErasureRequest.status == "pending"))).scalar_one_or_none()
+
+
+class ErasureTargets:
+    """What an erasure touches besides the subject keys (those are ``fiscal.subjects``')."""
+
+    def __init__(self, session) -> None:  # noqa: ANN001
+        self.session = session
+
+    async def jurisdiction(self, tenant_id: str) -> str:
+        return (await self.session.execute(select(Tenant.jurisdiction).where(Tenant.id == tenant_id))).scalar_one()
+
+    async def subjects_by_hashes(self, hashes: list[str]) -> set[str]:
+        if not hashes:
+            return set()
+        rows = await self.session.execute(select(SubjectId.subject_id).where(SubjectId.id_hash.in_(sorted(set(hashes)))))
+        return set(rows.scalars())
+
+    async def subjects(self, ids: set[str]) -> list[Subject]:
+        if not ids:
+            return []
+        rows = await self.session.execute(select(Subject).where(Subject.id.in_(sorted(ids))))
+        return list(rows.scalars())
+
+    async def tombstone_hashes(self, tenant_id: str, hashes: list[str], at: datetime) -> None:
+        """The journal's replay: identifiers named by an erasure stay refused, whatever the backup says."""
+        if not hashes:
+            return
+        known = set((await self.session.execute(
+            select(ErasedId.id_hash).where(ErasedId.id_hash.in_(sorted(set(hashes)))))).scalars())
+        for h in sorted(set(hashes) - known):
+            await self.session.execute(insert(ErasedId).values(tenant_id=tenant_id, id_hash=h, erased_at=at))
+        await self.session.execute(delete(SubjectId).where(SubjectId.id_hash.in_(sorted(set(hashes)))))
+
+    async def restrict(self, subject_id: str, at: datetime, retain_until: date) -> None:
+        await self.session.execute(update(Subject).where(Subject.id == subject_id, Subject.status == "active")
+                                   .values(status="restricted", restricted_at=at, retain_until=retain_until))
+
+    async def delete_idempotency_of(self, invoice_ids: list[str]) -> int:
+        """Idempotency records answering with one of these invoices (their response names its id)."""
+        count = 0
+        for invoice_id in invoice_ids:
+            result = await self.session.execute(
+                delete(IdempotencyRecord).where(IdempotencyRecord.response.contains(f'"{invoice_id}"')))
+            count += result.rowcount or 0
+        return count
+
+    async def merkle_root(self, tenant_id: str) -> tuple[int, bytes | None]:
+        log = await MerkleRepository(self.session).read_log(tenant_id)
+        return (log.size, log.frontier) if log else (0, None)
+
+    # --- users (the operator erases a tenant's user) -------------------------------------------------
+
+    async def user_by_email(self, email: str) -> User | None:
+        return (await self.session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+
+    async def user(self, user_id: str) -> User | None:
+        return (await self.session.execute(select(User).where(User.id == user_id))).scalar_one_or_none()
+
+    async def erase_user(self, user: User, email: str, name: str, at: datetime) -> None:
+        await self.session.execute(delete(Invitation).where(Invitation.email == user.email))
+        await self.session.execute(delete(RefreshToken).where(RefreshToken.user_id == user.id))
+        await self.session.execute(update(User).where(User.id == user.id).values(
+            email=email, name=name, status="deactivated", password_hash="!erased", updated_at=at))
