@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 
 from stalela.db.repository import Repository
 from stalela.fiscal.subjects.models import ErasedId, Subject, SubjectId, TenantKey
@@ -27,6 +27,23 @@ class SubjectRepository(Repository[Subject]):
         rows = await self.session.execute(
             select(SubjectId.id_hash, SubjectId.subject_id).where(SubjectId.id_hash.in_(sorted(set(hashes)))))
         return dict(rows.all())
+
+    async def live_by_hashes(self, hashes: list[str]) -> dict[str, Subject]:
+        """id_hash → its subject, in one round trip (the sealing path: one query per buyer)."""
+        if not hashes:
+            return {}
+        rows = await self.session.execute(
+            select(SubjectId.id_hash, Subject).join(Subject, (Subject.tenant_id == SubjectId.tenant_id)
+                                                    & (Subject.id == SubjectId.subject_id))
+            .where(SubjectId.id_hash.in_(sorted(set(hashes)))))
+        return {h: subject for h, subject in rows.all()}
+
+    async def insert_new(self, subjects: list[dict], ids: list[dict]) -> None:
+        """A sealing group's new subjects and identifiers, in two multi-row INSERTs (Core, like the invoices)."""
+        if subjects:
+            await self.session.execute(insert(Subject.__table__), subjects)
+        if ids:
+            await self.session.execute(insert(SubjectId.__table__), ids)
 
     async def erased(self, hashes: list[str]) -> set[str]:
         if not hashes:

@@ -111,7 +111,8 @@ class BuyerVault:
     settings: Settings
     tenant_id: str
     _by_hash: dict[str, Subject] = field(default_factory=dict)
-    _subjects: dict[str, Subject] = field(default_factory=dict)
+    _new: dict[str, Subject] = field(default_factory=dict)
+    _new_ids: dict[str, str] = field(default_factory=dict)  # id_hash → subject id, to insert
     _seen: set[str] = field(default_factory=set)
     _tkey: TenantKey | None = None
 
@@ -130,8 +131,14 @@ class BuyerVault:
         return SealedBuyer(commitment, salt, buyer, subject.id, ciphertext)
 
     async def flush(self, at: datetime) -> None:
-        """Record that the subjects were seen now (their retention runs from their last invoice)."""
-        await SubjectRepository(self.session).seen(self._seen - {s for s in self._subjects}, at)
+        """Write the group's new subjects, and that the known ones were seen now (their retention runs
+        from their last invoice)."""
+        repo = SubjectRepository(self.session)
+        await repo.insert_new(
+            [{c.name: getattr(s, c.name) for c in Subject.__table__.columns} for s in self._new.values()],
+            [{"tenant_id": self.tenant_id, "id_hash": h, "subject_id": sid} for h, sid in self._new_ids.items()])
+        await repo.seen(self._seen - set(self._new), at)
+        self._new, self._new_ids = {}, {}
 
     async def _tenant_key(self) -> TenantKey:
         if self._tkey is None:
@@ -141,10 +148,8 @@ class BuyerVault:
     async def _subject(self, buyer: dict[str, Any], new_subject: bool) -> Subject:
         repo = SubjectRepository(self.session)
         hashes = [pseudonym(self.settings, self.tenant_id, kind, value) for kind, value in crypto.identifiers(buyer)]
-        for h in hashes:
-            if h in self._by_hash:
-                return await self._link(self._by_hash[h], hashes)
-        if hashes:
+        subject = next((self._by_hash[h] for h in hashes if h in self._by_hash), None)
+        if subject is None and hashes:
             erased = await repo.erased(hashes)
             if erased and not new_subject:
                 raise SubjectErased("this buyer's personal data was erased at their request; seal with "
@@ -152,33 +157,27 @@ class BuyerVault:
                                     field="buyer")
             if erased:
                 await repo.forget_tombstones(list(erased))
-            known = await repo.by_hashes(hashes)
-            if known:
-                subjects = await repo.many(set(known.values()))
-                for h in hashes:  # the first identifier that names a live subject wins
-                    subject = subjects.get(known.get(h, ""))
-                    if subject is not None and subject.status == "active":
-                        self._by_hash.update({x: subject for x in hashes})
-                        return await self._link(subject, [x for x in hashes if x not in known])
-        tkey = await self._tenant_key()
-        key_id = new_id("sk")
-        subject = Subject(tenant_id=self.tenant_id, id=new_id("sub"), status="active", key_id=key_id,
-                          tenant_key_id=tkey.id, last_seen_at=utcnow(), created_at=utcnow(),
-                          wrapped_key=wrapping.wrap(self.settings, self.tenant_id, tkey.backend, tkey.id, tkey.material,
-                                                    key_id, crypto.new_data_key()))
-        known = await repo.by_hashes(hashes) if hashes else {}
-        repo.add_subject(subject, [h for h in hashes if h not in known])
-        self._subjects[subject.id] = subject
-        self._by_hash.update({h: subject for h in hashes})
+            known = await repo.live_by_hashes(hashes)
+            self._by_hash.update(known)
+            # The first identifier that names a live subject wins (tax id, then e-mail, then reference).
+            subject = next((known[h] for h in hashes if h in known and known[h].status == "active"), None)
+        if subject is None:
+            subject = await self._create()
+        for h in hashes:  # a known subject seen with a new identifier becomes findable by it
+            if h not in self._by_hash:
+                self._by_hash[h] = subject
+                self._new_ids[h] = subject.id
         return subject
 
-    async def _link(self, subject: Subject, hashes: list[str]) -> Subject:
-        """A known subject seen with a new identifier (its e-mail, say): findable by it from now on."""
-        new = [h for h in hashes if h not in self._by_hash or self._by_hash[h] is not subject]
-        if new and subject.id not in self._subjects:
-            known = await SubjectRepository(self.session).by_hashes(new)
-            SubjectRepository(self.session).link(self.tenant_id, subject.id, [h for h in new if h not in known])
-        self._by_hash.update({h: subject for h in hashes})
+    async def _create(self) -> Subject:
+        tkey = await self._tenant_key()
+        key_id, now = new_id("sk"), utcnow()
+        subject = Subject(tenant_id=self.tenant_id, id=new_id("sub"), status="active", key_id=key_id,
+                          tenant_key_id=tkey.id, last_seen_at=now, created_at=now, retain_until=None,
+                          restricted_at=None, shredded_at=None,
+                          wrapped_key=wrapping.wrap(self.settings, self.tenant_id, tkey.backend, tkey.id, tkey.material,
+                                                    key_id, crypto.new_data_key()))
+        self._new[subject.id] = subject
         return subject
 
 
