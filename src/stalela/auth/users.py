@@ -22,6 +22,7 @@ from stalela.db.session import Database
 from stalela.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
+from stalela.kit.pseudonyms import pseudonym
 from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.tenancy.models import Outlet, Tenant
 from stalela.tenancy.repository import TenantRepository
@@ -77,7 +78,9 @@ async def create_user(session: AsyncSession, settings: Settings, actor: Principa
             await session.flush()
     except IntegrityError:
         raise Conflict("a user with this email exists in this tenant", code="email_taken", field="email") from None
-    await record(session, tenant_id, actor.actor, "user.created", user.id, {"email": user.email, "role": role})
+    # The audit log names people by pseudonym only: it is hash-chained, so a value in it could never be erased.
+    await record(session, tenant_id, actor.actor, "user.created", user.id,
+                 {"email_pseudonym": pseudonym(settings, tenant_id, "email", user.email), "role": role})
     return user
 
 
@@ -98,8 +101,8 @@ async def update_user(session: AsyncSession, actor: Principal, user_id: str, cha
     if user.status == "deactivated":  # every session of a deactivated user ends now
         await session.execute(update(RefreshToken).where(RefreshToken.user_id == user.id,
                                                          RefreshToken.revoked_at.is_(None)).values(revoked_at=utcnow()))
-    await record(session, user.tenant_id, actor.actor, "user.updated", user.id,
-                 {k: v for k, v in changes.items() if v is not None})
+    await record(session, user.tenant_id, actor.actor, "user.updated", user.id,  # a new name is not logged, only that it changed
+                 {k: (v if k != "name" else "changed") for k, v in changes.items() if v is not None})
     await session.flush()
     return user
 
@@ -113,7 +116,8 @@ async def invite(session: AsyncSession, settings: Settings, actor: Principal, *,
                      invited_by=actor.user_id, created_at=utcnow(),
                      expires_at=utcnow() + timedelta(days=settings.invitation_days))
     session.add(inv)
-    await record(session, actor.tenant_id, actor.actor, "user.invited", inv.id, {"email": inv.email, "role": role})
+    await record(session, actor.tenant_id, actor.actor, "user.invited", inv.id,
+                 {"email_pseudonym": pseudonym(settings, actor.tenant_id, "email", inv.email), "role": role})
     await session.flush()
     return inv, token
 

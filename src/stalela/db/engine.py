@@ -66,6 +66,9 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=60000")
         cur.execute("PRAGMA synchronous=FULL")
+        # Deleted content is overwritten, not left in free pages: an erased person's data must not
+        # linger in the file (GDPR Art. 17; docs/privacy.md).
+        cur.execute("PRAGMA secure_delete=ON")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")

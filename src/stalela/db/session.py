@@ -59,5 +59,17 @@ class Database:
         return DatabaseUnavailable(f"the database is unavailable; retry in {self.retry_after} s",
                                    retry_after=self.retry_after)
 
+    async def scrub(self) -> None:
+        """After an erasure: SQLite copies the pages it rewrote into the WAL; a TRUNCATE checkpoint moves them
+        into the file (where ``secure_delete`` zeroed what was deleted) and empties the WAL. PostgreSQL's dead
+        row versions are reclaimed by (auto)vacuum: see docs/privacy.md."""
+        if self.is_sqlite:
+            async with self.engine.connect() as conn:
+                # On the driver's connection: through SQLAlchemy it would run inside our BEGIN IMMEDIATE,
+                # where SQLite refuses a checkpoint.
+                raw = await conn.get_raw_connection()
+                cursor = await raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                await cursor.close()
+
     async def dispose(self) -> None:
         await self.engine.dispose()

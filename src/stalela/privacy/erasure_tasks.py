@@ -8,3 +8,4 @@ from stalela.privacy import erasure_service
 @handles(erasure_service.TOPIC)
 async def erasure_requested(ctx: HandlerContext, event: Event) -> None:
     await erasure_service.process(ctx.db, ctx.settings, event.tenant_id, event.payload["request_id"])
+    await ctx.db.scrub()

@@ -1,47 +1,16 @@
-"""Pseudonyms and buyer encryption: no I/O, no key storage.
-
-Pseudonyms are keyed HMAC-SHA256 under a per-tenant key derived (HKDF) from the master key: an
-identifier is looked up, and named in audit entries and receipts, without being stored. A plain or
-unsalted hash of a tax id or a phone number would be re-identifiable by enumeration (AEPD-EDPS 2019).
-"""
+"""Buyer encryption and the identifiers a subject is found by: no I/O, no key storage."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
-import re
-from functools import lru_cache
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from stalela.fiscal.core.disclosure import disclosure_bytes
+from stalela.kit.pseudonyms import keyed as pseudonym, normalize  # noqa: F401  (this package's API)
 
 _VERSION = b"\x01"
 _NONCE = 12
-_NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
-
-
-@lru_cache(maxsize=4096)
-def pseudonym_key(master: bytes, tenant_id: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=f"stalela-pseudonym-v1:{tenant_id}".encode()).derive(master)
-
-
-def pseudonym(master: bytes, tenant_id: str, kind: str, value: str) -> str:
-    """Lowercase hex HMAC of ``kind:normalized value``; the same person gives the same pseudonym."""
-    return hmac.new(pseudonym_key(master, tenant_id), f"{kind}:{normalize(kind, value)}".encode(),
-                    hashlib.sha256).hexdigest()
-
-
-def normalize(kind: str, value: str) -> str:
-    if kind == "email":
-        return value.strip().lower()
-    if kind == "tax_id":  # "A1234567B", "30-71234567-1" and "30712345671" are the same id
-        return _NOT_ALNUM.sub("", value).upper()
-    return value.strip()
 
 
 def identifiers(buyer: dict[str, Any]) -> list[tuple[str, str]]:

@@ -29,7 +29,7 @@ from stalela.fiscal.subjects import crypto, wrapping
 from stalela.fiscal.subjects.models import Subject, TenantKey
 from stalela.fiscal.subjects.repository import SubjectRepository, TenantKeyRepository
 from stalela.kit.ids import new_id
-from stalela.kit.masterkey import master_key
+from stalela.kit import pseudonyms
 
 # Who reads, and so whether a restricted subject is shown (GDPR Art. 18(2): restricted data is
 # processed only for the purpose that kept it, here the tax obligation).
@@ -80,7 +80,7 @@ def forget_keys(tenant_id: str, key_ids: set[str] | None = None) -> None:
 
 
 def pseudonym(settings: Settings, tenant_id: str, kind: str, value: str) -> str:
-    return crypto.pseudonym(master_key(settings), tenant_id, kind, value)
+    return pseudonyms.pseudonym(settings, tenant_id, kind, value)
 
 
 async def tenant_key(session: AsyncSession, settings: Settings, tenant_id: str) -> TenantKey:
