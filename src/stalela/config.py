@@ -136,6 +136,13 @@ class Settings(BaseSettings):
         2.0, ge=0, le=60, description="A verified API key is trusted this long per process; revocations elsewhere "
         "take effect within it. 0: look every key up."
     )
+    offboarding_key_sweep_seconds: float = Field(
+        3600.0, ge=0, description="How often workers destroy archive tenant keys past their statutory end. 0: never."
+    )
+    offboarding_exit_after_step: Literal["deprovisioning", "exported", "purged", "deleted"] | None = Field(
+        None, description="Testing only (the kill -9 test): the worker process dies right after this "
+        "offboarding step commits, as if killed."
+    )
     bench_endpoints: bool = Field(
         False, description="Expose POST /_bench/noop, the trivial baseline the benchmarks compare against."
     )

@@ -27,6 +27,7 @@ from stalela.outbox.dispatcher import Dispatcher
 from stalela.authority import tasks as _authority_tasks  # noqa: F401
 from stalela.authority.arca import tasks as _arca_tasks  # noqa: F401
 from stalela.webhooks import tasks as _webhooks_tasks  # noqa: F401
+from stalela.privacy import offboarding_tasks
 
 log = get_logger("stalela.workers")
 GRACE_SECONDS = 30
@@ -42,6 +43,8 @@ async def background(db: Database, settings: Settings, *, concurrency: int | Non
         tasks.append(asyncio.create_task(periodic_checkpoints(db, settings), name="checkpoints"))
     if settings.z_scheduler_interval_seconds:
         tasks.append(asyncio.create_task(z_scheduler(db, settings), name="z-reports"))
+    if settings.offboarding_key_sweep_seconds:
+        tasks.append(asyncio.create_task(offboarding_tasks.archive_key_sweeper(db, settings), name="archive-keys"))
     try:
         yield dispatcher
     finally:

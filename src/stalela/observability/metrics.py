@@ -83,6 +83,9 @@ TENANT_RESOURCE_USAGE = Gauge(
     "tenant_resource_usage", "Resource use of a tenant in the current billing period.", ["tenant_id", "resource"],
     multiprocess_mode="mostrecent")
 COST_ANOMALIES = Counter("cost_anomalies", "Cost anomalies detected by billing.")
+PRIVACY_REQUESTS = Counter(
+    "privacy_requests", "Privacy requests (offboarding, erasure, export) by outcome.", ["type", "outcome"]
+)
 
 # Computed at scrape time from the database (see scrape.py); listed here so that one place names
 # every series (the docs table and the dashboard test read it).

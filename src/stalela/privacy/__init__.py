@@ -1,0 +1,1 @@
+"""Privacy: data map, per-subject keys, erasure, portability, retention, tenant offboarding."""
