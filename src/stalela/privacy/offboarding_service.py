@@ -195,6 +195,7 @@ async def _purge(session: AsyncSession, settings: Settings, row: Offboarding) ->
     for job in await repo.other_exports(tenant_id, keep):
         cleanup.files.append(exports.export_path(settings, job))
     counts = await repo.purge(tenant_id, keep)
+    API_KEYS.clear()  # the purged keys stop working here at once, elsewhere within auth_cache_seconds
     if row.mode != "return":
         row.export_url = None
     last = await repo.last_invoice_at(tenant_id)
