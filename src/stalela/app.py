@@ -180,7 +180,9 @@ def extra_routers() -> list:
     from stalela.webhooks.endpoints import router as webhooks_router
     from stalela.dashboard.endpoints import routers as dashboard_routers
     from stalela.privacy.erasure_endpoints import router as erasure_router
+    from stalela.privacy.offboarding_endpoints import router as offboarding_router
 
     return [invoices_router, ledger_router, proof_router, exports_router, keys_router, verification_router, outbox_router, authority_router,
             arca_router,
-            auth_router, audit_router, *reports_routers, webhooks_router, erasure_router, *dashboard_routers]
+            auth_router, audit_router, *reports_routers, webhooks_router, erasure_router, offboarding_router,
+            *dashboard_routers]

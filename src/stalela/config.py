@@ -140,6 +140,13 @@ class Settings(BaseSettings):
         None, description="The hash-chained erasure journal, kept outside the database and its backups and "
         "re-applied at start-up; default data_dir/erasure-journal."
     )
+    offboarding_key_sweep_seconds: float = Field(
+        3600.0, ge=0, description="How often workers destroy archive tenant keys past their statutory end. 0: never."
+    )
+    offboarding_exit_after_step: Literal["deprovisioning", "exported", "purged", "deleted"] | None = Field(
+        None, description="Testing only (the kill -9 test): the worker process dies right after this "
+        "offboarding step commits, as if killed."
+    )
     bench_endpoints: bool = Field(
         False, description="Expose POST /_bench/noop, the trivial baseline the benchmarks compare against."
     )

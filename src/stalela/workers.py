@@ -29,6 +29,7 @@ from stalela.authority.arca import tasks as _arca_tasks  # noqa: F401
 from stalela.webhooks import tasks as _webhooks_tasks  # noqa: F401
 from stalela.privacy import erasure_tasks as _erasure_tasks  # noqa: F401
 from stalela.privacy.erasure_service import replay_journal
+from stalela.privacy import offboarding_tasks
 
 log = get_logger("stalela.workers")
 GRACE_SECONDS = 30
@@ -44,6 +45,8 @@ async def background(db: Database, settings: Settings, *, concurrency: int | Non
         tasks.append(asyncio.create_task(periodic_checkpoints(db, settings), name="checkpoints"))
     if settings.z_scheduler_interval_seconds:
         tasks.append(asyncio.create_task(z_scheduler(db, settings), name="z-reports"))
+    if settings.offboarding_key_sweep_seconds:
+        tasks.append(asyncio.create_task(offboarding_tasks.archive_key_sweeper(db, settings), name="archive-keys"))
     try:
         yield dispatcher
     finally:

@@ -72,12 +72,12 @@ async def _public_session(session: DbSession) -> AsyncSession:
 PublicSession = Annotated[AsyncSession, Depends(_public_session)]
 
 
-@answers(401, 403, 429)
+@answers(401, 403, 409, 429)  # 409 tenant_deprovisioning: a write while the tenant is offboarded
 async def _tenant_principal(request: Request, session: DbSession, _doc=Depends(_bearer)) -> Principal:
     return await _authenticate(request, session, readonly=request.method in SAFE_METHODS)
 
 
-@answers(401, 403, 429, 503)
+@answers(401, 403, 409, 429, 503)
 async def _tenant_principal_alone(request: Request, _doc=Depends(_bearer)) -> Principal:
     """The caller, checked in a short read transaction of its own (or none, for a recently verified API
     key): for endpoints that hand the work to another transaction (sealing) and must not hold a pooled

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 
 from stalela.auth.principal import Principal
-from stalela.errors import Forbidden
+from stalela.errors import Conflict, Forbidden
 
 
 class Perm(str, Enum):
@@ -102,12 +102,22 @@ def check_not_exceeding(principal: Principal, perms: frozenset[Perm], what: str,
                         code="scope_exceeds_caller", field=field, extra={"exceeding": sorted(p.value for p in extra)})
 
 
+# An offboarded tenant's credentials still read (deprovisioning) until they are purged.
+CLOSING = frozenset({"deprovisioning", "deleted"})
+
+
 def check_writable(principal: Principal) -> None:
     """A suspended (or closing) tenant reads but never writes. Every write made with a tenant's
     credential is admitted here: API keys and user tokens (``auth.dependencies``), dashboard sessions
     and invitation tokens (redeeming one adds a user)."""
-    if not principal.is_operator and principal.tenant_status != "active":
-        raise Forbidden(f"tenant is {principal.tenant_status}: writes are refused", code="tenant_suspended")
+    if principal.is_operator or principal.tenant_status == "active":
+        return
+    if principal.tenant_status in CLOSING:
+        # A state, not a permission: the tenant is being offboarded and its data handed over, so
+        # nothing may change under the export (409, like any write against the wrong state).
+        raise Conflict(f"tenant is {principal.tenant_status}: it is being offboarded, reads only",
+                       code="tenant_deprovisioning")
+    raise Forbidden(f"tenant is {principal.tenant_status}: writes are refused", code="tenant_suspended")
 
 
 def check(principal: Principal, perm: Perm) -> None:

@@ -96,7 +96,7 @@ async def authenticate_api_key(session: AsyncSession, authorization: str | None)
     if found is None:
         raise Unauthorized("invalid API key", code="invalid_credentials")
     key, tenant = found
-    if tenant.status in ("deprovisioning", "deleted"):
+    if tenant.status == "deleted":  # deprovisioning still reads: the merchant fetches its data
         raise Unauthorized("invalid API key", code="invalid_credentials")
     await bind_tenant(session, tenant.id)
     stale = key.last_used_at is None or utcnow() - key.last_used_at > TOUCH_INTERVAL

@@ -45,7 +45,7 @@ def user_view(user: User) -> dict[str, Any]:
 async def active_user(session: AsyncSession, tenant_id: str, user_id: str) -> tuple[User, Tenant]:
     row = (await session.execute(select(User, Tenant).join(Tenant, Tenant.id == User.tenant_id)
                                  .where(User.tenant_id == tenant_id, User.id == user_id))).first()
-    if row is None or row[0].status != "active" or row[1].status in ("deprovisioning", "deleted"):
+    if row is None or row[0].status != "active" or row[1].status == "deleted":
         raise Unauthorized("this user cannot sign in", code="invalid_token")
     return row[0], row[1]
 
@@ -165,7 +165,7 @@ async def candidates(session: AsyncSession, email: str, tenant_id: str | None) -
     await bind_platform(session)
     stmt = (select(User, Tenant).join(Tenant, Tenant.id == User.tenant_id)
             .where(User.email == normalize_email(email), User.status == "active",
-                   Tenant.status.in_(("active", "suspended"))))
+                   Tenant.status.in_(("active", "suspended", "deprovisioning"))))
     if tenant_id:
         stmt = stmt.where(User.tenant_id == tenant_id)
     return [(u, t) for u, t in await session.execute(stmt)]

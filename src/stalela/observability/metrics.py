@@ -60,7 +60,8 @@ OUTBOX_DEAD = Counter(
     "outbox_dead", "Events that exhausted their attempts and became dead letters.", ["topic"])
 
 PRIVACY_REQUESTS = Counter(
-    "privacy_requests", "Data subjects' requests by type (erasure, ...) and outcome (received, completed).",
+    "privacy_requests", "Privacy requests by type (erasure, export, offboarding) and outcome (received, completed, "
+    "failed).",
     ["type", "outcome"])
 
 AUTHORITY_REQUESTS = Counter(

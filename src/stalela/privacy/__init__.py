@@ -1,1 +1,1 @@
-"""Privacy: the data subjects' rights (erasure, portability), retention and offboarding."""
+"""Privacy: data map, per-subject keys, erasure, portability, retention, tenant offboarding."""
