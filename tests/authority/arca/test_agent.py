@@ -131,6 +131,10 @@ async def test_receipts_get_one_cae_each_in_number_order(world):
     await drain(world)
     caes_b = world["sim"].caes(CUIT, pos, 6)
     assert sorted(caes_b) == [1, 2, 3] and world["sim"].caes(CUIT, pos, 1).keys() == {1}
+    # Seal v2: a person's CUIT is not signed in clear, yet ARCA is sent it (read from the buyer's subject key).
+    assert sealed[3]["seal"]["payload"]["ar"]["doc_number"] is None and sealed[3]["buyer"]["doc_number"] == "20267565393"
+    sent = world["sim"].sim.state.get_series(CUIT, pos, 1).receipts[1].fields
+    assert sent["DocNro"] == "20267565393" and sent["DocTipo"] == "80"
     for s in sealed:
         sync = await sync_of(world, s)
         assert sync["status"] == "acknowledged" and sync["result"] == "A", sync
