@@ -1,0 +1,1 @@
+"""Privacy: the data map, retention by law, per-subject keys, erasure, portability, offboarding."""
