@@ -109,3 +109,11 @@ def test_the_docs_carry_the_data_map():
         "between the datamap markers")
     listed = {line.split("`")[1] for line in table.splitlines()[2:]}
     assert listed == set(datamap.DATA_MAP)
+
+
+def test_the_docs_list_every_statutory_floor_with_its_citation():
+    from stalela.privacy.retention_data import FLOORS
+
+    doc = (ROOT / "docs" / "privacy-retention.md").read_text()
+    for floor in FLOORS.values():
+        assert f"| {floor.years} | {floor.covers} | {floor.citation} |" in doc, floor.jurisdiction

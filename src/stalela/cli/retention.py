@@ -34,7 +34,11 @@ def run(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Mark what is past its rule; purge what was marked a grace period ago and still is. Idempotent."""
-    result = asyncio.run(_run(get_settings(), dry_run, tenant or None))
+    from stalela.observability.runtime import configure_logs
+
+    settings = get_settings()
+    configure_logs(settings)  # log lines (JSON, scrubbed) go to stderr; stdout is the answer
+    result = asyncio.run(_run(settings, dry_run, tenant or None))
     if as_json:
         print(json.dumps(result, default=str, indent=2))
     else:

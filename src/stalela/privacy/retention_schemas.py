@@ -56,7 +56,7 @@ class PoliciesOut(StrictModel):
 
 
 class HoldScopeIn(StrictModel):
-    outlet_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    outlet_id: str | None = Field(None, max_length=40, pattern=r"^[A-Za-z0-9_-]{1,40}$")
     from_: CalendarDate | None = Field(None, alias="from", description="First UTC date covered, inclusive.")
     to: CalendarDate | None = Field(None, description="Last UTC date covered, inclusive.")
 
