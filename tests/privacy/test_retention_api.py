@@ -161,3 +161,10 @@ async def test_the_openapi_document_names_the_new_answers(app):
     put = paths["/v1/privacy/retention/policies/{category}"]["put"]["responses"]["422"]
     assert "retention_below_statutory_minimum" in put["description"]
     assert {"401", "403", "404", "422"} <= set(paths["/v1/privacy/retention/holds/{hold_id}"]["delete"]["responses"])
+
+
+@pytest.mark.parametrize("value", [False, True, "3", 3.0])
+async def test_policy_figures_are_whole_numbers_not_booleans_or_strings(client, new_tenant, value):
+    _, headers = await new_tenant()
+    r = await client.put(f"{POLICIES}/personal", json={"days": value}, headers=headers)
+    assert r.status_code == 422 and r.json()["field"] == "days", r.text

@@ -11,13 +11,14 @@ Category = Literal["personal", "fiscal", "operational", "secret"]
 
 
 class PolicyIn(StrictModel):
-    """Replaces the category's policy: an omitted figure falls back to its default."""
+    """Replaces the category's policy: an omitted figure falls back to its default. Whole numbers only (strict:
+    ``false`` or ``"3"`` is not a number of years)."""
 
-    years: int | None = Field(None, ge=0, le=100, description="Whole years after the rule's anchor (fiscal: at "
+    years: int | None = Field(None, ge=0, le=100, strict=True, description="Whole years after the rule's anchor (fiscal: at "
                               "least the statutory floor, counted from the end of the financial year).")
-    days: int | None = Field(None, ge=0, le=36500, description="Days on top of the years (for purging rules: "
+    days: int | None = Field(None, ge=0, le=36500, strict=True, description="Days on top of the years (for purging rules: "
                              "the N of days:N).")
-    grace_days: int | None = Field(None, ge=1, le=365, description="Between a row's mark and its purge "
+    grace_days: int | None = Field(None, ge=1, le=365, strict=True, description="Between a row's mark and its purge "
                                    "(default STALELA_RETENTION_GRACE_DAYS).")
 
 
