@@ -27,9 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from stalela.auth.models import Invitation, RefreshToken
-from stalela.authority.arca.models import ArcaTicket
+from stalela.authority.arca.models import ArcaCredential, ArcaTicket
 from stalela.db.repository import Repository
 from stalela.fiscal.invoices.models import IdempotencyRecord
+from stalela.fiscal.ledger.service import LogAppender
 from stalela.outbox.models import OutboxEvent
 from stalela.privacy import datamap
 from stalela.privacy.retention_models import LegalHold, RetentionMark, RetentionPolicy, RetentionSchedule
@@ -115,6 +116,23 @@ async def _delete_messages(session: AsyncSession, purger: Purger, window: Window
     return await _delete_rows(session, purger, window, keys, still)
 
 
+async def _delete_idempotency_records(session: AsyncSession, purger: Purger, window: Window, keys: list[str],
+                                      still: Any) -> int:
+    # Sealing reads a key's record under the tenant's log lock and deletes it itself when it has expired
+    # (the key is free again): taking that lock first keeps the two from deleting the same row, which
+    # would fail the seal's transaction (the ORM's delete expects its row).
+    await LogAppender.open(session, window.tenant_id)
+    return await _delete_rows(session, purger, window, keys, still)
+
+
+async def _delete_arca_tickets(session: AsyncSession, purger: Purger, window: Window, keys: list[str], still: Any) -> int:
+    # The ARCA agent renews an expired ticket in place (read, log in to WSAA, update) under the lock of
+    # the tenant's credentials row: taking it first keeps a purge from deleting the row in between.
+    await session.execute(select(ArcaCredential.tenant_id).where(ArcaCredential.tenant_id == window.tenant_id)
+                          .with_for_update())
+    return await _delete_rows(session, purger, window, keys, still)
+
+
 def _ended(token: Any) -> Any:
     """When a refresh token stopped working: its revocation, or its expiry, whichever came first."""
     return case((and_(token.revoked_at.is_not(None), token.revoked_at < token.expires_at), token.revoked_at),
@@ -131,7 +149,7 @@ _MESSAGE_CREATED = (select(WebhookMessage.created_at)
                     .correlate(WebhookAttempt).scalar_subquery())
 
 register(Purger("expired_idempotency_records", IdempotencyRecord, "operational", IdempotencyRecord.expires_at,
-                IdempotencyRecord.key, dated=IdempotencyRecord.created_at))
+                IdempotencyRecord.key, dated=IdempotencyRecord.created_at, action=_delete_idempotency_records))
 register(Purger("delivered_outbox_events", OutboxEvent, "operational", OutboxEvent.done_at, OutboxEvent.id,
                 final=OutboxEvent.status == "done", dated=OutboxEvent.created_at))
 register(Purger("webhook_attempts", WebhookAttempt, "operational", WebhookAttempt.started_at, WebhookAttempt.id,
@@ -144,7 +162,8 @@ register(Purger("ended_refresh_tokens", RefreshToken, "secret", _FAMILY_END, Ref
 register(Purger("expired_invitations", Invitation, "personal", Invitation.expires_at, Invitation.id,
                 dated=Invitation.created_at))
 register(Purger("expired_arca_tickets", ArcaTicket, "secret", ArcaTicket.expires_at,
-                ArcaTicket.service + ":" + ArcaTicket.environment, dated=ArcaTicket.created_at))
+                ArcaTicket.service + ":" + ArcaTicket.environment, dated=ArcaTicket.created_at,
+                action=_delete_arca_tickets))
 
 
 def _start(day: date) -> datetime:
