@@ -188,3 +188,17 @@ async def test_cli_and_scheduler_paths_share_the_run(app, new_tenant, settings):
     done = await service.run_all(app.state.db, settings, at=seeded.at, tenant_ids=[tenant["id"]])
     assert done["totals"] == dry["totals"]
     assert json.loads(service.summary(done))["totals"] == done["totals"]
+
+
+async def test_a_run_in_small_batches_does_the_same(app, client, new_tenant, settings):
+    tenant, headers = await new_tenant()
+    seeded = await seed(app.state.db, tenant["id"], now())
+    small = settings.model_copy(update={"retention_batch_size": 1})  # a transaction per row
+    preview = await _preview(client, headers, seeded.at)
+    run = await service.run_tenant(app.state.db, small, tenant["id"], at=seeded.at)
+    assert counts(run) == counts(preview) and acted(run) == acted(preview)
+    due = seeded.at + 7 * DAY
+    preview = await _preview(client, headers, due)
+    run = await service.run_tenant(app.state.db, small, tenant["id"], at=due)
+    assert counts(run) == counts(preview) == {(n, "purge"): len(k) for n, k in seeded.due.items()}
+    assert (await rows(app.state.db, tenant["id"]))["marks"] == 0

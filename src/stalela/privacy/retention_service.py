@@ -290,43 +290,42 @@ async def preview(session: AsyncSession, settings: Settings, tenant_id: str,
 
 async def run_tenant(db: Database, settings: Settings, tenant_id: str, *, at: datetime | None = None,
                      dry_run: bool = False, actor: str = SYSTEM_ACTOR, run_id: str | None = None) -> dict[str, Any]:
-    """One tenant's run (or its preview, ``dry_run``). Each batch is a transaction of its own that
-    re-reads the policies and holds under the tenant's retention lock, so a hold placed during a run
+    """One tenant's run (or its preview, ``dry_run``). The run starts with the preview and acts only on the
+    sets it found non-empty (an idle tenant costs one read transaction). Each batch is a transaction of its own
+    that re-reads the policies and holds under the tenant's retention lock, so a hold placed during a run
     protects what it covers from the next batch on."""
     at = at or now()
-    if dry_run:
-        async with db.transaction(readonly=True) as session:
-            await bind_tenant(session, tenant_id)
-            return await preview(session, settings, tenant_id, at)
     async with db.transaction(readonly=True) as session:
         await bind_tenant(session, tenant_id)
-        held = any(h.whole_tenant for h in await active_holds(session))
-        names = [p.purger.name for p in await _plans(session, settings, tenant_id, at)]
-    purgers, counts = [], {}
-    for name in names:
-        entry: dict[str, Any] = {}
+        planned = await preview(session, settings, tenant_id, at)
+    if dry_run:
+        return planned
+    counts = {}
+    for entry in planned["purgers"]:
+        entry.pop("pending")
         for which in STEPS:
+            if not entry[which]["count"]:
+                continue  # empty a moment ago: anything new there waits for the next run
             total, sample = 0, []
             while True:
                 async with db.transaction() as session:
                     await bind_tenant(session, tenant_id)
                     await RetentionRepository(session).lock_tenant(tenant_id)
-                    (plan,) = await _plans(session, settings, tenant_id, at, only=name)
+                    (plan,) = await _plans(session, settings, tenant_id, at, only=entry["purger"])
                     done, keys = await step(session, plan, which, dry_run=False, limit=settings.retention_batch_size)
                 total, sample = total + done, (sample + keys)[:SAMPLE]
                 if len(keys) < settings.retention_batch_size:
                     break
             entry[which] = {"count": total, "sample": sample}
-        purgers.append(_entry(plan) | entry)
         if any(entry[w]["count"] for w in STEPS):
-            counts[name] = {"marked": entry["mark"]["count"], "purged": entry["purge"]["count"],
-                            "unmarked": entry["unmark"]["count"]}
+            counts[entry["purger"]] = {"marked": entry["mark"]["count"], "purged": entry["purge"]["count"],
+                                       "unmarked": entry["unmark"]["count"]}
     if counts:  # an idle run leaves no entry: the log records what changed, counts only, never a value
         async with db.transaction() as session:
             await bind_tenant(session, tenant_id)
             await record(session, tenant_id, actor, "privacy.retention_run", run_id or new_id("rrun"),
                          {"as_of": at.isoformat(), "counts": counts})
-    return {"as_of": at, "held": held, "purgers": purgers}
+    return planned
 
 
 async def run_all(db: Database, settings: Settings, *, at: datetime | None = None, dry_run: bool = False,
