@@ -100,6 +100,17 @@ class Settings(BaseSettings):
     z_scheduler_interval_seconds: int = Field(
         60, ge=0, description="How often the Z scheduler looks for days to close; 0 disables it."
     )
+    retention_interval_hours: int = Field(
+        24, ge=0, le=24 * 366, description="How often the retention run marks and purges (docs/privacy-retention.md); "
+        "0 disables the scheduler (`stalela retention run` still works)."
+    )
+    retention_grace_days: int = Field(
+        7, ge=1, le=365, description="Default days between a row's mark and its purge (a category's policy may set "
+        "its own)."
+    )
+    retention_batch_size: int = Field(
+        1000, ge=1, le=100_000, description="Rows a retention run marks or purges per transaction."
+    )
     report_pdf_max_invoices: int = Field(
         10_000, ge=1, description="A reports with more invoices are refused as PDF (CSV and XLSX stream any size)."
     )

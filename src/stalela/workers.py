@@ -4,6 +4,7 @@
 - periodic ledger checkpoints
 - the audit export runner
 - the Z scheduler (closes business days after local midnight + grace)
+- the retention run (daily: marks what is past its rule, purges what was marked a grace ago)
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from stalela.fiscal.reports.tasks import z_scheduler
 from stalela.observability.logging import get_logger
 from stalela.observability.runtime import worker_lifespan
 from stalela.outbox.dispatcher import Dispatcher
+from stalela.privacy.retention_tasks import retention_scheduler
 
 # The composition root of the outbox's consumers: importing a domain's tasks module registers its
 # handlers (outbox/registry.py). A domain that consumes events adds its line here; the app factory
@@ -47,6 +49,8 @@ async def background(db: Database, settings: Settings, *, concurrency: int | Non
         tasks.append(asyncio.create_task(z_scheduler(db, settings), name="z-reports"))
     if settings.offboarding_key_sweep_seconds:
         tasks.append(asyncio.create_task(offboarding_tasks.archive_key_sweeper(db, settings), name="archive-keys"))
+    if settings.retention_interval_hours:
+        tasks.append(asyncio.create_task(retention_scheduler(db, settings), name="retention"))
     try:
         yield dispatcher
     finally:

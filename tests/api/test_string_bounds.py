@@ -60,6 +60,8 @@ STORED = {
     "EndpointUpdate.url": "webhook_endpoints.url",
     "EndpointUpdate.description": "webhook_endpoints.description",
     "EndpointUpdate.event_types[]": "webhook_endpoints.event_types",
+    "HoldCreate.reason": "retention_holds.reason",
+    "HoldScopeIn.outlet_id": "retention_holds.outlet_id",
 }
 
 # Strings that are not stored as sent, and why.
@@ -87,6 +89,7 @@ NOT_STORED = {
     "ReplayRequest.ids[]": "looked up", "ReplayRequest.topic": "a filter of the replay",
     "ExportRequest.from": "a date", "ExportRequest.to": "a date", "ZClose.business_day": "a date",
     "RecoverRequest.since": "a date-time", "RecoverRequest.until": "a date-time",
+    "HoldScopeIn.from": "a date", "HoldScopeIn.to": "a date",
 }
 
 

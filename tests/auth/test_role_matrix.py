@@ -70,6 +70,14 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("GET", "/v1/z-reports"): Perm.REPORTS_READ,
     ("GET", "/v1/z-reports/{z_report_id}"): Perm.REPORTS_READ,
     ("GET", "/v1/a-reports"): Perm.REPORTS_READ,
+    # Always refused with 409 (a sealed invoice is never deleted): who may ask learns why.
+    ("DELETE", "/v1/invoices/{invoice_id}"): Perm.INVOICES_WRITE,
+    ("GET", "/v1/privacy/retention/policies"): Perm.ADMIN,
+    ("PUT", "/v1/privacy/retention/policies/{category}"): Perm.ADMIN,
+    ("GET", "/v1/privacy/retention/holds"): Perm.ADMIN,
+    ("POST", "/v1/privacy/retention/holds"): Perm.ADMIN,
+    ("DELETE", "/v1/privacy/retention/holds/{hold_id}"): Perm.ADMIN,
+    ("GET", "/v1/privacy/retention/preview"): Perm.ADMIN,
 }
 PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/verify/z/{z_report_id}", "/v1/keys/{key_id}",
           "/.well-known/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/jwks.json",

@@ -13,6 +13,7 @@ from rich.console import Console
 from stalela.cli import audit as audit_cli
 from stalela.cli import reports as reports_cli
 from stalela.cli import privacy as privacy_cli
+from stalela.cli import retention as retention_cli
 from stalela.config import get_settings
 
 app = typer.Typer(help="Stalela fiscal cloud", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -26,6 +27,7 @@ keys_app = typer.Typer(help="Signing keys", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_cli.export_app, name="export")
 app.add_typer(reports_cli.report_app, name="report")
+app.add_typer(retention_cli.retention_app, name="retention")
 outbox_app = typer.Typer(help="The outbox: dead letters and replay", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
 device_app = typer.Typer(help="DGI e-MCF devices", no_args_is_help=True)

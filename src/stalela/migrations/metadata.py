@@ -14,6 +14,7 @@ from stalela.fiscal.subjects import models as _subjects  # noqa: F401
 from stalela.outbox import models as _outbox  # noqa: F401
 from stalela.privacy import erasure_models as _erasure  # noqa: F401
 from stalela.privacy import offboarding_models as _offboarding  # noqa: F401
+from stalela.privacy import retention_models as _retention  # noqa: F401
 from stalela.tenancy import models as _tenancy  # noqa: F401
 from stalela.webhooks import models as _webhooks  # noqa: F401
 

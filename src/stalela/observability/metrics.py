@@ -89,6 +89,10 @@ TENANT_RESOURCE_USAGE = Gauge(
     multiprocess_mode="mostrecent")
 COST_ANOMALIES = Counter("cost_anomalies", "Cost anomalies detected by billing.")
 
+PRIVACY_RETENTION_PURGED = Counter(
+    "privacy_retention_purged", "Rows the retention engine deleted (past their rule and grace), by data map category.",
+    ["category"])
+
 # Computed at scrape time from the database (see scrape.py); listed here so that one place names
 # every series (the docs table and the dashboard test read it).
 DATABASE_GAUGES = {
@@ -183,6 +187,11 @@ def invoice_sealed(session: Any, tenant_id: str, outlet_id: str, type_: str) -> 
 
 def privacy_request(session: Any, type_: str, outcome: str) -> None:
     after_commit(session, PRIVACY_REQUESTS.labels(type_, outcome).inc)
+
+
+def retention_purged(session: Any, category: str, count: int) -> None:
+    if count:
+        after_commit(session, lambda: _child(PRIVACY_RETENTION_PURGED, category).inc(count))
 
 
 def sync_acknowledged(session: Any, sealed_at: Any, acknowledged_at: Any) -> None:
@@ -402,7 +411,7 @@ def metric_names() -> dict[str, str]:
     for metric in (API_REQUESTS, API_DURATION, INVOICES_SEALED, SEAL_DURATION, SEAL_GROUP_SIZE, OUTBOX_HANDLED,
                    OUTBOX_HANDLER_DURATION, OUTBOX_DEAD, AUTHORITY_REQUESTS, AUTHORITY_REQUEST_DURATION,
                    AUTHORITY_SYNC_LAG, WEBHOOK_DELIVERIES, WEBHOOK_DURATION, SIGNER_OPERATIONS,
-                   TENANT_RESOURCE_USAGE, COST_ANOMALIES):
+                   TENANT_RESOURCE_USAGE, COST_ANOMALIES, PRIVACY_RETENTION_PURGED):
         kind = metric._type  # noqa: SLF001 - prometheus-client has no public accessor
         name = metric._name  # noqa: SLF001
         out[f"{name}_total" if kind == "counter" else name] = kind

@@ -1,7 +1,7 @@
 """Privacy: erasure requests (GDPR Art. 17) and their signed receipts.
 
 Revision ID: 0018
-Revises: 0015
+Revises: 0017
 Create Date: 2026-12-06
 """
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from stalela.db import rls
 from stalela.db.base import UTCDateTime
 
 revision = "0018"
-down_revision = "0015"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

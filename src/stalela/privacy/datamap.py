@@ -1,0 +1,242 @@
+"""The data map, as code: every column of every table, with its category and its retention rule.
+
+Categories: ``personal`` (identifies or describes a natural person), ``fiscal`` (part of the fiscal
+record the law makes us keep), ``operational`` (what running the service needs), ``secret``
+(credentials and keys, stored hashed or encrypted).
+
+Rules (how long a value lives):
+
+- ``statutory``: a fiscal record, kept until its ``retain_until`` (the jurisdiction's floor, or the
+  tenant's longer ``fiscal`` policy, from the end of the financial year). Never deleted by the
+  retention engine: rows are sealed or chained; the personal parts of a sealed invoice are shredded
+  by destroying the subject's key (issue 16, item 2) at ``retain_until``.
+- ``while_account``: while the tenant's account (or the user, for a user's rows; the deployment, for
+  platform rows) exists; removed by offboarding or erasure, not by time.
+- ``days:N@column``: purged N days after ``column`` (the category's tenant policy may change N).
+- ``until_expiry@column``: purged once ``column`` (an expiry) has passed (plus the policy's period).
+- ``forever``: kept for good, because others must verify with it (public keys of old seals).
+- ``forever_pseudonymous``: kept for good, holding ids only, never a personal value.
+
+A rule that purges (``days:`` and ``until_expiry``) names its purger in ``retention_repository``; a
+purged row goes whole, so every column of its table names the same purger. ``tests/privacy`` fails on
+an untagged column or a tag for a column that no longer exists, so no new column, personal or not,
+goes in unclassified. ``python -m stalela.privacy.datamap`` prints the table docs/privacy-retention.md
+carries (a test keeps the two equal).
+"""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from stalela.privacy.retention_data import CATEGORIES
+
+RULE = re.compile(r"^(statutory|while_account|forever|forever_pseudonymous|days:(\d+)@(\w+)|until_expiry@(\w+))$")
+
+
+@dataclass(frozen=True)
+class Tag:
+    category: str
+    rule: str
+    purger: str | None = None
+    note: str = ""
+
+    @property
+    def purgeable(self) -> bool:
+        return self.rule.startswith(("days:", "until_expiry@"))
+
+    @property
+    def anchor(self) -> str | None:
+        """The column a purging rule counts from."""
+        return self.rule.rsplit("@", 1)[1] if self.purgeable else None
+
+    @property
+    def default_days(self) -> int:
+        return int(self.rule[5:].split("@")[0]) if self.rule.startswith("days:") else 0
+
+
+@dataclass(frozen=True)
+class TableMap:
+    name: str
+    rule: str
+    columns: dict[str, Tag]
+    purger: str | None
+    note: str
+
+
+def table(name: str, rule: str, *, purger: str | None = None, note: str = "", rules: dict[str, str] | None = None,
+          notes: dict[str, str] | None = None, **categories: str) -> TableMap:
+    """One table: its default rule, then its columns by category (space-separated names, each listed:
+    nothing is tagged by default, so a new column is untagged until someone decides)."""
+    if not RULE.match(rule):
+        raise ValueError(f"{name}: unknown rule {rule!r}")
+    columns: dict[str, Tag] = {}
+    for category, names in categories.items():
+        if category not in CATEGORIES:
+            raise ValueError(f"{name}: unknown category {category!r}")
+        for column in names.split():
+            if column in columns:
+                raise ValueError(f"{name}.{column} is tagged twice")
+            own = (rules or {}).get(column, rule)
+            if not RULE.match(own):
+                raise ValueError(f"{name}.{column}: unknown rule {own!r}")
+            columns[column] = Tag(category, own, purger if own == rule else None, (notes or {}).get(column, ""))
+    return TableMap(name, rule, columns, purger, note)
+
+
+_SEALED = "tenant_id id outlet_id key_id seal_hash signature payload"
+_TABLES = [
+    table("tenants", "while_account", personal="name tax_id",
+          operational="id jurisdiction status vat_condition created_at updated_at",
+          notes={"name": "a sole trader's name is a person's", "tax_id": "a sole trader's tax id is a person's"}),
+    table("outlets", "while_account", personal="address",
+          operational="tenant_id id code name timezone status pos_number first_business_day created_at updated_at",
+          notes={"address": "a sole trader's outlet may be their home"}),
+    table("api_keys", "while_account", secret="key_hash",
+          operational="tenant_id id name prefix outlet_id created_at revoked_at last_used_at scopes"),
+    table("users", "while_account", personal="email name", secret="password_hash",
+          operational="tenant_id id role status outlet_ids created_at updated_at",
+          note="a user's own erasure removes them (issue 16, item 3)"),
+    table("invitations", "until_expiry@expires_at", purger="expired_invitations", personal="email name",
+          secret="token_hash", operational="tenant_id id role outlet_ids invited_by expires_at used_at created_at"),
+    table("refresh_tokens", "until_expiry@expires_at", purger="ended_refresh_tokens", secret="token_hash",
+          operational="tenant_id id user_id family_id expires_at used_at revoked_at created_at",
+          note="a whole login (family) goes once its last token expired or was revoked: a used token keeps "
+               "detecting reuse while its family lives"),
+    table("auth_keys", "while_account", secret="private_key", operational="id public_jwk created_at retired_at",
+          note="platform row: the deployment's access-token keys"),
+    table("audit_log", "forever_pseudonymous",
+          operational="tenant_id seq id at actor action target prev_hash hash",
+          personal="details ip", rules={"details": "forever", "ip": "forever"},
+          notes={"details": "GAP: some actions record an e-mail (user.created, user.invited); the chain hashes it, "
+                            "so it cannot be removed: pseudonymise at write (issue 16, item 3)",
+                 "ip": "GAP: the caller's address, in the hash chain (as details)"}),
+    table("authority_devices", "while_account", secret="token_encrypted",
+          operational="tenant_id outlet_id nim base_url status last_error created_at updated_at"),
+    table("arca_credentials", "while_account", fiscal="certificate_pem subject cuit", secret="key_encrypted",
+          operational="tenant_id environment wsaa_url wsfe_url key_label pending_key_label not_after created_at "
+                      "updated_at"),
+    table("arca_tickets", "until_expiry@expires_at", purger="expired_arca_tickets", secret="token sign",
+          operational="tenant_id service environment expires_at generated_at cuits created_at"),
+    table("series", "statutory",
+          fiscal="tenant_id id outlet_id code counter first_counter generation last_hash updated_at"),
+    table("invoices", "statutory", personal="document buyer_sealed",
+          fiscal=f"{_SEALED} series_id counter fiscal_number type issued_at reference original total_cents "
+                 "leaf_index created_at",
+          operational="buyer_subject",
+          notes={"document": "v1 invoices: the buyer in clear; v2 (seal format 2): no personal buyer, which is in "
+                             "buyer_sealed",
+                 "buyer_sealed": "the buyer and its salt, AES-256-GCM under the subject's data key: shredding the "
+                                 "key at retain_until erases it (the row never changes)",
+                 "buyer_subject": "a subject id (privacy_subjects), no personal value",
+                 "payload": "signed bytes: a v1 payload holds the buyer's tax id, which no shredding can reach; "
+                            "v2 holds a salted commitment instead"}),
+    table("idempotency_keys", "until_expiry@expires_at", purger="expired_idempotency_records",
+          personal="response", operational="tenant_id key request_hash status_code created_at expires_at",
+          notes={"response": "the sealed invoice as answered: v1 with its buyer; v2 without (read back on replay)"}),
+    table("privacy_tenant_keys", "statutory", secret="material",
+          operational="tenant_id id backend status destroy_after created_at destroyed_at",
+          note="wraps the tenant's subject keys; destroyed at the archive's statutory end after offboarding"),
+    table("privacy_subjects", "statutory", secret="wrapped_key",
+          operational="tenant_id id status key_id tenant_key_id last_seen_at retain_until created_at restricted_at "
+                      "shredded_at",
+          note="one per data subject (buyer): its data key, wrapped; shredded (wrapped_key cleared) at retain_until"),
+    table("privacy_subject_ids", "while_account", operational="tenant_id id_hash subject_id",
+          note="keyed HMAC pseudonyms of a subject's identifiers; replaced by tombstones on erasure"),
+    table("privacy_erased_ids", "forever_pseudonymous", operational="tenant_id id_hash erased_at",
+          note="tombstones: an erased identifier is never given a key again (unless a request says new subject)"),
+    table("privacy_erasure_requests", "statutory",
+          operational="tenant_id id kind status pseudonyms user_id requested_by received_at due_at completed_at "
+                      "erased restricted receipt",
+          note="accountability (GDPR Art. 5(2)): pseudonyms only, never the subject's values"),
+    table("privacy_offboardings", "statutory",
+          operational="tenant_id id mode state requested_by created_at deprovisioned_at exported_at purged_at "
+                      "deleted_at export_id export_sha256 export_url purged archive_key_ids "
+                      "archive_key_destroy_after receipt",
+          note="the record of a tenant's offboarding and its signed receipt"),
+    table("invoice_sync", "statutory",
+          fiscal="tenant_id invoice_id outlet_id status uid error_code error details sealed_at",
+          operational="attempts updated_at claimed_until"),
+    table("authority_acks", "statutory",
+          fiscal="tenant_id invoice_id nim uid code counters authority_time qr_code raw created_at"),
+    table("report_day_figures", "statutory",
+          fiscal="tenant_id outlet_id business_day figures z_report_id updated_at",
+          note="derived from the sealed invoices (rebuildable), kept with them"),
+    table("merkle_logs", "statutory", fiscal="tenant_id size frontier updated_at"),
+    table("merkle_nodes", "statutory", fiscal="tenant_id level idx hash"),
+    table("checkpoints", "statutory",
+          fiscal="tenant_id id tree_size root_hash timestamp reason key_id seal_hash signature payload"),
+    table("z_reports", "statutory",
+          fiscal=f"{_SEALED} business_day z_counter number counter_to invoice_count total_cents closed_at "
+                 "closed_by checkpoint_id created_at"),
+    table("signing_keys", "forever", fiscal="tenant_id id backend public_jwk status created_at not_before not_after",
+          secret="private_ref", rules={"private_ref": "while_account"},
+          note="public keys verify old seals for good"),
+    table("export_jobs", "while_account",
+          operational="tenant_id id status date_from date_to file_name sha256 bytes invoices error attempts "
+                      "created_at claimed_at completed_at",
+          note="the archive files themselves expire in the document store (issue 16, item 6)"),
+    table("outbox", "days:30@done_at", purger="delivered_outbox_events",
+          operational="tenant_id id topic payload created_at available_at attempts last_error status lease_until "
+                      "claimed_by done_at",
+          note="delivered events only: pending and dead ones stay (delivery, replay); payloads carry ids and totals"),
+    table("webhook_endpoints", "while_account", secret="secret_encrypted previous_secret_encrypted",
+          operational="tenant_id id url description event_types enabled disabled_reason disabled_at "
+                      "previous_secret_expires_at failing_since created_at updated_at deleted_at"),
+    table("webhook_messages", "days:30@updated_at", purger="settled_webhook_messages",
+          operational="tenant_id id endpoint_id event_id event_type payload status attempts next_attempt_at "
+                      "lease_until claimed_by last_status_code last_error created_at updated_at delivered_at",
+          note="delivered and failed messages, with their attempts; pending ones stay. A failed message can be "
+               "recovered until then"),
+    table("webhook_attempts", "days:30@started_at", purger="webhook_attempts",
+          operational="tenant_id id message_id endpoint_id attempt started_at outcome status_code latency_ms error "
+                      "response_body"),
+    table("retention_policies", "while_account",
+          operational="tenant_id category years days grace_days updated_at updated_by"),
+    table("retention_holds", "while_account", personal="reason",
+          operational="tenant_id id outlet_id date_from date_to created_at created_by released_at released_by",
+          notes={"reason": "free text: may name people"}),
+    table("retention_marks", "while_account", operational="tenant_id purger row_key marked_at purge_after",
+          note="a mark goes with the row it marks (purged, or no longer a candidate)"),
+    table("retention_schedule", "while_account",
+          operational="name next_run_at last_started_at last_finished_at last_result",
+          note="platform row: when the daily retention run is due"),
+]
+DATA_MAP: dict[str, TableMap] = {t.name: t for t in _TABLES}
+
+
+def tag(table_name: str, column: str) -> Tag | None:
+    found = DATA_MAP.get(table_name)
+    return found.columns.get(column) if found else None
+
+
+def check(metadata: Any) -> tuple[list[str], list[str]]:
+    """(untagged columns, tags of columns that do not exist), as ``table.column``, for a SQLAlchemy MetaData."""
+    actual = {f"{t.name}.{c.name}" for t in metadata.tables.values() for c in t.columns}
+    tagged = {f"{t.name}.{c}" for t in DATA_MAP.values() for c in t.columns}
+    return sorted(actual - tagged), sorted(tagged - actual)
+
+
+def purgeable_tables() -> dict[str, TableMap]:
+    """Purger name -> the table its rule purges."""
+    return {t.purger: t for t in DATA_MAP.values() if t.purger}
+
+
+def markdown() -> str:
+    """The map as a Markdown table: one row per table, its columns by category."""
+    lines = ["| table | rule | personal | fiscal | operational | secret | notes |", "|---|---|---|---|---|---|---|"]
+    for t in sorted(DATA_MAP.values(), key=lambda t: t.name):
+        cells = []
+        for category in ("personal", "fiscal", "operational", "secret"):
+            cells.append(", ".join(f"`{c}`" + (f" ({tag.rule})" if tag.rule != t.rule else "")
+                                   for c, tag in t.columns.items() if tag.category == category))
+        notes = [t.note] if t.note else []
+        notes += [f"`{c}`: {tag.note}" for c, tag in t.columns.items() if tag.note]
+        rule = f"`{t.rule}`" + (f" (purger `{t.purger}`)" if t.purger else "")
+        lines.append(f"| `{t.name}` | {rule} | " + " | ".join(cells) + " | " + "; ".join(notes) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown())
