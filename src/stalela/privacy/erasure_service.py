@@ -36,26 +36,12 @@ from stalela.privacy import journal
 from stalela.privacy.erasure_models import ErasureRequest
 from stalela.privacy.erasure_repository import ErasureRepository, ErasureTargets
 from stalela.privacy.receipts import sign_receipt
+from stalela.privacy.retention_service import fiscal_retain_until
 from stalela.tenancy.context import bind_platform, bind_tenant
 
 log = get_logger("stalela.privacy.erasure")
 TOPIC = "privacy.erasure_requested"
 KINDS = ("tax_id", "email", "reference")
-
-# Statutory floors for keeping invoices, counted from the end of the financial (calendar) year of the
-# last invoice. A local table until the retention engine (privacy/retention_*.py) lands on main: the
-# lead reconciles the two.
-RETENTION = {
-    "CD": (10, "OHADA AUDCIF art. 24 (10 years)"),
-    "AR": (10, "Código Civil y Comercial art. 328 (10 years)"),
-}
-_DEFAULT_RETENTION = (10, "statutory bookkeeping retention (10 years)")
-
-
-def retain_until(jurisdiction: str, last_invoice: date) -> tuple[date, str]:
-    years, citation = RETENTION.get(jurisdiction, _DEFAULT_RETENTION)
-    return date(last_invoice.year + years, 12, 31), citation
-
 
 def _one_month_after(at: datetime) -> datetime:
     """Art. 12(3)'s "one month": the same day next month, or that month's last day (31 Jan → 28/29 Feb)."""
@@ -210,7 +196,7 @@ async def _erase(session: AsyncSession, settings: Settings, request: ErasureRequ
         jurisdiction = await targets.jurisdiction(tenant_id)
         ids = await targets.subjects_by_hashes([h for _, h in pseudonyms])
         for subject in await targets.subjects(ids):
-            until, citation = retain_until(jurisdiction, subject.last_seen_at.date())
+            until, citation = await fiscal_retain_until(session, jurisdiction, subject.last_seen_at)
             outcome, keys, hashes = await subjects.erase(session, tenant_id, subject.id, retain_until=until, now=now)
             tombstoned += hashes
             destroyed += keys

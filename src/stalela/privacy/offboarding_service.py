@@ -33,6 +33,7 @@ from stalela.fiscal.subjects import wrapping
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.outbox.service import enqueue
+from stalela.privacy.retention_rules import retain_until
 from stalela.privacy.offboarding_models import Offboarding
 from stalela.privacy.offboarding_repository import OffboardingRepository
 
@@ -46,7 +47,6 @@ KEPT = ("invoices", "series", "z_reports", "report_day_figures", "merkle_logs", 
 # Statutory retention of invoices, years after the end of the financial (here: calendar) year.
 # CD: OHADA AUDCIF art. 24 (10 years); AR: Código Civil y Comercial art. 328 (10 years). A local table
 # until the retention engine's floors (privacy.retention_data) are on main; 10 years where unknown.
-FLOOR_YEARS = {"CD": 10, "AR": 10}
 
 
 @dataclass
@@ -210,8 +210,11 @@ async def _purge(session: AsyncSession, settings: Settings, row: Offboarding) ->
 
 
 def statutory_end(jurisdiction: str, last_invoice_at: datetime) -> date:
-    """End of the calendar year of the last invoice plus the jurisdiction's floor."""
-    return date(last_invoice_at.year + FLOOR_YEARS.get(jurisdiction, 10), 12, 31)
+    """The last invoice's retention end: the jurisdiction's floor from the end of its financial year (the
+    tenant's own longer policies went with its account)."""
+    until = retain_until(jurisdiction, last_invoice_at)
+    assert until is not None  # no holds given
+    return until
 
 
 async def _delete(session: AsyncSession, settings: Settings, row: Offboarding) -> None:

@@ -118,7 +118,16 @@ class PurgerPreview(StrictModel):
     pending: PendingOut
 
 
+class ShredOut(StrictModel):
+    count: int = Field(description="Data subjects (buyers) whose key the run destroys: every invoice naming them "
+                                   "left retention, or an erasure restricted them until a date now past.")
+    sample: list[str] = Field(description="The first subject ids (no personal value).")
+    held: bool = Field(description="A legal hold of the tenant suspends all shredding.")
+    last_seen_before: datetime | None = Field(description="Active subjects last seen before this are due.")
+
+
 class PreviewOut(StrictModel):
     as_of: datetime
     held: bool = Field(description="A hold covers the whole tenant: nothing is marked or purged.")
     purgers: list[PurgerPreview]
+    shred: ShredOut

@@ -31,6 +31,7 @@ from stalela.fiscal.invoices import service as invoices
 from stalela.kit.ids import new_id
 from stalela.observability.logging import get_logger
 from stalela.observability.metrics import retention_purged
+from stalela.privacy import retention_shredding
 from stalela.privacy.retention_data import CATEGORIES, floor_for
 from stalela.privacy.retention_models import LegalHold, RetentionPolicy
 from stalela.privacy.retention_repository import (
@@ -192,6 +193,15 @@ async def active_holds(session: AsyncSession) -> tuple[HoldScope, ...]:
 # --- fiscal records ------------------------------------------------------------------------------
 
 
+async def fiscal_retain_until(session: AsyncSession, jurisdiction: str, moment: datetime) -> tuple[date, str]:
+    """(last day of retention, legal citation) of what happened at ``moment``: the floor, or the tenant's
+    longer ``fiscal`` policy. Holds are not counted here: they suspend the shredding itself."""
+    policy = await PolicyRepository(session).get("fiscal")
+    until = retain_until(jurisdiction, moment, _period(policy) if policy else None)
+    assert until is not None  # no holds given
+    return until, floor_for(jurisdiction).citation
+
+
 async def invoice_retain_until(session: AsyncSession, jurisdiction: str, issued_at: datetime,
                                outlet_id: str) -> date | None:
     """The tenant's (bound session) last day of retention of a document; None while a hold covers it."""
@@ -285,7 +295,16 @@ async def preview(session: AsyncSession, settings: Settings, tenant_id: str,
         pending, first = await RetentionRepository(session).pending(plan.purger, tenant_id)
         entry["pending"] = {"count": pending, "next_purge_after": first}
         purgers.append(entry)
-    return {"as_of": at, "held": any(h.whole_tenant for h in holds), "purgers": purgers}
+    jurisdiction, policy = await _fiscal_period(session, tenant_id)
+    shredding = await retention_shredding.preview(session, jurisdiction, policy, holds, at.date(), SAMPLE)
+    return {"as_of": at, "held": any(h.whole_tenant for h in holds), "purgers": purgers, "shred": shredding}
+
+
+async def _fiscal_period(session: AsyncSession, tenant_id: str) -> tuple[str | None, Period | None]:
+    """The tenant's jurisdiction and its ``fiscal`` policy: how long its buyers' keys live."""
+    tenant = await TenantRepository(session).get(tenant_id)
+    policy = (await PolicyRepository(session).all()).get("fiscal")
+    return (tenant.jurisdiction if tenant else None), (_period(policy) if policy else None)
 
 
 async def run_tenant(db: Database, settings: Settings, tenant_id: str, *, at: datetime | None = None,
@@ -320,12 +339,33 @@ async def run_tenant(db: Database, settings: Settings, tenant_id: str, *, at: da
         if any(entry[w]["count"] for w in STEPS):
             counts[entry["purger"]] = {"marked": entry["mark"]["count"], "purged": entry["purge"]["count"],
                                        "unmarked": entry["unmark"]["count"]}
+    shredded = await _shred(db, settings, tenant_id, at) if planned["shred"]["count"] else 0
+    if shredded:
+        counts["subject_keys"] = {"shredded": shredded}
+        planned["shred"]["count"] = shredded
     if counts:  # an idle run leaves no entry: the log records what changed, counts only, never a value
         async with db.transaction() as session:
             await bind_tenant(session, tenant_id)
             await record(session, tenant_id, actor, "privacy.retention_run", run_id or new_id("rrun"),
                          {"as_of": at.isoformat(), "counts": counts})
     return planned
+
+
+async def _shred(db: Database, settings: Settings, tenant_id: str, at: datetime) -> int:
+    """Destroy the keys of the subjects whose retention ended, a batch per transaction (see retention_shredding)."""
+    total = 0
+    while True:
+        async with db.transaction() as session:
+            await bind_tenant(session, tenant_id)
+            await RetentionRepository(session).lock_tenant(tenant_id)
+            jurisdiction, policy = await _fiscal_period(session, tenant_id)
+            ids, _ = await retention_shredding.shred_batch(session, tenant_id, jurisdiction, policy,
+                                                           await active_holds(session), at,
+                                                           settings.retention_batch_size)
+            retention_purged(session, "personal", len(ids))
+        total += len(ids)
+        if len(ids) < settings.retention_batch_size:
+            return total
 
 
 async def run_all(db: Database, settings: Settings, *, at: datetime | None = None, dry_run: bool = False,

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import delete, insert, select, update
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
 
 from stalela.db.repository import Repository
 from stalela.fiscal.subjects.models import ErasedId, Subject, SubjectId, TenantKey
@@ -90,12 +92,23 @@ class SubjectRepository(Repository[Subject]):
             .values(status="shredded", wrapped_key=None, shredded_at=at))
         return bool(result.rowcount)
 
-    async def due_for_shredding(self, today: date, limit: int) -> list[Subject]:
-        """Restricted subjects whose retention ended (platform scope: the retention job runs for all tenants)."""
-        rows = await self.session.execute(
-            select(Subject).where(Subject.status == "restricted", Subject.retain_until < today)
-            .order_by(Subject.retain_until, Subject.id).limit(limit))
+    @staticmethod
+    def _due(today: date, last_seen_before: datetime | None) -> Any:
+        """Subjects whose retention ended: restricted ones past their retain_until, and active ones whose last
+        invoice is older than every invoice still inside retention (None: no active one is due)."""
+        restricted = (Subject.status == "restricted") & (Subject.retain_until < today)
+        if last_seen_before is None:
+            return restricted
+        return restricted | ((Subject.status == "active") & (Subject.last_seen_at < last_seen_before))
+
+    async def due(self, today: date, last_seen_before: datetime | None, limit: int) -> list[str]:
+        rows = await self.session.execute(select(Subject.id).where(self._due(today, last_seen_before))
+                                          .order_by(Subject.id).limit(limit))
         return list(rows.scalars())
+
+    async def count_due(self, today: date, last_seen_before: datetime | None) -> int:
+        return (await self.session.execute(select(func.count()).select_from(Subject)
+                                           .where(self._due(today, last_seen_before)))).scalar_one()
 
 
 class TenantKeyRepository(Repository[TenantKey]):
