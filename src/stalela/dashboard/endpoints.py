@@ -17,6 +17,8 @@ from stalela.auth.permissions import Perm
 from stalela.dashboard import service
 from stalela.dashboard.admin_endpoints import router as admin_router
 from stalela.dashboard.ops_endpoints import router as ops_router
+from stalela.dashboard.privacy_endpoints import app_router as privacy_app_router
+from stalela.dashboard.privacy_endpoints import ops_router as privacy_ops_router
 from stalela.dashboard.repository import DashboardRepository
 from stalela.dashboard.web import (
     CSRF_COOKIE,
@@ -281,4 +283,4 @@ async def export_download(export_id: str, request: Request, session: DbSession, 
     return FileResponse(path, media_type="application/gzip", filename=f"stalela-audit-{job.id}.tar.gz")
 
 
-routers = [static_router, router, admin_router, ops_router]
+routers = [static_router, router, admin_router, ops_router, privacy_app_router, privacy_ops_router]

@@ -116,6 +116,11 @@ async def list_requests(session: AsyncSession, *, limit: int, starting_after: st
     return await ErasureRepository(session).page_requests(limit, starting_after)
 
 
+async def open_requests(session: AsyncSession) -> list[dict[str, Any]]:
+    """Every tenant's open requests, the most urgent first (platform-bound session: the operator console)."""
+    return [{**render(r), "tenant_id": r.tenant_id} for r in await ErasureRepository(session).open_requests()]
+
+
 def render(request: ErasureRequest) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": request.id, "kind": request.kind, "status": request.status,

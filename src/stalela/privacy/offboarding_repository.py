@@ -54,6 +54,11 @@ class OffboardingRepository:
         stmt = select(Offboarding).where(Offboarding.tenant_id == tenant_id)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def recent(self, limit: int = 200) -> list[Offboarding]:
+        """Platform scope (operator console): unfinished first, then the latest."""
+        stmt = select(Offboarding).order_by((Offboarding.state == "deleted"), Offboarding.created_at.desc()).limit(limit)
+        return list((await self.session.execute(stmt)).scalars())
+
     async def lock(self, tenant_id: str, offboarding_id: str) -> Offboarding | None:
         """The row, locked until the step commits: two workers never run the same step."""
         stmt = (select(Offboarding).where(Offboarding.tenant_id == tenant_id, Offboarding.id == offboarding_id)

@@ -101,6 +101,11 @@ async def get(session: AsyncSession, tenant_id: str) -> Offboarding:
     return row
 
 
+async def all_offboardings(session: AsyncSession) -> list[dict[str, Any]]:
+    """Every tenant's offboarding, unfinished first (platform-bound session: the operator console)."""
+    return [render(row) for row in await OffboardingRepository(session).recent()]
+
+
 def render(row: Offboarding) -> dict[str, Any]:
     return {
         "id": row.id, "tenant_id": row.tenant_id, "mode": row.mode, "state": row.state,
