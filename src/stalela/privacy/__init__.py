@@ -1,0 +1,1 @@
+"""Privacy: the data subjects' rights (portability exports, erasure), the data map and retention."""
