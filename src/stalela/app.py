@@ -175,7 +175,8 @@ def extra_routers() -> list:
     from stalela.accounts.audit_endpoints import router as audit_router
     from stalela.webhooks.endpoints import router as webhooks_router
     from stalela.dashboard.endpoints import routers as dashboard_routers
+    from stalela.privacy.export_endpoints import router as privacy_exports_router
 
     return [invoices_router, ledger_router, proof_router, exports_router, keys_router, verification_router, outbox_router, authority_router,
             arca_router,
-            auth_router, audit_router, *reports_routers, webhooks_router, *dashboard_routers]
+            auth_router, audit_router, *reports_routers, webhooks_router, *dashboard_routers, privacy_exports_router]

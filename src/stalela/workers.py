@@ -4,6 +4,7 @@
 - periodic ledger checkpoints
 - the audit export runner
 - the Z scheduler (closes business days after local midnight + grace)
+- the sweep of expired portability exports (their files are deleted)
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from stalela.fiscal.reports.tasks import z_scheduler
 from stalela.observability.logging import get_logger
 from stalela.observability.runtime import worker_lifespan
 from stalela.outbox.dispatcher import Dispatcher
+from stalela.privacy.export_tasks import export_sweeper
 
 # The composition root of the outbox's consumers: importing a domain's tasks module registers its
 # handlers (outbox/registry.py). A domain that consumes events adds its line here; the app factory
@@ -27,6 +29,7 @@ from stalela.outbox.dispatcher import Dispatcher
 from stalela.authority import tasks as _authority_tasks  # noqa: F401
 from stalela.authority.arca import tasks as _arca_tasks  # noqa: F401
 from stalela.webhooks import tasks as _webhooks_tasks  # noqa: F401
+from stalela.privacy import export_tasks as _privacy_export_tasks  # noqa: F401
 
 log = get_logger("stalela.workers")
 GRACE_SECONDS = 30
@@ -42,6 +45,8 @@ async def background(db: Database, settings: Settings, *, concurrency: int | Non
         tasks.append(asyncio.create_task(periodic_checkpoints(db, settings), name="checkpoints"))
     if settings.z_scheduler_interval_seconds:
         tasks.append(asyncio.create_task(z_scheduler(db, settings), name="z-reports"))
+    if settings.export_sweep_seconds:
+        tasks.append(asyncio.create_task(export_sweeper(db, settings), name="privacy-exports"))
     try:
         yield dispatcher
     finally:

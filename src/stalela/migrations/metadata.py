@@ -11,6 +11,7 @@ from stalela.fiscal.ledger import models as _ledger  # noqa: F401
 from stalela.fiscal.reports import models as _reports  # noqa: F401
 from stalela.fiscal.signing import models as _signing  # noqa: F401
 from stalela.outbox import models as _outbox  # noqa: F401
+from stalela.privacy import export_models as _privacy_exports  # noqa: F401
 from stalela.tenancy import models as _tenancy  # noqa: F401
 from stalela.webhooks import models as _webhooks  # noqa: F401
 

@@ -78,6 +78,10 @@ WEBHOOK_DURATION = Histogram(
 SIGNER_OPERATIONS = Counter(
     "signer_operations", "Signatures asked of the key backend, by backend and result.", ["backend", "result"])
 
+PRIVACY_REQUESTS = Counter(
+    "privacy_requests", "Data subjects' requests (type: export, ...) by outcome (requested, completed, failed, "
+    "downloaded, revoked, expired).", ["type", "outcome"])
+
 # Registered now, fed by the billing issue (usage metering, cost anomaly detection).
 TENANT_RESOURCE_USAGE = Gauge(
     "tenant_resource_usage", "Resource use of a tenant in the current billing period.", ["tenant_id", "resource"],
@@ -173,6 +177,11 @@ def _drop_after_rollback(session: Session) -> None:
 
 def invoice_sealed(session: Any, tenant_id: str, outlet_id: str, type_: str) -> None:
     after_commit(session, _child(INVOICES_SEALED, tenant_label(tenant_id), tenant_label(outlet_id), type_).inc)
+
+
+def privacy_request(session: Any, type_: str, outcome: str) -> None:
+    """Count a privacy request's step once ``session`` commits."""
+    after_commit(session, _child(PRIVACY_REQUESTS, type_, outcome).inc)
 
 
 def sync_acknowledged(session: Any, sealed_at: Any, acknowledged_at: Any) -> None:
@@ -392,7 +401,7 @@ def metric_names() -> dict[str, str]:
     for metric in (API_REQUESTS, API_DURATION, INVOICES_SEALED, SEAL_DURATION, SEAL_GROUP_SIZE, OUTBOX_HANDLED,
                    OUTBOX_HANDLER_DURATION, OUTBOX_DEAD, AUTHORITY_REQUESTS, AUTHORITY_REQUEST_DURATION,
                    AUTHORITY_SYNC_LAG, WEBHOOK_DELIVERIES, WEBHOOK_DURATION, SIGNER_OPERATIONS,
-                   TENANT_RESOURCE_USAGE, COST_ANOMALIES):
+                   PRIVACY_REQUESTS, TENANT_RESOURCE_USAGE, COST_ANOMALIES):
         kind = metric._type  # noqa: SLF001 - prometheus-client has no public accessor
         name = metric._name  # noqa: SLF001
         out[f"{name}_total" if kind == "counter" else name] = kind
