@@ -43,7 +43,8 @@ async def _victim_objects(client, headers) -> dict[str, str]:
     z_report = (await client.post(f"/v1/outlets/{outlet['id']}/z-reports", headers=headers)).json()
     hook = (await client.post("/v1/webhook-endpoints", json={"url": "https://hooks.example.com/v"}, headers=headers)).json()
     hook_msg = (await client.post(f"/v1/webhook-endpoints/{hook['id']}/test", headers=headers)).json()
-    return {"outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"], "export_id": export["id"],
+    privacy_export = (await client.post("/v1/privacy/exports", json={"scope": "tenant"}, headers=headers)).json()
+    return {"privacy_export_id": privacy_export["id"], "outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"], "export_id": export["id"],
             "user_id": user["id"], "z_report_id": z_report["id"], "endpoint_id": hook["id"], "msg_id": hook_msg["id"]}
 
 

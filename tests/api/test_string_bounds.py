@@ -60,6 +60,7 @@ STORED = {
     "EndpointUpdate.url": "webhook_endpoints.url",
     "EndpointUpdate.description": "webhook_endpoints.description",
     "EndpointUpdate.event_types[]": "webhook_endpoints.event_types",
+    "PrivacyExportCreate.scope": "privacy_exports.scope",
 }
 
 # Strings that are not stored as sent, and why.
@@ -85,6 +86,7 @@ NOT_STORED = {
     "ReplayRequest.ids[]": "looked up", "ReplayRequest.topic": "a filter of the replay",
     "ExportRequest.from": "a date", "ExportRequest.to": "a date", "ZClose.business_day": "a date",
     "RecoverRequest.since": "a date-time", "RecoverRequest.until": "a date-time",
+    **{f"PrivacySubject.{f}": "stored encrypted (bytes), until the export is built" for f in ("email", "tax_id", "reference")},
 }
 
 
