@@ -1,0 +1,87 @@
+"""The archive builder's other paths: pages of one row, a subject's share, failures, and S3 as the store."""
+from __future__ import annotations
+
+import json
+
+import bagit
+from prometheus_client import REGISTRY
+
+from stalela.privacy.export_archive import Snapshot, write_payload
+from stalela.privacy.export_bag import Bag
+from stalela.privacy.export_clock import now
+from stalela.privacy.export_repository import SnapshotRepository
+from stalela.tenancy.context import bind_tenant
+from tests.privacy.conftest import extract, open_world
+
+
+async def test_pages_of_one_row_give_the_same_archive_content(fresh_database_url, tmp_path, clock):
+    async for world in open_world(fresh_database_url, tmp_path, export_page_size=1):
+        export = await world.ready_export()
+        assert export["counts"]["invoices"] == 3 and export["counts"]["outlets"] == 2
+        bag_dir = extract((await world.download(export)).content, tmp_path / "x")
+        bagit.Bag(str(bag_dir)).validate()
+        ids = [json.loads(line)["id"] for line in (bag_dir / "data" / "invoices.ndjson").read_text().splitlines()]
+        assert ids == sorted(i["id"] for i in world.invoices)  # by id, one page after the other
+        seqs = [json.loads(line)["seq"] for line in (bag_dir / "data" / "audit_events.ndjson").read_text().splitlines()]
+        assert seqs == list(range(1, len(seqs) + 1))  # the whole chain below the request's own entry
+        assert sorted(p.name for p in (bag_dir / "data" / "pdf").iterdir()) == sorted(f"{i}.pdf" for i in ids)
+
+
+async def test_a_subjects_share_of_the_data(world, tmp_path):
+    """What a subject export holds once the subjects index names the subject's invoices (issue 16)."""
+    invoice = world.invoices[1]
+    users = (await world.api("GET", "/v1/users")).json()["data"]
+    (marie,) = [u for u in users if u["email"] == "marie@example.cd"]
+    async with world.db.transaction(readonly=True) as session:
+        await bind_tenant(session, world.tenant_id)
+        repo = SnapshotRepository(session)
+        snap = Snapshot(world.tenant_id, "subject", await repo.log_size(), 10**9, now(),
+                        invoice_ids=[invoice["id"], "inv_not_theirs_or_anyones"], email="marie@example.cd")
+        bag = Bag(tmp_path / "bag")
+        try:
+            counts = await write_payload(session, world.settings, snap, bag)
+        finally:
+            bag.close_all()
+    assert counts == {"tenant": 1, "users": 1, "invoices": 1, "audit_events": counts["audit_events"], "pdf": 1}
+    data = tmp_path / "bag" / "data"
+    assert sorted(p.name for p in data.iterdir()) == sorted(
+        ["audit_events.csv", "audit_events.ndjson", "invoices.csv", "invoices.ndjson", "pdf", "schemas",
+         "tenant.csv", "tenant.ndjson", "users.csv", "users.ndjson"])
+    assert [json.loads(x)["id"] for x in (data / "invoices.ndjson").read_text().splitlines()] == [invoice["id"]]
+    assert [json.loads(x)["id"] for x in (data / "users.ndjson").read_text().splitlines()] == [marie["id"]]
+    events = [json.loads(x) for x in (data / "audit_events.ndjson").read_text().splitlines()]
+    assert events and all(e["target"] in (invoice["id"], marie["id"]) or e["actor"] == f"user:{marie['id']}"
+                          for e in events)
+    assert any(e["target"] == marie["id"] for e in events)  # the user's creation, say
+
+
+async def test_a_build_that_keeps_failing_is_recorded_as_failed(fresh_database_url, tmp_path, clock, s3_server):
+    # A store that answers, but without the bucket: every build fails the same way.
+    overrides = s3_server.settings_overrides("no-such-bucket")
+    async for world in open_world(fresh_database_url, tmp_path, export_max_attempts=2, **overrides):
+        before = REGISTRY.get_sample_value("privacy_requests_total", {"type": "export", "outcome": "failed"}) or 0
+        export = await world.request_export()
+        await world.pump(rounds=20)
+        failed = (await world.api("GET", f"/v1/privacy/exports/{export['id']}")).json()
+        assert failed["status"] == "failed" and "NoSuchBucket" in failed["error"], failed
+        assert failed["download_url"] is None
+        assert REGISTRY.get_sample_value("privacy_requests_total", {"type": "export", "outcome": "failed"}) == before + 1
+        log = (await world.api("GET", "/v1/audit-log")).json()["data"]
+        assert [e["action"] for e in log if e["target"] == export["id"]] == ["privacy_export.failed",
+                                                                            "privacy_export.requested"]
+        await world.request_export()  # a failed export no longer counts against the limit
+
+
+async def test_exports_live_in_an_s3_store_too(fresh_database_url, tmp_path, clock, s3_server):
+    bucket = s3_server.new_bucket()
+    async for world in open_world(fresh_database_url, tmp_path, **s3_server.settings_overrides(bucket, "stalela")):
+        export = await world.ready_export()
+        key = f"stalela/{world.tenant_id}/exports/{export['id']}.tar.gz"
+        listed = s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]
+        assert [(o["Key"], o["Size"]) for o in listed] == [(key, export["size"])]
+        r = await world.download(export)
+        assert r.status_code == 200 and len(r.content) == export["size"]
+        bagit.Bag(str(extract(r.content, tmp_path / "x"))).validate()
+        assert (await world.api("DELETE", f"/v1/privacy/exports/{export['id']}")).status_code == 200
+        await world.pump()
+        assert s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", []) == []
