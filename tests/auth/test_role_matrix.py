@@ -66,10 +66,15 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("GET", "/v1/z-reports"): Perm.REPORTS_READ,
     ("GET", "/v1/z-reports/{z_report_id}"): Perm.REPORTS_READ,
     ("GET", "/v1/a-reports"): Perm.REPORTS_READ,
+    ("POST", "/v1/privacy/exports"): Perm.ADMIN,
+    ("GET", "/v1/privacy/exports"): Perm.ADMIN,
+    ("GET", "/v1/privacy/exports/{privacy_export_id}"): Perm.ADMIN,
+    ("DELETE", "/v1/privacy/exports/{privacy_export_id}"): Perm.ADMIN,
 }
 PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/verify/z/{z_report_id}", "/v1/keys/{key_id}",
           "/.well-known/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/jwks.json",
-          "/v1/users/accept", "/metrics"}
+          "/v1/users/accept", "/metrics",
+          "/v1/privacy/exports/{privacy_export_id}/download"}  # the link's token is the credential
 OPERATOR_PREFIXES = ("/v1/tenants", "/v1/ops/")
 
 
