@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import asyncio
 import io
 import tarfile
+import time
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
@@ -66,6 +69,16 @@ class World:
             if not await self.dispatcher.run_once():
                 return
 
+    async def until(self, export_id: str, status: str, seconds: float = 10) -> dict:
+        """Pump the outbox until the export is in ``status`` (retries wait for their backoff)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            await self.pump()
+            export = (await self.api("GET", f"/v1/privacy/exports/{export_id}")).json()
+            if export["status"] == status or time.monotonic() > deadline:
+                return export
+            await asyncio.sleep(0.05)
+
     async def request_export(self, **body: Any) -> dict:
         r = await self.api("POST", "/v1/privacy/exports", json={"scope": "tenant", **body})
         assert r.status_code == 202, r.text
@@ -84,7 +97,8 @@ class World:
         return await self.client.get(f"{link.path}?{link.query}", **kw)
 
 
-async def open_world(url: str, tmp_path, **overrides: Any):
+@asynccontextmanager
+async def open_world(url: str, tmp_path, **overrides: Any) -> AsyncIterator[World]:
     settings = make_settings(url, tmp_path, public_url="http://stalela.test", outbox_backoff_base_seconds=0.01,
                              outbox_backoff_cap_seconds=0.02, **overrides)
     app = create_app(settings)
@@ -128,7 +142,7 @@ async def open_world(url: str, tmp_path, **overrides: Any):
 
 @pytest.fixture
 async def world(fresh_database_url, tmp_path, clock):
-    async for w in open_world(fresh_database_url, tmp_path):
+    async with open_world(fresh_database_url, tmp_path) as w:
         yield w
 
 

@@ -15,7 +15,7 @@ from tests.privacy.conftest import extract, open_world
 
 
 async def test_pages_of_one_row_give_the_same_archive_content(fresh_database_url, tmp_path, clock):
-    async for world in open_world(fresh_database_url, tmp_path, export_page_size=1):
+    async with open_world(fresh_database_url, tmp_path, export_page_size=1) as world:
         export = await world.ready_export()
         assert export["counts"]["invoices"] == 3 and export["counts"]["outlets"] == 2
         bag_dir = extract((await world.download(export)).content, tmp_path / "x")
@@ -58,11 +58,10 @@ async def test_a_subjects_share_of_the_data(world, tmp_path):
 async def test_a_build_that_keeps_failing_is_recorded_as_failed(fresh_database_url, tmp_path, clock, s3_server):
     # A store that answers, but without the bucket: every build fails the same way.
     overrides = s3_server.settings_overrides("no-such-bucket")
-    async for world in open_world(fresh_database_url, tmp_path, export_max_attempts=2, **overrides):
+    async with open_world(fresh_database_url, tmp_path, export_max_attempts=2, **overrides) as world:
         before = REGISTRY.get_sample_value("privacy_requests_total", {"type": "export", "outcome": "failed"}) or 0
         export = await world.request_export()
-        await world.pump(rounds=20)
-        failed = (await world.api("GET", f"/v1/privacy/exports/{export['id']}")).json()
+        failed = await world.until(export["id"], "failed")
         assert failed["status"] == "failed" and "NoSuchBucket" in failed["error"], failed
         assert failed["download_url"] is None
         assert REGISTRY.get_sample_value("privacy_requests_total", {"type": "export", "outcome": "failed"}) == before + 1
@@ -74,7 +73,7 @@ async def test_a_build_that_keeps_failing_is_recorded_as_failed(fresh_database_u
 
 async def test_exports_live_in_an_s3_store_too(fresh_database_url, tmp_path, clock, s3_server):
     bucket = s3_server.new_bucket()
-    async for world in open_world(fresh_database_url, tmp_path, **s3_server.settings_overrides(bucket, "stalela")):
+    async with open_world(fresh_database_url, tmp_path, **s3_server.settings_overrides(bucket, "stalela")) as world:
         export = await world.ready_export()
         key = f"stalela/{world.tenant_id}/exports/{export['id']}.tar.gz"
         listed = s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]
