@@ -1,10 +1,18 @@
 """The archive builder's other paths: pages of one row, a subject's share, failures, and S3 as the store."""
 from __future__ import annotations
 
+import hashlib
 import json
+from datetime import timedelta
 
 import bagit
+import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import select
+
+from stalela.db.base import utcnow
+from stalela.outbox.models import OutboxEvent
+from stalela.privacy import export_service
 
 from stalela.privacy.export_archive import Snapshot, write_payload
 from stalela.privacy.export_bag import Bag
@@ -84,3 +92,30 @@ async def test_exports_live_in_an_s3_store_too(fresh_database_url, tmp_path, clo
         assert (await world.api("DELETE", f"/v1/privacy/exports/{export['id']}")).status_code == 200
         await world.pump()
         assert s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", []) == []
+
+
+async def test_a_second_worker_waits_for_the_build_in_progress_and_never_undoes_it(world):
+    """The outbox lease of a long build can run out and hand its event to another worker: that one waits
+    for the first build's claim instead of building at once, and a build that finishes second leaves the
+    first one's file alone (the same bytes anyway)."""
+    export = await world.request_export()
+    held = await export_service._claim_build(world.db, world.tenant_id, export["id"])  # a first worker
+    assert held is not None
+    with pytest.raises(export_service.BuildInProgress):
+        await export_service.build_export(world.db, world.settings, world.tenant_id, export["id"])
+    await world.pump()  # the handler answers "retry later", without spending an attempt
+    async with world.db.transaction(readonly=True) as session:
+        await bind_tenant(session, world.tenant_id)
+        (event,) = [e for e in (await session.execute(select(OutboxEvent))).scalars()
+                    if e.topic == export_service.EXPORT_REQUESTED]
+    # Looked at again once the first worker's claim would have lapsed (it renews it while it builds).
+    assert event.status == "pending" and event.attempts == 0
+    assert event.available_at > utcnow() + export_service.BUILD_LEASE - timedelta(minutes=1)
+    assert (await world.api("GET", f"/v1/privacy/exports/{export['id']}")).json()["status"] == "pending"
+
+    assert await export_service._build(world.db, world.settings, held) == "ready"  # the first worker ends
+    ready = (await world.api("GET", f"/v1/privacy/exports/{export['id']}")).json()
+    # A late build of the same export (it had read it while pending) writes the same bytes and keeps them.
+    assert await export_service._build(world.db, world.settings, held) == "ready"
+    assert (await world.download(ready)).content == (await world.download(ready)).content
+    assert hashlib.sha256((await world.download(ready)).content).hexdigest() == ready["sha256"]

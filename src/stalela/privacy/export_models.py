@@ -43,6 +43,9 @@ class PrivacyExport(TenantOwned, Base):
     signature: Mapped[str | None] = mapped_column(Text, nullable=True)  # the detached JWS
     key_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A build holds the export until then (renewed while it runs): a second worker that got the same event
+    # (its outbox lease ran out under a long build) waits instead of building it twice at once.
+    build_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from stalela.audit.models import AuditEntry
 from stalela.auth.models import User
@@ -39,6 +39,21 @@ class ExportRepository(Repository[PrivacyExport]):
             update(PrivacyExport).where(PrivacyExport.id == export_id, PrivacyExport.status == from_status)
             .values(**values).execution_options(synchronize_session=False))
         return result.rowcount == 1
+
+    async def claim_build(self, export_id: str, now: datetime, until: datetime) -> bool:
+        """Hold a pending export for a build until ``until``, unless another build holds it now."""
+        result = await self.session.execute(
+            update(PrivacyExport).where(
+                PrivacyExport.id == export_id, PrivacyExport.status == "pending",
+                or_(PrivacyExport.build_claimed_until.is_(None), PrivacyExport.build_claimed_until < now))
+            .values(build_claimed_until=until).execution_options(synchronize_session=False))
+        return result.rowcount == 1
+
+    async def renew_build(self, export_id: str, until: datetime | None) -> None:
+        """Extend this build's hold on the export (None: let it go)."""
+        await self.session.execute(
+            update(PrivacyExport).where(PrivacyExport.id == export_id, PrivacyExport.status == "pending")
+            .values(build_claimed_until=until).execution_options(synchronize_session=False))
 
     async def keep_signature(self, export_id: str, tagmanifest_sha256: str, signature: str, key_id: str) -> None:
         await self.session.execute(

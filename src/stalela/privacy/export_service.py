@@ -9,11 +9,13 @@ Services flush, never commit; only the builder and the sweep, which are workers,
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-import tempfile
 from typing import Any
 
 import anyio
@@ -24,6 +26,7 @@ from stalela.audit.service import record
 from stalela.auth.principal import Principal
 from stalela.auth.users import normalize_email
 from stalela.config import Settings
+from stalela.db.base import utcnow
 from stalela.db.session import Database
 from stalela.errors import Conflict, NotFound, StalelaError, ValidationFailed
 from stalela.fiscal.core.seal import b64url_encode
@@ -46,6 +49,8 @@ from stalela.tenancy.context import bind_platform, bind_tenant
 
 EXPORT_REQUESTED = "privacy.export_requested"
 EXPORT_PURGE = "privacy.export_purge"
+# How long a build holds its export without renewing (it renews every third of it while it runs).
+BUILD_LEASE = timedelta(minutes=5)
 LINK_ACTOR = "download_link"  # who downloads: whoever holds the link, named as such in the audit log
 log = get_logger("stalela.privacy")
 
@@ -224,25 +229,84 @@ async def _signature(db: Database, settings: Settings, export: PrivacyExport, ke
     """A detached JWS (RFC 7515 appendix F) over the tag manifest; the one made for the same manifest in an
     earlier build of this export when there is one, so that a rebuild gives the same archive."""
     digest = hashlib.sha256(tagmanifest).hexdigest()
-    if export.signature and export.tagmanifest_sha256 == digest and export.key_id == key.id:
-        return export.signature
-    header = detached_jws_header(key.id)
-    signature = await keys.sign(settings, key, f"{header}.{b64url_encode(tagmanifest)}".encode())
-    jws = f"{header}..{b64url_encode(signature)}"
-    # Kept before the file is written: a build that dies after this reuses it.
     async with db.transaction() as session:
         await bind_tenant(session, export.tenant_id)
-        await ExportRepository(session).keep_signature(export.id, digest, jws, key.id)
+        repo = ExportRepository(session)
+        # Read again, locked: another build of this export may have signed the same manifest meanwhile.
+        current = await repo.get_locked(export.id)
+        if current is not None and current.signature and current.tagmanifest_sha256 == digest \
+                and current.key_id == key.id:
+            return current.signature
+        header = detached_jws_header(key.id)
+        signature = await keys.sign(settings, key, f"{header}.{b64url_encode(tagmanifest)}".encode())
+        jws = f"{header}..{b64url_encode(signature)}"
+        # Kept before the file is written: a build that dies after this reuses it.
+        await repo.keep_signature(export.id, digest, jws, key.id)
     return jws
 
 
+class BuildInProgress(Exception):
+    """Another worker is building this export (until ``until``, unless it renews its claim)."""
+
+    def __init__(self, until: datetime | None) -> None:
+        super().__init__(f"the export is being built elsewhere (claimed until {until})")
+        self.until = until
+
+
+async def _claim_build(db: Database, tenant_id: str, export_id: str) -> PrivacyExport | None:
+    """The pending export, now held for this build; None if there is nothing to build."""
+    async with db.transaction() as session:
+        await bind_tenant(session, tenant_id)
+        repo = ExportRepository(session)
+        export = await repo.get(export_id)
+        if export is None or export.status != "pending":
+            return None
+        now = utcnow()
+        if not await repo.claim_build(export_id, now, now + BUILD_LEASE):
+            raise BuildInProgress(export.build_claimed_until)
+        return export
+
+
+async def _keep_claim(db: Database, tenant_id: str, export_id: str) -> None:
+    while True:
+        await asyncio.sleep(BUILD_LEASE.total_seconds() / 3)
+        try:
+            async with db.transaction() as session:
+                await bind_tenant(session, tenant_id)
+                await ExportRepository(session).renew_build(export_id, utcnow() + BUILD_LEASE)
+        except Exception:  # the database away for a moment: the next round tries again
+            log.warning("privacy_export_claim_not_renewed", tenant_id=tenant_id, export_id=export_id)
+
+
 async def build_export(db: Database, settings: Settings, tenant_id: str, export_id: str) -> str:
-    """Build a pending export's archive into the document store; returns the export's status after."""
+    """Build a pending export's archive into the document store; returns the export's status after.
+    ``BuildInProgress`` if another worker is building it right now."""
+    export = await _claim_build(db, tenant_id, export_id)
+    if export is None:
+        async with db.transaction(readonly=True) as session:
+            await bind_tenant(session, tenant_id)
+            found = await ExportRepository(session).get(export_id)
+        return found.status if found is not None else "missing"
+    renewer = asyncio.create_task(_keep_claim(db, tenant_id, export_id), name=f"claim-{export_id}")
+    try:
+        return await _build(db, settings, export)
+    except Exception:
+        # Let the retry (or another worker) build it at once instead of waiting out the claim.
+        with contextlib.suppress(Exception):
+            async with db.transaction() as session:
+                await bind_tenant(session, tenant_id)
+                await ExportRepository(session).renew_build(export_id, None)
+        raise
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+
+
+async def _build(db: Database, settings: Settings, export: PrivacyExport) -> str:
+    tenant_id, export_id = export.tenant_id, export.id
     async with db.transaction(readonly=True) as session:
         await bind_tenant(session, tenant_id)
-        export = await ExportRepository(session).get(export_id)
-        if export is None or export.status != "pending":
-            return export.status if export is not None else "missing"
         invoice_ids, email = (await _subject_snapshot(session, settings, export)) if export.scope == "subject" \
             else (None, None)
         key = await keys.active_key(session, tenant_id)
@@ -271,14 +335,18 @@ async def build_export(db: Database, settings: Settings, tenant_id: str, export_
         ready = await ExportRepository(session).move(
             export_id, "pending", status="ready", storage_key=key_name, sha256=stored.sha256, size=stored.size,
             counts=json.dumps(counts, sort_keys=True), completed_at=now,
-            expires_at=now + timedelta(hours=settings.export_link_hours), subject_encrypted=None, error=None)
+            expires_at=now + timedelta(hours=settings.export_link_hours), subject_encrypted=None, error=None,
+            build_claimed_until=None)
         if ready:
             await record(session, tenant_id, "system", "privacy_export.ready", export_id,
                          {"sha256": stored.sha256, "size": stored.size, "counts": counts})
             privacy_request(session, "export", "completed")
-    if not ready:  # revoked while it was built: the file must not outlive the revocation
-        await store.delete(key_name)
-        return "revoked"
+        else:
+            status = (await ExportRepository(session).get(export_id)).status
+    if not ready:
+        if status in ("revoked", "expired"):  # revoked while it was built: the file must not outlive that
+            await store.delete(key_name)
+        return status  # or "ready": another build finished first, with the same bytes
     log.info("privacy_export_ready", tenant_id=tenant_id, export_id=export_id, size=stored.size)
     return "ready"
 
@@ -287,7 +355,8 @@ async def fail_export(db: Database, tenant_id: str, export_id: str, error: str) 
     async with db.transaction() as session:
         await bind_tenant(session, tenant_id)
         if await ExportRepository(session).move(export_id, "pending", status="failed", error=error[:500],
-                                                ended_at=export_clock.now(), subject_encrypted=None):
+                                                ended_at=export_clock.now(), subject_encrypted=None,
+                                                build_claimed_until=None):
             await record(session, tenant_id, "system", "privacy_export.failed", export_id, {"error": error[:200]})
             privacy_request(session, "export", "failed")
 

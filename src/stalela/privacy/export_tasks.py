@@ -11,7 +11,8 @@ import asyncio
 from stalela.config import Settings
 from stalela.db.session import Database
 from stalela.observability.logging import get_logger
-from stalela.outbox.registry import Event, HandlerContext, handles
+from stalela.db.base import utcnow
+from stalela.outbox.registry import Event, HandlerContext, RetryLater, handles
 from stalela.privacy import export_service as service
 
 log = get_logger("stalela.privacy")
@@ -22,6 +23,11 @@ async def build_export(ctx: HandlerContext, event: Event) -> None:
     export_id = event.payload["export_id"]
     try:
         await service.build_export(ctx.db, ctx.settings, event.tenant_id, export_id)
+    except service.BuildInProgress as busy:
+        # Another worker got this event too (its lease ran out under a long build): look again once its
+        # claim would have lapsed; by then it is ready (nothing to do) or its builder died (build it).
+        wait = (busy.until - utcnow()).total_seconds() if busy.until else 60.0
+        raise RetryLater(str(busy), max(1.0, wait)) from None
     except Exception as exc:
         if event.attempts < ctx.settings.export_max_attempts:
             raise  # the outbox retries, with backoff

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("signature", sa.Text(), nullable=True),
         sa.Column("key_id", sa.String(40), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("build_claimed_until", UTCDateTime(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("completed_at", UTCDateTime(), nullable=True),
         sa.Column("expires_at", UTCDateTime(), nullable=True),
