@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import gzip
 import hashlib
 import json
 import subprocess

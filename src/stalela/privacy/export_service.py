@@ -175,10 +175,12 @@ async def authorize_download(session: AsyncSession, settings: Settings, export_i
         raise NotFound("no such export", code="export_not_found")
     if export.status == "revoked":
         raise ExportGone("the export was revoked", code="export_revoked")
-    if claims.expired or export.status == "expired" or (export.status == "ready" and not _live(export, export_clock.now())):
+    past = export.status == "ready" and not _live(export, export_clock.now())
+    if claims.expired or export.status == "expired" or past:
         raise ExportGone("the download link has expired; request a new export", code="export_link_expired")
     if export.status != "ready":
-        raise Conflict(f"the export is {export.status}", code="export_not_ready", extra={"export_status": export.status})
+        raise Conflict(f"the export is {export.status}", code="export_not_ready",
+                       extra={"export_status": export.status})
     await record(session, export.tenant_id, LINK_ACTOR, "privacy_export.downloaded", export.id, ip=ip)
     privacy_request(session, "export", "downloaded")
     return export
@@ -191,8 +193,9 @@ async def _subject_invoice_ids(session: AsyncSession, settings: Settings, tenant
                                subject: dict[str, str]) -> list[str]:
     """The invoices of the subject named by these identifiers (none if they name nobody)."""
     # TODO(issue 16): once stalela.fiscal.subjects is on main (the lead's part of the issue):
-    #   subject_id = await subjects.service.find_subject(session, settings, tenant_id, email=subject.get("email"),
-    #                                                    tax_id=subject.get("tax_id"), reference=subject.get("reference"))
+    #   subject_id = await subjects.service.find_subject(
+    #       session, settings, tenant_id, email=subject.get("email"), tax_id=subject.get("tax_id"),
+    #       reference=subject.get("reference"))
     #   return await subjects.service.subject_invoice_ids(session, tenant_id, subject_id) if subject_id else []
     raise ValidationFailed("exports of one subject are not available yet on this server",
                            code="export_scope_unavailable", field="scope")
@@ -201,8 +204,10 @@ async def _subject_invoice_ids(session: AsyncSession, settings: Settings, tenant
 async def _subject_snapshot(session: AsyncSession, settings: Settings,
                             export: PrivacyExport) -> tuple[list[str], str | None]:
     """The subject's invoice ids, and their e-mail (a subject may also be a user of the tenant)."""
-    subject = json.loads(open_secret(settings, export.subject_encrypted, _subject_context(export.tenant_id, export.id))) \
-        if export.subject_encrypted else {}
+    subject: dict[str, str] = {}
+    if export.subject_encrypted:
+        context = _subject_context(export.tenant_id, export.id)
+        subject = json.loads(open_secret(settings, export.subject_encrypted, context))
     return await _subject_invoice_ids(session, settings, export.tenant_id, subject), subject.get("email")
 
 

@@ -14,7 +14,16 @@ from typing import BinaryIO
 
 import anyio
 
-from stalela.storage.base import CHUNK_SIZE, Content, Hasher, ObjectNotFound, StoredObject, check_key, check_prefix, chunks_of
+from stalela.storage.base import (
+    CHUNK_SIZE,
+    Content,
+    Hasher,
+    ObjectNotFound,
+    StoredObject,
+    check_key,
+    check_prefix,
+    chunks_of,
+)
 
 
 class LocalStore:

@@ -96,7 +96,8 @@ class S3Store:
                 buffer += chunk
                 if len(buffer) >= PART_SIZE:
                     if upload_id is None:
-                        upload_id = (await self._call("create_multipart_upload", Bucket=self.bucket, Key=name))["UploadId"]
+                        started = await self._call("create_multipart_upload", Bucket=self.bucket, Key=name)
+                        upload_id = started["UploadId"]
                     parts.append(await self._part(name, upload_id, len(parts) + 1, bytes(buffer)))
                     buffer.clear()
             if upload_id is None:  # small enough for one request
