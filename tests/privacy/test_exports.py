@@ -262,3 +262,17 @@ async def test_builds_waiting_are_limited_per_tenant(world):
     assert r.status_code == 409 and r.json()["code"] == "export_limit_reached"
     await world.pump()
     await world.request_export()  # built: room again
+
+
+async def test_an_erasure_or_offboarding_revokes_every_live_export(world):
+    ready = await world.ready_export()
+    pending = await world.request_export()
+    async with world.db.transaction() as session:
+        await bind_tenant(session, world.tenant_id)
+        revoked = await export_service.revoke_live_exports(session, "system", "erasure")
+    assert revoked == sorted([ready["id"], pending["id"]])
+    await world.pump()
+    assert [o async for o in store_for(world.settings).list(f"{world.tenant_id}/")] == []
+    for export in (ready, pending):
+        assert (await world.api("GET", f"/v1/privacy/exports/{export['id']}")).json()["status"] == "revoked"
+    assert (await world.download(ready)).json()["code"] == "export_revoked"

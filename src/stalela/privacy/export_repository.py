@@ -40,6 +40,12 @@ class ExportRepository(Repository[PrivacyExport]):
             .values(**values).execution_options(synchronize_session=False))
         return result.rowcount == 1
 
+    async def live_ids(self) -> list[str]:
+        """Exports of the tenant whose file exists or may soon (pending or ready)."""
+        stmt = (select(PrivacyExport.id).where(PrivacyExport.status.in_(("pending", "ready")))
+                .order_by(PrivacyExport.id))
+        return list((await self.session.execute(stmt)).scalars())
+
     async def claim_build(self, export_id: str, now: datetime, until: datetime) -> bool:
         """Hold a pending export for a build until ``until``, unless another build holds it now."""
         result = await self.session.execute(

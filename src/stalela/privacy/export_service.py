@@ -142,6 +142,25 @@ async def revoke_export(session: AsyncSession, principal: Principal, export_id: 
     return export
 
 
+async def revoke_live_exports(session: AsyncSession, actor: str, reason: str) -> list[str]:
+    """Revoke every export of the session's tenant that is pending or ready (their files are then purged):
+    for an erasure, whose subject is in every tenant export made before it, or an offboarding. Returns
+    their ids."""
+    repo = ExportRepository(session)
+    revoked = []
+    for export_id in await repo.live_ids():
+        export = await repo.get_locked(export_id)
+        if export is None or export.status not in ("pending", "ready"):
+            continue
+        export.status, export.ended_at, export.subject_encrypted = "revoked", export_clock.now(), None
+        enqueue(session, export.tenant_id, EXPORT_PURGE, {"export_id": export.id})
+        await session.flush()
+        await record(session, export.tenant_id, actor, "privacy_export.revoked", export.id, {"reason": reason})
+        privacy_request(session, "export", "revoked")
+        revoked.append(export.id)
+    return revoked
+
+
 def _live(export: PrivacyExport, now: datetime) -> bool:
     return export.status == "ready" and export.expires_at is not None and now < export.expires_at
 
