@@ -50,9 +50,10 @@ async def _victim_objects(client, headers) -> dict[str, str]:
     erasure = (await client.post("/v1/privacy/erasure-requests", json={"subject": {"email": "nobody@victim.cd"}},
                                  headers=headers)).json()
     hold = (await client.post("/v1/privacy/retention/holds", json={"reason": "victim's audit"}, headers=headers)).json()
+    privacy_export = (await client.post("/v1/privacy/exports", json={"scope": "tenant"}, headers=headers)).json()
     return {"request_id": erasure["id"], "outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"],
             "export_id": export["id"], "user_id": user["id"], "z_report_id": z_report["id"], "endpoint_id": hook["id"],
-            "msg_id": hook_msg["id"], "hold_id": hold["id"]}
+            "msg_id": hook_msg["id"], "hold_id": hold["id"], "privacy_export_id": privacy_export["id"]}
 
 
 async def test_no_route_leaks_another_tenants_objects(app, client, new_tenant):

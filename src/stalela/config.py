@@ -161,6 +161,34 @@ class Settings(BaseSettings):
     bench_endpoints: bool = Field(
         False, description="Expose POST /_bench/noop, the trivial baseline the benchmarks compare against."
     )
+    # The document store (stalela.storage): exports and other files the service keeps.
+    storage_url: str | None = Field(
+        None, description="s3://bucket/prefix for an S3-compatible store, or file:///path; default: a local "
+        "directory, data_dir/files.")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, ...); default AWS.")
+    s3_region: str | None = Field(None, description="S3 region; default: the SDK's (AWS_REGION, ...).")
+    s3_access_key_id: str | None = Field(None, description="Default: the SDK's credential chain.")
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="path for most self-hosted S3-compatible stores.")
+    # Portability exports (stalela.privacy, docs/privacy-exports.md).
+    export_link_secrets: SecretStr | None = Field(
+        None, description="Comma-separated secrets of the signed download links, newest first: the newest "
+        "signs, all verify (rotation). Default: derived from the master key.")
+    export_link_hours: int = Field(72, ge=1, le=24 * 30, description="A ready export can be downloaded this long; "
+                                   "then its file is deleted.")
+    export_max_pending: int = Field(2, ge=1, le=100, description="Exports a tenant may have waiting to be built.")
+    export_max_attempts: int = Field(3, ge=1, le=25, description="Builds of one export before it is failed.")
+    export_sweep_seconds: int = Field(
+        300, ge=0, description="How often expired exports' files are deleted; 0 disables the sweep.")
+    export_page_size: int = Field(500, ge=1, le=10_000, description="Rows read per query while building an export.")
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_scheme(cls, v: str | None) -> str | None:
+        if v and not (v.startswith("file:///") or (v.startswith("s3://") and len(v) > len("s3://"))):
+            raise ValueError("the storage URL is s3://bucket/prefix or file:///absolute/path")
+        return v or None
 
     @field_validator("log_level", mode="before")
     @classmethod

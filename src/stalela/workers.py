@@ -5,6 +5,7 @@
 - the audit export runner
 - the Z scheduler (closes business days after local midnight + grace)
 - the retention run (daily: marks what is past its rule, purges what was marked a grace ago)
+- the sweep of expired portability exports (their files are deleted)
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from stalela.observability.logging import get_logger
 from stalela.observability.runtime import worker_lifespan
 from stalela.outbox.dispatcher import Dispatcher
 from stalela.privacy.retention_tasks import retention_scheduler
+from stalela.privacy.export_tasks import export_sweeper
 
 # The composition root of the outbox's consumers: importing a domain's tasks module registers its
 # handlers (outbox/registry.py). A domain that consumes events adds its line here; the app factory
@@ -32,6 +34,7 @@ from stalela.webhooks import tasks as _webhooks_tasks  # noqa: F401
 from stalela.privacy import erasure_tasks as _erasure_tasks  # noqa: F401
 from stalela.privacy.erasure_service import replay_journal
 from stalela.privacy import offboarding_tasks
+from stalela.privacy import export_tasks as _privacy_export_tasks  # noqa: F401
 
 log = get_logger("stalela.workers")
 GRACE_SECONDS = 30
@@ -51,6 +54,8 @@ async def background(db: Database, settings: Settings, *, concurrency: int | Non
         tasks.append(asyncio.create_task(offboarding_tasks.archive_key_sweeper(db, settings), name="archive-keys"))
     if settings.retention_interval_hours:
         tasks.append(asyncio.create_task(retention_scheduler(db, settings), name="retention"))
+    if settings.export_sweep_seconds:
+        tasks.append(asyncio.create_task(export_sweeper(db, settings), name="privacy-exports"))
     try:
         yield dispatcher
     finally:

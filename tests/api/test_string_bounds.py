@@ -62,6 +62,7 @@ STORED = {
     "EndpointUpdate.event_types[]": "webhook_endpoints.event_types",
     "HoldCreate.reason": "retention_holds.reason",
     "HoldScopeIn.outlet_id": "retention_holds.outlet_id",
+    "PrivacyExportCreate.scope": "privacy_exports.scope",
 }
 
 # Strings that are not stored as sent, and why.
@@ -90,6 +91,7 @@ NOT_STORED = {
     "ExportRequest.from": "a date", "ExportRequest.to": "a date", "ZClose.business_day": "a date",
     "RecoverRequest.since": "a date-time", "RecoverRequest.until": "a date-time",
     "HoldScopeIn.from": "a date", "HoldScopeIn.to": "a date",
+    **{f"PrivacySubject.{f}": "stored encrypted (bytes), until the export is built" for f in ("email", "tax_id", "reference")},
 }
 
 

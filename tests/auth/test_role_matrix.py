@@ -78,10 +78,15 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("POST", "/v1/privacy/retention/holds"): Perm.ADMIN,
     ("DELETE", "/v1/privacy/retention/holds/{hold_id}"): Perm.ADMIN,
     ("GET", "/v1/privacy/retention/preview"): Perm.ADMIN,
+    ("POST", "/v1/privacy/exports"): Perm.ADMIN,
+    ("GET", "/v1/privacy/exports"): Perm.ADMIN,
+    ("GET", "/v1/privacy/exports/{privacy_export_id}"): Perm.ADMIN,
+    ("DELETE", "/v1/privacy/exports/{privacy_export_id}"): Perm.ADMIN,
 }
 PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/verify/z/{z_report_id}", "/v1/keys/{key_id}",
           "/.well-known/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/jwks.json",
-          "/v1/users/accept", "/metrics"}
+          "/v1/users/accept", "/metrics",
+          "/v1/privacy/exports/{privacy_export_id}/download"}  # the link's token is the credential
 OPERATOR_PREFIXES = ("/v1/tenants", "/v1/ops/")
 
 

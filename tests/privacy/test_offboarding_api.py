@@ -14,6 +14,7 @@ import subprocess
 import sys
 from datetime import date
 
+import bagit
 import httpx
 import pytest
 import redis
@@ -22,11 +23,12 @@ from sqlalchemy import func, select, update
 from stalela.db.session import Database
 from stalela.fiscal.core.seal import verify_seal
 from stalela.fiscal.invoices.models import Invoice
-from stalela.fiscal.reports import jobs
 from stalela.fiscal.subjects.models import TenantKey
 from stalela.outbox.models import OutboxEvent
 from stalela.outbox.registry import Event, HandlerContext, RetryLater
-from stalela.privacy import offboarding_service, offboarding_tasks
+from stalela.privacy import export_service, offboarding_service, offboarding_tasks
+from stalela.storage.factory import store_for
+from tests.privacy.conftest import extract
 from stalela.privacy.offboarding_repository import PURGED
 from stalela.tenancy.context import bind_platform, bind_tenant
 from tests.conftest import MASTER_KEY, OPERATOR_TOKEN, make_settings
@@ -64,7 +66,8 @@ async def run_pending_steps(db: Database, settings, tenant_id: str, *, until: st
         try:
             await offboarding_tasks.offboarding_step(ctx, Event(tenant_id, key, event.topic, payload, 1))
         except RetryLater:
-            await jobs.run_one(db, settings)  # the export runner builds the hand-over export
+            # The export runner builds the hand-over export (the privacy.export_requested handler's work).
+            await export_service.build_export(db, settings, tenant_id, row.export_id)
             continue
         async with db.transaction() as session:
             await bind_tenant(session, tenant_id)
@@ -173,14 +176,15 @@ async def test_offboarding_returns_the_data_purges_the_rest_and_keeps_the_ledger
     await run_pending_steps(db, settings, victim["id"], until="exported")
     state = (await client.get(f"/v1/tenants/{victim['id']}/offboarding", headers=OP)).json()
     assert state["state"] == "exported" and state["steps"]["exported_at"] and state["download_url"]
-    download = await client.get(state["download_url"], headers=vh)
+    download = await client.get(state["download_url"])  # a signed link: no credential needed
     assert download.status_code == 200 and hashlib.sha256(download.content).hexdigest() == state["export_sha256"]
-    archive = tmp_path / "handover.tar.gz"
-    archive.write_bytes(download.content)
+    bag = bagit.Bag(str(extract(download.content, tmp_path / "handover")))
+    bag.validate()  # the portability export (BagIt): every invoice in its sealed form
+    sealed = [json.loads(line) for line in (tmp_path / "handover").rglob("invoices.ndjson").__next__().read_text()
+              .splitlines()]
+    assert len(sealed) == 3 and all(inv["seal"]["payload"]["tenant_id"] == victim["id"] for inv in sealed)
     env = {"PATH": "/usr/bin:/bin", "STALELA_MASTER_KEY": MASTER_KEY, "STALELA_DATA_DIR": str(settings.data_dir),
            "STALELA_DATABASE_URL": settings.database_url}
-    r = subprocess.run([*CLI, "verify", str(archive), "--json"], env=env, capture_output=True, text=True)
-    assert r.returncode == 0 and json.loads(r.stdout)["valid"] is True, r.stdout + r.stderr
 
     # 3 and 4: purged, deleted.
     await run_pending_steps(db, settings, victim["id"], until="deleted")
@@ -190,7 +194,7 @@ async def test_offboarding_returns_the_data_purges_the_rest_and_keeps_the_ledger
     assert state["purged"]["api_keys"] == 2 and state["purged"]["users"] == 1
     assert state["purged"]["webhook_endpoints"] == 1 and state["purged"]["idempotency_keys"] == 3
     assert state["purged"]["export_jobs"] == 1  # the merchant's own audit export; the hand-over one stays
-    assert jobs.export_path(settings, type("J", (), {"tenant_id": victim["id"], "id": state["export_id"]})).exists()
+    assert await store_for(settings).exists(export_service.storage_key(victim["id"], state["export_id"]))
     assert (await client.get("/v1/invoices", headers=vh)).status_code == 401  # the keys are gone
     tenant = (await client.get(f"/v1/tenants/{victim['id']}", headers=OP)).json()
     assert tenant["status"] == "deleted"

@@ -15,6 +15,7 @@ from stalela.outbox import models as _outbox  # noqa: F401
 from stalela.privacy import erasure_models as _erasure  # noqa: F401
 from stalela.privacy import offboarding_models as _offboarding  # noqa: F401
 from stalela.privacy import retention_models as _retention  # noqa: F401
+from stalela.privacy import export_models as _privacy_exports  # noqa: F401
 from stalela.tenancy import models as _tenancy  # noqa: F401
 from stalela.webhooks import models as _webhooks  # noqa: F401
 

@@ -59,11 +59,6 @@ OUTBOX_HANDLER_DURATION = Histogram(
 OUTBOX_DEAD = Counter(
     "outbox_dead", "Events that exhausted their attempts and became dead letters.", ["topic"])
 
-PRIVACY_REQUESTS = Counter(
-    "privacy_requests", "Privacy requests by type (erasure, export, offboarding) and outcome (received, completed, "
-    "failed).",
-    ["type", "outcome"])
-
 AUTHORITY_REQUESTS = Counter(
     "authority_requests", "Requests to the tax authority (DGI e-MCF) by operation and result.",
     ["operation", "result"])
@@ -82,6 +77,10 @@ WEBHOOK_DURATION = Histogram(
 
 SIGNER_OPERATIONS = Counter(
     "signer_operations", "Signatures asked of the key backend, by backend and result.", ["backend", "result"])
+
+PRIVACY_REQUESTS = Counter(
+    "privacy_requests", "Privacy requests by type (erasure, export, offboarding) and outcome (received, requested, "
+    "completed, failed, downloaded, revoked, expired).", ["type", "outcome"])
 
 # Registered now, fed by the billing issue (usage metering, cost anomaly detection).
 TENANT_RESOURCE_USAGE = Gauge(
@@ -186,7 +185,8 @@ def invoice_sealed(session: Any, tenant_id: str, outlet_id: str, type_: str) -> 
 
 
 def privacy_request(session: Any, type_: str, outcome: str) -> None:
-    after_commit(session, PRIVACY_REQUESTS.labels(type_, outcome).inc)
+    """Count a privacy request's step once ``session`` commits."""
+    after_commit(session, _child(PRIVACY_REQUESTS, type_, outcome).inc)
 
 
 def retention_purged(session: Any, category: str, count: int) -> None:
@@ -411,7 +411,7 @@ def metric_names() -> dict[str, str]:
     for metric in (API_REQUESTS, API_DURATION, INVOICES_SEALED, SEAL_DURATION, SEAL_GROUP_SIZE, OUTBOX_HANDLED,
                    OUTBOX_HANDLER_DURATION, OUTBOX_DEAD, AUTHORITY_REQUESTS, AUTHORITY_REQUEST_DURATION,
                    AUTHORITY_SYNC_LAG, WEBHOOK_DELIVERIES, WEBHOOK_DURATION, SIGNER_OPERATIONS,
-                   TENANT_RESOURCE_USAGE, COST_ANOMALIES, PRIVACY_RETENTION_PURGED):
+                   PRIVACY_REQUESTS, TENANT_RESOURCE_USAGE, COST_ANOMALIES, PRIVACY_RETENTION_PURGED):
         kind = metric._type  # noqa: SLF001 - prometheus-client has no public accessor
         name = metric._name  # noqa: SLF001
         out[f"{name}_total" if kind == "counter" else name] = kind

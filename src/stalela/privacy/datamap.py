@@ -146,6 +146,14 @@ _TABLES = [
           note="keyed HMAC pseudonyms of a subject's identifiers; replaced by tombstones on erasure"),
     table("privacy_erased_ids", "forever_pseudonymous", operational="tenant_id id_hash erased_at",
           note="tombstones: an erased identifier is never given a key again (unless a request says new subject)"),
+    table("privacy_exports", "while_account", personal="subject_encrypted",
+          operational="tenant_id id scope status requested_by leaf_bound audit_seq_bound storage_key sha256 size "
+                      "counts pdfs tagmanifest_sha256 signature key_id error build_claimed_until created_at "
+                      "completed_at expires_at ended_at",
+          notes={"subject_encrypted": "a subject export's identifiers, AES-GCM under the master key; cleared once the "
+                                      "export is built, revoked or failed"},
+          note="the archive files expire after 72 h (their link's life) and are deleted; erasure and offboarding "
+               "revoke live ones"),
     table("privacy_erasure_requests", "statutory",
           operational="tenant_id id kind status pseudonyms user_id requested_by received_at due_at completed_at "
                       "erased restricted receipt",

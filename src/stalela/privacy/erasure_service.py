@@ -32,6 +32,7 @@ from stalela.kit.ids import new_id
 from stalela.observability.logging import get_logger
 from stalela.observability.metrics import privacy_request
 from stalela.outbox.service import enqueue
+from stalela.privacy import export_service as exports
 from stalela.privacy import journal
 from stalela.privacy.erasure_models import ErasureRequest
 from stalela.privacy.erasure_repository import ErasureRepository, ErasureTargets
@@ -148,8 +149,6 @@ async def purge_outside_database(settings: Settings, tenant_id: str, request: di
         hashes = {h for kind, h in request["pseudonyms"] if kind == "email"}
         await _purge_throttle_keys(settings, tenant_id, hashes)
         done.append("login_throttle_keys")
-    # The document store (stalela.storage, branch h-export) keeps subject exports: not on main yet.
-    # HOOK: delete the subject's export files here once ``stalela.storage`` exists.
     return done
 
 
@@ -224,6 +223,10 @@ async def _erase(session: AsyncSession, settings: Settings, request: ErasureRequ
             email, name = _user_tombstone(pseudonyms[0][1])
             await targets.erase_user(user, email, name, now)
         erased += ["user_account", "sessions", "invitations"]
+    # Every tenant export made before holds the subject in clear (invoices, users): revoked, their files
+    # deleted by the purge each revocation enqueues. Exports cannot be matched to one subject afterwards.
+    if await exports.revoke_live_exports(session, "system:privacy", "erasure"):
+        erased.append("export_files")
     root_after = _root(await targets.merkle_root(tenant_id))
     payload = {"request_id": request.id, "tenant_id": tenant_id, "subject": pseudonyms[0][1],
                "erased": sorted(set(erased)), "restricted": restricted, "destroyed_key_ids": sorted(destroyed),

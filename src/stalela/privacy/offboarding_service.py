@@ -27,7 +27,8 @@ from stalela.db.base import utcnow
 from stalela.errors import Conflict, NotFound
 from stalela.fiscal.core import merkle
 from stalela.fiscal.core.seal import build_seal, canonical_bytes
-from stalela.fiscal.reports import jobs as exports
+from stalela.fiscal.reports import jobs as audit_exports
+from stalela.privacy import export_service as exports
 from stalela.fiscal.signing import registry as signing
 from stalela.fiscal.subjects import wrapping
 from stalela.kit.clock import rfc3339
@@ -130,7 +131,7 @@ async def advance(session: AsyncSession, settings: Settings, tenant_id: str, off
     if row is None or step not in STATES[1:] or next_state(row.state) != step:
         return Outcome(False)  # a redelivered event of a step already committed
     if step == "deprovisioning":
-        await _deprovision(session, row)
+        await _deprovision(session, settings, row)
     elif step == "exported":
         waiting = await _export(session, settings, row)
         if waiting is not None:
@@ -152,36 +153,38 @@ def _then(session: AsyncSession, row: Offboarding, step: str) -> None:
         enqueue(session, row.tenant_id, TOPIC, {"offboarding_id": row.id, "step": following})
 
 
-async def _deprovision(session: AsyncSession, row: Offboarding) -> None:
+async def _deprovision(session: AsyncSession, settings: Settings, row: Offboarding) -> None:
     tenant = await OffboardingRepository(session).tenant_for_update(row.tenant_id)
     tenant.status = "deprovisioning"  # auth.permissions.check_writable refuses every write from now on
     tenant.updated_at = utcnow()
     API_KEYS.clear()  # this process stops trusting cached "active" principals at once
     row.deprovisioned_at = utcnow()
     # Requested now, with the writes already refused: the export sees the tenant's final data.
-    row.export_id = await _request_export(session, row.tenant_id)
+    row.export_id = await _request_export(session, settings, row.tenant_id)
     await record(session, row.tenant_id, "operator", "tenant.deprovisioning", row.id, {"mode": row.mode})
 
 
-async def _request_export(session: AsyncSession, tenant_id: str) -> str:
-    return (await exports.request_export(session, tenant_id, None, None, actor="offboarding")).id
+async def _request_export(session: AsyncSession, settings: Settings, tenant_id: str) -> str:
+    """The tenant's portability export (BagIt, signed, privacy/export_*): what is handed over."""
+    return (await exports.request_tenant_export(session, settings, tenant_id, actor="offboarding")).id
 
 
-async def _export_state(session: AsyncSession, export_id: str) -> tuple[str, str | None, str | None]:
-    job = await exports.get_export(session, export_id)
-    return job.status, job.sha256, exports.render_job(job)["download_url"]
+async def _export_state(session: AsyncSession, settings: Settings, export_id: str
+                        ) -> tuple[str, str | None, str | None]:
+    export = await exports.get_export(session, export_id)
+    return export.status, export.sha256, exports.render(settings, export).get("download_url")
 
 
 async def _export(session: AsyncSession, settings: Settings, row: Offboarding) -> float | None:
     """None once the export is ready and recorded; else seconds to wait (backing off with the wait)."""
-    status, digest, url = await _export_state(session, row.export_id)
+    status, digest, url = await _export_state(session, settings, row.export_id)
     if status == "ready":
         row.export_sha256, row.export_url, row.exported_at = digest, url, utcnow()
         await record(session, row.tenant_id, "operator", "tenant.export_handed_over", row.id,
                      {"export_id": row.export_id, "sha256": digest, "mode": row.mode})
         return None
     if status == "failed":  # the runner gave up on it: ask again (the failed one holds no data)
-        row.export_id = await _request_export(session, row.tenant_id)
+        row.export_id = await _request_export(session, settings, row.tenant_id)
     waited = (utcnow() - (row.deprovisioned_at or row.created_at)).total_seconds()
     return min(60.0, max(0.5, waited / 4))
 
@@ -197,9 +200,11 @@ async def _purge(session: AsyncSession, settings: Settings, row: Offboarding) ->
     cleanup.redis_keys += [f"stalela:fail:login:acct:{e}" for e in emails]
     # mode delete keeps the hand-over export only until the receipt has its hash, i.e. not at all.
     keep = row.export_id if row.mode == "return" else None
-    for job in await repo.other_exports(tenant_id, keep):
-        cleanup.files.append(exports.export_path(settings, job))
-    counts = await repo.purge(tenant_id, keep)
+    for job in await repo.other_exports(tenant_id, None):  # audit exports: operational copies
+        cleanup.files.append(audit_exports.export_path(settings, job))
+    counts = await repo.purge(tenant_id, None)
+    revoked = await exports.revoke_live_exports(session, "operator", "offboarding", keep=keep)
+    counts["privacy_exports_revoked"] = len(revoked)
     API_KEYS.clear()  # the purged keys stop working here at once, elsewhere within auth_cache_seconds
     if row.mode != "return":
         row.export_url = None

@@ -4,6 +4,7 @@ the PDF says exactly what was signed; it is a rendering, not a fiscal document o
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from typing import Any
 
 import segno
@@ -23,6 +24,9 @@ def invoice_pdf(invoice: dict[str, Any], seller: dict[str, Any], outlet: dict[st
     """``sync``: the invoice's authority view (``service.sync_view``); an authorised Argentine receipt
     prints its CAE and ARCA's QR (RG 4892) next to Stalela's verification QR."""
     pdf = report_document(f"Stalela - {invoice['fiscal_number']} - seal {invoice['seal']['hash']}", format="A4")
+    # Dated by the invoice, not by the moment of rendering: the same invoice gives the same bytes (the
+    # portability export's archive is reproducible, PDFs included).
+    pdf.set_creation_date(datetime.fromisoformat(invoice["issued_at"].replace("Z", "+00:00")))
     pdf.set_auto_page_break(True, margin=16)
     pdf.add_page()
     _qr(pdf, invoice["qr"], pdf.w - pdf.r_margin - 32, 10, 32)

@@ -87,6 +87,12 @@ def sync_view(row: InvoiceSync | None, ack: AuthorityAck | None) -> dict[str, An
     }
 
 
+async def sync_views(session: AsyncSession, invoice_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each invoice's standing with its authority, as the invoice API shows it (``sync``)."""
+    views = await SyncStateRepository(session).views(invoice_ids)
+    return {i: sync_view(*views.get(i, (None, None))) for i in invoice_ids}
+
+
 async def get_invoice(session: AsyncSession, principal: Principal, invoice_id: str) -> Invoice:
     inv = await InvoiceRepository(session).get(invoice_id)
     if inv is None or not principal.can_use_outlet(inv.outlet_id):

@@ -7,7 +7,7 @@
 - ``retention_schedule``: platform row (no tenant): when the daily run is due, claimed by one process.
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-10
 """
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ from stalela.db import rls
 from stalela.db.base import UTCDateTime
 
 revision = "0017"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
