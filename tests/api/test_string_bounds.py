@@ -77,6 +77,10 @@ NOT_STORED = {
         "BuyerIn": ("type", "name", "tax_id", "exemption_ref", "doc_type", "doc_number", "vat_condition"),
         "PaymentIn": ("method", "amount"),
         "ExchangeIn": ("currency", "rate", "date")}.items() for f in fs},
+    "OffboardingCreate.mode": "one of return/delete (a Literal), stored as such",
+    **{f"Subject.{f}": "an erasure request keeps only its keyed HMAC pseudonym (privacy_erasure_requests.pseudonyms)"
+       for f in ("email", "tax_id", "reference")},
+    "UserSubject.email": "an erasure request keeps only its keyed HMAC pseudonym",
     **{f"BuyerIn.{f}": "encrypted under the buyer's subject key (invoices.buyer_sealed, bytes)"
        for f in ("email", "phone", "address", "reference")},
     "DeviceIn.token": "stored encrypted (bytes)",
