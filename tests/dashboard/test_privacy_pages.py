@@ -2,6 +2,8 @@
 operator sees every tenant's open ones and offboardings; nobody else sees them."""
 from __future__ import annotations
 
+import re
+
 from stalela.outbox.dispatcher import Dispatcher
 from tests.dashboard.test_ops import operator
 from tests.support.invoices import sample_invoice
@@ -38,3 +40,22 @@ async def test_owner_files_an_erasure_and_the_operator_sees_it_until_done(app, c
     assert (await cashier.get("/app/privacy")).status_code == 403
     assert 'href="/app/privacy"' not in (await cashier.get("/app")).text
     assert (await cashier.post("/app/privacy/erasure-requests", {"email": "x@example.cd"})).status_code == 403
+
+
+async def test_owner_exports_the_tenant_from_the_console(app, org, owner, settings):
+    page = await owner.get("/app/privacy")
+    assert "No export yet." in page.text
+    r = await owner.post("/app/privacy/exports", {"pdfs": "on"})
+    assert r.status_code == 303 and r.headers["location"].startswith("/app/privacy?exported=pex_")
+    dispatcher = Dispatcher(app.state.db, settings)
+    try:
+        while await dispatcher.run_once():
+            pass
+    finally:
+        await dispatcher.close()
+    page = await owner.get("/app/privacy")
+    link = re.search(r'href="(https?://[^"]+/v1/privacy/exports/pex_[^"]+)"', page.text)
+    assert link and "ready" in page.text
+    path = link.group(1).split("://", 1)[1].split("/", 1)[1].replace("&amp;", "&")
+    archive = await owner.http.get("/" + path)
+    assert archive.status_code == 200 and archive.headers["content-type"] == "application/gzip"

@@ -11,6 +11,8 @@ from stalela.auth.permissions import Perm
 from stalela.dashboard.web import CurrentOperator, CurrentViewer, DashboardRoute, need, posted, redirect, render
 from stalela.errors import ValidationFailed
 from stalela.privacy import erasure_schemas
+from stalela.privacy import export_service as exports
+from stalela.privacy.export_schemas import PrivacyExportCreate
 from stalela.privacy import erasure_service as erasure
 from stalela.privacy import offboarding_service as offboarding
 
@@ -22,8 +24,21 @@ ops_router = APIRouter(prefix="/ops", route_class=DashboardRoute, include_in_sch
 async def privacy_page(request: Request, session: DbSession, viewer: CurrentViewer):
     need(viewer, Perm.PRIVACY)
     rows, more = await erasure.list_requests(session, limit=100, starting_after=None)
+    settings = request.app.state.settings
+    shown, _ = await exports.list_exports(session, limit=20, starting_after=None) if Perm.ADMIN in viewer.perms \
+        else ([], False)
     return render(request, "privacy.html", requests=[erasure.render(r) for r in rows], more=more,
-                  filed=request.query_params.get("filed"))
+                  filed=request.query_params.get("filed"), exported=request.query_params.get("exported"),
+                  exports=[exports.render(settings, e) for e in shown])
+
+
+@app_router.post("/privacy/exports")
+async def request_export(request: Request, session: DbSession, viewer: CurrentViewer):
+    need(viewer, Perm.ADMIN)
+    form = await posted(request, viewer)
+    body = PrivacyExportCreate(scope="tenant", pdfs=form.text("pdfs") == "on")
+    export = await exports.request_export(session, request.app.state.settings, viewer.principal, body)
+    return redirect(f"/app/privacy?exported={export.id}")
 
 
 @app_router.post("/privacy/erasure-requests")
