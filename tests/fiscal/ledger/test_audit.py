@@ -212,3 +212,30 @@ async def test_export_over_the_api(app, client, ledger, tmp_path):
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_range"
     ranged = await client.post("/v1/exports/audit", json={"from": "2026-01-01", "bogus": 1}, headers=headers)
     assert ranged.status_code == 422
+
+
+async def test_an_export_carries_buyers_checked_against_their_commitments(db, settings, client, new_tenant, tmp_path):
+    """Seal v2: the audit export discloses each buyer and its salt (a fiscal record for the authority);
+    the verifier checks them against the signed commitment and names an altered buyer."""
+    tenant, headers = await new_tenant("Buyer SARL", "BU00001")
+    outlet = (await client.post("/v1/outlets", json={"code": "B1", "name": "B1"}, headers=headers)).json()
+    for name in ("Jeanne Mukendi", "Paul Ilunga"):
+        r = await client.post("/v1/invoices", json=sample_invoice(outlet["id"], buyer={"type": "PP", "name": name}),
+                              headers=headers)
+        assert r.status_code == 201
+    path = tmp_path / "b.tar.gz"
+    await export_to(db, settings, tenant["id"], path)
+    with tarfile.open(path) as tar:
+        lines = tar.extractfile("invoices.jsonl").read()
+    assert b"Jeanne Mukendi" in lines and b"buyer_salt" in lines
+    assert verify_export(path).valid
+    edited = tmp_path / "edited.tar.gz"
+    with tarfile.open(path) as src, tarfile.open(edited, "w:gz") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()
+            if member.name == "invoices.jsonl":
+                data = data.replace(b"Paul Ilunga", b"Paul Ilungo", 1)
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    report = verify_export(edited)
+    assert "buyer_altered" in {f.what for f in report.failures}
