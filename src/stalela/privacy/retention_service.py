@@ -13,8 +13,6 @@ per batch), like the other background jobs, and take the tenant's retention lock
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -24,10 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stalela.audit.service import record
 from stalela.auth.principal import Principal
 from stalela.config import Settings
-from stalela.db.base import utcnow
 from stalela.db.session import Database
 from stalela.errors import Conflict, NotFound, ValidationFailed
 from stalela.fiscal.invoices import service as invoices
+from stalela.kit.clock import SwappableClock
 from stalela.kit.ids import new_id
 from stalela.observability.logging import get_logger
 from stalela.observability.metrics import retention_purged
@@ -51,21 +49,10 @@ log = get_logger("stalela.privacy")
 SYSTEM_ACTOR = "system:retention"
 SAMPLE = 5
 STEPS = ("unmark", "purge", "mark")  # disjoint sets: acting on one leaves the others as they were
-_now: Callable[[], datetime] = utcnow
-
-
-def now() -> datetime:
-    return _now()
-
-
-@contextmanager
-def use_clock(clock: Callable[[], datetime]) -> Iterator[None]:
-    global _now
-    previous, _now = _now, clock
-    try:
-        yield
-    finally:
-        _now = previous
+# The retention run's "now": tests replace it to walk past grace periods and retention ends.
+_clock = SwappableClock()
+now = _clock.now
+use_clock = _clock.use
 
 
 # --- policies ------------------------------------------------------------------------------------
