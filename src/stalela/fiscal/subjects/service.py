@@ -150,14 +150,16 @@ class BuyerVault:
         hashes = [pseudonym(self.settings, self.tenant_id, kind, value) for kind, value in crypto.identifiers(buyer)]
         subject = next((self._by_hash[h] for h in hashes if h in self._by_hash), None)
         if subject is None and hashes:
-            erased = await repo.erased(hashes)
+            known = await repo.live_by_hashes(hashes)
+            # An identifier is either indexed or a tombstone, never both: a returning buyer costs one query.
+            unknown = [h for h in hashes if h not in known]
+            erased = await repo.erased(unknown) if unknown else set()
             if erased and not new_subject:
                 raise SubjectErased("this buyer's personal data was erased at their request; seal with "
                                     '"buyer": {..., "new_subject": true} if they are a new customer',
                                     field="buyer")
             if erased:
                 await repo.forget_tombstones(list(erased))
-            known = await repo.live_by_hashes(hashes)
             self._by_hash.update(known)
             # The first identifier that names a live subject wins (tax id, then e-mail, then reference).
             subject = next((known[h] for h in hashes if h in known and known[h].status == "active"), None)
