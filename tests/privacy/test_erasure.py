@@ -139,7 +139,7 @@ async def test_erasure_restricts_shreds_and_leaves_nothing_readable(app, client,
     year = datetime.now(timezone.utc).year
     assert main["restricted"] == [{"category": "buyer_on_sealed_invoices", "retain_until": f"{year + 10}-12-31",
                                    "legal_basis": "GDPR Art. 17(3)(b): OHADA AUDCIF (2017) art. 24"}]
-    assert "idempotency_records" in main["erased"] and main["receipt"]["payload"]["destroyed_key_ids"] == []
+    assert "buyer_identifiers" in main["erased"] and main["receipt"]["payload"]["destroyed_key_ids"] == []
     shredded = (await client.get(f"/v1/privacy/erasure-requests/{old_id}", headers=headers)).json()
     assert shredded["restricted"] == [] and "buyer_on_sealed_invoices" in shredded["erased"]
     assert len(shredded["receipt"]["payload"]["destroyed_key_ids"]) == 1

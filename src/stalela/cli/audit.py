@@ -61,7 +61,9 @@ def export_audit(
                 task = bar.add_task("exporting invoices", total=None)
                 async with db.transaction(readonly=True) as session:
                     await bind_tenant(session, tenant)
+                    # The operator's export for the tax authority: restricted buyers included (Art. 17(3)(b)).
                     return await write_export(session, settings, tenant, output, date_from=start, date_to=end,
+                                              purpose="audit",
                                               progress=lambda n: bar.advance(task, n))
         finally:
             await db.dispose()

@@ -139,12 +139,12 @@ _TABLES = [
           operational="tenant_id id backend status destroy_after created_at destroyed_at",
           note="wraps the tenant's subject keys; destroyed at the archive's statutory end after offboarding"),
     table("privacy_subjects", "statutory", secret="wrapped_key",
-          operational="tenant_id id status key_id tenant_key_id last_seen_at retain_until created_at restricted_at "
-                      "shredded_at",
+          operational="tenant_id id status key_id tenant_key_id last_seen_at retain_until merged_into created_at "
+                      "restricted_at shredded_at",
           note="one per data subject (buyer): its data key, wrapped; shredded (wrapped_key cleared) at retain_until"),
     table("privacy_subject_ids", "while_account", operational="tenant_id id_hash subject_id",
           note="keyed HMAC pseudonyms of a subject's identifiers; replaced by tombstones on erasure"),
-    table("privacy_erased_ids", "forever_pseudonymous", operational="tenant_id id_hash erased_at",
+    table("privacy_erased_ids", "forever_pseudonymous", operational="tenant_id id_hash erased_at released_at",
           note="tombstones: an erased identifier is never given a key again (unless a request says new subject)"),
     table("privacy_exports", "while_account", personal="subject_encrypted",
           operational="tenant_id id scope status requested_by leaf_bound audit_seq_bound storage_key sha256 size "

@@ -9,8 +9,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from stalela.auth.models import Invitation, RefreshToken, User
 from stalela.db.repository import Repository
-from stalela.fiscal.invoices.models import IdempotencyRecord
-from stalela.fiscal.ledger.repository import MerkleRepository
+from stalela.fiscal.ledger.models import MerkleLog
 from stalela.fiscal.subjects.models import ErasedId, Subject, SubjectId
 from stalela.privacy.erasure_models import ErasureRequest
 from stalela.tenancy.models import Tenant
@@ -58,28 +57,28 @@ class ErasureTargets:
         """The journal's replay: identifiers named by an erasure stay refused, whatever the backup says."""
         if not hashes:
             return
-        known = set((await self.session.execute(
-            select(ErasedId.id_hash).where(ErasedId.id_hash.in_(sorted(set(hashes)))))).scalars())
-        for h in sorted(set(hashes) - known):
-            await self.session.execute(insert(ErasedId).values(tenant_id=tenant_id, id_hash=h, erased_at=at))
-        await self.session.execute(delete(SubjectId).where(SubjectId.id_hash.in_(sorted(set(hashes)))))
+        present = dict((await self.session.execute(
+            select(ErasedId.id_hash, ErasedId.released_at).where(ErasedId.id_hash.in_(sorted(set(hashes)))))).all())
+        # Released after this erasure (``new_subject``): a new customer holds the identifier now, leave it.
+        enforce = sorted(h for h in set(hashes) if present.get(h) is None or present[h] <= at)
+        for h in enforce:
+            if h in present:
+                await self.session.execute(update(ErasedId).where(ErasedId.id_hash == h)
+                                           .values(released_at=None))
+            else:
+                await self.session.execute(insert(ErasedId).values(tenant_id=tenant_id, id_hash=h, erased_at=at))
+        if enforce:
+            await self.session.execute(delete(SubjectId).where(SubjectId.id_hash.in_(enforce)))
 
     async def restrict(self, subject_id: str, at: datetime, retain_until: date) -> None:
         await self.session.execute(update(Subject).where(Subject.id == subject_id, Subject.status == "active")
                                    .values(status="restricted", restricted_at=at, retain_until=retain_until))
 
-    async def delete_idempotency_of(self, invoice_ids: list[str]) -> int:
-        """Idempotency records answering with one of these invoices (their response names its id)."""
-        count = 0
-        for invoice_id in invoice_ids:
-            result = await self.session.execute(
-                delete(IdempotencyRecord).where(IdempotencyRecord.response.contains(f'"{invoice_id}"')))
-            count += result.rowcount or 0
-        return count
-
     async def merkle_root(self, tenant_id: str) -> tuple[int, bytes | None]:
-        log = await MerkleRepository(self.session).read_log(tenant_id)
-        return (log.size, log.frontier) if log else (0, None)
+        """Read from the database each time (not the session's identity map): before and after are two reads."""
+        row = (await self.session.execute(select(MerkleLog.size, MerkleLog.frontier)
+                                          .where(MerkleLog.tenant_id == tenant_id))).first()
+        return (row[0], row[1]) if row else (0, None)
 
     # --- users (the operator erases a tenant's user) -------------------------------------------------
 

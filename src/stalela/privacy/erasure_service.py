@@ -26,6 +26,8 @@ from stalela.errors import NotFound, ValidationFailed
 from stalela.fiscal.core import merkle
 from stalela.fiscal.invoices import service as invoices
 from stalela.fiscal.invoices.models import Invoice
+from stalela.fiscal.ledger.repository import MerkleRepository
+from stalela.fiscal.reports import jobs as audit_exports
 from stalela.fiscal.subjects import service as subjects
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
@@ -37,7 +39,7 @@ from stalela.privacy import journal
 from stalela.privacy.erasure_models import ErasureRequest
 from stalela.privacy.erasure_repository import ErasureRepository, ErasureTargets
 from stalela.privacy.receipts import sign_receipt
-from stalela.privacy.retention_service import fiscal_retain_until
+from stalela.privacy.retention_service import active_holds, fiscal_retain_until
 from stalela.tenancy.context import bind_platform, bind_tenant
 
 log = get_logger("stalela.privacy.erasure")
@@ -188,6 +190,9 @@ async def process(db: Database, settings: Settings, tenant_id: str, request_id: 
 async def _erase(session: AsyncSession, settings: Settings, request: ErasureRequest, outside: list[str]) -> None:
     tenant_id, now = request.tenant_id, utcnow()
     targets = ErasureTargets(session)
+    # The tenant's log lock, as sealing takes it: no seal can attach an invoice to a subject being erased,
+    # nor index an identifier being tombstoned, until this commits. The root is read under it.
+    await MerkleRepository(session).lock_log(tenant_id)
     root_before = _root(await targets.merkle_root(tenant_id))
     pseudonyms = json.loads(request.pseudonyms)
     erased: list[str] = list(outside)
@@ -198,9 +203,15 @@ async def _erase(session: AsyncSession, settings: Settings, request: ErasureRequ
     tombstoned: list[str] = []
     if request.kind == "buyer":
         jurisdiction = await targets.jurisdiction(tenant_id)
-        ids = await targets.subjects_by_hashes([h for _, h in pseudonyms])
+        # The person's whole record: subjects merged into the one their identifiers name (see fiscal.subjects).
+        ids = await subjects.with_merged(session, await targets.subjects_by_hashes([h for _, h in pseudonyms]))
+        held = bool(await active_holds(session))
         for subject in await targets.subjects(ids):
             until, citation = await fiscal_retain_until(session, jurisdiction, subject.last_seen_at)
+            if held and until < now.date():
+                # A legal hold (Art. 17(3)(e)) keeps even what left retention: restricted, shredded by the
+                # retention run once the hold is released.
+                until, citation = now.date(), "a legal hold (GDPR Art. 17(3)(e))"
             outcome, keys, hashes = await subjects.erase(session, tenant_id, subject.id, retain_until=until, now=now)
             tombstoned += hashes
             destroyed += keys
@@ -211,10 +222,10 @@ async def _erase(session: AsyncSession, settings: Settings, request: ErasureRequ
                                    "retain_until": until.isoformat()})
             else:
                 shredded_ids.append(subject.id)
-            invoice_ids = await invoices.subject_invoice_ids(session, subject.id)
-            await targets.delete_idempotency_of(invoice_ids)
+        # The identifiers asked about stay refused too, even those no subject held (no key is made for them).
+        await targets.tombstone_hashes(tenant_id, [h for _, h in pseudonyms], now)
         if ids:
-            erased += ["buyer_identifiers", "idempotency_records"]
+            erased += ["buyer_identifiers"]
             if shredded_ids:
                 erased.append("buyer_on_sealed_invoices")
     else:
@@ -227,19 +238,25 @@ async def _erase(session: AsyncSession, settings: Settings, request: ErasureRequ
     # deleted by the purge each revocation enqueues. Exports cannot be matched to one subject afterwards.
     if await exports.revoke_live_exports(session, "system:privacy", "erasure"):
         erased.append("export_files")
+    if await audit_exports.discard_ready(session, settings, "discarded after a data subject's erasure: ask again"):
+        erased.append("audit_export_files")
     root_after = _root(await targets.merkle_root(tenant_id))
     payload = {"request_id": request.id, "tenant_id": tenant_id, "subject": pseudonyms[0][1],
                "erased": sorted(set(erased)), "restricted": restricted, "destroyed_key_ids": sorted(destroyed),
                "merkle_root_before": root_before, "merkle_root_after": root_after, "completed_at": rfc3339(now)}
     receipt = await sign_receipt(session, settings, tenant_id, payload)
     # The journal line goes first: once the transaction commits, a restore must be able to redo it.
-    journal.append(settings, tenant_id, {
+    # A retry after a crash between this write and the commit finds its first entry: its receipt is the one
+    # a restore would bring back, so it is the one stored (never two receipts for one request).
+    entry = journal.append(settings, tenant_id, {
         "request_id": request.id, "tenant_id": tenant_id, "kind": request.kind,
         "subject_pseudonyms": sorted({h for _, h in pseudonyms} | set(tombstoned)),
         "destroyed_key_ids": sorted(destroyed), "shredded_subject_ids": sorted(shredded_ids),
         "restricted": restricted_ids, "user_id": request.user_id, "at": rfc3339(now), "receipt": receipt})
+    receipt = entry.get("receipt") or receipt
     request.status, request.completed_at = "completed", now
-    request.erased, request.restricted = json.dumps(payload["erased"]), json.dumps(restricted)
+    request.erased = json.dumps(receipt["payload"]["erased"])
+    request.restricted = json.dumps(receipt["payload"]["restricted"])
     request.receipt = json.dumps(receipt)
     await session.flush()
     await record(session, tenant_id, "system:privacy", "privacy.erasure_completed", request.id,
@@ -302,7 +319,8 @@ async def _tenant_exists(session: AsyncSession, tenant_id: str) -> bool:
 async def _reapply(session: AsyncSession, settings: Settings, tenant_id: str, entry: dict[str, Any]) -> None:
     targets = ErasureTargets(session)
     at = datetime.fromisoformat(entry["at"].replace("Z", "+00:00"))
-    await targets.tombstone_hashes(tenant_id, entry.get("subject_pseudonyms", []), at)
+    if entry.get("kind") != "user":  # a user's e-mail pseudonym is no buyer's: never refused at sealing
+        await targets.tombstone_hashes(tenant_id, entry.get("subject_pseudonyms", []), at)
     for subject_id in entry.get("shredded_subject_ids", []):
         await subjects.shred(session, tenant_id, subject_id, at)
     for item in entry.get("restricted", []):

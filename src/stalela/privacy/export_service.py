@@ -222,7 +222,12 @@ async def _subject_invoice_ids(session: AsyncSession, settings: Settings, tenant
     """The invoices of the subject named by these identifiers (none if they name nobody)."""
     subject_id = await subjects.find_subject(session, settings, tenant_id, email=subject.get("email"),
                                              tax_id=subject.get("tax_id"), reference=subject.get("reference"))
-    return await invoices.subject_invoice_ids(session, subject_id) if subject_id else []
+    if subject_id is None:
+        return []
+    found: list[str] = []
+    for sid in sorted(await subjects.with_merged(session, {subject_id})):  # one person, however first known
+        found += await invoices.subject_invoice_ids(session, sid)
+    return sorted(set(found))
 
 
 async def _subject_snapshot(session: AsyncSession, settings: Settings,

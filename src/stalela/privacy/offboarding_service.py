@@ -183,7 +183,7 @@ async def _export(session: AsyncSession, settings: Settings, row: Offboarding) -
         await record(session, row.tenant_id, "operator", "tenant.export_handed_over", row.id,
                      {"export_id": row.export_id, "sha256": digest, "mode": row.mode})
         return None
-    if status == "failed":  # the runner gave up on it: ask again (the failed one holds no data)
+    if status in ("failed", "revoked", "expired"):  # given up, or revoked by an erasure meanwhile: ask again
         row.export_id = await _request_export(session, settings, row.tenant_id)
     waited = (utcnow() - (row.deprovisioned_at or row.created_at)).total_seconds()
     return min(60.0, max(0.5, waited / 4))

@@ -25,6 +25,7 @@ from stalela.config import Settings
 from stalela.db.session import Database
 from stalela.errors import Conflict, NotFound, ValidationFailed
 from stalela.fiscal.invoices import service as invoices
+from stalela.fiscal.ledger.repository import MerkleRepository
 from stalela.kit.clock import SwappableClock
 from stalela.kit.ids import new_id
 from stalela.observability.logging import get_logger
@@ -345,6 +346,8 @@ async def _shred(db: Database, settings: Settings, tenant_id: str, at: datetime)
         async with db.transaction() as session:
             await bind_tenant(session, tenant_id)
             await RetentionRepository(session).lock_tenant(tenant_id)
+            # Sealing's lock too: no seal attaches an invoice to a subject whose key goes in this batch.
+            await MerkleRepository(session).lock_log(tenant_id)
             jurisdiction, policy = await _fiscal_period(session, tenant_id)
             ids, _ = await retention_shredding.shred_batch(session, tenant_id, jurisdiction, policy,
                                                            await active_holds(session), at,

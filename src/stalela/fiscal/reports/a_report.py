@@ -56,7 +56,7 @@ class AReport:
     credit_types: frozenset[str]
     jurisdiction: str = "CD"
     generated_at: datetime = field(default_factory=utcnow)
-    # To read sealed buyers back (seal v2): the A report is a fiscal record, so restricted ones are shown.
+    # To read sealed buyers back (seal v2).
     settings: Settings | None = None
 
     def header(self) -> dict[str, Any]:
@@ -150,7 +150,8 @@ async def items(session: AsyncSession, report: AReport) -> AsyncIterator[list[It
     lo, hi = report.issued_window
     async for page in invoice_pages(session, outlet_id=report.outlet_id, issued_from=lo, issued_to=hi):
         out = []
-        buyers = (await reveal_buyers(session, report.settings, report.tenant.id, page, purpose="audit")
+        # As the API shows them: a restricted buyer stays hidden (auditors read one invoice at a time, logged).
+        buyers = (await reveal_buyers(session, report.settings, report.tenant.id, page, purpose="tenant")
                   if report.settings is not None else {})
         for inv in page:
             resolver = resolvers.get(inv.outlet_id)

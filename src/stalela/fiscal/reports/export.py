@@ -30,6 +30,7 @@ from stalela.fiscal.core import merkle
 from stalela.fiscal.core.seal import build_seal, canonical_bytes
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.invoices.buyers import reveal_buyers
+from stalela.fiscal.subjects.service import Purpose
 from stalela.fiscal.invoices.service import render
 from stalela.fiscal.ledger.models import Checkpoint
 from stalela.fiscal.ledger.repository import MerkleRepository
@@ -90,8 +91,10 @@ def _jsonl(fh, obj: Any) -> None:  # noqa: ANN001
 async def write_export(
     session: AsyncSession, settings: Settings, tenant_id: str, out_path: Path, *,
     date_from: datetime | None = None, date_to: datetime | None = None, progress: Progress | None = None,
+    purpose: Purpose = "tenant",
 ) -> dict[str, Any]:
-    """Write the export to ``out_path``; returns the manifest seal. The session is bound to the tenant."""
+    """Write the export to ``out_path``; returns the manifest seal. The session is bound to the tenant.
+    ``purpose``: whose eyes the buyers are for (``fiscal.subjects``): ``audit`` shows restricted ones too."""
     tenant = (await session.execute(select(Tenant).where(Tenant.id == tenant_id))).scalar_one()
     merkle_repo = MerkleRepository(session)
     checkpoints = await tenant_checkpoints(session)
@@ -119,8 +122,9 @@ async def write_export(
         with open(work / "invoices.jsonl", "wb") as fh:
             async for rows in invoice_pages(session, date_from=date_from, date_to=date_to):
                 proofs = await _inclusion_proofs(merkle_repo, rows, last["tree_size"] if last else 0)
-                # An audit export is the fiscal record handed to the authority: restricted buyers are in it.
-                buyers = await reveal_buyers(session, settings, tenant_id, rows, purpose="audit")
+                # Restricted buyers only in the operator's export for the authority (``purpose="audit"``, the
+                # CLI): a file a tenant's user downloads shows them as the API does (GDPR Art. 18).
+                buyers = await reveal_buyers(session, settings, tenant_id, rows, purpose=purpose)
                 for inv in rows:
                     line = {"invoice": {**render(inv), **buyers.get(inv.id, {})}, "leaf_index": inv.leaf_index,
                             "inclusion_proof": proofs.get(inv.leaf_index)}

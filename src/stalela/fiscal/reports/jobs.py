@@ -63,6 +63,17 @@ async def get_export(session: AsyncSession, export_id: str) -> ExportJob:
     return job
 
 
+async def discard_ready(session: AsyncSession, settings: Settings, reason: str) -> list[str]:
+    """Delete the files of the session's tenant's ready audit exports (they name buyers in clear) and mark
+    them failed with ``reason``: after an erasure, no copy of the erased data may stay downloadable."""
+    rows = (await session.execute(select(ExportJob).where(ExportJob.status == "ready"))).scalars().all()
+    for job in rows:
+        export_path(settings, job).unlink(missing_ok=True)
+        job.status, job.error = "failed", reason
+    await session.flush()
+    return [job.id for job in rows]
+
+
 def ready_file(settings: Settings, job: ExportJob) -> Path:
     if job.status != "ready":
         raise Conflict(f"the export is {job.status}", code="export_not_ready", extra={"export_status": job.status})

@@ -18,7 +18,8 @@ class TenantKey(TenantOwned, Base):
     """The key that wraps a tenant's subject keys: in the HSM (label = id) or sealed under the master key.
 
     Destroying it (offboarding, at the statutory end) makes every subject key of the tenant unreadable
-    at once, backups included."""
+    at once; in every backup too when it lives in the HSM (a software key's sealed copy is in older
+    database backups until they expire)."""
 
     __tablename__ = "privacy_tenant_keys"
 
@@ -50,6 +51,9 @@ class Subject(TenantOwned, Base):
     # The last sealed invoice naming the subject: with the jurisdiction's floor, when it may be shredded.
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     retain_until: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # The same person, first known under another subject (sealed once by e-mail, once by tax id): erasure
+    # and portability follow it. Its own key stays: it still encrypts its own invoices.
+    merged_into: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     restricted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     shredded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -75,3 +79,6 @@ class ErasedId(TenantOwned, Base):
     tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     erased_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Set when a seal said the identifier now belongs to a new customer (``new_subject``): the tombstone stops
+    # refusing, and replaying the journal leaves it released.
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -48,21 +48,36 @@ class SubjectRepository(Repository[Subject]):
             await self.session.execute(insert(SubjectId.__table__), ids)
 
     async def erased(self, hashes: list[str]) -> set[str]:
+        """The standing tombstones among ``hashes`` (a released one no longer refuses)."""
         if not hashes:
             return set()
-        rows = await self.session.execute(select(ErasedId.id_hash).where(ErasedId.id_hash.in_(sorted(set(hashes)))))
+        rows = await self.session.execute(select(ErasedId.id_hash).where(ErasedId.id_hash.in_(sorted(set(hashes))),
+                                                                         ErasedId.released_at.is_(None)))
         return set(rows.scalars())
+
+    async def point(self, hashes: list[str], subject_id: str) -> None:
+        await self.session.execute(update(SubjectId).where(SubjectId.id_hash.in_(sorted(set(hashes))))
+                                   .values(subject_id=subject_id))
+
+    async def merge(self, others: set[str], into: str) -> None:
+        """``others`` are the same person as ``into``: their identifiers point at it, and they remember it."""
+        if not others:
+            return
+        await self.session.execute(update(SubjectId).where(SubjectId.subject_id.in_(sorted(others)))
+                                   .values(subject_id=into))
+        await self.session.execute(update(Subject).where(Subject.id.in_(sorted(others))).values(merged_into=into))
+
+    async def closure(self, subject_ids: set[str]) -> set[str]:
+        found, frontier = set(subject_ids), set(subject_ids)
+        while frontier:
+            rows = await self.session.execute(select(Subject.id).where(Subject.merged_into.in_(sorted(frontier))))
+            frontier = set(rows.scalars()) - found
+            found |= frontier
+        return found
 
     async def subject_hashes(self, subject_id: str) -> list[str]:
         rows = await self.session.execute(select(SubjectId.id_hash).where(SubjectId.subject_id == subject_id))
         return list(rows.scalars())
-
-    def add_subject(self, subject: Subject, hashes: list[str]) -> None:
-        self.session.add(subject)
-        self.session.add_all(SubjectId(tenant_id=subject.tenant_id, id_hash=h, subject_id=subject.id) for h in hashes)
-
-    def link(self, tenant_id: str, subject_id: str, hashes: list[str]) -> None:
-        self.session.add_all(SubjectId(tenant_id=tenant_id, id_hash=h, subject_id=subject_id) for h in hashes)
 
     async def seen(self, subject_ids: set[str], at: datetime) -> None:
         if subject_ids:
@@ -72,24 +87,40 @@ class SubjectRepository(Repository[Subject]):
     async def tombstone(self, tenant_id: str, subject_id: str, at: datetime) -> list[str]:
         """Replace the subject's identifiers by tombstones; returns the pseudonyms (for the receipt)."""
         hashes = await self.subject_hashes(subject_id)
-        known = await self.erased(hashes)
-        self.session.add_all(ErasedId(tenant_id=tenant_id, id_hash=h, erased_at=at) for h in hashes if h not in known)
+        await self.tombstone_hashes(tenant_id, hashes, at)
         await self.session.execute(delete(SubjectId).where(SubjectId.subject_id == subject_id))
         return hashes
 
-    async def forget_tombstones(self, hashes: list[str]) -> None:
-        """A request that says the buyer is a new subject: the old tombstones stop refusing the ids."""
+    async def tombstone_hashes(self, tenant_id: str, hashes: list[str], at: datetime) -> None:
+        """Tombstones for ``hashes`` (a released one stands again: a new erasure of the same identifier)."""
+        if not hashes:
+            return
+        rows = await self.session.execute(select(ErasedId.id_hash).where(ErasedId.id_hash.in_(sorted(set(hashes)))))
+        present = set(rows.scalars())
+        await self.session.execute(update(ErasedId).where(ErasedId.id_hash.in_(sorted(present)))
+                                   .values(released_at=None, erased_at=at))
+        missing = sorted(set(hashes) - present)
+        if missing:  # Core, at once: later statements of the transaction (the journal's replay) must see them
+            await self.session.execute(insert(ErasedId.__table__),
+                                       [{"tenant_id": tenant_id, "id_hash": h, "erased_at": at} for h in missing])
+
+    async def forget_tombstones(self, hashes: list[str], at: datetime) -> None:
+        """A request that says the buyer is a new subject: the old tombstones stop refusing the ids. Kept as
+        released (not deleted), so replaying the erasure journal after a restore does not refuse them again."""
         if hashes:
-            await self.session.execute(delete(ErasedId).where(ErasedId.id_hash.in_(sorted(set(hashes)))))
+            await self.session.execute(update(ErasedId).where(ErasedId.id_hash.in_(sorted(set(hashes))))
+                                       .values(released_at=at))
 
     async def restrict(self, subject_id: str, at: datetime, retain_until: date) -> None:
         await self.session.execute(update(Subject).where(Subject.id == subject_id, Subject.status == "active")
                                    .values(status="restricted", restricted_at=at, retain_until=retain_until))
 
     async def shred(self, subject_id: str, at: datetime) -> bool:
+        """Destroy the key; the identifiers stop naming the subject (a returning buyer starts a new one)."""
         result = await self.session.execute(
             update(Subject).where(Subject.id == subject_id, Subject.status != "shredded")
             .values(status="shredded", wrapped_key=None, shredded_at=at))
+        await self.session.execute(delete(SubjectId).where(SubjectId.subject_id == subject_id))
         return bool(result.rowcount)
 
     @staticmethod

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
+from cryptography.exceptions import InvalidTag
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.config import Settings
@@ -146,37 +147,55 @@ class BuyerVault:
         return self._tkey
 
     async def _subject(self, buyer: dict[str, Any], new_subject: bool) -> Subject:
+        """The buyer's subject: the live one its first identifier names (tax id, e-mail, reference), or a new
+        one. One person is one subject: when the identifiers name several (sealed once by e-mail, once by tax
+        id), they are merged into the first (``merged_into``; erasure and export follow the merge) and every
+        identifier points at it from now on."""
         repo = SubjectRepository(self.session)
         hashes = [pseudonym(self.settings, self.tenant_id, kind, value) for kind, value in crypto.identifiers(buyer)]
-        subject = next((self._by_hash[h] for h in hashes if h in self._by_hash), None)
-        if subject is None and hashes:
-            known = await repo.live_by_hashes(hashes)
-            # An identifier is either indexed or a tombstone, never both: a returning buyer costs one query.
-            unknown = [h for h in hashes if h not in known]
-            erased = await repo.erased(unknown) if unknown else set()
-            if erased and not new_subject:
-                raise SubjectErased("this buyer's personal data was erased at their request; seal with "
-                                    '"buyer": {..., "new_subject": true} if they are a new customer',
-                                    field="buyer")
-            if erased:
-                await repo.forget_tombstones(list(erased))
-            self._by_hash.update(known)
-            # The first identifier that names a live subject wins (tax id, then e-mail, then reference).
-            subject = next((known[h] for h in hashes if h in known and known[h].status == "active"), None)
-        if subject is None:
-            subject = await self._create()
-        for h in hashes:  # a known subject seen with a new identifier becomes findable by it
-            if h not in self._by_hash:
-                self._by_hash[h] = subject
+        uncached = [h for h in hashes if h not in self._by_hash]
+        indexed = await repo.live_by_hashes(uncached) if uncached else {}
+        active = {h: sub for h, sub in indexed.items() if sub.status == "active"}
+        # An identifier is either indexed or a tombstone, never both: a returning buyer costs one query.
+        unknown = [h for h in uncached if h not in active]
+        erased = await repo.erased(unknown) if unknown else set()
+        if erased and not new_subject:
+            raise SubjectErased("this buyer's personal data was erased at their request; seal with "
+                                '"buyer": {..., "new_subject": true} if they are a new customer', field="buyer")
+        if erased:
+            await repo.forget_tombstones(sorted(erased), utcnow())
+        named = [self._by_hash.get(h) or active.get(h) for h in hashes]
+        subject = next((sub for sub in named if sub is not None), None) or await self._create()
+        merged = {sub.id for sub in named if sub is not None and sub.id != subject.id}
+        if merged:
+            await self._merge(merged, subject)
+        moved = []
+        for h in hashes:
+            if h in self._by_hash and self._by_hash[h].id == subject.id:
+                continue
+            if h in indexed and h not in self._new_ids:
+                moved.append(h)  # a row exists (a shredded subject's, or one just merged): re-pointed
+            else:
                 self._new_ids[h] = subject.id
+            self._by_hash[h] = subject
+        if moved:
+            await repo.point(moved, subject.id)
         return subject
+
+    async def _merge(self, others: set[str], into: Subject) -> None:
+        for sid in others:
+            if sid in self._new:  # created in this group, not written yet
+                self._new[sid].merged_into = into.id
+                self._new_ids.update({h: into.id for h, owner in self._new_ids.items() if owner == sid})
+        await SubjectRepository(self.session).merge(others - set(self._new), into.id)
+        self._by_hash.update({h: into for h, sub in self._by_hash.items() if sub.id in others})
 
     async def _create(self) -> Subject:
         tkey = await self._tenant_key()
         key_id, now = new_id("sk"), utcnow()
         subject = Subject(tenant_id=self.tenant_id, id=new_id("sub"), status="active", key_id=key_id,
                           tenant_key_id=tkey.id, last_seen_at=now, created_at=now, retain_until=None,
-                          restricted_at=None, shredded_at=None,
+                          restricted_at=None, shredded_at=None, merged_into=None,
                           wrapped_key=wrapping.wrap(self.settings, self.tenant_id, tkey.backend, tkey.id, tkey.material,
                                                     key_id, crypto.new_data_key()))
         self._new[subject.id] = subject
@@ -208,7 +227,11 @@ async def reveal(session: AsyncSession, settings: Settings, tenant_id: str, item
             out[item.invoice_id] = {"status": "restricted"}
             continue
         data_key = _data_key(settings, tenant_id, subject, tkey)
-        disclosed = json.loads(crypto.decrypt_buyer(data_key, tenant_id, subject.id, item.ciphertext))
+        try:
+            disclosed = json.loads(crypto.decrypt_buyer(data_key, tenant_id, subject.id, item.ciphertext))
+        except (InvalidTag, ValueError):  # damaged, or moved from another subject's row (the AAD binds it)
+            out[item.invoice_id] = {"status": "unverifiable"}
+            continue
         if not check_commitment(item.commitment, disclosed.get("salt"), disclosed.get("buyer")):
             # A ciphertext moved onto another invoice's row: refuse to show another invoice's buyer.
             out[item.invoice_id] = {"status": "unverifiable"}
@@ -227,6 +250,11 @@ async def find_subject(session: AsyncSession, settings: Settings, tenant_id: str
         if h in known:
             return known[h]
     return None
+
+
+async def with_merged(session: AsyncSession, subject_ids: set[str]) -> set[str]:
+    """``subject_ids`` and every subject merged into them, transitively: one person's whole record."""
+    return await SubjectRepository(session).closure(subject_ids)
 
 
 async def is_erased(session: AsyncSession, settings: Settings, tenant_id: str, *, email: str | None = None,

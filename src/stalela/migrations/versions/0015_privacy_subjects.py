@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("wrapped_key", sa.LargeBinary(), nullable=True),
         sa.Column("last_seen_at", UTCDateTime(), nullable=False),
         sa.Column("retain_until", sa.Date(), nullable=True),
+        sa.Column("merged_into", sa.String(40), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("restricted_at", UTCDateTime(), nullable=True),
         sa.Column("shredded_at", UTCDateTime(), nullable=True),
@@ -60,6 +61,7 @@ def upgrade() -> None:
         "privacy_erased_ids", _tenant_fk("privacy_erased_ids"),
         sa.Column("id_hash", sa.String(64), nullable=False),
         sa.Column("erased_at", UTCDateTime(), nullable=False),
+        sa.Column("released_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("tenant_id", "id_hash", name=op.f("pk_privacy_erased_ids")),
     )
     # Sealed invoices stay append-only: the columns are written once, at sealing.
