@@ -304,3 +304,9 @@ async def test_a_subject_export_holds_that_buyer_and_nobody_else(world, tmp_path
     # Someone the tenant never invoiced: an empty share, not an error (nothing tells who is a customer).
     nobody = await world.until((await world.request_export(scope="subject", subject={"tax_id": "NOPE"}))["id"], "ready")
     assert nobody["counts"]["invoices"] == 0
+
+
+async def test_pdfs_is_a_json_boolean(world):
+    """The fuzz campaign sent "pdfs": 0 and it was accepted: a boolean is true or false, nothing else."""
+    r = await world.api("POST", "/v1/privacy/exports", json={"scope": "tenant", "pdfs": 0})
+    assert r.status_code == 422 and r.json()["code"] == "validation_failed", r.text

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from stalela.kit.schemas import StrictModel
 
@@ -30,7 +30,7 @@ class PrivacyExportCreate(StrictModel):
     scope: Literal["tenant", "subject"] = Field(
         description="tenant: everything the tenant has with us; subject: what concerns one data subject")
     subject: PrivacySubject | None = Field(None, description="Required with scope subject, refused otherwise")
-    pdfs: bool = Field(True, description="Each invoice's PDF beside its sealed JSON (data/pdf/<id>.pdf); false "
+    pdfs: StrictBool = Field(True, description="Each invoice's PDF beside its sealed JSON (data/pdf/<id>.pdf); false "
                                          "for a large tenant: a PDF is re-derivable from the sealed invoice")
 
 

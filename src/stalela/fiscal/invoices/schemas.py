@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from stalela.kit.schemas import CalendarDate, StrictModel
 
@@ -44,7 +44,7 @@ class BuyerIn(_In):
     address: str | None = Field(None, max_length=500)
     reference: str | None = Field(None, max_length=100, description="The merchant's own id for this customer: "
                                                                     "an erasure request can name the buyer by it")
-    new_subject: bool = Field(False, description="The buyer's identifiers belonged to someone whose data was erased "
+    new_subject: StrictBool = Field(False, description="The buyer's identifiers belonged to someone whose data was erased "
                                                  "and this is a new customer: do not refuse with subject_erased")
 
 
