@@ -155,7 +155,7 @@ async def bench_erasure(srv: seal_bench.Server, key: str, outlets: list[str], in
             "root_unchanged": payload["merkle_root_before"] == payload["merkle_root_after"]}
 
 
-async def bench_export(srv: seal_bench.Server, key: str, outlets: list[str], invoices: int) -> dict:
+async def bench_export(srv: seal_bench.Server, key: str, outlets: list[str], invoices: int, pdfs: bool) -> dict:
     from targets import tree_rss_mb  # noqa: PLC0415
 
     seal_s = await _seal_batches(srv, key, outlets, invoices,
@@ -172,14 +172,19 @@ async def bench_export(srv: seal_bench.Server, key: str, outlets: list[str], inv
 
     sampler = asyncio.create_task(sample())
     async with httpx.AsyncClient(base_url=srv.base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
-        r = await client.post("/v1/privacy/exports", json={"scope": "tenant"})
+        r = await client.post("/v1/privacy/exports", json={"scope": "tenant", "pdfs": pdfs})
         assert r.status_code == 202, r.text
         done, seconds = await _poll(client, f"/v1/privacy/exports/{r.json()['id']}", {"ready", "failed"})
+        # Baseline in the same run: the audit export of the same invoices (signed, with inclusion proofs).
+        r = await client.post("/v1/exports/audit", json={})
+        assert r.status_code == 202, r.text
+        audit, audit_s = await _poll(client, f"/v1/exports/{r.json()['id']}", {"ready", "failed"})
     stop.set()
     await sampler
-    assert done["status"] == "ready", done
-    return {"invoices": invoices, "seal_s": seal_s, "export_s": seconds, "size_mb": done["size"] / 1e6,
-            "rss_before_mb": rss_before, "rss_peak_mb": max(peak), "sha256": done["sha256"]}
+    assert done["status"] == "ready" and audit["status"] == "ready", (done, audit)
+    return {"invoices": invoices, "pdfs": pdfs, "seal_s": seal_s, "export_s": seconds, "size_mb": done["size"] / 1e6,
+            "rss_before_mb": rss_before, "rss_peak_mb": max(peak), "sha256": done["sha256"],
+            "audit_export_s": audit_s, "ratio_to_audit_export": seconds / audit_s}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--outlets", type=int, default=16)
     p.add_argument("--subject-invoices", type=int, default=10_000)
     p.add_argument("--export-invoices", type=int, default=1_000_000)
+    p.add_argument("--export-pdfs", action="store_true",
+                   help="with each invoice's PDF (~10 ms of CPU each: use a smaller --export-invoices)")
     p.add_argument("--only", default="seal,new-subject,erasure,export")
     p.add_argument("--no-save", action="store_true")
     args = p.parse_args(argv)
@@ -211,10 +218,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"erasure of a subject on {r['invoices']} invoices: {r['erasure_s']:.2f} s to completed "
                   f"(sealing them took {r['seal_s']:.1f} s); Merkle root before == after: {r['root_unchanged']}")
         if "export" in only:
-            out["export"] = r = asyncio.run(bench_export(srv, key, outlets, args.export_invoices))
-            print(f"tenant export of {r['invoices']} invoices: {r['export_s']:.1f} s to ready, "
+            out["export"] = r = asyncio.run(bench_export(srv, key, outlets, args.export_invoices, args.export_pdfs))
+            print(f"tenant export of {r['invoices']} invoices ({'with' if r['pdfs'] else 'without'} PDFs): "
+                  f"{r['export_s']:.1f} s to ready ({r['invoices'] / r['export_s']:.0f} invoices/s), "
                   f"{r['size_mb']:.1f} MB; server RSS {r['rss_before_mb']:.0f} MB before, "
-                  f"peak {r['rss_peak_mb']:.0f} MB while building (sealing took {r['seal_s']:.0f} s)")
+                  f"peak {r['rss_peak_mb']:.0f} MB while building (sealing took {r['seal_s']:.0f} s); "
+                  f"baseline audit export {r['audit_export_s']:.1f} s -> ratio {r['ratio_to_audit_export']:.2f}")
     out["server_log_problems"] = srv.log_problems()[:5]
     if not args.no_save:
         RESULTS.mkdir(exist_ok=True)

@@ -48,7 +48,8 @@ async def read_restricted_invoice(invoice_id: PathId, session: DbSession, settin
 
 
 @router.post("/tenants/{tenant_id}/erasure-requests", status_code=202, response_model=schemas.ErasureAccepted,
-             tags=["tenants"], responses={404: {"description": "tenant_not_found, user_not_found"}})
+             tags=["tenants"], responses={404: {"description": "tenant_not_found"},
+                                                 422: {"description": "user_not_found, subject_required"}})
 async def file_user_erasure(tenant_id: PathId, body: schemas.UserErasureCreate, operator: OperatorPrincipal,
                             session: DbSession, settings: AppSettings):
     """Erase a tenant user's account data (operator): deactivated, e-mail and name replaced by a pseudonym,

@@ -3,28 +3,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from stalela.kit.schemas import StrictModel
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class Subject(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Subject(StrictModel):
     email: str | None = Field(None, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     tax_id: str | None = Field(None, min_length=1, max_length=64)
     reference: str | None = Field(None, min_length=1, max_length=128)
 
 
-class ErasureCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ErasureCreate(StrictModel):
     subject: Subject
 
 
-class UserSubject(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UserSubject(StrictModel):
     email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
 
 
-class UserErasureCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UserErasureCreate(StrictModel):
     subject: UserSubject
 
 

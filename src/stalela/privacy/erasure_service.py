@@ -88,7 +88,8 @@ async def file_user_request(session: AsyncSession, settings: Settings, operator:
         raise NotFound("no such tenant", code="tenant_not_found") from None
     user = await targets.user_by_email(normalize_email(email))
     if user is None:
-        raise NotFound("no user with this email in the tenant", code="user_not_found", field="subject.email")
+        # The tenant exists (the path names it): the body names no user of it, a 422 on the field.
+        raise ValidationFailed("no user with this email in the tenant", code="user_not_found", field="subject.email")
     pseudonyms = _pseudonyms(settings, tenant_id, {"email": email}, users=True)
     return await _file(session, tenant_id, "user", pseudonyms, user.id, operator.actor)
 
