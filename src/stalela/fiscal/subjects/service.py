@@ -173,8 +173,9 @@ class BuyerVault:
         for h in hashes:
             if h in self._by_hash and self._by_hash[h].id == subject.id:
                 continue
-            if h in indexed and h not in self._new_ids:
-                moved.append(h)  # a row exists (a shredded subject's, or one just merged): re-pointed
+            if h in indexed:
+                if indexed[h].id != subject.id and h not in self._new_ids:
+                    moved.append(h)  # its row names another subject (shredded, or just merged): re-pointed
             else:
                 self._new_ids[h] = subject.id
             self._by_hash[h] = subject
