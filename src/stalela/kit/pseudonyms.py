@@ -40,5 +40,14 @@ def keyed(master: bytes, tenant_id: str, kind: str, value: str) -> str:
                     hashlib.sha256).hexdigest()
 
 
+# The master key by where it comes from: read once per process (sealing computes pseudonyms for every
+# buyer, and the key file never changes: it is never overwritten, see masterkey.py).
+_masters: dict[str, bytes] = {}
+
+
 def pseudonym(settings: Settings, tenant_id: str, kind: str, value: str) -> str:
-    return keyed(master_key(settings), tenant_id, kind, value)
+    source = settings.master_key.get_secret_value() if settings.master_key else str(settings.effective_master_key_file)
+    master = _masters.get(source)
+    if master is None:
+        master = _masters[source] = master_key(settings)
+    return keyed(master, tenant_id, kind, value)

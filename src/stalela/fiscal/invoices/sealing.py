@@ -197,6 +197,7 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
             {(r.body.outlet_id, r.body.reference) for r in requests if r.body.reference is not None}),
     )
     group.vault = BuyerVault(session, settings, tenant_id)
+    await group.vault.prefetch([r.body.buyer.model_dump() for r in requests if r.body.buyer is not None])
     tenant = await TenantRepository(session).get(tenant_id)
     jurisdiction = get_jurisdiction(tenant.jurisdiction)
     key = await keys.active_key(session, tenant_id)

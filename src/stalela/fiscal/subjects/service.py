@@ -115,6 +115,11 @@ class BuyerVault:
     _new: dict[str, Subject] = field(default_factory=dict)
     _new_ids: dict[str, str] = field(default_factory=dict)  # id_hash → subject id, to insert
     _seen: set[str] = field(default_factory=set)
+    # What the database said about identifiers (``prefetch``, or a lookup while sealing): indexed to a
+    # subject, not indexed, standing tombstones.
+    _indexed: dict[str, Subject] = field(default_factory=dict)
+    _absent: set[str] = field(default_factory=set)
+    _erased: set[str] = field(default_factory=set)
     _tkey: TenantKey | None = None
 
     async def seal(self, buyer: dict[str, Any] | None, *, new_subject: bool = False) -> SealedBuyer | None:
@@ -130,6 +135,23 @@ class BuyerVault:
         ciphertext = crypto.encrypt_buyer(data_key, self.tenant_id, subject.id, salt, buyer)
         self._seen.add(subject.id)
         return SealedBuyer(commitment, salt, buyer, subject.id, ciphertext)
+
+    async def prefetch(self, buyers: list[dict[str, Any]]) -> None:
+        """Look up every identifier of a group's buyers at once: two queries for the group instead of one per
+        invoice, inside the tenant's lock where every round trip holds up the tenant's other seals."""
+        hashes = sorted({pseudonym(self.settings, self.tenant_id, kind, value)
+                         for buyer in buyers for kind, value in crypto.identifiers(buyer)})
+        await self._lookup(hashes)
+
+    async def _lookup(self, hashes: list[str]) -> None:
+        if not hashes:
+            return
+        repo = SubjectRepository(self.session)
+        found = await repo.live_by_hashes(hashes)
+        self._indexed.update(found)
+        missing = [h for h in hashes if h not in found]
+        self._absent.update(missing)
+        self._erased.update(await repo.erased(missing) if missing else set())
 
     async def flush(self, at: datetime) -> None:
         """Write the group's new subjects, and that the known ones were seen now (their retention runs
@@ -153,17 +175,19 @@ class BuyerVault:
         identifier points at it from now on."""
         repo = SubjectRepository(self.session)
         hashes = [pseudonym(self.settings, self.tenant_id, kind, value) for kind, value in crypto.identifiers(buyer)]
+        await self._lookup([h for h in hashes if h not in self._by_hash and h not in self._indexed
+                            and h not in self._absent])
         uncached = [h for h in hashes if h not in self._by_hash]
-        indexed = await repo.live_by_hashes(uncached) if uncached else {}
+        indexed = {h: self._indexed[h] for h in uncached if h in self._indexed}
         active = {h: sub for h, sub in indexed.items() if sub.status == "active"}
-        # An identifier is either indexed or a tombstone, never both: a returning buyer costs one query.
-        unknown = [h for h in uncached if h not in active]
-        erased = await repo.erased(unknown) if unknown else set()
+        # An identifier is either indexed or a tombstone, never both.
+        erased = {h for h in uncached if h not in active and h in self._erased}
         if erased and not new_subject:
             raise SubjectErased("this buyer's personal data was erased at their request; seal with "
                                 '"buyer": {..., "new_subject": true} if they are a new customer', field="buyer")
         if erased:
             await repo.forget_tombstones(sorted(erased), utcnow())
+            self._erased -= erased
         named = [self._by_hash.get(h) or active.get(h) for h in hashes]
         subject = next((sub for sub in named if sub is not None), None) or await self._create()
         merged = {sub.id for sub in named if sub is not None and sub.id != subject.id}
