@@ -153,3 +153,22 @@ async def test_an_erased_subject_stays_erased_unless_the_buyer_is_new(client, sh
     async with db.transaction() as s:
         await bind_tenant(s, tenant["id"])
         assert await subjects.find_subject(s, settings, tenant["id"], email=EMAIL) not in (None, subject_id)
+
+
+async def test_last_seen_moves_by_the_day(client, shop, db, settings):
+    """Retention runs from the buyer's last invoice, by date: a seal writes the subject only on a new day."""
+    tenant, headers, outlet = shop
+    await client.post("/v1/invoices", json=sample_invoice(outlet["id"], buyer=PERSON), headers=headers)
+    async with db.transaction() as s:
+        await bind_tenant(s, tenant["id"])
+        subject_id = await subjects.find_subject(s, settings, tenant["id"], email=EMAIL)
+        await s.execute(text("UPDATE privacy_subjects SET last_seen_at = :t WHERE id = :i"),
+                        {"t": __import__("datetime").datetime(2026, 1, 2, 9, tzinfo=__import__("datetime").timezone.utc),
+                         "i": subject_id})
+    await client.post("/v1/invoices", json=sample_invoice(outlet["id"], buyer=PERSON), headers=headers)
+    async with db.transaction() as s:
+        await bind_tenant(s, tenant["id"])
+        seen = (await s.execute(text("SELECT last_seen_at FROM privacy_subjects WHERE id = :i"),
+                                {"i": subject_id})).scalar_one()
+    seen = seen if not isinstance(seen, str) else __import__("datetime").datetime.fromisoformat(seen)
+    assert seen.year == 2026 and (seen.month, seen.day) != (1, 2)

@@ -160,7 +160,12 @@ class BuyerVault:
         await repo.insert_new(
             [{c.name: getattr(s, c.name) for c in Subject.__table__.columns} for s in self._new.values()],
             [{"tenant_id": self.tenant_id, "id_hash": h, "subject_id": sid} for h, sid in self._new_ids.items()])
-        await repo.seen(self._seen - set(self._new), at)
+        # Retention counts from the end of the financial year of the last invoice, so only the date matters:
+        # a subject already seen today is not written again (a returning buyer's seal writes no subject row).
+        known = {sub.id: sub for sub in self._by_hash.values()}
+        stale = {sid for sid in self._seen - set(self._new)
+                 if sid not in known or known[sid].last_seen_at is None or known[sid].last_seen_at.date() < at.date()}
+        await repo.seen(stale, at)
         self._new, self._new_ids = {}, {}
 
     async def _tenant_key(self) -> TenantKey:
