@@ -3,14 +3,14 @@
 Tenant filtering comes from the session's binding (``tenancy.context.bind_tenant``)."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 
 from stalela.auth.models import Invitation, RefreshToken, User
 from stalela.db.repository import Repository
 from stalela.fiscal.ledger.models import MerkleLog
-from stalela.fiscal.subjects.models import ErasedId, Subject, SubjectId
+from stalela.fiscal.subjects.models import Subject
 from stalela.privacy.erasure_models import ErasureRequest
 from stalela.tenancy.models import Tenant
 
@@ -41,38 +41,11 @@ class ErasureTargets:
     async def jurisdiction(self, tenant_id: str) -> str:
         return (await self.session.execute(select(Tenant.jurisdiction).where(Tenant.id == tenant_id))).scalar_one()
 
-    async def subjects_by_hashes(self, hashes: list[str]) -> set[str]:
-        if not hashes:
-            return set()
-        rows = await self.session.execute(select(SubjectId.subject_id).where(SubjectId.id_hash.in_(sorted(set(hashes)))))
-        return set(rows.scalars())
-
     async def subjects(self, ids: set[str]) -> list[Subject]:
         if not ids:
             return []
         rows = await self.session.execute(select(Subject).where(Subject.id.in_(sorted(ids))))
         return list(rows.scalars())
-
-    async def tombstone_hashes(self, tenant_id: str, hashes: list[str], at: datetime) -> None:
-        """The journal's replay: identifiers named by an erasure stay refused, whatever the backup says."""
-        if not hashes:
-            return
-        present = dict((await self.session.execute(
-            select(ErasedId.id_hash, ErasedId.released_at).where(ErasedId.id_hash.in_(sorted(set(hashes)))))).all())
-        # Released after this erasure (``new_subject``): a new customer holds the identifier now, leave it.
-        enforce = sorted(h for h in set(hashes) if present.get(h) is None or present[h] <= at)
-        for h in enforce:
-            if h in present:
-                await self.session.execute(update(ErasedId).where(ErasedId.id_hash == h)
-                                           .values(released_at=None))
-            else:
-                await self.session.execute(insert(ErasedId).values(tenant_id=tenant_id, id_hash=h, erased_at=at))
-        if enforce:
-            await self.session.execute(delete(SubjectId).where(SubjectId.id_hash.in_(enforce)))
-
-    async def restrict(self, subject_id: str, at: datetime, retain_until: date) -> None:
-        await self.session.execute(update(Subject).where(Subject.id == subject_id, Subject.status == "active")
-                                   .values(status="restricted", restricted_at=at, retain_until=retain_until))
 
     async def merkle_root(self, tenant_id: str) -> tuple[int, bytes | None]:
         """Read from the database each time (not the session's identity map): before and after are two reads."""

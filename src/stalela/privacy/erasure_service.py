@@ -205,7 +205,7 @@ async def _erase(session: AsyncSession, settings: Settings, request: ErasureRequ
     if request.kind == "buyer":
         jurisdiction = await targets.jurisdiction(tenant_id)
         # The person's whole record: subjects merged into the one their identifiers name (see fiscal.subjects).
-        ids = await subjects.with_merged(session, await targets.subjects_by_hashes([h for _, h in pseudonyms]))
+        ids = await subjects.with_merged(session, await subjects.named_by(session, [h for _, h in pseudonyms]))
         held = bool(await active_holds(session))
         for subject in await targets.subjects(ids):
             until, citation = await fiscal_retain_until(session, jurisdiction, subject.last_seen_at)
@@ -224,7 +224,7 @@ async def _erase(session: AsyncSession, settings: Settings, request: ErasureRequ
             else:
                 shredded_ids.append(subject.id)
         # The identifiers asked about stay refused too, even those no subject held (no key is made for them).
-        await targets.tombstone_hashes(tenant_id, [h for _, h in pseudonyms], now)
+        await subjects.tombstone(session, tenant_id, [h for _, h in pseudonyms], now)
         if ids:
             erased += ["buyer_identifiers"]
             if shredded_ids:
@@ -321,11 +321,11 @@ async def _reapply(session: AsyncSession, settings: Settings, tenant_id: str, en
     targets = ErasureTargets(session)
     at = datetime.fromisoformat(entry["at"].replace("Z", "+00:00"))
     if entry.get("kind") != "user":  # a user's e-mail pseudonym is no buyer's: never refused at sealing
-        await targets.tombstone_hashes(tenant_id, entry.get("subject_pseudonyms", []), at)
+        await subjects.tombstone(session, tenant_id, entry.get("subject_pseudonyms", []), at)
     for subject_id in entry.get("shredded_subject_ids", []):
         await subjects.shred(session, tenant_id, subject_id, at)
     for item in entry.get("restricted", []):
-        await targets.restrict(item["subject_id"], at, date.fromisoformat(item["retain_until"]))
+        await subjects.restrict(session, item["subject_id"], at, date.fromisoformat(item["retain_until"]))
     if entry.get("kind") == "user" and entry.get("user_id"):
         user = await targets.user(entry["user_id"])
         if user is not None and user.password_hash != "!erased":

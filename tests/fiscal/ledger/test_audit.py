@@ -171,18 +171,22 @@ async def test_skipped_counter_is_caught(db, ledger, database_url, client):
     assert first.what == "counter_gap" and first.fiscal_number == r.json()["fiscal_number"], first.describe()
 
 
-async def test_export_file_edits_are_caught(db, settings, ledger, tmp_path):
-    path = tmp_path / "a.tar.gz"
-    await export_to(db, settings, ledger["tenant"]["id"], path)
-    edited = tmp_path / "edited.tar.gz"
+def _edited(path, edited, old: bytes, new: bytes):
+    """A copy of the export whose invoices.jsonl has ``old`` replaced once by ``new``."""
     with tarfile.open(path) as src, tarfile.open(edited, "w:gz") as dst:
         for member in src.getmembers():
             data = src.extractfile(member).read()
             if member.name == "invoices.jsonl":
-                data = data.replace(b"109400.00", b"100000.00", 1)
+                data = data.replace(old, new, 1)
                 member.size = len(data)
             dst.addfile(member, io.BytesIO(data))
-    report = verify_export(edited)
+    return edited
+
+
+async def test_export_file_edits_are_caught(db, settings, ledger, tmp_path):
+    path = tmp_path / "a.tar.gz"
+    await export_to(db, settings, ledger["tenant"]["id"], path)
+    report = verify_export(_edited(path, tmp_path / "edited.tar.gz", b"109400.00", b"100000.00"))
     assert not report.valid
     assert {f.what for f in report.failures} >= {"file_altered"}
     with pytest.raises(UnusableInput):
@@ -229,13 +233,5 @@ async def test_an_export_carries_buyers_checked_against_their_commitments(db, se
         lines = tar.extractfile("invoices.jsonl").read()
     assert b"Jeanne Mukendi" in lines and b"buyer_salt" in lines
     assert verify_export(path).valid
-    edited = tmp_path / "edited.tar.gz"
-    with tarfile.open(path) as src, tarfile.open(edited, "w:gz") as dst:
-        for member in src.getmembers():
-            data = src.extractfile(member).read()
-            if member.name == "invoices.jsonl":
-                data = data.replace(b"Paul Ilunga", b"Paul Ilungo", 1)
-                member.size = len(data)
-            dst.addfile(member, io.BytesIO(data))
-    report = verify_export(edited)
+    report = verify_export(_edited(path, tmp_path / "edited.tar.gz", b"Paul Ilunga", b"Paul Ilungo"))
     assert "buyer_altered" in {f.what for f in report.failures}

@@ -92,17 +92,25 @@ class SubjectRepository(Repository[Subject]):
         return hashes
 
     async def tombstone_hashes(self, tenant_id: str, hashes: list[str], at: datetime) -> None:
-        """Tombstones for ``hashes`` (a released one stands again: a new erasure of the same identifier)."""
+        """Tombstones for ``hashes`` as of an erasure at ``at``, and the identifiers unindexed. One released
+        before ``at`` stands again (a new erasure of the same identifier); one released after it (a new
+        customer's, ``new_subject``) is left alone: the journal's replay re-applies old erasures with their
+        own ``at``."""
         if not hashes:
             return
-        rows = await self.session.execute(select(ErasedId.id_hash).where(ErasedId.id_hash.in_(sorted(set(hashes)))))
-        present = set(rows.scalars())
-        await self.session.execute(update(ErasedId).where(ErasedId.id_hash.in_(sorted(present)))
-                                   .values(released_at=None, erased_at=at))
-        missing = sorted(set(hashes) - present)
-        if missing:  # Core, at once: later statements of the transaction (the journal's replay) must see them
+        wanted = sorted(set(hashes))
+        present = dict((await self.session.execute(
+            select(ErasedId.id_hash, ErasedId.released_at).where(ErasedId.id_hash.in_(wanted)))).all())
+        enforce = [h for h in wanted if present.get(h) is None or present[h] <= at]
+        again = [h for h in enforce if h in present]
+        if again:
+            await self.session.execute(update(ErasedId).where(ErasedId.id_hash.in_(again)).values(released_at=None))
+        missing = [h for h in enforce if h not in present]
+        if missing:  # Core, at once: later statements of the transaction must see them
             await self.session.execute(insert(ErasedId.__table__),
                                        [{"tenant_id": tenant_id, "id_hash": h, "erased_at": at} for h in missing])
+        if enforce:
+            await self.session.execute(delete(SubjectId).where(SubjectId.id_hash.in_(enforce)))
 
     async def forget_tombstones(self, hashes: list[str], at: datetime) -> None:
         """A request that says the buyer is a new subject: the old tombstones stop refusing the ids. Kept as

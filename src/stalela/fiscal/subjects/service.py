@@ -287,11 +287,18 @@ async def with_merged(session: AsyncSession, subject_ids: set[str]) -> set[str]:
     return await SubjectRepository(session).closure(subject_ids)
 
 
-async def is_erased(session: AsyncSession, settings: Settings, tenant_id: str, *, email: str | None = None,
-                    tax_id: str | None = None, reference: str | None = None) -> bool:
-    hashes = [pseudonym(settings, tenant_id, kind, value)
-              for kind, value in (("tax_id", tax_id), ("email", email), ("reference", reference)) if value]
-    return bool(await SubjectRepository(session).erased(hashes))
+async def named_by(session: AsyncSession, hashes: list[str]) -> set[str]:
+    """The subjects these identifier pseudonyms name."""
+    return set((await SubjectRepository(session).by_hashes(hashes)).values())
+
+
+async def tombstone(session: AsyncSession, tenant_id: str, hashes: list[str], at: datetime) -> None:
+    """Refuse these identifiers from now on (see ``SubjectRepository.tombstone_hashes``)."""
+    await SubjectRepository(session).tombstone_hashes(tenant_id, hashes, at)
+
+
+async def restrict(session: AsyncSession, subject_id: str, at: datetime, retain_until: date) -> None:
+    await SubjectRepository(session).restrict(subject_id, at, retain_until)
 
 
 async def erase(session: AsyncSession, tenant_id: str, subject_id: str, *, retain_until: date | None,
