@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = Database.from_settings(settings)
         app.state.limiter = Limiter(settings)
         app.state.sealer = Sealer(app.state.db, settings)
+        await app.state.sealer.start()
         API_KEYS.ttl = settings.auth_cache_seconds
         API_KEYS.clear()
         # Fail at start, not on the first seal, if the key store is misconfigured.
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 gc.enable()  # stalela.asgi turns it off while the modules load
                 yield
         finally:
+            await app.state.sealer.close()  # peers' requests in flight are answered first
             await app.state.limiter.close()
             await app.state.db.dispose()
 

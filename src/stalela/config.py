@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         0.0, ge=0, le=50, description="A leader waits this long for more requests before sealing a group."
     )
     batch_max_invoices: int = Field(1000, ge=1, le=10_000, description="Invoices per POST /v1/invoices/batch.")
+    seal_routing: bool = Field(
+        True, description="Under `stalela serve --workers N`, route each tenant's seals to one API process "
+        "(docs/performance.md); false lets every process seal for every tenant.")
+    seal_peers_dir: Path | None = Field(
+        None, description="Set by `stalela serve` for its API processes: the directory of their seal-routing "
+        "sockets. Not an operator setting.")
     inprocess_workers: bool = Field(
         True, description="Run background work (periodic checkpoints, ...) inside `stalela serve`."
     )

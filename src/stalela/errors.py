@@ -45,6 +45,11 @@ class StalelaError(Exception):
         self.headers = headers or {}
         super().__init__(self.detail)
 
+    def __reduce__(self):  # noqa: ANN204
+        # Pickled whole, whatever a subclass's __init__ takes: a rejection crosses from the process that
+        # sealed to the one that answers (fiscal/invoices/owners.py).
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
     def problem(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": f"https://stalela.dev/problems/{self.code}",
@@ -59,6 +64,13 @@ class StalelaError(Exception):
             body["errors"] = [e.as_dict() for e in self.errors]
         body.update(self.extra)
         return body
+
+
+def _rebuild(cls: type[StalelaError], args: tuple, state: dict[str, Any]) -> StalelaError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class BadRequest(StalelaError):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -12,7 +13,7 @@ from stalela.errors import StalelaError, ValidationFailed, validation_problem
 from stalela.fiscal.invoices import service, verification
 from stalela.fiscal.invoices.repository import SyncStateRepository
 from stalela.fiscal.invoices.schemas import InvoiceBatch, InvoiceCreate, InvoiceFilters
-from stalela.fiscal.invoices.sealing import SealRequest, prepare
+from stalela.fiscal.invoices.sealing import YIELD_EVERY, SealRequest, prepare
 from stalela.fiscal.ledger import service as ledger
 from stalela.kit.openapi import media
 from stalela.kit.pagination import PageParams, page_params
@@ -70,6 +71,8 @@ async def seal_batch(
     results: list[dict | None] = [None] * len(batch.items)
     requests, positions = [], []
     for i, item in enumerate(batch.items):
+        if i % YIELD_EVERY == YIELD_EVERY - 1:
+            await asyncio.sleep(0)  # other requests of this process take turns with a large batch's checks
         try:
             body = InvoiceCreate.model_validate(item.invoice)
             requests.append(prepare(SealRequest(principal, body, item.idempotency_key)))

@@ -15,6 +15,14 @@ others; whatever still fails then fails alone.
 
 A request that is cancelled while it waits (the client went away) is still sealed, like a request
 whose client disconnects after the commit: its Idempotency-Key retry gets the original answer.
+
+Fairness: a process runs at most one sealing transaction per tenant at a time (groups and batches
+take the tenant's turn in arrival order), so a tenant's flood waits in memory, not on the log lock
+holding pooled connections every other tenant needs; a batch is sealed in slices of at most
+``group_commit_max``, each its own transaction, so the tenant's single seals and every other
+tenant's groups take turns with it; and ``seal_many`` yields to the event loop while it computes a
+large group. Under ``stalela serve --workers N`` a tenant's seals are routed to one process
+(``owners.py``).
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ from dataclasses import dataclass, field
 from stalela.config import Settings
 from stalela.db.session import Database
 from stalela.errors import ServiceUnavailable, StalelaError
+from stalela.fiscal.invoices.owners import NotDelivered, OwnerLost, SealRouter
 from stalela.fiscal.invoices.sealing import Outcome, SealRequest, SealResult, seal_many
 from stalela.observability import context as log_context
 from stalela.observability.logging import get_logger
@@ -48,11 +57,64 @@ class Sealer:
         self.grouped = settings.group_commit
         self._queues: dict[str, list[_Waiter]] = {}
         self._leaders: dict[str, asyncio.Task] = {}
+        self._turns: dict[str, asyncio.Lock] = {}  # one sealing transaction per tenant at a time
+        self.router: SealRouter | None = None
 
-    async def seal(self, request: SealRequest) -> SealResult:
-        """Seal one invoice in its own committed transaction, or in a group's; raises what rejected it."""
-        if not self.grouped:
-            [outcome] = await self._transaction(request.principal.tenant_id, [request])
+    async def start(self) -> None:
+        """Join the serve's other API processes (``owners.py``) when it runs several."""
+        directory = self.settings.seal_peers_dir
+        if directory is not None and self.settings.seal_routing:
+            self.router = SealRouter(directory, self._serve_peer)
+            await self.router.start()
+
+    async def close(self) -> None:
+        if self.router is not None:
+            await self.router.close()
+            self.router = None
+
+    async def _serve_peer(self, kind: str, payload):  # noqa: ANN001, ANN202
+        if kind == "seal":
+            return await self.seal(payload, local=True)
+        tenant_id, requests = payload
+        return await self.seal_batch(tenant_id, requests, local=True)
+
+    async def _routed(self, tenant_id: str, kind: str, payload, retry_here: bool):  # noqa: ANN001, ANN202
+        """The owner's answer, or ``_HERE`` when this process must seal it itself."""
+        owner = self.router.owner(tenant_id) if self.router is not None else None
+        if owner is None:
+            return _HERE
+        try:
+            return await self.router.call(owner, kind, payload)
+        except NotDelivered:
+            return _HERE
+        except OwnerLost as exc:
+            if retry_here:  # every item has its Idempotency-Key: a committed one is answered from it
+                log.warning("seal_owner_lost", tenant_id=tenant_id, kind=kind, retried=True)
+                return _HERE
+            log.warning("seal_owner_lost", tenant_id=tenant_id, kind=kind, retried=False)
+            raise ServiceUnavailable("the process sealing for this tenant stopped before answering; the "
+                                     "invoice may have been sealed: retry with an Idempotency-Key, or look it "
+                                     "up by its reference", code="seal_owner_lost") from exc
+
+    def _turn(self, tenant_id: str) -> asyncio.Lock:
+        turn = self._turns.get(tenant_id)
+        if turn is None:
+            turn = self._turns[tenant_id] = asyncio.Lock()
+        return turn
+
+    async def seal(self, request: SealRequest, *, local: bool = False) -> SealResult:
+        """Seal one invoice in its own committed transaction, or in a group's; raises what rejected it.
+
+        ``local``: seal in this process even if another owns the tenant (a peer's request)."""
+        if not local and self.router is not None:
+            request.trace_context = None  # a context object of this process; the owner traces on its own
+            answer = await self._routed(request.principal.tenant_id, "seal", request,
+                                        retry_here=request.idempotency_key is not None)
+            if answer is not _HERE:
+                return answer
+        if not self.grouped:  # one request, one transaction: still one at a time per tenant
+            async with self._turn(request.principal.tenant_id):
+                [outcome] = await self._transaction(request.principal.tenant_id, [request])
             return _unwrap(outcome)
         tenant_id = request.principal.tenant_id
         waiter = _Waiter(request)
@@ -62,20 +124,35 @@ class Sealer:
             self._leaders[tenant_id] = asyncio.create_task(self._lead(tenant_id), context=contextvars.Context())
         return _unwrap(await asyncio.shield(waiter.future))
 
-    async def seal_batch(self, tenant_id: str, requests: list[SealRequest]) -> list[Outcome]:
-        """A client's batch: in order, in as few transactions as possible (one unless something fails)."""
-        return await self._isolated(tenant_id, requests)
+    async def seal_batch(self, tenant_id: str, requests: list[SealRequest], *, local: bool = False) -> list[Outcome]:
+        """A client's batch, in order: slices of at most ``group_commit_max``, one transaction each
+        unless something fails; the tenant's other seals may take turns between slices."""
+        if not local and self.router is not None:
+            for request in requests:
+                request.trace_context = None
+            answer = await self._routed(tenant_id, "batch", (tenant_id, requests),
+                                        retry_here=all(r.idempotency_key is not None for r in requests))
+            if answer is not _HERE:
+                return answer
+        limit = self.settings.group_commit_max
+        outcomes: list[Outcome] = []
+        for start in range(0, len(requests), limit):
+            async with self._turn(tenant_id):
+                outcomes.extend(await self._isolated(tenant_id, requests[start:start + limit]))
+        return outcomes
 
     async def _lead(self, tenant_id: str) -> None:
         queue = self._queues[tenant_id]
         limit, window = self.settings.group_commit_max, self.settings.group_commit_window_ms / 1000
         try:
             while queue:
-                if len(queue) < limit and window > 0:
-                    await asyncio.sleep(window)  # let the requests already on their way join
-                group = queue[:limit]
-                del queue[:limit]
-                outcomes = await self._guarded(tenant_id, [w.request for w in group])
+                # The tenant's turn first (a batch slice may hold it): what queues meanwhile joins this group.
+                async with self._turn(tenant_id):
+                    if len(queue) < limit and window > 0:
+                        await asyncio.sleep(window)  # let the requests already on their way join
+                    group = queue[:limit]
+                    del queue[:limit]
+                    outcomes = await self._guarded(tenant_id, [w.request for w in group])
                 for waiter, outcome in zip(group, outcomes):
                     if not waiter.future.done():
                         waiter.future.set_result(outcome)
@@ -116,6 +193,9 @@ class Sealer:
             await bind_tenant(session, tenant_id)
             log_context.bind(tenant_id=tenant_id)
             return await seal_many(session, self.settings, tenant_id, requests)
+
+
+_HERE = object()
 
 
 def _unexpected(exc: Exception) -> StalelaError:
