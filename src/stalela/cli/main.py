@@ -4,7 +4,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
 from typing import Any, Optional
 
 import typer
@@ -104,6 +106,20 @@ def serve(
     from stalela.observability.runtime import configure_logs
 
     configure_logs(settings)
+    peers_dir = None
+    if workers > 1 and settings.seal_routing:
+        # The API processes' seal-routing sockets (fiscal/invoices/owners.py): a private directory of
+        # this serve, short enough for a Unix socket's path, removed when it stops.
+        peers_dir = tempfile.mkdtemp(prefix="stalela-seal-")
+        os.environ["STALELA_SEAL_PEERS_DIR"] = peers_dir
+    try:
+        _run_uvicorn(uvicorn, host, port, workers)
+    finally:
+        if peers_dir is not None:
+            shutil.rmtree(peers_dir, ignore_errors=True)
+
+
+def _run_uvicorn(uvicorn, host: str, port: int, workers: int) -> None:  # noqa: ANN001
     uvicorn.run(
         "stalela.asgi:app",
         host=host,

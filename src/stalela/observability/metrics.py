@@ -50,6 +50,11 @@ SEAL_GROUP_SIZE = Histogram(
     "seal_group_size", "Invoices sealed per transaction (group commit, batches); 1 when nothing is grouped.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000))
 
+SEALS_ROUTED = Counter(
+    "seals_routed", "Seal requests (singles and batches) made in an API process that does not own their "
+    "tenant, by outcome: handed_over (sealed by the owner), sealed_here (the owner was stopping or gone), "
+    "owner_lost (the owner went away while sealing it).", ["outcome"])
+
 OUTBOX_HANDLED = Counter(
     "outbox_handled", "Outbox handler runs by topic, handler and outcome (ok, retry_later, error).",
     ["topic", "handler", "result"])
@@ -237,6 +242,10 @@ def seal_group(session: Any, size: int) -> None:
         after_commit(session, lambda: SEAL_GROUP_SIZE.observe(size))
 
 
+def seal_routed(outcome: str) -> None:
+    SEALS_ROUTED.labels(outcome).inc()
+
+
 def seal_clock(parents: list[Any] | None = None) -> SealClock:
     return SealClock(parents)
 
@@ -408,7 +417,7 @@ def handler_name(handler: Callable[..., Any]) -> str:
 def metric_names() -> dict[str, str]:
     """Every exported family name (as scraped: counters with ``_total``) mapped to its type."""
     out: dict[str, str] = {}
-    for metric in (API_REQUESTS, API_DURATION, INVOICES_SEALED, SEAL_DURATION, SEAL_GROUP_SIZE, OUTBOX_HANDLED,
+    for metric in (API_REQUESTS, API_DURATION, INVOICES_SEALED, SEAL_DURATION, SEAL_GROUP_SIZE, SEALS_ROUTED, OUTBOX_HANDLED,
                    OUTBOX_HANDLER_DURATION, OUTBOX_DEAD, AUTHORITY_REQUESTS, AUTHORITY_REQUEST_DURATION,
                    AUTHORITY_SYNC_LAG, WEBHOOK_DELIVERIES, WEBHOOK_DURATION, SIGNER_OPERATIONS,
                    PRIVACY_REQUESTS, TENANT_RESOURCE_USAGE, COST_ANOMALIES, PRIVACY_RETENTION_PURGED):

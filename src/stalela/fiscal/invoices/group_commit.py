@@ -37,6 +37,7 @@ from stalela.fiscal.invoices.owners import NotDelivered, OwnerLost, SealRouter
 from stalela.fiscal.invoices.sealing import Outcome, SealRequest, SealResult, seal_many
 from stalela.observability import context as log_context
 from stalela.observability.logging import get_logger
+from stalela.observability.metrics import seal_routed
 from stalela.tenancy.context import bind_tenant
 
 log = get_logger("stalela.sealing")
@@ -84,10 +85,12 @@ class Sealer:
         if owner is None:
             return _HERE
         try:
-            return await self.router.call(owner, kind, payload)
+            answer = await self.router.call(owner, kind, payload)
         except NotDelivered:
+            seal_routed("sealed_here")
             return _HERE
         except OwnerLost as exc:
+            seal_routed("owner_lost")
             if retry_here:  # every item has its Idempotency-Key: a committed one is answered from it
                 log.warning("seal_owner_lost", tenant_id=tenant_id, kind=kind, retried=True)
                 return _HERE
@@ -95,6 +98,11 @@ class Sealer:
             raise ServiceUnavailable("the process sealing for this tenant stopped before answering; the "
                                      "invoice may have been sealed: retry with an Idempotency-Key, or look it "
                                      "up by its reference", code="seal_owner_lost") from exc
+        except StalelaError:
+            seal_routed("handed_over")  # sealed or rejected there: the rejection is the answer
+            raise
+        seal_routed("handed_over")
+        return answer
 
     def _turn(self, tenant_id: str) -> asyncio.Lock:
         turn = self._turns.get(tenant_id)
