@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     seal_routing: bool = Field(
         True, description="Under `stalela serve --workers N`, route each tenant's seals to one API process "
         "(docs/performance.md); false lets every process seal for every tenant.")
+    seal_owner_here: bool = Field(
+        True, description="Internal, set by `stalela serve`: false when sealer processes own the tenants and "
+        "this API process hands them every seal.")
     seal_peers_dir: Path | None = Field(
         None, description="Set by `stalela serve` for its API processes: the directory of their seal-routing "
         "sockets. Not an operator setting.")

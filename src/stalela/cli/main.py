@@ -107,7 +107,7 @@ def serve(
 
     configure_logs(settings)
     peers_dir = None
-    if workers > 1 and settings.seal_routing:
+    if workers > 1 and settings.seal_routing and settings.seal_peers_dir is None:
         # The API processes' seal-routing sockets (fiscal/invoices/owners.py): a private directory of
         # this serve, short enough for a Unix socket's path, removed when it stops.
         peers_dir = tempfile.mkdtemp(prefix="stalela-seal-")

@@ -227,3 +227,28 @@ async def test_a_stopping_owner_finishes_what_it_took_and_refuses_the_rest(pair,
     await asyncio.gather(pair.sealers[owner].close(), *calls)
     counters = sorted(c.result().body["counter"] for c in calls)
     assert counters == list(range(1, 7))
+
+
+async def test_a_batch_larger_than_a_group_is_sealed_in_slices_with_the_same_outcomes(app, shop, peers_dir):
+    """Slices of ``group_commit_max``, one transaction each: a key repeated across slices is answered as
+    within one (the original again, or idempotency_key_reused for another body); order and numbers hold."""
+    tenant, _, outlets, principal = shop
+    sealer = Sealer(app.state.db, app.state.sealer.settings.model_copy(update={"group_commit_max": 3}))
+    sizes = []
+    real = sealer._isolated
+
+    async def spy(tenant_id, requests):  # noqa: ANN001, ANN202
+        sizes.append(len(requests))
+        return await real(tenant_id, requests)
+
+    sealer._isolated = spy
+    o = outlets[0]["id"]
+    requests = [_request(principal, o, key="k0"), _request(principal, o, key="k1"), _request(principal, o, key="k2"),
+                _request(principal, o, key="k0"),  # the same body again, in the next slice: the original
+                _request(principal, o, key="k1", reference="other"),  # another body: refused
+                _request(principal, o, key="k5"), _request(principal, o, key="k6")]
+    outcomes = await sealer.seal_batch(tenant["id"], requests)
+    assert sizes == [3, 3, 1]
+    assert outcomes[3].replayed and outcomes[3].body["id"] == outcomes[0].body["id"]
+    assert isinstance(outcomes[4], StalelaError) and outcomes[4].code == "idempotency_key_reused"
+    assert [outcomes[i].body["counter"] for i in (0, 1, 2, 5, 6)] == [1, 2, 3, 4, 5]

@@ -65,7 +65,8 @@ class Sealer:
         """Join the serve's other API processes (``owners.py``) when it runs several."""
         directory = self.settings.seal_peers_dir
         if directory is not None and self.settings.seal_routing:
-            self.router = SealRouter(directory, self._serve_peer)
+            owns = self.settings.seal_owner_here
+            self.router = SealRouter(directory, self._serve_peer if owns else None)
             await self.router.start()
 
     async def close(self) -> None:
@@ -135,18 +136,22 @@ class Sealer:
     async def seal_batch(self, tenant_id: str, requests: list[SealRequest], *, local: bool = False) -> list[Outcome]:
         """A client's batch, in order: slices of at most ``group_commit_max``, one transaction each
         unless something fails; the tenant's other seals may take turns between slices."""
-        if not local and self.router is not None:
-            for request in requests:
-                request.trace_context = None
-            answer = await self._routed(tenant_id, "batch", (tenant_id, requests),
-                                        retry_here=all(r.idempotency_key is not None for r in requests))
-            if answer is not _HERE:
-                return answer
         limit = self.settings.group_commit_max
         outcomes: list[Outcome] = []
         for start in range(0, len(requests), limit):
+            part = requests[start:start + limit]
+            if not local and self.router is not None:
+                # Handed over slice by slice: each frame is (un)pickled in a few ms, never a whole
+                # batch's worth of the owner's event loop at once.
+                for request in part:
+                    request.trace_context = None
+                answer = await self._routed(tenant_id, "batch", (tenant_id, part),
+                                            retry_here=all(r.idempotency_key is not None for r in part))
+                if answer is not _HERE:
+                    outcomes.extend(answer)
+                    continue
             async with self._turn(tenant_id):
-                outcomes.extend(await self._isolated(tenant_id, requests[start:start + limit]))
+                outcomes.extend(await self._isolated(tenant_id, part))
         return outcomes
 
     async def _lead(self, tenant_id: str) -> None:

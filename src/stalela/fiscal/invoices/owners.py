@@ -172,12 +172,13 @@ class _Peer:
 class SealRouter:
     """This process's place among the serve's API processes: its socket, and who owns which tenant."""
 
-    def __init__(self, directory: Path, handler: Handler, name: str | None = None) -> None:
+    def __init__(self, directory: Path, handler: Handler | None, name: str | None = None) -> None:
+        """``handler`` None: this process owns no tenant (it hands every seal to the sealer processes)."""
         self.directory = directory
         self.name = name or f"{os.getpid()}{SUFFIX}"
         self.path = directory / self.name
         self.handler = handler
-        self.members: list[str] = [self.name]
+        self.members: list[str] = [self.name] if handler is not None else []
         self.listed_at = float("-inf")
         self.owners: dict[str, str | None] = {}
         self.peers: dict[str, _Peer] = {}
@@ -188,6 +189,8 @@ class SealRouter:
 
     async def start(self) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.handler is None:
+            return
         self.path.unlink(missing_ok=True)
         self.server = await asyncio.start_unix_server(self._accept, path=str(self.path))
         os.chmod(self.path, 0o600)
@@ -198,6 +201,8 @@ class SealRouter:
         now = time.monotonic()
         if now - self.listed_at > REFRESH_SECONDS:
             self._list(now)
+        if not self.members:
+            return None  # no sealer process yet (starting, or all restarting): sealed here
         if tenant_id not in self.owners:
             best = max(self.members, key=lambda m: hashlib.blake2b(f"{tenant_id}/{m}".encode(), digest_size=8).digest())
             self.owners[tenant_id] = None if best == self.name else best
@@ -209,7 +214,7 @@ class SealRouter:
             found = sorted(e.name for e in os.scandir(self.directory) if e.name.endswith(SUFFIX))
         except OSError:
             found = []
-        members = found if self.name in found else sorted([*found, self.name])
+        members = found if self.name in found or self.handler is None else sorted([*found, self.name])
         if members != self.members:
             self.members, self.owners = members, {}
 

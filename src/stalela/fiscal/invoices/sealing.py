@@ -68,8 +68,8 @@ PENDING_SYNC = {"status": "pending", "authority_code": None, "counters": None, "
                 "error": None}
 CENTS = Decimal(100)
 # A large group (a batch slice) gives the event loop back this often: other tenants' requests in the
-# same process wait for a few dozen invoices' work, not for a whole group's (group_commit.py).
-YIELD_EVERY = 32
+# same process wait for a few invoices' work (~1 ms), not for a whole group's (group_commit.py).
+YIELD_EVERY = 8
 
 
 @dataclass
