@@ -263,6 +263,17 @@ def worker(
     asyncio.run(run_worker(settings, concurrency))
 
 
+@app.command(hidden=True)
+def sealer() -> None:
+    """Internal: one of `stalela serve`'s sealer processes (it starts and supervises them)."""
+    from stalela.observability.runtime import configure
+    from stalela.sealers import run_sealer
+
+    settings = get_settings()
+    configure(settings)
+    asyncio.run(run_sealer(settings))
+
+
 @outbox_app.command("dead")
 def outbox_dead(
     topic: Optional[str] = typer.Option(None),
