@@ -32,10 +32,16 @@ def available_backend(preferred: str = "auto") -> str:
 
 
 def run_load(backend: str, *, host: str, port: int, path: str, auth: str, body: str, outlets: list[str],
-             concurrency: int, duration: float) -> dict:
-    """Drive the server for `duration` seconds; `body` has OUTLET_ID where each outlet's id goes."""
+             concurrency: int, duration: float, auths: list[str] | None = None) -> dict:
+    """Drive the server for `duration` seconds; `body` has OUTLET_ID where each outlet's id goes.
+
+    Requests go round-robin over `outlets`. `auths`, when given, is parallel to `outlets`: each
+    outlet's requests carry its own bearer token (outlets of several tenants, each with its API key).
+    """
+    if auths is not None and len(auths) != len(outlets):
+        raise ValueError("auths must name one token per outlet")
     config = dict(host=host, port=port, path=path, auth=auth, body=body, outlets=outlets,
-                  concurrency=concurrency, duration=duration)
+                  concurrency=concurrency, duration=duration, auths=auths)
     # RUSAGE_CHILDREN grows when a child is reaped: the delta around wait() is the generator's CPU,
     # the number that tells whether the client, not the server, set the pace.
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -43,7 +49,8 @@ def run_load(backend: str, *, host: str, port: int, path: str, auth: str, body: 
     if backend == "wrk":
         # Two threads: the machine has two cores and the server needs them more than wrk does.
         threads = max(1, min(2, concurrency))
-        env = dict(os.environ, BENCH_PATH=path, BENCH_AUTH=auth, BENCH_BODY=body, BENCH_OUTLETS=",".join(outlets))
+        env = dict(os.environ, BENCH_PATH=path, BENCH_AUTH=auth, BENCH_BODY=body, BENCH_OUTLETS=",".join(outlets),
+                   BENCH_AUTHS=",".join(auths or []))
         # wrk takes whole seconds only. A long --timeout: wrk's 2 s default drops slow answers that the server still commits,
         # which would break the gap-free count check.
         cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--timeout", "60s",
@@ -106,10 +113,13 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
 async def _client(config: dict) -> dict:
     host, port, path = config["host"], config["port"], config["path"]
     head = f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-    if config["auth"]:
-        head += f"Authorization: Bearer {config['auth']}\r\n"
-    bodies = [config["body"].replace("OUTLET_ID", o) for o in config["outlets"]] or [config["body"]]
-    payloads = [(head + f"Content-Length: {len(b.encode())}\r\n\r\n").encode() + b.encode() for b in bodies]
+    outlets = config["outlets"] or [None]
+    auths = config.get("auths") or [config["auth"]] * len(outlets)
+    payloads = []
+    for outlet, auth in zip(outlets, auths):
+        body = (config["body"] if outlet is None else config["body"].replace("OUTLET_ID", outlet)).encode()
+        line = f"Authorization: Bearer {auth}\r\n" if auth else ""
+        payloads.append((head + line + f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     created: dict[str, int] = {}

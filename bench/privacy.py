@@ -166,19 +166,17 @@ def _settle_outbox(srv: seal_bench.Server) -> None:
 
 
 async def bench_export(srv: seal_bench.Server, key: str, outlets: list[str], invoices: int, pdfs: bool) -> dict:
-    from targets import tree_rss_mb  # noqa: PLC0415
-
     seal_s = await _seal_batches(srv, key, outlets, invoices,
                                  lambda i: {"type": "PP", "name": f"Client {i % 5000}", "email": f"c{i % 5000}@example.cd"})
     seal_bench.wait_quiet(srv)
     _settle_outbox(srv)
-    rss_before = sum(tree_rss_mb(srv.proc.pid).values())
+    rss_before = sum(seal_bench.tree_rss_mb(srv.proc.pid).values())
     peak = [rss_before]
     stop = asyncio.Event()
 
     async def sample() -> None:
         while not stop.is_set():
-            peak.append(sum(tree_rss_mb(srv.proc.pid).values()))
+            peak.append(sum(seal_bench.tree_rss_mb(srv.proc.pid).values()))
             await asyncio.sleep(0.5)
 
     sampler = asyncio.create_task(sample())

@@ -4,6 +4,8 @@
 --   BENCH_AUTH     bearer token, or empty
 --   BENCH_OUTLETS  comma-separated outlet ids; empty means one fixed body (the baseline)
 --   BENCH_BODY     the JSON body with the literal text OUTLET_ID where the outlet id goes
+--   BENCH_AUTHS    optional, comma-separated bearer tokens parallel to BENCH_OUTLETS: each outlet's
+--                  requests carry its own (outlets of several tenants); empty means BENCH_AUTH for all
 -- done() prints one line "BENCH_RESULT {json}" that seal.py parses.
 
 local threads = {}
@@ -22,12 +24,15 @@ function init(args)
    local template = os.getenv("BENCH_BODY")
    local headers = { ["Content-Type"] = "application/json" }
    if auth ~= "" then headers["Authorization"] = "Bearer " .. auth end
+   local auths = {}
+   for token in string.gmatch(os.getenv("BENCH_AUTHS") or "", "[^,]+") do table.insert(auths, token) end
    -- Pre-format every request once: request() is on the hot path and string building in Lua
    -- would otherwise cost the client CPU that the server needs (2 cores shared).
    requests_ = {}
    local outlets = os.getenv("BENCH_OUTLETS") or ""
    for outlet in string.gmatch(outlets, "[^,]+") do
       local body = string.gsub(template, "OUTLET_ID", outlet)
+      if #auths > 0 then headers["Authorization"] = "Bearer " .. auths[#requests_ + 1] end
       table.insert(requests_, wrk.format("POST", path, headers, body))
    end
    if #requests_ == 0 then

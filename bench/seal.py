@@ -70,12 +70,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_ticks(root_pid: int, db: str) -> dict[str, dict[int, int]]:
+def _descendants(root_pid: int, parents: dict[int, int]) -> set[int]:
+    """The root and every process below it, children of children included: uvicorn workers are
+    children of the supervisor, and a background process may be a child of either."""
+    tree, changed = {root_pid}, True
+    while changed:
+        changed = False
+        for pid, ppid in parents.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    return tree
+
+
+def cpu_ticks(root_pid: int, db: str | None) -> dict[str, dict[int, int]]:
     """CPU ticks per pid of the server's process tree and of the PostgreSQL backends of its database.
 
-    The tree because uvicorn workers are children of the supervisor; the backends (their title
-    names the database) because on this machine PostgreSQL competes with the server for the cores.
-    Per pid, so that a process that ends between two samples does not make the difference negative.
+    The tree (all levels) because uvicorn workers and background processes are descendants of the
+    supervisor; the backends (their title names the database) because on this machine PostgreSQL
+    competes with the server for the cores. Per pid, so that a process that ends between two samples
+    does not make the difference negative. ``db`` None: a server with no database (the plain app).
     """
     stats: dict[int, tuple[int, int]] = {}
     backends: dict[int, int] = {}
@@ -88,16 +102,28 @@ def cpu_ticks(root_pid: int, db: str) -> dict[str, dict[int, int]]:
                 continue
             ticks = int(fields[11]) + int(fields[12])  # utime + stime
             stats[int(entry.name)] = (int(fields[1]), ticks)
-            if title.startswith(b"postgres: ") and f" {db} ".encode() in title:
+            if db and title.startswith(b"postgres: ") and f" {db} ".encode() in title:
                 backends[int(entry.name)] = ticks
-    tree, changed = {root_pid}, True
-    while changed:
-        changed = False
-        for pid, (ppid, _) in stats.items():
-            if ppid in tree and pid not in tree:
-                tree.add(pid)
-                changed = True
+    tree = _descendants(root_pid, {pid: ppid for pid, (ppid, _) in stats.items()})
     return {"server": {p: stats[p][1] for p in tree if p in stats}, "postgres": backends}
+
+
+def tree_rss_mb(root_pid: int) -> dict[int, float]:
+    """Resident memory (MB) of every process of the server's tree, all levels."""
+    parents: dict[int, int] = {}
+    rss: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        pid = int(entry.name)
+        parents[pid] = int(fields.get("PPid", "0").strip() or 0)
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
+    return {pid: rss[pid] for pid in _descendants(root_pid, parents) if pid in rss}
 
 
 def cores(before: dict[int, int], after: dict[int, int], seconds: float) -> float:
@@ -174,8 +200,9 @@ def git_commit() -> str | None:
 class Server:
     """`stalela serve` on a fresh database; stopped and the database dropped on exit."""
 
-    def __init__(self, workers: int, concurrency: int):
-        self.workers, self.concurrency = workers, concurrency
+    def __init__(self, workers: int, concurrency: int, env: dict[str, str | None] | None = None):
+        """``env``: variables to set for the server on top of this process's (None: unset it)."""
+        self.workers, self.concurrency, self.extra_env = workers, concurrency, env or {}
         self.db = f"stalela_bench_{secrets.token_hex(4)}"
         self.dsn = f"postgresql://postgres@127.0.0.1:5432/{self.db}"
         self.token = secrets.token_urlsafe(24)
@@ -194,6 +221,11 @@ class Server:
                    STALELA_LOG_LEVEL="WARNING", STALELA_BENCH_ENDPOINTS="true",
                    # One API key drives the whole load: its rate limit must not be what is measured.
                    STALELA_RATE_LIMIT_PER_SECOND="1000000", STALELA_RATE_LIMIT_BURST="1000000")
+        for name, value in self.extra_env.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         exe = Path(sys.executable).with_name("stalela")
         # cwd is the temp dir so a developer's ./.env cannot change what is measured; a new session
         # so the whole uvicorn tree can be signalled by its process-group id at the end.
