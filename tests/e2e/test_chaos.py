@@ -43,7 +43,7 @@ class Stack:
     def __init__(self, url: str, cluster: PgServer, data_dir: Path) -> None:
         self.url, self.cluster, self.data_dir = url, cluster, data_dir
         self.env = {"STALELA_DATABASE_URL": url, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN,
-                    "STALELA_INPROCESS_WORKERS": "false", "STALELA_UNAVAILABLE_RETRY_AFTER_SECONDS": "1"}
+                    "STALELA_INPROCESS_WORKERS": "false", "STALELA_BACKGROUND_WORKERS": "0", "STALELA_UNAVAILABLE_RETRY_AFTER_SECONDS": "1"}
         self.server = start_server(self.env, data_dir, workers=2)
         self.port = int(self.server.base_url.rsplit(":", 1)[1])
         self.worker = self._start_worker()

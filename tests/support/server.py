@@ -21,6 +21,19 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+def background_pids(pid: int) -> list[int]:
+    """The live background processes (``stalela worker``) a ``stalela serve`` master supervises."""
+    found = []
+    for child in child_pids(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"stalela.cli.main" in cmdline and b"worker" in cmdline and is_alive(child):
+            found.append(child)
+    return found
+
+
 def is_alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -45,7 +58,7 @@ class LiveServer:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=45)  # the background processes get 35 s (supervisor.STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
@@ -69,7 +82,8 @@ class LiveServer:
 
 
 def start_server(env_overrides: dict[str, str], data_dir: Path, *, workers: int = 1, timeout: float = 60,
-                 port: int | None = None) -> LiveServer:
+                 port: int | None = None, background: int | None = None) -> LiveServer:
+    """``stalela serve``; ``background`` is its ``--background`` (default: the setting's, 1)."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")}
     env.update({"STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING", "STALELA_DEMO": "false",
@@ -80,10 +94,10 @@ def start_server(env_overrides: dict[str, str], data_dir: Path, *, workers: int 
     log_path = data_dir / f"server-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stalela.cli.main", "serve", "--port", str(port), "--workers", str(workers)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    args = [sys.executable, "-m", "stalela.cli.main", "serve", "--port", str(port), "--workers", str(workers)]
+    if background is not None:
+        args += ["--background", str(background)]
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = LiveServer(f"http://127.0.0.1:{port}", proc, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,0 +1,94 @@
+"""`stalela serve`: the master process. It migrates, starts the API processes (uvicorn) and the
+supervised background processes, and stops them all when uvicorn returns.
+
+The topology (docs/operations.md, "Processes"): ``--workers N`` API processes and ``--background M``
+processes running ``stalela worker``. With M >= 1 the API processes do no background work; with
+M = 0 they do it in their own event loop unless ``STALELA_INPROCESS_WORKERS=false`` (the shape where
+``stalela worker`` processes are started by something else: systemd units, Kubernetes pods).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from contextlib import nullcontext
+from typing import Any
+
+from stalela.config import Settings, get_settings
+
+
+def api_worker_env(settings: Settings, workers: int, background: int) -> dict[str, str]:
+    """The variables the API processes get on top of the master's environment (uvicorn's workers, and
+    the master itself when it serves with ``--workers 1``); the background processes do not get them."""
+    env: dict[str, str] = {}
+    if background >= 1:
+        # The supervised processes do the background work: none in the API's event loop.
+        env["STALELA_INPROCESS_WORKERS"] = "false"
+    return env
+
+
+def background_env(master_pid: int) -> dict[str, str]:
+    """The environment of the supervised background processes: the master's (the database, keys,
+    ``PROMETHEUS_MULTIPROC_DIR``, the address served), and the master's pid for their lifeline."""
+    from stalela.supervisor import MASTER_PID_ENV
+
+    return {**os.environ, MASTER_PID_ENV: str(master_pid)}
+
+
+def run(host: str | None, port: int | None, workers: int | None, background: int | None, migrate: bool,
+        demo: bool | None) -> None:
+    import uvicorn
+
+    from stalela.observability.multiproc import forget_process, prepare_multiprocess_dir
+
+    # Before anything imports prometheus-client: every process of this serve (API and background)
+    # sums through this directory.
+    prepare_multiprocess_dir(get_settings())
+    from stalela import migrations as db_migrate
+
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    workers = workers or settings.workers
+    background = settings.background_workers if background is None else background
+    # Worker processes read settings from the environment: make the CLI's choices theirs too, so
+    # that e.g. the QR URLs (derived from host and port) name the address actually served.
+    os.environ["STALELA_HOST"], os.environ["STALELA_PORT"] = host, str(port)
+    children_env = background_env(os.getpid())
+    os.environ.update(api_worker_env(settings, workers, background))
+    get_settings.cache_clear()
+    settings = get_settings()
+    # Migrations are applied (or found at head) once, here in the master, before any worker starts; the
+    # master imports no more than that, since it is on the path of every restart (docs/operations.md).
+    if migrate:
+        asyncio.run(db_migrate.upgrade(settings.effective_database_url, app_role=settings.database_role))
+    if demo if demo is not None else (settings.demo and settings.is_sqlite):
+        from stalela.cli import bootstrap
+
+        asyncio.run(bootstrap.ensure_demo(settings, host, port))
+    from stalela.observability.runtime import configure_logs
+
+    configure_logs(settings)
+    supervised: Any = nullcontext()
+    if background:
+        from stalela.supervisor import Supervisor, worker_command
+
+        # With --workers 1 uvicorn serves in this process, restores the SIGTERM handler it found when it
+        # is done and raises the signal again: the default action would end the process before the
+        # background processes are stopped. This one unwinds through their stop instead.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
+        supervised = Supervisor(worker_command(), background, children_env, on_exit=forget_process)
+    with supervised:
+        uvicorn.run(
+            "stalela.asgi:app",
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            proxy_headers=True,
+            access_log=False,
+        )
+
+
+def _exit_cleanly(_signum: int, _frame: Any) -> None:
+    raise SystemExit(0)
