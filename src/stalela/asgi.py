@@ -8,7 +8,8 @@ holding the listening socket, so the restart failed with "address already in use
 therefore asks the kernel for SIGTERM when its parent dies (Linux ``PR_SET_PDEATHSIG``) and watches
 its parent id as well (other systems, and a parent that died before the request). SIGTERM is
 uvicorn's graceful stop: the socket is closed first, in-flight requests finish; a stop that hangs
-past ``ORPHAN_GRACE_SECONDS`` ends the process anyway.
+past ``ORPHAN_GRACE_SECONDS`` ends the process anyway (``stalela.supervisor.die_with``, which the
+background processes of ``stalela serve --background M`` use too).
 """
 from __future__ import annotations
 
@@ -19,20 +20,11 @@ import gc
 # before it serves). The app's lifespan freezes them and turns the collector back on.
 gc.disable()
 
-import ctypes  # noqa: E402 (after gc.disable, on purpose)
-import multiprocessing
-import os
-import signal
-import sys
-import threading
-import time
+import multiprocessing  # noqa: E402 (after gc.disable, on purpose)
 
-from stalela.observability.logging import get_logger
+from stalela.supervisor import die_with  # noqa: E402
 
-log = get_logger("stalela.lifeline")
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 ORPHAN_GRACE_SECONDS = 10.0
-POLL_SECONDS = 0.5
 
 
 def die_with_parent() -> None:
@@ -40,26 +32,7 @@ def die_with_parent() -> None:
     parent = multiprocessing.parent_process()
     if parent is None:  # `serve --workers 1` runs the app in the master itself; tests import the app
         return
-    signalled = sys.platform.startswith("linux") and _parent_death_signal(signal.SIGTERM)
-    # A master that died before prctl ran left no one for the kernel to signal us about.
-    signalled = signalled and os.getppid() == parent.pid
-    threading.Thread(target=_watch, args=(parent.pid, signalled), name="stalela-lifeline", daemon=True).start()
-
-
-def _parent_death_signal(sig: int) -> bool:
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
-
-
-def _watch(parent_pid: int, signalled: bool) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(POLL_SECONDS)
-    log.warning("serve_master_gone", parent_pid=parent_pid, grace_seconds=ORPHAN_GRACE_SECONDS)
-    if not signalled:
-        os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(ORPHAN_GRACE_SECONDS)
-    log.error("orphan_stop_timeout", grace_seconds=ORPHAN_GRACE_SECONDS)
-    os._exit(1)
+    die_with(parent.pid, grace=ORPHAN_GRACE_SECONDS)
 
 
 # Before the second of loading below: a worker whose master dies meanwhile must not go on to serve.

@@ -38,7 +38,12 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    workers: int = Field(1, ge=1, le=64, description="API (uvicorn) processes of `stalela serve`.")
+    background_workers: int = Field(
+        1, ge=0, le=16, description="Background processes `stalela serve` starts and supervises (each runs what "
+        "`stalela worker` runs); its API processes then do no background work. 0: no such process, the API "
+        "processes do it as STALELA_INPROCESS_WORKERS says."
+    )
     public_url: str | None = Field(None, description="Base URL printed in QR codes; default http://host:port.")
 
     operator_token: SecretStr | None = Field(
@@ -88,6 +93,9 @@ class Settings(BaseSettings):
         0.0, ge=0, le=50, description="A leader waits this long for more requests before sealing a group."
     )
     batch_max_invoices: int = Field(1000, ge=1, le=10_000, description="Invoices per POST /v1/invoices/batch.")
+    sealer_processes: int = Field(
+        1, ge=0, le=16, description="`stalela serve --sealers S`: processes that own the tenants' sealing "
+        "(docs/performance.md); 0: the API processes seal, routed to one owner among them when --workers > 1.")
     seal_routing: bool = Field(
         True, description="Under `stalela serve --workers N`, route each tenant's seals to one API process "
         "(docs/performance.md); false lets every process seal for every tenant.")
@@ -98,7 +106,8 @@ class Settings(BaseSettings):
         None, description="Set by `stalela serve` for its API processes: the directory of their seal-routing "
         "sockets. Not an operator setting.")
     inprocess_workers: bool = Field(
-        True, description="Run background work (periodic checkpoints, ...) inside `stalela serve`."
+        True, description="With STALELA_BACKGROUND_WORKERS=0: run background work (outbox, checkpoints, ...) "
+        "inside each API process of `stalela serve`; false when only `stalela worker` processes do it."
     )
     checkpoint_interval_seconds: int = Field(
         3600, ge=0, description="Sign a checkpoint of each tenant's log this often if it grew; 0 disables."

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
-FACES = {"stalela.app", "stalela.asgi", "stalela.cli", "stalela.dashboard", "stalela.workers", "stalela.sealers"}
+FACES = {"stalela.app", "stalela.asgi", "stalela.cli", "stalela.dashboard", "stalela.supervisor", "stalela.workers", "stalela.sealers"}
 BASE = {"stalela.kit", "stalela.config", "stalela.errors"}
 
 

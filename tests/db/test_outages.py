@@ -56,7 +56,7 @@ TERMINATE = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
 def test_postgres_read_only_then_refusing_connections_answers_503_and_recovers_alone(own_pg, tmp_path):
     url, admin = own_pg
     server = start_server({"STALELA_DATABASE_URL": url, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN,
-                           "STALELA_INPROCESS_WORKERS": "false"}, tmp_path / "var", workers=1)
+                           "STALELA_INPROCESS_WORKERS": "false", "STALELA_BACKGROUND_WORKERS": "0"}, tmp_path / "var", workers=1)
     try:
         with httpx.Client(base_url=server.base_url, timeout=30) as c:
             key, outlet = setup_tenant(c)

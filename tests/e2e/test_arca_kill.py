@@ -69,7 +69,7 @@ def test_kill_9_between_fecaesolicitar_and_storing_its_answer(fresh_database_url
     sim = ArcaSimulatorServer(faults=ArcaFaultSpec(seed=11, drop_mode="hang", hang_seconds=3 * AUTHORITY_TIMEOUT))
     sim.start()
     server = start_server({"STALELA_DATABASE_URL": fresh_database_url, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN,
-                           "STALELA_INPROCESS_WORKERS": "false", "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}, data_dir)
+                           "STALELA_INPROCESS_WORKERS": "false", "STALELA_BACKGROUND_WORKERS": "0", "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}, data_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")} | {
         "STALELA_DATABASE_URL": fresh_database_url, "STALELA_MASTER_KEY": MASTER_KEY,
         "STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING",

@@ -28,7 +28,7 @@ from stalela.migrations import upgrade
 from tests.conftest import MASTER_KEY, OPERATOR_TOKEN
 from tests.support.databases import PgServer, create_database, throwaway_cluster
 from tests.support.invoices import sample_invoice
-from tests.support.server import child_pids, is_alive, start_server
+from tests.support.server import api_worker_pids, is_alive, start_server
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 CLIENTS = 8
@@ -43,7 +43,7 @@ class Stack:
     def __init__(self, url: str, cluster: PgServer, data_dir: Path) -> None:
         self.url, self.cluster, self.data_dir = url, cluster, data_dir
         self.env = {"STALELA_DATABASE_URL": url, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN,
-                    "STALELA_INPROCESS_WORKERS": "false", "STALELA_UNAVAILABLE_RETRY_AFTER_SECONDS": "1"}
+                    "STALELA_INPROCESS_WORKERS": "false", "STALELA_BACKGROUND_WORKERS": "0", "STALELA_UNAVAILABLE_RETRY_AFTER_SECONDS": "1"}
         self.server = start_server(self.env, data_dir, workers=2)
         self.port = int(self.server.base_url.rsplit(":", 1)[1])
         self.worker = self._start_worker()
@@ -71,8 +71,7 @@ class Stack:
 
     def _uvicorn_workers(self) -> list[int]:
         """The master's live children but multiprocessing's resource tracker, which serves no request."""
-        return [p for p in child_pids(self.server.process.pid)
-                if is_alive(p) and b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()]
+        return api_worker_pids(self.server.process.pid)
 
     def kill_server(self) -> None:
         survivors = self.server.kill()

@@ -62,7 +62,7 @@ async def _facts(url: str, tenant_id: str) -> tuple[int, int]:
 def test_offboarding_killed_after_every_step_ends_once(fresh_database_url, tmp_path):
     data_dir = tmp_path / "var"
     server = start_server({"STALELA_DATABASE_URL": fresh_database_url, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN,
-                           "STALELA_INPROCESS_WORKERS": "false"}, data_dir)
+                           "STALELA_INPROCESS_WORKERS": "false", "STALELA_BACKGROUND_WORKERS": "0"}, data_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")} | {
         "STALELA_DATABASE_URL": fresh_database_url, "STALELA_MASTER_KEY": MASTER_KEY,
         "STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING",

@@ -1,6 +1,8 @@
-"""Seal routing in a real `stalela serve --workers 2` on PostgreSQL: seals reaching either process are
-sealed by their tenant's owner (the metric says some were handed over), every chain is exact, and a
-worker killed under load costs no seal: retries with the same Idempotency-Key get one invoice each."""
+"""Seal routing in a real `stalela serve --workers 2` on PostgreSQL, to the API processes themselves
+(`--sealers 0`) or to a sealer process (the default): seals reaching either API process are sealed by
+their tenant's owner (the metric says they were handed over), every chain is exact, and a process
+killed under load (an API process, or the sealer) costs no seal: retries with the same
+Idempotency-Key get one invoice each."""
 from __future__ import annotations
 
 import asyncio
@@ -13,7 +15,9 @@ import httpx
 
 from tests.conftest import OPERATOR_TOKEN
 from tests.support.invoices import sample_invoice
-from tests.support.server import child_pids, start_server
+import pytest
+
+from tests.support.server import api_worker_pids, sealer_pids, start_server
 from tests.support.verify import check_chain
 
 METRICS_TOKEN = "routing-metrics-token"
@@ -55,12 +59,13 @@ def _routed(base: str) -> dict[str, float]:
     return {m[0]: float(m[1]) for m in re.findall(r'^seals_routed_total\{outcome="(\w+)"\} (\S+)$', text, re.M)}
 
 
-def test_two_workers_route_each_tenant_to_its_owner_and_lose_nothing_when_one_dies(request, tmp_path):
+@pytest.mark.parametrize("sealers, victim", [(0, "api"), (1, "sealer")])
+def test_seals_are_routed_to_their_owner_and_a_killed_process_loses_none(request, tmp_path, sealers, victim):
     url = request.getfixturevalue("_postgres_url")
     server = start_server({"STALELA_DATABASE_URL": url, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN,
-                           "STALELA_METRICS_TOKEN": METRICS_TOKEN}, tmp_path / "var", workers=2)
+                           "STALELA_METRICS_TOKEN": METRICS_TOKEN}, tmp_path / "var", workers=2, sealers=sealers)
     try:
-        async def run() -> list[tuple[list[dict], int]]:
+        async def run() -> list[list[dict]]:
             async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as c:
                 tenants = [await _tenant(c, n) for n in range(3)]
 
@@ -68,12 +73,13 @@ def test_two_workers_route_each_tenant_to_its_owner_and_lose_nothing_when_one_di
                 parts = await asyncio.gather(*[_seal_with_retries(server.base_url, key, outlet, 12) for _ in range(5)])
                 return [inv for part in parts for inv in part]
 
-            async def kill_one_worker() -> None:
+            async def kill_one() -> None:
                 await asyncio.sleep(1.0)
-                workers = child_pids(server.process.pid)
-                os.kill(workers[0], signal.SIGKILL)  # uvicorn's master starts another
+                master = server.process.pid
+                pids = api_worker_pids(master) if victim == "api" else sealer_pids(master)
+                os.kill(pids[0], signal.SIGKILL)  # uvicorn's master, or the supervisor, starts another
 
-            results = await asyncio.gather(*[load(k, o) for k, o in tenants], kill_one_worker())
+            results = await asyncio.gather(*[load(k, o) for k, o in tenants], kill_one())
             return results[:-1]
 
         for invoices in asyncio.run(run()):

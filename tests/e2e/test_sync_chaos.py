@@ -75,7 +75,7 @@ def test_thousand_invoices_three_workers_faults_and_a_kill(chaos_db, tmp_path):
                       "STALELA_AUTHORITY_TIMEOUT_SECONDS": "1", "STALELA_OUTBOX_BATCH_SIZE": "20",
                       "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}  # the simulator listens on loopback
     server = start_server({"STALELA_DATABASE_URL": chaos_db, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN,
-                           "STALELA_INPROCESS_WORKERS": "false", "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}, data_dir)
+                           "STALELA_INPROCESS_WORKERS": "false", "STALELA_BACKGROUND_WORKERS": "0", "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}, data_dir)
     workers: list[subprocess.Popen] = []
     try:
         key, numbers = asyncio.run(_seal_all(server.base_url, sim.url))
@@ -125,7 +125,7 @@ def test_sigterm_finishes_or_releases_claims(chaos_db, tmp_path):
         "STALELA_OUTBOX_LEASE_SECONDS": "600", "STALELA_OUTBOX_BATCH_SIZE": "50",
         "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}  # the simulator listens on loopback
     server = start_server({"STALELA_DATABASE_URL": chaos_db, "STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN,
-                           "STALELA_INPROCESS_WORKERS": "false", "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}, data_dir)
+                           "STALELA_INPROCESS_WORKERS": "false", "STALELA_BACKGROUND_WORKERS": "0", "STALELA_WEBHOOKS_ALLOW_PRIVATE": "true"}, data_dir)
     try:
         key, numbers = asyncio.run(_seal_all(server.base_url, sim.url, 200))
         sim.faults(latency_ms=300)

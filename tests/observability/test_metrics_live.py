@@ -118,7 +118,7 @@ def test_two_worker_processes_sum_their_metrics(tmp_path):
         assert value(scraped, "tenant_count", status="active") == 2
         assert value(scraped, "outbox_pending", topic="invoice.sealed") is not None
         assert value(scraped, "metrics_scrape_errors") == 0
-        # The in-process dispatchers of both workers handled the invoice.sealed events.
+        # serve's background process handled the invoice.sealed events, into the same directory.
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             scraped = scrape_text(httpx.get(f"{server.base_url}/metrics", headers=AUTH).text)
@@ -135,7 +135,7 @@ def test_two_worker_processes_sum_their_metrics(tmp_path):
 def test_a_separate_worker_serves_its_own_metrics(tmp_path):
     data_dir = tmp_path / "var"
     server = start_server({"STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN, "STALELA_METRICS_TOKEN": METRICS_TOKEN,
-                           "STALELA_INPROCESS_WORKERS": "false", "STALELA_METRICS_CACHE_SECONDS": "0"}, data_dir)
+                           "STALELA_INPROCESS_WORKERS": "false", "STALELA_BACKGROUND_WORKERS": "0", "STALELA_METRICS_CACHE_SECONDS": "0"}, data_dir)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")} | {
         "STALELA_MASTER_KEY": "6d" * 32, "STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING", "STALELA_OUTBOX_POLL_SECONDS": "0.1",

@@ -21,6 +21,43 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+def _supervised(pid: int, command: bytes) -> list[int]:
+    found = []
+    for child in child_pids(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"stalela.cli.main" in cmdline and command in cmdline and is_alive(child):
+            found.append(child)
+    return found
+
+
+def background_pids(pid: int) -> list[int]:
+    """The live background processes (``stalela worker``) a ``stalela serve`` master supervises."""
+    return _supervised(pid, b"worker")
+
+
+def sealer_pids(pid: int) -> list[int]:
+    """The live sealer processes (``stalela sealer``) a ``stalela serve`` master supervises."""
+    return _supervised(pid, b"sealer")
+
+
+def api_worker_pids(pid: int) -> list[int]:
+    """uvicorn's worker processes under a ``stalela serve`` master: its live children but the supervised
+    ones and multiprocessing's resource tracker (none with ``--workers 1``: the master serves)."""
+    supervised = set(background_pids(pid)) | set(sealer_pids(pid))
+    found = []
+    for child in child_pids(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if child not in supervised and b"resource_tracker" not in cmdline and is_alive(child):
+            found.append(child)
+    return found
+
+
 def is_alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -45,7 +82,7 @@ class LiveServer:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=45)  # the background processes get 35 s (supervisor.STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
@@ -69,7 +106,9 @@ class LiveServer:
 
 
 def start_server(env_overrides: dict[str, str], data_dir: Path, *, workers: int = 1, timeout: float = 60,
-                 port: int | None = None) -> LiveServer:
+                 port: int | None = None, background: int | None = None, sealers: int | None = None) -> LiveServer:
+    """``stalela serve``; ``background`` and ``sealers`` are its ``--background`` and ``--sealers``
+    (default: the settings', 1 each)."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")}
     env.update({"STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING", "STALELA_DEMO": "false",
@@ -80,10 +119,12 @@ def start_server(env_overrides: dict[str, str], data_dir: Path, *, workers: int 
     log_path = data_dir / f"server-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stalela.cli.main", "serve", "--port", str(port), "--workers", str(workers)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    args = [sys.executable, "-m", "stalela.cli.main", "serve", "--port", str(port), "--workers", str(workers)]
+    if background is not None:
+        args += ["--background", str(background)]
+    if sealers is not None:
+        args += ["--sealers", str(sealers)]
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = LiveServer(f"http://127.0.0.1:{port}", proc, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import sys
-import tempfile
 from typing import Any, Optional
 
 import typer
@@ -73,62 +70,22 @@ def _fail(error: Exception) -> None:
 def serve(
     host: Optional[str] = typer.Option(None, help="Bind address (default STALELA_HOST)"),
     port: Optional[int] = typer.Option(None, help="Port (default STALELA_PORT)"),
-    workers: Optional[int] = typer.Option(None, help="Worker processes (default STALELA_WORKERS)"),
+    workers: Optional[int] = typer.Option(None, help="API processes (default STALELA_WORKERS)"),
+    background: Optional[int] = typer.Option(
+        None, min=0, max=16,
+        help="Supervised background processes, each running `stalela worker` (default "
+        "STALELA_BACKGROUND_WORKERS); 0: background work in the API processes (STALELA_INPROCESS_WORKERS)"),
     migrate: bool = typer.Option(True, help="Apply migrations before serving"),
     demo: Optional[bool] = typer.Option(None, help="Create the demo tenant on an empty embedded database"),
+    sealers: Optional[int] = typer.Option(
+        None, min=0, max=16,
+        help="Sealer processes owning the tenants' sealing (default STALELA_SEALER_PROCESSES); 0: the API "
+        "processes seal"),
 ) -> None:
-    """Start the HTTP service."""
-    import uvicorn
+    """Start the HTTP service and its background processes."""
+    from stalela.cli import serve as serve_cli
 
-    from stalela.observability.multiproc import prepare_multiprocess_dir
-
-    # Before anything imports prometheus-client: every worker process sums through this directory.
-    prepare_multiprocess_dir(get_settings())
-    from stalela import migrations as db_migrate
-
-    settings = get_settings()
-    host = host or settings.host
-    port = port or settings.port
-    workers = workers or settings.workers
-    # Worker processes read settings from the environment: make the CLI's choices theirs too, so
-    # that e.g. the QR URLs (derived from host and port) name the address actually served.
-    os.environ["STALELA_HOST"], os.environ["STALELA_PORT"] = host, str(port)
-    get_settings.cache_clear()
-    settings = get_settings()
-    # Migrations are applied (or found at head) once, here in the master, before any worker starts; the
-    # master imports no more than that, since it is on the path of every restart (docs/operations.md).
-    if migrate:
-        asyncio.run(db_migrate.upgrade(settings.effective_database_url, app_role=settings.database_role))
-    if demo if demo is not None else (settings.demo and settings.is_sqlite):
-        from stalela.cli import bootstrap
-
-        asyncio.run(bootstrap.ensure_demo(settings, host, port))
-    from stalela.observability.runtime import configure_logs
-
-    configure_logs(settings)
-    peers_dir = None
-    if workers > 1 and settings.seal_routing and settings.seal_peers_dir is None:
-        # The API processes' seal-routing sockets (fiscal/invoices/owners.py): a private directory of
-        # this serve, short enough for a Unix socket's path, removed when it stops.
-        peers_dir = tempfile.mkdtemp(prefix="stalela-seal-")
-        os.environ["STALELA_SEAL_PEERS_DIR"] = peers_dir
-    try:
-        _run_uvicorn(uvicorn, host, port, workers)
-    finally:
-        if peers_dir is not None:
-            shutil.rmtree(peers_dir, ignore_errors=True)
-
-
-def _run_uvicorn(uvicorn, host: str, port: int, workers: int) -> None:  # noqa: ANN001
-    uvicorn.run(
-        "stalela.asgi:app",
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        proxy_headers=True,
-        access_log=False,
-    )
+    serve_cli.run(host, port, workers, background, migrate, demo, sealers)
 
 
 @app.command()
@@ -252,13 +209,23 @@ def worker(
     concurrency: Optional[int] = typer.Option(None, help="Events handled at once (default STALELA_WORKER_CONCURRENCY)"),
 ) -> None:
     """Run background work (outbox, checkpoints, exports) until SIGTERM; start several for more throughput."""
+    from stalela import supervisor
     from stalela.observability.multiproc import leave_multiprocess_mode
 
-    leave_multiprocess_mode()  # its metrics are its own: STALELA_WORKER_METRICS_PORT
+    master = supervisor.supervising_master()
+    if master is None:
+        leave_multiprocess_mode()  # its metrics are its own: STALELA_WORKER_METRICS_PORT
+    else:
+        # Started by `stalela serve --background M`: its metrics go into serve's shared directory (the
+        # API's /metrics shows them), and it stops with that master, even one killed with SIGKILL.
+        supervisor.die_with(master, grace=supervisor.STOP_SECONDS)
     from stalela.observability.runtime import configure
     from stalela.workers import run_worker
 
     settings = get_settings()
+    if master is not None:
+        # M processes cannot share one port, and serve's /metrics already has their figures.
+        settings = settings.model_copy(update={"worker_metrics_port": None})
     configure(settings)
     asyncio.run(run_worker(settings, concurrency))
 
@@ -266,7 +233,12 @@ def worker(
 @app.command(hidden=True)
 def sealer() -> None:
     """Internal: one of `stalela serve`'s sealer processes (it starts and supervises them)."""
+    from stalela import supervisor
     from stalela.observability.runtime import configure
+
+    master = supervisor.supervising_master()
+    if master is not None:  # it stops with its master, even one killed with SIGKILL
+        supervisor.die_with(master, grace=supervisor.STOP_SECONDS)
     from stalela.sealers import run_sealer
 
     settings = get_settings()

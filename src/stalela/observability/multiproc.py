@@ -25,6 +25,17 @@ def prepare_multiprocess_dir(settings: Any) -> Path:
     return directory
 
 
+def forget_process(pid: int) -> None:
+    """A process of this `stalela serve` ended (a supervised background process, however it ended): its
+    live gauges leave the directory. Its counters and histograms stay and are still summed, so totals
+    never go backwards when a process is replaced."""
+    directory = os.environ.get(ENV)
+    if directory:
+        from prometheus_client import multiprocess  # creates no metric: the master writes no file
+
+        multiprocess.mark_process_dead(pid, directory)
+
+
 def leave_multiprocess_mode() -> bool:
     """`stalela worker` keeps its metrics in memory and serves them itself: a directory shared with
     `stalela serve` would be emptied by it and mix both. Returns False if it was too late to leave."""

@@ -6,7 +6,9 @@
   listener, and at exit: mark the process dead in the shared directory, flush traces).
 - ``stalela worker`` calls ``configure``, and ``stalela.workers.run_worker`` enters ``worker_lifespan``:
   its metrics are its own (no shared directory), on ``STALELA_WORKER_METRICS_PORT`` when set. (The
-  worker face calls in here, never the reverse: nothing below the faces imports a face.)
+  worker face calls in here, never the reverse: nothing below the faces imports a face.) Started by
+  ``stalela serve`` (``--background``), it keeps serve's directory instead and opens no port; the
+  master marks it dead when it ends (``multiproc.forget_process``).
 """
 from __future__ import annotations
 
