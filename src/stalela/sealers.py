@@ -20,7 +20,7 @@ from stalela.config import Settings
 from stalela.db.session import Database
 from stalela.fiscal.invoices.group_commit import Sealer
 from stalela.fiscal.signing.registry import backend_for
-from stalela.observability import metrics
+from stalela.observability import metrics, tracing
 from stalela.observability.logging import get_logger
 
 log = get_logger("stalela.sealers")
@@ -51,3 +51,4 @@ async def run_sealer(settings: Settings) -> None:
         await db.dispose()
         metrics.mark_process_dead()
         log.info("sealer_stopped")
+        tracing.shutdown_tracing()

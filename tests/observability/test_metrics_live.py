@@ -75,8 +75,11 @@ def test_two_worker_processes_sum_their_metrics(tmp_path):
     stale.write_bytes(b"left over by a previous run, and not even a valid file")
     internal = free_port()
     server = start_server({"STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN, "STALELA_METRICS_TOKEN": METRICS_TOKEN,
-                           "STALELA_METRICS_PORT": str(internal), "STALELA_METRICS_CACHE_SECONDS": "0"},
-                          data_dir, workers=2)
+                           "STALELA_METRICS_PORT": str(internal), "STALELA_METRICS_CACHE_SECONDS": "0",
+                           # Each API process seals what it receives (no sealer, no routing), so that both
+                           # write the counters this test sums.
+                           "STALELA_SEAL_ROUTING": "false"},
+                          data_dir, workers=2, sealers=0)
     try:
         assert not stale.exists()  # `stalela serve` empties the directory at start
         worlds = asyncio.run(_traffic(server.base_url, tenants=2, per_tenant=15, metrics_dir=data_dir / "metrics"))

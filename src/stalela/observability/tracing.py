@@ -158,6 +158,26 @@ def current_context() -> Any:
     return context.get_current()
 
 
+def portable(ctx: Any) -> dict[str, str] | None:
+    """A context as W3C trace headers, to cross to another process (a sealer: fiscal/invoices/owners.py)."""
+    if _tracer is None or ctx is None:
+        return None
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=ctx)
+    return carrier or None
+
+
+def from_portable(carrier: dict[str, str] | None) -> Any:
+    """The context ``portable`` sent, in this process (None when tracing is off here or nothing came)."""
+    if _tracer is None or not carrier:
+        return None
+    from opentelemetry import propagate
+
+    return propagate.extract(carrier)
+
+
 def current_ids() -> tuple[str, str] | None:
     """(trace id, span id) in hex of the active span, if tracing is on and a span is active."""
     if _tracer is None:

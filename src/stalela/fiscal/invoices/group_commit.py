@@ -36,6 +36,7 @@ from stalela.errors import ServiceUnavailable, StalelaError
 from stalela.fiscal.invoices.owners import NotDelivered, OwnerLost, SealRouter
 from stalela.fiscal.invoices.sealing import Outcome, SealRequest, SealResult, seal_many
 from stalela.observability import context as log_context
+from stalela.observability import tracing
 from stalela.observability.logging import get_logger
 from stalela.observability.metrics import seal_routed
 from stalela.tenancy.context import bind_tenant
@@ -75,10 +76,12 @@ class Sealer:
             self.router = None
 
     async def _serve_peer(self, kind: str, payload):  # noqa: ANN001, ANN202
+        requests = [payload] if kind == "seal" else payload[1]
+        for request in requests:  # the sender's trace, so the seal's stages are its request's children
+            request.trace_context = tracing.from_portable(request.trace_context)
         if kind == "seal":
             return await self.seal(payload, local=True)
-        tenant_id, requests = payload
-        return await self.seal_batch(tenant_id, requests, local=True)
+        return await self.seal_batch(payload[0], requests, local=True)
 
     async def _routed(self, tenant_id: str, kind: str, payload, retry_here: bool):  # noqa: ANN001, ANN202
         """The owner's answer, or ``_HERE`` when this process must seal it itself."""
@@ -116,9 +119,11 @@ class Sealer:
 
         ``local``: seal in this process even if another owns the tenant (a peer's request)."""
         if not local and self.router is not None:
-            request.trace_context = None  # a context object of this process; the owner traces on its own
+            trace = request.trace_context
+            request.trace_context = tracing.portable(trace)  # W3C headers cross, not context objects
             answer = await self._routed(request.principal.tenant_id, "seal", request,
                                         retry_here=request.idempotency_key is not None)
+            request.trace_context = trace
             if answer is not _HERE:
                 return answer
         if not self.grouped:  # one request, one transaction: still one at a time per tenant
@@ -143,10 +148,13 @@ class Sealer:
             if not local and self.router is not None:
                 # Handed over slice by slice: each frame is (un)pickled in a few ms, never a whole
                 # batch's worth of the owner's event loop at once.
+                traces = [r.trace_context for r in part]
                 for request in part:
-                    request.trace_context = None
+                    request.trace_context = tracing.portable(request.trace_context)
                 answer = await self._routed(tenant_id, "batch", (tenant_id, part),
                                             retry_here=all(r.idempotency_key is not None for r in part))
+                for request, trace in zip(part, traces):
+                    request.trace_context = trace
                 if answer is not _HERE:
                     outcomes.extend(answer)
                     continue
