@@ -94,8 +94,9 @@ class Settings(BaseSettings):
     )
     batch_max_invoices: int = Field(1000, ge=1, le=10_000, description="Invoices per POST /v1/invoices/batch.")
     sealer_processes: int = Field(
-        1, ge=0, le=16, description="`stalela serve --sealers S`: processes that own the tenants' sealing "
-        "(docs/performance.md); 0: the API processes seal, routed to one owner among them when --workers > 1.")
+        0, ge=0, le=16, description="`stalela serve --sealers S`: processes that own the tenants' sealing, the API "
+        "processes handing them every seal (docs/performance.md); 0: the API processes seal, each tenant's seals "
+        "routed to one of them when --workers > 1.")
     seal_routing: bool = Field(
         True, description="Under `stalela serve --workers N`, route each tenant's seals to one API process "
         "(docs/performance.md); false lets every process seal for every tenant.")

@@ -20,7 +20,8 @@ from stalela import supervisor
 from tests.conftest import OPERATOR_TOKEN
 from tests.observability.test_metrics import scrape_text, value
 from tests.support.invoices import sample_invoice
-from tests.support.server import api_worker_pids, background_pids, child_pids, is_alive, start_server
+from tests.support.server import (api_worker_pids, background_pids, child_pids, is_alive, sealer_pids,
+                                  start_server)
 from tests.support.simulator import start_simulator
 
 pytestmark = pytest.mark.e2e
@@ -147,10 +148,11 @@ def test_background_0_keeps_the_work_in_the_api_process(_sqlite_url, tmp_path):
 
 
 def test_background_2_with_2_api_processes_all_die_with_a_killed_master(_postgres_url, tmp_path):
-    server = start_server(_env(_postgres_url), tmp_path / "var", workers=2, background=2)
+    server = start_server(_env(_postgres_url), tmp_path / "var", workers=2, background=2, sealers=1)
     try:
         _wait(lambda: len(background_pids(server.process.pid)) == 2, "two background processes")
         children = child_pids(server.process.pid)
+        assert len(sealer_pids(server.process.pid)) == 1
         assert len(children) >= 5  # 2 API, 2 background, 1 sealer (and multiprocessing's tracker)
         survivors = server.kill(wait=supervisor.STOP_SECONDS)
         assert not survivors, f"{survivors} outlived their master"

@@ -108,7 +108,7 @@ class LiveServer:
 def start_server(env_overrides: dict[str, str], data_dir: Path, *, workers: int = 1, timeout: float = 60,
                  port: int | None = None, background: int | None = None, sealers: int | None = None) -> LiveServer:
     """``stalela serve``; ``background`` and ``sealers`` are its ``--background`` and ``--sealers``
-    (default: the settings', 1 each)."""
+    (default: the settings', 1 and 0)."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")}
     env.update({"STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING", "STALELA_DEMO": "false",
