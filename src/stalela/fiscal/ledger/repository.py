@@ -13,15 +13,22 @@ class MerkleRepository:
         self.session = session
 
     async def lock_log(self, tenant_id: str) -> MerkleLog:
-        """The tenant's log head, created on first use, locked until the transaction ends."""
+        """The tenant's log head, created on first use, locked until the transaction ends.
+
+        Read first and created only when missing: one statement per seal group, not two, once the
+        tenant has sealed anything (the insert is idempotent, so racing first sealers both get the row)."""
+        stmt = (select(MerkleLog).where(MerkleLog.tenant_id == tenant_id).with_for_update()
+                .execution_options(populate_existing=True))
+        log = (await self.session.execute(stmt)).scalar_one_or_none()
+        if log is not None:
+            return log
         dialect_insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
         await self.session.execute(
             dialect_insert(MerkleLog)
             .values(tenant_id=tenant_id, size=0, frontier=b"")
             .on_conflict_do_nothing(index_elements=["tenant_id"])
         )
-        stmt = select(MerkleLog).with_for_update().execution_options(populate_existing=True)
-        return (await self.session.execute(stmt.where(MerkleLog.tenant_id == tenant_id))).scalar_one()
+        return (await self.session.execute(stmt)).scalar_one()
 
     async def read_log(self, tenant_id: str) -> MerkleLog | None:
         stmt = select(MerkleLog).where(MerkleLog.tenant_id == tenant_id)
