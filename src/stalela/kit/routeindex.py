@@ -19,7 +19,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from starlette._utils import get_route_path  # what Starlette's own routes match against
 from starlette.routing import Match
 
 _NAMED_GROUP = re.compile(r"\(\?P<\w+>")
@@ -50,6 +49,7 @@ def install(app: Any) -> int:
     copies included routes into the app, whose routes are plain patterns already)."""
     try:
         from fastapi.routing import _IncludedRouter, iter_route_contexts
+        from starlette._utils import get_route_path  # what Starlette's own routes match against
     except ImportError:
         return 0
     guarded = 0
@@ -62,8 +62,9 @@ def install(app: Any) -> int:
         may_match, matches = _guard(patterns), route.matches
 
         def guarded_matches(scope: Any, may_match: Callable[[str], bool] = may_match,
-                            matches: Callable[[Any], Any] = matches) -> tuple[Match, dict]:
-            if scope["type"] in ("http", "websocket") and not may_match(get_route_path(scope)):
+                            matches: Callable[[Any], Any] = matches, route_path: Callable[[Any], str] = get_route_path,
+                            ) -> tuple[Match, dict]:
+            if scope["type"] in ("http", "websocket") and not may_match(route_path(scope)):
                 return Match.NONE, {}
             return matches(scope)
 
