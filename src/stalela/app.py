@@ -22,7 +22,7 @@ from stalela.errors import BadRequest, ServiceUnavailable, StalelaError, validat
 from stalela.auth.service import API_KEYS
 from stalela.auth.throttle import Limiter
 from stalela.auth.tokens import ensure_key as ensure_token_key
-from stalela.kit import openapi
+from stalela.kit import openapi, routeindex
 from stalela.kit.problems import problem_response
 from stalela.observability import runtime as observability
 from stalela.observability.logging import get_logger
@@ -163,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from stalela.health.endpoints import bench_router
 
         app.include_router(bench_router)
+    routeindex.install(app)  # last: it indexes the routes the app holds now
     return app
 
 

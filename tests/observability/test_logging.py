@@ -6,6 +6,8 @@ import logging
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stalela.observability import context, tracing
 from stalela.observability.logging import configure_logging, get_logger, register_secrets, scrub
@@ -139,3 +141,35 @@ def test_an_outage_logged_as_an_exception_is_one_warning_line_without_traceback(
     assert (outage["level"], outage["error"]) == ("warning", "database_unavailable")
     assert outage["cause"].startswith("ConnectionRefusedError: ") and "exception" not in outage
     assert bug["level"] == "error" and "Traceback" in bug["exception"]
+
+
+_FRAGMENTS = st.sampled_from(["sk_", "sk_live_AbCdEf123456", "Bearer ", "bAsIc dXNlcjpwYXNz", "eyJhbGciOiJIUzI1NiJ9.eyJ4Ijo",
+                              "eyJ", ".c2ln", "[parameters: ('inv_1')]", "[parameters:", " ", "\n", "x", "é"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_FRAGMENTS | st.text(max_size=6), max_size=12).map("".join))
+def test_scrub_answers_what_every_pattern_would(text):
+    """scrub skips the patterns when none can match: its answer is the one applying them all."""
+    from stalela.observability import logging as log_module
+
+    expected = log_module._known_re.sub("[redacted]", text) if log_module._known_re is not None else text
+    for pattern, replacement in log_module._PATTERNS:
+        expected = pattern.sub(replacement, expected)
+    assert scrub(text) == expected
+
+
+def test_lines_below_the_level_are_dropped_before_any_processing(capsys, monkeypatch):
+    from stalela.observability import logging as log_module
+
+    configure_logging("WARNING")
+    seen = []
+    monkeypatch.setattr(log_module.tracing, "current_ids", lambda: seen.append(1))  # the trace-context step
+    log = get_logger("t")
+    log.info("dropped")
+    log.debug("dropped too")
+    assert seen == [] and capsys.readouterr().err == ""
+    log.warning("kept", token="x")
+    assert seen == [1]
+    assert _lines(capsys)[0]["event"] == "kept"
+    configure_logging("INFO")

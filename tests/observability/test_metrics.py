@@ -218,3 +218,25 @@ def test_every_family_is_named_once():
                 "signer_operations_total"}
     assert required <= set(names), required - set(names)
     assert metrics.LATENCY_BUCKETS[0] == 0.001 and 5.0 in metrics.LATENCY_BUCKETS
+
+
+@pytest.mark.parametrize("amount", [0.00003, 0.0004, 0.003, 2.0, 50.0])
+def test_a_group_lap_counts_one_observation_per_invoice(amount):
+    """A stage timed once for a group of n is n observations, exactly as n calls of observe would be."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    registry = CollectorRegistry()
+    at_once = Histogram("at_once", "", ["stage"], buckets=metrics.STAGE_BUCKETS, registry=registry)
+    one_by_one = Histogram("one_by_one", "", ["stage"], buckets=metrics.STAGE_BUCKETS, registry=registry)
+    metrics._observe_many(at_once.labels("sign"), amount, 37)
+    for _ in range(37):
+        one_by_one.labels("sign").observe(amount)
+    metrics._observe_many(at_once.labels("sign"), amount, 1)
+    one_by_one.labels("sign").observe(amount)
+    for suffix in ("_count", "_bucket"):
+        for le in [*(str(b) for b in metrics.STAGE_BUCKETS), "+Inf"] if suffix == "_bucket" else [None]:
+            labels = {"stage": "sign", **({"le": le} if le else {})}
+            assert registry.get_sample_value("at_once" + suffix, labels) == \
+                registry.get_sample_value("one_by_one" + suffix, labels), (suffix, le)
+    assert registry.get_sample_value("at_once_sum", {"stage": "sign"}) == pytest.approx(
+        registry.get_sample_value("one_by_one_sum", {"stage": "sign"}))

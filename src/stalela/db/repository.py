@@ -5,12 +5,19 @@ get it added to every ORM statement automatically.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 M = TypeVar("M")
+
+
+@lru_cache(maxsize=None)
+def _by_id(model: type) -> Select[Any]:
+    # Built once per model: building a statement (and its cache key) costs as much as running a small one.
+    return select(model).where(model.id == bindparam("id_"))
 
 
 class Repository(Generic[M]):
@@ -20,7 +27,7 @@ class Repository(Generic[M]):
         self.session = session
 
     async def get(self, id_: str) -> M | None:
-        return (await self.session.execute(select(self.model).where(self.model.id == id_))).scalar_one_or_none()
+        return (await self.session.execute(_by_id(self.model), {"id_": id_})).scalar_one_or_none()
 
     async def get_for_update(self, id_: str) -> M | None:
         stmt = select(self.model).where(self.model.id == id_).with_for_update()

@@ -15,11 +15,18 @@ _lock = threading.Lock()
 _last = 0
 
 
+# Ten bits at a time, two characters per lookup: half the steps of a character at a time (every seal
+# makes three ids).
+_PAIRS = [high + low for high in _ALPHABET for low in _ALPHABET]
+
+
 def _encode(value: int, length: int) -> str:
     out = []
-    for _ in range(length):
+    for _ in range(length // 2):
+        out.append(_PAIRS[value & 1023])
+        value >>= 10
+    if length % 2:
         out.append(_ALPHABET[value & 31])
-        value >>= 5
     return "".join(reversed(out))
 
 

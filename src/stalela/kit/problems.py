@@ -6,6 +6,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from stalela.errors import StalelaError
+from stalela.kit.fastjson import FastJSONResponse
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -17,4 +18,6 @@ def problem_response(error: StalelaError, request: Request | None = None) -> JSO
         rid = getattr(request.state, "request_id", None) or request.scope.get("state", {}).get("request_id")
         if rid:
             body["request_id"] = rid
-    return JSONResponse(body, status_code=error.status, media_type=PROBLEM_JSON, headers=error.headers)
+    # Only the route-specific extra members may hold a float (kit/fastjson.py): those keep json's encoder.
+    response = JSONResponse if error.extra else FastJSONResponse
+    return response(body, status_code=error.status, media_type=PROBLEM_JSON, headers=error.headers)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -15,6 +16,7 @@ from stalela.observability.logging import get_logger
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = get_logger("stalela.http")
+_access = logging.getLogger("stalela.http")  # the stdlib logger behind ``log``, for its level
 
 
 def route_template(scope: Scope) -> str:
@@ -60,6 +62,12 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], *extra]
             await send(message)
 
+        if not tracing.enabled():  # the span's context manager and attributes cost every request
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                self._done(scope, method, status, started, tracing.NOOP_SPAN)
+            return
         with tracing.server_span(method, scope["headers"], {
             "http.request.method": method, "url.path": scope["path"], "url.scheme": scope.get("scheme"),
             "stalela.request_id": request_id,
@@ -67,25 +75,32 @@ class RequestContextMiddleware:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
-                elapsed = time.perf_counter() - started
-                endpoint = route_template(scope)
-                tenant_id = scope.get("state", {}).get("tenant_id")
-                metrics.observe_request(method, endpoint, status, tenant_id, elapsed)
-                if span is not tracing.NOOP_SPAN:
-                    span.update_name(f"{method} {endpoint}")
-                    span.set_attributes({"http.route": endpoint, "http.response.status_code": status})
-                    if status >= 500:
-                        tracing.mark_error(span, f"HTTP {status}")
-                emit = log.debug if endpoint in _QUIET and status < 400 else log.info
-                emit(
-                    "request",
-                    method=method,
-                    path=scope["path"],
-                    endpoint=endpoint,
-                    status=status,
-                    latency_ms=round(elapsed * 1000, 2),
-                    tenant_id=tenant_id,
-                )
+                self._done(scope, method, status, started, span)
+
+    @staticmethod
+    def _done(scope: Scope, method: str, status: int, started: float, span: object) -> None:
+        elapsed = time.perf_counter() - started
+        endpoint = route_template(scope)
+        tenant_id = scope.get("state", {}).get("tenant_id")
+        metrics.observe_request(method, endpoint, status, tenant_id, elapsed)
+        if span is not tracing.NOOP_SPAN:
+            span.update_name(f"{method} {endpoint}")
+            span.set_attributes({"http.route": endpoint, "http.response.status_code": status})
+            if status >= 500:
+                tracing.mark_error(span, f"HTTP {status}")
+        level = logging.DEBUG if endpoint in _QUIET and status < 400 else logging.INFO
+        if not _access.isEnabledFor(level):  # asked first: a dropped line then costs no structlog call
+            return
+        log.log(
+            level,
+            "request",
+            method=method,
+            path=scope["path"],
+            endpoint=endpoint,
+            status=status,
+            latency_ms=round(elapsed * 1000, 2),
+            tenant_id=tenant_id,
+        )
 
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}

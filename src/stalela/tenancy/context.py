@@ -8,6 +8,9 @@ row-level security policies with FORCE enforce it for any SQL at all, ORM or not
 """
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from sqlalchemy import String, event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, with_loader_criteria
@@ -46,11 +49,16 @@ def current_tenant(session: AsyncSession) -> str | None:
     return session.info.get(TENANT_KEY)
 
 
+@lru_cache(maxsize=4096)
+def _tenant_criteria(tenant_id: str) -> Any:
+    """The option that filters every TenantOwned entity to ``tenant_id``; built once per tenant, not once
+    per statement (it is immutable, and building it was a fifth of a small query's cost)."""
+    return with_loader_criteria(TenantOwned, lambda cls: cls.tenant_id == tenant_id, include_aliases=True)
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _scope_to_tenant(state: ORMExecuteState) -> None:
     tenant_id = state.session.info.get(TENANT_KEY)
     if tenant_id is None or not (state.is_select or state.is_update or state.is_delete):
         return
-    state.statement = state.statement.options(
-        with_loader_criteria(TenantOwned, lambda cls: cls.tenant_id == tenant_id, include_aliases=True)
-    )
+    state.statement = state.statement.options(_tenant_criteria(tenant_id))

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from stalela.db.base import utcnow
 from stalela.db.repository import Repository
 from stalela.tenancy.models import ApiKey, Outlet, Tenant
+
+# Statements every seal group runs, built once (see db.repository._by_id).
+_OUTLETS = select(Outlet).where(Outlet.id.in_(bindparam("ids", expanding=True)))
 
 
 class TenantRepository(Repository[Tenant]):
@@ -29,7 +32,7 @@ class OutletRepository(Repository[Outlet]):
     async def get_many(self, ids: set[str]) -> dict[str, Outlet]:
         if not ids:
             return {}
-        rows = (await self.session.execute(select(Outlet).where(Outlet.id.in_(sorted(ids))))).scalars()
+        rows = (await self.session.execute(_OUTLETS, {"ids": sorted(ids)})).scalars()
         return {o.id: o for o in rows}
 
     async def get_by_code(self, code: str) -> Outlet | None:

@@ -196,3 +196,33 @@ def test_parse_master_key(text: str) -> None:
 def test_parse_master_key_rejects_other_lengths(text: str) -> None:
     with pytest.raises(ValueError):
         parse_master_key(text)
+
+
+async def test_a_run_of_signatures_is_counted_by_result(monkeypatch) -> None:
+    """sign_many counts its signatures once per run: those made as ok, the one that failed as an error."""
+    from types import SimpleNamespace
+
+    from prometheus_client import REGISTRY
+
+    from stalela.fiscal.signing import registry
+
+    class FailsFourth:
+        calls = 0
+
+        def sign(self, key_id, ref, data):  # noqa: ANN001
+            FailsFourth.calls += 1
+            if FailsFourth.calls == 4:
+                raise SigningError("the key store is away", code="signer_unavailable")
+            return b"s" * 64
+
+    monkeypatch.setattr(registry, "backend_for", lambda settings, name: FailsFourth())
+    key = SimpleNamespace(id="k1", private_ref="r", backend="software")
+
+    def count(result: str) -> float:
+        return REGISTRY.get_sample_value("signer_operations_total", {"backend": "software", "result": result}) or 0.0
+
+    ok, errors = count("ok"), count("error")
+    assert await registry.sign_many(None, key, [b"a", b"b"]) == [b"s" * 64] * 2
+    with pytest.raises(SigningError):
+        await registry.sign_many(None, key, [b"c", b"d"])
+    assert (count("ok") - ok, count("error") - errors) == (3, 1)

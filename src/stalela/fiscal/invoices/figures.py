@@ -6,7 +6,9 @@ the day's row is serialized with every other seal and with day closes of the sam
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -62,7 +64,10 @@ class DayBook:
             for outlet_id in wanted:
                 self._latest[outlet_id] = found.get(outlet_id)
 
-    async def add(self, outlet: Outlet, counter: int, issued: datetime, invoice: ComputedInvoice) -> DayFigures:
+    async def add(self, outlet: Outlet, counter: int, issued: datetime, invoice: ComputedInvoice, *,
+                  sealed: Mapping[str, Any] | None = None) -> DayFigures:
+        """``sealed``: the invoice's ``totals``, ``payments`` and ``issued_at`` as already rendered for
+        its seal, so they are not rendered again (the same values, computed from ``invoice``, otherwise)."""
         if outlet.id in self._latest:
             latest = self._latest[outlet.id]
         else:
@@ -82,10 +87,10 @@ class DayBook:
         entry[1].add_invoice(
             type=invoice.type,
             credit=invoice.type in get_jurisdiction(invoice.jurisdiction).credit_note_types,
-            totals=invoice.totals_as_json(),
-            payments=invoice.payments_as_json(),
+            totals=sealed["totals"] if sealed else invoice.totals_as_json(),
+            payments=sealed["payments"] if sealed else invoice.payments_as_json(),
             counter=counter,
-            issued_at=rfc3339(issued),
+            issued_at=sealed["issued_at"] if sealed else rfc3339(issued),
         )
         row.updated_at = issued
         return row

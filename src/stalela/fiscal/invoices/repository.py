@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy import bindparam, func, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -12,6 +12,17 @@ from stalela.fiscal.invoices.models import AuthorityAck, DayFigures, Idempotency
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.kit.ids import new_id
 from stalela.tenancy.models import Outlet
+
+
+# Statements every seal group runs, built once (see db.repository._by_id).
+# The series of these outlets and codes, locked in one order for everyone (see lock_series).
+_LOCK_SERIES = (select(Series).where(Series.outlet_id.in_(bindparam("outlets", expanding=True)),
+                                     Series.code.in_(bindparam("codes", expanding=True)))
+                .order_by(Series.outlet_id, Series.code).with_for_update().execution_options(populate_existing=True))
+# The most recent business day of each of these outlets.
+_NEWEST_DAYS = (select(DayFigures.outlet_id, func.max(DayFigures.business_day))
+                .where(DayFigures.outlet_id.in_(bindparam("outlet_ids", expanding=True))).group_by(DayFigures.outlet_id))
+_LATEST_DAYS = select(DayFigures).where(tuple_(DayFigures.outlet_id, DayFigures.business_day).in_(_NEWEST_DAYS))
 
 
 class InvoiceRepository(Repository[Invoice]):
@@ -108,9 +119,8 @@ class SeriesRepository(Repository[Series]):
         outlets, codes = sorted({o for o, _ in pairs}), sorted({c for _, c in pairs})
         # Rows of other (outlet, code) combinations in the rectangle are locked too; there are few (one
         # series per receipt type), and a superset keeps one statement and the same order for everyone.
-        stmt = (select(Series).where(Series.outlet_id.in_(outlets), Series.code.in_(codes))
-                .order_by(Series.outlet_id, Series.code).with_for_update().execution_options(populate_existing=True))
-        found = {(s.outlet_id, s.code): s for s in (await self.session.execute(stmt)).scalars()}
+        params = {"outlets": outlets, "codes": codes}
+        found = {(s.outlet_id, s.code): s for s in (await self.session.execute(_LOCK_SERIES, params)).scalars()}
         missing = [p for p in pairs if p not in found]
         if missing:
             insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
@@ -118,7 +128,7 @@ class SeriesRepository(Repository[Series]):
                 {"tenant_id": tenant_id, "id": new_id("ser"), "outlet_id": o, "code": c, "counter": 0,
                  "first_counter": 1, "generation": 1, "last_hash": "0" * 64} for o, c in missing
             ]).on_conflict_do_nothing(index_elements=["tenant_id", "outlet_id", "code"]))
-            found = {(s.outlet_id, s.code): s for s in (await self.session.execute(stmt)).scalars()}
+            found = {(s.outlet_id, s.code): s for s in (await self.session.execute(_LOCK_SERIES, params)).scalars()}
         return {p: found[p] for p in pairs}
 
     async def align(self, tenant_id: str, outlet_id: str, code: str, last: int) -> Series | None:
@@ -212,10 +222,8 @@ class DayFiguresRepository:
 
     async def latest_many(self, outlet_ids: list[str]) -> dict[str, DayFigures]:
         """``latest`` for many outlets in one statement."""
-        newest = (select(DayFigures.outlet_id, func.max(DayFigures.business_day))
-                  .where(DayFigures.outlet_id.in_(outlet_ids)).group_by(DayFigures.outlet_id))
-        stmt = select(DayFigures).where(tuple_(DayFigures.outlet_id, DayFigures.business_day).in_(newest))
-        return {row.outlet_id: row for row in (await self.session.execute(stmt)).scalars()}
+        rows = (await self.session.execute(_LATEST_DAYS, {"outlet_ids": outlet_ids})).scalars()
+        return {row.outlet_id: row for row in rows}
 
     async def get(self, outlet_id: str, day: date) -> DayFigures | None:
         stmt = select(DayFigures).where(DayFigures.outlet_id == outlet_id, DayFigures.business_day == day)

@@ -478,7 +478,7 @@ async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, reque
         buyer_subject=sold_to.subject_id if sealed_away else None, buyer_sealed=sold_to.ciphertext if sealed_away else None,
     ))
     # The business day's figures (Z/X reports), by the invoice's place in its outlet's sequence.
-    await book.add(n.outlet, day_position(n.series.code, n.counter, leaf_index), n.issued, computed)
+    await book.add(n.outlet, day_position(n.series.code, n.counter, leaf_index), n.issued, computed, sealed=document)
     # Visible as pending at once (sync status, dashboards), before any worker picks the event up.
     group.syncs.append(dict(tenant_id=group.tenant_id, invoice_id=n.invoice_id, outlet_id=n.outlet.id,
                             status="pending", attempts=0, sealed_at=n.issued, updated_at=n.issued))

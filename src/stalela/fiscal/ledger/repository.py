@@ -1,11 +1,15 @@
 from __future__ import annotations
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import bindparam, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stalela.db.repository import Repository
 from stalela.fiscal.ledger.models import Checkpoint, MerkleLog, MerkleNode
+
+# Every seal group's first statement: built once (see db.repository._by_id).
+_LOCK_LOG = (select(MerkleLog).where(MerkleLog.tenant_id == bindparam("tenant_id")).with_for_update()
+             .execution_options(populate_existing=True))
 
 
 class MerkleRepository:
@@ -13,15 +17,20 @@ class MerkleRepository:
         self.session = session
 
     async def lock_log(self, tenant_id: str) -> MerkleLog:
-        """The tenant's log head, created on first use, locked until the transaction ends."""
+        """The tenant's log head, created on first use, locked until the transaction ends.
+
+        Read first and created only when missing: one statement per seal group, not two, once the
+        tenant has sealed anything (the insert is idempotent, so racing first sealers both get the row)."""
+        log = (await self.session.execute(_LOCK_LOG, {"tenant_id": tenant_id})).scalar_one_or_none()
+        if log is not None:
+            return log
         dialect_insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
         await self.session.execute(
             dialect_insert(MerkleLog)
             .values(tenant_id=tenant_id, size=0, frontier=b"")
             .on_conflict_do_nothing(index_elements=["tenant_id"])
         )
-        stmt = select(MerkleLog).with_for_update().execution_options(populate_existing=True)
-        return (await self.session.execute(stmt.where(MerkleLog.tenant_id == tenant_id))).scalar_one()
+        return (await self.session.execute(_LOCK_LOG, {"tenant_id": tenant_id})).scalar_one()
 
     async def read_log(self, tenant_id: str) -> MerkleLog | None:
         stmt = select(MerkleLog).where(MerkleLog.tenant_id == tenant_id)

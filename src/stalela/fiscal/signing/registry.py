@@ -21,7 +21,7 @@ from stalela.fiscal.signing.models import SigningKey
 from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.kit.ids import new_id
 from stalela.kit.masterkey import master_key
-from stalela.observability.metrics import signer_operation
+from stalela.observability.metrics import signer_operations
 
 _lock = threading.Lock()
 _backends: dict[tuple[str, str], KeyBackend] = {}
@@ -106,10 +106,14 @@ async def sign_many(settings: Settings, key: SigningKey, items: list[bytes]) -> 
     backend = backend_for(settings, key.backend)
 
     def run() -> list[bytes]:
-        out = []
-        for data in items:
-            with signer_operation(key.backend):  # signer_operations_total{backend, result}
+        out: list[bytes] = []
+        try:
+            for data in items:
                 out.append(backend.sign(key.id, key.private_ref, data))
+        except BaseException:
+            signer_operations(key.backend, ok=len(out), error=1)  # signer_operations_total{backend, result}
+            raise
+        signer_operations(key.backend, ok=len(out))
         return out
 
     if key.backend == "software":

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from stalela.db.repository import Repository
 from stalela.fiscal.signing.models import SigningKey
+
+# Read by every seal group: built once (see db.repository._by_id).
+_ACTIVE = (select(SigningKey).where(SigningKey.tenant_id == bindparam("tenant_id"), SigningKey.status == "active")
+           .order_by(SigningKey.id.desc()).limit(1))
 
 
 class SigningKeyRepository(Repository[SigningKey]):
     model = SigningKey
 
     async def active(self, tenant_id: str) -> SigningKey | None:
-        stmt = select(SigningKey).where(SigningKey.tenant_id == tenant_id, SigningKey.status == "active")
-        return (await self.session.execute(stmt.order_by(SigningKey.id.desc()).limit(1))).scalar_one_or_none()
+        return (await self.session.execute(_ACTIVE, {"tenant_id": tenant_id})).scalar_one_or_none()
 
     async def all_keys(self) -> list[SigningKey]:
         return list((await self.session.execute(select(SigningKey).order_by(SigningKey.id))).scalars())
