@@ -29,12 +29,19 @@ import seal  # noqa: E402
 from _loadgen import run_load  # noqa: E402
 
 # None unsets the variable: "default" is whatever `stalela serve` does with no override.
+_DEFAULTS = {"STALELA_BACKGROUND_WORKERS": None, "STALELA_INPROCESS_WORKERS": None,
+             "STALELA_SEALER_PROCESSES": None, "STALELA_SEAL_ROUTING": None}
 TOPOLOGIES: dict[str, dict[str, str | None]] = {
-    "default": {"STALELA_BACKGROUND_WORKERS": None, "STALELA_INPROCESS_WORKERS": None},
+    "default": dict(_DEFAULTS),
     # nothing drains the outbox: what the API processes alone cost
-    "api-only": {"STALELA_BACKGROUND_WORKERS": "0", "STALELA_INPROCESS_WORKERS": "false"},
+    "api-only": {**_DEFAULTS, "STALELA_BACKGROUND_WORKERS": "0", "STALELA_INPROCESS_WORKERS": "false"},
+    # the alternatives of docs/performance.md, "Processes that cooperate": every API process seals what
+    # it receives (no routing: their groups queue on the tenant's lock), and sealer processes that own
+    # the tenants (the API processes hand them every seal)
+    "no-routing": {**_DEFAULTS, "STALELA_SEAL_ROUTING": "false"},
+    "sealer": {**_DEFAULTS, "STALELA_SEALER_PROCESSES": "1"},
     # every API worker also runs the background loops (the old default)
-    "inprocess": {"STALELA_BACKGROUND_WORKERS": "0", "STALELA_INPROCESS_WORKERS": "true"},
+    "inprocess": {**_DEFAULTS, "STALELA_BACKGROUND_WORKERS": "0", "STALELA_INPROCESS_WORKERS": "true"},
 }
 TENANCIES: dict[str, tuple[int, int]] = {"1x16": (1, 16), "8x8": (8, 8)}
 

@@ -2,7 +2,7 @@
 sealing, fairness between tenants, the HSM signer against the software one, and the server's memory.
 
 Usage: .venv/bin/python bench/targets.py [--quick] [--duration 8] [--concurrency 64] [--workers 2]
-           [--matrix/--no-matrix] [--topologies default,api-only,inprocess] [--tenancies 1x16,8x8]
+           [--matrix/--no-matrix] [--topologies default,api-only,no-routing,sealer,inprocess] [--tenancies 1x16,8x8]
            [--matrix-workers 1,2] [--fairness/--no-fairness] [--fairness-rate 50] [--batch-size 1000]
            [--batch-clients 2] [--rss-seconds 30] [--no-hsm] [--no-save]
 
