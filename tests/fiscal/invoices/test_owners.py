@@ -376,3 +376,27 @@ async def test_a_batch_whose_later_slice_loses_its_owner_answers_the_slices_alre
     outcomes = await asyncio.wait_for(sender.seal_batch(tenant["id"], requests), 10)
     assert [getattr(o, "status", None) for o in outcomes] == [201, 201, 503]
     assert outcomes[2].code == "seal_owner_lost"
+
+
+async def test_a_stopping_owner_is_not_held_by_the_answer_of_a_cancelled_request(peers_dir):
+    """The sender closes its end once the last answer due is in, even when the request's caller went
+    away (cancelled): the owner then stops at once, not after its whole grace."""
+    release, received = asyncio.Event(), asyncio.Event()
+
+    async def slow(kind, payload):  # noqa: ANN001, ANN202
+        received.set()
+        await release.wait()
+        return payload
+
+    owner = SealRouter(peers_dir, slow, name="owner.sock")
+    sender = SealRouter(peers_dir, None, name="sender.sock")
+    await owner.start()
+    await sender.start()
+    call = asyncio.create_task(sender.call("owner.sock", "seal", 1))
+    await asyncio.wait_for(received.wait(), 5)
+    call.cancel()  # the client went away; the owner still seals and answers
+    stopping = asyncio.create_task(owner.close(grace=10))
+    await _retiring(sender.peers["owner.sock"])
+    release.set()
+    await asyncio.wait_for(stopping, 3)
+    await sender.close()

@@ -140,7 +140,8 @@ class Sealer:
 
     async def seal_batch(self, tenant_id: str, requests: list[SealRequest], *, local: bool = False) -> list[Outcome]:
         """A client's batch, in order: slices of at most ``group_commit_max``, one transaction each
-        unless something fails; the tenant's other seals may take turns between slices."""
+        unless something fails; the tenant's other seals may take turns between slices. A slice that
+        fails once an earlier one is committed fails its own items only (each gets the error)."""
         limit = self.settings.group_commit_max
         outcomes: list[Outcome] = []
         for start in range(0, len(requests), limit):
