@@ -161,3 +161,21 @@ def test_supervising_master_reads_only_a_pid(monkeypatch):
     assert supervisor.supervising_master() == 123
     monkeypatch.setenv(supervisor.MASTER_PID_ENV, "junk")
     assert supervisor.supervising_master() is None
+
+
+def test_without_seal_routing_serve_starts_no_sealer_process(tmp_path):
+    """STALELA_SEAL_ROUTING=false gives the processes no routing directory, and a sealer process without
+    one refuses to run (stalela.sealers): starting S of them was a restart loop with nothing to gain."""
+    import asyncio
+
+    import pytest
+
+    from stalela.cli import serve
+    from stalela.sealers import run_sealer
+
+    off = Settings(data_dir=tmp_path, seal_routing=False)
+    assert serve.seal_peers_dir(off, 2, 1) is None
+    with pytest.raises(RuntimeError):
+        asyncio.run(run_sealer(off))  # what each of them would do, restarted every 1..30 s
+    assert serve.sealer_processes(off, 2) == 0
+    assert serve.sealer_processes(Settings(data_dir=tmp_path), 2) == 2

@@ -34,6 +34,12 @@ def api_worker_env(settings: Settings, workers: int, background: int, sealers: i
     return env
 
 
+def sealer_processes(settings: Settings, sealers: int) -> int:
+    """The sealer processes to start: none without seal routing (nothing would hand them a seal, and a
+    sealer refuses to run without the routing directory: each would only crash and be restarted)."""
+    return sealers if settings.seal_routing else 0
+
+
 def seal_peers_dir(settings: Settings, workers: int, sealers: int) -> str | None:
     """A private directory for the seal-routing sockets when seals are routed: to sealer processes, or
     among several API processes. Short (a Unix socket's path is limited to ~100 bytes) and 0700."""
@@ -68,7 +74,7 @@ def run(host: str | None, port: int | None, workers: int | None, background: int
     port = port or settings.port
     workers = workers or settings.workers
     background = settings.background_workers if background is None else background
-    sealers = settings.sealer_processes if sealers is None else sealers
+    sealers = sealer_processes(settings, settings.sealer_processes if sealers is None else sealers)
     peers_dir = seal_peers_dir(settings, workers, sealers)
     made_peers_dir = peers_dir is not None and settings.seal_peers_dir is None  # ours to remove at the end
     if peers_dir is not None:

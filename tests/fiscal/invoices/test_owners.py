@@ -14,7 +14,7 @@ import pytest
 from stalela.auth.principal import Principal
 from stalela.errors import ServiceUnavailable, StalelaError
 from stalela.fiscal.invoices.group_commit import Sealer
-from stalela.fiscal.invoices.owners import SealRouter
+from stalela.fiscal.invoices.owners import NotDelivered, SealRouter
 from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.invoices.sealing import SealRequest, prepare
 from tests.support.invoices import sample_invoice
@@ -252,3 +252,151 @@ async def test_a_batch_larger_than_a_group_is_sealed_in_slices_with_the_same_out
     assert outcomes[3].replayed and outcomes[3].body["id"] == outcomes[0].body["id"]
     assert isinstance(outcomes[4], StalelaError) and outcomes[4].code == "idempotency_key_reused"
     assert [outcomes[i].body["counter"] for i in (0, 1, 2, 5, 6)] == [1, 2, 3, 4, 5]
+
+
+# Review of issue 22 (h-review): a stopping owner's answers to requests it took, and batches whose
+# later slice fails after earlier slices were committed.
+
+
+async def _retiring(peer) -> None:  # noqa: ANN001
+    """Until the owner's goodbye has reached this connection."""
+    for _ in range(500):
+        if peer.retiring:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no goodbye")
+
+
+async def test_a_request_in_flight_is_answered_when_a_later_one_is_refused_by_the_stopping_owner(peers_dir):
+    """The owner took the first request and will answer it; the second, sent after its goodbye, is
+    refused ("not delivered"). Forgetting the owner then must not drop the first one's connection:
+    that would turn an answer on its way into OwnerLost (a 503 without a key, for a sealed invoice)."""
+    release, received = asyncio.Event(), asyncio.Event()
+
+    async def slow(kind, payload):  # noqa: ANN001, ANN202
+        received.set()
+        await release.wait()
+        return ("sealed", payload)
+
+    owner = SealRouter(peers_dir, slow, name="owner.sock")
+    sender = SealRouter(peers_dir, None, name="sender.sock")
+    await owner.start()
+    await sender.start()
+    first = asyncio.create_task(sender.call("owner.sock", "seal", 1))
+    await asyncio.wait_for(received.wait(), 5)
+    stopping = asyncio.create_task(owner.close(grace=5))
+    await _retiring(sender.peers["owner.sock"])
+    with pytest.raises(NotDelivered):
+        await sender.call("owner.sock", "seal", 2)  # sealed by the sender itself
+    release.set()
+    assert await asyncio.wait_for(first, 5) == ("sealed", 1)
+    await asyncio.wait_for(stopping, 10)
+    await sender.close()
+
+
+async def test_a_seal_taken_by_a_stopping_owner_is_answered_not_503(client, pair, shop):
+    """The same through two sealers on one database: a seal without a key, taken by its owner just
+    before the owner began to stop, gets its invoice (it is sealed), not 503 seal_owner_lost."""
+    tenant, headers, outlets, principal = shop
+    owner = pair.owner_of(tenant["id"])
+    other = "b" if owner == "a" else "a"
+    owning = pair.sealers[owner].router
+    release, received = asyncio.Event(), asyncio.Event()
+    handle = owning.handler
+
+    async def gated(kind, payload):  # noqa: ANN001, ANN202
+        received.set()
+        await release.wait()
+        return await handle(kind, payload)
+
+    owning.handler = gated
+    first = asyncio.create_task(pair.sealers[other].seal(_request(principal, outlets[0]["id"])))
+    await asyncio.wait_for(received.wait(), 5)
+    stopping = asyncio.create_task(pair.sealers[owner].close())
+    await _retiring(pair.sealers[other].router.peers[f"{owner}.sock"])
+    second = await pair.sealers[other].seal(_request(principal, outlets[0]["id"]))  # sealed by the other
+    release.set()
+    await asyncio.wait_for(stopping, 10)
+    listed = (await client.get("/v1/invoices", headers=headers)).json()["data"]
+    assert len(listed) == 2  # both were sealed, once each
+    result = await asyncio.wait_for(first, 5)  # so the first one's answer is its invoice
+    assert result.status == 201 and {result.body["id"], second.body["id"]} == {i["id"] for i in listed}
+
+
+async def test_a_batch_whose_last_slice_fails_answers_the_slices_already_committed(app, client, shop, monkeypatch):
+    """group_commit_max 2, three items without keys: the first slice (2) is committed, the second (1)
+    meets a database outage. The client must get the two sealed invoices and a 503 for the third, not
+    a 503 for the whole batch (its retry would seal the first two again)."""
+    from stalela.errors import DatabaseUnavailable
+    from stalela.fiscal.invoices import group_commit
+
+    tenant, headers, outlets, _ = shop
+    app.state.sealer.settings = app.state.sealer.settings.model_copy(update={"group_commit_max": 2})
+    real, calls = group_commit.seal_many, []
+
+    async def outage_on_the_second_slice(session, settings, tenant_id, requests):  # noqa: ANN001
+        calls.append(len(requests))
+        if len(calls) == 2:
+            raise DatabaseUnavailable("the database went away", retry_after=1)
+        return await real(session, settings, tenant_id, requests)
+
+    monkeypatch.setattr(group_commit, "seal_many", outage_on_the_second_slice)
+    items = [{"invoice": sample_invoice(outlets[0]["id"], reference=f"R-{i}")} for i in range(3)]
+    r = await client.post("/v1/invoices/batch", json={"items": items}, headers=headers)
+    assert calls == [2, 1]
+    listed = (await client.get("/v1/invoices", headers=headers)).json()["data"]
+    assert len(listed) == 2  # the first slice is committed
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert [d["status"] for d in out["data"]] == [201, 201, 503]
+    assert {d["invoice"]["id"] for d in out["data"][:2]} == {i["id"] for i in listed}
+
+
+async def test_a_batch_whose_later_slice_loses_its_owner_answers_the_slices_already_sealed(app, pair, shop):
+    """Handed over slice by slice: the owner seals the first slice, then is lost while sealing the
+    second. Items without keys: the first slice's outcomes are known and must be answered; only the
+    second slice's are unknown (503 seal_owner_lost each)."""
+    tenant, _, outlets, principal = shop
+    owner = pair.owner_of(tenant["id"])
+    other = "b" if owner == "a" else "a"
+    sender = pair.sealers[other]
+    sender.settings = sender.settings.model_copy(update={"group_commit_max": 2})
+    owning = pair.sealers[owner].router
+    handle, received = owning.handler, asyncio.Event()
+
+    async def lost_on_the_second_slice(kind, payload):  # noqa: ANN001, ANN202
+        if not received.is_set():
+            received.set()
+            return await handle(kind, payload)
+        await _crash(owning)  # the owner dies with the second slice in hand
+        await asyncio.Event().wait()
+
+    owning.handler = lost_on_the_second_slice
+    requests = [_request(principal, outlets[0]["id"], reference=f"R-{i}") for i in range(3)]
+    outcomes = await asyncio.wait_for(sender.seal_batch(tenant["id"], requests), 10)
+    assert [getattr(o, "status", None) for o in outcomes] == [201, 201, 503]
+    assert outcomes[2].code == "seal_owner_lost"
+
+
+async def test_a_stopping_owner_is_not_held_by_the_answer_of_a_cancelled_request(peers_dir):
+    """The sender closes its end once the last answer due is in, even when the request's caller went
+    away (cancelled): the owner then stops at once, not after its whole grace."""
+    release, received = asyncio.Event(), asyncio.Event()
+
+    async def slow(kind, payload):  # noqa: ANN001, ANN202
+        received.set()
+        await release.wait()
+        return payload
+
+    owner = SealRouter(peers_dir, slow, name="owner.sock")
+    sender = SealRouter(peers_dir, None, name="sender.sock")
+    await owner.start()
+    await sender.start()
+    call = asyncio.create_task(sender.call("owner.sock", "seal", 1))
+    await asyncio.wait_for(received.wait(), 5)
+    call.cancel()  # the client went away; the owner still seals and answers
+    stopping = asyncio.create_task(owner.close(grace=10))
+    await _retiring(sender.peers["owner.sock"])
+    release.set()
+    await asyncio.wait_for(stopping, 3)
+    await sender.close()

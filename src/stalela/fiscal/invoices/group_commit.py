@@ -140,27 +140,40 @@ class Sealer:
 
     async def seal_batch(self, tenant_id: str, requests: list[SealRequest], *, local: bool = False) -> list[Outcome]:
         """A client's batch, in order: slices of at most ``group_commit_max``, one transaction each
-        unless something fails; the tenant's other seals may take turns between slices."""
+        unless something fails; the tenant's other seals may take turns between slices. A slice that
+        fails once an earlier one is committed fails its own items only (each gets the error)."""
         limit = self.settings.group_commit_max
         outcomes: list[Outcome] = []
         for start in range(0, len(requests), limit):
             part = requests[start:start + limit]
-            if not local and self.router is not None:
-                # Handed over slice by slice: each frame is (un)pickled in a few ms, never a whole
-                # batch's worth of the owner's event loop at once.
-                traces = [r.trace_context for r in part]
-                for request in part:
-                    request.trace_context = tracing.portable(request.trace_context)
+            try:
+                outcomes.extend(await self._slice(tenant_id, part, local))
+            except Exception as exc:
+                if not outcomes:
+                    raise  # nothing of the batch is sealed: it fails whole, as one transaction would
+                # The slices before are committed: their outcomes must reach the client (a 5xx for the
+                # whole batch would have its retry seal them again); this slice's items fail alone.
+                failed = exc if isinstance(exc, StalelaError) else _unexpected(exc)
+                outcomes.extend([failed] * len(part))
+        return outcomes
+
+    async def _slice(self, tenant_id: str, part: list[SealRequest], local: bool) -> list[Outcome]:
+        if not local and self.router is not None:
+            # Handed over slice by slice: each frame is (un)pickled in a few ms, never a whole
+            # batch's worth of the owner's event loop at once.
+            traces = [r.trace_context for r in part]
+            for request in part:
+                request.trace_context = tracing.portable(request.trace_context)
+            try:
                 answer = await self._routed(tenant_id, "batch", (tenant_id, part),
                                             retry_here=all(r.idempotency_key is not None for r in part))
+            finally:
                 for request, trace in zip(part, traces):
                     request.trace_context = trace
-                if answer is not _HERE:
-                    outcomes.extend(answer)
-                    continue
-            async with self._turn(tenant_id):
-                outcomes.extend(await self._isolated(tenant_id, part))
-        return outcomes
+            if answer is not _HERE:
+                return answer
+        async with self._turn(tenant_id):
+            return await self._isolated(tenant_id, part)
 
     async def _lead(self, tenant_id: str) -> None:
         queue = self._queues[tenant_id]

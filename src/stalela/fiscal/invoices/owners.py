@@ -134,6 +134,12 @@ class _Peer:
             raise value
         return value
 
+    def retire(self) -> None:
+        """Send nothing more on this connection; the requests already sent still get their answers
+        (the owner took them and will answer), then it closes."""
+        self.retiring = True
+        self._close_if_retired()
+
     def _close_if_retired(self) -> None:
         # The owner reads until this end closes: closing once nothing is pending lets it stop at once.
         if self.retiring and not self.pending and self.writer is not None:
@@ -152,6 +158,7 @@ class _Peer:
                 future = self.pending.pop(request_id, None)
                 if future is not None and not future.done():
                     future.set_result((ok, value))
+                self._close_if_retired()  # the last answer due (its caller may have gone: cancelled)
         except (asyncio.IncompleteReadError, OSError, asyncio.CancelledError) as exc:
             lost = OwnerLost(f"the owner process closed the connection ({exc!r})")
             for future in self.pending.values():
@@ -227,7 +234,10 @@ class SealRouter:
         self.owners = {}
         peer = self.peers.pop(member, None)
         if peer is not None:
-            asyncio.ensure_future(peer.close())
+            # Retired, not closed: a refusal ("not delivered") says nothing of the requests the member
+            # took before it, which it answers while it stops; dropping their connection would turn
+            # those answers into OwnerLost (a 503 for an invoice that is sealed).
+            peer.retire()
         if stale:
             try:
                 (self.directory / member).unlink(missing_ok=True)
