@@ -196,6 +196,7 @@ class SealRouter:
 
     async def start(self) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)  # also one an operator named: only the service's user may connect
         if self.handler is None:
             return
         self.path.unlink(missing_ok=True)
