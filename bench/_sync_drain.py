@@ -49,6 +49,7 @@ def tally(records: dict) -> dict:
 def bench_drain(args, tmp: Path, h: ModuleType) -> dict:
     """h: the sync.py module (its process and database helpers)."""
     os.environ["STALELA_INPROCESS_WORKERS"] = "false"  # seal.py's Server passes its environment on: no sync yet
+    os.environ["STALELA_BACKGROUND_WORKERS"] = "0"  # nor a supervised background process (serve starts one by default)
     os.environ["STALELA_WEBHOOKS_ALLOW_PRIVATE"] = "true"  # the simulator listens on plain http on loopback
     out = {"invoices": args.drain_invoices, "devices": TENANTS * OUTLETS, "workers": 2,
            "backoff_cap_s": args.drain_backoff_cap, "runs": []}

@@ -437,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": dt.datetime.now(UTC).isoformat(timespec="seconds")}
     tmp = Path(tempfile.mkdtemp(prefix="stalela-bench-arca-"))
     os.environ["STALELA_INPROCESS_WORKERS"] = "false"  # seal.py's Server passes its environment on
+    os.environ["STALELA_BACKGROUND_WORKERS"] = "0"  # nor a supervised background process (serve starts one by default)
     os.environ["STALELA_WEBHOOKS_ALLOW_PRIVATE"] = "true"  # both simulators listen on plain http on loopback
     try:
         base = {} if args.no_baseline else bench_baseline(args, tmp)

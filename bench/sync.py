@@ -332,6 +332,7 @@ def make_targets(srv, sim_url: str, tenants: int, outlets: int) -> list[tuple[st
 
 def bench_lag(args: argparse.Namespace, tmp: Path) -> dict:
     os.environ["STALELA_INPROCESS_WORKERS"] = "false"  # seal.py's Server passes its environment on
+    os.environ["STALELA_BACKGROUND_WORKERS"] = "0"  # nor a supervised background process (serve starts one by default)
     os.environ["STALELA_WEBHOOKS_ALLOW_PRIVATE"] = "true"  # the simulator listens on loopback
     out: dict = {"tenants": args.tenants, "outlets_per_tenant": args.outlets, "stalela_workers": 2,
                  "worker_batch": args.sync_batch, "steps": []}

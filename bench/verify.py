@@ -548,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     # The server only answers the HTTP cross-check: its in-process workers would otherwise spend CPU
     # delivering the outbox events of the seals this process makes, and skew what is measured here.
     os.environ["STALELA_INPROCESS_WORKERS"] = "false"
+    os.environ["STALELA_BACKGROUND_WORKERS"] = "0"  # nor a supervised background process (serve starts one by default)
     with seal_bench.Server(workers=1, concurrency=1) as srv:  # `stalela serve` has migrated the database
         settings = Settings(database_url=srv.dsn, data_dir=srv.tmp, demo=False)  # the server's key store too
 

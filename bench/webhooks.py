@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seconds = min(args.seconds, args.duration)
         args.invoices = min(args.invoices, int(100 * args.duration))
     # The server takes no part in deliveries (the worker processes do), and may not be rate limited.
-    os.environ.update(STALELA_INPROCESS_WORKERS="false", STALELA_WEBHOOKS_ALLOW_PRIVATE="true",
+    os.environ.update(STALELA_INPROCESS_WORKERS="false", STALELA_BACKGROUND_WORKERS="0", STALELA_WEBHOOKS_ALLOW_PRIVATE="true",
                       STALELA_RATE_LIMIT_PER_SECOND="1000000", STALELA_RATE_LIMIT_BURST="1000000")
     info = {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
             **seal_bench.pg_info(), "git_commit": seal_bench.git_commit(),
