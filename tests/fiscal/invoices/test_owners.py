@@ -184,13 +184,19 @@ async def _crash(router: SealRouter) -> None:
         task.cancel()
 
 
-async def test_an_owner_lost_mid_request_is_a_503_without_a_key(pair, shop, peers_dir):
-    tenant, _, outlets, principal = shop
+async def _owned_by_a_hung_owner(pair, tenant_id: str, peers_dir: Path) -> tuple[SealRouter, asyncio.Event]:  # noqa: ANN001
+    """Process "a" believes the hung owner owns ``tenant_id``."""
     hung, received = await _hung_owner(peers_dir)
     router = pair.sealers["a"].router
     router.listed_at = float("-inf")
-    router.owner(tenant["id"])
-    router.owners[tenant["id"]] = "hung.sock"
+    router.owner(tenant_id)
+    router.owners[tenant_id] = "hung.sock"
+    return hung, received
+
+
+async def test_an_owner_lost_mid_request_is_a_503_without_a_key(pair, shop, peers_dir):
+    tenant, _, outlets, principal = shop
+    hung, received = await _owned_by_a_hung_owner(pair, tenant["id"], peers_dir)
     call = asyncio.create_task(pair.sealers["a"].seal(_request(principal, outlets[0]["id"])))
     await asyncio.wait_for(received.wait(), 5)
     await _crash(hung)
@@ -201,11 +207,7 @@ async def test_an_owner_lost_mid_request_is_a_503_without_a_key(pair, shop, peer
 
 async def test_an_owner_lost_mid_request_is_sealed_here_once_with_a_key(client, pair, shop, peers_dir):
     tenant, headers, outlets, principal = shop
-    hung, received = await _hung_owner(peers_dir)
-    router = pair.sealers["a"].router
-    router.listed_at = float("-inf")
-    router.owner(tenant["id"])
-    router.owners[tenant["id"]] = "hung.sock"
+    hung, received = await _owned_by_a_hung_owner(pair, tenant["id"], peers_dir)
     call = asyncio.create_task(pair.sealers["a"].seal(_request(principal, outlets[0]["id"], key="lost-key")))
     await asyncio.wait_for(received.wait(), 5)
     await _crash(hung)
