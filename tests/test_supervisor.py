@@ -146,8 +146,8 @@ def test_a_child_dies_with_a_killed_master(tmp_path):
 def test_serve_turns_in_process_work_off_in_the_api_processes_only_when_it_supervises(tmp_path):
     settings = Settings(data_dir=tmp_path)
     assert settings.background_workers == 1
-    assert api_worker_env(settings, 2, 1) == {"STALELA_INPROCESS_WORKERS": "false"}
-    assert api_worker_env(settings, 1, 0) == {}  # the old shape: STALELA_INPROCESS_WORKERS decides
+    assert api_worker_env(1) == {"STALELA_INPROCESS_WORKERS": "false"}
+    assert api_worker_env(0) == {}  # the old shape: STALELA_INPROCESS_WORKERS decides
     env = background_env(4242)
     assert env[supervisor.MASTER_PID_ENV] == "4242" and env["PATH"] == os.environ["PATH"]
     assert "STALELA_INPROCESS_WORKERS" not in env or env["STALELA_INPROCESS_WORKERS"] == os.environ.get(

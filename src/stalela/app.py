@@ -1,7 +1,6 @@
 """The FastAPI application factory: mounts every domain's router and the one error handler."""
 from __future__ import annotations
 
-import gc
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -124,14 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await stack.enter_async_context(observability.app_lifespan(app, settings))
                 if settings.inprocess_workers:
                     await stack.enter_async_context(background(app.state.db, settings))
-                # Everything built at start-up (modules, mappers, compiled statements) lives as long as the
-                # process: keep it out of the garbage collector's full passes, whose pauses otherwise show
-                # as the tail of the seal latency.
-                gc.freeze()
-                # A seal allocates thousands of short-lived objects: collecting the young generation every
-                # 700 allocations (the default) spends CPU on objects that die anyway.
-                gc.set_threshold(20_000, 20, 20)
-                gc.enable()  # stalela.asgi turns it off while the modules load
+                observability.settle_heap()  # also turns the collector back on: stalela.asgi stops it to load
                 yield
         finally:
             await app.state.sealer.close()  # peers' requests in flight are answered first

@@ -13,7 +13,6 @@ itself, so a sealer restart costs speed, never a seal.
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 
 from stalela.config import Settings
@@ -21,6 +20,7 @@ from stalela.db.session import Database
 from stalela.fiscal.invoices.group_commit import Sealer
 from stalela.fiscal.signing.registry import backend_for
 from stalela.observability import metrics, tracing
+from stalela.observability.runtime import settle_heap
 from stalela.observability.logging import get_logger
 
 log = get_logger("stalela.sealers")
@@ -39,9 +39,7 @@ async def run_sealer(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await sealer.start()
-    # As in the API processes (app.py): start-up objects out of full collections, fewer young ones.
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
+    settle_heap()
     log.info("sealer_started", socket=str(sealer.router.path) if sealer.router else None)
     try:
         await stop.wait()

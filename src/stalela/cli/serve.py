@@ -19,18 +19,16 @@ from typing import Any
 from stalela.config import Settings, get_settings
 
 
-def api_worker_env(settings: Settings, workers: int, background: int, sealers: int = 0,
-                   peers_dir: str | None = None) -> dict[str, str]:
+def api_worker_env(background: int, sealers: int = 0, routed: bool = False) -> dict[str, str]:
     """The variables the API processes get on top of the master's environment (uvicorn's workers, and
     the master itself when it serves with ``--workers 1``); the background processes do not get them."""
     env: dict[str, str] = {}
     if background >= 1:
         # The supervised processes do the background work: none in the API's event loop.
         env["STALELA_INPROCESS_WORKERS"] = "false"
-    if peers_dir is not None:
-        # Seal routing (fiscal/invoices/owners.py): to the sealer processes, or among the API processes.
-        env["STALELA_SEAL_PEERS_DIR"] = peers_dir
-        env["STALELA_SEAL_OWNER_HERE"] = "false" if sealers >= 1 else "true"
+    if routed and sealers >= 1:
+        # Seal routing (fiscal/invoices/owners.py) to the sealer processes: the API processes own no tenant.
+        env["STALELA_SEAL_OWNER_HERE"] = "false"
     return env
 
 
@@ -78,12 +76,12 @@ def run(host: str | None, port: int | None, workers: int | None, background: int
     peers_dir = seal_peers_dir(settings, workers, sealers)
     made_peers_dir = peers_dir is not None and settings.seal_peers_dir is None  # ours to remove at the end
     if peers_dir is not None:
-        os.environ["STALELA_SEAL_PEERS_DIR"] = peers_dir  # the sealer processes' environment too
+        os.environ["STALELA_SEAL_PEERS_DIR"] = peers_dir  # every process of this serve: API and sealers
     # Worker processes read settings from the environment: make the CLI's choices theirs too, so
     # that e.g. the QR URLs (derived from host and port) name the address actually served.
     os.environ["STALELA_HOST"], os.environ["STALELA_PORT"] = host, str(port)
     children_env = background_env(os.getpid())
-    os.environ.update(api_worker_env(settings, workers, background, sealers, peers_dir))
+    os.environ.update(api_worker_env(background, sealers, routed=peers_dir is not None))
     get_settings.cache_clear()
     settings = get_settings()
     # Migrations are applied (or found at head) once, here in the master, before any worker starts; the

@@ -62,12 +62,6 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], *extra]
             await send(message)
 
-        if not tracing.enabled():  # the span's context manager and attributes cost every request
-            try:
-                await self.app(scope, receive, send_with_id)
-            finally:
-                self._done(scope, method, status, started, tracing.NOOP_SPAN)
-            return
         with tracing.server_span(method, scope["headers"], {
             "http.request.method": method, "url.path": scope["path"], "url.scheme": scope.get("scheme"),
             "stalela.request_id": request_id,

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import gc
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -34,6 +35,16 @@ def secrets_of(settings: Any) -> list[str]:
 def configure_logs(settings: Any) -> None:
     configure_logging(settings.log_level, settings.log_format)
     register_secrets(secrets_of(settings))
+
+
+def settle_heap() -> None:
+    """A sealing process, once started: everything built at start-up (modules, mappers, compiled
+    statements) lives as long as the process, so it is kept out of the garbage collector's full passes,
+    whose pauses otherwise show as the tail of the seal latency; and a seal allocates thousands of
+    short-lived objects, so the young generation is collected every 20,000 allocations, not 700."""
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+    gc.enable()
 
 
 def configure(settings: Any) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Iterator, Mapping
 
 _lock = threading.Lock()
@@ -112,13 +112,21 @@ def span(name: str, *, kind: str = "internal", attributes: Mapping[str, Any] | N
         yield current
 
 
+_NO_SERVER_SPAN = nullcontext(NOOP_SPAN)  # reusable: entering it does nothing
+
+
+def server_span(method: str, headers: list[tuple[bytes, bytes]], attributes: Mapping[str, Any]
+                ) -> AbstractContextManager[Any]:
+    """The span of one HTTP request, continuing the caller's trace when it sent ``traceparent``.
+    With tracing off, a context that does nothing (every request enters it: no generator to run)."""
+    if _tracer is None:
+        return _NO_SERVER_SPAN
+    return _server_span(_tracer, method, headers, attributes)
+
+
 @contextmanager
-def server_span(method: str, headers: list[tuple[bytes, bytes]], attributes: Mapping[str, Any]) -> Iterator[Any]:
-    """The span of one HTTP request, continuing the caller's trace when it sent ``traceparent``."""
-    tracer = _tracer
-    if tracer is None:
-        yield NOOP_SPAN
-        return
+def _server_span(tracer: Any, method: str, headers: list[tuple[bytes, bytes]], attributes: Mapping[str, Any]
+                 ) -> Iterator[Any]:
     from opentelemetry import propagate
 
     carrier = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers

@@ -269,10 +269,9 @@ async def _retiring(peer) -> None:  # noqa: ANN001
     raise AssertionError("no goodbye")
 
 
-async def test_a_request_in_flight_is_answered_when_a_later_one_is_refused_by_the_stopping_owner(peers_dir):
-    """The owner took the first request and will answer it; the second, sent after its goodbye, is
-    refused ("not delivered"). Forgetting the owner then must not drop the first one's connection:
-    that would turn an answer on its way into OwnerLost (a 503 without a key, for a sealed invoice)."""
+async def _slow_owner_and_sender(peers_dir: Path):  # noqa: ANN202
+    """An owner that answers ``("sealed", payload)`` once ``release`` is set (``received``: it took one),
+    and a sender that owns nothing."""
     release, received = asyncio.Event(), asyncio.Event()
 
     async def slow(kind, payload):  # noqa: ANN001, ANN202
@@ -284,6 +283,14 @@ async def test_a_request_in_flight_is_answered_when_a_later_one_is_refused_by_th
     sender = SealRouter(peers_dir, None, name="sender.sock")
     await owner.start()
     await sender.start()
+    return owner, sender, release, received
+
+
+async def test_a_request_in_flight_is_answered_when_a_later_one_is_refused_by_the_stopping_owner(peers_dir):
+    """The owner took the first request and will answer it; the second, sent after its goodbye, is
+    refused ("not delivered"). Forgetting the owner then must not drop the first one's connection:
+    that would turn an answer on its way into OwnerLost (a 503 without a key, for a sealed invoice)."""
+    owner, sender, release, received = await _slow_owner_and_sender(peers_dir)
     first = asyncio.create_task(sender.call("owner.sock", "seal", 1))
     await asyncio.wait_for(received.wait(), 5)
     stopping = asyncio.create_task(owner.close(grace=5))
@@ -383,17 +390,7 @@ async def test_a_batch_whose_later_slice_loses_its_owner_answers_the_slices_alre
 async def test_a_stopping_owner_is_not_held_by_the_answer_of_a_cancelled_request(peers_dir):
     """The sender closes its end once the last answer due is in, even when the request's caller went
     away (cancelled): the owner then stops at once, not after its whole grace."""
-    release, received = asyncio.Event(), asyncio.Event()
-
-    async def slow(kind, payload):  # noqa: ANN001, ANN202
-        received.set()
-        await release.wait()
-        return payload
-
-    owner = SealRouter(peers_dir, slow, name="owner.sock")
-    sender = SealRouter(peers_dir, None, name="sender.sock")
-    await owner.start()
-    await sender.start()
+    owner, sender, release, received = await _slow_owner_and_sender(peers_dir)
     call = asyncio.create_task(sender.call("owner.sock", "seal", 1))
     await asyncio.wait_for(received.wait(), 5)
     call.cancel()  # the client went away; the owner still seals and answers

@@ -83,11 +83,18 @@ class Sealer:
             return await self.seal(payload, local=True)
         return await self.seal_batch(payload[0], requests, local=True)
 
-    async def _routed(self, tenant_id: str, kind: str, payload, retry_here: bool):  # noqa: ANN001, ANN202
-        """The owner's answer, or ``_HERE`` when this process must seal it itself."""
+    async def _routed(self, tenant_id: str, kind: str, requests: list[SealRequest]):  # noqa: ANN202
+        """The owner's answer to ``requests`` (one seal, or a batch's slice), or ``_HERE`` when this
+        process must seal them itself."""
         owner = self.router.owner(tenant_id) if self.router is not None else None
         if owner is None:
             return _HERE
+        traces = [r.trace_context for r in requests]
+        for request in requests:  # W3C headers cross, not this process's context objects
+            request.trace_context = tracing.portable(request.trace_context)
+        payload = requests[0] if kind == "seal" else (tenant_id, requests)
+        # Every item has its Idempotency-Key: one the lost owner committed is answered from it.
+        retry_here = all(r.idempotency_key is not None for r in requests)
         try:
             answer = await self.router.call(owner, kind, payload)
         except NotDelivered:
@@ -95,7 +102,7 @@ class Sealer:
             return _HERE
         except OwnerLost as exc:
             seal_routed("owner_lost")
-            if retry_here:  # every item has its Idempotency-Key: a committed one is answered from it
+            if retry_here:
                 log.warning("seal_owner_lost", tenant_id=tenant_id, kind=kind, retried=True)
                 return _HERE
             log.warning("seal_owner_lost", tenant_id=tenant_id, kind=kind, retried=False)
@@ -105,6 +112,9 @@ class Sealer:
         except StalelaError:
             seal_routed("handed_over")  # sealed or rejected there: the rejection is the answer
             raise
+        finally:
+            for request, trace in zip(requests, traces):
+                request.trace_context = trace
         seal_routed("handed_over")
         return answer
 
@@ -118,14 +128,8 @@ class Sealer:
         """Seal one invoice in its own committed transaction, or in a group's; raises what rejected it.
 
         ``local``: seal in this process even if another owns the tenant (a peer's request)."""
-        if not local and self.router is not None:
-            trace = request.trace_context
-            request.trace_context = tracing.portable(trace)  # W3C headers cross, not context objects
-            answer = await self._routed(request.principal.tenant_id, "seal", request,
-                                        retry_here=request.idempotency_key is not None)
-            request.trace_context = trace
-            if answer is not _HERE:
-                return answer
+        if not local and (answer := await self._routed(request.principal.tenant_id, "seal", [request])) is not _HERE:
+            return answer
         if not self.grouped:  # one request, one transaction: still one at a time per tenant
             async with self._turn(request.principal.tenant_id):
                 [outcome] = await self._transaction(request.principal.tenant_id, [request])
@@ -158,20 +162,10 @@ class Sealer:
         return outcomes
 
     async def _slice(self, tenant_id: str, part: list[SealRequest], local: bool) -> list[Outcome]:
-        if not local and self.router is not None:
-            # Handed over slice by slice: each frame is (un)pickled in a few ms, never a whole
-            # batch's worth of the owner's event loop at once.
-            traces = [r.trace_context for r in part]
-            for request in part:
-                request.trace_context = tracing.portable(request.trace_context)
-            try:
-                answer = await self._routed(tenant_id, "batch", (tenant_id, part),
-                                            retry_here=all(r.idempotency_key is not None for r in part))
-            finally:
-                for request, trace in zip(part, traces):
-                    request.trace_context = trace
-            if answer is not _HERE:
-                return answer
+        # Handed over slice by slice: each frame is (un)pickled in a few ms, never a whole batch's worth
+        # of the owner's event loop at once.
+        if not local and (answer := await self._routed(tenant_id, "batch", part)) is not _HERE:
+            return answer
         async with self._turn(tenant_id):
             return await self._isolated(tenant_id, part)
 
