@@ -5,6 +5,7 @@ The README's configuration table documents each of them; keep the two in step.
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -201,6 +202,26 @@ class Settings(BaseSettings):
     export_sweep_seconds: int = Field(
         300, ge=0, description="How often expired exports' files are deleted; 0 disables the sweep.")
     export_page_size: int = Field(500, ge=1, le=10_000, description="Rows read per query while building an export.")
+
+    # Platform billing (docs/billing.md).
+    usage_resources: str | None = Field(
+        None, description="Extra metered resources besides the built-in six, comma-separated name:kind:scale "
+        "(kind counter or gauge; scale = decimal places a quantity may carry), e.g. gpu_seconds:counter:3.")
+    usage_metering: bool = Field(
+        True, description="Record what Stalela itself sees (sealed invoices, API calls, stored bytes) as usage.")
+    usage_flush_seconds: float = Field(
+        5.0, gt=0, le=3600, description="How often an API process writes the API calls it counted as usage events.")
+    usage_aggregation_seconds: int = Field(
+        300, ge=0, description="How often the worker refreshes the daily usage aggregates; 0 disables the loop.")
+    billing_interval_seconds: int = Field(
+        3600, ge=0, description="How often the worker runs the billing cycle (anomalies, drafts at period end, "
+        "finalisation after the grace period); 0 disables it (`stalela billing close` runs it by hand).")
+    billing_grace_hours: int = Field(
+        72, ge=0, le=24 * 31, description="A monthly bill stays a draft this long after its period ends, then is sealed.")
+    billing_anomaly_threshold: Decimal = Field(
+        Decimal("2.5"), gt=0, le=100, description="z-score above which a day's usage is an anomaly (per-tenant override).")
+    billing_anomaly_method: Literal["zscore", "mad"] = Field(
+        "zscore", description="zscore: mean and standard deviation; mad: median and scaled median absolute deviation.")
 
     @field_validator("storage_url")
     @classmethod
