@@ -96,15 +96,18 @@ async def test_tenant_overrides_win_over_the_settings(app, client, new_tenant, s
     strict, _ = await new_tenant("Strict SARL", "S0000001")
     lenient, _ = await new_tenant("Lenient SARL", "L0000001")
     robust, _ = await new_tenant("Robust SARL", "R0000001")
+    broken, _ = await new_tenant("Broken SARL", "B0000001")
     values = [100] * 30 + [140]  # score 8 with the floor (5)
-    for tenant in (strict, lenient, robust):
+    for tenant in (strict, lenient, robust, broken):
         await write_usage(db, tenant["id"], "api_calls", values)
     await set_overrides(db, strict["id"], "1.5", None)
     await set_overrides(db, lenient["id"], "10", None)
     await set_overrides(db, robust["id"], None, "mad")
+    await set_overrides(db, broken["id"], "1E+99", "iqr")  # malformed rows fall back to the settings
     found = {a["tenant_id"]: a for a in await anomaly_tasks.detect_all(db, settings, DAY)}
     assert found[strict["id"]]["threshold"] == "1.5" and lenient["id"] not in found
     assert found[robust["id"]]["method"] == "mad" and found[robust["id"]]["baseline"] == "100"
+    assert (found[broken["id"]]["threshold"], found[broken["id"]]["method"]) == ("2.5", "zscore")
 
 
 async def test_one_webhook_per_anomaly_even_when_the_event_is_delivered_twice(app, client, new_tenant, settings):

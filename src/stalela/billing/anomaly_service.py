@@ -77,7 +77,8 @@ async def policy(session: AsyncSession, settings: Settings) -> Policy:
             value = Decimal(threshold)
         except InvalidOperation:
             pass  # a malformed override (the rating API validates them) falls back to the default
-    return Policy(value if value.is_finite() and value > 0 else settings.billing_anomaly_threshold,
+    # The settings' bounds (0, 100] hold for an override too: anything else is a malformed row.
+    return Policy(value if value.is_finite() and 0 < value <= 100 else settings.billing_anomaly_threshold,
                   method if method in anomaly.METHODS else settings.billing_anomaly_method)
 
 
