@@ -76,9 +76,9 @@ Quotas = Annotated[dict[RESOURCE, Units], Field(max_length=64)]
 
 
 class PlanCreate(StrictModel):
-    id: str = Field(..., pattern=PLAN_ID, description="A slug: lowercase letters, digits, - and _")
+    id: str = Field(..., max_length=64, pattern=PLAN_ID, description="A slug: lowercase letters, digits, - and _")
     name: str = Field(..., min_length=1, max_length=200)
-    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    currency: str = Field("EUR", max_length=3, pattern=r"^[A-Z]{3}$")
     quotas: Quotas | None = Field(None, description="Caps per calendar month (UTC), by resource")
 
 
@@ -93,7 +93,7 @@ class RateCardCreate(StrictModel):
 
 
 class AccountUpdate(StrictModel):
-    plan_id: str = Field(..., pattern=PLAN_ID)
+    plan_id: str = Field(..., max_length=64, pattern=PLAN_ID)
     anomaly_threshold: Threshold | None = Field(None, description="z-score threshold; null: the platform's")
     anomaly_method: Literal["zscore", "mad"] | None = None
 
