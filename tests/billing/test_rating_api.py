@@ -5,7 +5,7 @@ from datetime import date
 from decimal import Decimal
 
 from stalela.billing import rating, rating_service
-from stalela.tenancy.context import bind_platform, bind_tenant
+from stalela.tenancy.context import bind_tenant
 from tests.billing.support import PRICES, plan_id
 
 OPS = "/v1/ops/billing"

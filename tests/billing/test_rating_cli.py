@@ -42,7 +42,7 @@ def test_plans_rate_cards_and_assignment(run, settings, tmp_path):
     assert card["version"] == 2 and card["prices"]["api_calls"]["unit_price"] == "0.1"
     assert "rate_card_not_after_latest" in run("rate-card", "add", "--plan", pid, "--effective-from", "2026-05-01",
                                                "--prices", str(prices), code=2)
-    assert f"rate card v2 from 2026-06-01" in run("plan", "list")
+    assert "rate card v2 from 2026-06-01" in run("plan", "list")
 
     created = asyncio.run(bootstrap.create_tenant(settings, "CLI Billed SARL", "CB1", "CD"))
     tenant_id = created["tenant"]["id"]
