@@ -35,6 +35,8 @@ from stalela.privacy import erasure_tasks as _erasure_tasks  # noqa: F401
 from stalela.privacy.erasure_service import replay_journal
 from stalela.privacy import offboarding_tasks
 from stalela.privacy import export_tasks as _privacy_export_tasks  # noqa: F401
+# Fiscal admission gates register the same way (fiscal/invoices/admission.py): billing's quotas.
+from stalela.billing import quotas as _billing_quotas  # noqa: F401
 
 log = get_logger("stalela.workers")
 GRACE_SECONDS = 30

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from stalela.cli import audit as audit_cli
+from stalela.cli import billing as billing_cli
 from stalela.cli import reports as reports_cli
 from stalela.cli import privacy as privacy_cli
 from stalela.cli import retention as retention_cli
@@ -40,6 +41,7 @@ app.add_typer(simulate_app, name="simulate")
 app.command("verify")(audit_cli.verify)
 app.command("verify-erasure")(privacy_cli.verify_erasure)
 app.add_typer(privacy_cli.privacy_app, name="privacy")
+app.add_typer(billing_cli.billing_app, name="billing")
 console = Console(stderr=True)
 
 
