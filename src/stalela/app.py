@@ -179,9 +179,12 @@ def extra_routers() -> list:
     from stalela.privacy.retention_endpoints import invoice_router as invoice_deletion_router
     from stalela.privacy.retention_endpoints import router as retention_router
     from stalela.privacy.export_endpoints import router as privacy_exports_router
+    from stalela.billing.bill_endpoints import ops_router as bills_ops_router
+    from stalela.billing.bill_endpoints import router as bills_router
 
     return [invoices_router, ledger_router, proof_router, exports_router, keys_router, verification_router, outbox_router, authority_router,
             arca_router,
             auth_router, audit_router, *reports_routers, webhooks_router, erasure_router, offboarding_router,
             invoice_deletion_router, retention_router, privacy_exports_router,
+            bills_router, bills_ops_router,
             *dashboard_routers]
