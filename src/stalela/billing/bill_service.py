@@ -168,9 +168,8 @@ async def finalize(session: AsyncSession, settings: Settings, tenant_id: str, pe
     if bill.total_cents > 0 or any(line["kind"] == "credit" for line in lines):
         buyer_tenant = await IssuerRepository(session).tenant(tenant_id)
         buyer = {"name": buyer_tenant.name, "tax_id": buyer_tenant.tax_id}
-        issuer = await _issuer(session, tenant_id)
-        await bind_tenant(session, issuer.tenant_id)
         try:
+            issuer = await _issuer(session, tenant_id)
             invoice_id, invoice_total = await _seal(session, settings, issuer, bill, lines, buyer)
         finally:
             await bind_tenant(session, tenant_id)
@@ -191,6 +190,8 @@ async def _issuer(session: AsyncSession, billed_tenant_id: str) -> _Issuer:
         raise Conflict("no billing issuer is configured (stalela billing issuer)", code="billing_issuer_not_found")
     if row.issuer_tenant_id == billed_tenant_id:
         raise Conflict("the issuer does not bill itself", code="billing_issuer_is_billed")
+    # From here on the session is the issuer's (row-level security shows a tenant only its own row).
+    await bind_tenant(session, row.issuer_tenant_id)
     tenant = await IssuerRepository(session).tenant(row.issuer_tenant_id)
     if tenant is None or tenant.status != "active" or tenant.jurisdiction not in bl.PROFILES:
         raise Conflict("the billing issuer is not an active tenant of a supported jurisdiction",
