@@ -55,6 +55,8 @@ STORED = {
     "InvitationCreate.role": "invitations.role",
     "InvitationCreate.outlet_ids[]": "invitations.outlet_ids",
     "EndpointCreate.url": "webhook_endpoints.url",
+    "IssuerIn.tenant_id": "billing_issuer.issuer_tenant_id",
+    "IssuerIn.outlet_id": "billing_issuer.issuer_outlet_id",
     "EndpointCreate.description": "webhook_endpoints.description",
     "EndpointCreate.event_types[]": "webhook_endpoints.event_types",
     "EndpointUpdate.url": "webhook_endpoints.url",
