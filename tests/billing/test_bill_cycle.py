@@ -130,13 +130,20 @@ async def test_late_usage_becomes_an_adjustment_and_a_void_a_credit_note(app, cl
     assert [ln for ln in lines if ln["period_of"] == p1] == []
 
 
+async def _billed(client, new_tenant, operator_headers, rating, name: str, **usage):
+    """An issuer, and a tenant ``name`` (tax id R1234567) with ``usage`` in the period two months ago."""
+    issuer, _, outlet = await make_issuer(client, new_tenant, operator_headers)
+    tenant, _ = await new_tenant(name, "R1234567")
+    p1, _, _ = periods()
+    rating.set(tenant["id"], p1, **usage)
+    return issuer, outlet, tenant, p1
+
+
 async def test_crash_between_seal_and_bill_update_gives_one_invoice(app, client, new_tenant, operator_headers,
                                                                      rating, settings, monkeypatch):
     db = app.state.db
-    issuer, _, _ = await make_issuer(client, new_tenant, operator_headers)
-    tenant, _ = await new_tenant("Crash SARL", "C1234567")
-    p1, _, _ = periods()
-    rating.set(tenant["id"], p1, cpu_seconds=("3600", "7.20"))
+    issuer, _, tenant, p1 = await _billed(client, new_tenant, operator_headers, rating, "Crash SARL",
+                                          cpu_seconds=("3600", "7.20"))
     real_seal = bill_service._seal
 
     async def crash(*args, **kwargs):
@@ -156,10 +163,8 @@ async def test_crash_between_seal_and_bill_update_gives_one_invoice(app, client,
 async def test_a_seal_committed_without_its_bill_is_replayed_not_sealed_twice(app, client, new_tenant,
                                                                                operator_headers, rating, settings):
     db = app.state.db
-    issuer, _, outlet = await make_issuer(client, new_tenant, operator_headers)
-    tenant, _ = await new_tenant("Replay SARL", "R1234567")
-    p1, _, _ = periods()
-    rating.set(tenant["id"], p1, network_bytes=("10", "2.50"))
+    issuer, outlet, tenant, p1 = await _billed(client, new_tenant, operator_headers, rating, "Replay SARL",
+                                               network_bytes=("10", "2.50"))
     draft = (await bill_tasks.close_period(db, settings, p1, tenant_ids=[tenant["id"]],
                                            now=bl.period_end(p1) + timedelta(minutes=1))).bills[tenant["id"]]
     # An earlier run sealed with the bill's Idempotency-Key and died before recording it on the bill.
