@@ -181,10 +181,12 @@ def extra_routers() -> list:
     from stalela.privacy.export_endpoints import router as privacy_exports_router
     from stalela.billing.rating_endpoints import ops_router as billing_ops_router
     from stalela.billing.rating_endpoints import router as billing_quotas_router
+    from stalela.billing.bill_endpoints import ops_router as bills_ops_router
+    from stalela.billing.bill_endpoints import router as bills_router
 
     return [invoices_router, ledger_router, proof_router, exports_router, keys_router, verification_router, outbox_router, authority_router,
             arca_router,
             auth_router, audit_router, *reports_routers, webhooks_router, erasure_router, offboarding_router,
             invoice_deletion_router, retention_router, privacy_exports_router,
-            *dashboard_routers,
-            billing_ops_router, billing_quotas_router]
+            billing_ops_router, billing_quotas_router, bills_router, bills_ops_router,
+            *dashboard_routers]

@@ -61,6 +61,8 @@ STORED = {
     "PlanUpdate.name": "billing_plans.name",
     "AccountUpdate.plan_id": "billing_accounts.plan_id",
     "AccountUpdate.anomaly_method": "billing_accounts.anomaly_method",
+    "IssuerIn.tenant_id": "billing_issuer.issuer_tenant_id",
+    "IssuerIn.outlet_id": "billing_issuer.issuer_outlet_id",
     "EndpointCreate.description": "webhook_endpoints.description",
     "EndpointCreate.event_types[]": "webhook_endpoints.event_types",
     "EndpointUpdate.url": "webhook_endpoints.url",
