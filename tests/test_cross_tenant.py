@@ -66,12 +66,29 @@ async def _victim_anomaly(app, tenant_id: str) -> str:
     return found["id"]
 
 
+async def _victim_bill(app, tenant_id: str) -> str:
+    """A sealed-looking bill of the victim (the cycle needs usage and an issuer; the row is what matters)."""
+    from stalela.billing.bill_models import Bill
+    from stalela.db.base import utcnow
+    from stalela.kit.ids import new_id
+    from stalela.tenancy.context import bind_tenant
+
+    async with app.state.db.transaction() as session:
+        await bind_tenant(session, tenant_id)
+        bill = Bill(tenant_id=tenant_id, id=new_id("bill"), period="2020-01", status="draft", currency="CDF",
+                    total_cents=100, lines="[]", finalize_after=utcnow())
+        session.add(bill)
+    return bill.id
+
+
 async def test_no_route_leaks_another_tenants_objects(app, client, new_tenant):
     victim, victim_headers = await new_tenant("Victim SARL", "V0000001")
     _, attacker_headers = await new_tenant("Attacker SARL", "X0000001")
     ids = await _victim_objects(app, client, victim_headers)
     ids["tenant_id"] = victim["id"]
+    ids["bill_id"] = await _victim_bill(app, victim["id"])
     victim_values = set(ids.values())
+    ids.update(plan_id="default", version="1")  # the operator's billing plans: nobody's to leak
 
     spec = app.openapi()
     checked = 0

@@ -179,6 +179,10 @@ def extra_routers() -> list:
     from stalela.privacy.retention_endpoints import invoice_router as invoice_deletion_router
     from stalela.privacy.retention_endpoints import router as retention_router
     from stalela.privacy.export_endpoints import router as privacy_exports_router
+    from stalela.billing.rating_endpoints import ops_router as billing_ops_router
+    from stalela.billing.rating_endpoints import router as billing_quotas_router
+    from stalela.billing.bill_endpoints import ops_router as bills_ops_router
+    from stalela.billing.bill_endpoints import router as bills_router
     from stalela.billing.anomaly_endpoints import ops_router as ops_anomalies_router
     from stalela.billing.anomaly_endpoints import router as anomalies_router
 
@@ -186,5 +190,6 @@ def extra_routers() -> list:
             arca_router,
             auth_router, audit_router, *reports_routers, webhooks_router, erasure_router, offboarding_router,
             invoice_deletion_router, retention_router, privacy_exports_router,
+            billing_ops_router, billing_quotas_router, bills_router, bills_ops_router,
             *dashboard_routers,
             anomalies_router, ops_anomalies_router]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
+from stalela.billing import quotas as _billing_quotas  # noqa: F401  (its seal admission gate: quotas)
 from stalela.config import Settings
 from stalela.db.session import Database
 from stalela.fiscal.invoices.group_commit import Sealer

@@ -24,6 +24,7 @@ from stalela.observability.runtime import worker_lifespan
 from stalela.outbox.dispatcher import Dispatcher
 from stalela.privacy.retention_tasks import retention_scheduler
 from stalela.privacy.export_tasks import export_sweeper
+from stalela.billing.cycle import billing_cycle
 
 # The composition root of the outbox's consumers: importing a domain's tasks module registers its
 # handlers (outbox/registry.py). A domain that consumes events adds its line here; the app factory
@@ -35,6 +36,8 @@ from stalela.privacy import erasure_tasks as _erasure_tasks  # noqa: F401
 from stalela.privacy.erasure_service import replay_journal
 from stalela.privacy import offboarding_tasks
 from stalela.privacy import export_tasks as _privacy_export_tasks  # noqa: F401
+# Fiscal admission gates register the same way (fiscal/invoices/admission.py): billing's quotas.
+from stalela.billing import quotas as _billing_quotas  # noqa: F401
 
 log = get_logger("stalela.workers")
 GRACE_SECONDS = 30
@@ -56,6 +59,8 @@ async def background(db: Database, settings: Settings, *, concurrency: int | Non
         tasks.append(asyncio.create_task(retention_scheduler(db, settings), name="retention"))
     if settings.export_sweep_seconds:
         tasks.append(asyncio.create_task(export_sweeper(db, settings), name="privacy-exports"))
+    if settings.billing_interval_seconds:
+        tasks.append(asyncio.create_task(billing_cycle(db, settings), name="billing"))
     try:
         yield dispatcher
     finally:

@@ -55,6 +55,14 @@ STORED = {
     "InvitationCreate.role": "invitations.role",
     "InvitationCreate.outlet_ids[]": "invitations.outlet_ids",
     "EndpointCreate.url": "webhook_endpoints.url",
+    "PlanCreate.id": "billing_plans.id",
+    "PlanCreate.name": "billing_plans.name",
+    "PlanCreate.currency": "billing_plans.currency",
+    "PlanUpdate.name": "billing_plans.name",
+    "AccountUpdate.plan_id": "billing_accounts.plan_id",
+    "AccountUpdate.anomaly_method": "billing_accounts.anomaly_method",
+    "IssuerIn.tenant_id": "billing_issuer.issuer_tenant_id",
+    "IssuerIn.outlet_id": "billing_issuer.issuer_outlet_id",
     "EndpointCreate.description": "webhook_endpoints.description",
     "EndpointCreate.event_types[]": "webhook_endpoints.event_types",
     "EndpointUpdate.url": "webhook_endpoints.url",
@@ -95,6 +103,8 @@ NOT_STORED = {
     "ExportRequest.from": "a date", "ExportRequest.to": "a date", "ZClose.business_day": "a date",
     "RecoverRequest.since": "a date-time", "RecoverRequest.until": "a date-time",
     "HoldScopeIn.from": "a date", "HoldScopeIn.to": "a date",
+    "RateCardCreate.effective_from": "a date",
+    "AccountUpdate.anomaly_threshold": "a decimal of at most 3 + 1 + 4 characters, stored normalised (String(16))",
     **{f"PrivacySubject.{f}": "stored encrypted (bytes), until the export is built" for f in ("email", "tax_id", "reference")},
 }
 

@@ -34,7 +34,7 @@ class Bill(TenantOwned, Base):
     tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     period: Mapped[str] = mapped_column(String(7))
-    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft | sealed
+    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft | sealed | empty (nothing to bill)
     currency: Mapped[str] = mapped_column(String(3))
     total_cents: Mapped[int] = mapped_column(BigInteger, default=0)  # before the issuer's taxes
     lines: Mapped[str] = mapped_column(Text)  # canonical JSON: the rated lines (bill_service.Line)

@@ -10,9 +10,11 @@ import typer
 from rich.console import Console
 
 from stalela.cli import audit as audit_cli
+from stalela.cli import billing as billing_cli
 from stalela.cli import reports as reports_cli
 from stalela.cli import privacy as privacy_cli
 from stalela.cli import retention as retention_cli
+from stalela.cli import billing_cycle as billing_cycle_cli
 from stalela.config import get_settings
 
 app = typer.Typer(help="Stalela fiscal cloud", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -40,6 +42,8 @@ app.add_typer(simulate_app, name="simulate")
 app.command("verify")(audit_cli.verify)
 app.command("verify-erasure")(privacy_cli.verify_erasure)
 app.add_typer(privacy_cli.privacy_app, name="privacy")
+app.add_typer(billing_cli.billing_app, name="billing")
+billing_cycle_cli.register(billing_cli.billing_app)
 console = Console(stderr=True)
 
 

@@ -35,6 +35,7 @@ from stalela.fiscal.core import invoice as core
 from stalela.fiscal.core.reports import local_date
 from stalela.fiscal.core.rules import Jurisdiction
 from stalela.fiscal.core.seal import build_seal, canonical_bytes
+from stalela.fiscal.invoices import admission
 from stalela.fiscal.invoices.models import IdempotencyRecord, Series
 from stalela.fiscal.invoices.repository import (
     IdempotencyRepository,
@@ -179,6 +180,7 @@ class _Group:
     events: list[dict] = field(default_factory=list)
     idempotency: list[dict] = field(default_factory=list)
     vault: BuyerVault | None = None
+    gates: list[admission.Gate] = field(default_factory=list)  # quotas and the like (admission.py)
 
 
 async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
@@ -201,6 +203,7 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
             {(r.body.outlet_id, r.body.reference) for r in requests if r.body.reference is not None}),
     )
     group.vault = BuyerVault(session, settings, tenant_id)
+    group.gates = await admission.open_gates(session, settings, tenant_id)
     await group.vault.prefetch([r.body.buyer.model_dump() for r in requests if r.body.buyer is not None])
     tenant = await TenantRepository(session).get(tenant_id)
     jurisdiction = get_jurisdiction(tenant.jurisdiction)
@@ -236,10 +239,15 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
                         else jurisdiction.compute(to_draft(request.body, jurisdiction, tenant.vat_condition),
                                                   original))  # FiscalRuleViolation
             jurisdiction.check_issue_date(computed, local_date(utcnow(), group.outlets[request.body.outlet_id].timezone))
-            # Last: a refusal here (subject_erased) must come after every rule, like any rejection.
-            request.buyer = await group.vault.seal(
-                buyer_json(computed, request.body),
-                new_subject=bool(request.body.buyer and request.body.buyer.new_subject))
+            admission.admit(group.gates, request)  # a quota: after every rule, before any buyer is written
+            try:
+                # Last: a refusal here (subject_erased) must come after every rule, like any rejection.
+                request.buyer = await group.vault.seal(
+                    buyer_json(computed, request.body),
+                    new_subject=bool(request.body.buyer and request.body.buyer.new_subject))
+            except StalelaError:
+                admission.release(group.gates, request)
+                raise
         except StalelaError as exc:
             outcomes.append(exc)
             continue

@@ -4,6 +4,8 @@ Revision ID: 0021
 Revises: 0020
 Create Date: 2026-12-06
 """
+from datetime import date, datetime, timezone
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -14,6 +16,23 @@ revision = "0021"
 down_revision = "0020"
 branch_labels = None
 depends_on = None
+
+# The built-in plan every tenant without a billing account is on, and its first prices (EUR; each
+# resource's price is for ``per`` units after ``free`` units a month; docs/billing.md lists them):
+# API calls 0.10 per 1,000 after 100,000; sealed invoices graduated 0.02 / 0.01 / 0.005 after 100
+# (tiers end at 1,000 and 10,000 a month); storage 0.0008 per GB-day after 30 GB-days (1 GB for a
+# month); network 0.05 per GB after 10 GB; CPU 0.04 per CPU-hour; memory 0.005 per GB-hour.
+# Frozen here as data (not built with the application's code, which may change after this revision).
+DEFAULT_PRICES = (
+    '{"api_calls":{"free":"100000","per":"1000","unit_price":"0.1"},'
+    '"cpu_seconds":{"free":"0","per":"3600","unit_price":"0.04"},'
+    '"invoices_sealed":{"free":"100","per":"1","tiers":[{"unit_price":"0.02","up_to":"1000"},'
+    '{"unit_price":"0.01","up_to":"10000"},{"unit_price":"0.005","up_to":null}]},'
+    '"memory_byte_seconds":{"free":"0","per":"3600000000000","unit_price":"0.005"},'
+    '"network_bytes":{"free":"10000000000","per":"1000000000","unit_price":"0.05"},'
+    '"storage_bytes":{"free":"30000000000","per":"1000000000","unit_price":"0.0008"}}'
+)
+SEEDED_AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def upgrade() -> None:
@@ -53,8 +72,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_billing_accounts")),
     )
     rls.grant("billing_plans", "SELECT, INSERT, UPDATE")
-    rls.grant("billing_rate_cards", "SELECT, INSERT, UPDATE")
+    # DELETE: the latest version may be withdrawn while no bill used it (billing/rating_service.py).
+    rls.grant("billing_rate_cards", "SELECT, INSERT, UPDATE, DELETE")
     rls.protect("billing_accounts")
+    plans = sa.table("billing_plans", sa.column("id", sa.String), sa.column("name", sa.String),
+                     sa.column("currency", sa.String), sa.column("quotas", sa.Text),
+                     sa.column("created_at", UTCDateTime()), sa.column("updated_at", UTCDateTime()))
+    cards = sa.table("billing_rate_cards", sa.column("plan_id", sa.String), sa.column("version", sa.Integer),
+                     sa.column("effective_from", sa.Date), sa.column("prices", sa.Text),
+                     sa.column("created_at", UTCDateTime()), sa.column("used_at", UTCDateTime()))
+    op.bulk_insert(plans, [{"id": "default", "name": "Default", "currency": "EUR", "quotas": None,
+                            "created_at": SEEDED_AT, "updated_at": SEEDED_AT}])
+    op.bulk_insert(cards, [{"plan_id": "default", "version": 1, "effective_from": date(2026, 1, 1),
+                            "prices": DEFAULT_PRICES, "created_at": SEEDED_AT, "used_at": None}])
 
 
 def downgrade() -> None:

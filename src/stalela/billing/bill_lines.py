@@ -1,0 +1,187 @@
+"""The arithmetic of a bill, pure (no I/O): periods, the bill's lines, what earlier bills already billed
+for a period, and the fiscal invoice (and credit notes) a bill is sealed as.
+
+A bill's ``lines`` column holds a list of dicts, each with ``kind``:
+
+- ``usage``: the period's own rated usage of one resource (``period_of`` = the bill's period);
+- ``adjustment``: late usage of an earlier, already closed period (``period_of`` = that period):
+  its current rated amount minus what the closed bills already billed for it;
+- ``credit``: the opposite, usage voided after its period was sealed; not part of the bill's total,
+  it becomes a credit note against the earlier bill's sealed invoice when this bill is finalised.
+
+Amounts are decimal strings with 2 places, each line rounded once by the rating (``rating.cost_line``);
+the bill's total is the sum of its usage and adjustment lines.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from stalela.errors import ValidationFailed
+from stalela.kit.money import decimal_str, money_str
+
+PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+CENTS = Decimal(100)
+ZERO = Decimal("0.00")
+# Events older than 35 days are refused (usage), so late usage can only belong to the previous one or
+# two periods of the one being billed.
+LOOKBACK_PERIODS = 2
+DESCRIPTION_MAX = 200  # the DRC's line description limit
+
+
+@dataclass(frozen=True)
+class Rated:
+    """One resource's rated usage over a period: what ``_rated_lines`` hands the bill."""
+
+    resource: str
+    quantity: Decimal
+    amount: Decimal  # rounded once, 2 places
+    currency: str
+    plan_id: str
+    version: int
+    event_count: int = 0
+    events_sha256: str = ""
+    days: list[dict[str, Any]] = field(default_factory=list)  # {day, quantity, event_count, events_digest}
+
+
+def check_period(period: str) -> str:
+    if not isinstance(period, str) or not re.match(PERIOD_PATTERN, period):
+        raise ValidationFailed("a period is a calendar month YYYY-MM", code="period_invalid", field="period")
+    return period
+
+
+def period_bounds(period: str) -> tuple[date, date]:
+    """(first day, first day of the next period): UTC calendar months."""
+    year, month = int(period[:4]), int(period[5:])
+    return date(year, month, 1), (date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1))
+
+
+def period_end(period: str) -> datetime:
+    return datetime.combine(period_bounds(period)[1], datetime.min.time(), tzinfo=timezone.utc)
+
+
+def period_of(moment: datetime) -> str:
+    return f"{moment.year:04d}-{moment.month:02d}"
+
+
+def previous_period(period: str, back: int = 1) -> str:
+    index = int(period[:4]) * 12 + int(period[5:]) - 1 - back
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def cents(amount: Decimal | str) -> int:
+    return int(Decimal(amount) * CENTS)
+
+
+def usage_line(kind: str, period: str, r: Rated, amount: Decimal, billed_before: Decimal | None = None
+               ) -> dict[str, Any]:
+    line = {"kind": kind, "resource": r.resource, "period_of": period, "quantity": decimal_str(r.quantity),
+            "amount": money_str(amount), "plan_id": r.plan_id, "rate_card_version": r.version,
+            "event_count": r.event_count, "events_sha256": r.events_sha256,
+            "days": [{**d, "day": str(d["day"]), "quantity": decimal_str(Decimal(d["quantity"]))} for d in r.days]}
+    if billed_before is not None:
+        line["billed_before"] = money_str(billed_before)
+    return line
+
+
+def billed_for(closed_lines: list[dict[str, Any]], period: str) -> dict[str, Decimal]:
+    """What the closed bills' lines billed, net of credits, for each resource of ``period``."""
+    billed: dict[str, Decimal] = {}
+    for line in closed_lines:
+        if line["period_of"] != period:
+            continue
+        amount = Decimal(line["amount"])
+        sign = -1 if line["kind"] == "credit" else 1
+        billed[line["resource"]] = billed.get(line["resource"], ZERO) + sign * amount
+    return billed
+
+
+def differences(period: str, current: list[Rated], billed: dict[str, Decimal]) -> list[dict[str, Any]]:
+    """Adjustment lines (billed too little) and credit lines (billed too much) of an earlier period."""
+    out: list[dict[str, Any]] = []
+    rated = {r.resource: r for r in current}
+    for resource in sorted(set(rated) | set(billed)):
+        now = rated[resource].amount if resource in rated else ZERO
+        diff = now - billed.get(resource, ZERO)
+        if diff > 0:
+            out.append(usage_line("adjustment", period, rated[resource], diff, billed.get(resource, ZERO)))
+        elif diff < 0:
+            r = rated.get(resource)
+            out.append({"kind": "credit", "resource": resource, "period_of": period, "amount": money_str(-diff),
+                        "plan_id": r.plan_id if r else None, "rate_card_version": r.version if r else None,
+                        "invoice_id": None})
+    return out
+
+
+def billed_total(lines: list[dict[str, Any]]) -> int:
+    """The bill's total in cents: its usage and adjustment lines (credits are documents of their own)."""
+    return sum(cents(line["amount"]) for line in lines if line["kind"] != "credit")
+
+
+def rate_cards(lines: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return sorted({(line["plan_id"], line["rate_card_version"]) for line in lines
+                   if line.get("plan_id") is not None and line.get("rate_card_version") is not None})
+
+
+# --- the fiscal invoice ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a jurisdiction's issuer invoices a platform service (docs/billing.md)."""
+
+    invoice_type: str
+    credit_type: str
+    credit_nature: str
+    line: dict[str, str]  # the tax fields of every line
+    buyer_type: str
+
+
+# DRC: a service (SER) taxed at the normal VAT rate, group B (16 %, fiscal/jurisdictions/drc.py); the
+# buyer is the billed tenant, a legal person (PM: name and tax id). Credit notes are FA, nature COR.
+PROFILES: dict[str, Profile] = {
+    "CD": Profile("FV", "FA", "COR", {"item_type": "SER", "tax_group": "B"}, "PM"),
+}
+
+
+def describe(line: dict[str, Any]) -> str:
+    what = "adjustment " if line["kind"] == "adjustment" else ""
+    card = f"{line['plan_id']} v{line['rate_card_version']}" if line.get("plan_id") else "-"
+    text = f"{what}{line['resource']} {line['period_of']}: {line.get('quantity', '')} (rate card {card})"
+    return text[:DESCRIPTION_MAX]
+
+
+def invoice_body(profile: Profile, outlet_id: str, currency: str, buyer: dict[str, str], reference: str,
+                 lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sealing request of a bill: one line per billed line with an amount, quantity 1 and the rated
+    amount as unit price, so that each invoice line's total is exactly the rated amount (before tax)."""
+    return {
+        "outlet_id": outlet_id, "type": profile.invoice_type, "price_mode": "ht", "currency": currency,
+        "reference": reference, "buyer": {"type": profile.buyer_type, **buyer},
+        "lines": [{"description": describe(line), "code": line["resource"][:64], **profile.line,
+                   "quantity": "1", "unit_price": line["amount"]}
+                  for line in lines if line["kind"] != "credit" and Decimal(line["amount"]) > 0],
+    }
+
+
+def credit_body(profile: Profile, outlet_id: str, currency: str, buyer: dict[str, str], original: str,
+                line: dict[str, Any]) -> dict[str, Any]:
+    text = f"credit {line['resource']} {line['period_of']}: voided after sealing"
+    return {
+        "outlet_id": outlet_id, "type": profile.credit_type, "nature": profile.credit_nature, "original": original,
+        "price_mode": "ht", "currency": currency, "buyer": {"type": profile.buyer_type, **buyer},
+        "lines": [{"description": text[:DESCRIPTION_MAX], "code": line["resource"][:64], **profile.line,
+                   "quantity": "1", "unit_price": line["amount"]}],
+    }
+
+
+def bill_key(tenant_id: str, period: str) -> str:
+    """The Idempotency-Key of a bill's seal: a re-run after a crash replays into the same invoice."""
+    return f"billing:{tenant_id}:{period}"
+
+
+def credit_key(tenant_id: str, period: str, line: dict[str, Any]) -> str:
+    return f"billing-credit:{tenant_id}:{period}:{line['period_of']}:{line['resource']}"

@@ -1,0 +1,95 @@
+"""All SQL of the monthly bills and of the platform's billing issuer."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from stalela.billing.bill_models import Bill, BillingIssuer
+from stalela.db.repository import Repository
+from stalela.fiscal.invoices.models import Invoice
+from stalela.tenancy.models import Outlet, Tenant
+
+ISSUER_ROW = 1
+
+
+class BillRepository(Repository[Bill]):
+    model = Bill
+
+    async def insert_draft(self, values: dict[str, Any]) -> None:
+        """Insert the (tenant, period) draft unless it exists: the unique index decides, so two runs (or a
+        crashed run and its re-run) leave exactly one bill."""
+        insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
+        await self.session.execute(insert(Bill).values(**values)
+                                   .on_conflict_do_nothing(index_elements=["tenant_id", "period"]))
+
+    async def of_period(self, period: str, *, lock: bool = False) -> Bill | None:
+        stmt = select(Bill).where(Bill.period == period)
+        if lock:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def closed_since(self, period: str) -> list[Bill]:
+        """The tenant's closed bills (sealed or empty) from ``period`` on: what already billed for it."""
+        stmt = select(Bill).where(Bill.period >= period, Bill.status != "draft").order_by(Bill.period)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def page_of_tenant(self, limit: int, starting_after: str | None) -> tuple[list[Bill], bool]:
+        return await self.page(None, limit=limit, starting_after=starting_after)
+
+    # --- platform-bound reads (the cycle, the operator) --------------------------------------------
+
+    async def billed_tenants(self, issuer_tenant_id: str | None) -> list[str]:
+        """Every active tenant but the issuer, in id order (the order the cycle visits them)."""
+        stmt = select(Tenant.id).where(Tenant.status == "active").order_by(Tenant.id)
+        if issuer_tenant_id is not None:
+            stmt = stmt.where(Tenant.id != issuer_tenant_id)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def drafts_due(self, now: datetime) -> list[tuple[str, str]]:
+        stmt = (select(Bill.tenant_id, Bill.period).where(Bill.status == "draft", Bill.finalize_after <= now)
+                .order_by(Bill.period, Bill.tenant_id))
+        return [(t, p) for t, p in await self.session.execute(stmt)]
+
+    async def drafts_open(self) -> list[tuple[str, str]]:
+        stmt = select(Bill.tenant_id, Bill.period).where(Bill.status == "draft").order_by(Bill.period, Bill.tenant_id)
+        return [(t, p) for t, p in await self.session.execute(stmt)]
+
+    async def of_all_tenants(self, period: str) -> list[tuple[Bill, str]]:
+        stmt = (select(Bill, Tenant.name).join(Tenant, Tenant.id == Bill.tenant_id)
+                .where(Bill.period == period).order_by(Bill.total_cents.desc(), Bill.tenant_id))
+        return [(bill, name) for bill, name in await self.session.execute(stmt)]
+
+
+class IssuerRepository:
+    """The one ``billing_issuer`` row (a platform table: any binding reads it)."""
+
+    def __init__(self, session) -> None:  # noqa: ANN001
+        self.session = session
+
+    async def get(self) -> BillingIssuer | None:
+        return await self.session.get(BillingIssuer, ISSUER_ROW)
+
+    async def put(self, tenant_id: str, outlet_id: str, now: datetime) -> BillingIssuer:
+        row = await self.get()
+        if row is None:
+            row = BillingIssuer(id=ISSUER_ROW, issuer_tenant_id=tenant_id, issuer_outlet_id=outlet_id, updated_at=now)
+            self.session.add(row)
+        else:
+            row.issuer_tenant_id, row.issuer_outlet_id, row.updated_at = tenant_id, outlet_id, now
+        await self.session.flush()
+        return row
+
+    async def tenant(self, tenant_id: str) -> Tenant | None:
+        return await self.session.get(Tenant, tenant_id)
+
+    async def outlet(self, tenant_id: str, outlet_id: str) -> Outlet | None:
+        stmt = select(Outlet).where(Outlet.tenant_id == tenant_id, Outlet.id == outlet_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def invoice(self, tenant_id: str, invoice_id: str) -> Invoice | None:
+        stmt = select(Invoice).where(Invoice.tenant_id == tenant_id, Invoice.id == invoice_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()

@@ -1,0 +1,344 @@
+"""Monthly bills: the issuer, drafts, finalisation into a sealed fiscal invoice, and their reads.
+
+Use cases take the session (bound by the caller: to the billed tenant unless said otherwise) and flush,
+never commit. ``bill_tasks`` owns the transactions of the cycle (one per billed tenant).
+
+The seal happens in the billed tenant's bill transaction: the bill row is locked first (billed
+tenant's binding), then the session is re-bound to the issuer and ``seal_many`` takes the issuer's
+Merkle log lock and series lock (the order of ``fiscal/invoices/sealing.py``), then re-bound to the
+billed tenant to record the invoice on the bill. Every finalisation takes its bill row before the
+issuer's log, and nothing that holds an issuer's log lock ever waits for a bill row, so there is no
+lock cycle; and the bill and its invoice commit together, so a crash leaves both or neither. The
+seal still carries an Idempotency-Key derived from (billed tenant, period): a seal that was
+committed without its bill (an older run, a hand-made seal) is replayed, never sealed twice.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stalela.auth.principal import Principal
+from stalela.billing import bill_lines as bl
+from stalela.billing.bill_models import Bill
+from stalela.billing.bill_repository import BillRepository, IssuerRepository
+from stalela.config import Settings
+from stalela.db.base import utcnow
+from stalela.errors import Conflict, NotFound, StalelaError, ValidationFailed
+from stalela.fiscal.invoices import service as invoices
+from stalela.fiscal.invoices.schemas import InvoiceCreate
+from stalela.fiscal.jurisdictions import get_jurisdiction
+from stalela.kit.ids import new_id
+from stalela.kit.money import money_str
+from stalela.tenancy.context import bind_platform, bind_tenant, current_tenant
+
+
+class BillingUnavailable(Conflict):
+    code = "billing_unavailable"
+
+
+# --- usage and rating (the other billing slices) ---------------------------------------------------
+
+
+async def _rated_lines(session: AsyncSession, tenant_id: str, period: str) -> list[bl.Rated]:
+    """The tenant's usage of ``period`` rated with the card in force on the period's first day (a new card
+    applies from the next whole period). Completed when ``usage_service.period_usage`` and
+    ``rating_service.card_for`` / ``rating.cost_line`` are merged: for each resource of
+    ``period_usage(session, tenant_id, start, end)``, ``cost_line(card_for(session, tenant_id, start),
+    resource, usage.quantity)``, carrying the usage's event count, SHA-256 and days."""
+    raise BillingUnavailable("usage and rating are not installed in this build", code="billing_unavailable")
+
+
+async def _mark_used(session: AsyncSession, plan_id: str, version: int) -> None:
+    """``rating_service.mark_used``: a rate card a sealed bill used becomes immutable."""
+
+
+# --- the issuer ------------------------------------------------------------------------------------
+
+
+async def get_issuer(session: AsyncSession) -> dict[str, Any]:
+    row = await IssuerRepository(session).get()
+    if row is None:
+        raise NotFound("no billing issuer is configured (stalela billing issuer)", code="billing_issuer_not_found")
+    return {"tenant_id": row.issuer_tenant_id, "outlet_id": row.issuer_outlet_id, "updated_at": row.updated_at}
+
+
+async def set_issuer(session: AsyncSession, tenant_id: str, outlet_id: str) -> dict[str, Any]:
+    """Platform-bound session. The issuer must be an active tenant with an active outlet, in a
+    jurisdiction whose platform invoice we know how to write (bill_lines.PROFILES)."""
+    repo = IssuerRepository(session)
+    tenant = await repo.tenant(tenant_id)
+    if tenant is None:
+        raise ValidationFailed("no such tenant", code="tenant_not_found", field="tenant_id")
+    if tenant.status != "active":
+        raise Conflict("the issuer must be an active tenant", code="tenant_not_active", field="tenant_id")
+    if tenant.jurisdiction not in bl.PROFILES:
+        raise ValidationFailed(f"bills cannot be issued from jurisdiction {tenant.jurisdiction} yet",
+                               code="billing_issuer_jurisdiction_unsupported", field="tenant_id")
+    outlet = await repo.outlet(tenant_id, outlet_id)
+    if outlet is None:
+        raise ValidationFailed("no such outlet of this tenant", code="outlet_not_found", field="outlet_id")
+    if outlet.status != "active":
+        raise Conflict("the outlet is not active", code="outlet_inactive", field="outlet_id")
+    await repo.put(tenant_id, outlet_id, utcnow())
+    return await get_issuer(session)
+
+
+# --- drafts ----------------------------------------------------------------------------------------
+
+
+async def draft(session: AsyncSession, settings: Settings, tenant_id: str, period: str,
+                now: datetime | None = None) -> Bill:
+    """The tenant's bill of a period that has ended: created once (the unique index decides), then
+    refreshed while it is a draft. A closed bill is returned as it is."""
+    now = now or utcnow()
+    if bl.period_end(period) > now:
+        raise Conflict(f"period {period} has not ended", code="billing_period_open", field="period")
+    repo = BillRepository(session)
+    await repo.insert_draft(dict(
+        tenant_id=tenant_id, id=new_id("bill"), period=period, status="draft", currency="", total_cents=0,
+        lines="[]", finalize_after=bl.period_end(period) + timedelta(hours=settings.billing_grace_hours),
+        created_at=now, updated_at=now))
+    bill = await repo.of_period(period, lock=True)
+    if bill.status == "draft":
+        await _refresh(session, bill, now)
+    return bill
+
+
+async def _refresh(session: AsyncSession, bill: Bill, now: datetime) -> None:
+    lines, currency = await _lines(session, bill.tenant_id, bill.period)
+    bill.lines = json.dumps(lines, sort_keys=True)
+    bill.total_cents = bl.billed_total(lines)
+    bill.currency = currency or bill.currency or ""
+    bill.updated_at = now
+    await session.flush()
+
+
+async def _lines(session: AsyncSession, tenant_id: str, period: str) -> tuple[list[dict[str, Any]], str | None]:
+    """The period's usage lines, then adjustments and credits of the closed periods before it."""
+    rated = await _rated_lines(session, tenant_id, period)
+    lines = [bl.usage_line("usage", period, r, r.amount) for r in sorted(rated, key=lambda r: r.resource)]
+    currency = rated[0].currency if rated else None
+    repo = BillRepository(session)
+    oldest = bl.previous_period(period, bl.LOOKBACK_PERIODS)
+    closed = [b for b in await repo.closed_since(oldest) if b.period < period]
+    closed_lines = [line for b in closed for line in json.loads(b.lines)]
+    for back in range(bl.LOOKBACK_PERIODS, 0, -1):
+        earlier = bl.previous_period(period, back)
+        if not any(b.period == earlier for b in closed):
+            continue  # never billed (the tenant is new) or still a draft: nothing to adjust yet
+        current = await _rated_lines(session, tenant_id, earlier)
+        currency = currency or (current[0].currency if current else None)
+        lines += bl.differences(earlier, current, bl.billed_for(closed_lines, earlier))
+    return lines, currency
+
+
+# --- finalisation ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Issuer:
+    tenant_id: str
+    outlet_id: str
+    jurisdiction: str
+    profile: bl.Profile
+
+
+def system_principal(issuer: _Issuer) -> Principal:
+    """Who seals the platform's bills: the issuer tenant itself, every scope, no outlet restriction."""
+    return Principal(kind="api_key", tenant_id=issuer.tenant_id, api_key_id="billing", tenant_status="active",
+                     jurisdiction=issuer.jurisdiction)
+
+
+async def finalize(session: AsyncSession, settings: Settings, tenant_id: str, period: str, *,
+                   now: datetime | None = None, force: bool = False) -> Bill:
+    """Seal the tenant's draft of ``period`` once its grace has passed (``force``: now). A bill with
+    nothing to bill becomes ``empty`` without an invoice (its credits, if any, are still sealed). A
+    closed bill is returned unchanged."""
+    now = now or utcnow()
+    bill = await draft(session, settings, tenant_id, period, now)
+    if bill.status != "draft" or (bill.finalize_after > now and not force):
+        return bill
+    lines = json.loads(bill.lines)
+    invoice_id = invoice_total = issuer = None
+    if bill.total_cents > 0 or any(line["kind"] == "credit" for line in lines):
+        buyer_tenant = await IssuerRepository(session).tenant(tenant_id)
+        buyer = {"name": buyer_tenant.name, "tax_id": buyer_tenant.tax_id}
+        try:
+            issuer = await _issuer(session, tenant_id)
+            invoice_id, invoice_total = await _seal(session, settings, issuer, bill, lines, buyer)
+        finally:
+            await bind_tenant(session, tenant_id)
+    bill.lines = json.dumps(lines, sort_keys=True)
+    bill.status = "sealed" if invoice_id else "empty"
+    bill.issuer_tenant_id = issuer.tenant_id if issuer else None
+    bill.invoice_id, bill.invoice_total_cents = invoice_id, invoice_total
+    bill.sealed_at = bill.updated_at = now
+    await session.flush()
+    for plan_id, version in bl.rate_cards(lines):
+        await _mark_used(session, plan_id, version)
+    return bill
+
+
+async def _issuer(session: AsyncSession, billed_tenant_id: str) -> _Issuer:
+    row = await IssuerRepository(session).get()
+    if row is None:
+        raise Conflict("no billing issuer is configured (stalela billing issuer)", code="billing_issuer_not_found")
+    if row.issuer_tenant_id == billed_tenant_id:
+        raise Conflict("the issuer does not bill itself", code="billing_issuer_is_billed")
+    # From here on the session is the issuer's (row-level security shows a tenant only its own row).
+    await bind_tenant(session, row.issuer_tenant_id)
+    tenant = await IssuerRepository(session).tenant(row.issuer_tenant_id)
+    if tenant is None or tenant.status != "active" or tenant.jurisdiction not in bl.PROFILES:
+        raise Conflict("the billing issuer is not an active tenant of a supported jurisdiction",
+                       code="billing_issuer_unusable")
+    return _Issuer(row.issuer_tenant_id, row.issuer_outlet_id, tenant.jurisdiction, bl.PROFILES[tenant.jurisdiction])
+
+
+async def _seal(session: AsyncSession, settings: Settings, issuer: _Issuer, bill: Bill,
+                lines: list[dict[str, Any]], buyer: dict[str, str]) -> tuple[str | None, int | None]:
+    """On the issuer's binding: the credit notes, then the bill's invoice, in one group. Fills each
+    credit line's ``invoice_id``; returns the bill's (invoice id, total with taxes), or Nones."""
+    requests: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
+    repo = IssuerRepository(session)
+    for line in lines:
+        if line["kind"] != "credit" or line.get("invoice_id"):
+            continue
+        original = await _credited_invoice(session, bill.tenant_id, line)
+        found = await repo.invoice(issuer.tenant_id, original) if original else None
+        if found is None:
+            raise Conflict(f"no sealed bill to credit for {line['resource']} {line['period_of']}",
+                           code="billing_credit_without_original")
+        line["original_invoice_id"], line["original"] = found.id, found.fiscal_number
+        body = bl.credit_body(issuer.profile, found.outlet_id, bill.currency, buyer, found.fiscal_number, line)
+        requests.append((bl.credit_key(bill.tenant_id, bill.period, line), body, line))
+    if bill.total_cents > 0:
+        _check_currency(issuer, bill.currency)
+        body = bl.invoice_body(issuer.profile, issuer.outlet_id, bill.currency, buyer, bill.id, lines)
+        requests.append((bl.bill_key(bill.tenant_id, bill.period), body, None))
+    if not requests:
+        return None, None
+    principal = system_principal(issuer)
+    outcomes = await invoices.seal_many(session, settings, issuer.tenant_id, [
+        invoices.SealRequest(principal, InvoiceCreate.model_validate(body), key) for key, body, _ in requests])
+    sealed: tuple[str | None, int | None] = (None, None)
+    for (_, _, credit), outcome in zip(requests, outcomes):
+        if isinstance(outcome, StalelaError):
+            raise outcome
+        if credit is not None:
+            credit["invoice_id"] = outcome.body["id"]
+        else:
+            sealed = (outcome.body["id"], bl.cents(outcome.body["totals"]["total"]))
+    return sealed
+
+
+def _check_currency(issuer: _Issuer, currency: str) -> None:
+    accepted = get_jurisdiction(issuer.jurisdiction).currency
+    if currency != accepted:
+        raise Conflict(f"the issuer's jurisdiction invoices in {accepted}, this bill is in {currency}: price the "
+                       f"plan in {accepted} (docs/billing.md)", code="billing_currency_unsupported")
+
+
+async def _credited_invoice(session: AsyncSession, tenant_id: str, credit: dict[str, Any]) -> str | None:
+    """The latest closed bill's invoice that billed this (resource, period): what a credit note cites.
+    Read on the billed tenant's binding, then the caller's binding (the issuer's) is restored."""
+    issuer = current_tenant(session)
+    await bind_tenant(session, tenant_id)
+    try:
+        for bill in reversed(await BillRepository(session).closed_since(credit["period_of"])):
+            if bill.invoice_id and any(line["kind"] != "credit" and line["resource"] == credit["resource"]
+                                       and line["period_of"] == credit["period_of"] and Decimal(line["amount"]) > 0
+                                       for line in json.loads(bill.lines)):
+                return bill.invoice_id
+        return None
+    finally:
+        await bind_tenant(session, issuer)
+
+
+# --- reads -----------------------------------------------------------------------------------------
+
+
+def summary(bill: Bill) -> dict[str, Any]:
+    return {"id": bill.id, "period": bill.period, "status": bill.status, "total": money_str(bill.total_cents / bl.CENTS),
+            "currency": bill.currency, "invoice_id": bill.invoice_id}
+
+
+def detail(bill: Bill) -> dict[str, Any]:
+    lines = json.loads(bill.lines)
+    return {
+        **summary(bill),
+        "finalize_after": bill.finalize_after, "sealed_at": bill.sealed_at, "created_at": bill.created_at,
+        "invoice_total": money_str(bill.invoice_total_cents / bl.CENTS) if bill.invoice_total_cents is not None
+        else None,
+        "lines": [{k: v for k, v in line.items() if k not in ("days", "events_sha256", "event_count")}
+                  for line in lines if line["kind"] != "credit"],
+        "credit_notes": [{k: line.get(k) for k in ("resource", "period_of", "amount", "invoice_id", "original")}
+                         for line in lines if line["kind"] == "credit"],
+    }
+
+
+async def list_bills(session: AsyncSession, *, limit: int, starting_after: str | None
+                     ) -> tuple[list[dict[str, Any]], bool]:
+    rows, more = await BillRepository(session).page_of_tenant(limit, starting_after)
+    return [summary(b) for b in rows], more
+
+
+async def get_bill(session: AsyncSession, bill_id: str) -> Bill:
+    bill = await BillRepository(session).get(bill_id)
+    if bill is None:
+        raise NotFound("no such bill", code="bill_not_found")
+    return bill
+
+
+async def bill_with_invoice(session: AsyncSession, settings: Settings, bill_id: str) -> dict[str, Any]:
+    """The bill and, once sealed, its invoice with ``seal``. The invoice is the issuer's: read on the
+    platform binding, by the (issuer, id) the caller's own bill names, so nothing else is reachable."""
+    bill = await get_bill(session, bill_id)
+    out = detail(bill)
+    out["invoice"] = None
+    if bill.invoice_id:
+        await bind_platform(session)
+        found = await IssuerRepository(session).invoice(bill.issuer_tenant_id, bill.invoice_id)
+        if found is not None:
+            [out["invoice"]] = await invoices.render_many(session, settings, [found])
+    return out
+
+
+async def bill_pdf(session: AsyncSession, settings: Settings, bill_id: str) -> tuple[str, bytes]:
+    bill = await get_bill(session, bill_id)
+    if not bill.invoice_id:
+        raise NotFound("this bill has no sealed invoice yet", code="bill_not_sealed")
+    await bind_platform(session)
+    issuer = Principal(kind="api_key", tenant_id=bill.issuer_tenant_id, api_key_id="billing")
+    return await invoices.invoice_pdf(session, settings, issuer, bill.invoice_id)
+
+
+def bill_usage(bill: Bill) -> dict[str, Any]:
+    """Per line, what a tenant needs to recompute it from its own event export (docs/billing.md)."""
+    return {"id": bill.id, "period": bill.period, "currency": bill.currency, "data": [
+        {k: line.get(k) for k in ("kind", "resource", "period_of", "quantity", "amount", "plan_id",
+                                  "rate_card_version", "event_count", "events_sha256", "days")}
+        for line in json.loads(bill.lines) if line["kind"] != "credit"]}
+
+
+async def estimate(session: AsyncSession, now: datetime | None = None) -> dict[str, Any]:
+    """The current period so far, rated as a bill would be (no adjustments: they are decided at its end)."""
+    period = bl.period_of(now or utcnow())
+    rated = await _rated_lines(session, current_tenant(session), period)
+    lines = [bl.usage_line("usage", period, r, r.amount) for r in rated]
+    return {"period": period, "currency": rated[0].currency if rated else None,
+            "total": money_str(bl.billed_total(lines) / bl.CENTS),
+            "lines": [{k: line[k] for k in ("resource", "quantity", "amount", "plan_id", "rate_card_version")}
+                      for line in lines]}
+
+
+async def revenue(session: AsyncSession, period: str) -> list[dict[str, Any]]:
+    """Platform-bound: every tenant's bill of ``period``, largest first (the operator console)."""
+    return [{"tenant_id": bill.tenant_id, "tenant_name": name, **summary(bill),
+             "invoice_total": money_str(bill.invoice_total_cents / bl.CENTS)
+             if bill.invoice_total_cents is not None else None}
+            for bill, name in await BillRepository(session).of_all_tenants(bl.check_period(period))]

@@ -1,0 +1,110 @@
+"""Quotas: a plan may cap a resource per calendar month (UTC). Over the cap the API answers 429
+``quota_exceeded`` with the resource, the cap and the period's end (``reset_at``, and ``Retry-After``).
+
+``invoices_sealed`` is enforced where seals are numbered, through the fiscal admission gate registered
+below: the count is exact (the tenant's documents of the period, read under the tenant's log lock,
+plus those admitted earlier in the same group), and a refused seal consumes no number. Importing this
+module registers the gate; the composition roots (``workers.py``, ``sealers.py``) import it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stalela.billing import quota_cache, rating
+from stalela.billing.rating_repository import invoices_issued, metered_units
+from stalela.billing.rating_service import account, known_resources
+from stalela.config import Settings
+from stalela.db.base import utcnow
+from stalela.errors import TooManyRequests
+from stalela.fiscal.invoices import admission
+from stalela.kit.clock import rfc3339
+
+INVOICES = "invoices_sealed"
+
+
+def period_of(now: datetime) -> tuple[datetime, datetime]:
+    """The calendar month (UTC) holding ``now``: [first instant, first instant of the next)."""
+    now = now.astimezone(timezone.utc)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+class QuotaExceeded(TooManyRequests):
+    code = "quota_exceeded"
+    title = "Quota exceeded"
+
+    def __init__(self, resource: str, cap: Decimal, now: datetime) -> None:
+        _, reset = period_of(now)
+        super().__init__(
+            f"the plan allows {rating.decimal_text(cap)} {resource} per month; the quota resets at {rfc3339(reset)}",
+            field=resource, extra={"resource": resource, "cap": rating.decimal_text(cap), "reset_at": rfc3339(reset)},
+            headers={"Retry-After": str(max(1, int((reset - now).total_seconds() + 0.999)))})
+
+
+@dataclass
+class _InvoiceGate:
+    tenant_id: str
+    cap: Decimal
+    used: int
+    now: datetime
+
+    def admit(self, request: Any) -> None:
+        if self.used + 1 > self.cap:
+            raise QuotaExceeded(INVOICES, self.cap, self.now)
+        self.used += 1
+
+    def release(self, request: Any) -> None:
+        self.used -= 1
+
+
+@admission.register
+async def invoice_gate(session: AsyncSession, settings: Settings, tenant_id: str) -> _InvoiceGate | None:
+    cap = (await quota_cache.caps(session, tenant_id)).get(INVOICES)
+    if cap is None:
+        return None
+    now = utcnow()
+    start, end = period_of(now)
+    return _InvoiceGate(tenant_id, cap, await invoices_issued(session, tenant_id, start, end), now)
+
+
+async def used(session: AsyncSession, settings: Settings, tenant_id: str, resource: str, start: datetime,
+               end: datetime) -> Decimal:
+    """What the tenant used of ``resource`` in [start, end): its sealed documents for ``invoices_sealed``
+    (exact, what the gate counts), else its usage events net of voids."""
+    if resource == INVOICES:
+        return Decimal(await invoices_issued(session, tenant_id, start, end))
+    scale = known_resources(settings).get(resource, 0)
+    return Decimal(await metered_units(session, tenant_id, resource, start, end)).scaleb(-scale)
+
+
+async def check_usage(session: AsyncSession, settings: Settings, tenant_id: str, resource: str,
+                      quantity: Decimal) -> None:
+    """For usage events recorded through the API: raises ``QuotaExceeded`` when ``quantity`` more of a
+    capped resource would pass the cap. Read without a lock, so concurrent events may overshoot a little:
+    exact enforcement is for ``invoices_sealed``, at seal time."""
+    cap = (await quota_cache.caps(session, tenant_id)).get(resource)
+    if cap is None:
+        return
+    now = utcnow()
+    start, end = period_of(now)
+    if await used(session, settings, tenant_id, resource, start, end) + quantity > cap:
+        raise QuotaExceeded(resource, cap, now)
+
+
+async def report(session: AsyncSession, settings: Settings, tenant_id: str) -> dict[str, Any]:
+    """``GET /v1/billing/quotas``: each cap of the tenant's plan against this month's use."""
+    now = utcnow()
+    start, end = period_of(now)
+    caps = (await account(session, tenant_id)).quotas  # fresh, not the sealing path's cached caps
+    data = []
+    for resource, cap in sorted(caps.items()):
+        spent = await used(session, settings, tenant_id, resource, start, end)
+        data.append({"resource": resource, "cap": rating.decimal_text(cap), "used": rating.decimal_text(spent),
+                     "remaining": rating.decimal_text(max(cap - spent, Decimal(0)))})
+    return {"period": start.strftime("%Y-%m"), "reset_at": rfc3339(end), "data": data}

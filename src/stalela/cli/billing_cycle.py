@@ -1,0 +1,99 @@
+"""``stalela billing issuer`` and ``stalela billing close``: the monthly bills by hand (docs/billing.md)."""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from stalela.config import Settings, get_settings
+from stalela.errors import StalelaError
+
+console = Console(soft_wrap=True)
+
+
+def register(billing_app: typer.Typer) -> None:
+    """Add these commands to the ``stalela billing`` sub-app."""
+    billing_app.command("issuer")(issuer)
+    billing_app.command("close")(close)
+
+
+def _fail(error: StalelaError) -> None:
+    Console(stderr=True).print(f"[red]error[/red] {error.code}: {error.detail}", highlight=False)
+    raise typer.Exit(2)
+
+
+async def _issuer(settings: Settings, tenant: str | None, outlet: str | None) -> dict[str, Any]:
+    from stalela.billing import bill_service
+    from stalela.db.session import Database
+    from stalela.tenancy.context import bind_platform
+
+    db = Database.from_settings(settings)
+    try:
+        async with db.transaction() as session:
+            await bind_platform(session)
+            if tenant is None:
+                return await bill_service.get_issuer(session)
+            return await bill_service.set_issuer(session, tenant, outlet)
+    finally:
+        await db.dispose()
+
+
+def issuer(
+    tenant: Optional[str] = typer.Option(None, "--tenant", help="The platform's issuing tenant"),
+    outlet: Optional[str] = typer.Option(None, "--outlet", help="Its outlet that numbers the bills"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Set (or, without options, show) the tenant and outlet that seal the platform's bills."""
+    if (tenant is None) != (outlet is None):
+        console.print("[red]error[/red] give both --tenant and --outlet", highlight=False)
+        raise typer.Exit(2)
+    try:
+        row = asyncio.run(_issuer(get_settings(), tenant, outlet))
+    except StalelaError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(row, default=str, indent=2))
+    else:
+        console.print(f"billing issuer: tenant {row['tenant_id']}, outlet {row['outlet_id']}", highlight=False)
+
+
+async def _close(settings: Settings, period: str, finalize_now: bool, tenants: list[str] | None):  # noqa: ANN202
+    from stalela.billing import bill_tasks
+    from stalela.db.session import Database
+
+    db = Database.from_settings(settings)
+    try:
+        return await bill_tasks.close_period(db, settings, period, finalize_now=finalize_now, tenant_ids=tenants)
+    finally:
+        await db.dispose()
+
+
+def close(
+    period: str = typer.Option(..., "--period", help="YYYY-MM: a UTC calendar month that has ended"),
+    finalize_now: bool = typer.Option(False, "--finalize-now", help="Seal the drafts now, without the grace period"),
+    tenant: Optional[list[str]] = typer.Option(None, "--tenant", help="Only this tenant (repeatable)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Draft every tenant's bill of the period (or refresh it) and seal those past their grace. Idempotent."""
+    from stalela.observability.runtime import configure_logs
+
+    settings = get_settings()
+    configure_logs(settings)
+    try:
+        report = asyncio.run(_close(settings, period, finalize_now, tenant or None))
+    except StalelaError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps({"period": report.period, "bills": report.bills, "failed": report.failed}, indent=2))
+    else:
+        for tenant_id, bill in report.bills.items():
+            console.print(f"{tenant_id}  {bill['period']}  {bill['status']:6}  {bill['total']:>12} "
+                          f"{bill['currency']:3}  {bill['invoice_id'] or '-'}", highlight=False)
+        for tenant_id, error in report.failed.items():
+            console.print(f"{tenant_id}  FAILED {error}", highlight=False)
+        console.print(f"{len(report.bills)} bill(s), {len(report.failed)} failed", highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
