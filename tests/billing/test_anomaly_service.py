@@ -29,7 +29,7 @@ async def test_a_spike_is_stored_once_with_one_event_and_one_count(db, settings)
     [found] = await anomaly_tasks.detect_all(db, settings, DAY, tenant_id=tenant)
     assert (found["resource"], found["day"], found["status"], found["method"]) == ("api_calls", DAY, "open", "zscore")
     assert found["observed"] == "1000" and Decimal(found["score"]) > Decimal("2.5") and found["threshold"] == "2.5"
-    assert abs(Decimal(found["baseline"]) - 100) < 1 and found["impact_eur"] == "0.00"  # no price adapter
+    assert abs(Decimal(found["baseline"]) - 100) < 1 and found["impact_eur"] == "0.00"  # inside the allowance
     for _ in range(3):  # the job re-runs: nothing more
         assert await anomaly_tasks.detect_all(db, settings, DAY, tenant_id=tenant) == []
     anomalies, events = await stored(db, tenant)
@@ -88,7 +88,18 @@ async def test_the_price_gives_the_impact(db, settings):
         return quantity * Decimal("0.001234")  # per call: rounded once, after the difference
 
     [found] = await anomaly_tasks.detect_all(db, settings, DAY, tenant_id=tenant, price=price)
-    assert found["impact_eur"] == "1.23"  # (1100 − 100) × 0.001234 = 1.234
+    assert found["impact_eur"] == "1.23"  # (2900 + 1100 − (2900 + 100)) × 0.001234 = 1.234
+
+
+async def test_the_impact_is_priced_in_the_period_at_the_tenants_rate_card(db, settings):
+    # The default plan: API calls 0.10 per 1,000 after 100,000 a month.
+    within, beyond = new_tenant_id(), new_tenant_id()
+    await write_usage(db, within, "api_calls", [1_000] * 35 + [20_000])  # November so far: 29,000
+    await write_usage(db, beyond, "api_calls", [5_000] * 35 + [50_000])  # November so far: 145,000
+    [inside] = await anomaly_tasks.detect_all(db, settings, DAY, tenant_id=within)
+    [past] = await anomaly_tasks.detect_all(db, settings, DAY, tenant_id=beyond)
+    assert inside["impact_eur"] == "0.00"  # the spike stays inside the monthly allowance
+    assert past["impact_eur"] == "4.50"  # 45,000 calls over the baseline × 0.10 / 1,000
 
 
 async def test_tenant_overrides_win_over_the_settings(app, client, new_tenant, settings):

@@ -49,6 +49,12 @@ class AnomalyRepository(Repository[UsageAnomaly]):
                 .group_by(UsageDaily.resource))
         return {resource: first for resource, first in (await self.session.execute(stmt)).all()}
 
+    async def used_between(self, resource: str, first: date, before: date) -> int:
+        """The resource's usage (minor units) over [first, before): the period so far, for the impact."""
+        stmt = select(func.coalesce(func.sum(UsageDaily.quantity_units), 0)).where(
+            UsageDaily.resource == resource, UsageDaily.day >= first, UsageDaily.day < before)
+        return int((await self.session.execute(stmt)).scalar_one())
+
     async def tenants_used_on(self, day: date) -> list[str]:
         """Platform-bound: the tenants with some usage on ``day`` (only they can have a rise that day)."""
         stmt = (select(UsageDaily.tenant_id).where(UsageDaily.day == day, UsageDaily.quantity_units != 0)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.audit.service import record
 from stalela.auth.principal import Principal
-from stalela.billing import anomaly
+from stalela.billing import anomaly, rating, rating_service
 from stalela.billing.anomaly_models import UsageAnomaly
 from stalela.billing.anomaly_repository import AnomalyRepository
 from stalela.config import Settings
@@ -56,10 +56,16 @@ def resource_scale(settings: Settings, resource: str) -> int:
     return scales.get(resource, 0)
 
 
-async def unpriced(session: AsyncSession, tenant_id: str, day: date, resource: str,
-                   quantity: Decimal) -> Decimal | None:
-    """The pricing adapter until rating is wired: no price known, so no impact (0.00)."""
-    return None
+async def rating_price(session: AsyncSession, tenant_id: str, day: date, resource: str,
+                       quantity: Decimal) -> Decimal | None:
+    """The exact cost of ``quantity`` units in a period at the tenant's rate card in force on ``day``
+    (allowance and tiers included); None without a card in force or a price for the resource."""
+    try:
+        card = await rating_service.card_for(session, tenant_id, day)
+    except Conflict:  # rate_card_not_in_force: nothing prices that day
+        return None
+    entry = card.prices.get(resource)
+    return None if entry is None else rating.cost(entry, quantity)
 
 
 @dataclass(frozen=True)
@@ -83,17 +89,23 @@ async def policy(session: AsyncSession, settings: Settings) -> Policy:
 
 
 async def impact(session: AsyncSession, tenant_id: str, verdict: anomaly.Verdict, resource: str,
-                 price: Price) -> Decimal:
-    """What the excess costs: price(observed) − price(baseline) that day, rounded once to 2 decimals."""
-    observed = await price(session, tenant_id, verdict.day, resource, verdict.observed)
-    baseline = await price(session, tenant_id, verdict.day, resource, max(verdict.baseline, Decimal(0)))
+                 unit: Decimal, price: Price) -> Decimal:
+    """What the excess adds to the period's bill: the period's cost with the day as observed minus its
+    cost had the day been at the baseline, the rest of the period so far being equal; rounded once.
+
+    Priced in the period, not as a lone day: allowances and tiers are per period, so a spike inside
+    the monthly allowance costs nothing and one past it costs the marginal price."""
+    first = verdict.day.replace(day=1)
+    so_far = Decimal(await AnomalyRepository(session).used_between(resource, first, verdict.day)) / unit
+    observed = await price(session, tenant_id, verdict.day, resource, so_far + verdict.observed)
+    baseline = await price(session, tenant_id, verdict.day, resource, so_far + max(verdict.baseline, Decimal(0)))
     if observed is None or baseline is None:
         return Decimal("0.00")
     return Decimal(money_str(observed - baseline))
 
 
 async def detect(session: AsyncSession, settings: Settings, tenant_id: str, day: date,
-                 price: Price = unpriced) -> list[dict[str, Any]]:
+                 price: Price = rating_price) -> list[dict[str, Any]]:
     """Detect the bound tenant's anomalies of ``day``; returns those stored by this call (rendered)."""
     repo = AnomalyRepository(session)
     rules = await policy(session, settings)
@@ -113,7 +125,7 @@ async def detect(session: AsyncSession, settings: Settings, tenant_id: str, day:
             "observed": decimal_str(verdict.observed), "baseline": decimal_str(verdict.baseline),
             "spread": decimal_str(verdict.spread), "score": decimal_str(verdict.score), "method": verdict.method,
             "threshold": decimal_str(verdict.threshold),
-            "impact_eur": money_str(await impact(session, tenant_id, verdict, resource, price)),
+            "impact_eur": money_str(await impact(session, tenant_id, verdict, resource, unit, price)),
             "status": "open", "status_by": None, "status_at": None, "created_at": now,
         })
     created = set(await repo.insert_new(rows))

@@ -21,7 +21,7 @@ async def tenants_to_check(db: Database, day: date) -> list[str]:
 
 
 async def detect_tenant(db: Database, settings: Settings, tenant_id: str, day: date,
-                        price: service.Price = service.unpriced) -> list[dict[str, Any]]:
+                        price: service.Price = service.rating_price) -> list[dict[str, Any]]:
     """One tenant's detection in its own transaction: the anomalies stored now (none on a re-run)."""
     async with db.transaction() as session:
         await bind_tenant(session, tenant_id)
@@ -29,7 +29,7 @@ async def detect_tenant(db: Database, settings: Settings, tenant_id: str, day: d
 
 
 async def detect_all(db: Database, settings: Settings, day: date, *, tenant_id: str | None = None,
-                     price: service.Price = service.unpriced) -> list[dict[str, Any]]:
+                     price: service.Price = service.rating_price) -> list[dict[str, Any]]:
     """Detect ``day``'s anomalies for every tenant with usage that day (or only ``tenant_id``), each
     tenant in its own transaction; returns the anomalies stored by this run. Idempotent: run it again,
     or concurrently, and nothing more is stored, sent or counted. One tenant's failure is logged and
