@@ -8,6 +8,8 @@ import re
 
 import pytest
 
+from stalela.billing import anomaly_tasks
+from tests.billing.anomaly_support import DAY, spike_series, write_usage
 from tests.support.invoices import sample_invoice
 
 
@@ -36,7 +38,7 @@ BODIES = {
 }
 
 
-async def _victim_objects(client, headers) -> dict[str, str]:
+async def _victim_objects(app, client, headers) -> dict[str, str]:
     """Create one of everything for the victim tenant; returns sample ids by path-parameter name."""
     outlet = (await client.post("/v1/outlets", json={"code": "V1", "name": "Victim"}, headers=headers)).json()
     key = (await client.post("/v1/api-keys", json={"name": "victim"}, headers=headers)).json()
@@ -51,9 +53,17 @@ async def _victim_objects(client, headers) -> dict[str, str]:
                                  headers=headers)).json()
     hold = (await client.post("/v1/privacy/retention/holds", json={"reason": "victim's audit"}, headers=headers)).json()
     privacy_export = (await client.post("/v1/privacy/exports", json={"scope": "tenant"}, headers=headers)).json()
-    return {"request_id": erasure["id"], "outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"],
+    anomaly_id = await _victim_anomaly(app, outlet["tenant_id"])
+    return {"anomaly_id": anomaly_id, "request_id": erasure["id"], "outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"],
             "export_id": export["id"], "user_id": user["id"], "z_report_id": z_report["id"], "endpoint_id": hook["id"],
             "msg_id": hook_msg["id"], "hold_id": hold["id"], "privacy_export_id": privacy_export["id"]}
+
+
+async def _victim_anomaly(app, tenant_id: str) -> str:
+    """An anomaly stored through the detection service (no route creates one)."""
+    await write_usage(app.state.db, tenant_id, "api_calls", spike_series())
+    [found] = await anomaly_tasks.detect_all(app.state.db, app.state.settings, DAY, tenant_id=tenant_id)
+    return found["id"]
 
 
 async def _victim_bill(app, tenant_id: str) -> str:
@@ -74,7 +84,7 @@ async def _victim_bill(app, tenant_id: str) -> str:
 async def test_no_route_leaks_another_tenants_objects(app, client, new_tenant):
     victim, victim_headers = await new_tenant("Victim SARL", "V0000001")
     _, attacker_headers = await new_tenant("Attacker SARL", "X0000001")
-    ids = await _victim_objects(client, victim_headers)
+    ids = await _victim_objects(app, client, victim_headers)
     ids["tenant_id"] = victim["id"]
     ids["bill_id"] = await _victim_bill(app, victim["id"])
     victim_values = set(ids.values())
@@ -111,8 +121,9 @@ async def test_no_route_leaks_another_tenants_objects(app, client, new_tenant):
         assert r.status_code != 422 or r.json().get("code") != "validation_failed", (method, path, r.text)
 
 
-async def test_victim_objects_still_reachable_by_owner(client, new_tenant):
+async def test_victim_objects_still_reachable_by_owner(app, client, new_tenant):
     _, headers = await new_tenant()
-    ids = await _victim_objects(client, headers)
+    ids = await _victim_objects(app, client, headers)
     assert (await client.get(f"/v1/outlets/{ids['outlet_id']}", headers=headers)).status_code == 200
     assert json.loads((await client.get(f"/v1/api-keys/{ids['key_id']}", headers=headers)).text)["id"] == ids["key_id"]
+    assert (await client.get(f"/v1/billing/anomalies/{ids['anomaly_id']}", headers=headers)).status_code == 200

@@ -183,10 +183,13 @@ def extra_routers() -> list:
     from stalela.billing.rating_endpoints import router as billing_quotas_router
     from stalela.billing.bill_endpoints import ops_router as bills_ops_router
     from stalela.billing.bill_endpoints import router as bills_router
+    from stalela.billing.anomaly_endpoints import ops_router as ops_anomalies_router
+    from stalela.billing.anomaly_endpoints import router as anomalies_router
 
     return [invoices_router, ledger_router, proof_router, exports_router, keys_router, verification_router, outbox_router, authority_router,
             arca_router,
             auth_router, audit_router, *reports_routers, webhooks_router, erasure_router, offboarding_router,
             invoice_deletion_router, retention_router, privacy_exports_router,
             billing_ops_router, billing_quotas_router, bills_router, bills_ops_router,
-            *dashboard_routers]
+            *dashboard_routers,
+            anomalies_router, ops_anomalies_router]

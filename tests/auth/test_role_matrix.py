@@ -88,6 +88,10 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("GET", "/v1/privacy/exports/{privacy_export_id}"): Perm.ADMIN,
     ("DELETE", "/v1/privacy/exports/{privacy_export_id}"): Perm.ADMIN,
     ("GET", "/v1/billing/quotas"): Perm.INVOICES_READ,
+    ("GET", "/v1/billing/anomalies"): Perm.REPORTS_READ,
+    ("GET", "/v1/billing/anomalies/{anomaly_id}"): Perm.REPORTS_READ,
+    ("POST", "/v1/billing/anomalies/{anomaly_id}/acknowledge"): Perm.REPORTS_WRITE,
+    ("POST", "/v1/billing/anomalies/{anomaly_id}/dismiss"): Perm.REPORTS_WRITE,
 }
 PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/verify/z/{z_report_id}", "/v1/keys/{key_id}",
           "/.well-known/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/jwks.json",

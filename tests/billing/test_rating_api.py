@@ -147,7 +147,10 @@ async def test_ops_api_wants_the_operator(client, new_tenant, app):
              ("POST", f"{OPS}/plans/default/rate-cards", {"effective_from": "2030-01-01", "prices": PRICES}),
              ("GET", f"{OPS}/plans/default/rate-cards", None), ("GET", f"{OPS}/plans/default/rate-cards/1", None),
              ("DELETE", f"{OPS}/plans/default/rate-cards/1", None),
-             ("PUT", f"{OPS}/tenants/{tenant['id']}", {"plan_id": "default"}), ("GET", f"{OPS}/tenants/{tenant['id']}", None)]
+             ("PUT", f"{OPS}/tenants/{tenant['id']}", {"plan_id": "default"}), ("GET", f"{OPS}/tenants/{tenant['id']}", None),
+             # the other billing slices' operator routes (bills, anomalies)
+             ("GET", f"{OPS}/issuer", None), ("PUT", f"{OPS}/issuer", {}), ("GET", f"{OPS}/revenue", None),
+             ("GET", f"{OPS}/anomalies", None)]
     routes = [(m, p) for p, ms in app.openapi()["paths"].items() if p.startswith(OPS) for m in ms]
     assert len(routes) == len(calls)  # every operator route is walked
     for method, url, body in calls:

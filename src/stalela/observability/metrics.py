@@ -91,7 +91,8 @@ PRIVACY_REQUESTS = Counter(
 TENANT_RESOURCE_USAGE = Gauge(
     "tenant_resource_usage", "Resource use of a tenant in the current billing period.", ["tenant_id", "resource"],
     multiprocess_mode="mostrecent")
-COST_ANOMALIES = Counter("cost_anomalies", "Cost anomalies detected by billing.")
+COST_ANOMALIES = Counter("cost_anomalies", "Cost anomalies detected by billing, counted once per stored anomaly.",
+                         ["tenant_id", "resource"])
 
 PRIVACY_RETENTION_PURGED = Counter(
     "privacy_retention_purged", "Rows the retention engine deleted (past their rule and grace), by data map category.",
@@ -442,3 +443,8 @@ def metric_names() -> dict[str, str]:
     for name in DATABASE_GAUGES:
         out[name] = "gauge"
     return out
+
+
+def cost_anomaly(session: Any, tenant_id: str, resource: str) -> None:
+    """Count a newly stored anomaly once ``session`` commits (a re-run stores, and so counts, nothing)."""
+    after_commit(session, _child(COST_ANOMALIES, tenant_label(tenant_id), resource).inc)

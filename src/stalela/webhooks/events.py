@@ -18,9 +18,11 @@ INVOICE_SYNC_FAILED = "invoice.sync_failed"
 REPORT_Z_CLOSED = "report.z_closed"
 ENDPOINT_DISABLED = "endpoint.disabled"
 WEBHOOK_TEST = "webhook.test"
+BILLING_ANOMALY_DETECTED = "billing.anomaly_detected"  # the outbox topic has the event's name
 
 # Event types an endpoint may filter on (``webhook.test`` always goes to the endpoint it was sent to).
-EVENT_TYPES = (INVOICE_SEALED, INVOICE_ACKNOWLEDGED, INVOICE_SYNC_FAILED, REPORT_Z_CLOSED, ENDPOINT_DISABLED)
+EVENT_TYPES = (INVOICE_SEALED, INVOICE_ACKNOWLEDGED, INVOICE_SYNC_FAILED, REPORT_Z_CLOSED, ENDPOINT_DISABLED,
+               BILLING_ANOMALY_DETECTED)
 
 # Outbox topic -> webhook event type. Our own topic for a disabled endpoint is namespaced like the
 # other domains' topics; its event keeps the public name.
@@ -28,7 +30,7 @@ DISABLED_TOPIC = "webhook.endpoint_disabled"
 DELIVER_TOPIC = "webhook.deliver"
 TOPICS = {INVOICE_SEALED: INVOICE_SEALED, INVOICE_ACKNOWLEDGED: INVOICE_ACKNOWLEDGED,
           INVOICE_SYNC_FAILED: INVOICE_SYNC_FAILED, REPORT_Z_CLOSED: REPORT_Z_CLOSED,
-          DISABLED_TOPIC: ENDPOINT_DISABLED}
+          DISABLED_TOPIC: ENDPOINT_DISABLED, BILLING_ANOMALY_DETECTED: BILLING_ANOMALY_DETECTED}
 
 _ALLOWED = {
     INVOICE_SEALED: ("invoice_id", "outlet_id", "fiscal_number", "type", "total", "issued_at"),
@@ -37,6 +39,7 @@ _ALLOWED = {
     INVOICE_SYNC_FAILED: ("invoice_id", "outlet_id", "fiscal_number", "status", "code"),
     ENDPOINT_DISABLED: ("endpoint_id", "reason", "failing_since", "disabled_at"),
     WEBHOOK_TEST: ("endpoint_id", "message"),
+    BILLING_ANOMALY_DETECTED: ("anomaly_id", "resource", "day", "observed", "baseline", "score", "impact_eur", "status"),
 }
 # The Z report's outbox payload is the reports domain's; a thin summary keeps these of its fields
 # (not who closed the day).

@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, field_validator
 from stalela.kit.schemas import Rfc3339DateTime, StrictModel
 
 EventType = Literal["invoice.sealed", "invoice.acknowledged", "invoice.sync_failed", "report.z_closed",
-                    "endpoint.disabled"]
+                    "endpoint.disabled", "billing.anomaly_detected"]
 
 
 def _unique(value: list[str] | None) -> list[str] | None:

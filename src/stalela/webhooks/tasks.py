@@ -12,6 +12,7 @@ from stalela.webhooks.repository import EndpointRepository
 @handles(events.INVOICE_SYNC_FAILED)
 @handles(events.REPORT_Z_CLOSED)
 @handles(events.DISABLED_TOPIC)
+@handles(events.BILLING_ANOMALY_DETECTED)
 async def fan_out(ctx: HandlerContext, event: Event) -> None:
     event_type = events.TOPICS[event.topic]
     # Most tenants have no endpoint: find out in a read transaction before taking the write lock.
