@@ -6,6 +6,7 @@
 - the Z scheduler (closes business days after local midnight + grace)
 - the retention run (daily: marks what is past its rule, purges what was marked a grace ago)
 - the sweep of expired portability exports (their files are deleted)
+- usage: hourly storage samples, the refresh of the daily aggregates (billing)
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from stalela.privacy import erasure_tasks as _erasure_tasks  # noqa: F401
 from stalela.privacy.erasure_service import replay_journal
 from stalela.privacy import offboarding_tasks
 from stalela.privacy import export_tasks as _privacy_export_tasks  # noqa: F401
+from stalela.billing import usage_tasks
 
 log = get_logger("stalela.workers")
 GRACE_SECONDS = 30
@@ -56,6 +58,10 @@ async def background(db: Database, settings: Settings, *, concurrency: int | Non
         tasks.append(asyncio.create_task(retention_scheduler(db, settings), name="retention"))
     if settings.export_sweep_seconds:
         tasks.append(asyncio.create_task(export_sweeper(db, settings), name="privacy-exports"))
+    if settings.usage_metering:
+        tasks.append(asyncio.create_task(usage_tasks.storage_sampler(db, settings), name="usage-storage"))
+    if settings.usage_aggregation_seconds:
+        tasks.append(asyncio.create_task(usage_tasks.aggregation_loop(db, settings), name="usage-daily"))
     try:
         yield dispatcher
     finally:

@@ -13,6 +13,7 @@ from stalela.cli import audit as audit_cli
 from stalela.cli import reports as reports_cli
 from stalela.cli import privacy as privacy_cli
 from stalela.cli import retention as retention_cli
+from stalela.cli import usage as usage_cli
 from stalela.config import get_settings
 
 app = typer.Typer(help="Stalela fiscal cloud", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -40,6 +41,7 @@ app.add_typer(simulate_app, name="simulate")
 app.command("verify")(audit_cli.verify)
 app.command("verify-erasure")(privacy_cli.verify_erasure)
 app.add_typer(privacy_cli.privacy_app, name="privacy")
+app.add_typer(usage_cli.usage_app, name="usage")
 console = Console(stderr=True)
 
 

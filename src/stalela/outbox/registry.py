@@ -30,7 +30,9 @@ class HandlerContext:
 
 
 Handler = Callable[[HandlerContext, Event], Awaitable[None]]
+BatchHandler = Callable[[HandlerContext, list[Event]], Awaitable[None]]
 _handlers: dict[str, list[Handler]] = {}
+_batch_handlers: dict[str, list[BatchHandler]] = {}
 
 
 def handles(topic: str) -> Callable[[Handler], Handler]:
@@ -48,13 +50,33 @@ def handles(topic: str) -> Callable[[Handler], Handler]:
     return register
 
 
+def handles_batch(topic: str) -> Callable[[BatchHandler], BatchHandler]:
+    """A handler that takes every event of ``topic`` in a claimed batch at once (any tenants), so that it can
+    do their work in one transaction instead of one per event (usage metering of sealed invoices).
+
+    It runs before the topic's per-event handlers. If it fails, every event of its batch fails the same
+    way (retried with backoff, or rescheduled on ``RetryLater``), and all handlers run again: idempotent.
+    """
+    def register(fn: BatchHandler) -> BatchHandler:
+        chain = _batch_handlers.setdefault(topic, [])
+        if fn not in chain:
+            chain.append(fn)
+        return fn
+
+    return register
+
+
 def handlers_for(topic: str) -> list[Handler]:
     return _handlers.get(topic, [])
 
 
+def batch_handlers_for(topic: str) -> list[BatchHandler]:
+    return _batch_handlers.get(topic, [])
+
+
 def consumed_topics() -> set[str]:
     """Topics some registered handler consumes."""
-    return {topic for topic, handlers in _handlers.items() if handlers}
+    return {topic for topic, handlers in (*_handlers.items(), *_batch_handlers.items()) if handlers}
 
 
 class RetryLater(Exception):
