@@ -8,6 +8,8 @@ import re
 
 import pytest
 
+from stalela.db.base import utcnow
+from stalela.kit.clock import rfc3339
 from tests.support.invoices import sample_invoice
 
 
@@ -51,9 +53,13 @@ async def _victim_objects(client, headers) -> dict[str, str]:
                                  headers=headers)).json()
     hold = (await client.post("/v1/privacy/retention/holds", json={"reason": "victim's audit"}, headers=headers)).json()
     privacy_export = (await client.post("/v1/privacy/exports", json={"scope": "tenant"}, headers=headers)).json()
+    usage = (await client.post("/v1/usage/events", json={"event_id": "victim-usage-evt-1", "resource": "api_calls",
+                                                          "quantity": "1", "occurred_at": rfc3339(utcnow())},
+                               headers=headers)).json()
     return {"request_id": erasure["id"], "outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"],
             "export_id": export["id"], "user_id": user["id"], "z_report_id": z_report["id"], "endpoint_id": hook["id"],
-            "msg_id": hook_msg["id"], "hold_id": hold["id"], "privacy_export_id": privacy_export["id"]}
+            "msg_id": hook_msg["id"], "hold_id": hold["id"], "privacy_export_id": privacy_export["id"],
+            "event_id": usage["event_id"]}
 
 
 async def test_no_route_leaks_another_tenants_objects(app, client, new_tenant):

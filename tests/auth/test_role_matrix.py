@@ -82,6 +82,11 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("GET", "/v1/privacy/exports"): Perm.ADMIN,
     ("GET", "/v1/privacy/exports/{privacy_export_id}"): Perm.ADMIN,
     ("DELETE", "/v1/privacy/exports/{privacy_export_id}"): Perm.ADMIN,
+    ("POST", "/v1/usage/events"): Perm.USAGE_WRITE,
+    ("POST", "/v1/usage/events/batch"): Perm.USAGE_WRITE,
+    ("POST", "/v1/usage/events/{event_id}/void"): Perm.USAGE_WRITE,
+    ("GET", "/v1/usage/events"): Perm.USAGE_READ,
+    ("GET", "/v1/usage/daily"): Perm.USAGE_READ,
 }
 PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/verify/z/{z_report_id}", "/v1/keys/{key_id}",
           "/.well-known/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/jwks.json",
