@@ -2,28 +2,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 
 from stalela.billing import usage_service
 from stalela.db.session import Database
 from stalela.tenancy.context import bind_tenant
-from tests.conftest import MASTER_KEY, make_settings
-
-CLI = [sys.executable, "-m", "stalela.cli.main"]
+from tests.conftest import make_settings
+from tests.support.cli import cli_in
 
 
 def test_the_cli_aggregates_incrementally_and_by_range(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "STALELA_DATA_DIR": str(tmp_path), "STALELA_LOG_LEVEL": "WARNING",
-           "STALELA_MASTER_KEY": MASTER_KEY}
-
-    def cli(*args: str) -> dict:
-        r = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stdout + r.stderr
-        return json.loads(r.stdout) if "--json" in args else {"out": r.stderr}
-
+    cli = cli_in(tmp_path)
     cli("migrate")
     tenant_id = cli("tenant", "create", "--name", "Usage CLI", "--tax-id", "UC1", "--json")["tenant"]["id"]
     settings = make_settings(f"sqlite:///{tmp_path / 'stalela.db'}", tmp_path)

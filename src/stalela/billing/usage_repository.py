@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stalela.billing.usage_models import UsageCursor, UsageDaily, UsageEvent, UsageVoid
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.ledger.models import ExportJob
+from stalela.kit.pagination import page_of
 from stalela.tenancy.models import Tenant
 
 # Rows per multi-row INSERT: well under both databases' limit of bound parameters (10 columns each).
@@ -92,8 +93,8 @@ class UsageRepository:
             stmt = stmt.where(UsageEvent.occurred_at < until)
         if starting_after:
             stmt = stmt.where(UsageEvent.id < starting_after)
-        rows = [(e, v) for e, v in await self.session.execute(stmt.order_by(UsageEvent.id.desc()).limit(limit + 1))]
-        return rows[:limit], len(rows) > limit
+        return page_of([(e, v) for e, v in await self.session.execute(
+            stmt.order_by(UsageEvent.id.desc()).limit(limit + 1))], limit)
 
     # --- what the aggregation reads ---------------------------------------------------------------
 

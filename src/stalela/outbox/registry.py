@@ -41,13 +41,7 @@ def handles(topic: str) -> Callable[[Handler], Handler]:
     They run one after the other; if one fails, the event is retried and all run again, which is
     why every handler must be idempotent.
     """
-    def register(fn: Handler) -> Handler:
-        chain = _handlers.setdefault(topic, [])
-        if fn not in chain:
-            chain.append(fn)
-        return fn
-
-    return register
+    return _registrar(_handlers, topic)
 
 
 def handles_batch(topic: str) -> Callable[[BatchHandler], BatchHandler]:
@@ -57,8 +51,12 @@ def handles_batch(topic: str) -> Callable[[BatchHandler], BatchHandler]:
     It runs before the topic's per-event handlers. If it fails, every event of its batch fails the same
     way (retried with backoff, or rescheduled on ``RetryLater``), and all handlers run again: idempotent.
     """
-    def register(fn: BatchHandler) -> BatchHandler:
-        chain = _batch_handlers.setdefault(topic, [])
+    return _registrar(_batch_handlers, topic)
+
+
+def _registrar(table: dict[str, list[Any]], topic: str) -> Callable[[Any], Any]:
+    def register(fn: Any) -> Any:
+        chain = table.setdefault(topic, [])
         if fn not in chain:
             chain.append(fn)
         return fn
