@@ -24,7 +24,10 @@ async def tenant_resource_usage(ctx: ScrapeContext) -> list[Metric]:
         key = (tenant_label(tenant_id), resource)
         figures[key] = figures.get(key, 0.0) + float(usage_service.quantity_text(resource, units))
     # The process gauge (registered in the metrics catalog) is set here, not kept up to date by the hot paths.
-    TENANT_RESOURCE_USAGE.clear()
+    # Series that went away (a new month) drop to 0: labels cannot be removed in multiprocess mode.
+    for tenant, resource in ctx.memory.get("usage_series", set()) - set(figures):
+        TENANT_RESOURCE_USAGE.labels(tenant, resource).set(0)
     for (tenant, resource), value in figures.items():
         TENANT_RESOURCE_USAGE.labels(tenant, resource).set(value)
+    ctx.memory["usage_series"] = set(figures)
     return []
