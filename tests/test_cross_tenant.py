@@ -10,6 +10,8 @@ import pytest
 
 from stalela.billing import anomaly_tasks
 from tests.billing.anomaly_support import DAY, spike_series, write_usage
+from stalela.db.base import utcnow
+from stalela.kit.clock import rfc3339
 from tests.support.invoices import sample_invoice
 
 
@@ -53,10 +55,14 @@ async def _victim_objects(app, client, headers) -> dict[str, str]:
                                  headers=headers)).json()
     hold = (await client.post("/v1/privacy/retention/holds", json={"reason": "victim's audit"}, headers=headers)).json()
     privacy_export = (await client.post("/v1/privacy/exports", json={"scope": "tenant"}, headers=headers)).json()
+    usage = (await client.post("/v1/usage/events", json={"event_id": "victim-usage-evt-1", "resource": "api_calls",
+                                                          "quantity": "1", "occurred_at": rfc3339(utcnow())},
+                               headers=headers)).json()
     anomaly_id = await _victim_anomaly(app, outlet["tenant_id"])
     return {"anomaly_id": anomaly_id, "request_id": erasure["id"], "outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"],
             "export_id": export["id"], "user_id": user["id"], "z_report_id": z_report["id"], "endpoint_id": hook["id"],
-            "msg_id": hook_msg["id"], "hold_id": hold["id"], "privacy_export_id": privacy_export["id"]}
+            "msg_id": hook_msg["id"], "hold_id": hold["id"], "privacy_export_id": privacy_export["id"],
+            "event_id": usage["event_id"]}
 
 
 async def _victim_anomaly(app, tenant_id: str) -> str:

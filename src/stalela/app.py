@@ -35,6 +35,8 @@ from stalela.tenancy import gauges as _tenancy_gauges  # noqa: F401
 from stalela.fiscal.invoices import gauges as _invoices_gauges  # noqa: F401
 from stalela.authority import gauges as _authority_gauges  # noqa: F401
 from stalela.privacy import erasure_gauges as _erasure_gauges  # noqa: F401
+from stalela.billing import usage_gauges as _usage_gauges  # noqa: F401
+from stalela.billing.usage_metering import ApiCallCounter, ApiCallMeter, api_call_metering
 from stalela.privacy.erasure_service import replay_journal
 
 log = get_logger("stalela.app")
@@ -121,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(observability.app_lifespan(app, settings))
+                if settings.usage_metering:
+                    await stack.enter_async_context(api_call_metering(app.state.db, settings, app.state.api_calls))
                 if settings.inprocess_workers:
                     await stack.enter_async_context(background(app.state.db, settings))
                 observability.settle_heap()  # also turns the collector back on: stalela.asgi stops it to load
@@ -140,6 +144,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyGuardMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
+    app.state.api_calls = ApiCallCounter()  # usage metering: API calls per tenant, flushed by the lifespan
+    if settings.usage_metering:
+        app.add_middleware(ApiCallMeter, counter=app.state.api_calls)
 
     from stalela.health.endpoints import router as health_router
     from stalela.observability.endpoints import router as metrics_router
@@ -185,11 +192,11 @@ def extra_routers() -> list:
     from stalela.billing.bill_endpoints import router as bills_router
     from stalela.billing.anomaly_endpoints import ops_router as ops_anomalies_router
     from stalela.billing.anomaly_endpoints import router as anomalies_router
+    from stalela.billing.usage_endpoints import router as usage_router
 
     return [invoices_router, ledger_router, proof_router, exports_router, keys_router, verification_router, outbox_router, authority_router,
             arca_router,
             auth_router, audit_router, *reports_routers, webhooks_router, erasure_router, offboarding_router,
-            invoice_deletion_router, retention_router, privacy_exports_router,
-            billing_ops_router, billing_quotas_router, bills_router, bills_ops_router,
-            *dashboard_routers,
-            anomalies_router, ops_anomalies_router]
+            invoice_deletion_router, retention_router, privacy_exports_router, usage_router,
+            billing_ops_router, billing_quotas_router, bills_router, bills_ops_router, anomalies_router,
+            ops_anomalies_router, *dashboard_routers]

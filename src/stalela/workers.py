@@ -6,6 +6,7 @@
 - the Z scheduler (closes business days after local midnight + grace)
 - the retention run (daily: marks what is past its rule, purges what was marked a grace ago)
 - the sweep of expired portability exports (their files are deleted)
+- usage: hourly storage samples, the refresh of the daily aggregates (billing)
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from stalela.privacy import offboarding_tasks
 from stalela.privacy import export_tasks as _privacy_export_tasks  # noqa: F401
 # Fiscal admission gates register the same way (fiscal/invoices/admission.py): billing's quotas.
 from stalela.billing import quotas as _billing_quotas  # noqa: F401
+from stalela.billing import usage_tasks
 
 log = get_logger("stalela.workers")
 GRACE_SECONDS = 30
@@ -61,6 +63,10 @@ async def background(db: Database, settings: Settings, *, concurrency: int | Non
         tasks.append(asyncio.create_task(export_sweeper(db, settings), name="privacy-exports"))
     if settings.billing_interval_seconds:
         tasks.append(asyncio.create_task(billing_cycle(db, settings), name="billing"))
+    if settings.usage_metering:
+        tasks.append(asyncio.create_task(usage_tasks.storage_sampler(db, settings), name="usage-storage"))
+    if settings.usage_aggregation_seconds:
+        tasks.append(asyncio.create_task(usage_tasks.aggregation_loop(db, settings), name="usage-daily"))
     try:
         yield dispatcher
     finally:

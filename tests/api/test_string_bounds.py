@@ -71,6 +71,9 @@ STORED = {
     "HoldCreate.reason": "retention_holds.reason",
     "HoldScopeIn.outlet_id": "retention_holds.outlet_id",
     "PrivacyExportCreate.scope": "privacy_exports.scope",
+    "UsageEventIn.event_id": "usage_events.event_id",
+    "UsageEventIn.resource": "usage_events.resource",
+    "VoidIn.reason": "usage_voids.reason",
 }
 
 # Strings that are not stored as sent, and why.
@@ -106,6 +109,8 @@ NOT_STORED = {
     "RateCardCreate.effective_from": "a date",
     "AccountUpdate.anomaly_threshold": "a decimal of at most 3 + 1 + 4 characters, stored normalised (String(16))",
     **{f"PrivacySubject.{f}": "stored encrypted (bytes), until the export is built" for f in ("email", "tax_id", "reference")},
+    "UsageEventIn.quantity": "parsed into integer minor units (usage_events.quantity_units)",
+    "UsageEventIn.occurred_at": "a date-time",
 }
 
 

@@ -15,9 +15,14 @@ REPORT = """
 from stalela.outbox import registry
 from stalela.observability import scrape
 {imports}
-print(sorted(f"{{h.__module__}}.{{h.__name__}}" for h in registry.handlers_for("invoice.sealed")))
+print(sorted(f"{{h.__module__}}.{{h.__name__}}" for h in [*registry.handlers_for("invoice.sealed"),
+                                                         *registry.batch_handlers_for("invoice.sealed")]))
 print(sorted(s.__module__ for s in scrape._sources))
 """
+
+
+SEALED_CONSUMERS = ("['stalela.authority.tasks.sync_invoice', 'stalela.billing.usage_tasks.meter_sealed_invoices', "
+                    "'stalela.webhooks.tasks.fan_out']")
 
 
 def wired(imports: str) -> tuple[str, str]:
@@ -32,14 +37,14 @@ def test_the_outbox_and_observability_alone_know_no_handler_and_no_gauge():
 
 def test_the_worker_bootstrap_registers_every_consumer():
     handlers, _ = wired("import stalela.workers")
-    assert handlers == "['stalela.authority.tasks.sync_invoice', 'stalela.webhooks.tasks.fan_out']"
+    assert handlers == SEALED_CONSUMERS
 
 
 def test_the_app_factory_registers_every_consumer_and_every_gauge():
     handlers, gauges = wired("import stalela.app")
-    assert handlers == "['stalela.authority.tasks.sync_invoice', 'stalela.webhooks.tasks.fan_out']"
-    assert gauges == ("['stalela.authority.gauges', 'stalela.fiscal.invoices.gauges', 'stalela.outbox.gauges', "
-                      "'stalela.privacy.erasure_gauges', 'stalela.tenancy.gauges']")
+    assert handlers == SEALED_CONSUMERS
+    assert gauges == ("['stalela.authority.gauges', 'stalela.billing.usage_gauges', 'stalela.fiscal.invoices.gauges', "
+                      "'stalela.outbox.gauges', 'stalela.privacy.erasure_gauges', 'stalela.tenancy.gauges']")
 
 
 def test_no_source_module_is_over_600_lines():

@@ -92,6 +92,11 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("GET", "/v1/billing/anomalies/{anomaly_id}"): Perm.REPORTS_READ,
     ("POST", "/v1/billing/anomalies/{anomaly_id}/acknowledge"): Perm.REPORTS_WRITE,
     ("POST", "/v1/billing/anomalies/{anomaly_id}/dismiss"): Perm.REPORTS_WRITE,
+    ("POST", "/v1/usage/events"): Perm.USAGE_WRITE,
+    ("POST", "/v1/usage/events/batch"): Perm.USAGE_WRITE,
+    ("POST", "/v1/usage/events/{event_id}/void"): Perm.USAGE_WRITE,
+    ("GET", "/v1/usage/events"): Perm.USAGE_READ,
+    ("GET", "/v1/usage/daily"): Perm.USAGE_READ,
 }
 PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/verify/z/{z_report_id}", "/v1/keys/{key_id}",
           "/.well-known/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/jwks.json",

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 from datetime import timedelta
 
 from stalela.config import Settings
 from stalela.db.session import Database
 from stalela.privacy import retention_service as service
 from stalela.privacy import retention_tasks
-from tests.conftest import MASTER_KEY, make_settings
+from tests.conftest import make_settings
 from tests.privacy.support import DAY, now, rows, seed
-
-CLI = [sys.executable, "-m", "stalela.cli.main"]
+from tests.support.cli import cli_in
 
 
 async def _tenant(db: Database, settings: Settings) -> str:
@@ -54,13 +50,7 @@ async def test_the_daily_run_is_claimed_by_one_process_once_a_day(fresh_database
 
 
 def test_the_cli_runs_and_previews(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "STALELA_DATA_DIR": str(tmp_path), "STALELA_LOG_LEVEL": "WARNING",
-           "STALELA_MASTER_KEY": MASTER_KEY}
-
-    def cli(*args: str) -> dict:
-        r = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stdout + r.stderr
-        return json.loads(r.stdout) if "--json" in args else {"out": r.stderr}
+    cli = cli_in(tmp_path)
 
     cli("migrate")
     tenant_id = cli("tenant", "create", "--name", "CLI SARL", "--tax-id", "C42", "--json")["tenant"]["id"]

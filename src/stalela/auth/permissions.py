@@ -25,6 +25,8 @@ class Perm(str, Enum):
     AUDIT_READ = "audit:read"
     PRIVACY = "privacy"  # file and follow data subjects' requests (erasure): the owner's decision
     RESTRICTED_READ = "restricted:read"  # read data restricted after erasure (GDPR Art. 18): auditors only
+    USAGE_WRITE = "usage:write"  # record and void usage events (billing: an external meter's key)
+    USAGE_READ = "usage:read"  # the tenant's usage events and daily aggregates
 
 
 ROLES: dict[str, frozenset[Perm]] = {
@@ -32,10 +34,10 @@ ROLES: dict[str, frozenset[Perm]] = {
     "owner": frozenset(Perm) - {Perm.RESTRICTED_READ},
     "admin": frozenset(Perm) - {Perm.OWNERSHIP, Perm.PRIVACY, Perm.RESTRICTED_READ},
     "accountant": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_READ, Perm.REPORTS_READ, Perm.REPORTS_WRITE,
-                             Perm.EXPORTS}),
+                             Perm.EXPORTS, Perm.USAGE_READ}),
     "cashier": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_WRITE, Perm.INVOICES_READ}),
     "auditor": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_READ, Perm.REPORTS_READ, Perm.EXPORTS, Perm.AUDIT_READ,
-                          Perm.RESTRICTED_READ}),
+                          Perm.RESTRICTED_READ, Perm.USAGE_READ}),
 }
 
 # API key scopes as documented to integrators, and what each one allows.
@@ -44,6 +46,7 @@ SCOPES: dict[str, frozenset[Perm]] = {
     "invoices:read": frozenset({Perm.INVOICES_READ, Perm.OUTLETS_READ}),
     "reports": frozenset({Perm.REPORTS_READ, Perm.REPORTS_WRITE, Perm.EXPORTS, Perm.OUTLETS_READ}),
     "webhooks": frozenset({Perm.WEBHOOKS}),
+    "usage": frozenset({Perm.USAGE_WRITE, Perm.USAGE_READ}),
     # The tenant's first key has every scope: it is the tenant's root credential, hence OWNERSHIP.
     "admin": frozenset({Perm.ADMIN, Perm.OWNERSHIP, Perm.OUTLETS_READ, Perm.AUDIT_READ, Perm.PRIVACY}),
 }
@@ -51,7 +54,8 @@ ALL_SCOPES = frozenset(SCOPES)
 
 
 # What a till's key (restricted to one outlet) never does, whatever its scopes.
-_TENANT_WIDE = frozenset({Perm.ADMIN, Perm.WEBHOOKS, Perm.OWNERSHIP, Perm.EXPORTS, Perm.AUDIT_READ, Perm.PRIVACY})
+_TENANT_WIDE = frozenset({Perm.ADMIN, Perm.WEBHOOKS, Perm.OWNERSHIP, Perm.EXPORTS, Perm.AUDIT_READ, Perm.PRIVACY,
+                          Perm.USAGE_WRITE, Perm.USAGE_READ})
 
 
 def permissions(principal: Principal) -> frozenset[Perm]:

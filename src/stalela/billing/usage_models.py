@@ -43,6 +43,8 @@ class UsageVoid(TenantOwned, Base):
     Append-only: the event itself is never changed, and an event is voided at most once (the key)."""
 
     __tablename__ = "usage_voids"
+    # The aggregation finds the days a void changed by when it was written (``UsageCursor``).
+    __table_args__ = (Index("ix_usage_voids_tenant_id_voided_at", "tenant_id", "voided_at"),)
 
     tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -65,3 +67,16 @@ class UsageDaily(TenantOwned, Base):
     quantity_units: Mapped[int] = mapped_column(BigInteger)
     event_count: Mapped[int] = mapped_column(Integer)
     events_digest: Mapped[str] = mapped_column(String(64))
+
+
+class UsageCursor(TenantOwned, Base):
+    """How far the daily aggregates of a tenant are known to be complete: every event received and every
+    void written before ``aggregated_through`` minus the late-commit margin is in ``usage_daily``.
+
+    One small row per tenant is the whole state of the incremental refresh: a run recomputes only the
+    days of the events and voids written since (usage_service.LATE_COMMIT_MARGIN explains the margin)."""
+
+    __tablename__ = "usage_cursors"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    aggregated_through: Mapped[datetime] = mapped_column(UTCDateTime())

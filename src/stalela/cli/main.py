@@ -16,6 +16,7 @@ from stalela.cli import privacy as privacy_cli
 from stalela.cli import retention as retention_cli
 from stalela.cli import billing_cycle as billing_cycle_cli
 from stalela.cli import billing_anomalies as billing_anomalies_cli
+from stalela.cli import usage as usage_cli
 from stalela.config import get_settings
 
 app = typer.Typer(help="Stalela fiscal cloud", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -46,6 +47,7 @@ app.add_typer(privacy_cli.privacy_app, name="privacy")
 app.add_typer(billing_cli.billing_app, name="billing")
 billing_cycle_cli.register(billing_cli.billing_app)
 billing_anomalies_cli.register(billing_cli.billing_app)
+app.add_typer(usage_cli.usage_app, name="usage")
 console = Console(stderr=True)
 
 

@@ -23,7 +23,7 @@ from stalela.observability.logging import get_logger
 from stalela.observability.metrics import OUTBOX_DEAD, run_handler
 from stalela.outbox.models import OutboxEvent
 from stalela.outbox.relay import NatsRelay
-from stalela.outbox.registry import Event, HandlerContext, RetryLater, handlers_for
+from stalela.outbox.registry import Event, HandlerContext, RetryLater, batch_handlers_for, handlers_for
 from stalela.outbox.repository import Key, OutboxRepository
 from stalela.tenancy.context import bind_platform
 
@@ -71,8 +71,9 @@ class Dispatcher:
         events = await self._claim()
         if not events:
             return 0
+        failed = await self._run_batches(events)
         gate = asyncio.Semaphore(self.concurrency)
-        outcomes = await asyncio.gather(*[self._handle(e, gate) for e in events])
+        outcomes = await asyncio.gather(*[self._handle(e, gate, failed.get((e.tenant_id, e.id))) for e in events])
         done = [key for key, ok in outcomes if ok]
         async with self.db.transaction() as session:
             await bind_platform(session)
@@ -99,12 +100,35 @@ class Dispatcher:
         self._claimed.update((r.tenant_id, r.id) for r in rows)
         return rows
 
-    async def _handle(self, row: OutboxEvent, gate: asyncio.Semaphore) -> tuple[Key, bool]:
+    async def _run_batches(self, rows: list[OutboxEvent]) -> dict[Key, Exception]:
+        """Run the batch handlers (``registry.handles_batch``) over the claimed events of their topics; the
+        events of a failed batch handler carry its exception into ``_handle``, which settles each."""
+        by_topic: dict[str, list[OutboxEvent]] = {}
+        for row in rows:
+            if batch_handlers_for(row.topic):
+                by_topic.setdefault(row.topic, []).append(row)
+        failed: dict[Key, Exception] = {}
+        for topic, group in by_topic.items():
+            events = [Event(r.tenant_id, r.id, r.topic, json.loads(r.payload), r.attempts) for r in group]
+            for handler in batch_handlers_for(topic):
+                try:
+                    await handler(self.context, events)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failed.update(((r.tenant_id, r.id), exc) for r in group)
+                    break
+        return failed
+
+    async def _handle(self, row: OutboxEvent, gate: asyncio.Semaphore,
+                      failed: Exception | None = None) -> tuple[Key, bool]:
         key = (row.tenant_id, row.id)
         handlers = handlers_for(row.topic)
         event = Event(row.tenant_id, row.id, row.topic, json.loads(row.payload), row.attempts)
         async with gate:
             try:
+                if failed is not None:  # its batch handler failed: settled like a failure of its own
+                    raise failed
                 for handler in handlers:  # a topic nobody consumes (yet) is delivered once relayed
                     await run_handler(handler, self.context, event, (RetryLater,))  # span, metrics, log context
                 # After the handlers, so a NATS outage never holds up the authority sync; a retry

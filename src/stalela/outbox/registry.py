@@ -30,7 +30,9 @@ class HandlerContext:
 
 
 Handler = Callable[[HandlerContext, Event], Awaitable[None]]
+BatchHandler = Callable[[HandlerContext, list[Event]], Awaitable[None]]
 _handlers: dict[str, list[Handler]] = {}
+_batch_handlers: dict[str, list[BatchHandler]] = {}
 
 
 def handles(topic: str) -> Callable[[Handler], Handler]:
@@ -39,8 +41,22 @@ def handles(topic: str) -> Callable[[Handler], Handler]:
     They run one after the other; if one fails, the event is retried and all run again, which is
     why every handler must be idempotent.
     """
-    def register(fn: Handler) -> Handler:
-        chain = _handlers.setdefault(topic, [])
+    return _registrar(_handlers, topic)
+
+
+def handles_batch(topic: str) -> Callable[[BatchHandler], BatchHandler]:
+    """A handler that takes every event of ``topic`` in a claimed batch at once (any tenants), so that it can
+    do their work in one transaction instead of one per event (usage metering of sealed invoices).
+
+    It runs before the topic's per-event handlers. If it fails, every event of its batch fails the same
+    way (retried with backoff, or rescheduled on ``RetryLater``), and all handlers run again: idempotent.
+    """
+    return _registrar(_batch_handlers, topic)
+
+
+def _registrar(table: dict[str, list[Any]], topic: str) -> Callable[[Any], Any]:
+    def register(fn: Any) -> Any:
+        chain = table.setdefault(topic, [])
         if fn not in chain:
             chain.append(fn)
         return fn
@@ -52,9 +68,13 @@ def handlers_for(topic: str) -> list[Handler]:
     return _handlers.get(topic, [])
 
 
+def batch_handlers_for(topic: str) -> list[BatchHandler]:
+    return _batch_handlers.get(topic, [])
+
+
 def consumed_topics() -> set[str]:
     """Topics some registered handler consumes."""
-    return {topic for topic, handlers in _handlers.items() if handlers}
+    return {topic for topic, handlers in (*_handlers.items(), *_batch_handlers.items()) if handlers}
 
 
 class RetryLater(Exception):

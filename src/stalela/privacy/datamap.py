@@ -210,6 +210,16 @@ _TABLES = [
     table("retention_schedule", "while_account",
           operational="name next_run_at last_started_at last_finished_at last_result",
           note="platform row: when the daily retention run is due"),
+    # Usage (billing): what a tenant is billed for, and how to recompute it. Kept with the account.
+    table("usage_events", "while_account",
+          operational="tenant_id id event_id resource quantity_units occurred_at received_at properties "
+                      "payload_hash source",
+          notes={"properties": "free JSON the tenant sends with an event: its integrators' choice"}),
+    table("usage_voids", "while_account",
+          operational="tenant_id event_id resource quantity_units occurred_at voided_at reason"),
+    table("usage_daily", "while_account",
+          operational="tenant_id resource day quantity_units event_count events_digest"),
+    table("usage_cursors", "while_account", operational="tenant_id aggregated_through"),
 ]
 DATA_MAP: dict[str, TableMap] = {t.name: t for t in _TABLES}
 

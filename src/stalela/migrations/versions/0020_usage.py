@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(500), nullable=True),
         sa.PrimaryKeyConstraint("tenant_id", "event_id", name=op.f("pk_usage_voids")),
     )
+    op.create_index("ix_usage_voids_tenant_id_voided_at", "usage_voids", ["tenant_id", "voided_at"])
     op.create_table(
         "usage_daily",
         sa.Column("tenant_id", sa.String(40), nullable=False),
@@ -56,17 +57,26 @@ def upgrade() -> None:
         sa.Column("events_digest", sa.String(64), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "resource", "day", name=op.f("pk_usage_daily")),
     )
+    op.create_table(
+        "usage_cursors",
+        sa.Column("tenant_id", sa.String(40), nullable=False),
+        sa.Column("aggregated_through", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_usage_cursors")),
+    )
     # Events and voids are append-only, even for the service's own role; aggregates are recomputed.
     for table in ("usage_events", "usage_voids"):
         rls.protect(table, append_only=True)
         rls.forbid_rewrites(table)
     rls.protect("usage_daily")
+    rls.protect("usage_cursors")
 
 
 def downgrade() -> None:
     for table in ("usage_events", "usage_voids"):
         rls.allow_rewrites(table)
+    op.drop_table("usage_cursors")
     op.drop_table("usage_daily")
+    op.drop_index("ix_usage_voids_tenant_id_voided_at", table_name="usage_voids")
     op.drop_table("usage_voids")
     op.drop_index("ix_usage_events_tenant_id_received_at", table_name="usage_events")
     op.drop_index("ix_usage_events_tenant_id_resource_occurred_at", table_name="usage_events")
