@@ -84,6 +84,15 @@ def get(name: str, settings: Settings | None = None) -> Resource:
     return resource
 
 
+def of_stored(name: str, settings: Settings | None = None) -> Resource:
+    """The resource of rows already stored. A name since removed from ``STALELA_USAGE_RESOURCES`` still
+    reads (as a counter without decimals): its events stay readable, never a 404."""
+    try:
+        return get(name, settings)
+    except NotFound:
+        return Resource(name, "counter", 0, "unit")
+
+
 def lookup(registry: dict[str, Resource], name: object, field: str = "resource") -> Resource:
     """The resource an input names, or a 422 naming the field."""
     resource = registry.get(name) if isinstance(name, str) else None

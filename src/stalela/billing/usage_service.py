@@ -155,15 +155,8 @@ async def record_metered(session: AsyncSession, events: list[tuple[str, str, str
     return len(await UsageRepository(session).insert_new(rows)) if rows else 0
 
 
-def _scale(resource: str) -> Resource:
-    try:
-        return resources.get(resource)
-    except NotFound:  # an extra resource since removed from the settings: its events stay readable
-        return Resource(resource, "counter", 0, "unit")
-
-
 def quantity_text(resource: str, units: int) -> str:
-    return format(_scale(resource).from_units(units), "f")
+    return format(resources.of_stored(resource).from_units(units), "f")
 
 
 def render(event: Any) -> dict[str, Any]:
@@ -210,12 +203,12 @@ async def daily(session: AsyncSession, tenant_id: str, resource: str | None, sta
     """The tenant's daily usage, start <= day < end, exactly as the aggregation writes it, events not yet
     aggregated included: days the aggregation has not caught up with are computed from the events here."""
     repo = UsageRepository(session, tenant_id)
-    found = {(d.resource, d.day): DailyUsage(d.day, d.resource, _scale(d.resource).from_units(d.quantity_units),
+    found = {(d.resource, d.day): DailyUsage(d.day, d.resource, resources.of_stored(d.resource).from_units(d.quantity_units),
                                              d.event_count, d.events_digest)
              for d in await repo.daily_rows(resource, start, end)}
-    plan = await stale_days(repo, _scale, clock.now(), await repo.cursor())
+    plan = await stale_days(repo, resources.of_stored, clock.now(), await repo.cursor())
     plan = {r: {d for d in ds if start <= d < end} for r, ds in plan.items() if resource in (None, r)}
-    for row in await compute(repo, _scale, plan):
+    for row in await compute(repo, resources.of_stored, plan):
         found[(row.resource, row.day)] = row
     return sorted(found.values(), key=lambda d: (d.day, d.resource))
 
@@ -245,13 +238,13 @@ async def aggregate(session: AsyncSession, tenant_id: str, *, start: date | None
     repo = UsageRepository(session, tenant_id)
     now = clock.now()
     if start is not None and end is not None:
-        plan = await stale_days(repo, _scale, now, None)
+        plan = await stale_days(repo, resources.of_stored, now, None)
         plan = {r: {d for d in ds if start <= d < end} for r, ds in plan.items()}
     else:
-        plan = await stale_days(repo, _scale, now, await repo.cursor())
-    rows = await compute(repo, _scale, plan)
+        plan = await stale_days(repo, resources.of_stored, now, await repo.cursor())
+    rows = await compute(repo, resources.of_stored, plan)
     await repo.put_daily([{"tenant_id": tenant_id, "resource": r.resource, "day": r.day,
-                           "quantity_units": _scale(r.resource).to_units(r.quantity), "event_count": r.event_count,
+                           "quantity_units": resources.of_stored(r.resource).to_units(r.quantity), "event_count": r.event_count,
                            "events_digest": r.events_digest} for r in rows])
     if start is None:
         await repo.set_cursor(now)
