@@ -29,8 +29,9 @@ class Perm(str, Enum):
     # Everything the platform bills the tenant for: usage events and daily aggregates, quotas, bills
     # (with their sealed invoices and PDFs), the period's estimate, cost anomalies.
     USAGE_READ = "usage:read"
-    # Act on cost anomalies (acknowledge, dismiss). No API key scope grants it: an anomaly questions the
-    # figures, and the meter's key that sent them must not be the one to silence it.
+    # Act on cost anomalies (acknowledge, dismiss): the tenant's administration, through the ``admin`` scope,
+    # never the ``usage`` scope: an anomaly questions the figures, and the meter's key that sent them must
+    # not be the one to silence it.
     BILLING_MANAGE = "billing:manage"
 
 
@@ -53,7 +54,8 @@ SCOPES: dict[str, frozenset[Perm]] = {
     "webhooks": frozenset({Perm.WEBHOOKS}),
     "usage": frozenset({Perm.USAGE_WRITE, Perm.USAGE_READ}),
     # The tenant's first key has every scope: it is the tenant's root credential, hence OWNERSHIP.
-    "admin": frozenset({Perm.ADMIN, Perm.OWNERSHIP, Perm.OUTLETS_READ, Perm.AUDIT_READ, Perm.PRIVACY}),
+    "admin": frozenset({Perm.ADMIN, Perm.OWNERSHIP, Perm.OUTLETS_READ, Perm.AUDIT_READ, Perm.PRIVACY,
+                        Perm.BILLING_MANAGE}),
 }
 ALL_SCOPES = frozenset(SCOPES)
 
