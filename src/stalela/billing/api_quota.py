@@ -19,8 +19,10 @@ misses the calls other API processes made since their last flush plus the refres
 flight: the cap may be passed by about (the tenant's request rate on the other processes) x
 (``usage_flush_seconds`` + ``REFRESH_SECONDS``) + its concurrent requests.
 
-Only ``api_calls`` is refused here. Usage recorded by meters (``POST /v1/usage/events``) is never refused
-whatever the plan says: refusing it would lose usage that happened anyway, which is worse than billing it.
+Only API calls are refused here, and never those recording usage (``/v1/usage/events...``, counted all
+the same): usage recorded by meters is never refused whatever the plan caps, since refusing it would lose
+usage that happened anyway, which is worse than billing it (and a tenant past its API call cap would
+otherwise stop being billed for the rest).
 """
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ RESOURCE = "api_calls"
 REFRESH_SECONDS = 5.0
 # The quota's own endpoint: a tenant over its cap can always read its quotas (and is not billed for it).
 EXEMPT = frozenset({"/v1/billing/quotas"})
+# Recording usage is never refused (counted, though): refusing a meter's events would lose usage.
+NEVER_REFUSED = "/v1/usage/events"
 T = TypeVar("T")
 
 
@@ -97,7 +101,8 @@ async def api_calls_gate(request: Request, principal: Principal, session: AsyncS
     settings = request.app.state.settings
     counter: ApiCallCounter | None = getattr(request.app.state, "api_calls", None)
     # Without metering there is no count to hold a cap against (and the meter counts /v1/ alone).
-    if counter is None or not settings.usage_metering or not path.startswith("/v1/"):
+    if counter is None or not settings.usage_metering or not path.startswith("/v1/") \
+            or path.startswith(NEVER_REFUSED):
         return
     tenant_id = principal.tenant_id
     caps = quota_cache.cached(tenant_id)
