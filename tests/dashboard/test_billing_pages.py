@@ -6,9 +6,12 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 from stalela.billing import anomaly_tasks, bill_service
 from stalela.billing.bill_models import Bill
+from stalela.dashboard.billing_endpoints import grouped
+from stalela.dashboard.charts import _nice_max_decimal, quantity_label
 from stalela.db.base import utcnow
 from stalela.errors import Conflict, NotFound
 from stalela.kit.clock import rfc3339
@@ -93,6 +96,7 @@ async def test_the_owner_sees_usage_quotas_bills_and_anomalies(app, client, org,
     assert '<svg class="chart"' in html and 'data-testid="usage-chart"' in html and "<rect" in html
     usage = _row(html, "usage-table")
     assert f"12{NB}345.500000" in usage and "7.000000" in usage and f"12{NB}352.500000" in usage
+    assert ">0.000000<" in usage  # a day without usage, at the resource's scale too
     assert '<option value="cpu_seconds" selected>' in html
     # Quotas: 1 of 4 invoices sealed this month, with a bar and the reset time.
     quotas = _row(html, "quotas")
@@ -283,3 +287,12 @@ async def test_the_operator_sees_revenue_per_tenant_and_open_anomalies(app, clie
     finally:
         await b.aclose()
 
+
+
+def test_quantities_are_grouped_and_the_chart_axis_is_exact():
+    assert grouped("19640.29") == f"19{NB}640.29" and grouped("-1234567") == f"-1{NB}234{NB}567"
+    assert grouped(Decimal("0.000000")) == "0.000000" and grouped("999") == "999" and grouped(None) == "—"
+    assert [_nice_max_decimal(Decimal(v)) for v in ("0", "0.37", "1", "12345.5", "100")] == [
+        Decimal(1), Decimal("0.5"), Decimal(1), Decimal(20000), Decimal(100)]
+    assert [quantity_label(Decimal(v)) for v in ("20000", "1500000", "0.125", "0.3333333", "5000000000", "0")] == [
+        "20k", "1.5M", "0.125", "0.333", "5G", "0"]

@@ -69,7 +69,7 @@ async def billing_page(request: Request, session: DbSession, viewer: CurrentView
     chosen = opt(request.query_params.get("resource"), RESOURCE, "resource")
     if chosen is not None and chosen not in registry:
         raise ValidationFailed(f"resource: no resource {chosen!r}", code="unknown_resource", field="resource")
-    usage = await _usage(session, tenant_id, list(registry), chosen)
+    usage = await _usage(session, tenant_id, registry, chosen)
     done = request.query_params.get("done")
     # Anomaly impacts are priced in the plan's currency (the field is named impact_eur: EUR by default).
     plan = await rating_service.get_plan(session, (await rating_service.account(session, tenant_id)).plan_id)
@@ -81,8 +81,10 @@ async def billing_page(request: Request, session: DbSession, viewer: CurrentView
                   done_id=opt(request.query_params.get("anomaly"), ID, "anomaly"))
 
 
-async def _usage(session: AsyncSession, tenant_id: str, names: list[str], chosen: str | None) -> dict[str, Any]:
+async def _usage(session: AsyncSession, tenant_id: str, registry: dict[str, resources.Resource],
+                 chosen: str | None) -> dict[str, Any]:
     """The last DAYS days of every resource, and the chosen one's series (default: the first with usage)."""
+    names = list(registry)
     today = day_of(usage_service.clock.now())
     first = today - timedelta(days=DAYS - 1)
     rows = await usage_service.daily(session, tenant_id, None, first, today + timedelta(days=1))
@@ -92,9 +94,10 @@ async def _usage(session: AsyncSession, tenant_id: str, names: list[str], chosen
     used = [n for n in names if any(by_day.get(n, {}).values())]
     resource = chosen or (used[0] if used else names[0])
     days = [first + timedelta(days=i) for i in range(DAYS)]
-    series = [DayQuantity(d, by_day.get(resource, {}).get(d, Decimal(0))) for d in days]
+    zero = registry[resource].from_units(0)  # a day without usage, at the resource's scale like the others
+    series = [DayQuantity(d, by_day.get(resource, {}).get(d, zero)) for d in days]
     return {"resource": resource, "names": names, "used": used, "series": series, "first": first, "last": today,
-            "total": sum((p.quantity for p in series), Decimal(0))}
+            "total": sum((p.quantity for p in series), zero)}
 
 
 async def _estimate(session: AsyncSession) -> dict[str, Any]:
