@@ -6,55 +6,28 @@ Never downloads a browser: without /usr/bin/chromium (or the playwright package)
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from pathlib import Path
 
 import httpx
-import pytest
 
 from stalela.db.base import utcnow
 from stalela.kit.clock import rfc3339
+from tests.dashboard import test_browser as console
 from tests.dashboard.test_browser import ARGS, CHROMIUM, FINDINGS, OPERATOR, PASSWORD, _audit, _shot
-from tests.support.server import start_server
 
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # pragma: no cover - the test extras install them
-    sync_playwright = None
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed (pip install -e '.[test]')"),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium)"),
-]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    live = start_server({
-        "STALELA_OPERATOR_TOKEN": OPERATOR, "STALELA_ARGON2_TIME_COST": "1", "STALELA_ARGON2_MEMORY_KIB": "1024",
-        "STALELA_ARGON2_PARALLELISM": "1", "STALELA_OUTBOX_POLL_SECONDS": "0.1",
-    }, tmp_path_factory.mktemp("billing-browser"))
-    yield live
-    live.stop()
+# The same skips (no Chromium, no Playwright) and the same kind of server (one for this module).
+pytestmark = console.pytestmark
+server = console.server
 
 
 def _setup_tenant(base: str) -> dict:
-    with httpx.Client(base_url=base, timeout=30) as http:
-        r = http.post("/v1/tenants", json={"name": "Boutique Kin SARL", "tax_id": "A1234567Z", "jurisdiction": "CD"},
-                      headers={"Authorization": f"Bearer {OPERATOR}"})
-        assert r.status_code == 201, r.text
-        key = {"Authorization": f"Bearer {r.json()['api_key']}"}
-        tenant_id = r.json()["tenant"]["id"]
-        r = http.post("/v1/users", json={"email": "owner@kin.cd", "name": "Owner", "role": "owner",
-                                         "password": PASSWORD}, headers=key)
-        assert r.status_code == 201, r.text
-        r = http.post("/v1/usage/events", headers=key, json={
-            "event_id": "cpu-1", "resource": "cpu_seconds", "quantity": "12345.5", "occurred_at": rfc3339(utcnow())})
-        assert r.status_code == 201, r.text
-    return {"tenant_id": tenant_id}
+    """test_browser's tenant (two outlets, an owner, a few sealed invoices) and some CPU usage of today."""
+    org = console._setup_tenant(base)
+    r = httpx.post(f"{base}/v1/usage/events", headers=org["key"], timeout=30, json={
+        "event_id": "cpu-1", "resource": "cpu_seconds", "quantity": "12345.5", "occurred_at": rfc3339(utcnow())})
+    assert r.status_code == 201, r.text
+    return {"tenant_id": org["tenant"]["id"]}
 
 
 def _anomaly(server, tenant_id: str) -> str:  # noqa: ANN001
@@ -84,7 +57,7 @@ def test_usage_and_billing_in_chromium(server):
     org = _setup_tenant(base)
     # Before Playwright starts: its sync API runs an event loop in this thread.
     anomaly_id = _anomaly(server, org["tenant_id"])
-    with sync_playwright() as pw:
+    with console.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             _merchant(browser, base, anomaly_id)
@@ -99,30 +72,30 @@ def _merchant(browser, base: str, anomaly_id: str) -> None:  # noqa: ANN001
     context.set_default_timeout(15_000)
     page = context.new_page()
     page.goto("/app/billing")
-    expect(page).to_have_url(re.compile(r"/app/login"))
+    console.expect(page).to_have_url(re.compile(r"/app/login"))
     page.get_by_label("Email").fill("owner@kin.cd")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Usage & billing")).to_be_visible()  # back where it was asked
+    console.expect(page.get_by_role("heading", name="Usage & billing")).to_be_visible()  # back where it was asked
     page.goto("/app")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Usage & billing").click()
-    expect(page.get_by_role("heading", name="Usage & billing")).to_be_visible()
+    console.expect(page.get_by_role("heading", name="Usage & billing")).to_be_visible()
     # The chart: an SVG with one bar per day, api_calls first (it has usage).
     chart = page.get_by_test_id("usage-chart")
-    expect(chart).to_be_visible()
-    expect(chart.locator("rect")).to_have_count(30)
-    expect(page.get_by_label("Resource")).to_have_value("api_calls")
+    console.expect(chart).to_be_visible()
+    console.expect(chart.locator("rect")).to_have_count(30)
+    console.expect(page.get_by_label("Resource")).to_have_value("api_calls")
     page.get_by_label("Resource").select_option("cpu_seconds")
     page.get_by_role("button", name="Show").click()
-    expect(page).to_have_url(re.compile(r"resource=cpu_seconds"))
+    console.expect(page).to_have_url(re.compile(r"resource=cpu_seconds"))
     page.get_by_text("Show the figures as a table").click()
-    expect(page.get_by_test_id("usage-table").get_by_role("cell", name="12\u202f345.500000").first).to_be_visible()
+    console.expect(page.get_by_test_id("usage-table").get_by_role("cell", name="12\u202f345.500000").first).to_be_visible()
     _shot(page, "billing")
     # Acknowledge the anomaly: a notice, and only Dismiss is left.
     page.get_by_role("button", name="Acknowledge the api_calls anomaly of 2026-11-30").click()
-    expect(page.get_by_test_id("anomaly-done")).to_contain_text(f"{anomaly_id} acknowledged")
-    expect(page.get_by_role("button", name=re.compile("^Acknowledge"))).to_have_count(0)
-    expect(page.get_by_role("button", name="Dismiss the api_calls anomaly of 2026-11-30")).to_be_visible()
+    console.expect(page.get_by_test_id("anomaly-done")).to_contain_text(f"{anomaly_id} acknowledged")
+    console.expect(page.get_by_role("button", name=re.compile("^Acknowledge"))).to_have_count(0)
+    console.expect(page.get_by_role("button", name="Dismiss the api_calls anomaly of 2026-11-30")).to_be_visible()
     _audit(page, "billing-acknowledged")
     context.close()
 
@@ -135,8 +108,8 @@ def _operator(browser, base: str, tenant_id: str) -> None:  # noqa: ANN001
     page.get_by_label("Operator token").fill(OPERATOR)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("link", name="Billing").click()
-    expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible()
-    expect(page.get_by_test_id("no-issuer")).to_contain_text("stalela billing issuer --tenant T --outlet O")
-    expect(page.get_by_text("No open anomaly.")).to_be_visible()  # the tenant's was acknowledged
+    console.expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible()
+    console.expect(page.get_by_test_id("no-issuer")).to_contain_text("stalela billing issuer --tenant T --outlet O")
+    console.expect(page.get_by_text("No open anomaly.")).to_be_visible()  # the tenant's was acknowledged
     _shot(page, "ops-billing")
     context.close()
