@@ -258,6 +258,7 @@ async def test_the_operator_sees_revenue_per_tenant_and_open_anomalies(app, clie
         revenue = _row(page.text, "revenue")
         assert "Boutique Kin SARL" in revenue and "Autre SARL" in revenue and invoice["id"] in revenue
         assert f"19{NB}640.29&nbsp;CDF" in revenue and "draft" in revenue and "sealed" in revenue
+        assert f"22{NB}782.73&nbsp;CDF" in revenue  # the invoiced total, tax included
         assert f'data-testid="revenue-sum">19{NB}641.79&nbsp;CDF' in revenue
         assert revenue.index("Boutique Kin SARL") < revenue.index("Autre SARL")  # largest first
         assert f"<code>{issuer['id']}</code>" in page.text and issuer["outlet_id"] in page.text
@@ -277,6 +278,18 @@ async def test_the_operator_sees_revenue_per_tenant_and_open_anomalies(app, clie
         monkeypatch.setattr(bill_service, "get_issuer", no_issuer)
         page = await ops.get(f"/ops/billing?period={period}")
         assert "stalela billing issuer --tenant T --outlet O" in page.text
+        # A draft past its grace that the cycle could not seal shows why (the bill records the reason).
+
+        async def revenue(session, period):  # noqa: ANN001
+            return [{"tenant_id": tenant_id, "tenant_name": "Boutique Kin SARL", "id": "bill_x", "period": period,
+                     "status": "draft", "total": "1234.50", "currency": "EUR", "invoice_id": None,
+                     "invoice_total": None, "invoice_currency": None,
+                     "pending_reason": "billing_exchange_rate_missing: no EUR/CDF rate for this period"}]
+
+        monkeypatch.setattr(bill_service, "revenue", revenue)
+        revenue_table = _row((await ops.get(f"/ops/billing?period={period}")).text, "revenue")
+        assert 'data-testid="pending-reason">billing_exchange_rate_missing: no EUR/CDF rate' in revenue_table
+        assert f"1{NB}234.50&nbsp;EUR" in revenue_table
     finally:
         await ops.aclose()
     # The merchant session does not open the operations console.
