@@ -113,7 +113,7 @@ def bench_ingest(args: argparse.Namespace) -> dict:
         with psycopg.connect(srv.dsn, autocommit=True) as conn:
             stored = conn.execute("SELECT count(*) FROM usage_events WHERE tenant_id = %s AND event_id LIKE 'ev%%'",
                                   (tenant_id,)).fetchone()[0]
-        problems = srv.log_problems()
+    problems = srv.log_problems()  # the log is read when the server has stopped
     events_per_s = run["accepted"] / run["seconds"]
     noop_events_per_s = baseline["events_sent"] / baseline["seconds"]
     result = {"batch": args.batch, "concurrency": args.concurrency, "events_per_s": round(events_per_s),

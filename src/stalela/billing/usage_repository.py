@@ -51,15 +51,17 @@ class UsageRepository:
     # --- events and voids -------------------------------------------------------------------------
 
     async def insert_new(self, rows: list[dict[str, Any]]) -> set[str]:
-        """Insert events, skipping ids the tenant already has; returns the event ids inserted (in one
-        statement per chunk: the unique index decides, in this transaction, whoever races us)."""
-        inserted: set[str] = set()
-        for i in range(0, len(rows), _CHUNK):
-            stmt = (self._insert(UsageEvent).values(rows[i:i + _CHUNK])
-                    .on_conflict_do_nothing(index_elements=["tenant_id", "event_id"])
-                    .returning(UsageEvent.event_id))
-            inserted.update((await self.session.execute(stmt)).scalars())
-        return inserted
+        """Insert events, skipping ids the tenant already has; returns the event ids inserted (the unique
+        index decides, in this transaction, whoever races us).
+
+        One statement with the rows as parameters (an executemany), not ``.values(rows)``: SQLAlchemy
+        then compiles the one-row statement once, caches it, and sends the rows in multi-row batches
+        ("insertmanyvalues"); building a 1,000-row VALUES clause per call costs ~0.3 s of compilation."""
+        if not rows:
+            return set()
+        stmt = (self._insert(UsageEvent).on_conflict_do_nothing(index_elements=["tenant_id", "event_id"])
+                .returning(UsageEvent.event_id))
+        return set((await self.session.execute(stmt, rows)).scalars())
 
     async def by_event_ids(self, event_ids: Iterable[str]) -> dict[str, UsageEvent]:
         ids = list(set(event_ids))

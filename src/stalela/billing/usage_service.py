@@ -66,10 +66,14 @@ class Outcome:
 
 
 def _payload_hash(event_id: str, resource: str, units: int, occurred_at: datetime, properties: str | None) -> str:
-    """What "the same payload" means: the normalised event (1.50 == 1.5, +00:00 == Z), not its bytes."""
-    body = {"event_id": event_id, "resource": resource, "quantity_units": str(units),
-            "occurred_at": occurred_at.isoformat(timespec="microseconds"), "properties": properties}
-    return hashlib.sha256(canonical.dumps(body)).hexdigest()
+    """What "the same payload" means: the normalised event (1.50 == 1.5, +00:00 == Z), not its bytes.
+
+    The fields joined by a unit separator: no field can hold one (ids and resources are patterned, the
+    timestamp is ISO and canonical JSON escapes control characters), so the join is unambiguous, and
+    hashing it costs a fraction of canonicalising a dict per event (a batch hashes 1,000)."""
+    text = "\x1f".join((event_id, resource, str(units), occurred_at.isoformat(timespec="microseconds"),
+                         "" if properties is None else properties))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _parse(raw: Mapping[str, Any] | UsageEventIn, registry: dict[str, Resource], tenant_id: str,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from html import escape
 
 from markupsafe import Markup
@@ -93,3 +94,66 @@ def sparkline(values: list[float], label: str, width: int = 160, height: int = 3
     pts = " ".join(f"{i * step:.1f},{height - 2 - (height - 4) * v / top:.1f}" for i, v in enumerate(values))
     return Markup(f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}" '
                   f'xmlns="http://www.w3.org/2000/svg"><polyline points="{pts}" class="count-line"/></svg>')
+
+
+@dataclass(frozen=True)
+class DayQuantity:
+    day: date
+    quantity: Decimal
+
+
+def _nice_max_decimal(value: Decimal) -> Decimal:
+    """``_nice_max`` for exact quantities, fractions included (0.37 CPU-seconds → 0.5)."""
+    if value <= 0:
+        return Decimal(1)
+    step = Decimal(1).scaleb(value.adjusted())  # the power of ten at or below the value
+    for m in (1, 2, 5, 10):
+        if m * step >= value:
+            return m * step
+    return 10 * step  # unreachable: 10 × 10^adjusted is always above the value
+
+
+def quantity_label(value: Decimal) -> str:
+    """An axis label: 1.5k, 20M, 3G, 0.25 (exact decimal arithmetic, trailing zeros dropped)."""
+    for suffix, size in (("T", Decimal(10) ** 12), ("G", Decimal(10) ** 9), ("M", Decimal(10) ** 6),
+                         ("k", Decimal(10) ** 3)):
+        if abs(value) >= size:
+            return f"{_plain(value / size)}{suffix}"
+    return _plain(value)
+
+
+def _plain(value: Decimal) -> str:
+    if value.as_tuple().exponent < -3:  # an axis needs no more than three decimals
+        value = value.quantize(Decimal("0.001"))
+    return format(value.normalize(), "f")
+
+
+def daily_quantity_chart(points: list[DayQuantity], title: str, desc: str, caption: str) -> Markup:
+    """Bars: one generic daily series of exact quantities (a resource's usage). Only the geometry is float:
+    the values and their labels stay Decimal. The words (title, description, caption) come from the
+    template, so they are translated with it."""
+    n = max(len(points), 1)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    top = _nice_max_decimal(max((max(p.quantity, Decimal(0)) for p in points), default=Decimal(0)))
+    slot = plot_w / n
+    bar_w = max(slot * 0.7, 1)
+    out = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="qchart-t qchart-d" '
+           f'xmlns="http://www.w3.org/2000/svg" data-testid="usage-chart">',
+           f'<title id="qchart-t">{escape(title)}</title><desc id="qchart-d">{escape(desc)}</desc>']
+    for i in range(5):
+        y = TOP + plot_h * i / 4
+        out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">'
+                   f'{quantity_label(top * (4 - i) / 4)}</text>')
+    for i, p in enumerate(points):
+        x = LEFT + slot * i + (slot - bar_w) / 2
+        h = plot_h * float(max(p.quantity, Decimal(0)) / top)
+        tip = f"{p.day.isoformat()}: {quantity_label(p.quantity)}"
+        out.append(f'<rect x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                   f'class="bar"><title>{escape(tip)}</title></rect>')
+        if i % 5 == 0 or i == len(points) - 1:
+            out.append(f'<text x="{LEFT + slot * (i + 0.5):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" '
+                       f'class="axis">{p.day.strftime("%d %b")}</text>')
+    out.append(f'<text x="{LEFT}" y="{HEIGHT - 4}" class="axis">{escape(caption)}</text>')
+    out.append("</svg>")
+    return Markup("".join(out))
