@@ -37,6 +37,7 @@ from stalela.authority import gauges as _authority_gauges  # noqa: F401
 from stalela.privacy import erasure_gauges as _erasure_gauges  # noqa: F401
 from stalela.billing import usage_gauges as _usage_gauges  # noqa: F401
 from stalela.billing.usage_metering import ApiCallCounter, ApiCallMeter, api_call_metering
+from stalela.billing import api_quota as _api_quota  # noqa: F401  (registers the api_calls quota's request gate)
 from stalela.privacy.erasure_service import replay_journal
 
 log = get_logger("stalela.app")

@@ -39,6 +39,7 @@ from stalela.privacy import offboarding_tasks
 from stalela.privacy import export_tasks as _privacy_export_tasks  # noqa: F401
 # Fiscal admission gates register the same way (fiscal/invoices/admission.py): billing's quotas.
 from stalela.billing import quotas as _billing_quotas  # noqa: F401
+from stalela.billing import resources as billing_resources
 from stalela.billing import usage_tasks
 
 log = get_logger("stalela.workers")
@@ -49,6 +50,7 @@ GRACE_SECONDS = 30
 async def background(db: Database, settings: Settings, *, concurrency: int | None = None) -> AsyncIterator[Dispatcher]:
     """Run every background loop until the block exits; then stop gracefully and release claims."""
     dispatcher = Dispatcher(db, settings, concurrency=concurrency)
+    billing_resources.all_resources(settings)  # the loops read the usage registry without settings
     tasks = [asyncio.create_task(dispatcher.run(), name="outbox"),
              asyncio.create_task(export_runner(db, settings), name="exports")]
     if settings.checkpoint_interval_seconds:

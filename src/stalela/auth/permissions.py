@@ -26,7 +26,13 @@ class Perm(str, Enum):
     PRIVACY = "privacy"  # file and follow data subjects' requests (erasure): the owner's decision
     RESTRICTED_READ = "restricted:read"  # read data restricted after erasure (GDPR Art. 18): auditors only
     USAGE_WRITE = "usage:write"  # record and void usage events (billing: an external meter's key)
-    USAGE_READ = "usage:read"  # the tenant's usage events and daily aggregates
+    # Everything the platform bills the tenant for: usage events and daily aggregates, quotas, bills
+    # (with their sealed invoices and PDFs), the period's estimate, cost anomalies.
+    USAGE_READ = "usage:read"
+    # Act on cost anomalies (acknowledge, dismiss): the tenant's administration, through the ``admin`` scope,
+    # never the ``usage`` scope: an anomaly questions the figures, and the meter's key that sent them must
+    # not be the one to silence it.
+    BILLING_MANAGE = "billing:manage"
 
 
 ROLES: dict[str, frozenset[Perm]] = {
@@ -34,7 +40,7 @@ ROLES: dict[str, frozenset[Perm]] = {
     "owner": frozenset(Perm) - {Perm.RESTRICTED_READ},
     "admin": frozenset(Perm) - {Perm.OWNERSHIP, Perm.PRIVACY, Perm.RESTRICTED_READ},
     "accountant": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_READ, Perm.REPORTS_READ, Perm.REPORTS_WRITE,
-                             Perm.EXPORTS, Perm.USAGE_READ}),
+                             Perm.EXPORTS, Perm.USAGE_READ, Perm.BILLING_MANAGE}),
     "cashier": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_WRITE, Perm.INVOICES_READ}),
     "auditor": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_READ, Perm.REPORTS_READ, Perm.EXPORTS, Perm.AUDIT_READ,
                           Perm.RESTRICTED_READ, Perm.USAGE_READ}),
@@ -48,14 +54,15 @@ SCOPES: dict[str, frozenset[Perm]] = {
     "webhooks": frozenset({Perm.WEBHOOKS}),
     "usage": frozenset({Perm.USAGE_WRITE, Perm.USAGE_READ}),
     # The tenant's first key has every scope: it is the tenant's root credential, hence OWNERSHIP.
-    "admin": frozenset({Perm.ADMIN, Perm.OWNERSHIP, Perm.OUTLETS_READ, Perm.AUDIT_READ, Perm.PRIVACY}),
+    "admin": frozenset({Perm.ADMIN, Perm.OWNERSHIP, Perm.OUTLETS_READ, Perm.AUDIT_READ, Perm.PRIVACY,
+                        Perm.BILLING_MANAGE}),
 }
 ALL_SCOPES = frozenset(SCOPES)
 
 
 # What a till's key (restricted to one outlet) never does, whatever its scopes.
 _TENANT_WIDE = frozenset({Perm.ADMIN, Perm.WEBHOOKS, Perm.OWNERSHIP, Perm.EXPORTS, Perm.AUDIT_READ, Perm.PRIVACY,
-                          Perm.USAGE_WRITE, Perm.USAGE_READ})
+                          Perm.USAGE_WRITE, Perm.USAGE_READ, Perm.BILLING_MANAGE})
 
 
 def permissions(principal: Principal) -> frozenset[Perm]:

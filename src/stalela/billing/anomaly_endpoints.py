@@ -16,10 +16,10 @@ from stalela.kit.schemas import PathId
 router = APIRouter(route_class=JSONRoute, prefix="/v1/billing/anomalies", tags=["billing"])
 ops_router = APIRouter(route_class=JSONRoute, prefix="/v1/ops/billing/anomalies", tags=["operations"])
 Paging = Annotated[PageParams, Depends(page_params)]
-# No billing permission of its own yet: reading usage figures is reporting (owner, admin, accountant,
-# auditor); acting on them is what closes days (owner, admin, accountant).
-Reader = Can(Perm.REPORTS_READ)
-Manager = Can(Perm.REPORTS_WRITE)
+# Billing's permissions (auth/permissions.py): reading is usage:read (owner, admin, accountant, auditor,
+# the usage scope); acting is billing:manage (owner, admin, accountant; no API key).
+Reader = Can(Perm.USAGE_READ)
+Manager = Can(Perm.BILLING_MANAGE)
 _CONFLICT: dict = {409: {"description": "anomaly_status_conflict: not allowed from the anomaly's status"}}
 
 

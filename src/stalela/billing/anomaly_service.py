@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.audit.service import record
 from stalela.auth.principal import Principal
-from stalela.billing import anomaly, rating, rating_service
+from stalela.billing import anomaly, rating, rating_service, resources
 from stalela.billing.anomaly_models import UsageAnomaly
 from stalela.billing.anomaly_repository import AnomalyRepository
 from stalela.config import Settings
@@ -40,21 +40,6 @@ TRANSITIONS = {"open": ("acknowledged", "dismissed"), "acknowledged": ("dismisse
 # What ``quantity`` of ``resource`` costs the tenant on ``day`` (the card in force that day), or None
 # when nothing prices it. Called as price(session, tenant_id, day, resource, quantity).
 Price = Callable[[AsyncSession, str, date, str, Decimal], Awaitable[Decimal | None]]
-
-_BUILTIN_SCALES = {"api_calls": 0, "invoices_sealed": 0, "storage_bytes": 0, "network_bytes": 0, "cpu_seconds": 6,
-                   "memory_byte_seconds": 0}
-
-
-def resource_scale(settings: Settings, resource: str) -> int:
-    """Decimal places of ``resource``'s quantities (stored ×10^scale). Adapter until the usage slice's
-    registry (``billing/resources.py``) is on main: built-ins plus ``usage_resources`` name:kind:scale."""
-    scales = dict(_BUILTIN_SCALES)
-    for item in (settings.usage_resources or "").split(","):
-        parts = item.strip().split(":")
-        if len(parts) == 3 and parts[2].strip().isdigit():
-            scales[parts[0].strip()] = int(parts[2])
-    return scales.get(resource, 0)
-
 
 async def rating_price(session: AsyncSession, tenant_id: str, day: date, resource: str,
                        quantity: Decimal) -> Decimal | None:
@@ -114,7 +99,7 @@ async def detect(session: AsyncSession, settings: Settings, tenant_id: str, day:
     rows: list[dict[str, Any]] = []
     now = utcnow()
     for resource in sorted(history):
-        unit = Decimal(10) ** resource_scale(settings, resource)
+        unit = Decimal(10) ** resources.of_stored(resource, settings).scale
         series = {d: Decimal(units) / unit for d, units in history[resource].items()}
         verdict = anomaly.detect(series, day, threshold=rules.threshold, method=rules.method,
                                  first_day=starts.get(resource))

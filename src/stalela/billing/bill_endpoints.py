@@ -17,8 +17,9 @@ from stalela.kit.schemas import PathId
 router = APIRouter(route_class=JSONRoute, prefix="/v1/billing", tags=["billing"])
 ops_router = APIRouter(route_class=JSONRoute, prefix="/v1/ops/billing", tags=["billing"])
 Paging = Annotated[PageParams, Depends(page_params)]
-# Bills are the tenant's purchase invoices: whoever reads its reports (owner, admin, accountant, auditor).
-Reader = Can(Perm.REPORTS_READ)
+# Bills are what the platform charges for the tenant's usage: whoever reads its usage (owner, admin,
+# accountant, auditor, the usage scope).
+Reader = Can(Perm.USAGE_READ)
 
 
 @router.get("/invoices", response_model=Page[schemas.BillSummary])

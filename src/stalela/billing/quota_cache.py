@@ -20,11 +20,17 @@ def parse_quotas(text: str | None) -> dict[str, Decimal]:
     return {k: Decimal(v) for k, v in json.loads(text).items()} if text else {}
 
 
-async def caps(session: AsyncSession, tenant_id: str) -> dict[str, Decimal]:
-    now = time.monotonic()
+def cached(tenant_id: str) -> dict[str, Decimal] | None:
+    """The tenant's caps if this process knows them (fresh), else None: no I/O either way."""
     hit = _cache.get(tenant_id)
-    if hit is not None and hit[0] > now:
-        return hit[1]
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
+async def caps(session: AsyncSession, tenant_id: str) -> dict[str, Decimal]:
+    found = cached(tenant_id)
+    if found is not None:
+        return found
+    now = time.monotonic()
     found = parse_quotas(await PlanRepository(session).quotas_of_tenant(tenant_id))
     if len(_cache) >= _MAX_TENANTS:
         _cache.clear()

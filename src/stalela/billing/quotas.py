@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stalela.billing import quota_cache, rating
-from stalela.billing.rating_repository import invoices_issued, metered_units
-from stalela.billing.rating_service import account, known_resources
+from stalela.billing import quota_cache, rating, usage_service
+from stalela.billing.rating_repository import invoices_issued
+from stalela.billing.rating_service import account
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.errors import TooManyRequests
@@ -73,28 +73,13 @@ async def invoice_gate(session: AsyncSession, settings: Settings, tenant_id: str
     return _InvoiceGate(tenant_id, cap, await invoices_issued(session, tenant_id, start, end), now)
 
 
-async def used(session: AsyncSession, settings: Settings, tenant_id: str, resource: str, start: datetime,
-               end: datetime) -> Decimal:
-    """What the tenant used of ``resource`` in [start, end): its sealed documents for ``invoices_sealed``
-    (exact, what the gate counts), else its usage events net of voids."""
+async def used(session: AsyncSession, tenant_id: str, resource: str, start: datetime, end: datetime) -> Decimal:
+    """What the tenant used of ``resource`` in the period [start, end): its sealed documents for
+    ``invoices_sealed`` (exact, what the seal gate counts), else what the usage service measures
+    (``usage_service.period_used``: events net of voids; a gauge's latest level)."""
     if resource == INVOICES:
         return Decimal(await invoices_issued(session, tenant_id, start, end))
-    scale = known_resources(settings).get(resource, 0)
-    return Decimal(await metered_units(session, tenant_id, resource, start, end)).scaleb(-scale)
-
-
-async def check_usage(session: AsyncSession, settings: Settings, tenant_id: str, resource: str,
-                      quantity: Decimal) -> None:
-    """For usage events recorded through the API: raises ``QuotaExceeded`` when ``quantity`` more of a
-    capped resource would pass the cap. Read without a lock, so concurrent events may overshoot a little:
-    exact enforcement is for ``invoices_sealed``, at seal time."""
-    cap = (await quota_cache.caps(session, tenant_id)).get(resource)
-    if cap is None:
-        return
-    now = utcnow()
-    start, end = period_of(now)
-    if await used(session, settings, tenant_id, resource, start, end) + quantity > cap:
-        raise QuotaExceeded(resource, cap, now)
+    return await usage_service.period_used(session, tenant_id, resource, start.date(), end.date())
 
 
 async def report(session: AsyncSession, settings: Settings, tenant_id: str) -> dict[str, Any]:
@@ -104,7 +89,7 @@ async def report(session: AsyncSession, settings: Settings, tenant_id: str) -> d
     caps = (await account(session, tenant_id)).quotas  # fresh, not the sealing path's cached caps
     data = []
     for resource, cap in sorted(caps.items()):
-        spent = await used(session, settings, tenant_id, resource, start, end)
+        spent = await used(session, tenant_id, resource, start, end)
         data.append({"resource": resource, "cap": rating.decimal_text(cap), "used": rating.decimal_text(spent),
                      "remaining": rating.decimal_text(max(cap - spent, Decimal(0)))})
     return {"period": start.strftime("%Y-%m"), "reset_at": rfc3339(end), "data": data}

@@ -24,9 +24,6 @@ from typing import Any, Iterable
 
 from stalela.kit.money import ZERO, money_context, round_money
 
-# The built-in metered resources (the usage registry may add more through STALELA_USAGE_RESOURCES).
-BUILTIN_RESOURCES = ("api_calls", "invoices_sealed", "storage_bytes", "network_bytes", "cpu_seconds",
-                     "memory_byte_seconds")
 # How many units a price is for unless the entry says otherwise: prices read as a price list does.
 GIGA = Decimal(10) ** 9
 DEFAULT_PER: dict[str, Decimal] = {

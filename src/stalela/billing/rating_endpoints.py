@@ -103,6 +103,6 @@ async def get_account(tenant_id: PathId, session: DbSession, _: OperatorPrincipa
 
 
 @router.get("/quotas", response_model=schemas.QuotasOut)
-async def get_quotas(session: DbSession, settings: AppSettings, principal: Can(Perm.INVOICES_READ)):
+async def get_quotas(session: DbSession, settings: AppSettings, principal: Can(Perm.USAGE_READ)):
     """Each cap of the tenant's plan against this calendar month's (UTC) use."""
     return await quotas.report(session, settings, principal.tenant_id)

@@ -1,4 +1,4 @@
-"""All SQL of plans, rate cards, billing accounts and quota counts.
+"""All SQL of plans, rate cards, billing accounts and the sealed-invoice count of the seal quota.
 
 Plans and rate cards are platform rows (no tenant); ``billing_accounts`` is tenant-owned, so reads
 name the tenant explicitly: they run on the operator's platform session as well as on a tenant's.
@@ -11,7 +11,6 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.billing.rating_models import BillingAccount, BillingPlan, RateCard
-from stalela.billing.usage_models import UsageEvent, UsageVoid
 from stalela.fiscal.invoices.models import Invoice
 from stalela.tenancy.models import Tenant
 
@@ -108,13 +107,3 @@ async def invoices_issued(session: AsyncSession, tenant_id: str, start: datetime
         Invoice.tenant_id == tenant_id, Invoice.issued_at >= start, Invoice.issued_at < end)
     return (await session.execute(stmt)).scalar_one()
 
-
-async def metered_units(session: AsyncSession, tenant_id: str, resource: str, start: datetime, end: datetime) -> int:
-    """The resource's usage events in [start, end) net of their voids, in the resource's minor units."""
-    total = 0
-    for model in (UsageEvent, UsageVoid):
-        stmt = select(func.coalesce(func.sum(model.quantity_units), 0)).where(
-            model.tenant_id == tenant_id, model.resource == resource, model.occurred_at >= start,
-            model.occurred_at < end)
-        total += int((await session.execute(stmt)).scalar_one())
-    return total

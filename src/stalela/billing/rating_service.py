@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stalela.billing import quota_cache, rating
+from stalela.billing import quota_cache, rating, resources
 from stalela.billing.rating_models import BillingAccount, BillingPlan, RateCard
 from stalela.billing.rating_repository import DEFAULT_PLAN, AccountRepository, PlanRepository, RateCardRepository
 from stalela.billing.rating_schemas import AccountUpdate, PlanCreate, PlanUpdate, RateCardCreate
@@ -23,22 +23,6 @@ from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.errors import Conflict, NotFound, ValidationFailed
 from stalela.kit import canonical
-
-# Minor-unit scale of the built-in resources' stored quantities (usage_models: quantity x 10^scale).
-# The usage slice's resource registry is the authority; ``known_resources`` is the one seam to swap.
-_BUILTIN_SCALES = {name: 0 for name in rating.BUILTIN_RESOURCES} | {"cpu_seconds": 3}
-
-
-def known_resources(settings: Settings) -> dict[str, int]:
-    """Resource name -> decimal places of its quantities: the six built-ins plus STALELA_USAGE_RESOURCES
-    (``name:kind:scale`` items, comma-separated)."""
-    out = dict(_BUILTIN_SCALES)
-    for item in (settings.usage_resources or "").split(","):
-        parts = item.strip().split(":")
-        if parts[0]:
-            out[parts[0]] = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0
-    return out
-
 
 @dataclass(frozen=True)
 class AccountView:
@@ -60,11 +44,9 @@ def _quotas_json(settings: Settings, quotas: dict[str, Decimal] | None) -> str |
 
 
 def _check_resources(settings: Settings, names, where: str) -> None:  # noqa: ANN001
-    known = known_resources(settings)
+    known = resources.all_resources(settings)
     for name in names:
-        if name not in known:
-            raise ValidationFailed(f"unknown resource {name!r}; known: {', '.join(sorted(known))}",
-                                   code="unknown_resource", field=f"{where}.{name}")
+        resources.lookup(known, name, field=f"{where}.{name}")
 
 
 async def create_plan(session: AsyncSession, settings: Settings, data: PlanCreate) -> BillingPlan:

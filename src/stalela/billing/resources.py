@@ -2,8 +2,11 @@
 decimal places its quantities carry (``scale``: quantities are stored as integers ``quantity × 10^scale``).
 
 Six are built in; ``settings.usage_resources`` ("name:kind:scale,...") adds more. ``all_resources``
-parses the setting (and remembers it, so that ``get(name)`` without settings knows the extras of the
-running process).
+parses the setting and remembers it, so that ``get(name)``, ``of_stored`` and ``gauges`` without settings
+know the extras of the running process: the worker bootstrap installs its settings so; a process that
+installed none reads them from its environment (``get_settings``), as it was started.
+
+This is the one registry: rating (prices, quotas), anomalies (scales) and usage all read it.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Literal
 
-from stalela.config import Settings
+from stalela.config import Settings, get_settings
 from stalela.errors import NotFound, ValidationFailed
 
 Kind = Literal["counter", "gauge"]
@@ -48,7 +51,7 @@ BUILTIN: dict[str, Resource] = {r.name: r for r in (
     Resource("cpu_seconds", "counter", 6, "second"),
     Resource("memory_byte_seconds", "counter", 0, "byte-second"),
 )}
-_configured: dict[str, Resource] = dict(BUILTIN)
+_configured: dict[str, Resource] | None = None  # the running process's registry, once known
 
 
 @lru_cache(maxsize=16)
@@ -75,13 +78,34 @@ def all_resources(settings: Settings) -> dict[str, Resource]:
     return _configured
 
 
+def _registry(settings: Settings | None) -> dict[str, Resource]:
+    if settings is not None:
+        return all_resources(settings)
+    return _configured if _configured is not None else all_resources(get_settings())
+
+
+def gauges(settings: Settings | None = None) -> list[str]:
+    """The names of the gauges (without settings: those of the running process)."""
+    registry = _registry(settings)
+    return sorted(name for name, resource in registry.items() if resource.kind == "gauge")
+
+
 def get(name: str, settings: Settings | None = None) -> Resource:
-    registry = all_resources(settings) if settings is not None else _configured
+    registry = _registry(settings)
     resource = registry.get(name)
     if resource is None:
         raise NotFound(f"unknown resource {name!r}; known: {', '.join(sorted(registry))}",
                        code="unknown_resource", field="resource")
     return resource
+
+
+def of_stored(name: str, settings: Settings | None = None) -> Resource:
+    """The resource of rows already stored. A name since removed from ``STALELA_USAGE_RESOURCES`` still
+    reads (as a counter without decimals): its events stay readable, never a 404."""
+    try:
+        return get(name, settings)
+    except NotFound:
+        return Resource(name, "counter", 0, "unit")
 
 
 def lookup(registry: dict[str, Resource], name: object, field: str = "resource") -> Resource:

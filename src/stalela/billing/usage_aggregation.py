@@ -36,19 +36,20 @@ class DailyUsage:
     resource: str
     quantity: Decimal
     event_count: int
-    events_digest: str
+    events_digest: str | None  # None: summed without reading the ids (compute's ``digests``)
 
 
-async def stale_days(repo: UsageRepository, scale: Scale, now: datetime,
-                     cursor: datetime | None) -> dict[str, set[date]]:
+async def stale_days(repo: UsageRepository, gauges: Iterable[str], now: datetime, cursor: datetime | None,
+                     only: str | None = None) -> dict[str, set[date]]:
     """resource -> the days whose aggregate may differ from what ``usage_daily`` holds (all days with usage
-    when ``cursor`` is None)."""
+    when ``cursor`` is None); of one resource if ``only`` names it. ``gauges``: the gauges' names."""
     plan: dict[str, set[date]] = {}
-    for resource, day in await repo.written_since(cursor - LATE_COMMIT_MARGIN if cursor else None):
+    for resource, day in await repo.written_since(cursor - LATE_COMMIT_MARGIN if cursor else None, only):
         plan.setdefault(resource, set()).add(day)
     today = day_of(now)
-    for resource in await repo.resources_with_usage():
-        if scale(resource).kind != "gauge":
+    # A gauge without a single sample has no last day and no first sample: it adds nothing.
+    for resource in gauges:
+        if only is not None and resource != only:
             continue
         changed = plan.get(resource, set())
         if changed:
@@ -72,15 +73,23 @@ def _runs(wanted: Iterable[date]) -> list[tuple[date, date]]:
     return runs
 
 
-async def compute(repo: UsageRepository, scale: Scale, plan: dict[str, set[date]]) -> list[DailyUsage]:
+async def compute(repo: UsageRepository, scale: Scale, plan: dict[str, set[date]], *,
+                  digests: bool = True) -> list[DailyUsage]:
+    """The planned days' aggregates. Without ``digests``, counters are summed by the database and their rows
+    carry no digest (``events_digest`` None): what a read that shows none needs. Gauges always read their
+    samples (a few a day), so their rows always carry one."""
     out: list[DailyUsage] = []
     for name, wanted in sorted(plan.items()):
         resource = scale(name)
         for start, end in _runs(wanted):
             if resource.kind == "gauge":
                 out.extend(await _gauge(repo, resource, start, end))
-            else:
+            elif digests:
                 out.extend(await _counter(repo, resource, start, end))
+            else:
+                out.extend(DailyUsage(day, resource.name, resource.from_units(units), count, None)
+                           for day, units, count in await repo.counter_sums(resource.name, day_start(start),
+                                                                            day_start(end)))
     return out
 
 

@@ -100,12 +100,15 @@ class UsageRepository:
 
     # --- what the aggregation reads ---------------------------------------------------------------
 
-    async def written_since(self, since: datetime | None) -> set[tuple[str, date]]:
-        """(resource, UTC day) of every event received and every void written at or after ``since``."""
+    async def written_since(self, since: datetime | None, resource: str | None = None) -> set[tuple[str, date]]:
+        """(resource, UTC day) of every event received and every void written at or after ``since``
+        (of one resource, if given)."""
         day_e, day_v = self._day(UsageEvent.occurred_at), self._day(UsageVoid.occurred_at)
         events = select(UsageEvent.resource, day_e.label("day")).group_by(UsageEvent.resource, day_e)
         voids = select(UsageVoid.resource, day_v.label("day")).group_by(UsageVoid.resource, day_v)
         events, voids = self._mine(events, UsageEvent), self._mine(voids, UsageVoid)
+        if resource is not None:
+            events, voids = events.where(UsageEvent.resource == resource), voids.where(UsageVoid.resource == resource)
         if since is not None:
             events = events.where(UsageEvent.received_at >= since)
             voids = voids.where(UsageVoid.voided_at >= since)
@@ -125,6 +128,20 @@ class UsageRepository:
         for stmt in (events, voids):
             rows.extend((i, u, at) for i, u, at in await self.session.execute(stmt))
         return rows
+
+    async def counter_sums(self, resource: str, start: datetime, end: datetime) -> list[tuple[date, int, int]]:
+        """(UTC day, signed units, events and voids counted) per day of [start, end): the sums alone, in SQL,
+        for reads that show no digest (a big tenant's day holds millions of ids)."""
+        rows = union_all(
+            self._mine(select(self._day(UsageEvent.occurred_at).label("day"), UsageEvent.quantity_units.label("units"))
+                       .where(UsageEvent.resource == resource, UsageEvent.occurred_at >= start,
+                              UsageEvent.occurred_at < end), UsageEvent),
+            self._mine(select(self._day(UsageVoid.occurred_at).label("day"), UsageVoid.quantity_units.label("units"))
+                       .where(UsageVoid.resource == resource, UsageVoid.occurred_at >= start,
+                              UsageVoid.occurred_at < end), UsageVoid),
+        ).subquery()
+        stmt = select(rows.c.day, func.sum(rows.c.units), func.count()).group_by(rows.c.day).order_by(rows.c.day)
+        return [(date.fromisoformat(d), int(u), int(n)) for d, u, n in await self.session.execute(stmt)]
 
     async def gauge_samples(self, resource: str, start: datetime,
                             end: datetime) -> tuple[tuple[str, int] | None, list[tuple[str, int, datetime, bool]]]:
@@ -176,10 +193,6 @@ class UsageRepository:
     async def last_daily_day(self, resource: str) -> date | None:
         stmt = self._mine(select(func.max(UsageDaily.day)).where(UsageDaily.resource == resource), UsageDaily)
         return (await self.session.execute(stmt)).scalar_one_or_none()
-
-    async def resources_with_usage(self) -> list[str]:
-        stmt = self._mine(select(UsageEvent.resource).distinct(), UsageEvent)
-        return list((await self.session.execute(stmt)).scalars())
 
     async def put_daily(self, rows: list[dict[str, Any]]) -> None:
         for i in range(0, len(rows), _CHUNK):

@@ -31,7 +31,7 @@ from stalela.kit.clock import SwappableClock
 from stalela.kit.ids import new_id
 
 __all__ = ["DailyUsage", "PeriodUsage", "Outcome", "record", "record_metered", "void", "list_events", "daily",
-           "period_usage", "aggregate", "clock"]
+           "period_usage", "period_used", "aggregate", "clock"]
 
 clock = SwappableClock()  # tests move it
 WINDOW_PAST = timedelta(days=35)
@@ -159,15 +159,8 @@ async def record_metered(session: AsyncSession, events: list[tuple[str, str, str
     return len(await UsageRepository(session).insert_new(rows)) if rows else 0
 
 
-def _scale(resource: str) -> Resource:
-    try:
-        return resources.get(resource)
-    except NotFound:  # an extra resource since removed from the settings: its events stay readable
-        return Resource(resource, "counter", 0, "unit")
-
-
 def quantity_text(resource: str, units: int) -> str:
-    return format(_scale(resource).from_units(units), "f")
+    return format(resources.of_stored(resource).from_units(units), "f")
 
 
 def render(event: Any) -> dict[str, Any]:
@@ -210,25 +203,39 @@ async def list_events(session: AsyncSession, tenant_id: str, resource: str | Non
 # --- daily aggregates: the read API of the other billing slices ----------------------------------------
 
 
-async def daily(session: AsyncSession, tenant_id: str, resource: str | None, start: date, end: date) -> list[DailyUsage]:
+async def daily(session: AsyncSession, tenant_id: str, resource: str | None, start: date, end: date, *,
+                digests: bool = False) -> list[DailyUsage]:
     """The tenant's daily usage, start <= day < end, exactly as the aggregation writes it, events not yet
-    aggregated included: days the aggregation has not caught up with are computed from the events here."""
+    aggregated included: days the aggregation has not caught up with are computed from the events here.
+
+    ``digests``: give those days their event count and digest too, read from every id (what a bill's usage
+    view shows). Without, a counter's days not yet aggregated are SQL sums, and their ``events_digest`` is
+    None: the quantities are the same, at the cost of a sum instead of a read of every id."""
     repo = UsageRepository(session, tenant_id)
-    found = {(d.resource, d.day): DailyUsage(d.day, d.resource, _scale(d.resource).from_units(d.quantity_units),
+    found = {(d.resource, d.day): DailyUsage(d.day, d.resource, resources.of_stored(d.resource).from_units(d.quantity_units),
                                              d.event_count, d.events_digest)
              for d in await repo.daily_rows(resource, start, end)}
-    plan = await stale_days(repo, _scale, clock.now(), await repo.cursor())
-    plan = {r: {d for d in ds if start <= d < end} for r, ds in plan.items() if resource in (None, r)}
-    for row in await compute(repo, _scale, plan):
+    plan = await stale_days(repo, resources.gauges(), clock.now(), await repo.cursor(), resource)
+    plan = {r: {d for d in ds if start <= d < end} for r, ds in plan.items()}
+    for row in await compute(repo, resources.of_stored, plan, digests=digests):
         found[(row.resource, row.day)] = row
     return sorted(found.values(), key=lambda d: (d.day, d.resource))
+
+
+async def period_used(session: AsyncSession, tenant_id: str, resource: str, start: date, end: date) -> Decimal:
+    """How much of ``resource`` the tenant used in start <= day < end, what a quota is measured against: a
+    counter's total; a gauge's level, i.e. its latest day's time-weighted average (0 before any sample)."""
+    rows = await daily(session, tenant_id, resource, start, end)
+    if resources.of_stored(resource).kind == "gauge":
+        return rows[-1].quantity if rows else Decimal(0)
+    return sum((r.quantity for r in rows), Decimal(0))
 
 
 async def period_usage(session: AsyncSession, tenant_id: str, start: date, end: date) -> dict[str, PeriodUsage]:
     """Every resource with usage in start <= day < end: its total (for gauges: the sum of the daily averages,
     in unit-days), its days, and the SHA-256 of the sorted ids of all its events and voids of the period."""
     by_resource: dict[str, list[DailyUsage]] = {}
-    for row in await daily(session, tenant_id, None, start, end):
+    for row in await daily(session, tenant_id, None, start, end, digests=True):
         by_resource.setdefault(row.resource, []).append(row)
     repo = UsageRepository(session, tenant_id)
     out: dict[str, PeriodUsage] = {}
@@ -249,13 +256,13 @@ async def aggregate(session: AsyncSession, tenant_id: str, *, start: date | None
     repo = UsageRepository(session, tenant_id)
     now = clock.now()
     if start is not None and end is not None:
-        plan = await stale_days(repo, _scale, now, None)
+        plan = await stale_days(repo, resources.gauges(), now, None)
         plan = {r: {d for d in ds if start <= d < end} for r, ds in plan.items()}
     else:
-        plan = await stale_days(repo, _scale, now, await repo.cursor())
-    rows = await compute(repo, _scale, plan)
+        plan = await stale_days(repo, resources.gauges(), now, await repo.cursor())
+    rows = await compute(repo, resources.of_stored, plan)
     await repo.put_daily([{"tenant_id": tenant_id, "resource": r.resource, "day": r.day,
-                           "quantity_units": _scale(r.resource).to_units(r.quantity), "event_count": r.event_count,
+                           "quantity_units": resources.of_stored(r.resource).to_units(r.quantity), "event_count": r.event_count,
                            "events_digest": r.events_digest} for r in rows])
     if start is None:
         await repo.set_cursor(now)

@@ -33,7 +33,7 @@ ops_router = APIRouter(prefix="/ops", route_class=DashboardRoute, include_in_sch
 # The API's rules, in one place for both consoles: reading usage, quotas, bills and anomalies; acting on
 # anomalies (billing/anomaly_endpoints.py).
 READ = Perm.USAGE_READ
-MANAGE = Perm.REPORTS_WRITE
+MANAGE = Perm.BILLING_MANAGE
 DAYS = 30  # the chart's window, today included
 SHOWN_BILLS = 24  # two years of monthly bills
 SHOWN_ANOMALIES = 100
