@@ -14,8 +14,12 @@ from stalela.billing import bill_lines as bl
 from stalela.billing import bill_service, bill_tasks
 from stalela.billing.bill_repository import BillRepository
 from stalela.fiscal.invoices import service as invoices
+from stalela.db.base import utcnow
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.invoices.schemas import InvoiceCreate
+from stalela.privacy.export_archive import Snapshot, write_payload
+from stalela.privacy.export_bag import Bag
+from stalela.privacy.export_repository import SnapshotRepository
 from stalela.tenancy.context import bind_platform, bind_tenant
 from tests.billing.bill_support import OPS, at, cdf_plan, eur_rate, make_issuer, periods, use, void
 from tests.billing.bill_support import settings  # noqa: F401  (no API-call metering in these tests)
@@ -261,3 +265,33 @@ async def test_platform_binding_reads_the_revenue(app, client, new_tenant, opera
     async with app.state.db.transaction(readonly=True) as session:
         await bind_platform(session)
         assert (await session.execute(select(func.count()).select_from(Invoice))).scalar_one() > 0
+
+
+async def test_the_portability_export_carries_usage_events_and_bills(app, client, new_tenant, operator_headers,
+                                                                    settings, tmp_path):
+    await make_issuer(client, new_tenant, operator_headers)
+    tenant, headers = await new_tenant("Portable SARL", "M1234567")
+    await cdf_plan(client, operator_headers, tenant["id"])
+    p1, _, _ = periods()
+    await use(client, headers, "kept", "api_calls", "400", at(p1, 3))
+    await use(client, headers, "dropped", "api_calls", "40", at(p1, 4))
+    await void(client, headers, "dropped")
+    sealed = (await bill_tasks.close_period(app.state.db, settings, p1, tenant_ids=[tenant["id"]],
+                                            finalize_now=True)).bills[tenant["id"]]
+    async with app.state.db.transaction(readonly=True) as session:
+        await bind_tenant(session, tenant["id"])
+        snap = Snapshot(tenant["id"], "tenant", await SnapshotRepository(session).log_size(), 10**9, utcnow())
+        bag = Bag(tmp_path / "bag")
+        try:
+            counts = await write_payload(session, settings, snap, bag)
+        finally:
+            bag.close_all()
+    assert (counts["usage_events"], counts["bills"]) == (2, 1)
+    data = tmp_path / "bag" / "data"
+    events = {e["event_id"]: e for e in map(json.loads, (data / "usage_events.ndjson").read_text().splitlines())}
+    assert events["kept"]["voided_at"] is None and events["dropped"]["voided_at"] is not None
+    assert events["kept"]["quantity"] == "400" and events["kept"]["source"] == "api"
+    [bill] = map(json.loads, (data / "bills.ndjson").read_text().splitlines())
+    usage = (await client.get(f"/v1/billing/invoices/{sealed['id']}/usage", headers=headers)).json()
+    assert (bill["id"], bill["invoice_id"], bill["total"]) == (sealed["id"], sealed["invoice_id"], "100.00")
+    assert bill["lines"] == usage["data"] and bill["lines"][0]["event_count"] == 3  # 2 events and 1 void

@@ -114,6 +114,7 @@ class UsageLine(_Out):
     period_of: str
     quantity: str
     amount: str
+    invoice_amount: str | None = Field(description="Once sealed: the amount in the invoice currency")
     plan_id: str | None
     rate_card_version: int | None
     event_count: int | None

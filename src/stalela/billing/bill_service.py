@@ -383,7 +383,7 @@ async def bill_pdf(session: AsyncSession, settings: Settings, bill_id: str) -> t
 def bill_usage(bill: Bill) -> dict[str, Any]:
     """Per line, what a tenant needs to recompute it from its own event export (docs/billing.md)."""
     return {"id": bill.id, "period": bill.period, "currency": bill.currency, "data": [
-        {k: line.get(k) for k in ("kind", "resource", "period_of", "quantity", "amount", "plan_id",
+        {k: line.get(k) for k in ("kind", "resource", "period_of", "quantity", "amount", "invoice_amount", "plan_id",
                                   "rate_card_version", "event_count", "events_sha256", "days")}
         for line in json.loads(bill.lines) if line["kind"] != "credit"]}
 
