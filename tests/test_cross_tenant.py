@@ -24,7 +24,7 @@ PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirec
 
 # Path parameters that name no object of a tenant but a fixed word (a category of the data map): a route with
 # only these is walked like one without parameters, acting on the caller's own tenant.
-NOT_OBJECTS = {"category": "operational"}
+NOT_OBJECTS = {"category": "operational", "period": "2026-01"}  # a period is nobody's object
 
 # Bodies the victim itself could send: so that an attacker's 404 on these routes comes from the
 # ownership check, not from the schema refusing a wrong body first (checked below with the victim).

@@ -222,6 +222,9 @@ class Settings(BaseSettings):
         Decimal("2.5"), gt=0, le=100, description="z-score above which a day's usage is an anomaly (per-tenant override).")
     billing_anomaly_method: Literal["zscore", "mad"] = Field(
         "zscore", description="zscore: mean and standard deviation; mad: median and scaled median absolute deviation.")
+    billing_exit_at: Literal["drafted", "sealed"] | None = Field(
+        None, description="Testing only (the kill -9 test): a billing run dies right after a bill's draft commits "
+        "(drafted) or its seal commits (sealed), as if killed.")
 
     @field_validator("storage_url")
     @classmethod

@@ -63,6 +63,8 @@ STORED = {
     "AccountUpdate.anomaly_method": "billing_accounts.anomaly_method",
     "IssuerIn.tenant_id": "billing_issuer.issuer_tenant_id",
     "IssuerIn.outlet_id": "billing_issuer.issuer_outlet_id",
+    "ExchangeRateIn.currency": "billing_exchange_rates.currency",
+    "ExchangeRateIn.invoice_currency": "billing_exchange_rates.invoice_currency",
     "EndpointCreate.description": "webhook_endpoints.description",
     "EndpointCreate.event_types[]": "webhook_endpoints.event_types",
     "EndpointUpdate.url": "webhook_endpoints.url",
@@ -111,6 +113,7 @@ NOT_STORED = {
     **{f"PrivacySubject.{f}": "stored encrypted (bytes), until the export is built" for f in ("email", "tax_id", "reference")},
     "UsageEventIn.quantity": "parsed into integer minor units (usage_events.quantity_units)",
     "UsageEventIn.occurred_at": "a date-time",
+    "ExchangeRateIn.rate": "a decimal of at most 12 + 1 + 6 characters, stored normalised (String(24))",
 }
 
 

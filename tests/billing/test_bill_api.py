@@ -1,25 +1,23 @@
 """The tenant's bills API and the operator's issuer API."""
 from __future__ import annotations
 
-import pytest
-
 from stalela.billing import bill_tasks
-from tests.billing.bill_support import FakeRating, make_issuer, periods
+from stalela.db.base import utcnow
+from tests.billing.bill_support import at, cdf_plan, make_issuer, periods, use
+from tests.billing.bill_support import settings  # noqa: F401  (no API-call metering in these tests)
 
 
-@pytest.fixture
-def rating(monkeypatch) -> FakeRating:
-    return FakeRating().install(monkeypatch)
-
-
-async def test_bill_api_shapes_and_isolation(app, client, new_tenant, operator_headers, rating, settings):
+async def test_bill_api_shapes_and_isolation(app, client, new_tenant, operator_headers, settings):
     await make_issuer(client, new_tenant, operator_headers)
     tenant, headers = await new_tenant("Shapes SARL", "S1234567")
+    await cdf_plan(client, operator_headers, tenant["id"])
     _, other_headers = await new_tenant("Other SARL", "O1234567")
     p1, p2, current = periods()
-    rating.set(tenant["id"], p1, api_calls=("1000", "12.00"))
-    rating.set(tenant["id"], p2, api_calls=("10", "1.00"))
-    rating.set(tenant["id"], current, api_calls=("5", "0.50"))
+    await use(client, headers, "a", "api_calls", "48", at(p1, 3))       # 12.00
+    await use(client, headers, "b", "api_calls", "2", at(p2, 1, 10))    # 0.50
+    await use(client, headers, "c", "api_calls", "2", at(p2, 1, 20))    # 0.50
+    await use(client, headers, "d", "api_calls", "2", at(p2, 9))        # 0.50
+    await use(client, headers, "e", "api_calls", "2", utcnow())         # 0.50
     for period in (p1, p2):
         await bill_tasks.close_period(app.state.db, settings, period, tenant_ids=[tenant["id"]], finalize_now=True)
 
@@ -39,7 +37,8 @@ async def test_bill_api_shapes_and_isolation(app, client, new_tenant, operator_h
     usage = (await client.get(f"/v1/billing/invoices/{bill_id}/usage", headers=headers)).json()
     [line] = usage["data"]
     assert (line["resource"], line["rate_card_version"], line["event_count"]) == ("api_calls", 1, 3)
-    assert len(line["events_sha256"]) == 64 and line["days"][0]["quantity"] == "10"
+    assert len(line["events_sha256"]) == 64
+    assert [(d["quantity"], d["event_count"]) for d in line["days"]] == [("4", 2), ("2", 1)]
     r = await client.get(f"/v1/billing/invoices/{bill_id}/pdf", headers=headers)
     assert r.status_code == 200 and r.content.startswith(b"%PDF")
     estimate = (await client.get("/v1/billing/estimate", headers=headers)).json()

@@ -150,7 +150,9 @@ async def test_ops_api_wants_the_operator(client, new_tenant, app):
              ("PUT", f"{OPS}/tenants/{tenant['id']}", {"plan_id": "default"}), ("GET", f"{OPS}/tenants/{tenant['id']}", None),
              # the other billing slices' operator routes (bills, anomalies)
              ("GET", f"{OPS}/issuer", None), ("PUT", f"{OPS}/issuer", {}), ("GET", f"{OPS}/revenue", None),
-             ("GET", f"{OPS}/anomalies", None)]
+             ("GET", f"{OPS}/anomalies", None),
+             ("PUT", f"{OPS}/exchange-rates/2026-01", {"currency": "EUR", "rate": "1"}),
+             ("GET", f"{OPS}/exchange-rates/2026-01", None)]
     routes = [(m, p) for p, ms in app.openapi()["paths"].items() if p.startswith(OPS) for m in ms]
     assert len(routes) == len(calls)  # every operator route is walked
     for method, url, body in calls:

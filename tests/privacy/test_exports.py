@@ -52,7 +52,7 @@ async def test_tenant_export_end_to_end(world, tmp_path):
     assert export["download_url"].startswith(f"http://stalela.test/v1/privacy/exports/{export['id']}/download?token=")
     assert export["counts"] == {"api_keys": 2, "audit_events": export["counts"]["audit_events"], "invoices": 3,
                                 "outlets": 2, "pdf": 3, "tenant": 1, "users": 1, "webhook_endpoints": 1,
-                                "z_reports": 1}
+                                "z_reports": 1, "usage_events": export["counts"]["usage_events"], "bills": 0}
     listed = (await world.api("GET", "/v1/privacy/exports")).json()
     assert [e["id"] for e in listed["data"]] == [export["id"]] and listed["has_more"] is False
 

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from stalela.auth.dependencies import AppSettings, Can, DbSession, OperatorPrincipal
 from stalela.auth.permissions import Perm
 from stalela.billing import bill_schemas as schemas
 from stalela.billing import bill_service as service
+from stalela.billing import exchange_service
 from stalela.billing.bill_lines import PERIOD_PATTERN
 from stalela.kit.jsonbody import JSONRoute
 from stalela.kit.pagination import Page, PageParams, page_params
@@ -20,6 +21,7 @@ Paging = Annotated[PageParams, Depends(page_params)]
 # Bills are what the platform charges for the tenant's usage: whoever reads its usage (owner, admin,
 # accountant, auditor, the usage scope).
 Reader = Can(Perm.USAGE_READ)
+Period = Annotated[str, Path(pattern=PERIOD_PATTERN, description="YYYY-MM")]
 
 
 @router.get("/invoices", response_model=Page[schemas.BillSummary])
@@ -68,3 +70,20 @@ async def put_issuer(body: schemas.IssuerIn, session: DbSession, _: OperatorPrin
 async def revenue(session: DbSession, _: OperatorPrincipal,
                   period: Annotated[str, Query(pattern=PERIOD_PATTERN, description="YYYY-MM")]):
     return {"period": period, "data": await service.revenue(session, period)}
+
+
+@ops_router.put("/exchange-rates/{period}", response_model=schemas.ExchangeRateOut, status_code=200,
+                responses={201: {"model": schemas.ExchangeRateOut, "description": "recorded"},
+                           409: {"description": "exchange_rate_in_use: a sealed bill was converted at another rate"}})
+async def put_exchange_rate(period: Period, body: schemas.ExchangeRateIn, session: DbSession, _: OperatorPrincipal,
+                            response: Response):
+    """The period's rate: ``rate`` units of the invoice currency (default: the issuer's) per unit of ``currency``
+    (a plan's). Correctable until a sealed bill used it (`stalela billing exchange-rate`)."""
+    row, created = await exchange_service.put_rate(session, period, body.currency, body.rate, body.invoice_currency)
+    response.status_code = 201 if created else 200
+    return row
+
+
+@ops_router.get("/exchange-rates/{period}", response_model=schemas.ExchangeRates)
+async def exchange_rates(period: Period, session: DbSession, _: OperatorPrincipal):
+    return {"period": period, "data": await exchange_service.rates_of(session, period)}

@@ -11,6 +11,12 @@ A bill's ``lines`` column holds a list of dicts, each with ``kind``:
 
 Amounts are decimal strings with 2 places, each line rounded once by the rating (``rating.cost_line``);
 the bill's total is the sum of its usage and adjustment lines.
+
+Currency conversion: a plan is priced in its currency (EUR), the issuer invoices in its jurisdiction's
+(CDF). At finalisation every line (credits included) is converted ONCE, here (``convert``):
+``invoice_amount = round_half_up(amount × rate, 2)`` at the rate of the bill's period, and the invoice
+line's unit price is that ``invoice_amount``. The invoice's total is the sum of its converted lines plus
+the issuer's VAT on them, never a conversion of the bill's total (which could differ by rounding).
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from stalela.errors import ValidationFailed
-from stalela.kit.money import decimal_str, money_str
+from stalela.kit.money import decimal_str, money_str, multiply_money
 
 PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 CENTS = Decimal(100)
@@ -147,34 +153,70 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def describe(line: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class Conversion:
+    """A bill's conversion: ``rate`` units of ``invoice_currency`` per unit of ``currency``."""
+
+    currency: str
+    invoice_currency: str
+    rate: Decimal
+
+
+def convert(amount: Decimal, rate: Decimal) -> Decimal:
+    """THE conversion of a line: the exact product, rounded once, half up, to 2 decimals."""
+    return multiply_money(amount, rate)
+
+
+def convert_lines(lines: list[dict[str, Any]], conversion: Conversion | None) -> None:
+    """Give every line its ``invoice_amount`` (the amount itself without a conversion), at finalisation."""
+    for line in lines:
+        line["invoice_amount"] = money_str(convert(Decimal(line["amount"]), conversion.rate)) if conversion \
+            else line["amount"]
+
+
+def _converted(line: dict[str, Any], conversion: Conversion | None) -> str:
+    if conversion is None:
+        return ""
+    return f" [{line['amount']} {conversion.currency} × {decimal_str(conversion.rate)} = {line['invoice_amount']} " \
+           f"{conversion.invoice_currency}]"
+
+
+def describe(line: dict[str, Any], conversion: Conversion | None = None) -> str:
     what = "adjustment " if line["kind"] == "adjustment" else ""
     card = f"{line['plan_id']} v{line['rate_card_version']}" if line.get("plan_id") else "-"
     text = f"{what}{line['resource']} {line['period_of']}: {line.get('quantity', '')} (rate card {card})"
-    return text[:DESCRIPTION_MAX]
+    # The conversion is the part an auditor needs: it goes first when the limit cuts.
+    suffix = _converted(line, conversion)
+    return text[:DESCRIPTION_MAX - len(suffix)] + suffix
+
+
+def invoice_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The bill's lines that become invoice lines: usage and adjustments with a (converted) amount."""
+    return [line for line in lines if line["kind"] != "credit" and Decimal(line["invoice_amount"]) > 0]
 
 
 def invoice_body(profile: Profile, outlet_id: str, currency: str, buyer: dict[str, str], reference: str,
-                 lines: list[dict[str, Any]]) -> dict[str, Any]:
-    """The sealing request of a bill: one line per billed line with an amount, quantity 1 and the rated
-    amount as unit price, so that each invoice line's total is exactly the rated amount (before tax)."""
+                 lines: list[dict[str, Any]], conversion: Conversion | None = None) -> dict[str, Any]:
+    """The sealing request of a bill (``currency``: the invoice's): one line per billed line with an amount,
+    quantity 1 and the (converted) rated amount as unit price, so that each invoice line's total is
+    exactly that amount (before tax). Lines carry ``invoice_amount`` (``convert_lines``)."""
     return {
         "outlet_id": outlet_id, "type": profile.invoice_type, "price_mode": "ht", "currency": currency,
         "reference": reference, "buyer": {"type": profile.buyer_type, **buyer},
-        "lines": [{"description": describe(line), "code": line["resource"][:64], **profile.line,
-                   "quantity": "1", "unit_price": line["amount"]}
-                  for line in lines if line["kind"] != "credit" and Decimal(line["amount"]) > 0],
+        "lines": [{"description": describe(line, conversion), "code": line["resource"][:64], **profile.line,
+                   "quantity": "1", "unit_price": line["invoice_amount"]} for line in invoice_lines(lines)],
     }
 
 
 def credit_body(profile: Profile, outlet_id: str, currency: str, buyer: dict[str, str], original: str,
-                line: dict[str, Any]) -> dict[str, Any]:
+                line: dict[str, Any], conversion: Conversion | None = None) -> dict[str, Any]:
+    suffix = _converted(line, conversion)
     text = f"credit {line['resource']} {line['period_of']}: voided after sealing"
     return {
         "outlet_id": outlet_id, "type": profile.credit_type, "nature": profile.credit_nature, "original": original,
         "price_mode": "ht", "currency": currency, "buyer": {"type": profile.buyer_type, **buyer},
-        "lines": [{"description": text[:DESCRIPTION_MAX], "code": line["resource"][:64], **profile.line,
-                   "quantity": "1", "unit_price": line["amount"]}],
+        "lines": [{"description": text[:DESCRIPTION_MAX - len(suffix)] + suffix, "code": line["resource"][:64],
+                   **profile.line, "quantity": "1", "unit_price": line["invoice_amount"]}],
     }
 
 

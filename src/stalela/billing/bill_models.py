@@ -45,3 +45,24 @@ class Bill(TenantOwned, Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # When the plan's currency is not the issuer's invoice currency: the invoice's currency and the rate
+    # (units of it per unit of ``currency``, a decimal string) every line was converted at.
+    invoice_currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    exchange_rate: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    # Why a draft past its grace is still a draft ("code: detail"), until a run seals it.
+    pending_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+class ExchangeRate(Base):
+    """The operator's rate of a period: ``rate`` units of ``invoice_currency`` per unit of ``currency`` (a
+    plan's). A platform row; immutable once a sealed bill used it (``used_at``)."""
+
+    __tablename__ = "billing_exchange_rates"
+
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    invoice_currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    rate: Mapped[str] = mapped_column(String(24))  # a decimal string, > 0, at most 6 decimals
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # first sealed bill that used it

@@ -4,16 +4,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from stalela.billing.bill_models import Bill, BillingIssuer
+from stalela.billing.bill_models import Bill, BillingIssuer, ExchangeRate
 from stalela.db.repository import Repository
 from stalela.fiscal.invoices.models import Invoice
 from stalela.tenancy.models import Outlet, Tenant
 
 ISSUER_ROW = 1
+
+
+def _insert(session) -> Any:  # noqa: ANN001
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
 
 
 class BillRepository(Repository[Bill]):
@@ -22,8 +27,7 @@ class BillRepository(Repository[Bill]):
     async def insert_draft(self, values: dict[str, Any]) -> None:
         """Insert the (tenant, period) draft unless it exists: the unique index decides, so two runs (or a
         crashed run and its re-run) leave exactly one bill."""
-        insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
-        await self.session.execute(insert(Bill).values(**values)
+        await self.session.execute(_insert(self.session)(Bill).values(**values)
                                    .on_conflict_do_nothing(index_elements=["tenant_id", "period"]))
 
     async def of_period(self, period: str, *, lock: bool = False) -> Bill | None:
@@ -93,3 +97,38 @@ class IssuerRepository:
     async def invoice(self, tenant_id: str, invoice_id: str) -> Invoice | None:
         stmt = select(Invoice).where(Invoice.tenant_id == tenant_id, Invoice.id == invoice_id)
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+
+class ExchangeRateRepository:
+    """The operator's exchange rates (a platform table: any binding reads and marks them)."""
+
+    def __init__(self, session) -> None:  # noqa: ANN001
+        self.session = session
+
+    async def get(self, period: str, currency: str, invoice_currency: str, *, lock: bool = False
+                  ) -> ExchangeRate | None:
+        stmt = select(ExchangeRate).where(ExchangeRate.period == period, ExchangeRate.currency == currency,
+                                          ExchangeRate.invoice_currency == invoice_currency)
+        if lock:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def of_period(self, period: str) -> list[ExchangeRate]:
+        stmt = (select(ExchangeRate).where(ExchangeRate.period == period)
+                .order_by(ExchangeRate.currency, ExchangeRate.invoice_currency))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def insert_new(self, row: ExchangeRate) -> bool:
+        """Insert unless the (period, currency, invoice currency) exists: two concurrent first puts give one
+        row and no error. Returns whether this one inserted it."""
+        values = {c.name: getattr(row, c.name) for c in ExchangeRate.__table__.columns}
+        result = await self.session.execute(_insert(self.session)(ExchangeRate).values(**values)
+                                            .on_conflict_do_nothing().returning(ExchangeRate.period))
+        return result.first() is not None
+
+    async def mark_used(self, period: str, currency: str, invoice_currency: str, now: datetime) -> None:
+        """The first sealed bill's use is kept."""
+        await self.session.execute(
+            update(ExchangeRate).where(ExchangeRate.period == period, ExchangeRate.currency == currency,
+                                       ExchangeRate.invoice_currency == invoice_currency,
+                                       ExchangeRate.used_at.is_(None)).values(used_at=now))

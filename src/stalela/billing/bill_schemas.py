@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stalela.billing.rating_schemas import _decimal as decimal_string
 from stalela.kit.schemas import StrictModel
 
 Status = Literal["draft", "sealed", "empty"]
@@ -13,6 +15,33 @@ Status = Literal["draft", "sealed", "empty"]
 
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# Units of the invoice currency per unit of the plan's: > 0, at most 6 decimals, a decimal string.
+Rate = Annotated[Decimal, decimal_string(6, 12, positive=True)]
+CURRENCY = r"^[A-Z]{3}$"
+
+
+class ExchangeRateIn(StrictModel):
+    currency: str = Field(pattern=CURRENCY, max_length=3, description="The plan's currency, e.g. EUR")
+    rate: Rate = Field(description="Units of the invoice currency per unit of currency, e.g. \"3050.25\" CDF per EUR")
+    invoice_currency: str | None = Field(None, pattern=CURRENCY, max_length=3,
+                                         description="Default: the configured issuer's invoice currency")
+
+
+class ExchangeRateOut(_Out):
+    period: str
+    currency: str
+    invoice_currency: str
+    rate: str
+    created_at: datetime
+    updated_at: datetime
+    used_at: datetime | None = Field(description="When a sealed bill first used it: immutable from then on")
+
+
+class ExchangeRates(_Out):
+    period: str
+    data: list[ExchangeRateOut]
 
 
 class IssuerIn(StrictModel):
@@ -41,6 +70,8 @@ class BillLine(_Out):
     period_of: str = Field(description="The period the usage belongs to (earlier than the bill's for adjustments)")
     quantity: str
     amount: str
+    invoice_amount: str | None = Field(None, description="Once sealed: the amount on the invoice, in its currency "
+                                       "(amount × the bill's exchange_rate, rounded once, half up)")
     plan_id: str | None = None
     rate_card_version: int | None = None
     billed_before: str | None = Field(None, description="Adjustments: what earlier bills already billed for it")
@@ -50,15 +81,22 @@ class CreditNote(_Out):
     resource: str
     period_of: str
     amount: str = Field(description="Credited, before taxes")
+    invoice_amount: str | None = Field(None, description="Credited, in the invoice currency")
     invoice_id: str | None = Field(description="The sealed credit note (of the issuer)")
     original: str | None = Field(description="The fiscal number of the invoice it credits")
 
 
-class BillOut(BillSummary):
+class _InvoiceFigures(_Out):
+    invoice_currency: str | None = Field(description="The sealed invoice's currency (the issuer's)")
+    invoice_total: str | None = Field(description="The sealed invoice's total, taxes included, in invoice_currency")
+    pending_reason: str | None = Field(description="Why a draft past its grace is not sealed yet (code: detail)")
+
+
+class BillOut(BillSummary, _InvoiceFigures):
     finalize_after: datetime
     sealed_at: datetime | None
     created_at: datetime
-    invoice_total: str | None = Field(description="The sealed invoice's total, taxes included")
+    exchange_rate: str | None = Field(description="invoice_currency per unit of currency, when they differ")
     lines: list[BillLine]
     credit_notes: list[CreditNote]
     invoice: dict[str, Any] | None = Field(description="The sealed invoice (of the issuer), seal included")
@@ -76,6 +114,7 @@ class UsageLine(_Out):
     period_of: str
     quantity: str
     amount: str
+    invoice_amount: str | None = Field(description="Once sealed: the amount in the invoice currency")
     plan_id: str | None
     rate_card_version: int | None
     event_count: int | None
@@ -105,10 +144,9 @@ class Estimate(_Out):
     lines: list[EstimateLine]
 
 
-class RevenueRow(BillSummary):
+class RevenueRow(BillSummary, _InvoiceFigures):
     tenant_id: str
     tenant_name: str
-    invoice_total: str | None
 
 
 class Revenue(_Out):

@@ -15,15 +15,17 @@ committed without its bill (an older run, a hand-made seal) is replayed, never s
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.principal import Principal
 from stalela.billing import bill_lines as bl
+from stalela.billing import exchange_service, rating, rating_service, usage_service
 from stalela.billing.bill_models import Bill
 from stalela.billing.bill_repository import BillRepository, IssuerRepository
 from stalela.config import Settings
@@ -33,28 +35,50 @@ from stalela.fiscal.invoices import service as invoices
 from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.kit.ids import new_id
-from stalela.kit.money import money_str
-from stalela.tenancy.context import bind_platform, bind_tenant, current_tenant
+from stalela.kit.money import decimal_str, money_str
+from stalela.tenancy.context import PLATFORM_KEY, bind_platform, bind_tenant, current_tenant
 
 
-class BillingUnavailable(Conflict):
-    code = "billing_unavailable"
+@asynccontextmanager
+async def _seeing(session: AsyncSession, tenant_id: str) -> AsyncIterator[None]:
+    """Run the block on ``tenant_id``'s binding, then give the caller its binding back. The cycle switches between the billed tenant
+    and the issuer: row-level security would show the issuer none of the billed tenant's usage."""
+    previous, platform = current_tenant(session), bool(session.info.get(PLATFORM_KEY))
+    if previous == tenant_id:
+        yield
+        return
+    await bind_tenant(session, tenant_id)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            await bind_tenant(session, previous)
+        elif platform:
+            await bind_platform(session)
 
 
-# --- usage and rating (the other billing slices) ---------------------------------------------------
+# --- usage and rating --------------------------------------------------------------------------------
 
 
 async def _rated_lines(session: AsyncSession, tenant_id: str, period: str) -> list[bl.Rated]:
-    """The tenant's usage of ``period`` rated with the card in force on the period's first day (a new card
-    applies from the next whole period). Completed when ``usage_service.period_usage`` and
-    ``rating_service.card_for`` / ``rating.cost_line`` are merged: for each resource of
-    ``period_usage(session, tenant_id, start, end)``, ``cost_line(card_for(session, tenant_id, start),
-    resource, usage.quantity)``, carrying the usage's event count, SHA-256 and days."""
-    raise BillingUnavailable("usage and rating are not installed in this build", code="billing_unavailable")
-
-
-async def _mark_used(session: AsyncSession, plan_id: str, version: int) -> None:
-    """``rating_service.mark_used``: a rate card a sealed bill used becomes immutable."""
+    """The tenant's usage of ``period`` rated with its plan's card in force on the period's first day (a
+    new card applies from the next whole period): one line per resource with usage, each carrying the
+    event count, the SHA-256 of the sorted event ids and the days it was computed from. No usage needs no
+    card (a tenant whose plan has none yet is billed nothing, not refused)."""
+    start, end = bl.period_bounds(period)
+    async with _seeing(session, tenant_id):
+        usage = await usage_service.period_usage(session, tenant_id, start, end)
+        if not usage:
+            return []
+        card = await rating_service.card_for(session, tenant_id, start)
+    out = []
+    for name, used in sorted(usage.items()):
+        line = rating.cost_line(card, name, used.quantity)
+        out.append(bl.Rated(name, used.quantity, line.amount, line.currency, line.plan_id, line.rate_card_version,
+                            used.event_count, used.events_sha256,
+                            [{"day": d.day, "quantity": d.quantity, "event_count": d.event_count,
+                              "events_digest": d.events_digest} for d in used.days]))
+    return out
 
 
 # --- the issuer ------------------------------------------------------------------------------------
@@ -96,6 +120,15 @@ async def draft(session: AsyncSession, settings: Settings, tenant_id: str, perio
     """The tenant's bill of a period that has ended: created once (the unique index decides), then
     refreshed while it is a draft. A closed bill is returned as it is."""
     now = now or utcnow()
+    bill = await _locked(session, settings, tenant_id, period, now)
+    if bill.status == "draft":
+        await _refresh(session, bill, now)
+    return bill
+
+
+async def _locked(session: AsyncSession, settings: Settings, tenant_id: str, period: str, now: datetime) -> Bill:
+    """The (tenant, period) bill, inserted as an empty draft unless it exists (the unique index decides, so
+    a crash and its re-run leave one), locked until the transaction ends."""
     if bl.period_end(period) > now:
         raise Conflict(f"period {period} has not ended", code="billing_period_open", field="period")
     repo = BillRepository(session)
@@ -103,10 +136,25 @@ async def draft(session: AsyncSession, settings: Settings, tenant_id: str, perio
         tenant_id=tenant_id, id=new_id("bill"), period=period, status="draft", currency="", total_cents=0,
         lines="[]", finalize_after=bl.period_end(period) + timedelta(hours=settings.billing_grace_hours),
         created_at=now, updated_at=now))
-    bill = await repo.of_period(period, lock=True)
+    return await repo.of_period(period, lock=True)
+
+
+async def hold(session: AsyncSession, settings: Settings, tenant_id: str, period: str, reason: str,
+               now: datetime | None = None) -> None:
+    """Record on the draft why it could not be drafted or sealed (``code: detail``): the operator's
+    revenue view and the tenant's bill show it until a later run seals it. A closed bill is left alone."""
+    now = now or utcnow()
+    if bl.period_end(period) > now:
+        return  # nothing to hold: the period is still open
+    bill = await _locked(session, settings, tenant_id, period, now)
     if bill.status == "draft":
-        await _refresh(session, bill, now)
-    return bill
+        bill.pending_reason, bill.updated_at = reason[:500], now
+        await session.flush()
+
+
+def due(bill: Bill, now: datetime, force: bool = False) -> bool:
+    """A draft whose grace has passed (``force``: any draft) is sealed by the next finalisation."""
+    return bill.status == "draft" and (force or bill.finalize_after <= now)
 
 
 async def _refresh(session: AsyncSession, bill: Bill, now: datetime) -> None:
@@ -161,26 +209,33 @@ async def finalize(session: AsyncSession, settings: Settings, tenant_id: str, pe
     closed bill is returned unchanged."""
     now = now or utcnow()
     bill = await draft(session, settings, tenant_id, period, now)
-    if bill.status != "draft" or (bill.finalize_after > now and not force):
+    if not due(bill, now, force):
         return bill
     lines = json.loads(bill.lines)
-    invoice_id = invoice_total = issuer = None
+    invoice_id = invoice_total = issuer = conversion = None
     if bill.total_cents > 0 or any(line["kind"] == "credit" for line in lines):
         buyer_tenant = await IssuerRepository(session).tenant(tenant_id)
         buyer = {"name": buyer_tenant.name, "tax_id": buyer_tenant.tax_id}
         try:
             issuer = await _issuer(session, tenant_id)
-            invoice_id, invoice_total = await _seal(session, settings, issuer, bill, lines, buyer)
+            conversion = await _conversion(session, issuer, bill)
+            bl.convert_lines(lines, conversion)
+            invoice_id, invoice_total = await _seal(session, settings, issuer, bill, lines, buyer, conversion)
         finally:
             await bind_tenant(session, tenant_id)
     bill.lines = json.dumps(lines, sort_keys=True)
     bill.status = "sealed" if invoice_id else "empty"
     bill.issuer_tenant_id = issuer.tenant_id if issuer else None
     bill.invoice_id, bill.invoice_total_cents = invoice_id, invoice_total
+    bill.invoice_currency = (conversion.invoice_currency if conversion else bill.currency) if issuer else None
+    bill.exchange_rate = decimal_str(conversion.rate) if conversion else None
+    bill.pending_reason = None
     bill.sealed_at = bill.updated_at = now
     await session.flush()
     for plan_id, version in bl.rate_cards(lines):
-        await _mark_used(session, plan_id, version)
+        await rating_service.mark_used(session, plan_id, version)
+    if conversion is not None:
+        await exchange_service.mark_used(session, bill.period, conversion.currency, conversion.invoice_currency)
     return bill
 
 
@@ -199,10 +254,23 @@ async def _issuer(session: AsyncSession, billed_tenant_id: str) -> _Issuer:
     return _Issuer(row.issuer_tenant_id, row.issuer_outlet_id, tenant.jurisdiction, bl.PROFILES[tenant.jurisdiction])
 
 
-async def _seal(session: AsyncSession, settings: Settings, issuer: _Issuer, bill: Bill,
-                lines: list[dict[str, Any]], buyer: dict[str, str]) -> tuple[str | None, int | None]:
-    """On the issuer's binding: the credit notes, then the bill's invoice, in one group. Fills each
-    credit line's ``invoice_id``; returns the bill's (invoice id, total with taxes), or Nones."""
+async def _conversion(session: AsyncSession, issuer: _Issuer, bill: Bill) -> bl.Conversion | None:
+    """How the bill's amounts become the issuer's invoice currency: not at all when the plan is priced in
+    it, else at the operator's rate of the bill's period (every document sealed with this bill, its
+    credit notes included, is converted at it: the rate of the period the documents are issued for)."""
+    invoice_currency = get_jurisdiction(issuer.jurisdiction).currency
+    if bill.currency == invoice_currency:
+        return None
+    rate = await exchange_service.rate_for(session, bill.period, bill.currency, invoice_currency)
+    return bl.Conversion(bill.currency, invoice_currency, rate)
+
+
+async def _seal(session: AsyncSession, settings: Settings, issuer: _Issuer, bill: Bill, lines: list[dict[str, Any]],
+                buyer: dict[str, str], conversion: bl.Conversion | None) -> tuple[str | None, int | None]:
+    """On the issuer's binding: the credit notes, then the bill's invoice, in one group, in the invoice
+    currency (lines carry their ``invoice_amount``). Fills each credit line's ``invoice_id``; returns the
+    bill's (invoice id, total with taxes), or Nones."""
+    currency = conversion.invoice_currency if conversion else bill.currency
     requests: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
     repo = IssuerRepository(session)
     for line in lines:
@@ -214,11 +282,10 @@ async def _seal(session: AsyncSession, settings: Settings, issuer: _Issuer, bill
             raise Conflict(f"no sealed bill to credit for {line['resource']} {line['period_of']}",
                            code="billing_credit_without_original")
         line["original_invoice_id"], line["original"] = found.id, found.fiscal_number
-        body = bl.credit_body(issuer.profile, found.outlet_id, bill.currency, buyer, found.fiscal_number, line)
+        body = bl.credit_body(issuer.profile, found.outlet_id, currency, buyer, found.fiscal_number, line, conversion)
         requests.append((bl.credit_key(bill.tenant_id, bill.period, line), body, line))
-    if bill.total_cents > 0:
-        _check_currency(issuer, bill.currency)
-        body = bl.invoice_body(issuer.profile, issuer.outlet_id, bill.currency, buyer, bill.id, lines)
+    if bl.invoice_lines(lines):
+        body = bl.invoice_body(issuer.profile, issuer.outlet_id, currency, buyer, bill.id, lines, conversion)
         requests.append((bl.bill_key(bill.tenant_id, bill.period), body, None))
     if not requests:
         return None, None
@@ -236,27 +303,16 @@ async def _seal(session: AsyncSession, settings: Settings, issuer: _Issuer, bill
     return sealed
 
 
-def _check_currency(issuer: _Issuer, currency: str) -> None:
-    accepted = get_jurisdiction(issuer.jurisdiction).currency
-    if currency != accepted:
-        raise Conflict(f"the issuer's jurisdiction invoices in {accepted}, this bill is in {currency}: price the "
-                       f"plan in {accepted} (docs/billing.md)", code="billing_currency_unsupported")
-
-
 async def _credited_invoice(session: AsyncSession, tenant_id: str, credit: dict[str, Any]) -> str | None:
     """The latest closed bill's invoice that billed this (resource, period): what a credit note cites.
     Read on the billed tenant's binding, then the caller's binding (the issuer's) is restored."""
-    issuer = current_tenant(session)
-    await bind_tenant(session, tenant_id)
-    try:
+    async with _seeing(session, tenant_id):
         for bill in reversed(await BillRepository(session).closed_since(credit["period_of"])):
             if bill.invoice_id and any(line["kind"] != "credit" and line["resource"] == credit["resource"]
                                        and line["period_of"] == credit["period_of"] and Decimal(line["amount"]) > 0
                                        for line in json.loads(bill.lines)):
                 return bill.invoice_id
         return None
-    finally:
-        await bind_tenant(session, issuer)
 
 
 # --- reads -----------------------------------------------------------------------------------------
@@ -272,13 +328,20 @@ def detail(bill: Bill) -> dict[str, Any]:
     return {
         **summary(bill),
         "finalize_after": bill.finalize_after, "sealed_at": bill.sealed_at, "created_at": bill.created_at,
-        "invoice_total": money_str(bill.invoice_total_cents / bl.CENTS) if bill.invoice_total_cents is not None
-        else None,
+        **_invoice_figures(bill), "exchange_rate": bill.exchange_rate,
         "lines": [{k: v for k, v in line.items() if k not in ("days", "events_sha256", "event_count")}
                   for line in lines if line["kind"] != "credit"],
-        "credit_notes": [{k: line.get(k) for k in ("resource", "period_of", "amount", "invoice_id", "original")}
-                         for line in lines if line["kind"] == "credit"],
+        "credit_notes": [{k: line.get(k) for k in ("resource", "period_of", "amount", "invoice_amount", "invoice_id",
+                                                   "original")} for line in lines if line["kind"] == "credit"],
     }
+
+
+def _invoice_figures(bill: Bill) -> dict[str, Any]:
+    """The sealed invoice's currency and total (taxes included) beside the bill's own (the plan's currency,
+    before taxes), and why a draft is not sealed yet."""
+    return {"invoice_currency": bill.invoice_currency, "pending_reason": bill.pending_reason,
+            "invoice_total": money_str(bill.invoice_total_cents / bl.CENTS)
+            if bill.invoice_total_cents is not None else None}
 
 
 async def list_bills(session: AsyncSession, *, limit: int, starting_after: str | None
@@ -320,7 +383,7 @@ async def bill_pdf(session: AsyncSession, settings: Settings, bill_id: str) -> t
 def bill_usage(bill: Bill) -> dict[str, Any]:
     """Per line, what a tenant needs to recompute it from its own event export (docs/billing.md)."""
     return {"id": bill.id, "period": bill.period, "currency": bill.currency, "data": [
-        {k: line.get(k) for k in ("kind", "resource", "period_of", "quantity", "amount", "plan_id",
+        {k: line.get(k) for k in ("kind", "resource", "period_of", "quantity", "amount", "invoice_amount", "plan_id",
                                   "rate_card_version", "event_count", "events_sha256", "days")}
         for line in json.loads(bill.lines) if line["kind"] != "credit"]}
 
@@ -338,7 +401,5 @@ async def estimate(session: AsyncSession, now: datetime | None = None) -> dict[s
 
 async def revenue(session: AsyncSession, period: str) -> list[dict[str, Any]]:
     """Platform-bound: every tenant's bill of ``period``, largest first (the operator console)."""
-    return [{"tenant_id": bill.tenant_id, "tenant_name": name, **summary(bill),
-             "invoice_total": money_str(bill.invoice_total_cents / bl.CENTS)
-             if bill.invoice_total_cents is not None else None}
+    return [{"tenant_id": bill.tenant_id, "tenant_name": name, **summary(bill), **_invoice_figures(bill)}
             for bill, name in await BillRepository(session).of_all_tenants(bl.check_period(period))]

@@ -2,6 +2,7 @@
 refused seal) leaves the others' bills done and is retried on the next run."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -58,11 +59,37 @@ async def finalize_due(db: Database, settings: Settings, now: datetime | None = 
 
 async def _one(db: Database, settings: Settings, report: CloseReport, tenant_id: str, period: str,
                now: datetime, *, force: bool) -> None:
+    """The draft commits first, then (when due) the seal in a transaction of its own: a failed seal
+    leaves the refreshed draft, and its reason is recorded on it for the operator to see."""
     try:
         async with db.transaction() as session:
             await bind_tenant(session, tenant_id)
-            bill = await service.finalize(session, settings, tenant_id, period, now=now, force=force)
-            report.bills[tenant_id] = service.summary(bill)
+            bill = await service.draft(session, settings, tenant_id, period, now)
+            summary, due = service.summary(bill), service.due(bill, now, force)
+        if due:
+            _exit_if(settings, "drafted")
+            async with db.transaction() as session:
+                await bind_tenant(session, tenant_id)
+                summary = service.summary(await service.finalize(session, settings, tenant_id, period, now=now,
+                                                                 force=force))
+            if summary["status"] == "sealed":
+                _exit_if(settings, "sealed")
+        report.bills[tenant_id] = summary
     except StalelaError as exc:
         report.failed[tenant_id] = f"{exc.code}: {exc.detail}"
         log.warning("bill_failed", tenant_id=tenant_id, period=period, code=exc.code, detail=exc.detail)
+        await _hold(db, settings, tenant_id, period, now, report.failed[tenant_id])
+
+
+async def _hold(db: Database, settings: Settings, tenant_id: str, period: str, now: datetime, reason: str) -> None:
+    try:
+        async with db.transaction() as session:
+            await bind_tenant(session, tenant_id)
+            await service.hold(session, settings, tenant_id, period, reason, now)
+    except StalelaError as exc:  # the report already says why the bill failed; this only makes it visible
+        log.warning("bill_hold_failed", tenant_id=tenant_id, period=period, code=exc.code)
+
+
+def _exit_if(settings: Settings, point: str) -> None:
+    if settings.billing_exit_at == point:
+        os._exit(137)  # the kill -9 test: dead right after ``point``'s commit, before anything else

@@ -1,4 +1,4 @@
-"""``stalela billing issuer`` and ``stalela billing close``: the monthly bills by hand (docs/billing.md)."""
+"""``stalela billing issuer``, ``exchange-rate`` and ``close``: the monthly bills by hand (docs/billing.md)."""
 from __future__ import annotations
 
 import asyncio
@@ -18,6 +18,7 @@ def register(billing_app: typer.Typer) -> None:
     """Add these commands to the ``stalela billing`` sub-app."""
     billing_app.command("issuer")(issuer)
     billing_app.command("close")(close)
+    billing_app.command("exchange-rate")(exchange_rate)
 
 
 def _fail(error: StalelaError) -> None:
@@ -97,3 +98,55 @@ def close(
         console.print(f"{len(report.bills)} bill(s), {len(report.failed)} failed", highlight=False)
     if report.failed:
         raise typer.Exit(1)
+
+
+async def _exchange_rate(settings: Settings, period: str, currency: str | None, rate: str | None,
+                         invoice_currency: str | None) -> list[dict[str, Any]]:
+    from stalela.billing import bill_schemas, exchange_service
+    from stalela.db.session import Database
+    from stalela.tenancy.context import bind_platform
+
+    db = Database.from_settings(settings)
+    try:
+        async with db.transaction() as session:
+            await bind_platform(session)
+            if rate is not None:
+                body = bill_schemas.ExchangeRateIn.model_validate(
+                    {"currency": currency, "rate": rate, "invoice_currency": invoice_currency})
+                await exchange_service.put_rate(session, period, body.currency, body.rate, body.invoice_currency)
+            return await exchange_service.rates_of(session, period)
+    finally:
+        await db.dispose()
+
+
+def exchange_rate(
+    period: str = typer.Option(..., "--period", help="YYYY-MM: the bills' period"),
+    currency: Optional[str] = typer.Option(None, "--currency", help="The plan's currency, e.g. EUR"),
+    rate: Optional[str] = typer.Option(None, "--rate", help="Units of the invoice currency per unit of --currency"),
+    invoice_currency: Optional[str] = typer.Option(None, "--invoice-currency",
+                                                   help="Default: the configured issuer's invoice currency"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Record the rate a period's bills are converted at (immutable once a sealed bill used it); without
+    --rate, show the period's rates."""
+    from pydantic import ValidationError
+
+    if (currency is None) != (rate is None):
+        console.print("[red]error[/red] give both --currency and --rate", highlight=False)
+        raise typer.Exit(2)
+    try:
+        rows = asyncio.run(_exchange_rate(get_settings(), period, currency, rate, invoice_currency))
+    except StalelaError as exc:
+        _fail(exc)
+    except ValidationError as exc:
+        for e in exc.errors():
+            Console(stderr=True).print(f"[red]error[/red] {'.'.join(map(str, e['loc']))}: {e['msg']}",
+                                       highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps({"period": period, "data": rows}, default=str, indent=2))
+    else:
+        for row in rows:
+            used = f"used {row['used_at']:%Y-%m-%d}" if row["used_at"] else "unused"
+            console.print(f"{row['period']}  1 {row['currency']} = {row['rate']} {row['invoice_currency']}  ({used})",
+                          highlight=False)

@@ -220,6 +220,35 @@ _TABLES = [
     table("usage_daily", "while_account",
           operational="tenant_id resource day quantity_units event_count events_digest"),
     table("usage_cursors", "while_account", operational="tenant_id aggregated_through"),
+    table("usage_anomalies", "while_account",
+          operational="tenant_id id resource day observed baseline spread score method threshold impact_eur status "
+                      "status_by status_at created_at",
+          notes={"status_by": "who acknowledged or dismissed it: user:<id> or api_key:<id>, an id, no personal value"}),
+    # Rating and bills (billing). Plans, rate cards, exchange rates and the issuer are platform rows (the
+    # operator's, no tenant): kept for the deployment's life.
+    table("billing_plans", "while_account", operational="id name currency quotas created_at updated_at",
+          note="platform row: the operator's plans"),
+    table("billing_rate_cards", "while_account",
+          operational="plan_id version effective_from prices created_at used_at",
+          note="platform row: append-only; a card a bill used (used_at) is immutable, and recomputes that bill"),
+    table("billing_accounts", "while_account",
+          operational="tenant_id plan_id anomaly_threshold anomaly_method created_at updated_at"),
+    table("billing_issuer", "while_account", operational="id issuer_tenant_id issuer_outlet_id updated_at",
+          note="platform row: the tenant and outlet that seal the platform's bills"),
+    table("billing_exchange_rates", "while_account",
+          operational="period currency invoice_currency rate created_at updated_at used_at",
+          note="platform row: immutable once a sealed bill was converted at it"),
+    table("billing_bills", "while_account",
+          operational="tenant_id id period status currency total_cents lines finalize_after issuer_tenant_id "
+                      "invoice_id invoice_total_cents invoice_currency exchange_rate pending_reason created_at "
+                      "updated_at sealed_at",
+          notes={"lines": "rated usage: resources, quantities, amounts, rate-card versions, event counts and "
+                          "digests of event ids; no personal value",
+                 "invoice_id": "the sealed invoice is the ISSUER's fiscal record (invoices, statutory, under the "
+                               "issuer's tenant): its buyer, this tenant's name and tax id (a person's, for a sole "
+                               "trader), is kept and shredded like any buyer (invoices.buyer_sealed) by the issuer's "
+                               "retention, not removed with this account"},
+          note="the tenant's copy of its monthly bills; the fiscal record of each is the issuer's sealed invoice"),
 ]
 DATA_MAP: dict[str, TableMap] = {t.name: t for t in _TABLES}
 

@@ -20,6 +20,7 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.audit.service import render as render_audit
+from stalela.billing import bill_service, usage_service
 from stalela.config import Settings
 from stalela.fiscal.invoices import pdf
 from stalela.fiscal.invoices import service as invoices
@@ -126,6 +127,24 @@ def _webhook_endpoint(e: Any) -> dict[str, Any]:
             "created_at": _when(e.created_at), "updated_at": _when(e.updated_at), "deleted_at": _when(e.deleted_at)}
 
 
+def _bill(b: Any) -> dict[str, Any]:
+    """The bill with its lines whole: each carries what recomputes it (days, event count, SHA-256 of ids)."""
+    shown = bill_service.detail(b)
+    return {**{k: shown[k] for k in ("id", "period", "status", "currency", "total", "credit_notes", "invoice_id",
+                                     "invoice_currency", "invoice_total", "exchange_rate")},
+            "lines": bill_service.bill_usage(b)["data"], "created_at": _when(b.created_at),
+            "sealed_at": _when(b.sealed_at)}
+
+
+async def _write_usage(repo: SnapshotRepository, snap: Snapshot, writer: EntityWriter, page: int) -> None:
+    """Events received by the request, each with its void if that came by the request too."""
+    async for rows in _pages(lambda a: repo.usage_events(a, page, received_up_to=snap.as_of)):
+        voided = await repo.voided_at([e.event_id for e in rows], up_to=snap.as_of)
+        records = [{**usage_service.render(e), "occurred_at": _when(e.occurred_at), "received_at": _when(e.received_at),
+                    "voided_at": _when(voided.get(e.event_id))} for e in rows]
+        await anyio.to_thread.run_sync(lambda: [writer.write(r) for r in records])
+
+
 async def _pages(fetch: Callable[[str | None], Any]) -> Any:
     """Every row of a keyset-paged query by id, one page at a time."""
     after = None
@@ -164,6 +183,10 @@ async def write_payload(session: AsyncSession, settings: Settings, snap: Snapsho
         if "z_reports" in writers:
             await _write_rows(writers["z_reports"], lambda a: repo.z_reports(a, page, created_up_to=snap.as_of),
                               lambda z: render_z(settings, z))
+        if "usage_events" in writers:
+            await _write_usage(repo, snap, writers["usage_events"], page)
+        if "bills" in writers:
+            await _write_rows(writers["bills"], lambda a: repo.bills(a, page), _bill)
         user_ids = await _subject_user_ids(repo, snap, page)
         await _write_audit(repo, snap, writers["audit_events"], user_ids, page)
     finally:

@@ -13,6 +13,8 @@ from sqlalchemy import func, or_, select, update
 
 from stalela.audit.models import AuditEntry
 from stalela.auth.models import User
+from stalela.billing.bill_models import Bill
+from stalela.billing.usage_models import UsageEvent, UsageVoid
 from stalela.db.repository import Repository
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.reports.models import ZReport
@@ -116,6 +118,18 @@ class SnapshotRepository:
 
     async def z_reports(self, after: str | None, limit: int, *, created_up_to: datetime) -> list[ZReport]:
         return await self._page(ZReport, after, limit, ZReport.created_at <= created_up_to)
+
+    async def usage_events(self, after: str | None, limit: int, *, received_up_to: datetime) -> list[UsageEvent]:
+        return await self._page(UsageEvent, after, limit, UsageEvent.received_at <= received_up_to)
+
+    async def voided_at(self, event_ids: list[str], *, up_to: datetime) -> dict[str, datetime]:
+        """When each of these events was voided (by ``up_to``), if it was."""
+        stmt = select(UsageVoid.event_id, UsageVoid.voided_at).where(UsageVoid.event_id.in_(event_ids),
+                                                                     UsageVoid.voided_at <= up_to)
+        return {e: at for e, at in await self.session.execute(stmt)}
+
+    async def bills(self, after: str | None, limit: int) -> list[Bill]:
+        return await self._page(Bill, after, limit)
 
     async def audit_entries(self, after_seq: int, limit: int, *, seq_bound: int) -> list[AuditEntry]:
         stmt = (select(AuditEntry).where(AuditEntry.seq > after_seq, AuditEntry.seq < seq_bound)

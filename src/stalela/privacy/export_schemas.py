@@ -144,6 +144,39 @@ class AuditEventRecord(Record):
     hash: str
 
 
+class UsageEventRecord(Record):
+    """A usage event as ``GET /v1/usage/events`` lists it: what the tenant's bills are computed from."""
+
+    id: str
+    event_id: str
+    resource: str
+    quantity: str = Field(description="A decimal string in the resource's unit")
+    occurred_at: str
+    received_at: str
+    properties: dict[str, Any] | None
+    source: Literal["api", "metering"]
+    voided_at: str | None = Field(description="When it was voided (a compensating record), if it was")
+
+
+class BillRecord(Record):
+    """A monthly bill of the platform, as ``GET /v1/billing/invoices/{id}`` shows it (its sealed invoice is
+    the issuer's, not this tenant's: ``invoice_id`` names it)."""
+
+    id: str
+    period: str
+    status: Literal["draft", "sealed", "empty"]
+    currency: str
+    total: str
+    lines: list[dict[str, Any]]
+    credit_notes: list[dict[str, Any]]
+    invoice_id: str | None
+    invoice_currency: str | None
+    invoice_total: str | None
+    exchange_rate: str | None
+    created_at: str
+    sealed_at: str | None
+
+
 class Seal(Record):
     payload: dict[str, Any] = Field(description="The exact object that was signed")
     hash: str = Field(description="Lowercase hex SHA-256 of the RFC 8785 canonical JSON of payload")
@@ -195,6 +228,8 @@ ENTITIES: dict[str, type[Record]] = {
     "invoices": InvoiceRecord,
     "z_reports": ZReportRecord,
     "audit_events": AuditEventRecord,
+    "usage_events": UsageEventRecord,
+    "bills": BillRecord,
 }
 # What a subject's export holds: the subject's invoices and what the log says about them or about the
 # subject as a user, with the tenant (who holds the data) for context.
