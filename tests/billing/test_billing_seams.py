@@ -86,13 +86,15 @@ async def test_daily_sums_counters_not_yet_aggregated_without_reading_their_ids(
     assert r.status_code == 201, r.text
     today = utcnow().date()
     reads: list[str] = []
-    original = UsageRepository.counter_rows
+    # The reads that fetch ids: into Python (SQLite), or hashed by the database (PostgreSQL).
+    for name in ("counter_rows", "counter_digests"):
+        def counting(original):
+            async def read(self, resource, start, end):
+                reads.append(resource)
+                return await original(self, resource, start, end)
+            return read
 
-    async def counting(self, resource, start, end):
-        reads.append(resource)
-        return await original(self, resource, start, end)
-
-    monkeypatch.setattr(UsageRepository, "counter_rows", counting)
+        monkeypatch.setattr(UsageRepository, name, counting(getattr(UsageRepository, name)))
     r = await client.get("/v1/usage/daily", params={"resource": "cpu_seconds"}, headers=headers)
     assert r.status_code == 200, r.text
     assert r.json()["data"] == [{"day": today.isoformat(), "resource": "cpu_seconds", "quantity": "1.250001"}]

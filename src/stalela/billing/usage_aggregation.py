@@ -95,6 +95,10 @@ async def compute(repo: UsageRepository, scale: Scale, plan: dict[str, set[date]
 
 async def _counter(repo: UsageRepository, resource: Resource, start: date, end: date) -> list[DailyUsage]:
     """The sum of the day's events and voids (a void is the opposite quantity at the event's time)."""
+    if repo.dialect == "postgresql":
+        return [DailyUsage(day, resource.name, resource.from_units(units), count, digest)
+                for day, units, count, digest in await repo.counter_digests(resource.name, day_start(start),
+                                                                            day_start(end))]
     per_day: dict[date, tuple[int, list[str]]] = {}
     for id_, units, at in await repo.counter_rows(resource.name, day_start(start), day_start(end)):
         total, ids = per_day.setdefault(day_of(at), (0, []))

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from typing import Any, AsyncIterator, Iterable
 
 from sqlalchemy import LargeBinary, and_, cast, func, literal, select, union_all
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -129,19 +130,36 @@ class UsageRepository:
             rows.extend((i, u, at) for i, u, at in await self.session.execute(stmt))
         return rows
 
-    async def counter_sums(self, resource: str, start: datetime, end: datetime) -> list[tuple[date, int, int]]:
-        """(UTC day, signed units, events and voids counted) per day of [start, end): the sums alone, in SQL,
-        for reads that show no digest (a big tenant's day holds millions of ids)."""
-        rows = union_all(
-            self._mine(select(self._day(UsageEvent.occurred_at).label("day"), UsageEvent.quantity_units.label("units"))
+    def _signed_rows(self, resource: str, start: datetime, end: datetime) -> Any:
+        """The events and voids of [start, end) as (day, id as the digest covers it, signed units)."""
+        return union_all(
+            self._mine(select(self._day(UsageEvent.occurred_at).label("day"), UsageEvent.event_id.label("id"),
+                              UsageEvent.quantity_units.label("units"))
                        .where(UsageEvent.resource == resource, UsageEvent.occurred_at >= start,
                               UsageEvent.occurred_at < end), UsageEvent),
-            self._mine(select(self._day(UsageVoid.occurred_at).label("day"), UsageVoid.quantity_units.label("units"))
+            self._mine(select(self._day(UsageVoid.occurred_at).label("day"), (literal("void:") + UsageVoid.event_id).label("id"),
+                              UsageVoid.quantity_units.label("units"))
                        .where(UsageVoid.resource == resource, UsageVoid.occurred_at >= start,
                               UsageVoid.occurred_at < end), UsageVoid),
         ).subquery()
+
+    async def counter_sums(self, resource: str, start: datetime, end: datetime) -> list[tuple[date, int, int]]:
+        """(UTC day, signed units, events and voids counted) per day of [start, end): the sums alone, in SQL,
+        for reads that show no digest (a big tenant's day holds millions of ids)."""
+        rows = self._signed_rows(resource, start, end)
         stmt = select(rows.c.day, func.sum(rows.c.units), func.count()).group_by(rows.c.day).order_by(rows.c.day)
         return [(date.fromisoformat(d), int(u), int(n)) for d, u, n in await self.session.execute(stmt)]
+
+    async def counter_digests(self, resource: str, start: datetime, end: datetime) -> list[tuple[date, int, int, str]]:
+        """PostgreSQL only: ``counter_sums`` plus each day's digest, computed by the database exactly as
+        ``usage_math.Digest`` does (SHA-256 of the ids sorted bytewise, each followed by a line feed), so
+        that millions of ids never travel to Python (10 M events: minutes of row decoding otherwise)."""
+        rows = self._signed_rows(resource, start, end)
+        ids = func.string_agg(rows.c.id + literal("\n"), aggregate_order_by(literal(""), rows.c.id.collate("C")))
+        digest = func.encode(func.sha256(func.convert_to(ids, "UTF8")), "hex")
+        stmt = (select(rows.c.day, func.sum(rows.c.units), func.count(), digest)
+                .group_by(rows.c.day).order_by(rows.c.day))
+        return [(date.fromisoformat(d), int(u), int(n), h) for d, u, n, h in await self.session.execute(stmt)]
 
     async def gauge_samples(self, resource: str, start: datetime,
                             end: datetime) -> tuple[tuple[str, int] | None, list[tuple[str, int, datetime, bool]]]:
