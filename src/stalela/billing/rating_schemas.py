@@ -18,7 +18,7 @@ RESOURCE = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-
 
 
 def _decimal(places: int, digits: int, *, positive: bool = False):  # noqa: ANN202
-    shape = re.compile(rf"^\d{{1,{digits}}}(\.\d{{1,{places}}})?$")
+    shape = re.compile(rf"^[0-9]{{1,{digits}}}(\.[0-9]{{1,{places}}})?\Z")
 
     def parse(value: Any) -> Decimal:
         if isinstance(value, int) and not isinstance(value, bool):

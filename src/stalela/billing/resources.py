@@ -26,7 +26,7 @@ MAX_SCALE = 9
 MAX_UNITS = 10**15
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # A plain decimal: digits, optionally a point and more digits. No sign, exponent, NaN or Infinity.
-_DECIMAL_RE = re.compile(r"^(\d+)(?:\.(\d+))?$")
+_DECIMAL_RE = re.compile(r"^([0-9]+)(?:\.([0-9]+))?\Z")
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,15 @@ class UsageRepository:
         """(UTC day, signed units, events and voids counted) per day of [start, end): the sums alone, in SQL,
         for reads that show no digest (a big tenant's day holds millions of ids)."""
         rows = self._signed_rows(resource, start, end)
+        if self.dialect != "postgresql":
+            # SQLite's sum() of 64-bit integers raises on overflow (PostgreSQL's returns a numeric):
+            # Python's integers do not overflow, and an embedded database's days are small.
+            sums: dict[str, list[int]] = {}
+            for day, units in await self.session.execute(select(rows.c.day, rows.c.units)):
+                entry = sums.setdefault(day, [0, 0])
+                entry[0] += units
+                entry[1] += 1
+            return [(date.fromisoformat(d), u, n) for d, (u, n) in sorted(sums.items())]
         stmt = select(rows.c.day, func.sum(rows.c.units), func.count()).group_by(rows.c.day).order_by(rows.c.day)
         return [(date.fromisoformat(d), int(u), int(n)) for d, u, n in await self.session.execute(stmt)]
 

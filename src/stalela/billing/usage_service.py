@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stalela.billing import resources
+from stalela.billing import bill_lines, resources
 from stalela.billing.resources import Resource
 from stalela.billing.usage_aggregation import DailyUsage, compute, stale_days
 from stalela.billing.usage_math import Digest, day_start
@@ -121,31 +121,35 @@ async def record(session: AsyncSession, settings: Settings, tenant_id: str,
             parsed.append(_parse(raw, registry, tenant_id, now))
         except StalelaError as exc:
             parsed.append(exc)
-    first: dict[str, dict[str, Any]] = {}  # the first valid item of each event id
+    # The original of each id: its first valid, recordable (in-window) item. An earlier out-of-window item
+    # with that id is refused as it would have been on its own, before anything was recorded.
+    first: dict[str, dict[str, Any]] = {}
     for row in parsed:
-        if isinstance(row, dict):
+        if isinstance(row, dict) and _in_window(row, now):
             first.setdefault(row["event_id"], row)
     repo = UsageRepository(session, tenant_id)
-    inserted = await repo.insert_new([r for r in first.values() if _in_window(r, now)])
-    existing = await repo.by_event_ids(i for i in first if i not in inserted)
+    inserted = await repo.insert_new(list(first.values()))
+    existing = await repo.by_event_ids({r["event_id"] for r in parsed if isinstance(r, dict)} - inserted)
+    recorded: set[str] = set()  # ids this call has recorded so far, in the items' order
     outcomes: list[Outcome] = []
     for row in parsed:
         if not isinstance(row, dict):
             outcomes.append(Outcome(422, problem=row))
             continue
-        original = first[row["event_id"]]
-        if row is original and row["event_id"] in inserted:
-            outcomes.append(Outcome(201, event=render(row)))
-            continue
-        stored = existing.get(row["event_id"])
-        if stored is not None:
-            same = stored.payload_hash == row["payload_hash"]
-            outcomes.append(Outcome(200, event=render(stored)) if same else Outcome(409, problem=_conflict(row["event_id"])))
-        elif row["event_id"] in inserted:  # an in-batch repeat of an event this call recorded
-            same = original["payload_hash"] == row["payload_hash"]
-            outcomes.append(Outcome(200, event=render(original)) if same else Outcome(409, problem=_conflict(row["event_id"])))
-        else:  # never recorded, and not recordable: outside the window
+        event_id = row["event_id"]
+        original: Any = existing.get(event_id)
+        if original is None and event_id in inserted:
+            if row is first[event_id]:
+                recorded.add(event_id)
+                outcomes.append(Outcome(201, event=render(row)))
+                continue
+            original = first[event_id] if event_id in recorded else None
+        if original is None:  # nothing recorded under this id yet, and this item is not recordable
             outcomes.append(Outcome(422, problem=_out_of_window(now)))
+            continue
+        stored_hash = original["payload_hash"] if isinstance(original, dict) else original.payload_hash
+        outcomes.append(Outcome(200, event=render(original)) if stored_hash == row["payload_hash"]
+                        else Outcome(409, problem=_conflict(event_id)))
     return outcomes
 
 
@@ -183,6 +187,12 @@ async def void(session: AsyncSession, tenant_id: str, event_id: str, reason: str
     event = (await repo.by_event_ids([event_id])).get(event_id)
     if event is None:
         raise NotFound(f"no usage event {event_id!r}", code="usage_event_not_found", field="event_id")
+    # A void after its period was billed becomes a credit on a later bill, which looks back
+    # LOOKBACK_PERIODS periods: an older event's void could never be credited, so it is refused.
+    oldest = bill_lines.previous_period(clock.now().strftime("%Y-%m"), bill_lines.LOOKBACK_PERIODS)
+    if event.occurred_at.strftime("%Y-%m") < oldest:
+        raise ValidationFailed(f"events of periods before {oldest} are billed for good and can no longer be voided",
+                               code="usage_event_out_of_window", field="event_id")
     if event.source == "metering":
         raise Conflict("Stalela's own metering is not voided by the tenant", code="usage_event_metered",
                        field="event_id")
