@@ -25,18 +25,18 @@ async def test_an_out_of_window_item_does_not_shadow_a_later_valid_one(client, n
 
 
 async def test_an_event_older_than_the_bills_lookback_cannot_be_voided(client, new_tenant, monkeypatch):
-    """Bills credit voids of the last two periods before theirs: a void of an older period could never be."""
+    """Bills credit voids of the two periods before theirs: a void of an older period could never be."""
     _, headers = await new_tenant("Old Void SARL", "OV1")
+    now = datetime(2026, 6, 10, 12, tzinfo=timezone.utc)
+    monkeypatch.setattr(usage_service.clock, "now", lambda: now)
     for event_id in ("old-1", "old-2"):
         r = await client.post("/v1/usage/events", headers=headers, json={
-            "event_id": event_id, "resource": "api_calls", "quantity": "3", "occurred_at": _at(-timedelta(days=34))})
+            "event_id": event_id, "resource": "api_calls", "quantity": "3", "occurred_at": "2026-05-10T09:00:00Z"})
         assert r.status_code == 201, r.text
-    later = datetime.now(timezone.utc) + timedelta(days=40)  # the next period: still creditable
-    monkeypatch.setattr(usage_service.clock, "now", lambda: later)
+    now = datetime(2026, 7, 15, tzinfo=timezone.utc)  # the bill of July looks back to May: creditable
     r = await client.post("/v1/usage/events/old-1/void", headers=headers)
     assert r.status_code == 201, r.text
-    much_later = datetime.now(timezone.utc) + timedelta(days=100)
-    monkeypatch.setattr(usage_service.clock, "now", lambda: much_later)
+    now = datetime(2026, 8, 20, tzinfo=timezone.utc)  # August's looks back to June only
     r = await client.post("/v1/usage/events/old-2/void", headers=headers)
     assert r.status_code == 422, r.text
     assert (r.json()["code"], r.json()["field"]) == ("usage_event_out_of_window", "event_id")
