@@ -26,6 +26,13 @@ async def _close(db, settings, period: str, tenant_id: str, **kwargs):  # noqa: 
     return report.bills[tenant_id]
 
 
+async def _cdf_tenant(client, new_tenant, operator_headers, tax_id: str):  # noqa: ANN001
+    """An issuer, and a tenant on a fresh CDF plan (75 CDF an invoice): (issuer, tenant, its headers, plan)."""
+    issuer, _, _ = await make_issuer(client, new_tenant, operator_headers)
+    tenant, headers = await new_tenant("Boutique SARL", tax_id)
+    return issuer, tenant, headers, await cdf_plan(client, operator_headers, tenant["id"])
+
+
 async def _next_lines(db, tenant_id: str, period: str) -> list[dict]:  # noqa: ANN001
     async with db.transaction() as session:
         await bind_tenant(session, tenant_id)
@@ -36,9 +43,7 @@ async def _next_lines(db, tenant_id: str, period: str) -> list[dict]:  # noqa: A
 async def test_a_plan_change_after_sealing_reprices_no_sealed_period(app, client, new_tenant, operator_headers,
                                                                      settings):
     db = app.state.db
-    await make_issuer(client, new_tenant, operator_headers)
-    tenant, headers = await new_tenant("Boutique SARL", "B1234567")
-    await cdf_plan(client, operator_headers, tenant["id"])  # 75 CDF an invoice
+    issuer, tenant, headers, plan = await _cdf_tenant(client, new_tenant, operator_headers, "B1234567")
     p1, p2, cur = periods()
     await use(client, headers, "seal-a", "invoices_sealed", "40", at(p1, 9))
     assert (await _close(db, settings, p1, tenant["id"]))["status"] == "sealed"
@@ -57,9 +62,7 @@ async def test_a_plan_change_after_sealing_reprices_no_sealed_period(app, client
 
 async def test_no_card_may_take_effect_inside_a_sealed_period(app, client, new_tenant, operator_headers, settings):
     db = app.state.db
-    await make_issuer(client, new_tenant, operator_headers)
-    tenant, headers = await new_tenant("Boutique SARL", "B1234569")
-    plan = await cdf_plan(client, operator_headers, tenant["id"])
+    issuer, tenant, headers, plan = await _cdf_tenant(client, new_tenant, operator_headers, "B1234569")
     p1, p2, cur = periods()
     await use(client, headers, "s-1", "invoices_sealed", "4", at(p1, 9))
     await _close(db, settings, p1, tenant["id"])
@@ -120,9 +123,7 @@ async def test_a_void_is_credited_at_the_rate_of_the_invoice_it_corrects(app, cl
 async def test_a_credit_is_split_across_the_invoices_that_billed_it(app, client, new_tenant, operator_headers,
                                                                     settings):
     db = app.state.db
-    issuer, _, _ = await make_issuer(client, new_tenant, operator_headers)
-    tenant, headers = await new_tenant("Boutique SARL", "B1234572")
-    await cdf_plan(client, operator_headers, tenant["id"])
+    issuer, tenant, headers, plan = await _cdf_tenant(client, new_tenant, operator_headers, "B1234572")
     p1, p2, cur = periods()
     await use(client, headers, "e-1", "invoices_sealed", "40", at(p1, 9))     # 3000.00 on p1's invoice
     first = await _close(db, settings, p1, tenant["id"])
@@ -168,9 +169,7 @@ async def test_one_tenants_bug_does_not_stop_the_others(app, client, new_tenant,
 
 async def test_a_suspended_tenant_is_billed(app, client, new_tenant, operator_headers, settings):
     db = app.state.db
-    await make_issuer(client, new_tenant, operator_headers)
-    tenant, headers = await new_tenant("Suspended SARL", "B1234575")
-    await cdf_plan(client, operator_headers, tenant["id"])
+    issuer, tenant, headers, plan = await _cdf_tenant(client, new_tenant, operator_headers, "B1234575")
     p1, _, _ = periods()
     await use(client, headers, "s", "invoices_sealed", "2", at(p1, 9))
     r = await client.post(f"/v1/tenants/{tenant['id']}/suspend", headers=operator_headers)
