@@ -7,13 +7,14 @@ A bill's ``lines`` column holds a list of dicts, each with ``kind``:
 - ``adjustment``: late usage of an earlier, already closed period (``period_of`` = that period):
   its current rated amount minus what the closed bills already billed for it;
 - ``credit``: the opposite, usage voided after its period was sealed; not part of the bill's total,
-  it becomes a credit note against the earlier bill's sealed invoice when this bill is finalised.
+  it becomes credit notes against the sealed invoices that billed that usage when this bill is
+  finalised (``split_credit``), each converted at the rate of the invoice it credits.
 
 Amounts are decimal strings with 2 places, each line rounded once by the rating (``rating.cost_line``);
 the bill's total is the sum of its usage and adjustment lines.
 
 Currency conversion: a plan is priced in its currency (EUR), the issuer invoices in its jurisdiction's
-(CDF). At finalisation every line (credits included) is converted ONCE, here (``convert``):
+(CDF). At finalisation every usage and adjustment line is converted ONCE, here (``convert``):
 ``invoice_amount = round_half_up(amount × rate, 2)`` at the rate of the bill's period, and the invoice
 line's unit price is that ``invoice_amount``. The invoice's total is the sum of its converted lines plus
 the issuer's VAT on them, never a conversion of the bill's total (which could differ by rounding).
@@ -36,6 +37,9 @@ ZERO = Decimal("0.00")
 # two periods of the one being billed.
 LOOKBACK_PERIODS = 2
 DESCRIPTION_MAX = 200  # the DRC's line description limit
+# The API key id of the principal that seals the platform's bills (bill_service.system_principal): the
+# seal quota recognises it (quotas.py). Generated key ids are ``key_...``, never this.
+SYSTEM_KEY_ID = "billing"
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,15 @@ def billed_for(closed_lines: list[dict[str, Any]], period: str) -> dict[str, Dec
         sign = -1 if line["kind"] == "credit" else 1
         billed[line["resource"]] = billed.get(line["resource"], ZERO) + sign * amount
     return billed
+
+
+def card_of(closed_lines: list[dict[str, Any]], period: str) -> tuple[str, int] | None:
+    """The (plan, rate-card version) that priced ``period`` on its closed bills (every line of a period is
+    priced by one card), or None when nothing was priced (no usage then, or only credits)."""
+    for line in closed_lines:
+        if line["period_of"] == period and line["kind"] != "credit" and line.get("plan_id") is not None:
+            return line["plan_id"], line["rate_card_version"]
+    return None
 
 
 def differences(period: str, current: list[Rated], billed: dict[str, Decimal]) -> list[dict[str, Any]]:
@@ -226,4 +239,45 @@ def bill_key(tenant_id: str, period: str) -> str:
 
 
 def credit_key(tenant_id: str, period: str, line: dict[str, Any]) -> str:
-    return f"billing-credit:{tenant_id}:{period}:{line['period_of']}:{line['resource']}"
+    """One per credited invoice: a credit may be split across the invoices that billed its usage."""
+    return f"billing-credit:{tenant_id}:{period}:{line['period_of']}:{line['resource']}:{line['original_invoice_id']}"
+
+
+@dataclass(frozen=True)
+class Creditable:
+    """What one sealed invoice billed for a (resource, period), and what credit notes already took back
+    from it, in the bill's currency (``amount``) and in the invoice's (``invoice_amount``)."""
+
+    invoice_id: str
+    conversion: Conversion | None  # the rate that invoice was converted at (None: not converted)
+    billed: Decimal
+    billed_invoice: Decimal
+    credited: Decimal = ZERO
+    credited_invoice: Decimal = ZERO
+
+    @property
+    def left(self) -> Decimal:
+        return self.billed - self.credited
+
+
+def split_credit(line: dict[str, Any], sources: list[Creditable]) -> list[dict[str, Any]]:
+    """A credit line split across the invoices that billed its usage, newest first (an adjustment's
+    invoice before the period's own), never more than what remains creditable on each: each part is
+    converted at the rate of the invoice it credits (the rate of the period it corrects), and a part that
+    takes all that remains takes exactly the invoice amount that remains (no rounding can exceed it).
+    What no invoice can take is left out (the caller logs it; the next bill's difference retries it)."""
+    remaining, parts = Decimal(line["amount"]), []
+    for source in sources:
+        if remaining <= 0:
+            break
+        part = min(remaining, source.left)
+        if part <= 0:
+            continue
+        left_invoice = source.billed_invoice - source.credited_invoice
+        converted = convert(part, source.conversion.rate) if source.conversion else part
+        invoice_amount = left_invoice if part == source.left else min(converted, left_invoice)
+        parts.append({**line, "amount": money_str(part), "invoice_amount": money_str(invoice_amount),
+                      "original_invoice_id": source.invoice_id,
+                      "exchange_rate": decimal_str(source.conversion.rate) if source.conversion else None})
+        remaining -= part
+    return parts

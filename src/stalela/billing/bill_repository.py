@@ -1,14 +1,17 @@
 """All SQL of the monthly bills and of the platform's billing issuer."""
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from stalela.billing.bill_lines import period_bounds
 from stalela.billing.bill_models import Bill, BillingIssuer, ExchangeRate
+from stalela.auth.permissions import CLOSING
 from stalela.db.repository import Repository
 from stalela.fiscal.invoices.models import Invoice
 from stalela.tenancy.models import Outlet, Tenant
@@ -47,11 +50,30 @@ class BillRepository(Repository[Bill]):
     # --- platform-bound reads (the cycle, the operator) --------------------------------------------
 
     async def billed_tenants(self, issuer_tenant_id: str | None) -> list[str]:
-        """Every active tenant but the issuer, in id order (the order the cycle visits them)."""
-        stmt = select(Tenant.id).where(Tenant.status == "active").order_by(Tenant.id)
+        """Every tenant but the issuer that is not being offboarded or deleted, in id order (the order the
+        cycle visits them): a suspended tenant still owes for what it used before its suspension."""
+        stmt = select(Tenant.id).where(Tenant.status.not_in(CLOSING)).order_by(Tenant.id)
         if issuer_tenant_id is not None:
             stmt = stmt.where(Tenant.id != issuer_tenant_id)
         return list((await self.session.execute(stmt)).scalars())
+
+    async def last_priced_day(self, plan_id: str) -> date | None:
+        """Platform-bound: the last day of the latest period a closed bill priced with ``plan_id`` (its usage
+        lines and adjustments name the plan; ``period_of`` is the period they priced). Lines are JSON, so
+        the LIKE only narrows (it may over-match), the exact test is on the parsed lines. An adjustment
+        prices an earlier period than its bill's, so the scan stops at the first bill at or before the
+        best period found."""
+        needle = json.dumps({"plan_id": plan_id})[1:-1]  # '"plan_id": "X"', as json.dumps writes the lines
+        stmt = (select(Bill.period, Bill.lines).where(Bill.status != "draft", Bill.lines.contains(needle, autoescape=True))
+                .order_by(Bill.period.desc()))
+        best: str | None = None
+        for period, lines in await self.session.execute(stmt):
+            if best is not None and period <= best:
+                break
+            for line in json.loads(lines):
+                if line["kind"] != "credit" and line.get("plan_id") == plan_id and (best is None or line["period_of"] > best):
+                    best = line["period_of"]
+        return period_bounds(best)[1] - timedelta(days=1) if best else None
 
     async def drafts_due(self, now: datetime) -> list[tuple[str, str]]:
         stmt = (select(Bill.tenant_id, Bill.period).where(Bill.status == "draft", Bill.finalize_after <= now)

@@ -84,6 +84,7 @@ class CreditNote(_Out):
     invoice_amount: str | None = Field(None, description="Credited, in the invoice currency")
     invoice_id: str | None = Field(description="The sealed credit note (of the issuer)")
     original: str | None = Field(description="The fiscal number of the invoice it credits")
+    exchange_rate: str | None = Field(None, description="The rate it was converted at: the credited invoice's")
 
 
 class _InvoiceFigures(_Out):

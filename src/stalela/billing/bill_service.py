@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, AsyncIterator
@@ -36,7 +36,10 @@ from stalela.fiscal.invoices.schemas import InvoiceCreate
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.kit.ids import new_id
 from stalela.kit.money import decimal_str, money_str
+from stalela.observability.logging import get_logger
 from stalela.tenancy.context import PLATFORM_KEY, bind_platform, bind_tenant, current_tenant
+
+log = get_logger("stalela.billing.bills")
 
 
 @asynccontextmanager
@@ -60,17 +63,18 @@ async def _seeing(session: AsyncSession, tenant_id: str) -> AsyncIterator[None]:
 # --- usage and rating --------------------------------------------------------------------------------
 
 
-async def _rated_lines(session: AsyncSession, tenant_id: str, period: str) -> list[bl.Rated]:
-    """The tenant's usage of ``period`` rated with its plan's card in force on the period's first day (a
-    new card applies from the next whole period): one line per resource with usage, each carrying the
-    event count, the SHA-256 of the sorted event ids and the days it was computed from. No usage needs no
-    card (a tenant whose plan has none yet is billed nothing, not refused)."""
+async def _rated_lines(session: AsyncSession, tenant_id: str, period: str,
+                       card: rating.RateCardView | None = None) -> list[bl.Rated]:
+    """The tenant's usage of ``period`` rated with ``card``, by default its plan's card in force on the
+    period's first day (a new card applies from the next whole period): one line per resource with usage,
+    each carrying the event count, the SHA-256 of the sorted event ids and the days it was computed from.
+    No usage needs no card (a tenant whose plan has none yet is billed nothing, not refused)."""
     start, end = bl.period_bounds(period)
     async with _seeing(session, tenant_id):
         usage = await usage_service.period_usage(session, tenant_id, start, end)
         if not usage:
             return []
-        card = await rating_service.card_for(session, tenant_id, start)
+        card = card or await rating_service.card_for(session, tenant_id, start)
     out = []
     for name, used in sorted(usage.items()):
         line = rating.cost_line(card, name, used.quantity)
@@ -167,7 +171,13 @@ async def _refresh(session: AsyncSession, bill: Bill, now: datetime) -> None:
 
 
 async def _lines(session: AsyncSession, tenant_id: str, period: str) -> tuple[list[dict[str, Any]], str | None]:
-    """The period's usage lines, then adjustments and credits of the closed periods before it."""
+    """The period's usage lines, then adjustments and credits of the closed periods before it.
+
+    A closed period is re-rated with the card that priced it (the ``plan_id`` and ``rate_card_version``
+    its closed lines record), never with the tenant's current plan: a plan change or a new version
+    re-prices no sealed period, only late usage and voids change what it owes. A closed period that
+    priced nothing (no usage at the time) has no recorded card: its late usage is rated like a period
+    never billed, by the card in force on its first day."""
     rated = await _rated_lines(session, tenant_id, period)
     lines = [bl.usage_line("usage", period, r, r.amount) for r in sorted(rated, key=lambda r: r.resource)]
     currency = rated[0].currency if rated else None
@@ -179,9 +189,17 @@ async def _lines(session: AsyncSession, tenant_id: str, period: str) -> tuple[li
         earlier = bl.previous_period(period, back)
         if not any(b.period == earlier for b in closed):
             continue  # never billed (the tenant is new) or still a draft: nothing to adjust yet
-        current = await _rated_lines(session, tenant_id, earlier)
-        currency = currency or (current[0].currency if current else None)
-        lines += bl.differences(earlier, current, bl.billed_for(closed_lines, earlier))
+        recorded = bl.card_of(closed_lines, earlier)
+        card = await rating_service.card_version(session, *recorded) if recorded else None
+        current = await _rated_lines(session, tenant_id, earlier, card)
+        found = card.currency if card else (current[0].currency if current else None)
+        more = bl.differences(earlier, current, bl.billed_for(closed_lines, earlier))
+        if currency and found and found != currency and any(line["kind"] == "adjustment" for line in more):
+            # A bill has one currency; credits are converted on their own (at their invoice's rate).
+            raise Conflict(f"late usage of {earlier} is priced in {found}, this bill in {currency}: the tenant "
+                           "changed to a plan of another currency", code="billing_adjustment_currency_mismatch")
+        currency = currency or found
+        lines += more
     return lines, currency
 
 
@@ -198,7 +216,7 @@ class _Issuer:
 
 def system_principal(issuer: _Issuer) -> Principal:
     """Who seals the platform's bills: the issuer tenant itself, every scope, no outlet restriction."""
-    return Principal(kind="api_key", tenant_id=issuer.tenant_id, api_key_id="billing", tenant_status="active",
+    return Principal(kind="api_key", tenant_id=issuer.tenant_id, api_key_id=bl.SYSTEM_KEY_ID, tenant_status="active",
                      jurisdiction=issuer.jurisdiction)
 
 
@@ -213,21 +231,23 @@ async def finalize(session: AsyncSession, settings: Settings, tenant_id: str, pe
         return bill
     lines = json.loads(bill.lines)
     invoice_id = invoice_total = issuer = conversion = None
-    if bill.total_cents > 0 or any(line["kind"] == "credit" for line in lines):
+    if bill.total_cents > 0 or any(line["kind"] == "credit" and not line.get("invoice_id") for line in lines):
         buyer_tenant = await IssuerRepository(session).tenant(tenant_id)
         buyer = {"name": buyer_tenant.name, "tax_id": buyer_tenant.tax_id}
         try:
             issuer = await _issuer(session, tenant_id)
-            conversion = await _conversion(session, issuer, bill)
-            bl.convert_lines(lines, conversion)
-            invoice_id, invoice_total = await _seal(session, settings, issuer, bill, lines, buyer, conversion)
+            # Only the bill's own lines are converted at its period's rate: a bill of credits alone needs none.
+            conversion = await _conversion(session, issuer, bill) if bill.total_cents > 0 else None
+            bl.convert_lines([line for line in lines if line["kind"] != "credit"], conversion)
+            lines, credits = await _credits(session, issuer, bill, lines)
+            invoice_id, invoice_total = await _seal(session, settings, issuer, bill, lines, credits, buyer, conversion)
         finally:
             await bind_tenant(session, tenant_id)
     bill.lines = json.dumps(lines, sort_keys=True)
     bill.status = "sealed" if invoice_id else "empty"
     bill.issuer_tenant_id = issuer.tenant_id if issuer else None
     bill.invoice_id, bill.invoice_total_cents = invoice_id, invoice_total
-    bill.invoice_currency = (conversion.invoice_currency if conversion else bill.currency) if issuer else None
+    bill.invoice_currency = get_jurisdiction(issuer.jurisdiction).currency if issuer else None
     bill.exchange_rate = decimal_str(conversion.rate) if conversion else None
     bill.pending_reason = None
     bill.sealed_at = bill.updated_at = now
@@ -256,8 +276,8 @@ async def _issuer(session: AsyncSession, billed_tenant_id: str) -> _Issuer:
 
 async def _conversion(session: AsyncSession, issuer: _Issuer, bill: Bill) -> bl.Conversion | None:
     """How the bill's amounts become the issuer's invoice currency: not at all when the plan is priced in
-    it, else at the operator's rate of the bill's period (every document sealed with this bill, its
-    credit notes included, is converted at it: the rate of the period the documents are issued for)."""
+    it, else at the operator's rate of the bill's period. Credit notes are not: each is converted at the
+    rate of the invoice it credits (``_credits``), the rate of the period it corrects."""
     invoice_currency = get_jurisdiction(issuer.jurisdiction).currency
     if bill.currency == invoice_currency:
         return None
@@ -265,25 +285,82 @@ async def _conversion(session: AsyncSession, issuer: _Issuer, bill: Bill) -> bl.
     return bl.Conversion(bill.currency, invoice_currency, rate)
 
 
+@dataclass
+class _Credit:
+    line: dict[str, Any]  # one part of a credit line, against one invoice
+    original: Any  # the credited Invoice
+    conversion: bl.Conversion | None  # the rate that invoice was converted at
+
+
+async def _credits(session: AsyncSession, issuer: _Issuer, bill: Bill, lines: list[dict[str, Any]]
+                   ) -> tuple[list[dict[str, Any]], list[_Credit]]:
+    """On the issuer's binding: each credit line not yet issued, split across the issuer's invoices that
+    billed its usage (``bill_lines.split_credit``). Returns the bill's lines with the parts in place of
+    the line, and the credit notes to seal. What no invoice can take any more is left out and logged:
+    the next bill's difference retries it, it never blocks a bill."""
+    out: list[dict[str, Any]] = []
+    credits: list[_Credit] = []
+    repo = IssuerRepository(session)
+    invoice_currency = get_jurisdiction(issuer.jurisdiction).currency
+    for line in lines:
+        if line["kind"] != "credit" or line.get("invoice_id"):
+            out.append(line)
+            continue
+        sources = await _creditable(session, bill.tenant_id, issuer.tenant_id, line)
+        parts = bl.split_credit(line, sources)
+        conversions = {s.invoice_id: s.conversion for s in sources}
+        for part in parts:
+            found = await repo.invoice(issuer.tenant_id, part["original_invoice_id"])
+            part["original"], part["invoice_currency"] = found.fiscal_number, invoice_currency
+            credits.append(_Credit(part, found, conversions[part["original_invoice_id"]]))
+        out += parts
+        left = Decimal(line["amount"]) - sum((Decimal(p["amount"]) for p in parts), bl.ZERO)
+        if left > 0:
+            log.warning("bill_credit_not_creditable", tenant_id=bill.tenant_id, period=bill.period,
+                        resource=line["resource"], period_of=line["period_of"], amount=money_str(left))
+    return out, credits
+
+
+async def _creditable(session: AsyncSession, tenant_id: str, issuer_tenant_id: str, credit: dict[str, Any]
+                      ) -> list[bl.Creditable]:
+    """Each of the issuer's sealed invoices that billed the credit's (resource, period), newest first, with
+    what it billed and what earlier credit notes already took back from it (read on the billed tenant's
+    binding, then the caller's binding is restored)."""
+    async with _seeing(session, tenant_id):
+        bills = await BillRepository(session).closed_since(credit["period_of"])
+    def same(line: dict[str, Any]) -> bool:
+        return line["resource"] == credit["resource"] and line["period_of"] == credit["period_of"]
+    sources: dict[str, bl.Creditable] = {}
+    for b in bills:
+        if not b.invoice_id or b.issuer_tenant_id != issuer_tenant_id:
+            continue
+        conversion = bl.Conversion(b.currency, b.invoice_currency, Decimal(b.exchange_rate)) if b.exchange_rate else None
+        for line in json.loads(b.lines):
+            if line["kind"] != "credit" and same(line) and Decimal(line.get("invoice_amount") or 0) > 0:
+                sources[b.invoice_id] = bl.Creditable(b.invoice_id, conversion, Decimal(line["amount"]),
+                                                      Decimal(line["invoice_amount"]))
+    for b in bills:
+        for line in json.loads(b.lines):
+            source = sources.get(line.get("original_invoice_id") or "")
+            if line["kind"] == "credit" and line.get("invoice_id") and same(line) and source is not None:
+                sources[source.invoice_id] = replace(
+                    source, credited=source.credited + Decimal(line["amount"]),
+                    credited_invoice=source.credited_invoice + Decimal(line.get("invoice_amount") or line["amount"]))
+    return list(reversed(sources.values()))
+
+
 async def _seal(session: AsyncSession, settings: Settings, issuer: _Issuer, bill: Bill, lines: list[dict[str, Any]],
-                buyer: dict[str, str], conversion: bl.Conversion | None) -> tuple[str | None, int | None]:
+                credits: list[_Credit], buyer: dict[str, str], conversion: bl.Conversion | None
+                ) -> tuple[str | None, int | None]:
     """On the issuer's binding: the credit notes, then the bill's invoice, in one group, in the invoice
     currency (lines carry their ``invoice_amount``). Fills each credit line's ``invoice_id``; returns the
     bill's (invoice id, total with taxes), or Nones."""
-    currency = conversion.invoice_currency if conversion else bill.currency
+    currency = get_jurisdiction(issuer.jurisdiction).currency
     requests: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
-    repo = IssuerRepository(session)
-    for line in lines:
-        if line["kind"] != "credit" or line.get("invoice_id"):
-            continue
-        original = await _credited_invoice(session, bill.tenant_id, line)
-        found = await repo.invoice(issuer.tenant_id, original) if original else None
-        if found is None:
-            raise Conflict(f"no sealed bill to credit for {line['resource']} {line['period_of']}",
-                           code="billing_credit_without_original")
-        line["original_invoice_id"], line["original"] = found.id, found.fiscal_number
-        body = bl.credit_body(issuer.profile, found.outlet_id, currency, buyer, found.fiscal_number, line, conversion)
-        requests.append((bl.credit_key(bill.tenant_id, bill.period, line), body, line))
+    for credit in credits:
+        body = bl.credit_body(issuer.profile, credit.original.outlet_id, currency, buyer, credit.original.fiscal_number,
+                              credit.line, credit.conversion)
+        requests.append((bl.credit_key(bill.tenant_id, bill.period, credit.line), body, credit.line))
     if bl.invoice_lines(lines):
         body = bl.invoice_body(issuer.profile, issuer.outlet_id, currency, buyer, bill.id, lines, conversion)
         requests.append((bl.bill_key(bill.tenant_id, bill.period), body, None))
@@ -303,18 +380,6 @@ async def _seal(session: AsyncSession, settings: Settings, issuer: _Issuer, bill
     return sealed
 
 
-async def _credited_invoice(session: AsyncSession, tenant_id: str, credit: dict[str, Any]) -> str | None:
-    """The latest closed bill's invoice that billed this (resource, period): what a credit note cites.
-    Read on the billed tenant's binding, then the caller's binding (the issuer's) is restored."""
-    async with _seeing(session, tenant_id):
-        for bill in reversed(await BillRepository(session).closed_since(credit["period_of"])):
-            if bill.invoice_id and any(line["kind"] != "credit" and line["resource"] == credit["resource"]
-                                       and line["period_of"] == credit["period_of"] and Decimal(line["amount"]) > 0
-                                       for line in json.loads(bill.lines)):
-                return bill.invoice_id
-        return None
-
-
 # --- reads -----------------------------------------------------------------------------------------
 
 
@@ -332,7 +397,8 @@ def detail(bill: Bill) -> dict[str, Any]:
         "lines": [{k: v for k, v in line.items() if k not in ("days", "events_sha256", "event_count")}
                   for line in lines if line["kind"] != "credit"],
         "credit_notes": [{k: line.get(k) for k in ("resource", "period_of", "amount", "invoice_amount", "invoice_id",
-                                                   "original")} for line in lines if line["kind"] == "credit"],
+                                                   "original", "exchange_rate")}
+                         for line in lines if line["kind"] == "credit"],
     }
 
 
@@ -376,7 +442,7 @@ async def bill_pdf(session: AsyncSession, settings: Settings, bill_id: str) -> t
     if not bill.invoice_id:
         raise NotFound("this bill has no sealed invoice yet", code="bill_not_sealed")
     await bind_platform(session)
-    issuer = Principal(kind="api_key", tenant_id=bill.issuer_tenant_id, api_key_id="billing")
+    issuer = Principal(kind="api_key", tenant_id=bill.issuer_tenant_id, api_key_id=bl.SYSTEM_KEY_ID)
     return await invoices.invoice_pdf(session, settings, issuer, bill.invoice_id)
 
 

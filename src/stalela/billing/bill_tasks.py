@@ -1,5 +1,6 @@
 """The monthly cycle's transactions: one per billed tenant, so one tenant's failure (no rate card, a
-refused seal) leaves the others' bills done and is retried on the next run."""
+refused seal, or a bug: any exception, logged with its stack, recorded on the draft as
+``internal_error: <type>``) leaves the others' bills done and is retried on the next run."""
 from __future__ import annotations
 
 import os
@@ -79,6 +80,10 @@ async def _one(db: Database, settings: Settings, report: CloseReport, tenant_id:
         report.failed[tenant_id] = f"{exc.code}: {exc.detail}"
         log.warning("bill_failed", tenant_id=tenant_id, period=period, code=exc.code, detail=exc.detail)
         await _hold(db, settings, tenant_id, period, now, report.failed[tenant_id])
+    except Exception as exc:  # noqa: BLE001  a bug in one tenant's bill must not stop the others' bills
+        report.failed[tenant_id] = f"internal_error: {type(exc).__name__}"
+        log.exception("bill_failed", tenant_id=tenant_id, period=period, code="internal_error")
+        await _hold(db, settings, tenant_id, period, now, report.failed[tenant_id])
 
 
 async def _hold(db: Database, settings: Settings, tenant_id: str, period: str, now: datetime, reason: str) -> None:
@@ -86,8 +91,8 @@ async def _hold(db: Database, settings: Settings, tenant_id: str, period: str, n
         async with db.transaction() as session:
             await bind_tenant(session, tenant_id)
             await service.hold(session, settings, tenant_id, period, reason, now)
-    except StalelaError as exc:  # the report already says why the bill failed; this only makes it visible
-        log.warning("bill_hold_failed", tenant_id=tenant_id, period=period, code=exc.code)
+    except Exception:  # noqa: BLE001  the report already says why the bill failed; this only makes it visible
+        log.exception("bill_hold_failed", tenant_id=tenant_id, period=period)
 
 
 def _exit_if(settings: Settings, point: str) -> None:

@@ -2,7 +2,7 @@
 ``quota_exceeded`` with the resource, the cap and the period's end (``reset_at``, and ``Retry-After``).
 
 ``invoices_sealed`` is enforced where seals are numbered, through the fiscal admission gate registered
-below: the count is exact (the tenant's documents of the period, read under the tenant's log lock,
+below (the platform's own bills are exempt: ``_exempt``): the count is exact (the tenant's documents of the period, read under the tenant's log lock,
 plus those admitted earlier in the same group), and a refused seal consumes no number. Importing this
 module registers the gate; the composition roots (``workers.py``, ``sealers.py``) import it.
 """
@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.billing import quota_cache, rating, usage_service
+from stalela.billing.bill_lines import SYSTEM_KEY_ID
 from stalela.billing.rating_repository import invoices_issued
 from stalela.billing.rating_service import account
 from stalela.config import Settings
@@ -55,12 +56,22 @@ class _InvoiceGate:
     now: datetime
 
     def admit(self, request: Any) -> None:
+        if _exempt(request):
+            return
         if self.used + 1 > self.cap:
             raise QuotaExceeded(INVOICES, self.cap, self.now)
         self.used += 1
 
     def release(self, request: Any) -> None:
-        self.used -= 1
+        if not _exempt(request):
+            self.used -= 1
+
+
+def _exempt(request: Any) -> bool:
+    """The platform's own bills (and their credit notes), sealed by the issuer's system principal: a cap on
+    the issuer's plan must never refuse them. They still count among its sealed documents."""
+    principal = getattr(request, "principal", None)
+    return principal is not None and principal.kind == "api_key" and principal.api_key_id == SYSTEM_KEY_ID
 
 
 @admission.register

@@ -4,7 +4,8 @@ the anomaly detection read (``card_for``, ``mark_used``, ``account``). Flushes, 
 Rate cards are append-only: a price change is a new version with a later ``effective_from``. The
 latest version may be deleted while no bill used it (a mistake caught in time); once a bill used a
 card (``used_at``) nothing may change it, and no new version may take effect on a day up to that use
-(a bill may have priced that day). Every other change is refused with 409.
+(a bill may have priced that day) nor on or before the last day of the latest period a closed bill
+priced with the plan (``BillRepository.last_priced_day``). Every other change is refused with 409.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.billing import quota_cache, rating, resources
+from stalela.billing.bill_repository import BillRepository
 from stalela.billing.rating_models import BillingAccount, BillingPlan, RateCard
 from stalela.billing.rating_repository import DEFAULT_PLAN, AccountRepository, PlanRepository, RateCardRepository
 from stalela.billing.rating_schemas import AccountUpdate, PlanCreate, PlanUpdate, RateCardCreate
@@ -108,6 +110,12 @@ async def add_rate_card(session: AsyncSession, settings: Settings, plan_id: str,
     if used is not None and data.effective_from <= used.date():
         raise Conflict(f"a bill already used this plan's prices on {used.date()}: a new version takes effect "
                        "after that day", code="rate_card_in_use", field="effective_from")
+    # The first use's date is not enough: a later bill (or adjustment) may have priced a later period.
+    # A card may never claim a day a closed bill already priced with this plan.
+    priced = await BillRepository(session).last_priced_day(plan_id)
+    if priced is not None and data.effective_from <= priced:
+        raise Conflict(f"a closed bill priced this plan's usage up to {priced}: a new version takes effect after "
+                       "that day", code="rate_card_in_use", field="effective_from")
     prices = {name: entry.to_entry(name).as_json() for name, entry in sorted(data.prices.items())}
     card = RateCard(plan_id=plan_id, version=(latest.version + 1) if latest else 1,
                     effective_from=data.effective_from, prices=canonical.dumps(prices).decode(), created_at=utcnow())
@@ -149,6 +157,12 @@ async def card_for(session: AsyncSession, tenant_id: str, day: date) -> rating.R
     if card is None:
         raise Conflict(f"plan {plan_id!r} has no rate card in force on {day}", code="rate_card_not_in_force")
     return card_view(card, plan.currency)
+
+
+async def card_version(session: AsyncSession, plan_id: str, version: int) -> rating.RateCardView:
+    """One recorded version: what re-prices a closed period with the card that priced it."""
+    card = await get_rate_card(session, plan_id, version)
+    return card_view(card, (await get_plan(session, plan_id)).currency)
 
 
 async def mark_used(session: AsyncSession, plan_id: str, version: int) -> None:
