@@ -105,6 +105,9 @@ async def test_gauge_is_a_time_weighted_average_that_carries(app, client, new_te
     with usage_service.clock.use(lambda: NOW + timedelta(days=1)):
         await aggregate_all(app.state.db, [tenant["id"]])
         assert (await table(app, tenant["id"]))[-1][1:3] == (date(2026, 3, 11), 3000)
+        # Nothing written since that run: the gauge's days stand (a plan with no changed day).
+        await aggregate_all(app.state.db, [tenant["id"]])
+        assert (await table(app, tenant["id"]))[-1][1:3] == (date(2026, 3, 11), 3000)
         # A late sample on the 9th changes the 9th and every day after it.
         await post(client, key, [{"event_id": "s4", "resource": "storage_bytes", "quantity": "0",
                                   "occurred_at": at(9, 0)}])

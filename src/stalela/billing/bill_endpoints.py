@@ -49,18 +49,21 @@ async def bill_pdf(bill_id: PathId, session: DbSession, _: Reader, settings: App
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@router.get("/estimate", response_model=schemas.Estimate)
+@router.get("/estimate", response_model=schemas.Estimate,
+            responses={409: {"description": "rate_card_not_in_force: the plan has no prices for today"}})
 async def estimate(session: DbSession, _: Reader):
     """The current period so far, rated as its bill would be."""
     return await service.estimate(session)
 
 
-@ops_router.get("/issuer", response_model=schemas.IssuerOut)
+@ops_router.get("/issuer", response_model=schemas.IssuerOut,
+                responses={404: {"description": "billing_issuer_not_found: none configured yet"}})
 async def get_issuer(session: DbSession, _: OperatorPrincipal):
     return await service.get_issuer(session)
 
 
-@ops_router.put("/issuer", response_model=schemas.IssuerOut)
+@ops_router.put("/issuer", response_model=schemas.IssuerOut,
+                responses={409: {"description": "tenant_not_active, outlet_inactive"}})
 async def put_issuer(body: schemas.IssuerIn, session: DbSession, _: OperatorPrincipal):
     """The tenant and outlet that seal the platform's bills (`stalela billing issuer`)."""
     return await service.set_issuer(session, body.tenant_id, body.outlet_id)

@@ -42,7 +42,8 @@ def account_out(view: service.AccountView) -> schemas.AccountOut:
         anomaly_method=view.anomaly_method)
 
 
-@ops_router.post("/plans", status_code=201, response_model=schemas.PlanOut)
+@ops_router.post("/plans", status_code=201, response_model=schemas.PlanOut,
+                 responses={409: {"description": "plan_exists"}})
 async def create_plan(body: schemas.PlanCreate, session: DbSession, settings: AppSettings, _: OperatorPrincipal):
     return plan_out(await service.create_plan(session, settings, body))
 

@@ -58,7 +58,7 @@ async def stale_days(repo: UsageRepository, gauges: Iterable[str], now: datetime
             last = await repo.last_daily_day(resource)
             first = last + DAY if last is not None else await repo.first_sample_day(resource)
         if first is not None:
-            plan[resource] = changed | set(days(first, max(today, *changed) + DAY))
+            plan[resource] = changed | set(days(first, max([today, *changed]) + DAY))
     return {r: ds for r, ds in plan.items() if ds}
 
 
