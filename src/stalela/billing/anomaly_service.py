@@ -33,7 +33,6 @@ from stalela.outbox.service import enqueue_many, event_row
 from stalela.webhooks.events import BILLING_ANOMALY_DETECTED
 
 TOPIC = BILLING_ANOMALY_DETECTED
-STATUSES = ("open", "acknowledged", "dismissed")
 # Where each status may go: acknowledging keeps an anomaly visible as handled; dismissing ends it.
 TRANSITIONS = {"open": ("acknowledged", "dismissed"), "acknowledged": ("dismissed",), "dismissed": ()}
 

@@ -30,7 +30,8 @@ from typing import Any
 from stalela.errors import ValidationFailed
 from stalela.kit.money import decimal_str, money_str, multiply_money
 
-PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+# ASCII digits (a pattern's \d matches any script's digits), years 2000-2999: a bounded calendar month.
+PERIOD_PATTERN = r"^2[0-9]{3}-(0[1-9]|1[0-2])$"
 CENTS = Decimal(100)
 ZERO = Decimal("0.00")
 # Events older than 35 days are refused (usage), so late usage can only belong to the previous one or
@@ -58,7 +59,7 @@ class Rated:
 
 
 def check_period(period: str) -> str:
-    if not isinstance(period, str) or not re.match(PERIOD_PATTERN, period):
+    if not isinstance(period, str) or not re.fullmatch(PERIOD_PATTERN, period):
         raise ValidationFailed("a period is a calendar month YYYY-MM", code="period_invalid", field="period")
     return period
 

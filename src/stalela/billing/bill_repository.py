@@ -14,7 +14,7 @@ from stalela.billing.bill_models import Bill, BillingIssuer, ExchangeRate
 from stalela.auth.permissions import CLOSING
 from stalela.db.repository import Repository
 from stalela.fiscal.invoices.models import Invoice
-from stalela.tenancy.models import Outlet, Tenant
+from stalela.tenancy.models import Tenant
 
 ISSUER_ROW = 1
 
@@ -44,9 +44,6 @@ class BillRepository(Repository[Bill]):
         stmt = select(Bill).where(Bill.period >= period, Bill.status != "draft").order_by(Bill.period)
         return list((await self.session.execute(stmt)).scalars())
 
-    async def page_of_tenant(self, limit: int, starting_after: str | None) -> tuple[list[Bill], bool]:
-        return await self.page(None, limit=limit, starting_after=starting_after)
-
     # --- platform-bound reads (the cycle, the operator) --------------------------------------------
 
     async def billed_tenants(self, issuer_tenant_id: str | None) -> list[str]:
@@ -74,11 +71,6 @@ class BillRepository(Repository[Bill]):
                 if line["kind"] != "credit" and line.get("plan_id") == plan_id and (best is None or line["period_of"] > best):
                     best = line["period_of"]
         return period_bounds(best)[1] - timedelta(days=1) if best else None
-
-    async def drafts_due(self, now: datetime) -> list[tuple[str, str]]:
-        stmt = (select(Bill.tenant_id, Bill.period).where(Bill.status == "draft", Bill.finalize_after <= now)
-                .order_by(Bill.period, Bill.tenant_id))
-        return [(t, p) for t, p in await self.session.execute(stmt)]
 
     async def drafts_open(self) -> list[tuple[str, str]]:
         stmt = select(Bill.tenant_id, Bill.period).where(Bill.status == "draft").order_by(Bill.period, Bill.tenant_id)
@@ -108,13 +100,6 @@ class IssuerRepository:
             row.issuer_tenant_id, row.issuer_outlet_id, row.updated_at = tenant_id, outlet_id, now
         await self.session.flush()
         return row
-
-    async def tenant(self, tenant_id: str) -> Tenant | None:
-        return await self.session.get(Tenant, tenant_id)
-
-    async def outlet(self, tenant_id: str, outlet_id: str) -> Outlet | None:
-        stmt = select(Outlet).where(Outlet.tenant_id == tenant_id, Outlet.id == outlet_id)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def invoice(self, tenant_id: str, invoice_id: str) -> Invoice | None:
         stmt = select(Invoice).where(Invoice.tenant_id == tenant_id, Invoice.id == invoice_id)

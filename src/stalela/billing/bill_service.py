@@ -37,6 +37,7 @@ from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.kit.ids import new_id
 from stalela.kit.money import decimal_str, money_str
 from stalela.observability.logging import get_logger
+from stalela.tenancy.repository import OutletRepository, TenantRepository
 from stalela.tenancy.context import PLATFORM_KEY, bind_platform, bind_tenant, current_tenant
 
 log = get_logger("stalela.billing.bills")
@@ -98,8 +99,7 @@ async def get_issuer(session: AsyncSession) -> dict[str, Any]:
 async def set_issuer(session: AsyncSession, tenant_id: str, outlet_id: str) -> dict[str, Any]:
     """Platform-bound session. The issuer must be an active tenant with an active outlet, in a
     jurisdiction whose platform invoice we know how to write (bill_lines.PROFILES)."""
-    repo = IssuerRepository(session)
-    tenant = await repo.tenant(tenant_id)
+    tenant = await TenantRepository(session).get(tenant_id)
     if tenant is None:
         raise ValidationFailed("no such tenant", code="tenant_not_found", field="tenant_id")
     if tenant.status != "active":
@@ -107,12 +107,12 @@ async def set_issuer(session: AsyncSession, tenant_id: str, outlet_id: str) -> d
     if tenant.jurisdiction not in bl.PROFILES:
         raise ValidationFailed(f"bills cannot be issued from jurisdiction {tenant.jurisdiction} yet",
                                code="billing_issuer_jurisdiction_unsupported", field="tenant_id")
-    outlet = await repo.outlet(tenant_id, outlet_id)
+    outlet = await OutletRepository(session).get_in_tenant(tenant_id, outlet_id)
     if outlet is None:
         raise ValidationFailed("no such outlet of this tenant", code="outlet_not_found", field="outlet_id")
     if outlet.status != "active":
         raise Conflict("the outlet is not active", code="outlet_inactive", field="outlet_id")
-    await repo.put(tenant_id, outlet_id, utcnow())
+    await IssuerRepository(session).put(tenant_id, outlet_id, utcnow())
     return await get_issuer(session)
 
 
@@ -232,7 +232,7 @@ async def finalize(session: AsyncSession, settings: Settings, tenant_id: str, pe
     lines = json.loads(bill.lines)
     invoice_id = invoice_total = issuer = conversion = None
     if bill.total_cents > 0 or any(line["kind"] == "credit" and not line.get("invoice_id") for line in lines):
-        buyer_tenant = await IssuerRepository(session).tenant(tenant_id)
+        buyer_tenant = await TenantRepository(session).get(tenant_id)
         buyer = {"name": buyer_tenant.name, "tax_id": buyer_tenant.tax_id}
         try:
             issuer = await _issuer(session, tenant_id)
@@ -267,7 +267,7 @@ async def _issuer(session: AsyncSession, billed_tenant_id: str) -> _Issuer:
         raise Conflict("the issuer does not bill itself", code="billing_issuer_is_billed")
     # From here on the session is the issuer's (row-level security shows a tenant only its own row).
     await bind_tenant(session, row.issuer_tenant_id)
-    tenant = await IssuerRepository(session).tenant(row.issuer_tenant_id)
+    tenant = await TenantRepository(session).get(row.issuer_tenant_id)
     if tenant is None or tenant.status != "active" or tenant.jurisdiction not in bl.PROFILES:
         raise Conflict("the billing issuer is not an active tenant of a supported jurisdiction",
                        code="billing_issuer_unusable")
@@ -412,7 +412,7 @@ def _invoice_figures(bill: Bill) -> dict[str, Any]:
 
 async def list_bills(session: AsyncSession, *, limit: int, starting_after: str | None
                      ) -> tuple[list[dict[str, Any]], bool]:
-    rows, more = await BillRepository(session).page_of_tenant(limit, starting_after)
+    rows, more = await BillRepository(session).page(None, limit=limit, starting_after=starting_after)
     return [summary(b) for b in rows], more
 
 

@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stalela.billing.bill_lines import check_period
 from stalela.billing.bill_models import ExchangeRate
 from stalela.billing.bill_repository import ExchangeRateRepository, IssuerRepository
-from stalela.billing.rating import decimal_text
 from stalela.db.base import utcnow
+from stalela.kit.money import decimal_str
+from stalela.tenancy.repository import TenantRepository
 from stalela.errors import Conflict, ValidationFailed
 from stalela.fiscal.jurisdictions import get_jurisdiction
 
@@ -30,9 +31,8 @@ def view(row: ExchangeRate) -> dict[str, Any]:
 
 async def issuer_currency(session: AsyncSession) -> str | None:
     """The configured issuer's invoice currency (its jurisdiction's), or None without an issuer."""
-    repo = IssuerRepository(session)
-    row = await repo.get()
-    tenant = await repo.tenant(row.issuer_tenant_id) if row is not None else None
+    row = await IssuerRepository(session).get()
+    tenant = await TenantRepository(session).get(row.issuer_tenant_id) if row is not None else None
     return get_jurisdiction(tenant.jurisdiction).currency if tenant is not None else None
 
 
@@ -48,7 +48,7 @@ async def put_rate(session: AsyncSession, period: str, currency: str, rate: Deci
     if invoice_currency == currency:
         raise ValidationFailed(f"a rate converts between two currencies; both are {currency}",
                                code="exchange_rate_same_currency", field="currency")
-    text, now = decimal_text(rate), utcnow()
+    text, now = decimal_str(rate), utcnow()
     repo = ExchangeRateRepository(session)
     created = await repo.insert_new(ExchangeRate(period=period, currency=currency, invoice_currency=invoice_currency,
                                                  rate=text, created_at=now, updated_at=now))

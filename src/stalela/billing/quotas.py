@@ -15,12 +15,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stalela.billing import quota_cache, rating, usage_service
+from stalela.billing import quota_cache, usage_service
 from stalela.billing.bill_lines import SYSTEM_KEY_ID
 from stalela.billing.rating_repository import invoices_issued
 from stalela.billing.rating_service import account
 from stalela.config import Settings
 from stalela.db.base import utcnow
+from stalela.kit.money import decimal_str
 from stalela.errors import TooManyRequests
 from stalela.fiscal.invoices import admission
 from stalela.kit.clock import rfc3339
@@ -43,14 +44,13 @@ class QuotaExceeded(TooManyRequests):
     def __init__(self, resource: str, cap: Decimal, now: datetime) -> None:
         _, reset = period_of(now)
         super().__init__(
-            f"the plan allows {rating.decimal_text(cap)} {resource} per month; the quota resets at {rfc3339(reset)}",
-            field=resource, extra={"resource": resource, "cap": rating.decimal_text(cap), "reset_at": rfc3339(reset)},
+            f"the plan allows {decimal_str(cap)} {resource} per month; the quota resets at {rfc3339(reset)}",
+            field=resource, extra={"resource": resource, "cap": decimal_str(cap), "reset_at": rfc3339(reset)},
             headers={"Retry-After": str(max(1, int((reset - now).total_seconds() + 0.999)))})
 
 
 @dataclass
 class _InvoiceGate:
-    tenant_id: str
     cap: Decimal
     used: int
     now: datetime
@@ -81,7 +81,7 @@ async def invoice_gate(session: AsyncSession, settings: Settings, tenant_id: str
         return None
     now = utcnow()
     start, end = period_of(now)
-    return _InvoiceGate(tenant_id, cap, await invoices_issued(session, tenant_id, start, end), now)
+    return _InvoiceGate(cap, await invoices_issued(session, tenant_id, start, end), now)
 
 
 async def used(session: AsyncSession, tenant_id: str, resource: str, start: datetime, end: datetime) -> Decimal:
@@ -101,6 +101,6 @@ async def report(session: AsyncSession, settings: Settings, tenant_id: str) -> d
     data = []
     for resource, cap in sorted(caps.items()):
         spent = await used(session, tenant_id, resource, start, end)
-        data.append({"resource": resource, "cap": rating.decimal_text(cap), "used": rating.decimal_text(spent),
-                     "remaining": rating.decimal_text(max(cap - spent, Decimal(0)))})
+        data.append({"resource": resource, "cap": decimal_str(cap), "used": decimal_str(spent),
+                     "remaining": decimal_str(max(cap - spent, Decimal(0)))})
     return {"period": start.strftime("%Y-%m"), "reset_at": rfc3339(end), "data": data}

@@ -22,7 +22,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Iterable
 
-from stalela.kit.money import ZERO, money_context, round_money
+from stalela.kit.money import ZERO, money_context, round_money, decimal_str
 
 # How many units a price is for unless the entry says otherwise: prices read as a price list does.
 GIGA = Decimal(10) ** 9
@@ -66,12 +66,12 @@ class PriceEntry:
         return out
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"per": decimal_text(self.per), "free": decimal_text(self.free)}
+        out: dict[str, Any] = {"per": decimal_str(self.per), "free": decimal_str(self.free)}
         if self.tiers:
-            out["tiers"] = [{"up_to": None if t.up_to is None else decimal_text(t.up_to), "unit_price": decimal_text(t.unit_price)}
+            out["tiers"] = [{"up_to": None if t.up_to is None else decimal_str(t.up_to), "unit_price": decimal_str(t.unit_price)}
                             for t in self.tiers]
         else:
-            out["unit_price"] = decimal_text(self.unit_price or ZERO)
+            out["unit_price"] = decimal_str(self.unit_price or ZERO)
         return out
 
     @classmethod
@@ -109,8 +109,8 @@ class CostLine:
     description: str
 
     def as_json(self) -> dict[str, Any]:
-        return {"resource": self.resource, "quantity": decimal_text(self.quantity), "free": decimal_text(self.free),
-                "billable": decimal_text(self.billable), "amount": str(self.amount), "currency": self.currency,
+        return {"resource": self.resource, "quantity": decimal_str(self.quantity), "free": decimal_str(self.free),
+                "billable": decimal_str(self.billable), "amount": str(self.amount), "currency": self.currency,
                 "plan_id": self.plan_id, "rate_card_version": self.rate_card_version,
                 "description": self.description}
 
@@ -128,17 +128,17 @@ def cost_line(card: RateCardView, resource: str, quantity: Decimal) -> CostLine:
     entry = card.prices.get(resource)
     if entry is None:
         return CostLine(resource, quantity, ZERO, max(quantity, ZERO), ZERO, card.currency, card.plan_id, card.version,
-                        f"{decimal_text(quantity)} {resource}: not priced by {card.plan_id} v{card.version}")
+                        f"{decimal_str(quantity)} {resource}: not priced by {card.plan_id} v{card.version}")
     free = min(max(quantity, ZERO), entry.free)
     billable = max(quantity - entry.free, ZERO)
     segments = _segments(entry, quantity)
     with money_context():
         exact = sum((amount for *_, amount in segments), Decimal(0))
     amount = round_money(exact)
-    parts = [f"{decimal_text(units)} × {decimal_text(price)} {card.currency}/{decimal_text(entry.per)}" for units, price, _ in segments]
-    description = (f"{decimal_text(quantity)} {resource}"
-                   + (f" − {decimal_text(free)} free" if free else "")
-                   + (f": {' + '.join(parts)} = {decimal_text(exact)}" if parts else ": nothing billable")
+    parts = [f"{decimal_str(units)} × {decimal_str(price)} {card.currency}/{decimal_str(entry.per)}" for units, price, _ in segments]
+    description = (f"{decimal_str(quantity)} {resource}"
+                   + (f" − {decimal_str(free)} free" if free else "")
+                   + (f": {' + '.join(parts)} = {decimal_str(exact)}" if parts else ": nothing billable")
                    + f" → {amount} {card.currency}")
     return CostLine(resource, quantity, free, billable, amount, card.currency, card.plan_id, card.version, description)
 
@@ -176,9 +176,3 @@ def _segments(entry: PriceEntry, quantity: Decimal) -> list[tuple[Decimal, Decim
     return out
 
 
-def decimal_text(value: Decimal) -> str:
-    """A decimal as a plain string, no exponent, no trailing zeros: '1000000000', '0.0008'."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"

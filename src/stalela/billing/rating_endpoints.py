@@ -8,9 +8,10 @@ from fastapi import APIRouter, Path, Response
 
 from stalela.auth.dependencies import AppSettings, Can, DbSession, OperatorPrincipal
 from stalela.auth.permissions import Perm
-from stalela.billing import quota_cache, quotas, rating, rating_schemas as schemas, rating_service as service
+from stalela.billing import quota_cache, quotas, rating_schemas as schemas, rating_service as service
 from stalela.billing.rating_models import BillingPlan, RateCard
 from stalela.kit.jsonbody import JSONRoute
+from stalela.kit.money import decimal_str
 from stalela.kit.schemas import PathId
 
 ops_router = APIRouter(route_class=JSONRoute, prefix="/v1/ops/billing", tags=["operations"])
@@ -21,7 +22,7 @@ Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 def plan_out(plan: BillingPlan) -> schemas.PlanOut:
     return schemas.PlanOut(id=plan.id, name=plan.name, currency=plan.currency,
-                           quotas={k: rating.decimal_text(v)
+                           quotas={k: decimal_str(v)
                                    for k, v in quota_cache.parse_quotas(plan.quotas).items()},
                            created_at=plan.created_at, updated_at=plan.updated_at)
 
@@ -37,8 +38,8 @@ async def _card_out(session, card: RateCard) -> schemas.RateCardOut:  # noqa: AN
 def account_out(view: service.AccountView) -> schemas.AccountOut:
     return schemas.AccountOut(
         tenant_id=view.tenant_id, plan_id=view.plan_id,
-        quotas={k: rating.decimal_text(v) for k, v in view.quotas.items()},
-        anomaly_threshold=None if view.anomaly_threshold is None else rating.decimal_text(view.anomaly_threshold),
+        quotas={k: decimal_str(v) for k, v in view.quotas.items()},
+        anomaly_threshold=None if view.anomaly_threshold is None else decimal_str(view.anomaly_threshold),
         anomaly_method=view.anomaly_method)
 
 

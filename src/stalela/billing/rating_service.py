@@ -23,6 +23,7 @@ from stalela.billing.rating_repository import DEFAULT_PLAN, AccountRepository, P
 from stalela.billing.rating_schemas import AccountUpdate, PlanCreate, PlanUpdate, RateCardCreate
 from stalela.config import Settings
 from stalela.db.base import utcnow
+from stalela.kit.money import decimal_str
 from stalela.errors import Conflict, NotFound, ValidationFailed
 from stalela.kit import canonical
 
@@ -42,7 +43,7 @@ def _quotas_json(settings: Settings, quotas: dict[str, Decimal] | None) -> str |
     if not quotas:
         return None
     _check_resources(settings, quotas, "quotas")
-    return canonical.dumps({k: rating.decimal_text(v) for k, v in sorted(quotas.items())}).decode()
+    return canonical.dumps({k: decimal_str(v) for k, v in sorted(quotas.items())}).decode()
 
 
 def _check_resources(settings: Settings, names, where: str) -> None:  # noqa: ANN001
@@ -151,7 +152,8 @@ async def delete_rate_card(session: AsyncSession, plan_id: str, version: int) ->
 
 async def card_for(session: AsyncSession, tenant_id: str, day: date) -> rating.RateCardView:
     """The rate card of the tenant's plan in force on ``day``."""
-    plan_id = (await account(session, tenant_id)).plan_id
+    row = await AccountRepository(session).get(tenant_id)  # the plan alone: not account()'s plan read too
+    plan_id = row.plan_id if row is not None else DEFAULT_PLAN
     plan = await get_plan(session, plan_id)
     card = await RateCardRepository(session).in_force(plan_id, day)
     if card is None:
@@ -196,7 +198,7 @@ async def assign(session: AsyncSession, tenant_id: str, data: AccountUpdate) -> 
     if await PlanRepository(session).get(data.plan_id) is None:
         raise ValidationFailed(f"no plan {data.plan_id!r}", code="plan_not_found", field="plan_id")
     now = utcnow()
-    threshold = rating.decimal_text(data.anomaly_threshold) if data.anomaly_threshold is not None else None
+    threshold = decimal_str(data.anomaly_threshold) if data.anomaly_threshold is not None else None
     row = await accounts.get(tenant_id)
     if row is None:
         await accounts.add(BillingAccount(tenant_id=tenant_id, plan_id=data.plan_id, anomaly_threshold=threshold,

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Literal
 
 from stalela.config import Settings, get_settings
-from stalela.errors import NotFound, ValidationFailed
+from stalela.errors import ValidationFailed
 
 Kind = Literal["counter", "gauge"]
 MAX_SCALE = 9
@@ -90,22 +90,10 @@ def gauges(settings: Settings | None = None) -> list[str]:
     return sorted(name for name, resource in registry.items() if resource.kind == "gauge")
 
 
-def get(name: str, settings: Settings | None = None) -> Resource:
-    registry = _registry(settings)
-    resource = registry.get(name)
-    if resource is None:
-        raise NotFound(f"unknown resource {name!r}; known: {', '.join(sorted(registry))}",
-                       code="unknown_resource", field="resource")
-    return resource
-
-
 def of_stored(name: str, settings: Settings | None = None) -> Resource:
     """The resource of rows already stored. A name since removed from ``STALELA_USAGE_RESOURCES`` still
     reads (as a counter without decimals): its events stay readable, never a 404."""
-    try:
-        return get(name, settings)
-    except NotFound:
-        return Resource(name, "counter", 0, "unit")
+    return _registry(settings).get(name) or Resource(name, "counter", 0, "unit")
 
 
 def lookup(registry: dict[str, Resource], name: object, field: str = "resource") -> Resource:

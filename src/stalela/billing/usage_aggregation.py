@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Callable, Iterable
 
 from stalela.billing.resources import Resource
-from stalela.billing.usage_math import DAY, Digest, day_of, day_start, days, gauge_day, void_id
+from stalela.billing.usage_math import DAY, day_of, day_start, days, digest, gauge_day, void_id
 from stalela.billing.usage_repository import UsageRepository
 
 LATE_COMMIT_MARGIN = timedelta(minutes=10)
@@ -96,8 +96,8 @@ async def compute(repo: UsageRepository, scale: Scale, plan: dict[str, set[date]
 async def _counter(repo: UsageRepository, resource: Resource, start: date, end: date) -> list[DailyUsage]:
     """The sum of the day's events and voids (a void is the opposite quantity at the event's time)."""
     if repo.dialect == "postgresql":
-        return [DailyUsage(day, resource.name, resource.from_units(units), count, digest)
-                for day, units, count, digest in await repo.counter_digests(resource.name, day_start(start),
+        return [DailyUsage(day, resource.name, resource.from_units(units), count, hexdigest)
+                for day, units, count, hexdigest in await repo.counter_digests(resource.name, day_start(start),
                                                                             day_start(end))]
     per_day: dict[date, tuple[int, list[str]]] = {}
     for id_, units, at in await repo.counter_rows(resource.name, day_start(start), day_start(end)):
@@ -129,7 +129,4 @@ async def _gauge(repo: UsageRepository, resource: Resource, start: date, end: da
 
 
 def _row(day: date, resource: Resource, units: int, ids: list[str]) -> DailyUsage:
-    digest = Digest()
-    for id_ in sorted(ids):
-        digest.add(id_)
-    return DailyUsage(day, resource.name, resource.from_units(units), digest.count, digest.hexdigest())
+    return DailyUsage(day, resource.name, resource.from_units(units), len(ids), digest(ids))

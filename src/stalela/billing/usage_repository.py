@@ -222,13 +222,15 @@ class UsageRepository:
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def put_daily(self, rows: list[dict[str, Any]]) -> None:
-        for i in range(0, len(rows), _CHUNK):
-            stmt = self._insert(UsageDaily).values(rows[i:i + _CHUNK])
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["tenant_id", "resource", "day"],
-                set_={"quantity_units": stmt.excluded.quantity_units, "event_count": stmt.excluded.event_count,
-                      "events_digest": stmt.excluded.events_digest})
-            await self.session.execute(stmt)
+        """One cached upsert with the rows as parameters (see ``insert_new``: no VALUES clause per call)."""
+        if not rows:
+            return
+        stmt = self._insert(UsageDaily)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "resource", "day"],
+            set_={"quantity_units": stmt.excluded.quantity_units, "event_count": stmt.excluded.event_count,
+                  "events_digest": stmt.excluded.events_digest})
+        await self.session.execute(stmt, rows)
 
     async def cursor(self) -> datetime | None:
         stmt = self._mine(select(UsageCursor.aggregated_through), UsageCursor)

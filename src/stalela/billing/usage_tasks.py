@@ -77,9 +77,12 @@ async def aggregate_all(db: Database, tenant_ids: list[str] | None = None, start
 
 
 async def storage_sampler(db: Database, settings: Settings) -> None:
+    """A worker loop (started only with ``usage_metering``)."""
     while True:
-        if settings.usage_metering:
+        try:
             await sample_storage(db)
+        except Exception:  # the database may be away: the next hour's sample is taken all the same
+            log.exception("usage_storage_sample_run_failed")
         await asyncio.sleep(STORAGE_SAMPLE_SECONDS)
 
 
