@@ -226,6 +226,27 @@ class Settings(BaseSettings):
         None, description="Testing only (the kill -9 test): a billing run dies right after a bill's draft commits "
         "(drafted) or its seal commits (sealed), as if killed.")
 
+    # The control plane and the dedicated tier (docs/operations.md, "Isolation tiers").
+    dedicated_database_url_template: str | None = Field(
+        None, description="Where dedicated tenants' databases are created, with {tenant} for the database name, "
+        "e.g. postgresql://stalela@db-host:5432/{tenant}. Comma-separated templates place tenants on several "
+        "servers (the least used first). Default: the control plane's server (PostgreSQL) or a SQLite file per "
+        "tenant in data_dir/tenants (embedded).")
+    dedicated_pool_size: int = Field(
+        3, ge=1, le=50, description="Connections a process may hold to one dedicated database (and as many again "
+        "in overflow).")
+    dedicated_pool_idle_seconds: float = Field(
+        60.0, gt=0, le=86400, description="A dedicated database's pool unused this long is closed (its connections "
+        "released); the next request opens it again.")
+    dedicated_poll_max_seconds: float = Field(
+        5.0, gt=0, le=600, description="Background loops of an idle dedicated database back off up to this long "
+        "between polls, so idle tenants hold no connection.")
+    move_freeze_timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="A tenant move waits this long for in-flight writes before its switch; "
+        "writes wait (never fail) during the switch.")
+    move_batch_rows: int = Field(
+        5000, ge=100, le=100_000, description="Rows a tenant move copies per batch (bounds its memory).")
+
     @field_validator("storage_url")
     @classmethod
     def _storage_scheme(cls, v: str | None) -> str | None:

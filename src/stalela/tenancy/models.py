@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text, text
+from decimal import Decimal
+
+from sqlalchemy import Date, ForeignKey, Index, Integer, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stalela.db.base import Base, UTCDateTime, utcnow
@@ -18,7 +20,16 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(200))
     tax_id: Mapped[str] = mapped_column(String(64))
     jurisdiction: Mapped[str] = mapped_column(String(8))
+    # provisioning | active | suspended | deprovisioning | deleted
     status: Mapped[str] = mapped_column(String(20), default="active")
+    # shared: rows in the control plane's database; dedicated: in the database ``placement`` names.
+    tier: Mapped[str] = mapped_column(String(16), default="shared")
+    # The tenant's database URL without its password (the configured template supplies it); None: the
+    # control plane's database. Read by the one routing function, tenancy.routing.
+    placement: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # Operator-set API rate limit of the tenant's keys and users; None: the settings' defaults.
+    rate_limit_per_second: Mapped[Decimal | None] = mapped_column(Numeric(10, 3), nullable=True)
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Argentina: the issuer's IVA condition (it decides the receipt letters); None elsewhere.
     vat_condition: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -52,8 +63,9 @@ class Outlet(TenantOwned, Base):
 
 class ApiKey(TenantOwned, Base):
     __tablename__ = "api_keys"
+    # No foreign key to outlets: keys live in the control plane, a dedicated tenant's outlets in its own
+    # database (migration 0024); the service checks the outlet.
     __table_args__ = (
-        ForeignKeyConstraint(["tenant_id", "outlet_id"], ["outlets.tenant_id", "outlets.id"]),
         # Authentication looks keys up by hash before the tenant is known.
         Index("uq_api_keys_key_hash", "key_hash", unique=True),
     )
