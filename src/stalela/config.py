@@ -244,6 +244,8 @@ class Settings(BaseSettings):
     move_freeze_timeout_seconds: float = Field(
         30.0, gt=0, le=600, description="A tenant move waits this long for in-flight writes before its switch; "
         "writes wait (never fail) during the switch.")
+    provisioning_exit_after_step: Literal["database", "migrated", "seeded"] | None = Field(
+        None, description="Testing only (the kill -9 test): provisioning dies right after this step commits.")
     move_batch_rows: int = Field(
         5000, ge=100, le=100_000, description="Rows a tenant move copies per batch (bounds its memory).")
 

@@ -37,10 +37,16 @@ from stalela.privacy import erasure_tasks as _erasure_tasks  # noqa: F401
 from stalela.privacy.erasure_service import replay_journal
 from stalela.privacy import offboarding_tasks
 from stalela.privacy import export_tasks as _privacy_export_tasks  # noqa: F401
+from stalela.controlplane import tasks as _controlplane_tasks  # noqa: F401
+from stalela.controlplane import provisioning
+from stalela import migrations
 # Fiscal admission gates register the same way (fiscal/invoices/admission.py): billing's quotas.
 from stalela.billing import quotas as _billing_quotas  # noqa: F401
 from stalela.billing import resources as billing_resources
 from stalela.billing import usage_tasks
+
+# Provisioning migrates the databases it creates; the migrations package sits above the control plane.
+provisioning.migrator = migrations.upgrade
 
 log = get_logger("stalela.workers")
 GRACE_SECONDS = 30

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from stalela.auth.permissions import Perm
-from stalela.auth.dependencies import AppSettings, DbSession, OperatorPrincipal, Can
+from stalela.auth.dependencies import DbSession, Can
 from stalela.kit.schemas import PathId
 from stalela.kit.pagination import Page, PageParams, page_params
 from stalela.accounts import schemas, service
@@ -14,39 +14,6 @@ from stalela.kit.jsonbody import JSONRoute
 router = APIRouter(route_class=JSONRoute, prefix="/v1")
 Id = PathId
 Paging = Annotated[PageParams, Depends(page_params)]
-
-
-# --- operator (control plane) --------------------------------------------------------------------
-
-@router.post("/tenants", status_code=201, response_model=schemas.TenantCreated, tags=["tenants"])
-async def create_tenant(body: schemas.TenantCreate, session: DbSession, _: OperatorPrincipal, settings: AppSettings):
-    tenant, key = await service.create_tenant(session, settings, body)
-    return schemas.TenantCreated(
-        tenant=schemas.TenantOut.model_validate(tenant), api_key=key.secret, api_key_id=key.key.id
-    )
-
-
-@router.get("/tenants", response_model=Page[schemas.TenantOut], tags=["tenants"])
-async def list_tenants(session: DbSession, _: OperatorPrincipal, paging: Paging):
-    rows, more = await service.list_tenants(session, limit=paging.limit, starting_after=paging.starting_after)
-    return {"data": rows, "has_more": more}
-
-
-@router.get("/tenants/{tenant_id}", response_model=schemas.TenantOut, tags=["tenants"])
-async def get_tenant(tenant_id: Id, session: DbSession, _: OperatorPrincipal):
-    return await service.get_tenant(session, tenant_id)
-
-
-@router.post("/tenants/{tenant_id}/suspend", response_model=schemas.TenantOut, tags=["tenants"],
-             responses={409: {"description": "tenant_status_conflict"}})
-async def suspend_tenant(tenant_id: Id, session: DbSession, _: OperatorPrincipal):
-    return await service.set_tenant_status(session, tenant_id, "suspended")
-
-
-@router.post("/tenants/{tenant_id}/activate", response_model=schemas.TenantOut, tags=["tenants"],
-             responses={409: {"description": "tenant_status_conflict"}})
-async def activate_tenant(tenant_id: Id, session: DbSession, _: OperatorPrincipal):
-    return await service.set_tenant_status(session, tenant_id, "active")
 
 
 # --- outlets -------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ class TenantOut(StrictModel):
     name: str
     tax_id: str
     jurisdiction: str
-    status: Literal["active", "suspended", "deprovisioning", "deleted"]
+    status: Literal["provisioning", "active", "suspended", "deprovisioning", "deleted"]
     ar: ArTenantOut | None = None
     created_at: datetime
     updated_at: datetime

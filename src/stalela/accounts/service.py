@@ -23,7 +23,7 @@ from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from stalela.kit.ids import new_id
 from stalela.outbox.service import enqueue
 from stalela.accounts import schemas
-from stalela.tenancy.context import bind_tenant
+from stalela.tenancy.context import acting_as, bind_tenant
 from stalela.tenancy.models import ApiKey, Outlet, Tenant
 from stalela.tenancy.repository import ApiKeyRepository, OutletRepository, TenantRepository
 
@@ -38,17 +38,17 @@ async def create_tenant(
     session: AsyncSession, settings: Settings, data: schemas.TenantCreate
 ) -> tuple[Tenant, CreatedKey]:
     """A tenant is born with its first API key and its first signing key, in one transaction."""
-    tax_id, vat_condition = _jurisdiction_fields(data)
+    tax_id, vat_condition = jurisdiction_fields(data)
     tenant = Tenant(id=new_id("ten"), name=data.name, tax_id=tax_id, jurisdiction=data.jurisdiction,
                     vat_condition=vat_condition)
     await TenantRepository(session).add(tenant)
     await bind_tenant(session, tenant.id)
-    created = await _new_key(session, tenant.id, "default", None)
+    created = await new_api_key(session, tenant.id, "default", None)
     await signing_registry.create_key(session, settings, tenant.id)
     return tenant, created
 
 
-def _jurisdiction_fields(data: schemas.TenantCreate) -> tuple[str, str | None]:
+def jurisdiction_fields(data: schemas.TenantCreate) -> tuple[str, str | None]:
     """The tax id as stored and the issuer's IVA condition, checked by the jurisdiction's rules."""
     if data.jurisdiction != "AR":
         if data.ar is not None:
@@ -76,13 +76,14 @@ async def set_tenant_status(session: AsyncSession, tenant_id: str, status: str) 
     tenant = await TenantRepository(session).get_for_update(tenant_id)
     if tenant is None:
         raise NotFound("no such tenant", code="tenant_not_found")
-    if tenant.status in ("deprovisioning", "deleted"):
+    if tenant.status in ("provisioning", "deprovisioning", "deleted"):
         raise Conflict(f"tenant is {tenant.status}", code="tenant_status_conflict")
     tenant.status = status
     API_KEYS.clear()  # this process stops honouring cached keys of the tenant at once
     tenant.updated_at = utcnow()
     await session.flush()
-    await record(session, tenant.id, "operator", f"tenant.{status}", tenant.id)
+    async with acting_as(session, tenant.id):  # its audit log is in its own database if dedicated
+        await record(session, tenant.id, "operator", f"tenant.{status}", tenant.id)
     return tenant
 
 
@@ -180,7 +181,7 @@ async def update_outlet(
 # --- API keys ------------------------------------------------------------------------------------
 
 
-async def _new_key(session: AsyncSession, tenant_id: str, name: str, outlet_id: str | None,
+async def new_api_key(session: AsyncSession, tenant_id: str, name: str, outlet_id: str | None,
                    scopes: list[str] | None = None) -> CreatedKey:
     secret, prefix, key_hash = generate_api_key()
     key = ApiKey(
@@ -199,7 +200,7 @@ async def create_api_key(session: AsyncSession, principal: Principal, data: sche
     if scopes is not None and not set(scopes) <= grantable:
         raise Forbidden(f"a key cannot get more than its creator may do: {sorted(set(scopes) - grantable)} "
                         "exceed(s) your permissions", code="scope_exceeds_caller", field="scopes")
-    created = await _new_key(session, principal.tenant_id, data.name, data.outlet_id, scopes)
+    created = await new_api_key(session, principal.tenant_id, data.name, data.outlet_id, scopes)
     await record(session, principal.tenant_id, principal.actor, "api_key.created", created.key.id,
                  {"name": data.name, "outlet_id": data.outlet_id, "scopes": scopes})
     return created

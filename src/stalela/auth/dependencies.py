@@ -26,7 +26,7 @@ from stalela.auth.service import (
     cached_api_key,
     touch_api_key,
 )
-from stalela.errors import Forbidden, TooManyRequests
+from stalela.errors import Conflict, Forbidden, TooManyRequests
 from stalela.kit.openapi import answers
 from stalela.observability import context as log_context
 from stalela.tenancy.context import bind_platform, bind_tenant
@@ -118,6 +118,10 @@ async def _admit(request: Request, principal: Principal, session: AsyncSession |
     to the tenant, if one is open."""
     request.state.tenant_id = principal.tenant_id
     log_context.bind(tenant_id=principal.tenant_id)  # on every log line and the span from here on
+    if principal.tenant_status == "provisioning":
+        # Its database may not exist yet: nothing to read or write until the job completes.
+        raise Conflict("the tenant is being provisioned; retry in a few seconds", code="tenant_provisioning",
+                       headers={"Retry-After": "2"})
     await _rate_limit(request, principal)
     if request.method not in SAFE_METHODS:
         check_writable(principal)

@@ -15,11 +15,10 @@ committed without its bill (an older run, a hand-made seal) is replayed, never s
 from __future__ import annotations
 
 import json
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, AsyncIterator
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,27 +37,9 @@ from stalela.kit.ids import new_id
 from stalela.kit.money import decimal_str, money_str
 from stalela.observability.logging import get_logger
 from stalela.tenancy.repository import OutletRepository, TenantRepository
-from stalela.tenancy.context import PLATFORM_KEY, bind_platform, bind_tenant, current_tenant
+from stalela.tenancy.context import acting_as, bind_platform, bind_tenant, current_tenant
 
 log = get_logger("stalela.billing.bills")
-
-
-@asynccontextmanager
-async def _seeing(session: AsyncSession, tenant_id: str) -> AsyncIterator[None]:
-    """Run the block on ``tenant_id``'s binding, then give the caller its binding back. The cycle switches between the billed tenant
-    and the issuer: row-level security would show the issuer none of the billed tenant's usage."""
-    previous, platform = current_tenant(session), bool(session.info.get(PLATFORM_KEY))
-    if previous == tenant_id:
-        yield
-        return
-    await bind_tenant(session, tenant_id)
-    try:
-        yield
-    finally:
-        if previous is not None:
-            await bind_tenant(session, previous)
-        elif platform:
-            await bind_platform(session)
 
 
 # --- usage and rating --------------------------------------------------------------------------------
@@ -71,7 +52,7 @@ async def _rated_lines(session: AsyncSession, tenant_id: str, period: str,
     each carrying the event count, the SHA-256 of the sorted event ids and the days it was computed from.
     No usage needs no card (a tenant whose plan has none yet is billed nothing, not refused)."""
     start, end = bl.period_bounds(period)
-    async with _seeing(session, tenant_id):
+    async with acting_as(session, tenant_id):
         usage = await usage_service.period_usage(session, tenant_id, start, end)
         if not usage:
             return []
@@ -326,7 +307,7 @@ async def _creditable(session: AsyncSession, tenant_id: str, issuer_tenant_id: s
     """Each of the issuer's sealed invoices that billed the credit's (resource, period), newest first, with
     what it billed and what earlier credit notes already took back from it (read on the billed tenant's
     binding, then the caller's binding is restored)."""
-    async with _seeing(session, tenant_id):
+    async with acting_as(session, tenant_id):
         bills = await BillRepository(session).closed_since(credit["period_of"])
     def same(line: dict[str, Any]) -> bool:
         return line["resource"] == credit["resource"] and line["period_of"] == credit["period_of"]

@@ -8,15 +8,24 @@ row-level security policies with FORCE enforce it for any SQL at all, ORM or not
 """
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, AsyncIterator
 
 from sqlalchemy import String, event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, with_loader_criteria
 
+from stalela.db.routing import DATA_BIND
+from stalela.db.session import DATABASE, HOME_BIND, READONLY_SESSION
+
 TENANT_KEY = "tenant_id"
 PLATFORM_KEY = "platform"
+_BIND_PG = text("SELECT set_config('stalela.tenant_id', :t, true), set_config('stalela.platform', 'off', true), "
+                "stalela_route(:t, :w)")
+_PLACEMENT = text("SELECT placement FROM tenants WHERE id = :t")
+_SET_TENANT = text("SELECT set_config('stalela.tenant_id', :t, true), set_config('stalela.platform', 'off', true)")
+_SET_PLATFORM = text("SELECT set_config('stalela.platform', 'on', true), set_config('stalela.tenant_id', '', true)")
 
 
 class TenantOwned:
@@ -26,23 +35,64 @@ class TenantOwned:
 
 
 async def bind_tenant(session: AsyncSession, tenant_id: str) -> None:
-    session.info[TENANT_KEY] = tenant_id
-    session.info.pop(PLATFORM_KEY, None)
-    if session.bind.dialect.name == "postgresql":
-        await session.execute(
-            text("SELECT set_config('stalela.tenant_id', :t, true), set_config('stalela.platform', 'off', true)"),
-            {"t": tenant_id},
-        )
+    """Bind the session to ``tenant_id`` and route its data-plane statements to the tenant's database: the
+    one routing function (docs/architecture.md, "Control plane and data plane"). On PostgreSQL it is one
+    statement, as before the tiers: it sets the tenant for row-level security and reads the placement,
+    after the tenant's shared lock for a write (a move's switch holds it exclusively)."""
+    info = session.info
+    info[TENANT_KEY] = tenant_id
+    info.pop(PLATFORM_KEY, None)
+    control = session.sync_session.bind  # the control plane's engine
+    if control.dialect.name == "postgresql":
+        row = (await session.execute(_BIND_PG, {"t": tenant_id, "w": not info.get(READONLY_SESSION, False)},
+                                     bind_arguments={"bind": control})).one()
+        placement = row[2]
+    else:
+        placement = (await session.execute(_PLACEMENT, {"t": tenant_id}, bind_arguments={"bind": control})).scalar()
+    data = info[DATABASE].fleet.data_bind(placement, info.get(READONLY_SESSION, False)) if placement else None
+    if data is None:
+        info.pop(DATA_BIND, None)
+        return
+    info[DATA_BIND] = data
+    if data.dialect.name == "postgresql":
+        await session.execute(_SET_TENANT, {"t": tenant_id})  # text(): the data plane's connection
 
 
 async def bind_platform(session: AsyncSession) -> None:
-    """Control-plane access (operator API, API key lookup): no tenant filter, RLS bypass flag on."""
-    session.info.pop(TENANT_KEY, None)
-    session.info[PLATFORM_KEY] = True
-    if session.bind.dialect.name == "postgresql":
-        await session.execute(
-            text("SELECT set_config('stalela.platform', 'on', true), set_config('stalela.tenant_id', '', true)")
-        )
+    """Control-plane access (operator API, API key lookup): no tenant filter, RLS bypass flag on. A
+    dedicated database's own session (its workers) returns to that database for data-plane statements."""
+    info = session.info
+    info.pop(TENANT_KEY, None)
+    info[PLATFORM_KEY] = True
+    control = session.sync_session.bind
+    home = info.get(HOME_BIND)
+    if home is None:
+        info.pop(DATA_BIND, None)
+    else:
+        info[DATA_BIND] = home
+    if control.dialect.name == "postgresql":
+        await session.execute(_SET_PLATFORM, bind_arguments={"bind": control})
+    if home is not None and home.dialect.name == "postgresql":
+        await session.execute(_SET_PLATFORM)
+
+
+@asynccontextmanager
+async def acting_as(session: AsyncSession, tenant_id: str) -> AsyncIterator[None]:
+    """Run the block bound to ``tenant_id`` (its rows, its database), then give the session its binding back:
+    for platform work that writes one tenant's data (an operator's action in the tenant's audit log, the
+    billing cycle switching between the billed tenant and the issuer)."""
+    previous, platform = current_tenant(session), bool(session.info.get(PLATFORM_KEY))
+    if previous == tenant_id:
+        yield
+        return
+    await bind_tenant(session, tenant_id)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            await bind_tenant(session, previous)
+        elif platform:
+            await bind_platform(session)
 
 
 def current_tenant(session: AsyncSession) -> str | None:

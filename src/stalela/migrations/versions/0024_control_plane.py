@@ -64,9 +64,26 @@ def upgrade() -> None:
     op.create_index("ix_tenant_moves_status", "tenant_moves", ["status"])
     rls.protect("tenant_provisioning")
     rls.protect("tenant_moves")
+    if op.get_bind().dialect.name == "postgresql":
+        # The one statement every tenant transaction starts with (tenancy.context.bind_tenant) reads the
+        # tenant's placement through this function. A write first takes the tenant's shared lock, which a
+        # move's switch takes exclusively (controlplane.moves): writes wait while a tenant switches
+        # databases, then read the new placement. PL/pgSQL, so the read after the lock takes a fresh
+        # snapshot (a SQL function could be inlined into the caller's); SECURITY DEFINER, because the
+        # caller's row-level security would hide the row when the tenant is not bound yet.
+        op.execute("""CREATE OR REPLACE FUNCTION stalela_route(t text, for_write boolean) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+  IF for_write THEN
+    PERFORM pg_advisory_xact_lock_shared(hashtextextended('stalela.tenant:' || t, 0));
+  END IF;
+  RETURN (SELECT placement FROM tenants WHERE id = t);
+END $$""")
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS stalela_route(text, boolean)")
     op.drop_table("tenant_moves")
     op.drop_table("tenant_provisioning")
     with op.batch_alter_table("api_keys") as batch:

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from stalela.accounts.schemas import StrictModel, TenantCreate, TenantOut
+
+Tier = Literal["shared", "dedicated"]
+Status = Literal["provisioning", "active", "suspended", "deprovisioning", "deleted"]
+
+
+class TenantRegister(TenantCreate):
+    tier: Tier = Field("shared", description="shared: rows in the shared database (row-level security); "
+                                             "dedicated: a PostgreSQL database of its own (SQLite file when embedded)")
+    target: str | None = Field(None, min_length=1, max_length=300, pattern=r"^[A-Za-z0-9._:/-]+$",
+                               description="dedicated only: the server (host:port, as configured) to place the "
+                                           "database on; default: the least used")
+
+
+class ProvisioningOut(StrictModel):
+    step: Literal["registered", "database", "migrated", "seeded", "active"]
+    status: Literal["running", "completed", "failed"]
+    attempts: int
+    error: str | None
+
+
+class LimitsOut(StrictModel):
+    rate_limit_per_second: Decimal | None = Field(description="null: the platform default")
+    rate_limit_burst: int | None = Field(description="null: the platform default")
+
+
+class RegistryTenantOut(TenantOut):
+    """The operator's view of a tenant: where it lives and what it may do."""
+
+    model_config = ConfigDict(from_attributes=True)
+    status: Status
+    tier: Tier
+    server: str | None = Field(None, description="dedicated: the server holding its database (host:port)")
+    database: str | None = Field(None, description="dedicated: its database (URL without password)")
+    limits: LimitsOut | None = None
+    provisioning: ProvisioningOut | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_row(cls, data: object) -> object:
+        if isinstance(data, dict):
+            return data
+        base = TenantOut.model_validate(data).model_dump()
+        return {**base, "tier": data.tier, "database": data.placement,
+                "limits": {"rate_limit_per_second": data.rate_limit_per_second,
+                           "rate_limit_burst": data.rate_limit_burst}}
+
+
+class TenantRegistered(StrictModel):
+    tenant: RegistryTenantOut
+    api_key: str | None = Field(description="The tenant's first API key, shown exactly once: null when the answer "
+                                            "is a replay of an earlier request with the same Idempotency-Key")
+    api_key_id: str | None
+
+
+class TenantPatch(StrictModel):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    rate_limit_per_second: Decimal | None = Field(None, gt=0, le=100_000, max_digits=9, decimal_places=3,
+                                                  description="requests per second per API key or user; "
+                                                              "null resets to the platform default")
+    rate_limit_burst: int | None = Field(None, ge=1, le=1_000_000, description="bucket size; null resets")
+
+
+class TenantListFilters(StrictModel):
+    status: Status | None = None
+    tier: Tier | None = None
+    jurisdiction: str | None = Field(None, min_length=2, max_length=8, pattern=r"^[A-Z]{2,8}$")
+
+
+class MoveRequest(StrictModel):
+    to: Tier = Field(description="the tier to move to")
+    target: str | None = Field(None, min_length=1, max_length=300, pattern=r"^[A-Za-z0-9._:/-]+$",
+                               description="dedicated: the server (host:port) to move to; also moves a "
+                                           "dedicated tenant between servers")
+
+
+class MoveOut(StrictModel):
+    id: str
+    tenant_id: str
+    status: Literal["running", "completed", "failed"]
+    step: str
+    to: Tier
+    source: str | None
+    target: str | None
+    error: str | None = None
+    receipt: dict | None = None
+    created_at: datetime
+    completed_at: datetime | None = None
