@@ -17,7 +17,7 @@ from stalela.auth import gates
 from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.auth.apikeys import PREFIX
-from stalela.auth.permissions import Perm, check, check_writable
+from stalela.auth.permissions import Perm, check, check_provisioned, check_writable
 from stalela.auth.service import (
     authenticate_api_key,
     authenticate_operator,
@@ -26,7 +26,7 @@ from stalela.auth.service import (
     cached_api_key,
     touch_api_key,
 )
-from stalela.errors import Conflict, Forbidden, TooManyRequests
+from stalela.errors import Forbidden, TooManyRequests
 from stalela.kit.openapi import answers
 from stalela.observability import context as log_context
 from stalela.tenancy.context import bind_platform, bind_tenant
@@ -94,6 +94,7 @@ async def _authenticate(request: Request, session: AsyncSession, *, readonly: bo
     authorization = request.headers.get("authorization")
     principal = cached_api_key(authorization)
     if principal is not None:
+        check_provisioned(principal.tenant_status)
         await bind_tenant(session, principal.tenant_id)
         return await _admit(request, principal, session)
     if not bearer_token(authorization).startswith(PREFIX):
@@ -116,12 +117,9 @@ async def _admit(request: Request, principal: Principal, session: AsyncSession |
     """What every authenticated tenant request goes through: context, rate limit, tenant status, and the
     gates domains registered (``gates.py``: billing's API call quota). ``session``: the request's, bound
     to the tenant, if one is open."""
+    check_provisioned(principal.tenant_status)
     request.state.tenant_id = principal.tenant_id
     log_context.bind(tenant_id=principal.tenant_id)  # on every log line and the span from here on
-    if principal.tenant_status == "provisioning":
-        # Its database may not exist yet: nothing to read or write until the job completes.
-        raise Conflict("the tenant is being provisioned; retry in a few seconds", code="tenant_provisioning",
-                       headers={"Retry-After": "2"})
     await _rate_limit(request, principal)
     if request.method not in SAFE_METHODS:
         check_writable(principal)

@@ -117,6 +117,14 @@ def check_not_exceeding(principal: Principal, perms: frozenset[Perm], what: str,
 CLOSING = frozenset({"deprovisioning", "deleted"})
 
 
+def check_provisioned(tenant_status: str | None) -> None:
+    """A tenant being provisioned has no database yet: nothing to read or write until its job completes.
+    Checked before the session is bound to the tenant (binding reaches the tenant's database)."""
+    if tenant_status == "provisioning":
+        raise Conflict("the tenant is being provisioned; retry in a few seconds", code="tenant_provisioning",
+                       headers={"Retry-After": "2"})
+
+
 def check_writable(principal: Principal) -> None:
     """A suspended (or closing) tenant reads but never writes. Every write made with a tenant's
     credential is admitted here: API keys and user tokens (``auth.dependencies``), dashboard sessions

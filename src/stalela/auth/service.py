@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.apikeys import PREFIX, hash_api_key
 from stalela.auth.principal import Principal
+from stalela.auth.permissions import check_provisioned
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.errors import Unauthorized
@@ -98,6 +99,7 @@ async def authenticate_api_key(session: AsyncSession, authorization: str | None)
     key, tenant = found
     if tenant.status == "deleted":  # deprovisioning still reads: the merchant fetches its data
         raise Unauthorized("invalid API key", code="invalid_credentials")
+    check_provisioned(tenant.status)
     await bind_tenant(session, tenant.id)
     stale = key.last_used_at is None or utcnow() - key.last_used_at > TOUCH_INTERVAL
     principal = Principal(
@@ -118,6 +120,7 @@ async def authenticate_user(db, settings: Settings, session: AsyncSession, autho
     claims = await verify_access_token(db, settings, bearer_token(authorization))
     await bind_platform(session)
     user, tenant = await active_user(session, claims.get("tenant_id", ""), claims["sub"])
+    check_provisioned(tenant.status)
     await bind_tenant(session, tenant.id)
     outlets = frozenset(json.loads(user.outlet_ids)) if user.role == "cashier" else None
     return Principal(kind="user", tenant_id=tenant.id, tenant_status=tenant.status, user_id=user.id, role=user.role,

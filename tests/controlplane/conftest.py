@@ -1,0 +1,82 @@
+"""Fixtures of the dedicated tier: an app whose dedicated tenants get databases of their own on the test
+PostgreSQL server (or SQLite files), all dropped afterwards."""
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from stalela.controlplane import placement, provisioning
+from stalela.db.session import Database
+from stalela.migrations import upgrade
+from tests.conftest import make_settings
+from tests.support.invoices import sample_invoice
+
+provisioning.migrator = upgrade  # what the composition root (workers) installs
+
+
+def dedicated_template(database_url: str, tmp_path) -> str:
+    if database_url.startswith("sqlite"):
+        return f"sqlite:///{tmp_path}/tenants/{{tenant}}.db"
+    return make_url(database_url).set(database="DBNAME").render_as_string(hide_password=False).replace(
+        "DBNAME", "{tenant}")
+
+
+@pytest.fixture
+def tier_settings(database_url, tmp_path):
+    return make_settings(database_url, tmp_path,
+                         dedicated_database_url_template=dedicated_template(database_url, tmp_path))
+
+
+@pytest.fixture
+async def tier_app(tier_settings):
+    from stalela.app import create_app
+
+    application = create_app(tier_settings)
+    async with application.router.lifespan_context(application):
+        yield application
+        # Drop every dedicated database the test made (their names carry the tenant ids: no clash).
+        db: Database = application.state.db
+        placements = list(db.fleet.open_databases())
+        await db.fleet.dispose()
+        for p in placements:
+            await placement.drop_database(db.fleet.url_of(p))
+
+
+@pytest.fixture
+async def tier_client(tier_app) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=tier_app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+async def provisioned(client, app, operator_headers, **body) -> tuple[dict, dict]:
+    """A dedicated tenant, provisioned (the job run here as the worker would), with an outlet."""
+    payload = {"name": "Dédié SARL", "tax_id": "D0000001B", "jurisdiction": "CD", "tier": "dedicated", **body}
+    r = await client.post("/v1/tenants", json=payload, headers=operator_headers)
+    assert r.status_code == 202, r.text
+    tenant = r.json()["tenant"]
+    assert tenant["status"] == "provisioning" and tenant["tier"] == "dedicated"
+    await provisioning.run(app.state.db, app.state.settings, tenant["id"])
+    headers = {"Authorization": f"Bearer {r.json()['api_key']}"}
+    r = await client.post("/v1/outlets", json={"code": "MAIN", "name": "Main"}, headers=headers)
+    assert r.status_code == 201, r.text
+    return {**tenant, "outlet": r.json()["id"]}, headers
+
+
+async def shared(client, operator_headers) -> tuple[dict, dict]:
+    r = await client.post("/v1/tenants", json={"name": "Partagé SARL", "tax_id": "S0000001B", "jurisdiction": "CD"},
+                          headers=operator_headers)
+    assert r.status_code == 201, r.text
+    headers = {"Authorization": f"Bearer {r.json()['api_key']}"}
+    r2 = await client.post("/v1/outlets", json={"code": "MAIN", "name": "Main"}, headers=headers)
+    assert r2.status_code == 201, r2.text
+    return {**r.json()["tenant"], "outlet": r2.json()["id"]}, headers
+
+
+async def seal(client, tenant: dict, headers: dict, **overrides) -> dict:
+    r = await client.post("/v1/invoices", json=sample_invoice(tenant["outlet"], **overrides), headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()
