@@ -195,8 +195,9 @@ def extra_routers() -> list:
     from stalela.billing.anomaly_endpoints import router as anomalies_router
     from stalela.billing.usage_endpoints import router as usage_router
     from stalela.controlplane.endpoints import router as registry_router
+    from stalela.controlplane.move_endpoints import router as moves_router
 
-    return [registry_router, invoices_router, ledger_router, proof_router, exports_router, keys_router, verification_router, outbox_router, authority_router,
+    return [registry_router, moves_router, invoices_router, ledger_router, proof_router, exports_router, keys_router, verification_router, outbox_router, authority_router,
             arca_router,
             auth_router, audit_router, *reports_routers, webhooks_router, erasure_router, offboarding_router,
             invoice_deletion_router, retention_router, privacy_exports_router, usage_router,

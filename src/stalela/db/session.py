@@ -25,6 +25,7 @@ from stalela.db.routing import DATA_BIND, RoutedSession
 DATABASE = "stalela.database"
 READONLY_SESSION = "stalela.readonly"
 HOME_BIND = "stalela.home_bind"
+PINNED = "stalela.pinned"
 from stalela.errors import DatabaseUnavailable
 
 
@@ -35,13 +36,16 @@ class Database:
 
     def __init__(self, url: str, *, role: str = "", pool_size: int = 10, statement_cache: bool = True,
                  retry_after: int = DatabaseUnavailable.retry_after, control: "Database | None" = None,
-                 fleet: FleetOptions | None = None) -> None:
+                 fleet: FleetOptions | None = None, pinned: bool = False) -> None:
         self.url = url
         self.role = role
         self.statement_cache = statement_cache
         self.retry_after = retry_after
         self.is_sqlite = is_sqlite_url(url)
         self.control = control
+        # Pinned: its sessions keep this database as their data plane even when bound to a tenant placed
+        # elsewhere (a move reads and verifies the copy before routing points at it).
+        self.pinned = pinned
         self.last_used = time.monotonic()
         self.engine: AsyncEngine = create_engine(
             url, role=role, pool_size=pool_size, statement_cache=statement_cache
@@ -80,6 +84,7 @@ class Database:
                 info[DATABASE], info[READONLY_SESSION] = self, readonly
                 if self.control is not None:
                     info[DATA_BIND] = info[HOME_BIND] = self.sync_engine(readonly)
+                    info[PINNED] = self.pinned
                 async with session.begin():
                     if self.control is not None and self.is_sqlite:
                         # Every session takes the control plane's file first (tenant-bound ones do in

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, with_loader_criteria
 
 from stalela.db.routing import DATA_BIND
-from stalela.db.session import DATABASE, HOME_BIND, READONLY_SESSION
+from stalela.db.session import DATABASE, HOME_BIND, PINNED, READONLY_SESSION
 
 TENANT_KEY = "tenant_id"
 PLATFORM_KEY = "platform"
@@ -49,7 +49,10 @@ async def bind_tenant(session: AsyncSession, tenant_id: str) -> None:
         placement = row[2]
     else:
         placement = (await session.execute(_PLACEMENT, {"t": tenant_id}, bind_arguments={"bind": control})).scalar()
-    data = info[DATABASE].fleet.data_bind(placement, info.get(READONLY_SESSION, False)) if placement else None
+    if info.get(PINNED):
+        data = info[HOME_BIND]
+    else:
+        data = info[DATABASE].fleet.data_bind(placement, info.get(READONLY_SESSION, False)) if placement else None
     if data is None:
         info.pop(DATA_BIND, None)
         return

@@ -1,0 +1,52 @@
+"""A move's receipt: what was moved, from where to where, and the figures both sides agreed on under the
+freeze, signed with the tenant's own key like its ledger checkpoints (so anyone holding the tenant's public
+key, GET /v1/keys/{key_id}, can check it: docs/operations.md, "Moving a tenant")."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stalela.config import Settings
+from stalela.controlplane import placement as placements
+from stalela.controlplane.models import TenantMove
+from stalela.fiscal.core import merkle
+from stalela.fiscal.core.seal import build_seal, canonical_bytes
+from stalela.fiscal.signing import registry as keys
+from stalela.kit.clock import rfc3339
+
+
+def _side(place: str | None, figures: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"tier": "dedicated" if place else "shared",
+                           "server": placements.server_of(place) if place else "control-plane"}
+    if place:
+        out["database"] = place.rsplit("/", 1)[-1]
+    if figures is not None:
+        ledger = figures["ledger"]
+        tree = merkle.CompactRange.from_bytes(bytes.fromhex(ledger["frontier"])) if ledger["frontier"] else \
+            merkle.CompactRange()
+        out["merkle"] = {"tree_size": ledger["log_size"], "root_hash": tree.root().hex()}
+        out["chains"] = ledger["chains"]
+        out["tables"] = figures["tables"]
+    return out
+
+
+async def sign_receipt(session: AsyncSession, settings: Settings, move: TenantMove,
+                       frozen: dict[str, Any] | None) -> str:
+    """The receipt as stored and served: ``{"payload": ..., "seal": ...}`` in JSON."""
+    payload: dict[str, Any] = {
+        "type": "stalela.tenant_move", "version": 1, "tenant_id": move.tenant_id, "move_id": move.id,
+        "requested_at": rfc3339(move.created_at),
+        "from": _side(move.source, frozen["source"] if frozen else None),
+        "to": _side(move.target, frozen["target"] if frozen else None),
+    }
+    if frozen:
+        payload.update(switched_at=frozen["switched_at"], freeze_ms=frozen["freeze_ms"],
+                       verified={k: frozen["verify"][k] for k in ("valid", "invoices", "series")})
+    else:
+        payload["note"] = "completed after a restart that followed the switch: the freeze's figures were not kept"
+    key = await keys.active_key(session, move.tenant_id)
+    canonical = canonical_bytes(payload)
+    seal = build_seal(payload, await keys.sign(settings, key, canonical), key.id, canonical_payload=canonical)
+    return json.dumps({"payload": payload, "seal": seal}, sort_keys=True)

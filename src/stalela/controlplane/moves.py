@@ -1,0 +1,277 @@
+"""Moving a tenant between tiers (or between two servers) online, with proof that nothing changed.
+
+A move is a job (outbox topic ``tenant.move``), one at a time per tenant:
+
+1. ``prepared``: the target exists and is migrated (a new dedicated database is provisioned like a new
+   tenant's; the shared database already is). A target still holding rows of an earlier move is refused:
+   those rows are purged first, by the operator.
+2. ``copied``: the tenant's rows are copied by diff (move_sync.py) while the tenant keeps working, twice
+   (the second pass catches up with what the first one missed), and ``stalela verify`` runs on the copy.
+3. ``frozen``: the tenant's lock is taken exclusively: every write of the tenant waits on it
+   (``tenancy.context.bind_tenant`` takes it shared), none fails. The last changes are copied, then every
+   table's row count and digest, the Merkle log and every chain head are compared on both sides.
+4. ``switched``: in the same freeze, one control-plane transaction points the tenant's placement at the
+   target; the lock is released and waiting writes go to the target. The source is left read-only (a
+   dedicated database loses its write grants; in the shared database the tenant's pending events are
+   parked so no worker acts on them twice) until the operator purges it.
+5. ``completed``: a receipt with both sides' figures and roots, signed with the tenant's key.
+
+A crash before the switch leaves the tenant on the source (the placement never changed) and the job runs
+again from the start: the diff copy is idempotent. A crash after it leaves the tenant on the target. Either
+way the tenant serves from exactly one side.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import AsyncExitStack
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from stalela.config import Settings
+from stalela.controlplane import move_sync, placement as placements, provisioning
+from stalela.controlplane.move_receipts import sign_receipt
+from stalela.controlplane.models import TenantMove
+from stalela.controlplane.repository import MoveRepository
+from stalela.db.base import utcnow
+from stalela.db.engine import create_engine
+from stalela.db.session import Database
+from stalela.errors import StalelaError
+from stalela.fiscal.reports.audit import verify_database
+from stalela.observability.logging import get_logger
+from stalela.tenancy.context import bind_platform
+from stalela.tenancy.models import Tenant
+
+log = get_logger("stalela.controlplane.moves")
+TOPIC = "tenant.move"
+# Tables workers write outside the tenant's lock (the dispatcher's claims and results): copied like the
+# rest, but delivery state, not fiscal records, so they are left out of the frozen comparison.
+OPERATIONAL = frozenset({"outbox"})
+_LOCK = "SELECT pg_advisory_lock(hashtextextended('stalela.tenant:' || :t, 0))"
+_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended('stalela.tenant:' || :t, 0))"
+_MOVER = "SELECT pg_try_advisory_lock(hashtextextended('stalela.move:' || :t, 0))"
+
+
+class MoveFailed(StalelaError):
+    status = 409
+    code = "move_failed"
+
+
+async def _step(db: Database, tenant_id: str, move_id: str, step: str, **values: Any) -> TenantMove:
+    async with db.transaction() as session:
+        await bind_platform(session)
+        move = await MoveRepository(session).get_in_tenant(tenant_id, move_id)
+        move.step, move.updated_at = step, utcnow()
+        for name, value in values.items():
+            setattr(move, name, value)
+        return move
+
+
+async def _tenant(db: Database, tenant_id: str) -> Tenant:
+    async with db.transaction(readonly=True) as session:
+        await bind_platform(session)
+        return await session.get(Tenant, tenant_id)
+
+
+def _owner_engine(url: str) -> AsyncEngine:
+    # As the URL's user (the owner that migrated it), not the application role: the copy writes append-only
+    # tables the application role may not, and a purge deletes.
+    return create_engine(url, pool_size=5, statement_cache=False)
+
+
+async def run(db: Database, settings: Settings, tenant_id: str, move_id: str) -> str:
+    """Run (or resume) a move; returns its final status."""
+    async with db.engine.connect() as mover:
+        if not (await mover.execute(text(_MOVER), {"t": tenant_id})).scalar():
+            raise MoveFailed("another move of this tenant is running", code="move_in_progress")
+        try:
+            return await _run(db, settings, tenant_id, move_id)
+        except Exception as exc:
+            log.exception("tenant_move_failed", tenant_id=tenant_id, move_id=move_id)
+            await _step(db, tenant_id, move_id, "failed", status="failed",
+                        error=f"{type(exc).__name__}: {exc}"[:2000], completed_at=utcnow())
+            return "failed"
+        finally:
+            await mover.execute(text("SELECT pg_advisory_unlock_all()"))
+
+
+async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -> str:
+    async with db.transaction(readonly=True) as session:
+        await bind_platform(session)
+        move = await MoveRepository(session).get_in_tenant(tenant_id, move_id)
+    if move is None or move.status != "running":
+        return move.status if move else "missing"
+    tenant = await _tenant(db, tenant_id)
+    if tenant.placement == move.target:
+        return await _finish(db, settings, tenant_id, move_id, None)  # switched before a crash: only the receipt
+    if tenant.placement != move.source:
+        raise MoveFailed("the tenant is no longer where the move started")
+    source_url = db.fleet.url_of(move.source) if move.source else db.url
+    target_url = db.fleet.url_of(move.target) if move.target else db.url
+    if move.target is not None:
+        await placements.create_database(target_url)
+        if provisioning.migrator is None:
+            raise RuntimeError("no migrator installed: the composition root sets provisioning.migrator")
+        await provisioning.migrator(target_url, app_role=settings.database_role)
+        await provisioning.copy_tenant_row(db, tenant_id, move.target)
+    await _step(db, tenant_id, move_id, "prepared")
+
+    source, target = _owner_engine(source_url), _owner_engine(target_url)
+    try:
+        tables = await _tables(source)
+        for _ in range(2):  # online: the second pass picks up what changed during the first
+            report = await _sync(source, target, tables, tenant_id, settings.move_batch_rows)
+        await _step(db, tenant_id, move_id, "copied")
+        verified = await _verify_copy(db, target_url, move, tenant_id)
+        if not verified["valid"]:
+            raise MoveFailed(f"the copy does not verify: {verified['first_problem']}")
+        frozen = await _freeze_and_switch(db, settings, source, target, tables, move, tenant_id)
+    finally:
+        await source.dispose()
+        await target.dispose()
+    log.info("tenant_move_switched", tenant_id=tenant_id, move_id=move_id, freeze_ms=frozen["freeze_ms"],
+             last_pass_rows=report.changed)
+    return await _finish(db, settings, tenant_id, move_id, {**frozen, "verify": verified})
+
+
+async def _tables(engine: AsyncEngine) -> list:
+    async with engine.connect() as conn:
+        return await move_sync.tenant_tables(conn)
+
+
+async def _sync(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str,
+                batch: int) -> move_sync.SyncReport:
+    """One diff pass. Both source connections read one snapshot (exported by the first, adopted by the
+    second), so an online pass copies the tenant as of one instant: a copy that verifies on its own."""
+    async with AsyncExitStack() as stack:
+        keys = await stack.enter_async_context(source.connect())
+        keys = await keys.execution_options(isolation_level="REPEATABLE READ")
+        snapshot = (await keys.execute(text("SELECT pg_export_snapshot()"))).scalar()
+        rows = await stack.enter_async_context(source.connect())
+        rows = await rows.execution_options(isolation_level="REPEATABLE READ")
+        await rows.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))  # a server-made id, not input
+        target_keys = await stack.enter_async_context(target.connect())
+        writer = await stack.enter_async_context(target.begin())
+        for conn in (keys, rows, target_keys, writer):
+            await move_sync.prepare(conn)
+        return await move_sync.sync(tables, tenant_id, move_sync.Sides(keys, rows, target_keys, writer), batch)
+
+
+async def _verify_copy(db: Database, target_url: str, move: TenantMove, tenant_id: str) -> dict[str, Any]:
+    """``stalela verify`` on the target before any request reaches it: every seal, chain, counter and root."""
+    pinned = Database(target_url, role=db.role, pool_size=2, control=db, pinned=True)
+    try:
+        report = await verify_database(pinned, tenant_id)
+    finally:
+        await pinned.dispose()
+    return {"valid": report.valid, "invoices": report.invoices, "series": report.series,
+            "first_problem": report.failures[0].describe() if report.failures else None}
+
+
+async def _fingerprints(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str) -> tuple[dict, dict]:
+    sides = []
+    for engine in (source, target):
+        async with engine.connect() as conn:
+            await move_sync.prepare(conn)
+            figures = await move_sync.fingerprint(conn, tables, tenant_id)
+            sides.append({"tables": figures, "ledger": await move_sync.ledger_heads(conn, tenant_id)})
+    return sides[0], sides[1]
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    tables = [name for name in a["tables"] if name not in OPERATIONAL and a["tables"][name] != b["tables"][name]]
+    return tables + (["ledger"] if a["ledger"] != b["ledger"] else [])
+
+
+async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngine, target: AsyncEngine,
+                             tables: list, move: TenantMove, tenant_id: str) -> dict[str, Any]:
+    async with db.engine.connect() as lock:
+        started = time.monotonic()
+        # Writes of the tenant already running finish first; new ones queue behind this lock.
+        await asyncio.wait_for(lock.execute(text(_LOCK), {"t": tenant_id}), settings.move_freeze_timeout_seconds)
+        await lock.commit()
+        try:
+            for _attempt in range(3):
+                await _sync(source, target, tables, tenant_id, settings.move_batch_rows)
+                before, after = await _fingerprints(source, target, tables, tenant_id)
+                differing = _differences(before, after)
+                if not differing:
+                    break
+            else:
+                raise MoveFailed(f"source and target still differ under the freeze: {', '.join(differing)}")
+            await _park_source(source, tenant_id, move.source is not None, settings.database_role)
+            await lock.execute(text("SELECT set_config('stalela.platform', 'on', false)"))
+            await lock.execute(
+                text("UPDATE tenants SET placement = :p, tier = :tier, updated_at = :now WHERE id = :t"),
+                {"p": move.target, "tier": move.to_tier, "now": utcnow(), "t": tenant_id})
+            await lock.execute(
+                text("UPDATE tenant_moves SET step = 'switched', updated_at = :now WHERE tenant_id = :t AND id = :m"),
+                {"now": utcnow(), "t": tenant_id, "m": move.id})
+            await lock.commit()  # the switch: one control-plane transaction
+            switched_at = utcnow()
+        finally:
+            await lock.execute(text(_UNLOCK), {"t": tenant_id})
+            await lock.commit()
+        return {"freeze_ms": round((time.monotonic() - started) * 1000, 1), "switched_at": switched_at.isoformat(),
+                "source": before, "target": after}
+
+
+async def _park_source(source: AsyncEngine, tenant_id: str, dedicated: bool, role: str) -> None:
+    """Leave the source read-only for the tenant: nothing there may act or change any more."""
+    async with source.begin() as conn:
+        await move_sync.prepare(conn)
+        # Its pending events were copied to the target, which delivers them; here they would run twice.
+        await conn.execute(text("UPDATE outbox SET status = 'moved' WHERE tenant_id = :t AND status = 'pending'"),
+                           {"t": tenant_id})
+        if dedicated and role:
+            # The whole database is the tenant's: the application role loses every write on it.
+            await conn.execute(text(f'REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public FROM "{role}"'))
+
+
+async def _finish(db: Database, settings: Settings, tenant_id: str, move_id: str,
+                  frozen: dict[str, Any] | None) -> str:
+    async with db.transaction() as session:
+        await bind_platform(session)
+        move = await MoveRepository(session).get_in_tenant(tenant_id, move_id)
+        receipt = await sign_receipt(session, settings, move, frozen)
+        move.receipt, move.status, move.step = receipt, "completed", "completed"
+        move.completed_at = move.updated_at = utcnow()
+    log.info("tenant_move_completed", tenant_id=tenant_id, move_id=move_id)
+    return "completed"
+
+
+async def purge(db: Database, settings: Settings, tenant_id: str, move_id: str) -> None:
+    """The operator's purge of a completed move's source: a dedicated database is dropped; in the shared
+    database the tenant's rows are deleted, children first. The rows are copies: the receipt proved them
+    equal to the tenant's live ones, which nothing touches here."""
+    async with db.transaction(readonly=True) as session:
+        await bind_platform(session)
+        move = await MoveRepository(session).get_in_tenant(tenant_id, move_id)
+        tenant = await session.get(Tenant, tenant_id)
+    if move is None or move.purged_at is not None or move.status != "completed" or tenant.placement == move.source:
+        return
+    if move.source is not None:
+        url = db.fleet.url_of(move.source)
+        stale = db.fleet.open_databases().get(move.source)
+        if stale is not None:
+            await stale.engine.dispose()
+        await placements.drop_database(url)
+    else:
+        engine = _owner_engine(db.url)
+        try:
+            tables = await _tables(engine)
+            async with engine.begin() as conn:
+                await move_sync.prepare(conn)
+                # Past the append-only triggers, for these copies only (needs a superuser connection).
+                await conn.execute(text("SET LOCAL session_replication_role = replica"))
+                for table in reversed(tables):
+                    await conn.execute(table.delete().where(table.c.tenant_id == tenant_id))
+        finally:
+            await engine.dispose()
+    async with db.transaction() as session:
+        await bind_platform(session)
+        move = await MoveRepository(session).get_in_tenant(tenant_id, move_id)
+        move.purged_at = move.updated_at = utcnow()
+    log.info("tenant_move_source_purged", tenant_id=tenant_id, move_id=move_id)
