@@ -42,7 +42,7 @@ async def sign_receipt(session: AsyncSession, settings: Settings, move: TenantMo
         "to": _side(move.target, frozen["target"] if frozen else None),
     }
     if frozen:
-        payload.update(switched_at=frozen["switched_at"], freeze_ms=frozen["freeze_ms"],
+        payload.update(switched_at=frozen["switched_at"], freeze_ms=frozen["freeze_ms"], freeze=frozen["freeze"], phases=frozen["phases"],
                        verified={k: frozen["verify"][k] for k in ("valid", "invoices", "series")})
     else:
         payload["note"] = "completed after a restart that followed the switch: the freeze's figures were not kept"

@@ -108,6 +108,8 @@ async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -
         return await _finish(db, settings, tenant_id, move_id, None)  # switched before a crash: only the receipt
     if tenant.placement != move.source:
         raise MoveFailed("the tenant is no longer where the move started")
+    phases: dict[str, float] = {}
+    mark = time.monotonic()
     source_url = db.fleet.url_of(move.source) if move.source else db.url
     target_url = db.fleet.url_of(move.target) if move.target else db.url
     if move.target is not None:
@@ -117,6 +119,7 @@ async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -
         await provisioning.migrator(target_url, app_role=settings.database_role)
         await provisioning.copy_tenant_row(db, tenant_id, move.target)
     await _step(db, tenant_id, move_id, "prepared")
+    phases["prepare_s"], mark = round(time.monotonic() - mark, 2), time.monotonic()
 
     source, target = _owner_engine(source_url), _owner_engine(target_url)
     try:
@@ -124,16 +127,18 @@ async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -
         for _ in range(2):  # online: the second pass picks up what changed during the first
             report = await _sync(source, target, tables, tenant_id, settings.move_batch_rows)
         await _step(db, tenant_id, move_id, "copied")
+        phases["copy_s"], mark = round(time.monotonic() - mark, 2), time.monotonic()
         verified = await _verify_copy(db, target_url, move, tenant_id)
+        phases["verify_s"] = round(time.monotonic() - mark, 2)
         if not verified["valid"]:
             raise MoveFailed(f"the copy does not verify: {verified['first_problem']}")
-        frozen = await _freeze_and_switch(db, settings, source, target, tables, move, tenant_id)
+        frozen = await _freeze_and_switch(db, settings, source, target, tables, move, tenant_id, report.snapshot)
     finally:
         await source.dispose()
         await target.dispose()
     log.info("tenant_move_switched", tenant_id=tenant_id, move_id=move_id, freeze_ms=frozen["freeze_ms"],
              last_pass_rows=report.changed)
-    return await _finish(db, settings, tenant_id, move_id, {**frozen, "verify": verified})
+    return await _finish(db, settings, tenant_id, move_id, {**frozen, "verify": verified, "phases": phases})
 
 
 async def _tables(engine: AsyncEngine) -> list:
@@ -141,22 +146,28 @@ async def _tables(engine: AsyncEngine) -> list:
         return await move_sync.tenant_tables(conn)
 
 
-async def _sync(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str,
-                batch: int) -> move_sync.SyncReport:
-    """One diff pass. Both source connections read one snapshot (exported by the first, adopted by the
-    second), so an online pass copies the tenant as of one instant: a copy that verifies on its own."""
+async def _sync(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str, batch: int, *,
+                since: str | None = None) -> move_sync.SyncReport:
+    """One pass: the full diff, or (``since``) only what changed after that snapshot. Both source
+    connections read one snapshot (exported by the first, adopted by the second), so an online pass copies
+    the tenant as of one instant: a copy that verifies on its own."""
     async with AsyncExitStack() as stack:
         keys = await stack.enter_async_context(source.connect())
         keys = await keys.execution_options(isolation_level="REPEATABLE READ")
-        snapshot = (await keys.execute(text("SELECT pg_export_snapshot()"))).scalar()
+        exported = (await keys.execute(text("SELECT pg_export_snapshot()"))).scalar()
         rows = await stack.enter_async_context(source.connect())
         rows = await rows.execution_options(isolation_level="REPEATABLE READ")
-        await rows.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))  # a server-made id, not input
+        await rows.execute(text(f"SET TRANSACTION SNAPSHOT '{exported}'"))  # a server-made id, not input
         target_keys = await stack.enter_async_context(target.connect())
         writer = await stack.enter_async_context(target.begin())
         for conn in (keys, rows, target_keys, writer):
             await move_sync.prepare(conn)
-        return await move_sync.sync(tables, tenant_id, move_sync.Sides(keys, rows, target_keys, writer), batch)
+        sides = move_sync.Sides(keys, rows, target_keys, writer)
+        if since is not None:
+            return await move_sync.sync_delta(tables, tenant_id, sides, since, batch)
+        report = await move_sync.sync(tables, tenant_id, sides, batch)
+        report.snapshot = await move_sync.snapshot(keys)
+        return report
 
 
 async def _verify_copy(db: Database, target_url: str, move: TenantMove, tenant_id: str) -> dict[str, Any]:
@@ -171,13 +182,15 @@ async def _verify_copy(db: Database, target_url: str, move: TenantMove, tenant_i
 
 
 async def _fingerprints(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str) -> tuple[dict, dict]:
-    sides = []
-    for engine in (source, target):
+    async def side(engine: AsyncEngine) -> dict:
         async with engine.connect() as conn:
             await move_sync.prepare(conn)
             figures = await move_sync.fingerprint(conn, tables, tenant_id)
-            sides.append({"tables": figures, "ledger": await move_sync.ledger_heads(conn, tenant_id)})
-    return sides[0], sides[1]
+            return {"tables": figures, "ledger": await move_sync.ledger_heads(conn, tenant_id)}
+
+    # Both servers at once: the freeze lasts as long as the slower side, not both.
+    source_side, target_side = await asyncio.gather(side(source), side(target))
+    return source_side, target_side
 
 
 def _differences(a: dict, b: dict) -> list[str]:
@@ -186,16 +199,24 @@ def _differences(a: dict, b: dict) -> list[str]:
 
 
 async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngine, target: AsyncEngine,
-                             tables: list, move: TenantMove, tenant_id: str) -> dict[str, Any]:
+                             tables: list, move: TenantMove, tenant_id: str, since: str) -> dict[str, Any]:
     async with db.engine.connect() as lock:
         started = time.monotonic()
         # Writes of the tenant already running finish first; new ones queue behind this lock.
         await asyncio.wait_for(lock.execute(text(_LOCK), {"t": tenant_id}), settings.move_freeze_timeout_seconds)
         await lock.commit()
+        timings = {"lock_wait_ms": round((time.monotonic() - started) * 1000, 1)}
         try:
-            for _attempt in range(3):
-                await _sync(source, target, tables, tenant_id, settings.move_batch_rows)
+            for attempt in range(3):
+                mark = time.monotonic()
+                # First only what changed since the last online pass; a full diff if that was not enough.
+                last = await _sync(source, target, tables, tenant_id, settings.move_batch_rows,
+                                   since=since if attempt == 0 else None)
+                timings["sync_ms"] = round((time.monotonic() - mark) * 1000, 1)
+                timings["rows_caught_up"] = last.changed
+                mark = time.monotonic()
                 before, after = await _fingerprints(source, target, tables, tenant_id)
+                timings["compare_ms"] = round((time.monotonic() - mark) * 1000, 1)
                 differing = _differences(before, after)
                 if not differing:
                     break
@@ -214,8 +235,8 @@ async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngi
         finally:
             await lock.execute(text(_UNLOCK), {"t": tenant_id})
             await lock.commit()
-        return {"freeze_ms": round((time.monotonic() - started) * 1000, 1), "switched_at": switched_at.isoformat(),
-                "source": before, "target": after}
+        return {"freeze_ms": round((time.monotonic() - started) * 1000, 1), "freeze": timings,
+                "switched_at": switched_at.isoformat(), "source": before, "target": after}
 
 
 async def _park_source(source: AsyncEngine, tenant_id: str, dedicated: bool, role: str) -> None:
