@@ -6,7 +6,7 @@ import re
 
 from fastapi import APIRouter, Request
 
-from stalela.auth.dependencies import DbSession
+from stalela.auth.dependencies import DbSession, PublicRateLimit
 from stalela.dashboard import pipeline, service
 from stalela.dashboard.charts import sparkline
 from stalela.dashboard.repository import DashboardRepository
@@ -32,13 +32,13 @@ router = APIRouter(prefix="/ops", route_class=DashboardRoute, include_in_schema=
 TOPIC = re.compile(r"^[a-z0-9_.]{1,64}$")
 
 
-@router.get("/login")
+@router.get("/login", dependencies=[PublicRateLimit])
 async def login_page(request: Request):
     enabled = request.app.state.settings.operator_token is not None
     return render(request, "ops_login.html", enabled=enabled)
 
 
-@router.post("/login")
+@router.post("/login", dependencies=[PublicRateLimit])
 async def login(request: Request):
     form = await read_form(request)
     # No session yet: the Origin check is this form's CSRF defence (and the token is the secret).
