@@ -101,6 +101,10 @@ class TenantLimits:
     per_second_default: bool
     burst_default: bool
 
+    @property
+    def rate_text(self) -> str:
+        return decimal_str(self.per_second)
+
 
 def tenant_limits(tenant: Tenant, settings: Settings) -> TenantLimits:
     own_rate, own_burst = tenant.rate_limit_per_second, tenant.rate_limit_burst
