@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 from decimal import Decimal
 
@@ -21,23 +20,16 @@ from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.tenancy.models import Tenant
 from tests.auth.test_users import PASSWORD, make_user
 from tests.conftest import make_settings
+from tests.support.services import listening
 
 REDIS = "redis://127.0.0.1:6379/15"
-
-
-def _redis_up() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(params=["process", "redis"])
 def settings(request, database_url, tmp_path):
     extra = {}
     if request.param == "redis":
-        if not _redis_up():
+        if not listening(6379):
             pytest.skip("no Redis on 127.0.0.1:6379")
         extra["redis_url"] = REDIS
     # A slow refill: a test's requests never earn a token back while it counts them.
@@ -210,7 +202,7 @@ async def test_authenticated_routes_are_not_counted_per_address(app, client, new
                     ).status_code == 200
 
 
-@pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
+@pytest.mark.skipif(not listening(6379), reason="no Redis on 127.0.0.1:6379")
 async def test_the_redis_bucket_takes_each_callers_numbers(tmp_path, database_url):
     limiter = Limiter(make_settings(database_url, tmp_path, redis_url=REDIS, rate_limit_per_second=0.01,
                                     rate_limit_burst=5))

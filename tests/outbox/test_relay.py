@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 
 import nats
@@ -21,19 +20,12 @@ from stalela.outbox.service import enqueue
 from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.tenancy.models import Tenant
 from tests.conftest import make_settings
+from tests.support.services import listening
 
 NATS = "nats://127.0.0.1:4222"
 
 
-def _nats_up() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 4222), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _nats_up(), reason="no NATS server on 127.0.0.1:4222")
+pytestmark = pytest.mark.skipif(not listening(4222), reason="no NATS server on 127.0.0.1:4222")
 
 
 @pytest.fixture
