@@ -114,7 +114,7 @@ def tenant_limits(tenant: Tenant, settings: Settings) -> TenantLimits:
                         own_rate is None, own_burst is None)
 
 
-def _checked_rate(value: Decimal | int | str | None) -> Decimal | None:
+def _checked_rate(value: Decimal | str | float | None) -> Decimal | None:
     field = "rate_limit_per_second"
     if value is None:
         return None
@@ -142,10 +142,11 @@ def _checked_burst(value: int | None) -> int | None:
     return value
 
 
-async def set_tenant_limits(session: AsyncSession, tenant_id: str, per_second: Decimal | None, burst: int | None,
-                            *, actor: str = "operator") -> Tenant:
+async def set_tenant_limits(session: AsyncSession, tenant_id: str, per_second: Decimal | str | float | None,
+                            burst: int | None, *, actor: str = "operator") -> Tenant:
     """Set the tenant's API rate limit (per API key and per user): ``None`` goes back to the settings'
-    default. Both numbers are set: a caller changing one passes the tenant's other as it is.
+    default. Both numbers are set: a caller changing one passes the tenant's other as it is. The rate
+    may come as typed (a form's text, a JSON number); it is stored as a Decimal of 3 places.
 
     This process's cached API keys are dropped at once; other processes pick the numbers up within
     STALELA_AUTH_CACHE_SECONDS (users are looked up on every request)."""
@@ -163,7 +164,8 @@ async def set_tenant_limits(session: AsyncSession, tenant_id: str, per_second: D
     tenant.updated_at = utcnow()
     API_KEYS.clear()
     await session.flush()
-    await bind_tenant(session, tenant.id)  # the tenant's audit log is its own (in its database)
+    # The tenant's audit log is its own (in its own database, if dedicated); the session stays bound to it.
+    await bind_tenant(session, tenant.id)
     await record(session, tenant.id, actor, "tenant.rate_limit_set", tenant.id, {**after, "previous": before})
     return tenant
 
