@@ -84,6 +84,9 @@ def make_settings(database_url: str, tmp_path, **overrides) -> Settings:
         log_level="WARNING",
         # Background loops would race the tests that drive jobs step by step; e2e servers keep them.
         inprocess_workers=False,
+        # Every in-process client calls from one address (127.0.0.1): the per-IP limit of the public routes
+        # would throttle whole test modules. Its own tests (tests/auth/test_limits.py) set it low.
+        public_rate_limit_burst=1_000_000,
     )
     values.update(overrides)
     return Settings(**values)

@@ -142,7 +142,12 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(0.5, gt=0, description="Idle wait between empty claims.")
     worker_concurrency: int = Field(8, ge=1, le=256, description="Events handled at once per worker process.")
     nats_url: str | None = Field(None, description="Relay every outbox event to NATS JetStream when set.")
-    nats_stream: str = "STALELA"
+    nats_stream: str = Field("STALELA", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                             description="The JetStream stream of every shared tenant's events; its subjects "
+                             "start with the name lowercased (docs/operations.md, \"NATS subjects\").")
+    nats_dedicated_streams: bool = Field(
+        False, description="Give every dedicated-tier tenant a stream of its own, <stream>_<TENANT ID>, created "
+        "on its first event.")
     credit_notes_across_outlets: bool = Field(
         False, description="A credit note may cite an invoice of another outlet (one the caller may use).")
     authority_timeout_seconds: float = Field(10.0, gt=0, description="Per request to the tax authority.")
@@ -162,7 +167,12 @@ class Settings(BaseSettings):
     login_window_seconds: int = Field(900, ge=1)
     redis_url: str | None = Field(None, description="Rate limits and login throttles shared across processes.")
     rate_limit_per_second: float = Field(50.0, gt=0, description="Per API key / user token bucket refill.")
-    rate_limit_burst: int = Field(100, ge=1)
+    rate_limit_burst: int = Field(100, ge=1, description="Per API key / user token bucket size. Both are defaults: "
+                                  "the operator may set a tenant's own (PATCH /v1/tenants/{id}, /ops/tenants).")
+    public_rate_limit_per_second: float = Field(
+        20.0, gt=0, description="Per client IP token bucket refill on the unauthenticated routes (sign-in, refresh, "
+        "invitations, verification pages, public keys).")
+    public_rate_limit_burst: int = Field(60, ge=1, description="Per client IP token bucket size on those routes.")
     auth_cache_seconds: float = Field(
         2.0, ge=0, le=60, description="A verified API key is trusted this long per process; revocations elsewhere "
         "take effect within it. 0: look every key up."

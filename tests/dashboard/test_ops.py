@@ -97,3 +97,43 @@ async def test_pipeline_rates_from_metric_samples():
     r = rates(later, history)
     assert round(r.seals_per_minute) == 60 and r.errors == 4 and r.requests == 80
     assert r.error_rate == 4 / 80 and r.seal_p95_ms is not None and 10 < r.seal_p95_ms <= 100
+
+
+async def test_operator_sets_and_resets_a_tenants_api_limit(app, client, org):
+    tenant_id = org["tenant"]["id"]
+    ops = await operator(app)
+    page = (await ops.get("/ops/tenants")).text
+    assert re.search(rf'data-testid="tier-{tenant_id}">shared<', page)
+    assert re.search(rf'data-testid="rate-{tenant_id}">50 /s <span class="muted">\(default\)', page)
+    assert re.search(rf'data-testid="burst-{tenant_id}">burst 10000 <span class="muted">\(default\)', page)
+
+    r = await ops.post(f"/ops/tenants/{tenant_id}/limits", {"rate_limit_per_second": "2.5", "rate_limit_burst": "3"})
+    assert r.status_code == 303 and r.headers["location"] == f"/ops/tenants?limits={tenant_id}"
+    page = (await ops.get(r.headers["location"])).text
+    assert f"API limit of {tenant_id} saved." in page
+    assert re.search(rf'data-testid="rate-{tenant_id}">2.5 /s</span>', page)
+    assert re.search(rf'data-testid="burst-{tenant_id}">burst 3</span>', page)
+    answers = [await client.get("/v1/outlets", headers=org["key"]) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+
+    # Bad input: the page again, the error beside the form with what was typed, nothing stored.
+    for form, field in [({"rate_limit_per_second": "0.0001", "rate_limit_burst": "3"}, "rate_limit_per_second"),
+                        ({"rate_limit_per_second": "abc", "rate_limit_burst": ""}, "rate_limit_per_second"),
+                        ({"rate_limit_per_second": "", "rate_limit_burst": "-4"}, "rate_limit_burst"),
+                        ({"rate_limit_per_second": "", "rate_limit_burst": "99999999999999"}, "rate_limit_burst"),
+                        ({"rate_limit_per_second": "", "rate_limit_burst": "2000000"}, "rate_limit_burst")]:
+        r = await ops.post(f"/ops/tenants/{tenant_id}/limits", form)
+        assert r.status_code == 422, r.text[:300]
+        assert 'role="alert"' in r.text and f'id="err-{tenant_id}"' in r.text
+        typed = form[field]
+        assert f'name="{field}" ' in r.text and f'value="{typed}" aria-invalid="true"' in r.text
+    assert re.search(rf'data-testid="burst-{tenant_id}">burst 3</span>', (await ops.get("/ops/tenants")).text)
+    assert (await ops.post(f"/ops/tenants/{tenant_id}/limits", {"rate_limit_burst": "5"}, csrf=False)).status_code == 403
+
+    r = await ops.post(f"/ops/tenants/{tenant_id}/limits", {"reset": "1", "rate_limit_burst": "7"})
+    assert r.status_code == 303
+    page = (await ops.get("/ops/tenants")).text
+    assert re.search(rf'data-testid="burst-{tenant_id}">burst 10000 <span class="muted">\(default\)', page)
+    assert (await client.get("/v1/outlets", headers=org["key"])).headers["ratelimit-limit"] == "10000"
+    assert (await ops.post("/ops/tenants/ten_nope/limits", {"rate_limit_burst": "5"})).status_code == 404
+    await ops.aclose()

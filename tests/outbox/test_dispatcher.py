@@ -18,6 +18,7 @@ from stalela.outbox.repository import OutboxRepository
 from stalela.outbox.service import enqueue
 from stalela.tenancy.context import bind_platform, bind_tenant
 from tests.conftest import make_settings
+from tests.support.services import listening
 
 seen: Counter = Counter()
 behaviour: dict[str, str] = {}
@@ -187,17 +188,7 @@ async def test_operator_api(app, client, operator_headers, new_tenant):
     assert (await client.get("/v1/ops/outbox", headers=tenant_headers)).status_code == 401
 
 
-def _nats_up() -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", 4222), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _nats_up(), reason="no NATS server on 127.0.0.1:4222")
+@pytest.mark.skipif(not listening(4222), reason="no NATS server on 127.0.0.1:4222")
 async def test_events_are_relayed_to_jetstream_once(env):
     import uuid
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
-from typing import Literal
+from decimal import Decimal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -75,6 +76,15 @@ class TenantOut(StrictModel):
             return {**{name: getattr(data, name) for name in cls.model_fields if name != "ar"},
                     "ar": {"vat_condition": data.vat_condition}}
         return data
+
+
+# A tenant's API rate limit as the operator sets it (PATCH /v1/tenants/{id}); null: the default.
+# The same bounds as accounts.service.set_tenant_limits, which checks them again for other callers.
+RateLimitPerSecond = Annotated[Decimal, Field(gt=0, le=100_000, decimal_places=3, description=(
+    "Requests per second each API key and user of the tenant may sustain (a decimal string or number, at "
+    "most 3 decimals); null: STALELA_RATE_LIMIT_PER_SECOND"))]
+RateLimitBurst = Annotated[int, Field(ge=1, le=1_000_000, description=(
+    "Requests each API key and user may make at once before the rate applies; null: STALELA_RATE_LIMIT_BURST"))]
 
 
 class OutletCreate(StrictModel):

@@ -1,9 +1,9 @@
 """Account use cases: tenants, outlets, API keys. Services flush, never commit: the caller's boundary owns the transaction."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import json
+from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +21,7 @@ from stalela.fiscal.signing import registry as signing_registry
 from stalela.auth.permissions import ALL_SCOPES, check_not_exceeding, grantable_scopes, key_permissions
 from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from stalela.kit.ids import new_id
+from stalela.kit.money import decimal_str
 from stalela.outbox.service import enqueue
 from stalela.accounts import schemas
 from stalela.tenancy.context import acting_as, bind_tenant
@@ -85,6 +86,93 @@ async def set_tenant_status(session: AsyncSession, tenant_id: str, status: str) 
     async with acting_as(session, tenant.id):  # its audit log is in its own database if dedicated
         await record(session, tenant.id, "operator", f"tenant.{status}", tenant.id)
     return tenant
+
+
+RATE_LIMIT_MAX = Decimal(100_000)
+BURST_MAX = 1_000_000
+_MILLI = Decimal("0.001")
+
+
+@dataclass(frozen=True)
+class TenantLimits:
+    """A tenant's API rate limit in force, and whether each number is the settings' default."""
+
+    per_second: Decimal
+    burst: int
+    per_second_default: bool
+    burst_default: bool
+
+    @property
+    def rate_text(self) -> str:
+        return decimal_str(self.per_second)
+
+
+def tenant_limits(tenant: Tenant, settings: Settings) -> TenantLimits:
+    own_rate, own_burst = tenant.rate_limit_per_second, tenant.rate_limit_burst
+    # str(): the setting is a float, and Decimal(float) would show its binary expansion
+    return TenantLimits(own_rate if own_rate is not None else Decimal(str(settings.rate_limit_per_second)),
+                        own_burst if own_burst is not None else settings.rate_limit_burst,
+                        own_rate is None, own_burst is None)
+
+
+def _checked_rate(value: Decimal | str | float | None) -> Decimal | None:
+    field = "rate_limit_per_second"
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValidationFailed("rate_limit_per_second: a decimal number", code="rate_limit_invalid", field=field)
+    try:
+        # str() of a float is its shortest round trip (0.1, not 0.1000000000000000055...)
+        rate = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except ArithmeticError:
+        raise ValidationFailed("rate_limit_per_second: a decimal number", code="rate_limit_invalid",
+                               field=field) from None
+    if not rate.is_finite() or not 0 < rate <= RATE_LIMIT_MAX:
+        raise ValidationFailed(f"rate_limit_per_second: more than 0 and at most {RATE_LIMIT_MAX} requests per second",
+                               code="rate_limit_invalid", field=field)
+    if rate != rate.quantize(_MILLI):
+        raise ValidationFailed("rate_limit_per_second: at most 3 decimal places", code="rate_limit_invalid",
+                               field=field)
+    return rate.quantize(_MILLI)
+
+
+def _checked_burst(value: int | None) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= BURST_MAX):
+        raise ValidationFailed(f"rate_limit_burst: a whole number from 1 to {BURST_MAX}", code="rate_limit_invalid",
+                               field="rate_limit_burst")
+    return value
+
+
+async def set_tenant_limits(session: AsyncSession, tenant_id: str, per_second: Decimal | str | float | None,
+                            burst: int | None, *, actor: str = "operator") -> Tenant:
+    """Set the tenant's API rate limit (per API key and per user): ``None`` goes back to the settings'
+    default. Both numbers are set: a caller changing one passes the tenant's other as it is. The rate
+    may come as typed (a form's text, a JSON number); it is stored as a Decimal of 3 places.
+
+    This process's cached API keys are dropped at once; other processes pick the numbers up within
+    STALELA_AUTH_CACHE_SECONDS (users are looked up on every request)."""
+    rate, burst = _checked_rate(per_second), _checked_burst(burst)
+    tenant = await TenantRepository(session).get_for_update(tenant_id)
+    if tenant is None:
+        raise NotFound("no such tenant", code="tenant_not_found")
+    if tenant.status == "deleted":
+        raise Conflict("tenant is deleted", code="tenant_status_conflict")
+    before = _limits_view(tenant.rate_limit_per_second, tenant.rate_limit_burst)
+    after = _limits_view(rate, burst)
+    if before == after:
+        return tenant
+    tenant.rate_limit_per_second, tenant.rate_limit_burst = rate, burst
+    tenant.updated_at = utcnow()
+    API_KEYS.clear()
+    await session.flush()
+    # The tenant's audit log is its own (in its own database, if dedicated); the session stays bound to it.
+    await bind_tenant(session, tenant.id)
+    await record(session, tenant.id, actor, "tenant.rate_limit_set", tenant.id, {**after, "previous": before})
+    return tenant
+
+
+def _limits_view(rate: Decimal | None, burst: int | None) -> dict:
+    return {"rate_limit_per_second": None if rate is None else decimal_str(rate), "rate_limit_burst": burst}
 
 
 async def list_tenants(session: AsyncSession, *, limit: int, starting_after: str | None) -> tuple[list[Tenant], bool]:

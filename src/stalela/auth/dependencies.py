@@ -7,6 +7,7 @@ a 201 for something that did not commit.
 from __future__ import annotations
 
 import ipaddress
+import math
 from typing import Annotated, Any, AsyncIterator
 
 from fastapi import Depends, Request
@@ -128,16 +129,39 @@ async def _admit(request: Request, principal: Principal, session: AsyncSession |
 
 
 async def _rate_limit(request: Request, principal: Principal) -> None:
-    """A token bucket per API key or user (shared across processes when Redis is configured)."""
+    """A token bucket per API key or user (shared across processes when Redis is configured), with the
+    tenant's own numbers when the operator set them."""
     limiter = request.app.state.limiter
-    decision = await limiter.take(f"{principal.kind}:{principal.api_key_id or principal.user_id}")
-    headers = {"RateLimit-Limit": str(limiter.settings.rate_limit_burst), "RateLimit-Remaining": str(decision.remaining),
-               "RateLimit-Reset": str(max(1, round(decision.retry_after)) if not decision.allowed else 0)}
+    rate, burst = limiter.limits(principal.rate_per_second, principal.rate_burst)
+    await _take(request, f"{principal.kind}:{principal.api_key_id or principal.user_id}", rate, burst,
+                "rate limit exceeded; slow down")
+
+
+async def _take(request: Request, key: str, rate: float, burst: int, detail: str) -> None:
+    decision = await request.app.state.limiter.take(key, rate, burst)
+    headers = {"RateLimit-Limit": str(burst), "RateLimit-Remaining": str(decision.remaining),
+               "RateLimit-Reset": str(max(1, round(decision.retry_after)) if not decision.allowed else 0),
+               # The bucket's size and the seconds an empty one takes to refill: the rate, in the draft
+               # standard's terms (draft-ietf-httpapi-ratelimit-headers).
+               "RateLimit-Policy": f"{burst};w={max(1, math.ceil(burst / rate))}"}
     request.scope.setdefault("state", {})["ratelimit_headers"] = headers
     if not decision.allowed:
         retry = max(1, round(decision.retry_after + 0.5))
-        raise TooManyRequests("rate limit exceeded; slow down", code="rate_limited",
-                              headers=headers | {"Retry-After": str(retry)})
+        raise TooManyRequests(detail, code="rate_limited", headers=headers | {"Retry-After": str(retry)})
+
+
+@answers(429)
+async def _public_rate_limit(request: Request) -> None:
+    """A token bucket per client IP for the routes anyone may call unauthenticated (sign-in, refresh,
+    invitations, verification pages, public keys): guessing and scraping cost the same everywhere."""
+    settings = request.app.state.settings
+    await _take(request, f"ip:{client_ip(request) or 'unknown'}", settings.public_rate_limit_per_second,
+                settings.public_rate_limit_burst, "too many requests from this address; slow down")
+
+
+# ``dependencies=[PublicRateLimit]`` on a route or a router; it runs before the route's other parts
+# (FastAPI resolves those dependencies first), so a refused request opens no transaction.
+PublicRateLimit = Depends(_public_rate_limit)
 
 
 @answers(401)

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
 from stalela.auth import tokens, users
-from stalela.auth.dependencies import Allow, AppSettings, DbSession, client_ip
+from stalela.auth.dependencies import Allow, AppSettings, DbSession, PublicRateLimit, client_ip
 from stalela.auth.models import User
 from stalela.auth.permissions import Perm
 from stalela.auth.principal import Principal
@@ -80,8 +80,8 @@ def _ip(request: Request) -> str:
     return client_ip(request) or "unknown"
 
 
-@router.post("/auth/login", tags=["auth"], responses={401: {"description": "invalid_credentials"},
-                                                     429: {"description": "login_throttled"}})
+@router.post("/auth/login", tags=["auth"], dependencies=[PublicRateLimit], responses={
+    401: {"description": "invalid_credentials"}, 429: {"description": "login_throttled, rate_limited"}})
 async def login(body: LoginIn, request: Request, session: DbSession, settings: AppSettings):
     """Email + password (+ tenant_id when the email exists in several tenants) → access and refresh tokens."""
     limiter = request.app.state.limiter
@@ -106,7 +106,7 @@ async def login(body: LoginIn, request: Request, session: DbSession, settings: A
     return result
 
 
-@router.post("/auth/refresh", tags=["auth"], responses={401: {"description": "invalid_token, token_expired"}})
+@router.post("/auth/refresh", tags=["auth"], dependencies=[PublicRateLimit], responses={401: {"description": "invalid_token, token_expired"}})
 async def refresh(body: RefreshIn, request: Request, session: DbSession, settings: AppSettings):
     """Rotate: the presented refresh token dies; presenting a dead one revokes its whole family."""
     result = await users.refresh(request.app.state.db, settings, session, body.refresh_token, _ip(request))
@@ -116,14 +116,14 @@ async def refresh(body: RefreshIn, request: Request, session: DbSession, setting
     return result
 
 
-@router.post("/auth/logout", tags=["auth"], status_code=204, responses={401: {"description": "invalid_token"}})
+@router.post("/auth/logout", tags=["auth"], status_code=204, dependencies=[PublicRateLimit], responses={401: {"description": "invalid_token"}})
 async def logout(body: RefreshIn, session: DbSession):
     await users.logout(session, body.refresh_token)
 
 
 # It reads the keys from the database (cached a few minutes), without the request session that would
 # document the 503 of an outage for it.
-@router.get("/auth/jwks.json", tags=["auth"], responses={503: {"description": "database_unavailable"}})
+@router.get("/auth/jwks.json", tags=["auth"], dependencies=[PublicRateLimit], responses={503: {"description": "database_unavailable"}})
 async def auth_jwks(request: Request, settings: AppSettings):
     """Public keys of the access tokens (RS256), retired ones included until their tokens expire."""
     return await tokens.jwks(request.app.state.db, settings)
@@ -172,7 +172,7 @@ async def invite(body: InvitationCreate, session: DbSession, settings: AppSettin
             "token": token}
 
 
-@router.post("/users/accept", status_code=201, responses={
+@router.post("/users/accept", status_code=201, dependencies=[PublicRateLimit], responses={
     403: {"description": "tenant_suspended: a suspended tenant gains no user"},
     409: {"description": "email_taken"}})
 async def accept(body: AcceptIn, session: DbSession, settings: AppSettings):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
 
 
@@ -16,6 +17,10 @@ class Principal:
     scopes: frozenset[str] | None = None  # API keys; None = every scope (keys made before scopes)
     outlet_ids: frozenset[str] | None = None  # cashiers: the outlets they are assigned to
     jurisdiction: str | None = None  # the tenant's, so an invoice can be checked before any database work
+    # The tenant's operator-set API rate limit (None: the settings' defaults), read with the tenant so
+    # the rate limit costs no query of its own.
+    rate_per_second: Decimal | None = None
+    rate_burst: int | None = None
 
     @property
     def is_operator(self) -> bool:

@@ -106,6 +106,7 @@ async def authenticate_api_key(session: AsyncSession, authorization: str | None)
         kind="api_key", tenant_id=tenant.id, api_key_id=key.id, outlet_id=key.outlet_id, tenant_status=tenant.status,
         jurisdiction=tenant.jurisdiction,
         scopes=frozenset(json.loads(key.scopes)) if key.scopes else None,
+        rate_per_second=tenant.rate_limit_per_second, rate_burst=tenant.rate_limit_burst,
     )
     if not stale:  # a stale key is touched first; the next request caches it
         API_KEYS.put(key_hash, principal)
@@ -124,7 +125,8 @@ async def authenticate_user(db, settings: Settings, session: AsyncSession, autho
     await bind_tenant(session, tenant.id)
     outlets = frozenset(json.loads(user.outlet_ids)) if user.role == "cashier" else None
     return Principal(kind="user", tenant_id=tenant.id, tenant_status=tenant.status, user_id=user.id, role=user.role,
-                     outlet_ids=outlets, jurisdiction=tenant.jurisdiction)
+                     outlet_ids=outlets, jurisdiction=tenant.jurisdiction,
+                     rate_per_second=tenant.rate_limit_per_second, rate_burst=tenant.rate_limit_burst)
 
 
 async def touch_api_key(session: AsyncSession, principal: Principal) -> None:

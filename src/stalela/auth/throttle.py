@@ -3,6 +3,10 @@
 In memory by default (one process); in Redis when STALELA_REDIS_URL is set, so several API processes
 share them. Redis operations are single round trips (INCR+EXPIRE pipeline; a Lua token bucket).
 
+A bucket's numbers come with each take: the settings' defaults, a tenant's own limit (operator-set,
+``tenants.rate_limit_*``), or the per-IP limit of the unauthenticated routes. A bucket whose numbers
+change keeps its tokens, capped at the new burst.
+
 When Redis is away the two degrade differently. Rate limits fall back to this process's own buckets:
 they protect capacity, and a per-process bucket still bounds every process, while refusing would stop
 invoicing over a cache. Login throttles refuse (503 ``cache_unavailable``): counted per process they
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 
 from stalela.config import Settings
 from stalela.errors import CacheUnavailable
@@ -33,6 +38,8 @@ redis.call('SET', ts_key, now, 'EX', ttl)
 return {allowed, tostring(tokens)}
 """
 
+_PRUNE_FLOOR = 10_000  # in-process buckets kept before the refilled ones are forgotten
+
 
 @dataclass
 class Decision:
@@ -46,7 +53,9 @@ class Limiter:
         self.settings = settings
         self._redis = None
         self._counts: dict[str, tuple[int, float]] = {}
-        self._buckets: dict[str, tuple[float, float]] = {}
+        # key -> (tokens, last take, when the bucket is full again)
+        self._buckets: dict[str, tuple[float, float, float]] = {}
+        self._prune_at = _PRUNE_FLOOR
         if settings.redis_url:
             import redis.asyncio as redis
             from redis.exceptions import RedisError
@@ -95,8 +104,16 @@ class Limiter:
         else:
             self._counts.pop(key, None)
 
-    async def take(self, key: str) -> Decision:
-        rate, burst = self.settings.rate_limit_per_second, self.settings.rate_limit_burst
+    def limits(self, per_second: Decimal | None = None, burst: int | None = None) -> tuple[float, int]:
+        """The effective refill rate and burst: a tenant's own numbers where set, else the defaults.
+
+        The rate becomes a float here only for the bucket's arithmetic; what is stored stays Decimal."""
+        return (float(per_second) if per_second is not None else self.settings.rate_limit_per_second,
+                burst if burst is not None else self.settings.rate_limit_burst)
+
+    async def take(self, key: str, rate: float | None = None, burst: int | None = None) -> Decision:
+        rate = self.settings.rate_limit_per_second if rate is None else rate
+        burst = self.settings.rate_limit_burst if burst is None else burst
         now = time.time()
         allowed = None
         if self._redis is not None:
@@ -107,13 +124,21 @@ class Limiter:
             except self._redis_error as exc:
                 log.warning("rate_limit_degraded", cause=f"{type(exc).__name__}: {exc}", fallback="process")
         if allowed is None:
-            tokens, ts = self._buckets.get(key, (float(burst), now))
+            tokens, ts, _ = self._buckets.get(key, (float(burst), now, now))
             tokens = min(burst, tokens + (now - ts) * rate)
             allowed = tokens >= 1
             if allowed:
                 tokens -= 1
-            self._buckets[key] = (tokens, now)
+            self._buckets[key] = (tokens, now, now + (burst - tokens) / rate)
+            if len(self._buckets) > self._prune_at:
+                self._prune(now)
         return Decision(bool(allowed), int(tokens), 0.0 if allowed else (1 - tokens) / rate)
+
+    def _prune(self, now: float) -> None:
+        """Forget the buckets that have refilled: one per client IP would otherwise grow without end.
+        A full bucket and a missing one are the same bucket, so this changes no decision."""
+        self._buckets = {k: v for k, v in self._buckets.items() if v[2] > now}
+        self._prune_at = max(_PRUNE_FLOOR, 2 * len(self._buckets))
 
     async def close(self) -> None:
         if self._redis is not None:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from stalela.auth import users
-from stalela.auth.dependencies import DbSession, client_ip
+from stalela.auth.dependencies import DbSession, PublicRateLimit, client_ip
 from stalela.auth.permissions import Perm
 from stalela.dashboard import service
 from stalela.dashboard.admin_endpoints import router as admin_router
@@ -82,12 +82,12 @@ def _login_page(request: Request, status: int = 200, **context):  # noqa: ANN003
                   **context)
 
 
-@router.get("/login")
+@router.get("/login", dependencies=[PublicRateLimit])
 async def login_page(request: Request):
     return _login_page(request)
 
 
-@router.post("/login")
+@router.post("/login", dependencies=[PublicRateLimit])
 async def login(request: Request, session: DbSession):
     form = await read_form(request)
     check_csrf(request, form, request.cookies.get(CSRF_COOKIE, ""))
@@ -122,14 +122,14 @@ async def logout(request: Request, session: DbSession, viewer: CurrentViewer):
     return redirect("/app/login")
 
 
-@router.get("/accept")
+@router.get("/accept", dependencies=[PublicRateLimit])
 async def accept_page(request: Request, token: str = ""):
     csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
     queue_cookie(request, CSRF_COOKIE, csrf, path="/app", max_age=3600)
     return render(request, "accept.html", token=token, csrf=csrf)
 
 
-@router.post("/accept")
+@router.post("/accept", dependencies=[PublicRateLimit])
 async def accept(request: Request, session: DbSession):
     """Redeem an invitation: the token is the credential; then sign in as usual."""
     form = await read_form(request)

@@ -6,7 +6,7 @@ import re
 
 from fastapi import APIRouter, Request
 
-from stalela.auth.dependencies import DbSession
+from stalela.auth.dependencies import DbSession, PublicRateLimit
 from stalela.dashboard import pipeline, service
 from stalela.dashboard.charts import sparkline
 from stalela.dashboard.repository import DashboardRepository
@@ -30,15 +30,16 @@ from stalela.accounts import service as tenancy
 
 router = APIRouter(prefix="/ops", route_class=DashboardRoute, include_in_schema=False)
 TOPIC = re.compile(r"^[a-z0-9_.]{1,64}$")
+BURST = re.compile(r"^[0-9]{1,9}$")  # parsed here; its bounds are the service's
 
 
-@router.get("/login")
+@router.get("/login", dependencies=[PublicRateLimit])
 async def login_page(request: Request):
     enabled = request.app.state.settings.operator_token is not None
     return render(request, "ops_login.html", enabled=enabled)
 
 
-@router.post("/login")
+@router.post("/login", dependencies=[PublicRateLimit])
 async def login(request: Request):
     form = await read_form(request)
     # No session yet: the Origin check is this form's CSRF defence (and the token is the secret).
@@ -84,10 +85,38 @@ async def sync_page(request: Request, session: DbSession, operator: CurrentOpera
                   arca=await service.arca_overview(session))
 
 
+async def _tenants_page(request: Request, session: DbSession, status: int = 200, **context):  # noqa: ANN003, ANN202
+    rows = await DashboardRepository(session).tenants()
+    settings = request.app.state.settings
+    limits = {t.id: tenancy.tenant_limits(t, settings) for t, _, _ in rows}
+    return render(request, "ops_tenants.html", status=status, rows=rows, limits=limits,
+                  webhooks=await service.webhook_health(session), **context)
+
+
 @router.get("/tenants")
 async def tenants_page(request: Request, session: DbSession, operator: CurrentOperator):
-    rows = await DashboardRepository(session).tenants()
-    return render(request, "ops_tenants.html", rows=rows, webhooks=await service.webhook_health(session))
+    return await _tenants_page(request, session, saved=opt(request.query_params.get("limits"), ID, "limits"))
+
+
+# Before ``/tenants/{tenant_id}/{action}``, which would take "limits" for an action.
+@router.post("/tenants/{tenant_id}/limits")
+async def tenant_limits(tenant_id: str, request: Request, session: DbSession, operator: CurrentOperator):
+    """Set a tenant's API rate limit, or (``reset``) give it the defaults back. Bad numbers are shown
+    beside the form, with what was typed."""
+    form = await posted(request, operator)
+    tenant_id = opt(tenant_id, ID, "tenant_id")
+    reset = "reset" in form
+    rate, burst = (None, None) if reset else (form.text("rate_limit_per_second"), form.text("rate_limit_burst"))
+    try:
+        if burst is not None and not BURST.match(burst):
+            raise ValidationFailed("rate_limit_burst: a whole number", code="rate_limit_invalid",
+                                   field="rate_limit_burst")
+        await tenancy.set_tenant_limits(session, tenant_id, rate, None if burst is None else int(burst))
+    except ValidationFailed as exc:
+        typed = {"rate_limit_per_second": rate or "", "rate_limit_burst": burst or ""}
+        return await _tenants_page(request, session, 422, limit_error={"tenant_id": tenant_id, "field": exc.field,
+                                                                       "detail": exc.detail, "typed": typed})
+    return redirect(f"/ops/tenants?limits={tenant_id}")
 
 
 @router.post("/tenants/{tenant_id}/{action}")

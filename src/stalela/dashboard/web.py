@@ -376,7 +376,9 @@ async def _viewer(request: Request, session: DbSession) -> Viewer:
         except Unauthorized:
             raise LoginRequired("/app") from None
     # The same token bucket as the user's API calls: the console is not a way around the rate limit.
-    decision = await request.app.state.limiter.take(f"user:{principal.user_id}")
+    limiter = request.app.state.limiter
+    decision = await limiter.take(f"user:{principal.user_id}", *limiter.limits(principal.rate_per_second,
+                                                                               principal.rate_burst))
     if not decision.allowed:
         raise TooManyRequests("too many requests; wait a moment and reload", code="rate_limited",
                               headers={"Retry-After": str(max(1, round(decision.retry_after + 0.5)))})

@@ -26,6 +26,7 @@ from stalela.outbox.relay import NatsRelay
 from stalela.outbox.registry import Event, HandlerContext, RetryLater, batch_handlers_for, handlers_for
 from stalela.outbox.repository import Key, OutboxRepository
 from stalela.tenancy.context import bind_platform
+from stalela.tenancy.repository import TenantRepository
 
 log = get_logger("stalela.outbox")
 
@@ -46,7 +47,7 @@ class Dispatcher:
         self.context = HandlerContext(db, settings)
         self.stopping = asyncio.Event()
         self._claimed: set[Key] = set()
-        self.relay = NatsRelay(settings) if settings.nats_url else None
+        self.relay = NatsRelay(settings, self._tier_of) if settings.nats_url else None
 
     async def run(self) -> None:
         """Until ``stop()``: claim, handle, repeat; idle-wait only when nothing was due."""
@@ -80,6 +81,13 @@ class Dispatcher:
             await OutboxRepository(session).complete(done, self.worker_id)
         self._claimed.difference_update(key for key, _ in outcomes)
         return len(events)
+
+    async def _tier_of(self, tenant_id: str) -> str:
+        """The relay's question (cached there): which tier is the tenant on? An unknown one is shared."""
+        async with self.db.transaction(readonly=True) as session:
+            await bind_platform(session)
+            tenant = await TenantRepository(session).get(tenant_id)
+        return tenant.tier if tenant is not None else "shared"
 
     async def close(self) -> None:
         if self.relay is not None:

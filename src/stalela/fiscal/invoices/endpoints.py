@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 
 from stalela.auth.permissions import Perm
-from stalela.auth.dependencies import AppSettings, DbSession, PublicSession, Can
+from stalela.auth.dependencies import AppSettings, DbSession, PublicRateLimit, PublicSession, Can
 from stalela.errors import StalelaError, ValidationFailed, validation_problem
 from stalela.fiscal.invoices import service, verification
 from stalela.fiscal.invoices.repository import SyncStateRepository
@@ -23,7 +23,7 @@ from stalela.observability import context as log_context
 from stalela.kit.jsonbody import JSONRoute
 
 router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["invoices"])
-public_router = APIRouter(route_class=JSONRoute, tags=["verification"])
+public_router = APIRouter(route_class=JSONRoute, tags=["verification"], dependencies=[PublicRateLimit])
 # The invoice's place in the tenant's log: documented with the ledger, served here, where the invoice is.
 ledger_router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["ledger"])
 TreeSize = Annotated[int, Query(ge=1, le=2**62)]

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import Field
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from stalela.auth.dependencies import AppSettings, Can, DbSession, PublicSession
+from stalela.auth.dependencies import AppSettings, Can, DbSession, PublicRateLimit, PublicSession
 from stalela.auth.permissions import Perm
 from stalela.db.session import Database
 from stalela.fiscal.reports import a_report, formats, jobs, service
@@ -24,7 +24,7 @@ router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["reports"])
 # A report answers in the format asked for (?format=): JSON, or a file.
 FILES = {200: media(*(t.split(";")[0] for f, t in formats.MEDIA_TYPES.items() if f != "json"), json=True,
                     description="The report in the asked format")}
-public_router = APIRouter(route_class=JSONRoute, tags=["verification"])
+public_router = APIRouter(route_class=JSONRoute, tags=["verification"], dependencies=[PublicRateLimit])
 # The audit export: tagged with the ledger it exports, as well as "exports" (each route).
 exports_router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["ledger"])
 _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from stalela.auth.dependencies import PublicSession
+from stalela.auth.dependencies import PublicRateLimit, PublicSession
 from stalela.fiscal.signing import registry
 from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.kit.schemas import PathId
 from stalela.kit.jsonbody import JSONRoute
 
-router = APIRouter(route_class=JSONRoute, tags=["keys"])
+router = APIRouter(route_class=JSONRoute, tags=["keys"], dependencies=[PublicRateLimit])
 
 
 @router.get("/v1/keys/{key_id}")
