@@ -192,15 +192,15 @@ def move(args: argparse.Namespace, backend: str) -> dict:
             "roots_equal": receipt.get("from", {}).get("merkle") == receipt.get("to", {}).get("merkle")}
 
 
-def _drain(srv: seal_bench.Server, timeout: float = 3600) -> float:
+def _drain(srv: seal_bench.Server) -> float:
+    """Mark the fill's outbox events done in SQL: the move's job would otherwise queue behind a million
+    invoice.sealed events (webhooks, sync, metering), and what is measured is the move, not that backlog.
+    The events are still copied by the move (the outbox is one of the tenant's tables)."""
     started = time.monotonic()
     dsn = PG_ADMIN.rsplit("/", 1)[0] + "/" + srv.db
-    while time.monotonic() - started < timeout:
-        with psycopg.connect(dsn) as conn:
-            conn.execute("SELECT set_config('stalela.platform', 'on', false)")
-            if conn.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0] == 0:
-                break
-        time.sleep(1)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SELECT set_config('stalela.platform', 'on', false)")
+        conn.execute("UPDATE outbox SET status = 'done' WHERE status = 'pending' AND topic = 'invoice.sealed'")
     return time.monotonic() - started
 
 

@@ -165,9 +165,8 @@ async def set_tenant_limits(session: AsyncSession, tenant_id: str, per_second: D
     tenant.updated_at = utcnow()
     API_KEYS.clear()
     await session.flush()
-    # The tenant's audit log is its own (in its own database, if dedicated); the session stays bound to it.
-    await bind_tenant(session, tenant.id)
-    await record(session, tenant.id, actor, "tenant.rate_limit_set", tenant.id, {**after, "previous": before})
+    async with acting_as(session, tenant.id):  # its audit log is in its own database, if dedicated
+        await record(session, tenant.id, actor, "tenant.rate_limit_set", tenant.id, {**after, "previous": before})
     return tenant
 
 

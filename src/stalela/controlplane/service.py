@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.accounts import service as accounts
 from stalela.audit.service import record
-from stalela.auth.service import API_KEYS
 from stalela.config import Settings
 from stalela.controlplane import placement as placements
 from stalela.controlplane import provisioning
@@ -111,15 +110,12 @@ async def patch(session: AsyncSession, tenant_id: str, data: schemas.TenantPatch
     if tenant is None:
         raise NotFound("no such tenant", code="tenant_not_found")
     given = data.model_fields_set
-    changed: dict[str, object] = {}
     if "name" in given and data.name is not None and data.name != tenant.name:
-        changed["name"] = tenant.name = data.name
-    for field in ("rate_limit_per_second", "rate_limit_burst"):
-        if field in given and getattr(data, field) != getattr(tenant, field):
-            setattr(tenant, field, getattr(data, field))
-            changed[field] = None if getattr(data, field) is None else str(getattr(data, field))
-    if changed:
-        tenant.updated_at = utcnow()
-        API_KEYS.clear()  # cached principals carry the tenant's limits
+        tenant.name, tenant.updated_at = data.name, utcnow()
         await session.flush()
+    if given & {"rate_limit_per_second", "rate_limit_burst"}:
+        # Both numbers are set together: a field left out keeps its current value.
+        rate = data.rate_limit_per_second if "rate_limit_per_second" in given else tenant.rate_limit_per_second
+        burst = data.rate_limit_burst if "rate_limit_burst" in given else tenant.rate_limit_burst
+        tenant = await accounts.set_tenant_limits(session, tenant_id, rate, burst)
     return tenant
