@@ -57,8 +57,9 @@ async def test_shared_to_dedicated_and_back(tier_client, tier_app, operator_head
     assert payload["from"]["merkle"] == payload["to"]["merkle"]
     assert payload["from"]["merkle"]["tree_size"] == 5
     assert payload["from"]["chains"] == payload["to"]["chains"]
-    assert payload["to"]["tables"]["invoices"] == payload["from"]["tables"]["invoices"]
-    assert payload["to"]["tables"]["invoices"]["rows"] == 5
+    assert payload["to"]["tables_at_copy"]["invoices"] == payload["from"]["tables_at_copy"]["invoices"]
+    assert payload["to"]["tables_at_copy"]["invoices"]["rows"] == 5
+    assert payload["to"]["rows_at_switch"] == payload["from"]["rows_at_switch"]
     assert payload["verified"]["valid"] is True
     jwk = (await tier_client.get(f"/v1/keys/{receipt['seal']['key_id']}")).json()
     _check_receipt(receipt, jwk)
@@ -117,6 +118,7 @@ async def test_move_under_live_seal_load(tier_client, tier_app, operator_headers
     assert results and set(results) == {201}, sorted(set(results))
     payload = move["receipt"]["payload"]
     assert payload["from"]["merkle"] == payload["to"]["merkle"]
+    assert payload["from"]["caught_up_digests"] == payload["to"]["caught_up_digests"]
     target = tier_app.state.db.fleet.database(move["target"]).engine
     total = 20 + len(results)
     assert await _count(target, "SELECT count(*) FROM invoices WHERE tenant_id = :t", t=tenant["id"]) == total
@@ -159,7 +161,7 @@ async def test_failed_move_leaves_the_tenant_on_its_source(tier_client, tier_app
     monkeypatch.setattr(moves, "_sync", original)
     move = await _run_move(tier_client, tier_app, operator_headers, tenant["id"], {"to": "dedicated"})
     assert move["status"] == "completed", move
-    assert move["receipt"]["payload"]["to"]["tables"]["invoices"]["rows"] == 2
+    assert move["receipt"]["payload"]["to"]["rows_at_switch"]["invoices"] == 2
 
 
 async def test_dedicated_between_servers_is_refused_without_another_server(tier_client, tier_app, operator_headers):

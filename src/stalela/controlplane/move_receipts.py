@@ -17,18 +17,24 @@ from stalela.fiscal.signing import registry as keys
 from stalela.kit.clock import rfc3339
 
 
-def _side(place: str | None, figures: dict[str, Any] | None) -> dict[str, Any]:
+def _side(place: str | None, copied: dict[str, Any] | None, switched: dict[str, Any] | None) -> dict[str, Any]:
+    """One side of the move: where it is, and its figures at the last online pass (every table's rows and
+    digest sum) and at the switch (row counts, the digests of the rows caught up under the freeze, the
+    Merkle log and the chain heads)."""
     out: dict[str, Any] = {"tier": "dedicated" if place else "shared",
                            "server": placements.server_of(place) if place else "control-plane"}
     if place:
         out["database"] = place.rsplit("/", 1)[-1]
-    if figures is not None:
-        ledger = figures["ledger"]
+    if switched is not None:
+        ledger = switched["ledger"]
         tree = merkle.CompactRange.from_bytes(bytes.fromhex(ledger["frontier"])) if ledger["frontier"] else \
             merkle.CompactRange()
         out["merkle"] = {"tree_size": ledger["log_size"], "root_hash": tree.root().hex()}
         out["chains"] = ledger["chains"]
-        out["tables"] = figures["tables"]
+        out["rows_at_switch"] = switched["rows"]
+        out["caught_up_digests"] = switched.get("caught_up", {})
+    if copied is not None:
+        out["tables_at_copy"] = copied["tables"]
     return out
 
 
@@ -38,8 +44,10 @@ async def sign_receipt(session: AsyncSession, settings: Settings, move: TenantMo
     payload: dict[str, Any] = {
         "type": "stalela.tenant_move", "version": 1, "tenant_id": move.tenant_id, "move_id": move.id,
         "requested_at": rfc3339(move.created_at),
-        "from": _side(move.source, frozen["source"] if frozen else None),
-        "to": _side(move.target, frozen["target"] if frozen else None),
+        "from": _side(move.source, frozen["copied"]["source"] if frozen else None,
+                      frozen["at_switch"]["source"] if frozen else None),
+        "to": _side(move.target, frozen["copied"]["target"] if frozen else None,
+                    frozen["at_switch"]["target"] if frozen else None),
     }
     if frozen:
         payload.update(switched_at=frozen["switched_at"], freeze_ms=frozen["freeze_ms"], freeze=frozen["freeze"], phases=frozen["phases"],

@@ -52,17 +52,26 @@ def _ordered(col: Any) -> Any:
     return col.collate("C") if col.type.python_type is str else col
 
 
-def _pk_rows(table: Table, tenant_id: str) -> Any:
-    digest = literal_column(_DIGEST.format(t=table.name))
+def _rows(table: Table, tenant_id: str, *, full: bool) -> Any:
+    """The tenant's rows in key order with their digests: whole rows (a source) or keys (a target)."""
+    digest = literal_column(_DIGEST.format(t=table.name)).label("_digest")
     keys = _key(table)
-    return (select(*keys, digest).where(table.c.tenant_id == tenant_id)
+    columns = [*table.c] if full else keys
+    return (select(*columns, digest).where(table.c.tenant_id == tenant_id)
             .order_by(*(_ordered(c) for c in keys)))
 
 
-async def _stream(conn: AsyncConnection, stmt: Any, batch: int) -> AsyncIterator[tuple[tuple, int]]:
+async def _stream(conn: AsyncConnection, stmt: Any, keys: list[Any], batch: int) -> AsyncIterator[tuple]:
+    """(key, digest, row) in key order; the row is a dict of every column for a full stream."""
     result = await conn.stream(stmt.execution_options(yield_per=batch))
+    names = [c.name for c in keys]
     async for row in result:
-        yield tuple(row[:-1]), row[-1]
+        mapping = row._mapping
+        yield tuple(mapping[n] for n in names), mapping["_digest"], mapping
+
+
+def _plain(mapping: Any) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if k != "_digest"}
 
 
 @dataclass
@@ -70,6 +79,7 @@ class TableDiff:
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
+    keys: list[tuple] = field(default_factory=list)  # a catch-up's keys (the freeze compares those rows)
 
 
 @dataclass
@@ -84,64 +94,60 @@ class SyncReport:
 
 @dataclass
 class Sides:
-    """Four connections: two stream the keys in order while the other two read and write whole rows (one
-    connection cannot run a statement while it streams)."""
+    """Three connections: the source and the target stream in key order while the third writes the target
+    (a connection cannot run a statement while it streams)."""
 
-    source_keys: AsyncConnection
-    source_rows: AsyncConnection
+    source: AsyncConnection
     target_keys: AsyncConnection
     target: AsyncConnection
 
 
+async def _write(table: Table, tenant_id: str, target: AsyncConnection, kind: str, rows: list) -> None:
+    keys = _key(table)
+    if kind == "delete":
+        await target.execute(delete(table).where(table.c.tenant_id == tenant_id, tuple_(*keys).in_(rows)))
+    elif kind == "insert":
+        await target.execute(insert(table), rows)
+    else:
+        # One statement for the batch (executemany): keys bound under their own names.
+        stmt = update(table).where(and_(*(c == bindparam(f"k_{c.name}") for c in keys)))
+        await target.execute(stmt, [{**row, **{f"k_{c.name}": row[c.name] for c in keys}} for row in rows])
+
+
 async def sync_table(table: Table, tenant_id: str, sides: Sides, batch: int) -> TableDiff:
-    """Make the target's rows of ``tenant_id`` in ``table`` equal to the source's."""
-    source, target = sides.source_rows, sides.target
+    """Make the target's rows of ``tenant_id`` in ``table`` equal to the source's: a merge of the two
+    sides in key order (the source streams whole rows, so nothing is fetched twice)."""
     diff = TableDiff()
     keys = _key(table)
-    pending: dict[str, list[tuple]] = {"insert": [], "update": [], "delete": []}
+    pending: dict[str, list] = {"insert": [], "update": [], "delete": []}
+
+    async def add(kind: str, item: Any) -> None:
+        pending[kind].append(item)
+        if len(pending[kind]) >= batch:
+            await flush(kind)
 
     async def flush(kind: str) -> None:
-        rows = pending[kind]
-        if not rows:
-            return
-        pending[kind] = []
-        match = tuple_(*keys).in_(rows)
-        if kind == "delete":
-            await target.execute(delete(table).where(table.c.tenant_id == tenant_id, match))
-            diff.deleted += len(rows)
-            return
-        full = [dict(r._mapping) for r in await source.execute(select(table).where(table.c.tenant_id == tenant_id,
-                                                                                  match))]
-        if kind == "insert":
-            await target.execute(insert(table), full)
-            diff.inserted += len(full)
-        else:
-            # One statement for the batch (executemany): keys bound under their own names.
-            stmt = update(table).where(and_(*(c == bindparam(f"k_{c.name}") for c in keys)))
-            await target.execute(stmt, [{**row, **{f"k_{c.name}": row[c.name] for c in keys}} for row in full])
-            diff.updated += len(full)
+        if pending[kind]:
+            rows, pending[kind] = pending[kind], []
+            await _write(table, tenant_id, sides.target, kind, rows)
+            counter = {"insert": "inserted", "update": "updated", "delete": "deleted"}[kind]
+            setattr(diff, counter, getattr(diff, counter) + len(rows))
 
-    def add(kind: str, key: tuple) -> Any:
-        pending[kind].append(key)
-        return flush(kind) if len(pending[kind]) >= batch else None
-
-    src = _stream(sides.source_keys, _pk_rows(table, tenant_id), batch)
-    dst = _stream(sides.target_keys, _pk_rows(table, tenant_id), batch)
+    src = _stream(sides.source, _rows(table, tenant_id, full=True), keys, batch)
+    dst = _stream(sides.target_keys, _rows(table, tenant_id, full=False), keys, batch)
     a = await anext(src, None)
     b = await anext(dst, None)
     while a is not None or b is not None:
         if b is None or (a is not None and a[0] < b[0]):
-            step = add("insert", a[0])
+            await add("insert", _plain(a[2]))
             a = await anext(src, None)
         elif a is None or b[0] < a[0]:
-            step = add("delete", b[0])
+            await add("delete", b[0])
             b = await anext(dst, None)
         else:
-            step = add("update", a[0]) if a[1] != b[1] else None
+            if a[1] != b[1]:
+                await add("update", _plain(a[2]))
             a, b = await anext(src, None), await anext(dst, None)
-        if step is not None:
-            await step
-    # Deletes first: a row re-inserted under the same key (never for append-only tables) must not collide.
     for kind in ("delete", "insert", "update"):
         await flush(kind)
     return diff
@@ -159,44 +165,66 @@ async def snapshot(conn: AsyncConnection) -> str:
     return (await conn.execute(text("SELECT pg_current_snapshot()::text"))).scalar()
 
 
+# Rows written by a transaction not older than a snapshot's oldest: a superset of what changed after it.
+_RECENT = text("age(xmin) <= age(pg_snapshot_xmin(CAST(CAST(:since AS text) AS pg_snapshot))::xid)")
+
+
 async def sync_delta(tables: list[Table], tenant_id: str, sides: Sides, since: str, batch: int) -> SyncReport:
-    """Catch up with what changed after the snapshot ``since``: only rows written by a transaction not
-    older than that snapshot's oldest (``age(xmin)``; a superset, so a row already equal is skipped by its
-    digest), not the whole tenant again. Deleted rows are not seen here: the fingerprints that follow
-    would differ, and the caller then runs the full diff."""
+    """Catch up with what changed after the snapshot ``since`` (the freeze): only the rows written since
+    (``age(xmin)``; a row already equal is skipped by its digest), not the whole tenant again. Deleted rows
+    are not seen here; the row counts compared next tell them."""
     report = SyncReport()
-    recent = text("age(xmin) <= age(pg_snapshot_xmin(CAST(CAST(:since AS text) AS pg_snapshot))::xid)")
     for table in tables:
         diff = TableDiff()
         keys = _key(table)
         digest = literal_column(_DIGEST.format(t=table.name))
-        stmt = select(table, digest.label("_digest")).where(table.c.tenant_id == tenant_id, recent)
-        result = await sides.source_keys.stream(stmt.execution_options(yield_per=batch), {"since": since})
+        stmt = select(table, digest.label("_digest")).where(table.c.tenant_id == tenant_id, _RECENT)
+        result = await sides.source.stream(stmt.execution_options(yield_per=batch), {"since": since})
         async for chunk in result.partitions(batch):
             rows = {tuple(r._mapping[c.name] for c in keys): r for r in chunk}
+            diff.keys.extend(rows)
             present = {tuple(r[:-1]): r[-1] for r in await sides.target_keys.execute(
                 select(*keys, digest).where(table.c.tenant_id == tenant_id, tuple_(*keys).in_(list(rows))))}
-            inserts = [_plain(r) for k, r in rows.items() if k not in present]
-            updates = [_plain(r) for k, r in rows.items() if k in present and present[k] != r._mapping["_digest"]]
+            inserts = [_plain(r._mapping) for k, r in rows.items() if k not in present]
+            updates = [_plain(r._mapping) for k, r in rows.items()
+                       if k in present and present[k] != r._mapping["_digest"]]
             if inserts:
-                await sides.target.execute(insert(table), inserts)
+                await _write(table, tenant_id, sides.target, "insert", inserts)
             if updates:
-                stmt_u = update(table).where(and_(*(c == bindparam(f"k_{c.name}") for c in keys)))
-                await sides.target.execute(stmt_u, [{**u, **{f"k_{c.name}": u[c.name] for c in keys}} for u in updates])
+                await _write(table, tenant_id, sides.target, "update", updates)
             diff.inserted += len(inserts)
             diff.updated += len(updates)
         report.tables[table.name] = diff
     return report
 
 
-def _plain(row: Any) -> dict[str, Any]:
-    return {k: v for k, v in row._mapping.items() if k != "_digest"}
+async def counts(conn: AsyncConnection, tables: list[Table], tenant_id: str) -> dict[str, int]:
+    out = {}
+    for table in tables:
+        out[table.name] = int((await conn.execute(select(func.count()).select_from(table)
+                                                  .where(table.c.tenant_id == tenant_id))).scalar())
+    return out
 
 
-async def fingerprint(conn: AsyncConnection, tables: list[Table], tenant_id: str) -> dict[str, dict[str, Any]]:
-    """Per table: the tenant's row count and the sum of its rows' digests."""
+async def keyed_digests(conn: AsyncConnection, table: Table, tenant_id: str, keys: list[tuple],
+                        batch: int) -> str:
+    """The sum of the digests of the rows with these keys (the catch-up's rows, on either side)."""
+    digest = literal_column(_DIGEST.format(t=table.name))
+    total = 0
+    for i in range(0, len(keys), batch):
+        part = keys[i:i + batch]
+        total += int((await conn.execute(select(func.coalesce(func.sum(digest), 0)).where(
+            table.c.tenant_id == tenant_id, tuple_(*_key(table)).in_(part)))).scalar())
+    return format(total, "x")
+
+
+async def fingerprint(conn: AsyncConnection, tables: list[Table], tenant_id: str,
+                      skip: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
+    """Per table (but ``skip``): the tenant's row count and the sum of its rows' digests."""
     out: dict[str, dict[str, Any]] = {}
     for table in tables:
+        if table.name in skip:
+            continue
         digest = literal_column(_DIGEST.format(t=table.name))
         count, total = (await conn.execute(
             select(func.count(), func.coalesce(func.sum(digest), 0)).select_from(table)

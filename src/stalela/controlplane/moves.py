@@ -124,8 +124,13 @@ async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -
     source, target = _owner_engine(source_url), _owner_engine(target_url)
     try:
         tables = await _tables(source)
-        for _ in range(2):  # online: the second pass picks up what changed during the first
-            report = await _sync(source, target, tables, tenant_id, settings.move_batch_rows)
+        # Online, twice: the second pass picks up what changed during the first, and both sides' figures
+        # of its snapshot must be equal (what the freeze then only has to extend).
+        await _sync(source, target, tables, tenant_id, settings.move_batch_rows)
+        report, copied = await _sync(source, target, tables, tenant_id, settings.move_batch_rows, fingerprints=True)
+        differing = _differences(copied["source"], copied["target"])
+        if differing:
+            raise MoveFailed(f"the copy differs from its source: {', '.join(differing)}")
         await _step(db, tenant_id, move_id, "copied")
         phases["copy_s"], mark = round(time.monotonic() - mark, 2), time.monotonic()
         verified = await _verify_copy(db, target_url, move, tenant_id)
@@ -138,7 +143,8 @@ async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -
         await target.dispose()
     log.info("tenant_move_switched", tenant_id=tenant_id, move_id=move_id, freeze_ms=frozen["freeze_ms"],
              last_pass_rows=report.changed)
-    return await _finish(db, settings, tenant_id, move_id, {**frozen, "verify": verified, "phases": phases})
+    return await _finish(db, settings, tenant_id, move_id,
+                         {**frozen, "copied": copied, "verify": verified, "phases": phases})
 
 
 async def _tables(engine: AsyncEngine) -> list:
@@ -147,27 +153,27 @@ async def _tables(engine: AsyncEngine) -> list:
 
 
 async def _sync(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str, batch: int, *,
-                since: str | None = None) -> move_sync.SyncReport:
-    """One pass: the full diff, or (``since``) only what changed after that snapshot. Both source
-    connections read one snapshot (exported by the first, adopted by the second), so an online pass copies
-    the tenant as of one instant: a copy that verifies on its own."""
+                since: str | None = None, fingerprints: bool = False) -> tuple[move_sync.SyncReport, dict | None]:
+    """One pass: the full diff, or (``since``) only what changed after that snapshot. The source is read
+    in one REPEATABLE READ transaction, so an online pass copies the tenant as of one instant: a copy that
+    verifies on its own. ``fingerprints``: also both sides' figures of that instant (the source's from the
+    pass's own snapshot, the target's once the pass committed)."""
     async with AsyncExitStack() as stack:
-        keys = await stack.enter_async_context(source.connect())
-        keys = await keys.execution_options(isolation_level="REPEATABLE READ")
-        exported = (await keys.execute(text("SELECT pg_export_snapshot()"))).scalar()
-        rows = await stack.enter_async_context(source.connect())
-        rows = await rows.execution_options(isolation_level="REPEATABLE READ")
-        await rows.execute(text(f"SET TRANSACTION SNAPSHOT '{exported}'"))  # a server-made id, not input
+        reader = await stack.enter_async_context(source.connect())
+        reader = await reader.execution_options(isolation_level="REPEATABLE READ")
         target_keys = await stack.enter_async_context(target.connect())
-        writer = await stack.enter_async_context(target.begin())
-        for conn in (keys, rows, target_keys, writer):
-            await move_sync.prepare(conn)
-        sides = move_sync.Sides(keys, rows, target_keys, writer)
-        if since is not None:
-            return await move_sync.sync_delta(tables, tenant_id, sides, since, batch)
-        report = await move_sync.sync(tables, tenant_id, sides, batch)
-        report.snapshot = await move_sync.snapshot(keys)
-        return report
+        async with target.begin() as writer:
+            for conn in (reader, target_keys, writer):
+                await move_sync.prepare(conn)
+            sides = move_sync.Sides(reader, target_keys, writer)
+            if since is not None:
+                return await move_sync.sync_delta(tables, tenant_id, sides, since, batch), None
+            report = await move_sync.sync(tables, tenant_id, sides, batch)
+            report.snapshot = await move_sync.snapshot(reader)
+        if not fingerprints:
+            return report, None
+        figures = await _fingerprints(source, target, tables, tenant_id, source_conn=reader)
+        return report, figures
 
 
 async def _verify_copy(db: Database, target_url: str, move: TenantMove, tenant_id: str) -> dict[str, Any]:
@@ -181,47 +187,84 @@ async def _verify_copy(db: Database, target_url: str, move: TenantMove, tenant_i
             "first_problem": report.failures[0].describe() if report.failures else None}
 
 
-async def _fingerprints(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str) -> tuple[dict, dict]:
-    async def side(engine: AsyncEngine) -> dict:
-        async with engine.connect() as conn:
-            await move_sync.prepare(conn)
-            figures = await move_sync.fingerprint(conn, tables, tenant_id)
+async def _fingerprints(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str, *,
+                        source_conn: AsyncConnection | None = None) -> dict[str, dict]:
+    """Every table's row count and digest sum, the Merkle log and the chain heads, on both sides at once
+    (``source_conn``: read the source in that connection's snapshot)."""
+    async def side(engine: AsyncEngine, conn: AsyncConnection | None) -> dict:
+        async with AsyncExitStack() as stack:
+            if conn is None:
+                conn = await stack.enter_async_context(engine.connect())
+                await move_sync.prepare(conn)
+            figures = await move_sync.fingerprint(conn, tables, tenant_id, skip=OPERATIONAL)
             return {"tables": figures, "ledger": await move_sync.ledger_heads(conn, tenant_id)}
 
-    # Both servers at once: the freeze lasts as long as the slower side, not both.
-    source_side, target_side = await asyncio.gather(side(source), side(target))
-    return source_side, target_side
+    source_side, target_side = await asyncio.gather(side(source, source_conn), side(target, None))
+    return {"source": source_side, "target": target_side}
 
 
 def _differences(a: dict, b: dict) -> list[str]:
-    tables = [name for name in a["tables"] if name not in OPERATIONAL and a["tables"][name] != b["tables"][name]]
+    tables = [name for name in a["tables"] if name not in OPERATIONAL and a["tables"][name] != b["tables"].get(name)]
     return tables + (["ledger"] if a["ledger"] != b["ledger"] else [])
+
+
+async def _caught_up(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str,
+                     delta: move_sync.SyncReport, since: str, batch: int) -> dict[str, Any]:
+    """Under the freeze, after the catch-up: is the target now the source? The online pass proved them equal
+    as of its snapshot; since then, the caught-up rows must have equal digests on both sides, every table
+    the same number of rows (a row deleted from the source would leave one too many in the target), and the
+    Merkle log and chain heads must be the same. Costs what changed, not the tenant's size."""
+    async def side(engine: AsyncEngine, is_source: bool) -> dict:
+        async with engine.connect() as conn:
+            await move_sync.prepare(conn)
+            rows = await move_sync.counts(conn, tables, tenant_id)
+            digests = {}
+            for table in tables:
+                keys = delta.tables[table.name].keys
+                if table.name in OPERATIONAL or not keys:
+                    continue
+                digests[table.name] = await move_sync.keyed_digests(conn, table, tenant_id, keys, batch)
+            return {"rows": rows, "caught_up": digests, "ledger": await move_sync.ledger_heads(conn, tenant_id)}
+
+    a, b = await asyncio.gather(side(source, True), side(target, False))
+    differing = [n for n in a["rows"] if n not in OPERATIONAL and a["rows"][n] != b["rows"][n]]
+    differing += [n for n in a["caught_up"] if a["caught_up"][n] != b["caught_up"][n]]
+    if a["ledger"] != b["ledger"]:
+        differing.append("ledger")
+    return {"source": a, "target": b, "differing": differing}
 
 
 async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngine, target: AsyncEngine,
                              tables: list, move: TenantMove, tenant_id: str, since: str) -> dict[str, Any]:
+    batch = settings.move_batch_rows
     async with db.engine.connect() as lock:
         started = time.monotonic()
         # Writes of the tenant already running finish first; new ones queue behind this lock.
         await asyncio.wait_for(lock.execute(text(_LOCK), {"t": tenant_id}), settings.move_freeze_timeout_seconds)
         await lock.commit()
-        timings = {"lock_wait_ms": round((time.monotonic() - started) * 1000, 1)}
+        timings: dict[str, Any] = {"lock_wait_ms": round((time.monotonic() - started) * 1000, 1)}
         try:
-            for attempt in range(3):
-                mark = time.monotonic()
-                # First only what changed since the last online pass; a full diff if that was not enough.
-                last = await _sync(source, target, tables, tenant_id, settings.move_batch_rows,
-                                   since=since if attempt == 0 else None)
-                timings["sync_ms"] = round((time.monotonic() - mark) * 1000, 1)
-                timings["rows_caught_up"] = last.changed
-                mark = time.monotonic()
-                before, after = await _fingerprints(source, target, tables, tenant_id)
-                timings["compare_ms"] = round((time.monotonic() - mark) * 1000, 1)
-                differing = _differences(before, after)
-                if not differing:
-                    break
-            else:
-                raise MoveFailed(f"source and target still differ under the freeze: {', '.join(differing)}")
+            mark = time.monotonic()
+            delta, _ = await _sync(source, target, tables, tenant_id, batch, since=since)
+            timings["catch_up_ms"] = round((time.monotonic() - mark) * 1000, 1)
+            timings["rows_caught_up"] = delta.changed
+            mark = time.monotonic()
+            check = await _caught_up(source, target, tables, tenant_id, delta, since, batch)
+            timings["compare_ms"] = round((time.monotonic() - mark) * 1000, 1)
+            if check["differing"]:
+                # Something the catch-up cannot see (a row deleted from the source): the full diff, and
+                # the full comparison, still under the freeze.
+                log.warning("tenant_move_full_pass", tenant_id=tenant_id, differing=check["differing"])
+                await _sync(source, target, tables, tenant_id, batch)
+                full = await _fingerprints(source, target, tables, tenant_id)
+                differing = _differences(full["source"], full["target"])
+                timings["full_pass"] = True
+                if differing:
+                    raise MoveFailed(f"source and target still differ under the freeze: {', '.join(differing)}")
+                check = {"source": {"rows": {n: f["rows"] for n, f in full["source"]["tables"].items()},
+                                    "ledger": full["source"]["ledger"]},
+                         "target": {"rows": {n: f["rows"] for n, f in full["target"]["tables"].items()},
+                                    "ledger": full["target"]["ledger"]}}
             await _park_source(source, tenant_id, move.source is not None, settings.database_role)
             await lock.execute(text("SELECT set_config('stalela.platform', 'on', false)"))
             await lock.execute(
@@ -236,7 +279,7 @@ async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngi
             await lock.execute(text(_UNLOCK), {"t": tenant_id})
             await lock.commit()
         return {"freeze_ms": round((time.monotonic() - started) * 1000, 1), "freeze": timings,
-                "switched_at": switched_at.isoformat(), "source": before, "target": after}
+                "switched_at": switched_at.isoformat(), "at_switch": check}
 
 
 async def _park_source(source: AsyncEngine, tenant_id: str, dedicated: bool, role: str) -> None:
