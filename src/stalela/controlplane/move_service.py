@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.config import Settings
@@ -58,8 +57,7 @@ async def request_move(session: AsyncSession, settings: Settings, tenant_id: str
 async def _require_purged(session: AsyncSession, tenant: Tenant) -> None:
     """The shared database must not still hold the tenant's rows from an earlier move out: the copy back
     would merge with them. (Text SQL on a platform session: the control plane's own database.)"""
-    left = (await session.execute(text("SELECT 1 FROM outlets WHERE tenant_id = :t LIMIT 1"), {"t": tenant.id})).first()
-    if left is not None:
+    if await MoveRepository(session).shared_database_holds(tenant.id):
         raise Conflict("the shared database still holds this tenant's rows from an earlier move: purge that "
                        "move's source first", code="purge_required")
 
@@ -75,10 +73,7 @@ async def list_moves(session: AsyncSession, tenant_id: str, *, limit: int,
                      starting_after: str | None) -> tuple[list[TenantMove], bool]:
     if await RegistryRepository(session).get(tenant_id) is None:
         raise NotFound("no such tenant", code="tenant_not_found")
-    from sqlalchemy import select
-
-    stmt = select(TenantMove).where(TenantMove.tenant_id == tenant_id)
-    return await MoveRepository(session).page(stmt, limit=limit, starting_after=starting_after)
+    return await MoveRepository(session).page_of_tenant(tenant_id, limit=limit, starting_after=starting_after)
 
 
 async def request_purge(session: AsyncSession, tenant_id: str, move_id: str) -> TenantMove:

@@ -5,7 +5,7 @@ A move is a job (outbox topic ``tenant.move``), one at a time per tenant:
 1. ``prepared``: the target exists and is migrated (a new dedicated database is provisioned like a new
    tenant's; the shared database already is). A target still holding rows of an earlier move is refused:
    those rows are purged first, by the operator.
-2. ``copied``: the tenant's rows are copied by diff (move_sync.py) while the tenant keeps working, twice
+2. ``copied``: the tenant's rows are copied by diff (move_repository.py) while the tenant keeps working, twice
    (the second pass catches up with what the first one missed), and ``stalela verify`` runs on the copy.
 3. ``frozen``: the tenant's lock is taken exclusively: every write of the tenant waits on it
    (``tenancy.context.bind_tenant`` takes it shared), none fails. The last changes are copied, then every
@@ -27,11 +27,10 @@ import time
 from contextlib import AsyncExitStack
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stalela.config import Settings
-from stalela.controlplane import move_sync, placement as placements, provisioning
+from stalela.controlplane import move_repository, placement as placements, provisioning
 from stalela.controlplane.move_receipts import sign_receipt
 from stalela.controlplane.models import TenantMove
 from stalela.controlplane.repository import MoveRepository
@@ -49,9 +48,6 @@ TOPIC = "tenant.move"
 # Tables workers write outside the tenant's lock (the dispatcher's claims and results): copied like the
 # rest, but delivery state, not fiscal records, so they are left out of the frozen comparison.
 OPERATIONAL = frozenset({"outbox"})
-_LOCK = "SELECT pg_advisory_lock(hashtextextended('stalela.tenant:' || :t, 0))"
-_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended('stalela.tenant:' || :t, 0))"
-_MOVER = "SELECT pg_try_advisory_lock(hashtextextended('stalela.move:' || :t, 0))"
 
 
 class MoveFailed(StalelaError):
@@ -84,7 +80,7 @@ def _owner_engine(url: str) -> AsyncEngine:
 async def run(db: Database, settings: Settings, tenant_id: str, move_id: str) -> str:
     """Run (or resume) a move; returns its final status."""
     async with db.engine.connect() as mover:
-        if not (await mover.execute(text(_MOVER), {"t": tenant_id})).scalar():
+        if not await move_repository.try_mover_lock(mover, tenant_id):
             raise MoveFailed("another move of this tenant is running", code="move_in_progress")
         try:
             return await _run(db, settings, tenant_id, move_id)
@@ -94,7 +90,7 @@ async def run(db: Database, settings: Settings, tenant_id: str, move_id: str) ->
                         error=f"{type(exc).__name__}: {exc}"[:2000], completed_at=utcnow())
             return "failed"
         finally:
-            await mover.execute(text("SELECT pg_advisory_unlock_all()"))
+            await move_repository.release_locks(mover)
 
 
 async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -> str:
@@ -149,11 +145,11 @@ async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -
 
 async def _tables(engine: AsyncEngine) -> list:
     async with engine.connect() as conn:
-        return await move_sync.tenant_tables(conn)
+        return await move_repository.tenant_tables(conn)
 
 
 async def _sync(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str, batch: int, *,
-                since: str | None = None, fingerprints: bool = False) -> tuple[move_sync.SyncReport, dict | None]:
+                since: str | None = None, fingerprints: bool = False) -> tuple[move_repository.SyncReport, dict | None]:
     """One pass: the full diff, or (``since``) only what changed after that snapshot. The source is read
     in one REPEATABLE READ transaction, so an online pass copies the tenant as of one instant: a copy that
     verifies on its own. ``fingerprints``: also both sides' figures of that instant (the source's from the
@@ -164,12 +160,12 @@ async def _sync(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_i
         target_keys = await stack.enter_async_context(target.connect())
         async with target.begin() as writer:
             for conn in (reader, target_keys, writer):
-                await move_sync.prepare(conn)
-            sides = move_sync.Sides(reader, target_keys, writer)
+                await move_repository.prepare(conn)
+            sides = move_repository.Sides(reader, target_keys, writer)
             if since is not None:
-                return await move_sync.sync_delta(tables, tenant_id, sides, since, batch), None
-            report = await move_sync.sync(tables, tenant_id, sides, batch)
-            report.snapshot = await move_sync.snapshot(reader)
+                return await move_repository.sync_delta(tables, tenant_id, sides, since, batch), None
+            report = await move_repository.sync(tables, tenant_id, sides, batch)
+            report.snapshot = await move_repository.snapshot(reader)
         if not fingerprints:
             return report, None
         figures = await _fingerprints(source, target, tables, tenant_id, source_conn=reader)
@@ -195,9 +191,9 @@ async def _fingerprints(source: AsyncEngine, target: AsyncEngine, tables: list, 
         async with AsyncExitStack() as stack:
             if conn is None:
                 conn = await stack.enter_async_context(engine.connect())
-                await move_sync.prepare(conn)
-            figures = await move_sync.fingerprint(conn, tables, tenant_id, skip=OPERATIONAL)
-            return {"tables": figures, "ledger": await move_sync.ledger_heads(conn, tenant_id)}
+                await move_repository.prepare(conn)
+            figures = await move_repository.fingerprint(conn, tables, tenant_id, skip=OPERATIONAL)
+            return {"tables": figures, "ledger": await move_repository.ledger_heads(conn, tenant_id)}
 
     source_side, target_side = await asyncio.gather(side(source, source_conn), side(target, None))
     return {"source": source_side, "target": target_side}
@@ -209,22 +205,22 @@ def _differences(a: dict, b: dict) -> list[str]:
 
 
 async def _caught_up(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str,
-                     delta: move_sync.SyncReport, since: str, batch: int) -> dict[str, Any]:
+                     delta: move_repository.SyncReport, since: str, batch: int) -> dict[str, Any]:
     """Under the freeze, after the catch-up: is the target now the source? The online pass proved them equal
     as of its snapshot; since then, the caught-up rows must have equal digests on both sides, every table
     the same number of rows (a row deleted from the source would leave one too many in the target), and the
     Merkle log and chain heads must be the same. Costs what changed, not the tenant's size."""
     async def side(engine: AsyncEngine, is_source: bool) -> dict:
         async with engine.connect() as conn:
-            await move_sync.prepare(conn)
-            rows = await move_sync.counts(conn, tables, tenant_id)
+            await move_repository.prepare(conn)
+            rows = await move_repository.counts(conn, tables, tenant_id)
             digests = {}
             for table in tables:
                 keys = delta.tables[table.name].keys
                 if table.name in OPERATIONAL or not keys:
                     continue
-                digests[table.name] = await move_sync.keyed_digests(conn, table, tenant_id, keys, batch)
-            return {"rows": rows, "caught_up": digests, "ledger": await move_sync.ledger_heads(conn, tenant_id)}
+                digests[table.name] = await move_repository.keyed_digests(conn, table, tenant_id, keys, batch)
+            return {"rows": rows, "caught_up": digests, "ledger": await move_repository.ledger_heads(conn, tenant_id)}
 
     a, b = await asyncio.gather(side(source, True), side(target, False))
     differing = [n for n in a["rows"] if n not in OPERATIONAL and a["rows"][n] != b["rows"][n]]
@@ -240,7 +236,7 @@ async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngi
     async with db.engine.connect() as lock:
         started = time.monotonic()
         # Writes of the tenant already running finish first; new ones queue behind this lock.
-        await asyncio.wait_for(lock.execute(text(_LOCK), {"t": tenant_id}), settings.move_freeze_timeout_seconds)
+        await asyncio.wait_for(move_repository.freeze(lock, tenant_id), settings.move_freeze_timeout_seconds)
         await lock.commit()
         timings: dict[str, Any] = {"lock_wait_ms": round((time.monotonic() - started) * 1000, 1)}
         try:
@@ -266,32 +262,20 @@ async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngi
                          "target": {"rows": {n: f["rows"] for n, f in full["target"]["tables"].items()},
                                     "ledger": full["target"]["ledger"]}}
             await _park_source(source, tenant_id, move.source is not None, settings.database_role)
-            await lock.execute(text("SELECT set_config('stalela.platform', 'on', false)"))
-            await lock.execute(
-                text("UPDATE tenants SET placement = :p, tier = :tier, updated_at = :now WHERE id = :t"),
-                {"p": move.target, "tier": move.to_tier, "now": utcnow(), "t": tenant_id})
-            await lock.execute(
-                text("UPDATE tenant_moves SET step = 'switched', updated_at = :now WHERE tenant_id = :t AND id = :m"),
-                {"now": utcnow(), "t": tenant_id, "m": move.id})
+            await move_repository.switch(lock, tenant_id, move.id, move.target, move.to_tier, utcnow())
             await lock.commit()  # the switch: one control-plane transaction
             switched_at = utcnow()
         finally:
-            await lock.execute(text(_UNLOCK), {"t": tenant_id})
+            await move_repository.thaw(lock, tenant_id)
             await lock.commit()
         return {"freeze_ms": round((time.monotonic() - started) * 1000, 1), "freeze": timings,
                 "switched_at": switched_at.isoformat(), "at_switch": check}
 
 
 async def _park_source(source: AsyncEngine, tenant_id: str, dedicated: bool, role: str) -> None:
-    """Leave the source read-only for the tenant: nothing there may act or change any more."""
     async with source.begin() as conn:
-        await move_sync.prepare(conn)
-        # Its pending events were copied to the target, which delivers them; here they would run twice.
-        await conn.execute(text("UPDATE outbox SET status = 'moved' WHERE tenant_id = :t AND status = 'pending'"),
-                           {"t": tenant_id})
-        if dedicated and role:
-            # The whole database is the tenant's: the application role loses every write on it.
-            await conn.execute(text(f'REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public FROM "{role}"'))
+        await move_repository.prepare(conn)
+        await move_repository.park(conn, tenant_id, role if dedicated and role else None)
 
 
 async def _finish(db: Database, settings: Settings, tenant_id: str, move_id: str,
@@ -327,11 +311,8 @@ async def purge(db: Database, settings: Settings, tenant_id: str, move_id: str) 
         try:
             tables = await _tables(engine)
             async with engine.begin() as conn:
-                await move_sync.prepare(conn)
-                # Past the append-only triggers, for these copies only (needs a superuser connection).
-                await conn.execute(text("SET LOCAL session_replication_role = replica"))
-                for table in reversed(tables):
-                    await conn.execute(table.delete().where(table.c.tenant_id == tenant_id))
+                await move_repository.prepare(conn)
+                await move_repository.purge_rows(conn, tables, tenant_id)
         finally:
             await engine.dispose()
     async with db.transaction() as session:

@@ -2,7 +2,7 @@
 platform-bound (the operator acts across tenants)."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from stalela.controlplane.models import TenantMove, TenantProvisioning
 from stalela.db.repository import Repository
@@ -63,6 +63,16 @@ class MoveRepository(Repository[TenantMove]):
     async def get_in_tenant(self, tenant_id: str, move_id: str) -> TenantMove | None:
         stmt = select(TenantMove).where(TenantMove.tenant_id == tenant_id, TenantMove.id == move_id)
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def page_of_tenant(self, tenant_id: str, *, limit: int, starting_after: str | None):  # noqa: ANN201
+        stmt = select(TenantMove).where(TenantMove.tenant_id == tenant_id)
+        return await self.page(stmt, limit=limit, starting_after=starting_after)
+
+    async def shared_database_holds(self, tenant_id: str) -> bool:
+        """Does the control plane's own database still hold the tenant's data (an earlier move's copy)?
+        Raw SQL on a platform session: it runs there, not in the tenant's database."""
+        found = await self.session.execute(text("SELECT 1 FROM outlets WHERE tenant_id = :t LIMIT 1"), {"t": tenant_id})
+        return found.first() is not None
 
     async def running(self, tenant_id: str | None = None) -> list[TenantMove]:
         stmt = select(TenantMove).where(TenantMove.status == "running")

@@ -242,3 +242,55 @@ async def ledger_heads(conn: AsyncConnection, tenant_id: str) -> dict[str, Any]:
     return {"log_size": int(log[0]) if log else 0, "frontier": bytes(log[1]).hex() if log and log[1] else "",
             "chains": {f"{o}/{c}": {"counter": int(n), "head": h} for o, c, n, h in heads}}
 
+
+
+# --- the move's locks, switch, parking and purge ----------------------------------------------------
+# The tenant's lock: every write of the tenant takes it shared (tenancy.context.bind_tenant, through
+# stalela_route); a move's switch takes it exclusively. The mover's own lock keeps one move per tenant.
+_TENANT_LOCK = "hashtextextended('stalela.tenant:' || :t, 0)"
+
+
+async def try_mover_lock(conn: AsyncConnection, tenant_id: str) -> bool:
+    return bool((await conn.execute(text("SELECT pg_try_advisory_lock(hashtextextended('stalela.move:' || :t, 0))"),
+                                    {"t": tenant_id})).scalar())
+
+
+async def release_locks(conn: AsyncConnection) -> None:
+    await conn.execute(text("SELECT pg_advisory_unlock_all()"))
+
+
+async def freeze(conn: AsyncConnection, tenant_id: str) -> None:
+    """Session-level: held across the transactions of the switch, released by ``thaw``."""
+    await conn.execute(text(f"SELECT pg_advisory_lock({_TENANT_LOCK})"), {"t": tenant_id})
+
+
+async def thaw(conn: AsyncConnection, tenant_id: str) -> None:
+    await conn.execute(text(f"SELECT pg_advisory_unlock({_TENANT_LOCK})"), {"t": tenant_id})
+
+
+async def switch(conn: AsyncConnection, tenant_id: str, move_id: str, placement: str | None, tier: str,
+                 now: Any) -> None:
+    """Point the tenant at its new database (the control plane's rows; the caller commits)."""
+    await conn.execute(text("SELECT set_config('stalela.platform', 'on', false)"))
+    await conn.execute(text("UPDATE tenants SET placement = :p, tier = :tier, updated_at = :now WHERE id = :t"),
+                       {"p": placement, "tier": tier, "now": now, "t": tenant_id})
+    await conn.execute(text("UPDATE tenant_moves SET step = 'switched', updated_at = :now "
+                            "WHERE tenant_id = :t AND id = :m"), {"now": now, "t": tenant_id, "m": move_id})
+
+
+async def park(conn: AsyncConnection, tenant_id: str, revoke_role: str | None) -> None:
+    """Leave the source read-only for the tenant. Its pending events were copied to the target, which
+    delivers them; here they would run twice. A dedicated source is the tenant's alone: the application
+    role loses every write on it."""
+    await conn.execute(text("UPDATE outbox SET status = 'moved' WHERE tenant_id = :t AND status = 'pending'"),
+                       {"t": tenant_id})
+    if revoke_role:
+        await conn.execute(text(f'REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public FROM "{revoke_role}"'))
+
+
+async def purge_rows(conn: AsyncConnection, tables: list[Table], tenant_id: str) -> None:
+    """Delete a moved-away tenant's copies from a shared database, children first, past the append-only
+    triggers (``session_replication_role``, which needs a superuser), for this transaction only."""
+    await conn.execute(text("SET LOCAL session_replication_role = replica"))
+    for table in reversed(tables):
+        await conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
