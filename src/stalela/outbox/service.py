@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -14,7 +14,7 @@ from stalela.errors import ValidationFailed
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.outbox.models import OutboxEvent
-from stalela.outbox.repository import OutboxRepository
+from stalela.outbox.repository import OutboxRepository, notify
 
 
 # A dedicated database's dispatcher sleeps up to ``dedicated_poll_max_seconds`` when idle; an event written
@@ -25,7 +25,6 @@ from stalela.outbox.repository import OutboxRepository
 WAKE_CHANNEL = "stalela_outbox"
 _WAKE, _WAKE_LOCAL = "stalela.outbox.wake", "stalela.outbox.wake_local"
 local_wakeups: list[Callable[[str], None]] = []
-_NOTIFY = text("SELECT pg_notify(:channel, :tenant)")
 
 
 def enqueue(session: AsyncSession, tenant_id: str, topic: str, payload: dict[str, Any]) -> OutboxEvent:
@@ -67,8 +66,7 @@ def _notify_dedicated(session: Session) -> None:
     if control.dialect.name != "postgresql":
         session.info[_WAKE_LOCAL] = tenants
         return
-    for tenant_id in sorted(tenants):
-        session.execute(_NOTIFY, {"channel": WAKE_CHANNEL, "tenant": tenant_id}, bind_arguments={"bind": control})
+    notify(session, control, WAKE_CHANNEL, sorted(tenants))
 
 
 @event.listens_for(RoutedSession, "after_commit")
