@@ -70,10 +70,10 @@ class Plan:
         return [t for t in self.targets if t.outcome == "failed"]
 
 
-async def revision(url: str) -> tuple[str, ...]:
-    """The database's current heads (one short connection). A SQLite file that does not exist is not
-    created by asking."""
-    if is_sqlite_url(url):
+async def revision(url: str, *, must_exist: bool = True) -> tuple[str, ...]:
+    """The database's current heads (one short connection). A dedicated SQLite file that does not exist is not
+    created by asking (the control plane's is, by its first migration)."""
+    if is_sqlite_url(url) and must_exist:
         from pathlib import Path
 
         if not Path(make_url(url).database or "").is_file():
@@ -103,7 +103,7 @@ async def plan(db: Database) -> Plan:
 
 async def read_status(target: Target) -> Target:
     try:
-        target.before = await revision(target.url)
+        target.before = await revision(target.url, must_exist=target.placement is not None)
         target.outcome = "current" if target.before == head_revisions() else "behind"
     except Exception as exc:  # unreachable, refused, not a database: reported, the others go on
         target.outcome, target.error = "failed", _short(exc)
