@@ -1,6 +1,7 @@
 """The FastAPI application factory: mounts every domain's router and the one error handler."""
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -27,6 +28,7 @@ from stalela.observability import runtime as observability
 from stalela.observability.logging import get_logger
 from stalela.observability.middleware import BodyGuardMiddleware, RequestContextMiddleware
 from stalela.workers import background  # the composition root of the outbox handlers too
+from stalela.controlplane.dataplane import janitor as fleet_janitor
 
 # The composition root of the scrape-time gauges: importing a domain's gauges module registers its
 # figures with observability (observability/scrape.py), which knows no domain itself.
@@ -104,6 +106,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(StalelaError("an unexpected error occurred; it has been logged"), request)
 
 
+async def _cancelled(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     observability.configure(settings)
@@ -128,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await stack.enter_async_context(api_call_metering(app.state.db, settings, app.state.api_calls))
                 if settings.inprocess_workers:
                     await stack.enter_async_context(background(app.state.db, settings))
+                evictor = asyncio.create_task(fleet_janitor(app.state.db), name="fleet-janitor")
+                stack.push_async_callback(_cancelled, evictor)
                 observability.settle_heap()  # also turns the collector back on: stalela.asgi stops it to load
                 yield
         finally:

@@ -256,6 +256,10 @@ class Settings(BaseSettings):
         "writes wait (never fail) during the switch.")
     provisioning_exit_after_step: Literal["database", "migrated", "seeded"] | None = Field(
         None, description="Testing only (the kill -9 test): provisioning dies right after this step commits.")
+    readyz_require_dedicated: bool = Field(
+        False, description="/readyz fails (503) when a dedicated database this process uses is unreachable or "
+        "behind; by default it only reports it (status degraded), so one tenant's database never takes the "
+        "process out of its load balancer.")
     move_batch_rows: int = Field(
         5000, ge=100, le=100_000, description="Rows a tenant move copies per batch (bounds its memory).")
 

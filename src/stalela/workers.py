@@ -7,6 +7,9 @@
 - the retention run (daily: marks what is past its rule, purges what was marked a grace ago)
 - the sweep of expired portability exports (their files are deleted)
 - usage: hourly storage samples, the refresh of the daily aggregates (billing)
+- the dedicated databases' own loops (outbox, exports, checkpoints, Z, sweeps: controlplane/dataplane.py)
+  and the eviction of their idle pools. Retention and the usage sampler find their tenants in the control
+  plane and reach every tenant's database through ``bind_tenant``: they run once, here.
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ from stalela.privacy import offboarding_tasks
 from stalela.privacy import export_tasks as _privacy_export_tasks  # noqa: F401
 from stalela.controlplane import tasks as _controlplane_tasks  # noqa: F401
 from stalela.controlplane import provisioning
+from stalela.controlplane.dataplane import FleetSupervisor, janitor
 from stalela import migrations
 # Fiscal admission gates register the same way (fiscal/invoices/admission.py): billing's quotas.
 from stalela.billing import quotas as _billing_quotas  # noqa: F401
@@ -75,6 +79,8 @@ async def background(db: Database, settings: Settings, *, concurrency: int | Non
         tasks.append(asyncio.create_task(usage_tasks.storage_sampler(db, settings), name="usage-storage"))
     if settings.usage_aggregation_seconds:
         tasks.append(asyncio.create_task(usage_tasks.aggregation_loop(db, settings), name="usage-daily"))
+    # The dedicated databases: their workers stop their dispatchers gracefully when cancelled.
+    tasks.append(asyncio.create_task(FleetSupervisor(db, settings, concurrency=concurrency).run(), name="fleet"))
     try:
         yield dispatcher
     finally:
@@ -109,10 +115,13 @@ async def _run(settings: Settings, concurrency: int | None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("worker_started", concurrency=concurrency or settings.worker_concurrency)
+    evictor = asyncio.create_task(janitor(db), name="fleet-janitor")  # the API's lifespan runs its own
     try:
         async with background(db, settings, concurrency=concurrency):
             await stop.wait()
             log.info("worker_stopping")
     finally:
+        evictor.cancel()
+        await asyncio.gather(evictor, return_exceptions=True)
         await db.dispose()
         log.info("worker_stopped")

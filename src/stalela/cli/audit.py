@@ -83,22 +83,23 @@ def export_audit(
 
 def verify(
     export: Optional[Path] = typer.Argument(None, help="An audit export (.tar.gz)"),
-    database_url: Optional[str] = typer.Option(None, "--database-url", help="Verify a live database instead"),
-    tenant: Optional[str] = typer.Option(None, help="Tenant id (with --database-url)"),
+    database_url: Optional[str] = typer.Option(
+        None, "--database-url", help="The control plane to verify from (default: STALELA_DATABASE_URL); a dedicated "
+        "tenant's own database is found through it"),
+    tenant: Optional[str] = typer.Option(None, help="Verify this tenant's live ledger instead of an export"),
     keys: Optional[Path] = typer.Option(None, help="JWKS file to trust instead of the keys inside the export"),
     audit_log: bool = typer.Option(False, "--audit-log", help="Verify the tenant's audit-log chain instead"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Verify a ledger offline: seals, chains, counters, Merkle roots, proofs. Exit 0 valid, 1 invalid, 2 unusable."""
-    from stalela.db.session import Database
     from stalela.fiscal.reports.audit import UnusableInput, verify_database, verify_export
 
-    if (export is None) == (database_url is None) or (database_url and not tenant):
-        console.print("[red]error[/red] give either EXPORT or --database-url with --tenant")
+    if (export is None) == (tenant is None) or (database_url and not tenant):
+        console.print("[red]error[/red] give either EXPORT or --tenant (with --database-url, or the configured database)")
         raise typer.Exit(2)
     if audit_log:
-        if not database_url:
-            console.print("[red]error[/red] --audit-log needs --database-url and --tenant")
+        if not tenant:
+            console.print("[red]error[/red] --audit-log needs --tenant")
             raise typer.Exit(2)
         _verify_audit_log(database_url, tenant, as_json)
     try:
@@ -109,12 +110,8 @@ def verify(
                 pinned = _pinned_keys(keys) if keys else None
                 report = verify_export(export, pinned_keys=pinned, progress=advance)
             else:
-                settings = get_settings()
-
-                _require_existing_sqlite(database_url)
-
                 async def run():
-                    db = Database(database_url, role=settings.database_role)
+                    db = _control_plane(database_url)
                     try:
                         return await verify_database(db, tenant, progress=advance)
                     finally:
@@ -154,11 +151,10 @@ def _verify_audit_log(database_url: str, tenant: str, as_json: bool) -> None:
 
     from stalela.audit.models import AuditEntry
     from stalela.audit.service import verify_chain
-    from stalela.db.session import Database
     from stalela.tenancy.context import bind_tenant
 
     async def run() -> tuple[int, str | None]:
-        db = Database(database_url, role=get_settings().database_role)
+        db = _control_plane(database_url)
         try:
             async with db.transaction(readonly=True) as session:
                 await bind_tenant(session, tenant)
@@ -175,6 +171,18 @@ def _verify_audit_log(database_url: str, tenant: str, as_json: bool) -> None:
     else:
         console.print(f"[red]INVALID[/red]: {problem}")
     raise typer.Exit(0 if problem is None else 1)
+
+
+def _control_plane(database_url: str | None):  # noqa: ANN202
+    """The control plane's Database, with the dedicated tier's settings: ``bind_tenant`` then routes to the
+    tenant's own database, as for every request (a dedicated tenant's ledger is not in the control plane)."""
+    from stalela.db.session import Database
+
+    settings = get_settings()
+    if database_url:
+        settings = settings.model_copy(update={"database_url": database_url})
+    _require_existing_sqlite(settings.effective_database_url)
+    return Database.from_settings(settings)
 
 
 def _require_existing_sqlite(url: str) -> None:

@@ -12,7 +12,6 @@ from rich.console import Console
 from stalela.audit.service import record
 from stalela.auth.principal import Principal
 from stalela.config import Settings
-from stalela import migrations as db_migrate
 from stalela.db.session import Database
 from stalela.fiscal.signing import registry
 from stalela.fiscal.signing.repository import SigningKeyRepository
@@ -31,10 +30,6 @@ async def _session(settings: Settings) -> AsyncIterator:
             yield session
     finally:
         await db.dispose()
-
-
-async def migrate(settings: Settings) -> None:
-    await db_migrate.upgrade(settings.effective_database_url, app_role=settings.database_role)
 
 
 async def create_tenant(settings: Settings, name: str, tax_id: str, jurisdiction: str,

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from stalela.cli import audit as audit_cli
+from stalela.cli import migrate as migrate_cli
 from stalela.cli import billing as billing_cli
 from stalela.cli import reports as reports_cli
 from stalela.cli import privacy as privacy_cli
@@ -96,14 +97,7 @@ def serve(
     serve_cli.run(host, port, workers, background, migrate, demo, sealers)
 
 
-@app.command()
-def migrate() -> None:
-    """Apply database migrations up to the latest revision."""
-    from stalela.cli import bootstrap
-
-    settings = get_settings()
-    asyncio.run(bootstrap.migrate(settings))
-    console.print("migrations applied")
+app.command("migrate")(migrate_cli.migrate)
 
 
 @tenant_app.command("create")

@@ -41,6 +41,13 @@ class RegistryRepository(Repository[Tenant]):
         stmt = select(Tenant.id, Tenant.placement).where(Tenant.placement.is_not(None)).order_by(Tenant.id)
         return [(t, p) for t, p in await self.session.execute(stmt)]
 
+    async def dedicated_serving(self) -> list[tuple[str, str]]:
+        """(tenant id, placement) of the dedicated tenants whose database is ready (provisioned): those the
+        background workers serve."""
+        stmt = (select(Tenant.id, Tenant.placement)
+                .where(Tenant.placement.is_not(None), Tenant.status != "provisioning").order_by(Tenant.id))
+        return [(t, p) for t, p in await self.session.execute(stmt)]
+
     async def search(self, *, status: str | None, tier: str | None, jurisdiction: str | None, limit: int,
                      starting_after: str | None) -> tuple[list[Tenant], bool]:
         stmt = select(Tenant)

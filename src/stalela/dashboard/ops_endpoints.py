@@ -25,12 +25,15 @@ from stalela.dashboard.web import (
     render,
 )
 from stalela.errors import ValidationFailed
+from stalela.health.fleet import health_of
+from stalela.migrations import head_revisions
 from stalela.outbox import service as outbox
 from stalela.accounts import service as tenancy
 
 router = APIRouter(prefix="/ops", route_class=DashboardRoute, include_in_schema=False)
 TOPIC = re.compile(r"^[a-z0-9_.]{1,64}$")
 BURST = re.compile(r"^[0-9]{1,9}$")  # parsed here; its bounds are the service's
+SURVEY_PER_VIEW = 25  # dedicated databases checked per page view (the rest show their last check)
 
 
 @router.get("/login", dependencies=[PublicRateLimit])
@@ -128,3 +131,12 @@ async def tenant_status(tenant_id: str, action: str, request: Request, session: 
         raise ValidationFailed("action: suspend or activate", code="invalid_parameter", field="action")
     await tenancy.set_tenant_status(session, opt(tenant_id, ID, "tenant_id"), status)
     return redirect("/ops/tenants")
+
+
+@router.get("/databases")
+async def databases_page(request: Request, operator: CurrentOperator):
+    """Every database of the fleet: the control plane and each dedicated one, its revision against head, this
+    process's pool and the last check."""
+    rows = await health_of(request.app.state.db).survey(SURVEY_PER_VIEW)
+    return render(request, "ops_databases.html", rows=rows, head=",".join(head_revisions()),
+                  held=request.app.state.db.fleet.connections())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import structlog
 from sqlalchemy.engine import make_url
@@ -83,13 +83,28 @@ class Fleet:
                 closed += 1
         return closed
 
-    async def janitor(self) -> None:
-        """Runs for the process's life (app lifespan, worker): evicts idle pools."""
+    async def idle_poll(self, placement: str, last_used: float) -> None:
+        """After a background loop's poll of ``placement`` that found nothing to do: a poll is no use of the
+        database (its last use goes back to ``last_used``, read before the poll), and once the database has
+        been idle for ``idle_seconds`` the poll's connection is closed now rather than kept pooled until
+        the next use, so an idle tenant holds no connection between polls."""
+        db = self._open.get(placement)
+        if db is None:
+            return
+        db.last_used = min(db.last_used, last_used)
+        if time.monotonic() - db.last_used >= self.options.idle_seconds and db.engine.pool.checkedout() == 0:
+            await db.engine.dispose()
+
+    async def janitor(self, report: Callable[[int], None] | None = None) -> None:
+        """Runs for the process's life (app lifespan, worker): evicts idle pools; ``report`` gets the
+        connections held after each round (the process's gauge, set above this layer)."""
         interval = max(1.0, min(self.options.idle_seconds / 2, 30.0))
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.evict_idle()
+                if report is not None:
+                    report(self.connections())
             except Exception:  # a failing dispose must not end the loop
                 log.exception("fleet_evict_failed")
 

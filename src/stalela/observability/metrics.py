@@ -94,6 +94,11 @@ TENANT_RESOURCE_USAGE = Gauge(
 COST_ANOMALIES = Counter("cost_anomalies", "Cost anomalies detected by billing, counted once per stored anomaly.",
                          ["tenant_id", "resource"])
 
+# Per process (``liveall``: one series per live pid): the fleet's pools shrink to nothing when idle.
+DEDICATED_CONNECTIONS = Gauge(
+    "dedicated_database_connections", "Connections this process holds to dedicated tenants' databases (checked "
+    "out or pooled).", multiprocess_mode="liveall")
+
 PRIVACY_RETENTION_PURGED = Counter(
     "privacy_retention_purged", "Rows the retention engine deleted (past their rule and grace), by data map category.",
     ["category"])

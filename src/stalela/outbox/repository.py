@@ -3,14 +3,23 @@ lost its lease (it was too slow, another worker took over) cannot overwrite the 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from stalela.db.base import utcnow
 from stalela.outbox.models import OutboxEvent
 
 Key = tuple[str, str]  # (tenant_id, id)
+_NOTIFY = text("SELECT pg_notify(:channel, :tenant)")
+
+
+def notify(session: Session, bind: Any, channel: str, tenants: list[str]) -> None:
+    """PostgreSQL ``NOTIFY`` on ``bind`` (the control plane), from a sync session hook (service.py)."""
+    for tenant_id in tenants:
+        session.execute(_NOTIFY, {"channel": channel, "tenant": tenant_id}, bind_arguments={"bind": bind})
 
 
 class OutboxRepository:

@@ -2,22 +2,36 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from stalela.db.base import utcnow
+from stalela.db.routing import DATA_BIND, RoutedSession
 from stalela.errors import ValidationFailed
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.outbox.models import OutboxEvent
-from stalela.outbox.repository import OutboxRepository
+from stalela.outbox.repository import OutboxRepository, notify
+
+
+# A dedicated database's dispatcher sleeps up to ``dedicated_poll_max_seconds`` when idle; an event written
+# there wakes it through the control plane (``NOTIFY``), the one database every worker listens to, rather
+# than a listening connection per dedicated database (controlplane/dataplane.py).
+# Embedded SQLite has no NOTIFY; its workers share the API's process, where ``local_wakeups`` hear of the
+# tenants after the commit.
+WAKE_CHANNEL = "stalela_outbox"
+_WAKE, _WAKE_LOCAL = "stalela.outbox.wake", "stalela.outbox.wake_local"
+local_wakeups: list[Callable[[str], None]] = []
 
 
 def enqueue(session: AsyncSession, tenant_id: str, topic: str, payload: dict[str, Any]) -> OutboxEvent:
-    event = OutboxEvent(**event_row(tenant_id, topic, payload))
-    session.add(event)
-    return event
+    row = OutboxEvent(**event_row(tenant_id, topic, payload))
+    session.add(row)
+    _wake_on_commit(session, [tenant_id])
+    return row
 
 
 def event_row(tenant_id: str, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -31,6 +45,41 @@ def event_row(tenant_id: str, topic: str, payload: dict[str, Any]) -> dict[str, 
 async def enqueue_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Write many ``event_row``s in the caller's transaction (the sealing of a group)."""
     await OutboxRepository(session).insert_many(rows)
+    _wake_on_commit(session, [r["tenant_id"] for r in rows])
+
+
+def _wake_on_commit(session: AsyncSession, tenant_ids: list[str]) -> None:
+    """Remember the tenants whose events went to a dedicated database (a session with a data plane of its
+    own); the shared tier's dispatchers poll the control plane often and need no wake-up."""
+    if tenant_ids and session.info.get(DATA_BIND) is not None:
+        session.info.setdefault(_WAKE, set()).update(tenant_ids)
+
+
+@event.listens_for(RoutedSession, "before_commit")
+def _notify_dedicated(session: Session) -> None:
+    """On the control plane's connection, in its transaction: the notification is delivered when it commits,
+    possibly a moment before the dedicated database's commit, so a woken dispatcher polls twice."""
+    tenants = session.info.pop(_WAKE, None)
+    control = session.bind
+    if not tenants or control is None:
+        return
+    if control.dialect.name != "postgresql":
+        session.info[_WAKE_LOCAL] = tenants
+        return
+    notify(session, control, WAKE_CHANNEL, sorted(tenants))
+
+
+@event.listens_for(RoutedSession, "after_commit")
+def _wake_local(session: Session) -> None:
+    for tenant_id in sorted(session.info.pop(_WAKE_LOCAL, ())):
+        for wake in list(local_wakeups):
+            wake(tenant_id)
+
+
+@event.listens_for(RoutedSession, "after_rollback")
+def _forget_wake(session: Session) -> None:
+    session.info.pop(_WAKE, None)
+    session.info.pop(_WAKE_LOCAL, None)
 
 
 def render_event(event: OutboxEvent) -> dict[str, Any]:
