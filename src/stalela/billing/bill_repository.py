@@ -47,9 +47,10 @@ class BillRepository(Repository[Bill]):
     # --- platform-bound reads (the cycle, the operator) --------------------------------------------
 
     async def billed_tenants(self, issuer_tenant_id: str | None) -> list[str]:
-        """Every tenant but the issuer that is not being offboarded or deleted, in id order (the order the
-        cycle visits them): a suspended tenant still owes for what it used before its suspension."""
-        stmt = select(Tenant.id).where(Tenant.status.not_in(CLOSING)).order_by(Tenant.id)
+        """Every tenant but the issuer that is not being provisioned, offboarded or deleted, in id order (the
+        order the cycle visits them): a suspended tenant still owes for what it used before its suspension;
+        one being provisioned has used nothing yet (and may have no database yet)."""
+        stmt = select(Tenant.id).where(Tenant.status.not_in(CLOSING | {"provisioning"})).order_by(Tenant.id)
         if issuer_tenant_id is not None:
             stmt = stmt.where(Tenant.id != issuer_tenant_id)
         return list((await self.session.execute(stmt)).scalars())
