@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from stalela.controlplane.models import TenantMove, TenantProvisioning
 from stalela.db.repository import Repository
-from stalela.tenancy.models import Tenant
+from stalela.tenancy.models import ApiKey, Tenant
 
 
 class ProvisioningRepository(Repository[TenantProvisioning]):
@@ -51,6 +51,12 @@ class RegistryRepository(Repository[Tenant]):
         if jurisdiction:
             stmt = stmt.where(Tenant.jurisdiction == jurisdiction)
         return await self.page(stmt, limit=limit, starting_after=starting_after)
+
+    async def first_api_key(self, tenant_id: str) -> str | None:
+        """The id of the key the tenant was registered with (what a replayed registration names)."""
+        stmt = (select(ApiKey.id).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.created_at, ApiKey.id)
+                .limit(1))
+        return (await self.session.execute(stmt)).scalar()
 
     async def count_by_tier(self) -> list[tuple[str, int]]:
         stmt = select(Tenant.tier, func.count()).group_by(Tenant.tier)

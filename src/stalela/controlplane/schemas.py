@@ -68,6 +68,12 @@ class TenantPatch(StrictModel):
                                                               "null resets to the platform default")
     rate_limit_burst: int | None = Field(None, ge=1, le=1_000_000, description="bucket size; null resets")
 
+    @model_validator(mode="after")
+    def _name_not_null(self) -> "TenantPatch":
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("name cannot be null (omit it to keep the name)")
+        return self
+
 
 class TenantListFilters(StrictModel):
     status: Status | None = None
