@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from stalela.controlplane import provisioning
+from stalela.controlplane import placement, provisioning
 from stalela.outbox.dispatcher import Dispatcher
 from tests.conftest import make_settings
 
@@ -105,3 +105,22 @@ async def test_two_runners_provision_once(tier_client, tier_app, operator_header
     assert await _control_count(own, "SELECT count(*) FROM audit_log WHERE tenant_id = :t", t=tenant_id) == 1
 
 
+
+
+def test_placement_spreads_over_the_configured_servers(tmp_path):
+    from stalela.config import Settings
+
+    settings = Settings(database_url="postgresql://ctl:pw@ctl-host/stalela", data_dir=tmp_path,
+                        dedicated_database_url_template="postgresql://a:pa@db-a:5432/{tenant}, "
+                                                        "postgresql://b:pb@db-b:6432/{tenant}")
+    assert placement.templates(settings) == ["postgresql+asyncpg://a:pa@db-a:5432/{tenant}",
+                                             "postgresql+asyncpg://b:pb@db-b:6432/{tenant}"]
+    used = ["postgresql+asyncpg://a@db-a:5432/stalela_x", "postgresql+asyncpg://a@db-a:5432/stalela_y"]
+    chosen = placement.choose(settings, "ten_NEW", used)
+    assert chosen == "postgresql+asyncpg://b@db-b:6432/stalela_ten_new"  # the least used server, no password
+    assert placement.choose(settings, "ten_NEW", used, target="db-a:5432").startswith("postgresql+asyncpg://a@db-a")
+    # Without a template: the control plane's own server, or files in data_dir/tenants when embedded.
+    own = Settings(database_url="postgresql://ctl:pw@ctl-host/stalela", data_dir=tmp_path)
+    assert placement.templates(own) == ["postgresql+asyncpg://ctl:pw@ctl-host/{tenant}"]
+    embedded = Settings(database_url=f"sqlite:///{tmp_path}/stalela.db", data_dir=tmp_path)
+    assert placement.templates(embedded) == [f"sqlite+aiosqlite:///{tmp_path.resolve()}/tenants/{{tenant}}.db"]

@@ -20,6 +20,7 @@ from stalela.db.fleet import strip_password
 from stalela.errors import ValidationFailed
 
 _UNSAFE = re.compile(r"[^a-z0-9_]")
+_SLOT = "STALELATENANTSLOT"
 
 
 def database_name(tenant_id: str) -> str:
@@ -29,14 +30,14 @@ def database_name(tenant_id: str) -> str:
 
 def templates(settings: Settings) -> list[str]:
     configured = [t.strip() for t in (settings.dedicated_database_url_template or "").split(",") if t.strip()]
-    if configured:
-        return [normalize_database_url(t.replace("{tenant}", "TENANT")).replace("TENANT", "{tenant}")
-                for t in configured]
-    control = settings.effective_database_url
-    if is_sqlite_url(control):
-        return [normalize_database_url(f"sqlite:///{(settings.data_dir / 'tenants').resolve()}/{{tenant}}.db")]
-    return [make_url(control).set(database="{tenant}").render_as_string(hide_password=False)
-            .replace("%7Btenant%7D", "{tenant}")]
+    if not configured:
+        control = settings.effective_database_url
+        if is_sqlite_url(control):
+            configured = [f"sqlite:///{(settings.data_dir / 'tenants').resolve()}/{{tenant}}.db"]
+        else:
+            configured = [make_url(control).set(database=_SLOT).render_as_string(hide_password=False)]
+    # Normalised around a placeholder: URL rendering would percent-encode the braces.
+    return [normalize_database_url(t.replace("{tenant}", _SLOT)).replace(_SLOT, "{tenant}") for t in configured]
 
 
 def server_of(placement: str) -> str:
