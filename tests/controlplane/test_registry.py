@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy import text
 
-from stalela.controlplane import placement
+from stalela.controlplane import placement, provisioning
 from tests.controlplane.conftest import provisioned
 
 CD = {"tax_id": "R0000001B", "jurisdiction": "CD"}
@@ -164,3 +164,23 @@ async def test_rename_reaches_the_dedicated_copy(tier_client, tier_app, operator
     r = await tier_client.patch(f"/v1/tenants/{r.json()['tenant']['id']}", json={"name": "Jeune 2 SARL"},
                                 headers=operator_headers)
     assert r.status_code == 200 and r.json()["name"] == "Jeune 2 SARL"
+
+
+async def test_ops_tenants_page_shows_tier_and_provisioning(tier_client, tier_app, operator_headers):
+    from tests.dashboard.test_ops import operator
+
+    r = await tier_client.post("/v1/tenants", json={"name": "Console SARL", "tier": "dedicated", **CD},
+                               headers=operator_headers)
+    tenant = r.json()["tenant"]
+    ops = await operator(tier_app)
+    try:
+        page = await ops.get("/ops/tenants")
+        assert page.status_code == 200
+        row = page.text.split(f"<code>{tenant['id']}</code>")[1].split("</tr>")[0]
+        assert "<td>dedicated" in row and ">provisioning</span>" in row
+        assert "provisioning: registered (running, 0 attempts)" in row
+        await provisioning.run(tier_app.state.db, tier_app.state.settings, tenant["id"])
+        row = (await ops.get("/ops/tenants")).text.split(f"<code>{tenant['id']}</code>")[1].split("</tr>")[0]
+        assert ">active</span>" in row and "provisioning:" not in row and tenant["server"] in row
+    finally:
+        await ops.aclose()

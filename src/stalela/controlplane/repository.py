@@ -23,6 +23,10 @@ class ProvisioningRepository(Repository[TenantProvisioning]):
         stmt = select(TenantProvisioning).where(TenantProvisioning.idempotency_key == key)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def of_tenants(self, tenant_ids: list[str]) -> dict[str, TenantProvisioning]:
+        stmt = select(TenantProvisioning).where(TenantProvisioning.tenant_id.in_(tenant_ids))
+        return {job.tenant_id: job for job in (await self.session.execute(stmt)).scalars()}
+
     async def unfinished(self) -> list[str]:
         stmt = select(TenantProvisioning.tenant_id).where(TenantProvisioning.status == "running")
         return list((await self.session.execute(stmt)).scalars())

@@ -119,6 +119,13 @@ async def describe(session: AsyncSession, tenant: Tenant) -> schemas.RegistryTen
     return out
 
 
+async def overview(session: AsyncSession, tenants: list[Tenant]) -> dict[str, dict]:
+    """Where each tenant lives and its provisioning job (the /ops tenants page), by tenant id."""
+    jobs = await ProvisioningRepository(session).of_tenants([t.id for t in tenants]) if tenants else {}
+    return {t.id: {"server": placements.server_of(t.placement) if t.placement else None, "job": jobs.get(t.id)}
+            for t in tenants}
+
+
 async def search(session: AsyncSession, filters: schemas.TenantListFilters, *, limit: int,
                  starting_after: str | None) -> tuple[list[Tenant], bool]:
     if starting_after is not None and await RegistryRepository(session).get(starting_after) is None:

@@ -27,6 +27,7 @@ from stalela.dashboard.web import (
 from stalela.errors import ValidationFailed
 from stalela.outbox import service as outbox
 from stalela.accounts import service as tenancy
+from stalela.controlplane import service as registry
 
 router = APIRouter(prefix="/ops", route_class=DashboardRoute, include_in_schema=False)
 TOPIC = re.compile(r"^[a-z0-9_.]{1,64}$")
@@ -87,7 +88,8 @@ async def sync_page(request: Request, session: DbSession, operator: CurrentOpera
 @router.get("/tenants")
 async def tenants_page(request: Request, session: DbSession, operator: CurrentOperator):
     rows = await DashboardRepository(session).tenants()
-    return render(request, "ops_tenants.html", rows=rows, webhooks=await service.webhook_health(session))
+    where = await registry.overview(session, [t for t, _, _ in rows])
+    return render(request, "ops_tenants.html", rows=rows, where=where, webhooks=await service.webhook_health(session))
 
 
 @router.post("/tenants/{tenant_id}/{action}")
