@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from stalela.config import Settings, normalize_database_url
+from stalela.controlplane import repository
 from stalela.db.engine import is_sqlite_url
 from stalela.db.fleet import strip_password
 from stalela.errors import ValidationFailed
@@ -76,10 +76,9 @@ async def create_database(url: str) -> bool:
     engine = create_async_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
-            exists = (await conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})).scalar()
-            if exists:
+            if await repository.database_exists(conn, name):
                 return False
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+            await repository.create_database(conn, name)
             return True
     finally:
         await engine.dispose()
@@ -101,6 +100,6 @@ async def drop_database(url: str) -> None:
     engine = create_async_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await repository.drop_database(conn, name)
     finally:
         await engine.dispose()

@@ -16,9 +16,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
-from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +23,7 @@ from stalela.audit.service import record
 from stalela.config import Settings
 from stalela.controlplane import placement as placements
 from stalela.controlplane.models import TenantProvisioning
+from stalela.controlplane import repository
 from stalela.controlplane.repository import ProvisioningRepository
 from stalela.db.base import utcnow
 from stalela.db.session import Database
@@ -39,9 +37,6 @@ from stalela.tenancy.models import Tenant
 log = get_logger("stalela.controlplane.provisioning")
 TOPIC = "tenant.provisioning"
 STEPS = ("registered", "database", "migrated", "seeded", "active")
-# A session advisory lock per tenant (two int4 keys: apart from the tenants' own one-key locks).
-_TRY_LOCK = text("SELECT pg_try_advisory_lock(1735290, hashtext(:k))")
-_UNLOCK = text("SELECT pg_advisory_unlock(1735290, hashtext(:k))")
 
 # Runs the migrations on a new database: stalela.migrations.upgrade, set by the composition root (app,
 # workers, CLI), because the migrations package sits above this one (it needs every domain's tables).
@@ -124,14 +119,14 @@ async def _exclusive(db: Database, tenant_id: str) -> AsyncIterator[bool]:
     releases when the process dies; two runners in one process conflict too (one open file each)."""
     if not db.is_sqlite:
         async with db.engine.connect() as conn:
-            key = {"k": tenant_id}
-            got = bool((await conn.execute(_TRY_LOCK, key)).scalar())
+            key = f"provisioning:{tenant_id}"
+            got = await repository.try_lock(conn, key)
             await conn.commit()  # no transaction left open for the job's length: the lock is the session's
             try:
                 yield got
             finally:
                 if got:
-                    await conn.execute(_UNLOCK, key)
+                    await repository.unlock(conn, key)
                     await conn.commit()
         return
     database = make_url(db.url).database
@@ -177,12 +172,7 @@ async def copy_tenant_row(db: Database, tenant_id: str, placement: str, row: dic
             row = tenant_row(tenant)
     target = db.fleet.database(placement)
     async with target.engine.begin() as conn:
-        postgres = conn.dialect.name == "postgresql"
-        if postgres:
-            await conn.execute(text("SELECT set_config('stalela.platform', 'on', true)"))
-        stmt = (pg_insert if postgres else sqlite_insert)(Tenant.__table__).values(**row)
-        await conn.execute(stmt.on_conflict_do_update(
-            index_elements=["id"], set_={k: stmt.excluded[k] for k in row if k != "id"}))
+        await repository.upsert_tenant_row(conn, row)
 
 
 def tenant_row(tenant: Tenant) -> dict:
