@@ -9,9 +9,7 @@ with exactly one signing key, one audit entry of its provisioning and one databa
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,21 +20,15 @@ from sqlalchemy.engine import make_url
 
 from stalela.controlplane import placement
 from stalela.db.session import Database
-from tests.conftest import OPERATOR_TOKEN, MASTER_KEY
+from tests.conftest import OPERATOR_TOKEN
 from tests.controlplane.conftest import dedicated_template
 from tests.support.invoices import sample_invoice
 from tests.support.server import start_server
+from tests.support.workers import kill_workers, spawn_worker, worker_env
 
 pytestmark = pytest.mark.e2e
 OP = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 STEPS = ["database", "migrated", "seeded"]
-
-
-def _worker(env: dict[str, str], log: Path, exit_after: str | None) -> subprocess.Popen:
-    extra = {"STALELA_PROVISIONING_EXIT_AFTER_STEP": exit_after} if exit_after else {}
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "stalela.cli.main", "worker", "--concurrency", "2"],
-                                env=env | extra, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 async def _scalar(url: str, sql: str, **params) -> int:
@@ -65,11 +57,7 @@ def test_provisioning_killed_after_every_step_ends_once(fresh_database_url, tmp_
     common = {"STALELA_DATABASE_URL": fresh_database_url, "STALELA_DEDICATED_DATABASE_URL_TEMPLATE": template}
     server = start_server(common | {"STALELA_OPERATOR_TOKEN": OPERATOR_TOKEN, "STALELA_INPROCESS_WORKERS": "false",
                                     "STALELA_BACKGROUND_WORKERS": "0"}, data_dir)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STALELA_")} | common | {
-        "STALELA_MASTER_KEY": MASTER_KEY, "STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING",
-        "STALELA_OUTBOX_LEASE_SECONDS": "2", "STALELA_OUTBOX_POLL_SECONDS": "0.1",
-        "STALELA_OUTBOX_BACKOFF_BASE_SECONDS": "0.05", "STALELA_OUTBOX_BACKOFF_CAP_SECONDS": "0.5",
-        "STALELA_CHECKPOINT_INTERVAL_SECONDS": "0", "STALELA_Z_SCHEDULER_INTERVAL_SECONDS": "0"}
+    env = worker_env(data_dir) | common
     log = tmp_path / "worker.log"
     workers: list[subprocess.Popen] = []
     c = httpx.Client(base_url=server.base_url, timeout=30)
@@ -82,7 +70,7 @@ def test_provisioning_killed_after_every_step_ends_once(fresh_database_url, tmp_
         key = {"Authorization": f"Bearer {r.json()['api_key']}"}
 
         for step in STEPS:
-            worker = _worker(env, log, step)
+            worker = spawn_worker(env, log, STALELA_PROVISIONING_EXIT_AFTER_STEP=step)
             workers.append(worker)
             # The hook fires only right after this step's commit: the death proves the step committed.
             assert worker.wait(120) == 137, f"{step}: worker did not die after the step\n{log.read_text()[-3000:]}"
@@ -90,7 +78,7 @@ def test_provisioning_killed_after_every_step_ends_once(fresh_database_url, tmp_
             assert (job["step"], job["status"], job["error"]) == (step, "running", None), job
             assert c.get("/v1/outlets", headers=key).json()["code"] == "tenant_provisioning"
 
-        workers.append(_worker(env, log, None))
+        workers.append(spawn_worker(env, log))
         deadline = time.monotonic() + 60
         while (tenant := c.get(f"/v1/tenants/{tenant_id}", headers=OP).json())["status"] != "active":
             assert workers[-1].poll() is None, log.read_text()[-3000:]
@@ -111,10 +99,7 @@ def test_provisioning_killed_after_every_step_ends_once(fresh_database_url, tmp_
         assert sealed.status_code == 201, sealed.text
         assert asyncio.run(_scalar(own_url, "SELECT count(*) FROM invoices WHERE tenant_id = :t", t=tenant_id)) == 1
     finally:
-        for worker in workers:
-            if worker.poll() is None:
-                os.killpg(worker.pid, 9)
-                worker.wait(10)
+        kill_workers(workers)
         c.close()
         server.stop()
         if tenant_id and not fresh_database_url.startswith("sqlite"):

@@ -139,7 +139,7 @@ async def test_patch_name_and_limits(tier_client, operator_headers):
     r = await tier_client.patch(url, json={"rate_limit_burst": None}, headers=operator_headers)
     assert r.json()["name"] == "Après SARL" and r.json()["limits"]["rate_limit_burst"] is None
     assert r.json()["limits"]["rate_limit_per_second"] is not None
-    assert (await tier_client.get(url, headers=operator_headers)).json() == r.json()
+    assert (await tier_client.get(url, headers=operator_headers)).json() == r.json()  # "2.5" read back too
     for bad in ({"rate_limit_per_second": 0}, {"rate_limit_per_second": "1.2345"}, {"rate_limit_per_second": -1},
                 {"rate_limit_burst": 0}, {"name": None}, {"name": ""}, {"tier": "dedicated"}):
         r = await tier_client.patch(url, json=bad, headers=operator_headers)

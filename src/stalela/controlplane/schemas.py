@@ -4,9 +4,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_serializer, model_validator
 
 from stalela.accounts.schemas import StrictModel, TenantCreate, TenantOut
+from stalela.kit.money import decimal_str
 
 Tier = Literal["shared", "dedicated"]
 Status = Literal["provisioning", "active", "suspended", "deprovisioning", "deleted"]
@@ -30,6 +31,11 @@ class ProvisioningOut(StrictModel):
 class LimitsOut(StrictModel):
     rate_limit_per_second: Decimal | None = Field(description="null: the platform default")
     rate_limit_burst: int | None = Field(description="null: the platform default")
+
+    @field_serializer("rate_limit_per_second")
+    def _shortest(self, value: Decimal | None) -> str | None:
+        # "2.5" whether it was just written or read back from NUMERIC(10, 3) as 2.500.
+        return None if value is None else decimal_str(value)
 
 
 class RegistryTenantOut(TenantOut):
