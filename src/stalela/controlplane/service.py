@@ -18,11 +18,11 @@ from stalela.controlplane import schemas
 from stalela.controlplane.models import TenantProvisioning
 from stalela.controlplane.repository import ProvisioningRepository, RegistryRepository
 from stalela.db.base import utcnow
+from stalela.db.session import DATABASE
 from stalela.errors import Conflict, NotFound, ValidationFailed
 from stalela.fiscal.signing import registry as signing_registry
 from stalela.kit import canonical
 from stalela.kit.ids import new_id
-from stalela.db.session import DATABASE
 from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.tenancy.models import Tenant
 
