@@ -203,7 +203,8 @@ async def test_audit_log_is_a_chain_that_detects_edits(client, org, database_url
     await client.delete(f"/v1/api-keys/{made['id']}", headers=key)
     log = (await client.get("/v1/audit-log", headers=key)).json()["data"]
     actions = [e["action"] for e in reversed(log)]
-    assert actions == ["user.created", "auth.login", "auth.login_failed", "api_key.created", "api_key.revoked"]
+    assert actions == ["tenant.created", "user.created", "auth.login", "auth.login_failed", "api_key.created",
+                       "api_key.revoked"]
     assert (await client.get("/v1/audit-log/verify", headers=key)).json()["valid"] is True
     tamper(database_url, [("UPDATE audit_log SET actor = 'someone else' WHERE tenant_id = %(t)s AND seq = 2",
                            {"t": tenant["id"]})])
@@ -236,7 +237,7 @@ def test_cli_verifies_the_audit_log(database_url, tmp_path):
     assert made.returncode == 0, made.stderr
     check = [*cli, "verify", "--audit-log", "--database-url", database_url, "--tenant", tenant, "--json"]
     r = subprocess.run(check, env=env, capture_output=True, text=True)
-    assert r.returncode == 0 and json.loads(r.stdout) == {"entries": 1, "valid": True, "problem": None}, r.stderr
+    assert r.returncode == 0 and json.loads(r.stdout) == {"entries": 2, "valid": True, "problem": None}, r.stderr
     subprocess.run([*cli, "user", "create", "--tenant", tenant, "--email", "p@t.cd", "--role", "admin",
                     "--password-stdin"], input=PASSWORD + "\n", env=env, capture_output=True, text=True, check=True)
     tamper(database_url, [("DELETE FROM audit_log WHERE tenant_id = %(t)s AND seq = 1", {"t": tenant})])

@@ -34,16 +34,10 @@ async def _session(settings: Settings) -> AsyncIterator:
 
 async def create_tenant(settings: Settings, name: str, tax_id: str, jurisdiction: str,
                         vat_condition: str | None = None) -> dict[str, Any]:
-    data = schemas.TenantCreate(name=name, tax_id=tax_id, jurisdiction=jurisdiction,
-                                ar={"vat_condition": vat_condition} if vat_condition is not None else None)
-    async with _session(settings) as session:
-        await bind_platform(session)
-        tenant, key = await service.create_tenant(session, settings, data)
-        return {
-            "tenant": schemas.TenantOut.model_validate(tenant).model_dump(mode="json"),
-            "api_key": key.secret,
-            "api_key_id": key.key.id,
-        }
+    """A shared tenant, as ``stalela tenant create`` makes it (cli/tenants.py)."""
+    from stalela.cli import tenants
+
+    return await tenants.create_tenant(settings, name, tax_id, jurisdiction, vat_condition)
 
 
 async def create_outlet(

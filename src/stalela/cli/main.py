@@ -18,6 +18,7 @@ from stalela.cli import retention as retention_cli
 from stalela.cli import billing_cycle as billing_cycle_cli
 from stalela.cli import billing_anomalies as billing_anomalies_cli
 from stalela.cli import usage as usage_cli
+from stalela.cli import tenants as tenants_cli
 from stalela.config import get_settings
 
 app = typer.Typer(help="Stalela fiscal cloud", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -25,6 +26,7 @@ tenant_app = typer.Typer(help="Tenants (control plane)", no_args_is_help=True)
 outlet_app = typer.Typer(help="Outlets", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
+tenants_cli.register(tenant_app)
 app.add_typer(outlet_app, name="outlet")
 app.add_typer(apikey_app, name="apikey")
 keys_app = typer.Typer(help="Signing keys", no_args_is_help=True)
@@ -98,26 +100,6 @@ def serve(
 
 
 app.command("migrate")(migrate_cli.migrate)
-
-
-@tenant_app.command("create")
-def tenant_create(
-    name: str = typer.Option(...),
-    tax_id: str = typer.Option(..., "--tax-id"),
-    jurisdiction: str = typer.Option("CD", help="CD (DRC) or AR (Argentina)"),
-    vat_condition: Optional[str] = typer.Option(
-        None, "--vat-condition",
-        help="AR only, and required there: responsable_inscripto (A and B receipts), monotributo or exento (C)"),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """Create a tenant and its first API key (printed once)."""
-    from stalela.cli import bootstrap
-
-    try:
-        out = asyncio.run(bootstrap.create_tenant(get_settings(), name, tax_id, jurisdiction, vat_condition))
-    except Exception as exc:
-        _fail(exc)
-    _emit(out, as_json, [f"tenant  {out['tenant']['id']}", f"api key {out['api_key']}  (shown once)"])
 
 
 @outlet_app.command("create")

@@ -27,7 +27,10 @@ def _filters(
 @router.post("/tenants", status_code=201, response_model=schemas.TenantRegistered,
              responses={200: {"model": schemas.TenantRegistered, "description": "a replay (same Idempotency-Key)"},
                         202: {"model": schemas.TenantRegistered, "description": "dedicated: provisioning started"},
-                        409: {"description": "idempotency_key_reused"}})
+                        409: {"description": "idempotency_key_reused: the key named another request; "
+                                              "idempotency_key_in_use: a request with the key is in progress"},
+                        422: {"description": "unknown_server: `target` is no configured server; "
+                                              "field_not_applicable: `target` with the shared tier"}})
 async def create_tenant(body: schemas.TenantRegister, session: DbSession, _: OperatorPrincipal,
                         settings: AppSettings, response: Response,
                         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
@@ -51,7 +54,8 @@ async def get_tenant(tenant_id: PathId, session: DbSession, _: OperatorPrincipal
 
 
 @router.patch("/tenants/{tenant_id}", response_model=schemas.RegistryTenantOut,
-              responses={404: {"description": "tenant_not_found"}})
+              responses={404: {"description": "tenant_not_found"},
+                         503: {"description": "a dedicated tenant's database is unreachable (its copy of the row)"}})
 async def patch_tenant(tenant_id: PathId, body: schemas.TenantPatch, session: DbSession, _: OperatorPrincipal):
     return await service.describe(session, await service.patch(session, tenant_id, body))
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from stalela.config import Settings, normalize_database_url
+from stalela.controlplane import repository
 from stalela.db.engine import is_sqlite_url
 from stalela.db.fleet import strip_password
 from stalela.errors import ValidationFailed
 
 _UNSAFE = re.compile(r"[^a-z0-9_]")
+_SLOT = "STALELATENANTSLOT"
 
 
 def database_name(tenant_id: str) -> str:
@@ -29,14 +30,14 @@ def database_name(tenant_id: str) -> str:
 
 def templates(settings: Settings) -> list[str]:
     configured = [t.strip() for t in (settings.dedicated_database_url_template or "").split(",") if t.strip()]
-    if configured:
-        return [normalize_database_url(t.replace("{tenant}", "TENANT")).replace("TENANT", "{tenant}")
-                for t in configured]
-    control = settings.effective_database_url
-    if is_sqlite_url(control):
-        return [normalize_database_url(f"sqlite:///{(settings.data_dir / 'tenants').resolve()}/{{tenant}}.db")]
-    return [make_url(control).set(database="{tenant}").render_as_string(hide_password=False)
-            .replace("%7Btenant%7D", "{tenant}")]
+    if not configured:
+        control = settings.effective_database_url
+        if is_sqlite_url(control):
+            configured = [f"sqlite:///{(settings.data_dir / 'tenants').resolve()}/{{tenant}}.db"]
+        else:
+            configured = [make_url(control).set(database=_SLOT).render_as_string(hide_password=False)]
+    # Normalised around a placeholder: URL rendering would percent-encode the braces.
+    return [normalize_database_url(t.replace("{tenant}", _SLOT)).replace(_SLOT, "{tenant}") for t in configured]
 
 
 def server_of(placement: str) -> str:
@@ -75,10 +76,9 @@ async def create_database(url: str) -> bool:
     engine = create_async_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
-            exists = (await conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})).scalar()
-            if exists:
+            if await repository.database_exists(conn, name):
                 return False
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+            await repository.create_database(conn, name)
             return True
     finally:
         await engine.dispose()
@@ -100,6 +100,6 @@ async def drop_database(url: str) -> None:
     engine = create_async_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await repository.drop_database(conn, name)
     finally:
         await engine.dispose()

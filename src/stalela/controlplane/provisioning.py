@@ -10,16 +10,20 @@ leaves the job at its last recorded step, and the outbox's retry resumes it ther
 """
 from __future__ import annotations
 
+import fcntl
 import os
-from typing import Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable
 
-from sqlalchemy import insert, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.audit.service import record
 from stalela.config import Settings
 from stalela.controlplane import placement as placements
 from stalela.controlplane.models import TenantProvisioning
+from stalela.controlplane import repository
 from stalela.controlplane.repository import ProvisioningRepository
 from stalela.db.base import utcnow
 from stalela.db.session import Database
@@ -54,39 +58,93 @@ def start(session: AsyncSession, tenant_id: str, *, idempotency_key: str | None,
     return job
 
 
-async def run(db: Database, settings: Settings, tenant_id: str) -> str:
-    """Run the job from the step it reached to the end; returns the final step. Idempotent."""
-    while True:
-        async with db.transaction() as session:
-            await bind_platform(session)
-            job = await ProvisioningRepository(session).get_for_update(tenant_id)
-            tenant = await session.get(Tenant, tenant_id)
-            if job is None or tenant is None or job.status != "running":
-                return job.step if job else "missing"
-            step = STEPS[STEPS.index(job.step) + 1]
-            job.attempts += 1
-            placement = tenant.placement
-        try:
-            await _do(db, settings, tenant_id, placement, step)
-        except Exception as exc:
+class Busy(Exception):
+    """Another runner (a worker, or ``stalela tenant create --wait``) is provisioning this tenant now."""
+
+
+async def run(db: Database, settings: Settings, tenant_id: str, *, final_attempt: bool = False,
+              resume_failed: bool = False) -> str:
+    """Run the job from the step it reached to the end; returns the final step. Idempotent, and one runner
+    at a time per tenant (``Busy`` otherwise): two runners of one step would race on CREATE DATABASE and
+    on the migrations. A failing step records its error on the job and raises (the outbox retries with
+    backoff); on the ``final_attempt`` the job is ``failed`` until the dead event is replayed
+    (``resume_failed``)."""
+    async with _exclusive(db, tenant_id) as mine:
+        if not mine:
+            raise Busy(tenant_id)
+        while True:
             async with db.transaction() as session:
                 await bind_platform(session)
                 job = await ProvisioningRepository(session).get_for_update(tenant_id)
-                job.error = f"{step}: {type(exc).__name__}: {exc}"[:2000]
-            raise
-        async with db.transaction() as session:
-            await bind_platform(session)
-            job = await ProvisioningRepository(session).get_for_update(tenant_id)
-            job.step, job.error = step, None
+                tenant = await session.get(Tenant, tenant_id)
+                if job is not None and job.status == "failed" and resume_failed:
+                    job.status = "running"
+                if job is None or tenant is None or job.status != "running":
+                    return job.step if job else "missing"
+                step = STEPS[STEPS.index(job.step) + 1]
+                job.attempts += 1
+                placement = tenant.placement
+            try:
+                await _do(db, settings, tenant_id, placement, step)
+            except Exception as exc:
+                async with db.transaction() as session:
+                    await bind_platform(session)
+                    job = await ProvisioningRepository(session).get_for_update(tenant_id)
+                    job.error = f"{step}: {type(exc).__name__}: {exc}"[:2000]
+                    if final_attempt:
+                        job.status = "failed"
+                log.warning("tenant_provisioning_failed", tenant_id=tenant_id, step=step, final=final_attempt,
+                            error=str(exc)[:200])
+                raise
+            async with db.transaction() as session:
+                await bind_platform(session)
+                job = await ProvisioningRepository(session).get_for_update(tenant_id)
+                job.step, job.error = step, None
+                if step == "active":
+                    job.status = "completed"
+                    tenant = await session.get(Tenant, tenant_id, with_for_update=True)
+                    tenant.status, tenant.updated_at = "active", utcnow()
+            log.info("tenant_provisioning_step", tenant_id=tenant_id, step=step)
+            if settings.provisioning_exit_after_step == step:
+                os._exit(137)  # the kill -9 test: dead right after the step commits
             if step == "active":
-                job.status = "completed"
-                tenant = await session.get(Tenant, tenant_id, with_for_update=True)
-                tenant.status, tenant.updated_at = "active", utcnow()
-        log.info("tenant_provisioning_step", tenant_id=tenant_id, step=step)
-        if settings.provisioning_exit_after_step == step:
-            os._exit(137)  # the kill -9 test: dead right after the step commits
-        if step == "active":
-            return step
+                return step
+
+
+@asynccontextmanager
+async def _exclusive(db: Database, tenant_id: str) -> AsyncIterator[bool]:
+    """Whether this runner may provision ``tenant_id`` now, held for the block. PostgreSQL: a session
+    advisory lock on the control plane (released if the process dies with its connection). SQLite
+    (embedded, one host): an flock on a file beside the control plane's database, which the kernel
+    releases when the process dies; two runners in one process conflict too (one open file each)."""
+    if not db.is_sqlite:
+        async with db.engine.connect() as conn:
+            key = f"provisioning:{tenant_id}"
+            got = await repository.try_lock(conn, key)
+            await conn.commit()  # no transaction left open for the job's length: the lock is the session's
+            try:
+                yield got
+            finally:
+                if got:
+                    await repository.unlock(conn, key)
+                    await conn.commit()
+        return
+    database = make_url(db.url).database
+    if not database or database == ":memory:":
+        yield True  # a private in-memory database: one process, nobody to race with
+        return
+    folder = Path(f"{database}.locks")
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"provisioning-{tenant_id}", "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 async def _do(db: Database, settings: Settings, tenant_id: str, placement: str | None, step: str) -> None:
@@ -103,20 +161,22 @@ async def _do(db: Database, settings: Settings, tenant_id: str, placement: str |
         await seed(db, settings, tenant_id, placement)
 
 
-async def copy_tenant_row(db: Database, tenant_id: str, placement: str) -> None:
+async def copy_tenant_row(db: Database, tenant_id: str, placement: str, row: dict | None = None) -> None:
     """The tenant's own row in its database, which the data plane's foreign keys point at (the control
-    plane's row stays the truth: reads of ``tenants`` go there)."""
-    async with db.transaction() as session:
-        await bind_platform(session)
-        tenant = await session.get(Tenant, tenant_id)
-        row = {c.name: getattr(tenant, c.key) for c in Tenant.__table__.columns}
+    plane's row stays the truth: reads of ``tenants`` go there). An upsert: provisioning writes it, a
+    rename (PATCH) refreshes it with ``row``, the control plane's values."""
+    if row is None:
+        async with db.transaction() as session:
+            await bind_platform(session)
+            tenant = await session.get(Tenant, tenant_id)
+            row = tenant_row(tenant)
     target = db.fleet.database(placement)
     async with target.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.execute(text("SELECT set_config('stalela.platform', 'on', true)"))
-        exists = (await conn.execute(select(Tenant.__table__.c.id).where(Tenant.__table__.c.id == tenant_id))).first()
-        if exists is None:
-            await conn.execute(insert(Tenant.__table__).values(**row))
+        await repository.upsert_tenant_row(conn, row)
+
+
+def tenant_row(tenant: Tenant) -> dict:
+    return {c.name: getattr(tenant, c.key) for c in Tenant.__table__.columns}
 
 
 async def seed(db: Database, settings: Settings, tenant_id: str, placement: str) -> None:

@@ -4,9 +4,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_serializer, model_validator
 
 from stalela.accounts.schemas import StrictModel, TenantCreate, TenantOut
+from stalela.kit.money import decimal_str
 
 Tier = Literal["shared", "dedicated"]
 Status = Literal["provisioning", "active", "suspended", "deprovisioning", "deleted"]
@@ -30,6 +31,11 @@ class ProvisioningOut(StrictModel):
 class LimitsOut(StrictModel):
     rate_limit_per_second: Decimal | None = Field(description="null: the platform default")
     rate_limit_burst: int | None = Field(description="null: the platform default")
+
+    @field_serializer("rate_limit_per_second")
+    def _shortest(self, value: Decimal | None) -> str | None:
+        # "2.5" whether it was just written or read back from NUMERIC(10, 3) as 2.500.
+        return None if value is None else decimal_str(value)
 
 
 class RegistryTenantOut(TenantOut):
@@ -67,6 +73,12 @@ class TenantPatch(StrictModel):
                                                   description="requests per second per API key or user; "
                                                               "null resets to the platform default")
     rate_limit_burst: int | None = Field(None, ge=1, le=1_000_000, description="bucket size; null resets")
+
+    @model_validator(mode="after")
+    def _name_not_null(self) -> "TenantPatch":
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("name cannot be null (omit it to keep the name)")
+        return self
 
 
 class TenantListFilters(StrictModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.accounts import service as accounts
@@ -17,12 +17,13 @@ from stalela.controlplane import schemas
 from stalela.controlplane.models import TenantProvisioning
 from stalela.controlplane.repository import ProvisioningRepository, RegistryRepository
 from stalela.db.base import utcnow
-from stalela.errors import Conflict, NotFound
+from stalela.db.session import DATABASE
+from stalela.errors import Conflict, NotFound, ValidationFailed
 from stalela.fiscal.signing import registry as signing_registry
 from stalela.kit import canonical
 from stalela.kit.ids import new_id
 from stalela.tenancy.context import bind_platform, bind_tenant
-from stalela.tenancy.models import ApiKey, Tenant
+from stalela.tenancy.models import Tenant
 
 
 @dataclass
@@ -43,20 +44,32 @@ async def register(session: AsyncSession, settings: Settings, data: schemas.Tena
     """A shared tenant is active at once (as before the tiers); a dedicated one is registered here and
     provisioned by a job (controlplane.provisioning). Either is born with its first API key."""
     fingerprint = _fingerprint(data)
-    if idempotency_key is not None:
-        earlier = await ProvisioningRepository(session).by_idempotency_key(idempotency_key)
-        if earlier is not None:
-            if earlier.request_hash != fingerprint:
-                raise Conflict("this Idempotency-Key was used with another request", code="idempotency_key_reused",
-                               field="Idempotency-Key")
-            tenant = await get_tenant(session, earlier.tenant_id)
-            key_id = (await session.execute(select(ApiKey.id).where(ApiKey.tenant_id == tenant.id)
-                                            .order_by(ApiKey.created_at, ApiKey.id).limit(1))).scalar()
-            return Registered(tenant, earlier, None, key_id, replayed=True)
+    repo = ProvisioningRepository(session)
+    if idempotency_key is not None and (earlier := await repo.by_idempotency_key(idempotency_key)) is not None:
+        return await _replay(session, earlier, fingerprint)
     tax_id, vat_condition = accounts.jurisdiction_fields(data)
+    if data.target is not None and data.tier != "dedicated":
+        raise ValidationFailed("a target server is for the dedicated tier", code="field_not_applicable",
+                               field="target")
+    try:
+        # In a savepoint: a concurrent request with the same key (the unique index on the job's key) must
+        # leave nothing of this one behind, neither tenant nor key.
+        async with session.begin_nested():
+            return await _create(session, settings, data, tax_id, vat_condition, idempotency_key, fingerprint)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # PostgreSQL made our insert wait for the other transaction, which committed: its job is visible now.
+        earlier = await repo.by_idempotency_key(idempotency_key)
+        if earlier is None:
+            raise Conflict("a request with this Idempotency-Key is in progress: retry", code="idempotency_key_in_use",
+                           field="Idempotency-Key", headers={"Retry-After": "1"}) from None
+        return await _replay(session, earlier, fingerprint)
+
+
+async def _create(session: AsyncSession, settings: Settings, data: schemas.TenantRegister, tax_id: str,
+                  vat_condition: str | None, idempotency_key: str | None, fingerprint: str) -> Registered:
     dedicated = data.tier == "dedicated"
-    if data.target is not None and not dedicated:
-        raise Conflict("a target server is for the dedicated tier", code="field_not_applicable", field="target")
     tenant = Tenant(id=new_id("ten"), name=data.name, tax_id=tax_id, jurisdiction=data.jurisdiction,
                     vat_condition=vat_condition, tier=data.tier, status="provisioning" if dedicated else "active")
     if dedicated:
@@ -64,9 +77,11 @@ async def register(session: AsyncSession, settings: Settings, data: schemas.Tena
                                              data.target)
     session.add(tenant)
     await session.flush()
-    created = await accounts.new_api_key(session, tenant.id, "default", None)
+    # The job row first: it holds the Idempotency-Key, so a concurrent duplicate fails here, before the keys.
     job = provisioning.start(session, tenant.id, idempotency_key=idempotency_key, request_hash=fingerprint,
                              dedicated=dedicated)
+    await session.flush()
+    created = await accounts.new_api_key(session, tenant.id, "default", None)
     if not dedicated:
         await bind_tenant(session, tenant.id)
         await signing_registry.create_key(session, settings, tenant.id)
@@ -74,6 +89,15 @@ async def register(session: AsyncSession, settings: Settings, data: schemas.Tena
         await bind_platform(session)
     await session.flush()
     return Registered(tenant, job, created.secret, created.key.id, replayed=False)
+
+
+async def _replay(session: AsyncSession, earlier: TenantProvisioning, fingerprint: str) -> Registered:
+    if earlier.request_hash != fingerprint:
+        raise Conflict("this Idempotency-Key was used with another request", code="idempotency_key_reused",
+                       field="Idempotency-Key")
+    tenant = await get_tenant(session, earlier.tenant_id)
+    key_id = await RegistryRepository(session).first_api_key(tenant.id)
+    return Registered(tenant, earlier, None, key_id, replayed=True)
 
 
 async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant:
@@ -92,6 +116,13 @@ async def describe(session: AsyncSession, tenant: Tenant) -> schemas.RegistryTen
     if tenant.placement:
         out.server = placements.server_of(tenant.placement)
     return out
+
+
+async def overview(session: AsyncSession, tenants: list[Tenant]) -> dict[str, dict]:
+    """Where each tenant lives and its provisioning job (the /ops tenants page), by tenant id."""
+    jobs = await ProvisioningRepository(session).of_tenants([t.id for t in tenants]) if tenants else {}
+    return {t.id: {"server": placements.server_of(t.placement) if t.placement else None, "job": jobs.get(t.id)}
+            for t in tenants}
 
 
 async def search(session: AsyncSession, filters: schemas.TenantListFilters, *, limit: int,
@@ -113,9 +144,25 @@ async def patch(session: AsyncSession, tenant_id: str, data: schemas.TenantPatch
     if "name" in given and data.name is not None and data.name != tenant.name:
         tenant.name, tenant.updated_at = data.name, utcnow()
         await session.flush()
+        await _refresh_copy(session, tenant)
     if given & {"rate_limit_per_second", "rate_limit_burst"}:
         # Both numbers are set together: a field left out keeps its current value.
         rate = data.rate_limit_per_second if "rate_limit_per_second" in given else tenant.rate_limit_per_second
         burst = data.rate_limit_burst if "rate_limit_burst" in given else tenant.rate_limit_burst
         tenant = await accounts.set_tenant_limits(session, tenant_id, rate, burst)
     return tenant
+
+
+async def _refresh_copy(session: AsyncSession, tenant: Tenant) -> None:
+    """A dedicated tenant's copy of its row follows the control plane's. It is written before this
+    transaction commits: should the commit fail, the copy holds the newer values, which nothing reads as
+    the truth, and the next change rewrites it."""
+    if tenant.placement and await _has_schema(session, tenant.id):
+        await provisioning.copy_tenant_row(session.info[DATABASE], tenant.id, tenant.placement,
+                                           provisioning.tenant_row(tenant))
+
+
+async def _has_schema(session: AsyncSession, tenant_id: str) -> bool:
+    # Before its migrations a database has no tenants table; the seeding step copies the row then.
+    job = await ProvisioningRepository(session).get(tenant_id)
+    return job is None or job.step in ("migrated", "seeded", "active")

@@ -29,6 +29,7 @@ from stalela.health.fleet import health_of
 from stalela.migrations import head_revisions
 from stalela.outbox import service as outbox
 from stalela.accounts import service as tenancy
+from stalela.controlplane import service as registry
 
 router = APIRouter(prefix="/ops", route_class=DashboardRoute, include_in_schema=False)
 TOPIC = re.compile(r"^[a-z0-9_.]{1,64}$")
@@ -92,7 +93,8 @@ async def _tenants_page(request: Request, session: DbSession, status: int = 200,
     rows = await DashboardRepository(session).tenants()
     settings = request.app.state.settings
     limits = {t.id: tenancy.tenant_limits(t, settings) for t, _, _ in rows}
-    return render(request, "ops_tenants.html", status=status, rows=rows, limits=limits,
+    where = await registry.overview(session, [t for t, _, _ in rows])
+    return render(request, "ops_tenants.html", status=status, rows=rows, limits=limits, where=where,
                   webhooks=await service.webhook_health(session), **context)
 
 

@@ -29,7 +29,8 @@ class FleetOptions:
 
 
 def strip_password(url: str) -> str:
-    return make_url(url).set(password=None).render_as_string(hide_password=False)
+    # URL.set(password=None) keeps the password (None means "unchanged" there): replace the field itself.
+    return make_url(url)._replace(password=None).render_as_string(hide_password=False)
 
 
 def _server(url: Any) -> tuple:
