@@ -46,12 +46,25 @@ def _tenant_tables(conn) -> list[str]:  # noqa: ANN001
                   if t not in CONTROL_TABLES and any(c["name"] == "tenant_id" for c in found.get_columns(t)))
 
 
+async def _platform(conn) -> None:  # noqa: ANN001
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT set_config('stalela.platform', 'on', false)"))
+
+
+async def outbox_outcomes(db, tenant_id: str) -> list[tuple[str, str, bool]]:
+    """How the tenant's outbox events ended in ``db``: (topic, status, failed once), sorted."""
+    async with db.engine.connect() as conn:
+        await _platform(conn)
+        rows = await conn.execute(text("SELECT topic, status, last_error IS NOT NULL FROM outbox WHERE tenant_id = :t "
+                                       "AND topic <> :job"), {"t": tenant_id, "job": provisioning.TOPIC})
+        return sorted(set(tuple(r) for r in rows))
+
+
 async def data_rows(db, tenant_id: str) -> dict[str, int]:
     """Rows of ``tenant_id`` in every data-plane table of ``db``, read past row-level security (the
     operator's view): what the tenant left in that database."""
     async with db.engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.execute(text("SELECT set_config('stalela.platform', 'on', false)"))
+        await _platform(conn)
         counts = {}
         for table in await conn.run_sync(_tenant_tables):
             # The provisioning job's event is the control plane's own (the tenant's database does not exist
