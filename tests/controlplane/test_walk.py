@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from stalela.fiscal.reports import jobs as export_jobs
 from stalela.kit.openapi import all_routes
 from stalela.outbox.dispatcher import Dispatcher
-from tests.auth.test_users import bearer, login
+from tests.auth.test_users import PASSWORD, bearer, login
 from tests.conftest import make_settings
 from tests.controlplane.conftest import dedicated_template
 from tests.dashboard.conftest import Browser, make_user
@@ -153,6 +153,13 @@ async def test_every_route_answers_a_dedicated_tenant_as_a_shared_one(tier_app, 
         finally:
             await owner.aclose()
         answers[tier] = await _walk(app, client, headers, ids)
+        # An invitation accepted (public, the token its credential), and the new user signed in.
+        invited = {"email": f"invited.{tenant['id'][-12:]}@walk.cd", "name": "Invitée", "role": "cashier"}
+        r = await client.post("/v1/users/invitations", json=invited, headers=headers)
+        assert r.status_code == 201, r.text
+        r = await client.post("/v1/users/accept", json={"token": r.json()["token"], "password": PASSWORD})
+        assert r.status_code == 201, r.text
+        assert (await login(client, invited["email"])).status_code == 200
     # The background work ended the same way (webhooks fail alike: nothing listens at hooks.example.com).
     assert jobs["shared"] == jobs["dedicated"] and jobs["dedicated"]
     shared, dedicated = answers["shared"], answers["dedicated"]
