@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tests.controlplane.conftest import tier_app, tier_client, tier_settings  # noqa: F401 (fixtures)
-from tests.support.walk import data_rows, database_of, make_tenant, victim_bill, victim_objects
+from tests.support.walk import ACROSS, BODIES, data_rows, database_of, make_tenant, victim_bill, victim_objects
 
 
 PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
@@ -23,24 +23,11 @@ PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirec
 # only these is walked like one without parameters, acting on the caller's own tenant.
 NOT_OBJECTS = {"category": "operational", "period": "2026-01"}  # a period is nobody's object
 
-# Bodies the victim itself could send: so that an attacker's 404 on these routes comes from the
-# ownership check, not from the schema refusing a wrong body first (checked below with the victim).
-BODIES = {
-    ("patch", "/v1/outlets/{outlet_id}"): {"name": "Renamed"},
-    ("put", "/v1/outlets/{outlet_id}/authority-device"): {"nim": "NIM9", "base_url": "https://dgi.example.cd",
-                                                          "token": "tok"},
-    ("patch", "/v1/users/{user_id}"): {"name": "Renamed"},
-    ("post", "/v1/outlets/{outlet_id}/z-reports"): {},
-    ("patch", "/v1/webhook-endpoints/{endpoint_id}"): {"description": "renamed"},
-    ("post", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): {},
-    ("post", "/v1/webhook-endpoints/{endpoint_id}/recover"): {"since": "2026-01-01T00:00:00Z"},
-}
 
 
 # Both tiers, both directions: a dedicated tenant's key on a shared tenant's objects and the reverse (their
 # rows are in two databases, so a leak would be a routing error rather than a missing filter).
-@pytest.mark.parametrize("victim_tier,attacker_tier", [("shared", "shared"), ("dedicated", "shared"),
-                                                       ("shared", "dedicated")])
+@pytest.mark.parametrize("victim_tier,attacker_tier", [("shared", "shared"), *ACROSS])
 async def test_no_route_leaks_another_tenants_objects(tier_app, tier_client, operator_headers, victim_tier,
                                                       attacker_tier):
     app, client = tier_app, tier_client

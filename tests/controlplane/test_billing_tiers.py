@@ -8,7 +8,7 @@ from stalela.billing import bill_tasks
 from tests.billing.bill_support import OPS, at, cdf_plan, periods, use
 from tests.conftest import make_settings
 from tests.controlplane.conftest import dedicated_template
-from tests.support.walk import make_tenant
+from tests.support.walk import ACROSS, make_tenant
 
 
 @pytest.fixture
@@ -18,8 +18,7 @@ def tier_settings(database_url, tmp_path):
                          dedicated_database_url_template=dedicated_template(database_url, tmp_path))
 
 
-@pytest.mark.parametrize("issuer_tier,billed_tier", [("dedicated", "shared"), ("shared", "dedicated"),
-                                                     ("dedicated", "dedicated")])
+@pytest.mark.parametrize("issuer_tier,billed_tier", [*ACROSS, ("dedicated", "dedicated")])
 async def test_a_bill_is_sealed_and_printed_across_tiers(tier_app, tier_client, operator_headers, issuer_tier,
                                                          billed_tier):
     app, client = tier_app, tier_client

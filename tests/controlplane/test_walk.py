@@ -9,8 +9,8 @@ tenant's rows in the shared database only.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi.routing import APIRoute
@@ -23,19 +23,13 @@ from tests.conftest import make_settings
 from tests.controlplane.conftest import dedicated_template
 from tests.dashboard.conftest import Browser, make_user
 from tests.support.invoices import sample_invoice
-from tests.support.walk import TIERS, database_of, make_tenant, outbox_outcomes, victim_bill, victim_objects
+from tests.support.walk import BODIES as CROSS_TENANT_BODIES, TIERS, database_of, make_tenant, outbox_outcomes, \
+    victim_bill, victim_objects
 
 NOT_OBJECTS = {"category": "operational", "period": "2026-01", "plan_id": "default", "version": "1"}
 # What the tenant itself would send to its own objects (the cross-tenant walk's bodies, and a few more).
 BODIES: dict[tuple[str, str], Any] = {
-    ("patch", "/v1/outlets/{outlet_id}"): {"name": "Renamed"},
-    ("put", "/v1/outlets/{outlet_id}/authority-device"): {"nim": "NIM9", "base_url": "https://dgi.example.cd",
-                                                          "token": "tok"},
-    ("patch", "/v1/users/{user_id}"): {"name": "Renamed"},
-    ("post", "/v1/outlets/{outlet_id}/z-reports"): {},
-    ("patch", "/v1/webhook-endpoints/{endpoint_id}"): {"description": "renamed"},
-    ("post", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): {},
-    ("post", "/v1/webhook-endpoints/{endpoint_id}/recover"): {"since": "2026-01-01T00:00:00Z"},
+    **CROSS_TENANT_BODIES,
     ("post", "/v1/ledger/checkpoints"): {},
     ("post", "/v1/users/invitations"): {"email": "invited@example.cd", "name": "Invited", "role": "cashier"},
     ("post", "/v1/privacy/erasure-requests"): {"subject": {"email": "other@example.cd"}},

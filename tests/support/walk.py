@@ -19,6 +19,22 @@ from tests.controlplane.conftest import provisioned
 from tests.support.invoices import sample_invoice
 
 TIERS = ("shared", "dedicated")
+# Two tenants in two tiers, either way round (parameters of the tests that pair them).
+ACROSS = [("dedicated", "shared"), ("shared", "dedicated")]
+
+# Bodies the victim itself could send: so that an attacker's 404 on these routes comes from the
+# ownership check, not from the schema refusing a wrong body first (the cross-tenant walk sends them as the
+# victim too, to check that).
+BODIES = {
+    ("patch", "/v1/outlets/{outlet_id}"): {"name": "Renamed"},
+    ("put", "/v1/outlets/{outlet_id}/authority-device"): {"nim": "NIM9", "base_url": "https://dgi.example.cd",
+                                                          "token": "tok"},
+    ("patch", "/v1/users/{user_id}"): {"name": "Renamed"},
+    ("post", "/v1/outlets/{outlet_id}/z-reports"): {},
+    ("patch", "/v1/webhook-endpoints/{endpoint_id}"): {"description": "renamed"},
+    ("post", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): {},
+    ("post", "/v1/webhook-endpoints/{endpoint_id}/recover"): {"since": "2026-01-01T00:00:00Z"},
+}
 
 
 async def make_tenant(client, app, operator_headers, tier: str, name: str, tax_id: str) -> tuple[dict, dict]:
