@@ -249,7 +249,7 @@ class RetentionRepository:
         rows = set((await self.session.execute(select(purger.key).where(candidates(purger, window)))).scalars())
         marked = dict((await self.session.execute(
             select(RetentionMark.row_key, RetentionMark.purge_after).where(
-                RetentionMark.tenant_id == window.tenant_id, RetentionMark.purger == purger.name))).tuples().all())
+                RetentionMark.tenant_id == window.tenant_id, RetentionMark.purger == purger.name))).all())
         if name == "mark":
             found = rows - marked.keys()
         elif name == "purge":
