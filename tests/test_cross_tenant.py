@@ -8,11 +8,8 @@ import re
 
 import pytest
 
-from stalela.billing import anomaly_tasks
-from tests.billing.anomaly_support import DAY, spike_series, write_usage
-from stalela.db.base import utcnow
-from stalela.kit.clock import rfc3339
-from tests.support.invoices import sample_invoice
+from tests.controlplane.conftest import tier_app, tier_client, tier_settings  # noqa: F401 (fixtures)
+from tests.support.walk import ACROSS, BODIES, data_rows, database_of, make_tenant, victim_bill, victim_objects
 
 
 PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
@@ -26,73 +23,20 @@ PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirec
 # only these is walked like one without parameters, acting on the caller's own tenant.
 NOT_OBJECTS = {"category": "operational", "period": "2026-01"}  # a period is nobody's object
 
-# Bodies the victim itself could send: so that an attacker's 404 on these routes comes from the
-# ownership check, not from the schema refusing a wrong body first (checked below with the victim).
-BODIES = {
-    ("patch", "/v1/outlets/{outlet_id}"): {"name": "Renamed"},
-    ("put", "/v1/outlets/{outlet_id}/authority-device"): {"nim": "NIM9", "base_url": "https://dgi.example.cd",
-                                                          "token": "tok"},
-    ("patch", "/v1/users/{user_id}"): {"name": "Renamed"},
-    ("post", "/v1/outlets/{outlet_id}/z-reports"): {},
-    ("patch", "/v1/webhook-endpoints/{endpoint_id}"): {"description": "renamed"},
-    ("post", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): {},
-    ("post", "/v1/webhook-endpoints/{endpoint_id}/recover"): {"since": "2026-01-01T00:00:00Z"},
-}
 
 
-async def _victim_objects(app, client, headers) -> dict[str, str]:
-    """Create one of everything for the victim tenant; returns sample ids by path-parameter name."""
-    outlet = (await client.post("/v1/outlets", json={"code": "V1", "name": "Victim"}, headers=headers)).json()
-    key = (await client.post("/v1/api-keys", json={"name": "victim"}, headers=headers)).json()
-    invoice = (await client.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=headers)).json()
-    export = (await client.post("/v1/exports/audit", json={}, headers=headers)).json()
-    user = (await client.post("/v1/users", json={"email": "victim@example.cd", "name": "Victim", "role": "cashier",
-                                                  "password": "a victim's long pass"}, headers=headers)).json()
-    z_report = (await client.post(f"/v1/outlets/{outlet['id']}/z-reports", headers=headers)).json()
-    hook = (await client.post("/v1/webhook-endpoints", json={"url": "https://hooks.example.com/v"}, headers=headers)).json()
-    hook_msg = (await client.post(f"/v1/webhook-endpoints/{hook['id']}/test", headers=headers)).json()
-    erasure = (await client.post("/v1/privacy/erasure-requests", json={"subject": {"email": "nobody@victim.cd"}},
-                                 headers=headers)).json()
-    hold = (await client.post("/v1/privacy/retention/holds", json={"reason": "victim's audit"}, headers=headers)).json()
-    privacy_export = (await client.post("/v1/privacy/exports", json={"scope": "tenant"}, headers=headers)).json()
-    usage = (await client.post("/v1/usage/events", json={"event_id": "victim-usage-evt-1", "resource": "api_calls",
-                                                          "quantity": "1", "occurred_at": rfc3339(utcnow())},
-                               headers=headers)).json()
-    anomaly_id = await _victim_anomaly(app, outlet["tenant_id"])
-    return {"anomaly_id": anomaly_id, "request_id": erasure["id"], "outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"],
-            "export_id": export["id"], "user_id": user["id"], "z_report_id": z_report["id"], "endpoint_id": hook["id"],
-            "msg_id": hook_msg["id"], "hold_id": hold["id"], "privacy_export_id": privacy_export["id"],
-            "event_id": usage["event_id"]}
-
-
-async def _victim_anomaly(app, tenant_id: str) -> str:
-    """An anomaly stored through the detection service (no route creates one)."""
-    await write_usage(app.state.db, tenant_id, "api_calls", spike_series())
-    [found] = await anomaly_tasks.detect_all(app.state.db, app.state.settings, DAY, tenant_id=tenant_id)
-    return found["id"]
-
-
-async def _victim_bill(app, tenant_id: str) -> str:
-    """A sealed-looking bill of the victim (the cycle needs usage and an issuer; the row is what matters)."""
-    from stalela.billing.bill_models import Bill
-    from stalela.db.base import utcnow
-    from stalela.kit.ids import new_id
-    from stalela.tenancy.context import bind_tenant
-
-    async with app.state.db.transaction() as session:
-        await bind_tenant(session, tenant_id)
-        bill = Bill(tenant_id=tenant_id, id=new_id("bill"), period="2020-01", status="draft", currency="CDF",
-                    total_cents=100, lines="[]", finalize_after=utcnow())
-        session.add(bill)
-    return bill.id
-
-
-async def test_no_route_leaks_another_tenants_objects(app, client, new_tenant):
-    victim, victim_headers = await new_tenant("Victim SARL", "V0000001")
-    _, attacker_headers = await new_tenant("Attacker SARL", "X0000001")
-    ids = await _victim_objects(app, client, victim_headers)
+# Both tiers, both directions: a dedicated tenant's key on a shared tenant's objects and the reverse, and two
+# dedicated tenants (their rows are in two databases, so a leak would be a routing error, not a missing filter).
+@pytest.mark.parametrize("victim_tier,attacker_tier", [("shared", "shared"), *ACROSS, ("dedicated", "dedicated")])
+async def test_no_route_leaks_another_tenants_objects(tier_app, tier_client, operator_headers, victim_tier,
+                                                      attacker_tier):
+    app, client = tier_app, tier_client
+    victim, victim_headers = await make_tenant(client, app, operator_headers, victim_tier, "Victim SARL", "V0000001")
+    attacker, attacker_headers = await make_tenant(client, app, operator_headers, attacker_tier, "Attacker SARL",
+                                                   "X0000001")
+    ids = await victim_objects(app, client, victim_headers)
     ids["tenant_id"] = victim["id"]
-    ids["bill_id"] = await _victim_bill(app, victim["id"])
+    ids["bill_id"] = await victim_bill(app, victim["id"])
     victim_values = set(ids.values())
     ids.update(plan_id="default", version="1")  # the operator's billing plans: nobody's to leak
 
@@ -121,15 +65,22 @@ async def test_no_route_leaks_another_tenants_objects(app, client, new_tenant):
             if r.status_code < 300 and params:
                 pytest.fail(f"{method} {path} answered {r.status_code} to another tenant")
     assert checked >= 8
-    # The bodies above are valid: the victim's own request passes the schema.
+    # The bodies are valid: the victim's own request passes the schema.
     for (method, path), body in BODIES.items():
         r = await client.request(method.upper(), path.format(**ids), headers=victim_headers, json=body)
         assert r.status_code != 422 or r.json().get("code") != "validation_failed", (method, path, r.text)
+    if "dedicated" in (victim_tier, attacker_tier):
+        # Counted in each database directly: neither tenant left a row in the other's database.
+        victim_db = await database_of(client, app, operator_headers, victim["id"])
+        attacker_db = await database_of(client, app, operator_headers, attacker["id"])
+        assert await data_rows(victim_db, attacker["id"]) == {}
+        assert await data_rows(attacker_db, victim["id"]) == {}
+        assert (await data_rows(victim_db, victim["id"])).get("invoices") == 1
 
 
 async def test_victim_objects_still_reachable_by_owner(app, client, new_tenant):
     _, headers = await new_tenant()
-    ids = await _victim_objects(app, client, headers)
+    ids = await victim_objects(app, client, headers)
     assert (await client.get(f"/v1/outlets/{ids['outlet_id']}", headers=headers)).status_code == 200
     assert json.loads((await client.get(f"/v1/api-keys/{ids['key_id']}", headers=headers)).text)["id"] == ids["key_id"]
     assert (await client.get(f"/v1/billing/anomalies/{ids['anomaly_id']}", headers=headers)).status_code == 200

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from typing import Annotated, Any, AsyncIterator
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,8 +28,9 @@ from stalela.auth.service import (
     cached_api_key,
     touch_api_key,
 )
-from stalela.errors import Forbidden, TooManyRequests
+from stalela.errors import Forbidden, NotFound, TooManyRequests
 from stalela.kit.openapi import answers
+from stalela.kit.schemas import ID_PATTERN
 from stalela.observability import context as log_context
 from stalela.tenancy.context import bind_platform, bind_tenant
 
@@ -72,6 +74,28 @@ async def _public_session(session: DbSession) -> AsyncSession:
 
 
 PublicSession = Annotated[AsyncSession, Depends(_public_session)]
+
+# The tenant a receipt's QR code names (``?t=``): any text, like the invoice id beside it (a forged QR code
+# gets "not found", not a schema error), but bounded.
+_QrTenant = Annotated[str | None, Query(max_length=1000, description="The issuing tenant, as printed in the QR "
+                                        "code's URL: the page reads the tenant's own database")]
+
+
+@answers(404)
+async def _verification_session(session: DbSession, t: _QrTenant = None) -> AsyncSession:
+    """The public pages a QR code opens (an invoice, a Z report). An id alone does not say which database
+    holds it: a QR code names its tenant (``t``), whose database the session then reads, bound to that
+    tenant alone; a URL without it (printed before the dedicated tier) reads the shared database."""
+    if t is None:
+        await bind_platform(session)
+    elif re.fullmatch(ID_PATTERN, t):
+        await bind_tenant(session, t)
+    else:
+        raise NotFound("no such tenant", code="not_found", field="t")
+    return session
+
+
+VerificationSession = Annotated[AsyncSession, Depends(_verification_session)]
 
 
 @answers(401, 403, 409, 429)  # 409 tenant_deprovisioning: a write while the tenant is offboarded

@@ -37,7 +37,7 @@ from stalela.kit.ids import new_id
 from stalela.kit.money import decimal_str, money_str
 from stalela.observability.logging import get_logger
 from stalela.tenancy.repository import OutletRepository, TenantRepository
-from stalela.tenancy.context import acting_as, bind_platform, bind_tenant, current_tenant
+from stalela.tenancy.context import acting_as, bind_tenant, current_tenant
 
 log = get_logger("stalela.billing.bills")
 
@@ -88,7 +88,8 @@ async def set_issuer(session: AsyncSession, tenant_id: str, outlet_id: str) -> d
     if tenant.jurisdiction not in bl.PROFILES:
         raise ValidationFailed(f"bills cannot be issued from jurisdiction {tenant.jurisdiction} yet",
                                code="billing_issuer_jurisdiction_unsupported", field="tenant_id")
-    outlet = await OutletRepository(session).get_in_tenant(tenant_id, outlet_id)
+    async with acting_as(session, tenant_id):  # the outlet is in the tenant's own database if it has one
+        outlet = await OutletRepository(session).get_in_tenant(tenant_id, outlet_id)
     if outlet is None:
         raise ValidationFailed("no such outlet of this tenant", code="outlet_not_found", field="outlet_id")
     if outlet.status != "active":
@@ -411,10 +412,11 @@ async def bill_with_invoice(session: AsyncSession, settings: Settings, bill_id: 
     out = detail(bill)
     out["invoice"] = None
     if bill.invoice_id:
-        await bind_platform(session)
-        found = await IssuerRepository(session).invoice(bill.issuer_tenant_id, bill.invoice_id)
-        if found is not None:
-            [out["invoice"]] = await invoices.render_many(session, settings, [found])
+        # The issuer's invoice, in the issuer's database (a dedicated issuer's is its own).
+        async with acting_as(session, bill.issuer_tenant_id):
+            found = await IssuerRepository(session).invoice(bill.issuer_tenant_id, bill.invoice_id)
+            if found is not None:
+                [out["invoice"]] = await invoices.render_many(session, settings, [found])
     return out
 
 
@@ -422,9 +424,9 @@ async def bill_pdf(session: AsyncSession, settings: Settings, bill_id: str) -> t
     bill = await get_bill(session, bill_id)
     if not bill.invoice_id:
         raise NotFound("this bill has no sealed invoice yet", code="bill_not_sealed")
-    await bind_platform(session)
     issuer = Principal(kind="api_key", tenant_id=bill.issuer_tenant_id, api_key_id=bl.SYSTEM_KEY_ID)
-    return await invoices.invoice_pdf(session, settings, issuer, bill.invoice_id)
+    async with acting_as(session, bill.issuer_tenant_id):
+        return await invoices.invoice_pdf(session, settings, issuer, bill.invoice_id)
 
 
 def bill_usage(bill: Bill) -> dict[str, Any]:

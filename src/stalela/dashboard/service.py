@@ -152,11 +152,11 @@ async def invoice_detail(session: AsyncSession, settings: Settings, principal: P
     inv = await invoices.get_invoice(session, principal, invoice_id)
     [body] = await invoices.render_many(session, settings, [inv])
     sync, ack = (await SyncStateRepository(session).views([inv.id])).get(inv.id, (None, None))
-    url = invoices.verification_url(settings, inv.id)
+    url = invoices.verification_url(settings, inv.id, inv.tenant_id)
     outlet = await OutletRepository(session).get(inv.outlet_id)
     view = invoices.sync_view(sync, ack)
     arca_url = view.get("arca_qr_url")
-    return {"invoice": body, "sync": view, "ack": ack, "verify_url": f"/verify/{inv.id}",
+    return {"invoice": body, "sync": view, "ack": ack, "verify_url": f"/verify/{inv.id}?t={inv.tenant_id}",
             "outlet": outlet, "jurisdiction": body["seal"]["payload"].get("jurisdiction"),
             "public_url": url, "qr_svg": verification.qr_svg(url).decode(),
             # RG 4892: ARCA's own QR, once the receipt has its CAE (beside Stalela's).

@@ -29,6 +29,7 @@ from sqlalchemy.orm import aliased
 from stalela.auth.models import Invitation, RefreshToken
 from stalela.authority.arca.models import ArcaCredential, ArcaTicket
 from stalela.db.repository import Repository
+from stalela.db.routing import CONTROL_TABLES
 from stalela.fiscal.invoices.models import IdempotencyRecord
 from stalela.fiscal.ledger.service import LogAppender
 from stalela.outbox.models import OutboxEvent
@@ -204,6 +205,11 @@ def _marked(purger: Purger, window: Window, *, due: bool = False) -> Any:
     return exists().where(*conditions)
 
 
+def split(purger: Purger) -> bool:
+    """Does the purger's table live in the control plane (its sets: ``RetentionRepository.split_keys``)?"""
+    return purger.table in CONTROL_TABLES
+
+
 def sets(purger: Purger, window: Window) -> dict[str, Any]:
     """The keys a run acts on: ``mark``, ``purge`` and ``unmark`` (see the module's docstring)."""
     still = candidates(purger, window)
@@ -234,6 +240,23 @@ class RetentionRepository:
 
     async def keys(self, stmt: Any, limit: int) -> list[str]:
         return list((await self.session.execute(stmt.limit(limit))).scalars())
+
+    async def split_keys(self, purger: Purger, window: Window, name: str) -> list[str]:
+        """The set ``name`` of a purger whose table is in the control plane (refresh tokens, invitations),
+        computed from two statements: its rows are in the control plane and the tenant's marks in the
+        tenant's own database when it has one, so no one statement can see both. Held in memory: a tenant's
+        expired tokens and invitations are few (the keys of a run, not of its invoices)."""
+        rows = set((await self.session.execute(select(purger.key).where(candidates(purger, window)))).scalars())
+        marked = dict((await self.session.execute(
+            select(RetentionMark.row_key, RetentionMark.purge_after).where(
+                RetentionMark.tenant_id == window.tenant_id, RetentionMark.purger == purger.name))).all())
+        if name == "mark":
+            found = rows - marked.keys()
+        elif name == "purge":
+            found = {k for k in rows if k in marked and marked[k] <= window.now}
+        else:
+            found = marked.keys() - rows
+        return sorted(found)
 
     async def mark(self, purger: Purger, window: Window, keys: list[str], purge_after: datetime) -> int:
         if keys:

@@ -41,6 +41,7 @@ from stalela.privacy.retention_repository import (
     RetentionRepository,
     Window,
     sets,
+    split,
 )
 from stalela.privacy.retention_rules import HoldScope, Period, cutoff, retain_until
 from stalela.tenancy.context import bind_platform, bind_tenant
@@ -249,10 +250,16 @@ async def step(session: AsyncSession, plan: Plan, name: str, *, dry_run: bool, l
     """One set of one purger: counted (dry run), or acted on for at most ``limit`` keys.
     Returns (count, the first keys)."""
     repo = RetentionRepository(session)
-    stmt = sets(plan.purger, plan.window)[name]
-    if dry_run:
-        return await repo.count(stmt), await repo.keys(stmt, SAMPLE)
-    keys = await repo.keys(stmt, limit)
+    if split(plan.purger):
+        found = await repo.split_keys(plan.purger, plan.window, name)
+        if dry_run:
+            return len(found), found[:SAMPLE]
+        keys = found[:limit]
+    else:
+        stmt = sets(plan.purger, plan.window)[name]
+        if dry_run:
+            return await repo.count(stmt), await repo.keys(stmt, SAMPLE)
+        keys = await repo.keys(stmt, limit)
     if name == "mark":
         done = await repo.mark(plan.purger, plan.window, keys, plan.window.now + timedelta(days=plan.grace_days))
     elif name == "purge":

@@ -37,7 +37,7 @@ async def test_sealed_invoice_matches_the_contract(client, shop):
         "total": "109400.00", "vat_settled_by_credit": "0.00", "payable": "109400.00",
     }
     assert inv["seal"]["algorithm"] == "ES256" and inv["seal"]["key_id"] == payload["key_id"]
-    assert inv["qr"].endswith(f"/verify/{inv['id']}")
+    assert inv["qr"].endswith(f"/verify/{inv['id']}?t={inv['tenant_id']}")
 
     jwk = (await client.get(f"/v1/keys/{inv['seal']['key_id']}")).json()
     assert {jwk["kty"], jwk["crv"], jwk["alg"], jwk["use"], jwk["status"]} == {"EC", "P-256", "ES256", "sig", "active"}
@@ -67,7 +67,8 @@ async def test_public_verification_page(client, shop):
     assert data["authentic"] is True and data["fiscal_number"] == inv["fiscal_number"]
     assert data["seller"] == {"name": "Shop SARL", "tax_id": "A7654321Z"}
     assert data["buyer"] == {"name": "Client Secret SA", "committed": True} and "B999" not in json.dumps(data)
-    svg = await client.get(f"/{url}/qr.svg")
+    path, query = url.split("?")
+    svg = await client.get(f"/{path}/qr.svg?{query}")
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
     for bad in ("inv_nope", "x" * 300, "%00", "bad$id", "../../etc/passwd"):
         for path in (f"/verify/{bad}", f"/verify/{bad}/qr.svg"):

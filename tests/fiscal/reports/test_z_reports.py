@@ -288,7 +288,7 @@ async def test_public_verification_page_needs_the_hash(client, shop):
     await seal(client, headers, outlet["id"])
     z = await close(client, headers, outlet["id"])
     path = z["qr"].split("://", 1)[1].split("/", 1)[1]
-    assert path == f"verify/z/{z['id']}?h={z['seal']['hash']}"
+    assert path == f"verify/z/{z['id']}?h={z['seal']['hash']}&t={z['tenant_id']}"
     page = await client.get(f"/{path}")
     assert page.status_code == 200 and "Rapport Z authentique" in page.text and z["number"] in page.text
     data = (await client.get(f"/{path}", headers={"Accept": "application/json"})).json()

@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 
 from stalela.auth.permissions import Perm
-from stalela.auth.dependencies import AppSettings, DbSession, PublicRateLimit, PublicSession, Can
+from stalela.auth.dependencies import AppSettings, DbSession, PublicRateLimit, Can, VerificationSession
 from stalela.errors import StalelaError, ValidationFailed, validation_problem
 from stalela.fiscal.invoices import service, verification
 from stalela.fiscal.invoices.repository import SyncStateRepository
@@ -157,7 +157,7 @@ InvoiceId = Annotated[str, Path(max_length=1000)]
 
 @public_router.get("/verify/{invoice_id}", response_class=HTMLResponse,
                    responses={200: media("text/html", json=True, description="The page, or JSON if asked for")})
-async def verify_page(invoice_id: InvoiceId, request: Request, session: PublicSession, settings: AppSettings):
+async def verify_page(invoice_id: InvoiceId, request: Request, session: VerificationSession, settings: AppSettings):
     """The page a receipt's QR code opens: is this invoice authentic? No auth. The buyer's name only
     while its data is not restricted or erased; no other buyer data.
 
@@ -171,10 +171,11 @@ async def verify_page(invoice_id: InvoiceId, request: Request, session: PublicSe
 
 @public_router.get("/verify/{invoice_id}/qr.svg", response_class=Response,
                    responses={200: media("image/svg+xml", description="The QR code")})
-async def verify_qr(invoice_id: InvoiceId, session: PublicSession, settings: AppSettings):
+async def verify_qr(invoice_id: InvoiceId, session: VerificationSession, settings: AppSettings):
     """The QR code to print on the receipt, as SVG."""
-    await verification.verify(session, invoice_id)  # 404 for unknown ids, like the page
-    return Response(verification.qr_svg(service.verification_url(settings, invoice_id)), media_type="image/svg+xml")
+    invoice = await verification.find(session, invoice_id)  # 404 for unknown ids, like the page
+    url = service.verification_url(settings, invoice.id, invoice.tenant_id)
+    return Response(verification.qr_svg(url), media_type="image/svg+xml")
 
 
 @ledger_router.get("/invoices/{invoice_id}/proof")

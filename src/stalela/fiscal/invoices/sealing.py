@@ -158,8 +158,10 @@ def to_draft(req: InvoiceCreate, jurisdiction: Jurisdiction, issuer_vat_conditio
     )
 
 
-def verification_url(settings: Settings, invoice_id: str) -> str:
-    return f"{settings.effective_public_url}/verify/{invoice_id}"
+def verification_url(settings: Settings, invoice_id: str, tenant_id: str) -> str:
+    # The tenant in the URL says which database holds the invoice (a dedicated tenant's is its own, and a
+    # tenant may move between tiers after printing): the page reads there (docs/api.md, "Verification URLs").
+    return f"{settings.effective_public_url}/verify/{invoice_id}?t={tenant_id}"
 
 
 @dataclass
@@ -475,7 +477,7 @@ async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, reque
         "lines": request.lines_json if request.lines_json is not None else computed.lines_as_json(),
         "totals": n.payload["totals"],
         **{k: n.payload[k] for k in _EXTRA_BLOCKS if k in n.payload},
-        "qr": verification_url(settings, n.invoice_id),
+        "qr": verification_url(settings, n.invoice_id, group.tenant_id),
     }
     leaf_index = log.append(seal["hash"])
     group.invoices.append(dict(

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stalela.kit.schemas import ID_PATTERN
 from stalela.errors import NotFound
 from stalela.fiscal.core.seal import verify_seal
+from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.invoices.repository import InvoiceRepository, SyncStateRepository
 from stalela.config import Settings
 from stalela.fiscal.invoices.buyers import reveal_buyers
@@ -27,14 +28,21 @@ _templates = Environment(
 )
 
 
+async def find(session: AsyncSession, invoice_id: str) -> Invoice:
+    """The sealed invoice a public URL names, in the database its session reads (the tenant's, when the
+    URL names the tenant: ``auth.dependencies.VerificationSession``)."""
+    invoice = await InvoiceRepository(session).get(invoice_id) if re.fullmatch(ID_PATTERN, invoice_id) else None
+    if invoice is None:
+        raise NotFound("no such invoice", code="invoice_not_found")
+    return invoice
+
+
 async def verify(session: AsyncSession, invoice_id: str, settings: Settings | None = None) -> dict[str, Any]:
     """Check the stored seal against the registry's public key, as an outside verifier would.
 
     With ``settings``, the buyer's name is shown while its subject is active (never once an erasure
     was asked), checked against the signed commitment."""
-    invoice = await InvoiceRepository(session).get(invoice_id) if re.fullmatch(ID_PATTERN, invoice_id) else None
-    if invoice is None:
-        raise NotFound("no such invoice", code="invoice_not_found")
+    invoice = await find(session, invoice_id)
     key = await SigningKeyRepository(session).get(invoice.key_id)
     tenant = await TenantRepository(session).get(invoice.tenant_id)
     outlet = await OutletRepository(session).get_in_tenant(invoice.tenant_id, invoice.outlet_id)

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import Field
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from stalela.auth.dependencies import AppSettings, Can, DbSession, PublicRateLimit, PublicSession
+from stalela.auth.dependencies import AppSettings, Can, DbSession, PublicRateLimit, VerificationSession
 from stalela.auth.permissions import Perm
 from stalela.db.session import Database
 from stalela.fiscal.reports import a_report, formats, jobs, service
@@ -131,7 +131,7 @@ async def get_a_report(
 
 @public_router.get("/verify/z/{z_report_id}", response_class=HTMLResponse,
                    responses={200: media("text/html", json=True, description="The page, or JSON if asked for")})
-async def verify_z_page(z_report_id: PathId, request: Request, session: PublicSession,
+async def verify_z_page(z_report_id: PathId, request: Request, session: VerificationSession,
                         h: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$", description="The Z's seal hash")]):
     """The page a Z report's QR code opens. The seal hash in the URL is required: an id alone shows nothing."""
     result = await service.verify_z(session, z_report_id, h)

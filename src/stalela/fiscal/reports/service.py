@@ -213,7 +213,8 @@ def stored_seal(z: ZReport) -> dict[str, Any]:
 
 def z_verification_url(settings: Settings, z: ZReport) -> str:
     # The hash in the URL is the capability: a Z id alone (time-ordered) does not show a day's takings.
-    return f"{settings.effective_public_url}/verify/z/{z.id}?h={z.seal_hash}"
+    # The tenant says which database holds the Z (as for an invoice's QR code).
+    return f"{settings.effective_public_url}/verify/z/{z.id}?h={z.seal_hash}&t={z.tenant_id}"
 
 
 def render_z(settings: Settings, z: ZReport) -> dict[str, Any]:
@@ -289,7 +290,8 @@ async def report_context(session: AsyncSession, tenant_id: str, outlet_id: str) 
 
 
 async def verify_z(session: AsyncSession, z_id: str, hash_hex: str) -> dict[str, Any]:
-    """The public page behind a Z's QR code; the hash in its URL must match (platform session)."""
+    """The public page behind a Z's QR code; the hash in its URL must match (a session reading the tenant's
+    database, or the shared one for a URL without the tenant)."""
     z = await ZReportRepository(session).get(z_id)
     if z is None or not hmac.compare_digest(z.seal_hash, hash_hex):
         raise NotFound("no such Z report", code="z_report_not_found")
