@@ -98,6 +98,10 @@ async def test_move_under_live_seal_load(tier_client, tier_app, operator_headers
     """Seals keep coming during the move: none fails, none is lost, no number is skipped, and both sides
     agree on the roots at the switch."""
     tenant, headers = await shared(tier_client, operator_headers)
+    # The load is meant to outrun the move, not the tenant's rate limit.
+    r = await tier_client.patch(f"/v1/tenants/{tenant['id']}", headers=operator_headers,
+                                json={"rate_limit_per_second": "100000", "rate_limit_burst": 1000000})
+    assert r.status_code == 200, r.text
     for _ in range(20):
         await seal(tier_client, tenant, headers)
     stop = asyncio.Event()

@@ -177,7 +177,7 @@ async def test_ops_tenants_page_shows_tier_and_provisioning(tier_client, tier_ap
         page = await ops.get("/ops/tenants")
         assert page.status_code == 200
         row = page.text.split(f"<code>{tenant['id']}</code>")[1].split("</tr>")[0]
-        assert "<td>dedicated" in row and ">provisioning</span>" in row
+        assert ">dedicated" in row and ">provisioning</span>" in row
         assert "provisioning: registered (running, 0 attempts)" in row
         await provisioning.run(tier_app.state.db, tier_app.state.settings, tenant["id"])
         row = (await ops.get("/ops/tenants")).text.split(f"<code>{tenant['id']}</code>")[1].split("</tr>")[0]
