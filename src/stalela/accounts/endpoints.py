@@ -19,8 +19,9 @@ Paging = Annotated[PageParams, Depends(page_params)]
 # --- operator (control plane) --------------------------------------------------------------------
 
 @router.post("/tenants", status_code=201, response_model=schemas.TenantCreated, tags=["tenants"])
-async def create_tenant(body: schemas.TenantCreate, session: DbSession, _: OperatorPrincipal, settings: AppSettings):
-    tenant, key = await service.create_tenant(session, settings, body)
+async def create_tenant(body: schemas.TenantCreate, session: DbSession, principal: OperatorPrincipal,
+                        settings: AppSettings):
+    tenant, key = await service.create_tenant(session, settings, body, actor=principal.platform_actor)
     return schemas.TenantCreated(
         tenant=schemas.TenantOut.model_validate(tenant), api_key=key.secret, api_key_id=key.key.id
     )
@@ -39,14 +40,14 @@ async def get_tenant(tenant_id: Id, session: DbSession, _: OperatorPrincipal):
 
 @router.post("/tenants/{tenant_id}/suspend", response_model=schemas.TenantOut, tags=["tenants"],
              responses={409: {"description": "tenant_status_conflict"}})
-async def suspend_tenant(tenant_id: Id, session: DbSession, _: OperatorPrincipal):
-    return await service.set_tenant_status(session, tenant_id, "suspended")
+async def suspend_tenant(tenant_id: Id, session: DbSession, principal: OperatorPrincipal):
+    return await service.set_tenant_status(session, tenant_id, "suspended", actor=principal.platform_actor)
 
 
 @router.post("/tenants/{tenant_id}/activate", response_model=schemas.TenantOut, tags=["tenants"],
              responses={409: {"description": "tenant_status_conflict"}})
-async def activate_tenant(tenant_id: Id, session: DbSession, _: OperatorPrincipal):
-    return await service.set_tenant_status(session, tenant_id, "active")
+async def activate_tenant(tenant_id: Id, session: DbSession, principal: OperatorPrincipal):
+    return await service.set_tenant_status(session, tenant_id, "active", actor=principal.platform_actor)
 
 
 # --- outlets -------------------------------------------------------------------------------------

@@ -25,3 +25,21 @@ class AuditEntry(TenantOwned, Base):
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class PlatformAuditEntry(Base):
+    """The operators' log: append-only, one hash chain for the whole platform (no tenant_id), the same
+    entry hash as the tenants' log (``audit.service.entry_hash``)."""
+
+    __tablename__ = "platform_audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    id: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(120))  # operator:token | operator:<id> | system
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    details: Mapped[str] = mapped_column(Text, default="{}")
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
