@@ -64,7 +64,7 @@ def operator_create(
         console.print(f"[red]error[/red] {exc.code}: {exc.detail}", highlight=False)
         raise typer.Exit(2) from None
     if generated:
-        out["password"] = password  # shown this once; only its Argon2id hash is stored
+        out["generated_password"] = password  # shown this once; only its Argon2id hash is stored
     if as_json:
         print(json.dumps(out))
         return
