@@ -12,6 +12,7 @@ from stalela.billing import anomaly_tasks
 from tests.billing.anomaly_support import DAY, spike_series, write_usage
 from stalela.db.base import utcnow
 from stalela.kit.clock import rfc3339
+from tests.conftest import OPERATOR_TOKEN
 from tests.support.invoices import sample_invoice
 
 
@@ -37,6 +38,7 @@ BODIES = {
     ("patch", "/v1/webhook-endpoints/{endpoint_id}"): {"description": "renamed"},
     ("post", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): {},
     ("post", "/v1/webhook-endpoints/{endpoint_id}/recover"): {"since": "2026-01-01T00:00:00Z"},
+    ("patch", "/v1/operators/{operator_id}"): {"name": "Renamed"},
 }
 
 
@@ -63,6 +65,14 @@ async def _victim_objects(app, client, headers) -> dict[str, str]:
             "export_id": export["id"], "user_id": user["id"], "z_report_id": z_report["id"], "endpoint_id": hook["id"],
             "msg_id": hook_msg["id"], "hold_id": hold["id"], "privacy_export_id": privacy_export["id"],
             "event_id": usage["event_id"]}
+
+
+async def _an_operator(client) -> str:
+    """An operator account (the control plane's, nobody's tenant): a tenant's key must not reach it."""
+    r = await client.post("/v1/operators", json={"email": f"walk.{utcnow().timestamp()}@ops.example", "name": "Walk",
+                                                 "role": "support"}, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
 
 
 async def _victim_anomaly(app, tenant_id: str) -> str:
@@ -93,6 +103,7 @@ async def test_no_route_leaks_another_tenants_objects(app, client, new_tenant):
     ids = await _victim_objects(app, client, victim_headers)
     ids["tenant_id"] = victim["id"]
     ids["bill_id"] = await _victim_bill(app, victim["id"])
+    ids["operator_id"] = await _an_operator(client)
     victim_values = set(ids.values())
     ids.update(plan_id="default", version="1")  # the operator's billing plans: nobody's to leak
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, true
+from sqlalchemy import true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.audit.models import PlatformAuditEntry
+from stalela.audit.platform_repository import PlatformAuditRepository
 from stalela.audit.service import ChainCheck, append, render
 
 LOCK = "audit:platform"
@@ -31,22 +32,15 @@ async def record(session: AsyncSession, actor: str, action: str, target: str | N
 async def page(session: AsyncSession, *, limit: int, before: int | None = None,
                action: str | None = None) -> tuple[list[dict[str, Any]], bool]:
     """Entries newest first; ``before`` is a seq (the cursor), so paging is stable while entries arrive."""
-    stmt = select(PlatformAuditEntry).order_by(PlatformAuditEntry.seq.desc()).limit(limit + 1)
-    if before is not None:
-        stmt = stmt.where(PlatformAuditEntry.seq < before)
-    if action:
-        stmt = stmt.where(PlatformAuditEntry.action == action)
-    rows = list((await session.execute(stmt)).scalars())
+    rows = await PlatformAuditRepository(session).newest(limit + 1, before, action)
     return [render(e) for e in rows[:limit]], len(rows) > limit
 
 
 async def verify(session: AsyncSession, batch: int = 1000) -> tuple[int, str | None]:
     """(entries checked, the first broken entry or None), read in pages of ``batch`` entries."""
-    check, last = ChainCheck(), 0
+    check, last, repo = ChainCheck(), 0, PlatformAuditRepository(session)
     while True:
-        rows = list((await session.execute(
-            select(PlatformAuditEntry).where(PlatformAuditEntry.seq > last)
-            .order_by(PlatformAuditEntry.seq).limit(batch))).scalars())
+        rows = await repo.following(last, batch)
         for row in rows:
             problem = check.feed(row)
             if problem:
