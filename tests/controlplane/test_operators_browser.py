@@ -7,11 +7,9 @@ import os
 import httpx
 import pytest
 
+from tests.dashboard.test_browser import ARGS, CHROMIUM
 from tests.support.server import free_port, start_server
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TOKEN = "browser-operators-token"
 PASSWORD = "support passphrase 2026"
 

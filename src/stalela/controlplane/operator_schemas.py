@@ -1,12 +1,13 @@
 """API models of operator accounts and the platform audit log."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import ConfigDict, Field
 
 from stalela.auth.endpoints import Email
 from stalela.kit.schemas import StrictModel as _Strict
+from stalela.privacy.export_schemas import AuditEventRecord
 
 OperatorRole = Literal["platform_admin", "support"]
 
@@ -47,21 +48,8 @@ class OperatorPage(StrictModel):
     has_more: bool
 
 
-class PlatformAuditEntryOut(StrictModel):
-    seq: int
-    id: str
-    at: str
-    actor: str
-    action: str
-    target: str | None
-    details: dict[str, Any]
-    ip: str | None
-    prev_hash: str
-    hash: str
-
-
 class PlatformAuditPage(StrictModel):
-    data: list[PlatformAuditEntryOut]
+    data: list[AuditEventRecord]  # the same entry as the tenants' audit log
     has_more: bool
     next_before: int | None = Field(description="Pass as `before` for the next (older) page.")
 
