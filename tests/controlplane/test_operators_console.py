@@ -70,6 +70,13 @@ async def test_platform_admin_acts_and_is_named_in_the_log(app, client, operator
     await b.get("/ops/operators")
     self_change = await b.post(f"/ops/operators/{admin['id']}", {"role": "support", "status": "active"})
     assert self_change.status_code == 409
+    for bad in ({"email": "not-an-address", "name": "X", "role": "support"},
+                {"email": "x" * 250 + "@ops.example", "name": "X", "role": "support"},
+                {"email": "ok@ops.example.test", "name": "N" * 201, "role": "support"},
+                {"email": "ok@ops.example.test", "name": "N", "role": "root"},
+                {"email": "ok@ops.example.test", "name": "N", "role": "support", "password": "password"}):
+        await b.get("/ops/operators")
+        assert (await b.post("/ops/operators", bad)).status_code == 422, bad  # a page saying why, never a 500
     page = (await client.get("/v1/ops/audit?limit=100", headers=operator_headers)).json()["data"]
     mine = [(e["action"], e["target"]) for e in reversed(page) if e["actor"] == f"operator:{admin['id']}"]
     assert ("operator.login", admin["id"]) in mine and ("tenant.suspended", tenant["id"]) in mine
@@ -136,4 +143,23 @@ async def test_the_static_token_still_signs_in_for_automation(app, client, opera
 async def test_new_pages_need_a_session(app, path):
     b = Browser(app)
     assert (await b.get(path)).headers["location"].startswith("/ops/login")
+    await b.aclose()
+
+
+async def test_a_session_expires(app, new_operator):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from stalela.controlplane.operator_models import OperatorSession
+    from stalela.db.base import utcnow
+
+    op = await new_operator("support", who="expiring")
+    b = await sign_in(app, op["email"])
+    assert (await b.get("/ops/audit")).status_code == 200
+    async with app.state.db.transaction() as session:  # eight hours later
+        await session.execute(update(OperatorSession).where(OperatorSession.operator_id == op["id"])
+                              .values(expires_at=utcnow() - timedelta(seconds=1)))
+    r = await b.get("/ops/audit")
+    assert r.status_code == 303 and r.headers["location"].startswith("/ops/login")
     await b.aclose()

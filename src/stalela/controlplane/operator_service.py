@@ -6,6 +6,7 @@ transaction. Services flush, never commit.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from stalela.kit.ids import new_id
 ROLES = ("platform_admin", "support")
 STATUSES = ("active", "deactivated")
 SESSION_PREFIX = "ops_"
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # the API's rule (auth.endpoints.Email)
 
 
 def _hash(token: str) -> str:
@@ -39,6 +41,16 @@ def view(op: OperatorUser) -> dict[str, Any]:
             "created_at": rfc3339(op.created_at), "updated_at": rfc3339(op.updated_at)}
 
 
+def _check_identity(email: str, name: str) -> str:
+    """The API's schema checks these; the console and the command line come through here only."""
+    email = normalize_email(email)
+    if not EMAIL.fullmatch(email) or len(email) > 254:
+        raise ValidationFailed("not an e-mail address (at most 254 characters)", code="invalid_email", field="email")
+    if not name.strip() or len(name) > 200:
+        raise ValidationFailed("a name of 1 to 200 characters", code="invalid_name", field="name")
+    return email
+
+
 def _check_role(role: str) -> None:
     if role not in ROLES:
         raise ValidationFailed(f"unknown role; one of {', '.join(ROLES)}", code="invalid_role", field="role")
@@ -47,11 +59,12 @@ def _check_role(role: str) -> None:
 async def create_operator(session: AsyncSession, settings: Settings, actor: str, *, email: str, name: str, role: str,
                           password: str | None, ip: str | None = None) -> OperatorUser:
     """``password`` None: the operator signs in through OpenID Connect only."""
+    email = _check_identity(email, name)
     _check_role(role)
     if password is not None:
         passwords.check_policy(settings, password)
     now = utcnow()
-    op = OperatorUser(id=new_id("opr"), email=normalize_email(email), name=name, role=role, status="active",
+    op = OperatorUser(id=new_id("opr"), email=email, name=name.strip(), role=role, status="active",
                       password_hash=passwords.hash_password(settings, password) if password is not None else None,
                       created_at=now, updated_at=now)
     try:

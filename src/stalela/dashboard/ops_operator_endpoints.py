@@ -26,7 +26,7 @@ async def create_operator(request: Request, session: DbSession, operator: Curren
     form = await posted(request, operator)
     await operator_service.create_operator(
         session, request.app.state.settings, operator.principal.platform_actor, email=form.get("email", "").strip(),
-        name=(form.text("name") or "")[:200], role=form.get("role", ""), password=form.get("password") or None,
+        name=form.text("name") or "", role=form.get("role", ""), password=form.get("password") or None,
         ip=client_ip(request))
     return redirect("/ops/operators?done=1")
 
