@@ -11,7 +11,6 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from stalela.cli.bootstrap import _session
 from stalela.config import Settings, get_settings
 
 operator_app = typer.Typer(help="Operator accounts (the /ops console)", no_args_is_help=True)
@@ -21,6 +20,7 @@ CLI_ACTOR = "operator:cli"
 
 
 async def _create(settings: Settings, email: str, name: str, role: str, password: str) -> dict[str, Any]:
+    from stalela.cli.bootstrap import _session  # lazily, like every command: it loads the domains
     from stalela.controlplane import operator_service
 
     async with _session(settings) as session:
@@ -30,6 +30,7 @@ async def _create(settings: Settings, email: str, name: str, role: str, password
 
 
 async def _list(settings: Settings, limit: int) -> list[dict[str, Any]]:
+    from stalela.cli.bootstrap import _session  # lazily, like every command: it loads the domains
     from stalela.controlplane import operator_service
 
     async with _session(settings) as session:
@@ -38,6 +39,7 @@ async def _list(settings: Settings, limit: int) -> list[dict[str, Any]]:
 
 
 async def _verify(settings: Settings) -> tuple[int, str | None]:
+    from stalela.cli.bootstrap import _session  # lazily, like every command: it loads the domains
     from stalela.audit import platform as platform_audit
 
     async with _session(settings) as session:
