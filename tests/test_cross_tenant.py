@@ -10,6 +10,8 @@ import pytest
 
 from tests.controlplane.conftest import tier_app, tier_client, tier_settings  # noqa: F401 (fixtures)
 from tests.support.walk import ACROSS, BODIES, data_rows, database_of, make_tenant, victim_bill, victim_objects
+from stalela.db.base import utcnow
+from tests.conftest import OPERATOR_TOKEN
 
 
 PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
@@ -25,6 +27,14 @@ NOT_OBJECTS = {"category": "operational", "period": "2026-01"}  # a period is no
 
 
 
+async def _an_operator(client) -> str:
+    """An operator account (the control plane's, nobody's tenant): a tenant's key must not reach it."""
+    r = await client.post("/v1/operators", json={"email": f"walk.{utcnow().timestamp()}@ops.example", "name": "Walk",
+                                                 "role": "support"}, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
 # Both tiers, both directions: a dedicated tenant's key on a shared tenant's objects and the reverse, and two
 # dedicated tenants (their rows are in two databases, so a leak would be a routing error, not a missing filter).
 @pytest.mark.parametrize("victim_tier,attacker_tier", [("shared", "shared"), *ACROSS, ("dedicated", "dedicated")])
@@ -37,6 +47,7 @@ async def test_no_route_leaks_another_tenants_objects(tier_app, tier_client, ope
     ids = await victim_objects(app, client, victim_headers)
     ids["tenant_id"] = victim["id"]
     ids["bill_id"] = await victim_bill(app, victim["id"])
+    ids["operator_id"] = await _an_operator(client)
     victim_values = set(ids.values())
     ids.update(plan_id="default", version="1")  # the operator's billing plans: nobody's to leak
 

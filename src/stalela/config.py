@@ -263,6 +263,13 @@ class Settings(BaseSettings):
     move_batch_rows: int = Field(
         5000, ge=100, le=100_000, description="Rows a tenant move copies per batch (bounds its memory).")
 
+    # Operators' single sign-on to /ops (docs/operations.md, "Operator accounts"): on when all three are set.
+    oidc_issuer: str | None = Field(
+        None, description="OpenID Connect issuer URL for operator sign-in to /ops (its "
+        "/.well-known/openid-configuration is read); the redirect URI to register is <public URL>/ops/oidc/callback.")
+    oidc_client_id: str | None = Field(None, max_length=255, description="The client id registered at the issuer.")
+    oidc_client_secret: SecretStr | None = Field(None, description="The client secret registered at the issuer.")
+
     @field_validator("storage_url")
     @classmethod
     def _storage_scheme(cls, v: str | None) -> str | None:
@@ -280,6 +287,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return normalize_database_url(self.database_url)
         return normalize_database_url(f"sqlite:///{(self.data_dir / 'stalela.db').resolve()}")
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_client_secret)
 
     @property
     def effective_public_url(self) -> str:

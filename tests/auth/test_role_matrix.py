@@ -102,7 +102,7 @@ PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/q
           "/.well-known/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/jwks.json",
           "/v1/users/accept", "/metrics",
           "/v1/privacy/exports/{privacy_export_id}/download"}  # the link's token is the credential
-OPERATOR_PREFIXES = ("/v1/tenants", "/v1/ops/")
+OPERATOR_PREFIXES = ("/v1/tenants", "/v1/ops/", "/v1/operators")
 
 
 def _declared(route: APIRoute) -> Perm | None:

@@ -1,8 +1,11 @@
-"""Fixtures of the dedicated tier: an app whose dedicated tenants get databases of their own on the test
-PostgreSQL server (or SQLite files), all dropped afterwards."""
+"""Fixtures of the control plane's tests: an app whose dedicated tenants get databases of their own on the
+test PostgreSQL server (or SQLite files), all dropped afterwards; cheap Argon2 and a factory of operators
+made through the API."""
 from __future__ import annotations
 
 from typing import AsyncIterator
+
+import secrets
 
 import httpx
 import pytest
@@ -80,3 +83,29 @@ async def seal(client, tenant: dict, headers: dict, **overrides) -> dict:
     r = await client.post("/v1/invoices", json=sample_invoice(tenant["outlet"], **overrides), headers=headers)
     assert r.status_code == 201, r.text
     return r.json()
+
+
+PASSWORD = "operator passphrase 2026"
+
+
+@pytest.fixture
+def settings(database_url, tmp_path):
+    return make_settings(database_url, tmp_path, argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
+
+
+def unique_email(who: str) -> str:
+    """Tests share one database per backend: every operator gets an address of its own."""
+    return f"{who}.{secrets.token_hex(5)}@ops.stalela.test"
+
+
+@pytest.fixture
+def new_operator(client, operator_headers):
+    async def make(role: str = "platform_admin", *, who: str = "op", password: str | None = PASSWORD) -> dict:
+        body = {"email": unique_email(who), "name": who.title(), "role": role}
+        if password is not None:
+            body["password"] = password
+        r = await client.post("/v1/operators", json=body, headers=operator_headers)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    return make

@@ -105,8 +105,9 @@ def _operator(browser, base: str, tenant_id: str) -> None:  # noqa: ANN001
     context.set_default_timeout(15_000)
     page = context.new_page()
     page.goto("/ops")
+    page.get_by_text("Sign in with the operator token (automation)").click()  # automation's way in
     page.get_by_label("Operator token").fill(OPERATOR)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in with the token").click()
     page.get_by_role("link", name="Billing").click()
     console.expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible()
     console.expect(page.get_by_test_id("no-issuer")).to_contain_text("stalela billing issuer --tenant T --outlet O")

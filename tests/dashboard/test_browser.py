@@ -278,8 +278,9 @@ def _operator(browser, base: str, org: dict, event_id: str) -> None:  # noqa: AN
     page = context.new_page()
     page.goto("/ops")
     _audit(page, "ops-login")
+    page.get_by_text("Sign in with the operator token (automation)").click()  # automation's way in
     page.get_by_label("Operator token").fill(OPERATOR)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in with the token").click()
     expect(page.get_by_role("heading", name="Pipeline", exact=True)).to_be_visible()
     expect(page.get_by_text(event_id)).to_be_visible()
     _shot(page, "ops-pipeline")

@@ -34,6 +34,7 @@ BODIES = {
     ("patch", "/v1/webhook-endpoints/{endpoint_id}"): {"description": "renamed"},
     ("post", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): {},
     ("post", "/v1/webhook-endpoints/{endpoint_id}/recover"): {"since": "2026-01-01T00:00:00Z"},
+    ("patch", "/v1/operators/{operator_id}"): {"name": "Renamed"},
 }
 
 

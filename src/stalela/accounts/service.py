@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.audit import platform as platform_audit
 from stalela.audit.service import record
 from stalela.auth.apikeys import generate_api_key
 from stalela.auth.principal import Principal
@@ -36,9 +37,12 @@ class CreatedKey:
 
 
 async def create_tenant(
-    session: AsyncSession, settings: Settings, data: schemas.TenantCreate
+    session: AsyncSession, settings: Settings, data: schemas.TenantCreate, *, actor: str = "operator:cli"
 ) -> tuple[Tenant, CreatedKey]:
-    """A tenant is born with its first API key and its first signing key, in one transaction."""
+    """A tenant is born with its first API key and its first signing key, in one transaction.
+
+    ``actor`` as the platform audit log names it; the default is for the command line and scripts that
+    hold the database itself (``stalela tenant create``, benchmarks)."""
     tax_id, vat_condition = jurisdiction_fields(data)
     tenant = Tenant(id=new_id("ten"), name=data.name, tax_id=tax_id, jurisdiction=data.jurisdiction,
                     vat_condition=vat_condition)
@@ -46,6 +50,7 @@ async def create_tenant(
     await bind_tenant(session, tenant.id)
     created = await new_api_key(session, tenant.id, "default", None)
     await signing_registry.create_key(session, settings, tenant.id)
+    await platform_audit.record(session, actor, "tenant.created", tenant.id, {"jurisdiction": data.jurisdiction})
     return tenant, created
 
 
@@ -73,7 +78,8 @@ async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant:
     return tenant
 
 
-async def set_tenant_status(session: AsyncSession, tenant_id: str, status: str) -> Tenant:
+async def set_tenant_status(session: AsyncSession, tenant_id: str, status: str, *, actor: str) -> Tenant:
+    """``actor``: the operator, as the platform audit log names them (``Principal.platform_actor``)."""
     tenant = await TenantRepository(session).get_for_update(tenant_id)
     if tenant is None:
         raise NotFound("no such tenant", code="tenant_not_found")
@@ -85,6 +91,7 @@ async def set_tenant_status(session: AsyncSession, tenant_id: str, status: str) 
     await session.flush()
     async with acting_as(session, tenant.id):  # its audit log is in its own database if dedicated
         await record(session, tenant.id, "operator", f"tenant.{status}", tenant.id)
+    await platform_audit.record(session, actor, f"tenant.{status}", tenant.id)
     return tenant
 
 

@@ -33,15 +33,25 @@ def _fields(e: AuditEntry) -> dict[str, Any]:
 
 async def record(session: AsyncSession, tenant_id: str, actor: str, action: str, target: str | None = None,
                  details: dict[str, Any] | None = None, ip: str | None = None) -> AuditEntry:
-    if session.bind.dialect.name == "postgresql":
-        # One writer per tenant chain at a time (the table is append-only: no row to lock FOR UPDATE).
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"audit:{tenant_id}"})
-    last = (await session.execute(select(AuditEntry.seq, AuditEntry.hash).where(AuditEntry.tenant_id == tenant_id)
-                                  .order_by(AuditEntry.seq.desc()).limit(1))).first()
+    return await append(session, AuditEntry, f"audit:{tenant_id}", AuditEntry.tenant_id == tenant_id,
+                        {"tenant_id": tenant_id}, actor, action, target, details, ip)
+
+
+async def append(session: AsyncSession, model: type, lock: str, chain: Any, keys: dict[str, Any], actor: str,
+                 action: str, target: str | None, details: dict[str, Any] | None, ip: str | None) -> Any:
+    """Append one entry to the chain of ``model`` selected by ``chain`` (a WHERE clause; ``keys`` are its
+    columns on the new row): the tenants' chains and the platform's one (``audit.platform``)."""
+    # The chain's own database: a tenant's log may be in its dedicated database, the platform's never is.
+    bind = session.sync_session.get_bind(clause=select(model.seq))
+    if bind.dialect.name == "postgresql":
+        # One writer per chain at a time (the table is append-only: no row to lock FOR UPDATE).
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": lock},
+                              bind_arguments={"bind": bind})
+    last = (await session.execute(select(model.seq, model.hash).where(chain)
+                                  .order_by(model.seq.desc()).limit(1))).first()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    entry = AuditEntry(tenant_id=tenant_id, seq=seq, id=new_id("aud"), at=utcnow(), actor=actor, action=action,
-                       target=target, details=json.dumps(details or {}, sort_keys=True), ip=ip, prev_hash=prev,
-                       hash="")
+    entry = model(**keys, seq=seq, id=new_id("aud"), at=utcnow(), actor=actor, action=action, target=target,
+                  details=json.dumps(details or {}, sort_keys=True), ip=ip, prev_hash=prev, hash="")
     entry.at = entry.at.replace(microsecond=(entry.at.microsecond // 1000) * 1000)  # what rfc3339 keeps
     entry.hash = entry_hash(_fields(entry))
     session.add(entry)
@@ -53,18 +63,32 @@ def render(e: AuditEntry) -> dict[str, Any]:
     return {**_fields(e), "hash": e.hash}
 
 
+class ChainCheck:
+    """Checks entries one at a time, in seq order, so a long chain is verified page by page."""
+
+    def __init__(self) -> None:
+        self.expected_seq, self.prev, self.checked = 1, GENESIS, 0
+
+    def feed(self, e: AuditEntry | dict[str, Any]) -> str | None:
+        """The problem with this entry, or None."""
+        fields = dict(e if isinstance(e, dict) else render(e))
+        stored = fields.pop("hash")
+        self.checked += 1
+        if fields["seq"] != self.expected_seq:
+            return f"entry seq {fields['seq']}: expected seq {self.expected_seq} (an entry was removed or inserted)"
+        if fields["prev_hash"] != self.prev:
+            return f"entry seq {fields['seq']}: prev_hash does not match the previous entry"
+        if entry_hash(fields) != stored:
+            return f"entry seq {fields['seq']} ({fields['action']}): its content was edited"
+        self.prev, self.expected_seq = stored, self.expected_seq + 1
+        return None
+
+
 def verify_chain(entries: Iterable[AuditEntry | dict[str, Any]]) -> tuple[int, str | None]:
     """Returns (entries checked, first problem or None). Entries in seq order."""
-    expected_seq, prev, n = 1, GENESIS, 0
+    check = ChainCheck()
     for e in entries:
-        fields = {k: v for k, v in (e if isinstance(e, dict) else render(e)).items()}
-        stored = fields.pop("hash")
-        n += 1
-        if fields["seq"] != expected_seq:
-            return n, f"entry seq {fields['seq']}: expected seq {expected_seq} (an entry was removed or inserted)"
-        if fields["prev_hash"] != prev:
-            return n, f"entry seq {fields['seq']}: prev_hash does not match the previous entry"
-        if entry_hash(fields) != stored:
-            return n, f"entry seq {fields['seq']} ({fields['action']}): its content was edited"
-        prev, expected_seq = stored, expected_seq + 1
-    return n, None
+        problem = check.feed(e)
+        if problem:
+            return check.checked, problem
+    return check.checked, None

@@ -15,6 +15,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.audit import platform as platform_audit
 from stalela.auth import gates
 from stalela.auth.principal import Principal
 from stalela.config import Settings
@@ -192,6 +193,13 @@ PublicRateLimit = Depends(_public_rate_limit)
 async def _operator_principal(request: Request, session: DbSession, _doc=Depends(_bearer)) -> Principal:
     principal = authenticate_operator(request.headers.get("authorization"), request.app.state.settings)
     await bind_platform(session)
+    if request.method not in SAFE_METHODS:
+        # Every write of the operator API is in the platform audit log, in the request's own transaction
+        # (a refused or failed request leaves none); domains add entries naming the effect besides.
+        route = request.scope.get("route")
+        await platform_audit.record(session, principal.platform_actor, "api.write", None,
+                                    {"method": request.method, "route": getattr(route, "path", request.url.path),
+                                     "params": dict(request.path_params)}, ip=client_ip(request))
     return principal
 
 

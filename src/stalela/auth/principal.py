@@ -31,6 +31,12 @@ class Principal:
         """How the audit log names whoever acted."""
         return {"operator": "operator", "api_key": f"api_key:{self.api_key_id}"}.get(self.kind, f"user:{self.user_id}")
 
+    @property
+    def platform_actor(self) -> str:
+        """How the platform audit log (``audit.platform``) names an operator: ``operator:token`` for the
+        static token (automation), ``operator:<id>`` for an operator user."""
+        return f"operator:{self.user_id}" if self.user_id else "operator:token"
+
     def can_use_outlet(self, outlet_id: str) -> bool:
         if self.outlet_id is not None:
             return self.outlet_id == outlet_id

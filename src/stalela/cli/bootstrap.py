@@ -143,7 +143,7 @@ async def outbox_replay(settings: Settings, ids: list[str] | None, topic: str | 
 
     async with _session(settings) as session:
         await bind_platform(session)
-        return await outbox.replay(session, ids, topic)
+        return await outbox.replay(session, ids, topic, actor="operator:cli")
 
 
 async def register_device(settings: Settings, outlet_id: str, nim: str, url: str, token: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from stalela.cli import billing_cycle as billing_cycle_cli
 from stalela.cli import billing_anomalies as billing_anomalies_cli
 from stalela.cli import usage as usage_cli
 from stalela.cli import tenants as tenants_cli
+from stalela.cli import operators as operators_cli
 from stalela.config import get_settings
 
 app = typer.Typer(help="Stalela fiscal cloud", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -51,6 +52,8 @@ app.add_typer(billing_cli.billing_app, name="billing")
 billing_cycle_cli.register(billing_cli.billing_app)
 billing_anomalies_cli.register(billing_cli.billing_app)
 app.add_typer(usage_cli.usage_app, name="usage")
+app.add_typer(operators_cli.operator_app, name="operator")
+app.add_typer(operators_cli.audit_app, name="audit")
 console = Console(stderr=True)
 
 

@@ -31,11 +31,11 @@ def _filters(
                                               "idempotency_key_in_use: a request with the key is in progress"},
                         422: {"description": "unknown_server: `target` is no configured server; "
                                               "field_not_applicable: `target` with the shared tier"}})
-async def create_tenant(body: schemas.TenantRegister, session: DbSession, _: OperatorPrincipal,
+async def create_tenant(body: schemas.TenantRegister, session: DbSession, principal: OperatorPrincipal,
                         settings: AppSettings, response: Response,
                         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                                       max_length=255)] = None):
-    done = await service.register(session, settings, body, idempotency_key)
+    done = await service.register(session, settings, body, idempotency_key, actor=principal.platform_actor)
     response.status_code = 200 if done.replayed else 202 if done.job.status == "running" else 201
     return schemas.TenantRegistered(tenant=await service.describe(session, done.tenant), api_key=done.api_key,
                                     api_key_id=done.api_key_id)
@@ -56,17 +56,20 @@ async def get_tenant(tenant_id: PathId, session: DbSession, _: OperatorPrincipal
 @router.patch("/tenants/{tenant_id}", response_model=schemas.RegistryTenantOut,
               responses={404: {"description": "tenant_not_found"},
                          503: {"description": "a dedicated tenant's database is unreachable (its copy of the row)"}})
-async def patch_tenant(tenant_id: PathId, body: schemas.TenantPatch, session: DbSession, _: OperatorPrincipal):
-    return await service.describe(session, await service.patch(session, tenant_id, body))
+async def patch_tenant(tenant_id: PathId, body: schemas.TenantPatch, session: DbSession, principal: OperatorPrincipal):
+    return await service.describe(session, await service.patch(session, tenant_id, body,
+                                                               actor=principal.platform_actor))
 
 
 @router.post("/tenants/{tenant_id}/suspend", response_model=schemas.RegistryTenantOut,
              responses={404: {"description": "tenant_not_found"}, 409: {"description": "tenant_status_conflict"}})
-async def suspend_tenant(tenant_id: PathId, session: DbSession, _: OperatorPrincipal):
-    return await service.describe(session, await accounts.set_tenant_status(session, tenant_id, "suspended"))
+async def suspend_tenant(tenant_id: PathId, session: DbSession, principal: OperatorPrincipal):
+    return await service.describe(session, await accounts.set_tenant_status(session, tenant_id, "suspended",
+                                                                            actor=principal.platform_actor))
 
 
 @router.post("/tenants/{tenant_id}/activate", response_model=schemas.RegistryTenantOut,
              responses={404: {"description": "tenant_not_found"}, 409: {"description": "tenant_status_conflict"}})
-async def activate_tenant(tenant_id: PathId, session: DbSession, _: OperatorPrincipal):
-    return await service.describe(session, await accounts.set_tenant_status(session, tenant_id, "active"))
+async def activate_tenant(tenant_id: PathId, session: DbSession, principal: OperatorPrincipal):
+    return await service.describe(session, await accounts.set_tenant_status(session, tenant_id, "active",
+                                                                            actor=principal.platform_actor))

@@ -20,9 +20,10 @@ Paging = Annotated[PageParams, Depends(page_params)]
                         409: {"description": "move_in_progress, move_noop, purge_required, move_unsupported, "
                                              "tenant_status_conflict"},
                         422: {"description": "unknown_server"}})
-async def move_tenant(tenant_id: PathId, body: schemas.MoveRequest, session: DbSession, _: OperatorPrincipal,
+async def move_tenant(tenant_id: PathId, body: schemas.MoveRequest, session: DbSession, principal: OperatorPrincipal,
                       settings: AppSettings):
-    return move_service.render(await move_service.request_move(session, settings, tenant_id, body))
+    return move_service.render(await move_service.request_move(session, settings, tenant_id, body,
+                                                               actor=principal.platform_actor))
 
 
 @router.get("/tenants/{tenant_id}/moves", response_model=Page[schemas.MoveOut],
@@ -42,5 +43,6 @@ async def get_move(tenant_id: PathId, move_id: PathId, session: DbSession, _: Op
 @router.post("/tenants/{tenant_id}/moves/{move_id}/purge", status_code=202, response_model=schemas.MoveOut,
              responses={404: {"description": "move_not_found"},
                         409: {"description": "move_not_completed, source_in_use"}})
-async def purge_move_source(tenant_id: PathId, move_id: PathId, session: DbSession, _: OperatorPrincipal):
-    return move_service.render(await move_service.request_purge(session, tenant_id, move_id))
+async def purge_move_source(tenant_id: PathId, move_id: PathId, session: DbSession, principal: OperatorPrincipal):
+    return move_service.render(await move_service.request_purge(session, tenant_id, move_id,
+                                                                actor=principal.platform_actor))

@@ -5,6 +5,7 @@ import json
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.audit import platform as platform_audit
 from stalela.config import Settings
 from stalela.controlplane import placement as placements
 from stalela.controlplane import schemas
@@ -22,7 +23,7 @@ MOVABLE = ("active", "suspended")
 
 
 async def request_move(session: AsyncSession, settings: Settings, tenant_id: str,
-                       data: schemas.MoveRequest) -> TenantMove:
+                       data: schemas.MoveRequest, *, actor: str) -> TenantMove:
     if settings.is_sqlite:
         raise Conflict("moving a tenant needs PostgreSQL (embedded mode keeps every tenant where it was created)",
                        code="move_unsupported")
@@ -51,6 +52,8 @@ async def request_move(session: AsyncSession, settings: Settings, tenant_id: str
     session.add(move)
     enqueue(session, tenant.id, TOPIC, {"tenant_id": tenant.id, "move_id": move.id})
     await session.flush()
+    await platform_audit.record(session, actor, "tenant.move_requested", tenant.id,
+                                {"move_id": move.id, "to": data.to, "source": move.source, "target": target})
     return move
 
 
@@ -76,7 +79,7 @@ async def list_moves(session: AsyncSession, tenant_id: str, *, limit: int,
     return await MoveRepository(session).page_of_tenant(tenant_id, limit=limit, starting_after=starting_after)
 
 
-async def request_purge(session: AsyncSession, tenant_id: str, move_id: str) -> TenantMove:
+async def request_purge(session: AsyncSession, tenant_id: str, move_id: str, *, actor: str) -> TenantMove:
     move = await MoveRepository(session).get_in_tenant(tenant_id, move_id)
     if move is None:
         raise NotFound("no such move", code="move_not_found")
@@ -88,6 +91,8 @@ async def request_purge(session: AsyncSession, tenant_id: str, move_id: str) -> 
     if tenant.placement == move.source:
         raise Conflict("the tenant is back on this move's source: it is live, not a leftover", code="source_in_use")
     enqueue(session, tenant_id, PURGE_TOPIC, {"tenant_id": tenant_id, "move_id": move_id})
+    await platform_audit.record(session, actor, "tenant.move_source_purge_requested", tenant_id,
+                                {"move_id": move_id, "source": move.source})
     return move
 
 

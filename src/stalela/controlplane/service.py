@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.accounts import service as accounts
+from stalela.audit import platform as platform_audit
 from stalela.audit.service import record
 from stalela.config import Settings
 from stalela.controlplane import placement as placements
@@ -40,7 +41,7 @@ def _fingerprint(data: schemas.TenantRegister) -> str:
 
 
 async def register(session: AsyncSession, settings: Settings, data: schemas.TenantRegister,
-                   idempotency_key: str | None) -> Registered:
+                   idempotency_key: str | None, *, actor: str = "operator:cli") -> Registered:
     """A shared tenant is active at once (as before the tiers); a dedicated one is registered here and
     provisioned by a job (controlplane.provisioning). Either is born with its first API key."""
     fingerprint = _fingerprint(data)
@@ -55,7 +56,10 @@ async def register(session: AsyncSession, settings: Settings, data: schemas.Tena
         # In a savepoint: a concurrent request with the same key (the unique index on the job's key) must
         # leave nothing of this one behind, neither tenant nor key.
         async with session.begin_nested():
-            return await _create(session, settings, data, tax_id, vat_condition, idempotency_key, fingerprint)
+            done = await _create(session, settings, data, tax_id, vat_condition, idempotency_key, fingerprint)
+            await platform_audit.record(session, actor, "tenant.created", done.tenant.id,
+                                        {"tier": data.tier, "placement": done.tenant.placement})
+            return done
     except IntegrityError:
         if idempotency_key is None:
             raise
@@ -136,7 +140,8 @@ async def search(session: AsyncSession, filters: schemas.TenantListFilters, *, l
                                                     starting_after=starting_after)
 
 
-async def patch(session: AsyncSession, tenant_id: str, data: schemas.TenantPatch) -> Tenant:
+async def patch(session: AsyncSession, tenant_id: str, data: schemas.TenantPatch, *,
+                actor: str = "operator:cli") -> Tenant:
     tenant = await RegistryRepository(session).get_for_update(tenant_id)
     if tenant is None:
         raise NotFound("no such tenant", code="tenant_not_found")
@@ -150,6 +155,9 @@ async def patch(session: AsyncSession, tenant_id: str, data: schemas.TenantPatch
         rate = data.rate_limit_per_second if "rate_limit_per_second" in given else tenant.rate_limit_per_second
         burst = data.rate_limit_burst if "rate_limit_burst" in given else tenant.rate_limit_burst
         tenant = await accounts.set_tenant_limits(session, tenant_id, rate, burst)
+    if given:
+        await platform_audit.record(session, actor, "tenant.updated", tenant_id,
+                                    data.model_dump(mode="json", include=given))
     return tenant
 
 

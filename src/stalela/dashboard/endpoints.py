@@ -19,6 +19,7 @@ from stalela.dashboard.admin_endpoints import router as admin_router
 from stalela.dashboard.billing_endpoints import app_router as billing_app_router
 from stalela.dashboard.billing_endpoints import ops_router as billing_ops_router
 from stalela.dashboard.ops_endpoints import router as ops_router
+from stalela.dashboard.ops_operator_endpoints import router as ops_operators_router
 from stalela.dashboard.privacy_endpoints import app_router as privacy_app_router
 from stalela.dashboard.privacy_endpoints import ops_router as privacy_ops_router
 from stalela.dashboard.repository import DashboardRepository
@@ -285,5 +286,5 @@ async def export_download(export_id: str, request: Request, session: DbSession, 
     return FileResponse(path, media_type="application/gzip", filename=f"stalela-audit-{job.id}.tar.gz")
 
 
-routers = [static_router, router, admin_router, ops_router, privacy_app_router, privacy_ops_router,
+routers = [static_router, router, admin_router, ops_router, ops_operators_router, privacy_app_router, privacy_ops_router,
            billing_app_router, billing_ops_router]

@@ -1,9 +1,11 @@
 """The plumbing both consoles share: templates, cookies, CSRF, HTML errors and who is looking.
 
 Sessions reuse the API's credentials rather than inventing new ones. A merchant session is the
-user's RS256 access token and rotating refresh token (auth.users), kept in HttpOnly cookies; an
-operator session is an expiry signed with ``STALELA_OPERATOR_TOKEN`` (changing the token ends every
-operator session). Every form POST carries a CSRF token that must match the session's.
+user's RS256 access token and rotating refresh token (auth.users), kept in HttpOnly cookies. An
+operator user's session is a row of ``operator_sessions`` (controlplane.operator_service: revoked at
+sign-out and deactivation); a session opened with the static ``STALELA_OPERATOR_TOKEN`` (automation,
+break-glass) is an expiry signed with that token (changing the token ends every such session). Every
+form POST carries a CSRF token that must match the session's.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from stalela.auth.dependencies import SAFE_METHODS, DbSession, client_ip
 from stalela.auth.permissions import Perm, check_writable, permissions
 from stalela.auth.principal import Principal
 from stalela.auth.service import authenticate_user
+from stalela.controlplane import operator_service
 from stalela.errors import (
     BadRequest, FieldError, Forbidden, StalelaError, TooManyRequests, Unauthorized, ValidationFailed,
 )
@@ -296,6 +299,7 @@ class Viewer:
     console: str = "app"
     jurisdiction: str = "CD"  # the tenant's: an Argentine console speaks of ARCA, points of sale and CAEs
     perms: frozenset[Perm] = field(default_factory=frozenset)
+    writer: bool = True  # the operations console: False for the read-only ``support`` role
 
     def can(self, perm: str) -> bool:
         return Perm(perm) in self.perms
@@ -419,7 +423,8 @@ def _sign(secret: bytes, purpose: str, expires: int) -> str:
     return hmac.new(secret, f"{purpose}:{expires}".encode(), hashlib.sha256).hexdigest()
 
 
-def operator_login(request: Request, token: str) -> bool:
+def token_login(request: Request, token: str) -> bool:
+    """A session opened with the static operator token."""
     secret = _operator_secret(request)
     if not secret or not hmac.compare_digest(token.encode(), secret):
         return False
@@ -429,18 +434,39 @@ def operator_login(request: Request, token: str) -> bool:
     return True
 
 
-async def _operator(request: Request, session: DbSession) -> Viewer:
+def user_login(request: Request, session_token: str) -> None:
+    """A session of an operator user (the token of ``operator_service.start_session``)."""
+    queue_cookie(request, OPS_COOKIE, session_token, path="/ops", max_age=OPS_SESSION_SECONDS, samesite="strict")
+
+
+def _token_viewer(request: Request, raw: str) -> Viewer:
     secret = _operator_secret(request)
-    raw = request.cookies.get(OPS_COOKIE, "")
     expires_text, _, signature = raw.partition(".")
     if not secret or not expires_text.isdigit() or int(expires_text) < time.time():
         raise LoginRequired("/ops")
     expires = int(expires_text)
     if not hmac.compare_digest(signature.encode(), _sign(secret, "ops-session", expires).encode()):
         raise LoginRequired("/ops")
+    return Viewer(Principal(kind="operator"), "operator token", "Platform", _sign(secret, "ops-csrf", expires)[:40],
+                  console="ops")
+
+
+async def _operator(request: Request, session: DbSession) -> Viewer:
+    raw = request.cookies.get(OPS_COOKIE, "")
+    if raw.startswith(operator_service.SESSION_PREFIX):
+        op = await operator_service.session_operator(session, raw)
+        if op is None:  # expired, signed out, or the operator was deactivated
+            raise LoginRequired("/ops")
+        csrf = hashlib.sha256(f"ops-csrf:{raw}".encode()).hexdigest()[:40]
+        viewer = Viewer(Principal(kind="operator", user_id=op.id, role=op.role), op.email, op.name, csrf,
+                        console="ops", writer=op.role == "platform_admin")
+    else:
+        viewer = _token_viewer(request, raw)
+    # Support reads everything and changes nothing: every POST but signing out is refused here, once,
+    # so that no console action can forget the check (the pages hide the buttons too).
+    if request.method not in SAFE_METHODS and not viewer.writer and request.url.path != "/ops/logout":
+        raise Forbidden("your operator role (support) is read-only", code="operator_read_only")
     await bind_platform(session)
-    viewer = Viewer(Principal(kind="operator"), "operator", "Platform", _sign(secret, "ops-csrf", expires)[:40],
-                    console="ops")
     request.state.viewer = viewer
     return viewer
 

@@ -33,7 +33,7 @@ CONTROL_TABLES = frozenset({
     "api_keys", "users", "invitations", "refresh_tokens", "auth_keys",
     # Public keys are served to anyone (GET /v1/keys/{id}, the JWKS) before any tenant is known.
     "signing_keys",
-    "operator_users", "platform_audit_log",
+    "operator_users", "operator_sessions", "platform_audit_log",
     "billing_accounts", "billing_bills", "billing_exchange_rates", "billing_issuer", "billing_plans",
     "billing_rate_cards",
     "usage_anomalies", "usage_cursors", "usage_daily", "usage_events", "usage_voids",

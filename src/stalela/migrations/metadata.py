@@ -10,6 +10,7 @@ from stalela.billing import bill_models as _bills  # noqa: F401
 from stalela.billing import rating_models as _rating  # noqa: F401
 from stalela.billing import usage_models as _usage  # noqa: F401
 from stalela.controlplane import models as _controlplane  # noqa: F401
+from stalela.controlplane import operator_models as _operators  # noqa: F401
 from stalela.db.base import Base
 from stalela.fiscal.invoices import models as _invoices  # noqa: F401
 from stalela.fiscal.ledger import models as _ledger  # noqa: F401

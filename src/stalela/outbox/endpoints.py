@@ -35,6 +35,6 @@ async def dead_letters(session: DbSession, _: OperatorPrincipal, paging: Annotat
 
 
 @router.post("/replay")
-async def replay(body: ReplayRequest, session: DbSession, _: OperatorPrincipal):
+async def replay(body: ReplayRequest, session: DbSession, principal: OperatorPrincipal):
     """Put dead events back in the queue with a fresh attempt budget."""
-    return {"replayed": await service.replay(session, body.ids, body.topic)}
+    return {"replayed": await service.replay(session, body.ids, body.topic, actor=principal.platform_actor)}

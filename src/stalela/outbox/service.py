@@ -8,6 +8,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from stalela.audit import platform as platform_audit
 from stalela.db.base import utcnow
 from stalela.db.routing import DATA_BIND, RoutedSession
 from stalela.errors import ValidationFailed
@@ -95,10 +96,14 @@ async def dead_letters(session: AsyncSession, topic: str | None, limit: int, sta
     return [render_event(r) for r in rows], more
 
 
-async def replay(session: AsyncSession, ids: list[str] | None, topic: str | None) -> int:
+async def replay(session: AsyncSession, ids: list[str] | None, topic: str | None, *, actor: str) -> int:
+    """``actor``: the operator, as the platform audit log names them (``Principal.platform_actor``)."""
     if not ids and not topic:
         raise ValidationFailed("give event ids or a topic to replay", code="replay_target_required", field="ids")
-    return await OutboxRepository(session).replay(ids or None, topic)
+    count = await OutboxRepository(session).replay(ids or None, topic)
+    await platform_audit.record(session, actor, "outbox.replayed", topic,
+                                {"ids": sorted(ids)[:100] if ids else None, "topic": topic, "count": count})
+    return count
 
 
 async def stats(session: AsyncSession) -> list[dict[str, Any]]:

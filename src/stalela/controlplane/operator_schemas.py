@@ -1,0 +1,60 @@
+"""API models of operator accounts and the platform audit log."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from stalela.auth.endpoints import Email
+from stalela.kit.schemas import StrictModel as _Strict
+from stalela.privacy.export_schemas import AuditEventRecord
+
+OperatorRole = Literal["platform_admin", "support"]
+
+
+class StrictModel(_Strict):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class OperatorCreate(StrictModel):
+    email: Email
+    name: str = Field(min_length=1, max_length=200)
+    role: OperatorRole
+    password: str | None = Field(None, min_length=1, max_length=1024,
+                                 description="Absent: the operator signs in through OpenID Connect only.")
+
+
+class OperatorUpdate(StrictModel):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    role: OperatorRole | None = None
+    status: Literal["active", "deactivated"] | None = None
+
+
+class OperatorOut(StrictModel):
+    id: str
+    email: str
+    name: str
+    role: str
+    status: str
+    password: bool = Field(description="Whether the operator may sign in with a password.")
+    oidc_issuer: str | None
+    oidc_subject: str | None
+    created_at: str
+    updated_at: str
+
+
+class OperatorPage(StrictModel):
+    data: list[OperatorOut]
+    has_more: bool
+
+
+class PlatformAuditPage(StrictModel):
+    data: list[AuditEventRecord]  # the same entry as the tenants' audit log
+    has_more: bool
+    next_before: int | None = Field(description="Pass as `before` for the next (older) page.")
+
+
+class PlatformAuditVerification(StrictModel):
+    checked: int
+    valid: bool
+    problem: str | None = Field(description="The first broken entry, named by its seq.")
