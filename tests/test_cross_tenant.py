@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tests.controlplane.conftest import tier_app, tier_client, tier_settings  # noqa: F401 (fixtures)
-from tests.support.walk import ACROSS, BODIES, data_rows, database_of, make_tenant, victim_bill, victim_objects
+from tests.support.walk import ACROSS, BODIES, data_rows, database_of, make_tenant, victim_bill, victim_move, victim_objects
 from stalela.db.base import utcnow
 from tests.conftest import OPERATOR_TOKEN
 
@@ -48,6 +48,7 @@ async def test_no_route_leaks_another_tenants_objects(tier_app, tier_client, ope
     ids["tenant_id"] = victim["id"]
     ids["bill_id"] = await victim_bill(app, victim["id"])
     ids["operator_id"] = await _an_operator(client)
+    ids["move_id"] = await victim_move(app, victim["id"])
     victim_values = set(ids.values())
     ids.update(plan_id="default", version="1")  # the operator's billing plans: nobody's to leak
 

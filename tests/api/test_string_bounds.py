@@ -16,9 +16,12 @@ from stalela.db.base import Base
 
 # (component.field or "header Name") -> "table.column" it is stored in as sent.
 STORED = {
-    "TenantCreate.name": "tenants.name",
-    "TenantCreate.tax_id": "tenants.tax_id",
-    "TenantCreate.jurisdiction": "tenants.jurisdiction",
+    "TenantRegister.name": "tenants.name",
+    "TenantRegister.tax_id": "tenants.tax_id",
+    "TenantRegister.jurisdiction": "tenants.jurisdiction",
+    "TenantRegister.tier": "tenants.tier",
+    "TenantPatch.name": "tenants.name",
+    "MoveRequest.to": "tenant_moves.to_tier",
     "ArTenantIn.vat_condition": "tenants.vat_condition",
     "OutletCreate.code": "outlets.code",
     "OutletCreate.name": "outlets.name",
@@ -86,6 +89,11 @@ STORED = {
 
 # Strings that are not stored as sent, and why.
 NOT_STORED = {
+    "TenantRegister.target": "a configured server's host:port, looked up (422 unknown_server); the placement stored "
+                             "is the configured template's URL",
+    "MoveRequest.target": "a configured server's host:port, looked up (422 unknown_server); the placement stored "
+                          "is the configured template's URL",
+    "TenantPatch.rate_limit_per_second": "a decimal (> 0, 3 places), stored as NUMERIC(10,3)",
     "InvoiceCreate.outlet_id": "looked up: an unknown id is 422 outlet_not_found before anything is written",
     # Checked below: every jurisdiction's codes fit the column.
     "InvoiceCreate.type": "only a code of the jurisdiction's list is stored (the rules refuse any other)",

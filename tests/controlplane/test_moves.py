@@ -94,10 +94,15 @@ async def test_shared_to_dedicated_and_back(tier_client, tier_app, operator_head
     assert await _count(control, "SELECT count(*) FROM invoices WHERE tenant_id = :t", t=tenant["id"]) == 7
 
 
-async def test_move_under_live_seal_load(tier_client, tier_app, operator_headers):
+@pytest.mark.parametrize("start,to", [("shared", "dedicated"), ("dedicated", "shared")])
+async def test_move_under_live_seal_load(tier_client, tier_app, operator_headers, start, to):
     """Seals keep coming during the move: none fails, none is lost, no number is skipped, and both sides
-    agree on the roots at the switch."""
-    tenant, headers = await shared(tier_client, operator_headers)
+    agree on the roots at the switch. From a dedicated database too, whose commits are apart from the
+    control plane's (the freeze holds the tenant's lock in both)."""
+    if start == "shared":
+        tenant, headers = await shared(tier_client, operator_headers)
+    else:
+        tenant, headers = await provisioned(tier_client, tier_app, operator_headers)
     # The load is meant to outrun the move, not the tenant's rate limit.
     r = await tier_client.patch(f"/v1/tenants/{tenant['id']}", headers=operator_headers,
                                 json={"rate_limit_per_second": "100000", "rate_limit_burst": 1000000})
@@ -114,7 +119,7 @@ async def test_move_under_live_seal_load(tier_client, tier_app, operator_headers
 
     loaders = [asyncio.create_task(load()) for _ in range(4)]
     await asyncio.sleep(0.3)
-    move = await _run_move(tier_client, tier_app, operator_headers, tenant["id"], {"to": "dedicated"})
+    move = await _run_move(tier_client, tier_app, operator_headers, tenant["id"], {"to": to})
     await asyncio.sleep(0.3)
     stop.set()
     await asyncio.gather(*loaders)
@@ -123,7 +128,7 @@ async def test_move_under_live_seal_load(tier_client, tier_app, operator_headers
     payload = move["receipt"]["payload"]
     assert payload["from"]["merkle"] == payload["to"]["merkle"]
     assert payload["from"]["caught_up_digests"] == payload["to"]["caught_up_digests"]
-    target = tier_app.state.db.fleet.database(move["target"]).engine
+    target = tier_app.state.db.fleet.database(move["target"]).engine if move["target"] else tier_app.state.db.engine
     total = 20 + len(results)
     assert await _count(target, "SELECT count(*) FROM invoices WHERE tenant_id = :t", t=tenant["id"]) == total
     assert await _count(target, "SELECT max(counter) FROM invoices WHERE tenant_id = :t", t=tenant["id"]) == total
@@ -197,3 +202,25 @@ async def test_dedicated_to_shared(tier_client, tier_app, operator_headers):
     r = await tier_client.get(f"/v1/tenants/{tenant['id']}/moves/{move['id']}", headers=operator_headers)
     assert r.status_code == 200
     assert json.dumps(r.json()["receipt"])  # the receipt stays
+
+
+async def test_a_switch_that_fails_leaves_the_source_as_it_was(tier_client, tier_app, operator_headers, monkeypatch):
+    """The source is parked (read-only, its events handed over) only after the switch committed: a failed
+    switch leaves a dedicated tenant writing to its own database with its events still to deliver."""
+    tenant, headers = await provisioned(tier_client, tier_app, operator_headers)
+    await seal(tier_client, tenant, headers)
+
+    async def broken(*args, **kwargs):
+        raise OSError("control plane went away at the switch")
+
+    from stalela.controlplane import move_repository
+
+    monkeypatch.setattr(move_repository, "switch", broken)
+    r = await tier_client.post(f"/v1/tenants/{tenant['id']}/move", json={"to": "shared"}, headers=operator_headers)
+    assert await moves.run(tier_app.state.db, tier_app.state.settings, tenant["id"], r.json()["id"]) == "failed"
+    r = await tier_client.get(f"/v1/tenants/{tenant['id']}", headers=operator_headers)
+    assert r.json()["tier"] == "dedicated"
+    assert (await seal(tier_client, tenant, headers))["seal"]["payload"]["counter"] == 2
+    own = tier_app.state.db.fleet.database(r.json()["database"]).engine
+    assert await _count(own, "SELECT count(*) FROM outbox WHERE tenant_id = :t AND status = 'moved'",
+                        t=tenant["id"]) == 0

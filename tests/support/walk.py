@@ -139,3 +139,15 @@ async def victim_bill(app, tenant_id: str) -> str:
                     total_cents=100, lines="[]", finalize_after=utcnow())
         session.add(bill)
     return bill.id
+
+
+async def victim_move(app, tenant_id: str) -> str:
+    """A move of the victim (failed: moves need PostgreSQL and a worker; the row is what the walk needs)."""
+    from stalela.controlplane.models import TenantMove
+
+    async with app.state.db.transaction() as session:
+        await bind_tenant(session, tenant_id)
+        move = TenantMove(tenant_id=tenant_id, id=new_id("mov"), to_tier="dedicated", status="failed", step="failed",
+                          created_at=utcnow(), updated_at=utcnow())
+        session.add(move)
+    return move.id

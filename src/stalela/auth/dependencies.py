@@ -34,6 +34,7 @@ from stalela.kit.openapi import answers
 from stalela.kit.schemas import ID_PATTERN
 from stalela.observability import context as log_context
 from stalela.tenancy.context import bind_platform, bind_tenant
+from stalela.tenancy.repository import TenantRepository
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _bearer = HTTPBearer(auto_error=False, description="A tenant API key (sk_...) or the operator token.")
@@ -87,12 +88,15 @@ async def _verification_session(session: DbSession, t: _QrTenant = None) -> Asyn
     """The public pages a QR code opens (an invoice, a Z report). An id alone does not say which database
     holds it: a QR code names its tenant (``t``), whose database the session then reads, bound to that
     tenant alone; a URL without it (printed before the dedicated tier) reads the shared database."""
+    await bind_platform(session)
     if t is None:
-        await bind_platform(session)
-    elif re.fullmatch(ID_PATTERN, t):
-        await bind_tenant(session, t)
-    else:
+        return session
+    if not re.fullmatch(ID_PATTERN, t):
         raise NotFound("no such tenant", code="not_found", field="t")
+    tenant = await TenantRepository(session).get(t)
+    if tenant is None or tenant.status == "provisioning":  # no database to read yet: nothing to verify
+        raise NotFound("no such tenant", code="not_found", field="t")
+    await bind_tenant(session, t)
     return session
 
 

@@ -47,6 +47,10 @@ async def request_move(session: AsyncSession, settings: Settings, tenant_id: str
         if tenant.placement is not None and placements.server_of(target) == placements.server_of(tenant.placement):
             raise Conflict("the tenant's database is already on that server; name another as target",
                            code="move_noop", field="target")
+    if await MoveRepository(session).unpurged_source(tenant.id, target):
+        # An earlier move left the tenant's old rows there, read-only: the copy would merge with them.
+        raise Conflict("an earlier move of this tenant left its copy there: purge that move's source first",
+                       code="purge_required")
     move = TenantMove(tenant_id=tenant.id, id=new_id("mov"), to_tier=data.to, source=tenant.placement, target=target,
                       status="running", step="requested", created_at=utcnow(), updated_at=utcnow())
     session.add(move)

@@ -45,9 +45,10 @@ from stalela.tenancy.models import Tenant
 
 log = get_logger("stalela.controlplane.moves")
 TOPIC = "tenant.move"
-# Tables workers write outside the tenant's lock (the dispatcher's claims and results): copied like the
-# rest, but delivery state, not fiscal records, so they are left out of the frozen comparison.
-OPERATIONAL = frozenset({"outbox"})
+# Tables workers write outside the tenant's lock (the dispatcher's and the export runner's claims and
+# results): copied like the rest, but delivery state, not fiscal records, so they are left out of the
+# frozen comparison.
+OPERATIONAL = frozenset({"outbox", "export_jobs"})
 
 
 class MoveFailed(StalelaError):
@@ -101,7 +102,13 @@ async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -
         return move.status if move else "missing"
     tenant = await _tenant(db, tenant_id)
     if tenant.placement == move.target:
-        return await _finish(db, settings, tenant_id, move_id, None)  # switched before a crash: only the receipt
+        # Switched before a crash: park the source (again: idempotent) and write the receipt.
+        source = _owner_engine(db.fleet.url_of(move.source) if move.source else db.url)
+        try:
+            await _park_source(source, tenant_id, move.source is not None, settings.database_role)
+        finally:
+            await source.dispose()
+        return await _finish(db, settings, tenant_id, move_id, None)
     if tenant.placement != move.source:
         raise MoveFailed("the tenant is no longer where the move started")
     phases: dict[str, float] = {}
@@ -233,11 +240,18 @@ async def _caught_up(source: AsyncEngine, target: AsyncEngine, tables: list, ten
 async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngine, target: AsyncEngine,
                              tables: list, move: TenantMove, tenant_id: str, since: str) -> dict[str, Any]:
     batch = settings.move_batch_rows
-    async with db.engine.connect() as lock:
+    async with AsyncExitStack() as stack:
+        lock = await stack.enter_async_context(db.engine.connect())
         started = time.monotonic()
-        # Writes of the tenant already running finish first; new ones queue behind this lock.
-        await asyncio.wait_for(move_repository.freeze(lock, tenant_id), settings.move_freeze_timeout_seconds)
-        await lock.commit()
+        # Writes of the tenant already running finish first; new ones queue behind this lock. A dedicated
+        # source commits apart from the control plane: its own copy of the lock waits for those commits too
+        # (control plane first, as every writer takes them, so the two can never deadlock).
+        held = [lock]
+        if move.source is not None:
+            held.append(await stack.enter_async_context(source.connect()))
+        for conn in held:
+            await asyncio.wait_for(move_repository.freeze(conn, tenant_id), settings.move_freeze_timeout_seconds)
+            await conn.commit()
         timings: dict[str, Any] = {"lock_wait_ms": round((time.monotonic() - started) * 1000, 1)}
         try:
             mark = time.monotonic()
@@ -257,17 +271,17 @@ async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngi
                 timings["full_pass"] = True
                 if differing:
                     raise MoveFailed(f"source and target still differ under the freeze: {', '.join(differing)}")
-                check = {"source": {"rows": {n: f["rows"] for n, f in full["source"]["tables"].items()},
-                                    "ledger": full["source"]["ledger"]},
-                         "target": {"rows": {n: f["rows"] for n, f in full["target"]["tables"].items()},
-                                    "ledger": full["target"]["ledger"]}}
-            await _park_source(source, tenant_id, move.source is not None, settings.database_role)
+                check = {side: {"rows": {n: f["rows"] for n, f in full[side]["tables"].items()},
+                                "ledger": full[side]["ledger"]} for side in ("source", "target")}
             await move_repository.switch(lock, tenant_id, move.id, move.target, move.to_tier, utcnow())
             await lock.commit()  # the switch: one control-plane transaction
             switched_at = utcnow()
+            # Only now, still frozen: a switch that failed must leave the source as it was, writable.
+            await _park_source(source, tenant_id, move.source is not None, settings.database_role)
         finally:
-            await move_repository.thaw(lock, tenant_id)
-            await lock.commit()
+            for conn in held:
+                await move_repository.thaw(conn, tenant_id)
+                await conn.commit()
         return {"freeze_ms": round((time.monotonic() - started) * 1000, 1), "freeze": timings,
                 "switched_at": switched_at.isoformat(), "at_switch": check}
 
@@ -293,7 +307,18 @@ async def _finish(db: Database, settings: Settings, tenant_id: str, move_id: str
 async def purge(db: Database, settings: Settings, tenant_id: str, move_id: str) -> None:
     """The operator's purge of a completed move's source: a dedicated database is dropped; in the shared
     database the tenant's rows are deleted, children first. The rows are copies: the receipt proved them
-    equal to the tenant's live ones, which nothing touches here."""
+    equal to the tenant's live ones, which nothing touches here. Under the tenant's mover lock: no move
+    may switch the tenant back onto this source between the check and the drop."""
+    async with db.engine.connect() as mover:
+        if not await move_repository.try_mover_lock(mover, tenant_id):
+            raise MoveFailed("a move of this tenant is running; purge after it", code="move_in_progress")
+        try:
+            await _purge(db, tenant_id, move_id)
+        finally:
+            await move_repository.release_locks(mover)
+
+
+async def _purge(db: Database, tenant_id: str, move_id: str) -> None:
     async with db.transaction(readonly=True) as session:
         await bind_platform(session)
         move = await MoveRepository(session).get_in_tenant(tenant_id, move_id)

@@ -96,6 +96,14 @@ class MoveRepository(Repository[TenantMove]):
         found = await self.session.execute(text("SELECT 1 FROM outlets WHERE tenant_id = :t LIMIT 1"), {"t": tenant_id})
         return found.first() is not None
 
+    async def unpurged_source(self, tenant_id: str, placement: str | None) -> bool:
+        """Is ``placement`` the source of a completed move of the tenant that was not purged?"""
+        stmt = select(TenantMove.id).where(TenantMove.tenant_id == tenant_id, TenantMove.status == "completed",
+                                           TenantMove.purged_at.is_(None),
+                                           TenantMove.source.is_(None) if placement is None
+                                           else TenantMove.source == placement).limit(1)
+        return (await self.session.execute(stmt)).first() is not None
+
     async def running(self, tenant_id: str | None = None) -> list[TenantMove]:
         stmt = select(TenantMove).where(TenantMove.status == "running")
         if tenant_id is not None:

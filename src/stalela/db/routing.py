@@ -49,9 +49,9 @@ def _tables(mapper: Any, clause: Any) -> list[str]:
     if clause is not None:
         if isinstance(clause, TextClause):
             return []
-        if isinstance(clause, UpdateBase):
-            return [clause.table.name] if isinstance(clause.table, Table) else []
-        return [t.name for t in sql_util.find_tables(clause, include_aliases=True, include_joins=True)
+        # The whole statement, a DML's WHERE and subqueries included: a table hidden there decides too.
+        return [t.name for t in sql_util.find_tables(clause, include_aliases=True, include_joins=True,
+                                                     include_crud=isinstance(clause, UpdateBase))
                 if isinstance(t, Table)]
     if mapper is not None:
         return [mapper.local_table.name]

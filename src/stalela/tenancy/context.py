@@ -25,6 +25,10 @@ _BIND_PG = text("SELECT set_config('stalela.tenant_id', :t, true), set_config('s
                 "stalela_route(:t, :w)")
 _PLACEMENT = text("SELECT placement FROM tenants WHERE id = :t")
 _SET_TENANT = text("SELECT set_config('stalela.tenant_id', :t, true), set_config('stalela.platform', 'off', true)")
+# A dedicated database's connection commits apart from the control plane's (in either order), so a write
+# holds the tenant's lock in its own database too: a move's freeze waits for that commit there.
+_SET_TENANT_WRITE = text("SELECT set_config('stalela.tenant_id', :t, true), set_config('stalela.platform', 'off', true), "
+                         "pg_advisory_xact_lock_shared(hashtextextended('stalela.tenant:' || :t, 0))")
 _SET_PLATFORM = text("SELECT set_config('stalela.platform', 'on', true), set_config('stalela.tenant_id', '', true)")
 
 
@@ -58,7 +62,8 @@ async def bind_tenant(session: AsyncSession, tenant_id: str) -> None:
         return
     info[DATA_BIND] = data
     if data.dialect.name == "postgresql":
-        await session.execute(_SET_TENANT, {"t": tenant_id})  # text(): the data plane's connection
+        write = not info.get(READONLY_SESSION, False)
+        await session.execute(_SET_TENANT_WRITE if write else _SET_TENANT, {"t": tenant_id})  # text(): the data plane
 
 
 async def bind_platform(session: AsyncSession) -> None:
