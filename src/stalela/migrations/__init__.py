@@ -10,6 +10,8 @@ it once, on its first ``/readyz``.
 """
 from __future__ import annotations
 
+import asyncio
+import weakref
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +43,26 @@ def head_revisions() -> tuple[str, ...]:
     return tuple(sorted(ScriptDirectory.from_config(alembic_config()).get_heads()))
 
 
+# Alembic keeps its running environment in module globals (``alembic.context``, ``op``): two upgrades
+# interleaved in one event loop (provisioning several dedicated databases at once) would run one database's
+# migrations on the other's connection. One upgrade at a time per loop.
+_UPGRADING: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = weakref.WeakKeyDictionary()
+
+
+def _one_at_a_time() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _UPGRADING.get(loop)
+    if lock is None:
+        lock = _UPGRADING[loop] = asyncio.Lock()
+    return lock
+
+
 async def upgrade(url: str, *, app_role: str = "stalela_app", revision: str = "heads") -> None:
+    async with _one_at_a_time():
+        await _upgrade(url, app_role=app_role, revision=revision)
+
+
+async def _upgrade(url: str, *, app_role: str, revision: str) -> None:
     # Migrate as the connecting user (the owner), never as the restricted application role.
     from alembic import command
 
