@@ -9,7 +9,10 @@ import secrets
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+
+from stalela.db.base import utcnow
 
 from stalela.controlplane import placement, provisioning
 from stalela.db.session import Database
@@ -38,13 +41,22 @@ async def tier_app(tier_settings):
     from stalela.app import create_app
 
     application = create_app(tier_settings)
+    started = utcnow()
     async with application.router.lifespan_context(application):
         yield application
-        # Drop every dedicated database the test made (their names carry the tenant ids: no clash).
+        # Drop every dedicated database the test made, opened or not (moves' sources and targets too):
+        # their names carry the tenant ids, so no other test's can match.
         db: Database = application.state.db
-        placements = list(db.fleet.open_databases())
+        places = set(db.fleet.open_databases())
+        async with db.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(text("SELECT set_config('stalela.platform', 'on', false)"))
+            for sql in ("SELECT placement FROM tenants WHERE created_at >= :s",
+                        "SELECT source FROM tenant_moves WHERE created_at >= :s",
+                        "SELECT target FROM tenant_moves WHERE created_at >= :s"):
+                places |= {p for (p,) in await conn.execute(text(sql), {"s": started}) if p}
         await db.fleet.dispose()
-        for p in placements:
+        for p in places:
             await placement.drop_database(db.fleet.url_of(p))
 
 
