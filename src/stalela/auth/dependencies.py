@@ -91,10 +91,9 @@ async def _verification_session(session: DbSession, t: _QrTenant = None) -> Asyn
     await bind_platform(session)
     if t is None:
         return session
-    if not re.fullmatch(ID_PATTERN, t):
-        raise NotFound("no such tenant", code="not_found", field="t")
-    tenant = await TenantRepository(session).get(t)
-    if tenant is None or tenant.status == "provisioning":  # no database to read yet: nothing to verify
+    # A tenant being provisioned has no database to read yet: nothing to verify there either.
+    if not re.fullmatch(ID_PATTERN, t) or (tenant := await TenantRepository(session).get(t)) is None \
+            or tenant.status == "provisioning":
         raise NotFound("no such tenant", code="not_found", field="t")
     await bind_tenant(session, t)
     return session
@@ -103,7 +102,7 @@ async def _verification_session(session: DbSession, t: _QrTenant = None) -> Asyn
 VerificationSession = Annotated[AsyncSession, Depends(_verification_session)]
 
 
-@answers(401, 403, 409, 429)  # 409 tenant_deprovisioning: a write while the tenant is offboarded
+@answers(401, 403, 409, 429)  # 409 tenant_deprovisioning (a write while offboarded), tenant_provisioning
 async def _tenant_principal(request: Request, session: DbSession, _doc=Depends(_bearer)) -> Principal:
     return await _authenticate(request, session, readonly=request.method in SAFE_METHODS)
 
@@ -124,7 +123,6 @@ async def _authenticate(request: Request, session: AsyncSession, *, readonly: bo
     authorization = request.headers.get("authorization")
     principal = cached_api_key(authorization)
     if principal is not None:
-        check_provisioned(principal.tenant_status)
         await bind_tenant(session, principal.tenant_id)
         return await _admit(request, principal, session)
     if not bearer_token(authorization).startswith(PREFIX):

@@ -154,13 +154,14 @@ class FleetSupervisor:
         try:
             while True:
                 await self._listen()
+                # Cleared before the read: a wake-up arriving during it must trigger the next one.
+                self._refresh.clear()
                 try:
                     await self.refresh()
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # the control plane may be away: keep the workers we have
                     log.exception("fleet_refresh_failed")
-                self._refresh.clear()
                 try:
                     await asyncio.wait_for(self._refresh.wait(), REFRESH_SECONDS)
                 except asyncio.TimeoutError:

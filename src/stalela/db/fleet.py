@@ -48,7 +48,7 @@ class Fleet:
         url = make_url(placement)
         if url.password is None and not url.get_backend_name().startswith("sqlite"):
             for known in (*self.options.templates, self.control.url):
-                candidate = make_url(known.replace("{tenant}", "x"))
+                candidate = make_url(known)
                 if _server(candidate) == _server(url) and candidate.password is not None:
                     url = url.set(password=candidate.password)
                     break

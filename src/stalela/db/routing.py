@@ -63,8 +63,6 @@ def is_control(mapper: Any = None, clause: Any = None) -> bool:
     caller names the bind; the tenants' copy row in a dedicated database keeps its foreign keys whole,
     so a data-plane statement may join ``tenants``."""
     names = _tables(mapper, clause)
-    if not names:
-        return False
     control = [n for n in names if n in CONTROL_TABLES]
     if not control:
         return False

@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from stalela.config import Settings
+from stalela.config import Settings, normalize_database_url
 from stalela.db.engine import READONLY, create_engine, is_sqlite_url
 from stalela.db.fleet import Fleet, FleetOptions
 from stalela.db.outages import is_outage
@@ -60,7 +60,9 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":
-        templates = tuple(t.strip() for t in (settings.dedicated_database_url_template or "").split(",") if t.strip())
+        # Normalised once (postgres:// or postgresql:// alike), so a placement finds its server's password.
+        templates = tuple(normalize_database_url(t.strip().replace("{tenant}", "x"))
+                          for t in (settings.dedicated_database_url_template or "").split(",") if t.strip())
         return cls(
             settings.effective_database_url,
             role=settings.database_role,

@@ -67,16 +67,16 @@ class NatsRelay:
                 info = await self._js.stream_info(self.stream)
             self._template = info.config
             if self.dedicated_streams and f"{self.prefix}.>" in (info.config.subjects or []):
-                info = await self._narrow_shared_stream(info.config)
+                await self._narrow_shared_stream(info.config)
         return self._js
 
-    async def _narrow_shared_stream(self, config: StreamConfig):  # noqa: ANN202
+    async def _narrow_shared_stream(self, config: StreamConfig) -> None:
         """A shared stream made before tenants had subjects of their own holds ``p.events.>``, which
         overlaps every dedicated stream: it keeps its messages and gives up the dedicated space."""
         subjects = [s for s in config.subjects or [] if s != f"{self.prefix}.>"] + [f"{self.prefix}.tenants.>"]
         log.warning("nats_shared_stream_narrowed", stream=self.stream, subjects=subjects)
         config.subjects = subjects
-        return await self._js.update_stream(config)
+        await self._js.update_stream(config)
 
     def subject(self, tenant_id: str, topic: str, tier: str = "shared") -> str:
         space = "dedicated" if tier == "dedicated" and self.dedicated_streams else "tenants"

@@ -46,24 +46,20 @@ async def bind_tenant(session: AsyncSession, tenant_id: str) -> None:
     info = session.info
     info[TENANT_KEY] = tenant_id
     info.pop(PLATFORM_KEY, None)
+    readonly = info.get(READONLY_SESSION, False)
     control = session.sync_session.bind  # the control plane's engine
     if control.dialect.name == "postgresql":
-        row = (await session.execute(_BIND_PG, {"t": tenant_id, "w": not info.get(READONLY_SESSION, False)},
-                                     bind_arguments={"bind": control})).one()
-        placement = row[2]
+        row = await session.execute(_BIND_PG, {"t": tenant_id, "w": not readonly}, bind_arguments={"bind": control})
+        placement = row.one()[2]
     else:
         placement = (await session.execute(_PLACEMENT, {"t": tenant_id}, bind_arguments={"bind": control})).scalar()
-    if info.get(PINNED):
-        data = info[HOME_BIND]
-    else:
-        data = info[DATABASE].fleet.data_bind(placement, info.get(READONLY_SESSION, False)) if placement else None
+    data = info[HOME_BIND] if info.get(PINNED) else info[DATABASE].fleet.data_bind(placement, readonly)
     if data is None:
         info.pop(DATA_BIND, None)
         return
     info[DATA_BIND] = data
     if data.dialect.name == "postgresql":
-        write = not info.get(READONLY_SESSION, False)
-        await session.execute(_SET_TENANT_WRITE if write else _SET_TENANT, {"t": tenant_id})  # text(): the data plane
+        await session.execute(_SET_TENANT if readonly else _SET_TENANT_WRITE, {"t": tenant_id})  # text(): data plane
 
 
 async def bind_platform(session: AsyncSession) -> None:
@@ -101,6 +97,13 @@ async def acting_as(session: AsyncSession, tenant_id: str) -> AsyncIterator[None
             await bind_tenant(session, previous)
         elif platform:
             await bind_platform(session)
+        else:  # it was bound to nothing: back to nothing (its home data plane, no tenant filter)
+            session.info.pop(TENANT_KEY, None)
+            home = session.info.get(HOME_BIND)
+            if home is None:
+                session.info.pop(DATA_BIND, None)
+            else:
+                session.info[DATA_BIND] = home
 
 
 def current_tenant(session: AsyncSession) -> str | None:
