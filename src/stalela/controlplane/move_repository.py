@@ -102,8 +102,21 @@ class Sides:
     target: AsyncConnection
 
 
+# A pending event copied to the target waits there as HELD until the switch releases it: a dispatcher of the
+# target's database must not deliver it while the source's still may.
+HELD = "moving"
+
+
+def _held(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if table.name != "outbox":
+        return rows
+    return [{**row, "status": HELD} if row["status"] == "pending" else row for row in rows]
+
+
 async def _write(table: Table, tenant_id: str, target: AsyncConnection, kind: str, rows: list) -> None:
     keys = _key(table)
+    if kind != "delete":
+        rows = _held(table, rows)
     if kind == "delete":
         await target.execute(delete(table).where(table.c.tenant_id == tenant_id, tuple_(*keys).in_(rows)))
     elif kind == "insert":
@@ -251,8 +264,12 @@ _TENANT_LOCK = "hashtextextended('stalela.tenant:' || :t, 0)"
 
 
 async def try_mover_lock(conn: AsyncConnection, tenant_id: str) -> bool:
-    return bool((await conn.execute(text("SELECT pg_try_advisory_lock(hashtextextended('stalela.move:' || :t, 0))"),
-                                    {"t": tenant_id})).scalar())
+    """Session-level; the statement's transaction is committed at once, so the connection does not sit idle
+    in a transaction (a server's idle_in_transaction_session_timeout would end it, and the lock with it)."""
+    taken = bool((await conn.execute(text("SELECT pg_try_advisory_lock(hashtextextended('stalela.move:' || :t, 0))"),
+                                     {"t": tenant_id})).scalar())
+    await conn.commit()
+    return taken
 
 
 async def release_locks(conn: AsyncConnection) -> None:
@@ -271,11 +288,18 @@ async def thaw(conn: AsyncConnection, tenant_id: str) -> None:
 async def switch(conn: AsyncConnection, tenant_id: str, move_id: str, placement: str | None, tier: str,
                  now: Any) -> None:
     """Point the tenant at its new database (the control plane's rows; the caller commits)."""
-    await conn.execute(text("SELECT set_config('stalela.platform', 'on', false)"))
+    # Transaction-local: this connection goes back to the application's pool afterwards.
+    await conn.execute(text("SELECT set_config('stalela.platform', 'on', true)"))
     await conn.execute(text("UPDATE tenants SET placement = :p, tier = :tier, updated_at = :now WHERE id = :t"),
                        {"p": placement, "tier": tier, "now": now, "t": tenant_id})
     await conn.execute(text("UPDATE tenant_moves SET step = 'switched', updated_at = :now "
                             "WHERE tenant_id = :t AND id = :m"), {"now": now, "t": tenant_id, "m": move_id})
+
+
+async def release(conn: AsyncConnection, tenant_id: str) -> None:
+    """After the switch, on the target: the tenant's copied events are its pending events now."""
+    await conn.execute(text("UPDATE outbox SET status = 'pending' WHERE tenant_id = :t AND status = :held"),
+                       {"t": tenant_id, "held": HELD})
 
 
 async def park(conn: AsyncConnection, tenant_id: str, revoke_role: str | None) -> None:

@@ -40,7 +40,6 @@ async def request_move(session: AsyncSession, settings: Settings, tenant_id: str
         if tenant.placement is None:
             raise Conflict("the tenant is already in the shared tier", code="move_noop", field="to")
         target = None
-        await _require_purged(session, tenant)
     else:
         used = await RegistryRepository(session).placements()
         target = placements.choose(settings, tenant.id, used, data.target)
@@ -59,14 +58,6 @@ async def request_move(session: AsyncSession, settings: Settings, tenant_id: str
     await platform_audit.record(session, actor, "tenant.move_requested", tenant.id,
                                 {"move_id": move.id, "to": data.to, "source": move.source, "target": target})
     return move
-
-
-async def _require_purged(session: AsyncSession, tenant: Tenant) -> None:
-    """The shared database must not still hold the tenant's rows from an earlier move out: the copy back
-    would merge with them. (Text SQL on a platform session: the control plane's own database.)"""
-    if await MoveRepository(session).shared_database_holds(tenant.id):
-        raise Conflict("the shared database still holds this tenant's rows from an earlier move: purge that "
-                       "move's source first", code="purge_required")
 
 
 async def get_move(session: AsyncSession, tenant_id: str, move_id: str) -> TenantMove:

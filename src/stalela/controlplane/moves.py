@@ -87,11 +87,23 @@ async def run(db: Database, settings: Settings, tenant_id: str, move_id: str) ->
             return await _run(db, settings, tenant_id, move_id)
         except Exception as exc:
             log.exception("tenant_move_failed", tenant_id=tenant_id, move_id=move_id)
+            if await _switched(db, tenant_id, move_id):
+                # The tenant is on the target already: the outbox retries, which parks the source and
+                # writes the receipt (the resume path), rather than a "failed" that nothing would finish.
+                raise
             await _step(db, tenant_id, move_id, "failed", status="failed",
                         error=f"{type(exc).__name__}: {exc}"[:2000], completed_at=utcnow())
             return "failed"
         finally:
             await move_repository.release_locks(mover)
+
+
+async def _switched(db: Database, tenant_id: str, move_id: str) -> bool:
+    async with db.transaction(readonly=True) as session:
+        await bind_platform(session)
+        move = await MoveRepository(session).get_in_tenant(tenant_id, move_id)
+        tenant = await session.get(Tenant, tenant_id)
+    return move is not None and tenant is not None and tenant.placement == move.target
 
 
 async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -> str:
@@ -104,10 +116,13 @@ async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -
     if tenant.placement == move.target:
         # Switched before a crash: park the source (again: idempotent) and write the receipt.
         source = _owner_engine(db.fleet.url_of(move.source) if move.source else db.url)
+        target = _owner_engine(db.fleet.url_of(move.target) if move.target else db.url)
         try:
+            await _release_target(target, tenant_id)
             await _park_source(source, tenant_id, move.source is not None, settings.database_role)
         finally:
             await source.dispose()
+            await target.dispose()
         return await _finish(db, settings, tenant_id, move_id, None)
     if tenant.placement != move.source:
         raise MoveFailed("the tenant is no longer where the move started")
@@ -249,11 +264,18 @@ async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngi
         held = [lock]
         if move.source is not None:
             held.append(await stack.enter_async_context(source.connect()))
-        for conn in held:
-            await asyncio.wait_for(move_repository.freeze(conn, tenant_id), settings.move_freeze_timeout_seconds)
-            await conn.commit()
-        timings: dict[str, Any] = {"lock_wait_ms": round((time.monotonic() - started) * 1000, 1)}
+        frozen_on: list[AsyncConnection] = []
         try:
+            for conn in held:
+                try:
+                    await asyncio.wait_for(move_repository.freeze(conn, tenant_id), settings.move_freeze_timeout_seconds)
+                except BaseException:
+                    # Cancelled half-way, the lock may still come: never give this connection back to a pool.
+                    await conn.invalidate()
+                    raise
+                frozen_on.append(conn)
+                await conn.commit()
+            timings: dict[str, Any] = {"lock_wait_ms": round((time.monotonic() - started) * 1000, 1)}
             mark = time.monotonic()
             delta, _ = await _sync(source, target, tables, tenant_id, batch, since=since)
             timings["catch_up_ms"] = round((time.monotonic() - mark) * 1000, 1)
@@ -276,14 +298,21 @@ async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngi
             await move_repository.switch(lock, tenant_id, move.id, move.target, move.to_tier, utcnow())
             await lock.commit()  # the switch: one control-plane transaction
             switched_at = utcnow()
-            # Only now, still frozen: a switch that failed must leave the source as it was, writable.
+            # Only now, still frozen: a switch that failed must leave both sides as they were.
+            await _release_target(target, tenant_id)
             await _park_source(source, tenant_id, move.source is not None, settings.database_role)
         finally:
-            for conn in held:
+            for conn in frozen_on:
                 await move_repository.thaw(conn, tenant_id)
                 await conn.commit()
         return {"freeze_ms": round((time.monotonic() - started) * 1000, 1), "freeze": timings,
                 "switched_at": switched_at.isoformat(), "at_switch": check}
+
+
+async def _release_target(target: AsyncEngine, tenant_id: str) -> None:
+    async with target.begin() as conn:
+        await move_repository.prepare(conn)
+        await move_repository.release(conn, tenant_id)
 
 
 async def _park_source(source: AsyncEngine, tenant_id: str, dedicated: bool, role: str) -> None:

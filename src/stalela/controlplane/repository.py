@@ -90,12 +90,6 @@ class MoveRepository(Repository[TenantMove]):
         stmt = select(TenantMove).where(TenantMove.tenant_id == tenant_id)
         return await self.page(stmt, limit=limit, starting_after=starting_after)
 
-    async def shared_database_holds(self, tenant_id: str) -> bool:
-        """Does the control plane's own database still hold the tenant's data (an earlier move's copy)?
-        Raw SQL on a platform session: it runs there, not in the tenant's database."""
-        found = await self.session.execute(text("SELECT 1 FROM outlets WHERE tenant_id = :t LIMIT 1"), {"t": tenant_id})
-        return found.first() is not None
-
     async def unpurged_source(self, tenant_id: str, placement: str | None) -> bool:
         """Is ``placement`` the source of a completed move of the tenant that was not purged?"""
         stmt = select(TenantMove.id).where(TenantMove.tenant_id == tenant_id, TenantMove.status == "completed",
