@@ -40,7 +40,10 @@ TEMPLATE = "postgresql://postgres@127.0.0.1:5432/{tenant}"
 
 
 def _env(idle: float = 60.0) -> dict[str, str]:
+    # One pooled connection per dedicated database and process: 50 busy tenants in two processes stay within
+    # PostgreSQL's default 100 connections (docs/operations.md, "Connections").
     return {"STALELA_DEDICATED_DATABASE_URL_TEMPLATE": TEMPLATE, "STALELA_DEDICATED_POOL_IDLE_SECONDS": str(idle),
+            "STALELA_DEDICATED_POOL_SIZE": "1",
             "STALELA_BILLING_INTERVAL_SECONDS": "0", "STALELA_USAGE_AGGREGATION_SECONDS": "0"}
 
 

@@ -57,8 +57,12 @@ def periodic_loops(settings: Settings) -> list[tuple[str, float, Periodic]]:
 class DatabaseWorker:
     """The background work of one dedicated database."""
 
-    def __init__(self, control: Database, settings: Settings, placement: str, *, concurrency: int | None = None):
+    def __init__(self, control: Database, settings: Settings, placement: str, *, concurrency: int | None = None,
+                 gate: asyncio.Semaphore | None = None):
         self.control = control
+        # Shared by every dedicated database of the process: at most this many passes (and so connections)
+        # at once, however many tenants are busy.
+        self.gate = gate or asyncio.Semaphore(settings.worker_concurrency)
         self.settings = settings
         self.placement = placement
         self.db = control.fleet.database(placement)
@@ -85,7 +89,12 @@ class DatabaseWorker:
             self.woken.clear()
             before = self.db.last_used
             try:
-                busy = await self.run_once()
+                async with self.gate:
+                    busy = await self.run_once()
+                    if self.gate.locked():
+                        # Others wait for a turn: hand back this database's connection with it, so that the
+                        # process holds about one connection per pass running, not one per busy tenant.
+                        await self.db.engine.dispose()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database went away, say: keep going, back off
@@ -130,6 +139,7 @@ class FleetSupervisor:
         self.settings = settings
         self.concurrency = concurrency
         self.workers: dict[str, DatabaseWorker] = {}
+        self.gate = asyncio.Semaphore(settings.worker_concurrency)
         self._tasks: dict[str, asyncio.Task] = {}
         self._tenants: dict[str, str] = {}  # tenant id -> placement
         self._refresh = asyncio.Event()
@@ -177,7 +187,7 @@ class FleetSupervisor:
         self._tenants = dict(serving)
         wanted = set(self._tenants.values())
         for placement in sorted(wanted - set(self.workers)):
-            worker = DatabaseWorker(self.db, self.settings, placement, concurrency=self.concurrency)
+            worker = DatabaseWorker(self.db, self.settings, placement, concurrency=self.concurrency, gate=self.gate)
             self.workers[placement] = worker
             self._tasks[placement] = asyncio.create_task(worker.run(), name=f"dedicated:{placement}")
             log.info("dedicated_worker_started", database=make_url(placement).database)
