@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/stalela serve
 
+# Two processes (the machine's two cores), a test module each at a time: every process has its own
+# databases (tests/conftest.py names them uniquely). PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The import-linter contracts of pyproject.toml alone (`make test` runs them too: tests/architecture).
 lint: $(STAMP)

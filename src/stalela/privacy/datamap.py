@@ -88,7 +88,8 @@ def table(name: str, rule: str, *, purger: str | None = None, note: str = "", ru
 _SEALED = "tenant_id id outlet_id key_id seal_hash signature payload"
 _TABLES = [
     table("tenants", "while_account", personal="name tax_id",
-          operational="id jurisdiction status vat_condition created_at updated_at",
+          operational="id jurisdiction status vat_condition created_at updated_at tier placement "
+                      "rate_limit_per_second rate_limit_burst",
           notes={"name": "a sole trader's name is a person's", "tax_id": "a sole trader's tax id is a person's"}),
     table("outlets", "while_account", personal="address",
           operational="tenant_id id code name timezone status pos_number first_business_day created_at updated_at",
@@ -104,6 +105,25 @@ _TABLES = [
           operational="tenant_id id user_id family_id expires_at used_at revoked_at created_at",
           note="a whole login (family) goes once its last token expired or was revoked: a used token keeps "
                "detecting reuse while its family lives"),
+    table("tenant_provisioning", "while_account",
+          operational="tenant_id idempotency_key request_hash step status attempts error created_at updated_at",
+          note="control plane: the tenant's provisioning job"),
+    table("tenant_moves", "while_account",
+          operational="tenant_id id to_tier source target status step receipt error created_at updated_at "
+                      "completed_at purged_at",
+          note="control plane: moves between tiers and their signed receipts (figures and roots, no personal value)"),
+    table("operator_users", "while_account", personal="email name oidc_subject", secret="password_hash",
+          operational="id role status oidc_issuer created_at updated_at",
+          note="platform row: an operator's account, deactivated rather than deleted (the platform audit log "
+               "names operators by id)"),
+    table("operator_sessions", "while_account", secret="token_hash",
+          operational="id operator_id method created_at expires_at revoked_at",
+          note="platform row: console sessions; GAP: expired ones are not pruned yet"),
+    table("platform_audit_log", "forever_pseudonymous",
+          operational="seq id at actor action target prev_hash hash",
+          personal="details ip", rules={"details": "forever", "ip": "forever"},
+          notes={"details": "operators are named by id, never by e-mail; a tenant's name may appear in details",
+                 "ip": "the operator's address, in the hash chain"}),
     table("auth_keys", "while_account", secret="private_key", operational="id public_jwk created_at retired_at",
           note="platform row: the deployment's access-token keys"),
     table("audit_log", "forever_pseudonymous",
