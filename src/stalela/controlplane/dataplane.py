@@ -91,9 +91,9 @@ class DatabaseWorker:
             try:
                 async with self.gate:
                     busy = await self.run_once()
-                    if self.gate.locked():
-                        # Others wait for a turn: hand back this database's connection with it, so that the
-                        # process holds about one connection per pass running, not one per busy tenant.
+                    if self.db.fleet.connections() > self.settings.worker_concurrency:
+                        # More databases hold a connection than passes may run at once: hand this one's back,
+                        # so that the process holds about one connection per pass, not one per busy tenant.
                         await self.db.engine.dispose()
             except asyncio.CancelledError:
                 raise
