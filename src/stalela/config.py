@@ -243,8 +243,8 @@ class Settings(BaseSettings):
         "servers (the least used first). Default: the control plane's server (PostgreSQL) or a SQLite file per "
         "tenant in data_dir/tenants (embedded).")
     dedicated_pool_size: int = Field(
-        3, ge=1, le=50, description="Connections a process may hold to one dedicated database (and as many again "
-        "in overflow).")
+        3, ge=1, le=50, description="Connections a process may hold to one dedicated database (no overflow: with "
+        "many tenants, their sum is what PostgreSQL must allow; docs/operations.md, \"Connections\").")
     dedicated_pool_idle_seconds: float = Field(
         60.0, gt=0, le=86400, description="A dedicated database's pool unused this long is closed (its connections "
         "released); the next request opens it again.")

@@ -26,7 +26,8 @@ def is_sqlite_url(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str, *, role: str = "", pool_size: int = 10, statement_cache: bool = True) -> AsyncEngine:
+def create_engine(url: str, *, role: str = "", pool_size: int = 10, statement_cache: bool = True,
+                  overflow: int | None = None) -> AsyncEngine:
     url = normalize_database_url(url)
     if is_sqlite_url(url):
         path = make_url(url).database
@@ -43,7 +44,8 @@ def create_engine(url: str, *, role: str = "", pool_size: int = 10, statement_ca
     if not statement_cache:
         connect_args["statement_cache_size"] = 0
     engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
+        url, pool_size=pool_size, max_overflow=pool_size if overflow is None else overflow, pool_pre_ping=True,
+        connect_args=connect_args
     )
     invalidate_on_outage(engine)
     if role:

@@ -59,7 +59,7 @@ class Fleet:
         if db is None:
             db = type(self.control)(self.url_of(placement), role=self.control.role, pool_size=self.options.pool_size,
                           statement_cache=self.control.statement_cache, retry_after=self.control.retry_after,
-                          control=self.control)
+                          control=self.control, overflow=0)
             self._open[placement] = db
         db.last_used = time.monotonic()
         return db

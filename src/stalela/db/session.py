@@ -36,7 +36,7 @@ class Database:
 
     def __init__(self, url: str, *, role: str = "", pool_size: int = 10, statement_cache: bool = True,
                  retry_after: int = DatabaseUnavailable.retry_after, control: "Database | None" = None,
-                 fleet: FleetOptions | None = None, pinned: bool = False) -> None:
+                 fleet: FleetOptions | None = None, pinned: bool = False, overflow: int | None = None) -> None:
         self.url = url
         self.role = role
         self.statement_cache = statement_cache
@@ -48,7 +48,7 @@ class Database:
         self.pinned = pinned
         self.last_used = time.monotonic()
         self.engine: AsyncEngine = create_engine(
-            url, role=role, pool_size=pool_size, statement_cache=statement_cache
+            url, role=role, pool_size=pool_size, statement_cache=statement_cache, overflow=overflow
         )
         self._readonly_engine = self.engine.execution_options(**{READONLY: True})
         self.fleet: Fleet = control.fleet if control is not None else Fleet(self, fleet or FleetOptions())
