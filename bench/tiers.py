@@ -40,10 +40,11 @@ TEMPLATE = "postgresql://postgres@127.0.0.1:5432/{tenant}"
 
 
 def _env(idle: float = 60.0) -> dict[str, str]:
-    # One pooled connection per dedicated database and process: 50 busy tenants in two processes stay within
-    # PostgreSQL's default 100 connections (docs/operations.md, "Connections").
+    # One connection per dedicated database and process, and a smaller control-plane pool (a dedicated
+    # tenant's write holds one there too): 50 busy tenants in two processes stay within PostgreSQL's default
+    # 100 connections (docs/operations.md, "Connections").
     return {"STALELA_DEDICATED_DATABASE_URL_TEMPLATE": TEMPLATE, "STALELA_DEDICATED_POOL_IDLE_SECONDS": str(idle),
-            "STALELA_DEDICATED_POOL_SIZE": "1",
+            "STALELA_DEDICATED_POOL_SIZE": "1", "STALELA_DATABASE_POOL_SIZE": "8",
             "STALELA_BILLING_INTERVAL_SECONDS": "0", "STALELA_USAGE_AGGREGATION_SECONDS": "0"}
 
 
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenants", type=int, default=50)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--move-invoices", type=int, default=1_000_000)
     parser.add_argument("--move-load-seconds", type=float, default=10)
     parser.add_argument("--idle-tenants", type=int, default=200)
