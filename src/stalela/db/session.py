@@ -88,12 +88,9 @@ class Database:
                     info[DATA_BIND] = info[HOME_BIND] = self.sync_engine(readonly)
                     info[PINNED] = self.pinned
                 async with session.begin():
-                    if self.control is not None:
-                        # Every session takes the control plane's connection first (tenant-bound ones do in
-                        # bind_tenant): one order, so a session holding a dedicated database's connection
-                        # never waits for a control-plane one held by a session waiting for its (two
-                        # bounded pools could otherwise wait on each other for good), and two SQLite files
-                        # are always locked in the same order.
+                    if self.control is not None and self.is_sqlite:
+                        # Every session takes the control plane's file first (tenant-bound ones do in
+                        # bind_tenant): one lock order, so two SQLite files can never deadlock.
                         await session.execute(text("SELECT 1"), bind_arguments={"bind": self.control.engine.sync_engine})
                     yield session
         except Exception as exc:
