@@ -55,6 +55,7 @@ async def get_tenant(tenant_id: PathId, session: DbSession, _: OperatorPrincipal
 
 @router.patch("/tenants/{tenant_id}", response_model=schemas.RegistryTenantOut,
               responses={404: {"description": "tenant_not_found"},
+                         409: {"description": "tenant_status_conflict (a deleted tenant)"},
                          503: {"description": "a dedicated tenant's database is unreachable (its copy of the row)"}})
 async def patch_tenant(tenant_id: PathId, body: schemas.TenantPatch, session: DbSession, principal: OperatorPrincipal):
     return await service.describe(session, await service.patch(session, tenant_id, body,
