@@ -98,11 +98,14 @@ async def run(db: Database, settings: Settings, tenant_id: str, move_id: str) ->
             await move_repository.release_locks(mover)
 
 
-async def _switched(db: Database, tenant_id: str, move_id: str) -> bool:
+async def _move_and_tenant(db: Database, tenant_id: str, move_id: str) -> tuple[TenantMove | None, Tenant | None]:
     async with db.transaction(readonly=True) as session:
         await bind_platform(session)
-        move = await MoveRepository(session).get_in_tenant(tenant_id, move_id)
-        tenant = await session.get(Tenant, tenant_id)
+        return (await MoveRepository(session).get_in_tenant(tenant_id, move_id), await session.get(Tenant, tenant_id))
+
+
+async def _switched(db: Database, tenant_id: str, move_id: str) -> bool:
+    move, tenant = await _move_and_tenant(db, tenant_id, move_id)
     return move is not None and tenant is not None and tenant.placement == move.target
 
 
@@ -132,9 +135,7 @@ async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -
     target_url = db.fleet.url_of(move.target) if move.target else db.url
     if move.target is not None:
         await placements.create_database(target_url)
-        if provisioning.migrator is None:
-            raise RuntimeError("no migrator installed: the composition root sets provisioning.migrator")
-        await provisioning.migrator(target_url, app_role=settings.database_role)
+        await provisioning.migrate(target_url, settings)
         await provisioning.copy_tenant_row(db, tenant_id, move.target)
     await _step(db, tenant_id, move_id, "prepared")
     phases["prepare_s"], mark = round(time.monotonic() - mark, 2), time.monotonic()
@@ -151,7 +152,7 @@ async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -
             raise MoveFailed(f"the copy differs from its source: {', '.join(differing)}")
         await _step(db, tenant_id, move_id, "copied")
         phases["copy_s"], mark = round(time.monotonic() - mark, 2), time.monotonic()
-        verified = await _verify_copy(db, target_url, move, tenant_id)
+        verified = await _verify_copy(db, target_url, tenant_id)
         phases["verify_s"] = round(time.monotonic() - mark, 2)
         if not verified["valid"]:
             raise MoveFailed(f"the copy does not verify: {verified['first_problem']}")
@@ -194,7 +195,7 @@ async def _sync(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_i
         return report, figures
 
 
-async def _verify_copy(db: Database, target_url: str, move: TenantMove, tenant_id: str) -> dict[str, Any]:
+async def _verify_copy(db: Database, target_url: str, tenant_id: str) -> dict[str, Any]:
     """``stalela verify`` on the target before any request reaches it: every seal, chain, counter and root."""
     pinned = Database(target_url, role=db.role, pool_size=2, control=db, pinned=True)
     try:
@@ -227,12 +228,12 @@ def _differences(a: dict, b: dict) -> list[str]:
 
 
 async def _caught_up(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str,
-                     delta: move_repository.SyncReport, since: str, batch: int) -> dict[str, Any]:
+                     delta: move_repository.SyncReport, batch: int) -> dict[str, Any]:
     """Under the freeze, after the catch-up: is the target now the source? The online pass proved them equal
     as of its snapshot; since then, the caught-up rows must have equal digests on both sides, every table
     the same number of rows (a row deleted from the source would leave one too many in the target), and the
     Merkle log and chain heads must be the same. Costs what changed, not the tenant's size."""
-    async def side(engine: AsyncEngine, is_source: bool) -> dict:
+    async def side(engine: AsyncEngine) -> dict:
         async with engine.connect() as conn:
             await move_repository.prepare(conn)
             rows = await move_repository.counts(conn, tables, tenant_id)
@@ -244,7 +245,7 @@ async def _caught_up(source: AsyncEngine, target: AsyncEngine, tables: list, ten
                 digests[table.name] = await move_repository.keyed_digests(conn, table, tenant_id, keys, batch)
             return {"rows": rows, "caught_up": digests, "ledger": await move_repository.ledger_heads(conn, tenant_id)}
 
-    a, b = await asyncio.gather(side(source, True), side(target, False))
+    a, b = await asyncio.gather(side(source), side(target))
     differing = [n for n in a["rows"] if n not in OPERATIONAL and a["rows"][n] != b["rows"][n]]
     differing += [n for n in a["caught_up"] if a["caught_up"][n] != b["caught_up"][n]]
     if a["ledger"] != b["ledger"]:
@@ -281,7 +282,7 @@ async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngi
             timings["catch_up_ms"] = round((time.monotonic() - mark) * 1000, 1)
             timings["rows_caught_up"] = delta.changed
             mark = time.monotonic()
-            check = await _caught_up(source, target, tables, tenant_id, delta, since, batch)
+            check = await _caught_up(source, target, tables, tenant_id, delta, batch)
             timings["compare_ms"] = round((time.monotonic() - mark) * 1000, 1)
             if check["differing"]:
                 # Something the catch-up cannot see (a row deleted from the source): the full diff, and
@@ -348,10 +349,7 @@ async def purge(db: Database, settings: Settings, tenant_id: str, move_id: str) 
 
 
 async def _purge(db: Database, tenant_id: str, move_id: str) -> None:
-    async with db.transaction(readonly=True) as session:
-        await bind_platform(session)
-        move = await MoveRepository(session).get_in_tenant(tenant_id, move_id)
-        tenant = await session.get(Tenant, tenant_id)
+    move, tenant = await _move_and_tenant(db, tenant_id, move_id)
     if move is None or move.purged_at is not None or move.status != "completed" or tenant.placement == move.source:
         return
     if move.source is not None:

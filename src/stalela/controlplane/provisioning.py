@@ -44,6 +44,13 @@ Migrator = Callable[..., Awaitable[None]]
 migrator: Migrator | None = None
 
 
+async def migrate(url: str, settings: Settings) -> None:
+    """A new database's migrations (provisioning's step, and a move's dedicated target)."""
+    if migrator is None:
+        raise RuntimeError("no migrator installed: the composition root sets provisioning.migrator")
+    await migrator(url, app_role=settings.database_role)
+
+
 def start(session: AsyncSession, tenant_id: str, *, idempotency_key: str | None, request_hash: str,
           dedicated: bool) -> TenantProvisioning:
     """The job's row (and, for the dedicated tier, its first event) in the registration's transaction."""
@@ -154,9 +161,7 @@ async def _do(db: Database, settings: Settings, tenant_id: str, placement: str |
     if step == "database":
         await placements.create_database(url)
     elif step == "migrated":
-        if migrator is None:
-            raise RuntimeError("no migrator installed: the composition root sets provisioning.migrator")
-        await migrator(url, app_role=settings.database_role)
+        await migrate(url, settings)
     elif step == "seeded":
         await seed(db, settings, tenant_id, placement)
 
