@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench migrate clean
+.PHONY: run test lint bench migrate i18n clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Append every string the templates and gettext calls use but a language lacks to that language's
+# catalog for AREA (src/stalela/i18n/locales/<lang>/LC_MESSAGES/<AREA>.po), ready to translate.
+AREA ?= common
+i18n: $(STAMP)
+	$(BIN)/python -m stalela.i18n.catalogs add $(AREA)
+	$(BIN)/python -m stalela.i18n.catalogs check
 
 migrate: $(STAMP)
 	$(BIN)/stalela migrate

@@ -23,6 +23,7 @@ class User(TenantOwned, Base):
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | deactivated
     password_hash: Mapped[str] = mapped_column(String(255))
     outlet_ids: Mapped[str] = mapped_column(Text, default="[]")  # JSON list: a cashier's outlets
+    locale: Mapped[str | None] = mapped_column(String(8), nullable=True)  # None: the tenant's language
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -25,6 +25,7 @@ class OperatorUser(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     oidc_issuer: Mapped[str | None] = mapped_column(String(500), nullable=True)
     oidc_subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    locale: Mapped[str | None] = mapped_column(String(8), nullable=True)  # None: the browser's language
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

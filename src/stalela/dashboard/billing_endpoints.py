@@ -53,8 +53,7 @@ def grouped(value: Any) -> str:
     return f"{sign}{int(whole):,}".replace(",", NNBSP) + dot + frac
 
 
-templates.filters.update(grouped=grouped)
-templates.globals.update(usage_chart=daily_quantity_chart)
+templates.update(filters=dict(grouped=grouped), globals=dict(usage_chart=daily_quantity_chart))
 
 
 # --- the merchant console ----------------------------------------------------------------------------

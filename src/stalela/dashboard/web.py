@@ -24,7 +24,6 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
@@ -37,6 +36,8 @@ from stalela.controlplane import operator_service
 from stalela.errors import (
     BadRequest, FieldError, Forbidden, StalelaError, TooManyRequests, Unauthorized, ValidationFailed,
 )
+from stalela.i18n import choose
+from stalela.i18n.jinja import LocalizedTemplates
 from stalela.kit.jsonbody import JSONRoute
 from stalela.kit.schemas import CalendarDate
 from stalela.observability.logging import get_logger
@@ -55,8 +56,7 @@ AR_TYPES = tuple(_AR_RECEIPTS)  # the invoice list's type filter, per jurisdicti
 DRC_TYPES = tuple(_DRC_INVOICE_TYPES)
 _REFRESH_GRACE = 30.0  # seconds a rotated refresh result is reused by concurrent requests of one process
 
-templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
-                        trim_blocks=True, lstrip_blocks=True)
+templates = LocalizedTemplates(HERE / "templates")
 
 
 def _money(value: Any) -> str:
@@ -101,8 +101,8 @@ def _group_label(group: str, jurisdiction: str | None = None) -> str:
     return labels.group_label(jurisdiction, group)
 
 
-templates.filters.update(money=_money, when=_when, age=_age, type_name=_type_name, group_label=_group_label)
-templates.globals.update(AR_TYPES=AR_TYPES, DRC_TYPES=DRC_TYPES)
+templates.update(filters=dict(money=_money, when=_when, age=_age, type_name=_type_name, group_label=_group_label),
+                 globals=dict(AR_TYPES=AR_TYPES, DRC_TYPES=DRC_TYPES))
 
 
 class LoginRequired(Exception):
@@ -151,10 +151,21 @@ SECURITY_HEADERS = {
 }
 
 
+def page_language(request: Request) -> str:
+    """The page's language: the signed-in viewer's (see ``Viewer.lang``), else an explicit ``?lang=``,
+    else the browser's (``Accept-Language``), else English."""
+    viewer = getattr(request.state, "viewer", None)
+    if viewer is not None and viewer.lang:
+        return viewer.lang
+    return choose(request.query_params.get("lang"), accept_language=request.headers.get("accept-language"))
+
+
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("viewer", getattr(request.state, "viewer", None))
     context.setdefault("path", request.url.path)
-    return HTMLResponse(templates.get_template(template).render(request=request, **context), status_code=status)
+    lang = page_language(request)
+    return HTMLResponse(templates.render(lang, template, request=request, **context), status_code=status,
+                        headers={"Content-Language": lang})
 
 
 def redirect(url: str) -> RedirectResponse:
@@ -300,6 +311,9 @@ class Viewer:
     jurisdiction: str = "CD"  # the tenant's: an Argentine console speaks of ARCA, points of sale and CAEs
     perms: frozenset[Perm] = field(default_factory=frozenset)
     writer: bool = True  # the operations console: False for the read-only ``support`` role
+    # The console's language: the user's (or operator's) preference, else the tenant's default, else
+    # the browser's (stalela.i18n.choose). Empty: not known yet (page_language decides).
+    lang: str = ""
 
     def can(self, perm: str) -> bool:
         return Perm(perm) in self.perms

@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 from decimal import Decimal
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, Numeric, String, Text, text
+from sqlalchemy import Date, ForeignKey, Index, Integer, LargeBinary, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stalela.db.base import Base, UTCDateTime, utcnow
@@ -32,6 +32,8 @@ class Tenant(Base):
     rate_limit_burst: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Argentina: the issuer's IVA condition (it decides the receipt letters); None elsewhere.
     vat_condition: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The tenant's default language (fr, es, en); None: its jurisdiction's (stalela.i18n).
+    locale: Mapped[str | None] = mapped_column(String(8), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -81,3 +83,21 @@ class ApiKey(TenantOwned, Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # JSON list of scopes (auth.permissions.SCOPES); NULL for keys made before scopes existed = all.
     scopes: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class TenantLogo(TenantOwned, Base):
+    """The logo printed on the tenant's documents (PNG or JPEG, checked and measured at upload).
+
+    Data plane, not control plane: it moves with the tenant. Not fiscal either: a sealed invoice's
+    hash does not cover it, so a new logo replaces the row without rewriting history.
+    """
+
+    __tablename__ = "tenant_logos"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(40))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
