@@ -219,6 +219,16 @@ def _instant(value: Any) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+def N_(message: str) -> str:
+    """Marks a string for the catalogs where it is defined (a table); it is translated where shown."""
+    return message
+
+
+def NP_(context: str, message: str) -> str:  # noqa: N802 (gettext's naming)
+    """``N_`` with a context: shown through ``Localizer.pgettext(context, message)``."""
+    return message
+
+
 @cache
 def localizer(lang: str | None) -> Localizer:
     return Localizer(normalize(lang) or SOURCE)

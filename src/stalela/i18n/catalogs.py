@@ -22,7 +22,7 @@ from stalela.i18n.jinja import JINJA_OPTIONS
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # src/stalela
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2),
-            "npgettext": ((1, "c"), 2, 3), "N_": None}
+            "npgettext": ((1, "c"), 2, 3), "N_": None, "NP_": ((1, "c"), 2)}
 METHODS = [("**/templates/**.html", "jinja2"), ("**.py", "python")]
 OPTIONS = {"**/templates/**.html": {"trimmed": "true", "extensions": ",".join(JINJA_OPTIONS["extensions"]),
                                      "trim_blocks": "true", "lstrip_blocks": "true"}}
