@@ -184,10 +184,12 @@ async def invoice_page(invoice_id: str, request: Request, session: DbSession, vi
 
 
 @router.get("/invoices/{invoice_id}/pdf")
-async def invoice_pdf(invoice_id: str, request: Request, session: DbSession, viewer: CurrentViewer):
+async def invoice_pdf(invoice_id: str, request: Request, session: DbSession, viewer: CurrentViewer,
+                      layout: str | None = None, lang: str | None = None):
     need(viewer, Perm.INVOICES_READ)
     name, content = await invoices.invoice_pdf(session, request.app.state.settings, viewer.principal,
-                                               opt(invoice_id, ID, "invoice_id"))
+                                               opt(invoice_id, ID, "invoice_id"), layout=layout,
+                                               lang=lang or viewer.lang or None)
     return Response(content, media_type="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 

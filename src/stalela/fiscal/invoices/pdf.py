@@ -26,6 +26,7 @@ from stalela.kit.pdf import FONT, LIGHT_FILL, heading, output, report_document, 
 
 LAYOUTS = ("a4", "receipt")
 RECEIPT_WIDTH = 80.0  # mm: the common thermal roll
+_DISPLAY_CURRENCY = {"PES": "ARS"}
 _RECEIPT_DRAFT_HEIGHT = 3000.0  # mm: a first pass measures the content on a page this tall
 
 
@@ -81,7 +82,8 @@ def _content(invoice: dict[str, Any], seller: dict[str, Any], outlet: dict[str, 
     jur = _jurisdiction(invoice, seller)
     ar = invoice.get("ar")
     credit = invoice["type"] in get_jurisdiction(jur).credit_note_types
-    currency = invoice["currency"]
+    # ARCA writes the peso "PES"; readers (and Babel) know it by its ISO 4217 code.
+    currency = _DISPLAY_CURRENCY.get(invoice["currency"], invoice["currency"])
     sign = Decimal(-1) if credit else Decimal(1)
 
     def money(value: Any) -> str:
