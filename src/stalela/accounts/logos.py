@@ -70,8 +70,12 @@ async def set_logo(session: AsyncSession, principal: Principal, data: bytes, con
     return row
 
 
+async def current_logo(session: AsyncSession) -> TenantLogo | None:
+    return await TenantLogoRepository(session).current()
+
+
 async def get_logo(session: AsyncSession) -> TenantLogo:
-    row = await TenantLogoRepository(session).current()
+    row = await current_logo(session)
     if row is None:
         raise NotFound("this tenant has no logo", code="logo_not_found")
     return row

@@ -424,7 +424,9 @@ def _receipt(content: Content, logo: bytes | None, l10n: Localizer, created: dat
 def _rule(pdf: Any) -> None:
     pdf.ln(1)
     pdf.set_draw_color(150)
-    pdf.dashed_line(pdf.l_margin, pdf.get_y(), pdf.w - pdf.r_margin, pdf.get_y(), 1, 1)
+    pdf.set_dash_pattern(dash=1, gap=1)
+    pdf.line(pdf.l_margin, pdf.get_y(), pdf.w - pdf.r_margin, pdf.get_y())
+    pdf.set_dash_pattern()
     pdf.set_draw_color(0)
     pdf.ln(1.5)
 
