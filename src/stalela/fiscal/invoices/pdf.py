@@ -103,7 +103,7 @@ def _content(invoice: dict[str, Any], seller: dict[str, Any], outlet: dict[str, 
     content.facts.append((_("Issued"), f"{l10n.datetime(invoice['issued_at'], tz, seconds=True)} "
                                        f"({l10n.zone_name(tz)})"))
     if ar:
-        code = _("code %(code)s", code=f"{ar['cbte_tipo']:02d}")
+        code = _("code %(code)s", code="%02d" % ar["cbte_tipo"])
         content.facts.append((_("Point of sale / number"),
                               f"{ar['point_of_sale']:05d} - {ar['number']:08d} ({code})"))
         if ar.get("service_from"):

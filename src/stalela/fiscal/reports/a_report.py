@@ -419,11 +419,12 @@ class PdfWriter:
         scope = (_("outlet %(name)s (%(code)s)", name=outlet["name"], code=outlet["code"]) if outlet
                  else _("all outlets"))
         period = _("business days %(start)s to %(end)s", start=l10n.date(header["from"]), end=l10n.date(header["to"]))
-        pdf.footer_text = f"{_('A report')} · {header['tenant']['name']} · {scope} · {period}"
+        title = _("A report")
+        pdf.footer_text = f"{title} · {header['tenant']['name']} · {scope} · {period}"
         pdf.add_page()
         pdf.set_font(FONT, "B", 14)
         self.jurisdiction, self.currency = header.get("jurisdiction"), header["currency"]
-        pdf.cell(0, 8, f"{_('A report')} · {header['tenant']['name']} "
+        pdf.cell(0, 8, f"{title} · {header['tenant']['name']} "
                        f"({labels.tax_id_label(self.jurisdiction)} {header['tenant']['tax_id']})",
                  new_x="LMARGIN", new_y="NEXT")
         pdf.set_font(FONT, "", 9)

@@ -220,9 +220,9 @@ def report_pdf(report: dict[str, Any], context: dict[str, Any], lang: str | None
         pdf.image(image, x=pdf.w - pdf.r_margin - 32, y=10, w=32)
     for label, value in _pdf_facts(report, context, l10n):
         pdf.set_font(FONT, "B", 8.5)
-        pdf.cell(42, 5, label)
+        pdf.cell(54, 5, label)
         pdf.set_font(FONT, "", 8.5)
-        pdf.multi_cell(pdf.epw - 42 - (34 if qr_url and pdf.get_y() < 45 else 0), 5, value,
+        pdf.multi_cell(pdf.epw - 54 - (34 if qr_url and pdf.get_y() < 45 else 0), 5, value,
                        new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     jurisdiction = report.get("jurisdiction")
