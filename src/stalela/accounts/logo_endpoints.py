@@ -20,6 +20,7 @@ def _meta(row) -> dict:  # noqa: ANN001
 
 @router.put("/logo", openapi_extra={"requestBody": _BODY}, responses={
     200: {"description": "The stored logo (re-encoded as PNG, metadata stripped)"},
+    400: {"description": "The request could not be read"},
     413: {"description": "logo_too_large"}, 415: {"description": "logo_media_type"},
     422: {"description": "logo_invalid, logo_dimensions"}})
 async def put_logo(request: Request, session: DbSession, principal: Can(Perm.ADMIN)):
