@@ -102,14 +102,19 @@ async def get_invoice(session: AsyncSession, principal: Principal, invoice_id: s
     return inv
 
 
+def checked_language(lang: str | None) -> str | None:
+    """A document's asked language (``?lang=``), checked: 422 ``invalid_locale``; None: the tenant's."""
+    if lang is not None and lang not in LANGUAGES:
+        raise ValidationFailed(f"lang: one of {', '.join(LANGUAGES)}", code="invalid_locale", field="lang")
+    return lang
+
+
 def pdf_options(layout: str | None, lang: str | None) -> tuple[str, str | None]:
     """The asked layout and language, checked: 422 ``invalid_layout`` / ``invalid_locale``."""
     layout = layout or "a4"
     if layout not in pdf.LAYOUTS:
         raise ValidationFailed(f"layout: one of {', '.join(pdf.LAYOUTS)}", code="invalid_layout", field="layout")
-    if lang is not None and lang not in LANGUAGES:
-        raise ValidationFailed(f"lang: one of {', '.join(LANGUAGES)}", code="invalid_locale", field="lang")
-    return layout, lang
+    return layout, checked_language(lang)
 
 
 async def invoice_pdf(session: AsyncSession, settings: Settings, principal: Principal, invoice_id: str,
