@@ -234,7 +234,8 @@ async def z_download(z_id: str, request: Request, session: DbSession, viewer: Cu
     if format not in formats.MEDIA_TYPES:
         raise ValidationFailed("format: pdf, csv, xlsx or json", code="invalid_format", field="format")
     z = await reports.get_z(session, viewer.principal, opt(z_id, ID, "z_id"))
-    return await report_response(session, reports.render_z(request.app.state.settings, z), format)
+    return await report_response(session, reports.render_z(request.app.state.settings, z), format,
+                                 lang=viewer.lang or None)
 
 
 @router.get("/reports/x/{outlet_id}")
@@ -243,7 +244,7 @@ async def x_page(outlet_id: str, request: Request, session: DbSession, viewer: C
     report = await reports.x_report(session, request.app.state.settings, viewer.principal,
                                     opt(outlet_id, ID, "outlet_id"))
     if format in formats.MEDIA_TYPES:
-        return await report_response(session, report, format)
+        return await report_response(session, report, format, lang=viewer.lang or None)
     return render(request, "report.html", report=report, kind="X", base=f"/app/reports/x/{outlet_id}")
 
 
