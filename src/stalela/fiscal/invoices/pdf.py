@@ -21,13 +21,15 @@ from typing import Any, Callable
 import segno
 
 from stalela.fiscal.jurisdictions import ar_data, get_jurisdiction, labels
-from stalela.i18n import Localizer, localizer
+from stalela.i18n import Localizer, localizer, tenant_language
 from stalela.kit.pdf import FONT, LIGHT_FILL, heading, output, report_document, small_print, table_row
 
 LAYOUTS = ("a4", "receipt")
 RECEIPT_WIDTH = 80.0  # mm: the common thermal roll
 _DISPLAY_CURRENCY = {"PES": "ARS"}
-_RECEIPT_DRAFT_HEIGHT = 3000.0  # mm: a first pass measures the content on a page this tall
+# mm: a first pass measures the content on a strip this long; 5 m (near PDF's largest page, 200 inches)
+# holds about 1,000 lines: a till receipt never comes close.
+_RECEIPT_DRAFT_HEIGHT = 5000.0
 
 
 @dataclass
@@ -56,7 +58,8 @@ def invoice_pdf(invoice: dict[str, Any], seller: dict[str, Any], outlet: dict[st
     """``seller``: name, tax_id, jurisdiction, vat_condition (AR); ``outlet``: code, name, address,
     timezone; ``sync``: the invoice's authority view (``service.sync_view``, with the DGI's ``nim``,
     ``authority_time`` and ``authority_qr`` when known); ``logo``: PNG bytes (tenancy logos)."""
-    l10n = localizer(lang)
+    # Without a language (a caller that knows no reader): the jurisdiction's own, as the tenant's default.
+    l10n = localizer(lang or tenant_language(seller.get("locale"), _jurisdiction(invoice, seller)))
     content = _content(invoice, seller, outlet, sync or {}, l10n)
     # Dated by the invoice, not by the moment of rendering: the same invoice gives the same bytes (the
     # portability export's archive is reproducible, PDFs included).
