@@ -290,11 +290,12 @@ def _a4(content: Content, logo: bytes | None, l10n: Localizer, created: datetime
     heading(pdf, _("Lines"))
     pdf.set_fill_color(*LIGHT_FILL)
     widths = (96, 18, 32, 34)
-    table_row(pdf, list(zip(widths, (_("Description"), _("Quantity"), _("Unit price"), _("Amount")), "LRRR")),
-              bold=True, fill=True, size=8)
+    heads = list(zip(widths, (_("Description"), _("Quantity"), _("Unit price"), _("Amount")), "LRRR"))
+    table_row(pdf, heads, bold=True, fill=True, size=8)
     for line in content.lines:
         if pdf.will_page_break(9):
             pdf.add_page()
+            table_row(pdf, heads, bold=True, fill=True, size=8)  # each page's lines under their headings
         table_row(pdf, list(zip(widths, (line["description"], line["quantity"], line["unit_price"], line["amount"]),
                                 "LRRR")), size=8.5, height=4.6)
         if line["detail"]:
