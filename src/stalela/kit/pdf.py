@@ -122,26 +122,21 @@ def small_print(pdf: FPDF, lines: list[str], size: float = 6.5) -> None:
 
 
 def totals_table(pdf: FPDF, l10n: Localizer, title: str, totals: dict[str, Any], *, compact: bool = False,
-                 group_label: Callable[[str, Any], str], money: Callable[[Any], str],
-                 settlement: bool = True, rate_column: bool = True) -> None:
-    """Totals per tax group then the total. ``group_label(group, rate)`` names a group (with its
-    rate when ``rate_column`` is false: an Argentine group is its rate); ``settlement``: the DRC's
-    "VAT settled by credit" and "Payable" rows (always zero and the total where a jurisdiction has
-    no such settlement); ``compact``: the total rows only."""
+                 group_label: Callable[[str, Any], str], money: Callable[[Any], str], settlement: bool = True) -> None:
+    """Totals per tax group then the total. ``group_label(group, rate)`` names a group with its rate
+    ("B · Taxable, taux normal · 16 %", "IVA 21 %"); ``settlement``: the DRC's "VAT settled by credit"
+    and "Payable" rows (always zero and the total where a jurisdiction has no such settlement);
+    ``compact``: the total rows only."""
     heading(pdf, title)
     _ = l10n.gettext
     if not compact:
         pdf.set_fill_color(*LIGHT_FILL)
-        widths: tuple[float, ...] = (68, 18, 32, 32, 30) if rate_column else (86, 32, 32, 30)
-        heads = ((_("Tax group"), _("Rate")) if rate_column else (_("Tax group"),)) + (_("Amount"), _("Base"),
-                                                                                        _("VAT"))
-        aligns = "LRRRR" if rate_column else "LRRR"
-        table_row(pdf, list(zip(widths, heads, aligns)), bold=True, fill=True, size=8)
+        widths = (86, 32, 32, 30)
+        table_row(pdf, list(zip(widths, (_("Tax group"), _("Amount"), _("Base"), _("VAT")), "LRRR")), bold=True,
+                  fill=True, size=8)
         for g in totals["groups"]:
-            first = (group_label(g["group"], g["rate"]), l10n.percent(g["rate"])) if rate_column \
-                else (group_label(g["group"], g["rate"]),)
-            table_row(pdf, list(zip(widths, first + (money(g["amount"]), money(g["base"]), money(g["vat"])),
-                                    aligns)), size=8)
+            table_row(pdf, list(zip(widths, (group_label(g["group"], g["rate"]), money(g["amount"]), money(g["base"]),
+                                             money(g["vat"])), "LRRR")), size=8)
     rows = ((_("Total"), "total"), (_("VAT settled by credit"), "vat_settled_by_credit"), (_("Payable"), "payable"))
     for label, key in rows if settlement else rows[:1]:
         table_row(pdf, [(118, label, "L"), (62, money(totals[key]), "R")], bold=key == "total" and not compact)

@@ -238,7 +238,7 @@ def report_pdf(report: dict[str, Any], context: dict[str, Any], lang: str | None
 
     totals_table(pdf, l10n, _("Totals per tax group (credit notes subtracted, debit notes added)") if ar
                  else _("Totals per tax group (credit notes subtracted)"), report["totals"], group_label=name,
-                 money=money, settlement=settles, rate_column=False)
+                 money=money, settlement=settles)
     totals_table(pdf, l10n, _("Sales (invoices and debit notes)") if ar else _("Sales"), report["sales"],
                  compact=True, group_label=name, money=money, settlement=settles)
     # Subtracted from the day's totals: printed negative, as they count.
