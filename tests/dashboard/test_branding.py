@@ -38,6 +38,20 @@ async def test_owner_uploads_and_removes_the_logo(owner, client, org):
     assert (await client.get("/v1/tenant/logo", headers=org["key"])).status_code == 404
 
 
+async def test_binary_uploads_arrive_intact(owner, client, org):
+    # Random pixels: the file holds every byte value, CR and LF included, which a careless multipart
+    # reader would alter.
+    import os
+
+    image = Image.frombytes("RGB", (64, 64), os.urandom(64 * 64 * 3))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    await owner.get("/app/branding")
+    assert (await upload(owner, out.getvalue())).status_code == 303
+    stored = Image.open(io.BytesIO((await client.get("/v1/tenant/logo", headers=org["key"])).content))
+    assert stored.convert("RGB").tobytes() == image.tobytes()
+
+
 async def test_the_page_is_translated(owner):
     page = await owner.get("/app/branding?lang=fr")  # French is also this DRC tenant's default
     assert "Enregistrer le logo" in page.text and "Save the logo" not in page.text
