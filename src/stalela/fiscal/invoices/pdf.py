@@ -49,6 +49,7 @@ class Content:
     authority_qr: str | None = None
     verify_url: str = ""
     small_print: list[str] = field(default_factory=list)
+    # Titled blocks of label and amount rows: Argentina's WSFEv1 totals and its Ley 27.743 block.
     extra: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
 
 
