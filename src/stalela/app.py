@@ -189,6 +189,7 @@ def extra_routers() -> list:
     from stalela.fiscal.reports.endpoints import routers as reports_routers
     from stalela.auth.endpoints import router as auth_router
     from stalela.accounts.audit_endpoints import router as audit_router
+    from stalela.accounts.logo_endpoints import router as logo_router
     from stalela.webhooks.endpoints import router as webhooks_router
     from stalela.dashboard.endpoints import routers as dashboard_routers
     from stalela.privacy.erasure_endpoints import router as erasure_router
@@ -212,4 +213,4 @@ def extra_routers() -> list:
             auth_router, audit_router, *reports_routers, webhooks_router, erasure_router, offboarding_router,
             invoice_deletion_router, retention_router, privacy_exports_router, usage_router,
             billing_ops_router, billing_quotas_router, bills_router, bills_ops_router, anomalies_router,
-            ops_anomalies_router, operators_router, *dashboard_routers]
+            ops_anomalies_router, operators_router, logo_router, *dashboard_routers]

@@ -89,6 +89,8 @@ STORED = {
 
 # Strings that are not stored as sent, and why.
 NOT_STORED = {
+    "body": "PUT /v1/tenant/logo's image (at most 512 KB): decoded, re-encoded and stored as binary "
+            "(tenant_logos.data), never as text",
     "TenantRegister.target": "a configured server's host:port, looked up (422 unknown_server); the placement stored "
                              "is the configured template's URL",
     "MoveRequest.target": "a configured server's host:port, looked up (422 unknown_server); the placement stored "

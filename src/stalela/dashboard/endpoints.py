@@ -16,6 +16,7 @@ from stalela.auth.dependencies import DbSession, PublicRateLimit, client_ip
 from stalela.auth.permissions import Perm
 from stalela.dashboard import service
 from stalela.dashboard.admin_endpoints import router as admin_router
+from stalela.dashboard.branding_endpoints import router as branding_router
 from stalela.dashboard.billing_endpoints import app_router as billing_app_router
 from stalela.dashboard.billing_endpoints import ops_router as billing_ops_router
 from stalela.dashboard.ops_endpoints import router as ops_router
@@ -184,10 +185,12 @@ async def invoice_page(invoice_id: str, request: Request, session: DbSession, vi
 
 
 @router.get("/invoices/{invoice_id}/pdf")
-async def invoice_pdf(invoice_id: str, request: Request, session: DbSession, viewer: CurrentViewer):
+async def invoice_pdf(invoice_id: str, request: Request, session: DbSession, viewer: CurrentViewer,
+                      layout: str | None = None, lang: str | None = None):
     need(viewer, Perm.INVOICES_READ)
     name, content = await invoices.invoice_pdf(session, request.app.state.settings, viewer.principal,
-                                               opt(invoice_id, ID, "invoice_id"))
+                                               opt(invoice_id, ID, "invoice_id"), layout=layout,
+                                               lang=lang or viewer.lang or None)
     return Response(content, media_type="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -231,7 +234,8 @@ async def z_download(z_id: str, request: Request, session: DbSession, viewer: Cu
     if format not in formats.MEDIA_TYPES:
         raise ValidationFailed("format: pdf, csv, xlsx or json", code="invalid_format", field="format")
     z = await reports.get_z(session, viewer.principal, opt(z_id, ID, "z_id"))
-    return await report_response(session, reports.render_z(request.app.state.settings, z), format)
+    return await report_response(session, reports.render_z(request.app.state.settings, z), format,
+                                 lang=viewer.lang or None)
 
 
 @router.get("/reports/x/{outlet_id}")
@@ -240,7 +244,7 @@ async def x_page(outlet_id: str, request: Request, session: DbSession, viewer: C
     report = await reports.x_report(session, request.app.state.settings, viewer.principal,
                                     opt(outlet_id, ID, "outlet_id"))
     if format in formats.MEDIA_TYPES:
-        return await report_response(session, report, format)
+        return await report_response(session, report, format, lang=viewer.lang or None)
     return render(request, "report.html", report=report, kind="X", base=f"/app/reports/x/{outlet_id}")
 
 
@@ -286,5 +290,5 @@ async def export_download(export_id: str, request: Request, session: DbSession, 
     return FileResponse(path, media_type="application/gzip", filename=f"stalela-audit-{job.id}.tar.gz")
 
 
-routers = [static_router, router, admin_router, ops_router, ops_operators_router, privacy_app_router, privacy_ops_router,
+routers = [static_router, router, branding_router, admin_router, ops_router, ops_operators_router, privacy_app_router, privacy_ops_router,
            billing_app_router, billing_ops_router]
