@@ -34,4 +34,12 @@
       .catch(function () { setTimeout(function () { poll(row); }, 5000); });
   }
   document.querySelectorAll("[data-poll]").forEach(poll);
+  // A table wider than a phone scrolls inside itself (app.css): let the keyboard reach it too.
+  function focusableScrollers() {
+    document.querySelectorAll("main table").forEach(function (t) {
+      if (t.scrollWidth > t.clientWidth + 1) { t.setAttribute("tabindex", "0"); } else { t.removeAttribute("tabindex"); }
+    });
+  }
+  focusableScrollers();
+  window.addEventListener("resize", focusableScrollers);
 })();
