@@ -396,8 +396,8 @@ async def test_a_credit_note_links_to_its_original_and_shows_payments(owner, cli
     # The original lists the notes that cite it, and what is left of it.
     notes = shown[shown.index('data-testid="credit-notes"'):]
     assert f'href="/app/invoices/{credit["id"]}">{credit["fiscal_number"]}</a>' in notes
-    assert '<span class="amount negative">-CDF\xa052,200.00</span>' in notes  # 45 000 × 1.16
-    assert "CDF\xa057,200.00" in notes  # 109 400 − 52 200
+    assert '<span class="amount negative">-CDF52,200.00</span>' in notes  # 45 000 × 1.16
+    assert "CDF57,200.00" in notes  # 109 400 − 52 200
     # In the list, the note is badged and its total signed.
     listing = (await owner.get("/app/invoices")).text
     row = listing[listing.index(credit["fiscal_number"]):][:800]
