@@ -100,8 +100,11 @@ def _viewer_zone(context: Any) -> str | None:
 
 @pass_context
 def _when(context: Any, value: Any, tz: str | None = None, seconds: bool = False) -> str:
-    """An instant in ``tz`` (an outlet's zone), else the viewer's zone, else UTC."""
-    return LOCALIZED_FILTERS["when"](context.environment, value, tz or _viewer_zone(context), seconds)
+    """An instant in ``tz`` (an outlet's zone), else the viewer's zone, else UTC (and then says so: an
+    operator's pages span every zone)."""
+    zone = tz or _viewer_zone(context)
+    text = LOCALIZED_FILTERS["when"](context.environment, value, zone, seconds)
+    return text if zone or text == "—" else f"{text} UTC"
 
 
 @pass_context
