@@ -38,6 +38,8 @@ async def test_the_console_speaks_the_tenants_language_then_the_users_choice(app
         page = (await b.get("/app/settings?saved=1")).text
         assert lang_of(page) == "es" and "Guardado." in page and "Configuración" in page
         assert re.search(r'<option value="es" lang="es" selected>', page)
+        missing = await b.get("/app/no-such-page")  # knows no viewer, but remembers the viewer's language
+        assert missing.status_code == 404 and lang_of(missing.text) == "es" and "Página no encontrada" in missing.text
 
         r = await b.post("/app/settings/language", {"locale": "xx"})
         assert r.status_code == 422 and lang_of(r.text) == "es" and "invalid_locale" in r.text

@@ -86,8 +86,9 @@ def daily_chart(points: list[DayPoint], currency: str, l10n: Localizer | None = 
             out.append(f'<circle cx="{x}" cy="{y}" r="2.5" class="count-dot"/>')
     bars = l10n.gettext("bars: turnover (%(currency)s), left", currency=currency)
     out.append(f'<text x="{LEFT}" y="{HEIGHT - 4}" class="axis">{escape(bars)}</text>')
+    line_label = l10n.gettext("line: invoices, right")
     out.append(f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 4}" text-anchor="end" class="axis">'
-               f'{escape(l10n.gettext("line: invoices, right"))}</text>')
+               f'{escape(line_label)}</text>')
     out.append("</svg>")
     return Markup("".join(out))
 

@@ -231,10 +231,11 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     lang = page_language(request)
     response = HTMLResponse(templates.render(lang, template, request=request, **context), status_code=status,
                             headers={"Content-Language": lang})
-    chosen = normalize(request.query_params.get("lang"))
-    if chosen and context["viewer"] is None:
-        # The sign-in page's language switch: remembered until the viewer has a language of their own.
-        response.set_cookie(LANG_COOKIE, chosen, max_age=365 * 86400, path="/", secure=is_secure(request),
+    # Remembered for the pages that know no viewer (sign-in, an unknown address): the switch's choice
+    # on a signed-out page, else the signed-in viewer's language.
+    remembered = lang if context["viewer"] is not None else normalize(request.query_params.get("lang"))
+    if remembered and remembered != request.cookies.get(LANG_COOKIE):
+        response.set_cookie(LANG_COOKIE, remembered, max_age=365 * 86400, path="/", secure=is_secure(request),
                             httponly=True, samesite="lax")
     return response
 
