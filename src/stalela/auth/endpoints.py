@@ -77,7 +77,7 @@ class UserUpdate(StrictModel):
 
 
 class MeUpdate(StrictModel):
-    locale: str | None = Field(None, max_length=16, description="fr, es or en; null: the organisation's default",
+    locale: str | None = Field(None, max_length=8, description="fr, es or en; null: the organisation's default",
                                examples=["fr"])
 
 
