@@ -161,6 +161,11 @@ def _merchant(browser, base: str, org: dict, dgi_url: str, tmp_path: Path) -> No
     # English the organisation's language (the settings page), which the rest of this scenario reads.
     expect(page.locator("html")).to_have_attribute("lang", "fr")
     expect(page.get_by_role("heading", name="Aujourd'hui", exact=True)).to_be_visible()
+    # A new tenant's first-run checklist: outlets and a key exist; device, invoices seen, webhook not yet.
+    expect(page.get_by_test_id("onboarding")).to_contain_text("Premiers pas")
+    expect(page.locator('[data-step="device"]')).to_have_attribute("data-done", "no")
+    expect(page.locator('[data-step="outlet"]')).to_have_attribute("data-done", "yes")
+    _shot(page, "fr/getting-started")
     page.get_by_role("link", name="Paramètres").click()
     page.get_by_test_id("org-locale").select_option("en")
     page.get_by_role("button", name="Enregistrer").nth(1).click()
