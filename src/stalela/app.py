@@ -89,6 +89,11 @@ def install_error_handlers(app: FastAPI) -> None:
             # for NaN and Infinity, which kit/jsonbody.py refuses for every route) into a bare 400 caused
             # by it: to the client, all of them are a body that is not JSON.
             return problem_response(_malformed_json(), request)
+        if exc.status_code == 404 and request.url.path.startswith(("/app/", "/ops/")):
+            # A person typed or followed a console address: an HTML page in their language, not JSON.
+            from stalela.dashboard.web import not_found_page
+
+            return not_found_page(request)
         codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
         headers = dict(exc.headers or {})

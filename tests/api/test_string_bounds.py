@@ -56,6 +56,7 @@ STORED = {
     "UserCreate.role": "users.role",
     "UserCreate.outlet_ids[]": "users.outlet_ids",
     "UserUpdate.name": "users.name",
+    "MeUpdate.locale": "users.locale",
     "UserUpdate.role": "users.role",
     "UserUpdate.status": "users.status",
     "UserUpdate.outlet_ids[]": "users.outlet_ids",

@@ -100,6 +100,8 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("POST", "/v1/usage/events/{event_id}/void"): Perm.USAGE_WRITE,
     ("GET", "/v1/usage/events"): Perm.USAGE_READ,
     ("GET", "/v1/usage/daily"): Perm.USAGE_READ,
+    ("GET", "/v1/users/me"): Perm.OUTLETS_READ,  # every role: one's own record and language
+    ("PATCH", "/v1/users/me"): Perm.OUTLETS_READ,
 }
 PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/verify/z/{z_report_id}", "/v1/keys/{key_id}",
           "/.well-known/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/jwks.json",
