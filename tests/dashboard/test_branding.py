@@ -6,6 +6,8 @@ import io
 
 from PIL import Image
 
+from tests.dashboard.conftest import set_tenant_language
+
 
 def png(colour=(30, 90, 200)) -> bytes:
     out = io.BytesIO()
@@ -52,11 +54,13 @@ async def test_binary_uploads_arrive_intact(owner, client, org):
     assert stored.convert("RGB").tobytes() == image.tobytes()
 
 
-async def test_the_page_is_translated(owner):
-    page = await owner.get("/app/branding?lang=fr")  # French is also this DRC tenant's default
-    assert "Enregistrer le logo" in page.text and "Save the logo" not in page.text
+async def test_the_page_is_translated(owner, app, org):
+    # A signed-in page speaks the viewer's language (here the organisation's default), not ?lang=.
+    await set_tenant_language(app, org["tenant"]["id"], "fr")
     page = await owner.get("/app/branding?lang=es")
-    assert "Guardar el logotipo" in page.text
+    assert "Enregistrer le logo" in page.text and "Save the logo" not in page.text
+    await set_tenant_language(app, org["tenant"]["id"], "es")
+    assert "Guardar el logotipo" in (await owner.get("/app/branding")).text
 
 
 async def test_a_cashier_cannot_change_it(cashier):
