@@ -24,7 +24,7 @@ from stalela.kit.problems import PROBLEM_JSON
 F = TypeVar("F", bound=Callable[..., Any])
 
 _DESCRIPTIONS = {
-    400: "malformed_json: the body is not valid JSON",
+    400: "malformed_json: the body is not valid JSON; invalid_cursor: `starting_after` names no object of the list",
     401: "Missing, invalid or revoked credentials",
     403: "The caller may not do this (tenant_suspended, insufficient_permissions, api_key_outlet_restricted, ...)",
     404: "No such object, or not visible to this caller",
