@@ -73,3 +73,26 @@ def test_the_builder_refuses_nothing_it_makes():
     value = build(schema, spec)
     assert not list(_validator(spec, schema).iter_errors(value)), value
     assert value["outlet_id"].startswith("out_") and value["status"] == "active" and len(value["lines"]) == 2
+
+
+async def test_request_examples_are_accepted_by_the_routes_own_validation(app):
+    """Beyond the schema: the model's validators too (a rate card's price is `unit_price` or `tiers`, never both;
+    a hold's `from` is not after its `to`), as the route validates the body before any service runs."""
+    from fastapi.routing import APIRoute
+
+    from stalela.kit.openapi import all_routes
+
+    spec = app.openapi()
+    refused = []
+    for route in all_routes(app):
+        original = getattr(route, "original_route", route)
+        if not isinstance(original, APIRoute) or route.body_field is None or not route.include_in_schema:
+            continue
+        for method in route.methods:
+            body = spec["paths"][route.path_format][method.lower()].get("requestBody", {}).get("content", {})
+            if JSON not in body:
+                continue
+            _, errors = route.body_field.validate(body[JSON]["example"], {}, loc=("body",))
+            if errors:
+                refused.append(f"{method} {route.path_format}: {errors}")
+    assert not refused, "request examples the route refuses:\n  " + "\n  ".join(map(str, refused))
