@@ -77,6 +77,12 @@ async def test_a_cursor_of_no_object_of_the_list_is_refused(client, new_tenant, 
         r = await client.get(path, params={"starting_after": cursor}, headers=ha)
         assert r.status_code == 200, (path, r.text)
 
+    # A key restricted to the second outlet: the first outlet's invoices are not in its list, so not cursors.
+    r = await client.post("/v1/api-keys", json={"name": "till 2", "outlet_id": a["outlets"][1]}, headers=ha)
+    assert r.status_code == 201, r.text
+    till = {"Authorization": f"Bearer {r.json()['api_key']}"}
+    _refused(await client.get("/v1/invoices", params={"starting_after": a["invoices"][1]}, headers=till))
+
     # The operator's lists: a tenant id pages the registry, an outlet id does not.
     r = await client.get("/v1/tenants", params={"starting_after": a["tenant"]["id"]}, headers=operator_headers)
     assert r.status_code == 200, r.text
