@@ -119,7 +119,7 @@ async def test_list_filters_and_pages(tier_client, operator_headers):
     r = await tier_client.get("/v1/tenants", params={"tier": "shared", "limit": 100}, headers=operator_headers)
     assert {t["tier"] for t in r.json()["data"]} == {"shared"}
     r = await tier_client.get("/v1/tenants", params={"starting_after": "ten_nonexistent"}, headers=operator_headers)
-    assert r.status_code == 404 and r.json()["code"] == "cursor_not_found" and r.json()["field"] == "starting_after"
+    assert r.status_code == 400 and r.json()["code"] == "invalid_cursor" and r.json()["field"] == "starting_after"
     for bad in ({"tier": "both"}, {"status": "sleeping"}, {"jurisdiction": "cd"}):
         r = await tier_client.get("/v1/tenants", params=bad, headers=operator_headers)
         assert r.status_code == 422, (bad, r.text)

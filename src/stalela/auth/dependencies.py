@@ -37,7 +37,9 @@ from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.tenancy.repository import TenantRepository
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_bearer = HTTPBearer(auto_error=False, description="A tenant API key (sk_...) or the operator token.")
+_bearer = HTTPBearer(auto_error=False, description="A tenant API key (sk_...) or a user's access token on the tenant API; the "
+                     "operator token on the operator API. A credential that is not valid where it is sent: "
+                     "401 invalid_credentials.")
 
 
 @answers(503)  # the database (or, for a seal, the key store) is unavailable

@@ -111,7 +111,8 @@ async def login(body: LoginIn, request: Request, session: DbSession, settings: A
     return result
 
 
-@router.post("/auth/refresh", tags=["auth"], dependencies=[PublicRateLimit], responses={401: {"description": "invalid_token, token_expired"}})
+@router.post("/auth/refresh", tags=["auth"], dependencies=[PublicRateLimit], responses={
+    401: {"description": "invalid_credentials, token_expired, refresh_token_reused"}})
 async def refresh(body: RefreshIn, request: Request, session: DbSession, settings: AppSettings):
     """Rotate: the presented refresh token dies; presenting a dead one revokes its whole family."""
     result = await users.refresh(request.app.state.db, settings, session, body.refresh_token, _ip(request))
@@ -121,7 +122,7 @@ async def refresh(body: RefreshIn, request: Request, session: DbSession, setting
     return result
 
 
-@router.post("/auth/logout", tags=["auth"], status_code=204, dependencies=[PublicRateLimit], responses={401: {"description": "invalid_token"}})
+@router.post("/auth/logout", tags=["auth"], status_code=204, dependencies=[PublicRateLimit])
 async def logout(body: RefreshIn, session: DbSession):
     await users.logout(session, body.refresh_token)
 

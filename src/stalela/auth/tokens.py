@@ -115,19 +115,20 @@ async def verify_access_token(db: Database, settings: Settings, token: str) -> d
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
-        raise Unauthorized("malformed access token", code="invalid_token") from None
+        # The operator token on a tenant route ends here too: one code for every credential that is not valid.
+        raise Unauthorized("neither an API key (sk_...) nor a user's access token", code="invalid_credentials") from None
     if header.get("alg") != "RS256":
-        raise Unauthorized("unsupported token algorithm", code="invalid_token")
+        raise Unauthorized("unsupported token algorithm", code="invalid_credentials")
     cache = await _load(db, settings)
     key = cache.public.get(header.get("kid"))
     if key is None:  # maybe rotated in another process since our cache was filled
         key = (await _load(db, settings, force=True)).public.get(header.get("kid"))
     if key is None:
-        raise Unauthorized("unknown token key", code="invalid_token")
+        raise Unauthorized("unknown token key", code="invalid_credentials")
     try:
         return jwt.decode(token, key, algorithms=["RS256"], issuer=ISSUER,
                           options={"require": ["exp", "iat", "sub", "jti"]})
     except jwt.ExpiredSignatureError:
         raise Unauthorized("the access token expired; refresh it", code="token_expired") from None
     except jwt.PyJWTError:
-        raise Unauthorized("invalid access token", code="invalid_token") from None
+        raise Unauthorized("invalid access token", code="invalid_credentials") from None

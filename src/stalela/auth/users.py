@@ -47,7 +47,7 @@ async def active_user(session: AsyncSession, tenant_id: str, user_id: str) -> tu
     row = (await session.execute(select(User, Tenant).join(Tenant, Tenant.id == User.tenant_id)
                                  .where(User.tenant_id == tenant_id, User.id == user_id))).first()
     if row is None or row[0].status != "active" or row[1].status == "deleted":
-        raise Unauthorized("this user cannot sign in", code="invalid_token")
+        raise Unauthorized("this user cannot sign in", code="invalid_credentials")
     return row[0], row[1]
 
 
@@ -226,7 +226,7 @@ async def refresh(db: Database, settings: Settings, session: AsyncSession, token
     row = (await session.execute(select(RefreshToken).where(RefreshToken.token_hash == _hash(token))
                                  .with_for_update())).scalar_one_or_none()
     if row is None:
-        raise Unauthorized("invalid refresh token", code="invalid_token")
+        raise Unauthorized("invalid refresh token", code="invalid_credentials")
     await bind_tenant(session, row.tenant_id)
     if row.used_at is not None or row.revoked_at is not None:
         # A refresh token is used once. Seeing it again means it was stolen (or replayed): end the family.

@@ -84,7 +84,7 @@ class AnomalyRepository(Repository[UsageAnomaly]):
     async def page_by_status(self, status: str | None, limit: int,
                              starting_after: str | None) -> tuple[list[UsageAnomaly], bool]:
         """Newest first. On a platform-bound session: every tenant's (the operator's view)."""
-        stmt = select(UsageAnomaly)
+        scope = stmt = select(UsageAnomaly)
         if status is not None:
             stmt = stmt.where(UsageAnomaly.status == status)
-        return await self.page(stmt, limit=limit, starting_after=starting_after)
+        return await self.page(stmt, limit=limit, starting_after=starting_after, scope=scope)

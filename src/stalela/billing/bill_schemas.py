@@ -23,6 +23,9 @@ CURRENCY = r"^[A-Z]{3}$"
 
 
 class ExchangeRateIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"currency": "EUR", "rate": "3050.25", "invoice_currency": "CDF"},
+    ]})
     currency: str = Field(pattern=CURRENCY, max_length=3, description="The plan's currency, e.g. EUR")
     rate: Rate = Field(description="Units of the invoice currency per unit of currency, e.g. \"3050.25\" CDF per EUR")
     invoice_currency: str | None = Field(None, pattern=CURRENCY, max_length=3,
@@ -45,6 +48,9 @@ class ExchangeRates(_Out):
 
 
 class IssuerIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"tenant_id": "ten_01m82ejke9nqfx6wjsbqs2stkd", "outlet_id": "out_01m82ejke9nqfx6wjsbqs2stkd"},
+    ]})
     tenant_id: str = Field(min_length=1, max_length=40, description="The platform's issuing tenant")
     outlet_id: str = Field(min_length=1, max_length=40, description="Its outlet whose series numbers the bills")
 

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from stalela.billing import rating
@@ -76,6 +76,9 @@ Quotas = Annotated[dict[RESOURCE, Units], Field(max_length=64)]
 
 
 class PlanCreate(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"id": "pro", "name": "Pro", "currency": "EUR", "quotas": {"invoices_sealed": 50000}},
+    ]})
     id: str = Field(..., max_length=64, pattern=PLAN_ID, description="A slug: lowercase letters, digits, - and _")
     name: str = Field(..., min_length=1, max_length=200)
     currency: str = Field("EUR", max_length=3, pattern=r"^[A-Z]{3}$")
@@ -83,16 +86,26 @@ class PlanCreate(StrictModel):
 
 
 class PlanUpdate(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"name": "Pro 2027", "quotas": {"invoices_sealed": 80000}},
+    ]})
     name: str | None = Field(None, min_length=1, max_length=200)
     quotas: Quotas | None = None  # null removes every cap
 
 
 class RateCardCreate(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"effective_from": "2027-01-01", "prices": {"api_calls": {"unit_price": "0.08", "per": 1000, "free": 500000},
+                                                    "invoices_sealed": {"unit_price": "0.002", "free": 1000}}},
+    ]})
     effective_from: CalendarDate
     prices: Annotated[dict[RESOURCE, PriceEntryIn], Field(min_length=1, max_length=64)]
 
 
 class AccountUpdate(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"plan_id": "pro", "anomaly_threshold": "3", "anomaly_method": "mad"},
+    ]})
     plan_id: str = Field(..., max_length=64, pattern=PLAN_ID)
     anomaly_threshold: Threshold | None = Field(None, description="z-score threshold; null: the platform's")
     anomaly_method: Literal["zscore", "mad"] | None = None

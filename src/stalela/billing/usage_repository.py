@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.billing.usage_models import UsageCursor, UsageDaily, UsageEvent, UsageVoid
+from stalela.db.repository import check_cursor
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.ledger.models import ExportJob
 from stalela.kit.pagination import page_of
@@ -95,6 +96,7 @@ class UsageRepository:
         if until:
             stmt = stmt.where(UsageEvent.occurred_at < until)
         if starting_after:
+            await check_cursor(self.session, self._mine(select(UsageEvent), UsageEvent), UsageEvent.id, starting_after)
             stmt = stmt.where(UsageEvent.id < starting_after)
         return page_of([(e, v) for e, v in await self.session.execute(
             stmt.order_by(UsageEvent.id.desc()).limit(limit + 1))], limit)

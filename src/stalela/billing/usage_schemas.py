@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
 from stalela.kit import canonical
 from stalela.kit.schemas import Rfc3339DateTime, StrictModel
@@ -53,12 +53,16 @@ class UsageEventIn(StrictModel):
 
 
 class UsageBatchIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"events": [{"event_id": "calls-2026-11-20", "resource": "api_calls", "quantity": "250000", "occurred_at": "2026-11-20T23:59:00Z"}, {"event_id": "job-43", "resource": "cpu_seconds", "quantity": "3.250", "occurred_at": "2026-11-21T02:00:00Z", "properties": {"job": "nightly-export"}}]},
+    ]})
     events: list[dict[str, Any]] = Field(
         min_length=1, max_length=MAX_BATCH,
         description="Up to 1,000 events, each shaped like the single event's body; each is answered on its own.")
 
 
 class VoidIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "sent twice"}]})
     reason: str | None = Field(None, max_length=500)
 
 

@@ -17,7 +17,7 @@ console = Console(stderr=True)
 def migrate(status: bool = typer.Option(False, "--status", help="Report each database's revision; migrate nothing"),
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Apply database migrations up to the latest revision: the control plane and every dedicated database."""
-    from stalela.migrations import fleet
+    from stalela.migrations import fleet, revision_text
 
     settings = get_settings()
     if status:
@@ -28,7 +28,7 @@ def migrate(status: bool = typer.Option(False, "--status", help="Report each dat
             for target in result.targets:
                 state = "at head" if target.at_head else target.outcome
                 detail = f"  {target.error}" if target.error else ""
-                print(f"{target.label}  {target.name}  {','.join(target.before) or '-'}  {state}{detail}")
+                print(f"{target.label}  {target.name}  {revision_text(target.before) or '-'}  {state}{detail}")
         raise typer.Exit(0 if all(t.at_head for t in result.targets) else 1)
 
     # A terminal gets a progress bar; a log (CI, systemd, make) one plain line per database as it is done.

@@ -41,7 +41,7 @@ async def create_tenant(body: schemas.TenantRegister, session: DbSession, princi
                                     api_key_id=done.api_key_id)
 
 
-@router.get("/tenants", response_model=Page[schemas.RegistryTenantOut], responses={404: {"description": "cursor_not_found"}})
+@router.get("/tenants", response_model=Page[schemas.RegistryTenantOut])
 async def list_tenants(session: DbSession, _: OperatorPrincipal, paging: Paging,
                        filters: Annotated[schemas.TenantListFilters, Depends(_filters)]):
     rows, more = await service.search(session, filters, limit=paging.limit, starting_after=paging.starting_after)

@@ -22,12 +22,12 @@ class OperatorRepository(Repository[OperatorUser]):
 
     async def filtered_page(self, *, role: str | None, status: str | None, limit: int,
                             starting_after: str | None) -> tuple[list[OperatorUser], bool]:
-        stmt = select(OperatorUser)
+        scope = stmt = select(OperatorUser)
         if role:
             stmt = stmt.where(OperatorUser.role == role)
         if status:
             stmt = stmt.where(OperatorUser.status == status)
-        return await self.page(stmt, limit=limit, starting_after=starting_after)
+        return await self.page(stmt, limit=limit, starting_after=starting_after, scope=scope)
 
 
 class OperatorSessionRepository(Repository[OperatorSession]):

@@ -17,6 +17,9 @@ class StrictModel(_Strict):
 
 
 class OperatorCreate(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"email": "ops@example.com", "name": "Nadia", "role": "support", "password": "a long operator passphrase"},
+    ]})
     email: Email
     name: str = Field(min_length=1, max_length=200)
     role: OperatorRole
@@ -25,6 +28,7 @@ class OperatorCreate(StrictModel):
 
 
 class OperatorUpdate(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"role": "platform_admin"}]})
     name: str | None = Field(None, min_length=1, max_length=200)
     role: OperatorRole | None = None
     status: Literal["active", "deactivated"] | None = None

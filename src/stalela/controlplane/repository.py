@@ -59,14 +59,15 @@ class RegistryRepository(Repository[Tenant]):
 
     async def search(self, *, status: str | None, tier: str | None, jurisdiction: str | None, limit: int,
                      starting_after: str | None) -> tuple[list[Tenant], bool]:
-        stmt = select(Tenant)
+        scope = stmt = select(Tenant)
         if status:
             stmt = stmt.where(Tenant.status == status)
         if tier:
             stmt = stmt.where(Tenant.tier == tier)
         if jurisdiction:
             stmt = stmt.where(Tenant.jurisdiction == jurisdiction)
-        return await self.page(stmt, limit=limit, starting_after=starting_after)
+        # Status and tier change (a move, a suspension): a cursor needs only to be a tenant.
+        return await self.page(stmt, limit=limit, starting_after=starting_after, scope=scope)
 
     async def first_api_key(self, tenant_id: str) -> str | None:
         """The id of the key the tenant was registered with (what a replayed registration names)."""

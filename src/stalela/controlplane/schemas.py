@@ -14,6 +14,9 @@ Status = Literal["provisioning", "active", "suspended", "deprovisioning", "delet
 
 
 class TenantRegister(TenantCreate):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"name": "Boutique Kin SARL", "tax_id": "A1234567B", "jurisdiction": "CD", "tier": "dedicated", "target": "db-b:5432"},
+    ]})
     tier: Tier = Field("shared", description="shared: rows in the shared database (row-level security); "
                                              "dedicated: a PostgreSQL database of its own (SQLite file when embedded)")
     target: str | None = Field(None, min_length=1, max_length=300, pattern=r"^[A-Za-z0-9._:/-]+$",
@@ -88,6 +91,7 @@ class TenantListFilters(StrictModel):
 
 
 class MoveRequest(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"to": "dedicated", "target": "db-b:5432"}]})
     to: Tier = Field(description="the tier to move to")
     target: str | None = Field(None, min_length=1, max_length=300, pattern=r"^[A-Za-z0-9._:/-]+$",
                                description="dedicated: the server (host:port) to move to; also moves a "

@@ -11,6 +11,8 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.errors import BadRequest
+
 M = TypeVar("M")
 
 
@@ -38,11 +40,27 @@ class Repository(Generic[M]):
         await self.session.flush()
         return obj
 
-    async def page(self, stmt: Select[Any] | None, *, limit: int, starting_after: str | None) -> tuple[list[M], bool]:
-        """Newest first by id (ids are time-ordered); fetch one extra row to know ``has_more``."""
+    async def page(self, stmt: Select[Any] | None, *, limit: int, starting_after: str | None,
+                   scope: Select[Any] | None = None) -> tuple[list[M], bool]:
+        """Newest first by id (ids are time-ordered); fetch one extra row to know ``has_more``.
+
+        ``starting_after`` must name a row of ``scope`` (default: ``stmt`` itself). A list filtered on a
+        state that changes (a status, a deletion) passes its unfiltered collection as ``scope``, so that a
+        cursor whose row changed state since the previous page still pages on."""
         stmt = stmt if stmt is not None else select(self.model)
         if starting_after:
+            await check_cursor(self.session, stmt if scope is None else scope, self.model.id, starting_after)
             stmt = stmt.where(self.model.id < starting_after)
         stmt = stmt.order_by(self.model.id.desc()).limit(limit + 1)
         rows = list((await self.session.execute(stmt)).scalars())
         return rows[:limit], len(rows) > limit
+
+
+async def check_cursor(session: AsyncSession, scope: Select[Any], id_column: Any, starting_after: str) -> None:
+    """Refuse a cursor that names no row of ``scope``. An unknown id, another tenant's (the tenant filter
+    applies here too) or another list's would otherwise page from an arbitrary place, or from the start
+    forever: ``400 invalid_cursor``."""
+    found = scope.with_only_columns(id_column).where(id_column == starting_after).limit(1)
+    if (await session.execute(found)).first() is None:
+        raise BadRequest("starting_after names no object of this list: use the last id of the previous page",
+                         code="invalid_cursor", field="starting_after")

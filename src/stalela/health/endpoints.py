@@ -4,7 +4,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from stalela.health.fleet import health_of
-from stalela.migrations import migration_status
+from stalela.migrations import migration_status, revision_text
 from stalela.kit.jsonbody import JSONRoute
 
 router = APIRouter(route_class=JSONRoute, tags=["health"])
@@ -27,10 +27,11 @@ async def readyz(request: Request):
     except Exception as exc:  # any failure to reach the database means "not ready"
         return JSONResponse({"status": "unavailable", "database": "unreachable", "detail": type(exc).__name__},
                             status_code=503)
+    # The schema's revision and the one this code expects, each a single head ("0026"), never a list.
+    migration = {"migration": revision_text(current), "expected": revision_text(head)}
     if current != head:
-        return JSONResponse({"status": "unavailable", "database": "ok", "migration": ",".join(current),
-                             "expected": ",".join(head)}, status_code=503)
-    body = {"status": "ok", "database": "ok", "migration": ",".join(current)}
+        return JSONResponse({"status": "unavailable", "database": "ok", **migration}, status_code=503)
+    body = {"status": "ok", "database": "ok", **migration}
     try:
         body["dedicated"] = dedicated = await health_of(request.app.state.db).readiness()
     except Exception as exc:  # the registry unreadable though the database answered: say so, stay ready

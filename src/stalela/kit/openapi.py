@@ -19,12 +19,13 @@ from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
+from stalela.kit.openapi_examples import add_examples
 from stalela.kit.problems import PROBLEM_JSON
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _DESCRIPTIONS = {
-    400: "malformed_json: the body is not valid JSON",
+    400: "malformed_json: the body is not valid JSON; invalid_cursor: `starting_after` names no object of the list",
     401: "Missing, invalid or revoked credentials",
     403: "The caller may not do this (tenant_suspended, insufficient_permissions, api_key_outlet_restricted, ...)",
     404: "No such object, or not visible to this caller",
@@ -56,6 +57,14 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "request_id": {"type": "string"},
     },
     "additionalProperties": True,
+    # One example shared by every error answer (each refers to this schema): the shape, with `errors[]`.
+    "examples": [{
+        "type": "https://stalela.dev/problems/validation_failed", "title": "Validation failed", "status": 422,
+        "code": "validation_failed", "detail": "lines.0.quantity: Input should be greater than 0",
+        "field": "lines.0.quantity",
+        "errors": [{"field": "lines.0.quantity", "code": "greater_than", "detail": "Input should be greater than 0"}],
+        "instance": "/v1/invoices", "request_id": "72fd8a2e5c7b4f0e9d1a3b6c8e0f2a4d",
+    }],
 }
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
@@ -154,7 +163,7 @@ def complete(app: FastAPI, spec: dict[str, Any]) -> dict[str, Any]:
     schemas = spec["components"]["schemas"]
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
-    return spec
+    return add_examples(spec)
 
 
 def install(app: FastAPI) -> None:

@@ -6,6 +6,8 @@ from typing import Generic, TypeVar
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict
 
+from stalela.kit.openapi import answers
+
 T = TypeVar("T")
 
 
@@ -14,6 +16,7 @@ class PageParams(BaseModel):
     starting_after: str | None = None
 
 
+@answers(400)  # invalid_cursor: the repositories check that starting_after names an object of the list
 def page_params(
     limit: int = Query(20, ge=1, le=100, description="Page size (1-100)."),
     starting_after: str | None = Query(

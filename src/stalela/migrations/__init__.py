@@ -39,8 +39,15 @@ def alembic_config(app_role: str = "stalela_app") -> Config:
 def head_revisions() -> tuple[str, ...]:
     from alembic.script import ScriptDirectory
 
-    # Several heads are allowed: domains developed side by side add branches, merged later.
+    # One head on main (tests/architecture/test_migrations.py); branches developed side by side are
+    # renumbered into one line, or merged, when they land.
     return tuple(sorted(ScriptDirectory.from_config(alembic_config()).get_heads()))
+
+
+def revision_text(revisions: tuple[str, ...]) -> str | None:
+    """A database's (or the code's) revision as one value for reports (``/readyz``, ``stalela migrate``):
+    the single head; None for an empty database; ``a+b`` only for a database an unmerged build migrated."""
+    return "+".join(revisions) or None
 
 
 # Alembic keeps its running environment in module globals (``alembic.context``, ``op``): two upgrades

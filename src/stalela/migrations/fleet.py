@@ -17,7 +17,7 @@ from stalela.config import Settings
 from stalela.controlplane.repository import RegistryRepository
 from stalela.db.engine import create_engine, is_sqlite_url
 from stalela.db.session import Database
-from stalela.migrations import _current_heads, head_revisions, upgrade
+from stalela.migrations import _current_heads, head_revisions, revision_text, upgrade
 from stalela.tenancy.context import bind_platform
 
 CONTROL_PLANE = "control-plane"
@@ -51,13 +51,14 @@ class Target:
 
     def line(self) -> str:
         """``tenant  database  from -> to  outcome``: the plain progress line (one per database)."""
-        before, after = ",".join(self.before) or "-", ",".join(self.after or self.before) or "-"
+        before, after = revision_text(self.before) or "-", revision_text(self.after or self.before) or "-"
         detail = f"  {self.error}" if self.error else ""
         return f"{self.label}  {self.name}  {before} -> {after}  {self.outcome}{detail}"
 
     def as_json(self) -> dict:
         return {"tenants": self.tenants, "database": self.name, "placement": self.placement,
-                "from": list(self.before), "to": list(self.after or self.before), "at_head": self.at_head,
+                "from": revision_text(self.before), "to": revision_text(self.after or self.before),
+                "expected": revision_text(head_revisions()), "at_head": self.at_head,
                 "outcome": self.outcome, "error": self.error}
 
 

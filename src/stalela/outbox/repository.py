@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from stalela.db.base import utcnow
+from stalela.db.repository import check_cursor
 from stalela.outbox.models import OutboxEvent
 
 Key = tuple[str, str]  # (tenant_id, id)
@@ -88,10 +89,13 @@ class OutboxRepository:
                 .execution_options(synchronize_session=False))
 
     async def dead(self, topic: str | None, limit: int, starting_after: str | None) -> tuple[list[OutboxEvent], bool]:
-        stmt = select(OutboxEvent).where(OutboxEvent.status == "dead")
+        scope = select(OutboxEvent)
         if topic:
-            stmt = stmt.where(OutboxEvent.topic == topic)
+            scope = scope.where(OutboxEvent.topic == topic)
+        stmt = scope.where(OutboxEvent.status == "dead")
         if starting_after:
+            # Replayed since the previous page, the cursor is no longer dead: still an event of the list.
+            await check_cursor(self.session, scope, OutboxEvent.id, starting_after)
             stmt = stmt.where(OutboxEvent.id < starting_after)
         rows = list((await self.session.execute(stmt.order_by(OutboxEvent.id.desc()).limit(limit + 1))).scalars())
         return rows[:limit], len(rows) > limit

@@ -14,6 +14,9 @@ class Subject(StrictModel):
 
 
 class ErasureCreate(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"subject": {"tax_id": "A1234567B", "email": "client@example.cd"}},
+    ]})
     subject: Subject
 
 

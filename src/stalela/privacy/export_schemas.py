@@ -27,6 +27,9 @@ class PrivacySubject(StrictModel):
 
 
 class PrivacyExportCreate(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"scope": "subject", "subject": {"tax_id": "A1234567B"}, "pdfs": True},
+    ]})
     scope: Literal["tenant", "subject"] = Field(
         description="tenant: everything the tenant has with us; subject: what concerns one data subject")
     subject: PrivacySubject | None = Field(None, description="Required with scope subject, refused otherwise")

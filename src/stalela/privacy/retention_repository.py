@@ -313,10 +313,10 @@ class HoldRepository(Repository[LegalHold]):
         return list((await self.session.execute(select(LegalHold).where(LegalHold.released_at.is_(None)))).scalars())
 
     async def page_of(self, include_released: bool, limit: int, starting_after: str | None):  # noqa: ANN201
-        stmt = select(LegalHold)
+        scope = stmt = select(LegalHold)
         if not include_released:
             stmt = stmt.where(LegalHold.released_at.is_(None))
-        return await self.page(stmt, limit=limit, starting_after=starting_after)
+        return await self.page(stmt, limit=limit, starting_after=starting_after, scope=scope)
 
 
 class ScheduleRepository:

@@ -14,6 +14,7 @@ class PolicyIn(StrictModel):
     """Replaces the category's policy: an omitted figure falls back to its default. Whole numbers only (strict:
     ``false`` or ``"3"`` is not a number of years)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"years": 12, "grace_days": 30}]})
     years: int | None = Field(None, ge=0, le=100, strict=True, description="Whole years after the rule's anchor (fiscal: at "
                               "least the statutory floor, counted from the end of the financial year).")
     days: int | None = Field(None, ge=0, le=36500, strict=True, description="Days on top of the years (for purging rules: "
@@ -69,6 +70,9 @@ class HoldScopeIn(StrictModel):
 
 
 class HoldCreate(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"reason": "DGI audit of 2026", "scope": {"outlet_id": "out_01m82ejke9nqfx6wjsbqs2stkd", "from": "2026-01-01", "to": "2026-12-31"}},
+    ]})
     reason: str = Field(min_length=1, max_length=500, description="Why (an audit, a dispute): shown, never parsed.")
     scope: HoldScopeIn = Field(default_factory=HoldScopeIn,
                                description="Nothing set: the whole tenant. An outlet, a range of dates, or both.")

@@ -24,7 +24,7 @@ class EndpointRepository(Repository[WebhookEndpoint]):
 
     async def page_live(self, limit: int, starting_after: str | None) -> tuple[list[WebhookEndpoint], bool]:
         return await self.page(select(WebhookEndpoint).where(WebhookEndpoint.deleted_at.is_(None)),
-                               limit=limit, starting_after=starting_after)
+                               limit=limit, starting_after=starting_after, scope=select(WebhookEndpoint))
 
     async def enabled(self) -> list[WebhookEndpoint]:
         stmt = select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True), WebhookEndpoint.deleted_at.is_(None))
@@ -79,12 +79,12 @@ class MessageRepository(Repository[WebhookMessage]):
 
     async def page_of_endpoint(self, endpoint_id: str, status: str | None, event_type: str | None, limit: int,
                                starting_after: str | None) -> tuple[list[WebhookMessage], bool]:
-        stmt = select(WebhookMessage).where(WebhookMessage.endpoint_id == endpoint_id)
+        scope = stmt = select(WebhookMessage).where(WebhookMessage.endpoint_id == endpoint_id)
         if status:
             stmt = stmt.where(WebhookMessage.status == status)
         if event_type:
             stmt = stmt.where(WebhookMessage.event_type == event_type)
-        return await self.page(stmt, limit=limit, starting_after=starting_after)
+        return await self.page(stmt, limit=limit, starting_after=starting_after, scope=scope)
 
     async def busy_slots(self, endpoint_id: str, now: datetime) -> int:
         """Delivery slots at work for the endpoint: distinct holders of live leases."""

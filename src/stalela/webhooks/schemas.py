@@ -38,12 +38,16 @@ class EndpointUpdate(StrictModel):
 
 
 class SecretRotate(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"grace_seconds": 86400}]})
     grace_seconds: int | None = Field(
         None, ge=0, le=7 * 86400,
         description="How long the previous secret keeps signing alongside the new one (default 24 h).")
 
 
 class RecoverRequest(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"since": "2026-12-06T00:00:00Z", "until": "2026-12-07T00:00:00Z"},
+    ]})
     since: Rfc3339DateTime = Field(description="Re-send failed messages created at or after this time...")
     until: Rfc3339DateTime | None = Field(None, description="...and before this one (default: now).")
 
