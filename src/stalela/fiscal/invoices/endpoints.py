@@ -171,7 +171,7 @@ async def verify_page(invoice_id: InvoiceId, request: Request, session: Verifica
     """
     verified = await verification.check(session, invoice_id, settings)
     if verification.wants_json(request):
-        return JSONResponse(verified.data)
+        return verification.json_answer(verified.data)
     return verification.render_page(request, verified)
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import segno
 from fastapi import Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.config import Settings
@@ -95,13 +95,19 @@ def language_links(request: Request) -> list[tuple[str, str]]:
     return links
 
 
+VARY = {"Vary": "Accept, Accept-Language"}  # one URL, a page per language or JSON: caches must tell them apart
+
+
+def json_answer(data: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(data, headers=VARY)
+
+
 def render(request: Request, name: str, *, pages: LocalizedTemplates = TEMPLATES, tenant_default: str | None = None,
            status: int = 200, **context: Any) -> HTMLResponse:
     """A public page in the visitor's language, with its language switch and its security headers."""
     lang = page_language(request, tenant_default)
     html = pages.render(lang, name, links=language_links(request), **context)
-    return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, "Content-Language": lang,
-                                                           "Vary": "Accept, Accept-Language"})
+    return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **VARY, "Content-Language": lang})
 
 
 class PublicPageRoute(JSONRoute):
@@ -189,11 +195,6 @@ async def check(session: AsyncSession, invoice_id: str, settings: Settings | Non
     }
     return Verified(data, tenant_language(tenant.locale, tenant.jurisdiction), outlet.timezone if outlet else None,
                     _details(data["jurisdiction"], payload, json.loads(invoice.document), buyer))
-
-
-async def verify(session: AsyncSession, invoice_id: str, settings: Settings | None = None) -> dict[str, Any]:
-    """The verification's JSON answer (see ``check``)."""
-    return (await check(session, invoice_id, settings)).data
 
 
 def _details(jurisdiction: str, payload: dict[str, Any], document: dict[str, Any],

@@ -140,7 +140,7 @@ async def verify_z_page(z_report_id: PathId, request: Request, session: Verifica
     """The page a Z report's QR code opens. The seal hash in the URL is required: an id alone shows nothing."""
     verified = await service.verify_z(session, z_report_id, h)
     if verification.wants_json(request):
-        return JSONResponse(verified.data)
+        return verification.json_answer(verified.data)
     return verification.render(request, "verify_z.html", pages=_pages, tenant_default=verified.language,
                                r=verified.data, tz=verified.timezone)
 
