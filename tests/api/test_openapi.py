@@ -49,6 +49,9 @@ async def test_files_and_pages_document_their_media_types(app):
     assert media("/v1/invoices/{invoice_id}/pdf") == {"application/pdf"}
     assert media("/verify/{invoice_id}/qr.svg") == {"image/svg+xml"}
     assert media("/verify/{invoice_id}") == {"text/html", "application/json"}
+    # A visitor's "not known" page is HTML; a JSON client's, problem+json (docs/verification.md).
+    for page in ("/verify/{invoice_id}", "/verify/z/{z_report_id}"):
+        assert set(paths[page]["get"]["responses"]["404"]["content"]) == {"text/html", "application/problem+json"}
     assert media("/v1/exports/{export_id}/download") == {"application/gzip"}
     sheet = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     for report in ("/v1/z-reports/{z_report_id}", "/v1/outlets/{outlet_id}/x-report", "/v1/a-reports"):
