@@ -285,7 +285,8 @@ async def report_context(session: AsyncSession, tenant_id: str, outlet_id: str) 
     tenant = await TenantRepository(session).get(tenant_id)
     outlet = await OutletRepository(session).get(outlet_id)
     return {"seller": {"name": tenant.name, "tax_id": tenant.tax_id},
-            "outlet": {"name": outlet.name, "code": outlet.code, "address": outlet.address}}
+            "outlet": {"name": outlet.name, "code": outlet.code, "address": outlet.address},
+            "lang": tenant_language(tenant.locale, tenant.jurisdiction)}
 
 
 # -------------------------------------------------------------------------------- verification
