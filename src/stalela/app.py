@@ -22,7 +22,7 @@ from stalela.errors import BadRequest, ServiceUnavailable, StalelaError, validat
 from stalela.auth.service import API_KEYS
 from stalela.auth.throttle import Limiter
 from stalela.auth.tokens import ensure_key as ensure_token_key
-from stalela.kit import openapi, routeindex
+from stalela.kit import apidocs, openapi, routeindex
 from stalela.kit.problems import problem_response
 from stalela.observability import runtime as observability
 from stalela.observability.logging import get_logger
@@ -154,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Multi-tenant fiscal cloud: sealed, verifiable invoices.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # served by kit.apidocs from vendored assets (no CDN)
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from stalela.accounts.endpoints import router as tenancy_router
 
     app.include_router(health_router)
+    app.include_router(apidocs.router)
     app.include_router(metrics_router)
     app.include_router(tenancy_router)
     for router in extra_routers():

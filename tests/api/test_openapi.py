@@ -20,7 +20,10 @@ async def test_every_error_answer_is_problem_json_and_follows_from_the_route(app
         statuses = {int(s) for s in op["responses"]}
         for status in statuses - {503} if path == "/readyz" else statuses:
             if status >= 400:
-                assert op["responses"][str(status)]["content"] == PROBLEM, (method, path, status)
+                content = dict(op["responses"][str(status)]["content"])
+                if path.startswith("/verify/") and status == 404:
+                    content.pop("text/html", None)  # the visitor's "not known" page, beside the problem
+                assert content == PROBLEM, (method, path, status)
         where = f"{method} {path}"
         if op.get("security"):  # authenticated: credentials can be missing or wrong
             assert 401 in statuses, where
@@ -49,6 +52,9 @@ async def test_files_and_pages_document_their_media_types(app):
     assert media("/v1/invoices/{invoice_id}/pdf") == {"application/pdf"}
     assert media("/verify/{invoice_id}/qr.svg") == {"image/svg+xml"}
     assert media("/verify/{invoice_id}") == {"text/html", "application/json"}
+    # A visitor's "not known" page is HTML; a JSON client's, problem+json (docs/verification.md).
+    for page in ("/verify/{invoice_id}", "/verify/z/{z_report_id}"):
+        assert set(paths[page]["get"]["responses"]["404"]["content"]) == {"text/html", "application/problem+json"}
     assert media("/v1/exports/{export_id}/download") == {"application/gzip"}
     sheet = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     for report in ("/v1/z-reports/{z_report_id}", "/v1/outlets/{outlet_id}/x-report", "/v1/a-reports"):

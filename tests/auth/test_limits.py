@@ -156,7 +156,7 @@ PUBLIC = [
     ("GET", "/.well-known/jwks.json", {}),
     ("GET", "/v1/keys/key_nope", {}),
     ("GET", "/verify/inv_nope", {"headers": {"Accept": "application/json"}}),
-    ("GET", "/verify/z/zr_nope?h=" + "0" * 64, {}),
+    ("GET", "/verify/z/zr_nope?h=" + "0" * 64, {"headers": {"Accept": "application/json"}}),
 ]
 
 

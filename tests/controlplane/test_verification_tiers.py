@@ -41,7 +41,10 @@ async def test_a_dedicated_tenants_qr_code_verifies(tier_client, tier_app, opera
         for path in (f"/verify/{d_invoice['id']}", f"/verify/{d_invoice['id']}/qr.svg"):
             r = await tier_client.get(path, params={"t": bad})
             assert r.status_code == 404, (path, bad, r.text)
-    assert (await tier_client.get(f"/verify/{d_invoice['id']}", params={"t": "x" * 1001})).status_code == 422
+    assert (await _json(tier_client, f"/verify/{d_invoice['id']}?t={'x' * 1001}")).status_code == 422
+    # A visitor (no JSON asked for) gets the "not known" page for a tenant parameter that makes no sense.
+    page = await tier_client.get(f"/verify/{d_invoice['id']}", params={"t": "x" * 1001})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
 
     # A shared tenant's receipt: with its tenant as printed now, and without, as printed before the tiers.
     assert (await _json(tier_client, _local(s_invoice["qr"]))).json()["authentic"] is True

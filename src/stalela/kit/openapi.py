@@ -158,7 +158,10 @@ def complete(app: FastAPI, spec: dict[str, Any]) -> dict[str, Any]:
             for status in statuses:
                 answer = responses.setdefault(str(status), {})
                 answer.setdefault("description", _DESCRIPTIONS.get(status, "Error"))
-                answer["content"] = _problem_content()  # replaces FastAPI's application/json 422
+                # Replaces FastAPI's application/json 422; keeps a page a route declares for browsers
+                # (the public verification pages answer their 404 in HTML unless JSON is asked for).
+                pages = {t: c for t, c in answer.get("content", {}).items() if t != "application/json"}
+                answer["content"] = {**pages, **_problem_content()}
             operation["responses"] = dict(sorted(responses.items()))
     schemas = spec["components"]["schemas"]
     for unused in ("HTTPValidationError", "ValidationError"):

@@ -70,9 +70,10 @@ async def test_public_verification_page(client, shop):
     path, query = url.split("?")
     svg = await client.get(f"/{path}/qr.svg?{query}")
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+    # Unknown ids: the page answers HTML (tests/fiscal/invoices/test_verification_page.py), JSON when asked.
     for bad in ("inv_nope", "x" * 300, "%00", "bad$id", "../../etc/passwd"):
         for path in (f"/verify/{bad}", f"/verify/{bad}/qr.svg"):
-            r = await client.get(path)
+            r = await client.get(path, headers={"Accept": "application/json"})
             assert r.status_code == 404, (path, r.status_code)
             assert r.json()["code"] in ("invoice_not_found", "not_found"), (path, r.text)
 

@@ -294,9 +294,20 @@ async def test_public_verification_page_needs_the_hash(client, shop):
     data = (await client.get(f"/{path}", headers={"Accept": "application/json"})).json()
     assert data["authentic"] is True and data["total"] == z["totals"]["total"]
     assert data["checkpoint"] == z["checkpoint"]
-    assert (await client.get(f"/verify/z/{z['id']}")).status_code == 422
-    assert (await client.get(f"/verify/z/{z['id']}", params={"h": "0" * 64})).status_code == 404
-    assert (await client.get("/verify/z/zrp_nope", params={"h": z["seal"]["hash"]})).status_code == 404
+    # In the visitor's language, times in the outlet's zone (Kinshasa), the UTC instant on hover.
+    es = await client.get(f"/{path}", headers={"Accept-Language": "es-AR"})
+    assert '<html lang="es">' in es.text and "Informe Z auténtico" in es.text and "Facturación" in es.text
+    assert 'title="20 nov 2026, 11:00:00 UTC"' in es.text and ">20 nov 2026, 12:00</time>" in es.text, es.text
+    en = await client.get(f"/{path}&lang=en", headers={"Accept-Language": "fr"})
+    assert "Authentic Z report" in en.text and "Friday, November 20, 2026" in en.text
+    # A missing or wrong seal hash, an unknown id: the "not known" page (404), JSON only when asked for.
+    for params, id_ in (({}, z["id"]), ({"h": "0" * 64}, z["id"]), ({"h": "zz"}, z["id"]),
+                        ({"h": z["seal"]["hash"]}, "zrp_nope"), ({"h": z["seal"]["hash"], "t": "ten_x"}, z["id"])):
+        r = await client.get(f"/verify/z/{id_}", params=params, headers={"Accept-Language": "fr"})
+        assert r.status_code == 404 and "Ce rapport Z est inconnu de Stalela" in r.text, (params, id_, r.text)
+    assert (await client.get(f"/verify/z/{z['id']}", headers={"Accept": "application/json"})).status_code == 422
+    wrong = await client.get(f"/verify/z/{z['id']}", params={"h": "0" * 64}, headers={"Accept": "application/json"})
+    assert wrong.status_code == 404 and wrong.json()["code"] == "z_report_not_found"
 
 
 async def test_a_timezone_change_eastwards_never_makes_a_day_with_sales_unclosable(client, new_tenant, clock, db,

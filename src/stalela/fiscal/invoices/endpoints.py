@@ -23,7 +23,9 @@ from stalela.observability import context as log_context
 from stalela.kit.jsonbody import JSONRoute
 
 router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["invoices"])
-public_router = APIRouter(route_class=JSONRoute, tags=["verification"], dependencies=[PublicRateLimit])
+# The pages a QR code opens: what they cannot find is an HTML page in the visitor's language.
+public_router = APIRouter(route_class=verification.PublicPageRoute, tags=["verification"],
+                          dependencies=[PublicRateLimit])
 # The invoice's place in the tenant's log: documented with the ledger, served here, where the invoice is.
 ledger_router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["ledger"])
 TreeSize = Annotated[int, Query(ge=1, le=2**62)]
@@ -163,17 +165,21 @@ InvoiceId = Annotated[str, Path(max_length=1000)]
 
 
 @public_router.get("/verify/{invoice_id}", response_class=HTMLResponse,
-                   responses={200: media("text/html", json=True, description="The page, or JSON if asked for")})
-async def verify_page(invoice_id: InvoiceId, request: Request, session: VerificationSession, settings: AppSettings):
+                   responses={200: media("text/html", json=True, description="The page, or JSON if asked for"),
+                              404: media("text/html", description="Not known to Stalela (HTML unless JSON is "
+                                         "asked for): an unknown, malformed or forged id, or a wrong tenant")})
+async def verify_page(invoice_id: InvoiceId, request: Request, session: VerificationSession, settings: AppSettings,
+                      lang: verification.PageLanguage = None):
     """The page a receipt's QR code opens: is this invoice authentic? No auth. The buyer's name only
-    while its data is not restricted or erased; no other buyer data.
+    while its data is not restricted or erased; no other buyer data. In the visitor's language
+    (``lang``, else ``Accept-Language``, else the issuer's).
 
     Answers JSON instead of HTML when the client sends ``Accept: application/json``.
     """
-    result = await verification.verify(session, invoice_id, settings)
-    if "application/json" in request.headers.get("accept", ""):
-        return JSONResponse(result)
-    return HTMLResponse(verification.render_page(result))
+    verified = await verification.check(session, invoice_id, settings)
+    if verification.wants_json(request):
+        return verification.json_answer(verified.data)
+    return verification.render_page(request, verified)
 
 
 @public_router.get("/verify/{invoice_id}/qr.svg", response_class=Response,

@@ -1,31 +1,142 @@
-"""Public verification of a sealed invoice: what the QR code on a receipt opens."""
-from __future__ import annotations
+"""Public verification of a sealed invoice: what the QR code on a receipt opens.
 
-import re
+The page speaks the visitor's language (``?lang=``, else the browser's, else the issuing tenant's),
+shows times in the outlet's zone and codes by name; whatever it cannot find (an unknown, malformed or
+forged id, a wrong tenant or seal hash) is a translated HTML page, never problem+json, unless the
+client asked for JSON (``PublicPageRoute``).
+"""
+from __future__ import annotations
 
 import io
 import json
+import re
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import segno
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from fastapi import Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stalela.kit.schemas import ID_PATTERN
-from stalela.errors import NotFound
+from stalela.config import Settings
+from stalela.errors import NotFound, StalelaError
 from stalela.fiscal.core.seal import verify_seal
+from stalela.fiscal.invoices.buyers import reveal_buyers
 from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.invoices.repository import InvoiceRepository, SyncStateRepository
-from stalela.config import Settings
-from stalela.fiscal.invoices.buyers import reveal_buyers
 from stalela.fiscal.invoices.service import stored_seal, sync_view
+from stalela.fiscal.jurisdictions import REGISTRY
+from stalela.fiscal.jurisdictions import labels
 from stalela.fiscal.signing.repository import SigningKeyRepository
+from stalela.i18n import LANGUAGES, N_, SOURCE, from_accept_language, normalize, tenant_language
+from stalela.i18n.jinja import LocalizedTemplates
+from stalela.kit.jsonbody import JSONRoute
+from stalela.kit.schemas import ID_PATTERN
 from stalela.tenancy.repository import OutletRepository, TenantRepository
 
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
-)
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+# Where an authority stands with the invoice, in words (sync statuses of ``service.sync_view``).
+AUTHORITY_STATUS = {
+    "pending": N_("Not yet confirmed by the tax authority"),
+    "acknowledged": N_("Confirmed by the tax authority"),
+    "failed": N_("Not confirmed by the tax authority"),
+    "rejected": N_("Refused by the tax authority"),
+}
+# The page itself is plain HTML and CSS: no script, nothing from elsewhere but ARCA's inline QR image;
+# the URL (ids, tenant, seal hash) is not sent on as a referrer when the visitor follows a link.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
+                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def templates(*directories: Path) -> LocalizedTemplates:
+    """The public pages' templates in every language; ``public.html`` (the frame) lives here, so a
+    domain above (reports) adds its own directory in front of this one."""
+    return LocalizedTemplates([*directories, TEMPLATES_DIR],  # type: ignore[arg-type]  (a search path)
+                              globals={"AUTHORITY_STATUS": AUTHORITY_STATUS, "labels": labels})
+
+
+TEMPLATES = templates()
+# Documented for the OpenAPI document; read by ``page_language`` (any other value is ignored, not refused:
+# a visitor's typo must not turn an authentic invoice into an error page).
+PageLanguage = Annotated[str | None, Query(description="The page's language: fr, es or en (default: the "
+                                           "browser's Accept-Language, else the issuer's language)")]
+
+
+# --------------------------------------------------------------------------------- the visitor
+
+
+def page_language(request: Request, tenant_default: str | None = None) -> str:
+    """``?lang=``, else the browser's (the visitor decides, not the merchant), else the issuing
+    tenant's default, else English."""
+    return (normalize(request.query_params.get("lang"))
+            or from_accept_language(request.headers.get("accept-language")) or tenant_default or SOURCE)
+
+
+def wants_json(request: Request) -> bool:
+    """The API variant of a public page (``Accept: application/json``, or problem+json)."""
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept or "application/problem+json" in accept
+
+
+def language_links(request: Request) -> list[tuple[str, str]]:
+    """(language, URL of this page in it), the query kept: the language switch."""
+    links = []
+    for lang in LANGUAGES:
+        url = request.url.include_query_params(lang=lang)
+        links.append((lang, f"{url.path}?{url.query}"))  # relative: whatever host the visitor reached
+    return links
+
+
+VARY = {"Vary": "Accept, Accept-Language"}  # one URL, a page per language or JSON: caches must tell them apart
+
+
+def json_answer(data: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(data, headers=VARY)
+
+
+def render(request: Request, name: str, *, pages: LocalizedTemplates = TEMPLATES, tenant_default: str | None = None,
+           status: int = 200, **context: Any) -> HTMLResponse:
+    """A public page in the visitor's language, with its language switch and its security headers."""
+    lang = page_language(request, tenant_default)
+    html = pages.render(lang, name, links=language_links(request), **context)
+    return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **VARY, "Content-Language": lang})
+
+
+class PublicPageRoute(JSONRoute):
+    """A route of the public pages a QR code opens. When such a page cannot be found (an unknown,
+    malformed or forged id, a tenant or seal hash that does not match: a 404, or a 422 of a parameter's
+    pattern) the visitor gets the translated "not known to Stalela" page with status 404, not JSON;
+    a client that asks for JSON keeps the problem+json answer, and non-HTML routes (the QR image)
+    are left as they are."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.response_class is not HTMLResponse:  # type: ignore[comparison-overlap]
+            return handler
+        # The Z report's page is the only other one: its route is /verify/z/{id}.
+        document = "z_report" if self.path.startswith("/verify/z/") else "invoice"
+
+        async def page(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (StalelaError, RequestValidationError) as exc:
+                status = getattr(exc, "status", 422)
+                if wants_json(request) or status not in (400, 404, 422):
+                    raise
+                return render(request, "verify_unknown.html", status=404, document=document)
+
+        return page
+
+
+# --------------------------------------------------------------------------------- the invoice
 
 
 async def find(session: AsyncSession, invoice_id: str) -> Invoice:
@@ -37,7 +148,16 @@ async def find(session: AsyncSession, invoice_id: str) -> Invoice:
     return invoice
 
 
-async def verify(session: AsyncSession, invoice_id: str, settings: Settings | None = None) -> dict[str, Any]:
+@dataclass
+class Verified:
+    """What a verification found: ``data`` is the JSON answer; the rest is for the page only."""
+    data: dict[str, Any]
+    language: str  # the issuing tenant's default language
+    timezone: str | None  # the outlet's
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+async def check(session: AsyncSession, invoice_id: str, settings: Settings | None = None) -> Verified:
     """Check the stored seal against the registry's public key, as an outside verifier would.
 
     With ``settings``, the buyer's name is shown while its subject is active (never once an erasure
@@ -50,11 +170,12 @@ async def verify(session: AsyncSession, invoice_id: str, settings: Settings | No
     if key is None:
         authentic, reason = False, "signing key unknown"
     else:
-        check = verify_seal(seal, json.loads(key.public_jwk))
-        authentic, reason = check.valid, check.reason
+        result = verify_seal(seal, json.loads(key.public_jwk))
+        authentic, reason = result.valid, result.reason
     payload = seal["payload"]
     authority = await _authority(session, invoice.id)
-    return {
+    buyer = await _buyer(session, settings, invoice) if settings is not None else None
+    data = {
         "jurisdiction": payload.get("jurisdiction", tenant.jurisdiction),
         "ar": _ar_view(payload.get("ar"), authority),
         "authentic": authentic,
@@ -70,7 +191,31 @@ async def verify(session: AsyncSession, invoice_id: str, settings: Settings | No
         "seal_hash": invoice.seal_hash,
         "key_id": invoice.key_id,
         "authority": {"status": authority["status"], "authority_code": authority["authority_code"]},
-        "buyer": await _buyer(session, settings, invoice) if settings is not None else None,
+        "buyer": {"name": buyer["name"], "committed": True} if buyer else None,
+    }
+    return Verified(data, tenant_language(tenant.locale, tenant.jurisdiction), outlet.timezone if outlet else None,
+                    _details(data["jurisdiction"], payload, json.loads(invoice.document), buyer))
+
+
+def _details(jurisdiction: str, payload: dict[str, Any], document: dict[str, Any],
+             buyer: dict[str, Any] | None) -> dict[str, Any]:
+    """What the page shows beyond the JSON answer: the lines and groups as sealed, signed for display
+    (a credit note's amounts are negative: it takes back a sale), its original and nature."""
+    rules = REGISTRY.get(jurisdiction)
+    credit = rules is not None and payload["type"] in rules.credit_note_types
+    sign = Decimal(-1) if credit else Decimal(1)
+    totals = payload.get("totals") or {}
+    return {
+        "credit": credit,
+        "sign": sign,
+        "total": sign * Decimal(payload["total"]),
+        "original": payload.get("original"),
+        "nature": payload.get("nature"),
+        "buyer_type": (buyer or {}).get("type"),
+        "groups": [{**g, "amount": sign * Decimal(g["amount"]), "vat": sign * Decimal(g.get("vat") or 0)}
+                   for g in totals.get("groups", [])],
+        "lines": [{**ln, "group": labels.line_group(ln), "amount": sign * Decimal(ln["amount"])}
+                  for ln in document.get("lines", []) if ln.get("amount") is not None],
     }
 
 
@@ -78,7 +223,7 @@ async def _buyer(session: AsyncSession, settings: Settings, invoice: Any) -> dic
     shown = (await reveal_buyers(session, settings, invoice.tenant_id, [invoice], purpose="public")).get(invoice.id)
     if not shown or shown.get("buyer") is None:
         return None
-    return {"name": shown["buyer"].get("name"), "committed": True}  # reveal refuses what does not match
+    return {"name": shown["buyer"].get("name"), "type": shown["buyer"].get("type")}  # reveal refuses what does not match
 
 
 async def _authority(session: AsyncSession, invoice_id: str) -> dict[str, Any]:
@@ -100,23 +245,11 @@ def arca_qr_image(url: str) -> str:
     return segno.make(url, error="m").svg_data_uri(scale=3, border=2)
 
 
-# The page speaks the jurisdiction's language beside English (every language the product ships
-# arrives with issue 23's catalogue).
-LABELS = {
-    "CD": {"lang": "fr", "ok": "Facture authentique", "bad": "Facture NON authentique", "seller": "Vendeur",
-           "tax_id": "NIF", "outlet": "Point de vente", "number": "Numéro fiscal", "authority": "DGI",
-           "hash": "Empreinte", "key": "Clé", "buyer": "Acheteur"},
-    "AR": {"lang": "es", "ok": "Comprobante auténtico", "bad": "Comprobante NO auténtico", "seller": "Emisor",
-           "tax_id": "CUIT", "outlet": "Punto de venta", "number": "Número", "authority": "ARCA",
-           "hash": "Huella", "key": "Clave", "buyer": "Receptor"},
-}
-
-
-def render_page(result: dict[str, Any]) -> str:
-    labels = LABELS.get(result.get("jurisdiction"), LABELS["CD"])
-    ar = result.get("ar") or {}
+def render_page(request: Request, verified: Verified) -> HTMLResponse:
+    ar = verified.data.get("ar") or {}
     arca_qr = arca_qr_image(ar["arca_qr_url"]) if ar.get("arca_qr_url") else None
-    return _templates.get_template("verify.html").render(r=result, L=labels, arca_qr=arca_qr)
+    return render(request, "verify.html", tenant_default=verified.language, r=verified.data, d=verified.details,
+                  tz=verified.timezone, arca_qr=arca_qr)
 
 
 def qr_svg(text: str) -> bytes:

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import Field
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from stalela.auth.dependencies import AppSettings, Can, DbSession, PublicRateLimit, VerificationSession
 from stalela.auth.permissions import Perm
 from stalela.db.session import Database
+from stalela.fiscal.invoices import verification
 from stalela.fiscal.reports import a_report, formats, jobs, service
 from stalela.fiscal.invoices.service import checked_language
 from stalela.fiscal.reports.schemas import Format, ZClose
@@ -25,11 +25,12 @@ router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["reports"])
 # A report answers in the format asked for (?format=): JSON, or a file.
 FILES = {200: media(*(t.split(";")[0] for f, t in formats.MEDIA_TYPES.items() if f != "json"), json=True,
                     description="The report in the asked format")}
-public_router = APIRouter(route_class=JSONRoute, tags=["verification"], dependencies=[PublicRateLimit])
+# The page a Z's QR code opens: what it cannot find is an HTML page in the visitor's language.
+public_router = APIRouter(route_class=verification.PublicPageRoute, tags=["verification"],
+                          dependencies=[PublicRateLimit])
 # The audit export: tagged with the ledger it exports, as well as "exports" (each route).
 exports_router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["ledger"])
-_templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                         autoescape=select_autoescape(["html"]))
+_pages = verification.templates(Path(__file__).parent / "templates")
 
 
 # The language of a PDF (docs/documents.md): default the tenant's.
@@ -141,14 +142,18 @@ async def get_a_report(
 
 
 @public_router.get("/verify/z/{z_report_id}", response_class=HTMLResponse,
-                   responses={200: media("text/html", json=True, description="The page, or JSON if asked for")})
+                   responses={200: media("text/html", json=True, description="The page, or JSON if asked for"),
+                              404: media("text/html", description="Not known to Stalela (HTML unless JSON is "
+                                         "asked for): an unknown id, a seal hash that does not match")})
 async def verify_z_page(z_report_id: PathId, request: Request, session: VerificationSession,
-                        h: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$", description="The Z's seal hash")]):
+                        h: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$", description="The Z's seal hash")],
+                        lang: verification.PageLanguage = None):
     """The page a Z report's QR code opens. The seal hash in the URL is required: an id alone shows nothing."""
-    result = await service.verify_z(session, z_report_id, h)
-    if "application/json" in request.headers.get("accept", ""):
-        return JSONResponse(result)
-    return HTMLResponse(_templates.get_template("verify_z.html").render(r=result))
+    verified = await service.verify_z(session, z_report_id, h)
+    if verification.wants_json(request):
+        return verification.json_answer(verified.data)
+    return verification.render(request, "verify_z.html", pages=_pages, tenant_default=verified.language,
+                               r=verified.data, tz=verified.timezone)
 
 
 routers = [router, public_router]

@@ -25,6 +25,7 @@ from stalela.fiscal.core.seal import build_seal, canonical_bytes, verify_seal
 from stalela.fiscal.invoices.figures import day_position, dump, load
 from stalela.fiscal.invoices.models import DayFigures
 from stalela.fiscal.invoices.repository import DayFiguresRepository, SeriesRepository
+from stalela.fiscal.invoices.verification import Verified
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.ledger.models import Checkpoint
 from stalela.fiscal.ledger.repository import MerkleRepository
@@ -291,7 +292,7 @@ async def report_context(session: AsyncSession, tenant_id: str, outlet_id: str) 
 # -------------------------------------------------------------------------------- verification
 
 
-async def verify_z(session: AsyncSession, z_id: str, hash_hex: str) -> dict[str, Any]:
+async def verify_z(session: AsyncSession, z_id: str, hash_hex: str) -> Verified:
     """The public page behind a Z's QR code; the hash in its URL must match (a session reading the tenant's
     database, or the shared one for a URL without the tenant)."""
     z = await ZReportRepository(session).get(z_id)
@@ -303,7 +304,8 @@ async def verify_z(session: AsyncSession, z_id: str, hash_hex: str) -> dict[str,
     seal = stored_seal(z)
     check = verify_seal(seal, json.loads(key.public_jwk)) if key else None
     payload = seal["payload"]
-    return {
+    data = {
+        "jurisdiction": tenant.jurisdiction,
         "authentic": bool(check), "reason": check.reason if check else "signing key unknown",
         "z_report_id": z.id, "number": z.number, "business_day": payload["business_day"],
         "closed_at": payload["issued_at"], "invoices": payload["counts"]["invoices"],
@@ -312,6 +314,7 @@ async def verify_z(session: AsyncSession, z_id: str, hash_hex: str) -> dict[str,
         "outlet": {"code": outlet.code, "name": outlet.name} if outlet else None,
         "checkpoint": payload["checkpoint"], "seal_hash": z.seal_hash, "key_id": z.key_id,
     }
+    return Verified(data, tenant_language(tenant.locale, tenant.jurisdiction), outlet.timezone if outlet else None)
 
 
 # ------------------------------------------------------------------------------------- rebuild
