@@ -9,7 +9,7 @@ language (``money``, ``when``, ``percent``…) read the environment's ``i18n`` g
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from jinja2 import Environment, FileSystemLoader, pass_environment, select_autoescape
 
@@ -56,9 +56,9 @@ LOCALIZED_FILTERS: dict[str, Callable[..., str]] = {
 
 
 class LocalizedTemplates:
-    """The templates of one directory, in each shipped language."""
+    """The templates of one directory (or a search path of several), in each shipped language."""
 
-    def __init__(self, directory: Path, *, filters: dict[str, Callable[..., Any]] | None = None,
+    def __init__(self, directory: Path | Sequence[Path], *, filters: dict[str, Callable[..., Any]] | None = None,
                  globals: dict[str, Any] | None = None) -> None:  # noqa: A002 (Jinja's own word)
         self._envs: dict[str, Environment] = {}
         for lang in LANGUAGES:

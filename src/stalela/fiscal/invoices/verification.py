@@ -59,7 +59,7 @@ SECURITY_HEADERS = {
 def templates(*directories: Path) -> LocalizedTemplates:
     """The public pages' templates in every language; ``public.html`` (the frame) lives here, so a
     domain above (reports) adds its own directory in front of this one."""
-    return LocalizedTemplates([*directories, TEMPLATES_DIR],  # type: ignore[arg-type]  (a search path)
+    return LocalizedTemplates([*directories, TEMPLATES_DIR],  # a search path
                               globals={"AUTHORITY_STATUS": AUTHORITY_STATUS, "labels": labels})
 
 
