@@ -15,8 +15,11 @@ would find them:
   ``(groups, code)`` pairs;
 - URL checks' ``code_prefix="…"`` joined with every ``kind`` their refusals name (``kit/netguard.py``).
 
+Pydantic's input errors are not codes of ours: their sentences are ``NP_`` marks in
+``kit/problems.py``, which Babel's extraction finds like any string.
+
 ``python -m stalela.i18n.problem_codes check`` lists what a language lacks; ``… add`` appends the
-missing entries, empty, to ``errors.po`` of every language (``make i18n-errors``).
+missing entries, empty, to ``errors.po`` of every language (``make i18n AREA=errors`` runs both).
 """
 from __future__ import annotations
 
@@ -43,18 +46,6 @@ _NOT_ERRORS = {"main"}  # a series' code (fiscal/invoices/repository.py), not an
 _SKIP = ("authority/simulator/", "i18n/")
 # The 4xx answers Starlette raises itself (app.py names their codes; the titles are its reasons).
 HTTP_TITLES = ("Method not allowed",)
-# What pydantic calls the input errors our 422s pass through (errors.validation_problem): the
-# common ones get a sentence; the values a sentence names come from pydantic's ``ctx``.
-PYDANTIC_CODES = (
-    "bool_parsing", "bool_type", "date_from_datetime_parsing", "date_parsing", "date_type", "datetime_parsing",
-    "datetime_type", "decimal_max_digits", "decimal_max_places", "decimal_parsing", "decimal_type",
-    "decimal_whole_digits", "dict_type", "enum", "finite_number", "float_parsing", "float_type", "greater_than",
-    "greater_than_equal", "int_from_float", "int_parsing", "int_type", "less_than", "less_than_equal",
-    "list_type", "literal_error", "model_attributes_type", "model_type", "multiple_of", "string_pattern_mismatch",
-    "string_too_long", "string_too_short", "string_type", "too_long", "too_short", "url_parsing", "url_type",
-    "uuid_parsing", "uuid_type", "json_invalid", "missing", "extra_forbidden", "none_required",
-    "union_tag_invalid", "union_tag_not_found", "timezone_aware", "timezone_naive",
-)
 
 
 def _strings(node: ast.AST | None) -> list[str]:
@@ -100,7 +91,7 @@ class _Finder(ast.NodeVisitor):
             elif isinstance(statement, ast.AnnAssign):
                 target, value = statement.target, statement.value
             if isinstance(target, ast.Name) and target.id == "title" and any(
-                    isinstance(b, ast.Name) and (b.id.endswith(("Error", "Violation")) or b.id in _ERROR_BASES)
+                    isinstance(b, ast.Name) and (b.id.endswith(("Error", "Exception", "Violation")) or b.id in _ERROR_BASES)
                     for b in node.bases):
                 self.titles.update(_strings(value))
         self.generic_visit(node)
@@ -186,7 +177,7 @@ def source_titles() -> set[str]:
 
 def wanted() -> list[tuple[str, str]]:
     """``(context, msgid)`` of every sentence the errors catalog must hold."""
-    codes = sorted(source_codes() | set(PYDANTIC_CODES))
+    codes = sorted(source_codes())
     return [(CODE_CONTEXT, c) for c in codes] + [(TITLE_CONTEXT, t) for t in sorted(source_titles())]
 
 
