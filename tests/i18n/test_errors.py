@@ -82,7 +82,7 @@ async def test_each_validation_entry_is_translated_with_its_values(client, new_t
     by_field = {e["field"]: e for e in problem["errors"]}
     assert {f: e["code"] for f, e in by_field.items()} == {e["field"]: e["code"] for e in english["errors"]}
     assert by_field["code"]["detail"] == "au plus 32 caractères"
-    assert by_field["name"]["detail"] == "au moins 1 caractères"
+    assert by_field["name"]["detail"] == "au moins 1 caractère(s)"
     assert by_field["pos_number"]["detail"] == "doit valoir au moins 1"
     assert by_field["colour"] == {"field": "colour", "code": "unknown_field", "detail": "Ce champ n'est pas connu."}
     assert problem["title"] == "Données invalides"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import ast
 import re
 import sys
-from pathlib import Path
 
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po, write_po
