@@ -10,7 +10,8 @@ would find them:
   arguments, and such parameters' string defaults;
 - ``code = "…"`` and ``title = "…"`` in a class body (the error classes), ``code = "…"`` elsewhere;
 - the code argument of ``fail(code, field, detail)``, ``FiscalRuleViolation(code, …)``,
-  ``FieldError(field, code, detail)`` and ``_refuse(field, code, detail)`` (the jurisdictions' rules);
+  ``FieldError(field, code, detail)``, ``_refuse(field, code, detail)`` (the jurisdictions' rules) and
+  ``PydanticCustomError(code, …)`` (our own schema checks);
 - the values of code tables: dicts assigned to ``code``/``codes``/``*_CODES``, ``ITEM_TYPES``'s
   ``(groups, code)`` pairs;
 - URL checks' ``code_prefix="…"`` joined with every ``kind`` their refusals name (``kit/netguard.py``).
@@ -38,7 +39,7 @@ AREA = "errors"
 _CODE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 _CODE_KEYWORDS = {"code", "invalid_code", "precision_code", "too_large_code", "error_code"}
 # callee name -> the position of its code argument
-_CODE_POSITIONS = {"fail": 0, "FiscalRuleViolation": 0, "FieldError": 1, "_refuse": 1}
+_CODE_POSITIONS = {"fail": 0, "FiscalRuleViolation": 0, "FieldError": 1, "_refuse": 1, "PydanticCustomError": 0}
 _TABLE_NAMES = re.compile(r"^(code|codes|[A-Z_]*_CODES|ITEM_TYPES)$")
 _NOT_ERRORS = {"main"}  # a series' code (fiscal/invoices/repository.py), not an error's
 # Where the code is not ours: simulators answer with the authority's codes, not Stalela's.
