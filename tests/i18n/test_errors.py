@@ -116,3 +116,16 @@ async def test_only_a_shipped_language_else_english(client, header, lang):
     assert r.status_code == 401
     assert r.headers["content-language"] == lang
     assert (r.json()["detail"] == "missing Authorization header") is (lang == "en")
+
+
+async def test_a_batch_items_problem_in_the_readers_language(client, new_tenant):
+    outlet, key = await _outlet(client, new_tenant)
+    bad = sample_invoice(outlet, type="ZZ")
+    r = await client.post("/v1/invoices/batch", headers={**key, "Accept-Language": "es"},
+                          json={"items": [{"idempotency_key": "b-1", "invoice": sample_invoice(outlet)},
+                                          {"idempotency_key": "b-2", "invoice": bad}]})
+    assert r.status_code == 200, r.text
+    ok, refused = r.json()["data"]
+    assert ok["status"] == 201
+    assert (refused["problem"]["code"], refused["problem"]["field"]) == ("invalid_invoice_type", "type")
+    assert refused["problem"]["detail"] == "Este tipo de comprobante no existe."
