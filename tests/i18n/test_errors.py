@@ -35,7 +35,7 @@ def test_the_extraction_finds_the_codes_of_every_kind():
 @pytest.mark.parametrize("lang", [lang for lang in LANGUAGES if lang != SOURCE])
 def test_every_error_code_and_title_has_a_sentence(lang):
     gaps = missing(lang)
-    assert not gaps, "\n".join(f"{context}: {msgid}" for context, msgid in gaps[:40]) + \
+    assert not gaps, "\n".join(f"{m.context}: {m.msgid}" for m in gaps[:40]) + \
         f"\n({len(gaps)} missing; `make i18n AREA=errors` adds them to errors.po for translation)"
 
 

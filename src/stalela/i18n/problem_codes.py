@@ -28,11 +28,8 @@ import ast
 import re
 import sys
 
-from babel.messages.catalog import Catalog
-from babel.messages.pofile import read_po, write_po
-
-from stalela.i18n import LANGUAGES, LOCALES_DIR, SOURCE
-from stalela.i18n.catalogs import PACKAGE_DIR, catalog
+from stalela.i18n import catalogs
+from stalela.i18n.catalogs import PACKAGE_DIR, Message
 from stalela.i18n.problems import CODE_CONTEXT, TITLE_CONTEXT
 
 AREA = "errors"
@@ -175,38 +172,18 @@ def source_titles() -> set[str]:
     return _find().titles | set(HTTP_TITLES)
 
 
-def wanted() -> list[tuple[str, str]]:
-    """``(context, msgid)`` of every sentence the errors catalog must hold."""
-    codes = sorted(source_codes())
-    return [(CODE_CONTEXT, c) for c in codes] + [(TITLE_CONTEXT, t) for t in sorted(source_titles())]
+def wanted() -> list[Message]:
+    """Every sentence the errors catalog must hold: one per code, one per title."""
+    return [Message(code, CODE_CONTEXT, "error code") for code in sorted(source_codes())] + \
+        [Message(title, TITLE_CONTEXT, "error title") for title in sorted(source_titles())]
 
 
-def missing(lang: str) -> list[tuple[str, str]]:
-    if lang == SOURCE:
-        return []
-    known = catalog(lang)
-    return [(context, msgid) for context, msgid in wanted() if (msgid, context) not in known]
+def missing(lang: str) -> list[Message]:
+    return catalogs.missing(lang, wanted())
 
 
 def add_missing() -> int:
-    added = 0
-    for lang in LANGUAGES:
-        if lang == SOURCE:
-            continue
-        path = LOCALES_DIR / lang / "LC_MESSAGES" / f"{AREA}.po"
-        if path.exists():
-            with path.open("rb") as f:
-                po = read_po(f, locale=lang)
-        else:
-            po = Catalog(locale=lang, project="Stalela", version="1", fuzzy=False, copyright_holder="Stalela",
-                         msgid_bugs_address="")
-        for context, msgid in missing(lang):
-            if po.get(msgid, context) is None:
-                po.add(msgid, "", context=context)
-                added += 1
-        with path.open("wb") as f:
-            write_po(f, po, width=100, sort_output=True, include_lineno=False)
-    return added
+    return catalogs.add_missing(AREA, wanted())
 
 
 def main(argv: list[str]) -> int:
@@ -214,10 +191,7 @@ def main(argv: list[str]) -> int:
         print(f"{add_missing()} entries added")
         return 0
     if argv == ["check"]:
-        gaps = [(lang, *entry) for lang in LANGUAGES for entry in missing(lang)]
-        for lang, context, msgid in gaps:
-            print(f"{lang}\t{context}\t{msgid}")
-        return 1 if gaps else 0
+        return catalogs.check(wanted())
     print(__doc__, file=sys.stderr)
     return 2
 
