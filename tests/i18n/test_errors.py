@@ -129,3 +129,20 @@ async def test_a_batch_items_problem_in_the_readers_language(client, new_tenant)
     assert ok["status"] == 201
     assert (refused["problem"]["code"], refused["problem"]["field"]) == ("invalid_invoice_type", "type")
     assert refused["problem"]["detail"] == "Este tipo de comprobante no existe."
+
+
+def test_an_input_sentence_without_its_values_falls_back_to_the_codes():
+    from stalela.errors import FieldError, ValidationFailed
+    from stalela.i18n import localizer
+    from stalela.kit.problems import localized_problem
+
+    # kit/netguard.py raises pydantic's code itself, without pydantic's ctx.
+    error = ValidationFailed("url: at most 2048 characters", field="url",
+                             errors=[FieldError("url", "string_too_long", "at most 2048 characters")])
+    body = localized_problem(error, localizer("fr"))
+    assert body["errors"][0]["detail"] == "Ce texte est trop long."
+    assert body["detail"] == "url: Ce texte est trop long."
+    with_values = FieldError("name", "string_too_long", "String should have at most 9 characters",
+                             values={"max_length": 9})
+    assert localized_problem(ValidationFailed("x", errors=[with_values]), localizer("es"))["errors"][0]["detail"] \
+        == "como máximo 9 caracteres"

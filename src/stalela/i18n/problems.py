@@ -32,11 +32,11 @@ def localize(l10n: Localizer, *, code: str, title: str, detail: str) -> tuple[st
     return title, detail
 
 
-def sentence(l10n: Localizer, msgid: str, values: Mapping[str, Any] | None, *, default: str) -> str:
-    """A ``problem`` sentence with its ``%(name)s`` values filled in; ``default`` when one is missing.
+def sentence(l10n: Localizer, msgid: str, values: Mapping[str, Any] | None) -> str | None:
+    """A ``problem`` sentence with its ``%(name)s`` values filled in; ``None`` when one is missing.
 
-    The values come from the error (pydantic's ``ctx``), so a sentence naming one the error lacks
-    falls back to the English detail rather than show a raw placeholder.
+    The values come from the error (pydantic's ``ctx``): a sentence naming one the error lacks is not
+    shown with a raw placeholder.
     """
     text = l10n.translations.pgettext(CODE_CONTEXT, msgid)
     if "%(" not in text:
@@ -44,4 +44,4 @@ def sentence(l10n: Localizer, msgid: str, values: Mapping[str, Any] | None, *, d
     try:
         return text % {name: str(value) for name, value in (values or {}).items()}
     except (KeyError, ValueError, TypeError):
-        return default
+        return None

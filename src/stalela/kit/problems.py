@@ -76,9 +76,9 @@ def problem_language(request: Request | None) -> Localizer:
 
 def _entry(l10n: Localizer, e: FieldError) -> str:
     template = INPUT_ERRORS.get(e.code)
-    if template is not None and l10n.has(template, CODE_CONTEXT):
-        return sentence(l10n, template, e.values, default=e.detail)
-    return localize(l10n, code=e.code, title="", detail=e.detail)[1]
+    text = sentence(l10n, template, e.values) if template and l10n.has(template, CODE_CONTEXT) else None
+    # Without the values its sentence names (our own checks raise pydantic's codes too): the code's sentence.
+    return text or localize(l10n, code=e.code, title="", detail=e.detail)[1]
 
 
 def localized_problem(error: StalelaError, l10n: Localizer) -> dict[str, Any]:
