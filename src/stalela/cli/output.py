@@ -23,7 +23,7 @@ from rich.console import Console
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the operation was refused or failed, or a check found a problem (verify: invalid)
-EXIT_USAGE = 2  # the command line is wrong: an unknown option, a missing or malformed value, input refused as invalid
+EXIT_USAGE = 2  # the command line is wrong: an unknown option, a malformed value, input refused as invalid
 EXIT_UNAVAILABLE = 3  # something it needs is away (database, key store, storage, authority): retry later
 
 # stdout for results, stderr for everything else; rich reads NO_COLOR, TERM and isatty itself.

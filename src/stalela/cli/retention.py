@@ -45,8 +45,9 @@ def run(
                 lines.append(f"{tenant_id}  {entry['purger']:28} {verb} mark {counts['mark']}, purge "
                              f"{counts['purge']}, unmark {counts['unmark']}")
     totals = result["totals"]
+    failed = f"; FAILED: {', '.join(result['failed'])}" if result["failed"] else ""
     lines.append(f"{len(result['tenants'])} tenant(s): {verb} mark {totals['marked']}, purge {totals['purged']}, "
-                 f"unmark {totals['unmarked']}" + (f"; FAILED: {', '.join(result['failed'])}" if result["failed"] else ""))
+                 f"unmark {totals['unmarked']}{failed}")
     emit(result, as_json, lines)
     if result["failed"]:
         raise typer.Exit(EXIT_FAILED)

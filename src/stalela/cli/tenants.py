@@ -51,8 +51,9 @@ def create(
     except ValueError as exc:
         usage(str(exc))
     t = out["tenant"]
+    server = f"  server {t['server']}" if t["server"] else ""
     emit(out, as_json, [f"tenant  {t['id']}", f"api key {out['api_key']}  (shown once)",
-                        f"tier    {t['tier']}  status {t['status']}" + (f"  server {t['server']}" if t["server"] else "")])
+                        f"tier    {t['tier']}  status {t['status']}{server}"])
     job = out["tenant"]["provisioning"]
     if job and (job["status"] == "failed" or (wait and out["tenant"]["status"] == "provisioning")):
         reason = f"{job['step']} {job['status']} {job['error'] or ''}"

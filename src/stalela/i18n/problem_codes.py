@@ -87,9 +87,7 @@ class _Finder(ast.NodeVisitor):
                 target, value = statement.targets[0], statement.value
             elif isinstance(statement, ast.AnnAssign):
                 target, value = statement.target, statement.value
-            if isinstance(target, ast.Name) and target.id == "title" and any(
-                    isinstance(b, ast.Name) and (b.id.endswith(("Error", "Exception", "Violation")) or b.id in _ERROR_BASES)
-                    for b in node.bases):
+            if isinstance(target, ast.Name) and target.id == "title" and any(_is_error(b) for b in node.bases):
                 self.titles.update(_strings(value))
         self.generic_visit(node)
 
@@ -149,6 +147,11 @@ class _Finder(ast.NodeVisitor):
 
 _ERROR_BASES = {"StalelaError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict", "PayloadTooLarge",
                 "UnsupportedMediaType", "ValidationFailed", "TooManyRequests", "ServiceUnavailable"}
+
+
+def _is_error(base: ast.expr) -> bool:
+    return isinstance(base, ast.Name) and (base.id.endswith(("Error", "Exception", "Violation"))
+                                           or base.id in _ERROR_BASES)
 
 
 def _find() -> _Finder:
