@@ -35,7 +35,9 @@ bench: $(STAMP)
 AREA ?= common
 i18n: $(STAMP)
 	$(BIN)/python -m stalela.i18n.catalogs add $(AREA)
+	$(if $(filter errors,$(AREA)),$(BIN)/python -m stalela.i18n.problem_codes add)
 	$(BIN)/python -m stalela.i18n.catalogs check
+	$(BIN)/python -m stalela.i18n.problem_codes check
 
 migrate: $(STAMP)
 	$(BIN)/stalela migrate

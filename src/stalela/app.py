@@ -18,7 +18,8 @@ from stalela.db.session import Database
 from stalela.fiscal.invoices.group_commit import Sealer
 from stalela.fiscal.signing.registry import backend_for
 from stalela.db.outages import is_outage
-from stalela.errors import BadRequest, ServiceUnavailable, StalelaError, validation_problem
+from stalela.errors import (BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, StalelaError,
+                            Unauthorized, UnsupportedMediaType, validation_problem)
 from stalela.auth.service import API_KEYS
 from stalela.auth.throttle import Limiter
 from stalela.auth.tokens import ensure_key as ensure_token_key
@@ -54,6 +55,10 @@ def _validation_problem(exc: RequestValidationError) -> StalelaError:
     if any(e.get("type") == "json_invalid" for e in errors):
         return _malformed_json()
     return validation_problem(errors)
+
+
+_HTTP_TITLES = {400: BadRequest.title, 401: Unauthorized.title, 403: Forbidden.title, 404: NotFound.title,
+                405: "Method not allowed", 413: PayloadTooLarge.title, 415: UnsupportedMediaType.title}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -102,7 +107,8 @@ def install_error_handlers(app: FastAPI) -> None:
         err = StalelaError(str(exc.detail), code=codes.get(exc.status_code, f"http_{exc.status_code}"),
                            headers=headers)
         err.status = exc.status_code
-        err.title = str(exc.detail)
+        # The same titles as our own errors' (so the catalogs translate them), else Starlette's reason.
+        err.title = _HTTP_TITLES.get(exc.status_code, str(exc.detail))
         return problem_response(err, request)
 
     @app.exception_handler(Exception)

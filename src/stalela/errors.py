@@ -16,6 +16,9 @@ class FieldError:
     field: str
     code: str
     detail: str
+    # The values the detail names (pydantic's ``ctx``): a translated sentence names them too
+    # (kit/problems.py). Not part of the problem document.
+    values: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, str]:
         return {"field": self.field, "code": self.code, "detail": self.detail}
@@ -195,7 +198,8 @@ def validation_problem(errors: list[dict[str, Any]], *, prefix: str = "") -> Val
     fields = []
     for e in errors:
         code = {"extra_forbidden": "unknown_field", "missing": "required"}.get(e.get("type", ""), e.get("type", "invalid"))
-        fields.append(FieldError(_field_path(tuple(e.get("loc", ())), prefix), code, e.get("msg", "invalid")))
+        fields.append(FieldError(_field_path(tuple(e.get("loc", ())), prefix), code, e.get("msg", "invalid"),
+                                 values=e.get("ctx")))
     first = fields[0] if fields else None
     detail = f"{first.field}: {first.detail}" if first else "invalid request"
     return ValidationFailed(detail, field=first.field if first else None, errors=fields)

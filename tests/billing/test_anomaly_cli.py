@@ -22,7 +22,7 @@ def run(settings, monkeypatch):
     def invoke(*args: str, code: int = 0) -> str:
         result = CliRunner().invoke(cli, ["billing", "anomalies", *args])
         assert result.exit_code == code, (result.output, result.exception)
-        return result.stdout
+        return result.output  # the anomalies (stdout), then the count (stderr)
 
     return invoke
 

@@ -112,7 +112,7 @@ async def test_cli_cycle_seals_a_converted_invoice_the_tenant_can_recompute(app,
     assert lines["storage_bytes"]["amount"] == str(bl.convert((gb_days - 30) * Decimal("0.0008"), Decimal(1)))
 
     # The rate a sealed bill used is immutable, through the CLI too.
-    refused = cli("billing", "exchange-rate", "--period", p2, "--currency", "EUR", "--rate", "3100", code=2)
+    refused = cli("billing", "exchange-rate", "--period", p2, "--currency", "EUR", "--rate", "3100", code=1)
     assert "exchange_rate_in_use" in refused["out"]
 
 

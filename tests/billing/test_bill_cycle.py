@@ -87,7 +87,7 @@ async def test_full_cycle_draft_grace_seal_and_verify(app, client, new_tenant, o
            "STALELA_DATABASE_URL": database_url}
     r = subprocess.run([*CLI, "verify", "--database-url", database_url, "--tenant", issuer["id"]], env=env,
                        capture_output=True, text=True)
-    assert r.returncode == 0 and "VALID" in r.stderr, r.stdout + r.stderr
+    assert r.returncode == 0 and "VALID" in r.stdout, r.stdout + r.stderr
 
     # A re-run (and later usage) never changes a sealed bill.
     before = await _bill(db, tenant["id"], p1)

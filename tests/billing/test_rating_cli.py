@@ -41,7 +41,7 @@ def test_plans_rate_cards_and_assignment(run, settings, tmp_path):
     card = run("rate-card", "add", "--plan", pid, "--effective-from", "2026-06-01", "--prices", str(prices), "--json")
     assert card["version"] == 2 and card["prices"]["api_calls"]["unit_price"] == "0.1"
     assert "rate_card_not_after_latest" in run("rate-card", "add", "--plan", pid, "--effective-from", "2026-05-01",
-                                               "--prices", str(prices), code=2)
+                                               "--prices", str(prices), code=1)
     assert "rate card v2 from 2026-06-01" in run("plan", "list")
 
     created = asyncio.run(bootstrap.create_tenant(settings, "CLI Billed SARL", "CB1", "CD"))
@@ -52,9 +52,10 @@ def test_plans_rate_cards_and_assignment(run, settings, tmp_path):
     assert account["anomaly_threshold"] == "3" and account["quotas"] == {"invoices_sealed": "500"}
 
 
-def test_refusals_exit_2_with_the_code(run, tmp_path):
+def test_refusals_exit_with_the_code(run, tmp_path):
+    # 1: refused (not found, conflict); 2: input refused as invalid (docs/cli.md)
     assert "plan_not_found" in run("rate-card", "add", "--plan", "nope-nope", "--effective-from", "2026-01-01",
-                                   "--prices", str(_file(tmp_path, PRICES)), code=2)
+                                   "--prices", str(_file(tmp_path, PRICES)), code=1)
     assert "unknown_resource" in run("plan", "create", "--id", plan_id(), "--name", "x", "--quota", "warp=1", code=2)
     bad = _file(tmp_path, {"api_calls": {"unit_price": 0.1}})
     assert "unit_price" in run("rate-card", "add", "--plan", "default", "--effective-from", "2040-01-01",
@@ -62,7 +63,7 @@ def test_refusals_exit_2_with_the_code(run, tmp_path):
     (tmp_path / "junk.json").write_text("{not json")
     assert "not JSON" in run("rate-card", "add", "--plan", "default", "--effective-from", "2040-01-01",
                              "--prices", str(tmp_path / "junk.json"), code=2)
-    assert "tenant_not_found" in run("assign", "--tenant", "ten_nobody", "--plan", "default", code=2)
+    assert "tenant_not_found" in run("assign", "--tenant", "ten_nobody", "--plan", "default", code=1)
 
 
 def _file(tmp_path, data):

@@ -34,7 +34,7 @@ def test_registry_commands_end_to_end(tmp_path):
 
     bad = subprocess.run([sys.executable, "-m", "stalela.cli.main", "apikey", "revoke", "--tenant", "ten_x", "key_x"],
                          env=env, capture_output=True, text=True)
-    assert bad.returncode == 2 and "api_key_not_found" in bad.stderr
+    assert bad.returncode == 1 and "api_key_not_found" in bad.stderr  # a refusal (docs/cli.md)
 
 
 def test_key_rotation_keeps_old_seals_verifiable(tmp_path):

@@ -154,7 +154,7 @@ def test_cli_creates_and_lists_operators(fresh_settings, fresh_database_url, mon
                                 "--password-stdin", "--json"], input=PASSWORD + "\n")
     assert piped.exit_code == 0 and json.loads(piped.stdout)["password"] is True  # a password, not shown
     twice = runner.invoke(cli, ["operator", "create", "--email", "root@ops.example", "--role", "support"])
-    assert twice.exit_code == 2 and "operator_email_taken" in twice.output
+    assert twice.exit_code == 1 and "operator_email_taken" in twice.output  # a refusal (docs/cli.md)
     listed = runner.invoke(cli, ["operator", "list", "--json"])
     rows = {o["email"]: o for o in json.loads(listed.stdout)}
     assert rows["root@ops.example"]["role"] == "platform_admin" and rows["help@ops.example"]["role"] == "support"

@@ -15,7 +15,8 @@ CLI = [sys.executable, "-m", "stalela.cli.main"]
 def cli_in(data_dir: Path, database_url: str | None = None) -> Callable[..., dict]:
     """``cli(*args, code=0, env=None)``: runs a command (on ``database_url``, default the data directory's
     SQLite file), fails the test unless it exits with ``code``; the parsed stdout with ``--json`` (and exit
-    0), else ``{"out": stderr}`` (where the human-readable summary goes). ``env``: extra variables."""
+    0), else ``{"out": stdout + stderr}`` (the result, then the diagnostics: docs/cli.md). ``env``: extra
+    variables."""
     base = {"PATH": "/usr/bin:/bin", "STALELA_DATA_DIR": str(data_dir), "STALELA_LOG_LEVEL": "WARNING",
             "STALELA_MASTER_KEY": MASTER_KEY}
     if database_url:
@@ -24,6 +25,6 @@ def cli_in(data_dir: Path, database_url: str | None = None) -> Callable[..., dic
     def cli(*args: str, code: int = 0, env: dict[str, str] | None = None) -> dict:
         r = subprocess.run([*CLI, *args], env={**base, **(env or {})}, capture_output=True, text=True, timeout=120)
         assert r.returncode == code, r.stdout + r.stderr
-        return json.loads(r.stdout) if "--json" in args and code == 0 else {"out": r.stderr}
+        return json.loads(r.stdout) if "--json" in args and code == 0 else {"out": r.stdout + r.stderr}
 
     return cli

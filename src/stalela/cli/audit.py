@@ -9,13 +9,13 @@ from typing import Optional
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
-from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from stalela.cli.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, err, out, usage
 from stalela.config import get_settings
 
 export_app = typer.Typer(help="Exports", no_args_is_help=True)
-console = Console(stderr=True)
 
 
 def _day(value: Optional[str], name: str) -> Optional[datetime]:
@@ -24,13 +24,12 @@ def _day(value: Optional[str], name: str) -> Optional[datetime]:
     try:
         return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=timezone.utc)
     except ValueError:
-        console.print(f"[red]error[/red] --{name} must be a date like 2026-11-01")
-        raise typer.Exit(2) from None
+        usage(f"--{name} must be a date like 2026-11-01")
 
 
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True, disable=not console.is_terminal)
+                    console=err, transient=True, disable=not err.is_terminal)
 
 
 @export_app.command("audit")
@@ -71,14 +70,12 @@ def export_audit(
     try:
         manifest = asyncio.run(run())
     except Exception as exc:  # an unknown tenant surfaces as NoResultFound
-        console.print(f"[red]error[/red] export failed: {type(exc).__name__}: {exc}")
-        raise typer.Exit(2) from None
+        err.print(f"[red]error[/red] export failed: {type(exc).__name__}: {exc}", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
     counts = manifest["payload"]["counts"]
-    if as_json:
-        print(json.dumps({"file": str(output), "manifest": manifest}, indent=2))
-    else:
-        console.print(f"wrote {output}: {counts['invoices']} invoices, {counts['checkpoints']} checkpoints, "
-                      f"manifest {manifest['hash'][:16]}…")
+    emit({"file": str(output), "manifest": manifest}, as_json,
+         f"wrote {output}: {counts['invoices']} invoices, {counts['checkpoints']} checkpoints, "
+         f"manifest {manifest['hash'][:16]}…")
 
 
 def verify(
@@ -95,12 +92,10 @@ def verify(
     from stalela.fiscal.reports.audit import UnusableInput, verify_database, verify_export
 
     if (export is None) == (tenant is None) or (database_url and not tenant):
-        console.print("[red]error[/red] give either EXPORT or --tenant (with --database-url, or the configured database)")
-        raise typer.Exit(2)
+        usage("give either EXPORT or --tenant (with --database-url, or the configured database)")
     if audit_log:
         if not tenant:
-            console.print("[red]error[/red] --audit-log needs --tenant")
-            raise typer.Exit(2)
+            usage("--audit-log needs --tenant")
         _verify_audit_log(database_url, tenant, as_json)
     try:
         with _progress() as bar:
@@ -120,30 +115,31 @@ def verify(
                 report = asyncio.run(run())
     except UnusableInput as exc:
         if as_json:
-            print(json.dumps({"valid": False, "unusable": str(exc)}))
+            emit({"valid": False, "unusable": str(exc)}, True)
         else:
-            console.print(f"[red]unusable input[/red] {exc}")
-        raise typer.Exit(2) from None
+            err.print(f"unusable input {exc}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
     except (OSError, ValueError, SQLAlchemyError) as exc:  # unreachable, unmigrated or not ours at all
-        console.print(f"[red]unusable input[/red] {type(exc).__name__}: {str(exc).splitlines()[0]}", markup=False)
-        raise typer.Exit(2) from None
+        err.print(f"unusable input {type(exc).__name__}: {str(exc).splitlines()[0]}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
 
     if as_json:
-        print(json.dumps(report.as_json(), indent=2, default=str))
+        emit(report.as_json(), True)
     else:
-        console.print(f"tenant {report.tenant_id}: {report.invoices} invoices in {report.series} series, "
+        # The verdict is the result (stdout); only progress went to stderr.
+        out.print(f"tenant {report.tenant_id}: {report.invoices} invoices in {report.series} series, "
                       f"{report.checkpoints} checkpoints ({report.checkpoints_matched} roots recomputed), "
                       f"{report.inclusion_proofs} inclusion and {report.consistency_proofs} consistency proofs",
                       highlight=False)
         if report.valid:
-            console.print("[green]VALID[/green]: every seal, chain, counter, root and proof checks out")
+            out.print("[green]VALID[/green]: every seal, chain, counter, root and proof checks out")
         else:
-            console.print(f"[red]INVALID[/red]: {report.failure_count} problem(s); first:", highlight=False)
+            out.print(f"[red]INVALID[/red]: {report.failure_count} problem(s); first:", highlight=False)
             # markup=False: "[outlet=..., counter=...]" is data, not Rich markup.
-            console.print(f"  {report.failures[0].describe()}", highlight=False, markup=False)
+            out.print(f"  {report.failures[0].describe()}", highlight=False, markup=False)
             for more in report.failures[1:5]:
-                console.print(f"  then: {more.describe()}", highlight=False, markup=False)
-    raise typer.Exit(0 if report.valid else 1)
+                out.print(f"  then: {more.describe()}", highlight=False, markup=False)
+    raise typer.Exit(EXIT_OK if report.valid else EXIT_FAILED)
 
 
 def _verify_audit_log(database_url: str, tenant: str, as_json: bool) -> None:
@@ -165,12 +161,12 @@ def _verify_audit_log(database_url: str, tenant: str, as_json: bool) -> None:
 
     checked, problem = asyncio.run(run())
     if as_json:
-        print(json.dumps({"entries": checked, "valid": problem is None, "problem": problem}))
+        emit({"entries": checked, "valid": problem is None, "problem": problem}, True)
     elif problem is None:
-        console.print(f"[green]VALID[/green]: {checked} audit-log entries, chain intact")
+        out.print(f"[green]VALID[/green]: {checked} audit-log entries, chain intact")
     else:
-        console.print(f"[red]INVALID[/red]: {problem}")
-    raise typer.Exit(0 if problem is None else 1)
+        out.print(f"[red]INVALID[/red]: {escape(problem)}")
+    raise typer.Exit(EXIT_OK if problem is None else EXIT_FAILED)
 
 
 def _control_plane(database_url: str | None):  # noqa: ANN202

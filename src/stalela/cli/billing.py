@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
 import typer
-from rich.console import Console
 
+from stalela.cli.output import emit, fail, usage
 from stalela.config import Settings, get_settings
 
 billing_app = typer.Typer(help="Platform billing: plans, rate cards, bills (docs/billing.md)", no_args_is_help=True)
@@ -17,11 +17,10 @@ plan_app = typer.Typer(help="Billing plans", no_args_is_help=True)
 rate_card_app = typer.Typer(help="Versioned rate cards of a plan", no_args_is_help=True)
 billing_app.add_typer(plan_app, name="plan")
 billing_app.add_typer(rate_card_app, name="rate-card")
-errors = Console(stderr=True, soft_wrap=True)
 
 
 def _run(work: Callable[[Any, Settings], Awaitable[Any]]) -> Any:
-    """``work(session, settings)`` in one committed platform transaction; a refusal exits 2 with its code."""
+    """``work(session, settings)`` in one committed platform transaction; a refusal exits with its code."""
     from pydantic import ValidationError
 
     from stalela.db.session import Database
@@ -41,17 +40,11 @@ def _run(work: Callable[[Any, Settings], Awaitable[Any]]) -> Any:
 
     try:
         return asyncio.run(go())
-    except StalelaError as exc:
-        errors.print(f"[red]error[/red] {exc.code}: {exc.detail}", highlight=False)
-        raise typer.Exit(2) from None
-    except ValidationError as exc:
-        for e in exc.errors():
-            errors.print(f"[red]error[/red] {'.'.join(map(str, e['loc']))}: {e['msg']}", highlight=False)
-        raise typer.Exit(2) from None
+    except (StalelaError, ValidationError) as exc:
+        fail(exc)
 
 
-def _show(data: Any, as_json: bool, lines: list[str]) -> None:
-    print(json.dumps(data, default=str, indent=2) if as_json else "\n".join(lines))
+_show = emit
 
 
 def _plan_line(plan: dict) -> str:
@@ -117,8 +110,7 @@ def rate_card_add(
     try:
         body = json.loads(prices.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
-        errors.print(f"[red]error[/red] {prices}: not JSON ({exc})", highlight=False)
-        raise typer.Exit(2) from None
+        usage(f"{prices}: not JSON ({exc})")
 
     async def work(session, settings):  # noqa: ANN001, ANN202
         data = rating_schemas.RateCardCreate.model_validate({"effective_from": effective_from, "prices": body})

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 
+from stalela.cli.output import emit, note, usage
 from stalela.config import Settings, get_settings
 
-console = Console(soft_wrap=True)
 anomalies_app = typer.Typer(help="Cost anomalies: daily detection over the usage aggregates", no_args_is_help=True)
 
 
@@ -42,13 +40,10 @@ def detect(
     try:
         when = date.fromisoformat(day) if day else datetime.now(timezone.utc).date() - timedelta(days=1)
     except ValueError:
-        console.print(f"[red]error[/red] --day: {day!r} is not a YYYY-MM-DD date", highlight=False)
-        raise typer.Exit(2) from None
+        usage(f"--day: {day!r} is not a YYYY-MM-DD date")
     stored = asyncio.run(_detect(get_settings(), when, tenant))
-    if as_json:
-        print(json.dumps({"day": when.isoformat(), "data": stored}, default=str, indent=2))
-        return
-    for a in stored:
-        console.print(f"{a['tenant_id']}  {a['resource']:20} observed {a['observed']} baseline {a['baseline']} "
-                      f"score {a['score']} impact {a['impact_eur']}  {a['id']}", highlight=False)
-    console.print(f"{when.isoformat()}: {len(stored)} new anomal{'y' if len(stored) == 1 else 'ies'}", highlight=False)
+    emit({"day": when.isoformat(), "data": stored}, as_json,
+         [f"{a['tenant_id']}  {a['resource']:20} observed {a['observed']} baseline {a['baseline']} "
+          f"score {a['score']} impact {a['impact_eur']}  {a['id']}" for a in stored])
+    if not as_json:
+        note(f"{when.isoformat()}: {len(stored)} new anomal{'y' if len(stored) == 1 else 'ies'}", markup=False)

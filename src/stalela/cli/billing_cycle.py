@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
+from pydantic import ValidationError
 
+from stalela.cli.output import EXIT_FAILED, emit, fail, note, usage
 from stalela.config import Settings, get_settings
 from stalela.errors import StalelaError
-
-console = Console(soft_wrap=True)
 
 
 def register(billing_app: typer.Typer) -> None:
@@ -19,11 +17,6 @@ def register(billing_app: typer.Typer) -> None:
     billing_app.command("issuer")(issuer)
     billing_app.command("close")(close)
     billing_app.command("exchange-rate")(exchange_rate)
-
-
-def _fail(error: StalelaError) -> None:
-    Console(stderr=True).print(f"[red]error[/red] {error.code}: {error.detail}", highlight=False)
-    raise typer.Exit(2)
 
 
 async def _issuer(settings: Settings, tenant: str | None, outlet: str | None) -> dict[str, Any]:
@@ -49,16 +42,12 @@ def issuer(
 ) -> None:
     """Set (or, without options, show) the tenant and outlet that seal the platform's bills."""
     if (tenant is None) != (outlet is None):
-        console.print("[red]error[/red] give both --tenant and --outlet", highlight=False)
-        raise typer.Exit(2)
+        usage("give both --tenant and --outlet")
     try:
         row = asyncio.run(_issuer(get_settings(), tenant, outlet))
     except StalelaError as exc:
-        _fail(exc)
-    if as_json:
-        print(json.dumps(row, default=str, indent=2))
-    else:
-        console.print(f"billing issuer: tenant {row['tenant_id']}, outlet {row['outlet_id']}", highlight=False)
+        fail(exc)
+    emit(row, as_json, f"billing issuer: tenant {row['tenant_id']}, outlet {row['outlet_id']}")
 
 
 async def _close(settings: Settings, period: str, finalize_now: bool, tenants: list[str] | None):  # noqa: ANN202
@@ -86,18 +75,16 @@ def close(
     try:
         report = asyncio.run(_close(settings, period, finalize_now, tenant or None))
     except StalelaError as exc:
-        _fail(exc)
-    if as_json:
-        print(json.dumps({"period": report.period, "bills": report.bills, "failed": report.failed}, indent=2))
-    else:
-        for tenant_id, bill in report.bills.items():
-            console.print(f"{tenant_id}  {bill['period']}  {bill['status']:6}  {bill['total']:>12} "
-                          f"{bill['currency']:3}  {bill['invoice_id'] or '-'}", highlight=False)
+        fail(exc)
+    emit({"period": report.period, "bills": report.bills, "failed": report.failed}, as_json,
+         [f"{tenant_id}  {bill['period']}  {bill['status']:6}  {bill['total']:>12} "
+          f"{bill['currency']:3}  {bill['invoice_id'] or '-'}" for tenant_id, bill in report.bills.items()])
+    if not as_json:
         for tenant_id, error in report.failed.items():
-            console.print(f"{tenant_id}  FAILED {error}", highlight=False)
-        console.print(f"{len(report.bills)} bill(s), {len(report.failed)} failed", highlight=False)
+            note(f"{tenant_id}  FAILED {error}", markup=False)
+        note(f"{len(report.bills)} bill(s), {len(report.failed)} failed")
     if report.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 async def _exchange_rate(settings: Settings, period: str, currency: str | None, rate: str | None,
@@ -129,24 +116,12 @@ def exchange_rate(
 ) -> None:
     """Record the rate a period's bills are converted at (immutable once a sealed bill used it); without
     --rate, show the period's rates."""
-    from pydantic import ValidationError
-
     if (currency is None) != (rate is None):
-        console.print("[red]error[/red] give both --currency and --rate", highlight=False)
-        raise typer.Exit(2)
+        usage("give both --currency and --rate")
     try:
         rows = asyncio.run(_exchange_rate(get_settings(), period, currency, rate, invoice_currency))
-    except StalelaError as exc:
-        _fail(exc)
-    except ValidationError as exc:
-        for e in exc.errors():
-            Console(stderr=True).print(f"[red]error[/red] {'.'.join(map(str, e['loc']))}: {e['msg']}",
-                                       highlight=False)
-        raise typer.Exit(2) from None
-    if as_json:
-        print(json.dumps({"period": period, "data": rows}, default=str, indent=2))
-    else:
-        for row in rows:
-            used = f"used {row['used_at']:%Y-%m-%d}" if row["used_at"] else "unused"
-            console.print(f"{row['period']}  1 {row['currency']} = {row['rate']} {row['invoice_currency']}  ({used})",
-                          highlight=False)
+    except (StalelaError, ValidationError) as exc:
+        fail(exc)
+    emit({"period": period, "data": rows}, as_json,
+         [f"{row['period']}  1 {row['currency']} = {row['rate']} {row['invoice_currency']}  "
+          f"({'used ' + format(row['used_at'], '%Y-%m-%d') if row['used_at'] else 'unused'})" for row in rows])

@@ -7,10 +7,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from rich.console import Console
-
 from stalela.audit.service import record
 from stalela.auth.principal import Principal
+from stalela.cli.output import err
 from stalela.config import Settings
 from stalela.db.session import Database
 from stalela.fiscal.signing import registry
@@ -19,7 +18,7 @@ from stalela.accounts import schemas, service
 from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.tenancy.repository import TenantRepository
 
-console = Console(stderr=True)
+console = err  # the demo banner is a diagnostic of `stalela serve`: stderr
 
 
 @asynccontextmanager

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-from typing import Any, Optional
+from typing import Optional
 
 import typer
-from rich.console import Console
 
+from stalela.cli import output
 from stalela.cli import audit as audit_cli
 from stalela.cli import migrate as migrate_cli
 from stalela.cli import billing as billing_cli
@@ -22,7 +21,9 @@ from stalela.cli import tenants as tenants_cli
 from stalela.cli import operators as operators_cli
 from stalela.config import get_settings
 
-app = typer.Typer(help="Stalela fiscal cloud", no_args_is_help=True, pretty_exceptions_enable=False)
+app = output.Typer(help="Stalela fiscal cloud. Results on stdout (--json: one JSON document), diagnostics on "
+                  "stderr; exit 0 ok, 1 failed, 2 usage, 3 unavailable (docs/cli.md).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
 tenant_app = typer.Typer(help="Tenants (control plane)", no_args_is_help=True)
 outlet_app = typer.Typer(help="Outlets", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys", no_args_is_help=True)
@@ -54,30 +55,8 @@ billing_anomalies_cli.register(billing_cli.billing_app)
 app.add_typer(usage_cli.usage_app, name="usage")
 app.add_typer(operators_cli.operator_app, name="operator")
 app.add_typer(operators_cli.audit_app, name="audit")
-console = Console(stderr=True)
-
-
-def _emit(data: dict[str, Any], as_json: bool, lines: list[str]) -> None:
-    if as_json:
-        print(json.dumps(data, default=str, indent=2))
-    else:
-        for line in lines:
-            console.print(line, highlight=False)
-
-
-def _fail(error: Exception) -> None:
-    from stalela.errors import StalelaError
-
-    from pydantic import ValidationError
-
-    if isinstance(error, StalelaError):
-        console.print(f"[red]error[/red] {error.code}: {error.detail}", highlight=False)
-        raise typer.Exit(2)
-    if isinstance(error, ValidationError):
-        for e in error.errors():
-            console.print(f"[red]error[/red] {'.'.join(map(str, e['loc']))}: {e['msg']}", highlight=False)
-        raise typer.Exit(2)
-    raise error
+_emit = output.emit
+_fail = output.fail
 
 
 @app.command()
@@ -142,7 +121,9 @@ def apikey_create(
         out = asyncio.run(bootstrap.create_api_key(get_settings(), tenant, name, outlet))
     except Exception as exc:
         _fail(exc)
-    _emit(out, as_json, [f"api key {out['id']}: {out['api_key']}  (shown once)"])
+    if not as_json:
+        output.note(f"api key {out['id']} created; it is shown once, below", markup=False)
+    _emit(out, as_json, [out["api_key"]])
 
 
 @apikey_app.command("revoke")
@@ -245,7 +226,9 @@ def outbox_dead(
     rows = asyncio.run(bootstrap.outbox_dead(get_settings(), topic, limit))
     _emit({"data": rows}, as_json,
           [f"{r['id']}  {r['topic']:24} {r['tenant_id']}  attempts={r['attempts']}  "
-           f"{(r['last_error'] or '').splitlines()[0][:80] if r['last_error'] else ''}" for r in rows] or ["no dead events"])
+           f"{(r['last_error'] or '').splitlines()[0][:80] if r['last_error'] else ''}" for r in rows])
+    if not rows and not as_json:
+        output.note("no dead events")
 
 
 @outbox_app.command("replay")
@@ -276,12 +259,10 @@ def device_register(
     from stalela.cli import bootstrap
 
     if not token_stdin:
-        console.print("[red]error[/red] pass the token on standard input with --token-stdin (never as an argument)")
-        raise typer.Exit(2)
+        output.usage("pass the token on standard input with --token-stdin (never as an argument)")
     token = sys.stdin.readline().strip()
     if not token:
-        console.print("[red]error[/red] empty token on standard input")
-        raise typer.Exit(2)
+        output.usage("empty token on standard input")
     try:
         out = asyncio.run(bootstrap.register_device(get_settings(), outlet, nim, url, token))
     except Exception as exc:
@@ -318,8 +299,7 @@ def user_create(
     from stalela.cli import bootstrap
 
     if not password_stdin:
-        console.print("[red]error[/red] pass the password on standard input with --password-stdin")
-        raise typer.Exit(2)
+        output.usage("pass the password on standard input with --password-stdin")
     password = sys.stdin.readline().rstrip("\n")
     try:
         out = asyncio.run(bootstrap.create_user(get_settings(), tenant, email, name or email, role, password))
@@ -329,7 +309,7 @@ def user_create(
 
 
 @auth_app.command("rotate-keys")
-def auth_rotate_keys() -> None:
+def auth_rotate_keys(as_json: bool = typer.Option(False, "--json")) -> None:
     """Start signing access tokens with a new RS256 key (the old one keeps verifying)."""
     from stalela.auth.tokens import rotate
     from stalela.db.session import Database
@@ -342,7 +322,10 @@ def auth_rotate_keys() -> None:
         finally:
             await db.dispose()
 
-    console.print(f"access tokens are now signed by {asyncio.run(run())}")
+    kid = asyncio.run(run())
+    _emit({"kid": kid}, as_json, [kid])
+    if not as_json:
+        output.note(f"access tokens are now signed by {kid}", markup=False)
 
 
 def main() -> None:  # pragma: no cover - console entry

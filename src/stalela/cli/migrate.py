@@ -3,15 +3,12 @@ each database's revision without migrating. Exit 1 when a database failed (run a
 from __future__ import annotations
 
 import asyncio
-import json
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from stalela.cli.output import EXIT_FAILED, EXIT_OK, emit, err, out
 from stalela.config import get_settings
-
-console = Console(stderr=True)
 
 
 def migrate(status: bool = typer.Option(False, "--status", help="Report each database's revision; migrate nothing"),
@@ -22,18 +19,14 @@ def migrate(status: bool = typer.Option(False, "--status", help="Report each dat
     settings = get_settings()
     if status:
         result = asyncio.run(fleet.fleet_status(settings))
-        if as_json:
-            print(json.dumps([t.as_json() for t in result.targets], indent=2))
-        else:
-            for target in result.targets:
-                state = "at head" if target.at_head else target.outcome
-                detail = f"  {target.error}" if target.error else ""
-                print(f"{target.label}  {target.name}  {revision_text(target.before) or '-'}  {state}{detail}")
-        raise typer.Exit(0 if all(t.at_head for t in result.targets) else 1)
+        emit([t.as_json() for t in result.targets], as_json,
+             [f"{t.label}  {t.name}  {revision_text(t.before) or '-'}  {'at head' if t.at_head else t.outcome}"
+              + (f"  {t.error}" if t.error else "") for t in result.targets])
+        raise typer.Exit(EXIT_OK if all(t.at_head for t in result.targets) else EXIT_FAILED)
 
     # A terminal gets a progress bar; a log (CI, systemd, make) one plain line per database as it is done.
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=console, transient=True) if console.is_terminal and not as_json else None
+                   console=err, transient=True) if err.is_terminal and not as_json else None
     task = bar.add_task("migrating", total=None) if bar else None
 
     def planned(plan) -> None:  # noqa: ANN001
@@ -47,7 +40,7 @@ def migrate(status: bool = typer.Option(False, "--status", help="Report each dat
             bar.console.print(target.line(), highlight=False, markup=False, soft_wrap=True)
             bar.advance(task)
         else:
-            console.print(target.line(), highlight=False, markup=False, soft_wrap=True)
+            err.print(target.line(), markup=False)
 
     if bar:
         bar.start()
@@ -58,10 +51,10 @@ def migrate(status: bool = typer.Option(False, "--status", help="Report each dat
             bar.stop()
     failed = result.failed
     if as_json:
-        print(json.dumps([t.as_json() for t in result.targets], indent=2))
+        emit([t.as_json() for t in result.targets], True)
     elif failed:
-        console.print(f"[red]{len(failed)} of {len(result.targets)} database(s) failed[/red]; run `stalela migrate` "
-                      "again once fixed (finished databases are skipped)")
+        err.print(f"[red]{len(failed)} of {len(result.targets)} database(s) failed[/red]; run `stalela migrate` "
+                  "again once fixed (finished databases are skipped)")
     else:
-        console.print(f"migrations applied ({len(result.targets)} database(s) at head)")
-    raise typer.Exit(1 if failed else 0)
+        out.print(f"migrations applied ({len(result.targets)} database(s) at head)")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)

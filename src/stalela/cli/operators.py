@@ -3,19 +3,18 @@ database (first operator accounts, scripts), so the platform audit log names the
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import sys
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 
+from stalela.cli.output import EXIT_FAILED, EXIT_OK, emit, fail, note, out
 from stalela.config import Settings, get_settings
 
 operator_app = typer.Typer(help="Operator accounts (the /ops console)", no_args_is_help=True)
 audit_app = typer.Typer(help="Audit logs", no_args_is_help=True)
-console = Console(stderr=True)
 CLI_ACTOR = "operator:cli"
 
 
@@ -61,28 +60,23 @@ def operator_create(
     generated = not password_stdin
     password = secrets.token_urlsafe(18) if generated else sys.stdin.readline().rstrip("\n")
     try:
-        out = asyncio.run(_create(get_settings(), email, name or email, role, password))
+        created = asyncio.run(_create(get_settings(), email, name or email, role, password))
     except StalelaError as exc:
-        console.print(f"[red]error[/red] {exc.code}: {exc.detail}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(exc)
     if generated:
-        out["generated_password"] = password  # shown this once; only its Argon2id hash is stored
+        created["generated_password"] = password  # shown this once; only its Argon2id hash is stored
     if as_json:
-        print(json.dumps(out))
+        emit(created, True)
         return
-    console.print(f"operator {out['id']} ({out['email']}, {out['role']})", highlight=False)
+    note(f"operator {created['id']} ({created['email']}, {created['role']})", markup=False)
     if generated:
-        print(password)  # alone on stdout, for a script to capture
+        emit(None, False, password)  # alone on stdout, for a script to capture
 
 
 @operator_app.command("list")
 def operator_list(limit: int = typer.Option(100, min=1, max=100), as_json: bool = typer.Option(False, "--json")) -> None:
     rows = asyncio.run(_list(get_settings(), limit))
-    if as_json:
-        print(json.dumps(rows))
-        return
-    for row in rows:
-        print(f"{row['id']}\t{row['email']}\t{row['role']}\t{row['status']}")
+    emit(rows, as_json, [f"{row['id']}\t{row['email']}\t{row['role']}\t{row['status']}" for row in rows])
 
 
 @audit_app.command("verify-platform")
@@ -90,9 +84,9 @@ def verify_platform(as_json: bool = typer.Option(False, "--json")) -> None:
     """Check the platform audit log's hash chain; name the first broken entry (exit 1)."""
     checked, problem = asyncio.run(_verify(get_settings()))
     if as_json:
-        print(json.dumps({"entries": checked, "valid": problem is None, "problem": problem}))
+        emit({"entries": checked, "valid": problem is None, "problem": problem}, True)
     elif problem is None:
-        console.print(f"[green]VALID[/green]: {checked} platform audit-log entries, chain intact")
+        out.print(f"[green]VALID[/green]: {checked} platform audit-log entries, chain intact")
     else:
-        console.print(f"[red]INVALID[/red]: {problem}", highlight=False)
-    raise typer.Exit(0 if problem is None else 1)
+        out.print(f"[red]INVALID[/red]: {escape(problem)}")
+    raise typer.Exit(EXIT_OK if problem is None else EXIT_FAILED)

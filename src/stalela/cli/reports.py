@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import AsyncIterator, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from stalela.cli.output import EXIT_FAILED, EXIT_OK, emit, err, fail, note, usage
 from stalela.config import Settings, get_settings
 
 report_app = typer.Typer(help="Z, X and A reports", no_args_is_help=True)
-console = Console(stderr=True, soft_wrap=True)
 FORMATS = ("json", "pdf", "csv", "xlsx")
 
 
@@ -26,14 +25,14 @@ def _day(value: Optional[str], name: str) -> Optional[date]:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        console.print(f"[red]error[/red] --{name} must be a date like 2026-11-01")
-        raise typer.Exit(2) from None
+        usage(f"--{name} must be a date like 2026-11-01")
 
 
-def _format(value: str) -> str:
+def _format(value: str, as_json: bool = False) -> str:
+    if as_json and value != "json":
+        usage("--json is --format json: give one of them")
     if value not in FORMATS:
-        console.print(f"[red]error[/red] --format must be one of {', '.join(FORMATS)}")
-        raise typer.Exit(2)
+        usage(f"--format must be one of {', '.join(FORMATS)}")
     return value
 
 
@@ -71,21 +70,15 @@ async def _document(session, report: dict, fmt: str) -> bytes:  # noqa: ANN001
 def _write(content: bytes, output: Optional[Path], fmt: str) -> None:
     if output is None:
         if fmt in ("pdf", "xlsx") and sys.stdout.isatty():
-            console.print(f"[red]error[/red] give -o FILE for {fmt}")
-            raise typer.Exit(2)
+            usage(f"give -o FILE for {fmt}")
         sys.stdout.buffer.write(content)
+        sys.stdout.flush()
     else:
         output.write_bytes(content)
-        console.print(f"wrote {output} ({len(content)} bytes)")
+        emit(None, False, f"wrote {output} ({len(content)} bytes)")
 
 
-def _fail(exc: Exception) -> None:
-    from stalela.errors import StalelaError
-
-    if isinstance(exc, StalelaError):
-        console.print(f"[red]error[/red] {exc.code}: {exc.detail}", highlight=False)
-        raise typer.Exit(2) from None
-    raise exc
+_fail = fail
 
 
 @report_app.command("z")
@@ -96,14 +89,14 @@ def report_z(
     z_id: Optional[str] = typer.Option(None, "--id", help="Show an existing Z report instead of closing"),
     fmt: str = typer.Option("json", "--format", help="json | pdf | csv | xlsx"),
     output: Optional[Path] = typer.Option(None, "-o", "--output"),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json"),
 ) -> None:
     """Close an outlet's business day with a sealed Z report (or show one with --id)."""
     from stalela.fiscal.reports import service
 
-    fmt, business_day = _format(fmt), _day(day, "day")
+    fmt, business_day = _format(fmt, as_json), _day(day, "day")
     if (outlet is None) == (z_id is None):
-        console.print("[red]error[/red] give either --outlet (close a day) or --id (show a Z report)")
-        raise typer.Exit(2)
+        usage("give either --outlet (close a day) or --id (show a Z report)")
     settings = get_settings()
 
     async def run() -> tuple[bytes, bool]:
@@ -121,7 +114,7 @@ def report_z(
     except Exception as exc:
         _fail(exc)
     if outlet:
-        console.print("day closed" if created else "day was already closed: its Z report", highlight=False)
+        note("day closed" if created else "day was already closed: its Z report")
     _write(content, output, fmt)
 
 
@@ -132,11 +125,12 @@ def report_x(
     day: Optional[str] = typer.Option(None, "--day", help="An open business day (default: the current one)"),
     fmt: str = typer.Option("json", "--format", help="json | pdf | csv | xlsx"),
     output: Optional[Path] = typer.Option(None, "-o", "--output"),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json"),
 ) -> None:
     """The open business day so far (signed, not a close)."""
     from stalela.fiscal.reports import service
 
-    fmt, business_day = _format(fmt), _day(day, "day")
+    fmt, business_day = _format(fmt, as_json), _day(day, "day")
     settings = get_settings()
 
     async def run() -> bytes:
@@ -159,6 +153,7 @@ def report_a(
     outlet: Optional[str] = typer.Option(None, help="Outlet id (default: every outlet of the tenant)"),
     fmt: str = typer.Option("csv", "--format", help="json | csv | xlsx | pdf"),
     output: Path = typer.Option(..., "-o", "--output"),
+    as_json: bool = typer.Option(False, "--json", help="Print the result (file, invoices) as JSON"),
 ) -> None:
     """Every invoice and line over business days, with totals per day and group; streamed to a file."""
     from stalela.fiscal.reports import a_report
@@ -172,7 +167,7 @@ def report_a(
             report = await a_report.prepare(session, settings, _principal(tenant), outlet_id=outlet, day_from=start,
                                             day_to=end, fmt=fmt)
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=console, transient=True, disable=not console.is_terminal) as bar:
+                          console=err, transient=True, disable=not err.is_terminal) as bar:
                 task = bar.add_task("invoices", total=None)
                 return await a_report.write_file(session, report, fmt, str(output),
                                                  progress=lambda n: bar.advance(task, n))
@@ -181,7 +176,7 @@ def report_a(
         count = asyncio.run(run())
     except Exception as exc:
         _fail(exc)
-    console.print(f"wrote {output}: {count} invoices", highlight=False)
+    emit({"file": str(output), "format": fmt, "invoices": count}, as_json, f"wrote {output}: {count} invoices")
 
 
 @report_app.command("rebuild")
@@ -206,11 +201,12 @@ def report_rebuild(
         results = asyncio.run(run())
     except Exception as exc:
         _fail(exc)
-    if as_json:
-        print(json.dumps({"outlets": results}, indent=2))
-    for r in results if not as_json else ():
+    lines = []
+    for r in results:
         state = "ok" if not r["repaired"] and not r["z_mismatches"] else (
             f"{'would repair' if check else 'repaired'} {len(r['repaired'])} day(s)"
             + (f"; Z reports disagreeing with invoices: {', '.join(r['z_mismatches'])}" if r["z_mismatches"] else ""))
-        console.print(f"{r['outlet_id']}: {r['invoices']} invoices over {r['days']} day(s): {state}", highlight=False)
-    raise typer.Exit(1 if any(r["z_mismatches"] or (check and r["repaired"]) for r in results) else 0)
+        lines.append(f"{r['outlet_id']}: {r['invoices']} invoices over {r['days']} day(s): {state}")
+    emit({"outlets": results}, as_json, lines)
+    drift = any(r["z_mismatches"] or (check and r["repaired"]) for r in results)
+    raise typer.Exit(EXIT_FAILED if drift else EXIT_OK)

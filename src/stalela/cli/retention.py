@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 
+from stalela.cli.output import EXIT_FAILED, emit
 from stalela.config import Settings, get_settings
 
 retention_app = typer.Typer(help="Retention: purge what is past its rule (docs/privacy-retention.md)",
                             no_args_is_help=True)
-console = Console(stderr=True, soft_wrap=True)
 
 
 async def _run(settings: Settings, dry_run: bool, tenants: list[str] | None) -> dict[str, Any]:
@@ -39,19 +37,17 @@ def run(
     settings = get_settings()
     configure_logs(settings)  # log lines (JSON, scrubbed) go to stderr; stdout is the answer
     result = asyncio.run(_run(settings, dry_run, tenant or None))
-    if as_json:
-        print(json.dumps(result, default=str, indent=2))
-    else:
-        verb = "would" if dry_run else "did"
-        for tenant_id, outcome in result["tenants"].items():
-            for entry in outcome["purgers"]:
-                counts = {w: entry[w]["count"] for w in ("mark", "purge", "unmark")}
-                if any(counts.values()):
-                    console.print(f"{tenant_id}  {entry['purger']:28} {verb} mark {counts['mark']}, purge "
-                                  f"{counts['purge']}, unmark {counts['unmark']}", highlight=False)
-        totals = result["totals"]
-        console.print(f"{len(result['tenants'])} tenant(s): {verb} mark {totals['marked']}, purge {totals['purged']}, "
-                      f"unmark {totals['unmarked']}" + (f"; FAILED: {', '.join(result['failed'])}"
-                                                        if result["failed"] else ""), highlight=False)
+    verb, lines = "would" if dry_run else "did", []
+    for tenant_id, outcome in result["tenants"].items():
+        for entry in outcome["purgers"]:
+            counts = {w: entry[w]["count"] for w in ("mark", "purge", "unmark")}
+            if any(counts.values()):
+                lines.append(f"{tenant_id}  {entry['purger']:28} {verb} mark {counts['mark']}, purge "
+                             f"{counts['purge']}, unmark {counts['unmark']}")
+    totals = result["totals"]
+    failed = f"; FAILED: {', '.join(result['failed'])}" if result["failed"] else ""
+    lines.append(f"{len(result['tenants'])} tenant(s): {verb} mark {totals['marked']}, purge {totals['purged']}, "
+                 f"unmark {totals['unmarked']}{failed}")
+    emit(result, as_json, lines)
     if result["failed"]:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)

@@ -9,16 +9,16 @@ picks the same job up meanwhile simply finds it busy, or done, and the command w
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
+from pydantic import ValidationError
+from rich.markup import escape
 
+from stalela.cli.output import EXIT_FAILED, emit, err, fail, usage
 from stalela.config import Settings, get_settings
 from stalela.errors import StalelaError
 
-err = Console(stderr=True, highlight=False)
 # Polling a job another runner holds: how often, and for how long at most.
 POLL_SECONDS = 0.5
 WAIT_SECONDS = 600.0
@@ -46,22 +46,19 @@ def create(
     try:
         out = asyncio.run(create_tenant(get_settings(), name, tax_id, jurisdiction, vat_condition, tier=tier,
                                         target=target, wait=wait))
-    except StalelaError as exc:
-        err.print(f"[red]error[/red] {exc.code}: {exc.detail}")
-        raise typer.Exit(2)
-    except ValueError as exc:  # pydantic's ValidationError is one
-        err.print(f"[red]error[/red] {exc}")
-        raise typer.Exit(2)
-    if as_json:
-        print(json.dumps(out, default=str, indent=2))
-    else:
-        t = out["tenant"]
-        print(f"tenant  {t['id']}\napi key {out['api_key']}  (shown once)\ntier    {t['tier']}  status {t['status']}"
-              + (f"  server {t['server']}" if t["server"] else ""))
+    except (StalelaError, ValidationError) as exc:
+        fail(exc)
+    except ValueError as exc:
+        usage(str(exc))
+    t = out["tenant"]
+    server = f"  server {t['server']}" if t["server"] else ""
+    emit(out, as_json, [f"tenant  {t['id']}", f"api key {out['api_key']}  (shown once)",
+                        f"tier    {t['tier']}  status {t['status']}{server}"])
     job = out["tenant"]["provisioning"]
     if job and (job["status"] == "failed" or (wait and out["tenant"]["status"] == "provisioning")):
-        err.print(f"[red]provisioning did not finish[/red]: {job['step']} {job['status']} {job['error'] or ''}")
-        raise typer.Exit(1)
+        reason = f"{job['step']} {job['status']} {job['error'] or ''}"
+        err.print(f"[red]provisioning did not finish[/red]: {escape(reason)}")
+        raise typer.Exit(EXIT_FAILED)
 
 
 def list_tenants(
@@ -74,17 +71,16 @@ def list_tenants(
     """Tenants, newest first, with their tier, status and server."""
     try:
         rows = asyncio.run(search(get_settings(), status, tier, jurisdiction, limit))
+    except ValidationError as exc:
+        fail(exc)
     except ValueError as exc:
-        err.print(f"[red]error[/red] {exc}")
-        raise typer.Exit(2)
-    if as_json:
-        print(json.dumps(rows, default=str, indent=2))
-        return
-    print(f"{'id':32} {'tier':9} {'status':14} {'job':20} {'server':24} name")
+        usage(str(exc))
+    lines = [f"{'id':32} {'tier':9} {'status':14} {'job':20} {'server':24} name"]
     for t in rows:
         job = t["provisioning"]
         state = f"{job['step']}/{job['status']}" if job else "-"
-        print(f"{t['id']:32} {t['tier']:9} {t['status']:14} {state:20} {t['server'] or '-':24} {t['name']}")
+        lines.append(f"{t['id']:32} {t['tier']:9} {t['status']:14} {state:20} {t['server'] or '-':24} {t['name']}")
+    emit(rows, as_json, lines)
 
 
 async def create_tenant(settings: Settings, name: str, tax_id: str, jurisdiction: str,
@@ -126,7 +122,7 @@ async def _provision(db: Any, settings: Settings, tenant_id: str) -> None:
         except provisioning.Busy:
             pass  # a worker holds the job: wait for it
         except Exception as exc:  # the job records it; the outbox's event retries it with backoff
-            err.print(f"[yellow]provisioning step failed, a worker will retry it[/yellow]: {exc}")
+            err.print(f"[yellow]provisioning step failed, a worker will retry it[/yellow]: {escape(str(exc))}")
             return
         async with db.transaction(readonly=True) as session:
             await bind_platform(session)

@@ -3,17 +3,15 @@ by hand (the worker does it every ``usage_aggregation_seconds``). Idempotent: a 
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import date, datetime, timedelta, timezone
 from typing import Optional
 
 import typer
-from rich.console import Console
 
+from stalela.cli.output import emit
 from stalela.config import Settings, get_settings
 
 usage_app = typer.Typer(help="Usage metering (docs/billing.md)", no_args_is_help=True)
-console = Console(stderr=True, soft_wrap=True)
 
 
 async def _run(settings: Settings, tenants: list[str] | None, start: date | None, end: date | None) -> dict[str, int]:
@@ -59,7 +57,5 @@ def aggregate(
         last = last or datetime.now(timezone.utc).date()
     end = last + timedelta(days=1) if last else None
     written = asyncio.run(_run(settings, tenant or None, start, end))
-    if as_json:
-        print(json.dumps({"tenants": written, "rows": sum(written.values())}, indent=2))
-    else:
-        console.print(f"{len(written)} tenant(s): {sum(written.values())} daily row(s) written", highlight=False)
+    emit({"tenants": written, "rows": sum(written.values())}, as_json,
+         f"{len(written)} tenant(s): {sum(written.values())} daily row(s) written")

@@ -75,9 +75,10 @@ def missing(lang: str, messages: list[Message] | None = None) -> list[Message]:
     return out
 
 
-def add_missing(area: str) -> int:
-    """Append every missing msgid, untranslated, to each language's ``<area>.po``; returns how many."""
-    messages, added = used_messages(), 0
+def add_missing(area: str, messages: list[Message] | None = None) -> int:
+    """Append every missing msgid (of ``messages``, by default every used one), untranslated, to each
+    language's ``<area>.po``; returns how many."""
+    messages, added = used_messages() if messages is None else messages, 0
     for lang in LANGUAGES:
         if lang == SOURCE:
             continue
@@ -100,17 +101,22 @@ def add_missing(area: str) -> int:
     return added
 
 
+def check(messages: list[Message] | None = None) -> int:
+    """Print what each language lacks of ``messages`` (by default every used one); 1 if anything."""
+    messages, bad = used_messages() if messages is None else messages, 0
+    for lang in LANGUAGES:
+        for m in missing(lang, messages):
+            bad += 1
+            print(f"{lang}\t{m.where}\t{m.context or ''}\t{m.msgid!r}")
+    return 1 if bad else 0
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["add"] and len(argv) == 2:
         print(f"{add_missing(argv[1])} entries added")
         return 0
     if argv[:1] == ["check"]:
-        messages, bad = used_messages(), 0
-        for lang in LANGUAGES:
-            for m in missing(lang, messages):
-                bad += 1
-                print(f"{lang}\t{m.where}\t{m.context or ''}\t{m.msgid!r}")
-        return 1 if bad else 0
+        return check()
     print(__doc__, file=sys.stderr)
     return 2
 

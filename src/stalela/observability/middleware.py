@@ -8,9 +8,11 @@ import time
 import uuid
 
 import structlog
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stalela.errors import PayloadTooLarge, StalelaError, UnsupportedMediaType
+from stalela.kit.problems import localized_problem, problem_headers, problem_language
 from stalela.observability import metrics, tracing
 from stalela.observability.logging import get_logger
 
@@ -162,13 +164,16 @@ class BodyGuardMiddleware:
 
 
 async def _send_problem(send: Send, error: StalelaError, scope: Scope) -> None:
-    body = json.dumps({**error.problem(), "instance": scope["path"],
+    l10n = problem_language(Request(scope))
+    body = json.dumps({**localized_problem(error, l10n), "instance": scope["path"],
                        "request_id": scope.get("state", {}).get("request_id")}).encode()
+    headers = [(name.lower().encode(), value.encode()) for name, value in problem_headers(error, l10n).items()]
     await send(
         {
             "type": "http.response.start",
             "status": error.status,
-            "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())],
+            "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
+                        *headers],
         }
     )
     await send({"type": "http.response.body", "body": body})

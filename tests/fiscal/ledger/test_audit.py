@@ -80,7 +80,7 @@ def test_cli_export_and_verify(settings, ledger, tmp_path, database_url):
     assert json.loads(r.stdout)["valid"] is True
     r = subprocess.run([*cli, "verify", "--database-url", database_url, "--tenant", tenant_id], env=env,
                        capture_output=True, text=True)
-    assert r.returncode == 0 and "VALID" in r.stderr, r.stderr
+    assert r.returncode == 0 and "VALID" in r.stdout, r.stderr  # the verdict is the result: stdout
     (tmp_path / "junk.tar.gz").write_bytes(b"not an archive")
     r = subprocess.run([*cli, "verify", str(tmp_path / "junk.tar.gz")], env=env, capture_output=True, text=True)
     assert r.returncode == 2, r.stderr

@@ -43,7 +43,7 @@ async def test_report_commands(client, shop, settings, database_url, tmp_path):
     out = tmp_path / "a.xlsx"
     r = run(settings, database_url, "a", *t, "--from", "2026-11-20", "--to", "2026-11-20", "--format", "xlsx",
             "-o", str(out))
-    assert r.returncode == 0 and b"2 invoices" in r.stderr, r.stderr.decode()
+    assert r.returncode == 0 and b"2 invoices" in r.stdout, r.stderr.decode()  # the result: stdout
     assert len(list(openpyxl.load_workbook(out)["Invoices"].iter_rows(min_row=2))) == 2
 
     r = run(settings, database_url, "rebuild", *t, "--check", "--json")

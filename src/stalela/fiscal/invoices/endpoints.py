@@ -15,7 +15,9 @@ from stalela.fiscal.invoices.repository import SyncStateRepository
 from stalela.fiscal.invoices.schemas import InvoiceBatch, InvoiceCreate, InvoiceFilters
 from stalela.fiscal.invoices.sealing import YIELD_EVERY, SealRequest, prepare
 from stalela.fiscal.ledger import service as ledger
+from stalela.i18n import Localizer
 from stalela.kit.fastjson import FastJSONResponse
+from stalela.kit.problems import localized_problem, problem_language
 from stalela.kit.openapi import media
 from stalela.kit.pagination import PageParams, page_params
 from stalela.kit.schemas import PathId, QueryId, Rfc3339DateTime
@@ -73,6 +75,7 @@ async def seal_batch(
         raise ValidationFailed(f"at most {settings.batch_max_invoices} invoices per batch",
                                code="batch_too_large", field="items")
     results: list[dict | None] = [None] * len(batch.items)
+    l10n = problem_language(request)  # each item's problem in the reader's language, as a whole answer's
     requests, positions = [], []
     for i, item in enumerate(batch.items):
         if i % YIELD_EVERY == YIELD_EVERY - 1:
@@ -81,13 +84,13 @@ async def seal_batch(
             body = InvoiceCreate.model_validate(item.invoice)
             requests.append(prepare(SealRequest(principal, body, item.idempotency_key)))
         except PydanticValidationError as exc:
-            results[i] = _item_problem(i, validation_problem(exc.errors(), prefix=f"items[{i}].invoice"))
+            results[i] = _item_problem(i, validation_problem(exc.errors(), prefix=f"items[{i}].invoice"), l10n)
             continue
         positions.append(i)
     outcomes = await request.app.state.sealer.seal_batch(principal.tenant_id, requests) if requests else []
     for i, outcome in zip(positions, outcomes):
         if isinstance(outcome, StalelaError):
-            results[i] = _item_problem(i, outcome)
+            results[i] = _item_problem(i, outcome, l10n)
         else:
             results[i] = {"index": i, "status": outcome.status, "replayed": outcome.replayed, "invoice": outcome.body}
     sealed = sum(1 for r in results if r["status"] == 201)
@@ -96,8 +99,8 @@ async def seal_batch(
     return FastJSONResponse({"object": "batch", "sealed": sealed, "rejected": len(results) - sealed, "data": results})
 
 
-def _item_problem(index: int, error: StalelaError) -> dict:
-    return {"index": index, "status": error.status, "problem": error.problem()}
+def _item_problem(index: int, error: StalelaError, l10n: Localizer) -> dict:
+    return {"index": index, "status": error.status, "problem": localized_problem(error, l10n)}
 
 
 def _filters(
