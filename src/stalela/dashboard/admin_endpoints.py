@@ -96,8 +96,8 @@ async def register_device(outlet_id: str, request: Request, session: DbSession, 
 async def _keys_page(request: Request, session, viewer, status: int = 200, **context):  # noqa: ANN001, ANN003, ANN202
     keys, more = await tenancy.list_api_keys(session, limit=100, starting_after=None)
     outlets = await service.visible_outlets(session, viewer.principal)
-    views = [tenancy_schemas.ApiKeyOut.model_validate(k) for k in keys]
-    return render(request, "keys.html", status=status, keys=views, more=more, outlets=outlets,
+    return render(request, "keys.html", status=status, keys=await tenancy.api_key_views(session, keys), more=more,
+                  outlets=outlets,
                   scopes=sorted(SCOPES), **context)
 
 
