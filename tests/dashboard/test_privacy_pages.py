@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from stalela.outbox.dispatcher import Dispatcher
+from tests.dashboard.test_admin_pages import set_language
 from tests.dashboard.test_ops import operator
 from tests.support.invoices import sample_invoice
+
+
+@pytest.fixture(autouse=True)
+async def english(app, org):  # noqa: ANN001
+    """These pages' English wording is checked: the organisation speaks English (a DRC one would be French)."""
+    await set_language(app, org, lang="en")
 
 
 async def test_owner_files_an_erasure_and_the_operator_sees_it_until_done(app, client, org, owner, cashier, settings):

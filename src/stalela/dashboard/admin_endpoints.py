@@ -16,6 +16,7 @@ from stalela.auth.permissions import ROLES, SCOPES, Perm
 from stalela.auth.endpoints import InvitationCreate
 from stalela.authority import service as authority
 from stalela.authority.endpoints import DeviceIn
+from stalela.dashboard import admin_filters  # noqa: F401 (the pages' ``at`` and ``amount`` filters)
 from stalela.dashboard import service
 from stalela.dashboard.repository import DashboardRepository
 from stalela.dashboard.web import ID, CurrentViewer, DashboardRoute, Form, need, opt, posted, redirect, render
@@ -96,8 +97,9 @@ async def register_device(outlet_id: str, request: Request, session: DbSession, 
 async def _keys_page(request: Request, session, viewer, status: int = 200, **context):  # noqa: ANN001, ANN003, ANN202
     keys, more = await tenancy.list_api_keys(session, limit=100, starting_after=None)
     outlets = await service.visible_outlets(session, viewer.principal)
-    return render(request, "keys.html", status=status, keys=await tenancy.api_key_views(session, keys), more=more,
-                  outlets=outlets,
+    # Each key with what it can really do (a till's key loses the tenant-wide scopes) and its outlet's code.
+    views = await tenancy.api_key_views(session, keys)
+    return render(request, "keys.html", status=status, keys=views, more=more, outlets=outlets,
                   scopes=sorted(SCOPES), **context)
 
 

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from stalela.auth.dependencies import DbSession
 from stalela.auth.permissions import Perm
+from stalela.dashboard import admin_filters  # noqa: F401 (the pages' ``at`` filter)
 from stalela.dashboard.web import CurrentOperator, CurrentViewer, DashboardRoute, need, posted, redirect, render
 from stalela.errors import ValidationFailed
 from stalela.privacy import erasure_schemas
