@@ -12,6 +12,8 @@ from sqlalchemy import update
 
 from stalela.auth.models import User
 from stalela.auth.permissions import SCOPES
+from stalela.dashboard.web import Viewer
+from stalela.i18n import localizer
 from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.tenancy.models import Tenant
 from tests.dashboard.conftest import Browser, email, make_user
@@ -100,13 +102,20 @@ async def test_the_settings_pages_speak_french_and_spanish(app, client, org, lan
         await b.aclose()
 
 
+def links_of_switch(page: str) -> list[tuple[str, str]]:
+    found = re.search(r'<nav class="pager lang-switch".*?</nav>', page, re.S)
+    assert found, "no language switch"
+    links = re.findall(r'<a href="([^"]+)" hreflang="(\w+)"', html.unescape(found.group(0)))
+    assert {code for _, code in links} == {"fr", "es", "en"}
+    return links
+
+
 @pytest.mark.parametrize("lang", ["fr", "es"])
 async def test_sign_in_and_invitation_pages_follow_lang_and_keep_their_parameters(app, org, browser, lang):
     text = in_language(await browser.get(f"/app/login?next=/app/keys&lang={lang}"), lang)
     assert h1(text) == HEADINGS["/app/login"][lang]
     # The switch offers every language for this same page, `next` kept.
-    switch = re.findall(r'<a href="([^"]+)" hreflang="(\w+)"', text)
-    assert {code for _, code in switch} == {"fr", "es", "en"}
+    switch = links_of_switch(text)
     for href, code in switch:
         assert href.startswith("/app/login?") and "next=%2Fapp%2Fkeys" in href and f"lang={code}" in href
     # A failed sign-in answers in the same language (the form posts it back).
@@ -115,7 +124,7 @@ async def test_sign_in_and_invitation_pages_follow_lang_and_keep_their_parameter
 
     text = in_language(await browser.get(f"/app/accept?token=inv_abc&lang={lang}"), lang)
     assert h1(text) == HEADINGS["/app/accept"][lang]
-    assert all("token=inv_abc" in href for href, _ in re.findall(r'<a href="([^"]+)" hreflang="(\w+)"', text))
+    assert all("token=inv_abc" in href for href, _ in links_of_switch(text))
     # Without ?lang the browser's language decides.
     r = await browser.get("/app/login", headers={"Accept-Language": f"{lang}-AR;q=0.9, de;q=0.5"})
     assert h1(in_language(r, lang)) == HEADINGS["/app/login"][lang]
@@ -142,3 +151,19 @@ async def test_the_keys_page_lists_what_each_key_can_really_do(owner, client, or
     root = next(tr for tr in re.findall(r"<tr data-key=.*?</tr>", page, re.S) if ">default<" in tr)
     assert re.search(r'data-testid="scopes">([^<]*)<', root).group(1).split(", ") == sorted(SCOPES)
     assert "outlet-code" not in root
+
+
+@pytest.mark.skipif(not hasattr(Viewer, "tz"), reason="the viewer's zone (Viewer.tz) comes with the console's "
+                                                      "shared plumbing (dashboard/web.py, helper app)")
+async def test_times_are_read_in_the_organisations_zone_with_utc_on_hover(app, org):
+    b = await speaking(app, org, "owner-tz", "fr")
+    try:
+        page = in_language(await b.get("/app/keys"), "fr")
+        times = re.findall(r'<time datetime="([^"]+)" title="([^"]+)">([^<]+)</time>', page)
+        assert times
+        fr = localizer("fr")
+        for instant, title, shown in times:  # KIN1 is in Africa/Kinshasa (UTC+1), the organisation's zone
+            assert html.unescape(shown) == fr.datetime(instant, org["outlet"]["timezone"])
+            assert html.unescape(title) == fr.datetime(instant, "UTC", seconds=True) + " UTC"
+    finally:
+        await b.aclose()
