@@ -155,8 +155,9 @@ class ApiKeyOut(StrictModel):
     till's key created with every scope is shown without ``admin``, ``webhooks`` and ``usage``."""
     model_config = ConfigDict(from_attributes=True)
     id: str
-    scopes: list[str] = Field(description="The scopes the key can use: those it was created with, less those "
-                                          "its outlet restriction voids")
+    scopes: list[str] = Field(description="The scopes the key can use: those it was created with and those they "
+                                          "imply (invoices:write reads invoices), less those its outlet "
+                                          "restriction voids")
     tenant_id: str
     name: str
     prefix: str
