@@ -44,6 +44,7 @@ async def test_owner_files_an_erasure_and_the_operator_sees_it_until_done(app, c
     assert request_id not in (await ops.get("/ops/privacy")).text
     page = await owner.get("/app/privacy")
     assert "completed" in page.text and "buyer_on_sealed_invoices" in page.text and "2036-12-31" in page.text
+    assert '<span data-category="buyer_on_sealed_invoices">the buyer on sealed invoices</span>' in page.text
     await ops.aclose()
     # A cashier neither sees the page nor files a request.
     assert (await cashier.get("/app/privacy")).status_code == 403
