@@ -100,10 +100,10 @@ def _merchant(browser, base: str, anomaly_id: str) -> None:  # noqa: ANN001
     console.expect(page.get_by_test_id("usage-table").get_by_role("cell", name="12,345.500000").first).to_be_visible()
     _shot(page, "billing")
     # Acknowledge the anomaly: a notice, and only Dismiss is left.
-    page.get_by_role("button", name="Acknowledge the api_calls anomaly of Nov 30, 2026").click()
+    page.get_by_role("button", name="Acknowledge the API calls anomaly of Nov 30, 2026").click()
     console.expect(page.get_by_test_id("anomaly-done")).to_contain_text(f"{anomaly_id} acknowledged")
     console.expect(page.get_by_role("button", name=re.compile("^Acknowledge"))).to_have_count(0)
-    console.expect(page.get_by_role("button", name="Dismiss the api_calls anomaly of Nov 30, 2026")).to_be_visible()
+    console.expect(page.get_by_role("button", name="Dismiss the API calls anomaly of Nov 30, 2026")).to_be_visible()
     _audit(page, "billing-acknowledged")
     context.close()
 

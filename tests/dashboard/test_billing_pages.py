@@ -125,6 +125,7 @@ async def test_the_owner_sees_usage_quotas_bills_and_anomalies(app, client, org,
     [anomaly] = found
     assert f'<time datetime="{DAY.isoformat()}">' in anomalies and "api_calls" in anomalies and "50,000" in anomalies
     assert localizer("en").money(anomaly["impact_eur"], "CDF") in anomalies
+    assert '<span data-resource="api_calls">API calls</span>' in anomalies  # by name, the code kept
     assert f'action="/app/billing/anomalies/{anomaly["id"]}/acknowledge"' in anomalies
     assert f'action="/app/billing/anomalies/{anomaly["id"]}/dismiss"' in anomalies
     # The estimate: its lines, or why there is none yet; never an error page.
@@ -145,6 +146,7 @@ async def test_the_owner_sees_usage_quotas_bills_and_anomalies(app, client, org,
     page = await owner.get("/app/billing?resource=cpu_seconds", headers={"Accept-Language": "fr"})
     assert page.headers["content-language"] == "fr" and "<h1>Consommation et facturation</h1>" in page.text
     assert f"12{NB}345,500000" in _row(page.text, "usage-table")
+    assert '<span data-resource="cpu_seconds">Temps de calcul</span> (secondes)' in page.text
     bills = _row(page.text, "bills")
     assert f'<span class="amount">19{NB}640,29\xa0CDF</span>' in bills and "pas encore scellée" in bills
     assert f">50{NB}000<" in _row(page.text, "anomalies") and "25\xa0%" in _row(page.text, "quotas")
