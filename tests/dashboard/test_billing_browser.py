@@ -31,9 +31,14 @@ def _setup_tenant(base: str) -> dict:
 
 
 def _anomaly(server, tenant_id: str) -> str:  # noqa: ANN001
-    """A spike stored by the detection service on the server's database (no route creates one)."""
+    """A spike stored by the detection service on the server's database (no route creates one); and the
+    organisation's language set to English, the wording this test reads (a DRC one defaults to French)."""
+    from sqlalchemy import update
+
     from stalela.billing import anomaly_tasks
     from stalela.db.session import Database
+    from stalela.tenancy.context import bind_platform
+    from stalela.tenancy.models import Tenant
     from tests.billing.anomaly_support import DAY, spike_series, write_usage
     from tests.conftest import make_settings
 
@@ -43,6 +48,9 @@ def _anomaly(server, tenant_id: str) -> str:  # noqa: ANN001
     async def run() -> str:
         db = Database(url)
         try:
+            async with db.transaction() as session:
+                await bind_platform(session)
+                await session.execute(update(Tenant).where(Tenant.id == tenant_id).values(locale="en"))
             await write_usage(db, tenant_id, "api_calls", spike_series(spike=50000))
             [found] = await anomaly_tasks.detect_all(db, make_settings(url, data_dir), DAY, tenant_id=tenant_id)
             return found["id"]
@@ -89,13 +97,13 @@ def _merchant(browser, base: str, anomaly_id: str) -> None:  # noqa: ANN001
     page.get_by_role("button", name="Show").click()
     console.expect(page).to_have_url(re.compile(r"resource=cpu_seconds"))
     page.get_by_text("Show the figures as a table").click()
-    console.expect(page.get_by_test_id("usage-table").get_by_role("cell", name="12\u202f345.500000").first).to_be_visible()
+    console.expect(page.get_by_test_id("usage-table").get_by_role("cell", name="12,345.500000").first).to_be_visible()
     _shot(page, "billing")
     # Acknowledge the anomaly: a notice, and only Dismiss is left.
-    page.get_by_role("button", name="Acknowledge the api_calls anomaly of 2026-11-30").click()
+    page.get_by_role("button", name="Acknowledge the API calls anomaly of Nov 30, 2026").click()
     console.expect(page.get_by_test_id("anomaly-done")).to_contain_text(f"{anomaly_id} acknowledged")
     console.expect(page.get_by_role("button", name=re.compile("^Acknowledge"))).to_have_count(0)
-    console.expect(page.get_by_role("button", name="Dismiss the api_calls anomaly of 2026-11-30")).to_be_visible()
+    console.expect(page.get_by_role("button", name="Dismiss the API calls anomaly of Nov 30, 2026")).to_be_visible()
     _audit(page, "billing-acknowledged")
     context.close()
 

@@ -8,21 +8,31 @@ import uuid
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
+
 from stalela.billing import anomaly_tasks, bill_service
 from stalela.billing.bill_models import Bill
 from stalela.dashboard.billing_endpoints import grouped
 from stalela.dashboard.charts import _nice_max_decimal, quantity_label
 from stalela.db.base import utcnow
 from stalela.errors import Conflict, NotFound
+from stalela.i18n import localizer
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.tenancy.context import bind_tenant
 from tests.billing.anomaly_support import DAY, spike_series, write_usage
 from tests.dashboard.conftest import Browser, email, make_user
+from tests.dashboard.test_admin_pages import set_language
 from tests.dashboard.test_ops import operator
 from tests.support.invoices import sample_invoice
 
 NB = "\u202f"
+
+
+@pytest.fixture(autouse=True)
+async def english(app, org):  # noqa: ANN001
+    """These pages' English wording is checked: the organisation speaks English (a DRC one would be French)."""
+    await set_language(app, org, lang="en")
 
 
 async def _capped_plan(client, operator_headers, tenant_id: str, cap: int) -> str:  # noqa: ANN001
@@ -92,20 +102,20 @@ async def test_the_owner_sees_usage_quotas_bills_and_anomalies(app, client, org,
     assert page.status_code == 200, page.text[:500]
     html = page.text
     assert 'href="/app/billing" aria-current="page"' in html
-    # The chart and its table: cpu_seconds at its scale (6 decimals), thousands by a narrow no-break space.
+    # The chart and its table: cpu_seconds at its scale (6 decimals), grouped the page's language's way.
     assert '<svg class="chart"' in html and 'data-testid="usage-chart"' in html and "<rect" in html
     usage = _row(html, "usage-table")
-    assert f"12{NB}345.500000" in usage and "7.000000" in usage and f"12{NB}352.500000" in usage
+    assert "12,345.500000" in usage and "7.000000" in usage and "12,352.500000" in usage
     assert ">0.000000<" in usage  # a day without usage, at the resource's scale too
     assert '<option value="cpu_seconds" selected>' in html
     # Quotas: 1 of 4 invoices sealed this month, with a bar and the reset time.
     quotas = _row(html, "quotas")
-    assert "invoices_sealed" in quotas and 'value="25"' in quotas and "25&nbsp;%" in quotas
-    # In the outlet's zone (Kinshasa, UTC+1): midnight UTC on the 1st is 1 AM there.
-    assert re.search(r"The caps reset at \w{3} 1, \d{4}, 1:00[\s\u202f]AM\.", html)
+    assert "invoices_sealed" in quotas and 'value="25"' in quotas and ">25%<" in quotas
+    assert re.search(r'The caps reset at <time datetime="\d{4}-\d\d-01T00:00:00Z" title="[^"]+ UTC">', html)
     # Bills: the sealed one with its fiscal number and the console's PDF link; the draft without either.
     bills = _row(html, "bills")
-    assert "2026-10" in bills and f"19{NB}640.29&nbsp;CDF" in bills and invoice["fiscal_number"] in bills
+    assert "2026-10" in bills and '<span class="amount">CDF19,640.29</span>' in bills
+    assert invoice["fiscal_number"] in bills
     assert f'href="/app/billing/invoices/{sealed}/pdf"' in bills and "not sealed yet" in bills
     pdf = await owner.get(f"/app/billing/invoices/{sealed}/pdf")
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
@@ -113,8 +123,9 @@ async def test_the_owner_sees_usage_quotas_bills_and_anomalies(app, client, org,
     # Anomalies: day, observed vs usual, score, impact in the plan's currency, the two buttons.
     anomalies = _row(html, "anomalies")
     [anomaly] = found
-    assert DAY.isoformat() in anomalies and "api_calls" in anomalies and f"50{NB}000" in anomalies
-    assert f"{anomaly['impact_eur']}&nbsp;CDF" in anomalies
+    assert f'<time datetime="{DAY.isoformat()}">' in anomalies and "api_calls" in anomalies and "50,000" in anomalies
+    assert localizer("en").money(anomaly["impact_eur"], "CDF") in anomalies
+    assert '<span data-resource="api_calls">API calls</span>' in anomalies  # by name, the code kept
     assert f'action="/app/billing/anomalies/{anomaly["id"]}/acknowledge"' in anomalies
     assert f'action="/app/billing/anomalies/{anomaly["id"]}/dismiss"' in anomalies
     # The estimate: its lines, or why there is none yet; never an error page.
@@ -129,6 +140,17 @@ async def test_the_owner_sees_usage_quotas_bills_and_anomalies(app, client, org,
     # Another tenant's bill is not found, through the PDF route too; a draft has no PDF.
     assert (await owner.get(f"/app/billing/invoices/{new_id('bill')}/pdf")).status_code == 404
 
+    # In French: the same figures the French way (U+202F groups, a comma, the currency after), a
+    # translated heading and statuses; the codes (resources, fiscal numbers) as they are.
+    await set_language(app, org, user=email(org, "owner"), lang="fr")
+    page = await owner.get("/app/billing?resource=cpu_seconds", headers={"Accept-Language": "fr"})
+    assert page.headers["content-language"] == "fr" and "<h1>Consommation et facturation</h1>" in page.text
+    assert f"12{NB}345,500000" in _row(page.text, "usage-table")
+    assert '<span data-resource="cpu_seconds">Temps de calcul</span> (secondes)' in page.text
+    bills = _row(page.text, "bills")
+    assert f'<span class="amount">19{NB}640,29\xa0CDF</span>' in bills and "pas encore scellée" in bills
+    assert f">50{NB}000<" in _row(page.text, "anomalies") and "25\xa0%" in _row(page.text, "quotas")
+
 
 async def test_the_estimate_is_shown_with_its_lines_or_why_it_is_missing(app, org, owner, monkeypatch):
     async def estimate(session, now=None):  # noqa: ANN001
@@ -141,8 +163,15 @@ async def test_the_estimate_is_shown_with_its_lines_or_why_it_is_missing(app, or
     monkeypatch.setattr(bill_service, "estimate", estimate)
     html = (await owner.get("/app/billing")).text
     table = _row(html, "estimate")
-    assert "This month so far (2026-12)" in html and f"1{NB}234{NB}567.5" in table and "pro v3" in table
-    assert "not priced" in table and f'data-testid="estimate-total">19{NB}640.29&nbsp;CDF' in table
+    assert "This month so far (2026-12)" in html and "1,234,567.5" in table and "pro v3" in table
+    assert "not priced" in table and 'data-testid="estimate-total"><span class="amount">CDF19,640.29</span>' in table
+
+    # In Spanish, with the reason it is missing in Spanish too once errors are translated (the code stays).
+    await set_language(app, org, user=email(org, "owner"), lang="es")
+    page = await owner.get("/app/billing", headers={"Accept-Language": "es"})
+    assert "<h1>Consumo y facturación</h1>" in page.text and "Este mes hasta hoy (2026-12)" in page.text
+    assert '<span class="amount">19.640,29\xa0CDF</span>' in _row(page.text, "estimate")
+    await set_language(app, org, user=email(org, "owner"), lang="en")
 
     async def unavailable(session, now=None):  # noqa: ANN001
         raise Conflict("no rate card is in force", code="rate_card_not_in_force")

@@ -317,9 +317,10 @@ LAYOUT = """() => ({
 
 
 def _sign_in_owner(page) -> None:  # noqa: ANN001
-    page.get_by_label("Email").fill("owner@kin.cd")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    # By id, not label: the sign-in page speaks the browser's language.
+    page.locator("#email").fill("owner@kin.cd")
+    page.locator("#password").fill(PASSWORD)
+    page.locator("form[action^='/app/login'] button[type=submit]").click()
     expect(page.get_by_test_id("today-count")).to_be_visible()
 
 

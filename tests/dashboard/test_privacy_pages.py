@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from stalela.outbox.dispatcher import Dispatcher
+from tests.dashboard.test_admin_pages import set_language
 from tests.dashboard.test_ops import operator
 from tests.support.invoices import sample_invoice
+
+
+@pytest.fixture(autouse=True)
+async def english(app, org):  # noqa: ANN001
+    """These pages' English wording is checked: the organisation speaks English (a DRC one would be French)."""
+    await set_language(app, org, lang="en")
 
 
 async def test_owner_files_an_erasure_and_the_operator_sees_it_until_done(app, client, org, owner, cashier, settings):
@@ -35,6 +44,7 @@ async def test_owner_files_an_erasure_and_the_operator_sees_it_until_done(app, c
     assert request_id not in (await ops.get("/ops/privacy")).text
     page = await owner.get("/app/privacy")
     assert "completed" in page.text and "buyer_on_sealed_invoices" in page.text and "2036-12-31" in page.text
+    assert '<span data-category="buyer_on_sealed_invoices">the buyer on sealed invoices</span>' in page.text
     await ops.aclose()
     # A cashier neither sees the page nor files a request.
     assert (await cashier.get("/app/privacy")).status_code == 403

@@ -47,20 +47,21 @@ async def update_outlet(outlet_id: Id, body: schemas.OutletUpdate, session: DbSe
 @router.post("/api-keys", status_code=201, response_model=schemas.ApiKeyCreated, tags=["api-keys"])
 async def create_api_key(body: schemas.ApiKeyCreate, session: DbSession, principal: Can(Perm.ADMIN)):
     created = await service.create_api_key(session, principal, body)
-    return schemas.ApiKeyCreated(**schemas.ApiKeyOut.model_validate(created.key).model_dump(), api_key=created.secret)
+    view = await service.api_key_view(session, created.key)
+    return schemas.ApiKeyCreated(**view.model_dump(), api_key=created.secret)
 
 
 @router.get("/api-keys", response_model=Page[schemas.ApiKeyOut], tags=["api-keys"])
 async def list_api_keys(session: DbSession, principal: Can(Perm.ADMIN), paging: Paging):
     rows, more = await service.list_api_keys(session, limit=paging.limit, starting_after=paging.starting_after)
-    return {"data": rows, "has_more": more}
+    return {"data": await service.api_key_views(session, rows), "has_more": more}
 
 
 @router.get("/api-keys/{key_id}", response_model=schemas.ApiKeyOut, tags=["api-keys"])
 async def get_api_key(key_id: Id, session: DbSession, principal: Can(Perm.ADMIN)):
-    return await service.get_api_key(session, key_id)
+    return await service.api_key_view(session, await service.get_api_key(session, key_id))
 
 
 @router.delete("/api-keys/{key_id}", response_model=schemas.ApiKeyOut, tags=["api-keys"])
 async def revoke_api_key(key_id: Id, session: DbSession, principal: Can(Perm.ADMIN)):
-    return await service.revoke_api_key(session, key_id, principal)
+    return await service.api_key_view(session, await service.revoke_api_key(session, key_id, principal))

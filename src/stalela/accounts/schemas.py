@@ -150,25 +150,46 @@ class ApiKeyCreate(StrictModel):
 
 
 class ApiKeyOut(StrictModel):
+    """A key as it is listed: what it may *really* do, not only what it was created with. An outlet
+    restriction takes the tenant-wide permissions away whatever the scopes (``auth.permissions``), so a
+    till's key created with every scope is shown without ``admin``, ``webhooks`` and ``usage``."""
     model_config = ConfigDict(from_attributes=True)
     id: str
-    scopes: list[str]
+    scopes: list[str] = Field(description="The scopes the key can use: those it was created with and those they "
+                                          "imply (invoices:write reads invoices), less those its outlet "
+                                          "restriction voids")
     tenant_id: str
     name: str
     prefix: str
     outlet_id: str | None
+    outlet_code: str | None = Field(None, description="The code of the outlet the key is restricted to")
+    requested_scopes: list[str] = Field(description="The scopes it was created with (every scope when none were "
+                                                    "named)")
+    permissions: list[str] = Field(description="What its scopes allow this key: the permissions the routes check")
     created_at: datetime
     revoked_at: datetime | None
     last_used_at: datetime | None
 
-    @field_validator("scopes", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _decode_scopes(cls, v: object) -> object:
-        from stalela.auth.permissions import ALL_SCOPES
+    def _effective(cls, data: object) -> object:
+        """From the stored key (an ORM row): its JSON scopes decoded (none stored: every scope) and
+        narrowed by its outlet restriction, the same rule the routes apply."""
+        if isinstance(data, dict):
+            return data
+        from stalela.auth.permissions import ALL_SCOPES, effective_scopes, key_permissions
 
-        if v is None:
-            return sorted(ALL_SCOPES)
-        return json.loads(v) if isinstance(v, str) else v
+        stored = getattr(data, "scopes", None)
+        requested = frozenset(json.loads(stored) if isinstance(stored, str) else (stored or ALL_SCOPES))
+        restricted = getattr(data, "outlet_id", None) is not None
+        fields = ("id", "tenant_id", "name", "prefix", "outlet_id", "created_at", "revoked_at", "last_used_at")
+        return {**{f: getattr(data, f) for f in fields}, "outlet_code": None,
+                "requested_scopes": sorted(requested), "scopes": effective_scopes(requested, restricted),
+                "permissions": sorted(p.value for p in key_permissions(requested, restricted))}
+
+    @classmethod
+    def of(cls, key: object, outlet_code: str | None) -> ApiKeyOut:
+        return cls.model_validate(key).model_copy(update={"outlet_code": outlet_code})
 
 
 class ApiKeyCreated(ApiKeyOut):

@@ -304,6 +304,17 @@ async def list_api_keys(session: AsyncSession, *, limit: int, starting_after: st
     return await ApiKeyRepository(session).page(None, limit=limit, starting_after=starting_after)
 
 
+async def api_key_views(session: AsyncSession, keys: list[ApiKey]) -> list[schemas.ApiKeyOut]:
+    """Keys as listed: their effective scopes and their outlet's code (one query for the page).
+    An outlet is never deleted, but a key could name one of another database after a move: no code."""
+    outlets = await OutletRepository(session).get_many({k.outlet_id for k in keys if k.outlet_id})
+    return [schemas.ApiKeyOut.of(k, outlets[k.outlet_id].code if k.outlet_id in outlets else None) for k in keys]
+
+
+async def api_key_view(session: AsyncSession, key: ApiKey) -> schemas.ApiKeyOut:
+    return (await api_key_views(session, [key]))[0]
+
+
 async def get_api_key(session: AsyncSession, key_id: str) -> ApiKey:
     key = await ApiKeyRepository(session).get(key_id)
     if key is None:

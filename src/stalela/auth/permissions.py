@@ -85,6 +85,15 @@ def key_permissions(scopes: frozenset[str] | None, restricted: bool) -> frozense
     return granted - _TENANT_WIDE if restricted else granted
 
 
+def effective_scopes(scopes: frozenset[str] | None, restricted: bool) -> list[str]:
+    """The scopes an API key can really use, as listed to its owner: every scope whose permissions it
+    still holds some of once an outlet restriction has taken the tenant-wide ones away, implied ones
+    included (``invoices:write`` reads invoices too). Reading outlets does not count: most scopes carry
+    it, and a till's key created with ``admin`` keeps only that and is refused every admin route."""
+    granted = key_permissions(scopes, restricted)
+    return sorted(s for s, perms in SCOPES.items() if (perms - {Perm.OUTLETS_READ}) & granted)
+
+
 def grantable_scopes(principal: Principal) -> frozenset[str]:
     """The scopes ``principal`` may put on a new key: none that would give the key more than it has
     (an admin must not mint a key that can make owners)."""

@@ -96,7 +96,8 @@ async def register_device(outlet_id: str, request: Request, session: DbSession, 
 async def _keys_page(request: Request, session, viewer, status: int = 200, **context):  # noqa: ANN001, ANN003, ANN202
     keys, more = await tenancy.list_api_keys(session, limit=100, starting_after=None)
     outlets = await service.visible_outlets(session, viewer.principal)
-    views = [tenancy_schemas.ApiKeyOut.model_validate(k) for k in keys]
+    # Each key with what it can really do (a till's key loses the tenant-wide scopes) and its outlet's code.
+    views = await tenancy.api_key_views(session, keys)
     return render(request, "keys.html", status=status, keys=views, more=more, outlets=outlets,
                   scopes=sorted(SCOPES), **context)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from jinja2 import Environment, pass_environment
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.dependencies import DbSession
@@ -21,10 +22,12 @@ from stalela.billing.usage_math import day_of
 from stalela.config import Settings
 from stalela.dashboard.charts import DayQuantity, daily_quantity_chart
 from stalela.dashboard.web import (
-    ID, CurrentOperator, CurrentViewer, DashboardRoute, need, opt, posted, redirect, render, templates,
+    ID, CurrentOperator, CurrentViewer, DashboardRoute, need, opt, page_language, posted, redirect, render, templates,
 )
 from stalela.db.base import utcnow
 from stalela.errors import NotFound, StalelaError, ValidationFailed
+from stalela.i18n import Localizer, localizer
+from stalela.i18n.problems import localize
 from stalela.tenancy.context import bind_tenant
 
 app_router = APIRouter(prefix="/app", route_class=DashboardRoute, include_in_schema=False)
@@ -53,7 +56,17 @@ def grouped(value: Any) -> str:
     return f"{sign}{int(whole):,}".replace(",", NNBSP) + dot + frac
 
 
-templates.update(filters=dict(grouped=grouped), globals=dict(usage_chart=daily_quantity_chart))
+@pass_environment
+def quantity(env: Environment, value: Any) -> str:
+    """A decimal with exactly the digits it was given (a resource's scale: "0.000000" stays six places),
+    in the page's language: "12 345,500000" (fr, U+202F never wraps), "12,345.500000" (en)."""
+    if value is None or value == "":
+        return "—"
+    text = format(value, "f") if isinstance(value, Decimal) else str(value)
+    return env.globals["i18n"].number(text, len(text.partition(".")[2]))
+
+
+templates.update(filters=dict(grouped=grouped, quantity=quantity), globals=dict(usage_chart=daily_quantity_chart))
 
 
 # --- the merchant console ----------------------------------------------------------------------------
@@ -72,9 +85,10 @@ async def billing_page(request: Request, session: DbSession, viewer: CurrentView
     done = request.query_params.get("done")
     # Anomaly impacts are priced in the plan's currency (the field is named impact_eur: EUR by default).
     plan = await rating_service.get_plan(session, (await rating_service.account(session, tenant_id)).plan_id)
+    estimate = await _estimate(session, localizer(page_language(request)))
     return render(request, "billing.html", usage=usage, units={n: r.unit for n, r in registry.items()},
                   manage=MANAGE in viewer.perms, plan_currency=plan.currency,
-                  estimate=await _estimate(session), quotas=await _quotas(session, settings, tenant_id),
+                  estimate=estimate, quotas=await _quotas(session, settings, tenant_id),
                   bills=await _bills(session, settings, tenant_id), anomalies=await _anomalies(session),
                   done=done if done in ACTIONS.values() else None,
                   done_id=opt(request.query_params.get("anomaly"), ID, "anomaly"))
@@ -99,13 +113,15 @@ async def _usage(session: AsyncSession, tenant_id: str, registry: dict[str, reso
             "total": sum((p.quantity for p in series), zero)}
 
 
-async def _estimate(session: AsyncSession) -> dict[str, Any]:
+async def _estimate(session: AsyncSession, l10n: Localizer) -> dict[str, Any]:
     """The period so far, or why there is none (no rate card in force, billing not set up): the rest of
-    the page is still worth showing. The estimate reads before it could fail, so the transaction is intact."""
+    the page is still worth showing. The estimate reads before it could fail, so the transaction is intact.
+    The reason in the reader's language (its code as it is)."""
     try:
         return {"ok": True, **await bill_service.estimate(session)}
     except StalelaError as exc:
-        return {"ok": False, "code": exc.code, "detail": exc.detail}
+        _, detail = localize(l10n, code=exc.code, title=exc.title, detail=exc.detail)
+        return {"ok": False, "code": exc.code, "detail": detail}
 
 
 async def _quotas(session: AsyncSession, settings: Settings, tenant_id: str) -> dict[str, Any]:
