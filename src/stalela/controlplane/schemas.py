@@ -19,7 +19,7 @@ def locale_field(what: str) -> object:
     """``locale``: a plain string checked by the service, so that an unknown language is the stable 422
     ``invalid_locale`` naming the field (a Literal would be a generic ``validation_failed``); the
     document still lists the choices."""
-    return Field(None, max_length=35, description=what,
+    return Field(None, max_length=8, description=what,
                  json_schema_extra={"enum": [*LANGUAGES, None], "examples": ["fr"]})
 
 
