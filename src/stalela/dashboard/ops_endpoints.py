@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 from babel.dates import format_timedelta
@@ -49,6 +49,7 @@ from stalela.health.fleet import health_of
 from stalela.migrations import head_revisions
 from stalela.outbox import service as outbox
 from stalela.accounts import service as tenancy
+from stalela.accounts.schemas import VatCondition
 from stalela.controlplane import schemas as registry_schemas
 from stalela.controlplane import service as registry
 
@@ -63,7 +64,7 @@ OIDC_TIMEOUT = 10.0
 LOGIN_CSRF = "stalela_ops_login"  # the sign-in forms' CSRF token, before there is a session
 FLOW_COOKIE = "stalela_ops_oidc"  # the OpenID Connect attempt in flight (controlplane.oidc)
 FORM_KEY = "ops-console:"  # the create-tenant form's idempotency keys, apart from API clients' own
-VAT_CONDITIONS = ("responsable_inscripto", "monotributo", "exento")  # accounts.schemas.VatCondition
+VAT_CONDITIONS = get_args(VatCondition)  # the form's choices are the API's
 # The create-tenant form's fields by the name the service gives a bad one (ar.vat_condition is the form's
 # vat_condition); shown before the error's sentence.
 FIELD_LABELS = {"name": N_("Name"), "tax_id": N_("Tax id"), "jurisdiction": N_("Jurisdiction"),
