@@ -146,4 +146,5 @@ async def test_bad_input_is_the_form_again_saying_why(app, console):
     r = await b.post("/ops/tenants", {**good, "locale": "de", "key": form_key(page)})
     assert r.status_code == 422
     error = html.unescape(r.text.split('data-code="invalid_locale">')[1].split("</p>")[0])
-    assert error.startswith("<strong>Langue</strong>\u00a0: "), error
+    assert error == ("<strong>Langue</strong>\u00a0: "  # the field's name, then the reason, both French
+                     "valeurs possibles\u00a0: fr, es, en, ou null (la langue par défaut)"), error

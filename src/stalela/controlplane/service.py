@@ -21,7 +21,7 @@ from stalela.db.base import utcnow
 from stalela.db.session import DATABASE
 from stalela.errors import Conflict, NotFound, ValidationFailed
 from stalela.fiscal.signing import registry as signing_registry
-from stalela.i18n import LANGUAGES
+from stalela.i18n import LANGUAGES, N_
 from stalela.kit import canonical
 from stalela.kit.ids import new_id
 from stalela.tenancy.context import bind_platform, bind_tenant
@@ -41,8 +41,9 @@ def checked_locale(value: str | None) -> str | None:
     """A language Stalela ships, or None (the default); anything else is the 422 ``invalid_locale``.
     Tenants and operators store it alike (users too, through their own API)."""
     if value is not None and value not in LANGUAGES:
-        raise ValidationFailed(f"locale: one of {', '.join(LANGUAGES)}, or null for the default",
-                               code="invalid_locale", field="locale")
+        # N_: a constant detail, translated whole where a console shows it (i18n.problems.localize).
+        raise ValidationFailed(N_("locale: one of fr, es, en, or null for the default"), code="invalid_locale",
+                               field="locale")
     return value
 
 

@@ -257,7 +257,8 @@ async def create_tenant(request: Request, session: DbSession, operator: CurrentO
     try:
         key = form.text("key")
         if key is None or not ID.match(key):
-            raise ValidationFailed("the form expired; reload the page and try again", code="form_expired")
+            # N_: a constant detail, translated whole where it is shown (i18n.problems.localize).
+            raise ValidationFailed(N_("the form expired; reload the page and try again"), code="form_expired")
         try:
             data = registry_schemas.TenantRegister.model_validate(body)
         except ValidationError as exc:
