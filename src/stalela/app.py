@@ -89,6 +89,11 @@ def install_error_handlers(app: FastAPI) -> None:
             # for NaN and Infinity, which kit/jsonbody.py refuses for every route) into a bare 400 caused
             # by it: to the client, all of them are a body that is not JSON.
             return problem_response(_malformed_json(), request)
+        if exc.status_code == 404 and request.url.path.startswith(("/app/", "/ops/")):
+            # A person typed or followed a console address: an HTML page in their language, not JSON.
+            from stalela.dashboard.web import not_found_page
+
+            return not_found_page(request)
         codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
         headers = dict(exc.headers or {})
@@ -189,6 +194,7 @@ def extra_routers() -> list:
     from stalela.fiscal.reports.endpoints import routers as reports_routers
     from stalela.auth.endpoints import router as auth_router
     from stalela.accounts.audit_endpoints import router as audit_router
+    from stalela.accounts.logo_endpoints import router as logo_router
     from stalela.webhooks.endpoints import router as webhooks_router
     from stalela.dashboard.endpoints import routers as dashboard_routers
     from stalela.privacy.erasure_endpoints import router as erasure_router
@@ -212,4 +218,4 @@ def extra_routers() -> list:
             auth_router, audit_router, *reports_routers, webhooks_router, erasure_router, offboarding_router,
             invoice_deletion_router, retention_router, privacy_exports_router, usage_router,
             billing_ops_router, billing_quotas_router, bills_router, bills_ops_router, anomalies_router,
-            ops_anomalies_router, operators_router, *dashboard_routers]
+            ops_anomalies_router, operators_router, logo_router, *dashboard_routers]

@@ -59,6 +59,7 @@ STORED = {
     "UserCreate.role": "users.role",
     "UserCreate.outlet_ids[]": "users.outlet_ids",
     "UserUpdate.name": "users.name",
+    "MeUpdate.locale": "users.locale",
     "UserUpdate.role": "users.role",
     "UserUpdate.status": "users.status",
     "UserUpdate.outlet_ids[]": "users.outlet_ids",
@@ -92,6 +93,8 @@ STORED = {
 
 # Strings that are not stored as sent, and why.
 NOT_STORED = {
+    "body": "PUT /v1/tenant/logo's image (at most 512 KB): decoded, re-encoded and stored as binary "
+            "(tenant_logos.data), never as text",
     "TenantRegister.target": "a configured server's host:port, looked up (422 unknown_server); the placement stored "
                              "is the configured template's URL",
     "MoveRequest.target": "a configured server's host:port, looked up (422 unknown_server); the placement stored "

@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
 FACES = {"stalela.app", "stalela.asgi", "stalela.cli", "stalela.dashboard", "stalela.supervisor", "stalela.workers", "stalela.sealers"}
-BASE = {"stalela.kit", "stalela.config", "stalela.errors"}
+# The base every package may use; i18n (languages, formatting) sits in it, between the kit and config.
+BASE = {"stalela.kit", "stalela.i18n", "stalela.config", "stalela.errors"}
 
 
 def lint_imports() -> Path:

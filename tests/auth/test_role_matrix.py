@@ -18,6 +18,9 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("GET", "/v1/outlets"): Perm.OUTLETS_READ,
     ("GET", "/v1/outlets/{outlet_id}"): Perm.OUTLETS_READ,
     ("PATCH", "/v1/outlets/{outlet_id}"): Perm.ADMIN,
+    ("PUT", "/v1/tenant/logo"): Perm.ADMIN,
+    ("GET", "/v1/tenant/logo"): Perm.OUTLETS_READ,
+    ("DELETE", "/v1/tenant/logo"): Perm.ADMIN,
     ("POST", "/v1/api-keys"): Perm.ADMIN,
     ("GET", "/v1/api-keys"): Perm.ADMIN,
     ("GET", "/v1/api-keys/{key_id}"): Perm.ADMIN,
@@ -97,6 +100,8 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("POST", "/v1/usage/events/{event_id}/void"): Perm.USAGE_WRITE,
     ("GET", "/v1/usage/events"): Perm.USAGE_READ,
     ("GET", "/v1/usage/daily"): Perm.USAGE_READ,
+    ("GET", "/v1/users/me"): Perm.OUTLETS_READ,  # every role: one's own record and language
+    ("PATCH", "/v1/users/me"): Perm.OUTLETS_READ,
 }
 PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/verify/z/{z_report_id}", "/v1/keys/{key_id}",
           "/.well-known/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/jwks.json",

@@ -9,6 +9,7 @@ import pytest
 
 from stalela.auth import users
 from stalela.auth.principal import Principal
+from stalela.dashboard.repository import DashboardRepository
 from stalela.tenancy.context import bind_tenant
 from tests.auth.test_users import PASSWORD
 from tests.conftest import make_settings
@@ -21,9 +22,18 @@ def settings(database_url, tmp_path):
                          rate_limit_burst=10_000, webhooks_allow_private=True)
 
 
+async def set_tenant_language(app, tenant_id: str, locale: str | None) -> None:  # noqa: ANN001
+    async with app.state.db.transaction() as session:
+        await bind_tenant(session, tenant_id)
+        await DashboardRepository(session).set_tenant_locale(tenant_id, locale)
+
+
 @pytest.fixture
-async def org(client, new_tenant):
+async def org(app, client, new_tenant):
     tenant, key = await new_tenant("Boutique Kin SARL", "A1234567Z")
+    # A Congolese tenant's console speaks French by default; these tests read the English msgids, and
+    # the language tests (test_languages.py) choose their own.
+    await set_tenant_language(app, tenant["id"], "en")
     outlet = (await client.post("/v1/outlets", json={"code": "KIN1", "name": "Gombe"}, headers=key)).json()
     return {"tenant": tenant, "key": key, "outlet": outlet}
 

@@ -24,8 +24,8 @@ async def test_outlets_invoices_and_home_of_an_argentine_tenant(app, client):
     try:
         page = await owner.get("/app/outlets")
         assert page.status_code == 200 and 'name="pos_number"' in page.text
-        assert "America/Argentina/Buenos_Aires" in page.text and "no credentials" in page.text
-        assert "DGI device" not in page.text
+        assert "America/Argentina/Buenos_Aires" in page.text and "sin credenciales" in page.text and 'lang="es"' in page.text  # an Argentine tenant speaks Spanish
+        assert "Dispositivo DGI" not in page.text
         missing = await owner.post("/app/outlets", {"code": "CAJA1", "name": "Caja 1", "timezone":
                                                     "America/Argentina/Buenos_Aires"})
         assert missing.status_code == 422 and "pos_number" in missing.text
@@ -57,9 +57,9 @@ async def test_outlets_invoices_and_home_of_an_argentine_tenant(app, client):
         assert 'data-testid="cae"><code>75123456789012</code> · Vto. CAE 2026-12-31' in inv.text
         assert "10217" in inv.text and "El CAE esta vigente" in inv.text
         assert 'data-testid="arca-qr"' in inv.text and "https://www.afip.gob.ar/fe/qr/?p=" in inv.text
-        assert "IVA 21 %" in inv.text and "IVA 10,5 %" in inv.text and "<svg" in inv.text
+        assert "IVA 21\xa0%" in inv.text and "IVA 10,5\xa0%" in inv.text and "<svg" in inv.text
         rejected = await owner.get(f"/app/invoices/{b2['id']}")
-        assert "rejected" in rejected.text and "10016" in rejected.text and "not yet authorised" in rejected.text
+        assert "rechazado" in rejected.text and "10016" in rejected.text and "todavía no autorizado" in rejected.text
         pending = await owner.get(f"/app/invoices/{a1['id']}")
         assert pending.status_code == 200 and "Juan Pérez" in pending.text and "CUIT 20267565393" in pending.text
 
@@ -72,9 +72,9 @@ async def test_outlets_invoices_and_home_of_an_argentine_tenant(app, client):
         assert b2["fiscal_number"] in only_rejected.text and b1["fiscal_number"] not in only_rejected.text
 
         home = await owner.get("/app")
-        assert home.status_code == 200 and "IVA 21 %" in home.text and "ARCA sync" in home.text
+        assert home.status_code == 200 and "IVA 21\xa0%" in home.text and "Sincronización con ARCA" in home.text
         x = await owner.get(f"/app/reports/x/{outlet['id']}")
-        assert x.status_code == 200 and "IVA 10,5 %" in x.text and "Factura B: 2" in x.text
+        assert x.status_code == 200 and "IVA 10,5\xa0%" in x.text and "Factura B: 2" in x.text
     finally:
         await owner.aclose()
 
@@ -103,6 +103,6 @@ async def test_ops_shows_arca_per_tenant(app, client):
         page = await ops.get("/ops/sync")
         table = page.text.split('data-testid="arca-table"', 1)[1].split("</table>", 1)[0]
         row = next(r for r in table.split("<tr>") if org["tenant"]["id"] in r)
-        assert "homologation" in row and ">active<" in row and cert.not_valid_after_utc.strftime("%Y-%m-%d") in row
+        assert "homologation" in row and ">active<" in row and f"{cert.not_valid_after_utc:%b} {cert.not_valid_after_utc.day}, {cert.not_valid_after_utc.year}" in row
     finally:
         await ops.aclose()

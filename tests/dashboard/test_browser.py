@@ -69,7 +69,7 @@ FINDINGS: list[str] = []
 
 def _shot(page, name: str) -> None:  # noqa: ANN001
     """Screenshot a main screen, and audit it."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / name).parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     _audit(page, name)
 
@@ -138,6 +138,7 @@ def test_merchant_and_operator_consoles_in_chromium(server, dgi, tmp_path):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             _merchant(browser, base, org, dgi.url, tmp_path)
+            _languages(browser, base, org)
             _operator(browser, base, org, event_id)
         finally:
             browser.close()
@@ -156,6 +157,22 @@ def _merchant(browser, base: str, org: dict, dgi_url: str, tmp_path: Path) -> No
     page.get_by_label("Password").fill(PASSWORD)
     _shot(page, "login")
     page.get_by_role("button", name="Sign in").click()
+    # A Congolese tenant's console speaks French until someone chooses otherwise: the owner makes
+    # English the organisation's language (the settings page), which the rest of this scenario reads.
+    expect(page.locator("html")).to_have_attribute("lang", "fr")
+    expect(page.get_by_role("heading", name="Aujourd'hui", exact=True)).to_be_visible()
+    # A new tenant's first-run checklist: outlets and a key exist; device, invoices seen, webhook not yet.
+    expect(page.get_by_test_id("onboarding")).to_contain_text("Premiers pas")
+    expect(page.locator('[data-step="device"]')).to_have_attribute("data-done", "no")
+    expect(page.locator('[data-step="outlet"]')).to_have_attribute("data-done", "yes")
+    _shot(page, "fr/getting-started")
+    page.get_by_role("link", name="Paramètres").click()
+    page.get_by_test_id("org-locale").select_option("en")
+    page.get_by_role("button", name="Enregistrer").nth(1).click()
+    expect(page.get_by_text("Saved.")).to_be_visible()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    _shot(page, "settings")
+    page.goto("/app")
     expect(page.get_by_role("heading", name="Today", exact=True)).to_be_visible()
     expect(page.get_by_test_id("today-count")).to_have_text("6")
     page.keyboard.press("Tab")  # keyboard users: the first stop skips the navigation
@@ -270,6 +287,101 @@ def _merchant(browser, base: str, org: dict, dgi_url: str, tmp_path: Path) -> No
     expect(cashier.get_by_text("may not open this page")).to_be_visible()
     _audit(cashier, "forbidden")
     other.close()
+
+
+# Every merchant page, in each language at a phone's width: (path, a word of that page in fr, es, en).
+PAGES = [
+    ("/app", ("Aujourd", "Hoy", "Today")),
+    ("/app/invoices", ("Numéro fiscal", "Número fiscal", "Fiscal number")),
+    ("{invoice}", ("Empreinte", "Firma", "Signature")),
+    ("/app/outlets", ("Fuseau horaire", "Zona horaria", "Timezone")),
+    ("/app/reports", ("Derniers rapports Z", "Últimos reportes Z", "Latest Z reports")),
+    ("{z}", ("Par groupe de taxation", "Por alícuota", "Per tax group")),
+    ("{x}", ("Par groupe de taxation", "Por alícuota", "Per tax group")),
+    ("/app/settings", ("Votre langue", "Su idioma", "Your language")),
+    ("/app/keys", ("Clés d'API", "Claves de API", "API keys")),
+    ("/app/users", ("Utilisateurs", "Usuarios", "Users")),
+    ("/app/webhooks", ("Webhooks", "Webhooks", "Webhooks")),
+    ("/app/privacy", ("Données personnelles", "Privacidad", "Privacy")),
+    ("/app/billing", ("Consommation et facturation", "Consumo y facturación", "Usage & billing")),
+    ("/app/no-such-page", ("Page introuvable", "Página no encontrada", "Page not found")),
+]
+# Amount elements taller than one line (a wrapped "19 640,29"), and the page's overflow to the right.
+LAYOUT = """() => ({
+  width: document.documentElement.scrollWidth,
+  wrapped: [...document.querySelectorAll('.amount')].filter(e => {
+    const line = parseFloat(getComputedStyle(e).lineHeight) || 1.5 * parseFloat(getComputedStyle(e).fontSize);
+    return e.getClientRects().length > 1 || e.getBoundingClientRect().height > line * 1.4;
+  }).map(e => e.textContent),
+})"""
+
+
+def _sign_in_owner(page) -> None:  # noqa: ANN001
+    page.get_by_label("Email").fill("owner@kin.cd")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("today-count")).to_be_visible()
+
+
+def _choose_language(page, lang: str) -> None:  # noqa: ANN001
+    """The signed-in user's own language, through the settings page ("": the organisation's)."""
+    page.goto("/app/settings")
+    page.get_by_test_id("my-locale").select_option(lang)
+    page.locator("form[action='/app/settings/language'] button").click()
+    if lang:
+        expect(page.locator("html")).to_have_attribute("lang", lang)
+
+
+def _languages(browser, base: str, org: dict) -> None:  # noqa: ANN001
+    """The owner chooses each language in turn (settings) and opens every merchant page at 390 px."""
+    context = browser.new_context(base_url=base, viewport={"width": 390, "height": 844}, is_mobile=True,
+                                  has_touch=True, device_scale_factor=2)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.goto("/app/login?lang=fr")
+    expect(page.locator("html")).to_have_attribute("lang", "fr")
+    _shot(page, "fr/login-mobile")
+    _sign_in_owner(page)
+    with httpx.Client(base_url=base, headers=org["key"], timeout=30) as http:
+        invoice_id = http.get("/v1/invoices?limit=1").json()["data"][0]["id"]
+        z_id = http.get("/v1/z-reports?limit=1").json()["data"][0]["id"]
+    paths = {"{invoice}": f"/app/invoices/{invoice_id}", "{z}": f"/app/reports/z/{z_id}",
+             "{x}": f"/app/reports/x/{org['outlets'][1]['id']}"}
+    for i, lang in enumerate(("fr", "es", "en")):
+        _choose_language(page, lang)
+        for path, words in PAGES:
+            url = paths.get(path, path)
+            response = page.goto(url)
+            assert response.status == (404 if "no-such" in url else 200), (lang, url, response.status)
+            expect(page.locator("html")).to_have_attribute("lang", lang)
+            expect(page.locator("body")).to_contain_text(words[i])  # others' pages: their nav label
+            name = url.strip("/").replace("/", "-") if path.startswith("/") else path.strip("{}")
+            shot = f"{lang}/{name}-mobile" if path in ("/app", "{invoice}", "/app/invoices") else None
+            if shot:
+                _shot(page, shot)
+            else:
+                _audit(page, f"{lang} {url} (390 px)")
+            layout = page.evaluate(LAYOUT)
+            if layout["width"] > 390:
+                FINDINGS.append(f"{lang} {url}: the page is {layout['width']} px wide at 390 px")
+            if layout["wrapped"]:
+                FINDINGS.append(f"{lang} {url}: amounts wrap: {layout['wrapped'][:3]}")
+    _choose_language(page, "")  # back to the organisation's language for whoever comes next
+    context.close()
+    # Desktop, once per language: the README's screenshots (French first: the DRC).
+    context = browser.new_context(base_url=base, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.goto("/app/login")
+    _sign_in_owner(page)
+    for lang in ("fr", "es", "en"):
+        _choose_language(page, lang)
+        for url, name in (("/app", "home"), ("/app/invoices", "invoices"), (paths["{invoice}"], "invoice"),
+                          ("/app/reports", "reports")):
+            page.goto(url)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+            _shot(page, f"{lang}/{name}")
+    context.close()
 
 
 def _operator(browser, base: str, org: dict, event_id: str) -> None:  # noqa: ANN001

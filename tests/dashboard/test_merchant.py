@@ -53,7 +53,7 @@ async def test_home_shows_the_day_from_the_aggregates(owner, client, org):
     r = await owner.get("/app")
     assert r.status_code == 200
     assert 'data-testid="today-count">2<' in r.text
-    assert "218 800.00" in r.text  # 2 × (2 × 45 000 × 1.16 + 5 000): prices before VAT
+    assert "218,800.00" in r.text  # 2 × (2 × 45 000 × 1.16 + 5 000): prices before VAT
     assert "<svg class=\"chart\"" in r.text and "KIN1" in r.text
 
 
@@ -387,5 +387,18 @@ async def test_a_credit_note_links_to_its_original_and_shows_payments(owner, cli
                         lines=[{"description": "Retour", "item_type": "BIE", "tax_group": "B", "quantity": "1",
                                 "unit_price": "45000.00"}])
     page = (await owner.get(f"/app/invoices/{credit['id']}")).text
-    assert f'/app/invoices?fiscal_number={original["fiscal_number"]}' in page and "(COR)" in page
-    assert "ESPECES 109 400.00" in (await owner.get(f"/app/invoices/{original['id']}")).text
+    # The note names its original (a link to its page) and its nature by name; its amounts are negative.
+    assert f'href="/app/invoices/{original["id"]}">{original["fiscal_number"]}</a>' in page
+    assert "Correction (COR)" in page and "Credit note (FA)" in page and 'class="badge credit"' in page
+    assert '<strong data-testid="invoice-total"><span class="amount negative">-CDF' in page
+    shown = (await owner.get(f"/app/invoices/{original['id']}")).text
+    assert "Cash (ESPECES) <span class=\"amount\">109,400.00</span>" in shown
+    # The original lists the notes that cite it, and what is left of it.
+    notes = shown[shown.index('data-testid="credit-notes"'):]
+    assert f'href="/app/invoices/{credit["id"]}">{credit["fiscal_number"]}</a>' in notes
+    assert '<span class="amount negative">-CDF52,200.00</span>' in notes  # 45 000 × 1.16
+    assert "CDF57,200.00" in notes  # 109 400 − 52 200
+    # In the list, the note is badged and its total signed.
+    listing = (await owner.get("/app/invoices")).text
+    row = listing[listing.index(credit["fiscal_number"]):][:800]
+    assert "Credit note" in row and 'amount negative' in row

@@ -76,6 +76,11 @@ class UserUpdate(StrictModel):
     outlet_ids: OutletIds | None = None
 
 
+class MeUpdate(StrictModel):
+    locale: str | None = Field(None, max_length=8, description="fr, es or en; null: the organisation's default",
+                               examples=["fr"])
+
+
 def _ip(request: Request) -> str:
     return client_ip(request) or "unknown"
 
@@ -146,6 +151,21 @@ async def list_users(session: DbSession, principal: Annotated[Principal, Allow(P
                      paging: Annotated[PageParams, Depends(page_params)]):
     rows, more = await _Users(session).page(None, limit=paging.limit, starting_after=paging.starting_after)
     return {"data": [users.user_view(u) for u in rows], "has_more": more}
+
+
+# Before /users/{user_id}: "me" is a valid id's shape. Every role reads its own record and chooses its own
+# language: the one permission all of them have (OUTLETS_READ) is the declaration.
+@router.get("/users/me", responses={403: {"description": "not_a_user (an API key has no user)"}})
+async def get_me(session: DbSession, principal: Annotated[Principal, Allow(Perm.OUTLETS_READ)]):
+    """The signed-in user, with ``locale``: the language they chose (null: the organisation's default)."""
+    return users.user_view(await users.me(session, principal))
+
+
+@router.patch("/users/me", responses={403: {"description": "not_a_user"}, 422: {"description": "invalid_locale"}})
+async def update_me(body: MeUpdate, session: DbSession, principal: Annotated[Principal, Allow(Perm.OUTLETS_READ)]):
+    """Choose your own language for the consoles and documents: ``{"locale": "es"}``; ``null`` returns to
+    the organisation's default."""
+    return users.user_view(await users.set_locale(session, principal, body.locale))
 
 
 @router.get("/users/{user_id}")

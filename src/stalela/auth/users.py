@@ -19,7 +19,8 @@ from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.db.session import Database
-from stalela.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from stalela.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from stalela.i18n import LANGUAGES
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.kit.pseudonyms import pseudonym
@@ -38,7 +39,7 @@ def normalize_email(email: str) -> str:
 
 def user_view(user: User) -> dict[str, Any]:
     return {"id": user.id, "tenant_id": user.tenant_id, "email": user.email, "name": user.name, "role": user.role,
-            "status": user.status, "outlet_ids": json.loads(user.outlet_ids),
+            "status": user.status, "outlet_ids": json.loads(user.outlet_ids), "locale": user.locale,
             "created_at": rfc3339(user.created_at), "updated_at": rfc3339(user.updated_at)}
 
 
@@ -103,6 +104,27 @@ async def update_user(session: AsyncSession, actor: Principal, user_id: str, cha
                                                          RefreshToken.revoked_at.is_(None)).values(revoked_at=utcnow()))
     await record(session, user.tenant_id, actor.actor, "user.updated", user.id,  # a new name is not logged, only that it changed
                  {k: (v if k != "name" else "changed") for k, v in changes.items() if v is not None})
+    await session.flush()
+    return user
+
+
+async def me(session: AsyncSession, actor: Principal) -> User:
+    if actor.kind != "user" or not actor.user_id:
+        raise Forbidden("an API key has no user: sign in as a user", code="not_a_user")
+    user = (await session.execute(select(User).where(User.id == actor.user_id))).scalar_one_or_none()
+    if user is None:
+        raise NotFound("no such user", code="user_not_found")
+    return user
+
+
+async def set_locale(session: AsyncSession, actor: Principal, locale: str | None) -> User:
+    """A user's own language (``None``: the organisation's default). Only a shipped language."""
+    user = await me(session, actor)
+    if locale is not None and locale not in LANGUAGES:
+        raise ValidationFailed(f"locale: one of {', '.join(LANGUAGES)}, or null for the organisation's default",
+                               code="invalid_locale", field="locale")
+    user.locale = locale
+    user.updated_at = utcnow()
     await session.flush()
     return user
 

@@ -8,6 +8,8 @@ from html import escape
 
 from markupsafe import Markup
 
+from stalela.i18n import Localizer, localizer
+
 WIDTH, HEIGHT = 760, 240
 LEFT, RIGHT, TOP, BOTTOM = 70, 50, 16, 36
 
@@ -39,8 +41,10 @@ def _label(cents: int) -> str:
     return f"{units:g}"
 
 
-def daily_chart(points: list[DayPoint], currency: str) -> Markup:
-    """Bars: net turnover per business day; dots joined by a line: invoice count (right axis)."""
+def daily_chart(points: list[DayPoint], currency: str, l10n: Localizer | None = None) -> Markup:
+    """Bars: net turnover per business day; dots joined by a line: invoice count (right axis). Words and
+    dates in ``l10n``'s language (English without one)."""
+    l10n = l10n or localizer("en")
     n = max(len(points), 1)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     top_money = _nice_max(max((max(p.turnover_cents, 0) for p in points), default=0))
@@ -49,8 +53,9 @@ def daily_chart(points: list[DayPoint], currency: str) -> Markup:
     bar_w = max(slot * 0.7, 1)
     total = sum(p.turnover_cents for p in points)
     count = sum(p.invoices for p in points)
-    title = f"Daily net turnover and invoices, last {len(points)} days"
-    desc = f"{count} invoices, {_label(total)} {currency} in total."
+    title = l10n.gettext("Daily net turnover and invoices, last %(days)s days", days=len(points))
+    desc = l10n.gettext("%(count)s invoices, %(total)s %(currency)s in total.", count=count, total=_label(total),
+                        currency=currency)
     out = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-t chart-d" '
            f'xmlns="http://www.w3.org/2000/svg">',
            f'<title id="chart-t">{escape(title)}</title><desc id="chart-d">{escape(desc)}</desc>']
@@ -65,22 +70,25 @@ def daily_chart(points: list[DayPoint], currency: str) -> Markup:
     for i, p in enumerate(points):
         x = LEFT + slot * i + (slot - bar_w) / 2
         h = plot_h * max(p.turnover_cents, 0) / top_money
-        tip = f"{p.day.isoformat()}: {_label(p.turnover_cents)} {currency}, {p.invoices} invoices"
+        tip = l10n.gettext("%(day)s: %(amount)s %(currency)s, %(count)s invoices", day=l10n.date(p.day),
+                           amount=_label(p.turnover_cents), currency=currency, count=p.invoices)
         out.append(f'<rect x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
                    f'class="bar"><title>{escape(tip)}</title></rect>')
         cx, cy = LEFT + slot * (i + 0.5), TOP + plot_h - plot_h * p.invoices / top_count
         line.append(f"{cx:.1f},{cy:.1f}")
         if i % 5 == 0 or i == len(points) - 1:
             out.append(f'<text x="{cx:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" class="axis">'
-                       f'{p.day.strftime("%d %b")}</text>')
+                       f'{escape(l10n.date(p.day, "d MMM"))}</text>')
     if line:
         out.append(f'<polyline points="{" ".join(line)}" class="count-line"/>')
         for xy in line:
             x, y = xy.split(",")
             out.append(f'<circle cx="{x}" cy="{y}" r="2.5" class="count-dot"/>')
-    out.append(f'<text x="{LEFT}" y="{HEIGHT - 4}" class="axis">bars: turnover ({escape(currency)}), left</text>')
+    bars = l10n.gettext("bars: turnover (%(currency)s), left", currency=currency)
+    out.append(f'<text x="{LEFT}" y="{HEIGHT - 4}" class="axis">{escape(bars)}</text>')
+    line_label = l10n.gettext("line: invoices, right")
     out.append(f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 4}" text-anchor="end" class="axis">'
-               'line: invoices, right</text>')
+               f'{escape(line_label)}</text>')
     out.append("</svg>")
     return Markup("".join(out))
 

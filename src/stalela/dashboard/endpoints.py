@@ -16,6 +16,7 @@ from stalela.auth.dependencies import DbSession, PublicRateLimit, client_ip
 from stalela.auth.permissions import Perm
 from stalela.dashboard import service
 from stalela.dashboard.admin_endpoints import router as admin_router
+from stalela.dashboard.branding_endpoints import router as branding_router
 from stalela.dashboard.billing_endpoints import app_router as billing_app_router
 from stalela.dashboard.billing_endpoints import ops_router as billing_ops_router
 from stalela.dashboard.ops_endpoints import router as ops_router
@@ -23,6 +24,7 @@ from stalela.dashboard.ops_operator_endpoints import router as ops_operators_rou
 from stalela.dashboard.privacy_endpoints import app_router as privacy_app_router
 from stalela.dashboard.privacy_endpoints import ops_router as privacy_ops_router
 from stalela.dashboard.repository import DashboardRepository
+from stalela.dashboard.settings_endpoints import router as settings_router
 from stalela.dashboard.web import (
     CSRF_COOKIE,
     ID,
@@ -34,6 +36,7 @@ from stalela.dashboard.web import (
     need,
     opt,
     opt_day,
+    page_language,
     posted,
     queue_cookie,
     read_form,
@@ -42,6 +45,7 @@ from stalela.dashboard.web import (
     start_session,
 )
 from stalela.errors import NotFound, ValidationFailed
+from stalela.i18n import N_, localizer
 from stalela.fiscal.invoices import service as invoices
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.fiscal.reports import jobs
@@ -55,6 +59,11 @@ static_router = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).parent / "static"
 TYPE = re.compile(r"^(?:[A-Z]{2}|[0-9]{1,3})$")  # the DRC's FV, FA...; ARCA's CbteTipo 1, 6, 13...
 PAGE = 25
+
+
+def _t(request: Request, message: str) -> str:
+    """A message of a signed-out page in the visitor's language (the catalog's English msgid)."""
+    return localizer(page_language(request)).gettext(message)
 
 
 def _next_url(value: str | None) -> str:
@@ -99,17 +108,17 @@ async def login(request: Request, session: DbSession):
     keys = [f"login:acct:{users.normalize_email(email)}", f"login:ip:{ip}"]
     for key in keys:  # the same throttle as POST /v1/auth/login
         if await limiter.failures(key) >= settings.login_max_failures:
-            return _login_page(request, 429, email=email, error="Too many failed sign-ins. Try again later.")
+            return _login_page(request, 429, email=email, error=_t(request, N_("Too many failed sign-ins. Try again later.")))
     if not email or not password:
-        return _login_page(request, 400, email=email, error="Enter your email and password.")
+        return _login_page(request, 400, email=email, error=_t(request, N_("Enter your email and password.")))
     result, ambiguous = await users.login(request.app.state.db, settings, session, email, password, tenant_id, ip)
     if ambiguous:
         return _login_page(request, 409, email=email, tenants=[(t.id, t.name) for _, t in ambiguous],
-                           error="This email belongs to several accounts: choose one.")
+                           error=_t(request, N_("This email belongs to several accounts: choose one.")))
     if result is None:
         for key in keys:
             await limiter.fail(key)
-        return _login_page(request, 401, email=email, error="Wrong email or password.")
+        return _login_page(request, 401, email=email, error=_t(request, N_("Wrong email or password.")))
     await limiter.clear(keys[0])
     start_session(request, result)
     return redirect(_next_url(form.get("next")))
@@ -148,7 +157,9 @@ async def accept(request: Request, session: DbSession):
 @router.get("")
 async def home(request: Request, session: DbSession, viewer: CurrentViewer):
     need(viewer, Perm.INVOICES_READ)
-    return render(request, "home.html", home=await service.home(session, viewer.principal))
+    steps = await service.onboarding(session, viewer.jurisdiction) if viewer.can("admin") else []
+    return render(request, "home.html", home=await service.home(session, viewer.principal, localizer(viewer.lang)),
+                  steps=steps)
 
 
 @router.get("/invoices")
@@ -171,7 +182,8 @@ async def invoice_list(request: Request, session: DbSession, viewer: CurrentView
     outlets = await service.visible_outlets(session, viewer.principal)
     params = {k: v for k, v in q.items() if k != "after" and v}
     return render(request, "invoices.html", rows=rows, more=more, outlets=outlets,
-                  codes={o.id: o.code for o in outlets}, params=params, statuses=service.SYNC_STATUSES,
+                  codes={o.id: o.code for o in outlets}, zones={o.id: o.timezone for o in outlets}, params=params,
+                  statuses=service.SYNC_STATUSES,
                   next_after=rows[-1]["id"] if rows and more else None, first_page=after is None)
 
 
@@ -184,10 +196,12 @@ async def invoice_page(invoice_id: str, request: Request, session: DbSession, vi
 
 
 @router.get("/invoices/{invoice_id}/pdf")
-async def invoice_pdf(invoice_id: str, request: Request, session: DbSession, viewer: CurrentViewer):
+async def invoice_pdf(invoice_id: str, request: Request, session: DbSession, viewer: CurrentViewer,
+                      layout: str | None = None, lang: str | None = None):
     need(viewer, Perm.INVOICES_READ)
     name, content = await invoices.invoice_pdf(session, request.app.state.settings, viewer.principal,
-                                               opt(invoice_id, ID, "invoice_id"))
+                                               opt(invoice_id, ID, "invoice_id"), layout=layout,
+                                               lang=lang or viewer.lang or None)
     return Response(content, media_type="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -203,6 +217,7 @@ async def reports_page(request: Request, session: DbSession, viewer: CurrentView
                                  starting_after=None)
     exports = await DashboardRepository(session).recent_exports() if viewer.can("exports") else []
     return render(request, "reports.html", outlets=outlets, zs=zs, codes={o.id: o.code for o in outlets},
+                  zones={o.id: o.timezone for o in outlets},
                   exports=[jobs.render_job(j) for j in exports], today=date.today().isoformat(),
                   month_start=date.today().replace(day=1).isoformat())
 
@@ -231,7 +246,8 @@ async def z_download(z_id: str, request: Request, session: DbSession, viewer: Cu
     if format not in formats.MEDIA_TYPES:
         raise ValidationFailed("format: pdf, csv, xlsx or json", code="invalid_format", field="format")
     z = await reports.get_z(session, viewer.principal, opt(z_id, ID, "z_id"))
-    return await report_response(session, reports.render_z(request.app.state.settings, z), format)
+    return await report_response(session, reports.render_z(request.app.state.settings, z), format,
+                                 lang=viewer.lang or None)
 
 
 @router.get("/reports/x/{outlet_id}")
@@ -240,7 +256,7 @@ async def x_page(outlet_id: str, request: Request, session: DbSession, viewer: C
     report = await reports.x_report(session, request.app.state.settings, viewer.principal,
                                     opt(outlet_id, ID, "outlet_id"))
     if format in formats.MEDIA_TYPES:
-        return await report_response(session, report, format)
+        return await report_response(session, report, format, lang=viewer.lang or None)
     return render(request, "report.html", report=report, kind="X", base=f"/app/reports/x/{outlet_id}")
 
 
@@ -286,5 +302,6 @@ async def export_download(export_id: str, request: Request, session: DbSession, 
     return FileResponse(path, media_type="application/gzip", filename=f"stalela-audit-{job.id}.tar.gz")
 
 
-routers = [static_router, router, admin_router, ops_router, ops_operators_router, privacy_app_router, privacy_ops_router,
+routers = [static_router, router, settings_router, branding_router, admin_router, ops_router, ops_operators_router,
+           privacy_app_router, privacy_ops_router,
            billing_app_router, billing_ops_router]

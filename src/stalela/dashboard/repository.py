@@ -3,8 +3,9 @@ an index or by the number of outlets, endpoints or tenants, never by the number 
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
-from sqlalchemy import and_, case, func, select, tuple_
+from sqlalchemy import and_, case, func, select, tuple_, update
 from sqlalchemy.orm import aliased
 
 from stalela.auth.models import User
@@ -14,7 +15,7 @@ from stalela.fiscal.invoices.models import DayFigures, Invoice, InvoiceSync, Ser
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.fiscal.ledger.models import ExportJob
 from stalela.fiscal.reports.models import ZReport
-from stalela.tenancy.models import Outlet, Tenant
+from stalela.tenancy.models import ApiKey, Outlet, Tenant
 from stalela.webhooks.models import WebhookEndpoint, WebhookMessage
 
 
@@ -107,6 +108,46 @@ class DashboardRepository:
 
     async def user(self, user_id: str) -> User | None:
         return (await self.session.execute(select(User).where(User.id == user_id))).scalar_one_or_none()
+
+    async def user_locale(self, user_id: str) -> str | None:
+        return (await self.session.execute(select(User.locale).where(User.id == user_id))).scalar_one_or_none()
+
+    async def set_tenant_locale(self, tenant_id: str, locale: str | None) -> None:
+        await self.session.execute(update(Tenant).where(Tenant.id == tenant_id).values(locale=locale))
+
+    async def setup_counts(self) -> dict[str, int]:
+        """What a new tenant has set up so far (the home page's checklist): each count is bounded by
+        ``LIMIT 1``-style existence checks or by the tenant's few outlets, keys and endpoints."""
+        def exists(stmt) -> Any:  # noqa: ANN001
+            return select(stmt.limit(1).exists())
+        checks = {
+            "outlets": exists(select(Outlet.id)),
+            "devices": exists(select(AuthorityDevice.outlet_id)),
+            "arca": exists(select(ArcaCredential.tenant_id).where(ArcaCredential.certificate_pem.is_not(None))),
+            "keys": exists(select(ApiKey.id).where(ApiKey.revoked_at.is_(None))),
+            "invoices": exists(select(Series.outlet_id).where(Series.counter > 0)),
+            "webhooks": exists(select(WebhookEndpoint.id).where(WebhookEndpoint.deleted_at.is_(None))),
+        }
+        return {name: int(bool((await self.session.execute(stmt)).scalar())) for name, stmt in checks.items()}
+
+    async def credit_notes_of(self, invoice_id: str, fiscal_number: str, credit_types: frozenset[str],
+                              limit: int = 100) -> list[Invoice]:
+        """The credit notes that cite an invoice (by id for ARCA, by fiscal number for the DGI): read
+        through the (tenant, original) index."""
+        stmt = (select(Invoice).where(Invoice.original.in_((invoice_id, fiscal_number)),
+                                      Invoice.type.in_(sorted(credit_types)))
+                .order_by(Invoice.id).limit(limit))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def invoice_cited(self, original: str) -> Invoice | None:
+        """The invoice a credit note cites: its id (ARCA) or its fiscal number (DGI), both unique."""
+        stmt = select(Invoice).where((Invoice.id == original) | (Invoice.fiscal_number == original)).limit(1)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def first_outlet_zone(self) -> str | None:
+        """The zone of the tenant's first outlet (by code): where a page without an outlet tells time."""
+        stmt = select(Outlet.timezone).order_by(Outlet.code).limit(1)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def recent_exports(self, limit: int = 10) -> list[ExportJob]:
         stmt = select(ExportJob).order_by(ExportJob.id.desc()).limit(limit)

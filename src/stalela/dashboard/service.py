@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.audit.service import record
 from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.dashboard.charts import DayPoint, daily_chart
@@ -26,6 +27,8 @@ from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.fiscal.jurisdictions import get_jurisdiction, labels
 from stalela.fiscal.jurisdictions.ar_data import RECEIPT_TYPES as AR_TYPE_NAMES
 from stalela.fiscal.invoices.figures import load
+from stalela.errors import ValidationFailed
+from stalela.i18n import LANGUAGES, N_, Localizer
 from stalela.fiscal.reports.repository import tenant_outlets
 from stalela.outbox import service as outbox
 from stalela.tenancy.models import Outlet
@@ -68,7 +71,7 @@ class Home:
         return self.today.net().as_json()["groups"]
 
 
-async def home(session: AsyncSession, principal: Principal) -> Home:
+async def home(session: AsyncSession, principal: Principal, l10n: Localizer | None = None) -> Home:
     repo = DashboardRepository(session)
     tenant = await TenantRepository(session).get(principal.tenant_id)
     currency = get_jurisdiction(tenant.jurisdiction).currency
@@ -113,7 +116,33 @@ async def home(session: AsyncSession, principal: Principal) -> Home:
         day = end - timedelta(days=i)
         turnover, count = per_day.get(day, (0, 0))
         points.append(DayPoint(day, turnover, count))
-    return Home(currency, cards, today_all, sync, daily_chart(points, currency), points)
+    return Home(currency, cards, today_all, sync, daily_chart(points, currency, l10n), points)
+
+
+@dataclass
+class Step:
+    """One item of the first-run checklist: done or not (from the tenant's data), and where to do it."""
+
+    key: str
+    label: str  # an English msgid, translated in the template
+    href: str
+    done: bool
+
+
+async def onboarding(session: AsyncSession, jurisdiction: str) -> list[Step]:
+    """The first-run checklist of the home page, each item's state read from real data."""
+    have = await DashboardRepository(session).setup_counts()
+    authority = (Step("arca", N_("Upload the ARCA certificate"), "/app/outlets", bool(have["arca"]))
+                 if jurisdiction == "AR" else
+                 Step("device", N_("Register the DGI device (e-MCF) of an outlet"), "/app/outlets",
+                      bool(have["devices"])))
+    return [
+        Step("outlet", N_("Add an outlet"), "/app/outlets", bool(have["outlets"])),
+        authority,
+        Step("key", N_("Create an API key for your till or shop"), "/app/keys", bool(have["keys"])),
+        Step("invoice", N_("Seal a test invoice"), "/docs#/invoices", bool(have["invoices"])),
+        Step("webhook", N_("Add a webhook to hear about sealed invoices"), "/app/webhooks", bool(have["webhooks"])),
+    ]
 
 
 # --- invoices ------------------------------------------------------------------------------------
@@ -138,11 +167,14 @@ async def invoice_page(
         rows, more = await invoices.list_invoices(session, principal, filters, limit=limit,
                                                   starting_after=starting_after)
     syncs = await SyncStateRepository(session).views([r.id for r in rows])
+    tenant = await TenantRepository(session).get(principal.tenant_id)
+    credit_types = get_jurisdiction(tenant.jurisdiction).credit_note_types
     out = []
     for r in rows:
         payload = json.loads(r.payload)
         out.append({"id": r.id, "fiscal_number": r.fiscal_number, "type": r.type, "outlet_id": r.outlet_id,
                     "issued_at": r.issued_at, "total": payload.get("total"), "currency": payload.get("currency"),
+                    "credit": r.type in credit_types,
                     "sync": invoices.sync_view(*syncs.get(r.id, (None, None)))})
     return out, more
 
@@ -156,7 +188,13 @@ async def invoice_detail(session: AsyncSession, settings: Settings, principal: P
     outlet = await OutletRepository(session).get(inv.outlet_id)
     view = invoices.sync_view(sync, ack)
     arca_url = view.get("arca_qr_url")
-    return {"invoice": body, "sync": view, "ack": ack, "verify_url": f"/verify/{inv.id}?t={inv.tenant_id}",
+    repo = DashboardRepository(session)
+    jurisdiction = get_jurisdiction(body["seal"]["payload"].get("jurisdiction") or "CD")
+    credit = inv.type in jurisdiction.credit_note_types
+    cited = await repo.invoice_cited(inv.original) if inv.original else None
+    notes = [] if credit else await repo.credit_notes_of(inv.id, inv.fiscal_number, jurisdiction.credit_note_types)
+    return {"credit": credit, "original_invoice": cited, "credit_notes": notes,
+            "credited": sum(n.total_cents for n in notes),"invoice": body, "sync": view, "ack": ack, "verify_url": f"/verify/{inv.id}?t={inv.tenant_id}",
             "outlet": outlet, "jurisdiction": body["seal"]["payload"].get("jurisdiction"),
             "public_url": url, "qr_svg": verification.qr_svg(url).decode(),
             # RG 4892: ARCA's own QR, once the receipt has its CAE (beside Stalela's).
@@ -285,3 +323,15 @@ async def outbox_overview(session: AsyncSession, topic: str | None, starting_aft
     stats = await outbox.stats(session)
     dead, more = await outbox.dead_letters(session, topic, 50, starting_after)
     return stats, dead, more
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+async def set_tenant_locale(session: AsyncSession, principal: Principal, locale: str | None) -> None:
+    """The organisation's default language (``None``: its jurisdiction's). Admins only (the caller checks)."""
+    if locale is not None and locale not in LANGUAGES:
+        raise ValidationFailed(f"locale: one of {', '.join(LANGUAGES)}", code="invalid_locale", field="locale")
+    await DashboardRepository(session).set_tenant_locale(principal.tenant_id, locale)
+    await record(session, principal.tenant_id, principal.actor, "tenant.locale_changed", principal.tenant_id,
+                 {"locale": locale})

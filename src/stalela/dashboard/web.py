@@ -16,11 +16,14 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Callable
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import jwt
+from jinja2 import Environment, pass_context, pass_environment
+from markupsafe import Markup
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -36,12 +39,14 @@ from stalela.controlplane import operator_service
 from stalela.errors import (
     BadRequest, FieldError, Forbidden, StalelaError, TooManyRequests, Unauthorized, ValidationFailed,
 )
-from stalela.i18n import choose
-from stalela.i18n.jinja import LocalizedTemplates
+from stalela.i18n import choose, localizer, normalize, tenant_language
+from stalela.i18n.jinja import LOCALIZED_FILTERS, LocalizedTemplates
+from stalela.i18n.problems import localize
 from stalela.kit.jsonbody import JSONRoute
 from stalela.kit.schemas import CalendarDate
 from stalela.observability.logging import get_logger
-from stalela.fiscal.jurisdictions import labels
+from stalela.dashboard.repository import DashboardRepository
+from stalela.fiscal.jurisdictions import get_jurisdiction, labels
 from stalela.fiscal.jurisdictions.ar_data import RECEIPT_TYPES as _AR_RECEIPTS
 from stalela.fiscal.jurisdictions.drc import INVOICE_TYPES as _DRC_INVOICE_TYPES
 from stalela.tenancy.context import bind_platform
@@ -51,6 +56,7 @@ log = get_logger("stalela.dashboard")
 HERE = Path(__file__).parent
 ACCESS_COOKIE, REFRESH_COOKIE, CSRF_COOKIE = "stalela_app", "stalela_app_refresh", "stalela_app_csrf"
 OPS_COOKIE = "stalela_ops"
+LANG_COOKIE = "stalela_lang"  # a signed-out visitor's choice of language (?lang=)
 OPS_SESSION_SECONDS = 8 * 3600
 OPS_SELF_SERVICE = ("/ops/logout", "/ops/account")  # what a read-only operator may still post
 AR_TYPES = tuple(_AR_RECEIPTS)  # the invoice list's type filter, per jurisdiction
@@ -60,26 +66,59 @@ _REFRESH_GRACE = 30.0  # seconds a rotated refresh result is reused by concurren
 templates = LocalizedTemplates(HERE / "templates")
 
 
-def _money(value: Any) -> str:
-    """Integer cents or a decimal string → "1 234 567.50" (thin spaces would not survive copy-paste)."""
+@pass_environment
+def _money(env: Environment, value: Any, currency: str | None = None) -> str:
+    """The locale's way (Babel, non-breaking grouping). An ``int`` is minor units (cents), as the
+    aggregates store them; a str or Decimal is the amount itself."""
     if value is None or value == "":
         return "—"
-    if isinstance(value, int):
-        sign, value = ("-" if value < 0 else ""), abs(value)
-        whole, frac = divmod(value, 100)
-        return f"{sign}{whole:,}".replace(",", " ") + f".{frac:02d}"
-    text = str(value)
-    sign, text = ("-", text[1:]) if text.startswith("-") else ("", text)
-    whole, _, frac = text.partition(".")
-    return f"{sign}{int(whole):,}".replace(",", " ") + (f".{frac}" if frac else "")
+    return LOCALIZED_FILTERS["money"](env, value, currency, minor_units=isinstance(value, int))
 
 
-def _when(value: Any) -> str:
-    if value is None:
-        return "—"
+@pass_environment
+def _amount(env: Environment, value: Any, currency: str | None = None, negate: bool = False) -> Markup:
+    """An amount that never wraps inside itself: ``<span class="amount">`` (nowrap in app.css).
+    ``negate``: a credit note's total, which the seal stores positive, is shown as what it is."""
+    if negate and value not in (None, ""):
+        value = -value if isinstance(value, int) else -Decimal(str(value))
+    text = _money(env, value, currency)
+    kind = " negative" if text.startswith(("-", "\u2212")) else ""
+    return Markup('<span class="amount%s">%s</span>') % (kind, text)
+
+
+def _instant(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # the database's naive UTC
+
+
+def _viewer_zone(context: Any) -> str | None:
+    viewer = context.get("viewer")
+    return getattr(viewer, "tz", None) or None
+
+
+@pass_context
+def _when(context: Any, value: Any, tz: str | None = None, seconds: bool = False) -> str:
+    """An instant in ``tz`` (an outlet's zone), else the viewer's zone, else UTC (and then says so: an
+    operator's pages span every zone)."""
+    zone = tz or _viewer_zone(context)
+    text = LOCALIZED_FILTERS["when"](context.environment, value, zone, seconds)
+    return text if zone or text == "—" else f"{text} UTC"
+
+
+@pass_context
+def _at(context: Any, value: Any, tz: str | None = None) -> Markup:
+    """``<time datetime="…Z" title="… UTC">local time</time>``: the local time to read, UTC on hover."""
+    moment = _instant(value)
+    if moment is None:
+        return Markup("—")
+    moment = moment.astimezone(timezone.utc)
+    l10n = context.environment.globals["i18n"]
+    local = l10n.datetime(moment, tz or _viewer_zone(context))
+    return Markup('<time datetime="%s" title="%s UTC">%s</time>') % (
+        moment.strftime("%Y-%m-%dT%H:%M:%SZ"), l10n.datetime(moment, "UTC", seconds=True), local)
 
 
 def _age(seconds: float | None) -> str:
@@ -102,7 +141,31 @@ def _group_label(group: str, jurisdiction: str | None = None) -> str:
     return labels.group_label(jurisdiction, group)
 
 
-templates.update(filters=dict(money=_money, when=_when, age=_age, type_name=_type_name, group_label=_group_label),
+def _label(text: Callable[..., str], with_jurisdiction: bool = False) -> Callable[..., str]:
+    """A jurisdiction code by name with the code ("Facture de vente (FV)"), in the page's language."""
+    if with_jurisdiction:
+        @pass_environment
+        def named(env: Environment, code: Any, jurisdiction: str | None = None, *args: Any) -> str:
+            return text(env.globals["i18n"], jurisdiction, code, *args)
+    else:
+        @pass_environment
+        def named(env: Environment, code: Any) -> str:
+            return text(env.globals["i18n"], code)
+    return named
+
+
+def _cents(value: Any) -> int:
+    """A decimal string amount ("19640.29") as integer cents, for arithmetic in a template."""
+    return int((Decimal(str(value or 0)) * 100).to_integral_value())
+
+
+templates.update(filters=dict(money=_money, amount=_amount, when=_when, at=_at, age=_age, type_name=_type_name,
+                              group_label=_group_label, cents=_cents,
+                              invoice_type=_label(labels.invoice_type_text, True),
+                              tax_group=_label(labels.tax_group_text, True),
+                              item_type=_label(labels.item_type_text), buyer_type=_label(labels.buyer_type_text),
+                              payment_method=_label(labels.payment_method_text),
+                              nature=_label(labels.nature_text)),
                  globals=dict(AR_TYPES=AR_TYPES, DRC_TYPES=DRC_TYPES))
 
 
@@ -154,31 +217,53 @@ SECURITY_HEADERS = {
 
 def page_language(request: Request) -> str:
     """The page's language: the signed-in viewer's (see ``Viewer.lang``), else an explicit ``?lang=``,
-    else the browser's (``Accept-Language``), else English."""
+    else the one chosen earlier on a signed-out page (a cookie), else the browser's (``Accept-Language``),
+    else English."""
     viewer = getattr(request.state, "viewer", None)
     if viewer is not None and viewer.lang:
         return viewer.lang
-    return choose(request.query_params.get("lang"), accept_language=request.headers.get("accept-language"))
+    return choose(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE),
+                  accept_language=request.headers.get("accept-language"))
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("viewer", getattr(request.state, "viewer", None))
     context.setdefault("path", request.url.path)
     lang = page_language(request)
-    return HTMLResponse(templates.render(lang, template, request=request, **context), status_code=status,
-                        headers={"Content-Language": lang})
+    response = HTMLResponse(templates.render(lang, template, request=request, **context), status_code=status,
+                            headers={"Content-Language": lang})
+    # Remembered for the pages that know no viewer (sign-in, an unknown address): the switch's choice
+    # on a signed-out page, else the signed-in viewer's language.
+    remembered = lang if context["viewer"] is not None else normalize(request.query_params.get("lang"))
+    if remembered and remembered != request.cookies.get(LANG_COOKIE):
+        response.set_cookie(LANG_COOKIE, remembered, max_age=365 * 86400, path="/", secure=is_secure(request),
+                            httponly=True, samesite="lax")
+    return response
 
 
 def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def _error_page(request: Request, status: int, title: str, detail: str) -> HTMLResponse:
+def _error_page(request: Request, status: int, title: str, detail: str, code: str) -> HTMLResponse:
+    """The error in the reader's language (``stalela.i18n.problems``); the code stays as it is."""
     back = "/ops" if request.url.path.startswith("/ops") else "/app"
     referer = request.headers.get("referer") or ""
     if referer and urlsplit(referer).netloc in _own_hosts(request):
         back = urlsplit(referer).path or back
-    return render(request, "error.html", status=status, title=title, detail=detail, back=back)
+    title, detail = localize(localizer(page_language(request)), code=code, title=title, detail=detail)
+    return render(request, "error.html", status=status, title=title, detail=detail, back=back, code=code)
+
+
+def not_found_page(request: Request) -> HTMLResponse:
+    """An unknown path under /app or /ops: a page a person can read (and a way home), not JSON."""
+    home = "/ops" if request.url.path.startswith("/ops") else "/app"
+    l10n = localizer(page_language(request))
+    response = render(request, "error.html", status=404, title=l10n.gettext("Page not found"),
+                      detail=l10n.gettext("There is no page at this address."), back=home, code="not_found")
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 class DashboardRoute(JSONRoute):
@@ -199,16 +284,17 @@ class DashboardRoute(JSONRoute):
                 nxt = f"?next={quote(target)}" if request.method in SAFE_METHODS else ""
                 response = redirect(f"{exc.console}/login{nxt}")
             except StalelaError as exc:
-                response = _error_page(request, exc.status, exc.title, exc.detail)
+                response = _error_page(request, exc.status, exc.title, exc.detail, exc.code)
                 response.headers.update(exc.headers)
             except RequestValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {}
                 where = ".".join(str(p) for p in first.get("loc", ())[1:])
-                response = _error_page(request, 400, "Bad request", f"{where}: {first.get('msg', 'invalid')}")
+                response = _error_page(request, 400, "Bad request", f"{where}: {first.get('msg', 'invalid')}",
+                                       "invalid_parameter")
             except Exception:
                 log.exception("dashboard_error", path=request.url.path)
                 response = _error_page(request, 500, "Something went wrong",
-                                       "An unexpected error occurred; it has been logged.")
+                                       "An unexpected error occurred; it has been logged.", "internal_error")
             _apply_cookies(request, response, response.status_code < 400)
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
@@ -315,6 +401,11 @@ class Viewer:
     # The console's language: the user's (or operator's) preference, else the tenant's default, else
     # the browser's (stalela.i18n.choose). Empty: not known yet (page_language decides).
     lang: str = ""
+    # The zone times are shown in where a page has no outlet of its own: the tenant's first outlet's,
+    # else its jurisdiction's. Empty: UTC.
+    tz: str = ""
+    user_locale: str | None = None  # the user's own choice (None: the organisation's default)
+    tenant_locale: str | None = None  # the organisation's choice (None: its jurisdiction's language)
 
     def can(self, perm: str) -> bool:
         return Perm(perm) in self.perms
@@ -405,8 +496,17 @@ async def _viewer(request: Request, session: DbSession) -> Viewer:
         check_writable(principal)
     claims = jwt.decode(access, options={"verify_signature": False})  # verified just above
     tenant = await TenantRepository(session).get(principal.tenant_id)
+    jurisdiction = tenant.jurisdiction if tenant else "CD"
+    repo = DashboardRepository(session)
+    user_locale = await repo.user_locale(principal.user_id) if principal.user_id else None
+    tenant_locale = tenant.locale if tenant else None
+    # The user's choice, else the organisation's default (its jurisdiction's language when it chose none).
+    lang = choose(user_locale, tenant_language(tenant_locale, jurisdiction),
+                  accept_language=request.headers.get("accept-language"))
     viewer = Viewer(principal, claims.get("email", ""), tenant.name if tenant else "", csrf,
-                    jurisdiction=tenant.jurisdiction if tenant else "CD", perms=permissions(principal))
+                    jurisdiction=jurisdiction, perms=permissions(principal), lang=lang,
+                    tz=await repo.first_outlet_zone() or get_jurisdiction(jurisdiction).default_timezone,
+                    user_locale=user_locale, tenant_locale=tenant_locale)
     request.state.viewer = viewer
     return viewer
 

@@ -1,104 +1,142 @@
-"""A PDF page the Stalela way, for every printable document (Z/X/A reports, the invoice PDF).
+"""A PDF page the Stalela way, for every printable document (invoices, receipts, Z/X/A reports).
 
-fpdf2's core fonts only know Latin-1: ``latin1`` maps the common typographic characters and strips
-accents from the rest, so a name in any script still prints (approximately) instead of failing. In
-the kit because the invoice PDF (fiscal.invoices) and the reports (fiscal.reports, above it) both
-draw with these helpers.
+Fonts: DejaVu Sans, bundled in ``kit/fonts`` (Bitstream Vera licence, ``LICENSE-DejaVu.txt``), so a
+name in Latin, Cyrillic, Greek or Arabic script prints as written with no system font at run time.
+fpdf2 embeds only the glyphs a document uses (a subset), so a PDF stays a few tens of kilobytes.
+
+Arabic and Hebrew need a shaping engine (joined letters, right to left): fpdf2 shapes through
+HarfBuzz (``uharfbuzz``). Shaping costs about ten times more per cell than plain drawing, which an
+A report of thousands of lines would feel, so a document shapes only the texts that need it (see
+``_NEEDS_SHAPING``); the others are drawn as they are, which is the same for those scripts.
+
+In the kit because the invoice PDF (fiscal.invoices) and the reports (fiscal.reports, above it)
+both draw with these helpers.
 """
 from __future__ import annotations
 
-import unicodedata
+import re
+from datetime import datetime
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+
+from stalela.i18n import Localizer
 
 if TYPE_CHECKING:
     from fpdf import FPDF
 
-_TYPOGRAPHY = str.maketrans({
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"',
-    "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u2026": "...", "\u00a0": " ", "\u202f": " ", "\u2009": " ",
-    "\u20ac": "EUR", "\u2122": "TM", "\u2022": "*", "\u2713": "v", "\u2714": "v", "\u2718": "x",
-})
-
-
-def latin1(text: Any) -> str:
-    """``text`` in characters the PDF core fonts can draw (Latin-1); others approximated or '?'."""
-    value = ("" if text is None else str(text)).translate(_TYPOGRAPHY)
-    try:
-        value.encode("latin-1")
-        return value
-    except UnicodeEncodeError:
-        pass
-    out = []
-    for ch in value:
-        if ord(ch) < 256:
-            out.append(ch)
-            continue
-        base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
-        out.append(base if base and all(ord(c) < 256 for c in base) else "?")
-    return "".join(out)
+FONT = "DejaVu"
+FONTS_DIR = Path(__file__).parent / "fonts"
+# Scripts whose letters join or run right to left: Hebrew, Arabic, Syriac, Thaana, NKo… and the
+# Arabic presentation forms. Latin, Cyrillic and Greek draw the same without shaping.
+_NEEDS_SHAPING = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
+LIGHT_FILL = (235, 238, 243)
 
 
 @cache
-def _report_pdf_class() -> type[FPDF]:
+def _document_class() -> type[FPDF]:
     # fpdf2 pulls in fontTools and Pillow: about 0.2 s of imports that every API worker would pay at
     # start-up (the restart time after a crash, docs/operations.md) for a rarely used download.
     from fpdf import FPDF
 
-    class ReportPdf(FPDF):
+    class Document(FPDF):
         footer_text = ""
+        page_label = "%(page)s/%(pages)s"
+
+        def _shape_for(self, text: Any) -> None:
+            wanted = bool(text) and _NEEDS_SHAPING.search(str(text)) is not None
+            if wanted != bool(self.text_shaping):
+                self.set_text_shaping(wanted)
+
+        def cell(self, w: Any = None, h: Any = None, text: Any = "", *args: Any, **kwargs: Any) -> Any:
+            text = "" if text is None else str(text)
+            self._shape_for(text)
+            return super().cell(w, h, text, *args, **kwargs)
+
+        def multi_cell(self, w: Any, h: Any = None, text: Any = "", *args: Any, **kwargs: Any) -> Any:
+            text = "" if text is None else str(text)
+            self._shape_for(text)
+            if not args:
+                kwargs.setdefault("align", "L")  # fpdf2 justifies by default: wide gaps in short paragraphs
+            return super().multi_cell(w, h, text, *args, **kwargs)
 
         def footer(self) -> None:
+            if not self.footer_text and self.page_label == "":
+                return
             self.set_y(-12)
-            self.set_font("Helvetica", "", 7)
+            self.set_font(FONT, "", 7)
             self.set_text_color(110)
-            self.cell(0, 5, latin1(f"{self.footer_text}  -  page {self.page_no()}/{{nb}}"), align="C")
+            page = self.page_label % {"page": self.page_no(), "pages": "{nb}"}
+            self.cell(0, 5, f"{self.footer_text} · {page}" if self.footer_text else page, align="C")
             self.set_text_color(0)
 
-    return ReportPdf
+    return Document
 
 
-def report_document(footer_text: str, **options: Any) -> FPDF:
-    """A PDF page set up the Stalela way (core fonts, a footer with ``footer_text`` and page numbers)."""
-    pdf = _report_pdf_class()(**options)
+def report_document(footer_text: str, *, l10n: Localizer | None = None, created: datetime | None = None,
+                    **options: Any) -> FPDF:
+    """A document with the bundled fonts, a footer (``footer_text`` and "page n/m" in ``l10n``'s
+    language) and, when given, a fixed creation date: dated by its facts (an invoice's issue, a
+    report's signature), the same document gives the same bytes (reproducible exports and tests)."""
+    pdf = _document_class()(**options)
+    pdf.add_font(FONT, "", str(FONTS_DIR / "DejaVuSans.ttf"))
+    pdf.add_font(FONT, "B", str(FONTS_DIR / "DejaVuSans-Bold.ttf"))
+    pdf.set_font(FONT, "", 9)
     pdf.footer_text = footer_text
+    if l10n is not None:
+        pdf.page_label = l10n.gettext("page %(page)s/%(pages)s", page="%(page)s", pages="%(pages)s")
+        pdf.set_lang(l10n.lang)
+    if created is not None:
+        pdf.set_creation_date(created)
+    pdf.alias_nb_pages()
     return pdf
 
 
-def heading(pdf: FPDF, text: str) -> None:
+def output(pdf: FPDF) -> bytes:
+    return bytes(pdf.output())
+
+
+def heading(pdf: FPDF, text: str, size: float = 10) -> None:
     pdf.ln(2)
-    pdf.set_font("Helvetica", "B", 10)
-    pdf.cell(0, 6, latin1(text), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 9)
+    pdf.set_font(FONT, "B", size)
+    pdf.cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, "", 9)
 
 
-def table_row(pdf: FPDF, cells: list[tuple[float, Any, str]], *, bold: bool = False, fill: bool = False) -> None:
-    pdf.set_font("Helvetica", "B" if bold else "", 9)
+def table_row(pdf: FPDF, cells: list[tuple[float, Any, str]], *, bold: bool = False, fill: bool = False,
+              size: float = 9, height: float = 5.5) -> None:
+    pdf.set_font(FONT, "B" if bold else "", size)
     for width, text, align in cells:
-        pdf.cell(width, 5.5, latin1(text), border="B" if bold else 0, align=align, fill=fill)
-    pdf.ln(5.5)
+        pdf.cell(width, height, text, border="B" if bold else 0, align=align, fill=fill)
+    pdf.ln(height)
 
 
-def totals_table(pdf: FPDF, title: str, totals: dict[str, Any], *, compact: bool = False,
-                 group_label: Callable[[str, str], str] | None = None, settlement: bool = True) -> None:
-    """``group_label(group, rate)``: how a group is named (an Argentine rate code reads "IVA 21 %": one
-    wider column then, without the bare rate); ``settlement``: the DRC's "VAT settled by credit" and
-    "Payable" rows (always zero and the total where a jurisdiction has no such settlement)."""
+def small_print(pdf: FPDF, lines: list[str], size: float = 6.5) -> None:
+    """Technical facts (a seal's hash, a key id) in small grey type, wrapped anywhere (a hash has no spaces)."""
+    pdf.set_font(FONT, "", size)
+    pdf.set_text_color(90)
+    for line in lines:
+        pdf.multi_cell(0, size * 0.5, line, new_x="LMARGIN", new_y="NEXT", wrapmode="CHAR")
+    pdf.set_text_color(0)
+    pdf.set_font(FONT, "", 9)
+
+
+def totals_table(pdf: FPDF, l10n: Localizer, title: str, totals: dict[str, Any], *, compact: bool = False,
+                 group_label: Callable[[str, Any], str], money: Callable[[Any], str], settlement: bool = True) -> None:
+    """Totals per tax group then the total. ``group_label(group, rate)`` names a group with its rate
+    ("B · Taxable, taux normal · 16 %", "IVA 21 %"); ``settlement``: the DRC's "VAT settled by credit"
+    and "Payable" rows (always zero and the total where a jurisdiction has no such settlement);
+    ``compact``: the total rows only."""
     heading(pdf, title)
+    _ = l10n.gettext
     if not compact:
-        pdf.set_fill_color(235, 238, 243)
-        if group_label is None:
-            widths: tuple[float, ...] = (20, 20, 40, 40, 40)
-            table_row(pdf, list(zip(widths, ("Group", "Rate", "Amount", "Base", "VAT"), "LRRRR")), bold=True,
-                      fill=True)
-            for g in totals["groups"]:
-                table_row(pdf, list(zip(widths, (g["group"], g["rate"], g["amount"], g["base"], g["vat"]), "LRRRR")))
-        else:
-            widths = (40, 40, 40, 40)
-            table_row(pdf, list(zip(widths, ("Group", "Amount", "Base", "VAT"), "LRRR")), bold=True, fill=True)
-            for g in totals["groups"]:
-                table_row(pdf, list(zip(widths, (group_label(g["group"], g["rate"]), g["amount"], g["base"],
-                                                 g["vat"]), "LRRR")))
-    rows = (("Total", "total"), ("VAT settled by credit", "vat_settled_by_credit"), ("Payable", "payable"))
+        pdf.set_fill_color(*LIGHT_FILL)
+        widths = (86, 32, 32, 30)
+        table_row(pdf, list(zip(widths, (_("Tax group"), _("Amount"), _("Base"), _("VAT")), "LRRR")), bold=True,
+                  fill=True, size=8)
+        for g in totals["groups"]:
+            table_row(pdf, list(zip(widths, (group_label(g["group"], g["rate"]), money(g["amount"]), money(g["base"]),
+                                             money(g["vat"])), "LRRR")), size=8)
+    rows = ((_("Total"), "total"), (_("VAT settled by credit"), "vat_settled_by_credit"), (_("Payable"), "payable"))
     for label, key in rows if settlement else rows[:1]:
-        table_row(pdf, [(80, label, "L"), (40, "", "R"), (40, totals[key], "R")], bold=key == "total" and not compact)
+        table_row(pdf, [(118, label, "L"), (62, money(totals[key]), "R")], bold=key == "total" and not compact)

@@ -114,6 +114,16 @@ def _is_console_form(path: str, content_type: bytes) -> bool:
     return media == b"application/x-www-form-urlencoded" and path.startswith(_FORM_PATHS)
 
 
+# The few routes that take a file, and the media they take (each route checks the file itself: the logo's
+# type and content with Pillow, accounts/logos.py).
+_UPLOADS = {"/v1/tenant/logo": b"image/", "/app/branding/logo": b"multipart/form-data"}
+
+
+def _is_upload(path: str, content_type: bytes) -> bool:
+    accepted = _UPLOADS.get(path)
+    return accepted is not None and content_type.split(b";", 1)[0].strip().lower().startswith(accepted)
+
+
 class BodyGuardMiddleware:
     """Refuse non-JSON bodies (415) and bodies above the limit (413) while they stream in."""
 
@@ -130,7 +140,8 @@ class BodyGuardMiddleware:
         content_type = headers.get(b"content-type")
         has_body = (declared not in (None, b"0")) or b"transfer-encoding" in headers
         if scope["method"] in _BODY_METHODS and has_body and (content_type is None or not (
-                _is_json(content_type) or _is_console_form(scope["path"], content_type))):
+                _is_json(content_type) or _is_console_form(scope["path"], content_type)
+                or _is_upload(scope["path"], content_type))):
             await _send_problem(send, UnsupportedMediaType("send JSON with 'Content-Type: application/json'"), scope)
             return
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:

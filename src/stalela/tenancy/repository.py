@@ -4,7 +4,7 @@ from sqlalchemy import bindparam, func, select, update
 
 from stalela.db.base import utcnow
 from stalela.db.repository import Repository
-from stalela.tenancy.models import ApiKey, Outlet, Tenant
+from stalela.tenancy.models import ApiKey, Outlet, Tenant, TenantLogo
 
 # Statements every seal group runs, built once (see db.repository._by_id).
 _OUTLETS = select(Outlet).where(Outlet.id.in_(bindparam("ids", expanding=True)))
@@ -67,3 +67,34 @@ class ApiKeyRepository(Repository[ApiKey]):
             .where(ApiKey.tenant_id == tenant_id, ApiKey.id == key_id)
             .values(last_used_at=utcnow())
         )
+
+
+class TenantLogoRepository:
+    """The bound tenant's logo (one row at most; the tenancy helper adds the tenant filter)."""
+
+    def __init__(self, session) -> None:  # noqa: ANN001
+        self.session = session
+
+    async def current(self) -> TenantLogo | None:
+        return (await self.session.execute(select(TenantLogo))).scalar_one_or_none()
+
+    async def save(self, logo: TenantLogo) -> TenantLogo:
+        """Replaces the tenant's logo: a logo is not fiscal (no sealed hash covers it)."""
+        existing = await self.current()
+        if existing is None:
+            self.session.add(logo)
+        else:
+            for name in ("content_type", "data", "sha256", "width", "height"):
+                setattr(existing, name, getattr(logo, name))
+            existing.updated_at = utcnow()
+            logo = existing
+        await self.session.flush()
+        return logo
+
+    async def remove(self) -> bool:
+        existing = await self.current()
+        if existing is None:
+            return False
+        await self.session.delete(existing)
+        await self.session.flush()
+        return True

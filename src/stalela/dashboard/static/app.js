@@ -22,11 +22,16 @@
       .then(function (job) {
         var status = row.querySelector(".export-status");
         var bar = row.querySelector("progress");
-        status.textContent = job.status + (job.invoices != null ? " · " + job.invoices + " invoices" : "") + (job.error ? " · " + job.error : "");
+        // The page's words (its language), carried by the table: this script has no catalog of its own.
+        var table = row.closest("table"), words = JSON.parse(table.getAttribute("data-statuses") || "{}");
+        status.textContent = (words[job.status] || job.status) +
+          (job.invoices != null ? " · " + job.invoices + " " + (table.getAttribute("data-word-invoices") || "invoices") : "") +
+          (job.error ? " · " + job.error : "");
         bar.value = { pending: 1, running: 2 }[job.status] || 3;
         if (job.status === "ready" && job.download_url) {
           var a = document.createElement("a");
-          a.href = job.download_url; a.textContent = "Download (" + job.bytes + " bytes)";
+          a.href = job.download_url;
+          a.textContent = (table.getAttribute("data-word-download") || "Download") + " (" + job.bytes + " B)";
           row.querySelector(".export-link").replaceChildren(a);
         }
         if (job.status === "pending" || job.status === "running") { setTimeout(function () { poll(row); }, 1000); }
@@ -34,4 +39,12 @@
       .catch(function () { setTimeout(function () { poll(row); }, 5000); });
   }
   document.querySelectorAll("[data-poll]").forEach(poll);
+  // A table wider than a phone scrolls inside itself (app.css): let the keyboard reach it too.
+  function focusableScrollers() {
+    document.querySelectorAll("main table").forEach(function (t) {
+      if (t.scrollWidth > t.clientWidth + 1) { t.setAttribute("tabindex", "0"); } else { t.removeAttribute("tabindex"); }
+    });
+  }
+  focusableScrollers();
+  window.addEventListener("resize", focusableScrollers);
 })();

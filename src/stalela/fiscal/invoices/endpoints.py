@@ -135,11 +135,18 @@ async def get_invoice(invoice_id: PathId, session: DbSession, settings: AppSetti
 
 
 @router.get("/invoices/{invoice_id}/pdf", response_class=Response,
-            responses={200: media("application/pdf", description="The sealed invoice as a PDF")})
+            responses={200: media("application/pdf", description="The sealed invoice as a PDF"),
+                       422: {"description": "invalid_layout, invalid_locale"}})
 async def invoice_pdf(invoice_id: PathId, session: DbSession, settings: AppSettings,
-                      principal: Can(Perm.INVOICES_READ)):
-    """The sealed invoice as a PDF (lines, totals per group, seal, and the QR code of its public page)."""
-    name, content = await service.invoice_pdf(session, settings, principal, invoice_id)
+                      principal: Can(Perm.INVOICES_READ),
+                      layout: Annotated[str | None, Query(max_length=20, description="a4 (default) or receipt: "
+                                                          "an 80 mm thermal receipt")] = None,
+                      lang: Annotated[str | None, Query(max_length=20, description="fr, es or en; default: the "
+                                                        "tenant's language")] = None):
+    """The sealed invoice as a printable fiscal document: seller, buyer, lines and totals per tax group,
+    the jurisdiction's mandatory mentions (DGI code and counters, or CAE and ARCA's QR), the
+    verification QR code and URL, and the tenant's logo if one is uploaded (docs/documents.md)."""
+    name, content = await service.invoice_pdf(session, settings, principal, invoice_id, layout=layout, lang=lang)
     return Response(content, media_type="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.principal import Principal
 from stalela.config import Settings
-from stalela.errors import NotFound, StalelaError
+from stalela.errors import NotFound, StalelaError, ValidationFailed
 from stalela.fiscal.invoices import pdf
 from stalela.fiscal.invoices.buyers import reveal_buyers
 from stalela.fiscal.subjects.service import Purpose
@@ -29,7 +29,9 @@ from stalela.fiscal.invoices.sealing import (  # noqa: F401  (re-exported: the A
 )
 from stalela.kit.clock import rfc3339
 from stalela.observability import context as log_context
-from stalela.tenancy.repository import OutletRepository, TenantRepository
+from stalela.i18n import LANGUAGES, tenant_language
+from stalela.tenancy.models import Outlet, Tenant
+from stalela.tenancy.repository import OutletRepository, TenantLogoRepository, TenantRepository
 
 
 async def seal_invoice(
@@ -100,18 +102,51 @@ async def get_invoice(session: AsyncSession, principal: Principal, invoice_id: s
     return inv
 
 
-async def invoice_pdf(session: AsyncSession, settings: Settings, principal: Principal, invoice_id: str
-                      ) -> tuple[str, bytes]:
-    """(file name, PDF bytes) of a sealed invoice the caller may read."""
+def checked_language(lang: str | None) -> str | None:
+    """A document's asked language (``?lang=``), checked: 422 ``invalid_locale``; None: the tenant's."""
+    if lang is not None and lang not in LANGUAGES:
+        raise ValidationFailed(f"lang: one of {', '.join(LANGUAGES)}", code="invalid_locale", field="lang")
+    return lang
+
+
+def pdf_options(layout: str | None, lang: str | None) -> tuple[str, str | None]:
+    """The asked layout and language, checked: 422 ``invalid_layout`` / ``invalid_locale``."""
+    layout = layout or "a4"
+    if layout not in pdf.LAYOUTS:
+        raise ValidationFailed(f"layout: one of {', '.join(pdf.LAYOUTS)}", code="invalid_layout", field="layout")
+    return layout, checked_language(lang)
+
+
+async def invoice_pdf(session: AsyncSession, settings: Settings, principal: Principal, invoice_id: str,
+                      *, layout: str | None = None, lang: str | None = None) -> tuple[str, bytes]:
+    """(file name, PDF bytes) of a sealed invoice the caller may read, in ``layout`` (``a4``, ``receipt``)
+    and ``lang`` (default: the tenant's language)."""
+    layout, lang = pdf_options(layout, lang)
     inv = await get_invoice(session, principal, invoice_id)
     tenant = await TenantRepository(session).get(inv.tenant_id)
     outlet = await OutletRepository(session).get(inv.outlet_id)
     [document] = await render_many(session, settings, [inv])
-    sync = sync_view(*(await SyncStateRepository(session).views([inv.id])).get(inv.id, (None, None)))
+    row, ack = (await SyncStateRepository(session).views([inv.id])).get(inv.id, (None, None))
+    sync = sync_view(row, ack)
+    if ack is not None:  # the DGI's elements of a standardised invoice (pdf._drc_mentions)
+        sync.update(nim=ack.nim, authority_time=ack.authority_time, authority_qr=ack.qr_code)
+    logo = await TenantLogoRepository(session).current()
     # A file name without spaces or slashes (Argentine numbers read "B 00003-00000042", "…/2" once realigned).
-    return (f"{inv.fiscal_number.replace(' ', '_').replace('/', '-')}.pdf",
-            pdf.invoice_pdf(document, {"name": tenant.name, "tax_id": tenant.tax_id},
-                            {"code": outlet.code, "name": outlet.name}, sync))
+    name = inv.fiscal_number.replace(" ", "_").replace("/", "-")
+    return (f"{name}-receipt.pdf" if layout == "receipt" else f"{name}.pdf",
+            pdf.invoice_pdf(document, seller_view(tenant), outlet_view(outlet), sync,
+                            lang=lang or tenant_language(tenant.locale, tenant.jurisdiction), layout=layout,
+                            logo=logo.data if logo else None))
+
+
+def seller_view(tenant: Tenant) -> dict[str, Any]:
+    """What a printed document says of the seller."""
+    return {"name": tenant.name, "tax_id": tenant.tax_id, "jurisdiction": tenant.jurisdiction,
+            "vat_condition": tenant.vat_condition}
+
+
+def outlet_view(outlet: Outlet) -> dict[str, Any]:
+    return {"code": outlet.code, "name": outlet.name, "address": outlet.address, "timezone": outlet.timezone}
 
 
 async def list_invoices(

@@ -34,7 +34,8 @@ from stalela.fiscal.jurisdictions import get_jurisdiction, labels
 from stalela.fiscal.reports.formats import xlsx_number
 from stalela.fiscal.reports.repository import ZReportRepository, count_invoices, invoice_pages, tenant_outlets
 from stalela.kit.clock import rfc3339
-from stalela.kit.pdf import latin1, report_document
+from stalela.i18n import localizer, tenant_language
+from stalela.kit.pdf import FONT, LIGHT_FILL, report_document
 from stalela.tenancy.models import Outlet, Tenant
 from stalela.tenancy.repository import OutletRepository, TenantRepository
 
@@ -58,6 +59,7 @@ class AReport:
     generated_at: datetime = field(default_factory=utcnow)
     # To read sealed buyers back (seal v2).
     settings: Settings | None = None
+    lang: str | None = None  # of the PDF; None: the tenant's (i18n.tenant_language)
 
     def header(self) -> dict[str, Any]:
         outlet = self.outlets[self.outlet_id] if self.outlet_id else None
@@ -213,14 +215,16 @@ async def write_file(session: AsyncSession, report: AReport, fmt: str, path: str
             async for n in run(session, report, make_writer(fmt, fh), progress):
                 count += n
     else:
-        writer = make_writer(fmt, path)
+        writer = make_writer(fmt, path, lang=report.lang or tenant_language(report.tenant.locale, report.tenant.jurisdiction))
         async for n in run(session, report, writer, progress):
             count += n
     return count
 
 
-def make_writer(fmt: str, target: BinaryIO | str) -> Writer:
-    return {"json": JsonWriter, "csv": CsvWriter, "xlsx": XlsxWriter, "pdf": PdfWriter}[fmt](target)
+def make_writer(fmt: str, target: BinaryIO | str, lang: str | None = None) -> Writer:
+    if fmt == "pdf":
+        return PdfWriter(str(target), lang)
+    return {"json": JsonWriter, "csv": CsvWriter, "xlsx": XlsxWriter}[fmt](target)
 
 
 def invoice_view(item: Item) -> dict[str, Any]:
@@ -393,99 +397,117 @@ class XlsxWriter:
 class PdfWriter:
     """Landscape pages: each invoice with its lines, then totals per day and per group."""
 
-    COLS = ((24, "Day", "L"), (42, "Fiscal number", "L"), (12, "Type", "L"), (44, "Issued (UTC)", "L"),
-            (70, "Buyer", "L"), (28, "Total", "R"), (28, "VAT settled", "R"), (28, "Payable", "R"))
-
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, lang: str | None = None) -> None:
         self.path = path
         self.jurisdiction: str | None = None
-        self.pdf = report_document("", orientation="L", format="A4")
+        self.l10n = localizer(lang)
+        self.currency: str | None = None
+        self.pdf = report_document("", l10n=self.l10n, orientation="L", format="A4")
         self.pdf.set_auto_page_break(True, margin=14)
+        _ = self.l10n.gettext
+        self.cols = ((24, _("Day"), "L"), (42, _("Fiscal number"), "L"), (30, _("Type"), "L"),
+                     (40, _("Issued"), "L"), (60, _("Buyer"), "L"), (28, _("Total"), "R"),
+                     (26, _("VAT settled"), "R"), (26, _("Payable"), "R"))
+
+    def money(self, value: Any, sign: int = 1) -> str:
+        amount = Decimal(str(value)) if value is not None else None
+        return self.l10n.money(sign * amount if amount else amount)
 
     def begin(self, header: dict[str, Any]) -> None:
-        pdf = self.pdf
-        scope = (f"outlet {header['outlet']['name']} ({header['outlet']['code']})" if header["outlet"]
-                 else "all outlets")
-        pdf.footer_text = (f"A report {header['tenant']['name']} - {scope} - {header['from']} to {header['to']}")
+        pdf, l10n, _ = self.pdf, self.l10n, self.l10n.gettext
+        outlet = header["outlet"]
+        scope = (_("outlet %(name)s (%(code)s)", name=outlet["name"], code=outlet["code"]) if outlet
+                 else _("all outlets"))
+        period = _("business days %(start)s to %(end)s", start=l10n.date(header["from"]), end=l10n.date(header["to"]))
+        title = _("A report")
+        pdf.footer_text = f"{title} · {header['tenant']['name']} · {scope} · {period}"
         pdf.add_page()
-        pdf.set_font("Helvetica", "B", 14)
-        self.jurisdiction = header.get("jurisdiction")
-        pdf.cell(0, 8, latin1(f"A report - {header['tenant']['name']} "
-                              f"({labels.tax_id_label(self.jurisdiction)} {header['tenant']['tax_id']})"),
+        pdf.set_font(FONT, "B", 14)
+        self.jurisdiction, self.currency = header.get("jurisdiction"), header["currency"]
+        pdf.cell(0, 8, f"{title} · {header['tenant']['name']} "
+                       f"({labels.tax_id_label(self.jurisdiction)} {header['tenant']['tax_id']})",
                  new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("Helvetica", "", 9)
-        pdf.cell(0, 5, latin1(f"{scope}; business days {header['from']} to {header['to']}; amounts in "
-                              f"{header['currency']}; generated {header['generated_at']}"),
+        pdf.set_font(FONT, "", 9)
+        pdf.cell(0, 5, _("%(scope)s; %(period)s; amounts in %(currency)s; generated %(when)s", scope=scope,
+                         period=period, currency=header["currency"],
+                         when=l10n.datetime(header["generated_at"], outlet["timezone"] if outlet else None)),
                  new_x="LMARGIN", new_y="NEXT")
         pdf.ln(2)
         self._header_row()
 
     def _header_row(self) -> None:
         pdf = self.pdf
-        pdf.set_font("Helvetica", "B", 8)
-        pdf.set_fill_color(235, 238, 243)
-        for w, label, align in self.COLS:
+        pdf.set_font(FONT, "B", 7.5)
+        pdf.set_fill_color(*LIGHT_FILL)
+        for w, label, align in self.cols:
             pdf.cell(w, 5, label, align=align, fill=True)
         pdf.ln(5)
 
     def add(self, item: Item) -> None:
-        pdf = self.pdf
+        pdf, l10n = self.pdf, self.l10n
         p, d = item.payload, item.document
         buyer = d.get("buyer") or {}
-        who = " ".join(x for x in (buyer.get("name"), labels.buyer_id(buyer)) if x) or "-"
-        values = (item.business_day.isoformat(), p["fiscal_number"], p["type"], p["issued_at"], who,
-                  p["totals"]["total"], p["totals"]["vat_settled_by_credit"], p["totals"]["payable"])
+        who = " ".join(x for x in (buyer.get("name"), labels.buyer_id(buyer)) if x) or "—"
+        sign = -1 if item.credit else 1  # a credit note reads negative, as it counts
+        values = (l10n.date(item.business_day, "short"), p["fiscal_number"],
+                  labels.invoice_type_text(l10n, self.jurisdiction, p["type"]),
+                  l10n.datetime(p["issued_at"], item.outlet.timezone, seconds=True), who,
+                  self.money(p["totals"]["total"], sign), self.money(p["totals"]["vat_settled_by_credit"], sign),
+                  self.money(p["totals"]["payable"], sign))
         if pdf.will_page_break(5 + 4 * len(d["lines"][:1])):
             pdf.add_page()
             self._header_row()
-        pdf.set_font("Helvetica", "", 8)
-        for (w, _, align), v in zip(self.COLS, values):
-            pdf.cell(w, 5, latin1(v)[:60], align=align)
+        pdf.set_font(FONT, "", 7.5)
+        for (w, _label, align), v in zip(self.cols, values):
+            pdf.cell(w, 5, str(v)[:48], align=align)
         pdf.ln(5)
-        pdf.set_font("Helvetica", "", 7)
+        pdf.set_font(FONT, "", 6.5)
         pdf.set_text_color(80)
         for ln in d["lines"]:
             pdf.cell(24, 4, "")
-            pdf.cell(118, 4, latin1(f"{ln['index'] + 1}. {ln['description']}")[:80])
-            pdf.cell(20, 4, latin1(f"{ln['item_type']} {ln['tax_group']}" if "item_type" in ln
-                                   else labels.group_label(self.jurisdiction, ln.get("vat_rate") or "")))
-            pdf.cell(30, 4, latin1(f"{ln['quantity']} x {ln['unit_price']}"), align="R")
-            pdf.cell(28, 4, latin1(ln["amount"]), align="R")
+            pdf.cell(106, 4, f"{ln['index'] + 1}. {ln['description']}"[:80])
+            group = ln.get("tax_group") or ln.get("vat_rate") or ""
+            pdf.cell(68, 4, labels.tax_group_text(l10n, self.jurisdiction, group)[:48])
+            pdf.cell(50, 4, f"{l10n.number(ln['quantity'])} × {self.money(ln['unit_price'])}", align="R")
+            pdf.cell(28, 4, self.money(ln["amount"], sign), align="R")
             pdf.ln(4)
         pdf.set_text_color(0)
 
     def end(self, summary: Summary) -> None:
-        pdf = self.pdf
+        pdf, l10n, _ = self.pdf, self.l10n, self.l10n.gettext
         pdf.add_page()
-        pdf.set_font("Helvetica", "B", 11)
-        pdf.cell(0, 7, "Totals per business day and tax group (credit notes subtracted)", new_x="LMARGIN",
+        pdf.set_font(FONT, "B", 11)
+        pdf.cell(0, 7, _("Totals per business day and tax group (credit notes subtracted)"), new_x="LMARGIN",
                  new_y="NEXT")
-        cols = ((28, "Day", "L"), (18, "Group", "L"), (18, "Rate", "R"), (40, "Amount", "R"), (40, "Base", "R"),
-                (40, "VAT", "R"), (40, "Total", "R"), (22, "Invoices", "R"))
+        cols = ((28, _("Day"), "L"), (74, _("Tax group"), "L"), (30, _("Amount"), "R"), (30, _("Base"), "R"),
+                (30, _("VAT"), "R"), (34, _("Total"), "R"), (20, _("Invoices"), "R"))
 
         def line(values: tuple, bold: bool = False) -> None:
-            pdf.set_font("Helvetica", "B" if bold else "", 8)
-            for (w, _, align), v in zip(cols, values):
-                pdf.cell(w, 5, latin1("" if v is None else v), align=align)
+            pdf.set_font(FONT, "B" if bold else "", 7.5)
+            for (w, _label, align), v in zip(cols, values):
+                pdf.cell(w, 5, "" if v is None else str(v), align=align)
             pdf.ln(5)
+
+        def group(g: dict[str, Any]) -> str:
+            return labels.tax_group_text(l10n, self.jurisdiction, g["group"], g["rate"])
 
         line(tuple(c[1] for c in cols), bold=True)
         for day, fig in sorted(summary.days.items()):
             net = fig.net().as_json()
+            shown = l10n.date(day, "short")
             for g in net["groups"]:
-                line((day.isoformat(), labels.group_label(self.jurisdiction, g["group"]), g["rate"], g["amount"],
-                      g["base"], g["vat"], None, None))
-            line((day.isoformat(), "all", None, None, None, None, net["total"], fig.invoices), bold=True)
+                line((shown, group(g), self.money(g["amount"]), self.money(g["base"]), self.money(g["vat"]), None, None))
+            line((shown, _("all groups"), None, None, None, self.money(net["total"]), fig.invoices), bold=True)
         pdf.ln(3)
         net = summary.total.net().as_json()
         for g in net["groups"]:
-            line(("period", labels.group_label(self.jurisdiction, g["group"]), g["rate"], g["amount"], g["base"],
-                  g["vat"], None, None))
-        line(("period", "all", None, None, None, None, net["total"], summary.total.invoices), bold=True)
+            line((_("period"), group(g), self.money(g["amount"]), self.money(g["base"]), self.money(g["vat"]), None,
+                  None))
+        line((_("period"), _("all groups"), None, None, None, self.money(net["total"]), summary.total.invoices),
+             bold=True)
         if self.jurisdiction != "AR":  # the DRC's settlement; an Argentine receipt has none
-            line(("", "VAT settled by credit", None, None, None, None, net["vat_settled_by_credit"], None))
-            line(("", "Payable", None, None, None, None, net["payable"], None))
-        pdf.alias_nb_pages()
+            line(("", _("VAT settled by credit"), None, None, None, self.money(net["vat_settled_by_credit"]), None))
+            line(("", _("Payable"), None, None, None, self.money(net["payable"]), None))
         pdf.output(self.path)
 
 

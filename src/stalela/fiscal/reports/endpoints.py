@@ -13,6 +13,7 @@ from stalela.auth.dependencies import AppSettings, Can, DbSession, PublicRateLim
 from stalela.auth.permissions import Perm
 from stalela.db.session import Database
 from stalela.fiscal.reports import a_report, formats, jobs, service
+from stalela.fiscal.invoices.service import checked_language
 from stalela.fiscal.reports.schemas import Format, ZClose
 from stalela.kit.openapi import media
 from stalela.kit.pagination import PageParams, page_params
@@ -31,7 +32,12 @@ _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templa
                          autoescape=select_autoescape(["html"]))
 
 
-async def _as(session, report: dict[str, Any], fmt: str, status: int = 200) -> Response:  # noqa: ANN001
+# The language of a PDF (docs/documents.md): default the tenant's.
+Lang = Annotated[str | None, Query(max_length=20, description="PDF language: fr, es or en; default: the tenant's")]
+
+
+async def _as(session, report: dict[str, Any], fmt: str, status: int = 200,  # noqa: ANN001
+              lang: str | None = None) -> Response:
     """The report in the asked format; files get a download name."""
     if fmt == "json":
         return JSONResponse(report, status_code=status)
@@ -40,7 +46,7 @@ async def _as(session, report: dict[str, Any], fmt: str, status: int = 200) -> R
         content = formats.report_csv(report)
     else:
         context = await service.report_context(session, report["tenant_id"], report["outlet_id"])
-        content = (formats.report_pdf if fmt == "pdf" else formats.report_xlsx)(report, context)
+        content = formats.report_pdf(report, context, lang) if fmt == "pdf" else formats.report_xlsx(report, context)
     return Response(content, status_code=status, media_type=formats.MEDIA_TYPES[fmt],
                     headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'})
 
@@ -61,10 +67,11 @@ async def close_day(outlet_id: PathId, session: DbSession, principal: Can(Perm.R
 
 @router.get("/outlets/{outlet_id}/x-report", responses={**FILES, 409: {"description": "business_day_closed"}})
 async def x_report(outlet_id: PathId, session: DbSession, principal: Can(Perm.REPORTS_READ), settings: AppSettings,
-                   business_day: CalendarDate | None = None, format: Format = "json"):
+                   business_day: CalendarDate | None = None, format: Format = "json", lang: Lang = None):
     """The open business day so far: the figures a Z would carry, signed, but not numbered nor stored."""
+    lang = checked_language(lang)
     report = await service.x_report(session, settings, principal, outlet_id, business_day)
-    return await _as(session, report, format)
+    return await _as(session, report, format, lang=lang)
 
 
 @router.get("/z-reports")
@@ -86,10 +93,11 @@ async def list_z_reports(
 
 @router.get("/z-reports/{z_report_id}", responses=FILES)
 async def get_z_report(z_report_id: PathId, session: DbSession, principal: Can(Perm.REPORTS_READ),
-                       settings: AppSettings, format: Format = "json"):
+                       settings: AppSettings, format: Format = "json", lang: Lang = None):
     """One Z report: JSON (with its seal), or a printable PDF, CSV or XLSX."""
+    lang = checked_language(lang)
     z = await service.get_z(session, principal, z_report_id)
-    return await _as(session, service.render_z(settings, z), format)
+    return await _as(session, service.render_z(settings, z), format, lang=lang)
 
 
 async def _stream(db: Database, report: a_report.AReport, fmt: str):  # noqa: ANN202
@@ -119,10 +127,13 @@ async def get_a_report(
     day_to: Annotated[CalendarDate, Query(alias="to", description="Last business day, inclusive")],
     outlet_id: QueryId = None,
     format: Format = "json",
+    lang: Lang = None,
 ):
     """Every invoice and line over business days, with totals per day and tax group; streamed."""
+    lang = checked_language(lang)
     report = await a_report.prepare(session, settings, principal, outlet_id=outlet_id, day_from=day_from,
                                     day_to=day_to, fmt=format)
+    report.lang = lang
     scope = report.outlets[report.outlet_id].code if report.outlet_id else "all"
     name = f"a-report-{scope}-{day_from}-{day_to}.{format}"
     return StreamingResponse(_stream(request.app.state.db, report, format), media_type=formats.MEDIA_TYPES[format],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,7 +16,8 @@ from typing import Any, Iterator
 import segno
 
 from stalela.fiscal.jurisdictions import labels
-from stalela.kit.pdf import heading, latin1, report_document, table_row, totals_table
+from stalela.i18n import Localizer, localizer
+from stalela.kit.pdf import FONT, heading, output, report_document, small_print, table_row, totals_table
 
 MEDIA_TYPES = {
     "json": "application/json",
@@ -168,55 +170,99 @@ def _facts(report: dict[str, Any], context: dict[str, Any]) -> list[tuple[str, A
     return facts
 
 
-def report_pdf(report: dict[str, Any], context: dict[str, Any]) -> bytes:
-    pdf = report_document(f"Stalela - seal {report['seal']['hash']}", format="A4")
+def _pdf_facts(report: dict[str, Any], context: dict[str, Any], l10n: Localizer) -> list[tuple[str, str]]:
+    """``_facts`` for a reader: dates in the outlet's zone and the reader's language."""
+    _ = l10n.gettext
+    seller, outlet = context["seller"], context["outlet"]
+    jurisdiction, tz = report.get("jurisdiction"), report.get("timezone")
+    counters = "—" if report["first_counter"] is None else f"{report['first_counter']} … {report['last_counter']}"
+    facts = [
+        (_("Seller"), f"{seller['name']} ({labels.tax_id_label(jurisdiction)} {seller['tax_id']})"),
+        (_("Outlet"), f"{outlet['name']} ({outlet['code']})" + (f", {outlet['address']}" if outlet.get("address") else "")),
+        (_("Business day"), f"{l10n.date(report['business_day'], 'full')} ({tz})"),
+        (_("First / last invoice"), f"{l10n.datetime(report['first_issued_at'], tz, seconds=True)} / "
+                                    f"{l10n.datetime(report['last_issued_at'], tz, seconds=True)}"),
+        # Argentina numbers each receipt type apart: a day is cut by the receipts' places in the
+        # tenant's log (Merkle leaf index + 1), not by one counter (fiscal.invoices.figures.day_position).
+        (_("Log positions") if jurisdiction == "AR" else _("Invoice counters"), counters),
+        (_("Invoices"), l10n.number(report["counts"]["invoices"])),
+        (_("Credit notes"), l10n.number(report["counts"]["credit_notes"])),
+        (_("Signed at"), l10n.datetime(report["issued_at"], tz, seconds=True)),
+        (_("Currency"), report["currency"]),
+    ]
+    if report.get("z_counter") is not None:
+        facts.insert(0, (_("Z number"), _("%(number)s (Z counter %(counter)s)", number=report["number"],
+                                          counter=report["z_counter"])))
+    if report.get("checkpoint"):
+        cp = report["checkpoint"]
+        facts.append((_("Ledger checkpoint"), _("tree size %(size)s, root %(root)s", size=cp["tree_size"],
+                                                root=cp["root_hash"])))
+    return facts
+
+
+def report_pdf(report: dict[str, Any], context: dict[str, Any], lang: str | None = None) -> bytes:
+    """A Z or X report as a page, in ``lang`` (default: the tenant's, ``context["lang"]``)."""
+    l10n = localizer(lang or context.get("lang"))
+    _ = l10n.gettext
+    created = datetime.fromisoformat(report["issued_at"].replace("Z", "+00:00")) if report.get("issued_at") else None
+    pdf = report_document(report.get("number") or "", l10n=l10n, created=created, format="A4")
     pdf.set_auto_page_break(True, margin=16)
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 9, latin1(_title(report)), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, "B", 16)
+    title = (_("Z report %(number)s", number=report["number"]) if report["object"] == "z_report"
+             else _("X report (open day, not a close)"))
+    pdf.cell(0, 9, title, new_x="LMARGIN", new_y="NEXT")
     qr_url = report.get("qr")
     if qr_url:
         image = io.BytesIO()
         segno.make(qr_url, error="m").save(image, kind="png", scale=6, border=1)
         image.seek(0)
         pdf.image(image, x=pdf.w - pdf.r_margin - 32, y=10, w=32)
-    pdf.set_font("Helvetica", "", 9)
-    for label, value in _facts(report, context):
-        pdf.set_font("Helvetica", "B", 9)
-        pdf.cell(42, 5.5, latin1(label))
-        pdf.set_font("Helvetica", "", 9)
-        pdf.multi_cell(pdf.epw - 42 - (34 if qr_url and pdf.get_y() < 45 else 0), 5.5, latin1(value),
+    for label, value in _pdf_facts(report, context, l10n):
+        pdf.set_font(FONT, "B", 8.5)
+        pdf.cell(54, 5, label)
+        pdf.set_font(FONT, "", 8.5)
+        pdf.multi_cell(pdf.epw - 54 - (34 if qr_url and pdf.get_y() < 45 else 0), 5, value,
                        new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     jurisdiction = report.get("jurisdiction")
     ar = jurisdiction == "AR"
-    name = None if not ar else (lambda group, rate: labels.group_label(jurisdiction, group, rate))
     settles = _settles(report)
-    totals_table(pdf, "IVA por alicuota / VAT per rate (notas de credito restadas, debit notes added)" if ar
-                 else "Totals per tax group (credit notes subtracted)", report["totals"], group_label=name,
-                 settlement=settles)
-    totals_table(pdf, "Sales (facturas and debit notes)" if ar else "Sales", report["sales"], compact=True,
-                 settlement=settles)
-    totals_table(pdf, "Credit notes", report["credit_notes"], compact=True, settlement=settles)
+
+    def money(value: Any, sign: int = 1) -> str:
+        amount = None if value is None else Decimal(str(value))
+        return l10n.money(sign * amount if amount else amount)
+
+    def name(group: str, rate: Any) -> str:
+        return labels.tax_group_text(l10n, jurisdiction, group, rate)
+
+    totals_table(pdf, l10n, _("Totals per tax group (credit notes subtracted, debit notes added)") if ar
+                 else _("Totals per tax group (credit notes subtracted)"), report["totals"], group_label=name,
+                 money=money, settlement=settles)
+    totals_table(pdf, l10n, _("Sales (invoices and debit notes)") if ar else _("Sales"), report["sales"],
+                 compact=True, group_label=name, money=money, settlement=settles)
+    # Subtracted from the day's totals: printed negative, as they count.
+    totals_table(pdf, l10n, _("Credit notes"), report["credit_notes"], compact=True, group_label=name,
+                 money=lambda v: money(v, -1), settlement=settles)
     if report["payments"]:
-        heading(pdf, "Payments (refunds subtracted)")
+        heading(pdf, _("Payments (refunds subtracted)"))
         for p in report["payments"]:
-            table_row(pdf, [(60, p["method"], "L"), (40, p["amount"], "R")])
-    by_type = ", ".join(f"{labels.type_label(jurisdiction, t)}: {n}"
-                        for t, n in report["counts"]["by_type"].items()) or "none"
-    heading(pdf, "Documents by type")
-    pdf.set_font("Helvetica", "", 9)
-    pdf.multi_cell(0, 5, latin1(by_type), new_x="LMARGIN", new_y="NEXT")
+            table_row(pdf, [(118, labels.payment_method_text(l10n, p["method"]), "L"), (62, money(p["amount"]), "R")])
+    heading(pdf, _("Documents by type"))
+    for t, n in report["counts"]["by_type"].items():
+        table_row(pdf, [(118, labels.invoice_type_text(l10n, jurisdiction, t), "L"), (62, l10n.number(n), "R")])
+    if not report["counts"]["by_type"]:
+        table_row(pdf, [(118, _("none"), "L")])
     grand = report["grand_totals"]
-    heading(pdf, "Grand totals of the outlet (since its first invoice)")
-    for label, value in (("Net total", grand["totals"]["total"]), ("Sales", grand["sales"]["total"]),
-                         ("Credit notes", grand["credit_notes"]["total"]), ("Invoices", grand["counts"]["invoices"])):
-        table_row(pdf, [(60, label, "L"), (40, value, "R")])
-    heading(pdf, "Seal")
-    pdf.set_font("Courier", "", 7.5)
-    for label in ("hash", "key_id", "algorithm"):
-        pdf.multi_cell(0, 4, latin1(f"{label}: {report['seal'][label]}"), new_x="LMARGIN", new_y="NEXT")
+    heading(pdf, _("Grand totals of the outlet (since its first invoice)"))
+    for label, value in ((_("Net total"), money(grand["totals"]["total"])), (_("Sales"), money(grand["sales"]["total"])),
+                         (_("Credit notes"), money(grand["credit_notes"]["total"], -1)),
+                         (_("Invoices"), l10n.number(grand["counts"]["invoices"]))):
+        table_row(pdf, [(118, label, "L"), (62, value, "R")])
+    pdf.ln(2)
+    lines = [_("Seal %(hash)s, key %(key)s (%(algorithm)s).", hash=report["seal"]["hash"],
+               key=report["seal"]["key_id"], algorithm=report["seal"]["algorithm"])]
     if qr_url:
-        pdf.multi_cell(0, 4, latin1(f"verify: {qr_url}"), new_x="LMARGIN", new_y="NEXT")
-    pdf.alias_nb_pages()
-    return bytes(pdf.output())
+        lines.append(_("Check this report: %(url)s", url=qr_url))
+    small_print(pdf, lines, size=7)
+    return output(pdf)

@@ -33,6 +33,7 @@ from stalela.fiscal.reports.models import ZReport
 from stalela.fiscal.reports.repository import ZReportRepository, invoice_pages
 from stalela.fiscal.signing import registry as keys
 from stalela.fiscal.signing.repository import SigningKeyRepository
+from stalela.i18n import tenant_language
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.outbox.service import enqueue
@@ -283,7 +284,8 @@ async def report_context(session: AsyncSession, tenant_id: str, outlet_id: str) 
     tenant = await TenantRepository(session).get(tenant_id)
     outlet = await OutletRepository(session).get(outlet_id)
     return {"seller": {"name": tenant.name, "tax_id": tenant.tax_id},
-            "outlet": {"name": outlet.name, "code": outlet.code, "address": outlet.address}}
+            "outlet": {"name": outlet.name, "code": outlet.code, "address": outlet.address},
+            "lang": tenant_language(tenant.locale, tenant.jurisdiction)}
 
 
 # -------------------------------------------------------------------------------- verification
