@@ -140,9 +140,8 @@ async def test_bad_input_is_the_form_again_saying_why(app, console):
         if "name" in change and change["name"]:
             assert f'value="{change["name"]}"' in r.text  # what was typed is kept
     assert await tenants_named(app, name) == 0
-    # In French, the field's name and the reason are French.
-    b.http.headers["Accept-Language"] = "fr"
-    page = (await b.get("/ops/tenants")).text
+    # In French (chosen with ?lang=, remembered by the browser), the field's name and the reason are French.
+    page = (await b.get("/ops/tenants?lang=fr")).text
     r = await b.post("/ops/tenants", {**good, "locale": "de", "key": form_key(page)})
     assert r.status_code == 422
     error = html.unescape(r.text.split('data-code="invalid_locale">')[1].split("</p>")[0])
