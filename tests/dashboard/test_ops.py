@@ -53,7 +53,7 @@ async def test_operator_pipeline_and_dead_letter_replay(app, client, org):
     r = await ops.post("/ops/dead/replay", [("ids", event_id)])
     assert r.status_code == 303 and r.headers["location"] == "/ops?replayed=1"
     page = await ops.get("/ops?replayed=1")
-    assert "1 dead letter(s) queued again" in page.text and f"<code>{event_id}</code>" not in page.text
+    assert "1 dead letter queued again." in page.text and f"<code>{event_id}</code>" not in page.text
     assert (await ops.post("/ops/dead/replay", [("ids", event_id)], csrf=False)).status_code == 403
     await ops.aclose()
 
@@ -69,6 +69,7 @@ async def test_operator_sync_tenants_and_suspension(app, client, org):
         first = (await session.execute(select(InvoiceSync).order_by(InvoiceSync.invoice_id))).scalars().first()
         first.status = "acknowledged"
     row = (await ops.get("/ops/sync")).text.split(org["tenant"]["id"])[1].split("</tr>")[0]
+    # One pending, none failed, and a last success: a time in UTC, not the dash of "never".
     assert re.search(r'<td class="num">1</td><td>[^<]+</td><td class="num">0</td><td>\w{3} \d{1,2}, \d{4}, [^<]+ UTC</td>', row), row
     tenants = await ops.get("/ops/tenants")
     assert org["tenant"]["id"] in tenants.text and "Webhook endpoint health" in tenants.text
@@ -105,9 +106,9 @@ async def test_operator_sets_and_resets_a_tenants_api_limit(app, client, org):
     tenant_id = org["tenant"]["id"]
     ops = await operator(app)
     page = (await ops.get("/ops/tenants")).text
-    assert re.search(rf'data-testid="tier-{tenant_id}">shared<', page)
+    assert re.search(rf'data-testid="tier-{tenant_id}" data-tier="shared">shared<', page)
     assert re.search(rf'data-testid="rate-{tenant_id}">50 /s <span class="muted">\(default\)', page)
-    assert re.search(rf'data-testid="burst-{tenant_id}">burst 10000 <span class="muted">\(default\)', page)
+    assert re.search(rf'data-testid="burst-{tenant_id}">burst 10,000 <span class="muted">\(default\)', page)
 
     r = await ops.post(f"/ops/tenants/{tenant_id}/limits", {"rate_limit_per_second": "2.5", "rate_limit_burst": "3"})
     assert r.status_code == 303 and r.headers["location"] == f"/ops/tenants?limits={tenant_id}"
@@ -135,7 +136,7 @@ async def test_operator_sets_and_resets_a_tenants_api_limit(app, client, org):
     r = await ops.post(f"/ops/tenants/{tenant_id}/limits", {"reset": "1", "rate_limit_burst": "7"})
     assert r.status_code == 303
     page = (await ops.get("/ops/tenants")).text
-    assert re.search(rf'data-testid="burst-{tenant_id}">burst 10000 <span class="muted">\(default\)', page)
+    assert re.search(rf'data-testid="burst-{tenant_id}">burst 10,000 <span class="muted">\(default\)', page)
     assert (await client.get("/v1/outlets", headers=org["key"])).headers["ratelimit-limit"] == "10000"
     assert (await ops.post("/ops/tenants/ten_nope/limits", {"rate_limit_burst": "5"})).status_code == 404
     await ops.aclose()

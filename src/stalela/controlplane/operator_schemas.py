@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from stalela.auth.endpoints import Email
+from stalela.controlplane.schemas import locale_field
 from stalela.kit.schemas import StrictModel as _Strict
 from stalela.privacy.export_schemas import AuditEventRecord
 
@@ -27,11 +28,17 @@ class OperatorCreate(StrictModel):
                                  description="Absent: the operator signs in through OpenID Connect only.")
 
 
+OPERATOR_LOCALE = ("The language of the operator's console: fr, es or en; null: the browser's "
+                   "(Accept-Language).")
+
+
 class OperatorUpdate(StrictModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"role": "platform_admin"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"role": "platform_admin"}, {"locale": "fr"}, {"locale": None},
+                                                              {"role": "support", "status": "deactivated"}]})
     name: str | None = Field(None, min_length=1, max_length=200)
     role: OperatorRole | None = None
     status: Literal["active", "deactivated"] | None = None
+    locale: str | None = locale_field(OPERATOR_LOCALE)
 
 
 class OperatorOut(StrictModel):
@@ -43,6 +50,7 @@ class OperatorOut(StrictModel):
     password: bool = Field(description="Whether the operator may sign in with a password.")
     oidc_issuer: str | None
     oidc_subject: str | None
+    locale: str | None = Field(description=OPERATOR_LOCALE)
     created_at: str
     updated_at: str
 

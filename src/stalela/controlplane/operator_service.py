@@ -20,6 +20,7 @@ from stalela.auth.users import normalize_email
 from stalela.config import Settings
 from stalela.controlplane.operator_models import OperatorSession, OperatorUser
 from stalela.controlplane.operator_repository import OperatorRepository, OperatorSessionRepository
+from stalela.controlplane.service import checked_locale
 from stalela.db.base import utcnow
 from stalela.errors import Conflict, NotFound, ValidationFailed
 from stalela.kit.clock import rfc3339
@@ -38,7 +39,7 @@ def _hash(token: str) -> str:
 def view(op: OperatorUser) -> dict[str, Any]:
     return {"id": op.id, "email": op.email, "name": op.name, "role": op.role, "status": op.status,
             "password": op.password_hash is not None, "oidc_issuer": op.oidc_issuer, "oidc_subject": op.oidc_subject,
-            "created_at": rfc3339(op.created_at), "updated_at": rfc3339(op.updated_at)}
+            "locale": op.locale, "created_at": rfc3339(op.created_at), "updated_at": rfc3339(op.updated_at)}
 
 
 def _check_identity(email: str, name: str) -> str:
@@ -92,8 +93,11 @@ async def list_operators(session: AsyncSession, *, role: str | None = None, stat
 
 async def update_operator(session: AsyncSession, actor: str, operator_id: str, changes: dict[str, Any], *,
                           ip: str | None = None) -> OperatorUser:
-    """Changes role, status or name; a deactivation ends the operator's sessions at once."""
-    changes = {k: v for k, v in changes.items() if v is not None}
+    """Changes role, status, name or language (``locale``); a deactivation ends the operator's sessions at
+    once. ``locale`` None is a change (back to the browser's language); for the others None changes nothing."""
+    changes = {k: v for k, v in changes.items() if v is not None or k == "locale"}
+    if "locale" in changes:
+        checked_locale(changes["locale"])
     op = await get_operator(session, operator_id)
     if "role" in changes:
         _check_role(changes["role"])
@@ -103,7 +107,7 @@ async def update_operator(session: AsyncSession, actor: str, operator_id: str, c
                                         or changes.get("role", op.role) != op.role):
         # The last admin locking themself out would leave only the static token to recover with.
         raise Conflict("you cannot deactivate yourself or change your own role", code="operator_self_change")
-    for name in ("role", "status", "name"):
+    for name in ("role", "status", "name", "locale"):
         if name in changes:
             setattr(op, name, changes[name])
     op.updated_at = utcnow()

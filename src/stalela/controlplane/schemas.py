@@ -4,19 +4,37 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_serializer, model_validator
+from pydantic import ConfigDict, Field, computed_field, field_serializer, model_validator
 
 from stalela.accounts.schemas import StrictModel, TenantCreate, TenantOut
+from stalela.i18n import LANGUAGES, tenant_language
 from stalela.kit.money import decimal_str
 
 Tier = Literal["shared", "dedicated"]
 Status = Literal["provisioning", "active", "suspended", "deprovisioning", "deleted"]
+Language = Literal["fr", "es", "en"]
+
+
+def locale_field(what: str) -> object:
+    """``locale``: a plain string checked by the service, so that an unknown language is the stable 422
+    ``invalid_locale`` naming the field (a Literal would be a generic ``validation_failed``); the
+    document still lists the choices."""
+    return Field(None, max_length=8, description=what,
+                 json_schema_extra={"enum": [*LANGUAGES, None], "examples": ["fr"]})
+
+
+TENANT_LOCALE = ("The tenant's language: fr, es or en; null (the default) means its jurisdiction's: French for "
+                 "CD, Spanish for AR. Its consoles, documents and e-mails use it unless a user chose their own.")
 
 
 class TenantRegister(TenantCreate):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"name": "Boutique Kin SARL", "tax_id": "A1234567B", "jurisdiction": "CD", "tier": "dedicated", "target": "db-b:5432"},
-    ]})
+        {"name": "Boutique Kin SARL", "tax_id": "A1234567Z", "jurisdiction": "CD", "tier": "shared"},
+        {"name": "Comercio del Sur SRL", "tax_id": "30712345671", "jurisdiction": "AR",
+         "ar": {"vat_condition": "responsable_inscripto"}, "locale": "en", "tier": "shared"},
+        {"name": "Boutique Kin SARL", "tax_id": "A1234567B", "jurisdiction": "CD", "tier": "dedicated",
+         "target": "db-b:5432"}]})
+    locale: str | None = locale_field(TENANT_LOCALE)
     tier: Tier = Field("shared", description="shared: rows in the shared database (row-level security); "
                                              "dedicated: a PostgreSQL database of its own (SQLite file when embedded)")
     target: str | None = Field(None, min_length=1, max_length=300, pattern=r"^[A-Za-z0-9._:/-]+$",
@@ -49,8 +67,14 @@ class RegistryTenantOut(TenantOut):
     tier: Tier
     server: str | None = Field(None, description="dedicated: the server holding its database (host:port)")
     database: str | None = Field(None, description="dedicated: its database (URL without password)")
+    locale: str | None = Field(None, description="The language the operator chose; null: the jurisdiction's")
     limits: LimitsOut | None = None
     provisioning: ProvisioningOut | None = None
+
+    @computed_field(description="The language in effect: `locale`, else the jurisdiction's (fr for CD, es for AR)")
+    @property
+    def language(self) -> Language:
+        return tenant_language(self.locale, self.jurisdiction)  # type: ignore[return-value]
 
     @model_validator(mode="before")
     @classmethod
@@ -58,7 +82,7 @@ class RegistryTenantOut(TenantOut):
         if isinstance(data, dict):
             return data
         base = TenantOut.model_validate(data).model_dump()
-        return {**base, "tier": data.tier, "database": data.placement,
+        return {**base, "tier": data.tier, "database": data.placement, "locale": data.locale,
                 "limits": {"rate_limit_per_second": data.rate_limit_per_second,
                            "rate_limit_burst": data.rate_limit_burst}}
 
@@ -71,7 +95,10 @@ class TenantRegistered(StrictModel):
 
 
 class TenantPatch(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"locale": "es"}, {"locale": None},
+                                                              {"rate_limit_per_second": "2.5", "rate_limit_burst": 5}]})
     name: str | None = Field(None, min_length=1, max_length=200)
+    locale: str | None = locale_field(TENANT_LOCALE + " Null gives the jurisdiction's back.")
     rate_limit_per_second: Decimal | None = Field(None, gt=0, le=100_000, max_digits=9, decimal_places=3,
                                                   description="requests per second per API key or user; "
                                                               "null resets to the platform default")

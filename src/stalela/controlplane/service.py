@@ -21,6 +21,7 @@ from stalela.db.base import utcnow
 from stalela.db.session import DATABASE
 from stalela.errors import Conflict, NotFound, ValidationFailed
 from stalela.fiscal.signing import registry as signing_registry
+from stalela.i18n import LANGUAGES, N_
 from stalela.kit import canonical
 from stalela.kit.ids import new_id
 from stalela.tenancy.context import bind_platform, bind_tenant
@@ -36,14 +37,28 @@ class Registered:
     replayed: bool
 
 
+def checked_locale(value: str | None) -> str | None:
+    """A language Stalela ships, or None (the default); anything else is the 422 ``invalid_locale``.
+    Tenants and operators store it alike (users too, through their own API)."""
+    if value is not None and value not in LANGUAGES:
+        # N_: a constant detail, translated whole where a console shows it (i18n.problems.localize).
+        raise ValidationFailed(N_("locale: one of fr, es, en, or null for the default"), code="invalid_locale",
+                               field="locale")
+    return value
+
+
 def _fingerprint(data: schemas.TenantRegister) -> str:
-    return hashlib.sha256(canonical.dumps(data.model_dump(mode="json"))).hexdigest()
+    # Without a locale, the fingerprint of a request made before tenants had one: a retry across an
+    # upgrade is still the same request.
+    body = data.model_dump(mode="json", exclude={"locale"} if data.locale is None else None)
+    return hashlib.sha256(canonical.dumps(body)).hexdigest()
 
 
 async def register(session: AsyncSession, settings: Settings, data: schemas.TenantRegister,
                    idempotency_key: str | None, *, actor: str = "operator:cli") -> Registered:
     """A shared tenant is active at once (as before the tiers); a dedicated one is registered here and
     provisioned by a job (controlplane.provisioning). Either is born with its first API key."""
+    checked_locale(data.locale)
     fingerprint = _fingerprint(data)
     repo = ProvisioningRepository(session)
     if idempotency_key is not None and (earlier := await repo.by_idempotency_key(idempotency_key)) is not None:
@@ -58,7 +73,8 @@ async def register(session: AsyncSession, settings: Settings, data: schemas.Tena
         async with session.begin_nested():
             done = await _create(session, settings, data, tax_id, vat_condition, idempotency_key, fingerprint)
             await platform_audit.record(session, actor, "tenant.created", done.tenant.id,
-                                        {"tier": data.tier, "placement": done.tenant.placement})
+                                        {"tier": data.tier, "placement": done.tenant.placement,
+                                         "locale": data.locale})
             return done
     except IntegrityError:
         if idempotency_key is None:
@@ -75,7 +91,8 @@ async def _create(session: AsyncSession, settings: Settings, data: schemas.Tenan
                   vat_condition: str | None, idempotency_key: str | None, fingerprint: str) -> Registered:
     dedicated = data.tier == "dedicated"
     tenant = Tenant(id=new_id("ten"), name=data.name, tax_id=tax_id, jurisdiction=data.jurisdiction,
-                    vat_condition=vat_condition, tier=data.tier, status="provisioning" if dedicated else "active")
+                    vat_condition=vat_condition, locale=data.locale, tier=data.tier,
+                    status="provisioning" if dedicated else "active")
     if dedicated:
         tenant.placement = placements.choose(settings, tenant.id, await RegistryRepository(session).placements(),
                                              data.target)
@@ -142,8 +159,14 @@ async def patch(session: AsyncSession, tenant_id: str, data: schemas.TenantPatch
     if tenant is None:
         raise NotFound("no such tenant", code="tenant_not_found")
     given = data.model_fields_set
-    if "name" in given and data.name is not None and data.name != tenant.name:
-        tenant.name, tenant.updated_at = data.name, utcnow()
+    renamed = "name" in given and data.name is not None and data.name != tenant.name
+    language_changed = "locale" in given and checked_locale(data.locale) != tenant.locale
+    if renamed or language_changed:
+        if renamed:
+            tenant.name = data.name
+        if language_changed:
+            tenant.locale = data.locale
+        tenant.updated_at = utcnow()
         await session.flush()
         await _refresh_copy(session, tenant)
     if given & {"rate_limit_per_second", "rate_limit_burst"}:

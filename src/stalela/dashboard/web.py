@@ -58,6 +58,7 @@ ACCESS_COOKIE, REFRESH_COOKIE, CSRF_COOKIE = "stalela_app", "stalela_app_refresh
 OPS_COOKIE = "stalela_ops"
 LANG_COOKIE = "stalela_lang"  # a signed-out visitor's choice of language (?lang=)
 OPS_SESSION_SECONDS = 8 * 3600
+OPS_SELF_SERVICE = ("/ops/logout", "/ops/account")  # what a read-only operator may still post
 AR_TYPES = tuple(_AR_RECEIPTS)  # the invoice list's type filter, per jurisdiction
 DRC_TYPES = tuple(_DRC_INVOICE_TYPES)
 _REFRESH_GRACE = 30.0  # seconds a rotated refresh result is reused by concurrent requests of one process
@@ -573,12 +574,13 @@ async def _operator(request: Request, session: DbSession) -> Viewer:
             raise LoginRequired("/ops")
         csrf = hashlib.sha256(f"ops-csrf:{raw}".encode()).hexdigest()[:40]
         viewer = Viewer(Principal(kind="operator", user_id=op.id, role=op.role), op.email, op.name, csrf,
-                        console="ops", writer=op.role == "platform_admin")
+                        console="ops", writer=op.role == "platform_admin", lang=op.locale or "")
     else:
         viewer = _token_viewer(request, raw)
-    # Support reads everything and changes nothing: every POST but signing out is refused here, once,
-    # so that no console action can forget the check (the pages hide the buttons too).
-    if request.method not in SAFE_METHODS and not viewer.writer and request.url.path != "/ops/logout":
+    # Support reads everything and changes nothing: every POST but signing out and choosing one's own
+    # language is refused here, once, so that no console action can forget the check (the pages hide the
+    # buttons too).
+    if request.method not in SAFE_METHODS and not viewer.writer and request.url.path not in OPS_SELF_SERVICE:
         raise Forbidden("your operator role (support) is read-only", code="operator_read_only")
     await bind_platform(session)
     request.state.viewer = viewer
