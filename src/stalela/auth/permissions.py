@@ -86,12 +86,20 @@ def key_permissions(scopes: frozenset[str] | None, restricted: bool) -> frozense
 
 
 def effective_scopes(scopes: frozenset[str] | None, restricted: bool) -> list[str]:
-    """The scopes an API key can really use, as listed to its owner: every scope whose permissions it
-    still holds some of once an outlet restriction has taken the tenant-wide ones away, implied ones
-    included (``invoices:write`` reads invoices too). Reading outlets does not count: most scopes carry
-    it, and a till's key created with ``admin`` keeps only that and is refused every admin route."""
+    """The scopes an API key can really use, as listed to its owner, once an outlet restriction has taken
+    the tenant-wide permissions away: a scope it was given while it keeps some of that scope's
+    permissions, and a scope it was not given only when it holds all of them (implied: ``invoices:write``
+    reads invoices too, but ``invoices:read`` never lists ``invoices:write``). Reading outlets does not
+    count: most scopes carry it, and a till's key created with ``admin`` keeps only that and is refused
+    every admin route."""
     granted = key_permissions(scopes, restricted)
-    return sorted(s for s, perms in SCOPES.items() if (perms - {Perm.OUTLETS_READ}) & granted)
+    given = ALL_SCOPES if scopes is None else scopes
+
+    def usable(scope: str, perms: frozenset[Perm]) -> bool:
+        needed = perms - {Perm.OUTLETS_READ}
+        return bool(needed & granted) if scope in given else bool(needed) and needed <= granted
+
+    return sorted(s for s, perms in SCOPES.items() if usable(s, perms))
 
 
 def grantable_scopes(principal: Principal) -> frozenset[str]:
