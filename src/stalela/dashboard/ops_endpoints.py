@@ -10,9 +10,7 @@ from datetime import timedelta
 from typing import Any, get_args
 
 import httpx
-from babel.dates import format_timedelta
 from fastapi import APIRouter, Request
-from jinja2 import pass_environment
 from pydantic import ValidationError
 
 from stalela.audit import platform as platform_audit
@@ -72,15 +70,6 @@ FIELD_LABELS = {"name": N_("Name"), "tax_id": N_("Tax id"), "jurisdiction": N_("
                 "target": N_("Server")}
 
 
-@pass_environment
-def _duration(env: Any, seconds: float | None) -> str:
-    """An age or a span in the page's language, to its largest unit ("5 min", "2 j")."""
-    if seconds is None:
-        return "—"
-    return format_timedelta(timedelta(seconds=seconds), format="short", locale=env.globals["i18n"].locale)
-
-
-templates.update(filters={"duration": _duration})
 
 
 def _l10n(request: Request) -> Localizer:

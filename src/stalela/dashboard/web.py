@@ -121,16 +121,6 @@ def _at(context: Any, value: Any, tz: str | None = None) -> Markup:
         moment.strftime("%Y-%m-%dT%H:%M:%SZ"), l10n.datetime(moment, "UTC", seconds=True), local)
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit}"
-    return f"{seconds} s"
-
-
 def _type_name(invoice_type: str, jurisdiction: str | None = None) -> str:
     """An Argentine receipt type by name ("Factura B"); the DRC's codes (FV, FA) as they are."""
     return labels.type_name(jurisdiction, invoice_type) if jurisdiction == "AR" else invoice_type
@@ -159,7 +149,7 @@ def _cents(value: Any) -> int:
     return int((Decimal(str(value or 0)) * 100).to_integral_value())
 
 
-templates.update(filters=dict(money=_money, amount=_amount, when=_when, at=_at, age=_age, type_name=_type_name,
+templates.update(filters=dict(money=_money, amount=_amount, when=_when, at=_at, type_name=_type_name,
                               group_label=_group_label, cents=_cents,
                               invoice_type=_label(labels.invoice_type_text, True),
                               tax_group=_label(labels.tax_group_text, True),

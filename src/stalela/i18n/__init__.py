@@ -14,7 +14,7 @@ non-breaking ones (French uses U+202F), so an amount never wraps inside itself.
 from __future__ import annotations
 
 import gettext as _gettext
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from io import BytesIO
@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date, format_datetime, format_time
+from babel.dates import format_date, format_datetime, format_time, format_timedelta
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal, format_percent
@@ -202,6 +202,12 @@ class Localizer:
     def time(self, value: Any, tz: str | None = None) -> str:
         moment = _instant(value)
         return "—" if moment is None else format_time(moment, "short", tzinfo=_zone(tz), locale=self.locale)
+
+    def duration(self, seconds: float | None) -> str:
+        """An age or a span to its largest unit, the language's way ("5 min", "2 j", "2 días")."""
+        if seconds is None:
+            return "—"
+        return format_timedelta(timedelta(seconds=seconds), format="short", locale=self.locale)
 
     def zone_name(self, tz: str | None) -> str:
         """A short name for the reader's zone, e.g. ``"WAT"`` or ``"UTC+1"`` (shown next to times)."""

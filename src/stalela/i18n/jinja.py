@@ -3,7 +3,7 @@
 One environment per language (not one whose gettext is swapped per request): FastAPI renders sync
 endpoints in a thread pool, so a shared environment's installed translations would race. Templates
 use ``{% trans %}…{% endtrans %}`` (whitespace trimmed) and ``_("…")``; filters that depend on the
-language (``money``, ``when``, ``percent``…) read the environment's ``i18n`` global, the
+language (``money``, ``when``, ``percent``, ``duration``…) read the environment's ``i18n`` global, the
 ``Localizer`` of that language.
 """
 from __future__ import annotations
@@ -50,8 +50,13 @@ def _day(env: Environment, value: Any, form: str = "medium") -> str:
     return _l10n(env).date(value, form)
 
 
+@pass_environment
+def _duration(env: Environment, seconds: float | None) -> str:
+    return _l10n(env).duration(seconds)
+
+
 LOCALIZED_FILTERS: dict[str, Callable[..., str]] = {
-    "money": _money, "number": _number, "percent": _percent, "when": _when, "day": _day,
+    "money": _money, "number": _number, "percent": _percent, "when": _when, "day": _day, "duration": _duration,
 }
 
 
