@@ -23,6 +23,7 @@ def test_ar_tenant_and_point_of_sale_commands(tmp_path):
     tenant = created["tenant"]
     assert tenant["jurisdiction"] == "AR" and tenant["tax_id"] == "30712345671"
     assert tenant["ar"]["vat_condition"] == "responsable_inscripto"
+    assert tenant["locale"] is None and tenant["language"] == "es"  # Argentina's, until one is chosen
     outlet = run(["outlet", "create", "--tenant", tenant["id"], "--code", "PV3", "--name", "Caja", "--pos-number", "3",
                   "--json"], env)
     assert outlet["pos_number"] == 3 and outlet["timezone"] == "America/Argentina/Buenos_Aires"
@@ -42,6 +43,9 @@ def test_ar_tenant_and_point_of_sale_commands(tmp_path):
                                "--vat-condition", "monotributo")
     assert "vat_condition" in refused("tenant", "create", "--name", "X", "--tax-id", "30712345671",
                                       "--jurisdiction", "AR", "--vat-condition", "rich")
+    assert "locale" in refused("tenant", "create", "--name", "X", "--tax-id", "A7654321Z", "--locale", "de")
+    english = run(["tenant", "create", "--name", "Kin Export", "--tax-id", "A7654321Z", "--locale", "en", "--json"], env)
+    assert english["tenant"]["locale"] == "en" and english["tenant"]["language"] == "en"
     # A DRC outlet still gets Kinshasa's timezone, and no point of sale.
     drc = run(["tenant", "create", "--name", "CLI SARL", "--tax-id", "C42", "--json"], env)["tenant"]
     kin = run(["outlet", "create", "--tenant", drc["id"], "--code", "T1", "--name", "Till", "--json"], env)

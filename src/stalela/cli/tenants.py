@@ -40,12 +40,14 @@ def create(
     tier: str = typer.Option("shared", help="shared (the shared database) or dedicated (a database of its own)"),
     target: Optional[str] = typer.Option(None, help="dedicated: the server (host:port) to place its database on"),
     wait: bool = typer.Option(False, "--wait", help="dedicated: provision it now and return once it is active"),
+    locale: Optional[str] = typer.Option(None, help="its default language: fr, es or en (absent: the "
+                                                    "jurisdiction's, French for CD, Spanish for AR)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Create a tenant and its first API key (printed once, to stdout)."""
     try:
         out = asyncio.run(create_tenant(get_settings(), name, tax_id, jurisdiction, vat_condition, tier=tier,
-                                        target=target, wait=wait))
+                                        target=target, wait=wait, locale=locale))
     except (StalelaError, ValidationError) as exc:
         fail(exc)
     except ValueError as exc:
@@ -85,12 +87,13 @@ def list_tenants(
 
 async def create_tenant(settings: Settings, name: str, tax_id: str, jurisdiction: str,
                         vat_condition: str | None = None, *, tier: str = "shared", target: str | None = None,
-                        wait: bool = False) -> dict[str, Any]:
+                        wait: bool = False, locale: str | None = None) -> dict[str, Any]:
     from stalela.controlplane import schemas, service
     from stalela.db.session import Database
     from stalela.tenancy.context import bind_platform
 
     data = schemas.TenantRegister(name=name, tax_id=tax_id, jurisdiction=jurisdiction, tier=tier, target=target,
+                                  locale=locale,
                                   ar={"vat_condition": vat_condition} if vat_condition is not None else None)
     db = Database.from_settings(settings)
     try:
