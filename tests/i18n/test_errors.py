@@ -70,6 +70,8 @@ async def test_a_fiscal_rule_in_the_readers_language(client, new_tenant, lang, t
     # English is the source: unchanged, and labelled.
     assert english.headers["content-language"] == "en"
     assert source["title"] == "Fiscal rule violated" and source["detail"].startswith("'Z' is not one of")
+    # The sentence names no value: the English detail, which does, travels beside it.
+    assert problem["detail_en"] == source["detail"] and "detail_en" not in source
 
 
 async def test_each_validation_entry_is_translated_with_its_values(client, new_tenant):

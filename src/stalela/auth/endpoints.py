@@ -165,7 +165,9 @@ async def get_me(session: DbSession, principal: Annotated[Principal, Allow(Perm.
 @router.patch("/users/me", responses={403: {"description": "not_a_user"}, 422: {"description": "invalid_locale"}})
 async def update_me(body: MeUpdate, session: DbSession, principal: Annotated[Principal, Allow(Perm.OUTLETS_READ)]):
     """Choose your own language for the consoles and documents: ``{"locale": "es"}``; ``null`` returns to
-    the organisation's default."""
+    the organisation's default; a body without ``locale`` changes nothing."""
+    if "locale" not in body.model_fields_set:
+        return users.user_view(await users.me(session, principal))
     return users.user_view(await users.set_locale(session, principal, body.locale))
 
 

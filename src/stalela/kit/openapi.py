@@ -55,6 +55,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         }},
         "instance": {"type": "string"},
         "request_id": {"type": "string"},
+        "detail_en": {"type": "string", "description": "The English detail, with its values, when `detail` "
+                                                         "is a translated sentence without them"},
     },
     "additionalProperties": True,
     # One example shared by every error answer (each refers to this schema): the shape, with `errors[]`.

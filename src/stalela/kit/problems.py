@@ -96,6 +96,10 @@ def localized_problem(error: StalelaError, l10n: Localizer) -> dict[str, Any]:
         elif error.detail == first.detail:  # a fiscal rule's single entry
             detail = entries[0]
     body["title"], body["detail"] = title, detail
+    if detail != error.detail and not l10n.has(error.detail):
+        # The code's sentence replaced a detail written with values in it (an amount left to credit, a
+        # limit, the parameter at fault): the original keeps them for a client or a person who needs them.
+        body["detail_en"] = error.detail
     return body
 
 
