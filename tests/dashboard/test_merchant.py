@@ -402,3 +402,4 @@ async def test_a_credit_note_links_to_its_original_and_shows_payments(owner, cli
     listing = (await owner.get("/app/invoices")).text
     row = listing[listing.index(credit["fiscal_number"]):][:800]
     assert "Credit note" in row and 'amount negative' in row
+

@@ -131,17 +131,21 @@ class DashboardRepository:
         return {name: int(bool((await self.session.execute(stmt)).scalar())) for name, stmt in checks.items()}
 
     async def credit_notes_of(self, invoice_id: str, fiscal_number: str, credit_types: frozenset[str],
-                              limit: int = 100) -> list[Invoice]:
+                              limit: int = 100, outlets_only: frozenset[str] | None = None) -> list[Invoice]:
         """The credit notes that cite an invoice (by id for ARCA, by fiscal number for the DGI): read
-        through the (tenant, original) index."""
+        through the (tenant, original) index; ``outlets_only``: a restricted viewer's outlets."""
         stmt = (select(Invoice).where(Invoice.original.in_((invoice_id, fiscal_number)),
                                       Invoice.type.in_(sorted(credit_types)))
                 .order_by(Invoice.id).limit(limit))
+        if outlets_only is not None:
+            stmt = stmt.where(Invoice.outlet_id.in_(sorted(outlets_only)))
         return list((await self.session.execute(stmt)).scalars())
 
-    async def invoice_cited(self, original: str) -> Invoice | None:
+    async def invoice_cited(self, original: str, outlets_only: frozenset[str] | None = None) -> Invoice | None:
         """The invoice a credit note cites: its id (ARCA) or its fiscal number (DGI), both unique."""
         stmt = select(Invoice).where((Invoice.id == original) | (Invoice.fiscal_number == original)).limit(1)
+        if outlets_only is not None:
+            stmt = stmt.where(Invoice.outlet_id.in_(sorted(outlets_only)))
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def first_outlet_zone(self) -> str | None:

@@ -155,12 +155,17 @@ def day_bounds(day_from: date | None, day_to: date | None) -> tuple[datetime | N
     return lo, hi
 
 
+def _outlets_only(principal: Principal) -> frozenset[str] | None:
+    """The outlets a restricted principal (a till's key, a cashier) may see; None: all of them."""
+    return principal.outlet_ids if principal.outlet_id is None else frozenset({principal.outlet_id})
+
+
 async def invoice_page(
     session: AsyncSession, principal: Principal, filters: InvoiceFilters, status: str | None, *, limit: int,
     starting_after: str | None,
 ) -> tuple[list[dict[str, Any]], bool]:
     if status:
-        only = principal.outlet_ids if principal.outlet_id is None else frozenset({principal.outlet_id})
+        only = _outlets_only(principal)
         rows, more = await DashboardRepository(session).invoices_by_sync(
             status, filters, outlets_only=only, limit=limit, starting_after=starting_after)
     else:
@@ -191,8 +196,11 @@ async def invoice_detail(session: AsyncSession, settings: Settings, principal: P
     repo = DashboardRepository(session)
     jurisdiction = get_jurisdiction(body["seal"]["payload"].get("jurisdiction") or "CD")
     credit = inv.type in jurisdiction.credit_note_types
-    cited = await repo.invoice_cited(inv.original) if inv.original else None
-    notes = [] if credit else await repo.credit_notes_of(inv.id, inv.fiscal_number, jurisdiction.credit_note_types)
+    # A credit note may come from another outlet than its original: a restricted viewer sees only its own.
+    only = _outlets_only(principal)
+    cited = await repo.invoice_cited(inv.original, outlets_only=only) if inv.original else None
+    notes = [] if credit else await repo.credit_notes_of(inv.id, inv.fiscal_number, jurisdiction.credit_note_types,
+                                                         outlets_only=only)
     return {"credit": credit, "original_invoice": cited, "credit_notes": notes,
             "credited": sum(n.total_cents for n in notes),"invoice": body, "sync": view, "ack": ack, "verify_url": f"/verify/{inv.id}?t={inv.tenant_id}",
             "outlet": outlet, "jurisdiction": body["seal"]["payload"].get("jurisdiction"),
