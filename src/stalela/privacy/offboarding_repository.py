@@ -20,7 +20,7 @@ from stalela.fiscal.ledger.models import ExportJob, MerkleLog
 from stalela.fiscal.subjects.models import TenantKey
 from stalela.outbox.models import OutboxEvent
 from stalela.privacy.offboarding_models import Offboarding
-from stalela.tenancy.models import ApiKey, Tenant
+from stalela.tenancy.models import ApiKey, Tenant, TenantLogo
 from stalela.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 # Children before parents. (table, extra condition): outbox rows still to deliver are kept, among
@@ -38,6 +38,7 @@ PURGED: tuple[tuple[Any, Any], ...] = (
     (ArcaTicket, None),
     (ArcaCredential, None),
     (AuthorityDevice, None),
+    (TenantLogo, None),  # branding, not fiscal: nothing sealed refers to it
 )
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stalela.db.base import utcnow
 from stalela.db.repository import Repository
@@ -79,17 +81,18 @@ class TenantLogoRepository:
         return (await self.session.execute(select(TenantLogo))).scalar_one_or_none()
 
     async def save(self, logo: TenantLogo) -> TenantLogo:
-        """Replaces the tenant's logo: a logo is not fiscal (no sealed hash covers it)."""
-        existing = await self.current()
-        if existing is None:
-            self.session.add(logo)
-        else:
-            for name in ("content_type", "data", "sha256", "width", "height"):
-                setattr(existing, name, getattr(logo, name))
-            existing.updated_at = utcnow()
-            logo = existing
-        await self.session.flush()
-        return logo
+        """Replaces the tenant's logo: a logo is not fiscal (no sealed hash covers it). One upsert, so two
+        first uploads at once both succeed (the later wins) instead of one failing on the primary key."""
+        values = {name: getattr(logo, name) for name in ("tenant_id", "content_type", "data", "sha256", "width",
+                                                          "height")}
+        values["updated_at"] = utcnow()
+        insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
+        stmt = insert(TenantLogo).values(**values)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=["tenant_id"], set_={k: stmt.excluded[k] for k in values if k != "tenant_id"}))
+        # populate_existing: a row this session loaded before the upsert is refreshed, not served stale.
+        fresh = select(TenantLogo).execution_options(populate_existing=True)
+        return (await self.session.execute(fresh)).scalar_one()
 
     async def remove(self) -> bool:
         existing = await self.current()
