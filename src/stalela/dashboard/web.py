@@ -116,7 +116,8 @@ def _at(context: Any, value: Any, tz: str | None = None) -> Markup:
         return Markup("—")
     moment = moment.astimezone(timezone.utc)
     l10n = context.environment.globals["i18n"]
-    local = l10n.datetime(moment, tz or _viewer_zone(context))
+    zone = tz or _viewer_zone(context)
+    local = l10n.datetime(moment, zone) + ("" if zone else " UTC")  # no zone: say which time it is
     return Markup('<time datetime="%s" title="%s UTC">%s</time>') % (
         moment.strftime("%Y-%m-%dT%H:%M:%SZ"), l10n.datetime(moment, "UTC", seconds=True), local)
 

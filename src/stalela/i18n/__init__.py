@@ -154,6 +154,8 @@ class Localizer:
         amount = _decimal(value)
         if amount is None:
             return "—"
+        if amount == 0:
+            amount = abs(amount)  # never "-0"
         if digits is None:
             return format_decimal(amount, locale=self.locale, decimal_quantization=False)
         return format_decimal(amount, format=f"#,##0.{'0' * digits}" if digits else "#,##0", locale=self.locale)
@@ -165,6 +167,8 @@ class Localizer:
             return "—"
         if minor_units:
             amount = amount / 100
+        if amount == 0:
+            amount = abs(amount)  # a credit note's exempt group: -0.00 is no amount anyone should read
         if not currency:
             return self.number(amount, 2)
         return format_currency(amount, currency, locale=self.locale, currency_digits=True)
@@ -209,9 +213,10 @@ class Localizer:
             return "—"
         return format_timedelta(timedelta(seconds=seconds), format="short", locale=self.locale)
 
-    def zone_name(self, tz: str | None) -> str:
-        """A short name for the reader's zone, e.g. ``"WAT"`` or ``"UTC+1"`` (shown next to times)."""
-        moment = datetime.now(timezone.utc).astimezone(_zone(tz))
+    def zone_name(self, tz: str | None, at: Any = None) -> str:
+        """A short name for the zone at the instant ``at`` (default now), e.g. ``"WAT"``: in a zone with
+        summer time the name (and offset) of a time shown depends on its date, not today's."""
+        moment = (_instant(at) or datetime.now(timezone.utc)).astimezone(_zone(tz))
         return moment.tzname() or "UTC"
 
 

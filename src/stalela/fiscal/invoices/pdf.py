@@ -105,7 +105,7 @@ def _content(invoice: dict[str, Any], seller: dict[str, Any], outlet: dict[str, 
     place = f"{outlet['name']} ({outlet['code']})"
     content.facts.append((_("Outlet"), place + (f"\n{outlet['address']}" if outlet.get("address") else "")))
     content.facts.append((_("Issued"), f"{l10n.datetime(invoice['issued_at'], tz, seconds=True)} "
-                                       f"({l10n.zone_name(tz)})"))
+                                       f"({l10n.zone_name(tz, invoice['issued_at'])})"))
     if ar:
         code = _("code %(code)s", code="%02d" % ar["cbte_tipo"])
         content.facts.append((_("Point of sale / number"),
