@@ -25,10 +25,12 @@ def test_create_dedicated_and_wait_then_list(database_url, tmp_path):
     done = _stalela(env, "tenant", "create", "--name", "Ligne SARL", "--tax-id", "C0000001", "--tier", "dedicated",
                     "--wait")
     assert done.returncode == 0, done.stderr
-    lines = dict(line.split(None, 1) for line in done.stdout.splitlines() if line.strip())
-    tenant_id, api_key = lines["tenant"], lines["api"].split()[1]
-    assert tenant_id.startswith("ten_") and api_key
-    assert "status active" in done.stdout and "server " in done.stdout
+    # The secret alone on stdout (KEY=$(stalela tenant create …)); what it belongs to on stderr.
+    api_key = done.stdout.strip()
+    assert api_key.startswith("sk_") and "\n" not in api_key
+    tenant_id = done.stderr.split("tenant ", 1)[1].split()[0]
+    assert tenant_id.startswith("ten_")
+    assert "status active" in done.stderr and "server " in done.stderr
     try:
         listed = _stalela(env, "tenant", "list", "--tier", "dedicated", "--json")
         assert listed.returncode == 0, listed.stderr

@@ -24,6 +24,24 @@ from stalela.config import get_settings
 app = output.Typer(help="Stalela fiscal cloud. Results on stdout (--json: one JSON document), diagnostics on "
                   "stderr; exit 0 ok, 1 failed, 2 usage, 3 unavailable (docs/cli.md).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+
+@app.callback()
+def _diagnostics_on_stderr() -> None:
+    # The service's own log lines (a tenant being provisioned, a migration) are diagnostics: stderr, at
+    # the configured level. Unconfigured, structlog would print them on stdout, among a command's results.
+    from pydantic import ValidationError as SettingsError
+
+    from stalela.observability.logging import configure_logging
+
+    try:
+        settings = get_settings()
+    except SettingsError:
+        return  # the command itself reports the bad setting
+    configure_logging(settings.log_level, settings.log_format)
+
+
 tenant_app = typer.Typer(help="Tenants (control plane)", no_args_is_help=True)
 outlet_app = typer.Typer(help="Outlets", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys", no_args_is_help=True)

@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from stalela.cli.output import EXIT_FAILED, emit, err, fail, usage
+from stalela.cli.output import EXIT_FAILED, emit, err, fail, note, usage
 from stalela.config import Settings, get_settings
 from stalela.errors import StalelaError
 
@@ -54,8 +54,10 @@ def create(
         usage(str(exc))
     t = out["tenant"]
     server = f"  server {t['server']}" if t["server"] else ""
-    emit(out, as_json, [f"tenant  {t['id']}", f"api key {out['api_key']}  (shown once)",
-                        f"tier    {t['tier']}  status {t['status']}{server}"])
+    if not as_json:  # the secret alone on stdout (KEY=$(stalela tenant create …)), like apikey create
+        note(f"tenant {t['id']}  tier {t['tier']}  status {t['status']}{server}", markup=False)
+        note("its first API key is shown once, below", markup=False)
+    emit(out, as_json, [out["api_key"]])
     job = out["tenant"]["provisioning"]
     if job and (job["status"] == "failed" or (wait and out["tenant"]["status"] == "provisioning")):
         reason = f"{job['step']} {job['status']} {job['error'] or ''}"
