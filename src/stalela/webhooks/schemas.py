@@ -4,7 +4,7 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, StrictBool, field_validator
 
 from stalela.kit.schemas import Rfc3339DateTime, StrictModel
 
@@ -23,7 +23,8 @@ class EndpointCreate(StrictModel):
     description: str | None = Field(None, max_length=500)
     event_types: list[EventType] | None = Field(
         None, min_length=1, description="Only these events; omitted or null: every event.")
-    enabled: bool = True
+    # Strict: 0 or "yes" is a client's bug, not a choice (a JSON boolean or nothing).
+    enabled: StrictBool = True
 
     _event_types = field_validator("event_types")(_unique)
 
@@ -32,7 +33,7 @@ class EndpointUpdate(StrictModel):
     url: str | None = Field(None, min_length=1, max_length=2000)
     description: str | None = Field(None, max_length=500)
     event_types: list[EventType] | None = Field(None, min_length=1, description="null: every event.")
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
     _event_types = field_validator("event_types")(_unique)
 
@@ -40,7 +41,7 @@ class EndpointUpdate(StrictModel):
 class SecretRotate(StrictModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"grace_seconds": 86400}]})
     grace_seconds: int | None = Field(
-        None, ge=0, le=7 * 86400,
+        None, ge=0, le=7 * 86400, strict=True,
         description="How long the previous secret keeps signing alongside the new one (default 24 h).")
 
 
