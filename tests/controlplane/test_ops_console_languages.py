@@ -17,7 +17,7 @@ HEADINGS = {
     "/ops/sync": {"fr": "Synchronisation avec l'administration fiscale (DGI, ARCA)",
                   "es": "Sincronización con el fisco (DGI, ARCA)", "en": "Authority sync (DGI, ARCA)"},
     "/ops/tenants": {"fr": "Clients", "es": "Clientes", "en": "Tenants"},
-    "/ops/privacy": {"fr": "Confidentialité", "es": "Privacidad", "en": "Privacy"},
+    "/ops/privacy": {"fr": "Données personnelles", "es": "Privacidad", "en": "Privacy"},
     "/ops/billing": {"fr": "Facturation", "es": "Facturación", "en": "Billing"},
     "/ops/databases": {"fr": "Bases de données", "es": "Bases de datos", "en": "Databases"},
     "/ops/operators": {"fr": "Opérateurs", "es": "Operadores", "en": "Operators"},
@@ -66,7 +66,7 @@ async def test_the_sign_in_page_offers_the_languages(app):
     try:
         page = await b.get("/ops/login?lang=es")
         check_language(page, "es")
-        assert "<h1>Consola de operaciones</h1>" in page.text and ">Ingresar</button>" in page.text
+        assert "<h1>Consola de operaciones</h1>" in page.text and ">Iniciar sesión</button>" in page.text
         assert 'href="/ops/login?lang=fr"' in page.text and 'action="/ops/login?lang=es"' in page.text
         # A failed sign-in answers in the same language.
         wrong = await b.post("/ops/login?lang=es", {"token": "nope"})

@@ -398,7 +398,7 @@ def _operator(browser, base: str, org: dict, event_id: str) -> None:  # noqa: AN
     expect(page.get_by_text(event_id)).to_be_visible()
     _shot(page, "ops-pipeline")
     page.get_by_role("button", name=f"Replay {event_id}").click()
-    expect(page.get_by_text("1 dead letter(s) queued again")).to_be_visible()
+    expect(page.get_by_text("1 dead letter queued again.")).to_be_visible()
     expect(page.get_by_text(event_id)).to_have_count(0)
     page.get_by_role("link", name="Authority sync").click()
     expect(page.get_by_role("cell", name="KIN1")).to_be_visible()

@@ -39,3 +39,25 @@ def test_a_translation_is_used_at_run_time():
     assert localizer("fr").gettext("Invoices") != "Invoices"
     assert localizer("es").gettext("Invoices") != "Invoices"
     assert localizer("en").gettext("Invoices") == "Invoices"
+
+
+@pytest.mark.parametrize("lang", [lang for lang in LANGUAGES if lang != SOURCE])
+def test_a_string_reads_the_same_in_every_area(lang):
+    # A language's area files are merged into one catalog: a msgid two areas translate differently
+    # would read as whichever file loads last, on every screen. Give it a context if it must differ.
+    from babel.messages.pofile import read_po
+
+    from stalela.i18n import LOCALES_DIR
+
+    seen: dict[tuple, tuple[str, object]] = {}
+    conflicts = []
+    for path in sorted((LOCALES_DIR / lang / "LC_MESSAGES").glob("*.po")):
+        with path.open("rb") as f:
+            for m in read_po(f, locale=lang):
+                if not m.id:
+                    continue
+                key = (m.id if isinstance(m.id, str) else m.id[0], m.context)
+                if key in seen and seen[key][1] != m.string:
+                    conflicts.append(f"{key}: {seen[key][0]} {seen[key][1]!r} / {path.stem} {m.string!r}")
+                seen.setdefault(key, (path.stem, m.string))
+    assert not conflicts, "\n".join(conflicts)
