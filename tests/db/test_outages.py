@@ -151,3 +151,30 @@ async def test_a_refused_connection_is_an_outage_and_a_bad_query_is_not(db):
     with pytest.raises(DBAPIError):
         async with db.transaction(readonly=True) as session:
             await session.execute(text("SELECT no_such_column FROM tenants"))
+
+
+async def test_a_deadlock_is_a_retry_not_a_bug(db, database_url):
+    """PostgreSQL rolls a deadlocked transaction back whole: "retry in a moment" (503), never a 500."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from stalela.errors import DatabaseUnavailable
+
+    if database_url.startswith("sqlite"):
+        pytest.skip("a deadlock between two transactions is PostgreSQL's (SQLite has one writer: SQLITE_BUSY)")
+    both_hold_one = asyncio.Barrier(2)
+
+    async def take(first: int, second: int) -> str:
+        try:
+            async with db.transaction() as session:
+                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": first})
+                await both_hold_one.wait()
+                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": second})
+            return "committed"
+        except DatabaseUnavailable as exc:
+            assert exc.status == 503 and exc.headers.get("Retry-After")
+            return "retry"
+
+    outcomes = sorted(await asyncio.gather(take(9_100_001, 9_100_002), take(9_100_002, 9_100_001)))
+    assert outcomes == ["committed", "retry"]

@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 # SQLSTATE classes and codes (PostgreSQL appendix A): connection exception, insufficient resources
 # (disk full, too many connections), operator intervention (shutdown, cannot connect now), system
 # error (I/O); read-only transaction; object not in prerequisite state, which a connection attempt
-# gets from a database with ALLOW_CONNECTIONS false.
+# gets from a database with ALLOW_CONNECTIONS false. A deadlock (40P01) or serialization failure (40001)
+# is PostgreSQL's SQLITE_BUSY: it rolled the whole transaction back, so "retry in a moment" is exact
+# and safe (nothing was committed), where a 500 would say a bug.
 _PG_CLASSES = ("08", "53", "57P", "58")
-_PG_CODES = frozenset({"25006"})
+_PG_CODES = frozenset({"25006", "40P01", "40001"})
 _SQLITE_NAMES = ("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_BUSY",
                  "SQLITE_LOCKED", "SQLITE_PROTOCOL")
 _DRIVERS = ("asyncpg", "aiosqlite", "sqlalchemy")
