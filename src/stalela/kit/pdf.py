@@ -106,9 +106,25 @@ def heading(pdf: FPDF, text: str, size: float = 10) -> None:
 def table_row(pdf: FPDF, cells: list[tuple[float, Any, str]], *, bold: bool = False, fill: bool = False,
               size: float = 9, height: float = 5.5) -> None:
     pdf.set_font(FONT, "B" if bold else "", size)
+    # A text wider than its column (a long description, a long name, a long label in French) wraps
+    # inside it and the row grows to its tallest cell, instead of being drawn over the next column.
+    lines = [len(pdf.multi_cell(width, height, str(text), dry_run=True, output="LINES")) or 1
+             for width, text, _ in cells]
+    rows = max(lines, default=1)
+    if rows == 1:
+        for width, text, align in cells:
+            pdf.cell(width, height, text, border="B" if bold else 0, align=align, fill=fill)
+        pdf.ln(height)
+        return
+    if pdf.auto_page_break and pdf.get_y() + rows * height > pdf.page_break_trigger:
+        pdf.add_page()  # a row is never split across pages
+    x, y = pdf.get_x(), pdf.get_y()
     for width, text, align in cells:
-        pdf.cell(width, height, text, border="B" if bold else 0, align=align, fill=fill)
-    pdf.ln(height)
+        pdf.set_xy(x, y)
+        pdf.multi_cell(width, height, str(text), border="B" if bold else 0, align=align, fill=fill,
+                       new_x="RIGHT", new_y="TOP")
+        x += width
+    pdf.set_xy(pdf.l_margin, y + rows * height)
 
 
 def small_print(pdf: FPDF, lines: list[str], size: float = 6.5) -> None:

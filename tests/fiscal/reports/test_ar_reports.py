@@ -48,7 +48,7 @@ async def test_z_is_the_sum_of_the_sealed_ar_blocks(client, clock, settings, dat
     assert z["first_counter"] == 1 and z["last_counter"] == len(sealed)
 
     # A rebuild from the stored receipts finds the same figures.
-    r = run(settings, database_url, "rebuild", "--tenant", tenant["id"], "--check", "--json")
+    r = await run(settings, database_url, "rebuild", "--tenant", tenant["id"], "--check", "--json")
     assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
     rebuilt = json.loads(r.stdout)["outlets"][0]
     assert rebuilt["invoices"] == len(sealed) and rebuilt["z_mismatches"] == [] and rebuilt["repaired"] == []

@@ -284,9 +284,13 @@ def _a4(content: Content, logo: bytes | None, l10n: Localizer, created: datetime
     for label, value in content.facts:
         width = text_w if pdf.get_y() < 10 + qr + 2 else pdf.epw
         pdf.set_font(FONT, "B", 8.5)
-        pdf.cell(38, 4.6, label)
+        # The label wraps in its column (French and Spanish labels run longer than English ones).
+        top = pdf.get_y()
+        label_lines = len(pdf.multi_cell(38, 4.6, label, dry_run=True, output="LINES")) or 1
+        pdf.multi_cell(38, 4.6, label, new_x="RIGHT", new_y="TOP")
         pdf.set_font(FONT, "", 8.5)
         pdf.multi_cell(width - 38, 4.6, value, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_y(max(pdf.get_y(), top + label_lines * 4.6))
     pdf.set_y(max(pdf.get_y(), 10 + qr + 2))
     heading(pdf, _("Lines"))
     pdf.set_fill_color(*LIGHT_FILL)
