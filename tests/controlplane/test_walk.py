@@ -117,8 +117,11 @@ async def _run_jobs(app, client, operator_headers, tenant_id: str) -> list[tuple
     db = await database_of(client, app, operator_headers, tenant_id)
     dispatcher = Dispatcher(db, app.state.settings)
     try:
-        for _ in range(5):
-            await dispatcher.run_once()
+        # Until nothing is left to claim: handlers enqueue further events (a seal's usage, an anomaly, its
+        # webhook), and a loaded machine may leave the chain longer than a fixed number of rounds.
+        for _ in range(30):
+            if not await dispatcher.run_once():
+                break
     finally:
         await dispatcher.close()
     while await export_jobs.run_one(db, app.state.settings) is not None:
