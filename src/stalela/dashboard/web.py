@@ -39,7 +39,7 @@ from stalela.controlplane import operator_service
 from stalela.errors import (
     BadRequest, FieldError, Forbidden, StalelaError, TooManyRequests, Unauthorized, ValidationFailed,
 )
-from stalela.i18n import choose, localizer, normalize, tenant_language
+from stalela.i18n import choose, instant, localizer, normalize, tenant_language
 from stalela.i18n.jinja import LOCALIZED_FILTERS, LocalizedTemplates
 from stalela.i18n.problems import localize
 from stalela.kit.jsonbody import JSONRoute
@@ -86,14 +86,6 @@ def _amount(env: Environment, value: Any, currency: str | None = None, negate: b
     return Markup('<span class="amount%s">%s</span>') % (kind, text)
 
 
-def _instant(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # the database's naive UTC
-
-
 def _viewer_zone(context: Any) -> str | None:
     viewer = context.get("viewer")
     return getattr(viewer, "tz", None) or None
@@ -111,7 +103,7 @@ def _when(context: Any, value: Any, tz: str | None = None, seconds: bool = False
 @pass_context
 def _at(context: Any, value: Any, tz: str | None = None) -> Markup:
     """``<time datetime="…Z" title="… UTC">local time</time>``: the local time to read, UTC on hover."""
-    moment = _instant(value)
+    moment = instant(value)
     if moment is None:
         return Markup("—")
     moment = moment.astimezone(timezone.utc)

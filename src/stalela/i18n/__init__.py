@@ -183,7 +183,7 @@ class Localizer:
     # --- time ---
     def datetime(self, value: Any, tz: str | None = None, *, seconds: bool = False) -> str:
         """An instant in the reader's zone (an outlet's, usually), e.g. ``"7 déc. 2026, 14:03"`` (fr)."""
-        moment = _instant(value)
+        moment = instant(value)
         if moment is None:
             return "—"
         zone = _zone(tz)
@@ -204,7 +204,7 @@ class Localizer:
         return format_date(value, form, locale=self.locale)
 
     def time(self, value: Any, tz: str | None = None) -> str:
-        moment = _instant(value)
+        moment = instant(value)
         return "—" if moment is None else format_time(moment, "short", tzinfo=_zone(tz), locale=self.locale)
 
     def duration(self, seconds: float | None) -> str:
@@ -216,11 +216,13 @@ class Localizer:
     def zone_name(self, tz: str | None, at: Any = None) -> str:
         """A short name for the zone at the instant ``at`` (default now), e.g. ``"WAT"``: in a zone with
         summer time the name (and offset) of a time shown depends on its date, not today's."""
-        moment = (_instant(at) or datetime.now(timezone.utc)).astimezone(_zone(tz))
+        moment = (instant(at) or datetime.now(timezone.utc)).astimezone(_zone(tz))
         return moment.tzname() or "UTC"
 
 
-def _instant(value: Any) -> datetime | None:
+def instant(value: Any) -> datetime | None:
+    """An instant from what templates and payloads hold: an RFC 3339 string, a datetime (naive: the
+    database's UTC) or a date (its UTC midnight); None or "" → None."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
