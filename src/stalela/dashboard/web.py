@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Callable
