@@ -17,6 +17,7 @@ from stalela.fiscal.ledger import models as _ledger  # noqa: F401
 from stalela.fiscal.reports import models as _reports  # noqa: F401
 from stalela.fiscal.signing import models as _signing  # noqa: F401
 from stalela.fiscal.subjects import models as _subjects  # noqa: F401
+from stalela.offline import models as _offline  # noqa: F401
 from stalela.outbox import models as _outbox  # noqa: F401
 from stalela.privacy import erasure_models as _erasure  # noqa: F401
 from stalela.privacy import offboarding_models as _offboarding  # noqa: F401

@@ -77,7 +77,41 @@ class Invoice(TenantOwned, Base):
     # data key (stalela.fiscal.subjects); shredding the key erases it, the row never changes.
     buyer_subject: Mapped[str | None] = mapped_column(String(40), nullable=True)
     buyer_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # "online" (sealed here) or "offline" (sealed by a device under a delegated credential, merged at
+    # merged_at; issued_at is then the device's time). docs/offline.md.
+    origin: Mapped[str] = mapped_column(String(8), default="online", server_default="online")
+    merged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class NumberBlock(TenantOwned, Base):
+    """Numbers ``first..last`` of a series handed to an offline device (docs/offline.md).
+
+    Carved under the series lock like any online number; the sealed ``number_block`` ledger event is the
+    record, this row is where the block stands: ``state`` is ``core.offline.BlockChain`` as JSON, updated
+    under the block's lock as invoices merge and numbers are voided (like a series' counter)."""
+
+    __tablename__ = "number_blocks"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "outlet_id"], ["outlets.tenant_id", "outlets.id"]),
+        Index("uq_number_blocks_tenant_id_series_id_first", "tenant_id", "series_id", "first", unique=True),
+        Index("ix_number_blocks_status_expires_at", "status", "expires_at"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    outlet_id: Mapped[str] = mapped_column(String(40))
+    series_id: Mapped[str] = mapped_column(String(40))
+    device_id: Mapped[str] = mapped_column(String(40))
+    credential_jti: Mapped[str] = mapped_column(String(40))
+    first: Mapped[int] = mapped_column(BigInteger)
+    last: Mapped[int] = mapped_column(BigInteger)
+    anchor_hash: Mapped[str] = mapped_column(String(64))  # the number_block record's seal hash
+    allocated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())  # the credential's exp
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed (every number accounted for)
+    state: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class IdempotencyRecord(TenantOwned, Base):

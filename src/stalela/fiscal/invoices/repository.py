@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -8,7 +9,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stalela.db.base import utcnow
 from stalela.db.repository import Repository
-from stalela.fiscal.invoices.models import AuthorityAck, DayFigures, IdempotencyRecord, Invoice, InvoiceSync, Series
+from stalela.fiscal.invoices.models import (AuthorityAck, DayFigures, IdempotencyRecord, Invoice, InvoiceSync,
+                                           NumberBlock, Series)
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.kit.ids import new_id
 from stalela.tenancy.models import Outlet
@@ -252,3 +254,14 @@ class DayFiguresRepository:
             .order_by(DayFigures.business_day)
         )
         return [tuple(r) for r in await self.session.execute(stmt)]
+
+
+class NumberBlockRepository(Repository[NumberBlock]):
+    model = NumberBlock
+
+    async def due_for_void(self, before: Any, limit: int = 100) -> list[NumberBlock]:
+        """Open blocks whose credential expired before ``before`` (expiry plus grace): across tenants for
+        the void scheduler, which runs with the platform flag like the other schedulers."""
+        stmt = (select(NumberBlock).where(NumberBlock.status == "open", NumberBlock.expires_at < before)
+                .order_by(NumberBlock.expires_at).limit(limit))
+        return list((await self.session.execute(stmt)).scalars())

@@ -34,6 +34,7 @@ from stalela.errors import Conflict, Forbidden, StalelaError, ValidationFailed
 from stalela.fiscal.core import invoice as core
 from stalela.fiscal.core.reports import local_date
 from stalela.fiscal.core.rules import Jurisdiction
+from stalela.fiscal.core.offline import buyer_document, clear_tax_id, invoice_payload
 from stalela.fiscal.core.seal import build_seal, canonical_bytes
 from stalela.fiscal.invoices import admission
 from stalela.fiscal.invoices.models import IdempotencyRecord, Series
@@ -403,43 +404,27 @@ def _number(group: _Group, tenant: Any, jurisdiction: Jurisdiction, key: Any, re
     issued = utcnow()
     invoice_id = new_id("inv")
     totals = computed.totals_as_json()
-    payload = {
-        "v": SEAL_VERSION,
-        "jurisdiction": jurisdiction.code,
-        "tenant_id": group.tenant_id,
-        "seller_tax_id": tenant.tax_id,
-        "outlet_id": outlet.id,
-        "series_id": series.id,
-        "counter": counter,
-        "fiscal_number": fiscal_number,
-        "invoice_id": invoice_id,
-        "type": req.type,
-        "price_mode": computed.price_mode,
-        "issued_at": rfc3339(issued),
-        "currency": computed.currency,
-        "totals": totals,
-        "total": totals["total"],
-        "lines_hash": request.lines_hash or computed.lines_digest(),
-        "line_count": len(computed.lines),
-        # v2: in clear only a legal person's tax id; any buyer is committed to, salted (core/disclosure.py).
-        "buyer_tax_id": _clear_tax_id(request.buyer),
-        "buyer_commitment": request.buyer.commitment if request.buyer else None,
-        "nature": req.nature,
-        "original": req.original,
-        "exchange": computed.exchange_as_json(),
-        "key_id": key.id,
-        "prev_hash": series.last_hash,
-    }
-    if series.first_counter != 1:  # aligned with the authority's numbering before its first seal
-        payload["series_first"] = series.first_counter
+    extra = None
     if computed.extra is not None:
         # The jurisdiction's block, completed with what only numbering knows (Argentina: the point of
         # sale, the receipt number and its date, CbteFch, in the outlet's timezone).
-        payload[jurisdiction.code.lower()] = {
+        extra = (jurisdiction.code.lower(), {
             **computed.extra, "point_of_sale": outlet.pos_number, "number": counter,
             "date": local_date(issued, outlet.timezone).isoformat(),
             # A person's document number is not signed in clear (v2): the agent reads it from the subject.
-            **({"doc_number": None} if _personal_doc(request.buyer) else {})}
+            **({"doc_number": None} if _personal_doc(request.buyer) else {})})
+    payload = invoice_payload(
+        version=SEAL_VERSION, jurisdiction=jurisdiction.code, tenant_id=group.tenant_id, seller_tax_id=tenant.tax_id,
+        outlet_id=outlet.id, series_id=series.id, counter=counter, fiscal_number=fiscal_number, invoice_id=invoice_id,
+        type=req.type, price_mode=computed.price_mode, issued_at=rfc3339(issued), currency=computed.currency,
+        totals=totals, lines_hash=request.lines_hash or computed.lines_digest(), line_count=len(computed.lines),
+        # v2: in clear only a legal person's tax id; any buyer is committed to, salted (core/disclosure.py).
+        buyer_tax_id=_clear_tax_id(request.buyer),
+        buyer_commitment=request.buyer.commitment if request.buyer else None,
+        nature=req.nature, original=req.original, exchange=computed.exchange_as_json(), key_id=key.id,
+        prev_hash=series.last_hash,
+        # Set when aligned with the authority's numbering before its first seal.
+        series_first=series.first_counter, extra=extra)
     signed = canonical_bytes(payload)
     # The chain needs only the hash of what is signed, not the signature: the next invoice of the
     # outlet can be numbered before this one is signed.
@@ -511,18 +496,11 @@ async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, reque
 
 def buyer_json(computed: core.ComputedInvoice, req: InvoiceCreate) -> dict[str, Any] | None:
     """The document's ``buyer``: the jurisdiction's buyer object plus the contacts given (only those)."""
-    base = computed.buyer_as_json()
-    b = req.buyer
-    contacts = {k: getattr(b, k) for k in ("email", "phone", "address", "reference") if b and getattr(b, k)}
-    if base is None:
-        return contacts or None
-    return {**base, **contacts}
+    return buyer_document(computed.buyer_as_json(), req.buyer.model_dump() if req.buyer else None)
 
 
 def _clear_tax_id(buyer: SealedBuyer | None) -> str | None:
-    if buyer is None or is_natural_person(buyer.buyer) or buyer.buyer.get("doc_type") == "CF":
-        return None
-    return buyer.buyer.get("tax_id") or buyer.buyer.get("doc_number")
+    return clear_tax_id(buyer.buyer) if buyer is not None else None
 
 
 def _personal_doc(buyer: SealedBuyer | None) -> bool:

@@ -54,6 +54,31 @@ class Checkpoint(TenantOwned, Base):
     payload: Mapped[str] = mapped_column(Text)
 
 
+class LedgerEvent(TenantOwned, Base):
+    """A cloud-sealed record in the tenant's Merkle log that is not an invoice: a number block handed to
+    a device, an offline invoice refused, numbers voided or un-voided (``core.offline``). Sealed like an
+    invoice (payload, hash, signature); its hash is the leaf. Append-only."""
+
+    __tablename__ = "ledger_events"
+    __table_args__ = (
+        Index("uq_ledger_events_tenant_id_leaf_index", "tenant_id", "leaf_index", unique=True),
+        Index("ix_ledger_events_tenant_id_block_id", "tenant_id", "block_id"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(40), ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    leaf_index: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(24))
+    outlet_id: Mapped[str] = mapped_column(String(40))
+    series_id: Mapped[str] = mapped_column(String(40))
+    block_id: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str] = mapped_column(String(40))
+    seal_hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str] = mapped_column(Text)  # canonical JSON (RFC 8785) of what was signed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class ExportJob(TenantOwned, Base):
     """An audit export requested over the API, built in the background, downloaded when ready."""
 

@@ -5,7 +5,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stalela.db.repository import Repository
-from stalela.fiscal.ledger.models import Checkpoint, MerkleLog, MerkleNode
+from stalela.fiscal.ledger.models import Checkpoint, LedgerEvent, MerkleLog, MerkleNode
 
 # Every seal group's first statement: built once (see db.repository._by_id).
 _LOCK_LOG = (select(MerkleLog).where(MerkleLog.tenant_id == bindparam("tenant_id")).with_for_update()
@@ -75,3 +75,11 @@ class CheckpointRepository(Repository[Checkpoint]):
         if max_size is not None:
             stmt = stmt.where(Checkpoint.tree_size <= max_size)
         return await self.page(stmt, limit=limit, starting_after=starting_after)
+
+
+class LedgerEventRepository(Repository[LedgerEvent]):
+    model = LedgerEvent
+
+    async def of_block(self, block_id: str) -> list[LedgerEvent]:
+        stmt = select(LedgerEvent).where(LedgerEvent.block_id == block_id).order_by(LedgerEvent.leaf_index)
+        return list((await self.session.execute(stmt)).scalars())

@@ -1,0 +1,1 @@
+"""Offline sealing: devices, delegated credentials, returning batches, voids (docs/offline.md)."""
