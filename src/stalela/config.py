@@ -86,6 +86,13 @@ class Settings(BaseSettings):
 
     demo: bool = Field(True, description="Create a demo tenant on first start with an empty embedded database.")
     idempotency_retention_days: int = Field(30, ge=30)
+    # Offline sealing (docs/offline.md).
+    offline_max_invoice_total: Decimal = Field(
+        Decimal("10000000"), gt=0, description="Default cap on one offline invoice's total (a credential's caps may lower it)."
+    )
+    offline_void_grace_hours: int = Field(
+        24, ge=0, le=24 * 30, description="Hours after a credential's expiry before its unreturned numbers are voided."
+    )
     group_commit: bool = Field(
         True, description="Seal concurrent requests of a tenant together, one transaction per group."
     )
