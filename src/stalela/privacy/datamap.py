@@ -146,7 +146,7 @@ _TABLES = [
           fiscal="tenant_id id outlet_id code counter first_counter generation last_hash updated_at"),
     table("invoices", "statutory", personal="document buyer_sealed",
           fiscal=f"{_SEALED} series_id counter fiscal_number type issued_at reference original total_cents "
-                 "leaf_index created_at",
+                 "leaf_index origin merged_at created_at",
           operational="buyer_subject",
           notes={"document": "v1 invoices: the buyer in clear; v2 (seal format 2): no personal buyer, which is in "
                              "buyer_sealed",
@@ -196,6 +196,14 @@ _TABLES = [
           note="derived from the sealed invoices (rebuildable), kept with them"),
     table("merkle_logs", "statutory", fiscal="tenant_id size frontier updated_at"),
     table("merkle_nodes", "statutory", fiscal="tenant_id level idx hash"),
+    table("ledger_events", "statutory",
+          fiscal="tenant_id id leaf_index kind outlet_id series_id block_id key_id seal_hash signature payload "
+                 "created_at",
+          note="cloud-sealed records of offline sealing (number blocks, refusals, voids) in the Merkle log"),
+    table("number_blocks", "statutory",
+          fiscal="tenant_id id outlet_id series_id device_id credential_jti first last anchor_hash allocated_at "
+                 "expires_at status state updated_at",
+          note="where each block of offline numbers stands; its sealed record is in ledger_events"),
     table("checkpoints", "statutory",
           fiscal="tenant_id id tree_size root_hash timestamp reason key_id seal_hash signature payload"),
     table("z_reports", "statutory",

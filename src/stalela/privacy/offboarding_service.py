@@ -44,7 +44,9 @@ RECEIPT_FORMAT = "stalela-offboarding-receipt-v1"
 # What stays, read-only, for the statutory period: the ledger and everything needed to verify it.
 KEPT = ("invoices", "series", "z_reports", "report_day_figures", "merkle_logs", "merkle_nodes", "checkpoints",
         "signing_keys", "authority_acks", "invoice_sync", "audit_log", "outlets", "tenants",
-        "privacy_subjects", "privacy_tenant_keys")
+        "privacy_subjects", "privacy_tenant_keys",
+        # Offline sealing: the ledger's other records, and the credentials (their cnf keys verify offline invoices).
+        "ledger_events", "number_blocks", "device_credentials", "devices", "offline_receipts", "fork_proofs")
 # Statutory retention of invoices, years after the end of the financial (here: calendar) year.
 # CD: OHADA AUDCIF art. 24 (10 years); AR: Código Civil y Comercial art. 328 (10 years). A local table
 # until the retention engine's floors (privacy.retention_data) are on main; 10 years where unknown.
