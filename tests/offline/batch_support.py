@@ -76,9 +76,10 @@ class Device:
              key: ec.EllipticCurvePrivateKey | None = None, tamper=None) -> dict[str, Any]:  # noqa: ANN001
         """Seal the next invoice of the block and move the chain on; ``tamper(payload)`` edits before signing."""
         request = request or sample_invoice(self.claims["outlet"])
-        self.clock = issued_at or self.clock + timedelta(seconds=1)
+        if issued_at is None:  # a time given is this invoice's only: the device's clock goes on
+            self.clock = issued_at = self.clock + timedelta(seconds=1)
         salt = new_salt() if request.get("buyer") else None
-        payload = self.payload(request, counter=self.next, prev_hash=self.head, issued_at=self.clock, salt=salt)
+        payload = self.payload(request, counter=self.next, prev_hash=self.head, issued_at=issued_at, salt=salt)
         if tamper is not None:
             tamper(payload)
         seal = sign(key or self.key, payload)
