@@ -27,6 +27,9 @@ async def test_a_good_batch_merges_in_device_order(client, new_tenant):
     assert invoice["offline"] == {"credential": device.claims["jti"], "block_id": device.claims["block"]["id"],
                                   "device_id": device.claims["sub"], "merged_at": body["received_at"], "late": False}
     assert invoice["sync"]["status"] == "pending"
+    # The public page a receipt's QR code opens: authentic, by the device key its credential binds.
+    page = (await client.get(f"/verify/{first['invoice_id']}", headers={"Accept": "application/json"})).json()
+    assert page["authentic"] is True and page["key_id"] == device.thumbprint, page
 
     # Leaves in device order, right after the block's record; the checkpoint covers them.
     cp = body["checkpoint"]

@@ -33,6 +33,7 @@ from stalela.fiscal.core import offline as core
 from stalela.fiscal.core.seal import b64url_decode, build_seal, canonical_bytes
 from stalela.fiscal.invoices import offline_merge
 from stalela.fiscal.invoices.blocks import chain_of, keep_chain, lock_block
+from stalela.fiscal.invoices import verification
 from stalela.fiscal.invoices.repository import InvoiceRepository
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.ledger.events import seal_events
@@ -418,3 +419,22 @@ async def ids_in_use(session: AsyncSession, ids: list[str]) -> set[str]:
     """Which of these invoice ids any tenant of this database holds (a platform-bound session)."""
     return {inv.id for inv in await InvoiceRepository(session).many(ids)}
 
+
+
+async def device_key(session: AsyncSession, tenant_id: str, jti: str) -> dict[str, Any] | None:
+    """The key an offline invoice verifies with (the public verification page): its credential's ``cnf`` key,
+    once the credential itself verifies with the tenant's keys, at its ``nbf`` (a receipt outlives ``exp``).
+    The page's session may read every tenant: both reads are checked against ``tenant_id``."""
+    credential = await CredentialRepository(session).get(jti)
+    if credential is None or credential.tenant_id != tenant_id:
+        return None
+    issuer = {k.id: json.loads(k.public_jwk) for k in await SigningKeyRepository(session).all_keys()
+              if k.tenant_id == tenant_id}
+    try:
+        claims = core.verify_credential(credential.token, issuer.get, _claimed_nbf(credential.token))
+        return core.device_public_jwk(claims["cnf"]["jwk"])
+    except (core.CredentialInvalid, ValueError, KeyError, TypeError):
+        return None
+
+
+verification.device_keys = device_key  # registered when the app imports the offline routes
