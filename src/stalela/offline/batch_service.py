@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.principal import Principal
@@ -41,7 +42,6 @@ from stalela.fiscal.ledger.service import LogAppender, create_checkpoint
 from stalela.fiscal.signing import registry as keys
 from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.fiscal.subjects.service import SubjectErased
-from stalela.kit import canonical
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.offline import fork_proofs
@@ -64,7 +64,10 @@ class Answer:
 
 
 def digest(body: BatchCreate) -> str:
-    return hashlib.sha256(canonical.dumps(body.model_dump(mode="json", exclude_unset=True))).hexdigest()
+    """The batch's identity: SHA-256 of its parsed body with sorted keys (orjson: RFC 8785 costs a third of
+    a 1,000-invoice merge here, and only equality matters)."""
+    return hashlib.sha256(orjson.dumps(body.model_dump(mode="json", exclude_unset=True),
+                                       option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def invoice_ids(body: BatchCreate) -> list[str]:
@@ -318,7 +321,7 @@ class _Merge:
     async def _merge(self, p: Prepared, sold_to: Any, late: bool) -> dict[str, Any]:
         series_code = get_jurisdiction(self.plan.jurisdiction).series_code(p.request.type)
         await self.writer.add(self.outlet, series_code, p.request, p.recomputed, p.seal, sold_to, issued=p.issued,
-                              merged_at=self.now, late=late)
+                              merged_at=self.now, late=late, signed=p.signed)
         self.chain.advance(p.counter, p.hash)
         self.ids_taken.add(p.payload["invoice_id"])
         if p.request.reference is not None:
@@ -330,13 +333,20 @@ class _Merge:
         receipt_id = new_id("orc")
         self.receipts.append(dict(
             tenant_id=self.tenant_id, id=receipt_id, block_id=self.block.id, credential_jti=self.claims["jti"],
-            counter=p.counter, device_hash=p.hash, seal=json.dumps(p.seal), outcome=outcome, code=code,
+            counter=p.counter, device_hash=p.hash, seal=_seal_text(p), outcome=outcome, code=code,
             invoice_id=invoice_id, event_id=event_id, batch_id=self.batch_id, created_at=self.now))
         view = {"index": p.index, "counter": p.counter, "fiscal_number": self._number(p), "device_hash": p.hash,
                 "outcome": outcome, "code": code, "receipt_id": receipt_id, "invoice_id": invoice_id,
                 "event_id": event_id, "replayed": False}
         self.made[p.counter] = view
         return view
+
+
+def _seal_text(p: Prepared) -> str:
+    """The device's seal as JSON, around the payload bytes already verified (not encoded again)."""
+    seal = p.seal
+    tail = orjson.dumps({k: seal[k] for k in ("hash", "signature", "key_id", "algorithm")}).decode()
+    return '{"payload":' + p.signed.decode() + "," + tail[1:] if p.signed is not None else json.dumps(seal)
 
 
 def _receipt_view(r: OfflineReceipt | None) -> dict[str, Any] | None:
@@ -357,9 +367,9 @@ async def _store(batches: BatchRepository, stored: OfflineBatch | None, tenant_i
     if stored is None:
         await batches.add(OfflineBatch(tenant_id=tenant_id, id=batch_id, credential_jti=jti, digest=fingerprint,
                                        invoices=len(body.get("data", [])), status_code=answer.status,
-                                       response=json.dumps(body), received_at=utcnow(), **counts))
+                                       response=orjson.dumps(body).decode(), received_at=utcnow(), **counts))
         return
-    stored.status_code, stored.response = answer.status, json.dumps(body)
+    stored.status_code, stored.response = answer.status, orjson.dumps(body).decode()
     stored.merged, stored.refused, stored.held = counts["merged"], counts["refused"], counts["held"]
     await batches.session.flush()
 

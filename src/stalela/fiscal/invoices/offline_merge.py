@@ -134,8 +134,10 @@ class OfflineInvoices:
         return await self.vault.seal(buyer, new_subject=bool(req.buyer and req.buyer.new_subject), salt=salt)
 
     async def add(self, outlet: Outlet, series_code: str, req: InvoiceCreate, r: Recomputed, seal: dict[str, Any],
-                  sold_to: SealedBuyer | None, *, issued: datetime, merged_at: datetime, late: bool) -> dict[str, Any]:
-        """One merged invoice (its seal verified, its payload equal to ``r.payload``); returns its document."""
+                  sold_to: SealedBuyer | None, *, issued: datetime, merged_at: datetime, late: bool,
+                  signed: bytes | None = None) -> dict[str, Any]:
+        """One merged invoice (its seal verified, its payload equal to ``r.payload``); returns its document.
+        ``signed``: the payload's canonical bytes, when the caller has them from verifying the seal."""
         payload = seal["payload"]
         marker = payload["offline"]
         offline = {"credential": marker["credential"], "block_id": marker["block_id"], "device_id": marker["device_id"],
@@ -145,7 +147,7 @@ class OfflineInvoices:
         leaf_index = self.log.append(seal["hash"])
         self.invoices.append(invoice_row(
             self.tenant_id, payload["invoice_id"], leaf_index, outlet.id, payload["series_id"], req, r.computed, issued,
-            seal, canonical_bytes(payload), document, sold_to, origin="offline", merged_at=merged_at))
+            seal, signed or canonical_bytes(payload), document, sold_to, origin="offline", merged_at=merged_at))
         when = issued if await self._day_open(outlet, issued) else merged_at
         await self.book.add(outlet, day_position(series_code, payload["counter"], leaf_index), when, r.computed,
                             sealed=document)
