@@ -78,3 +78,21 @@ async def test_replays_answer_the_same(client, new_tenant):
     assert (r["merged"], r["id"] != first.json()["id"]) == (4, True)
     listed = (await client.get("/v1/invoices", params={"limit": 100}, headers=headers)).json()["data"]
     assert len([i for i in listed if i.get("offline")]) == 4  # nothing merged twice
+
+
+async def test_the_business_day_of_a_merged_invoice(client, new_tenant):
+    """The device time's day while it is open; once a Z closed it, the merge's (here: the next open day)."""
+    tenant, headers, outlet = await offline_outlet(client, new_tenant)
+    await client.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=headers)
+    device = await new_device(client, headers, tenant["id"], outlet["id"])
+    early, late = device.seal(), device.seal()
+    r = await client.post("/v1/offline/batches", json=device.batch([early]), headers=headers)
+    assert r.json()["merged"] == 1
+    x = (await client.get(f"/v1/outlets/{outlet['id']}/x-report", headers=headers)).json()
+    assert sum(x["counts"]["by_type"].values()) == 2  # the online invoice and the offline one, one day
+    z = await client.post(f"/v1/outlets/{outlet['id']}/z-reports", json={}, headers=headers)
+    assert z.status_code == 201, z.text
+    r = await client.post("/v1/offline/batches", json=device.batch([early, late]), headers=headers)
+    assert r.json()["merged"] == 2
+    x = (await client.get(f"/v1/outlets/{outlet['id']}/x-report", headers=headers)).json()
+    assert x["business_day"] > z.json()["business_day"] and sum(x["counts"]["by_type"].values()) == 1
