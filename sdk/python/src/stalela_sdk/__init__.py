@@ -13,7 +13,7 @@ from stalela_sdk.client import AsyncStalela, Stalela
 from stalela_sdk.errors import (APIConnectionError, AuthenticationError, Conflict, NotFound, PermissionDenied,
                                 RateLimited, ServerError, StalelaError, ValidationError)
 from stalela_sdk.verify import (Verification, verify_checkpoint, verify_consistency, verify_inclusion,
-                                verify_invoice)
+                                verify_invoice, verify_sealed)
 from stalela_sdk.webhooks import Webhook, WebhookVerificationError
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "Conflict", "RateLimited", "ServerError",
     "Webhook", "WebhookVerificationError",
     "Verification", "verify_invoice", "verify_checkpoint", "verify_inclusion", "verify_consistency",
+    "verify_sealed",
 ]

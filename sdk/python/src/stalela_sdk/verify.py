@@ -171,17 +171,28 @@ def _document_altered(inv: Mapping[str, Any], payload: Mapping[str, Any]) -> Ver
     return None
 
 
-def verify_checkpoint(checkpoint: Mapping[str, Any], jwks: JWKS, *, tenant_id: str | None = None) -> Verification:
-    """A signed tree head: its seal verifies and the visible ``tree_size``/``root_hash`` are the signed ones."""
+def verify_sealed(document: Mapping[str, Any], jwks: JWKS) -> Verification:
+    """The seal alone of any cloud-sealed object (a Z or X report, a ledger record): hash, signature, key."""
     try:
-        seal = checkpoint.get("seal") or {}
+        seal = document.get("seal")
+        if not isinstance(seal, Mapping):
+            return _fail("seal_invalid", "no seal")
         jwk = key_lookup(jwks)(str(seal.get("key_id")))
         if jwk is None:
             return _fail("key_unknown", f"no published key {seal.get('key_id')!r}")
         check = verify_seal(dict(seal), jwk)
-        if not check:
-            return _fail("checkpoint_seal_invalid", check.reason or "invalid")
-        payload = seal["payload"]
+        return Verification(True) if check else _fail("seal_invalid", check.reason or "invalid")
+    except Exception as exc:  # noqa: BLE001
+        return _fail("unverifiable", f"{type(exc).__name__}: {exc}")
+
+
+def verify_checkpoint(checkpoint: Mapping[str, Any], jwks: JWKS, *, tenant_id: str | None = None) -> Verification:
+    """A signed tree head: its seal verifies and the visible ``tree_size``/``root_hash`` are the signed ones."""
+    sealed = verify_sealed(checkpoint, jwks)
+    if not sealed:
+        return sealed if sealed.code == "key_unknown" else _fail("checkpoint_seal_invalid", sealed.reason or "")
+    try:
+        payload = checkpoint["seal"]["payload"]
         for name in ("tree_size", "root_hash"):
             if name in checkpoint and checkpoint[name] != payload.get(name):
                 return _fail("checkpoint_mismatch", f"{name} differs from the signed value")
