@@ -38,6 +38,13 @@ class _Base:
     def _call(method: str, url: str, **kw: Any) -> Call:
         return _http.build_call(method, url, **kw)
 
+    # What the resources call (``resources.Requester``): the decoded answer, or an awaitable of it.
+    def _request(self, method: str, url: str, **kw: Any) -> Any:
+        raise NotImplementedError
+
+    def _paginate(self, url: str, params: Mapping[str, Any] | None = None) -> Any:
+        raise NotImplementedError
+
 
 class Stalela(_Base):
     """The synchronous client. ``api_key``: a tenant API key, a user access token or the operator token.

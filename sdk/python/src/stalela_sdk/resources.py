@@ -68,7 +68,7 @@ class Invoices(Resource):
                             "idempotency_key": item.get("idempotency_key") or new_idempotency_key()})
             else:
                 out.append({"invoice": dict(item), "idempotency_key": new_idempotency_key()})
-        return self._req("POST", "/v1/invoices/batch", json={"items": out})
+        return self._req("POST", "/v1/invoices/batch", json={"items": out}, repeatable=True)
 
     def get(self, invoice_id: str) -> Any:
         return self._req("GET", f"/v1/invoices/{invoice_id}")
@@ -136,7 +136,8 @@ class Reports(Resource):
 
     def close_z(self, outlet_id: str, *, business_day: str | None = None) -> Any:
         body = {"business_day": business_day} if business_day else None
-        return self._req("POST", f"/v1/outlets/{outlet_id}/z-reports", json=body)
+        # Closing a closed day answers it again (200), so a retry after a lost answer is harmless.
+        return self._req("POST", f"/v1/outlets/{outlet_id}/z-reports", json=body, repeatable=True)
 
     def get_z(self, z_report_id: str, *, format: str = "json", lang: str | None = None) -> Any:
         params = _body({"format": None if format == "json" else format, "lang": lang})

@@ -110,7 +110,8 @@ def _verify_invoice(inv: Mapping[str, Any], keys: Callable[[str], Any], credenti
 
 def _carried_credential(inv: Mapping[str, Any]) -> str | None:
     # Where the API may put the token beside the invoice; a device passes it explicitly instead.
-    for holder in (inv, inv.get("offline") if isinstance(inv.get("offline"), Mapping) else {}):
+    marker = inv.get("offline")
+    for holder in (inv, marker if isinstance(marker, Mapping) else {}):
         for name in ("credential_jws", "credential_token", "credential"):
             value = holder.get(name)
             if isinstance(value, str) and value.count(".") == 2:
