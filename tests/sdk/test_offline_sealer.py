@@ -196,3 +196,35 @@ def test_total_cap_is_decimal_exact(tmp_path, key, cloud):
     assert Decimal(sealer.seal(request(1, lines=[line]))["totals"]["total"]) == Decimal("100.00")
     with pytest.raises(InvoiceRefused):
         sealer.seal(request(2, lines=[{**line, "unit_price": "100.01"}]))
+
+
+def test_the_cloud_rebuilds_exactly_the_payload_the_device_signed(tmp_path, key, cloud):
+    """What the merge does with a returned invoice: the request through the API's own schema and
+    ``sealing.to_draft``, the jurisdiction's engine, the credential's numbering: the same payload."""
+    from stalela.fiscal.invoices.schemas import InvoiceCreate
+    from stalela.fiscal.invoices.sealing import SEAL_VERSION, to_draft
+
+    sealer = sealer_with(tmp_path, key, cloud)
+    _, claims = sealer.credential()
+    drc = get_jurisdiction("CD")
+    buyer = {"type": "PM", "name": "Brasserie SARL", "tax_id": "A1234567B", "phone": "+243 81 000"}
+    for inv in (sealer.seal(request(1)), sealer.seal(request(2, buyer=buyer, price_mode="ttc"))):
+        sent = sealer.journal.pending("blk_test", 10)[inv["counter"] - 1]
+        body = InvoiceCreate.model_validate(sent["request"])
+        computed = drc.compute(to_draft(body, drc), None)
+        document_buyer = core.buyer_document(computed.buyer_as_json(), body.buyer.model_dump() if body.buyer else None)
+        signed = inv["seal"]["payload"]
+        rebuilt = core.invoice_payload(
+            version=SEAL_VERSION, jurisdiction="CD", tenant_id=claims["tenant_id"], seller_tax_id=claims["seller_tax_id"],
+            outlet_id=claims["outlet"], series_id=claims["series"], counter=signed["counter"],
+            fiscal_number=drc.fiscal_number(claims["outlet_code"], claims["pos_number"], body.type, signed["counter"],
+                                            claims["series_generation"]),
+            invoice_id=signed["invoice_id"], type=body.type, price_mode=computed.price_mode,
+            issued_at=signed["issued_at"], currency=computed.currency, totals=computed.totals_as_json(),
+            lines_hash=computed.lines_digest(), line_count=len(computed.lines),
+            buyer_tax_id=core.clear_tax_id(document_buyer),
+            buyer_commitment=disclosure.buyer_commitment(sent["buyer_salt"], document_buyer) if document_buyer else None,
+            nature=body.nature, original=body.original, exchange=computed.exchange_as_json(), key_id=key.thumbprint,
+            prev_hash=signed["prev_hash"], series_first=claims["series_first"],
+            offline=core.offline_marker(claims["jti"], claims["block"]["id"], claims["sub"]))
+        assert rebuilt == signed
