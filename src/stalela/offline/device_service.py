@@ -219,6 +219,20 @@ async def revoke(session: AsyncSession, principal: Principal, device_id: str, jt
     return credential
 
 
+async def overview(session: AsyncSession, principal: Principal, per_device: int = 20) -> list[dict[str, Any]]:
+    """The console's view: each device the caller may see, with its newest credentials."""
+    devices = await DeviceRepository(session).all_of(_outlets(principal))
+    by_device: dict[str, list[DeviceCredential]] = {}
+    for c in await CredentialRepository(session).of_devices([d.id for d in devices]):
+        by_device.setdefault(c.device_id, []).append(c)
+    now = utcnow()
+    return [{"device": d, "key": d.thumbprint,
+             "credentials": [{"row": c, "status": credential_status(c, now), "block": claims_of(c)["block"]}
+                             for c in by_device.get(d.id, [])[:per_device]],
+             "more": len(by_device.get(d.id, [])) > per_device}
+            for d in devices]
+
+
 def sees_tokens(principal: Principal) -> bool:
     return Perm.ADMIN in permissions(principal)
 
