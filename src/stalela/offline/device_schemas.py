@@ -4,7 +4,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from stalela.kit.schemas import StrictModel
 
@@ -86,3 +86,23 @@ class CredentialOut(BaseModel):
     revocation_reason: str | None = None
     credential: str | None = Field(None, description="The compact JWS (typ dc+jwt) the device seals under; shown "
                                                      "to administrators only")
+
+
+class RevokedEntry(BaseModel):
+    jti: str
+    status_index: int
+    revoked_at: str
+    reason: str | None
+
+
+class StatusListOut(BaseModel):
+    """A tenant's revoked credentials as plain JSON (the signed Bitstring Status List says the same)."""
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "object": "status_list", "tenant_id": "ten_01JF7Q2M4S", "updated_at": "2026-12-07T11:30:00.000Z",
+        "revoked": [{"jti": "dcr_01JF7Q9X2B", "status_index": 4, "revoked_at": "2026-12-07T11:30:00.000Z",
+                     "reason": "device_lost"}]}]})
+
+    object: str = "status_list"
+    tenant_id: str
+    updated_at: str | None
+    revoked: list[RevokedEntry]

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
 
 from stalela.auth.dependencies import AppSettings, DbSession, PublicRateLimit
 from stalela.kit.jsonbody import JSONRoute
 from stalela.kit.schemas import PathId
 from stalela.offline import status_list
+from stalela.offline.device_schemas import StatusListOut
 from stalela.tenancy.context import bind_platform, bind_tenant
 
 router = APIRouter(route_class=JSONRoute, prefix="/v1/status-lists", tags=["offline"], dependencies=[PublicRateLimit])
@@ -27,12 +27,12 @@ def _cache(settings) -> dict[str, str]:  # noqa: ANN001
 
 
 # Declared before the credential's route: ``{tenant_id}`` alone would also match "ten_x.json".
-@router.get("/{tenant_id}.json", responses={200: {"description": "The revoked credentials as plain JSON"},
-                                            404: {"description": "tenant_not_found"}})
-async def status_list_json(tenant_id: PathId, session: DbSession, settings: AppSettings):
+@router.get("/{tenant_id}.json", response_model=StatusListOut, responses={404: {"description": "tenant_not_found"}})
+async def status_list_json(tenant_id: PathId, session: DbSession, settings: AppSettings, response: Response):
     """``{"tenant_id", "updated_at", "revoked": [{"jti", "status_index", "revoked_at", "reason"}]}``."""
     await _tenant_session(session, tenant_id)
-    return JSONResponse(await status_list.as_json(session, tenant_id), headers=_cache(settings))
+    response.headers.update(_cache(settings))
+    return await status_list.as_json(session, tenant_id)
 
 
 @router.get("/{tenant_id}", response_class=Response, responses={
