@@ -205,6 +205,7 @@ def extra_routers() -> list:
     from stalela.accounts.logo_endpoints import router as logo_router
     from stalela.webhooks.endpoints import router as webhooks_router
     from stalela.offline.device_endpoints import router as devices_router
+    from stalela.offline.status_endpoints import router as status_lists_router
     from stalela.dashboard.endpoints import routers as dashboard_routers
     from stalela.privacy.erasure_endpoints import router as erasure_router
     from stalela.privacy.offboarding_endpoints import router as offboarding_router
@@ -227,4 +228,5 @@ def extra_routers() -> list:
             auth_router, audit_router, *reports_routers, webhooks_router, erasure_router, offboarding_router,
             invoice_deletion_router, retention_router, privacy_exports_router, usage_router,
             billing_ops_router, billing_quotas_router, bills_router, bills_ops_router, anomalies_router,
-            ops_anomalies_router, operators_router, logo_router, devices_router, *dashboard_routers]
+            ops_anomalies_router, operators_router, logo_router, devices_router, status_lists_router,
+            *dashboard_routers]
