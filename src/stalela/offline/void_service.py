@@ -28,16 +28,14 @@ from stalela.fiscal.core import offline as core
 from stalela.fiscal.core.seal import b64url_decode, verify_seal
 from stalela.fiscal.invoices import blocks
 from stalela.fiscal.invoices.models import NumberBlock
-from stalela.fiscal.invoices.repository import SeriesRepository
-from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.ledger.events import render_event, seal_events
 from stalela.fiscal.ledger.models import LedgerEvent
 from stalela.fiscal.ledger.service import LogAppender, create_checkpoint
+from stalela.fiscal.reports.voids import fiscal_numbers
 from stalela.fiscal.signing import registry as keys
 from stalela.kit.clock import rfc3339
 from stalela.offline.void_repository import BlockEventRepository, BlockRepository, CredentialRepository
 from stalela.outbox.service import enqueue
-from stalela.tenancy.repository import OutletRepository, TenantRepository
 
 TOPIC = "offline.numbers_voided"  # webhooks.events.OFFLINE_NUMBERS_VOIDED
 EXPIRED, RETURNED = "expired", "returned"
@@ -69,30 +67,19 @@ async def _locked(session: AsyncSession, tenant_id: str, block_id: str,
     return log, await blocks.lock_block(session, block_id)
 
 
-async def _fiscal_numbers(session: AsyncSession, block: NumberBlock, first: int, last: int) -> list[str]:
-    tenant = await TenantRepository(session).get(block.tenant_id)
-    jurisdiction = get_jurisdiction(tenant.jurisdiction)
-    outlet = (await OutletRepository(session).get_many({block.outlet_id}))[block.outlet_id]
-    series = await SeriesRepository(session).get(block.series_id)
-    # Any type numbered by this series formats its numbers (a DRC outlet has one series for every type;
-    # an Argentine series is one receipt type). The generation is the series' own: a block is never
-    # carved across a realignment, which starts a new generation under the same lock.
-    invoice_type = min(t for t in jurisdiction.invoice_types if jurisdiction.series_code(t) == series.code)
-    return [jurisdiction.fiscal_number(outlet.code, outlet.pos_number, invoice_type, n, series.generation)
-            for n in (first, last)]
-
-
 async def _seal_void(session: AsyncSession, settings: Settings, log: LogAppender, block: NumberBlock,
                      chain: core.BlockChain, *, first: int, last: int, prev_hash: str, reason: str,
-                     now: datetime, statement_hash: str | None = None) -> LedgerEvent:
+                     statement_hash: str | None = None) -> LedgerEvent:
     key = await keys.active_key(session, block.tenant_id)
     fields: dict[str, Any] = {"first": first, "last": last,
-                              "fiscal_numbers": await _fiscal_numbers(session, block, first, last), "reason": reason}
+                              "fiscal_numbers": await fiscal_numbers(session, block.tenant_id, block.outlet_id,
+                                                                     block.series_id, first, last),
+                              "reason": reason}
     if statement_hash is not None:
         fields["return"] = statement_hash
     payload = core.record_payload(core.VOID, tenant_id=block.tenant_id, outlet_id=block.outlet_id,
                                   series_id=block.series_id, block_id=block.id, key_id=key.id,
-                                  prev_hash=chain.head, at=rfc3339(now), **fields)
+                                  prev_hash=chain.head, at=rfc3339(utcnow()), **fields)
     refused = chain.void(first, last, prev_hash, core.signed_hash(payload))
     if refused is not None:
         raise Conflict(f"the block is not where the void says ({refused}): its next number is {chain.next}",
@@ -124,7 +111,7 @@ async def void_expired(session: AsyncSession, settings: Settings, tenant_id: str
     if tail is None:
         return None
     return await _seal_void(session, settings, log, block, chain, first=tail[0], last=tail[1], prev_hash=chain.head,
-                            reason=EXPIRED, now=now)
+                            reason=EXPIRED)
 
 
 # --------------------------------------------------------------------------------------- returns
@@ -179,7 +166,7 @@ async def _earlier_answer(session: AsyncSession, block: NumberBlock, chain: core
 
 
 async def return_tail(session: AsyncSession, settings: Settings, principal: Principal, block_id: str,
-                      statement: dict[str, Any], now: datetime | None = None) -> VoidOutcome:
+                      statement: dict[str, Any]) -> VoidOutcome:
     """The device gives back ``first..last`` unused: checked, then voided with reason ``returned``. The same
     statement again gets the same record (``created`` False)."""
     block = await visible_block(session, principal, block_id)
@@ -190,7 +177,7 @@ async def return_tail(session: AsyncSession, settings: Settings, principal: Prin
     if earlier is not None:
         return VoidOutcome(block, earlier, False)
     event = await _seal_void(session, settings, log, block, chain, first=payload["first"], last=payload["last"],
-                             prev_hash=payload["prev_hash"], reason=RETURNED, now=now or utcnow(),
+                             prev_hash=payload["prev_hash"], reason=RETURNED,
                              statement_hash=statement["hash"])
     return VoidOutcome(block, event, True)
 
