@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     z_scheduler_interval_seconds: int = Field(
         60, ge=0, description="How often the Z scheduler looks for days to close; 0 disables it."
     )
+    offline_void_grace_hours: int = Field(
+        24, ge=0, le=24 * 30, description="An offline block still open this long after its credential expired has "
+        "its unused numbers voided (docs/offline.md)."
+    )
+    offline_void_interval_seconds: int = Field(
+        300, ge=0, description="How often the void scheduler looks for expired offline blocks; 0 disables it."
+    )
     retention_interval_hours: int = Field(
         24, ge=0, le=24 * 366, description="How often the retention run marks and purges (docs/privacy-retention.md); "
         "0 disables the scheduler (`stalela retention run` still works)."
