@@ -10,8 +10,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml sdk/python/pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# The SDK (sdk/python) in the same venv; --no-deps: its one dependency, stalela-core, is this project.
+	$(BIN)/python -m pip install --quiet --no-deps -e sdk/python
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -18,7 +18,9 @@ PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirec
           # Public by design: they show what a receipt's QR code or a verifier may see, tested apart.
           "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/v1/keys/{key_id}", "/.well-known/jwks.json",
           "/v1/auth/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/users/accept",
-          "/verify/z/{z_report_id}"}  # shows a Z only to who holds its seal hash (h=...)
+          "/verify/z/{z_report_id}",
+          # Revocation status lists: public by design (any verifier of an offline invoice reads them).
+          "/v1/status-lists/{tenant_id}", "/v1/status-lists/{tenant_id}.json"}  # shows a Z only to who holds its seal hash (h=...)
 
 
 # Path parameters that name no object of a tenant but a fixed word (a category of the data map): a route with

@@ -206,6 +206,7 @@ def extra_routers() -> list:
     from stalela.webhooks.endpoints import router as webhooks_router
     from stalela.offline.device_endpoints import router as devices_router
     from stalela.offline.batch_endpoints import router as offline_batches_router
+    from stalela.offline.status_endpoints import router as status_lists_router
     from stalela.dashboard.endpoints import routers as dashboard_routers
     from stalela.privacy.erasure_endpoints import router as erasure_router
     from stalela.privacy.offboarding_endpoints import router as offboarding_router
@@ -222,10 +223,12 @@ def extra_routers() -> list:
     from stalela.controlplane.endpoints import router as registry_router
     from stalela.controlplane.move_endpoints import router as moves_router
     from stalela.controlplane.operator_endpoints import router as operators_router
+    from stalela.offline.void_endpoints import router as offline_blocks_router
 
     return [registry_router, moves_router, invoices_router, ledger_router, proof_router, exports_router, keys_router, verification_router, outbox_router, authority_router,
             arca_router,
             auth_router, audit_router, *reports_routers, webhooks_router, erasure_router, offboarding_router,
             invoice_deletion_router, retention_router, privacy_exports_router, usage_router,
             billing_ops_router, billing_quotas_router, bills_router, bills_ops_router, anomalies_router,
-            ops_anomalies_router, operators_router, logo_router, devices_router, offline_batches_router, *dashboard_routers]
+            ops_anomalies_router, operators_router, logo_router, devices_router, status_lists_router,
+            offline_blocks_router, offline_batches_router, *dashboard_routers]

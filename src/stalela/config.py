@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     offline_clock_skew_seconds: int = Field(
         300, ge=0, le=3600, description="How far ahead of the cloud's clock a returned offline invoice's device time may be."
     )
+    offline_status_list_max_age: int = Field(
+        60, ge=0, le=3600, description="Seconds a client may cache a tenant's revocation status list (its ttl)."
+    )
     group_commit: bool = Field(
         True, description="Seal concurrent requests of a tenant together, one transaction per group."
     )
@@ -129,6 +132,13 @@ class Settings(BaseSettings):
     )
     z_scheduler_interval_seconds: int = Field(
         60, ge=0, description="How often the Z scheduler looks for days to close; 0 disables it."
+    )
+    offline_void_grace_hours: int = Field(
+        24, ge=0, le=24 * 30, description="An offline block still open this long after its credential expired has "
+        "its unused numbers voided (docs/offline.md)."
+    )
+    offline_void_interval_seconds: int = Field(
+        300, ge=0, description="How often the void scheduler looks for expired offline blocks; 0 disables it."
     )
     retention_interval_hours: int = Field(
         24, ge=0, le=24 * 366, description="How often the retention run marks and purges (docs/privacy-retention.md); "

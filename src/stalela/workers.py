@@ -4,6 +4,7 @@
 - periodic ledger checkpoints
 - the audit export runner
 - the Z scheduler (closes business days after local midnight + grace)
+- the void scheduler (voids the unused numbers of offline blocks whose credential expired + grace)
 - the retention run (daily: marks what is past its rule, purges what was marked a grace ago)
 - the sweep of expired portability exports (their files are deleted)
 - usage: hourly storage samples, the refresh of the daily aggregates (billing)
@@ -23,6 +24,7 @@ from stalela.db.session import Database
 from stalela.fiscal.reports.jobs import export_runner
 from stalela.fiscal.ledger.tasks import periodic_checkpoints
 from stalela.fiscal.reports.tasks import z_scheduler
+from stalela.offline.tasks import void_scheduler
 from stalela.observability.logging import get_logger
 from stalela.observability.runtime import worker_lifespan
 from stalela.outbox.dispatcher import Dispatcher
@@ -67,6 +69,8 @@ async def background(db: Database, settings: Settings, *, concurrency: int | Non
         tasks.append(asyncio.create_task(periodic_checkpoints(db, settings), name="checkpoints"))
     if settings.z_scheduler_interval_seconds:
         tasks.append(asyncio.create_task(z_scheduler(db, settings), name="z-reports"))
+    if settings.offline_void_interval_seconds:
+        tasks.append(asyncio.create_task(void_scheduler(db, settings), name="offline-voids"))
     if settings.offboarding_key_sweep_seconds:
         tasks.append(asyncio.create_task(offboarding_tasks.archive_key_sweeper(db, settings), name="archive-keys"))
     if settings.retention_interval_hours:

@@ -37,6 +37,12 @@ STORED = {
     "ApiKeyCreate.outlet_id": "api_keys.outlet_id",
     "ApiKeyCreate.scopes[]": "api_keys.scopes",
     "header Idempotency-Key": "idempotency_keys.key",
+    "DeviceCreate.name": "devices.name",
+    "DeviceCreate.outlet_id": "devices.outlet_id",
+    "Caps.invoice_types[]": "device_credentials.caps",
+    "Caps.tax_groups[]": "device_credentials.caps",
+    "Caps.max_invoice_total": "device_credentials.caps",
+    "CredentialRevoke.reason": "device_credentials.revocation_reason",
     "BatchItem.idempotency_key": "idempotency_keys.key",
     "InvoiceCreate.reference": "invoices.reference",
     "InvoiceCreate.original": "invoices.original",
@@ -93,6 +99,16 @@ STORED = {
 
 # Strings that are not stored as sent, and why.
 NOT_STORED = {
+    "DeviceCreate.nonce": "looked up among the tenant's challenges and spent; the stored nonce is the server's",
+    "DeviceCreate.proof": "a signature, verified and never stored",
+    "CredentialCreate.invoice_type": "one of the jurisdiction's invoice types allowed by the caps; the block's series is chosen by it",
+    "PublicKey.kty": "a device's public JWK is rebuilt before it is stored (devices.public_jwk): kty and crv must be EC P-256, x and y a point on the curve; kid, alg and use as given are dropped",
+    "PublicKey.crv": "a device's public JWK is rebuilt before it is stored (devices.public_jwk): kty and crv must be EC P-256, x and y a point on the curve; kid, alg and use as given are dropped",
+    "PublicKey.x": "a device's public JWK is rebuilt before it is stored (devices.public_jwk): kty and crv must be EC P-256, x and y a point on the curve; kid, alg and use as given are dropped",
+    "PublicKey.y": "a device's public JWK is rebuilt before it is stored (devices.public_jwk): kty and crv must be EC P-256, x and y a point on the curve; kid, alg and use as given are dropped",
+    "PublicKey.kid": "a device's public JWK is rebuilt before it is stored (devices.public_jwk): kty and crv must be EC P-256, x and y a point on the curve; kid, alg and use as given are dropped",
+    "PublicKey.alg": "a device's public JWK is rebuilt before it is stored (devices.public_jwk): kty and crv must be EC P-256, x and y a point on the curve; kid, alg and use as given are dropped",
+    "PublicKey.use": "a device's public JWK is rebuilt before it is stored (devices.public_jwk): kty and crv must be EC P-256, x and y a point on the curve; kid, alg and use as given are dropped",
     "body": "PUT /v1/tenant/logo's image (at most 512 KB): decoded, re-encoded and stored as binary "
             "(tenant_logos.data), never as text",
     "TenantRegister.target": "a configured server's host:port, looked up (422 unknown_server); the placement stored "

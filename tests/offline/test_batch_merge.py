@@ -96,3 +96,35 @@ async def test_the_business_day_of_a_merged_invoice(client, new_tenant):
     assert r.json()["merged"] == 2
     x = (await client.get(f"/v1/outlets/{outlet['id']}/x-report", headers=headers)).json()
     assert x["business_day"] > z.json()["business_day"] and sum(x["counts"]["by_type"].values()) == 1
+
+
+async def test_a_batch_can_give_back_the_unused_tail(client, new_tenant):
+    from datetime import datetime, timezone
+
+    from stalela.fiscal.core import offline as core
+    from stalela.fiscal.core.seal import b64url_encode, canonical_bytes
+    from stalela.kit.clock import rfc3339
+    from tests.offline.support import es256
+    import hashlib
+
+    tenant, headers, outlet = await offline_outlet(client, new_tenant)
+    device = await new_device(client, headers, tenant["id"], outlet["id"])
+    items = [device.seal(), device.seal()]
+    c = device.claims
+    payload = core.return_payload(tenant_id=c["tenant_id"], block_id=c["block"]["id"], credential=c["jti"],
+                                  first=device.next, last=c["block"]["last"], prev_hash=device.head,
+                                  at=rfc3339(datetime.now(timezone.utc)))
+    data = canonical_bytes(payload)
+    statement = {"payload": payload, "hash": hashlib.sha256(data).hexdigest(),
+                 "signature": b64url_encode(es256(device.key, data)), "key_id": device.thumbprint, "algorithm": "ES256"}
+    body = (await client.post("/v1/offline/batches", json={**device.batch(items), "return": statement},
+                              headers=headers)).json()
+    assert body["merged"] == 2 and body["return"]["status"] == 201, body.get("return")
+    assert body["return"]["void"]["seal"]["payload"]["reason"] == "returned"
+    block = (await client.get(f"/v1/offline/blocks/{c['block']['id']}", headers=headers)).json()
+    assert block["status"] == "closed"
+    # A statement that does not fit is answered for itself; the invoices still merge.
+    other = await new_device(client, headers, tenant["id"], outlet["id"])
+    body = (await client.post("/v1/offline/batches", json={**other.batch([other.seal()]), "return": statement},
+                              headers=headers)).json()
+    assert body["merged"] == 1 and body["return"]["status"] >= 400

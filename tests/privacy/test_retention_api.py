@@ -67,7 +67,8 @@ async def test_non_fiscal_categories_have_defaults_a_tenant_may_change(client, n
     assert set(data) == {"personal", "fiscal", "operational", "secret"}
     assert {r["purger"]: (r["anchor"], r["days"]) for r in data["operational"]["rules"]} == {
         "expired_idempotency_records": ("expires_at", 0), "delivered_outbox_events": ("done_at", 30),
-        "webhook_attempts": ("started_at", 30), "settled_webhook_messages": ("updated_at", 30)}
+        "webhook_attempts": ("started_at", 30), "settled_webhook_messages": ("updated_at", 30),
+        "expired_device_nonces": ("expires_at", 0)}
     assert data["operational"]["source"] == "default" and data["operational"]["grace_days"] == 7
     r = await client.put(f"{POLICIES}/personal", json={"years": 1, "days": 2, "grace_days": 3}, headers=headers)
     assert r.status_code == 200

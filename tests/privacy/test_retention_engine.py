@@ -157,7 +157,7 @@ async def test_a_policy_moves_the_cutoff_and_the_grace_of_its_category(app, clie
     seeded = await seed(app.state.db, tenant["id"], now())
     await service.run_tenant(app.state.db, settings, tenant["id"], at=seeded.at)
     operational = ("delivered_outbox_events", "expired_idempotency_records", "webhook_attempts",
-                   "settled_webhook_messages")
+                   "settled_webhook_messages", "expired_device_nonces")
 
     r = await client.put("/v1/privacy/retention/policies/operational", json={"days": 60}, headers=headers)
     assert r.status_code == 200, r.text

@@ -14,6 +14,7 @@ from stalela.db.routing import CONTROL_TABLES
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.tenancy.context import bind_tenant
+from tests.offline.support import issue_credential, register_device
 from tests.billing.anomaly_support import DAY, spike_series, write_usage
 from tests.controlplane.conftest import provisioned
 from tests.support.invoices import sample_invoice
@@ -35,6 +36,7 @@ BODIES = {
     ("post", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): {},
     ("post", "/v1/webhook-endpoints/{endpoint_id}/recover"): {"since": "2026-01-01T00:00:00Z"},
     ("patch", "/v1/operators/{operator_id}"): {"name": "Renamed"},
+    ("post", "/v1/devices/{device_id}/credentials"): {"block_size": 1},
 }
 
 
@@ -118,7 +120,9 @@ async def victim_objects(app, client, headers) -> dict[str, str]:
                                                           "quantity": "1", "occurred_at": rfc3339(utcnow())},
                                headers=headers))
     anomaly_id = await victim_anomaly(app, outlet["tenant_id"])
-    return {"anomaly_id": anomaly_id, "request_id": erasure["id"], "outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"],
+    device, _ = await register_device(client, headers, outlet["tenant_id"], outlet["id"])
+    credential = await issue_credential(client, headers, device["id"], block_size=2)
+    return {"device_id": device["id"], "jti": credential["jti"], "anomaly_id": anomaly_id, "request_id": erasure["id"], "outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"],
             "export_id": export["id"], "user_id": user["id"], "z_report_id": z_report["id"], "endpoint_id": hook["id"],
             "msg_id": hook_msg["id"], "hold_id": hold["id"], "privacy_export_id": privacy_export["id"],
             "event_id": usage["event_id"]}

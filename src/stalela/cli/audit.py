@@ -131,6 +131,10 @@ def verify(
                       f"{report.checkpoints} checkpoints ({report.checkpoints_matched} roots recomputed), "
                       f"{report.inclusion_proofs} inclusion and {report.consistency_proofs} consistency proofs",
                       highlight=False)
+        if report.events or report.credentials:
+            out.print(f"offline sealing: {report.offline_invoices} offline invoices, {report.credentials} credentials, "
+                      f"{report.blocks} blocks, {report.voids} voids ({report.events} ledger events)",
+                      highlight=False)
         if report.valid:
             out.print("[green]VALID[/green]: every seal, chain, counter, root and proof checks out")
         else:

@@ -8,7 +8,7 @@ stay single (``stalela.workers.background``).
 
 Hundreds of mostly idle databases must cost next to nothing, so a dedicated database gets one task, not
 one per loop: a pass runs the outbox dispatcher and the export runner once, and the periodic loops
-(checkpoints, the Z scheduler, the archive-key and portability-export sweeps) when their interval has
+(checkpoints, the Z scheduler, the offline voids, the archive-key and portability-export sweeps) when their interval has
 passed. An idle database backs off up to ``dedicated_poll_max_seconds`` between passes, and its pool is
 closed as soon as it has been idle for ``dedicated_pool_idle_seconds`` (``Fleet.idle_poll``). A new event
 wakes it at once: the outbox's ``NOTIFY`` on the control plane, the one connection per process listening
@@ -30,6 +30,7 @@ from stalela.fiscal.reports import jobs as export_jobs
 from stalela.fiscal.reports.tasks import close_due_days
 from stalela.observability.logging import get_logger
 from stalela.observability.metrics import DEDICATED_CONNECTIONS
+from stalela.offline.tasks import void_due_blocks
 from stalela.outbox.dispatcher import Dispatcher
 from stalela.outbox import service as outbox
 from stalela.privacy.export_service import expire_due
@@ -49,6 +50,7 @@ def periodic_loops(settings: Settings) -> list[tuple[str, float, Periodic]]:
     loops = [("checkpoints", min(settings.checkpoint_interval_seconds, 60) if settings.checkpoint_interval_seconds
               else 0, checkpoint_due_tenants),
              ("z-reports", settings.z_scheduler_interval_seconds, close_due_days),
+             ("offline-voids", settings.offline_void_interval_seconds, void_due_blocks),
              ("archive-keys", settings.offboarding_key_sweep_seconds, sweep_archive_keys),
              ("privacy-exports", settings.export_sweep_seconds, expire_due)]
     return [(name, float(every), run) for name, every, run in loops if every]

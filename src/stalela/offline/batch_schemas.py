@@ -24,6 +24,10 @@ class BatchCreate(StrictModel):
                             "the invoices were sealed under.")
     invoices: list[BatchInvoice] = Field(min_length=1, max_length=MAX_BATCH,
                                          description="The device's invoices, in the order it sealed them.")
+    # ``return`` is a Python keyword: the attribute is ``return_``, the JSON member ``return``.
+    return_: dict[str, Any] | None = Field(None, alias="return", description="The device-signed block_return "
+                                           "statement of the block's unused tail, voided once the invoices merged "
+                                           "(as POST /v1/offline/blocks/{id}/return takes it).")
 
 
 Outcome = Literal["merged", "refused", "held"]

@@ -37,14 +37,14 @@ from stalela.fiscal.invoices.blocks import chain_of, keep_chain, lock_block
 from stalela.fiscal.invoices import verification
 from stalela.fiscal.invoices.repository import InvoiceRepository
 from stalela.fiscal.jurisdictions import get_jurisdiction
-from stalela.fiscal.ledger.events import seal_events
+from stalela.fiscal.ledger.events import render_event, seal_events
 from stalela.fiscal.ledger.service import LogAppender, create_checkpoint
 from stalela.fiscal.signing import registry as keys
 from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.fiscal.subjects.service import SubjectErased
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
-from stalela.offline import fork_proofs
+from stalela.offline import fork_proofs, void_service
 from stalela.offline.batch_checks import ITEM_CODES, Failure, Prepared, limits, prepare, rule_failure
 from stalela.offline.batch_repository import BatchRepository, ForkProofRepository, ReceiptRepository
 from stalela.offline.batch_schemas import BatchCreate
@@ -66,7 +66,7 @@ class Answer:
 def digest(body: BatchCreate) -> str:
     """The batch's identity: SHA-256 of its parsed body with sorted keys (orjson: RFC 8785 costs a third of
     a 1,000-invoice merge here, and only equality matters)."""
-    return hashlib.sha256(orjson.dumps(body.model_dump(mode="json", exclude_unset=True),
+    return hashlib.sha256(orjson.dumps(body.model_dump(mode="json", exclude_unset=True, by_alias=True),
                                        option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -142,8 +142,22 @@ async def receive(session: AsyncSession, settings: Settings, principal: Principa
     else:
         merge = _Merge(session, settings, tenant_id, log, claims, plan, block, credential, batch_id)
         answer = await merge.run(prepared, receipts, foreign_ids)
+        if body.return_ is not None:
+            answer.body["return"] = await _return(session, settings, principal, block.id, body.return_)
     await _store(batches, stored, tenant_id, batch_id, claims["jti"], fingerprint, answer)
     return answer
+
+
+async def _return(session: AsyncSession, settings: Settings, principal: Principal, block_id: str,
+                  statement: dict[str, Any]) -> dict[str, Any]:
+    """The unused tail given back with the batch, after its invoices (void_service, as its own route does).
+    A statement that does not fit is answered for itself: the merged invoices stay merged (every refusal
+    of the void service comes before it writes anything)."""
+    try:
+        outcome = await void_service.return_tail(session, settings, principal, block_id, statement)
+    except StalelaError as exc:
+        return {"status": exc.status, "problem": exc.problem()}
+    return {"status": 201 if outcome.created else 200, "void": render_event(outcome.event)}
 
 
 def find_fork(prepared: list[Prepared], receipts: dict[int, OfflineReceipt]

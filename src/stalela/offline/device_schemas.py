@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from stalela.kit.schemas import StrictModel
 
@@ -41,8 +41,12 @@ class CredentialCreate(StrictModel):
     caps: Caps | None = None
 
 
+# Reasons a person gives; ``fork`` (a proven double use) and ``device_disabled`` are the cloud's own.
+RevocationReason = Literal["requested", "key_compromise", "device_lost", "superseded"]
+
+
 class CredentialRevoke(StrictModel):
-    reason: str | None = Field(None, max_length=32)
+    reason: RevocationReason | None = None
 
 
 class DeviceOut(BaseModel):
@@ -51,7 +55,7 @@ class DeviceOut(BaseModel):
     outlet_id: str
     name: str
     public_key: dict[str, Any]
-    status: str
+    status: Literal["active", "disabled"]
     created: str
 
 
@@ -61,16 +65,44 @@ class ChallengeOut(BaseModel):
     expires_at: str
 
 
+class BlockRange(BaseModel):
+    first: int
+    last: int
+
+
 class CredentialOut(BaseModel):
     jti: str
     object: str = "credential"
     device_id: str
     outlet_id: str
     block_id: str
+    block: BlockRange
+    status: Literal["active", "expired", "revoked"]
     status_index: int
     not_before: str
     expires_at: str
     caps: dict[str, Any]
     revoked_at: str | None = None
     revocation_reason: str | None = None
-    credential: str | None = Field(None, description="The compact JWS (typ dc+jwt) the device seals under")
+    credential: str | None = Field(None, description="The compact JWS (typ dc+jwt) the device seals under; shown "
+                                                     "to administrators only")
+
+
+class RevokedEntry(BaseModel):
+    jti: str
+    status_index: int
+    revoked_at: str
+    reason: str | None
+
+
+class StatusListOut(BaseModel):
+    """A tenant's revoked credentials as plain JSON (the signed Bitstring Status List says the same)."""
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "object": "status_list", "tenant_id": "ten_01JF7Q2M4S", "updated_at": "2026-12-07T11:30:00.000Z",
+        "revoked": [{"jti": "dcr_01JF7Q9X2B", "status_index": 4, "revoked_at": "2026-12-07T11:30:00.000Z",
+                     "reason": "device_lost"}]}]})
+
+    object: str = "status_list"
+    tenant_id: str
+    updated_at: str | None
+    revoked: list[RevokedEntry]

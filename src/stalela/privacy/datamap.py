@@ -137,6 +137,19 @@ _TABLES = [
                  "ip": "GAP: the caller's address, in the hash chain (as details)"}),
     table("authority_devices", "while_account", secret="token_encrypted",
           operational="tenant_id outlet_id nim base_url status last_error created_at updated_at"),
+    # Offline sealing (docs/offline.md): a device's public key and its credentials verify the invoices it
+    # sealed offline for as long as those invoices are kept.
+    table("devices", "statutory", fiscal="tenant_id id outlet_id public_jwk thumbprint created_at",
+          operational="name status updated_at",
+          notes={"public_jwk": "the device's public key: it verifies the invoices the device sealed offline",
+                 "name": "a label the merchant chose for a till, not a person's name"}),
+    table("device_credentials", "statutory",
+          fiscal="tenant_id jti device_id outlet_id series_id block_id status_index not_before expires_at token caps "
+                 "revoked_at revocation_reason created_at",
+          note="the delegated credential (a JWS signed by the tenant's key) binds the device key to a block of numbers: "
+               "part of every offline invoice's proof; its revocation is published in the status list"),
+    table("device_nonces", "until_expiry@expires_at", purger="expired_device_nonces",
+          operational="tenant_id nonce expires_at used_at", note="single-use registration challenges, valid 60 s"),
     table("arca_credentials", "while_account", fiscal="certificate_pem subject cuit", secret="key_encrypted",
           operational="tenant_id environment wsaa_url wsfe_url key_label pending_key_label not_after created_at "
                       "updated_at"),

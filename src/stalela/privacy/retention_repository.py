@@ -32,6 +32,7 @@ from stalela.db.repository import Repository
 from stalela.db.routing import CONTROL_TABLES
 from stalela.fiscal.invoices.models import IdempotencyRecord
 from stalela.fiscal.ledger.service import LogAppender
+from stalela.offline.models import DeviceNonce
 from stalela.outbox.models import OutboxEvent
 from stalela.privacy import datamap
 from stalela.privacy.retention_models import LegalHold, RetentionMark, RetentionPolicy, RetentionSchedule
@@ -162,6 +163,8 @@ register(Purger("ended_refresh_tokens", RefreshToken, "secret", _FAMILY_END, Ref
                 dated=RefreshToken.created_at))
 register(Purger("expired_invitations", Invitation, "personal", Invitation.expires_at, Invitation.id,
                 dated=Invitation.created_at))
+# A registration challenge is spent or dead within 60 seconds; only its row remains.
+register(Purger("expired_device_nonces", DeviceNonce, "operational", DeviceNonce.expires_at, DeviceNonce.nonce))
 register(Purger("expired_arca_tickets", ArcaTicket, "secret", ArcaTicket.expires_at,
                 ArcaTicket.service + ":" + ArcaTicket.environment, dated=ArcaTicket.created_at,
                 action=_delete_arca_tickets))

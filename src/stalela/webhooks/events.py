@@ -19,10 +19,11 @@ REPORT_Z_CLOSED = "report.z_closed"
 ENDPOINT_DISABLED = "endpoint.disabled"
 WEBHOOK_TEST = "webhook.test"
 BILLING_ANOMALY_DETECTED = "billing.anomaly_detected"  # the outbox topic has the event's name
+OFFLINE_NUMBERS_VOIDED = "offline.numbers_voided"  # the outbox topic has the event's name
 
 # Event types an endpoint may filter on (``webhook.test`` always goes to the endpoint it was sent to).
 EVENT_TYPES = (INVOICE_SEALED, INVOICE_ACKNOWLEDGED, INVOICE_SYNC_FAILED, REPORT_Z_CLOSED, ENDPOINT_DISABLED,
-               BILLING_ANOMALY_DETECTED)
+               BILLING_ANOMALY_DETECTED, OFFLINE_NUMBERS_VOIDED)
 
 # Outbox topic -> webhook event type. Our own topic for a disabled endpoint is namespaced like the
 # other domains' topics; its event keeps the public name.
@@ -30,7 +31,8 @@ DISABLED_TOPIC = "webhook.endpoint_disabled"
 DELIVER_TOPIC = "webhook.deliver"
 TOPICS = {INVOICE_SEALED: INVOICE_SEALED, INVOICE_ACKNOWLEDGED: INVOICE_ACKNOWLEDGED,
           INVOICE_SYNC_FAILED: INVOICE_SYNC_FAILED, REPORT_Z_CLOSED: REPORT_Z_CLOSED,
-          DISABLED_TOPIC: ENDPOINT_DISABLED, BILLING_ANOMALY_DETECTED: BILLING_ANOMALY_DETECTED}
+          DISABLED_TOPIC: ENDPOINT_DISABLED, BILLING_ANOMALY_DETECTED: BILLING_ANOMALY_DETECTED,
+          OFFLINE_NUMBERS_VOIDED: OFFLINE_NUMBERS_VOIDED}
 
 _ALLOWED = {
     INVOICE_SEALED: ("invoice_id", "outlet_id", "fiscal_number", "type", "total", "issued_at"),
@@ -40,6 +42,8 @@ _ALLOWED = {
     ENDPOINT_DISABLED: ("endpoint_id", "reason", "failing_since", "disabled_at"),
     WEBHOOK_TEST: ("endpoint_id", "message"),
     BILLING_ANOMALY_DETECTED: ("anomaly_id", "resource", "day", "observed", "baseline", "score", "impact_eur", "status"),
+    OFFLINE_NUMBERS_VOIDED: ("block_id", "outlet_id", "device_id", "credential", "first", "last", "fiscal_numbers",
+                             "reason", "event_id", "record_hash", "voided_at"),
 }
 # The Z report's outbox payload is the reports domain's; a thin summary keeps these of its fields
 # (not who closed the day).

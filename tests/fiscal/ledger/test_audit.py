@@ -60,7 +60,7 @@ async def test_clean_ledger_verifies_from_database_and_export(db, settings, ledg
     manifest = await export_to(db, settings, tenant_id, path)
     assert manifest["payload"]["counts"]["invoices"] == 12
     with tarfile.open(path) as tar:
-        assert tar.getnames() == ["manifest.json", "keys.json", "checkpoints.jsonl", "consistency.jsonl",
+        assert tar.getnames() == ["manifest.json", "keys.json", "credentials.jsonl", "checkpoints.jsonl", "consistency.jsonl",
                                   "invoices.jsonl"]
     report = verify_export(path)
     assert report.valid, [f.describe() for f in report.failures]

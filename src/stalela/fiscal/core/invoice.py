@@ -277,3 +277,58 @@ def lines_digest(lines_json: list[dict[str, Any]]) -> str:
     thousand-line invoice while still committing to every line.
     """
     return hashlib.sha256(canonical.dumps(lines_json)).hexdigest()
+
+
+# ------------------------------------------------------------------------------- from a request
+
+
+def _amount(value: Any) -> Any:
+    """A JSON amount as a Decimal: a string or an integer converts; anything else (a float, a bad string)
+    goes through unchanged for the jurisdiction to refuse with its own code (``check_decimal``)."""
+    if isinstance(value, Decimal) or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, str)):
+        try:
+            return Decimal(value) if isinstance(value, int) else Decimal(value.strip())
+        except ArithmeticError:
+            return value
+    return value
+
+
+def draft_from_request(req: Any, default_currency: str, issuer_vat_condition: str | None = None) -> InvoiceDraft:
+    """The draft of an invoice request as ``POST /v1/invoices`` takes it (a JSON object, or the API
+    schema's ``model_dump()``): one build for the cloud's sealing (``sealing.to_draft``), the merge of
+    returned offline invoices and the SDK's offline sealer, so a device and the cloud compute the same
+    invoice from the same request."""
+    b = req.get("buyer")
+    exchange = req.get("exchange")
+    payments = req.get("payments")
+    rate = req.get("exchange_rate")
+    return InvoiceDraft(
+        type=req.get("type"),
+        price_mode=req.get("price_mode"),
+        lines=tuple(
+            DraftLine(description=ln.get("description"), code=ln.get("code"), item_type=ln.get("item_type"),
+                      tax_group=ln.get("tax_group"), vat_rate=ln.get("vat_rate"), quantity=_amount(ln.get("quantity")),
+                      unit_price=_amount(ln.get("unit_price")))
+            for ln in req.get("lines") or ()
+        ),
+        buyer=Buyer(type=b.get("type"), name=b.get("name"), tax_id=b.get("tax_id"),
+                    exemption_ref=b.get("exemption_ref"), doc_type=b.get("doc_type"), doc_number=b.get("doc_number"),
+                    vat_condition=b.get("vat_condition"))
+        if b else None,
+        nature=req.get("nature"),
+        original=req.get("original"),
+        payments=tuple(Payment(method=p.get("method"), amount=_amount(p.get("amount"))) for p in payments)
+        if payments is not None else None,
+        currency=req.get("currency") or default_currency,
+        exchange=Exchange(currency=exchange.get("currency"), rate=_amount(exchange.get("rate")),
+                          date=exchange.get("date"))
+        if exchange else None,
+        concept=req.get("concept"),
+        service_from=req.get("service_from"),
+        service_to=req.get("service_to"),
+        payment_due=req.get("payment_due"),
+        exchange_rate=_amount(rate) if rate is not None else None,
+        issuer_vat_condition=issuer_vat_condition,
+    )

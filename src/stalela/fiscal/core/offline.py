@@ -157,6 +157,16 @@ def record_payload(kind: str, *, tenant_id: str, outlet_id: str, series_id: str,
             "at": at, **fields}
 
 
+def return_payload(*, tenant_id: str, block_id: str, credential: str, first: int, last: int, prev_hash: str,
+                   at: str) -> dict[str, Any]:
+    """What a device signs (with its ``cnf`` key, ``key_id`` = its thumbprint) to give back ``first..last``
+    of its block unused: ``first`` is the block's next number and ``prev_hash`` its chain's head, so the
+    statement fits only where the device really stopped. The cloud answers with a ``numbers_voided``
+    record (reason ``returned``) whose ``return`` is this statement's hash."""
+    return {"kind": RETURN, "tenant_id": tenant_id, "block_id": block_id, "credential": credential,
+            "first": first, "last": last, "prev_hash": prev_hash, "at": at}
+
+
 def signed_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_bytes(payload)).hexdigest()
 

@@ -210,6 +210,7 @@ class Figures:
     last_counter: int | None = None
     first_issued_at: str | None = None
     last_issued_at: str | None = None
+    offline: int = 0  # of the invoices, how many a device sealed offline (docs/offline.md)
 
     @property
     def invoices(self) -> int:
@@ -217,10 +218,13 @@ class Figures:
 
     def add_invoice(
         self, *, type: str, credit: bool, totals: Mapping[str, Any],
-        payments: Sequence[Mapping[str, Any]] | None, counter: int, issued_at: str,
+        payments: Sequence[Mapping[str, Any]] | None, counter: int, issued_at: str, offline: bool = False,
     ) -> None:
-        """Add one sealed invoice: its ``type``, its ``totals`` and ``payments`` as sealed (JSON)."""
+        """Add one sealed invoice: its ``type``, its ``totals`` and ``payments`` as sealed (JSON).
+        ``offline``: sealed by a device (counted apart too; its figures are any invoice's)."""
         self.by_type[type] = self.by_type.get(type, 0) + 1
+        if offline:
+            self.offline += 1
         (self.credit_notes if credit else self.sales).add_json(totals)
         if credit:
             self.credit_note_count += 1
@@ -242,6 +246,7 @@ class Figures:
         for m, a in other.payments.items():
             out.payments[m] = out.payments.get(m, 0) + a
         out.credit_note_count += other.credit_note_count
+        out.offline += other.offline
         out.first_counter = _min(out.first_counter, other.first_counter)
         out.last_counter = _max(out.last_counter, other.last_counter)
         out.first_issued_at = _earlier(out.first_issued_at, other.first_issued_at)
@@ -272,6 +277,7 @@ class Figures:
             "last_counter": self.last_counter,
             "first_issued_at": self.first_issued_at,
             "last_issued_at": self.last_issued_at,
+            "offline_count": self.offline,
         }
 
     @classmethod
@@ -289,21 +295,26 @@ class Figures:
         out.last_counter = data.get("last_counter")
         out.first_issued_at = data.get("first_issued_at")
         out.last_issued_at = data.get("last_issued_at")
+        out.offline = int(data.get("offline_count") or 0)  # reports sealed before offline sealing have none
         return out
 
     def to_store(self) -> dict[str, Any]:
         """Compact JSON (integer cents) for the figures cache; read back with ``from_store``."""
-        return {"types": self.by_type, "credits": self.credit_note_count, "sales": self.sales.to_store(),
-                "credit_notes": self.credit_notes.to_store(), "payments": self.payments,
-                "counters": [self.first_counter, self.last_counter],
-                "issued": [self.first_issued_at, self.last_issued_at]}
+        stored = {"types": self.by_type, "credits": self.credit_note_count, "sales": self.sales.to_store(),
+                  "credit_notes": self.credit_notes.to_store(), "payments": self.payments,
+                  "counters": [self.first_counter, self.last_counter],
+                  "issued": [self.first_issued_at, self.last_issued_at]}
+        if self.offline:  # absent when none: the rows of outlets that never sealed offline stay as they were
+            stored["offline"] = self.offline
+        return stored
 
     @classmethod
     def from_store(cls, data: Mapping[str, Any] | None) -> "Figures":
         if not data:
             return cls()
         return cls(dict(data["types"]), _Block.from_store(data["sales"]), _Block.from_store(data["credit_notes"]),
-                   dict(data["payments"]), data["credits"], *data["counters"], *data["issued"])
+                   dict(data["payments"]), data["credits"], *data["counters"], *data["issued"],
+                   data.get("offline", 0))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Figures) and self.as_json() == other.as_json()

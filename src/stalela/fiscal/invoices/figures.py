@@ -72,7 +72,7 @@ class DayBook:
         return None if latest is None else (latest.business_day, latest.z_report_id is not None)
 
     async def add(self, outlet: Outlet, counter: int, issued: datetime, invoice: ComputedInvoice, *,
-                  sealed: Mapping[str, Any] | None = None) -> DayFigures:
+                  sealed: Mapping[str, Any] | None = None, offline: bool = False) -> DayFigures:
         """``sealed``: the invoice's ``totals``, ``payments`` and ``issued_at`` as already rendered for
         its seal, so they are not rendered again (the same values, computed from ``invoice``, otherwise)."""
         if outlet.id in self._latest:
@@ -98,6 +98,7 @@ class DayBook:
             payments=sealed["payments"] if sealed else invoice.payments_as_json(),
             counter=counter,
             issued_at=sealed["issued_at"] if sealed else rfc3339(issued),
+            offline=offline,
         )
         row.updated_at = issued
         return row

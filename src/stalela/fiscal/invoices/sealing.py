@@ -131,32 +131,8 @@ def request_hash(body: InvoiceCreate) -> str:
 
 def to_draft(req: InvoiceCreate, jurisdiction: Jurisdiction, issuer_vat_condition: str | None = None
              ) -> core.InvoiceDraft:
-    b = req.buyer
-    return core.InvoiceDraft(
-        type=req.type,
-        price_mode=req.price_mode,
-        lines=tuple(
-            core.DraftLine(description=ln.description, code=ln.code, item_type=ln.item_type, tax_group=ln.tax_group,
-                           vat_rate=ln.vat_rate, quantity=ln.quantity, unit_price=ln.unit_price)
-            for ln in req.lines
-        ),
-        buyer=core.Buyer(type=b.type, name=b.name, tax_id=b.tax_id, exemption_ref=b.exemption_ref,
-                         doc_type=b.doc_type, doc_number=b.doc_number, vat_condition=b.vat_condition)
-        if b else None,
-        nature=req.nature,
-        original=req.original,
-        payments=tuple(core.Payment(method=p.method, amount=p.amount) for p in req.payments)
-        if req.payments is not None else None,
-        currency=req.currency or jurisdiction.currency,
-        exchange=core.Exchange(currency=req.exchange.currency, rate=req.exchange.rate, date=req.exchange.date)
-        if req.exchange else None,
-        concept=req.concept,
-        service_from=req.service_from,
-        service_to=req.service_to,
-        payment_due=req.payment_due,
-        exchange_rate=req.exchange_rate,
-        issuer_vat_condition=issuer_vat_condition,
-    )
+    # The one build shared with the offline merge and the SDK's offline sealer (core.invoice).
+    return core.draft_from_request(req.model_dump(), jurisdiction.currency, issuer_vat_condition)
 
 
 def verification_url(settings: Settings, invoice_id: str, tenant_id: str) -> str:

@@ -1,14 +1,19 @@
 """Offline verification of a tenant's fiscal ledger, in one streaming pass and bounded memory.
 
-Fed by a source (an audit export or a live database, see ``sources.py``): the public keys, the
-checkpoints (few), then every invoice in leaf order (many, streamed). Checks, naming the first
-failure exactly:
-- every seal's hash and ES256 signature against the published key, and its lines digest;
+Fed by a source (an audit export or a live database, see ``fiscal/reports/audit.py``): the public keys,
+the delegated credentials and the checkpoints (few), then every record of the log in leaf order (many,
+streamed): invoices and cloud-sealed ledger events (``fiscal.ledger.events``) merged. Checks, naming the
+first failure exactly:
+- every seal's hash and ES256 signature against the published key, and its lines digest; an offline
+  invoice's against the device key its credential binds, the credential against the tenant's keys;
 - the sealed document agrees with what was signed (a changed amount cannot hide in the document);
-- per series (outlet): counters 1..n with no gap or duplicate, each prev_hash the previous hash;
+- per series (outlet): counters 1..n with no gap or duplicate, each prev_hash the previous hash; a
+  ``number_block`` record takes its whole range's place in the series;
+- inside each block, every number accounted for once, in order (``verify_offline``);
 - leaves are contiguous from 0 and the recomputed Merkle root equals every checkpoint's root;
 - every checkpoint's signature, every consistency proof, every inclusion proof supplied.
-Memory: one compact range, the last hash and counter per series, the checkpoints.
+Memory: one compact range, the last hash and counter per series, the checkpoints, the credentials and
+a ``BlockChain`` per open block.
 """
 from __future__ import annotations
 
@@ -21,7 +26,9 @@ from typing import Any, Iterable
 from stalela.kit import canonical
 from stalela.fiscal.core import merkle
 from stalela.fiscal.core.disclosure import check_commitment
+from stalela.fiscal.core import offline as core_offline
 from stalela.fiscal.core.seal import verify_seal
+from stalela.fiscal.ledger.verify_offline import OfflineLedger
 
 # Fields that appear both in the sealed payload and in the stored document; they must agree.
 _MIRRORED = ("fiscal_number", "counter", "type", "price_mode", "issued_at", "currency", "outlet_id",
@@ -39,10 +46,15 @@ class Failure:
     fiscal_number: str | None = None
     checkpoint_id: str | None = None
     leaf_index: int | None = None
+    event_id: str | None = None
+    block_id: str | None = None
+    credential: str | None = None
 
     def describe(self) -> str:
         where = [f"{k}={v}" for k, v in (("outlet", self.outlet_id), ("counter", self.counter),
                                            ("fiscal_number", self.fiscal_number), ("invoice", self.invoice_id),
+                                           ("event", self.event_id), ("block", self.block_id),
+                                           ("credential", self.credential),
                                            ("leaf", self.leaf_index), ("checkpoint", self.checkpoint_id))
                  if v is not None]
         return f"{self.what}: {self.detail}" + (f" [{', '.join(where)}]" if where else "")
@@ -52,6 +64,11 @@ class Failure:
 class Report:
     tenant_id: str | None = None
     invoices: int = 0
+    events: int = 0  # cloud-sealed ledger events (blocks, refusals, voids, un-voids)
+    offline_invoices: int = 0
+    credentials: int = 0
+    blocks: int = 0
+    voids: int = 0
     series: int = 0
     checkpoints: int = 0
     checkpoints_matched: int = 0
@@ -88,6 +105,7 @@ class LedgerVerifier:
         self._next_leaf: int | None = 0 if complete else None
         self._pending_checkpoints: list[dict[str, Any]] = []
         self._checkpoint_roots: dict[int, str] = {}
+        self.offline = OfflineLedger(tenant_id, self.keys.get, self.fail)
 
     def fail(self, what: str, detail: str, **where: Any) -> None:
         self.report.failure_count += 1
@@ -142,6 +160,67 @@ class LedgerVerifier:
                 bytes.fromhex(root)):
             self.fail("inclusion_proof_invalid", f"not in the log of size {proof.get('tree_size')}", **where)
 
+    # --- offline: credentials and ledger events ----------------------------------------------------
+
+    def credentials(self, credentials: Iterable[dict[str, Any]]) -> None:
+        """The tenant's delegated credentials (``{"jti", "token", ...}``): before the first record."""
+        for entry in credentials:
+            self.offline.credential(entry)
+
+    def event(self, ev: dict[str, Any], stored_leaf_hash: bytes | None = None,
+              columns: dict[str, Any] | None = None) -> None:
+        """A cloud-sealed ledger event (``fiscal.ledger.events.render_event`` plus ``leaf_index``)."""
+        self.report.events += 1
+        seal = ev.get("seal") or {}
+        payload = seal.get("payload") if isinstance(seal.get("payload"), dict) else {}
+        where = {"event_id": ev.get("id"), "block_id": payload.get("block_id") or ev.get("block_id"),
+                 "outlet_id": payload.get("outlet_id"), "leaf_index": ev.get("leaf_index")}
+        check = verify_seal(seal, self.keys.get(seal.get("key_id")))
+        if not check:
+            self.fail("event_seal_invalid", check.reason or "invalid", **where)
+        else:
+            if payload.get("tenant_id") != self.report.tenant_id:
+                self.fail("wrong_tenant", f"sealed for tenant {payload.get('tenant_id')}", **where)
+            if (ev.get("kind"), ev.get("block_id"), ev.get("outlet_id")) != (
+                    payload.get("kind"), payload.get("block_id"), payload.get("outlet_id")):
+                self.fail("event_altered", "kind, block or outlet differs from the sealed values", **where)
+            if columns is not None:
+                for name, value in (("seal_hash", seal.get("hash")), ("key_id", seal.get("key_id")),
+                                    ("series_id", payload.get("series_id"))):
+                    if name in columns and columns[name] != value:
+                        self.fail("row_altered", f"column {name} differs from the sealed value", **where)
+        kind = payload.get("kind")
+        if kind == core_offline.BLOCK:
+            self._block_in_series(payload, seal.get("hash", ""), where)
+        elif kind in core_offline.KINDS:
+            self.offline.record(payload, seal.get("hash", ""), where)
+        else:
+            self.fail("event_kind_unknown", f"kind {kind!r} is not a ledger event's", **where)
+        self._leaf(ev, seal.get("hash", ""), stored_leaf_hash, where)
+
+    def _block_in_series(self, payload: dict[str, Any], seal_hash: str, where: dict[str, Any]) -> None:
+        """A block takes counters first..last of its series: it chains to the series head, the next
+        record of the series (online invoice or block) to its hash."""
+        series_first = self.offline.block_opened(payload, seal_hash, where)
+        first, last = payload.get("first"), payload.get("last")
+        if not isinstance(first, int) or not isinstance(last, int):
+            return
+        series_id = payload.get("series_id")
+        state = self._series.get(series_id)
+        if state is None:
+            self.report.series += 1
+            if self.report.complete and first != series_first:
+                self.fail("counter_gap", f"series starts at counter {first}, expected {series_first}", **where)
+            elif first == series_first and payload.get("prev_hash") != "0" * 64:
+                self.fail("chain_broken", "the series' first record's prev_hash is not 64 zeros", **where)
+        elif first <= state.counter:
+            self.fail("counter_duplicate", f"block {first}..{last} overlaps counter {state.counter}", **where)
+        elif first != state.counter + 1:
+            self.fail("counter_gap", f"expected counter {state.counter + 1}, the block starts at {first}", **where)
+        elif payload.get("prev_hash") != state.last_hash:
+            self.fail("chain_broken", "the block's prev_hash is not the series head", **where)
+        self._series[series_id] = _SeriesState(last, seal_hash)
+
     # --- invoices ---------------------------------------------------------------------------------
 
     def invoice(
@@ -153,16 +232,28 @@ class LedgerVerifier:
         payload = seal.get("payload") or {}
         where = {"invoice_id": inv.get("id"), "outlet_id": inv.get("outlet_id"), "counter": inv.get("counter"),
                  "fiscal_number": inv.get("fiscal_number"), "leaf_index": inv.get("leaf_index")}
-        check = verify_seal(seal, self.keys.get(seal.get("key_id")))
-        if not check:
-            self.fail("seal_invalid", check.reason or "invalid", **where)
+        offline = isinstance(payload, dict) and "offline" in payload
+        if offline:
+            # Signed by the device: with the key its credential binds, never a key of the tenant's.
+            jwk = self.offline.device_key(payload.get("offline"))
+            check = verify_seal(seal, jwk) if jwk is not None else None
+        else:
+            check = verify_seal(seal, self.keys.get(seal.get("key_id")))
+        if offline and check is None:
+            pass  # the credential is missing or invalid: reported where its block is placed
+        elif not check:
+            self.fail("offline_seal_invalid" if offline else "seal_invalid", check.reason or "invalid", **where)
         else:
             self._document_matches(inv, payload, where)
             if columns is not None:
                 self._columns_match(columns, seal, where)
         # The chain is followed on the signed payload even when its seal fails, so one altered
         # invoice is reported once instead of starting a phantom series.
-        self._chain(payload or inv, seal.get("hash", ""), where)
+        if offline:
+            self.report.offline_invoices += 1
+            self.offline.invoice(payload, seal.get("hash", ""), where)
+        else:
+            self._chain(payload or inv, seal.get("hash", ""), where)
         self._leaf(inv, seal.get("hash", ""), stored_leaf_hash, where)
 
     def _document_matches(self, inv: dict[str, Any], payload: dict[str, Any], where: dict[str, Any]) -> None:
@@ -251,6 +342,10 @@ class LedgerVerifier:
                               checkpoint_id=cp["id"], leaf_index=cp["tree_size"] - 1)
 
     def finish(self) -> Report:
+        self.offline.finish()
+        self.report.credentials = self.offline.counts["credentials"]
+        self.report.blocks = self.offline.counts["blocks"]
+        self.report.voids = self.offline.counts["voids"]
         if self.report.complete:
             for cp in self._pending_checkpoints:
                 self.fail("checkpoint_beyond_ledger",

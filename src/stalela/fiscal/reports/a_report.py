@@ -180,7 +180,7 @@ class Summary:
         for figures in (self.days.setdefault(item.business_day, Figures()), self.total):
             figures.add_invoice(type=item.payload["type"], credit=item.credit, totals=item.payload["totals"],
                                 payments=item.document.get("payments"), counter=item.position,
-                                issued_at=item.payload["issued_at"])
+                                issued_at=item.payload["issued_at"], offline="offline" in item.payload)
 
 
 class Writer(Protocol):

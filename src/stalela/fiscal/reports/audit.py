@@ -11,8 +11,11 @@ from typing import Any, Callable, Iterator
 from stalela.db.session import Database
 from stalela.fiscal.core import merkle
 from stalela.fiscal.core.seal import verify_seal
+from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.invoices.service import render
-from stalela.fiscal.reports.export import FORMAT, MEMBERS, invoice_pages, tenant_checkpoints, tenant_keys
+from stalela.fiscal.ledger.events import render_event
+from stalela.fiscal.reports.export import (FORMAT, MEMBERS, MEMBERS_V1, ledger_pages, tenant_checkpoints,
+                                           tenant_credentials, tenant_keys)
 from stalela.fiscal.ledger.repository import MerkleRepository
 from stalela.fiscal.ledger.verify import LedgerVerifier, Report
 from stalela.tenancy.context import bind_tenant
@@ -86,6 +89,8 @@ def verify_export(path: Path, *, pinned_keys: list[dict[str, Any]] | None = None
                     verifier.fail("manifest_invalid", check.reason or "invalid signature")
             elif verifier is None:
                 raise UnusableInput("keys.json must come right after the manifest")
+            elif member.name == "credentials.jsonl":
+                verifier.credentials(_json(line, member.name) for line in reader.lines())
             elif member.name == "checkpoints.jsonl":
                 verifier.checkpoints(_json(line, member.name) for line in reader.lines())
             elif member.name == "consistency.jsonl":
@@ -94,6 +99,14 @@ def verify_export(path: Path, *, pinned_keys: list[dict[str, Any]] | None = None
             elif member.name == "invoices.jsonl":
                 for n, line in enumerate(reader.lines(), 1):
                     entry = _json(line, member.name)
+                    if isinstance(entry, dict) and "event" in entry:
+                        ev = {**(entry.get("event") or {}), "leaf_index": entry.get("leaf_index")}
+                        verifier.event(ev)
+                        if entry.get("inclusion_proof"):
+                            verifier.inclusion(entry["inclusion_proof"], (ev.get("seal") or {}).get("hash", ""),
+                                               {"event_id": ev.get("id"), "block_id": ev.get("block_id"),
+                                                "leaf_index": ev.get("leaf_index")})
+                        continue
                     inv = {**(entry.get("invoice") or {}), "leaf_index": entry.get("leaf_index")}
                     verifier.invoice(inv)
                     if entry.get("inclusion_proof"):
@@ -119,7 +132,9 @@ def verify_export(path: Path, *, pinned_keys: list[dict[str, Any]] | None = None
             verifier.fail("file_missing", f"{entry.get('name')} is listed in the manifest but absent")
         elif got != (entry.get("sha256"), entry.get("bytes")):
             verifier.fail("file_altered", f"{entry.get('name')} does not match its SHA-256 in the manifest")
-    missing = [m for m in MEMBERS if m not in seen]
+    # Version 1 exports (before offline sealing) have no credentials.
+    required = MEMBERS if (manifest["payload"].get("version") or 1) >= 2 else MEMBERS_V1
+    missing = [m for m in required if m not in seen]
     for name in missing:
         if not any(e.get("name") == name for e in manifest["payload"].get("files", [])):
             verifier.fail("file_missing", f"{name} is absent")
@@ -134,20 +149,26 @@ async def verify_database(db: Database, tenant_id: str, *, progress: Progress | 
         if not jwks:
             raise UnusableInput(f"tenant {tenant_id} has no signing keys here (unknown tenant?)")
         verifier = LedgerVerifier(tenant_id, jwks, complete=True)
+        verifier.credentials(await tenant_credentials(session, tenant_id))
         verifier.checkpoints(await tenant_checkpoints(session))
         repo = MerkleRepository(session)
-        async for rows in invoice_pages(session):
-            stored = await repo.nodes([(0, inv.leaf_index) for inv in rows])
-            for inv in rows:
-                columns = {"fiscal_number": inv.fiscal_number, "counter": inv.counter, "outlet_id": inv.outlet_id,
-                           "type": inv.type, "seal_hash": inv.seal_hash, "key_id": inv.key_id,
-                           "total_cents": inv.total_cents}
-                verifier.invoice({**render(inv), "leaf_index": inv.leaf_index}, stored.get((0, inv.leaf_index)),
-                                 columns)
+        async for rows in ledger_pages(session):
+            stored = await repo.nodes([(0, row.leaf_index) for row in rows])
+            for row in rows:
+                leaf = stored.get((0, row.leaf_index))
+                if not isinstance(row, Invoice):
+                    verifier.event({**render_event(row), "leaf_index": row.leaf_index}, leaf,
+                                   {"seal_hash": row.seal_hash, "key_id": row.key_id, "series_id": row.series_id})
+                    continue
+                columns = {"fiscal_number": row.fiscal_number, "counter": row.counter, "outlet_id": row.outlet_id,
+                           "type": row.type, "seal_hash": row.seal_hash, "key_id": row.key_id,
+                           "total_cents": row.total_cents}
+                verifier.invoice({**render(row), "leaf_index": row.leaf_index}, leaf, columns)
             if progress:
                 progress(len(rows))
         log = await repo.read_log(tenant_id)
         report = verifier.finish()
-        if log is not None and log.size != report.invoices:
-            verifier.fail("log_size_mismatch", f"the log has {log.size} leaves for {report.invoices} invoices")
+        if log is not None and log.size != report.invoices + report.events:
+            verifier.fail("log_size_mismatch", f"the log has {log.size} leaves for {report.invoices} invoices and "
+                          f"{report.events} ledger events")
         return report

@@ -4,10 +4,14 @@ Layout (members in this order, so a verifier can stream it in one pass):
   manifest.json           a seal (same format as invoices) whose payload lists every other file's
                           SHA-256 and size, the tenant, the range and the counts
   keys.json               JWKS: every signing key of the tenant, retired ones included
+  credentials.jsonl       (version 2) every delegated credential of an offline device: {"jti", "token"
+                          (the compact JWS the device's invoices verify under), "device_id", "block_id",
+                          "revoked_at", "revocation_reason"}
   checkpoints.jsonl       every signed checkpoint, oldest first
   consistency.jsonl       a consistency proof between each pair of consecutive checkpoints
-  invoices.jsonl          one line per invoice in leaf order: {"invoice": sealed object,
-                          "leaf_index": n, "inclusion_proof": {...} against the last checkpoint}
+  invoices.jsonl          one line per record of the log in leaf order: {"invoice": sealed object} or
+                          (version 2) {"event": a cloud-sealed ledger event (fiscal.ledger.events)}, with
+                          "leaf_index": n, "inclusion_proof": {...} against the last checkpoint
 Files are written to a temporary directory page by page, then packed, so memory stays bounded
 whatever the number of invoices.
 """
@@ -18,11 +22,12 @@ import json
 import os
 import tarfile
 import tempfile
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.config import Settings
@@ -32,7 +37,8 @@ from stalela.fiscal.invoices.models import Invoice
 from stalela.fiscal.invoices.buyers import reveal_buyers
 from stalela.fiscal.subjects.service import Purpose
 from stalela.fiscal.invoices.service import render
-from stalela.fiscal.ledger.models import Checkpoint
+from stalela.fiscal.ledger.events import render_event
+from stalela.fiscal.ledger.models import Checkpoint, LedgerEvent
 from stalela.fiscal.ledger.repository import MerkleRepository
 from stalela.fiscal.ledger.service import render_checkpoint
 from stalela.fiscal.signing import registry as keys
@@ -42,9 +48,10 @@ from stalela.db.base import utcnow
 from stalela.tenancy.models import Tenant
 
 FORMAT = "stalela-audit-export"
-VERSION = 1
+VERSION = 2  # 2: credentials.jsonl, and ledger events among the invoices
 PAGE = 500
-MEMBERS = ("keys.json", "checkpoints.jsonl", "consistency.jsonl", "invoices.jsonl")
+MEMBERS = ("keys.json", "credentials.jsonl", "checkpoints.jsonl", "consistency.jsonl", "invoices.jsonl")
+MEMBERS_V1 = ("keys.json", "checkpoints.jsonl", "consistency.jsonl", "invoices.jsonl")
 Progress = Callable[[int], None]
 
 
@@ -64,6 +71,73 @@ async def invoice_pages(
             return
         yield rows
         after = rows[-1].leaf_index
+
+
+async def event_pages(
+    session: AsyncSession, *, date_from: datetime | None = None, date_to: datetime | None = None, page: int = PAGE
+) -> AsyncIterator[list[LedgerEvent]]:
+    """Cloud-sealed ledger events in leaf order, a page at a time (a date range by their sealing time)."""
+    after = -1
+    while True:
+        stmt = select(LedgerEvent).where(LedgerEvent.leaf_index > after)
+        if date_from is not None:
+            stmt = stmt.where(LedgerEvent.created_at >= date_from)
+        if date_to is not None:
+            stmt = stmt.where(LedgerEvent.created_at < date_to)
+        rows = list((await session.execute(stmt.order_by(LedgerEvent.leaf_index).limit(page))).scalars())
+        if not rows:
+            return
+        yield rows
+        after = rows[-1].leaf_index
+
+
+async def ledger_pages(
+    session: AsyncSession, *, date_from: datetime | None = None, date_to: datetime | None = None, page: int = PAGE
+) -> AsyncIterator[list[Invoice | LedgerEvent]]:
+    """Invoices and ledger events merged in one leaf order, a page at a time: the log as it was appended.
+    Each stream is read a page ahead, so memory holds two pages whatever the ledger's size."""
+    streams = [invoice_pages(session, date_from=date_from, date_to=date_to, page=page),
+               event_pages(session, date_from=date_from, date_to=date_to, page=page)]
+    buffers: list[deque] = [deque(), deque()]
+    done = [False, False]
+    out: list[Invoice | LedgerEvent] = []
+    while True:
+        for i in (0, 1):
+            if not buffers[i] and not done[i]:
+                try:
+                    buffers[i].extend(await anext(streams[i]))
+                except StopAsyncIteration:
+                    done[i] = True
+        if not buffers[0] and not buffers[1]:
+            break
+        i = 1 if buffers[1] and (not buffers[0] or buffers[1][0].leaf_index < buffers[0][0].leaf_index) else 0
+        out.append(buffers[i].popleft())
+        if len(out) >= page:
+            yield out
+            out = []
+    if out:
+        yield out
+
+
+# The credentials are the offline package's table (stalela.offline sits above fiscal, which may not import
+# it): read by name, with the tenant filter written out, as RLS enforces it on PostgreSQL anyway.
+_CREDENTIALS = text("SELECT jti, token, device_id, block_id, revoked_at, revocation_reason FROM device_credentials "
+                    "WHERE tenant_id = :t ORDER BY jti")
+
+
+async def tenant_credentials(session: AsyncSession, tenant_id: str) -> list[dict[str, Any]]:
+    rows = (await session.execute(_CREDENTIALS, {"t": tenant_id})).all()
+    return [{"jti": jti, "token": token, "device_id": device, "block_id": block,
+             "revoked_at": _instant(revoked), "revocation_reason": reason}
+            for jti, token, device, block, revoked, reason in rows]
+
+
+def _instant(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite hands text() columns back as stored
+        return value
+    return rfc3339(value)
 
 
 async def tenant_keys(session: AsyncSession) -> list[dict[str, Any]]:
@@ -99,13 +173,17 @@ async def write_export(
     merkle_repo = MerkleRepository(session)
     checkpoints = await tenant_checkpoints(session)
     last = checkpoints[-1] if checkpoints else None
-    counts = {"invoices": 0, "checkpoints": len(checkpoints), "keys": 0, "inclusion_proofs": 0,
-              "consistency_proofs": 0}
+    counts = {"invoices": 0, "events": 0, "credentials": 0, "checkpoints": len(checkpoints), "keys": 0,
+              "inclusion_proofs": 0, "consistency_proofs": 0}
     with tempfile.TemporaryDirectory(prefix="stalela-export-") as tmp:
         work = Path(tmp)
         jwks = await tenant_keys(session)
         counts["keys"] = len(jwks)
         (work / "keys.json").write_text(json.dumps({"keys": jwks}, indent=1))
+        with open(work / "credentials.jsonl", "wb") as fh:
+            for credential in await tenant_credentials(session, tenant_id):
+                _jsonl(fh, credential)
+                counts["credentials"] += 1
         with open(work / "checkpoints.jsonl", "wb") as fh:
             for cp in checkpoints:
                 _jsonl(fh, cp)
@@ -120,19 +198,24 @@ async def write_export(
                             "second_checkpoint": b["id"], "consistency_path": [h.hex() for h in path]})
                 counts["consistency_proofs"] += 1
         with open(work / "invoices.jsonl", "wb") as fh:
-            async for rows in invoice_pages(session, date_from=date_from, date_to=date_to):
+            async for rows in ledger_pages(session, date_from=date_from, date_to=date_to):
                 proofs = await _inclusion_proofs(merkle_repo, rows, last["tree_size"] if last else 0)
+                invoices = [r for r in rows if isinstance(r, Invoice)]
                 # Restricted buyers only in the operator's export for the authority (``purpose="audit"``, the
                 # CLI): a file a tenant's user downloads shows them as the API does (GDPR Art. 18).
-                buyers = await reveal_buyers(session, settings, tenant_id, rows, purpose=purpose)
-                for inv in rows:
-                    line = {"invoice": {**render(inv), **buyers.get(inv.id, {})}, "leaf_index": inv.leaf_index,
-                            "inclusion_proof": proofs.get(inv.leaf_index)}
-                    _jsonl(fh, line)
-                counts["invoices"] += len(rows)
+                buyers = await reveal_buyers(session, settings, tenant_id, invoices, purpose=purpose)
+                for row in rows:
+                    if isinstance(row, Invoice):
+                        record: dict[str, Any] = {"invoice": {**render(row), **buyers.get(row.id, {})}}
+                    else:
+                        record = {"event": render_event(row)}
+                    _jsonl(fh, {**record, "leaf_index": row.leaf_index,
+                                "inclusion_proof": proofs.get(row.leaf_index)})
+                counts["invoices"] += len(invoices)
+                counts["events"] += len(rows) - len(invoices)
                 counts["inclusion_proofs"] += len(proofs)
                 if progress:
-                    progress(len(rows))
+                    progress(len(invoices))
         payload = {
             "format": FORMAT,
             "version": VERSION,
@@ -160,7 +243,8 @@ async def write_export(
     return manifest
 
 
-async def _inclusion_proofs(repo: MerkleRepository, rows: list[Invoice], tree_size: int) -> dict[int, dict]:
+async def _inclusion_proofs(repo: MerkleRepository, rows: list[Invoice | LedgerEvent],
+                            tree_size: int) -> dict[int, dict]:
     covered = [inv.leaf_index for inv in rows if inv.leaf_index < tree_size]
     if not covered:
         return {}

@@ -122,6 +122,15 @@ def report_xlsx(report: dict[str, Any], context: dict[str, Any]) -> bytes:
             put(f"count {labels.type_label(jurisdiction, t)}", n)
         for p in report["payments"]:
             put(f"payment {p['method']}", xlsx_number(p["amount"]))
+        if report.get("offline_count"):
+            put("count sealed offline", report["offline_count"])
+        if report.get("voided"):
+            row += 1
+            put("Voided numbers", "First", "Last", "Numbers", "Reason", "Record hash", fmt=bold)
+            for v in report["voided"]:
+                put(v["block_id"], v["fiscal_numbers"][0], v["fiscal_numbers"][1],
+                    (v["last"] - v["first"] + 1) * (-1 if v["kind"] == "numbers_unvoided" else 1), v["reason"],
+                    v["record_hash"])
         row += 1
         put("Grand totals", fmt=bold)
         grand = report["grand_totals"]
@@ -159,6 +168,7 @@ def _facts(report: dict[str, Any], context: dict[str, Any]) -> list[tuple[str, A
         ("Log positions" if jurisdiction == "AR" else "Invoice counters", counters),
         ("Invoices", report["counts"]["invoices"]),
         ("Credit notes", report["counts"]["credit_notes"]),
+        *((("Sealed offline", report["offline_count"]),) if report.get("offline_count") else ()),
         ("Signed at", report["issued_at"]),
         ("Currency", report["currency"]),
     ]
@@ -187,6 +197,8 @@ def _pdf_facts(report: dict[str, Any], context: dict[str, Any], l10n: Localizer)
         (_("Log positions") if jurisdiction == "AR" else _("Invoice counters"), counters),
         (_("Invoices"), l10n.number(report["counts"]["invoices"])),
         (_("Credit notes"), l10n.number(report["counts"]["credit_notes"])),
+        *(((_("Of which sealed offline"), l10n.number(report["offline_count"])),) if report.get("offline_count")
+          else ()),
         (_("Signed at"), l10n.datetime(report["issued_at"], tz, seconds=True)),
         (_("Currency"), report["currency"]),
     ]
@@ -198,6 +210,15 @@ def _pdf_facts(report: dict[str, Any], context: dict[str, Any], l10n: Localizer)
         facts.append((_("Ledger checkpoint"), _("tree size %(size)s, root %(root)s", size=cp["tree_size"],
                                                 root=cp["root_hash"])))
     return facts
+
+
+def _void_reason(l10n: Localizer, void: dict[str, Any]) -> str:
+    _ = l10n.gettext
+    if void.get("kind") == "numbers_unvoided":
+        return _("reopened for late invoices")
+    if void.get("reason") == "returned":
+        return _("returned unused by the device")
+    return _("not returned before the credential expired")
 
 
 def report_pdf(report: dict[str, Any], context: dict[str, Any], lang: str | None = None) -> bytes:
@@ -253,6 +274,13 @@ def report_pdf(report: dict[str, Any], context: dict[str, Any], lang: str | None
         table_row(pdf, [(118, labels.invoice_type_text(l10n, jurisdiction, t), "L"), (62, l10n.number(n), "R")])
     if not report["counts"]["by_type"]:
         table_row(pdf, [(118, _("none"), "L")])
+    if report.get("voided"):
+        # Offline numbers that will never carry an invoice, sealed as such (or reopened for late ones).
+        heading(pdf, _("Voided numbers (offline devices)"))
+        for v in report["voided"]:
+            first, last = v["fiscal_numbers"]
+            table_row(pdf, [(70, first if first == last else f"{first} … {last}", "L"),
+                            (80, _void_reason(l10n, v), "L"), (30, l10n.number(v["last"] - v["first"] + 1), "R")])
     grand = report["grand_totals"]
     heading(pdf, _("Grand totals of the outlet (since its first invoice)"))
     for label, value in ((_("Net total"), money(grand["totals"]["total"])), (_("Sales"), money(grand["sales"]["total"])),

@@ -3,10 +3,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import AsyncIterator
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, or_, select, tuple_
 
 from stalela.db.repository import Repository
+from stalela.fiscal.core import offline as core_offline
 from stalela.fiscal.invoices.models import Invoice
+from stalela.fiscal.ledger.models import LedgerEvent
 from stalela.fiscal.reports.models import ZReport
 from stalela.tenancy.models import Outlet
 
@@ -15,6 +17,14 @@ PAGE = 500
 
 class ZReportRepository(Repository[ZReport]):
     model = ZReport
+
+    async def voids_since(self, outlet_id: str, since_leaf: int, since_time: datetime | None) -> list[LedgerEvent]:
+        """The outlet's voids and un-voids sealed at or after leaf ``since_leaf``, or at or after ``since_time``."""
+        stmt = select(LedgerEvent).where(LedgerEvent.outlet_id == outlet_id,
+                                         LedgerEvent.kind.in_((core_offline.VOID, core_offline.UNVOID)))
+        if since_time is not None:
+            stmt = stmt.where(or_(LedgerEvent.leaf_index >= since_leaf, LedgerEvent.created_at >= since_time))
+        return list((await self.session.execute(stmt.order_by(LedgerEvent.leaf_index))).scalars())
 
     async def for_day(self, outlet_id: str, day: date) -> ZReport | None:
         stmt = select(ZReport).where(ZReport.outlet_id == outlet_id, ZReport.business_day == day)

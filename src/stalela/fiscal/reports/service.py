@@ -32,6 +32,7 @@ from stalela.fiscal.ledger.repository import MerkleRepository
 from stalela.fiscal.ledger.service import create_checkpoint
 from stalela.fiscal.reports.models import ZReport
 from stalela.fiscal.reports.repository import ZReportRepository, invoice_pages
+from stalela.fiscal.reports.voids import voided_on
 from stalela.fiscal.signing import registry as keys
 from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.i18n import tenant_language
@@ -92,7 +93,7 @@ async def _check_day(session: AsyncSession, outlet: Outlet, day: date, current: 
 async def _seal(
     session: AsyncSession, settings: Settings, kind: str, *, tenant: Tenant, outlet: Outlet, report_id: str,
     day: date, figures: Figures, grand: Figures, issued: datetime, z_counter: int | None = None,
-    checkpoint: Checkpoint | None = None, prev_hash: str | None = None,
+    checkpoint: Checkpoint | None = None, prev_hash: str | None = None, voided: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build and sign a report payload: the same seal format as invoices (docs/seal-format.md)."""
     key = await keys.active_key(session, tenant.id)
@@ -113,6 +114,8 @@ async def _seal(
         "currency": get_jurisdiction(tenant.jurisdiction).currency,
         **figures.as_json(),
         "grand_totals": grand.as_json(),
+        # Numbers of offline blocks voided (or reopened) on the day: never a silent gap (docs/offline.md).
+        "voided": voided or [],
         "checkpoint": {"id": checkpoint.id, "tree_size": checkpoint.tree_size, "root_hash": checkpoint.root_hash,
                        "hash": checkpoint.seal_hash} if checkpoint is not None else None,
         "key_id": key.id,
@@ -167,13 +170,14 @@ async def close_day(
     row = await figures_repo.get(outlet.id, day)
     figures = _figures(row)
     tenant = await TenantRepository(session).get(outlet.tenant_id)
+    voided = await voided_on(session, outlet, last, day)
     checkpoint = await create_checkpoint(session, settings, outlet.tenant_id, "z_report")
     z_counter = (last.z_counter if last else 0) + 1
     report_id, now = new_id("zrp"), utcnow()
     payload, seal = await _seal(
         session, settings, "Z", tenant=tenant, outlet=outlet, report_id=report_id, day=day, figures=figures,
         grand=_stored_grand(last).merge(figures), issued=now, z_counter=z_counter, checkpoint=checkpoint,
-        prev_hash=last.seal_hash if last else ZERO_HASH,
+        prev_hash=last.seal_hash if last else ZERO_HASH, voided=voided,
     )
     counter_to = figures.last_counter if figures.last_counter is not None else (last.counter_to if last else 0)
     z = ZReport(
@@ -273,7 +277,8 @@ async def x_report(
         grand = grand.merge(_figures(r))
     tenant = await TenantRepository(session).get(outlet.tenant_id)
     payload, seal = await _seal(session, settings, "X", tenant=tenant, outlet=outlet, report_id=new_id("xrp"),
-                                day=day, figures=figures, grand=grand, issued=utcnow())
+                                day=day, figures=figures, grand=grand, issued=utcnow(),
+                                voided=await voided_on(session, outlet, last, day))
     body = {"id": payload["report_id"], "object": "x_report"}
     body.update({k: v for k, v in payload.items() if k not in _SEAL_ONLY})
     body["seal"] = seal
@@ -361,7 +366,8 @@ async def rebuild_figures(session: AsyncSession, outlet_id: str, *, apply: bool)
             day = resolver.day_of(position, inv.issued_at)
             days.setdefault(day, Figures()).add_invoice(
                 type=payload["type"], credit=payload["type"] in credit_types, totals=payload["totals"],
-                payments=document.get("payments"), counter=position, issued_at=payload["issued_at"])
+                payments=document.get("payments"), counter=position, issued_at=payload["issued_at"],
+                offline="offline" in payload)
             result.invoices += 1
     rows = {r.business_day: r for r in await DayFiguresRepository(session).for_outlet(outlet.id)}
     closes = {z.business_day: z for z in await ZReportRepository(session).for_outlet(outlet.id)}
