@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from stalela.fiscal.core.seal import verify_seal
 from stalela.fiscal.ledger.models import LedgerEvent
+from stalela.fiscal.reports.audit import verify_database
 from stalela.tenancy.context import bind_tenant
 from tests.offline.batch_support import new_device, offline_outlet
 from tests.support.invoices import sample_invoice
@@ -90,6 +91,9 @@ async def test_each_rule_refuses_with_its_code_and_the_rest_merges(app, client, 
     listed = (await client.get("/v1/offline/receipts", params={"outcome": "refused", "limit": 100},
                                headers=headers)).json()["data"]
     assert sorted(x["code"] for x in listed) == sorted(d["code"] for d in refused)
+    # stalela verify places every refusal and merged invoice in the block's chain.
+    report = await verify_database(app.state.db, tenant["id"])
+    assert report.valid, [f.describe() for f in report.failures]
 
 
 async def test_buyer_commitments_are_checked_with_the_salt(client, new_tenant):

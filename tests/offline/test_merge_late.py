@@ -12,6 +12,7 @@ from stalela.fiscal.invoices.blocks import chain_of, keep_chain, lock_block
 from stalela.fiscal.ledger.events import seal_events
 from stalela.fiscal.ledger.models import LedgerEvent
 from stalela.fiscal.ledger.service import LogAppender
+from stalela.fiscal.reports.audit import verify_database
 from stalela.fiscal.signing import registry as keys
 from stalela.kit.clock import rfc3339
 from stalela.tenancy.context import bind_tenant
@@ -73,3 +74,6 @@ async def test_late_invoices_reopen_their_voided_numbers(app, client, new_tenant
     body = (await client.post("/v1/offline/batches", json=device.batch(items[4:7]), headers=headers)).json()
     assert [(d["outcome"], d["late"]) for d in body["data"]] == [("merged", True)] * 3
     assert [e.kind for e in await _events(app, tenant["id"])][-1] == "numbers_unvoided"
+    # stalela verify accepts the ledger: the block's void, both un-voids and the late invoices, in place.
+    report = await verify_database(app.state.db, tenant["id"])
+    assert report.valid, [f.describe() for f in report.failures]
