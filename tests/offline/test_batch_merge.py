@@ -90,6 +90,7 @@ async def test_the_business_day_of_a_merged_invoice(client, new_tenant):
     assert r.json()["merged"] == 1
     x = (await client.get(f"/v1/outlets/{outlet['id']}/x-report", headers=headers)).json()
     assert sum(x["counts"]["by_type"].values()) == 2  # the online invoice and the offline one, one day
+    assert x["offline_count"] == 1
     z = await client.post(f"/v1/outlets/{outlet['id']}/z-reports", json={}, headers=headers)
     assert z.status_code == 201, z.text
     r = await client.post("/v1/offline/batches", json=device.batch([early, late]), headers=headers)

@@ -150,7 +150,7 @@ class OfflineInvoices:
             seal, signed or canonical_bytes(payload), document, sold_to, origin="offline", merged_at=merged_at))
         when = issued if await self._day_open(outlet, issued) else merged_at
         await self.book.add(outlet, day_position(series_code, payload["counter"], leaf_index), when, r.computed,
-                            sealed=document)
+                            sealed=document, offline=True)
         # Pending with the authority from the merge on: the sync agent sends it like any invoice.
         self.syncs.append(sync_row(self.tenant_id, payload["invoice_id"], outlet.id, merged_at))
         self.events.append(sealed_event(self.tenant_id, payload["invoice_id"], outlet.id, req.type, payload,
