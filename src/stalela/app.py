@@ -205,6 +205,7 @@ def extra_routers() -> list:
     from stalela.accounts.logo_endpoints import router as logo_router
     from stalela.webhooks.endpoints import router as webhooks_router
     from stalela.offline.device_endpoints import router as devices_router
+    from stalela.offline.batch_endpoints import router as offline_batches_router
     from stalela.offline.status_endpoints import router as status_lists_router
     from stalela.dashboard.endpoints import routers as dashboard_routers
     from stalela.privacy.erasure_endpoints import router as erasure_router
@@ -230,4 +231,4 @@ def extra_routers() -> list:
             invoice_deletion_router, retention_router, privacy_exports_router, usage_router,
             billing_ops_router, billing_quotas_router, bills_router, bills_ops_router, anomalies_router,
             ops_anomalies_router, operators_router, logo_router, devices_router, status_lists_router,
-            offline_blocks_router, *dashboard_routers]
+            offline_blocks_router, offline_batches_router, *dashboard_routers]

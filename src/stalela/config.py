@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     offline_void_grace_hours: int = Field(
         24, ge=0, le=24 * 30, description="Hours after a credential's expiry before its unreturned numbers are voided."
     )
+    offline_clock_skew_seconds: int = Field(
+        300, ge=0, le=3600, description="How far ahead of the cloud's clock a returned offline invoice's device time may be."
+    )
     offline_status_list_max_age: int = Field(
         60, ge=0, le=3600, description="Seconds a client may cache a tenant's revocation status list (its ttl)."
     )

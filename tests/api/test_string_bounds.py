@@ -133,6 +133,10 @@ NOT_STORED = {
     **{f"BuyerIn.{f}": "encrypted under the buyer's subject key (invoices.buyer_sealed, bytes)"
        for f in ("email", "phone", "address", "reference")},
     "DeviceIn.token": "stored encrypted (bytes)",
+    "BatchCreate.credential": "verified, and compared with the issued credential (device_credentials.token, TEXT); "
+                              "a fork proof keeps it inside its signed payload (TEXT)",
+    "BatchInvoice.buyer_salt": "checked against the signed commitment; kept in the sealed document (TEXT) or "
+                               "encrypted with the buyer (bytes)",
     "RealignIn.outlet_id": "looked up: an unknown id is 404 outlet_not_found",
     "RealignIn.type": "checked against the AR receipt types; stored as a series code (the types fit)",
     "ArcaCredentialsIn.private_key": "stored encrypted (bytes)",

@@ -14,6 +14,7 @@ from stalela.db.routing import CONTROL_TABLES
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.tenancy.context import bind_tenant
+from tests.offline.batch_support import Device
 from tests.offline.support import issue_credential, register_device
 from tests.billing.anomaly_support import DAY, spike_series, write_usage
 from tests.controlplane.conftest import provisioned
@@ -37,6 +38,9 @@ BODIES = {
     ("post", "/v1/webhook-endpoints/{endpoint_id}/recover"): {"since": "2026-01-01T00:00:00Z"},
     ("patch", "/v1/operators/{operator_id}"): {"name": "Renamed"},
     ("post", "/v1/devices/{device_id}/credentials"): {"block_size": 1},
+    ("post", "/v1/offline/blocks/{block_id}/return"): {
+        "payload": {"kind": "block_return", "first": 2, "last": 2, "prev_hash": "0" * 64, "at": "2026-12-07T00:00:00Z"},
+        "hash": "0" * 64, "signature": "AA", "key_id": "k", "algorithm": "ES256"},
 }
 
 
@@ -120,9 +124,15 @@ async def victim_objects(app, client, headers) -> dict[str, str]:
                                                           "quantity": "1", "occurred_at": rfc3339(utcnow())},
                                headers=headers))
     anomaly_id = await victim_anomaly(app, outlet["tenant_id"])
-    device, _ = await register_device(client, headers, outlet["tenant_id"], outlet["id"])
+    device, device_key = await register_device(client, headers, outlet["tenant_id"], outlet["id"])
     credential = await issue_credential(client, headers, device["id"], block_size=2)
-    return {"device_id": device["id"], "jti": credential["jti"], "anomaly_id": anomaly_id, "request_id": erasure["id"], "outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"],
+    # A returned batch, then a fork at its number (another invoice the device key signed): a batch and a proof.
+    sealer, clone = Device(device_key, credential["credential"]), Device(device_key, credential["credential"])
+    batch = _ok(await client.post("/v1/offline/batches", json=sealer.batch([sealer.seal()]), headers=headers))
+    fork = await client.post("/v1/offline/batches", json=clone.batch([clone.seal()]), headers=headers)
+    assert fork.status_code == 409, fork.text
+    return {"device_id": device["id"], "jti": credential["jti"], "block_id": credential["block_id"],
+            "batch_id": batch["id"], "proof_id": fork.json()["fork_proof"]["id"], "anomaly_id": anomaly_id, "request_id": erasure["id"], "outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"],
             "export_id": export["id"], "user_id": user["id"], "z_report_id": z_report["id"], "endpoint_id": hook["id"],
             "msg_id": hook_msg["id"], "hold_id": hold["id"], "privacy_export_id": privacy_export["id"],
             "event_id": usage["event_id"]}

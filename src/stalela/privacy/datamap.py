@@ -217,6 +217,17 @@ _TABLES = [
           fiscal="tenant_id id outlet_id series_id device_id credential_jti first last anchor_hash allocated_at "
                  "expires_at status state updated_at",
           note="where each block of offline numbers stands; its sealed record is in ledger_events"),
+    table("offline_receipts", "statutory",
+          fiscal="tenant_id id block_id credential_jti counter device_hash seal outcome code invoice_id event_id batch_id "
+                 "created_at",
+          note="what each returned number of a block became (merged or refused); seal: the device's seal as uploaded "
+               "(a salted buyer commitment, never a person's data in clear), half of any fork proof"),
+    table("fork_proofs", "statutory",
+          fiscal="tenant_id id credential_jti block_id counter key_id seal_hash signature payload created_at",
+          note="two device seals at one number, countersigned: the proof a credential was revoked on"),
+    table("offline_batches", "while_account",
+          operational="tenant_id id credential_jti digest invoices merged refused held status_code response received_at",
+          note="a returned batch's answer (ids, numbers, codes), kept so the same batch gets the same answer"),
     table("checkpoints", "statutory",
           fiscal="tenant_id id tree_size root_hash timestamp reason key_id seal_hash signature payload"),
     table("z_reports", "statutory",

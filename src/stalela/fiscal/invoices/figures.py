@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,6 +63,13 @@ class DayBook:
             found = await DayFiguresRepository(self.session).latest_many(wanted)
             for outlet_id in wanted:
                 self._latest[outlet_id] = found.get(outlet_id)
+
+    async def latest_day(self, outlet: Outlet) -> tuple[date, bool] | None:
+        """The outlet's most recent business day with figures and whether a Z closed it (None: no day yet)."""
+        if outlet.id not in self._latest:
+            self._latest[outlet.id] = await DayFiguresRepository(self.session).latest(outlet.id)
+        latest = self._latest[outlet.id]
+        return None if latest is None else (latest.business_day, latest.z_report_id is not None)
 
     async def add(self, outlet: Outlet, counter: int, issued: datetime, invoice: ComputedInvoice, *,
                   sealed: Mapping[str, Any] | None = None, offline: bool = False) -> DayFigures:

@@ -68,7 +68,8 @@ class Invoice(TenantOwned, Base):
     total_cents: Mapped[int] = mapped_column(BigInteger)
     # Position of the seal hash in the tenant's Merkle log (sealing order).
     leaf_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    key_id: Mapped[str] = mapped_column(String(40))
+    # The cloud's signing key, or for an offline invoice the device key's RFC 7638 thumbprint (43 characters).
+    key_id: Mapped[str] = mapped_column(String(64))
     seal_hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
     payload: Mapped[str] = mapped_column(Text)  # the signed payload, canonical JSON (RFC 8785)

@@ -414,51 +414,19 @@ async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, reque
                  n: _Numbered, signature: bytes) -> SealResult:
     session, settings, req, computed = group.session, group.settings, request.body, n.computed
     sold_to = request.buyer
-    sealed_away = sold_to is not None and sold_to.subject_id is not None
     seal = build_seal(n.payload, signature, key.id, canonical_payload=n.signed)
-    document = {
-        "id": n.invoice_id,
-        "object": "invoice",
-        "tenant_id": group.tenant_id,
-        "outlet_id": n.outlet.id,
-        "fiscal_number": n.fiscal_number,
-        "counter": n.counter,
-        "type": req.type,
-        "price_mode": computed.price_mode,
-        "issued_at": n.payload["issued_at"],
-        "currency": computed.currency,
-        "reference": req.reference,
-        # A personal buyer is stored encrypted (buyer_sealed), never in the document; shown by render.
-        "buyer": None if sealed_away else (sold_to.buyer if sold_to else None),
-        "buyer_salt": None if sealed_away else (sold_to.salt if sold_to else None),
-        "nature": req.nature,
-        "original": req.original,
-        "payments": computed.payments_as_json(),
-        "exchange": n.payload["exchange"],
-        "lines": request.lines_json if request.lines_json is not None else computed.lines_as_json(),
-        "totals": n.payload["totals"],
-        **{k: n.payload[k] for k in _EXTRA_BLOCKS if k in n.payload},
-        "qr": verification_url(settings, n.invoice_id, group.tenant_id),
-    }
+    document = sealed_document(settings, group.tenant_id, n.invoice_id, n.outlet.id, req, computed, n.payload,
+                               sold_to, request.lines_json)
     leaf_index = log.append(seal["hash"])
-    group.invoices.append(dict(
-        tenant_id=group.tenant_id, id=n.invoice_id, leaf_index=leaf_index, outlet_id=n.outlet.id,
-        series_id=n.series.id, counter=n.counter, fiscal_number=n.fiscal_number, type=req.type, issued_at=n.issued,
-        reference=req.reference, original=req.original, total_cents=int(computed.total * CENTS), key_id=key.id,
-        seal_hash=seal["hash"], signature=seal["signature"], payload=n.signed.decode(), document=json.dumps(document),
-        buyer_subject=sold_to.subject_id if sealed_away else None, buyer_sealed=sold_to.ciphertext if sealed_away else None,
-    ))
+    group.invoices.append(invoice_row(group.tenant_id, n.invoice_id, leaf_index, n.outlet.id, n.series.id, req,
+                                      computed, n.issued, seal, n.signed, document, sold_to))
     # The business day's figures (Z/X reports), by the invoice's place in its outlet's sequence.
     await book.add(n.outlet, day_position(n.series.code, n.counter, leaf_index), n.issued, computed, sealed=document)
     # Visible as pending at once (sync status, dashboards), before any worker picks the event up.
-    group.syncs.append(dict(tenant_id=group.tenant_id, invoice_id=n.invoice_id, outlet_id=n.outlet.id,
-                            status="pending", attempts=0, sealed_at=n.issued, updated_at=n.issued))
-    group.events.append(event_row(group.tenant_id, "invoice.sealed", {
-        "invoice_id": n.invoice_id, "outlet_id": n.outlet.id, "fiscal_number": n.fiscal_number, "type": req.type,
-        "total": n.payload["total"], "issued_at": n.payload["issued_at"],
-    }))
+    group.syncs.append(sync_row(group.tenant_id, n.invoice_id, n.outlet.id, n.issued))
+    group.events.append(sealed_event(group.tenant_id, n.invoice_id, n.outlet.id, req.type, n.payload))
     stored = {**document, "seal": seal, "sync": PENDING_SYNC}
-    body = {**stored, "buyer": sold_to.buyer, "buyer_salt": sold_to.salt} if sealed_away else stored
+    body = with_buyer(stored, sold_to)
     if request.idempotency_key is not None:
         # The record keeps no personal data either: a replay reads the buyer back (_with_buyer).
         group.idempotency.append(dict(
@@ -468,6 +436,80 @@ async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, reque
         ))
     invoice_sealed(session, group.tenant_id, n.outlet.id, req.type)  # counted when the transaction commits
     return SealResult(201, body)
+
+
+# What every sealed invoice leaves, online or merged from a device (offline_merge.py): built here, once.
+
+
+def sealed_document(settings: Settings, tenant_id: str, invoice_id: str, outlet_id: str, req: InvoiceCreate,
+                    computed: core.ComputedInvoice, payload: dict[str, Any], sold_to: SealedBuyer | None,
+                    lines_json: list[dict[str, Any]] | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sealed invoice as stored and answered, minus its seal (and a personal buyer: see ``invoice_row``).
+    ``extra``: members only some invoices have (an offline invoice's ``offline``), before ``qr``."""
+    sealed_away = sold_to is not None and sold_to.subject_id is not None
+    return {
+        "id": invoice_id,
+        "object": "invoice",
+        "tenant_id": tenant_id,
+        "outlet_id": outlet_id,
+        "fiscal_number": payload["fiscal_number"],
+        "counter": payload["counter"],
+        "type": req.type,
+        "price_mode": computed.price_mode,
+        "issued_at": payload["issued_at"],
+        "currency": computed.currency,
+        "reference": req.reference,
+        # A personal buyer is stored encrypted (buyer_sealed), never in the document; shown by render.
+        "buyer": None if sealed_away else (sold_to.buyer if sold_to else None),
+        "buyer_salt": None if sealed_away else (sold_to.salt if sold_to else None),
+        "nature": req.nature,
+        "original": req.original,
+        "payments": computed.payments_as_json(),
+        "exchange": payload["exchange"],
+        "lines": lines_json if lines_json is not None else computed.lines_as_json(),
+        "totals": payload["totals"],
+        **{k: payload[k] for k in _EXTRA_BLOCKS if k in payload},
+        **(extra or {}),
+        "qr": verification_url(settings, invoice_id, tenant_id),
+    }
+
+
+def invoice_row(tenant_id: str, invoice_id: str, leaf_index: int, outlet_id: str, series_id: str, req: InvoiceCreate,
+                computed: core.ComputedInvoice, issued: Any, seal: dict[str, Any], signed: bytes,
+                document: dict[str, Any], sold_to: SealedBuyer | None, **more: Any) -> dict[str, Any]:
+    """The invoice's row for ``InvoiceRepository.insert_sealed``. ``more``: columns only some rows set
+    (an offline invoice's ``origin`` and ``merged_at``; rows of one INSERT must have the same keys)."""
+    sealed_away = sold_to is not None and sold_to.subject_id is not None
+    payload = seal["payload"]
+    return dict(
+        tenant_id=tenant_id, id=invoice_id, leaf_index=leaf_index, outlet_id=outlet_id, series_id=series_id,
+        counter=payload["counter"], fiscal_number=payload["fiscal_number"], type=req.type, issued_at=issued,
+        reference=req.reference, original=req.original, total_cents=int(computed.total * CENTS),
+        key_id=seal["key_id"], seal_hash=seal["hash"], signature=seal["signature"], payload=signed.decode(),
+        document=json.dumps(document), buyer_subject=sold_to.subject_id if sealed_away else None,
+        buyer_sealed=sold_to.ciphertext if sealed_away else None, **more,
+    )
+
+
+def sync_row(tenant_id: str, invoice_id: str, outlet_id: str, sealed_at: Any) -> dict[str, Any]:
+    return dict(tenant_id=tenant_id, invoice_id=invoice_id, outlet_id=outlet_id, status="pending", attempts=0,
+                sealed_at=sealed_at, updated_at=sealed_at)
+
+
+def sealed_event(tenant_id: str, invoice_id: str, outlet_id: str, type_: str, payload: dict[str, Any],
+                 **more: Any) -> dict[str, Any]:
+    """The ``invoice.sealed`` outbox event (the authority sync, webhooks, usage metering consume it)."""
+    return event_row(tenant_id, "invoice.sealed", {
+        "invoice_id": invoice_id, "outlet_id": outlet_id, "fiscal_number": payload["fiscal_number"], "type": type_,
+        "total": payload["total"], "issued_at": payload["issued_at"], **more,
+    })
+
+
+def with_buyer(stored: dict[str, Any], sold_to: SealedBuyer | None) -> dict[str, Any]:
+    """The answer: the stored document with a personal buyer shown again (it is stored encrypted apart)."""
+    if sold_to is not None and sold_to.subject_id is not None:
+        return {**stored, "buyer": sold_to.buyer, "buyer_salt": sold_to.salt}
+    return stored
 
 
 def buyer_json(computed: core.ComputedInvoice, req: InvoiceCreate) -> dict[str, Any] | None:

@@ -157,20 +157,36 @@ class Verified:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+# An offline invoice is signed by a device key, which a cloud-signed delegated credential binds
+# (docs/offline.md). Finding and checking that credential is the offline package's, above fiscal: it
+# registers the look-up here when imported (``stalela.offline.batch_service``); fiscal never imports it.
+# ``(session, tenant_id, credential jti) -> the device's public JWK, or None``.
+DeviceKeyLookup = Callable[[AsyncSession, str, str], Coroutine[Any, Any, "dict[str, Any] | None"]]
+device_keys: DeviceKeyLookup | None = None
+
+
+async def _signer_jwk(session: AsyncSession, invoice: Invoice, payload: dict[str, Any]) -> dict[str, Any] | None:
+    offline = payload.get("offline")
+    if isinstance(offline, dict):
+        return await device_keys(session, invoice.tenant_id, str(offline.get("credential"))) if device_keys else None
+    key = await SigningKeyRepository(session).get(invoice.key_id)
+    return json.loads(key.public_jwk) if key is not None else None
+
+
 async def check(session: AsyncSession, invoice_id: str, settings: Settings | None = None) -> Verified:
     """Check the stored seal against the registry's public key, as an outside verifier would.
 
     With ``settings``, the buyer's name is shown while its subject is active (never once an erasure
     was asked), checked against the signed commitment."""
     invoice = await find(session, invoice_id)
-    key = await SigningKeyRepository(session).get(invoice.key_id)
     tenant = await TenantRepository(session).get(invoice.tenant_id)
     outlet = await OutletRepository(session).get_in_tenant(invoice.tenant_id, invoice.outlet_id)
     seal = stored_seal(invoice)
-    if key is None:
+    jwk = await _signer_jwk(session, invoice, seal["payload"])
+    if jwk is None:
         authentic, reason = False, "signing key unknown"
     else:
-        result = verify_seal(seal, json.loads(key.public_jwk))
+        result = verify_seal(seal, jwk)
         authentic, reason = result.valid, result.reason
     payload = seal["payload"]
     authority = await _authority(session, invoice.id)

@@ -122,11 +122,15 @@ class BuyerVault:
     _erased: set[str] = field(default_factory=set)
     _tkey: TenantKey | None = None
 
-    async def seal(self, buyer: dict[str, Any] | None, *, new_subject: bool = False) -> SealedBuyer | None:
-        """Raises ``SubjectErased`` (nothing written) when an identifier's subject was erased."""
+    async def seal(self, buyer: dict[str, Any] | None, *, new_subject: bool = False,
+                   salt: str | None = None) -> SealedBuyer | None:
+        """Raises ``SubjectErased`` (nothing written) when an identifier's subject was erased.
+
+        ``salt``: the one a device already committed with (an offline invoice, checked by the merge);
+        else a fresh one."""
         if buyer is None:
             return None
-        salt = new_salt()
+        salt = salt or new_salt()
         commitment = buyer_commitment(salt, buyer)
         if not has_personal_data(buyer):
             return SealedBuyer(commitment, salt, buyer)
