@@ -137,6 +137,8 @@ NOT_STORED = {
                               "a fork proof keeps it inside its signed payload (TEXT)",
     "BatchInvoice.buyer_salt": "checked against the signed commitment; kept in the sealed document (TEXT) or "
                                "encrypted with the buyer (bytes)",
+    **{f"ReturnStatement.{f}": "verified against the credential's cnf key; only its hash is sealed in the "
+                               "numbers_voided record (TEXT)" for f in ("hash", "signature", "key_id", "algorithm")},
     "RealignIn.outlet_id": "looked up: an unknown id is 404 outlet_not_found",
     "RealignIn.type": "checked against the AR receipt types; stored as a series code (the types fit)",
     "ArcaCredentialsIn.private_key": "stored encrypted (bytes)",
