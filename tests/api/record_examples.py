@@ -21,6 +21,11 @@ from stalela.kit.openapi_examples import EXAMPLES_FILE
 from stalela.migrations import upgrade
 from tests.conftest import OPERATOR_TOKEN, make_settings
 from tests.support.invoices import sample_invoice
+from tests.offline.support import es256, register_device
+from stalela.db.base import utcnow
+from stalela.fiscal.core import offline as core_offline
+from stalela.fiscal.core.seal import build_seal, canonical_bytes
+from stalela.kit.clock import rfc3339
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
@@ -146,6 +151,20 @@ async def scenario(rec: Recorder) -> None:
     reader = {"access_token": auditor["access_token"]}
     await rec("GET", "/v1/privacy/restricted/invoices/{invoice_id}", f"/v1/privacy/restricted/invoices/{inv}",
               headers={"Authorization": f"Bearer {reader['access_token']}"})
+    # Offline sealing: a device's block, listed, shown, and its whole tail returned unused.
+    device, device_key = await register_device(rec.client, key, ten, out)
+    credential = (await rec.client.post(f"/v1/devices/{device['id']}/credentials", headers=key,
+                                        json={"block_size": 50})).json()
+    await rec("GET", "/v1/offline/blocks", headers=key)
+    block = await rec("GET", "/v1/offline/blocks/{block_id}", f"/v1/offline/blocks/{credential['block_id']}",
+                      headers=key)
+    statement = core_offline.return_payload(
+        tenant_id=ten, block_id=block["id"], credential=credential["jti"], first=block["first"], last=block["last"],
+        prev_hash=block["state"]["head"], at=rfc3339(utcnow()))
+    data = canonical_bytes(statement)
+    await rec("POST", "/v1/offline/blocks/{block_id}/return", f"/v1/offline/blocks/{block['id']}/return", headers=key,
+              json_body=build_seal(statement, es256(device_key, data), device["public_key"]["kid"],
+                                   canonical_payload=data))
     await rec("GET", "/healthz")
     await rec("GET", "/readyz")
     del tenant
