@@ -293,3 +293,30 @@ def test_a_tampered_ledger_event():
     records[1]["seal"]["payload"]["last"] = 2
     report = led.verify(records)
     assert kinds(report)[0] == "event_seal_invalid" and report.failures[0].event_id == records[1]["id"]
+
+
+def test_a_returned_void_is_final_and_whole():
+    """The device signed that it would not use its tail: an un-void of it, or an invoice in it, is named;
+    and a return must take the whole tail (a partial one would let two records share a prev_hash)."""
+    def returned() -> tuple[Ledger, dict[str, Any]]:
+        led = Ledger()
+        block = led.block(5, Device.new())
+        led.offline(block)
+        led.void(block, 2, 5, reason="returned")
+        return led, block
+
+    led, block = returned()
+    assert led.verify().valid, [f.describe() for f in led.verify().failures]
+    led.unvoid(block, 2, 2)
+    led.offline(block, 2, prev_hash=block["void_head"])
+    assert kinds(led.verify())[:2] == ["offline_number_returned", "offline_number_returned"]
+
+    led, block = returned()
+    led.offline(block, 3, prev_hash=block["head"])  # no un-void at all: still the device's own word
+    assert kinds(led.verify()) == ["offline_number_returned"]
+
+    led = Ledger()
+    block = led.block(5, Device.new())
+    led.offline(block)
+    led.void(block, 2, 3, reason="returned")
+    assert kinds(led.verify()) == ["offline_void_misplaced"]

@@ -21,7 +21,6 @@ from stalela.fiscal.core import offline as core
 from stalela.fiscal.core.seal import b64url_decode
 
 Fail = Callable[..., None]
-VOID_REASONS = ("expired", "returned")
 
 
 @dataclass
@@ -158,9 +157,10 @@ class OfflineLedger:
                 chain.advance(payload["counter"], payload.get("device_hash"))
         elif kind == core.VOID:
             self.counts["voids"] += 1
-            if payload.get("reason") not in VOID_REASONS:
+            if payload.get("reason") not in core.VOID_REASONS:
                 self.fail("offline_void_reason", f"reason {payload.get('reason')!r} is not a void's", **where)
-            refused = chain.void(payload.get("first"), payload.get("last"), payload.get("prev_hash"), seal_hash)
+            refused = chain.void(payload.get("first"), payload.get("last"), payload.get("prev_hash"), seal_hash,
+                                 reason=payload.get("reason"))
         else:  # core.UNVOID
             refused = chain.unvoid(payload.get("void"), payload.get("first"), payload.get("last"),
                                    payload.get("prev_hash"))
