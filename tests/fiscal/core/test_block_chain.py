@@ -36,8 +36,9 @@ def test_a_return_takes_the_whole_tail():
     chain = _used_two()
     assert chain.void(3, 5, H2, VOID, reason=core.RETURNED) == "offline_void_misplaced"
     assert (chain.next, chain.voids) == (3, [])
-    # The scheduler's void of a tail is not limited that way (nor does it exist for part of one).
-    assert chain.void(3, 5, H2, VOID, reason=core.EXPIRED) is None
+    # Nor part of it at expiry (the scheduler voids the whole tail): the same hazard.
+    assert chain.void(3, 5, H2, VOID, reason=core.EXPIRED) == "offline_void_misplaced"
+    assert chain.void(3, 10, H2, VOID, reason=core.EXPIRED) is None
 
 
 def test_a_state_stored_before_void_reasons_reads_as_expired():

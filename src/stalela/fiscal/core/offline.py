@@ -341,14 +341,12 @@ class BlockChain:
         return None
 
     def void(self, first: int, last: int, prev_hash: str, record_hash: str, *, reason: str) -> str | None:
-        """A void of ``first..last``: only the unused tail from the main cursor. A returned one (``reason``
-        ``returned``) takes the whole tail: a partial return, invoices after it and an un-void would let
-        two records chain to one hash."""
+        """A void of ``first..last``: the whole unused tail from the main cursor, whatever the ``reason``
+        (the scheduler voids the tail, a device returns all of it): with part of it, invoices after it and an
+        un-void would let two records chain to one hash."""
         if self.window is not None:
             return "offline_window_open"
-        if first != self.next or not first <= last <= self.last or prev_hash != self.head:
-            return "offline_void_misplaced"
-        if reason == RETURNED and last != self.last:
+        if first != self.next or last != self.last or prev_hash != self.head:
             return "offline_void_misplaced"
         self.voids.append(Void(record_hash, first, last, first - 1, prev_hash, reason))
         self.next = last + 1
