@@ -32,7 +32,7 @@ async def void_tail(app, tenant_id: str, block_id: str) -> str:  # noqa: ANN001
                                       series_id=block.series_id, block_id=block.id, key_id=key.id, prev_hash=chain.head,
                                       at=rfc3339(utcnow()), first=first, last=last, fiscal_numbers=[], reason="expired")
         (event,) = await seal_events(session, app.state.settings, log, key, [payload])
-        assert chain.void(first, last, chain.head, event.seal_hash) is None
+        assert chain.void(first, last, chain.head, event.seal_hash, reason="expired") is None
         keep_chain(block, chain)
         await log.write()
         await session.flush()

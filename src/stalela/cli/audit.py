@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -108,7 +108,8 @@ def verify(
                 async def run():
                     db = _control_plane(database_url)
                     try:
-                        return await verify_database(db, tenant, progress=advance)
+                        grace = timedelta(hours=get_settings().offline_void_grace_hours)
+                        return await verify_database(db, tenant, progress=advance, void_grace=grace)
                     finally:
                         await db.dispose()
 

@@ -80,7 +80,7 @@ async def _seal_void(session: AsyncSession, settings: Settings, log: LogAppender
     payload = core.record_payload(core.VOID, tenant_id=block.tenant_id, outlet_id=block.outlet_id,
                                   series_id=block.series_id, block_id=block.id, key_id=key.id,
                                   prev_hash=chain.head, at=rfc3339(utcnow()), **fields)
-    refused = chain.void(first, last, prev_hash, core.signed_hash(payload))
+    refused = chain.void(first, last, prev_hash, core.signed_hash(payload), reason=reason)
     if refused is not None:
         raise Conflict(f"the block is not where the void says ({refused}): its next number is {chain.next}",
                        code=CHAIN_CODES.get(refused, "offline_void_misplaced"), field="payload.first",

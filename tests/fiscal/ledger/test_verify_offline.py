@@ -56,7 +56,8 @@ class Ledger:
         self.series_head = record["seal"]["hash"]
         return record
 
-    def block(self, size: int, device: Device, *, lifetime: timedelta = timedelta(hours=72)) -> dict[str, Any]:
+    def block(self, size: int, device: Device, *, lifetime: timedelta = timedelta(hours=72),
+              caps: dict[str, Any] | None = None) -> dict[str, Any]:
         first, last = self.counter + 1, self.counter + size
         block_id, jti = f"blk_{first}", f"dcr_{first}"
         event = self._record(core.BLOCK, block_id, self.series_head, first=first, last=last, device_id="dev_1",
@@ -67,7 +68,8 @@ class Ledger:
         claims = {"iss": "https://stalela.test", "sub": "dev_1", "jti": jti, "iat": int(T0.timestamp()),
                   "nbf": int(T0.timestamp()), "exp": int((T0 + lifetime).timestamp()), "vct": core.CREDENTIAL_VCT,
                   "tenant_id": TENANT, "cnf": {"jwk": device.jwk}, "outlet": OUTLET, "series": SERIES,
-                  "series_first": 1, "block": {"id": block_id, "first": first, "last": last, "anchor": anchor}}
+                  "series_first": 1, "block": {"id": block_id, "first": first, "last": last, "anchor": anchor},
+                  "caps": caps or {"max_invoice_total": "1000.00", "invoice_types": ["FV"], "tax_groups": ["B"]}}
         signing_input = core.credential_signing_input({"alg": "ES256", "typ": core.CREDENTIAL_TYP, "kid": "tk_1"},
                                                       claims)
         self.credentials.append({"jti": jti, "token": core.compact_jws(signing_input, self.cloud.sign(signing_input)),
@@ -122,21 +124,21 @@ class Ledger:
 
     # --- verification -------------------------------------------------------------------------
 
-    def checkpoint(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+    def checkpoint(self, records: list[dict[str, Any]], at: datetime = T0) -> dict[str, Any]:
         tree = merkle.CompactRange()
         for r in records:
             tree.append(merkle.seal_leaf_hash(r["seal"]["hash"]))
         payload = {"tenant_id": TENANT, "tree_size": tree.size, "root_hash": tree.root().hex(),
-                   "timestamp": rfc3339(T0)}
+                   "timestamp": rfc3339(at)}
         return {"id": "chk_1", "tree_size": tree.size, "root_hash": payload["root_hash"], "seal": self.cloud.seal(payload)}
 
     def verify(self, records: list[dict[str, Any]] | None = None, credentials: list[dict[str, Any]] | None = None,
-               checkpoint: bool = True):
+               checkpoint: bool = True, checkpoint_at: datetime = T0, complete: bool = True):
         records = self.records if records is None else records
-        verifier = LedgerVerifier(TENANT, [self.jwk])
+        verifier = LedgerVerifier(TENANT, [self.jwk], complete=complete)
         verifier.credentials(self.credentials if credentials is None else credentials)
         if checkpoint:
-            verifier.checkpoints([self.checkpoint(self.records)])
+            verifier.checkpoints([self.checkpoint(self.records, checkpoint_at)])
         for index, record in enumerate(records):
             record = {**record, "leaf_index": record.get("leaf_index", index)}
             (verifier.event if record.get("object") == "ledger_event" else verifier.invoice)(record)
@@ -149,6 +151,10 @@ def kinds(report) -> list[str]:
 
 @pytest.fixture
 def ledger() -> tuple[Ledger, dict[str, Any]]:
+    return sample()
+
+
+def sample() -> tuple[Ledger, dict[str, Any]]:
     """Online 1-2, a block 3..12 (offline 3..7, a refusal at 8, voided 9..12), online 13-14."""
     led = Ledger()
     led.online()
@@ -293,3 +299,104 @@ def test_a_tampered_ledger_event():
     records[1]["seal"]["payload"]["last"] = 2
     report = led.verify(records)
     assert kinds(report)[0] == "event_seal_invalid" and report.failures[0].event_id == records[1]["id"]
+
+
+def test_a_returned_void_is_final_and_whole():
+    """The device signed that it would not use its tail: an un-void of it, or an invoice in it, is named;
+    and a return must take the whole tail (a partial one would let two records share a prev_hash)."""
+    def returned() -> tuple[Ledger, dict[str, Any]]:
+        led = Ledger()
+        block = led.block(5, Device.new())
+        led.offline(block)
+        led.void(block, 2, 5, reason="returned")
+        return led, block
+
+    led, block = returned()
+    assert led.verify().valid, [f.describe() for f in led.verify().failures]
+    led.unvoid(block, 2, 2)
+    led.offline(block, 2, prev_hash=block["void_head"])
+    assert kinds(led.verify())[:2] == ["offline_number_returned", "offline_number_returned"]
+
+    led, block = returned()
+    led.offline(block, 3, prev_hash=block["head"])  # no un-void at all: still the device's own word
+    assert kinds(led.verify()) == ["offline_number_returned"]
+
+    led = Ledger()
+    block = led.block(5, Device.new())
+    led.offline(block)
+    led.void(block, 2, 3, reason="returned")
+    assert kinds(led.verify()) == ["offline_void_misplaced"]
+
+
+def test_offline_invoices_beyond_their_credentials_caps():
+    led = Ledger()
+    block = led.block(3, Device.new(), caps={"max_invoice_total": "100.00", "invoice_types": ["FT"],
+                                            "tax_groups": ["A"]})
+    led.offline(block)  # FV, group B, total 116.00: all three caps broken
+    report = led.verify()
+    assert kinds(report) == ["offline_type_not_allowed", "offline_tax_group_not_allowed", "offline_cap_exceeded"]
+    assert {f.counter for f in report.failures} == {1}
+    # A credential without caps allows nothing (as at the merge).
+    led = Ledger()
+    block = led.block(3, Device.new(), caps={"other": 1})
+    led.offline(block)
+    assert kinds(led.verify()) == ["offline_type_not_allowed", "offline_tax_group_not_allowed",
+                                   "offline_cap_exceeded"]
+
+
+def test_offline_invoices_after_their_credentials_revocation():
+    led = Ledger()
+    block = led.block(3, Device.new())
+    led.offline(block, at=T0 + timedelta(minutes=10))
+    led.offline(block, at=T0 + timedelta(minutes=30))
+    led.offline(block, at=T0 + timedelta(hours=1))
+    credentials = [{**led.credentials[0], "revoked_at": rfc3339(T0 + timedelta(minutes=30))}]
+    report = led.verify(credentials=credentials)
+    assert kinds(report) == ["offline_after_revocation"] * 2
+    assert [f.counter for f in report.failures] == [2, 3] and "unsigned" in report.failures[0].detail
+    assert led.verify(credentials=[{**led.credentials[0], "revoked_at": None}]).valid
+
+
+def test_numbers_neither_used_nor_voided_after_the_grace():
+    def started() -> tuple[Ledger, dict[str, Any]]:
+        led = Ledger()
+        block = led.block(5, Device.new())  # expires at T0 + 72 h
+        led.offline(block)
+        return led, block
+
+    led, block = started()
+    due = T0 + timedelta(hours=72 + 24)
+    assert led.verify(checkpoint_at=due - timedelta(minutes=1)).valid
+    report = led.verify(checkpoint_at=due + timedelta(minutes=1))
+    assert kinds(report) == ["offline_block_unvoided"] and report.failures[0].block_id == block["id"]
+    assert "2..5" in report.failures[0].detail
+    # Voided, or used up: nothing to say. A partial export has no end to judge from.
+    led.void(block, 2, 5)
+    assert led.verify(checkpoint_at=due + timedelta(days=30)).valid
+    led, block = started()
+    for _ in range(4):
+        led.offline(block)
+    assert led.verify(checkpoint_at=due + timedelta(days=30)).valid
+    led, block = started()
+    assert led.verify(checkpoint_at=due + timedelta(days=30), complete=False).valid
+
+
+def test_a_partial_export_does_not_place_blocks_allocated_before_it():
+    """Records of a block whose number_block record is before the range: checked (seals, credential, caps,
+    series) but not placed; a block no credential states is still unknown."""
+    led, block = sample()
+    records = copy.deepcopy(led.records)
+    for index, r in enumerate(records):
+        r["leaf_index"] = index
+    start = next(i for i, r in enumerate(records) if r.get("counter") == 5)
+    partial = records[start:]
+    assert kinds(led.verify(partial, complete=False, checkpoint=False)) == []
+    whole = led.verify(partial, checkpoint=False)  # the same lines claimed to be a whole ledger
+    assert "offline_block_unknown" in kinds(whole)
+    # Still checked: a changed byte, and a record naming a block no credential states.
+    partial[0]["seal"]["payload"]["total"] = "1.00"
+    assert kinds(led.verify(partial, complete=False, checkpoint=False)) == ["offline_seal_invalid"]
+    stray = copy.deepcopy(records[start:])
+    event = next(r for r in stray if r.get("object") == "ledger_event")
+    event["seal"]["payload"]["block_id"] = event["block_id"] = "blk_nowhere"
+    assert "offline_block_unknown" in kinds(led.verify(stray, complete=False, checkpoint=False))

@@ -3,6 +3,7 @@
 PostgreSQL."""
 from __future__ import annotations
 
+import asyncio
 import json
 import tarfile
 from datetime import timedelta
@@ -10,8 +11,10 @@ from datetime import timedelta
 from stalela.db.base import utcnow
 from stalela.fiscal.reports.audit import verify_database, verify_export
 from stalela.fiscal.reports.export import write_export
+from stalela.kit.clock import rfc3339
 from stalela.offline.tasks import void_due_blocks
 from stalela.tenancy.context import bind_tenant
+from tests.offline.batch_support import new_device, offline_outlet
 from tests.offline.void_fixtures import issue_block, return_statement
 from tests.support.invoices import sample_invoice
 from tests.support.tamper import tamper
@@ -73,3 +76,44 @@ async def test_offline_blocks_verify_from_database_and_export(client, db, settin
                             "b": expired.block_id})])
     report = await verify_database(db, tenant["id"])
     assert report.failures[0].what == "event_seal_invalid" and report.failures[0].block_id == expired.block_id
+
+
+async def test_a_date_range_export_with_offline_invoices_merged_in_it(app, client, db, settings, new_tenant, tmp_path):
+    """A date range selects a leaf range (an invoice's merge time, else its sealing time; an event's
+    creation): an offline invoice whose device time is before the range but merged in it is there, the lines
+    stay contiguous, and its block, allocated before the range, is not "unknown"."""
+    tenant, headers, outlet = await offline_outlet(client, new_tenant)
+
+    async def seal():
+        r = await client.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=headers)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    await seal()
+    device = await new_device(client, headers, tenant["id"], outlet["id"])
+    early = device.seal(issued_at=utcnow())  # sealed offline before the range starts
+    await asyncio.sleep(0.02)
+    start = utcnow()
+    await asyncio.sleep(0.02)
+    inside = await seal()
+    body = (await client.post("/v1/offline/batches", json=device.batch([early]), headers=headers)).json()
+    assert body["merged"] == 1, body
+    after = await seal()
+
+    path = tmp_path / "range.tar.gz"
+    async with db.transaction(readonly=True) as session:
+        await bind_tenant(session, tenant["id"])
+        manifest = await write_export(session, settings, tenant["id"], path, date_from=start)
+    with tarfile.open(path) as tar:
+        lines = [json.loads(line) for line in tar.extractfile("invoices.jsonl").read().splitlines()]
+    ids = [line["invoice"]["id"] for line in lines]
+    merged = early["seal"]["payload"]["invoice_id"]
+    assert ids == [inside["id"], merged, after["id"]]
+    assert lines[1]["invoice"]["issued_at"] < rfc3339(start)  # the device's time, before the range
+    leaves = [line["leaf_index"] for line in lines]
+    assert leaves == list(range(leaves[0], leaves[0] + 3))
+    assert manifest["payload"]["leaves"] == {"first": leaves[0], "last": leaves[-1]}
+    assert manifest["payload"]["complete"] is False
+    report = verify_export(path)
+    assert report.valid, [f.describe() for f in report.failures]
+    assert report.offline_invoices == 1

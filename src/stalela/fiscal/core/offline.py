@@ -53,6 +53,10 @@ UNVOID = "numbers_unvoided"
 RETURN = "block_return"  # device-signed: "I will not use first..last"
 FORK = "fork_proof"
 KINDS = (BLOCK, REFUSAL, VOID, UNVOID)
+# A void's ``reason``: nobody returned the numbers by the credential's exp + grace, or the device gave them
+# back with a signed ``block_return`` statement (which it cannot take back: a returned void is never reopened).
+EXPIRED, RETURNED = "expired", "returned"
+VOID_REASONS = (EXPIRED, RETURNED)
 
 
 def jwk_thumbprint(jwk: dict[str, Any]) -> str:
@@ -265,6 +269,8 @@ class Void:
     last: int
     reopened_through: int  # first - 1 until an un-void reopens its front
     head: str  # the device chain's hash at reopened_through (the void's prev_hash at first)
+    # Older stored states have no reason: only the scheduler voided then, so they read as expired.
+    reason: str = EXPIRED
 
 
 @dataclass
@@ -303,12 +309,15 @@ class BlockChain:
         """Where an invoice (or a refusal, with the device's claimed prev_hash) at ``counter`` fits."""
         if not self.first <= counter <= self.last:
             return "offline_number_outside_block"
+        void = self.voided(counter)
+        if void is not None and void.reason == RETURNED:
+            return "offline_number_returned"  # the device signed that it would not use it
         if self.window is not None:
             if counter != self.window["next"]:
                 return "offline_number_gap"
             return None if prev_hash == self.window["head"] else "offline_chain_broken"
         if counter < self.next:
-            return "offline_number_voided" if self.voided(counter) else "offline_number_used"
+            return "offline_number_voided" if void is not None else "offline_number_used"
         if counter != self.next:
             return "offline_number_gap"
         return None if prev_hash == self.head else "offline_chain_broken"
@@ -331,22 +340,27 @@ class BlockChain:
                 return v
         return None
 
-    def void(self, first: int, last: int, prev_hash: str, record_hash: str) -> str | None:
-        """A void of ``first..last``: only the unused tail from the main cursor."""
+    def void(self, first: int, last: int, prev_hash: str, record_hash: str, *, reason: str) -> str | None:
+        """A void of ``first..last``: the whole unused tail from the main cursor, whatever the ``reason``
+        (the scheduler voids the tail, a device returns all of it): with part of it, invoices after it and an
+        un-void would let two records chain to one hash."""
         if self.window is not None:
             return "offline_window_open"
-        if first != self.next or not first <= last <= self.last or prev_hash != self.head:
+        if first != self.next or last != self.last or prev_hash != self.head:
             return "offline_void_misplaced"
-        self.voids.append(Void(record_hash, first, last, first - 1, prev_hash))
+        self.voids.append(Void(record_hash, first, last, first - 1, prev_hash, reason))
         self.next = last + 1
         return None
 
     def unvoid(self, void_hash: str, first: int, last: int, prev_hash: str) -> str | None:
-        """Reopen ``first..last`` of a void for late invoices, which must follow at once, in order."""
+        """Reopen ``first..last`` of a void for late invoices, which must follow at once, in order. Never a
+        returned void: the device signed that it would not use those numbers."""
         if self.window is not None:
             return "offline_window_open"
         for v in self.voids:
             if v.record_hash == void_hash:
+                if v.reason == RETURNED:
+                    return "offline_number_returned"
                 if first != v.reopened_through + 1 or not first <= last <= v.last or prev_hash != v.head:
                     return "offline_unvoid_misplaced"
                 self.window = {"void": void_hash, "next": first, "last": last, "head": prev_hash}

@@ -18,6 +18,7 @@ a ``BlockChain`` per open block.
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from decimal import Decimal
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
@@ -28,7 +29,7 @@ from stalela.fiscal.core import merkle
 from stalela.fiscal.core.disclosure import check_commitment
 from stalela.fiscal.core import offline as core_offline
 from stalela.fiscal.core.seal import verify_seal
-from stalela.fiscal.ledger.verify_offline import OfflineLedger
+from stalela.fiscal.ledger.verify_offline import VOID_GRACE, OfflineLedger, epoch
 
 # Fields that appear both in the sealed payload and in the stored document; they must agree.
 _MIRRORED = ("fiscal_number", "counter", "type", "price_mode", "issued_at", "currency", "outlet_id",
@@ -96,8 +97,10 @@ class _SeriesState:
 
 
 class LedgerVerifier:
-    def __init__(self, tenant_id: str, jwks: Iterable[dict[str, Any]], *, complete: bool = True) -> None:
-        """``complete``: the stream starts at leaf 0 (a whole ledger, not a date range)."""
+    def __init__(self, tenant_id: str, jwks: Iterable[dict[str, Any]], *, complete: bool = True,
+                 void_grace: timedelta = VOID_GRACE) -> None:
+        """``complete``: the stream starts at leaf 0 (a whole ledger, not a date range). ``void_grace``: how
+        long after a credential's exp its block's unused numbers must be voided (the service's setting)."""
         self.report = Report(tenant_id=tenant_id, complete=complete)
         self.keys = {k.get("kid"): k for k in jwks}
         self._series: dict[str, _SeriesState] = {}
@@ -105,7 +108,8 @@ class LedgerVerifier:
         self._next_leaf: int | None = 0 if complete else None
         self._pending_checkpoints: list[dict[str, Any]] = []
         self._checkpoint_roots: dict[int, str] = {}
-        self.offline = OfflineLedger(tenant_id, self.keys.get, self.fail)
+        self._last_checkpoint: tuple[int, float | None] | None = None  # (tree_size, signed timestamp)
+        self.offline = OfflineLedger(tenant_id, self.keys.get, self.fail, complete=complete, void_grace=void_grace)
 
     def fail(self, what: str, detail: str, **where: Any) -> None:
         self.report.failure_count += 1
@@ -134,6 +138,8 @@ class LedgerVerifier:
             if earlier is not None and earlier != payload["root_hash"]:
                 self.fail("checkpoint_fork", f"two signed roots for tree size {payload['tree_size']}", **where)
             self._checkpoint_roots[payload["tree_size"]] = payload["root_hash"]
+            if self._last_checkpoint is None or payload["tree_size"] >= self._last_checkpoint[0]:
+                self._last_checkpoint = (payload["tree_size"], epoch(payload.get("timestamp")))
             if payload["tree_size"] == 0:
                 if payload["root_hash"] != merkle.EMPTY_ROOT.hex():
                     self.fail("checkpoint_root_mismatch", "an empty log has a fixed root", **where)
@@ -342,7 +348,7 @@ class LedgerVerifier:
                               checkpoint_id=cp["id"], leaf_index=cp["tree_size"] - 1)
 
     def finish(self) -> Report:
-        self.offline.finish()
+        self.offline.finish(self._last_checkpoint[1] if self._last_checkpoint else None)
         self.report.credentials = self.offline.counts["credentials"]
         self.report.blocks = self.offline.counts["blocks"]
         self.report.voids = self.offline.counts["voids"]

@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import tarfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -18,6 +19,7 @@ from stalela.fiscal.reports.export import (FORMAT, MEMBERS, MEMBERS_V1, ledger_p
                                            tenant_credentials, tenant_keys)
 from stalela.fiscal.ledger.repository import MerkleRepository
 from stalela.fiscal.ledger.verify import LedgerVerifier, Report
+from stalela.fiscal.ledger.verify_offline import VOID_GRACE
 from stalela.tenancy.context import bind_tenant
 
 Progress = Callable[[int], None]
@@ -54,9 +56,10 @@ def _json(data: bytes, name: str) -> Any:
 
 
 def verify_export(path: Path, *, pinned_keys: list[dict[str, Any]] | None = None,
-                  progress: Progress | None = None) -> Report:
+                  progress: Progress | None = None, void_grace: timedelta = VOID_GRACE) -> Report:
     """Stream an export once. ``pinned_keys``: keys obtained out of band (e.g. the service's
-    /.well-known/jwks.json), which an auditor should prefer over the keys inside the export."""
+    /.well-known/jwks.json), which an auditor should prefer over the keys inside the export.
+    ``void_grace``: the service's STALELA_OFFLINE_VOID_GRACE_HOURS (unused numbers are voided by then)."""
     try:
         tar = tarfile.open(path, "r|gz")
     except (OSError, tarfile.TarError) as exc:
@@ -83,7 +86,8 @@ def verify_export(path: Path, *, pinned_keys: list[dict[str, Any]] | None = None
                 jwks = pinned_keys if pinned_keys is not None else _json(reader.read_all(), "keys.json").get("keys", [])
                 if pinned_keys is not None:
                     reader.read_all()
-                verifier = LedgerVerifier(payload.get("tenant_id"), jwks, complete=bool(payload.get("complete")))
+                verifier = LedgerVerifier(payload.get("tenant_id"), jwks, complete=bool(payload.get("complete")),
+                                          void_grace=void_grace)
                 check = verify_seal(manifest, verifier.keys.get(manifest.get("key_id")))
                 if not check:
                     verifier.fail("manifest_invalid", check.reason or "invalid signature")
@@ -141,14 +145,15 @@ def verify_export(path: Path, *, pinned_keys: list[dict[str, Any]] | None = None
     return verifier.finish()
 
 
-async def verify_database(db: Database, tenant_id: str, *, progress: Progress | None = None) -> Report:
+async def verify_database(db: Database, tenant_id: str, *, progress: Progress | None = None,
+                          void_grace: timedelta = VOID_GRACE) -> Report:
     """Verify a tenant's ledger straight from the database, including the stored Merkle leaves."""
     async with db.transaction(readonly=True) as session:
         await bind_tenant(session, tenant_id)
         jwks = await tenant_keys(session)
         if not jwks:
             raise UnusableInput(f"tenant {tenant_id} has no signing keys here (unknown tenant?)")
-        verifier = LedgerVerifier(tenant_id, jwks, complete=True)
+        verifier = LedgerVerifier(tenant_id, jwks, complete=True, void_grace=void_grace)
         verifier.credentials(await tenant_credentials(session, tenant_id))
         verifier.checkpoints(await tenant_checkpoints(session))
         repo = MerkleRepository(session)

@@ -12,6 +12,10 @@ Layout (members in this order, so a verifier can stream it in one pass):
   invoices.jsonl          one line per record of the log in leaf order: {"invoice": sealed object} or
                           (version 2) {"event": a cloud-sealed ledger event (fiscal.ledger.events)}, with
                           "leaf_index": n, "inclusion_proof": {...} against the last checkpoint
+A date range selects a **leaf range**: from the first to the last leaf appended to the log in the range
+(an invoice's merge time, else its sealing time ``issued_at``; an event's ``created_at``), and every leaf in
+between, so the lines stay contiguous even when a merged offline invoice carries a device time outside
+the range (it is in the export of the range it was merged in).
 Files are written to a temporary directory page by page, then packed, so memory stays bounded
 whatever the number of invoices.
 """
@@ -27,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.config import Settings
@@ -55,17 +59,39 @@ MEMBERS_V1 = ("keys.json", "checkpoints.jsonl", "consistency.jsonl", "invoices.j
 Progress = Callable[[int], None]
 
 
-async def invoice_pages(
-    session: AsyncSession, *, date_from: datetime | None = None, date_to: datetime | None = None, page: int = PAGE
-) -> AsyncIterator[list[Invoice]]:
-    """Invoices in leaf (sealing) order, a page at a time (keyset pagination on leaf_index)."""
-    after = -1
+Leaves = tuple[int, int]  # first and last leaf index, both included
+
+
+async def leaf_range(session: AsyncSession, tenant_id: str, date_from: datetime | None,
+                     date_to: datetime | None) -> Leaves | None:
+    """The first and last leaf appended to the tenant's log in ``[date_from, date_to)``: invoices by
+    ``coalesce(merged_at, issued_at)`` (a merged offline invoice's ``issued_at`` is the device's time),
+    ledger events by ``created_at``. None when nothing was."""
+    when = func.coalesce(Invoice.merged_at, Invoice.issued_at)
+    bounds = []
+    for model, stamp in ((Invoice, when), (LedgerEvent, LedgerEvent.created_at)):
+        stmt = select(func.min(model.leaf_index), func.max(model.leaf_index)).where(model.tenant_id == tenant_id)
+        if date_from is not None:
+            stmt = stmt.where(stamp >= date_from)
+        if date_to is not None:
+            stmt = stmt.where(stamp < date_to)
+        low, high = (await session.execute(stmt)).one()
+        if low is not None:
+            bounds.append((low, high))
+    if not bounds:
+        return None
+    return min(b[0] for b in bounds), max(b[1] for b in bounds)
+
+
+async def invoice_pages(session: AsyncSession, *, leaves: Leaves | None = None,
+                        page: int = PAGE) -> AsyncIterator[list[Invoice]]:
+    """Invoices in leaf (sealing) order, a page at a time (keyset pagination on leaf_index); ``leaves``:
+    only those in that range."""
+    after = -1 if leaves is None else leaves[0] - 1
     while True:
         stmt = select(Invoice).where(Invoice.leaf_index > after)
-        if date_from is not None:
-            stmt = stmt.where(Invoice.issued_at >= date_from)
-        if date_to is not None:
-            stmt = stmt.where(Invoice.issued_at < date_to)
+        if leaves is not None:
+            stmt = stmt.where(Invoice.leaf_index <= leaves[1])
         rows = list((await session.execute(stmt.order_by(Invoice.leaf_index).limit(page))).scalars())
         if not rows:
             return
@@ -73,17 +99,14 @@ async def invoice_pages(
         after = rows[-1].leaf_index
 
 
-async def event_pages(
-    session: AsyncSession, *, date_from: datetime | None = None, date_to: datetime | None = None, page: int = PAGE
-) -> AsyncIterator[list[LedgerEvent]]:
-    """Cloud-sealed ledger events in leaf order, a page at a time (a date range by their sealing time)."""
-    after = -1
+async def event_pages(session: AsyncSession, *, leaves: Leaves | None = None,
+                      page: int = PAGE) -> AsyncIterator[list[LedgerEvent]]:
+    """Cloud-sealed ledger events in leaf order, a page at a time; ``leaves``: only those in that range."""
+    after = -1 if leaves is None else leaves[0] - 1
     while True:
         stmt = select(LedgerEvent).where(LedgerEvent.leaf_index > after)
-        if date_from is not None:
-            stmt = stmt.where(LedgerEvent.created_at >= date_from)
-        if date_to is not None:
-            stmt = stmt.where(LedgerEvent.created_at < date_to)
+        if leaves is not None:
+            stmt = stmt.where(LedgerEvent.leaf_index <= leaves[1])
         rows = list((await session.execute(stmt.order_by(LedgerEvent.leaf_index).limit(page))).scalars())
         if not rows:
             return
@@ -91,13 +114,12 @@ async def event_pages(
         after = rows[-1].leaf_index
 
 
-async def ledger_pages(
-    session: AsyncSession, *, date_from: datetime | None = None, date_to: datetime | None = None, page: int = PAGE
-) -> AsyncIterator[list[Invoice | LedgerEvent]]:
-    """Invoices and ledger events merged in one leaf order, a page at a time: the log as it was appended.
-    Each stream is read a page ahead, so memory holds two pages whatever the ledger's size."""
-    streams = [invoice_pages(session, date_from=date_from, date_to=date_to, page=page),
-               event_pages(session, date_from=date_from, date_to=date_to, page=page)]
+async def ledger_pages(session: AsyncSession, *, leaves: Leaves | None = None,
+                       page: int = PAGE) -> AsyncIterator[list[Invoice | LedgerEvent]]:
+    """Invoices and ledger events merged in one leaf order, a page at a time: the log as it was appended
+    (``leaves``: that range of it). Each stream is read a page ahead, so memory holds two pages whatever
+    the ledger's size."""
+    streams = [invoice_pages(session, leaves=leaves, page=page), event_pages(session, leaves=leaves, page=page)]
     buffers: list[deque] = [deque(), deque()]
     done = [False, False]
     out: list[Invoice | LedgerEvent] = []
@@ -197,8 +219,11 @@ async def write_export(
                 _jsonl(fh, {"first": a["tree_size"], "second": b["tree_size"], "first_checkpoint": a["id"],
                             "second_checkpoint": b["id"], "consistency_path": [h.hex() for h in path]})
                 counts["consistency_proofs"] += 1
+        leaves: Leaves | None = None
+        if date_from is not None or date_to is not None:
+            leaves = await leaf_range(session, tenant_id, date_from, date_to) or (0, -1)  # (0, -1): nothing
         with open(work / "invoices.jsonl", "wb") as fh:
-            async for rows in ledger_pages(session, date_from=date_from, date_to=date_to):
+            async for rows in ledger_pages(session, leaves=leaves):
                 proofs = await _inclusion_proofs(merkle_repo, rows, last["tree_size"] if last else 0)
                 invoices = [r for r in rows if isinstance(r, Invoice)]
                 # Restricted buyers only in the operator's export for the authority (``purpose="audit"``, the
@@ -224,6 +249,8 @@ async def write_export(
             "generated_at": rfc3339(utcnow()),
             "range": {"from": rfc3339(date_from) if date_from else None, "to": rfc3339(date_to) if date_to else None},
             "complete": date_from is None and date_to is None,
+            # The leaf range the date range selected (both ends included); null for a whole ledger.
+            "leaves": {"first": leaves[0], "last": leaves[1]} if leaves is not None and leaves[1] >= 0 else None,
             "last_checkpoint": last["id"] if last else None,
             "counts": counts,
             "files": [{"name": n, "sha256": sha256_file(work / n), "bytes": (work / n).stat().st_size}
