@@ -34,6 +34,9 @@ from stalela.fiscal.core.seal import b64url_decode
 Fail = Callable[..., None]
 VOID_GRACE = timedelta(hours=24)  # STALELA_OFFLINE_VOID_GRACE_HOURS' default
 
+# How late past expiry + grace a void may be sealed before a verifier calls the block unvoided.
+VOID_SLACK = timedelta(days=1)
+
 
 @dataclass
 class Credential:
@@ -270,8 +273,11 @@ class OfflineLedger:
                           f"came (next {block.chain.window['next']})", block_id=block_id)
                 continue
             tail = core.unused_tail(block.chain)
-            due = block.expires_at + self.void_grace.total_seconds() if block.expires_at is not None else None
+            # A day's slack past the grace: the void scheduler runs every few minutes, and a worker restarting
+            # must not turn a healthy ledger (or a tenant move's verification) red; a day late is a fault.
+            due = (block.expires_at + self.void_grace.total_seconds() + VOID_SLACK.total_seconds()
+                   if block.expires_at is not None else None)
             if tail is not None and due is not None and last_checkpoint_at is not None and due < last_checkpoint_at:
                 self.fail("offline_block_unvoided", f"block {block_id}: numbers {tail[0]}..{tail[1]} are neither "
-                          f"used nor voided, though its credential expired more than the void grace before the "
-                          f"last checkpoint", block_id=block_id, credential=block.credential)
+                          f"used nor voided, though its credential expired more than the void grace and a day "
+                          f"before the last checkpoint", block_id=block_id, credential=block.credential)
