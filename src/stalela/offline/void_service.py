@@ -34,6 +34,9 @@ from stalela.fiscal.ledger.service import LogAppender, create_checkpoint
 from stalela.fiscal.reports.voids import fiscal_numbers
 from stalela.fiscal.signing import registry as keys
 from stalela.kit.clock import rfc3339
+from stalela.kit.ids import new_id
+from stalela.offline.batch_repository import BlockReturnRepository
+from stalela.offline.models import BlockReturn
 from stalela.offline.void_repository import BlockEventRepository, BlockRepository, CredentialRepository
 from stalela.outbox.service import enqueue
 
@@ -80,7 +83,7 @@ async def _seal_void(session: AsyncSession, settings: Settings, log: LogAppender
     payload = core.record_payload(core.VOID, tenant_id=block.tenant_id, outlet_id=block.outlet_id,
                                   series_id=block.series_id, block_id=block.id, key_id=key.id,
                                   prev_hash=chain.head, at=rfc3339(utcnow()), **fields)
-    refused = chain.void(first, last, prev_hash, core.signed_hash(payload))
+    refused = chain.void(first, last, prev_hash, core.signed_hash(payload), reason=reason)
     if refused is not None:
         raise Conflict(f"the block is not where the void says ({refused}): its next number is {chain.next}",
                        code=CHAIN_CODES.get(refused, "offline_void_misplaced"), field="payload.first",
@@ -179,6 +182,12 @@ async def return_tail(session: AsyncSession, settings: Settings, principal: Prin
     event = await _seal_void(session, settings, log, block, chain, first=payload["first"], last=payload["last"],
                              prev_hash=payload["prev_hash"], reason=RETURNED,
                              statement_hash=statement["hash"])
+    # The record carries only the statement's hash: the statement itself is kept, so an invoice the device
+    # signs later at one of these numbers meets its own signature in a fork proof (batch_service).
+    await BlockReturnRepository(session).add(BlockReturn(
+        tenant_id=block.tenant_id, id=new_id("brt"), block_id=block.id, credential_jti=block.credential_jti,
+        statement_hash=statement["hash"], statement=json.dumps(statement, separators=(",", ":")),
+        first=payload["first"], last=payload["last"], event_id=event.id, created_at=utcnow()))
     return VoidOutcome(block, event, True)
 
 

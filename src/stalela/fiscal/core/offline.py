@@ -265,6 +265,7 @@ class Void:
     last: int
     reopened_through: int  # first - 1 until an un-void reopens its front
     head: str  # the device chain's hash at reopened_through (the void's prev_hash at first)
+    reason: str | None = None  # "returned" (the device signed it would not use these) or "expired"
 
 
 @dataclass
@@ -308,7 +309,10 @@ class BlockChain:
                 return "offline_number_gap"
             return None if prev_hash == self.window["head"] else "offline_chain_broken"
         if counter < self.next:
-            return "offline_number_voided" if self.voided(counter) else "offline_number_used"
+            void = self.voided(counter)
+            if void is not None and void.reason == "returned":
+                return "offline_number_returned"  # the device signed it would never use it
+            return "offline_number_voided" if void else "offline_number_used"
         if counter != self.next:
             return "offline_number_gap"
         return None if prev_hash == self.head else "offline_chain_broken"
@@ -331,13 +335,13 @@ class BlockChain:
                 return v
         return None
 
-    def void(self, first: int, last: int, prev_hash: str, record_hash: str) -> str | None:
+    def void(self, first: int, last: int, prev_hash: str, record_hash: str, reason: str | None = None) -> str | None:
         """A void of ``first..last``: only the unused tail from the main cursor."""
         if self.window is not None:
             return "offline_window_open"
         if first != self.next or not first <= last <= self.last or prev_hash != self.head:
             return "offline_void_misplaced"
-        self.voids.append(Void(record_hash, first, last, first - 1, prev_hash))
+        self.voids.append(Void(record_hash, first, last, first - 1, prev_hash, reason))
         self.next = last + 1
         return None
 
@@ -347,6 +351,8 @@ class BlockChain:
             return "offline_window_open"
         for v in self.voids:
             if v.record_hash == void_hash:
+                if v.reason == "returned":
+                    return "offline_number_returned"
                 if first != v.reopened_through + 1 or not first <= last <= v.last or prev_hash != v.head:
                     return "offline_unvoid_misplaced"
                 self.window = {"void": void_hash, "next": first, "last": last, "head": prev_hash}
