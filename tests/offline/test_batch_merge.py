@@ -25,7 +25,8 @@ async def test_a_good_batch_merges_in_device_order(client, new_tenant):
     assert invoice["counter"] == 2 and invoice["fiscal_number"] == first["fiscal_number"]
     assert invoice["issued_at"] == items[0]["seal"]["payload"]["issued_at"]  # the device's time
     assert invoice["offline"] == {"credential": device.claims["jti"], "block_id": device.claims["block"]["id"],
-                                  "device_id": device.claims["sub"], "merged_at": body["received_at"], "late": False}
+                                  "device_id": device.claims["sub"], "merged_at": body["received_at"], "late": False,
+                                  "business_day": invoice["offline"]["business_day"]}
     assert invoice["sync"]["status"] == "pending"
     # The public page a receipt's QR code opens: authentic, by the device key its credential binds.
     page = (await client.get(f"/verify/{first['invoice_id']}", headers={"Accept": "application/json"})).json()

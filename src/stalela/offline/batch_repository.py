@@ -1,4 +1,4 @@
-"""SQL of returned batches, per-number receipts and fork proofs."""
+"""SQL of returned batches, per-number receipts, fork proofs and the return statements they may cite."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +7,7 @@ from sqlalchemy import insert, select
 
 from stalela.db.repository import Repository
 from stalela.fiscal.invoices.models import NumberBlock
-from stalela.offline.models import ForkProof, OfflineBatch, OfflineReceipt
+from stalela.offline.models import BlockReturn, ForkProof, OfflineBatch, OfflineReceipt
 
 
 class BatchRepository(Repository[OfflineBatch]):
@@ -54,3 +54,13 @@ class ReceiptRepository(Repository[OfflineReceipt]):
 class ForkProofRepository(Repository[ForkProof]):
     model = ForkProof
 
+
+
+class BlockReturnRepository(Repository[BlockReturn]):
+    model = BlockReturn
+
+    async def covering(self, block_id: str, counter: int) -> BlockReturn | None:
+        """The return statement that gave back ``counter`` of a block (a number is returned at most once)."""
+        stmt = select(BlockReturn).where(BlockReturn.block_id == block_id, BlockReturn.first <= counter,
+                                         BlockReturn.last >= counter)
+        return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()

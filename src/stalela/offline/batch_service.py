@@ -10,6 +10,9 @@ follows.
 
 A fork (a different device-signed invoice at a number already used) merges nothing: the answer is 409
 ``offline_number_reused`` with a cloud-signed fork proof, and the credential is revoked (reason ``fork``).
+So does an invoice at a number the device returned unused (409 ``offline_number_returned``, reason
+``equivocation``, the proof pairing its return statement with the invoice). Each proof is an
+``offline.fork_detected`` outbox event.
 That answer is returned, not raised, by this module, so the request's transaction commits the proof and
 the revocation; the endpoint raises it after the commit.
 """
@@ -46,12 +49,20 @@ from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
 from stalela.offline import fork_proofs, void_service
 from stalela.offline.batch_checks import ITEM_CODES, Failure, Prepared, limits, prepare, rule_failure
-from stalela.offline.batch_repository import BatchRepository, ForkProofRepository, ReceiptRepository
+from stalela.offline.batch_repository import (
+    BatchRepository,
+    BlockReturnRepository,
+    ForkProofRepository,
+    ReceiptRepository,
+)
 from stalela.offline.batch_schemas import BatchCreate
 from stalela.offline.device_repository import CredentialRepository
 from stalela.offline.models import DeviceCredential, ForkProof, OfflineBatch, OfflineReceipt
+from stalela.outbox.service import enqueue
 from stalela.tenancy.repository import OutletRepository
 
+FORK_TOPIC = "offline.fork_detected"  # webhooks.events.OFFLINE_FORK_DETECTED
+REUSED_CODE, RETURNED_CODE = "offline_number_reused", "offline_number_returned"
 YIELD_EVERY = 8  # a 1,000-invoice batch gives the event loop back this often (see sealing.YIELD_EVERY)
 CHECKPOINT_REASON = "offline_merge"
 
@@ -137,8 +148,11 @@ async def receive(session: AsyncSession, settings: Settings, principal: Principa
     receipts = await ReceiptRepository(session).at(block.id, [p.counter for p in prepared if p.held is None])
     batch_id = stored.id if stored is not None else new_id("obt")
     fork = find_fork(prepared, receipts)
+    returned = find_returned(prepared, chain_of(block)) if fork is None else None
     if fork is not None:
         answer = await _fork(session, settings, claims, body.credential, credential, batch_id, *fork)
+    elif returned is not None:
+        answer = await _equivocation(session, settings, claims, body.credential, credential, batch_id, returned)
     else:
         merge = _Merge(session, settings, tenant_id, log, claims, plan, block, credential, batch_id)
         answer = await merge.run(prepared, receipts, foreign_ids)
@@ -177,26 +191,74 @@ def find_fork(prepared: list[Prepared], receipts: dict[int, OfflineReceipt]
     return None
 
 
-async def _fork(session: AsyncSession, settings: Settings, claims: dict[str, Any], token: str,
-                credential: DeviceCredential, batch_id: str, counter: int, first: dict[str, Any],
-                second: dict[str, Any], index: int) -> Answer:
+def find_returned(prepared: list[Prepared], chain: core.BlockChain) -> Prepared | None:
+    """The first invoice the device signed at a number it gave back unused (a ``returned`` void): the chain
+    says ``offline_number_returned`` for it, whatever un-void window is open."""
+    probe = core.BlockChain.from_json({**chain.as_json(), "window": None})
+    for p in prepared:
+        if p.held is None and p.counter is not None and p.prev_hash is not None \
+                and probe.place(p.counter, p.prev_hash) == RETURNED_CODE:
+            return p
+    return None
+
+
+async def _prove(session: AsyncSession, settings: Settings, claims: dict[str, Any], token: str, counter: int,
+                 first: dict[str, Any], second: dict[str, Any], code: str, conflict: str | None = None) -> ForkProof:
+    """A cloud-signed fork proof of two device statements at one number, stored, and its webhook event
+    (``offline.fork_detected``) in the same transaction."""
     tenant_id, now = claims["tenant_id"], utcnow()
     key = await keys.active_key(session, tenant_id)
     payload = fork_proofs.payload(tenant_id=tenant_id, credential=token, claims=claims, counter=counter, first=first,
-                                  second=second, key_id=key.id, at=rfc3339(now))
+                                  second=second, key_id=key.id, at=rfc3339(now), conflict=conflict)
     signed = canonical_bytes(payload)
     seal = build_seal(payload, await keys.sign(settings, key, signed), key.id, canonical_payload=signed)
     proof = ForkProof(tenant_id=tenant_id, id=new_id("frk"), credential_jti=claims["jti"], block_id=claims["block"]["id"],
                       counter=counter, key_id=key.id, seal_hash=seal["hash"], signature=seal["signature"],
                       payload=signed.decode(), created_at=now)
     await ForkProofRepository(session).add(proof)
+    enqueue(session, tenant_id, FORK_TOPIC, {
+        "tenant_id": tenant_id, "credential": claims["jti"], "block_id": claims["block"]["id"],
+        "device_id": claims["sub"], "outlet_id": claims["outlet"], "counter": counter, "fork_proof_id": proof.id,
+        "code": code, "detected_at": rfc3339(now)})
+    return proof
+
+
+def _revoke(credential: DeviceCredential, reason: str) -> None:
     if credential.revoked_at is None:  # a revocation already made keeps its time and reason
-        credential.revoked_at, credential.revocation_reason = now, "fork"
+        credential.revoked_at, credential.revocation_reason = utcnow(), reason
+
+
+async def _fork(session: AsyncSession, settings: Settings, claims: dict[str, Any], token: str,
+                credential: DeviceCredential, batch_id: str, counter: int, first: dict[str, Any],
+                second: dict[str, Any], index: int) -> Answer:
+    proof = await _prove(session, settings, claims, token, counter, first, second, REUSED_CODE)
+    _revoke(credential, "fork")
     await session.flush()
     error = Conflict(f"number {counter} of block {claims['block']['id']} was already used by another invoice the "
                      "device signed: nothing of this batch was merged and the credential is revoked",
-                     code="offline_number_reused", field=f"invoices[{index}].seal",
+                     code=REUSED_CODE, field=f"invoices[{index}].seal",
                      extra={"batch_id": batch_id, "counter": counter, "fork_proof": render_fork_proof(proof)})
+    return Answer(409, error.problem(), error)
+
+
+async def _equivocation(session: AsyncSession, settings: Settings, claims: dict[str, Any], token: str,
+                        credential: DeviceCredential, batch_id: str, p: Prepared) -> Answer:
+    """An invoice at a number the device signed it would never use (it returned it): equivocation, answered
+    like a fork. The proof pairs the stored return statement with the invoice (none for a statement voided
+    before statements were kept: the void record holds only its hash)."""
+    assert p.counter is not None
+    statement = await BlockReturnRepository(session).covering(claims["block"]["id"], p.counter)
+    proof = None
+    if statement is not None:
+        proof = await _prove(session, settings, claims, token, p.counter, json.loads(statement.statement), p.seal,
+                             RETURNED_CODE, conflict=fork_proofs.RETURNED)
+    _revoke(credential, "equivocation")
+    await session.flush()
+    error = Conflict(f"number {p.counter} of block {claims['block']['id']} was given back unused by a statement the "
+                     "device signed, and the device signed an invoice at it: nothing of this batch was merged and the "
+                     "credential is revoked", code=RETURNED_CODE, field=f"invoices[{p.index}].seal",
+                     extra={"batch_id": batch_id, "counter": p.counter,
+                            "fork_proof": render_fork_proof(proof) if proof is not None else None})
     return Answer(409, error.problem(), error)
 
 

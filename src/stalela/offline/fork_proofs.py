@@ -2,7 +2,9 @@
 cloud. Anyone holding the tenant's public keys can check one (``check``): the cloud's signature over the
 proof, the credential (cloud-signed) that binds the device key, then both device signatures with that key.
 Two valid device signatures at one number cannot be explained by a replay or a transmission error: the
-device (or a copy of its key) used the number twice, so the credential is revoked (docs/offline.md)."""
+device (or a copy of its key) used the number twice, so the credential is revoked (docs/offline.md). The
+same holds for an invoice at a number the device signed it gave back unused (``conflict: "returned"``: the
+first statement is its ``block_return``)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -14,13 +16,21 @@ from stalela.fiscal.core.seal import b64url_decode, verify_seal
 FORK_VERSION = 1
 
 
+RETURNED = "returned"  # ``conflict`` of a proof whose first statement is the device's block_return
+
+
 def payload(*, tenant_id: str, credential: str, claims: dict[str, Any], counter: int, first: dict[str, Any],
-            second: dict[str, Any], key_id: str, at: str) -> dict[str, Any]:
-    """``first``: the seal the cloud had (merged or refused, or earlier in the same batch); ``second``: the other."""
-    return {"v": FORK_VERSION, "kind": core.FORK, "tenant_id": tenant_id, "credential": credential,
+            second: dict[str, Any], key_id: str, at: str, conflict: str | None = None) -> dict[str, Any]:
+    """``first``: the seal the cloud had (merged or refused, or earlier in the same batch); ``second``: the other.
+    ``conflict`` ``"returned"``: ``first`` is the device's signed ``block_return`` statement giving back
+    ``counter`` unused, ``second`` an invoice it signed at that number all the same."""
+    body = {"v": FORK_VERSION, "kind": core.FORK, "tenant_id": tenant_id, "credential": credential,
             "jti": claims["jti"], "block_id": claims["block"]["id"], "device_id": claims["sub"],
             "device_key": claims["cnf"]["jwk"]["kid"], "counter": counter, "first": first, "second": second,
             "key_id": key_id, "at": at}
+    if conflict is not None:
+        body["conflict"] = conflict
+    return body
 
 
 def check(proof: dict[str, Any], issuer_jwks: Callable[[str], dict[str, Any] | None]) -> str | None:
@@ -46,12 +56,24 @@ def check(proof: dict[str, Any], issuer_jwks: Callable[[str], dict[str, Any] | N
         outcome = verify_seal(seal, device)
         if not outcome.valid:
             return f"a device seal: {outcome.reason}"
+    returned = body.get("conflict") == RETURNED
+    if returned and not _returns(seals[0]["payload"], claims, body.get("counter")):
+        return "the return statement does not give back the proof's number of this credential's block"
+    for seal in seals[1:] if returned else seals:
         if (seal["payload"].get("offline") or {}).get("credential") != claims["jti"] \
                 or seal["payload"].get("counter") != body.get("counter"):
             return "a device seal is not at the proof's credential and number"
     if seals[0]["hash"] == seals[1]["hash"]:
         return "the two seals are the same invoice"
     return None
+
+
+def _returns(statement: dict[str, Any], claims: dict[str, Any], counter: Any) -> bool:
+    """The device's ``block_return`` statement gives back ``counter`` of the credential's block."""
+    first, last = statement.get("first"), statement.get("last")
+    return statement.get("kind") == core.RETURN and statement.get("credential") == claims["jti"] \
+        and statement.get("block_id") == claims["block"]["id"] and isinstance(counter, int) \
+        and isinstance(first, int) and isinstance(last, int) and first <= counter <= last
 
 
 def _inside(token: str) -> int:

@@ -64,7 +64,7 @@ class DeviceCredential(TenantOwned, Base):
     token: Mapped[str] = mapped_column(Text)
     caps: Mapped[str] = mapped_column(Text)  # JSON, as in the claims
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)  # requested | fork | device_disabled
+    revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)  # requested | fork | equivocation | device_disabled
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -127,4 +127,27 @@ class ForkProof(TenantOwned, Base):
     seal_hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
     payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class BlockReturn(TenantOwned, Base):
+    """A device-signed ``block_return`` statement, kept beside the ``numbers_voided`` record it caused (which
+    holds only its hash): an invoice the device later signs at one of those numbers is equivocation, and the
+    statement is half of the proof. Append-only."""
+
+    __tablename__ = "block_returns"
+    __table_args__ = (
+        Index("uq_block_returns_tenant_id_block_id_statement_hash", "tenant_id", "block_id", "statement_hash",
+              unique=True),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    block_id: Mapped[str] = mapped_column(String(40))
+    credential_jti: Mapped[str] = mapped_column(String(40))
+    statement_hash: Mapped[str] = mapped_column(String(64))
+    statement: Mapped[str] = mapped_column(Text)  # the device's seal over core.offline.return_payload, JSON
+    first: Mapped[int] = mapped_column(BigInteger)
+    last: Mapped[int] = mapped_column(BigInteger)
+    event_id: Mapped[str] = mapped_column(String(40))  # the numbers_voided record
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

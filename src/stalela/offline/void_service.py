@@ -34,6 +34,9 @@ from stalela.fiscal.ledger.service import LogAppender, create_checkpoint
 from stalela.fiscal.reports.voids import fiscal_numbers
 from stalela.fiscal.signing import registry as keys
 from stalela.kit.clock import rfc3339
+from stalela.kit.ids import new_id
+from stalela.offline.batch_repository import BlockReturnRepository
+from stalela.offline.models import BlockReturn
 from stalela.offline.void_repository import BlockEventRepository, BlockRepository, CredentialRepository
 from stalela.outbox.service import enqueue
 
@@ -179,6 +182,12 @@ async def return_tail(session: AsyncSession, settings: Settings, principal: Prin
     event = await _seal_void(session, settings, log, block, chain, first=payload["first"], last=payload["last"],
                              prev_hash=payload["prev_hash"], reason=RETURNED,
                              statement_hash=statement["hash"])
+    # The record carries only the statement's hash: the statement itself is kept, so an invoice the device
+    # signs later at one of these numbers meets its own signature in a fork proof (batch_service).
+    await BlockReturnRepository(session).add(BlockReturn(
+        tenant_id=block.tenant_id, id=new_id("brt"), block_id=block.id, credential_jti=block.credential_jti,
+        statement_hash=statement["hash"], statement=json.dumps(statement, separators=(",", ":")),
+        first=payload["first"], last=payload["last"], event_id=event.id, created_at=utcnow()))
     return VoidOutcome(block, event, True)
 
 

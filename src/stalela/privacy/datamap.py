@@ -225,6 +225,10 @@ _TABLES = [
     table("fork_proofs", "statutory",
           fiscal="tenant_id id credential_jti block_id counter key_id seal_hash signature payload created_at",
           note="two device seals at one number, countersigned: the proof a credential was revoked on"),
+    table("block_returns", "statutory",
+          fiscal="tenant_id id block_id credential_jti statement_hash statement first last event_id created_at",
+          note="a device-signed return of a block's unused numbers (its void record holds the hash): half of the "
+               "proof when the device later signs an invoice at one of them"),
     table("offline_batches", "while_account",
           operational="tenant_id id credential_jti digest invoices merged refused held status_code response received_at",
           note="a returned batch's answer (ids, numbers, codes), kept so the same batch gets the same answer"),

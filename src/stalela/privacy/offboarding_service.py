@@ -46,7 +46,8 @@ KEPT = ("invoices", "series", "z_reports", "report_day_figures", "merkle_logs", 
         "signing_keys", "authority_acks", "invoice_sync", "audit_log", "outlets", "tenants",
         "privacy_subjects", "privacy_tenant_keys",
         # Offline sealing: the ledger's other records, and the credentials (their cnf keys verify offline invoices).
-        "ledger_events", "number_blocks", "device_credentials", "devices", "offline_receipts", "fork_proofs")
+        "ledger_events", "number_blocks", "device_credentials", "devices", "offline_receipts", "fork_proofs",
+        "block_returns")
 # Statutory retention of invoices, years after the end of the financial (here: calendar) year.
 # CD: OHADA AUDCIF art. 24 (10 years); AR: Código Civil y Comercial art. 328 (10 years). A local table
 # until the retention engine's floors (privacy.retention_data) are on main; 10 years where unknown.

@@ -20,10 +20,11 @@ ENDPOINT_DISABLED = "endpoint.disabled"
 WEBHOOK_TEST = "webhook.test"
 BILLING_ANOMALY_DETECTED = "billing.anomaly_detected"  # the outbox topic has the event's name
 OFFLINE_NUMBERS_VOIDED = "offline.numbers_voided"  # the outbox topic has the event's name
+OFFLINE_FORK_DETECTED = "offline.fork_detected"  # the outbox topic has the event's name
 
 # Event types an endpoint may filter on (``webhook.test`` always goes to the endpoint it was sent to).
 EVENT_TYPES = (INVOICE_SEALED, INVOICE_ACKNOWLEDGED, INVOICE_SYNC_FAILED, REPORT_Z_CLOSED, ENDPOINT_DISABLED,
-               BILLING_ANOMALY_DETECTED, OFFLINE_NUMBERS_VOIDED)
+               BILLING_ANOMALY_DETECTED, OFFLINE_NUMBERS_VOIDED, OFFLINE_FORK_DETECTED)
 
 # Outbox topic -> webhook event type. Our own topic for a disabled endpoint is namespaced like the
 # other domains' topics; its event keeps the public name.
@@ -32,7 +33,7 @@ DELIVER_TOPIC = "webhook.deliver"
 TOPICS = {INVOICE_SEALED: INVOICE_SEALED, INVOICE_ACKNOWLEDGED: INVOICE_ACKNOWLEDGED,
           INVOICE_SYNC_FAILED: INVOICE_SYNC_FAILED, REPORT_Z_CLOSED: REPORT_Z_CLOSED,
           DISABLED_TOPIC: ENDPOINT_DISABLED, BILLING_ANOMALY_DETECTED: BILLING_ANOMALY_DETECTED,
-          OFFLINE_NUMBERS_VOIDED: OFFLINE_NUMBERS_VOIDED}
+          OFFLINE_NUMBERS_VOIDED: OFFLINE_NUMBERS_VOIDED, OFFLINE_FORK_DETECTED: OFFLINE_FORK_DETECTED}
 
 _ALLOWED = {
     INVOICE_SEALED: ("invoice_id", "outlet_id", "fiscal_number", "type", "total", "issued_at"),
@@ -44,6 +45,8 @@ _ALLOWED = {
     BILLING_ANOMALY_DETECTED: ("anomaly_id", "resource", "day", "observed", "baseline", "score", "impact_eur", "status"),
     OFFLINE_NUMBERS_VOIDED: ("block_id", "outlet_id", "device_id", "credential", "first", "last", "fiscal_numbers",
                              "reason", "event_id", "record_hash", "voided_at"),
+    OFFLINE_FORK_DETECTED: ("tenant_id", "credential", "block_id", "device_id", "outlet_id", "counter", "fork_proof_id",
+                            "code", "detected_at"),
 }
 # The Z report's outbox payload is the reports domain's; a thin summary keeps these of its fields
 # (not who closed the day).

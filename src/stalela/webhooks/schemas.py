@@ -9,7 +9,8 @@ from pydantic import ConfigDict, Field, StrictBool, field_validator
 from stalela.kit.schemas import Rfc3339DateTime, StrictModel
 
 EventType = Literal["invoice.sealed", "invoice.acknowledged", "invoice.sync_failed", "report.z_closed",
-                    "endpoint.disabled", "billing.anomaly_detected", "offline.numbers_voided"]
+                    "endpoint.disabled", "billing.anomaly_detected", "offline.numbers_voided",
+                    "offline.fork_detected"]
 
 
 def _unique(value: list[str] | None) -> list[str] | None:

@@ -14,6 +14,7 @@ from stalela.webhooks.repository import EndpointRepository
 @handles(events.DISABLED_TOPIC)
 @handles(events.BILLING_ANOMALY_DETECTED)
 @handles(events.OFFLINE_NUMBERS_VOIDED)
+@handles(events.OFFLINE_FORK_DETECTED)
 async def fan_out(ctx: HandlerContext, event: Event) -> None:
     event_type = events.TOPICS[event.topic]
     # Most tenants have no endpoint: find out in a read transaction before taking the write lock.

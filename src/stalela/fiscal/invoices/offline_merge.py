@@ -98,6 +98,13 @@ def recompute(req: InvoiceCreate, numbering: Numbering, signed: dict[str, Any]) 
     return Recomputed(computed, lines_json, buyer, payload)
 
 
+def merged_day(document: dict[str, Any]) -> date | None:
+    """The business day the merge gave an offline invoice (its document's ``offline.business_day``); None for
+    an online invoice, or one merged before the day was kept."""
+    day = (document.get("offline") or {}).get("business_day")
+    return date.fromisoformat(day) if isinstance(day, str) else None
+
+
 def differences(expected: dict[str, Any], signed: dict[str, Any]) -> list[str]:
     """The payload members that differ (or are missing, or extra), sorted."""
     return sorted(k for k in expected.keys() | signed.keys() if expected.get(k, ...) != signed.get(k, ...))
@@ -145,12 +152,15 @@ class OfflineInvoices:
         document = sealed_document(self.settings, self.tenant_id, payload["invoice_id"], outlet.id, req, r.computed,
                                    payload, sold_to, r.lines_json, extra={"offline": offline})
         leaf_index = self.log.append(seal["hash"])
+        when = issued if await self._day_open(outlet, issued) else merged_at
+        row = await self.book.add(outlet, day_position(series_code, payload["counter"], leaf_index), when, r.computed,
+                                  sealed=document, offline=True)
+        # The day is decided here, by the state of the outlet's days at the merge: kept with the invoice, so
+        # a rebuild of the figures (reports) gives it the same day (its counter does not say it).
+        offline["business_day"] = row.business_day.isoformat()
         self.invoices.append(invoice_row(
             self.tenant_id, payload["invoice_id"], leaf_index, outlet.id, payload["series_id"], req, r.computed, issued,
             seal, signed or canonical_bytes(payload), document, sold_to, origin="offline", merged_at=merged_at))
-        when = issued if await self._day_open(outlet, issued) else merged_at
-        await self.book.add(outlet, day_position(series_code, payload["counter"], leaf_index), when, r.computed,
-                            sealed=document, offline=True)
         # Pending with the authority from the merge on: the sync agent sends it like any invoice.
         self.syncs.append(sync_row(self.tenant_id, payload["invoice_id"], outlet.id, merged_at))
         self.events.append(sealed_event(self.tenant_id, payload["invoice_id"], outlet.id, req.type, payload,

@@ -24,6 +24,7 @@ from stalela.fiscal.core.reports import DayResolver, Figures, ZBoundary, local_d
 from stalela.fiscal.core.seal import build_seal, canonical_bytes, verify_seal
 from stalela.fiscal.invoices.figures import day_position, dump, load
 from stalela.fiscal.invoices.models import DayFigures
+from stalela.fiscal.invoices.offline_merge import merged_day
 from stalela.fiscal.invoices.repository import DayFiguresRepository, SeriesRepository
 from stalela.fiscal.invoices.verification import Verified
 from stalela.fiscal.jurisdictions import get_jurisdiction
@@ -363,7 +364,10 @@ async def rebuild_figures(session: AsyncSession, outlet_id: str, *, apply: bool)
         for inv in page:
             payload, document = json.loads(inv.payload), json.loads(inv.document)
             position = day_position(rules.series_code(inv.type), inv.counter, inv.leaf_index)
-            day = resolver.day_of(position, inv.issued_at)
+            # A merged offline invoice's counter is older than the online invoices sealed while its device
+            # was away, and its day was decided at the merge (device day while open, else the merge's):
+            # it keeps that day, and the counters of the Zs do not move it.
+            day = merged_day(document) or resolver.day_of(position, inv.issued_at)
             days.setdefault(day, Figures()).add_invoice(
                 type=payload["type"], credit=payload["type"] in credit_types, totals=payload["totals"],
                 payments=document.get("payments"), counter=position, issued_at=payload["issued_at"],
