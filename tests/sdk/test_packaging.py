@@ -115,7 +115,7 @@ OFFLINE_SEAL = textwrap.indent(textwrap.dedent("""
         from cryptography.hazmat.primitives.asymmetric import ec
         from stalela.fiscal.core import offline as core
         from stalela.fiscal.core.seal import public_jwk_from_public_key
-        from stalela_sdk.offline import FileKey, OfflineSealer
+        from stalela_sdk.offline import FileKey, InvoiceRefused, OfflineSealer
 
         device = FileKey.create("device.pem")
         issuer_key = ec.generate_private_key(ec.SECP256R1())
@@ -139,6 +139,11 @@ OFFLINE_SEAL = textwrap.indent(textwrap.dedent("""
             sealer.use_credential(token, {"key_1": jwk})
             line = {"description": "Pain", "item_type": "BIE", "tax_group": "B", "quantity": "2",
                     "unit_price": "100.00"}
+            try:  # refused by the API's limits (core.limits), before any number is used
+                sealer.seal({"type": "FV", "lines": [dict(line, quantity="1e-9999999")]})
+                raise AssertionError("a quantity the API refuses was sealed")
+            except InvoiceRefused as refused:
+                assert refused.field == "lines[0].quantity", refused
             invoice = sealer.seal({"type": "FV", "reference": "t-1", "lines": [line]})
         assert invoice["counter"] == 1 and invoice["fiscal_number"], invoice
         ok = verify_invoice(invoice, {"keys": [jwk]}, credential=token)
