@@ -95,6 +95,25 @@ async def test_wrong_proofs_and_keys_are_refused(client, new_tenant):
     assert (await client.get("/v1/devices", headers=headers)).json() == {"data": [], "has_more": False}
 
 
+async def test_a_wrong_proof_spends_the_nonce(client, new_tenant):
+    """The nonce's consumption is committed before the proof is checked: a 422 does not roll it back, so a
+    proof cannot be retried against one challenge."""
+    tenant, headers, outlet = await _shop(client, new_tenant)
+    key = ec.generate_private_key(ec.SECP256R1())
+    nonce = (await client.post("/v1/devices/challenges", headers=headers)).json()["nonce"]
+    r, _ = await _attempt(client, headers, tenant["id"], outlet["id"], key, nonce=nonce,
+                          message=core.registration_message(nonce, tenant["id"], "wrong"))
+    assert r.status_code == 422 and r.json()["code"] == "device_proof_invalid"
+    r, _ = await _attempt(client, headers, tenant["id"], outlet["id"], key, nonce=nonce)
+    assert r.status_code == 422 and r.json()["code"] == "device_nonce_invalid"
+    # A refusal before the nonce is looked at (no such outlet) leaves it for the real attempt.
+    nonce = (await client.post("/v1/devices/challenges", headers=headers)).json()["nonce"]
+    r, _ = await _attempt(client, headers, tenant["id"], "out_nope", key, nonce=nonce)
+    assert r.status_code == 422 and r.json()["code"] == "outlet_not_found"
+    r, _ = await _attempt(client, headers, tenant["id"], outlet["id"], key, nonce=nonce)
+    assert r.status_code == 201, r.text
+
+
 async def test_an_argentine_tenant_cannot_seal_offline(client, operator_headers):
     _, headers = await ar_tenant(client)
     r = await client.post("/v1/devices/challenges", headers=headers)
