@@ -4,10 +4,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import update
 
 from stalela.fiscal.core import offline as core
 from stalela.fiscal.core.seal import b64url_encode
-from stalela.offline import clock
+from stalela.offline import clock, device_service
+from stalela.offline.models import Device
 from tests.offline.support import es256, issue_credential, public_jwk, register_device
 from tests.support.ar import ar_tenant
 
@@ -165,6 +167,34 @@ async def test_disable_revokes_every_live_credential(client, new_tenant):
     r = await client.post(f"/v1/devices/{device['id']}/credentials/{second['jti']}/revoke", headers=headers,
                           json={"reason": "fork"})
     assert r.status_code == 422
+
+
+async def test_a_device_disabled_while_its_credential_is_issued_gets_none(client, new_tenant, settings, monkeypatch):
+    """The race: the device is read active, then a disable commits before the credential is signed. The
+    device row is read again under its lock (after the tenant's log lock): 409, no live credential."""
+    tenant, headers, outlet = await _shop(client, new_tenant)
+    device, _ = await register_device(client, headers, tenant["id"], outlet["id"])
+    read = device_service.get_device
+
+    async def read_then_disabled(session, principal, device_id):
+        found = await read(session, principal, device_id)
+        assert found.status == "active"
+        if settings.database_url.startswith("sqlite"):
+            # SQLite serialises writers from BEGIN IMMEDIATE: no disable can commit in this window. Stand in
+            # for one: the row changes under the object already loaded.
+            await session.execute(update(Device).where(Device.id == device_id).values(status="disabled")
+                                  .execution_options(synchronize_session=False))
+        else:
+            r = await client.post(f"/v1/devices/{device_id}/disable", headers=headers)  # its own transaction
+            assert r.status_code == 200 and r.json()["status"] == "disabled"
+        return found
+
+    monkeypatch.setattr(device_service, "get_device", read_then_disabled)
+    r = await client.post(f"/v1/devices/{device['id']}/credentials", headers=headers, json={"block_size": 5})
+    assert r.status_code == 409 and r.json()["code"] == "device_disabled", r.text
+    monkeypatch.undo()
+    listed = (await client.get(f"/v1/devices/{device['id']}/credentials", headers=headers)).json()["data"]
+    assert [c for c in listed if c["status"] == "active"] == []
 
 
 async def test_a_till_key_sees_its_own_outlet_only_and_no_token(client, new_tenant):

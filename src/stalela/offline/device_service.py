@@ -163,14 +163,18 @@ async def issue_credential(session: AsyncSession, settings: Settings, principal:
     device = await get_device(session, principal, device_id)
     _check_jurisdiction(principal)
     fingerprint = _request_hash(device_id, request_body or {})
+    # The tenant's log lock first (block allocation takes it anyway): two retries racing with one key are
+    # serialised here, the second one reading the first one's record; and it comes before the device's
+    # lock below, in the order the rest of issuance takes them.
+    await MerkleRepository(session).lock_log(principal.tenant_id)
     if idempotency_key is not None:
-        # The tenant's log lock, taken before the record is read: block allocation takes it anyway, so two
-        # retries racing with one key are serialised here and the second one reads the first one's record.
-        await MerkleRepository(session).lock_log(principal.tenant_id)
         replay = await _replay(session, idempotency_key, fingerprint)
         if replay is not None:
             return replay, True
-    if device.status != "active":
+    # The device row again, locked until the credential commits: a disable committed since ``get_device``
+    # read it is seen here, and one that starts now waits, then finds (and revokes) this credential.
+    device = await DeviceRepository(session).get_for_update(device_id)
+    if device is None or device.status != "active":
         raise Conflict("the device is disabled", code="device_disabled", field="device_id")
     credential = await credentials.issue(session, settings, principal.tenant_id, device, block_size=block_size,
                                          lifetime=timedelta(hours=lifetime_hours), invoice_type=invoice_type,
