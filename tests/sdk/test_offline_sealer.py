@@ -199,6 +199,21 @@ def test_the_key_file_is_private_and_never_shown(tmp_path):
     assert "d" not in key.public_jwk()
 
 
+@pytest.mark.skipif(os.name != "posix", reason="a directory is fsynced on POSIX only")
+def test_the_key_file_and_its_directory_entry_are_synced(tmp_path, monkeypatch):
+    """The file's bytes and its name: without the directory's fsync, a power cut can lose the new entry and
+    with it the device's identity."""
+    synced, fsync = [], os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append((os.fstat(fd).st_ino, stat.S_ISDIR(os.fstat(fd).st_mode)))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    FileKey.create(tmp_path / "k.pem")
+    assert synced == [(os.stat(tmp_path / "k.pem").st_ino, False), (os.stat(tmp_path).st_ino, True)]
+
+
 def test_a_key_in_a_pkcs11_token(tmp_path, cloud, softhsm_token):
     key = Pkcs11Key(softhsm_token.library_path, softhsm_token.token_label, softhsm_token.pin, f"device-{os.getpid()}")
     try:
