@@ -90,9 +90,6 @@ class Settings(BaseSettings):
     offline_max_invoice_total: Decimal = Field(
         Decimal("10000000"), gt=0, description="Default cap on one offline invoice's total (a credential's caps may lower it)."
     )
-    offline_void_grace_hours: int = Field(
-        24, ge=0, le=24 * 30, description="Hours after a credential's expiry before its unreturned numbers are voided."
-    )
     offline_clock_skew_seconds: int = Field(
         300, ge=0, le=3600, description="How far ahead of the cloud's clock a returned offline invoice's device time may be."
     )

@@ -4,10 +4,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import update
 
 from stalela.fiscal.core import offline as core
 from stalela.fiscal.core.seal import b64url_encode
-from stalela.offline import clock
+from stalela.offline import clock, device_service
+from stalela.offline.models import Device
 from tests.offline.support import es256, issue_credential, public_jwk, register_device
 from tests.support.ar import ar_tenant
 
@@ -95,6 +97,25 @@ async def test_wrong_proofs_and_keys_are_refused(client, new_tenant):
     assert (await client.get("/v1/devices", headers=headers)).json() == {"data": [], "has_more": False}
 
 
+async def test_a_wrong_proof_spends_the_nonce(client, new_tenant):
+    """The nonce's consumption is committed before the proof is checked: a 422 does not roll it back, so a
+    proof cannot be retried against one challenge."""
+    tenant, headers, outlet = await _shop(client, new_tenant)
+    key = ec.generate_private_key(ec.SECP256R1())
+    nonce = (await client.post("/v1/devices/challenges", headers=headers)).json()["nonce"]
+    r, _ = await _attempt(client, headers, tenant["id"], outlet["id"], key, nonce=nonce,
+                          message=core.registration_message(nonce, tenant["id"], "wrong"))
+    assert r.status_code == 422 and r.json()["code"] == "device_proof_invalid"
+    r, _ = await _attempt(client, headers, tenant["id"], outlet["id"], key, nonce=nonce)
+    assert r.status_code == 422 and r.json()["code"] == "device_nonce_invalid"
+    # A refusal before the nonce is looked at (no such outlet) leaves it for the real attempt.
+    nonce = (await client.post("/v1/devices/challenges", headers=headers)).json()["nonce"]
+    r, _ = await _attempt(client, headers, tenant["id"], "out_nope", key, nonce=nonce)
+    assert r.status_code == 422 and r.json()["code"] == "outlet_not_found"
+    r, _ = await _attempt(client, headers, tenant["id"], outlet["id"], key, nonce=nonce)
+    assert r.status_code == 201, r.text
+
+
 async def test_an_argentine_tenant_cannot_seal_offline(client, operator_headers):
     _, headers = await ar_tenant(client)
     r = await client.post("/v1/devices/challenges", headers=headers)
@@ -146,6 +167,34 @@ async def test_disable_revokes_every_live_credential(client, new_tenant):
     r = await client.post(f"/v1/devices/{device['id']}/credentials/{second['jti']}/revoke", headers=headers,
                           json={"reason": "fork"})
     assert r.status_code == 422
+
+
+async def test_a_device_disabled_while_its_credential_is_issued_gets_none(client, new_tenant, settings, monkeypatch):
+    """The race: the device is read active, then a disable commits before the credential is signed. The
+    device row is read again under its lock (after the tenant's log lock): 409, no live credential."""
+    tenant, headers, outlet = await _shop(client, new_tenant)
+    device, _ = await register_device(client, headers, tenant["id"], outlet["id"])
+    read = device_service.get_device
+
+    async def read_then_disabled(session, principal, device_id):
+        found = await read(session, principal, device_id)
+        assert found.status == "active"
+        if settings.database_url.startswith("sqlite"):
+            # SQLite serialises writers from BEGIN IMMEDIATE: no disable can commit in this window. Stand in
+            # for one: the row changes under the object already loaded.
+            await session.execute(update(Device).where(Device.id == device_id).values(status="disabled")
+                                  .execution_options(synchronize_session=False))
+        else:
+            r = await client.post(f"/v1/devices/{device_id}/disable", headers=headers)  # its own transaction
+            assert r.status_code == 200 and r.json()["status"] == "disabled"
+        return found
+
+    monkeypatch.setattr(device_service, "get_device", read_then_disabled)
+    r = await client.post(f"/v1/devices/{device['id']}/credentials", headers=headers, json={"block_size": 5})
+    assert r.status_code == 409 and r.json()["code"] == "device_disabled", r.text
+    monkeypatch.undo()
+    listed = (await client.get(f"/v1/devices/{device['id']}/credentials", headers=headers)).json()["data"]
+    assert [c for c in listed if c["status"] == "active"] == []
 
 
 async def test_a_till_key_sees_its_own_outlet_only_and_no_token(client, new_tenant):

@@ -104,6 +104,31 @@ def test_refused_locally_before_any_number_is_used(tmp_path, key, cloud, change,
     assert sealer.seal(request(0))["counter"] == 1
 
 
+LINE = {"description": "Riz", "item_type": "BIE", "tax_group": "B", "quantity": "1", "unit_price": "10"}
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"lines": [dict(LINE, quantity="1e-9999999")]}, "lines[0].quantity"),  # was sealed with a total of 0.00
+    ({"lines": [dict(LINE, unit_price="1234567890123456789")]}, "lines[0].unit_price"),
+    ({"lines": [dict(LINE, unit_price=Decimal("0.0000000000000000001"))]}, "lines[0].unit_price"),
+    ({"lines": [dict(LINE, quantity="NaN")]}, "lines[0].quantity"),
+    ({"lines": [dict(LINE, description="d" * 1001)]}, "lines[0].description"),
+    ({"lines": [LINE] * 10_001}, "lines"),
+    ({"reference": "r" * 101}, "reference"),
+    ({"reference": ""}, "reference"),
+    ({"buyer": {"type": "PM", "name": "n" * 201}}, "buyer.name"),
+    ({"buyer": {"type": "PM", "name": "Brasserie", "email": "not an address"}}, "buyer.email"),
+    ({"type": "F" * 17}, "type"),
+])
+def test_a_request_the_api_would_refuse_is_refused_before_numbering(tmp_path, key, cloud, change, field):
+    sealer = sealer_with(tmp_path, key, cloud)
+    with pytest.raises(InvoiceRefused) as refused:
+        sealer.seal(request(0, **change))
+    assert (refused.value.code, refused.value.field) == ("offline_request_invalid", field)
+    assert sealer.status()["blocks"][0]["next"] == 1
+    assert sealer.seal(request(0, lines=[dict(LINE, quantity="1.000000000000000000000")]))["counter"] == 1
+
+
 def test_a_reference_is_sealed_once(tmp_path, key, cloud):
     sealer = sealer_with(tmp_path, key, cloud)
     sealer.seal(request(7))
@@ -172,6 +197,21 @@ def test_the_key_file_is_private_and_never_shown(tmp_path):
     assert "PRIVATE" not in repr(key) and key.thumbprint in repr(key)
     assert FileKey.load(path).thumbprint == key.thumbprint
     assert "d" not in key.public_jwk()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a directory is fsynced on POSIX only")
+def test_the_key_file_and_its_directory_entry_are_synced(tmp_path, monkeypatch):
+    """The file's bytes and its name: without the directory's fsync, a power cut can lose the new entry and
+    with it the device's identity."""
+    synced, fsync = [], os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append((os.fstat(fd).st_ino, stat.S_ISDIR(os.fstat(fd).st_mode)))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    FileKey.create(tmp_path / "k.pem")
+    assert synced == [(os.stat(tmp_path / "k.pem").st_ino, False), (os.stat(tmp_path).st_ino, True)]
 
 
 def test_a_key_in_a_pkcs11_token(tmp_path, cloud, softhsm_token):

@@ -27,7 +27,7 @@ def _clean_env() -> dict[str, str]:
 def test_the_sdk_imports_only_the_pure_core_of_the_server():
     """In the dev venv too: importing the SDK (and every core module it ships) loads nothing of the server."""
     code = textwrap.dedent(f"""
-        import sys, stalela_sdk, stalela.fiscal.core.offline, stalela.fiscal.core.reports, stalela.fiscal.jurisdictions
+        import sys, stalela_sdk, stalela_sdk.offline, stalela.fiscal.core.offline, stalela.fiscal.core.reports, stalela.fiscal.jurisdictions
         loaded = [m for m in sys.modules if any(m == s or m.startswith(s + ".") for s in {SERVER_MODULES!r})]
         print(loaded)
     """)
@@ -83,6 +83,7 @@ def test_wheels_install_and_verify_in_a_clean_venv(tmp_path, index_or_skip):
     (tmp_path / "case.json").write_text(json.dumps(_sealed_case()))
     script = textwrap.dedent(f"""
         import importlib.util, json, sys
+        {OFFLINE_SEAL}
         for name in ("fastapi", "sqlalchemy", "starlette", "pydantic"):
             assert importlib.util.find_spec(name) is None, name + " is importable"
         import stalela_sdk
@@ -97,12 +98,57 @@ def test_wheels_install_and_verify_in_a_clean_venv(tmp_path, index_or_skip):
         assert not verify_invoice(case["invoice"], case["jwks"], credential="e30.e30.")
         assert jurisdiction_codes() >= {{"CD", "AR"}}
         Stalela("sk_x", base_url="http://127.0.0.1:9").close()
+        seal_one_offline()
         loaded = sorted(m for m in sys.modules if m.startswith("stalela."))
         print(json.dumps(loaded))
     """)
     out = subprocess.run([str(python), "-c", script], capture_output=True, text=True, cwd=tmp_path, env=_clean_env())
     assert out.returncode == 0, out.stderr[-3000:]
     assert not any(m.startswith(("stalela.config", "stalela.i18n", "stalela.db")) for m in json.loads(out.stdout))
+
+
+# Runs inside the clean venv: the offline sealer from the wheels alone, under a credential made with the
+# core's own functions and a P-256 issuer key (no server), checked against that issuer's JWKS.
+OFFLINE_SEAL = textwrap.indent(textwrap.dedent("""
+    def seal_one_offline():
+        import time
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from stalela.fiscal.core import offline as core
+        from stalela.fiscal.core.seal import public_jwk_from_public_key
+        from stalela_sdk.offline import FileKey, InvoiceRefused, OfflineSealer
+
+        device = FileKey.create("device.pem")
+        issuer_key = ec.generate_private_key(ec.SECP256R1())
+        issuer = FileKey(issuer_key)  # signs the raw r||s a JWS wants
+        jwk = public_jwk_from_public_key(issuer_key.public_key(), "key_1")
+        now = int(time.time())
+        claims = {
+            "iss": "https://cloud.example", "sub": "dev_1", "jti": "dcr_1", "vct": core.CREDENTIAL_VCT,
+            "iat": now, "nbf": now, "exp": now + 3600, "tenant_id": "ten_1", "jurisdiction": "CD",
+            "seller_tax_id": "CD-NIF-1", "cnf": {"jwk": device.public_jwk()}, "outlet": "out_1",
+            "outlet_code": "SHOP", "pos_number": None, "series": "ser_1", "series_code": "main",
+            "series_generation": 1, "series_first": 1,
+            "block": {"id": "blk_1", "first": 1, "last": 10, "anchor": "ab" * 32},
+            "caps": {"max_invoice_total": "1000000.00", "invoice_types": ["FV"], "tax_groups": ["A", "B"]},
+            "status": {"status_list": {"idx": 0, "uri": "https://cloud.example/v1/status-lists/ten_1"}},
+        }
+        signing_input = core.credential_signing_input(
+            {"alg": "ES256", "typ": core.CREDENTIAL_TYP, "kid": "key_1"}, claims)
+        token = core.compact_jws(signing_input, issuer.sign(signing_input))
+        with OfflineSealer("journal.db", device) as sealer:
+            sealer.use_credential(token, {"key_1": jwk})
+            line = {"description": "Pain", "item_type": "BIE", "tax_group": "B", "quantity": "2",
+                    "unit_price": "100.00"}
+            try:  # refused by the API's limits (core.limits), before any number is used
+                sealer.seal({"type": "FV", "lines": [dict(line, quantity="1e-9999999")]})
+                raise AssertionError("a quantity the API refuses was sealed")
+            except InvoiceRefused as refused:
+                assert refused.field == "lines[0].quantity", refused
+            invoice = sealer.seal({"type": "FV", "reference": "t-1", "lines": [line]})
+        assert invoice["counter"] == 1 and invoice["fiscal_number"], invoice
+        ok = verify_invoice(invoice, {"keys": [jwk]}, credential=token)
+        assert ok, ok
+"""), "        ").lstrip()
 
 
 def _sealed_case() -> dict:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 
 from stalela.auth.dependencies import AppSettings, Can, DbSession
 from stalela.auth.permissions import Perm
@@ -12,6 +12,7 @@ from stalela.kit.pagination import Page, PageParams, page_params
 from stalela.kit.schemas import PathId, QueryId
 from stalela.offline import device_schemas as schemas
 from stalela.offline import device_service as service
+from stalela.tenancy.context import bind_tenant
 
 router = APIRouter(route_class=JSONRoute, prefix="/v1/devices", tags=["offline"])
 Admin = Can(Perm.ADMIN)
@@ -27,10 +28,19 @@ async def create_challenge(session: DbSession, principal: Admin):
 
 
 @router.post("", status_code=201, response_model=schemas.DeviceOut)
-async def register_device(body: schemas.DeviceCreate, session: DbSession, principal: Admin):
-    device = await service.register(session, principal, name=body.name, outlet_id=body.outlet_id,
-                                    public_key=body.public_key.model_dump(exclude_none=True), nonce=body.nonce,
-                                    proof=body.proof)
+async def register_device(body: schemas.DeviceCreate, request: Request,
+                          principal: Can(Perm.ADMIN, own_transaction=True)):
+    # Two transactions: the nonce is spent and committed before the proof is checked, so a wrong proof's
+    # 422 leaves it spent (one transaction would roll the spending back with the refusal).
+    db = request.app.state.db
+    async with db.transaction() as session:
+        await bind_tenant(session, principal.tenant_id)
+        jwk = await service.spend_nonce(session, principal, outlet_id=body.outlet_id, nonce=body.nonce,
+                                        public_key=body.public_key.model_dump(exclude_none=True))
+    service.check_proof(jwk, principal.tenant_id, body.nonce, body.proof)
+    async with db.transaction() as session:
+        await bind_tenant(session, principal.tenant_id)
+        device = await service.register(session, principal, name=body.name, outlet_id=body.outlet_id, jwk=jwk)
     return service.render_device(device)
 
 

@@ -13,6 +13,12 @@ from stalela.offline.models import Device, DeviceCredential, DeviceNonce
 class DeviceRepository(Repository[Device]):
     model = Device
 
+    async def get_for_update(self, id_: str) -> Device | None:
+        """Locked, and read afresh: a row the session loaded before (``get``) is overwritten with what the
+        database holds now (a status changed by a transaction committed since)."""
+        stmt = select(Device).where(Device.id == id_).with_for_update().execution_options(populate_existing=True)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def by_thumbprint(self, thumbprint: str) -> Device | None:
         stmt = select(Device).where(Device.thumbprint == thumbprint)
         return (await self.session.execute(stmt)).scalar_one_or_none()

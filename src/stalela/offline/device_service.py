@@ -66,9 +66,12 @@ def _proof_valid(jwk: dict[str, Any], message: bytes, proof: str) -> bool:
     return True
 
 
-async def register(session: AsyncSession, principal: Principal, *, name: str, outlet_id: str,
-                   public_key: dict[str, Any], nonce: str, proof: str) -> Device:
-    tenant_id = principal.tenant_id
+async def spend_nonce(session: AsyncSession, principal: Principal, *, outlet_id: str, public_key: dict[str, Any],
+                      nonce: str) -> dict[str, Any]:
+    """Registration's first step, in a transaction of its own that the caller commits before the proof is
+    checked (``check_proof``): the nonce is spent by the first attempt, right or wrong, and a wrong proof's
+    422 cannot roll that back. Checks the key and the outlet first (a refusal there leaves the nonce
+    unspent: no proof was looked at). Returns the device's public JWK (``kid``: its thumbprint)."""
     _check_jurisdiction(principal)
     try:
         jwk = core.device_public_jwk(public_key)
@@ -78,14 +81,23 @@ async def register(session: AsyncSession, principal: Principal, *, name: str, ou
     outlet = (await OutletRepository(session).get_many({outlet_id})).get(outlet_id)
     if outlet is None or not principal.can_use_outlet(outlet_id):
         raise ValidationFailed("no such outlet", code="outlet_not_found", field="outlet_id")
-    now = clock.now()
-    # The nonce is spent by the first attempt, right or wrong: a proof cannot be retried against it.
-    if not await NonceRepository(session).consume(nonce, now):
+    if not await NonceRepository(session).consume(nonce, clock.now()):
         raise ValidationFailed("the nonce is unknown, used or older than 60 seconds: ask for a new challenge",
                                code="device_nonce_invalid", field="nonce")
+    return jwk
+
+
+def check_proof(jwk: dict[str, Any], tenant_id: str, nonce: str, proof: str) -> None:
+    """The device key's signature of the registration message (outside any transaction: pure CPU)."""
     if not _proof_valid(jwk, core.registration_message(nonce, tenant_id, jwk["kid"]), proof):
         raise ValidationFailed("proof is not the device key's ES256 signature of the registration message",
                                code="device_proof_invalid", field="proof")
+
+
+async def register(session: AsyncSession, principal: Principal, *, name: str, outlet_id: str,
+                   jwk: dict[str, Any]) -> Device:
+    """Registration's last step, once ``spend_nonce`` committed and ``check_proof`` passed."""
+    tenant_id = principal.tenant_id
     repo = DeviceRepository(session)
     if await repo.by_thumbprint(jwk["kid"]) is not None:
         raise Conflict("a device with this key is already registered", code="device_key_taken", field="public_key")
@@ -151,14 +163,18 @@ async def issue_credential(session: AsyncSession, settings: Settings, principal:
     device = await get_device(session, principal, device_id)
     _check_jurisdiction(principal)
     fingerprint = _request_hash(device_id, request_body or {})
+    # The tenant's log lock first (block allocation takes it anyway): two retries racing with one key are
+    # serialised here, the second one reading the first one's record; and it comes before the device's
+    # lock below, in the order the rest of issuance takes them.
+    await MerkleRepository(session).lock_log(principal.tenant_id)
     if idempotency_key is not None:
-        # The tenant's log lock, taken before the record is read: block allocation takes it anyway, so two
-        # retries racing with one key are serialised here and the second one reads the first one's record.
-        await MerkleRepository(session).lock_log(principal.tenant_id)
         replay = await _replay(session, idempotency_key, fingerprint)
         if replay is not None:
             return replay, True
-    if device.status != "active":
+    # The device row again, locked until the credential commits: a disable committed since ``get_device``
+    # read it is seen here, and one that starts now waits, then finds (and revokes) this credential.
+    device = await DeviceRepository(session).get_for_update(device_id)
+    if device is None or device.status != "active":
         raise Conflict("the device is disabled", code="device_disabled", field="device_id")
     credential = await credentials.issue(session, settings, principal.tenant_id, device, block_size=block_size,
                                          lifetime=timedelta(hours=lifetime_hours), invoice_type=invoice_type,

@@ -59,6 +59,7 @@ class FileKey:
             f.write(pem)
             f.flush()
             os.fsync(f.fileno())
+        _fsync_directory(path.parent)  # the file's name too: after a power cut, the key is still found
         return cls(key, path)
 
     @classmethod
@@ -151,6 +152,18 @@ class Pkcs11Key:
 
     def __repr__(self) -> str:
         return f"Pkcs11Key(kid={self.thumbprint!r}, label={self.label!r})"
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a new entry of ``directory`` durable (POSIX: fsync the directory itself). Windows cannot open a
+    directory this way; NTFS journals its metadata."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _ec_point(value: bytes) -> bytes:

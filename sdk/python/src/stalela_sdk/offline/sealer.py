@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stalela.errors import StalelaError
-from stalela.fiscal.core import disclosure
+from stalela.fiscal.core import disclosure, limits
 from stalela.fiscal.core import offline as core
 from stalela.fiscal.core.invoice import draft_from_request
 from stalela.fiscal.core.seal import b64url_encode, build_seal, canonical_bytes
@@ -41,19 +41,6 @@ from stalela_sdk.offline.transport import Transport
 # The seal format version of invoices (docs/seal-format.md): v2 commits to the buyer.
 SEAL_VERSION = 2
 MAX_BATCH = 1_000
-# What POST /v1/invoices accepts (its schema refuses any other member): checked here so that a request
-# the cloud would refuse as malformed is never sealed and numbered.
-_INVOICE_KEYS = frozenset({"outlet_id", "type", "price_mode", "lines", "buyer", "nature", "original", "payments",
-                           "currency", "exchange", "reference", "concept", "service_from", "service_to",
-                           "payment_due", "exchange_rate"})
-_NESTED_KEYS = {
-    "lines": frozenset({"description", "code", "item_type", "tax_group", "vat_rate", "quantity", "unit_price"}),
-    "buyer": frozenset({"type", "name", "tax_id", "exemption_ref", "doc_type", "doc_number", "vat_condition",
-                        "email", "phone", "address", "reference", "new_subject"}),
-    "payments": frozenset({"method", "amount"}),
-    "exchange": frozenset({"currency", "rate", "date"}),
-}
-
 
 class OfflineSealer:
     """``journal``: the SQLite file (created if absent). ``key``: a ``FileKey`` or ``Pkcs11Key``.
@@ -293,25 +280,27 @@ class OfflineSealer:
 
 
 def normalize_request(request: dict[str, Any], outlet_id: str) -> dict[str, Any]:
-    """The request as JSON will carry it (Decimal and dates as strings), with the credential's outlet.
+    """The request as JSON will carry it (Decimal and dates as strings), with the credential's outlet,
+    checked against the API's limits (``core.limits``: the schema of POST /v1/invoices, restated).
     Floats are refused: a float has already lost the amount meant (0.1 is not one tenth), and the cloud
     must read back exactly the amounts the device computed with."""
     if not isinstance(request, dict):
         raise InvoiceRefused("an invoice request is a JSON object", code="offline_request_invalid")
-    unknown = set(request) - _INVOICE_KEYS
-    if unknown:
-        raise InvoiceRefused(f"unknown members {sorted(unknown)}", code="offline_request_invalid", field=sorted(unknown)[0])
-    for name, allowed in _NESTED_KEYS.items():
-        value = request.get(name)
-        for i, item in enumerate(value if isinstance(value, list) else [value] if value is not None else []):
-            extra = set(item) - allowed if isinstance(item, dict) else {"<not an object>"}
-            if extra:
-                at = f"{name}[{i}]" if isinstance(value, list) else name
-                raise InvoiceRefused(f"unknown members {sorted(extra)} in {at}", code="offline_request_invalid", field=at)
     given = request.get("outlet_id")
     if given is not None and given != outlet_id:
         raise InvoiceRefused("the credential seals for another outlet", code="offline_outlet_mismatch", field="outlet_id")
-    out = json.loads(json.dumps({**request, "outlet_id": outlet_id}, default=_json_value))
+    _no_floats(request, "")
+    try:
+        out = json.loads(json.dumps({**request, "outlet_id": outlet_id}, default=_json_value))
+    except (TypeError, ValueError) as exc:
+        raise InvoiceRefused(f"the request is not JSON: {exc}", code="offline_request_invalid") from exc
+    # The API's own limits (members, lengths, at most 18 digits per amount, dates), so that nothing the
+    # cloud would refuse at the merge is sealed and numbered here.
+    try:
+        limits.check_invoice_request(out)
+    except limits.RequestInvalid as exc:
+        raise InvoiceRefused(f"the request is not a valid invoice: {exc}", code="offline_request_invalid",
+                             field=exc.field or None) from exc
     if not out.get("lines"):
         raise InvoiceRefused("an invoice has at least one line", code="offline_request_invalid", field="lines")
     return out
