@@ -227,8 +227,9 @@ def rule_failure(p: Prepared, lim: Limits) -> Failure | None:
     if not lim.allocated <= p.issued <= lim.now + lim.skew:
         return Failure(ITEM_CODES["block_time"], f"issued_at {rfc3339(p.issued)} is before the block was allocated "
                                                  f"({rfc3339(lim.allocated)}) or after its upload")
-    if lim.revoked_at is not None and p.issued > lim.revoked_at:
-        return Failure(ITEM_CODES["revoked"], f"sealed after the credential was revoked ({rfc3339(lim.revoked_at)})")
+    # At or after: the verifier (verify_offline) draws the line at the same instant.
+    if lim.revoked_at is not None and p.issued >= lim.revoked_at:
+        return Failure(ITEM_CODES["revoked"], f"sealed at or after the credential was revoked ({rfc3339(lim.revoked_at)})")
     req, computed = p.request, p.recomputed
     assert req is not None and computed is not None
     if req.type not in lim.invoice_types:

@@ -27,6 +27,7 @@ from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.errors import Forbidden, NotFound, ValidationFailed
 from stalela.fiscal.core.reports import DayResolver, Figures, ZBoundary, money
+from stalela.fiscal.invoices.offline_merge import merged_day
 from stalela.fiscal.invoices.buyers import reveal_buyers
 from stalela.fiscal.invoices.figures import day_position
 from stalela.fiscal.invoices.models import Invoice
@@ -162,10 +163,13 @@ async def items(session: AsyncSession, report: AReport) -> AsyncIterator[list[It
             # The place Z reports cut days by: the counter where an outlet has one series (the DRC),
             # the log position where it numbers each receipt type apart (Argentina).
             position = day_position(series_code(inv.type), inv.counter, inv.leaf_index)
-            day = resolver.day_of(position, inv.issued_at)
+            document = json.loads(inv.document)
+            # A merged offline invoice counts in the day its merge gave it (its counter is a block's, older
+            # than the online numbers around it), as its Z and a rebuild count it.
+            day = merged_day(document) or resolver.day_of(position, inv.issued_at)
             if report.day_from <= day <= report.day_to:
                 payload = json.loads(inv.payload)
-                out.append(Item(inv, payload, {**json.loads(inv.document), **buyers.get(inv.id, {})}, day,
+                out.append(Item(inv, payload, {**document, **buyers.get(inv.id, {})}, day,
                                 report.outlets[inv.outlet_id],
                                 payload["type"] in report.credit_types, position))
         yield out

@@ -72,7 +72,9 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
         return body
     code = body.get("code") if isinstance(body, dict) else None
     detail = (body.get("detail") or body.get("title")) if isinstance(body, dict) else None
-    error = ForkDetected if response.status_code == 409 and code == "offline_number_reused" else UploadFailed
+    # Both are the device equivocating: a number used twice, or used after the device returned it.
+    error = (ForkDetected if response.status_code == 409 and code in ("offline_number_reused", "offline_number_returned")
+             else UploadFailed)
     raise error(f"{response.request.method} {response.request.url.path}: {response.status_code} {detail or ''}".strip(),
                 code=code or f"http_{response.status_code}", field=body.get("field") if isinstance(body, dict) else None,
                 answer=body if isinstance(body, dict) else None)
