@@ -8,6 +8,8 @@ tenant's rows in the shared database only.
 """
 from __future__ import annotations
 
+import asyncio
+
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +25,7 @@ from tests.conftest import make_settings
 from tests.controlplane.conftest import dedicated_template
 from tests.dashboard.conftest import Browser, make_user
 from tests.support.invoices import sample_invoice
-from tests.support.walk import BODIES as CROSS_TENANT_BODIES, TIERS, database_of, make_tenant, outbox_outcomes, \
+from tests.support.walk import outbox_busy, BODIES as CROSS_TENANT_BODIES, TIERS, database_of, make_tenant, outbox_outcomes, \
     victim_bill, victim_objects
 
 NOT_OBJECTS = {"category": "operational", "period": "2026-01", "plan_id": "default", "version": "1"}
@@ -117,11 +119,15 @@ async def _run_jobs(app, client, operator_headers, tenant_id: str) -> list[tuple
     db = await database_of(client, app, operator_headers, tenant_id)
     dispatcher = Dispatcher(db, app.state.settings)
     try:
-        # Until nothing is left to claim: handlers enqueue further events (a seal's usage, an anomaly, its
-        # webhook), and a loaded machine may leave the chain longer than a fixed number of rounds.
-        for _ in range(30):
+        # Until nothing is due or being handled: handlers enqueue further events (a seal's usage, an anomaly,
+        # its webhook), and the app's own background dispatcher may hold some under a lease meanwhile (this
+        # dispatcher then claims nothing, which is no sign the work is done).
+        deadline = asyncio.get_running_loop().time() + 90
+        while asyncio.get_running_loop().time() < deadline:
             if not await dispatcher.run_once():
-                break
+                if not await outbox_busy(db, tenant_id):
+                    break
+                await asyncio.sleep(0.2)
     finally:
         await dispatcher.close()
     while await export_jobs.run_one(db, app.state.settings) is not None:

@@ -4,12 +4,12 @@ Shared by the cross-tenant walk (tests/test_cross_tenant.py) and the walk of a d
 (tests/controlplane/test_walk.py)."""
 from __future__ import annotations
 
-from sqlalchemy import inspect, text
+from sqlalchemy import bindparam, inspect, text
 
 from stalela.billing import anomaly_tasks
 from stalela.billing.bill_models import Bill
 from stalela.controlplane import provisioning
-from stalela.db.base import utcnow
+from stalela.db.base import UTCDateTime, utcnow
 from stalela.db.routing import CONTROL_TABLES
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
@@ -81,6 +81,19 @@ async def outbox_outcomes(db, tenant_id: str) -> list[tuple[str, str, bool]]:
         rows = await conn.execute(text("SELECT topic, status, last_error IS NOT NULL FROM outbox WHERE tenant_id = :t "
                                        "AND topic <> :job"), {"t": tenant_id, "job": provisioning.TOPIC})
         return sorted(set(tuple(r) for r in rows))
+
+
+async def outbox_busy(db, tenant_id: str) -> int:
+    """The tenant's pending events that are due now or leased (being handled by some dispatcher): work that a
+    walk's final picture must wait for. An event retried later (a webhook's backoff) is not busy."""
+    async with db.engine.connect() as conn:
+        await _platform(conn)
+        now = utcnow()
+        # Bound as the column's type, so SQLite compares the stored text form with the same form.
+        busy = text("SELECT count(*) FROM outbox WHERE tenant_id = :t AND topic <> :job AND status = 'pending' "
+                    "AND (available_at <= :now OR lease_until > :now)").bindparams(bindparam("now", type_=UTCDateTime()))
+        row = await conn.execute(busy, {"t": tenant_id, "job": provisioning.TOPIC, "now": now})
+        return int(row.scalar_one())
 
 
 async def data_rows(db, tenant_id: str) -> dict[str, int]:
