@@ -126,6 +126,16 @@ async def test_an_expired_lease_is_claimed_again(env):
     assert (await rows(db))['{"n":"orphan"}'].status == "done"
 
 
+async def test_a_tenant_scoped_dispatcher_claims_only_that_tenants_events(env):
+    db, settings = env
+    await put(db, "test.count", ["theirs"], tenant="ten_other")
+    await put(db, "test.count", ["mine"], tenant="ten_mine")
+    assert await Dispatcher(db, settings, tenant_id="ten_mine").run_once() == 1
+    assert dict(seen) == {"mine": 1}
+    assert (await rows(db))['{"n":"theirs"}'].attempts == 0
+    assert await Dispatcher(db, settings).run_once() == 1 and dict(seen) == {"mine": 1, "theirs": 1}
+
+
 async def test_many_dispatchers_handle_each_event_once(env):
     db, settings = env
     names = [f"e{i}" for i in range(400)]

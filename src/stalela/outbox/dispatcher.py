@@ -39,8 +39,11 @@ def backoff(settings: Settings, attempts: int) -> float:
 
 class Dispatcher:
     def __init__(self, db: Database, settings: Settings, *, worker_id: str | None = None,
-                 concurrency: int | None = None) -> None:
+                 concurrency: int | None = None, tenant_id: str | None = None) -> None:
         self.db = db
+        # A drain of one tenant's events in a shared database (tests, a support engineer's replay): it must
+        # not queue behind other tenants' retries, which can take the whole batch round after round.
+        self.tenant_id = tenant_id
         self.settings = settings
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.concurrency = concurrency or settings.worker_concurrency
@@ -104,7 +107,8 @@ class Dispatcher:
         async with self.db.transaction() as session:
             await bind_platform(session)
             rows = await OutboxRepository(session).claim(
-                self.worker_id, self.settings.outbox_batch_size, timedelta(seconds=self.settings.outbox_lease_seconds))
+                self.worker_id, self.settings.outbox_batch_size, timedelta(seconds=self.settings.outbox_lease_seconds),
+                tenant_id=self.tenant_id)
         self._claimed.update((r.tenant_id, r.id) for r in rows)
         return rows
 

@@ -32,12 +32,14 @@ class OutboxRepository:
         if rows:
             await self.session.execute(insert(OutboxEvent.__table__), rows)
 
-    async def claim(self, worker_id: str, batch: int, lease: timedelta) -> list[OutboxEvent]:
+    async def claim(self, worker_id: str, batch: int, lease: timedelta, *,
+                    tenant_id: str | None = None) -> list[OutboxEvent]:
         now = utcnow()
         due = (
             select(OutboxEvent.tenant_id, OutboxEvent.id)
             .where(OutboxEvent.status == "pending", OutboxEvent.available_at <= now,
-                   or_(OutboxEvent.lease_until.is_(None), OutboxEvent.lease_until < now))
+                   or_(OutboxEvent.lease_until.is_(None), OutboxEvent.lease_until < now),
+                   *([OutboxEvent.tenant_id == tenant_id] if tenant_id is not None else []))
             .order_by(OutboxEvent.available_at)
             .limit(batch)
             # PostgreSQL: concurrent workers skip each other's rows instead of queueing on them.
