@@ -13,7 +13,6 @@ from stalela.kit.pagination import PageParams, page_params
 from stalela.kit.schemas import PathId, QueryId
 from stalela.offline import batch_service as service
 from stalela.offline.batch_schemas import BatchCreate
-from stalela.tenancy.context import bind_platform, bind_tenant
 
 router = APIRouter(route_class=JSONRoute, prefix="/v1/offline", tags=["offline"])
 
@@ -48,7 +47,8 @@ def _example(value: object) -> dict:
     200: {"description": "One result per invoice, in order: merged, refused or held", **_example(_BATCH)},
     403: {"description": "api_key_outlet_restricted: the credential is another outlet's"},
     404: {"description": "offline_credential_unknown"},
-    409: {"description": "offline_number_reused: a fork; the answer holds the fork proof, the credential is revoked"},
+    409: {"description": "offline_number_reused (a fork), offline_number_returned (a number the device gave back): "
+                         "the answer holds the fork proof, the credential is revoked"},
     422: {"description": "credential_*: the credential does not verify; or the batch is malformed"},
 })
 async def return_batch(body: BatchCreate, request: Request, settings: AppSettings,
@@ -58,24 +58,13 @@ async def return_batch(body: BatchCreate, request: Request, settings: AppSetting
     The same batch again gets the same answer. A fork (another invoice the device signed at a used
     number) answers 409 with a fork proof and revokes the credential: that much is committed, although
     nothing of the batch merges."""
-    db = request.app.state.db
-    ids = service.invoice_ids(body)
-    foreign: frozenset[str] = frozenset()
-    if ids:
-        # Invoice ids are unique across the database, other tenants' included, which the tenant's own
-        # transaction cannot see (row-level security): a short platform read says which are taken.
-        async with db.transaction(readonly=True) as session:
-            await bind_platform(session)
-            foreign = frozenset(await service.ids_in_use(session, ids))
-    async with db.transaction() as session:
-        await bind_tenant(session, principal.tenant_id)
-        answer = await service.receive(session, settings, principal, body, foreign_ids=foreign)
+    answer = await service.receive_batch(request.app.state.db, settings, principal, body)
     if answer.error is not None:
         raise answer.error  # after the commit: the fork proof and the revocation stay
     return FastJSONResponse(answer.body, status_code=answer.status)
 
 
-@router.get("/batches/{batch_id}", responses={200: _example(_BATCH)})
+@router.get("/batches/{batch_id}", responses={200: _example(_BATCH), 404: {"description": "offline_batch_not_found"}})
 async def get_batch(batch_id: PathId, session: DbSession, principal: Can(Perm.INVOICES_READ)):
     """A returned batch's stored answer (a fork's 409 problem document included)."""
     return FastJSONResponse((await service.get_batch(session, principal, batch_id)).body)
@@ -91,7 +80,7 @@ async def list_receipts(session: DbSession, principal: Can(Perm.INVOICES_READ),
     return {"data": [service.render_receipt(r) for r in rows], "has_more": more}
 
 
-@router.get("/fork-proofs/{proof_id}", responses={200: _example(_PROOF)})
+@router.get("/fork-proofs/{proof_id}", responses={200: _example(_PROOF), 404: {"description": "fork_proof_not_found"}})
 async def get_fork_proof(proof_id: PathId, session: DbSession, principal: Can(Perm.INVOICES_READ)):
     """A fork proof: two different invoices the device signed at one number, countersigned by the cloud."""
     return service.render_fork_proof(await service.get_fork_proof(session, principal, proof_id))

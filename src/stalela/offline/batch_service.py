@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.db.base import utcnow
+from stalela.db.session import Database
 from stalela.errors import Conflict, Forbidden, NotFound, StalelaError, ValidationFailed
 from stalela.fiscal.core import offline as core
 from stalela.fiscal.core.seal import b64url_decode, build_seal, canonical_bytes
@@ -59,6 +60,7 @@ from stalela.offline.batch_schemas import BatchCreate
 from stalela.offline.device_repository import CredentialRepository
 from stalela.offline.models import DeviceCredential, ForkProof, OfflineBatch, OfflineReceipt
 from stalela.outbox.service import enqueue
+from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.tenancy.repository import OutletRepository
 
 FORK_TOPIC = "offline.fork_detected"  # webhooks.events.OFFLINE_FORK_DETECTED
@@ -126,6 +128,22 @@ def numbering(claims: dict[str, Any], device_jwk: dict[str, Any]) -> offline_mer
         pos_number=claims.get("pos_number"), series_id=claims["series"],
         series_generation=claims.get("series_generation", 1), series_first=claims.get("series_first", 1),
         device_key=device_jwk["kid"], offline=core.offline_marker(claims["jti"], claims["block"]["id"], claims["sub"]))
+
+
+async def receive_batch(db: Database, settings: Settings, principal: Principal, body: BatchCreate) -> Answer:
+    """``POST /v1/offline/batches``: ``receive`` in the tenant's transaction, committed whatever the answer
+    (a fork's proof and revocation stay; the caller raises ``answer.error`` after)."""
+    ids = invoice_ids(body)
+    foreign: frozenset[str] = frozenset()
+    if ids:
+        # Invoice ids are unique across the database, other tenants' included, which the tenant's own
+        # transaction cannot see (row-level security): a short platform read says which are taken.
+        async with db.transaction(readonly=True) as session:
+            await bind_platform(session)
+            foreign = frozenset(await ids_in_use(session, ids))
+    async with db.transaction() as session:
+        await bind_tenant(session, principal.tenant_id)
+        return await receive(session, settings, principal, body, foreign_ids=foreign)
 
 
 async def receive(session: AsyncSession, settings: Settings, principal: Principal, body: BatchCreate, *,
@@ -506,7 +524,6 @@ def render_fork_proof(proof: ForkProof) -> dict[str, Any]:
 async def ids_in_use(session: AsyncSession, ids: list[str]) -> set[str]:
     """Which of these invoice ids any tenant of this database holds (a platform-bound session)."""
     return {inv.id for inv in await InvoiceRepository(session).many(ids)}
-
 
 
 async def device_key(session: AsyncSession, tenant_id: str, jti: str) -> dict[str, Any] | None:

@@ -12,7 +12,6 @@ from stalela.kit.pagination import Page, PageParams, page_params
 from stalela.kit.schemas import PathId, QueryId
 from stalela.offline import device_schemas as schemas
 from stalela.offline import device_service as service
-from stalela.tenancy.context import bind_tenant
 
 router = APIRouter(route_class=JSONRoute, prefix="/v1/devices", tags=["offline"])
 Admin = Can(Perm.ADMIN)
@@ -27,20 +26,16 @@ async def create_challenge(session: DbSession, principal: Admin):
     return await service.challenge(session, principal)
 
 
-@router.post("", status_code=201, response_model=schemas.DeviceOut)
+@router.post("", status_code=201, response_model=schemas.DeviceOut, responses={
+    409: {"description": "device_key_taken: a device with this key is already registered"},
+    422: {"description": "device_nonce_invalid, device_proof_invalid, device_key_invalid, outlet_not_found, "
+                         "offline_not_supported"},
+})
 async def register_device(body: schemas.DeviceCreate, request: Request,
                           principal: Can(Perm.ADMIN, own_transaction=True)):
-    # Two transactions: the nonce is spent and committed before the proof is checked, so a wrong proof's
-    # 422 leaves it spent (one transaction would roll the spending back with the refusal).
-    db = request.app.state.db
-    async with db.transaction() as session:
-        await bind_tenant(session, principal.tenant_id)
-        jwk = await service.spend_nonce(session, principal, outlet_id=body.outlet_id, nonce=body.nonce,
-                                        public_key=body.public_key.model_dump(exclude_none=True))
-    service.check_proof(jwk, principal.tenant_id, body.nonce, body.proof)
-    async with db.transaction() as session:
-        await bind_tenant(session, principal.tenant_id)
-        device = await service.register(session, principal, name=body.name, outlet_id=body.outlet_id, jwk=jwk)
+    device = await service.register_with_proof(
+        request.app.state.db, principal, name=body.name, outlet_id=body.outlet_id, nonce=body.nonce,
+        public_key=body.public_key.model_dump(exclude_none=True), proof=body.proof)
     return service.render_device(device)
 
 
@@ -54,18 +49,24 @@ async def list_devices(session: DbSession, principal: Reader, paging: Paging,
     return {"data": [service.render_device(d) for d in rows], "has_more": more}
 
 
-@router.get("/{device_id}", response_model=schemas.DeviceOut)
+@router.get("/{device_id}", response_model=schemas.DeviceOut, responses={404: {"description": "device_not_found"}})
 async def get_device(device_id: PathId, session: DbSession, principal: Reader):
     return service.render_device(await service.get_device(session, principal, device_id))
 
 
-@router.post("/{device_id}/disable", response_model=schemas.DeviceOut)
+@router.post("/{device_id}/disable", response_model=schemas.DeviceOut,
+             responses={404: {"description": "device_not_found"}})
 async def disable_device(device_id: PathId, session: DbSession, principal: Admin):
     """No new credential for this device; every live one is revoked now (reason ``device_disabled``)."""
     return service.render_device(await service.disable(session, principal, device_id))
 
 
-@router.post("/{device_id}/credentials", status_code=201, response_model=schemas.CredentialOut)
+@router.post("/{device_id}/credentials", status_code=201, response_model=schemas.CredentialOut, responses={
+    404: {"description": "device_not_found"},
+    409: {"description": "device_disabled, outlet_inactive"},
+    422: {"description": "credential_caps_invalid, credential_lifetime_invalid, block_size_invalid, "
+                         "idempotency_key_reused, offline_not_supported"},
+})
 async def issue_credential(device_id: PathId, body: schemas.CredentialCreate, session: DbSession, principal: Admin,
                            settings: AppSettings, response: Response,
                            idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
@@ -81,7 +82,8 @@ async def issue_credential(device_id: PathId, body: schemas.CredentialCreate, se
     return service.render_credential(credential)
 
 
-@router.get("/{device_id}/credentials", response_model=Page[schemas.CredentialOut])
+@router.get("/{device_id}/credentials", response_model=Page[schemas.CredentialOut],
+            responses={404: {"description": "device_not_found"}})
 async def list_credentials(device_id: PathId, session: DbSession, principal: Reader, paging: Paging):
     """Newest first. ``credential`` (the JWS) is shown to administrators only."""
     rows, more = await service.list_credentials(session, principal, device_id, limit=paging.limit,
@@ -90,13 +92,15 @@ async def list_credentials(device_id: PathId, session: DbSession, principal: Rea
     return {"data": [service.render_credential(c, with_token=tokens) for c in rows], "has_more": more}
 
 
-@router.get("/{device_id}/credentials/{jti}", response_model=schemas.CredentialOut)
+@router.get("/{device_id}/credentials/{jti}", response_model=schemas.CredentialOut,
+            responses={404: {"description": "device_not_found, credential_not_found"}})
 async def get_credential(device_id: PathId, jti: PathId, session: DbSession, principal: Reader):
     credential = await service.get_credential(session, principal, device_id, jti)
     return service.render_credential(credential, with_token=service.sees_tokens(principal))
 
 
-@router.post("/{device_id}/credentials/{jti}/revoke", response_model=schemas.CredentialOut)
+@router.post("/{device_id}/credentials/{jti}/revoke", response_model=schemas.CredentialOut,
+             responses={404: {"description": "device_not_found, credential_not_found"}})
 async def revoke_credential(device_id: PathId, jti: PathId, session: DbSession, principal: Admin,
                             body: schemas.CredentialRevoke | None = None):
     """Idempotent: a second revocation keeps the first one's time and reason."""

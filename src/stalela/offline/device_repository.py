@@ -78,10 +78,6 @@ class CredentialRepository(Repository[DeviceCredential]):
         stmt = select(func.coalesce(func.max(DeviceCredential.status_index), -1) + 1)
         return int((await self.session.execute(stmt)).scalar_one())
 
-    async def of_device(self, device_id: str) -> list[DeviceCredential]:
-        stmt = select(DeviceCredential).where(DeviceCredential.device_id == device_id)
-        return list((await self.session.execute(stmt.order_by(DeviceCredential.jti.desc()))).scalars())
-
     async def of_devices(self, device_ids: Collection[str]) -> list[DeviceCredential]:
         if not device_ids:
             return []

@@ -24,6 +24,7 @@ from stalela.auth.permissions import Perm, permissions
 from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.db.base import utcnow
+from stalela.db.session import Database
 from stalela.errors import Conflict, NotFound, ValidationFailed
 from stalela.fiscal.core import offline as core
 from stalela.fiscal.core.seal import b64url_decode, public_key_from_jwk, raw_signature_to_der
@@ -36,6 +37,7 @@ from stalela.kit.ids import new_id
 from stalela.offline import clock, credentials
 from stalela.offline.device_repository import CredentialRepository, DeviceRepository, NonceRepository
 from stalela.offline.models import Device, DeviceCredential, DeviceNonce
+from stalela.tenancy.context import bind_tenant
 from stalela.tenancy.repository import OutletRepository
 
 NONCE_TTL = timedelta(seconds=60)
@@ -92,6 +94,21 @@ def check_proof(jwk: dict[str, Any], tenant_id: str, nonce: str, proof: str) -> 
     if not _proof_valid(jwk, core.registration_message(nonce, tenant_id, jwk["kid"]), proof):
         raise ValidationFailed("proof is not the device key's ES256 signature of the registration message",
                                code="device_proof_invalid", field="proof")
+
+
+async def register_with_proof(db: Database, principal: Principal, *, name: str, outlet_id: str, nonce: str,
+                              public_key: dict[str, Any], proof: str) -> Device:
+    """``POST /v1/devices``: spend the nonce, check the proof, register the device.
+
+    Two transactions: the nonce is spent and committed before the proof is checked, so a wrong proof's
+    422 leaves it spent (one transaction would roll the spending back with the refusal)."""
+    async with db.transaction() as session:
+        await bind_tenant(session, principal.tenant_id)
+        jwk = await spend_nonce(session, principal, outlet_id=outlet_id, nonce=nonce, public_key=public_key)
+    check_proof(jwk, principal.tenant_id, nonce, proof)
+    async with db.transaction() as session:
+        await bind_tenant(session, principal.tenant_id)
+        return await register(session, principal, name=name, outlet_id=outlet_id, jwk=jwk)
 
 
 async def register(session: AsyncSession, principal: Principal, *, name: str, outlet_id: str,

@@ -8,13 +8,13 @@ block under its lock and does nothing when the tail is already accounted for (``
 """
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 
 from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.db.session import Database
 from stalela.fiscal.invoices.repository import NumberBlockRepository
+from stalela.kit.periodic import every
 from stalela.observability.logging import get_logger
 from stalela.offline import void_service
 from stalela.tenancy.context import bind_platform, bind_tenant
@@ -56,9 +56,5 @@ async def void_due_blocks(db: Database, settings: Settings, now: datetime | None
 
 
 async def void_scheduler(db: Database, settings: Settings) -> None:
-    while True:
-        await asyncio.sleep(settings.offline_void_interval_seconds)
-        try:
-            await void_due_blocks(db, settings)
-        except Exception:
-            log.exception("offline_void_scheduler_failed")
+    await every(settings.offline_void_interval_seconds, lambda: void_due_blocks(db, settings), log,
+                "offline_void_scheduler_failed")

@@ -27,7 +27,7 @@ async def list_blocks(session: DbSession, principal: Can(Perm.INVOICES_READ),
     return {"data": rows, "has_more": more}
 
 
-@router.get("/{block_id}")
+@router.get("/{block_id}", responses={404: {"description": "offline_block_not_found"}})
 async def get_block(block_id: PathId, session: DbSession, principal: Can(Perm.INVOICES_READ)):
     """One block: its range, where it stands (next number, voids, closed) and its sealed ledger events."""
     return await void_service.get_block(session, principal, block_id)
@@ -36,7 +36,8 @@ async def get_block(block_id: PathId, session: DbSession, principal: Can(Perm.IN
 @router.post("/{block_id}/return", responses={
     200: {"description": "The sealed numbers_voided record (the same one for the same statement again)"},
     404: {"description": "offline_block_not_found"},
-    409: {"description": "offline_void_misplaced (first/prev_hash are not where the block stands), offline_window_open"},
+    409: {"description": "offline_void_misplaced (first/prev_hash are not where the block stands), offline_window_open, "
+                         "offline_credential_unknown"},
     422: {"description": "offline_return_signature, offline_return_mismatch"},
 })
 async def return_block(block_id: PathId, body: ReturnStatement, session: DbSession, settings: AppSettings,

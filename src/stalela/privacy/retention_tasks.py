@@ -7,11 +7,11 @@ harmless: it is idempotent, and the next one carries on where it stopped.
 """
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from stalela.config import Settings
 from stalela.db.session import Database
+from stalela.kit.periodic import every
 from stalela.observability.logging import get_logger
 from stalela.privacy import retention_service as service
 from stalela.privacy.retention_repository import ScheduleRepository
@@ -35,9 +35,4 @@ async def run_if_due(db: Database, settings: Settings) -> dict | None:
 
 
 async def retention_scheduler(db: Database, settings: Settings) -> None:
-    while True:
-        await asyncio.sleep(POLL_SECONDS)
-        try:
-            await run_if_due(db, settings)
-        except Exception:
-            log.exception("retention_scheduler_failed")
+    await every(POLL_SECONDS, lambda: run_if_due(db, settings), log, "retention_scheduler_failed")

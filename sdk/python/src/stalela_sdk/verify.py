@@ -12,23 +12,16 @@ Every function answers a ``Verification`` and never raises on hostile input.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping, Union
 
 from stalela.fiscal.core import merkle
-from stalela.fiscal.core.disclosure import check_commitment
+from stalela.fiscal.core.invoice import document_mismatch
 from stalela.fiscal.core.offline import CredentialInvalid, device_public_jwk, verify_credential
 from stalela.fiscal.core.seal import verify_seal
-from stalela.kit import canonical
 
 JWKS = Union[Mapping[str, Any], Iterable[Mapping[str, Any]], Callable[[str], Any]]
-
-# Fields that appear both in the sealed payload and in the invoice document; they must agree
-# (the same list as stalela.fiscal.ledger.verify).
-MIRRORED = ("fiscal_number", "counter", "type", "price_mode", "issued_at", "currency", "outlet_id",
-            "tenant_id", "nature", "original", "totals", "exchange")
 
 
 @dataclass(frozen=True)
@@ -152,24 +145,8 @@ def _offline_key(payload: Mapping[str, Any], seal: Mapping[str, Any], token: str
 
 
 def _document_altered(inv: Mapping[str, Any], payload: Mapping[str, Any]) -> Verification | None:
-    for name in MIRRORED:
-        if name in inv and inv.get(name) != payload.get(name):
-            return _fail("document_altered", f"{name} differs from the sealed value")
-    if inv.get("id") != payload.get("invoice_id"):
-        return _fail("document_altered", "id differs from the sealed invoice_id")
-    lines = inv.get("lines")
-    try:
-        digest = hashlib.sha256(canonical.dumps(lines)).hexdigest()
-    except Exception:  # noqa: BLE001 - lines JCS cannot encode are simply not the sealed ones
-        digest = None
-    if digest != payload.get("lines_hash") or len(lines or []) != payload.get("line_count"):
-        return _fail("lines_altered", "the lines do not match the sealed lines_hash")
-    # A disclosed buyer (and its salt) must match the signed commitment; an undisclosed one proves nothing.
-    commitment = payload.get("buyer_commitment")
-    if commitment is not None and inv.get("buyer") is not None \
-            and not check_commitment(commitment, inv.get("buyer_salt"), inv.get("buyer")):
-        return _fail("buyer_altered", "the buyer or its salt does not match the sealed buyer_commitment")
-    return None
+    mismatch = document_mismatch(inv, payload, present_only=True)
+    return _fail(*mismatch) if mismatch is not None else None
 
 
 def verify_sealed(document: Mapping[str, Any], jwks: JWKS) -> Verification:

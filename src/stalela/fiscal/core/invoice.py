@@ -18,6 +18,7 @@ from typing import Any
 
 from stalela.kit import canonical
 from stalela.kit.money import decimal_str, money_str
+from stalela.fiscal.core.disclosure import check_commitment
 
 # --------------------------------------------------------------------------------------- input
 
@@ -277,6 +278,37 @@ def lines_digest(lines_json: list[dict[str, Any]]) -> str:
     thousand-line invoice while still committing to every line.
     """
     return hashlib.sha256(canonical.dumps(lines_json)).hexdigest()
+
+
+# Fields that appear both in the sealed payload and in the invoice document; they must agree.
+SEALED_DOCUMENT_FIELDS = ("fiscal_number", "counter", "type", "price_mode", "issued_at", "currency", "outlet_id",
+                          "tenant_id", "nature", "original", "totals", "exchange")
+
+
+def document_mismatch(document: Any, payload: Any, *, present_only: bool = False) -> tuple[str, str] | None:
+    """The first way an invoice document disagrees with its signed payload, as (code, reason), or None: a
+    mirrored field, its id, its lines (digest and count), a disclosed buyer against the signed commitment.
+    One check for ``stalela verify`` (fiscal.ledger.verify) and the SDK's offline verification.
+    ``present_only``: a field the document leaves out is not compared (a client's partial copy)."""
+    for name in SEALED_DOCUMENT_FIELDS:
+        if (not present_only or name in document) and document.get(name) != payload.get(name):
+            return "document_altered", f"{name} differs from the sealed value"
+    if document.get("id") != payload.get("invoice_id"):
+        return "document_altered", "id differs from the sealed invoice_id"
+    lines = document.get("lines")
+    try:
+        digest = lines_digest(lines)
+    except Exception:  # noqa: BLE001 - hostile input (lines JCS cannot encode are not the sealed ones): report
+        digest = None
+    if digest != payload.get("lines_hash") or len(lines or []) != payload.get("line_count"):
+        return "lines_altered", "the lines do not match the sealed lines_hash"
+    # Seal v2: a disclosed buyer (and its salt) must match the signed commitment. An undisclosed one
+    # (erased, restricted, or left out of the export) proves nothing and breaks nothing.
+    commitment = payload.get("buyer_commitment")
+    if commitment is not None and document.get("buyer") is not None \
+            and not check_commitment(commitment, document.get("buyer_salt"), document.get("buyer")):
+        return "buyer_altered", "the buyer or its salt does not match the sealed buyer_commitment"
+    return None
 
 
 # ------------------------------------------------------------------------------- from a request

@@ -42,7 +42,6 @@ CREDENTIAL_VCT = "https://stalela.dev/credentials/offline-sealing/v1"
 # The only algorithm a credential or a device signature may use: pinned, never read from the token.
 ALGORITHMS = ("ES256",)
 MAX_LIFETIME = timedelta(days=7)  # RFC 9345's default ceiling; the verifier refuses longer ones too
-DEFAULT_LIFETIME = timedelta(hours=72)
 REGISTRATION_PURPOSE = "stalela-device-registration"
 
 # Record kinds (``kind`` of a cloud-sealed ledger event's payload).

@@ -5,7 +5,6 @@ re-checking under the tenant's log lock (``service.checkpoint_if_grown``).
 """
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -15,6 +14,7 @@ from stalela.db.base import utcnow
 from stalela.db.session import Database
 from stalela.fiscal.ledger import service
 from stalela.fiscal.ledger.models import Checkpoint, MerkleLog
+from stalela.kit.periodic import every
 from stalela.observability.logging import get_logger
 from stalela.tenancy.context import bind_platform, bind_tenant
 
@@ -53,9 +53,4 @@ async def checkpoint_due_tenants(db: Database, settings: Settings) -> int:
 
 async def periodic_checkpoints(db: Database, settings: Settings) -> None:
     pause = min(settings.checkpoint_interval_seconds, 60)
-    while True:
-        await asyncio.sleep(pause)
-        try:
-            await checkpoint_due_tenants(db, settings)
-        except Exception:
-            log.exception("periodic_checkpoints_failed")
+    await every(pause, lambda: checkpoint_due_tenants(db, settings), log, "periodic_checkpoints_failed")

@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.config import Settings
@@ -45,6 +45,7 @@ from stalela.fiscal.ledger.events import render_event
 from stalela.fiscal.ledger.models import Checkpoint, LedgerEvent
 from stalela.fiscal.ledger.repository import MerkleRepository
 from stalela.fiscal.ledger.service import render_checkpoint
+from stalela.fiscal.reports.repository import Leaves, credential_rows, leaf_pages, leaf_range
 from stalela.fiscal.signing import registry as keys
 from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.kit.clock import rfc3339
@@ -59,67 +60,13 @@ MEMBERS_V1 = ("keys.json", "checkpoints.jsonl", "consistency.jsonl", "invoices.j
 Progress = Callable[[int], None]
 
 
-Leaves = tuple[int, int]  # first and last leaf index, both included
-
-
-async def leaf_range(session: AsyncSession, tenant_id: str, date_from: datetime | None,
-                     date_to: datetime | None) -> Leaves | None:
-    """The first and last leaf appended to the tenant's log in ``[date_from, date_to)``: invoices by
-    ``coalesce(merged_at, issued_at)`` (a merged offline invoice's ``issued_at`` is the device's time),
-    ledger events by ``created_at``. None when nothing was."""
-    when = func.coalesce(Invoice.merged_at, Invoice.issued_at)
-    bounds = []
-    for model, stamp in ((Invoice, when), (LedgerEvent, LedgerEvent.created_at)):
-        stmt = select(func.min(model.leaf_index), func.max(model.leaf_index)).where(model.tenant_id == tenant_id)
-        if date_from is not None:
-            stmt = stmt.where(stamp >= date_from)
-        if date_to is not None:
-            stmt = stmt.where(stamp < date_to)
-        low, high = (await session.execute(stmt)).one()
-        if low is not None:
-            bounds.append((low, high))
-    if not bounds:
-        return None
-    return min(b[0] for b in bounds), max(b[1] for b in bounds)
-
-
-async def invoice_pages(session: AsyncSession, *, leaves: Leaves | None = None,
-                        page: int = PAGE) -> AsyncIterator[list[Invoice]]:
-    """Invoices in leaf (sealing) order, a page at a time (keyset pagination on leaf_index); ``leaves``:
-    only those in that range."""
-    after = -1 if leaves is None else leaves[0] - 1
-    while True:
-        stmt = select(Invoice).where(Invoice.leaf_index > after)
-        if leaves is not None:
-            stmt = stmt.where(Invoice.leaf_index <= leaves[1])
-        rows = list((await session.execute(stmt.order_by(Invoice.leaf_index).limit(page))).scalars())
-        if not rows:
-            return
-        yield rows
-        after = rows[-1].leaf_index
-
-
-async def event_pages(session: AsyncSession, *, leaves: Leaves | None = None,
-                      page: int = PAGE) -> AsyncIterator[list[LedgerEvent]]:
-    """Cloud-sealed ledger events in leaf order, a page at a time; ``leaves``: only those in that range."""
-    after = -1 if leaves is None else leaves[0] - 1
-    while True:
-        stmt = select(LedgerEvent).where(LedgerEvent.leaf_index > after)
-        if leaves is not None:
-            stmt = stmt.where(LedgerEvent.leaf_index <= leaves[1])
-        rows = list((await session.execute(stmt.order_by(LedgerEvent.leaf_index).limit(page))).scalars())
-        if not rows:
-            return
-        yield rows
-        after = rows[-1].leaf_index
-
-
 async def ledger_pages(session: AsyncSession, *, leaves: Leaves | None = None,
                        page: int = PAGE) -> AsyncIterator[list[Invoice | LedgerEvent]]:
     """Invoices and ledger events merged in one leaf order, a page at a time: the log as it was appended
     (``leaves``: that range of it). Each stream is read a page ahead, so memory holds two pages whatever
     the ledger's size."""
-    streams = [invoice_pages(session, leaves=leaves, page=page), event_pages(session, leaves=leaves, page=page)]
+    streams = [leaf_pages(session, Invoice, leaves=leaves, page=page),
+               leaf_pages(session, LedgerEvent, leaves=leaves, page=page)]
     buffers: list[deque] = [deque(), deque()]
     done = [False, False]
     out: list[Invoice | LedgerEvent] = []
@@ -141,14 +88,8 @@ async def ledger_pages(session: AsyncSession, *, leaves: Leaves | None = None,
         yield out
 
 
-# The credentials are the offline package's table (stalela.offline sits above fiscal, which may not import
-# it): read by name, with the tenant filter written out, as RLS enforces it on PostgreSQL anyway.
-_CREDENTIALS = text("SELECT jti, token, device_id, block_id, revoked_at, revocation_reason FROM device_credentials "
-                    "WHERE tenant_id = :t ORDER BY jti")
-
-
 async def tenant_credentials(session: AsyncSession, tenant_id: str) -> list[dict[str, Any]]:
-    rows = (await session.execute(_CREDENTIALS, {"t": tenant_id})).all()
+    rows = await credential_rows(session, tenant_id)
     return [{"jti": jti, "token": token, "device_id": device, "block_id": block,
              "revoked_at": _instant(revoked), "revocation_reason": reason}
             for jti, token, device, block, revoked, reason in rows]
@@ -157,7 +98,7 @@ async def tenant_credentials(session: AsyncSession, tenant_id: str) -> list[dict
 def _instant(value: Any) -> str | None:
     if value is None:
         return None
-    if isinstance(value, str):  # SQLite hands text() columns back as stored
+    if isinstance(value, str):  # SQLite hands text() columns back as stored (repository.credential_rows)
         return value
     return rfc3339(value)
 

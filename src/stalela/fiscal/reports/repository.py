@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, TypeVar
 
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import func, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.db.repository import Repository
 from stalela.fiscal.core import offline as core_offline
@@ -13,6 +14,8 @@ from stalela.fiscal.reports.models import ZReport
 from stalela.tenancy.models import Outlet
 
 PAGE = 500
+Leaves = tuple[int, int]  # first and last leaf index, both included
+Leaf = TypeVar("Leaf", Invoice, LedgerEvent)
 
 
 class ZReportRepository(Repository[ZReport]):
@@ -106,3 +109,54 @@ async def count_invoices(
 
 async def tenant_outlets(session) -> list[Outlet]:  # noqa: ANN001
     return list((await session.execute(select(Outlet).order_by(Outlet.code))).scalars())
+
+
+# --- the audit export's reads (fiscal/reports/export.py) ------------------------------------------------
+
+
+async def leaf_range(session: AsyncSession, tenant_id: str, date_from: datetime | None,
+                     date_to: datetime | None) -> Leaves | None:
+    """The first and last leaf appended to the tenant's log in ``[date_from, date_to)``: invoices by
+    ``coalesce(merged_at, issued_at)`` (a merged offline invoice's ``issued_at`` is the device's time),
+    ledger events by ``created_at``. None when nothing was."""
+    when = func.coalesce(Invoice.merged_at, Invoice.issued_at)
+    bounds = []
+    for model, stamp in ((Invoice, when), (LedgerEvent, LedgerEvent.created_at)):
+        stmt = select(func.min(model.leaf_index), func.max(model.leaf_index)).where(model.tenant_id == tenant_id)
+        if date_from is not None:
+            stmt = stmt.where(stamp >= date_from)
+        if date_to is not None:
+            stmt = stmt.where(stamp < date_to)
+        low, high = (await session.execute(stmt)).one()
+        if low is not None:
+            bounds.append((low, high))
+    if not bounds:
+        return None
+    return min(b[0] for b in bounds), max(b[1] for b in bounds)
+
+
+async def leaf_pages(session: AsyncSession, model: type[Leaf], *, leaves: Leaves | None = None,
+                     page: int = PAGE) -> AsyncIterator[list[Leaf]]:
+    """Invoices or ledger events (``model``) in leaf (sealing) order, a page at a time (keyset pagination on
+    leaf_index); ``leaves``: only those in that range."""
+    after = -1 if leaves is None else leaves[0] - 1
+    while True:
+        stmt = select(model).where(model.leaf_index > after)
+        if leaves is not None:
+            stmt = stmt.where(model.leaf_index <= leaves[1])
+        rows = list((await session.execute(stmt.order_by(model.leaf_index).limit(page))).scalars())
+        if not rows:
+            return
+        yield rows
+        after = rows[-1].leaf_index
+
+
+# The credentials are the offline package's table (stalela.offline sits above fiscal, which may not import
+# it): read by name, with the tenant filter written out, as RLS enforces it on PostgreSQL anyway.
+_CREDENTIALS = text("SELECT jti, token, device_id, block_id, revoked_at, revocation_reason FROM device_credentials "
+                    "WHERE tenant_id = :t ORDER BY jti")
+
+
+async def credential_rows(session: AsyncSession, tenant_id: str) -> list[Any]:
+    """(jti, token, device_id, block_id, revoked_at, revocation_reason) of every credential of the tenant."""
+    return list((await session.execute(_CREDENTIALS, {"t": tenant_id})).all())

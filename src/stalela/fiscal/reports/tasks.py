@@ -8,7 +8,6 @@ sales (a zero Z) is an explicit request.
 """
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
 from stalela.auth.principal import Principal
@@ -19,6 +18,7 @@ from stalela.errors import StalelaError
 from stalela.fiscal.core.reports import day_end
 from stalela.fiscal.reports import service
 from stalela.fiscal.invoices.repository import DayFiguresRepository
+from stalela.kit.periodic import every
 from stalela.observability.logging import get_logger
 from stalela.tenancy.context import bind_platform, bind_tenant
 
@@ -56,9 +56,4 @@ async def close_due_days(db: Database, settings: Settings, now: datetime | None 
 
 
 async def z_scheduler(db: Database, settings: Settings) -> None:
-    while True:
-        await asyncio.sleep(settings.z_scheduler_interval_seconds)
-        try:
-            await close_due_days(db, settings)
-        except Exception:
-            log.exception("z_scheduler_failed")
+    await every(settings.z_scheduler_interval_seconds, lambda: close_due_days(db, settings), log, "z_scheduler_failed")

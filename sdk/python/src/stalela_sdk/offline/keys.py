@@ -9,7 +9,7 @@ import hashlib
 import os
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -30,12 +30,22 @@ class DeviceKey(Protocol):
     def thumbprint(self) -> str: ...
 
 
-def _jwk_of(public_key: ec.EllipticCurvePublicKey) -> dict[str, str]:
-    jwk = public_jwk_from_public_key(public_key, "")
-    return core.device_public_jwk({k: jwk[k] for k in ("kty", "crv", "x", "y")})
+class _P256Key:
+    """What both kinds of key share: the public JWK, named by its thumbprint, from the public key alone."""
+
+    def __init__(self, public_key: ec.EllipticCurvePublicKey) -> None:
+        jwk = public_jwk_from_public_key(public_key, "")
+        self._jwk = core.device_public_jwk({k: jwk[k] for k in ("kty", "crv", "x", "y")})
+
+    def public_jwk(self) -> dict[str, str]:
+        return dict(self._jwk)
+
+    @property
+    def thumbprint(self) -> str:
+        return self._jwk["kid"]
 
 
-class FileKey:
+class FileKey(_P256Key):
     """A software key in a PEM file (PKCS#8, unencrypted unless ``password``), created mode 0600."""
 
     def __init__(self, private_key: ec.EllipticCurvePrivateKey, path: Path | None = None) -> None:
@@ -43,7 +53,7 @@ class FileKey:
             raise ValueError("a device key is P-256")
         self._key = private_key
         self.path = path
-        self._jwk = _jwk_of(private_key.public_key())
+        super().__init__(private_key.public_key())
 
     @classmethod
     def create(cls, path: str | Path, password: bytes | None = None) -> "FileKey":
@@ -74,13 +84,6 @@ class FileKey:
     def load_or_create(cls, path: str | Path, password: bytes | None = None) -> "FileKey":
         return cls.load(path, password) if Path(path).exists() else cls.create(path, password)
 
-    def public_jwk(self) -> dict[str, str]:
-        return dict(self._jwk)
-
-    @property
-    def thumbprint(self) -> str:
-        return self._jwk["kid"]
-
     def sign(self, data: bytes) -> bytes:
         r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
@@ -89,7 +92,7 @@ class FileKey:
         return f"FileKey(kid={self.thumbprint!r}, path={str(self.path) if self.path else None!r})"
 
 
-class Pkcs11Key:
+class Pkcs11Key(_P256Key):
     """A P-256 key inside a PKCS#11 token (an HSM, a smart card; SoftHSM2 in tests), found by label
     (created there, sensitive and non-extractable, when ``create=True`` and absent).
 
@@ -127,15 +130,8 @@ class Pkcs11Key:
         else:
             raise LookupError(f"no EC key labelled {label!r} in token {token_label!r}")
         point = _ec_point(public[Attribute.EC_POINT])
-        self._jwk = _jwk_of(ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point))
+        super().__init__(ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point))
         self.label = label
-
-    def public_jwk(self) -> dict[str, str]:
-        return dict(self._jwk)
-
-    @property
-    def thumbprint(self) -> str:
-        return self._jwk["kid"]
 
     def sign(self, data: bytes) -> bytes:
         from pkcs11 import Mechanism
@@ -173,7 +169,3 @@ def _ec_point(value: bytes) -> bytes:
     if len(value) == 65 and value[0] == 0x04:
         return value
     raise ValueError("unexpected CKA_EC_POINT encoding")
-
-
-def public_key_of(key: Any) -> dict[str, str]:
-    return key.public_jwk()
