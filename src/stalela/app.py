@@ -42,7 +42,6 @@ from stalela.billing import usage_gauges as _usage_gauges  # noqa: F401
 from stalela.billing.usage_metering import ApiCallCounter, ApiCallMeter, api_call_metering
 from stalela.billing import api_quota as _api_quota  # noqa: F401  (registers the api_calls quota's request gate)
 from stalela.privacy.erasure_service import replay_journal
-from stalela.offline import batch_pool
 
 log = get_logger("stalela.app")
 
@@ -153,7 +152,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
         finally:
             await app.state.sealer.close()  # peers' requests in flight are answered first
-            await asyncio.to_thread(batch_pool.shutdown)
             await app.state.limiter.close()
             await app.state.db.dispose()
 

@@ -5,7 +5,6 @@ The README's configuration table documents each of them; keep the two in step.
 """
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -97,10 +96,6 @@ class Settings(BaseSettings):
     offline_status_list_max_age: int = Field(
         60, ge=0, le=3600, description="Seconds a client may cache a tenant's revocation status list (its ttl)."
     )
-    offline_check_processes: int = Field(
-        default_factory=lambda: min(os.cpu_count() or 1, 4), ge=0, le=64,
-        description="Processes that check a returned offline batch's invoices (signatures, totals) in parallel "
-        "before the merge takes its locks (docs/offline.md); 0 checks them in the API process.")
     group_commit: bool = Field(
         True, description="Seal concurrent requests of a tenant together, one transaction per group."
     )

@@ -1,7 +1,13 @@
 """Returned batches that merge: numbers, the block chain, the Merkle log, the checkpoint, replays."""
 from __future__ import annotations
 
+import hashlib
+
+import orjson
+
 from stalela.fiscal.core import merkle
+from stalela.offline import batch_service
+from stalela.offline.batch_schemas import BatchCreate
 from tests.offline.batch_support import new_device, offline_outlet
 from tests.support.invoices import sample_invoice
 
@@ -130,3 +136,17 @@ async def test_a_batch_can_give_back_the_unused_tail(client, new_tenant):
     body = (await client.post("/v1/offline/batches", json={**other.batch([other.seal()]), "return": statement},
                               headers=headers)).json()
     assert body["merged"] == 1 and body["return"]["status"] >= 400
+
+
+def test_a_batch_identity_is_its_body_as_sent():
+    """``digest`` builds the dump by hand (speed): it must stay pydantic's, or stored batches' replays change."""
+    for body in [{"credential": "a.b.c", "invoices": [{"request": {"a": 1, "b": [1.5, "x", None]}, "seal": {"p": {}}}]},
+                 {"credential": "a.b.c", "invoices": [{"request": {}, "seal": {}, "buyer_salt": None},
+                                                      {"request": {"q": "é"}, "seal": {"k": True}, "buyer_salt": "s"}],
+                  "return": {"s": 1}},
+                 {"credential": "c", "invoices": [{"request": {}, "seal": {}}], "return": None}]:
+        model = BatchCreate.model_validate(body)
+        dumped = model.model_dump(mode="json", exclude_unset=True, by_alias=True)
+        assert dumped == body
+        assert batch_service.digest(model) == hashlib.sha256(orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS)).hexdigest()
+

@@ -1,6 +1,6 @@
 """The checks of one returned invoice (docs/offline.md, "Returning invoices"): what can be decided without
-the block's state (``unsigned`` and ``settle``: the device's signature, the request recomputed, done before
-the locks) and the rules a placed invoice must meet (``rule_failure``). The merge (``batch_service``) places invoices in
+the block's state (``prepare``: the device's signature, the request recomputed, done before the locks) and
+the rules a placed invoice must meet (``rule_failure``). The merge (``batch_service``) places invoices in
 their block's chain between the two.
 
 Who answers for a failure decides its outcome. An invoice the device's key signed at a number of its block
@@ -87,15 +87,10 @@ class Prepared:
         return self.seal["payload"]
 
 
-# A signature's verdict: (why it does not verify, or None; the payload's RFC 8785 bytes when it does).
-Verdict = tuple[str | None, bytes | None]
-
-
-def unsigned(index: int, item: Any, numbering: offline_merge.Numbering, block: dict[str, Any]) -> Prepared:
-    """Every check of one returned invoice but its signature's, which ``settle`` adds: a seal that does not
-    verify is held whatever these said, so they may run before (or while, ``batch_pool``) the signature is
-    checked. The seal's place (credential, block, number, link), then the request recomputed and compared
-    with what was signed. CPU only: runs before any lock."""
+def prepare(index: int, item: Any, numbering: offline_merge.Numbering, device_jwk: dict[str, Any],
+            block: dict[str, Any]) -> Prepared:
+    """The device's signature, its seal's place (credential, block, number, link), then the request
+    recomputed and compared with what was signed. CPU only: runs before any lock."""
     seal = item.seal
     p = Prepared(index, seal, item.buyer_salt)
     payload = seal.get("payload")
@@ -104,11 +99,15 @@ def unsigned(index: int, item: Any, numbering: offline_merge.Numbering, block: d
             or not _HEX64.fullmatch(payload["prev_hash"]):
         p.held = Failure(ITEM_CODES["seal"], "the seal's payload needs an integer counter and a prev_hash")
         return p
+    reason = _device_signature(p, device_jwk)
+    if reason is not None:
+        p.held = Failure(ITEM_CODES["signature"], f"the device signature does not verify: {reason}")
+        return p
     if payload.get("offline") != numbering.offline:
         p.held = Failure(ITEM_CODES["credential"], "sealed under another credential, block or device: upload it "
                                                     "with its own credential")
         return p
-    p.counter, p.prev_hash, p.hash = payload["counter"], payload["prev_hash"], seal.get("hash")
+    p.counter, p.prev_hash, p.hash = payload["counter"], payload["prev_hash"], seal["hash"]
     if not block["first"] <= p.counter <= block["last"]:
         p.held = Failure(ITEM_CODES["outside"], f"number {p.counter} is outside the block "
                                                 f"{block['first']}..{block['last']}")
@@ -128,39 +127,26 @@ def unsigned(index: int, item: Any, numbering: offline_merge.Numbering, block: d
     return p
 
 
-def settle(p: Prepared, device_jwk: dict[str, Any], verdict: Verdict | None = None) -> Prepared:
-    """``p`` with its signature's verdict: a malformed seal stays held for that; one that does not verify is
-    held for its signature (before anything else the checks found); one that does keeps its checks."""
-    if p.held is not None and p.held.code == ITEM_CODES["seal"]:
-        return p
-    reason, signed = verdict if verdict is not None else signature(p.seal, device_jwk)
-    if reason is not None:
-        return Prepared(p.index, p.seal, p.salt,
-                        held=Failure(ITEM_CODES["signature"], f"the device signature does not verify: {reason}"))
-    p.signed = signed
-    return p
-
-
 _KEYS: dict[str, ec.EllipticCurvePublicKey] = {}  # device keys by thumbprint (a batch checks one key 1,000 times)
 
 
-def signature(seal: dict[str, Any], jwk: dict[str, Any]) -> Verdict:
+def _device_signature(p: Prepared, jwk: dict[str, Any]) -> str | None:
     """``core.seal.verify_seal``'s checks, in its order, with the device key parsed once and the verified
-    bytes kept (a merge would otherwise canonicalize each payload twice more)."""
-    payload = seal["payload"]
+    bytes kept (a merge would otherwise canonicalize each payload twice more). None when it verifies."""
+    seal, payload = p.seal, p.seal["payload"]
     for name in ("hash", "signature", "key_id", "algorithm"):
         if not isinstance(seal.get(name), str):
-            return f"{name} is missing or not a string", None
+            return f"{name} is missing or not a string"
     if seal["algorithm"] != ALGORITHM:
-        return f"unsupported algorithm {seal['algorithm']!r}", None
+        return f"unsupported algorithm {seal['algorithm']!r}"
     if seal["key_id"] != jwk["kid"] or payload.get("key_id", seal["key_id"]) != seal["key_id"]:
-        return "key_id is not the credential's cnf key", None
+        return "key_id is not the credential's cnf key"
     try:
         data = canonical_bytes(payload)
     except ValueError as exc:
-        return f"payload cannot be canonicalized: {exc}", None
+        return f"payload cannot be canonicalized: {exc}"
     if hashlib.sha256(data).hexdigest() != seal["hash"]:
-        return "hash does not match the payload", None
+        return "hash does not match the payload"
     key = _KEYS.get(jwk["kid"])
     if key is None:
         key = _KEYS[jwk["kid"]] = public_key_from_jwk(jwk)
@@ -169,8 +155,9 @@ def signature(seal: dict[str, Any], jwk: dict[str, Any]) -> Verdict:
     try:
         key.verify(raw_signature_to_der(b64url_decode(seal["signature"])), data, ec.ECDSA(hashes.SHA256()))
     except (ValueError, InvalidSignature):
-        return "signature does not verify", None
-    return None, data
+        return "signature does not verify"
+    p.signed = data
+    return None
 
 
 def _time(value: Any) -> datetime | None:

@@ -48,8 +48,8 @@ from stalela.fiscal.signing.repository import SigningKeyRepository
 from stalela.fiscal.subjects.service import SubjectErased
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
-from stalela.offline import batch_pool, fork_proofs, void_service
-from stalela.offline.batch_checks import ITEM_CODES, Failure, Prepared, limits, rule_failure
+from stalela.offline import fork_proofs, void_service
+from stalela.offline.batch_checks import ITEM_CODES, Failure, Prepared, limits, prepare, rule_failure
 from stalela.offline.batch_repository import (
     BatchRepository,
     BlockReturnRepository,
@@ -65,7 +65,7 @@ from stalela.tenancy.repository import OutletRepository
 
 FORK_TOPIC = "offline.fork_detected"  # webhooks.events.OFFLINE_FORK_DETECTED
 REUSED_CODE, RETURNED_CODE = "offline_number_reused", "offline_number_returned"
-YIELD_EVERY = batch_pool.YIELD_EVERY
+YIELD_EVERY = 8  # a 1,000-invoice batch gives the event loop back this often (see sealing.YIELD_EVERY)
 CHECKPOINT_REASON = "offline_merge"
 
 
@@ -152,7 +152,11 @@ async def receive(session: AsyncSession, settings: Settings, principal: Principa
     claims, _ = await verify(session, principal, body.credential)
     device_jwk = core.device_public_jwk(claims["cnf"]["jwk"])
     plan = numbering(claims, device_jwk)
-    prepared = await batch_pool.prepare_all(settings, body.invoices, plan, device_jwk, claims["block"])
+    prepared = []
+    for index, item in enumerate(body.invoices):
+        if index % YIELD_EVERY == YIELD_EVERY - 1:
+            await asyncio.sleep(0)
+        prepared.append(prepare(index, item, plan, device_jwk, claims["block"]))
 
     tenant_id = principal.tenant_id
     log = await LogAppender.open(session, tenant_id)  # lock order: the log, then the block (sealing.py)
