@@ -2,6 +2,7 @@
 buyers (rapidfuzz, so "Juan Perez" finds "Juan Pérez"), and shaped as the jurisdiction's buyer."""
 from __future__ import annotations
 
+import re
 import unicodedata
 from decimal import Decimal
 from typing import Any
@@ -46,6 +47,7 @@ def resolve_buyer(mention: BuyerMention | None, tax_id: TaxId | None, text: str,
     if tax_id is not None:
         known = next((b for b in ctx.buyers if b.tax_id == tax_id.value), None)
     if mention is not None:
+        _refuse_two_buyers(mention.name, ctx.buyers, _Refused)
         by_name, ambiguous = match_buyer(mention.name, ctx.buyers)
         if ambiguous and known is None:
             raise _Refused("buyer_ambiguous", f"{mention.name!r} fits more than one known buyer")
@@ -73,6 +75,20 @@ def resolve_buyer(mention: BuyerMention | None, tax_id: TaxId | None, text: str,
     if company and not number:
         questions.append("buyer.tax_id: the NIF of the company")
     return buyer
+
+
+_JOIN = re.compile(r"\s+(?:y|et|&|e)\s+")
+
+
+def _refuse_two_buyers(name: str, buyers: tuple[KnownBuyer, ...], refused: type[Exception]) -> None:
+    """"Juan Pérez y María González": two buyers, one invoice. Refused when the parts are two known
+    buyers or two full names; "Pérez y Asociados" (one word after the joiner) is one name."""
+    parts = _JOIN.split(name)
+    if len(parts) < 2:
+        return
+    known = {match_buyer(p, buyers)[0] for p in parts} - {None}
+    if len(known) > 1 or all(len(p.split()) >= 2 for p in parts):
+        raise refused("two_buyers", f"{name!r} names more than one buyer")  # type: ignore[call-arg]
 
 
 _CONDITIONS = [

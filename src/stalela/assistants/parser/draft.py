@@ -8,10 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 from stalela.assistants.parser import phrases
-from stalela.assistants.parser.buyers import resolve_buyer
+from stalela.assistants.parser.buyers import match_buyer, resolve_buyer
 from stalela.assistants.parser.calibration import calibrate
 from stalela.assistants.parser.context import AR, CD, ENGINE_CURRENCY, HOME_CURRENCY, Draft, TenantContext
-from stalela.assistants.parser.lines import Line, content_words, read_line, split_chunks
+from stalela.assistants.parser.lines import MEASURES, Line, content_words, read_line, split_chunks
 from stalela.assistants.parser.numbers import spelled_to_digits
 
 # The evidence each rule class carries: the share of fields read by that rule that were right on
@@ -46,6 +46,8 @@ def detect_language(text: str) -> str:
 def normalize(text: str) -> str:
     text = unicodedata.normalize("NFC", text).replace("\u00a0", " ").replace("\u202f", " ").replace("’", "'")
     text = re.sub(r"\b(?:por ciento|pour cent|pourcent|porciento)\b", "%", text, flags=re.IGNORECASE)
+    # "una factura" / "une facture": an article, not a quantity of one.
+    text = re.sub(r"\b(?:una|une|un)\s+(?=factur)", "", text, flags=re.IGNORECASE)
     return re.sub(r"[ \t]+", " ", text).strip()
 
 
@@ -94,6 +96,8 @@ def _parse(text: str, ctx: TenantContext, invoice: dict[str, Any], ev: dict[str,
     if len({t.value for t in ids}) > 1:
         raise _Refused("two_tax_ids", "the request names two different tax ids")
     mention = phrases.find_buyer(text)
+    if mention is None:
+        mention = next((c for c in phrases.find_lowercase_buyer(text) if match_buyer(c.name, ctx.buyers)[0]), None)
     if mention:
         spans.append(mention.span)
     due, due_spans, due_unclear = phrases.find_due_date(text, ctx.today)
@@ -194,6 +198,8 @@ def _line_body(i: int, line: Line, ctx: TenantContext, tax: phrases.TaxMention, 
         ev[f"penalty.separator.{i}q"] = EVIDENCE["penalty.separator"]
     if quantity <= 0 or quantity >= MAX_QUANTITY or -quantity.as_tuple().exponent > 3:
         raise _Refused("implausible_quantity", f"{at}: a quantity of {quantity} is not plausible")
+    if quantity != quantity.to_integral_value() and line.unit not in MEASURES:
+        raise _Refused("fractional_count", f"{at}: {quantity} {line.unit or 'units'} cannot be counted")
     values = {p.value for p in line.prices}
     if not values:
         questions.append(f"{at}.unit_price: no price for {line.description or 'this item'!r}")
@@ -240,6 +246,8 @@ def _lower(ev: dict[str, Decimal], key: str, value: Decimal) -> None:
 
 
 def _drc_group(tax: phrases.TaxMention) -> str:
+    if tax.drc_group:
+        return tax.drc_group
     if tax.exempt:
         return "A"
     if tax.rate is None or Decimal(tax.rate) == 16:

@@ -43,8 +43,8 @@ necesito quiero j'ai besoin veux voudrais necesitaría hoy aujourd'hui pu p.u p.
 _SERVICE_WORDS = re.compile(r"\b(?:horas?|hs|h|heures?|d[ií]as?|jours?|journées?|mes(?:es)?|mois|semanas?|semaines?|sesi[oó]n(?:es)?"
                             r"|séances?|servicios?|services?|prestations?|consultor[ií]as?|consultations?|conseil|asesor[ií]as?|formations?"
                             r"|capacitaci[oó]n|cours|clases?|mantenimiento|maintenance|reparaci[oó]n|réparations?|instalaci[oó]n"
-                            r"|installations?|location|alquiler|honorarios|honoraires|transporte?s?|flete|nettoyage|limpieza|audit(?:or[ií]a)?"
-                            r"|dise[ñn]o|développement|desarrollo|traduc\w+|gardiennage|entretien|coaching|visites?)\b", re.IGNORECASE)
+                            r"|installations?|location|alquiler|honorarios|honoraires|transports?|transportes?|flete|nettoyage|limpieza|audit(?:or[ií]a)?"
+                            r"|dise[ñn]o|études?|dédouanement|développement|desarrollo|traduc\w+|gardiennage|entretien|coaching|visites?)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -65,7 +65,14 @@ class Line:
     description: str = ""
     service: bool = False
     ambiguous_number: bool = False
+    unit: str = ""  # the word after the quantity ("kg", "horas", "sacs")
     stated_totals: list[Price] = field(default_factory=list)  # "total 15 000 FC" after the line: checked
+
+
+# Units a fraction of which can be sold; "1,5 sacs" or "3,7 unidades" is a typo or a trick.
+MEASURES = set("""kg kilo kilos kilogramo kilogramos kilogramme kilogrammes g gr gramos grammes l lt litro litros litre litres
+m m2 m² m3 metro metros mètre mètres tonelada toneladas tonne tonnes t hora horas h hs heure heures día días dia dias
+jour jours mes meses mois semana semanas semaine semaines""".split())
 
 
 def split_chunks(text: str) -> list[str]:
@@ -109,6 +116,8 @@ def read_line(chunk: str) -> Line:
         line.quantity = reading.value
         line.quantity_rule = "x" if (m.group("x1") or m.group("x2")) else "digits"
         line.ambiguous_number = reading.ambiguous
+        following = rest[m.end():].split()
+        line.unit = following[0].lower().strip(".,") if following else ""
         used.append(m.span())
         break
     line.service = bool(_SERVICE_WORDS.search(chunk))

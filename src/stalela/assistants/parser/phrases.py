@@ -21,7 +21,7 @@ _INJECTION = re.compile(
     r"ignor\w*\s+(?:\w+\s+){0,3}(?:instruc|r[eè]gle|regla|consign)|olvid\w*\s+(?:\w+\s+){0,2}instruc"
     r"|oubli\w*\s+(?:\w+\s+){0,2}instruc|\bsell(?:a|ala|alo|ar|e|en|ado)\b|\bscell\w*|\bsans (?:confirmation|validation|approbation)"
     r"|\bsin (?:confirmaci|aprobaci|validaci)\w*|system prompt|prompt syst|\bapprouv\w* automatiquement"
-    r"|\baprob\w* autom\w*|\b(?:borra|supprime|efface|anula|annule)\w*\b|\bmodo (?:admin|desarrollador)",
+    r"|\baprob\w* autom\w*|\b(?:borr[aáe]|supprim|effac|anul[aáe]|annul)\w*|\bmodo (?:admin|desarrollador)|\bmode (?:admin|d[ée]veloppeur)",
     re.IGNORECASE)
 
 
@@ -78,7 +78,7 @@ _NAME_WORD = r"(?:[A-ZÁÉÍÓÚÑÀÂÇÈÊËÎÏÔÛÙÜ][\w'’.-]*|" + _LEGA
 _PARTICLE = r"(?:de|del|de la|de los|y|e|du|des|d'|le|la|van|von|&|et)"
 _NAME = _NAME_WORD + r"(?:\s+(?:" + _PARTICLE + r"\s+)?" + _NAME_WORD + r")*"
 _BUYER = re.compile(_MARKER + r"\s+(?:(?P<title>" + _TITLE + r")|(?P<company>" + _COMPANY + r"))?"
-                    r"(?P<name>" + _NAME + r")", re.IGNORECASE)
+                    r"(?P<name>(?-i:" + _NAME + r"))", re.IGNORECASE)  # the marker in any case, the name capitalised
 _LEGAL_TAIL = re.compile(r"\b" + _LEGAL + r"$")
 # Words that start with a capital but are no name: the start of an item after "para".
 _NOT_NAME = {"iva", "tva", "factura", "facture", "el", "la", "le", "los", "las", "les", "un", "une", "una"}
@@ -89,6 +89,27 @@ class BuyerMention:
     name: str
     company: bool
     span: Span
+    lowercase: bool = False  # written without capitals: only a known buyer is accepted from it
+
+
+_LOWER_BUYER = re.compile(_MARKER + r"\s+(?:(?:el|la)\s+(?:señora?|sr\.?|sra\.?)\s+|(?:monsieur|madame|m\.|mme)\s+)?"
+                          r"(?P<name>[a-záéíóúñàâçèêëîïôûù'-]+(?:\s+[a-záéíóúñàâçèêëîïôûù'-]+){0,2})", re.IGNORECASE)
+
+
+def find_lowercase_buyer(text: str) -> list[BuyerMention]:
+    """Candidates for a buyer written in lower case ("para juan pérez por..."): the one to three
+    words after a marker, longest first. The caller keeps one only if it is a known buyer."""
+    m = _LOWER_BUYER.search(text)
+    if not m:
+        return []
+    words = m.group("name").split()
+    start = m.start()
+    out = []
+    for n in range(len(words), 0, -1):
+        name = " ".join(words[:n])
+        end = m.start("name") + len(name)
+        out.append(BuyerMention(name, False, (start, end), lowercase=True))
+    return out
 
 
 def find_buyer(text: str) -> BuyerMention | None:
@@ -115,11 +136,15 @@ _NET = re.compile(r"(?:\bm[aá]s\s+iva\b|\+\s*iva\b|\biva aparte\b|\bneto\b|\bho
 _GROSS = re.compile(r"(?:\biva incluido\b|\bcon iva\b|\biva inclu[ií]do\b|\bprecio final\b|\bttc\b|\bt\.t\.c\.?|\btoutes taxes comprises\b"
                     r"|\btva (?:comprise|incluse)\b)", re.IGNORECASE)
 
+# Deposits on returnable packaging and disbursements have DRC groups of their own (H and J).
+_DRC_SPECIAL = re.compile(r"\b(?:consignation|consigne|débours|debours)\b", re.IGNORECASE)
+
 
 @dataclass
 class TaxMention:
     rate: str | None = None  # "21", "10.5", "16"... as written, "." decimal
     exempt: bool = False
+    drc_group: str | None = None  # a DRC group named by its subject: H (consignation), J (débours)
     mode: str | None = None  # "net" or "gross"
     conflicting: bool = False
 
@@ -132,6 +157,9 @@ def find_tax(text: str) -> tuple[TaxMention, list[Span]]:
         spans.append(m.span())
     for m in _EXEMPT.finditer(text):
         tax.exempt = True
+        spans.append(m.span())
+    for m in _DRC_SPECIAL.finditer(text):
+        tax.drc_group = "H" if m.group(0).lower().startswith("consign") else "J"
         spans.append(m.span())
     modes = set()
     for pattern, mode in ((_NET, "net"), (_GROSS, "gross")):
