@@ -22,12 +22,19 @@ def _fold(text: str) -> str:
     return utils.default_process("".join(c for c in text if not unicodedata.combining(c)))
 
 
-def match_buyer(name: str, buyers: tuple[KnownBuyer, ...]) -> tuple[KnownBuyer | None, bool]:
-    """The known buyer ``name`` designates, and whether two known buyers fit it equally."""
-    if not buyers:
+def match_buyer(name: str, buyers: tuple[KnownBuyer, ...], whole: bool = False) -> tuple[KnownBuyer | None, bool]:
+    """The known buyer ``name`` designates, and whether two known buyers fit it equally.
+
+    WRatio lets a part designate the whole ("Gómez", "Bralima"), which is what people write; a
+    query under 3 letters would match any name containing it, so it matches nothing. ``whole``
+    asks for the full name (token order and accents aside): used for lower-case text, where the
+    words after "para" may be the item as well as a name."""
+    query = _fold(name)
+    if not buyers or len(query) < 3:
         return None, False
     choices = [_fold(b.name) for b in buyers]
-    scored = process.extract(_fold(name), choices, scorer=fuzz.WRatio, processor=None, limit=2)
+    scorer = fuzz.token_sort_ratio if whole else fuzz.WRatio
+    scored = process.extract(query, choices, scorer=scorer, processor=None, limit=2)
     if not scored or scored[0][1] < MATCH:
         return None, False
     if len(scored) > 1 and scored[1][1] >= MATCH and scored[0][1] - scored[1][1] < MARGIN:

@@ -9,10 +9,10 @@ from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
 
-# Bin edges over the raw score (lower bound inclusive). Fine near the top, where drafts are
-# accepted or refused, coarse below.
+# Bin edges over the raw score (lower bound inclusive). Finer where drafts turn from refused to
+# accepted; few enough that each bin holds tens of drafts of the evaluation set.
 EDGES = (Decimal("0"), Decimal("0.5"), Decimal("0.7"), Decimal("0.8"), Decimal("0.85"), Decimal("0.88"),
-         Decimal("0.91"), Decimal("0.93"), Decimal("0.95"), Decimal("1.0001"))
+         Decimal("0.91"), Decimal("1.0001"))
 
 
 def bin_of(raw: Decimal) -> int:
@@ -29,7 +29,23 @@ def fit(points: list[tuple[Decimal, bool]]) -> list[str]:
     for raw, correct in points:
         counts[bin_of(raw)][0] += int(correct)
         counts[bin_of(raw)][1] += 1
-    return [str((Decimal(c + 1) / Decimal(n + 2)).quantize(Decimal("0.0001"))) for c, n in counts]
+    # Pool adjacent bins that break monotonicity (the pool-adjacent-violators step of isotonic
+    # regression): more evidence must never mean less confidence, or a draft could be refused
+    # for being better supported than an accepted one.
+    blocks: list[list[int]] = []  # [correct, count, number of bins]
+    for c, n in counts:
+        blocks.append([c, n, 1])
+        while len(blocks) > 1 and _rate(blocks[-2]) > _rate(blocks[-1]):
+            c2, n2, k2 = blocks.pop()
+            blocks[-1] = [blocks[-1][0] + c2, blocks[-1][1] + n2, blocks[-1][2] + k2]
+    out = []
+    for c, n, k in blocks:
+        out += [str((Decimal(c + 1) / Decimal(n + 2)).quantize(Decimal("0.0001")))] * k
+    return out
+
+
+def _rate(block: list[int]) -> Decimal:
+    return Decimal(block[0] + 1) / Decimal(block[1] + 2)
 
 
 @lru_cache(maxsize=1)

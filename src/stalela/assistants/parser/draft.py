@@ -97,9 +97,12 @@ def _parse(text: str, ctx: TenantContext, invoice: dict[str, Any], ev: dict[str,
         raise _Refused("two_tax_ids", "the request names two different tax ids")
     mention = phrases.find_buyer(text)
     if mention is None:
-        mention = next((c for c in phrases.find_lowercase_buyer(text) if match_buyer(c.name, ctx.buyers)[0]), None)
+        mention = next((c for c in phrases.find_lowercase_buyer(text)
+                       if match_buyer(c.name, ctx.buyers, whole=True)[0]), None)
     if mention:
         spans.append(mention.span)
+    if ctx.jurisdiction == AR:
+        spans += phrases.condition_spans(text)
     due, due_spans, due_unclear = phrases.find_due_date(text, ctx.today)
     spans += due_spans
     if due_unclear:
@@ -109,6 +112,9 @@ def _parse(text: str, ctx: TenantContext, invoice: dict[str, Any], ev: dict[str,
     if tax.conflicting:
         raise _Refused("tax_conflict", "the request states two different taxes")
     rest = _blank(text, spans)
+    if re.search(r"(?<![\w.,])-\s?\d", rest):
+        # A negative quantity or price is a credit note, never a sale draft ("-3 horas").
+        raise _Refused("negative_amount", "a negative quantity or price: a credit note is not drafted here")
     lines = _read_lines(rest)
     if not lines:
         raise _Refused("no_line", "no item with a quantity or a price was found")
@@ -147,10 +153,17 @@ def _read_lines(text: str) -> list[Line]:
         has_words = content_words(line.description) > 0
         if not line.prices and line.quantity is None and not has_words:
             continue  # "Factura", "por favor": nothing of an item
+        while lines and line.prices and not lines[-1].prices and lines[-1].quantity is None:
+            # "cours de piano, huit séances à 20 $", "vidange et entretien, 180 USD": the words
+            # before name the item the priced chunk counts and prices.
+            line.description = f"{lines[-1].description} {line.description}".strip()
+            line.service = line.service or lines[-1].service
+            lines.pop()
         if lines and not has_words and line.prices and not lines[-1].prices:
             # "3 horas de consultoría, a $5000 la hora": the price chunk completes the line before.
             lines[-1].prices = line.prices
             continue
+        has_words = content_words(line.description) > 0
         if lines and not has_words and line.prices and line.quantity is None and all(p.basis == "total" for p in line.prices):
             lines[-1].stated_totals = line.prices  # "total 15 000 FC": checked against the line
             continue

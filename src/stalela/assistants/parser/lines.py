@@ -39,7 +39,7 @@ _FILLER = set("""factura facture facturas factures hazme haz hacé hace hacer fa
 emite emití emitir émets émettre emettre établis établir etablir genera generá generar prepara prepará préparer prépare
 una un une el la los las le les del de d' des du al a à au aux en por pour par favor please svp stp s'il te vous plaît plait merci
 gracias con avec total soit chacun chacune cada c/u uno unidad unidades unité unités pièce pièces precio prix
-necesito quiero j'ai besoin veux voudrais necesitaría hoy aujourd'hui pu p.u p.u. me moi nous nos mi mis""".split())
+necesito quiero hola buenas buenos bonjour bonsoir salut haceme hacéme hazme j'ai besoin veux voudrais necesitaría hoy aujourd'hui pu p.u p.u. me moi nous nos mi mis""".split())
 _SERVICE_WORDS = re.compile(r"\b(?:horas?|hs|h|heures?|d[ií]as?|jours?|journées?|mes(?:es)?|mois|semanas?|semaines?|sesi[oó]n(?:es)?"
                             r"|séances?|servicios?|services?|prestations?|consultor[ií]as?|consultations?|conseil|asesor[ií]as?|formations?"
                             r"|capacitaci[oó]n|cours|clases?|mantenimiento|maintenance|reparaci[oó]n|réparations?|instalaci[oó]n"

@@ -77,7 +77,7 @@ _LEGAL = r"(?:SARL|SARLU|SA|SAS|SPRL|SNC|SRL|SAU|SAS|SCS|S\.A\.?|S\.R\.L\.?|S\.A
 _NAME_WORD = r"(?:[A-ZÁÉÍÓÚÑÀÂÇÈÊËÎÏÔÛÙÜ][\w'’.-]*|" + _LEGAL + r")"
 _PARTICLE = r"(?:de|del|de la|de los|y|e|du|des|d'|le|la|van|von|&|et)"
 _NAME = _NAME_WORD + r"(?:\s+(?:" + _PARTICLE + r"\s+)?" + _NAME_WORD + r")*"
-_BUYER = re.compile(_MARKER + r"\s+(?:(?P<title>" + _TITLE + r")|(?P<company>" + _COMPANY + r"))?"
+_BUYER = re.compile(_MARKER + r"\s+(?:(?P<title>" + _TITLE + r")|(?P<company>" + _COMPANY + r")|(?:la|le|el|les|los|l')\s*)?"
                     r"(?P<name>(?-i:" + _NAME + r"))", re.IGNORECASE)  # the marker in any case, the name capitalised
 _LEGAL_TAIL = re.compile(r"\b" + _LEGAL + r"$")
 # Words that start with a capital but are no name: the start of an item after "para".
@@ -102,7 +102,9 @@ def find_lowercase_buyer(text: str) -> list[BuyerMention]:
     m = _LOWER_BUYER.search(text)
     if not m:
         return []
-    words = m.group("name").split()
+    words = [w for w in m.group("name").split()]
+    while words and words[0].lower() in _NOT_NAME:
+        words = words[1:]
     start = m.start()
     out = []
     for n in range(len(words), 0, -1):
@@ -125,6 +127,15 @@ def find_buyer(text: str) -> BuyerMention | None:
         company = bool(m.group("company")) or bool(_LEGAL_TAIL.search(name))
         return BuyerMention(name, company, (m.start(), m.end()))
     return None
+
+
+_CONDITION = re.compile(r"\b(?:responsable inscripto|monotributista|monotributo|consumidor final|sujeto exento|iva exento)\b",
+                        re.IGNORECASE)
+
+
+def condition_spans(text: str) -> list[Span]:
+    """The buyer's IVA condition ("responsable inscripto"): read by the buyer step, no item."""
+    return [m.span() for m in _CONDITION.finditer(text)]
 
 
 # ------------------------------------------------------------------------------------ taxes
@@ -182,7 +193,9 @@ _MONTHS.update({m: i + 1 for i, m in enumerate(
 _MONTHS.update({"setiembre": 9, "fevrier": 2, "aout": 8, "decembre": 12})
 _DUE_WORD = (r"(?:vence|vencimiento|venc\.|pagadero|pagar|a pagar|plazo|échéance|echeance|payable|à payer|a payer"
              r"|au plus tard|paiement|pago)")
-_IN_DAYS = re.compile(r"(?:" + _DUE_WORD + r"\s+)?(?:\ba\b|\bà\b|\ben\b|\bdans\b|\bsous\b|\bde\b)\s+(\d{1,3})\s+(?:días|dias|jours)\b"
+# "a 30 días", "à 30 jours", "dans 15 jours", "vence en 15 días", "plazo de 30 días"; a bare
+# "de 3 jours" is a quantity ("formation de 3 jours"), not a term.
+_IN_DAYS = re.compile(r"(?:" + _DUE_WORD + r"\s+(?:a|à|en|dans|de|sous)?|\ba\b|\bà\b|\bdans\b|\bsous\b)\s*(\d{1,3})\s+(?:días|dias|jours)\b"
                       r"(?:\s+(?:fecha factura|date de facture|fin de mois))?", re.IGNORECASE)
 _ON_DATE = re.compile(_DUE_WORD + r"\s*:?\s*(?:el|le|antes del|avant le|au|al|hasta el|jusqu'au)?\s*"
                       r"(\d{1,2})\s*(?:[/.-]\s*(\d{1,2})(?:\s*[/.-]\s*(\d{2,4}))?|(?:de\s+)?([a-zéû]+)(?:\s+(?:de\s+)?(\d{4}))?)",
