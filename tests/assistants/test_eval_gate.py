@@ -34,7 +34,7 @@ def test_the_gate():
 
 
 def test_the_shipped_calibration_is_the_fit_of_the_set():
-    """calibration.json is data fitted on the set: changing the parser or the set without refitting
+    """calibration_table.py is data fitted on the set: changing the parser or the set without refitting
     (python -m stalela.assistants.parser.evaluate --fit) fails here."""
     flat = tuple(Decimal("0.5") for _ in range(len(calibration.EDGES) - 1))
     points = [(o.raw, o.correct) for o in run(CASES, bins=flat) if not o.hard_refused]

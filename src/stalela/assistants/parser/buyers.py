@@ -9,7 +9,7 @@ from typing import Any
 
 from rapidfuzz import fuzz, process, utils
 
-from stalela.assistants.parser.context import AR, KnownBuyer, TenantContext
+from stalela.assistants.parser.context import AR, KnownBuyer, Refused, TenantContext
 from stalela.assistants.parser.phrases import BuyerMention, TaxId
 
 MATCH = 88  # WRatio at or above: the same buyer (accents and word order aside)
@@ -45,8 +45,6 @@ def match_buyer(name: str, buyers: tuple[KnownBuyer, ...], whole: bool = False) 
 def resolve_buyer(mention: BuyerMention | None, tax_id: TaxId | None, text: str, ctx: TenantContext,
                   ev: dict[str, Decimal], reasons: list[str], questions: list[str],
                   evidence: dict[str, Decimal]) -> dict[str, Any] | None:
-    from stalela.assistants.parser.draft import _Refused  # the one exception type of the parser
-
     if mention is None and tax_id is None:
         ev["buyer"] = evidence["buyer.none"]
         return None
@@ -54,15 +52,15 @@ def resolve_buyer(mention: BuyerMention | None, tax_id: TaxId | None, text: str,
     if tax_id is not None:
         known = next((b for b in ctx.buyers if b.tax_id == tax_id.value), None)
     if mention is not None:
-        _refuse_two_buyers(mention.name, ctx.buyers, _Refused)
+        _refuse_two_buyers(mention.name, ctx.buyers)
         by_name, ambiguous = match_buyer(mention.name, ctx.buyers)
         if ambiguous and known is None:
-            raise _Refused("buyer_ambiguous", f"{mention.name!r} fits more than one known buyer")
+            raise Refused("buyer_ambiguous", f"{mention.name!r} fits more than one known buyer")
         if known is not None and by_name is not None and by_name != known:
-            raise _Refused("buyer_conflict", f"{mention.name!r} is not the buyer whose tax id is {tax_id.value}")
+            raise Refused("buyer_conflict", f"{mention.name!r} is not the buyer whose tax id is {tax_id.value}")
         known = known or by_name
         if known is not None and tax_id is not None and known.tax_id and known.tax_id != tax_id.value:
-            raise _Refused("buyer_conflict", f"{known.name!r} is known with another tax id")
+            raise Refused("buyer_conflict", f"{known.name!r} is known with another tax id")
     if known is not None:
         ev["buyer"] = evidence["buyer.registry_id" if tax_id is not None else "buyer.registry_name"]
         reasons.append(f"buyer: matched the known buyer {known.name!r}")
@@ -87,7 +85,7 @@ def resolve_buyer(mention: BuyerMention | None, tax_id: TaxId | None, text: str,
 _JOIN = re.compile(r"\s+(?:y|et|&|e)\s+")
 
 
-def _refuse_two_buyers(name: str, buyers: tuple[KnownBuyer, ...], refused: type[Exception]) -> None:
+def _refuse_two_buyers(name: str, buyers: tuple[KnownBuyer, ...]) -> None:
     """"Juan Pérez y María González": two buyers, one invoice. Refused when the parts are two known
     buyers or two full names; "Pérez y Asociados" (one word after the joiner) is one name."""
     parts = _JOIN.split(name)
@@ -95,7 +93,7 @@ def _refuse_two_buyers(name: str, buyers: tuple[KnownBuyer, ...], refused: type[
         return
     known = {match_buyer(p, buyers)[0] for p in parts} - {None}
     if len(known) > 1 or all(len(p.split()) >= 2 for p in parts):
-        raise refused("two_buyers", f"{name!r} names more than one buyer")  # type: ignore[call-arg]
+        raise Refused("two_buyers", f"{name!r} names more than one buyer")
 
 
 _CONDITIONS = [

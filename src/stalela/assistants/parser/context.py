@@ -19,6 +19,15 @@ HOME_CURRENCY = {CD: "CDF", AR: "ARS"}
 DEFAULT_DOLLAR = {CD: "USD", AR: "ARS"}
 
 
+class Refused(Exception):
+    """A hard failure: the request cannot become a draft whatever its score (``code`` is stable,
+    ``reason`` is for the person who wrote the request)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
 @dataclass(frozen=True)
 class KnownBuyer:
     name: str

@@ -10,7 +10,7 @@ from typing import Any
 from stalela.assistants.parser import phrases
 from stalela.assistants.parser.buyers import match_buyer, resolve_buyer
 from stalela.assistants.parser.calibration import calibrate
-from stalela.assistants.parser.context import AR, CD, ENGINE_CURRENCY, HOME_CURRENCY, Draft, TenantContext
+from stalela.assistants.parser.context import AR, CD, ENGINE_CURRENCY, HOME_CURRENCY, Draft, Refused, TenantContext
 from stalela.assistants.parser.lines import MEASURES, Line, content_words, read_line, split_chunks
 from stalela.assistants.parser.numbers import spelled_to_digits
 
@@ -31,12 +31,6 @@ MAX_QUANTITY = Decimal("100000")  # our plausibility bound for a typed request, 
 MAX_PRICE = Decimal("10000000000")
 _ES = re.compile(r"\b(?:para|por|horas?|factura|cada|una|con|pesos|d[ií]as|vence|el|los|las|y|IVA)\b", re.IGNORECASE)
 _FR = re.compile(r"\b(?:pour|par|heures?|facture|chacun|une|avec|francs|jours|échéance|le|les|et|TVA|du|des)\b", re.IGNORECASE)
-
-
-class _Refused(Exception):
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code, self.reason = code, reason
 
 
 def detect_language(text: str) -> str:
@@ -64,7 +58,7 @@ def parse_request(text: str, context: TenantContext, locale: str | None = None) 
         refusal = None
         if questions:
             refusal = "needs_answers"
-    except _Refused as exc:
+    except Refused as exc:
         refusal = exc.code
         reasons.append(f"refused: {exc.reason}")
         body = None
@@ -85,16 +79,16 @@ def _parse(text: str, ctx: TenantContext, invoice: dict[str, Any], ev: dict[str,
            reasons: list[str], questions: list[str]) -> tuple[Any, dict[str, Any]]:
     injected = phrases.find_injection(text)
     if injected:
-        raise _Refused("instruction_in_text", f"the request contains an instruction ({injected!r}): "
+        raise Refused("instruction_in_text", f"the request contains an instruction ({injected!r}): "
                                               "a person must write this invoice")
     spans: list[tuple[int, int]] = []
     ids = phrases.find_tax_ids(text, ctx.jurisdiction)
     for tax_id in ids:
         if not tax_id.valid:
-            raise _Refused(f"invalid_{tax_id.kind.lower()}", f"{tax_id.kind} {tax_id.value} is not valid")
+            raise Refused(f"invalid_{tax_id.kind.lower()}", f"{tax_id.kind} {tax_id.value} is not valid")
         spans.append(tax_id.span)
     if len({t.value for t in ids}) > 1:
-        raise _Refused("two_tax_ids", "the request names two different tax ids")
+        raise Refused("two_tax_ids", "the request names two different tax ids")
     mention = phrases.find_buyer(text)
     if mention is None:
         mention = next((c for c in phrases.find_lowercase_buyer(text)
@@ -110,14 +104,14 @@ def _parse(text: str, ctx: TenantContext, invoice: dict[str, Any], ev: dict[str,
     tax, tax_spans = phrases.find_tax(text)
     spans += tax_spans
     if tax.conflicting:
-        raise _Refused("tax_conflict", "the request states two different taxes")
+        raise Refused("tax_conflict", "the request states two different taxes")
     rest = _blank(text, spans)
     if re.search(r"(?<![\w.,])-\s?\d", rest):
         # A negative quantity or price is a credit note, never a sale draft ("-3 horas").
-        raise _Refused("negative_amount", "a negative quantity or price: a credit note is not drafted here")
+        raise Refused("negative_amount", "a negative quantity or price: a credit note is not drafted here")
     lines = _read_lines(rest)
     if not lines:
-        raise _Refused("no_line", "no item with a quantity or a price was found")
+        raise Refused("no_line", "no item with a quantity or a price was found")
     currency = _currency(lines, ctx, ev, reasons)
     body_lines = [_line_body(i, line, ctx, tax, ev, reasons, questions) for i, line in enumerate(lines)]
     if len(body_lines) > 3:
@@ -177,7 +171,7 @@ def _currency(lines: list[Line], ctx: TenantContext, ev: dict[str, Decimal], rea
     for line in lines:
         for price in line.prices + line.stated_totals:
             if price.unsupported:
-                raise _Refused("currency_unsupported", "the request uses a currency this tenant does not invoice in")
+                raise Refused("currency_unsupported", "the request uses a currency this tenant does not invoice in")
             code = price.currency
             if code == "$":
                 code, rule = ctx.dollar_currency, "currency.dollar_sign"
@@ -191,11 +185,11 @@ def _currency(lines: list[Line], ctx: TenantContext, ev: dict[str, Decimal], rea
         seen.add(HOME_CURRENCY[ctx.jurisdiction])
         rule = "currency.default"
     if len(seen) > 1:
-        raise _Refused("mixed_currencies", f"the request mixes {', '.join(sorted(seen))}")
+        raise Refused("mixed_currencies", f"the request mixes {', '.join(sorted(seen))}")
     iso = seen.pop()
     engine = ENGINE_CURRENCY[ctx.jurisdiction].get(iso)
     if engine is None:
-        raise _Refused("currency_unsupported", f"{iso} is not a currency of {ctx.jurisdiction} invoices")
+        raise Refused("currency_unsupported", f"{iso} is not a currency of {ctx.jurisdiction} invoices")
     ev["currency"] = EVIDENCE[rule]
     return engine
 
@@ -210,15 +204,15 @@ def _line_body(i: int, line: Line, ctx: TenantContext, tax: phrases.TaxMention, 
     if line.ambiguous_number:
         ev[f"penalty.separator.{i}q"] = EVIDENCE["penalty.separator"]
     if quantity <= 0 or quantity >= MAX_QUANTITY or -quantity.as_tuple().exponent > 3:
-        raise _Refused("implausible_quantity", f"{at}: a quantity of {quantity} is not plausible")
+        raise Refused("implausible_quantity", f"{at}: a quantity of {quantity} is not plausible")
     if quantity != quantity.to_integral_value() and line.unit not in MEASURES:
-        raise _Refused("fractional_count", f"{at}: {quantity} {line.unit or 'units'} cannot be counted")
+        raise Refused("fractional_count", f"{at}: {quantity} {line.unit or 'units'} cannot be counted")
     values = {p.value for p in line.prices}
     if not values:
         questions.append(f"{at}.unit_price: no price for {line.description or 'this item'!r}")
         unit = None
     elif len(values) > 1:
-        raise _Refused("two_prices", f"{at}: two prices for one item ({', '.join(map(str, sorted(values)))})")
+        raise Refused("two_prices", f"{at}: two prices for one item ({', '.join(map(str, sorted(values)))})")
     else:
         price = line.prices[0]
         if price.ambiguous:
@@ -228,17 +222,17 @@ def _line_body(i: int, line: Line, ctx: TenantContext, tax: phrases.TaxMention, 
         if price.basis == "total" and quantity != 1:
             unit = (price.value / quantity).quantize(Decimal("0.01"))
             if unit * quantity != price.value:
-                raise _Refused("total_not_divisible", f"{at}: {price.value} for {quantity} is not a price per unit")
+                raise Refused("total_not_divisible", f"{at}: {price.value} for {quantity} is not a price per unit")
             rule = "price.from_total"
             reasons.append(f"{at}: unit price {unit} from the stated total {price.value}")
         elif price.basis == "unclear" and quantity != 1:
             questions.append(f"{at}.unit_price: is {price.value} the price of one or of all {quantity}?")
         _lower(ev, "unit_price", EVIDENCE[rule])
         if unit <= 0 or unit >= MAX_PRICE or -unit.as_tuple().exponent > 2:
-            raise _Refused("implausible_price", f"{at}: a unit price of {unit} is not plausible")
+            raise Refused("implausible_price", f"{at}: a unit price of {unit} is not plausible")
     for stated in line.stated_totals:
         if unit is not None and unit * quantity != stated.value:
-            raise _Refused("total_mismatch", f"{at}: {quantity} x {unit} is not the stated total {stated.value}")
+            raise Refused("total_mismatch", f"{at}: {quantity} x {unit} is not the stated total {stated.value}")
     if len(line.description.split()) > 6:
         ev[f"penalty.long_description.{i}"] = EVIDENCE["penalty.long_description"]
     body: dict[str, Any] = {"description": line.description[:200] or "?", "quantity": str(quantity),
@@ -250,7 +244,7 @@ def _line_body(i: int, line: Line, ctx: TenantContext, tax: phrases.TaxMention, 
     elif ctx.ar_issuer == "responsable_inscripto":
         body["vat_rate"] = _ar_rate(tax)
     elif tax.rate and tax.rate != "0":
-        raise _Refused("vat_on_class_c", "a monotributo or exempt issuer charges no IVA (class C receipt)")
+        raise Refused("vat_on_class_c", "a monotributo or exempt issuer charges no IVA (class C receipt)")
     return body
 
 
@@ -267,7 +261,7 @@ def _drc_group(tax: phrases.TaxMention) -> str:
         return "B"
     if Decimal(tax.rate) == 8:
         return "C"
-    raise _Refused("tax_rate_unknown", f"TVA {tax.rate} % is not a DRC rate (16 % or 8 %)")
+    raise Refused("tax_rate_unknown", f"TVA {tax.rate} % is not a DRC rate (16 % or 8 %)")
 
 
 _AR_RATES = {Decimal("21"): "21", Decimal("10.5"): "10.5", Decimal("27"): "27", Decimal("5"): "5",
@@ -281,7 +275,7 @@ def _ar_rate(tax: phrases.TaxMention) -> str:
         return "21"
     code = _AR_RATES.get(Decimal(tax.rate))
     if code is None:
-        raise _Refused("tax_rate_unknown", f"IVA {tax.rate} % is not an Argentine rate")
+        raise Refused("tax_rate_unknown", f"IVA {tax.rate} % is not an Argentine rate")
     return code
 
 

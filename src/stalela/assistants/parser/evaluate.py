@@ -1,7 +1,7 @@
 """The evaluation of the rule parser on its hand-written evaluation set (`evalset/cases.jsonl`).
 
     python -m stalela.assistants.parser.evaluate          # the figures (make eval-drafts)
-    python -m stalela.assistants.parser.evaluate --fit    # refit calibration.json on the set
+    python -m stalela.assistants.parser.evaluate --fit    # refit calibration_table.py on the set
     python -m stalela.assistants.parser.evaluate --show   # also every wrong or wrongly refused case
 
 A case is *correct* when the draft is accepted-shaped (not refused) and matches the expected draft
@@ -189,19 +189,19 @@ def figures(cases: list[dict[str, Any]], outcomes: list[Outcome]) -> Figures:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fit", action="store_true", help="refit calibration.json on the whole set")
+    parser.add_argument("--fit", action="store_true", help="refit calibration_table.py on the whole set")
     parser.add_argument("--show", action="store_true", help="list the wrong and the wrongly refused cases")
     args = parser.parse_args(argv)
     cases = load_cases()
     if args.fit:
         flat = tuple(Decimal("0.5") for _ in range(len(calibration.EDGES) - 1))
         points = [(o.raw, o.correct) for o in run(cases, bins=flat) if not o.hard_refused]
-        path = Path(__file__).with_name("calibration.json")
-        path.write_text(json.dumps({"bins": calibration.fit(points), "edges": [str(e) for e in calibration.EDGES],
-                                    "fitted_on": f"evalset/cases.jsonl, {len(cases)} cases, {len(points)} drafts"},
-                                   indent=1) + "\n", encoding="utf-8")
-        calibration.table.cache_clear()
-        print(f"calibration.json refitted on {len(points)} drafts")
+        bins = calibration.fit(points)
+        path = Path(__file__).with_name("calibration_table.py")
+        path.write_text(calibration.render_table(bins, f"evalset/cases.jsonl, {len(cases)} cases, {len(points)} drafts"),
+                        encoding="utf-8")
+        calibration.BINS = tuple(bins)  # this run's figures use the new table
+        print(f"calibration_table.py refitted on {len(points)} drafts")
     outcomes = run(cases)
     f = figures(cases, outcomes)
     print(f"cases: {f.cases} ({f.must_refuse} must be refused, {f.must_refuse / f.cases:.0%})")
