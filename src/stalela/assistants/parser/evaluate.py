@@ -44,9 +44,8 @@ class Outcome:
     why: str
 
 
-def load_cases(path: Path | None = None) -> list[dict[str, Any]]:
-    source = path.read_text(encoding="utf-8") if path else \
-        resources.files(__package__).joinpath("evalset/cases.jsonl").read_text(encoding="utf-8")
+def load_cases(name: str = "cases.jsonl") -> list[dict[str, Any]]:
+    source = resources.files(__package__).joinpath("evalset", name).read_text(encoding="utf-8")
     return [json.loads(line) for line in source.splitlines() if line.strip() and not line.startswith("//")]
 
 
@@ -191,8 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit", action="store_true", help="refit calibration_table.py on the whole set")
     parser.add_argument("--show", action="store_true", help="list the wrong and the wrongly refused cases")
+    parser.add_argument("--holdout", action="store_true",
+                        help="score evalset/holdout.jsonl (written after the rules were frozen) instead")
     args = parser.parse_args(argv)
-    cases = load_cases()
+    cases = load_cases("holdout.jsonl" if args.holdout else "cases.jsonl")
+    if args.fit and args.holdout:
+        parser.error("the calibration is fitted on cases.jsonl only: the holdout must stay unseen")
     if args.fit:
         flat = tuple(Decimal("0.5") for _ in range(len(calibration.EDGES) - 1))
         points = [(o.raw, o.correct) for o in run(cases, bins=flat) if not o.hard_refused]
