@@ -134,3 +134,12 @@ def test_every_accepted_draft_is_a_valid_request_body_and_the_engine_takes_it():
         validate(draft_from_request(request, home, issuer), jurisdiction=case["jur"])
         checked += 1
     assert checked >= 100
+
+
+def test_what_the_rules_cannot_apply_is_never_a_confident_draft():
+    discount = parse_request("Factura por 2 sillas a $500 cada una con 10% de descuento", AR)
+    assert discount.refusal == "percent_not_understood"
+    two_rates = parse_request("Factura por 2 libros a $5000 IVA 10,5% y 1 lapicera a $800 IVA 21%", AR)
+    assert two_rates.refusal == "tax_conflict"
+    unknown_buyer = parse_request("factura para pedro gomez por 2 sillas a $500 cada una", AR)
+    assert not unknown_buyer.accepted and any(q.startswith("buyer:") for q in unknown_buyer.questions)

@@ -24,11 +24,15 @@ EVIDENCE = {
     "buyer.none": Decimal("0.97"), "buyer.registry_id": Decimal("1"), "buyer.registry_name": Decimal("0.97"),
     "buyer.new": Decimal("0.95"), "buyer.id_only": Decimal("0.96"),
     "tax.explicit": Decimal("0.99"), "tax.default": Decimal("0.97"),
-    "penalty.separator": Decimal("0.9"), "penalty.long_description": Decimal("0.85"),
+    "penalty.separator": Decimal("0.9"), "penalty.name_in_description": Decimal("0.8"), "penalty.long_description": Decimal("0.85"),
     "penalty.many_lines": Decimal("0.97"),
 }
 MAX_QUANTITY = Decimal("100000")  # our plausibility bound for a typed request, far below the engines'
 MAX_PRICE = Decimal("10000000000")
+_DISCOUNT = re.compile(r"\b(?:descuento|rebaja|bonificaci[oó]n|recargo|remise|rabais|réduction|ristourne|majoration)\b",
+                       re.IGNORECASE)
+# A buyer marker left in an item ("para pedro gomez sillas"): a buyer the rules did not read.
+_STRAY_MARKER = re.compile(r"\b(?:para|pour|a nombre de|au nom de|cliente?)\s+\w", re.IGNORECASE)
 _ES = re.compile(r"\b(?:para|por|horas?|factura|cada|una|con|pesos|d[ií]as|vence|el|los|las|y|IVA)\b", re.IGNORECASE)
 _FR = re.compile(r"\b(?:pour|par|heures?|facture|chacun|une|avec|francs|jours|échéance|le|les|et|TVA|du|des)\b", re.IGNORECASE)
 
@@ -106,6 +110,10 @@ def _parse(text: str, ctx: TenantContext, invoice: dict[str, Any], ev: dict[str,
     if tax.conflicting:
         raise Refused("tax_conflict", "the request states two different taxes")
     rest = _blank(text, spans)
+    if _DISCOUNT.search(rest) or "%" in rest:
+        # A discount or a percentage that is no tax phrase changes the amounts in a way the rules
+        # do not compute: ignoring it would give a confident, wrong draft.
+        raise Refused("percent_not_understood", "a discount or a percentage the rules do not apply")
     if re.search(r"(?<![\w.,])-\s?\d", rest):
         # A negative quantity or price is a credit note, never a sale draft ("-3 horas").
         raise Refused("negative_amount", "a negative quantity or price: a credit note is not drafted here")
@@ -233,6 +241,12 @@ def _line_body(i: int, line: Line, ctx: TenantContext, tax: phrases.TaxMention, 
     for stated in line.stated_totals:
         if unit is not None and unit * quantity != stated.value:
             raise Refused("total_mismatch", f"{at}: {quantity} x {unit} is not the stated total {stated.value}")
+    if _STRAY_MARKER.search(line.description):
+        questions.append(f"buyer: is the buyer named in {line.description!r}?")
+    if re.search(r"\b[A-ZÁÉÍÓÚÑ][a-záéíóúñ]+\s+[A-ZÁÉÍÓÚÑ][a-záéíóúñ]+", line.description):
+        # Two capitalised words inside an item ("maquillaje María González"): likely a name the
+        # buyer rules did not recognise.
+        ev[f"penalty.name_in_description.{i}"] = EVIDENCE["penalty.name_in_description"]
     if len(line.description.split()) > 6:
         ev[f"penalty.long_description.{i}"] = EVIDENCE["penalty.long_description"]
     body: dict[str, Any] = {"description": line.description[:200] or "?", "quantity": str(quantity),

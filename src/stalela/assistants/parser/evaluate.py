@@ -173,7 +173,9 @@ class Figures:
         return wilson_lower(self.accepted_correct, self.accepted)
 
 
-def figures(cases: list[dict[str, Any]], outcomes: list[Outcome]) -> Figures:
+def figures(cases: list[dict[str, Any]], outcomes: list[Outcome], out_of_fold: bool = True) -> Figures:
+    """``out_of_fold``: the calibration error of tables fitted on each half of ``cases`` (the set
+    the shipped table is fitted on); otherwise the shipped table's error on ``cases`` (the holdout)."""
     refuse = [o for o in outcomes if "refuse" in o.case]
     answerable = [o for o in outcomes if "refuse" not in o.case]
     accepted = [o for o in outcomes if o.accepted]
@@ -182,7 +184,8 @@ def figures(cases: list[dict[str, Any]], outcomes: list[Outcome]) -> Figures:
         accepted_correct=sum(o.correct for o in accepted),
         refusal_recall=sum(not o.accepted for o in refuse) / len(refuse) if refuse else 1.0,
         coverage=sum(o.accepted for o in answerable) / len(answerable) if answerable else 0.0,
-        ece=out_of_fold_ece(cases),
+        ece=out_of_fold_ece(cases) if out_of_fold else expected_calibration_error(
+            [(Decimal(0) if o.hard_refused else calibration.calibrate(o.raw), o.correct) for o in outcomes]),
     )
 
 
@@ -206,13 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         calibration.BINS = tuple(bins)  # this run's figures use the new table
         print(f"calibration_table.py refitted on {len(points)} drafts")
     outcomes = run(cases)
-    f = figures(cases, outcomes)
+    f = figures(cases, outcomes, out_of_fold=not args.holdout)
     print(f"cases: {f.cases} ({f.must_refuse} must be refused, {f.must_refuse / f.cases:.0%})")
     print(f"accepted drafts: {f.accepted}, fully correct: {f.accepted_correct} = {f.accuracy:.1%} "
           f"(Wilson 95% lower bound {f.accuracy_lower:.1%})")
     print(f"refusal recall: {f.refusal_recall:.1%}")
     print(f"coverage (answerable cases accepted): {f.coverage:.1%}")
-    print(f"expected calibration error (out of fold): {f.ece:.3f}")
+    print(f"expected calibration error ({'shipped table' if args.holdout else 'out of fold'}): {f.ece:.3f}")
     if args.show:
         for o in outcomes:
             if (o.accepted and not o.correct) or ("refuse" not in o.case and not o.accepted):

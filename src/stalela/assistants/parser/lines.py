@@ -12,6 +12,8 @@ from stalela.assistants.parser.numbers import NUMBER, read_number
 # Currency words, longest first so "US$" is not read as "$". Values are ISO codes; "$" is the
 # tenant's dollar, decided by the caller; None marks a currency no tenant here invoices in.
 _CURRENCIES = [
+    (r"pesos (?:chilenos|uruguayos|mexicanos|colombianos)|libras?(?: esterlinas?)?|livres? sterling|yenes|yens?|yuan(?:es)?"
+     r"|francos? suizos|francs? suisses|rands?|nairas?|shillings?|reais|soles|guaran[ií]es|bolivianos|GBP|CHF|JPY|CNY|BRL|CLP|UYU", None),
     (r"US\$|U\$S|U\$D|\$US|USD|dólares(?: estadounidenses)?|dolares|dólar|dolar|dollars?(?: américains?| us)?", "USD"),
     (r"\$\s?ARS|ARS|pesos(?: argentinos)?|peso", "ARS"),
     (r"CDF|FC|francs? congolais|francs?|fc", "CDF"),

@@ -67,7 +67,7 @@ def find_tax_ids(text: str, jurisdiction: str) -> list[TaxId]:
 # ------------------------------------------------------------------------------------ buyer
 
 _MARKER = (r"(?:\bpara\b|\bpour\b|\ba nombre de\b|\bau nom de\b|\bcliente?\s*:|\bclient\s*:"
-           r"|\bà l'attention de\b|\bfactur[ae]r? a\b|\bfacturer à\b|\bdestinatario\s*:?)")
+           r"|\bà l'attention de\b|\bfact[uú]r\w*\s+(?:a|à)\b|\bdestinatario\s*:?)")
 _TITLE = (r"(?:(?:el|la)\s+)?(?:señora?|sr\.?|sra\.?|don|doña|dr\.?|dra\.?|ing\.?|lic\.?)\s+"
           r"|(?:monsieur|madame|mademoiselle|m\.|mme\.?|mlle\.?|maître|me|docteur|dr\.?)\s+")
 _COMPANY = (r"(?:la\s+)?(?:empresa|sociedad|firma|compañía|cooperativa)\s+(?:de\s+)?"
@@ -124,6 +124,8 @@ def find_buyer(text: str) -> BuyerMention | None:
         # A capitalised id keyword ends the name: "Bralima SARL NIF A1234567B".
         name = re.split(r"\s+(?:NIF|N\.I\.F|CUIT|CUIL|DNI|RCCM|IVA|TVA|RUC)\b", name, maxsplit=1, flags=re.IGNORECASE)[0]
         name = name.strip(" .,'")
+        if not name:
+            continue  # "Factura a CUIT 30-...": the id names the buyer, not a word
         company = bool(m.group("company")) or bool(_LEGAL_TAIL.search(name))
         return BuyerMention(name, company, (m.start(), m.end()))
     return None
