@@ -2,7 +2,7 @@
 so everything it may depend on is passed in here (including "today", for relative due dates)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -63,7 +63,6 @@ class Draft:
     due_date: date | None = None
     language: str = "es"
     parser_version: str = PARSER_VERSION
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def accepted(self) -> bool:
