@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench migrate i18n clean
+.PHONY: run test lint bench eval-drafts migrate i18n clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The rule parser of invoice drafts on its hand-written evaluation set (docs/assistants.md): accuracy
+# of accepted drafts (Wilson lower bound), refusal recall, calibration error, coverage.
+eval-drafts: $(STAMP)
+	$(BIN)/python -m stalela.assistants.parser.evaluate
 
 # Append every string the templates and gettext calls use but a language lacks to that language's
 # catalog for AREA (src/stalela/i18n/locales/<lang>/LC_MESSAGES/<AREA>.po), ready to translate.
