@@ -12,7 +12,7 @@ from stalela.assistants.parser.buyers import match_buyer, resolve_buyer
 from stalela.assistants.parser.calibration import calibrate
 from stalela.assistants.parser.context import AR, CD, ENGINE_CURRENCY, HOME_CURRENCY, Draft, Refused, TenantContext
 from stalela.assistants.parser.lines import MEASURES, Line, content_words, read_line, split_chunks
-from stalela.assistants.parser.numbers import spelled_to_digits
+from stalela.assistants.parser.numbers import scaled_digits, spelled_to_digits
 
 # The evidence each rule class carries: hand-set priors that rank the rules by how often they can
 # mislead (a price next to its currency sign above a bare number, a known buyer above a new name).
@@ -51,8 +51,30 @@ def normalize(text: str) -> str:
     return re.sub(r"[ \t]+", " ", text).strip()
 
 
+_HALF_DOZEN = re.compile(r"\b(?:media\s+docena|demi-douzaine|demi\s+douzaine)\s+(?=de\b|d')", re.IGNORECASE)
+_DOZENS = re.compile(r"(?<![\d.,])(\d{1,3})\s+(?:docenas?|douzaines?)\s+(?=de\b|d')", re.IGNORECASE)
+
+
+def _half_dozen(text: str) -> str:
+    return _HALF_DOZEN.sub("6 ", text)
+
+
+_EACH = re.compile(r"\b(?:cada un[oa]|c/u|pièce|chacune?|l'unité|la unidad|por unidad|l'une?)\b", re.IGNORECASE)
+
+
+def _dozens(text: str, each: bool) -> str:
+    """"una docena de empanadas a $800 cada una" (read "1 docena de" by then) -> "12 empanadas":
+    only when the price is said to be of one piece. Otherwise ("1 docena de facturas a $6.000",
+    "6 docenas a $4200 la docena") the dozen stays the unit counted and priced."""
+    if not each:
+        return text
+    return _DOZENS.sub(lambda m: f"{int(m.group(1)) * 12} ", text)
+
+
 def parse_request(text: str, context: TenantContext, locale: str | None = None) -> Draft:
-    text = spelled_to_digits(normalize(text))
+    text = normalize(text)
+    each = bool(_EACH.search(text))  # read before "cada una" becomes "cada 1"
+    text = _dozens(spelled_to_digits(scaled_digits(_half_dozen(text))), each)
     language = locale if locale in ("es", "fr") else detect_language(text)
     ev: dict[str, Decimal] = {}
     reasons: list[str] = []

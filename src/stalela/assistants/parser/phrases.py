@@ -18,10 +18,21 @@ Span = tuple[int, int]
 # parser itself cannot seal, but a draft carrying such text must be read by a human, never
 # approved in a hurry. Also non-invoice verbs that make the request something else than a draft.
 _INJECTION = re.compile(
-    r"ignor\w*\s+(?:\w+\s+){0,3}(?:instruc|r[eè]gle|regla|consign)|olvid\w*\s+(?:\w+\s+){0,2}instruc"
-    r"|oubli\w*\s+(?:\w+\s+){0,2}instruc|\bsell(?:a|ala|alo|ar|e|en|ado)\b|\bscell\w*|\bsans (?:confirmation|validation|approbation)"
+    r"ignor\w*\s+(?:\w+\s+){0,3}(?:instruc|r[eè]gle|regla|rule|consign|indicac|directiv|check|prompt|previous|anteriores|pr[eé]c[eé]dent)"
+    r"|\b(?:olvid|oubli|omit|omet|disregard|forget|skip|bypass|override|salte|saltea)\w*\s+(?:\w+\s+){0,3}"
+    r"(?:instruc|indicac|r[eè]gle|regla|rule|consign|check|contr[oô]l|v[eé]rif|validaci|validation|prompt|previous|anteriores|previas)"
+    r"|\bne\s+tien[sn]?\w*\s+pas\s+compte|\bpass\w*\s+outre|\bne\s+demande\w*\s+pas|\bno\s+(?:preguntes|pidas|consultes)"
+    r"|\bsin\s+(?:preguntar|consultar|verificar|revisar|confirmar)|\bsans\s+(?:demander|v[eé]rifier|contr[oô]ler|confirmer)"
+    r"|\bwithout\s+(?:asking|confirmation|review|checking)|\b(?:approve|confirm|seal|sign)\b"
+    r"|\b(?:aprob|aprueb|approuv|valid[ea]\s+(?:sans|sin|directement|directamente))\w*|\bconfirm[aá]\w*|\bconfirme[sz]?\b"
+    r"|\bsell(?:a|ala|alo|ar|e|en|ado)\b|\bscell\w*|\bsans (?:confirmation|validation|approbation)"
     r"|\bsin (?:confirmaci|aprobaci|validaci)\w*|system prompt|prompt syst|\bapprouv\w* automatiquement"
-    r"|\baprob\w* autom\w*|\b(?:borr[aáe]|supprim|effac|anul[aáe]|annul)\w*|\bmodo (?:admin|desarrollador)|\bmode (?:admin|d[ée]veloppeur)",
+    r"|\baprob\w* autom\w*|\b(?:borr[aáe]|supprim|effac|anul[aáe]|annul)\w*|\bmodo (?:admin|desarrollador)|\bmode (?:admin|d[ée]veloppeur)"
+    # Text addressed to a model: role prefixes, "note to the assistant", and JSON-looking objects.
+    r"|\b(?:system|syst[eè]me|sistema|assistant|asistente|assistante|user|usuario|utilisateur|ai|ia|model[oe]?|bot|gpt|llm)\s*:"
+    r"|\b(?:para|pour|to)\s+(?:el|la|l'|le|the)?\s*(?:asistente|assistant|sistema|syst[eè]me|system|ia|ai|mod[eè]l[eo]|model|bot)\b"
+    r"|\b(?:instruc\w*|nota|note)\s+(?:para|pour|to|à|a)\s+(?:el\s+|la\s+|l'|le\s+|the\s+)?(?:asistente|assistant|sistema|ia|ai|system)"
+    r"|[{}]|\[\s*\"|\"\s*:\s*(?:true|false|\d|\")|<\s*/?\s*(?:system|assistant|user|instructions?)\b|\[/?INST\]|\bjailbreak\b",
     re.IGNORECASE)
 
 
@@ -122,7 +133,7 @@ def find_buyer(text: str) -> BuyerMention | None:
         if not name[0].isupper() or name.split()[0].lower() in _NOT_NAME:
             continue
         # A capitalised id keyword ends the name: "Bralima SARL NIF A1234567B".
-        name = re.split(r"\s+(?:NIF|N\.I\.F|CUIT|CUIL|DNI|RCCM|IVA|TVA|RUC)\b", name, maxsplit=1, flags=re.IGNORECASE)[0]
+        name = re.split(r"(?:^|\s+)(?:NIF|N\.I\.F|CUIT|CUIL|DNI|RCCM|IVA|TVA|RUC)\b", name, maxsplit=1, flags=re.IGNORECASE)[0]
         name = name.strip(" .,'")
         if not name:
             continue  # "Factura a CUIT 30-...": the id names the buyer, not a word
