@@ -11,7 +11,7 @@ from stalela.assistants.parser import phrases
 from stalela.assistants.parser.buyers import match_buyer, resolve_buyer
 from stalela.assistants.parser.calibration import calibrate
 from stalela.assistants.parser.context import AR, CD, ENGINE_CURRENCY, HOME_CURRENCY, Draft, Refused, TenantContext
-from stalela.assistants.parser.lines import MEASURES, Line, content_words, read_line, split_chunks
+from stalela.assistants.parser.lines import MEASURES, Line, content_words, read_line, split_chunks, unit_family
 from stalela.assistants.parser.numbers import scaled_digits, spelled_to_digits
 
 # The evidence each rule class carries: hand-set priors that rank the rules by how often they can
@@ -33,6 +33,9 @@ MAX_QUANTITY = Decimal("100000")  # our plausibility bound for a typed request, 
 MAX_PRICE = Decimal("10000000000")
 _DISCOUNT = re.compile(r"\b(?:descuento|rebaja|bonificaci[oó]n|recargo|remise|rabais|réduction|ristourne|majoration)\b",
                        re.IGNORECASE)
+# "para Pedro Gómez o Juan Pérez", "Jean Mukendi ou Paul Kabila", "Pedro Gómez / Luis Díaz": the name
+# reader stops at the joiner, so what follows is checked here.
+_OTHER_BUYER = re.compile(r"\s*(?:(?:o|ou|or|u|y/o|et/ou)\s+|/\s*)(?:(?:el|la|le|les|los|l')\s*)?[A-ZÁÉÍÓÚÑ]")
 # A buyer marker left in an item ("para pedro gomez sillas"): a buyer the rules did not read.
 _STRAY_MARKER = re.compile(r"\b(?:para|pour|a nombre de|au nom de|cliente?)\s+\w", re.IGNORECASE)
 _ES = re.compile(r"\b(?:para|por|horas?|factura|cada|una|con|pesos|d[ií]as|vence|el|los|las|y|IVA)\b", re.IGNORECASE)
@@ -126,6 +129,8 @@ def _parse(text: str, ctx: TenantContext, ev: dict[str, Decimal], reasons: list[
                        if match_buyer(c.name, ctx.buyers, whole=True)[0]), None)
     if mention:
         spans.append(mention.span)
+        if _OTHER_BUYER.match(text[mention.span[1]:]):
+            raise Refused("two_buyers", f"{mention.name!r} and another buyer: one invoice has one buyer")
     if ctx.jurisdiction == AR:
         spans += phrases.condition_spans(text)
     due, due_spans, due_unclear = phrases.find_due_date(text, ctx.today)
@@ -144,6 +149,7 @@ def _parse(text: str, ctx: TenantContext, ev: dict[str, Decimal], reasons: list[
     if re.search(r"(?<![\w.,])-\s?\d", rest):
         # A negative quantity or price is a credit note, never a sale draft ("-3 horas").
         raise Refused("negative_amount", "a negative quantity or price: a credit note is not drafted here")
+    _refuse_unread_amounts(rest)
     lines = _read_lines(rest)
     if not lines:
         raise Refused("no_line", "no item with a quantity or a price was found")
@@ -165,6 +171,30 @@ def _parse(text: str, ctx: TenantContext, ev: dict[str, Decimal], reasons: list[
     if buyer is not None:
         body["buyer"] = buyer
     return due, body
+
+
+# Amounts and terms the rules do not read and must not half-read (drafts-review.md, items 2, 3, 4,
+# 9): a number glued to "x" and a space-grouped price, "5k", "12 $ 50", "100 con 50", a scale word
+# left over, an alternative price, a deposit or a price from before.
+_UNREAD = [
+    (re.compile(r"(?:\bx|×)\s?\d{1,3} \d{3}", re.IGNORECASE), "quantity or thousands? (x10 500)"),
+    (re.compile(r"\d\s?k\b", re.IGNORECASE), "a 'k' amount"),
+    (re.compile(r"\d\s?\$\s?\d|\d\s+con\s+\d", re.IGNORECASE), "an amount split in two"),
+    (re.compile(r"\b(?:mil|mille|millones|millón|millon|millions?)\b", re.IGNORECASE), "a scale the rules did not read"),
+    (re.compile(r"\b(?:o|ou|or|u)\s+(?:bien\s+|mejor\s+|sinon\s+)?(?:(?:a|à|en|por|pour)\s+)?(?:US\$|U\$S|\$|€|\d)"
+                r"|\b(?:o|ou)\s+(?:mejor|bien|sinon|plutôt)\b|\bsi\s+(?:paga|pagan|pagás|paie|paient|payez|paye)\b", re.IGNORECASE),
+     "an alternative price"),
+    (re.compile(r"\b(?:se[ñn]a|anticipo|adelanto|a cuenta|acompte|avance|arrhes|d[ée]j[aà]\s+(?:pay|vers|r[ée]gl)\w*|ya\s+pag\w*"
+                r"|precio anterior|antes\s+(?:a\s+)?\$|prix (?:pr[ée]c[ée]dent|ancien)|ancien prix|en lugar de|au lieu de)\b", re.IGNORECASE),
+     "a deposit or another price"),
+]
+
+
+def _refuse_unread_amounts(rest: str) -> None:
+    for pattern, what in _UNREAD:
+        m = pattern.search(rest)
+        if m:
+            raise Refused("amount_not_understood", f"{what}: {m.group(0)!r}")
 
 
 def _blank(text: str, spans: list[tuple[int, int]]) -> str:
@@ -243,6 +273,12 @@ def _line_body(i: int, line: Line, ctx: TenantContext, tax: phrases.TaxMention, 
     if quantity != quantity.to_integral_value() and line.unit not in MEASURES:
         raise Refused("fractional_count", f"{at}: {quantity} {line.unit or 'units'} cannot be counted")
     values = {p.value for p in line.prices}
+    if len(line.prices) > 1:
+        # Even equal values ("a $5000 cada una por $5000"): each and in all cannot both be true.
+        raise Refused("two_prices", f"{at}: {len(line.prices)} prices for one item")
+    for price in line.prices:
+        if price.per and unit_family(price.per) != unit_family(line.unit):
+            raise Refused("unit_mismatch", f"{at}: {line.unit or 'units'} priced per {price.per}")
     if not values:
         questions.append(f"{at}.unit_price: no price for {line.description or 'this item'!r}")
         unit = None

@@ -13,12 +13,16 @@ from stalela.assistants.parser.numbers import NUMBER, read_number
 # tenant's dollar, decided by the caller; None marks a currency no tenant here invoices in.
 _CURRENCIES = [
     (r"pesos (?:chilenos|uruguayos|mexicanos|colombianos)|libras?(?: esterlinas?)?|livres? sterling|yenes|yens?|yuan(?:es)?"
-     r"|francos? suizos|francs? suisses|rands?|nairas?|shillings?|reais|soles|guaran[ií]es|bolivianos|GBP|CHF|JPY|CNY|BRL|CLP|UYU", None),
+     r"|francos? suizos|francs? suisses|rands?|nairas?|shillings?|reais|soles|guaran[ií]es|bolivianos|GBP|CHF|JPY|CNY|BRL|CLP|UYU"
+     # A franc that is not said to be Congolese ("Fbu", "F", "frs") and other currencies the review
+     # saw read as the home one (MXN, COP, PYG, bolívares): refused, never defaulted.
+     r"|MXN|COP|PYG|PEN|BOB|VES|VEF|XOF|BIF|RWF|UGX|KES|TZS|ZAR|AOA|ZMW|bol[ií]var(?:es)?|Fbu|frs?|F", None),
     (r"US\$|U\$S|U\$D|\$US|USD|dólares(?: estadounidenses)?|dolares|dólar|dolar|dollars?(?: américains?| us)?", "USD"),
     (r"\$\s?ARS|ARS|pesos(?: argentinos)?|peso", "ARS"),
     (r"CDF|FC|francs? congolais|francs?|fc", "CDF"),
     (r"€|EUR|euros?|FCFA|XAF|CFA|reales|R\$|£", None),
     (r"\$", "$"),
+    (r"(?-i:(?!TTC|IVA|TVA|NIF|HT)[A-Z]{3})", None),  # any other ISO-looking code after an amount
 ]
 _CUR = "|".join(f"(?:{p})" for p, _ in _CURRENCIES)
 _AMOUNT = re.compile(rf"(?P<c1>{_CUR})\s?(?P<n1>{NUMBER})|(?P<n2>{NUMBER})\s?(?P<c2>{_CUR})(?![\w$])",
@@ -56,6 +60,7 @@ class Price:
     basis: str  # "unit", "total" or "unclear"
     ambiguous: bool
     unsupported: bool = False
+    per: str = ""  # the unit the price is of, when written ("/hora", "le kilo", "la docena")
 
 
 @dataclass
@@ -98,7 +103,7 @@ def read_line(chunk: str) -> Line:
             continue
         code, unsupported = _currency(m.group("c1") or m.group("c2"))
         line.prices.append(Price(reading.value, code, _basis(chunk, m.start(), m.end()), reading.ambiguous,
-                                 unsupported))
+                                 unsupported, _per(chunk[m.end():])))
         used.append(m.span())
     if not line.prices:
         for m in _BARE_PRICE.finditer(chunk):
@@ -107,7 +112,7 @@ def read_line(chunk: str) -> Line:
                 continue
             after = chunk[m.end():]
             basis = "total" if _AFTER_TOTAL.match(after) else "unit"
-            line.prices.append(Price(reading.value, None, basis, reading.ambiguous))
+            line.prices.append(Price(reading.value, None, basis, reading.ambiguous, per=_per(after)))
             used.append(m.span())
     rest = _blank(chunk, used)
     for m in _QTY.finditer(rest):
@@ -125,6 +130,26 @@ def read_line(chunk: str) -> Line:
     line.service = bool(_SERVICE_WORDS.search(chunk))
     line.description = _describe(_blank(chunk, used))
     return line
+
+
+# Units a price can be "of" and the quantity must then be counted in ("3 días a $5000/hora" is
+# days priced by the hour: refused, never multiplied).
+_FAMILIES = {w: fam for fam, words in {
+    "hour": "hora horas hs h hr hrs heure heures", "day": "día días dia dias jour jours journée journées jornada jornadas",
+    "week": "semana semanas semaine semaines", "month": "mes meses mois", "year": "año años an ans année années",
+    "kilo": "kg kgs kilo kilos kilogramo kilogramos kilogramme kilogrammes", "litre": "l lt litro litros litre litres",
+    "dozen": "docena docenas douzaine douzaines", "metre": "m metro metros mètre mètres", "ton": "t tonelada toneladas tonne tonnes",
+}.items() for w in words.split()}
+_PER = re.compile(r"^\s*(?:/\s*|(?:la|el|le|par|por|l'|per|each|a|al|à|au)\s+)(\w+)", re.IGNORECASE)
+
+
+def unit_family(word: str) -> str | None:
+    return _FAMILIES.get(word.lower().strip(".,"))
+
+
+def _per(after: str) -> str:
+    m = _PER.match(after)
+    return m.group(1).lower() if m and unit_family(m.group(1)) else ""
 
 
 def _basis(chunk: str, start: int, end: int) -> str:

@@ -44,6 +44,7 @@ def find_injection(text: str) -> str | None:
 # ------------------------------------------------------------------------------------ tax ids
 
 _CUIT = re.compile(r"(?:\b(?:CUIT|CUIL)\s*(?:n[°ºo]\.?\s*)?:?\s*)?\b(\d{2})[- .]?(\d{8})[- .]?(\d)\b", re.IGNORECASE)
+_CUIT_LIKE = re.compile(r"\b(?:CUIT|CUIL)\s*(?:n[°ºo]\.?\s*)?:?\s*(\d[\d .-]*\d)|\b(\d{2}-\d{5,10}-\d)\b", re.IGNORECASE)
 _DNI = re.compile(r"\bDNI\s*(?:n[°ºo]\.?\s*)?:?\s*(\d{1,2}\.?\d{3}\.?\d{3})\b", re.IGNORECASE)
 _NIF_KEY = re.compile(r"\b(?:NIF|N\.I\.F\.?)\s*(?:n[°ºo]\.?\s*)?:?\s*([A-Za-z0-9][A-Za-z0-9-]*)", re.IGNORECASE)
 # The DRC NIF as the DGI prints it since 2011: a letter, seven digits, a check letter (A1234567B).
@@ -65,6 +66,13 @@ def find_tax_ids(text: str, jurisdiction: str) -> list[TaxId]:
         for m in _CUIT.finditer(text):
             digits = m.group(1) + m.group(2) + m.group(3)
             found.append(TaxId("CUIT", digits, is_valid_cuit(digits), m.span()))
+        seen = [t.span for t in found]
+        for m in _CUIT_LIKE.finditer(text):
+            # "CUIT 20-1234567-8": a keyword or the dashed shape with the wrong number of digits is a
+            # malformed id, not a quantity of 20 (drafts-review.md, item 8).
+            digits = re.sub(r"\D", "", m.group(1) or m.group(2))
+            if len(digits) != 11 and not any(a <= m.start(1) < b for a, b in seen):
+                found.append(TaxId("CUIT", digits, False, m.span()))
         for m in _DNI.finditer(text):
             digits = m.group(1).replace(".", "")
             found.append(TaxId("DNI", digits, len(digits) in (7, 8) and digits[0] != "0", m.span()))
@@ -215,14 +223,25 @@ _ON_DATE = re.compile(_DUE_WORD + r"\s*:?\s*(?:el|le|antes del|avant le|au|al|ha
                       re.IGNORECASE)
 
 
+_VAGUE_DUE = re.compile(r"\b(?:vence|vencimiento|venc\.|pagadero|plazo|échéance|echeance|payable|à payer|a payer|au plus tard"
+                        r"|fin (?:du|de|de la) mois|fin de mes|à réception|a réception|contra entrega|contre remboursement"
+                        r"|à la livraison|contado|comptant)\b", re.IGNORECASE)
+
+
 def find_due_date(text: str, today: date) -> tuple[date | None, list[Span], bool]:
     """The due date, the spans used and whether a due phrase was seen but not understood."""
     m = _IN_DAYS.search(text)
+    on = _ON_DATE.search(text)
+    if m and on:
+        # "vence el 15 de enero, a 30 días": two terms; neither wins silently.
+        return None, [m.span(), on.span()], True
     if m:
         return today + timedelta(days=int(m.group(1))), [m.span()], False
-    m = _ON_DATE.search(text)
+    m = on
     if not m:
-        return None, [], False
+        vague = _VAGUE_DUE.search(text)
+        # "vence mañana", "payable à réception", "fin du mois": a term seen and not read is asked.
+        return None, ([vague.span()] if vague else []), bool(vague)
     day = int(m.group(1))
     if m.group(2):
         month, year = int(m.group(2)), m.group(3)
