@@ -179,6 +179,8 @@ def _parse(text: str, ctx: TenantContext, ev: dict[str, Decimal], reasons: list[
 _UNREAD = [
     (re.compile(r"(?:\bx|×)\s?\d{1,3} \d{3}", re.IGNORECASE), "quantity or thousands? (x10 500)"),
     (re.compile(r"\d\s?k\b", re.IGNORECASE), "a 'k' amount"),
+    (re.compile(r"\d\s?(?:FC|CDF|francs?(?: congolais)?|pesos(?: argentinos)?|ARS|USD|d[oó]lares|dollars?)[ \t]+\d",
+                re.IGNORECASE), "a number after the currency (\"5000 francs 50\")"),
     (re.compile(r"\d\s?\$\s?\d|\d\s+con\s+\d", re.IGNORECASE), "an amount split in two"),
     (re.compile(r"\b(?:mil|mille|millones|millón|millon|millions?)\b", re.IGNORECASE), "a scale the rules did not read"),
     (re.compile(r"\b(?:o|ou|or|u)\s+(?:bien\s+|mejor\s+|sinon\s+)?(?:(?:a|à|en|por|pour)\s+)?(?:US\$|U\$S|\$|€|\d)"
@@ -277,7 +279,9 @@ def _line_body(i: int, line: Line, ctx: TenantContext, tax: phrases.TaxMention, 
         # Even equal values ("a $5000 cada una por $5000"): each and in all cannot both be true.
         raise Refused("two_prices", f"{at}: {len(line.prices)} prices for one item")
     for price in line.prices:
-        if price.per and unit_family(price.per) != unit_family(line.unit):
+        per, unit_of = unit_family(price.per), unit_family(line.unit)
+        if price.per and (per or unit_of) and per != unit_of:
+            # "3 días a $5000/hora", "3 sacs à 5 000 FC le kilo", "3 docenas a $5000 el huevo".
             raise Refused("unit_mismatch", f"{at}: {line.unit or 'units'} priced per {price.per}")
     if not values:
         questions.append(f"{at}.unit_price: no price for {line.description or 'this item'!r}")

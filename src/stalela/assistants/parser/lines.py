@@ -140,7 +140,10 @@ _FAMILIES = {w: fam for fam, words in {
     "kilo": "kg kgs kilo kilos kilogramo kilogramos kilogramme kilogrammes", "litre": "l lt litro litros litre litres",
     "dozen": "docena docenas douzaine douzaines", "metre": "m metro metros mètre mètres", "ton": "t tonelada toneladas tonne tonnes",
 }.items() for w in words.split()}
-_PER = re.compile(r"^\s*(?:/\s*|(?:la|el|le|par|por|l'|per|each|a|al|à|au)\s+)(\w+)", re.IGNORECASE)
+_PER = re.compile(r"^\s*(?:/\s*|(?:la|el|le|par|por|l'|per|each)\s*)(\w+)", re.IGNORECASE)
+# What a price may be "of" without naming a unit: one piece, or the whole.
+_NEUTRAL_PER = set("""unidad unidades unité unités pièce pièces pieza piezas cada chacun chacune uno una un une u
+total todo tout ensemble lot""".split())
 
 
 def unit_family(word: str) -> str | None:
@@ -148,8 +151,9 @@ def unit_family(word: str) -> str | None:
 
 
 def _per(after: str) -> str:
+    """The word a price is said to be "of" ("/hora", "le kilo", "el huevo"), unless it is neutral."""
     m = _PER.match(after)
-    return m.group(1).lower() if m and unit_family(m.group(1)) else ""
+    return m.group(1).lower() if m and m.group(1).lower() not in _NEUTRAL_PER else ""
 
 
 def _basis(chunk: str, start: int, end: int) -> str:
