@@ -53,7 +53,7 @@ def _shipped_pairs():
 def test_the_calibration_check_fails_on_a_miscalibrated_table():
     """Item 12 of the review: the gate must be able to fail. An under-confident table (0.6 for every
     draft) fails the ECE bound. An over-confident one (0.99 everywhere) barely moves the ECE on this
-    set (a handful of wrong drafts among 278 cases: about 0.01), so it is the refusal check that
+    set (a handful of wrong drafts among 284 cases: about 0.01), so it is the refusal check that
     catches it: the low-evidence must-refuse drafts are then accepted."""
     from stalela.assistants.parser.evaluate import expected_calibration_error
 

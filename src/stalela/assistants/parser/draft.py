@@ -182,7 +182,7 @@ _UNREAD = [
     (re.compile(r"\d\s?(?:FC|CDF|francs?(?: congolais)?|pesos(?: argentinos)?|ARS|USD|d[oó]lares|dollars?)[ \t]+\d",
                 re.IGNORECASE), "a number after the currency (\"5000 francs 50\")"),
     (re.compile(r"\d\s?\$\s?\d|\d\s+con\s+\d", re.IGNORECASE), "an amount split in two"),
-    (re.compile(r"\b(?:mil|mille|millones|millón|millon|millions?)\b", re.IGNORECASE), "a scale the rules did not read"),
+    (re.compile(r"\b(?:mil|mille|millones|millón|millon|millions?)\b|‹\w+›", re.IGNORECASE), "a scale the rules did not read"),
     (re.compile(r"\b(?:o|ou|or|u)\s+(?:bien\s+|mejor\s+|sinon\s+)?(?:(?:a|à|en|por|pour)\s+)?(?:US\$|U\$S|\$|€|\d)"
                 r"|\b(?:o|ou)\s+(?:mejor|bien|sinon|plutôt)\b|\bsi\s+(?:paga|pagan|pagás|paie|paient|payez|paye)\b", re.IGNORECASE),
      "an alternative price"),
@@ -275,6 +275,10 @@ def _line_body(i: int, line: Line, ctx: TenantContext, tax: phrases.TaxMention, 
     if quantity != quantity.to_integral_value() and line.unit not in MEASURES:
         raise Refused("fractional_count", f"{at}: {quantity} {line.unit or 'units'} cannot be counted")
     values = {p.value for p in line.prices}
+    if line.comma_doubt or any(p.comma_doubt for p in line.prices + line.stated_totals):
+        # "1,500": a decimal comma in both markets' own convention, a thousands comma in English
+        # habits. The review saw "2 chaises à 1,500 FC" accepted as 1500: asked, not guessed.
+        questions.append(f"{at}: is a number written with ',' and three digits a thousand or a decimal?")
     if len(line.prices) > 1:
         # Even equal values ("a $5000 cada una por $5000"): each and in all cannot both be true.
         raise Refused("two_prices", f"{at}: {len(line.prices)} prices for one item")

@@ -60,6 +60,7 @@ class Price:
     basis: str  # "unit", "total" or "unclear"
     ambiguous: bool
     unsupported: bool = False
+    comma_doubt: bool = False  # "1,500": thousands or a decimal comma? (asked)
     per: str = ""  # the unit the price is of, when written ("/hora", "le kilo", "la docena")
 
 
@@ -72,6 +73,7 @@ class Line:
     description: str = ""
     service: bool = False
     ambiguous_number: bool = False
+    comma_doubt: bool = False
     unit: str = ""  # the word after the quantity ("kg", "horas", "sacs")
     stated_totals: list[Price] = field(default_factory=list)  # "total 15 000 FC" after the line: checked
 
@@ -103,7 +105,7 @@ def read_line(chunk: str) -> Line:
             continue
         code, unsupported = _currency(m.group("c1") or m.group("c2"))
         line.prices.append(Price(reading.value, code, _basis(chunk, m.start(), m.end()), reading.ambiguous,
-                                 unsupported, _per(chunk[m.end():])))
+                                 unsupported, reading.ambiguous and "," in token, _per(chunk[m.end():])))
         used.append(m.span())
     if not line.prices:
         for m in _BARE_PRICE.finditer(chunk):
@@ -112,7 +114,8 @@ def read_line(chunk: str) -> Line:
                 continue
             after = chunk[m.end():]
             basis = "total" if _AFTER_TOTAL.match(after) else "unit"
-            line.prices.append(Price(reading.value, None, basis, reading.ambiguous, per=_per(after)))
+            line.prices.append(Price(reading.value, None, basis, reading.ambiguous, per=_per(after),
+                                     comma_doubt=reading.ambiguous and "," in m.group("n")))
             used.append(m.span())
     rest = _blank(chunk, used)
     for m in _QTY.finditer(rest):
@@ -123,6 +126,7 @@ def read_line(chunk: str) -> Line:
         line.quantity = reading.value
         line.quantity_rule = "x" if (m.group("x1") or m.group("x2")) else "digits"
         line.ambiguous_number = reading.ambiguous
+        line.comma_doubt = reading.ambiguous and "," in token
         following = rest[m.end():].split()
         line.unit = following[0].lower().strip(".,") if following else ""
         used.append(m.span())

@@ -92,11 +92,11 @@ def scaled_digits(text: str) -> str:
     A "de" between the scale and a currency goes with it ("1 millón de pesos")."""
     def repl(m: re.Match[str]) -> str:
         reading = read_number(m.group("n"))
-        if reading is None or reading.ambiguous:
-            return m.group(0)  # "1,500 millones": left as is, the scale word then refuses it
-        value = reading.value * _SCALE[m.group("s").lower()]
-        if value != value.to_integral_value():
-            return m.group(0)
+        value = reading.value * _SCALE[m.group("s").lower()] if reading else None
+        if reading is None or reading.ambiguous or value != value.to_integral_value():
+            # "1,500 millones": marked, so the draft refuses it (the spelled-number reader would
+            # otherwise turn "millones" alone into a number).
+            return f"{m.group('n')} ‹{m.group('s')}›"
         return str(int(value))
     return _SCALED.sub(repl, text)
 

@@ -65,6 +65,11 @@ def find_tax_ids(text: str, jurisdiction: str) -> list[TaxId]:
     if jurisdiction == "AR":
         for m in _CUIT.finditer(text):
             digits = m.group(1) + m.group(2) + m.group(3)
+            if not re.match(r"(?i)CUIT|CUIL", m.group(0)) and not re.search(r"\d[- .]\d{8}[- .]\d", m.group(0)):
+                # Eleven bare digits with no keyword and no CUIT separators: a phone number as well as
+                # a CUIT (the review's minor finding). Not read as the buyer's id.
+                found.append(TaxId("CUIT", digits, False, m.span()))
+                continue
             found.append(TaxId("CUIT", digits, is_valid_cuit(digits), m.span()))
         seen = [t.span for t in found]
         for m in _CUIT_LIKE.finditer(text):
