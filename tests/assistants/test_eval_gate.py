@@ -44,3 +44,52 @@ def test_the_shipped_calibration_is_the_fit_of_the_set():
 def test_confidence_is_monotone_in_the_evidence():
     table = calibration.table()
     assert list(table) == sorted(table)
+
+
+def _shipped_pairs():
+    return [(Decimal(0) if o.hard_refused else calibration.calibrate(o.raw), o.correct) for o in run(CASES)]
+
+
+def test_the_calibration_check_fails_on_a_miscalibrated_table():
+    """Item 12 of the review: the gate must be able to fail. An under-confident table (0.6 for every
+    draft) fails the ECE bound. An over-confident one (0.99 everywhere) barely moves the ECE on this
+    set (a handful of wrong drafts among 284 cases: about 0.01), so it is the refusal check that
+    catches it: the low-evidence must-refuse drafts are then accepted."""
+    from stalela.assistants.parser.evaluate import expected_calibration_error
+
+    def pairs_with(table):
+        outcomes = run(CASES, bins=table)
+        return outcomes, [(Decimal(0) if o.hard_refused else calibration.calibrate(o.raw, table), o.correct)
+                          for o in outcomes]
+
+    _, under = pairs_with(tuple(Decimal("0.6") for _ in range(len(calibration.EDGES) - 1)))
+    assert expected_calibration_error(under) > 0.05
+    outcomes, _ = pairs_with(tuple(Decimal("0.99") for _ in range(len(calibration.EDGES) - 1)))
+    assert [o.case["id"] for o in outcomes if "refuse" in o.case and o.accepted]
+    assert expected_calibration_error(_shipped_pairs()) <= 0.05
+
+
+def test_the_calibration_check_fails_when_the_labels_are_wrong():
+    """The same table graded against labels where every third accepted draft is wrong: a 33 % error
+    rate the table does not predict must push the ECE over the bound."""
+    from stalela.assistants.parser.evaluate import expected_calibration_error
+
+    pairs = _shipped_pairs()
+    flipped, k = [], 0
+    for confidence, correct in pairs:
+        if confidence >= Decimal("0.85"):
+            k += 1
+            correct = correct and k % 3 != 0
+        flipped.append((confidence, correct))
+    assert expected_calibration_error(flipped) > 0.05
+
+
+def test_low_evidence_drafts_are_refused_from_data_not_from_empty_bins():
+    """The set holds drafts the rules cannot catch (a buyer written inside the item, tag
+    low_evidence): their raw scores fall in the lowest bins, which therefore hold data and map below
+    the threshold because those drafts were wrong there, not because the bins are empty."""
+    flat = tuple(Decimal("0.5") for _ in range(len(calibration.EDGES) - 1))
+    drafts = [o for o in run(CASES, bins=flat) if not o.hard_refused]
+    low = [o for o in drafts if calibration.bin_of(o.raw) <= 1]
+    assert len(low) >= 4 and sum(o.correct for o in low) / len(low) < 0.5
+    assert all(calibration.table()[b] < Decimal("0.85") for b in (0, 1))

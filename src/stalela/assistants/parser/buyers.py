@@ -22,24 +22,53 @@ def _fold(text: str) -> str:
     return utils.default_process("".join(c for c in text if not unicodedata.combining(c)))
 
 
+_LEGAL_FORM = re.compile(r"\b(?:sarlu?|sas?|sprl|snc|srl|sau|scs|ltd|cia|cie|asbl|ong|s a s?|s r l)\b")
+
+
+def _core(name: str) -> str:
+    """A folded name without its legal form: "Bralima SARL" and "Bralima" are one company."""
+    return re.sub(r"\s+", " ", _LEGAL_FORM.sub(" ", _fold(name))).strip()
+
+
+def same_name(a: str, b: str) -> bool:
+    """The two names are the same one, accents, case, word order and legal form aside; a part
+    ("Juan") or a longer name ("Juan Pérez Gómez", "Juan Pérez Hijo") is not."""
+    return fuzz.token_sort_ratio(_core(a), _core(b)) >= MATCH
+
+
 def match_buyer(name: str, buyers: tuple[KnownBuyer, ...], whole: bool = False) -> tuple[KnownBuyer | None, bool]:
     """The known buyer ``name`` designates, and whether two known buyers fit it equally.
 
-    WRatio lets a part designate the whole ("Gómez", "Bralima"), which is what people write; a
-    query under 3 letters would match any name containing it, so it matches nothing. ``whole``
-    asks for the full name (token order and accents aside): used for lower-case text, where the
-    words after "para" may be the item as well as a name."""
-    query = _fold(name)
+    Only the whole name designates a buyer (token order, accents and legal form aside): the review
+    showed WRatio's partial matching turning "Juan Pérez Hijo" or "Juan" into Juan Pérez with his
+    CUIT. An exact name wins over a near namesake ("Juan Pérez" when "Juana Pérez" is known too).
+    A part fitting several buyers is reported ambiguous; a part fitting one is ``partial_match``'s
+    (a question, never a silent match). ``whole`` is kept for the lower-case reader's callers."""
+    query = _core(name)
     if not buyers or len(query) < 3:
         return None, False
-    choices = [_fold(b.name) for b in buyers]
-    scorer = fuzz.token_sort_ratio if whole else fuzz.WRatio
-    scored = process.extract(query, choices, scorer=scorer, processor=None, limit=2)
-    if not scored or scored[0][1] < MATCH:
+    exact = [b for b in buyers if _fold(b.name) == _fold(name)]
+    if len(exact) == 1:
+        return exact[0], False
+    choices = [_core(b.name) for b in buyers]
+    scored = process.extract(query, choices, scorer=fuzz.token_sort_ratio, processor=None, limit=2)
+    if scored and scored[0][1] >= MATCH:
+        if len(scored) > 1 and scored[1][1] >= MATCH and scored[0][1] - scored[1][1] < MARGIN:
+            return None, True
+        return buyers[scored[0][2]], False
+    if whole:
         return None, False
-    if len(scored) > 1 and scored[1][1] >= MATCH and scored[0][1] - scored[1][1] < MARGIN:
-        return None, True
-    return buyers[scored[0][2]], False
+    partial = process.extract(query, choices, scorer=fuzz.WRatio, processor=None, limit=2)
+    return None, len(partial) > 1 and partial[1][1] >= MATCH
+
+
+def partial_match(name: str, buyers: tuple[KnownBuyer, ...]) -> KnownBuyer | None:
+    """The one known buyer ``name`` is a part or an extension of ("Juan", "Juan Pérez Hijo")."""
+    query = _core(name)
+    if not buyers or len(query) < 3:
+        return None
+    scored = process.extract(query, [_core(b.name) for b in buyers], scorer=fuzz.WRatio, processor=None, limit=1)
+    return buyers[scored[0][2]] if scored and scored[0][1] >= MATCH else None
 
 
 def resolve_buyer(mention: BuyerMention | None, tax_id: TaxId | None, text: str, ctx: TenantContext,
@@ -58,6 +87,14 @@ def resolve_buyer(mention: BuyerMention | None, tax_id: TaxId | None, text: str,
             raise Refused("buyer_ambiguous", f"{mention.name!r} fits more than one known buyer")
         if known is not None and by_name is not None and by_name != known:
             raise Refused("buyer_conflict", f"{mention.name!r} is not the buyer whose tax id is {tax_id.value}")
+        if known is not None and by_name is None and not same_name(mention.name, known.name):
+            # "para Pedro Gómez CUIT <Juan Pérez's CUIT>": the name and the id disagree; the id
+            # does not silently win.
+            raise Refused("buyer_conflict", f"{mention.name!r} is not {known.name!r}, whose tax id is {tax_id.value}")
+        if known is None and by_name is None:
+            near = partial_match(mention.name, ctx.buyers)
+            if near is not None:
+                questions.append(f"buyer: is {mention.name!r} the known buyer {near.name!r} or another one?")
         known = known or by_name
         if known is not None and tax_id is not None and known.tax_id and known.tax_id != tax_id.value:
             raise Refused("buyer_conflict", f"{known.name!r} is known with another tax id")
@@ -82,7 +119,7 @@ def resolve_buyer(mention: BuyerMention | None, tax_id: TaxId | None, text: str,
     return buyer
 
 
-_JOIN = re.compile(r"\s+(?:y|et|&|e)\s+")
+_JOIN = re.compile(r"\s+(?:y|et|&|e|o|ou|or|u)\s+|\s*/\s*")
 
 
 def _refuse_two_buyers(name: str, buyers: tuple[KnownBuyer, ...]) -> None:

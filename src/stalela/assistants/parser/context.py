@@ -7,7 +7,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-PARSER_VERSION = "rules-1.0.0"
+PARSER_VERSION = "rules-1.1.0"
 ACCEPT_THRESHOLD = Decimal("0.85")
 
 CD, AR = "CD", "AR"

@@ -11,8 +11,8 @@ from stalela.assistants.parser import phrases
 from stalela.assistants.parser.buyers import match_buyer, resolve_buyer
 from stalela.assistants.parser.calibration import calibrate
 from stalela.assistants.parser.context import AR, CD, ENGINE_CURRENCY, HOME_CURRENCY, Draft, Refused, TenantContext
-from stalela.assistants.parser.lines import MEASURES, Line, content_words, read_line, split_chunks
-from stalela.assistants.parser.numbers import spelled_to_digits
+from stalela.assistants.parser.lines import MEASURES, Line, content_words, read_line, split_chunks, unit_family
+from stalela.assistants.parser.numbers import scaled_digits, spelled_to_digits
 
 # The evidence each rule class carries: hand-set priors that rank the rules by how often they can
 # mislead (a price next to its currency sign above a bare number, a known buyer above a new name).
@@ -33,6 +33,9 @@ MAX_QUANTITY = Decimal("100000")  # our plausibility bound for a typed request, 
 MAX_PRICE = Decimal("10000000000")
 _DISCOUNT = re.compile(r"\b(?:descuento|rebaja|bonificaci[oó]n|recargo|remise|rabais|réduction|ristourne|majoration)\b",
                        re.IGNORECASE)
+# "para Pedro Gómez o Juan Pérez", "Jean Mukendi ou Paul Kabila", "Pedro Gómez / Luis Díaz": the name
+# reader stops at the joiner, so what follows is checked here.
+_OTHER_BUYER = re.compile(r"\s*(?:(?:o|ou|or|u|y/o|et/ou)\s+|/\s*)(?:(?:el|la|le|les|los|l')\s*)?[A-ZÁÉÍÓÚÑ]")
 # A buyer marker left in an item ("para pedro gomez sillas"): a buyer the rules did not read.
 _STRAY_MARKER = re.compile(r"\b(?:para|pour|a nombre de|au nom de|cliente?)\s+\w", re.IGNORECASE)
 _ES = re.compile(r"\b(?:para|por|horas?|factura|cada|una|con|pesos|d[ií]as|vence|el|los|las|y|IVA)\b", re.IGNORECASE)
@@ -51,8 +54,30 @@ def normalize(text: str) -> str:
     return re.sub(r"[ \t]+", " ", text).strip()
 
 
+_HALF_DOZEN = re.compile(r"\b(?:media\s+docena|demi-douzaine|demi\s+douzaine)\s+(?=de\b|d')", re.IGNORECASE)
+_DOZENS = re.compile(r"(?<![\d.,])(\d{1,3})\s+(?:docenas?|douzaines?)\s+(?=de\b|d')", re.IGNORECASE)
+
+
+def _half_dozen(text: str) -> str:
+    return _HALF_DOZEN.sub("6 ", text)
+
+
+_EACH = re.compile(r"\b(?:cada un[oa]|c/u|pièce|chacune?|l'unité|la unidad|por unidad|l'une?)\b", re.IGNORECASE)
+
+
+def _dozens(text: str, each: bool) -> str:
+    """"una docena de empanadas a $800 cada una" (read "1 docena de" by then) -> "12 empanadas":
+    only when the price is said to be of one piece. Otherwise ("1 docena de facturas a $6.000",
+    "6 docenas a $4200 la docena") the dozen stays the unit counted and priced."""
+    if not each:
+        return text
+    return _DOZENS.sub(lambda m: f"{int(m.group(1)) * 12} ", text)
+
+
 def parse_request(text: str, context: TenantContext, locale: str | None = None) -> Draft:
-    text = spelled_to_digits(normalize(text))
+    text = normalize(text)
+    each = bool(_EACH.search(text))  # read before "cada una" becomes "cada 1"
+    text = _dozens(spelled_to_digits(scaled_digits(_half_dozen(text))), each)
     language = locale if locale in ("es", "fr") else detect_language(text)
     ev: dict[str, Decimal] = {}
     reasons: list[str] = []
@@ -104,6 +129,8 @@ def _parse(text: str, ctx: TenantContext, ev: dict[str, Decimal], reasons: list[
                        if match_buyer(c.name, ctx.buyers, whole=True)[0]), None)
     if mention:
         spans.append(mention.span)
+        if _OTHER_BUYER.match(text[mention.span[1]:]):
+            raise Refused("two_buyers", f"{mention.name!r} and another buyer: one invoice has one buyer")
     if ctx.jurisdiction == AR:
         spans += phrases.condition_spans(text)
     due, due_spans, due_unclear = phrases.find_due_date(text, ctx.today)
@@ -122,6 +149,7 @@ def _parse(text: str, ctx: TenantContext, ev: dict[str, Decimal], reasons: list[
     if re.search(r"(?<![\w.,])-\s?\d", rest):
         # A negative quantity or price is a credit note, never a sale draft ("-3 horas").
         raise Refused("negative_amount", "a negative quantity or price: a credit note is not drafted here")
+    _refuse_unread_amounts(rest)
     lines = _read_lines(rest)
     if not lines:
         raise Refused("no_line", "no item with a quantity or a price was found")
@@ -143,6 +171,32 @@ def _parse(text: str, ctx: TenantContext, ev: dict[str, Decimal], reasons: list[
     if buyer is not None:
         body["buyer"] = buyer
     return due, body
+
+
+# Amounts and terms the rules do not read and must not half-read (drafts-review.md, items 2, 3, 4,
+# 9): a number glued to "x" and a space-grouped price, "5k", "12 $ 50", "100 con 50", a scale word
+# left over, an alternative price, a deposit or a price from before.
+_UNREAD = [
+    (re.compile(r"(?:\bx|×)\s?\d{1,3} \d{3}", re.IGNORECASE), "quantity or thousands? (x10 500)"),
+    (re.compile(r"\d\s?k\b", re.IGNORECASE), "a 'k' amount"),
+    (re.compile(r"\d\s?(?:FC|CDF|francs?(?: congolais)?|pesos(?: argentinos)?|ARS|USD|d[oó]lares|dollars?)[ \t]+\d",
+                re.IGNORECASE), "a number after the currency (\"5000 francs 50\")"),
+    (re.compile(r"\d\s?\$\s?\d|\d\s+con\s+\d", re.IGNORECASE), "an amount split in two"),
+    (re.compile(r"\b(?:mil|mille|millones|millón|millon|millions?)\b|‹\w+›", re.IGNORECASE), "a scale the rules did not read"),
+    (re.compile(r"\b(?:o|ou|or|u)\s+(?:bien\s+|mejor\s+|sinon\s+)?(?:(?:a|à|en|por|pour)\s+)?(?:US\$|U\$S|\$|€|\d)"
+                r"|\b(?:o|ou)\s+(?:mejor|bien|sinon|plutôt)\b|\bsi\s+(?:paga|pagan|pagás|paie|paient|payez|paye)\b", re.IGNORECASE),
+     "an alternative price"),
+    (re.compile(r"\b(?:se[ñn]a|anticipo|adelanto|a cuenta|acompte|avance|arrhes|d[ée]j[aà]\s+(?:pay|vers|r[ée]gl)\w*|ya\s+pag\w*"
+                r"|precio anterior|antes\s+(?:a\s+)?\$|prix (?:pr[ée]c[ée]dent|ancien)|ancien prix|en lugar de|au lieu de)\b", re.IGNORECASE),
+     "a deposit or another price"),
+]
+
+
+def _refuse_unread_amounts(rest: str) -> None:
+    for pattern, what in _UNREAD:
+        m = pattern.search(rest)
+        if m:
+            raise Refused("amount_not_understood", f"{what}: {m.group(0)!r}")
 
 
 def _blank(text: str, spans: list[tuple[int, int]]) -> str:
@@ -221,6 +275,18 @@ def _line_body(i: int, line: Line, ctx: TenantContext, tax: phrases.TaxMention, 
     if quantity != quantity.to_integral_value() and line.unit not in MEASURES:
         raise Refused("fractional_count", f"{at}: {quantity} {line.unit or 'units'} cannot be counted")
     values = {p.value for p in line.prices}
+    if line.comma_doubt or any(p.comma_doubt for p in line.prices + line.stated_totals):
+        # "1,500": a decimal comma in both markets' own convention, a thousands comma in English
+        # habits. The review saw "2 chaises à 1,500 FC" accepted as 1500: asked, not guessed.
+        questions.append(f"{at}: is a number written with ',' and three digits a thousand or a decimal?")
+    if len(line.prices) > 1:
+        # Even equal values ("a $5000 cada una por $5000"): each and in all cannot both be true.
+        raise Refused("two_prices", f"{at}: {len(line.prices)} prices for one item")
+    for price in line.prices:
+        per, unit_of = unit_family(price.per), unit_family(line.unit)
+        if price.per and (per or unit_of) and per != unit_of:
+            # "3 días a $5000/hora", "3 sacs à 5 000 FC le kilo", "3 docenas a $5000 el huevo".
+            raise Refused("unit_mismatch", f"{at}: {line.unit or 'units'} priced per {price.per}")
     if not values:
         questions.append(f"{at}.unit_price: no price for {line.description or 'this item'!r}")
         unit = None

@@ -13,12 +13,16 @@ from stalela.assistants.parser.numbers import NUMBER, read_number
 # tenant's dollar, decided by the caller; None marks a currency no tenant here invoices in.
 _CURRENCIES = [
     (r"pesos (?:chilenos|uruguayos|mexicanos|colombianos)|libras?(?: esterlinas?)?|livres? sterling|yenes|yens?|yuan(?:es)?"
-     r"|francos? suizos|francs? suisses|rands?|nairas?|shillings?|reais|soles|guaran[ií]es|bolivianos|GBP|CHF|JPY|CNY|BRL|CLP|UYU", None),
+     r"|francos? suizos|francs? suisses|rands?|nairas?|shillings?|reais|soles|guaran[ií]es|bolivianos|GBP|CHF|JPY|CNY|BRL|CLP|UYU"
+     # A franc that is not said to be Congolese ("Fbu", "F", "frs") and other currencies the review
+     # saw read as the home one (MXN, COP, PYG, bolívares): refused, never defaulted.
+     r"|MXN|COP|PYG|PEN|BOB|VES|VEF|XOF|BIF|RWF|UGX|KES|TZS|ZAR|AOA|ZMW|bol[ií]var(?:es)?|Fbu|frs?|F", None),
     (r"US\$|U\$S|U\$D|\$US|USD|dólares(?: estadounidenses)?|dolares|dólar|dolar|dollars?(?: américains?| us)?", "USD"),
     (r"\$\s?ARS|ARS|pesos(?: argentinos)?|peso", "ARS"),
     (r"CDF|FC|francs? congolais|francs?|fc", "CDF"),
     (r"€|EUR|euros?|FCFA|XAF|CFA|reales|R\$|£", None),
     (r"\$", "$"),
+    (r"(?-i:(?!TTC|IVA|TVA|NIF|HT)[A-Z]{3})", None),  # any other ISO-looking code after an amount
 ]
 _CUR = "|".join(f"(?:{p})" for p, _ in _CURRENCIES)
 _AMOUNT = re.compile(rf"(?P<c1>{_CUR})\s?(?P<n1>{NUMBER})|(?P<n2>{NUMBER})\s?(?P<c2>{_CUR})(?![\w$])",
@@ -56,6 +60,8 @@ class Price:
     basis: str  # "unit", "total" or "unclear"
     ambiguous: bool
     unsupported: bool = False
+    comma_doubt: bool = False  # "1,500": thousands or a decimal comma? (asked)
+    per: str = ""  # the unit the price is of, when written ("/hora", "le kilo", "la docena")
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Line:
     description: str = ""
     service: bool = False
     ambiguous_number: bool = False
+    comma_doubt: bool = False
     unit: str = ""  # the word after the quantity ("kg", "horas", "sacs")
     stated_totals: list[Price] = field(default_factory=list)  # "total 15 000 FC" after the line: checked
 
@@ -98,7 +105,7 @@ def read_line(chunk: str) -> Line:
             continue
         code, unsupported = _currency(m.group("c1") or m.group("c2"))
         line.prices.append(Price(reading.value, code, _basis(chunk, m.start(), m.end()), reading.ambiguous,
-                                 unsupported))
+                                 unsupported, reading.ambiguous and "," in token, _per(chunk[m.end():])))
         used.append(m.span())
     if not line.prices:
         for m in _BARE_PRICE.finditer(chunk):
@@ -107,7 +114,8 @@ def read_line(chunk: str) -> Line:
                 continue
             after = chunk[m.end():]
             basis = "total" if _AFTER_TOTAL.match(after) else "unit"
-            line.prices.append(Price(reading.value, None, basis, reading.ambiguous))
+            line.prices.append(Price(reading.value, None, basis, reading.ambiguous, per=_per(after),
+                                     comma_doubt=reading.ambiguous and "," in m.group("n")))
             used.append(m.span())
     rest = _blank(chunk, used)
     for m in _QTY.finditer(rest):
@@ -118,6 +126,7 @@ def read_line(chunk: str) -> Line:
         line.quantity = reading.value
         line.quantity_rule = "x" if (m.group("x1") or m.group("x2")) else "digits"
         line.ambiguous_number = reading.ambiguous
+        line.comma_doubt = reading.ambiguous and "," in token
         following = rest[m.end():].split()
         line.unit = following[0].lower().strip(".,") if following else ""
         used.append(m.span())
@@ -125,6 +134,30 @@ def read_line(chunk: str) -> Line:
     line.service = bool(_SERVICE_WORDS.search(chunk))
     line.description = _describe(_blank(chunk, used))
     return line
+
+
+# Units a price can be "of" and the quantity must then be counted in ("3 días a $5000/hora" is
+# days priced by the hour: refused, never multiplied).
+_FAMILIES = {w: fam for fam, words in {
+    "hour": "hora horas hs h hr hrs heure heures", "day": "día días dia dias jour jours journée journées jornada jornadas",
+    "week": "semana semanas semaine semaines", "month": "mes meses mois", "year": "año años an ans année années",
+    "kilo": "kg kgs kilo kilos kilogramo kilogramos kilogramme kilogrammes", "litre": "l lt litro litros litre litres",
+    "dozen": "docena docenas douzaine douzaines", "metre": "m metro metros mètre mètres", "ton": "t tonelada toneladas tonne tonnes",
+}.items() for w in words.split()}
+_PER = re.compile(r"^\s*(?:/\s*|(?:la|el|le|par|por|l'|per|each)\s*)(\w+)", re.IGNORECASE)
+# What a price may be "of" without naming a unit: one piece, or the whole.
+_NEUTRAL_PER = set("""unidad unidades unité unités pièce pièces pieza piezas cada chacun chacune uno una un une u
+total todo tout ensemble lot""".split())
+
+
+def unit_family(word: str) -> str | None:
+    return _FAMILIES.get(word.lower().strip(".,"))
+
+
+def _per(after: str) -> str:
+    """The word a price is said to be "of" ("/hora", "le kilo", "el huevo"), unless it is neutral."""
+    m = _PER.match(after)
+    return m.group(1).lower() if m and m.group(1).lower() not in _NEUTRAL_PER else ""
 
 
 def _basis(chunk: str, start: int, end: int) -> str:

@@ -18,10 +18,21 @@ Span = tuple[int, int]
 # parser itself cannot seal, but a draft carrying such text must be read by a human, never
 # approved in a hurry. Also non-invoice verbs that make the request something else than a draft.
 _INJECTION = re.compile(
-    r"ignor\w*\s+(?:\w+\s+){0,3}(?:instruc|r[eè]gle|regla|consign)|olvid\w*\s+(?:\w+\s+){0,2}instruc"
-    r"|oubli\w*\s+(?:\w+\s+){0,2}instruc|\bsell(?:a|ala|alo|ar|e|en|ado)\b|\bscell\w*|\bsans (?:confirmation|validation|approbation)"
+    r"ignor\w*\s+(?:\w+\s+){0,3}(?:instruc|r[eè]gle|regla|rule|consign|indicac|directiv|check|prompt|previous|anteriores|pr[eé]c[eé]dent)"
+    r"|\b(?:olvid|oubli|omit|omet|disregard|forget|skip|bypass|override|salte|saltea)\w*\s+(?:\w+\s+){0,3}"
+    r"(?:instruc|indicac|r[eè]gle|regla|rule|consign|check|contr[oô]l|v[eé]rif|validaci|validation|prompt|previous|anteriores|previas)"
+    r"|\bne\s+tien[sn]?\w*\s+pas\s+compte|\bpass\w*\s+outre|\bne\s+demande\w*\s+pas|\bno\s+(?:preguntes|pidas|consultes)"
+    r"|\bsin\s+(?:preguntar|consultar|verificar|revisar|confirmar)|\bsans\s+(?:demander|v[eé]rifier|contr[oô]ler|confirmer)"
+    r"|\bwithout\s+(?:asking|confirmation|review|checking)|\b(?:approve|confirm|seal|sign)\b"
+    r"|\b(?:aprob|aprueb|approuv|valid[ea]\s+(?:sans|sin|directement|directamente))\w*|\bconfirm[aá]\w*|\bconfirme[sz]?\b"
+    r"|\bsell(?:a|ala|alo|ar|e|en|ado)\b|\bscell\w*|\bsans (?:confirmation|validation|approbation)"
     r"|\bsin (?:confirmaci|aprobaci|validaci)\w*|system prompt|prompt syst|\bapprouv\w* automatiquement"
-    r"|\baprob\w* autom\w*|\b(?:borr[aáe]|supprim|effac|anul[aáe]|annul)\w*|\bmodo (?:admin|desarrollador)|\bmode (?:admin|d[ée]veloppeur)",
+    r"|\baprob\w* autom\w*|\b(?:borr[aáe]|supprim|effac|anul[aáe]|annul)\w*|\bmodo (?:admin|desarrollador)|\bmode (?:admin|d[ée]veloppeur)"
+    # Text addressed to a model: role prefixes, "note to the assistant", and JSON-looking objects.
+    r"|\b(?:system|syst[eè]me|sistema|assistant|asistente|assistante|user|usuario|utilisateur|ai|ia|model[oe]?|bot|gpt|llm)\s*:"
+    r"|\b(?:para|pour|to)\s+(?:el|la|l'|le|the)?\s*(?:asistente|assistant|sistema|syst[eè]me|system|ia|ai|mod[eè]l[eo]|model|bot)\b"
+    r"|\b(?:instruc\w*|nota|note)\s+(?:para|pour|to|à|a)\s+(?:el\s+|la\s+|l'|le\s+|the\s+)?(?:asistente|assistant|sistema|ia|ai|system)"
+    r"|[{}]|\[\s*\"|\"\s*:\s*(?:true|false|\d|\")|<\s*/?\s*(?:system|assistant|user|instructions?)\b|\[/?INST\]|\bjailbreak\b",
     re.IGNORECASE)
 
 
@@ -33,6 +44,7 @@ def find_injection(text: str) -> str | None:
 # ------------------------------------------------------------------------------------ tax ids
 
 _CUIT = re.compile(r"(?:\b(?:CUIT|CUIL)\s*(?:n[°ºo]\.?\s*)?:?\s*)?\b(\d{2})[- .]?(\d{8})[- .]?(\d)\b", re.IGNORECASE)
+_CUIT_LIKE = re.compile(r"\b(?:CUIT|CUIL)\s*(?:n[°ºo]\.?\s*)?:?\s*(\d[\d .-]*\d)|\b(\d{2}-\d{5,10}-\d)\b", re.IGNORECASE)
 _DNI = re.compile(r"\bDNI\s*(?:n[°ºo]\.?\s*)?:?\s*(\d{1,2}\.?\d{3}\.?\d{3})\b", re.IGNORECASE)
 _NIF_KEY = re.compile(r"\b(?:NIF|N\.I\.F\.?)\s*(?:n[°ºo]\.?\s*)?:?\s*([A-Za-z0-9][A-Za-z0-9-]*)", re.IGNORECASE)
 # The DRC NIF as the DGI prints it since 2011: a letter, seven digits, a check letter (A1234567B).
@@ -53,7 +65,19 @@ def find_tax_ids(text: str, jurisdiction: str) -> list[TaxId]:
     if jurisdiction == "AR":
         for m in _CUIT.finditer(text):
             digits = m.group(1) + m.group(2) + m.group(3)
+            if not re.match(r"(?i)CUIT|CUIL", m.group(0)) and not re.search(r"\d[- .]\d{8}[- .]\d", m.group(0)):
+                # Eleven bare digits with no keyword and no CUIT separators: a phone number as well as
+                # a CUIT (the review's minor finding). Not read as the buyer's id.
+                found.append(TaxId("CUIT", digits, False, m.span()))
+                continue
             found.append(TaxId("CUIT", digits, is_valid_cuit(digits), m.span()))
+        seen = [t.span for t in found]
+        for m in _CUIT_LIKE.finditer(text):
+            # "CUIT 20-1234567-8": a keyword or the dashed shape with the wrong number of digits is a
+            # malformed id, not a quantity of 20 (drafts-review.md, item 8).
+            digits = re.sub(r"\D", "", m.group(1) or m.group(2))
+            if len(digits) != 11 and not any(a <= m.start(1) < b for a, b in seen):
+                found.append(TaxId("CUIT", digits, False, m.span()))
         for m in _DNI.finditer(text):
             digits = m.group(1).replace(".", "")
             found.append(TaxId("DNI", digits, len(digits) in (7, 8) and digits[0] != "0", m.span()))
@@ -122,7 +146,7 @@ def find_buyer(text: str) -> BuyerMention | None:
         if not name[0].isupper() or name.split()[0].lower() in _NOT_NAME:
             continue
         # A capitalised id keyword ends the name: "Bralima SARL NIF A1234567B".
-        name = re.split(r"\s+(?:NIF|N\.I\.F|CUIT|CUIL|DNI|RCCM|IVA|TVA|RUC)\b", name, maxsplit=1, flags=re.IGNORECASE)[0]
+        name = re.split(r"(?:^|\s+)(?:NIF|N\.I\.F|CUIT|CUIL|DNI|RCCM|IVA|TVA|RUC)\b", name, maxsplit=1, flags=re.IGNORECASE)[0]
         name = name.strip(" .,'")
         if not name:
             continue  # "Factura a CUIT 30-...": the id names the buyer, not a word
@@ -204,14 +228,25 @@ _ON_DATE = re.compile(_DUE_WORD + r"\s*:?\s*(?:el|le|antes del|avant le|au|al|ha
                       re.IGNORECASE)
 
 
+_VAGUE_DUE = re.compile(r"\b(?:vence|vencimiento|venc\.|pagadero|plazo|échéance|echeance|payable|à payer|a payer|au plus tard"
+                        r"|fin (?:du|de|de la) mois|fin de mes|à réception|a réception|contra entrega|contre remboursement"
+                        r"|à la livraison|contado|comptant)\b", re.IGNORECASE)
+
+
 def find_due_date(text: str, today: date) -> tuple[date | None, list[Span], bool]:
     """The due date, the spans used and whether a due phrase was seen but not understood."""
     m = _IN_DAYS.search(text)
+    on = _ON_DATE.search(text)
+    if m and on:
+        # "vence el 15 de enero, a 30 días": two terms; neither wins silently.
+        return None, [m.span(), on.span()], True
     if m:
         return today + timedelta(days=int(m.group(1))), [m.span()], False
-    m = _ON_DATE.search(text)
+    m = on
     if not m:
-        return None, [], False
+        vague = _VAGUE_DUE.search(text)
+        # "vence mañana", "payable à réception", "fin du mois": a term seen and not read is asked.
+        return None, ([vague.span()] if vague else []), bool(vague)
     day = int(m.group(1))
     if m.group(2):
         month, year = int(m.group(2)), m.group(3)
