@@ -16,6 +16,8 @@ class Perm(str, Enum):
     OUTLETS_READ = "outlets:read"
     INVOICES_WRITE = "invoices:write"
     INVOICES_READ = "invoices:read"
+    # Approve a drafted invoice (assistants): a person's decision that a draft may be sealed as it is.
+    INVOICES_APPROVE = "invoices:approve"
     REPORTS_WRITE = "reports:write"  # close a day, sign checkpoints
     REPORTS_READ = "reports:read"
     EXPORTS = "exports"  # audit exports
@@ -50,6 +52,8 @@ ROLES: dict[str, frozenset[Perm]] = {
 SCOPES: dict[str, frozenset[Perm]] = {
     "invoices:write": frozenset({Perm.INVOICES_WRITE, Perm.INVOICES_READ, Perm.OUTLETS_READ}),
     "invoices:read": frozenset({Perm.INVOICES_READ, Perm.OUTLETS_READ}),
+    # A person's approval app (not an agent's key): approves drafts, and seals them when the policy allows.
+    "invoices:approve": frozenset({Perm.INVOICES_APPROVE, Perm.INVOICES_READ, Perm.OUTLETS_READ}),
     "reports": frozenset({Perm.REPORTS_READ, Perm.REPORTS_WRITE, Perm.EXPORTS, Perm.OUTLETS_READ}),
     "webhooks": frozenset({Perm.WEBHOOKS}),
     "usage": frozenset({Perm.USAGE_WRITE, Perm.USAGE_READ}),
@@ -61,7 +65,7 @@ ALL_SCOPES = frozenset(SCOPES)
 
 
 # What a till's key (restricted to one outlet) never does, whatever its scopes.
-_TENANT_WIDE = frozenset({Perm.ADMIN, Perm.WEBHOOKS, Perm.OWNERSHIP, Perm.EXPORTS, Perm.AUDIT_READ, Perm.PRIVACY,
+_TENANT_WIDE = frozenset({Perm.ADMIN, Perm.INVOICES_APPROVE, Perm.WEBHOOKS, Perm.OWNERSHIP, Perm.EXPORTS, Perm.AUDIT_READ, Perm.PRIVACY,
                           Perm.USAGE_WRITE, Perm.USAGE_READ, Perm.BILLING_MANAGE})
 
 
