@@ -65,7 +65,7 @@ ALL_SCOPES = frozenset(SCOPES)
 
 
 # What a till's key (restricted to one outlet) never does, whatever its scopes.
-_TENANT_WIDE = frozenset({Perm.ADMIN, Perm.INVOICES_APPROVE, Perm.WEBHOOKS, Perm.OWNERSHIP, Perm.EXPORTS, Perm.AUDIT_READ, Perm.PRIVACY,
+_TENANT_WIDE = frozenset({Perm.ADMIN, Perm.WEBHOOKS, Perm.OWNERSHIP, Perm.EXPORTS, Perm.AUDIT_READ, Perm.PRIVACY,
                           Perm.USAGE_WRITE, Perm.USAGE_READ, Perm.BILLING_MANAGE})
 
 
