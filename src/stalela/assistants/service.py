@@ -167,8 +167,10 @@ async def list_drafts(session: AsyncSession, *, status: str | None, limit: int,
 
 
 def _open(draft: InvoiceDraft) -> None:
-    if draft.status != "draft":
-        raise Conflict(f"the draft is {draft.status}", code=f"invoice_draft_{draft.status}")
+    if draft.status == "sealed":
+        raise Conflict("the draft is sealed: it is an invoice now", code="invoice_draft_sealed")
+    if draft.status == "discarded":
+        raise Conflict("the draft was discarded", code="invoice_draft_discarded")
 
 
 async def patch_draft(session: AsyncSession, principal: Principal, draft_id: str,
