@@ -144,3 +144,15 @@ async def test_a_person_seals_directly(client, shop):
     d = await draft(client, user)
     r = await client.post(f"/v1/invoice-drafts/{d['id']}/seal", headers=user)
     assert r.status_code == 201, r.text
+
+
+async def test_one_idempotency_key_on_two_drafts_seals_two_invoices(client, shop):
+    tenant, root, outlet = shop
+    first, second = await draft(client, root), await draft(client, root)
+    assert first["content_hash"] == second["content_hash"]
+    key = {**root, "Idempotency-Key": "same-key"}
+    a = await client.post(f"/v1/invoice-drafts/{first['id']}/seal", headers=key)
+    b = await client.post(f"/v1/invoice-drafts/{second['id']}/seal", headers=key)
+    assert (a.status_code, b.status_code) == (201, 201) and a.json()["id"] != b.json()["id"]
+    again = await client.post(f"/v1/invoice-drafts/{first['id']}/seal", headers=key)
+    assert again.status_code == 200 and again.json()["id"] == a.json()["id"]

@@ -247,6 +247,15 @@ async def _authorize(session: AsyncSession, principal: Principal, draft: Invoice
                    field="approval_id")
 
 
+def _pipeline_key(draft_id: str, idempotency_key: str | None) -> str:
+    """The sealing pipeline's Idempotency-Key: the draft's own, and the client's within it. Within the draft, so
+    that one client key sent for two drafts of the same body seals two invoices, not one answer twice (the draft
+    row's lock already makes each draft's seal happen once); hashed, to fit the 255 characters of a key."""
+    if idempotency_key is None:
+        return f"draft:{draft_id}"
+    return f"draft:{draft_id}:{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}"
+
+
 async def seal_draft(session: AsyncSession, settings: Settings, principal: Principal, draft_id: str,
                      approval_id: str | None, idempotency_key: str | None,
                      ip: str | None = None) -> tuple[dict[str, Any], bool]:
@@ -264,8 +273,7 @@ async def seal_draft(session: AsyncSession, settings: Settings, principal: Princ
         raise ValidationFailed("the draft is not a valid invoice yet: complete it with PATCH",
                                code="invoice_draft_incomplete",
                                errors=validation_problem(exc.errors(), prefix="invoice").errors) from None
-    # The draft's own key when the client gives none: a retry of a seal whose answer was lost is a replay.
-    result = await invoices.seal_invoice(session, settings, principal, body, idempotency_key or f"draft:{draft.id}")
+    result = await invoices.seal_invoice(session, settings, principal, body, _pipeline_key(draft.id, idempotency_key))
     draft.status, draft.invoice_id, draft.updated_at = "sealed", result.body["id"], utcnow()
     await session.flush()
     await audit.record(session, draft.tenant_id, principal.actor, "invoice_draft.sealed", draft.id,
