@@ -173,8 +173,11 @@ async def scenario(rec: Recorder) -> None:
 
 async def drafts(rec: Recorder, key: dict) -> None:
     """Drafting (docs/assistants.md): a draft from text, corrected, approved, sealed; another discarded."""
+    approver = (await rec.client.post("/v1/api-keys", headers=key, json={
+        "name": "approvals app", "scopes": ["invoices:approve", "invoices:write"]})).json()
     await rec("GET", "/v1/assistant-settings", headers=key)
     await rec("PATCH", "/v1/assistant-settings", headers=key, json_body={"seal_policy": "approval"})
+    key = {"Authorization": f"Bearer {approver['api_key']}"}  # a person's approvals app, from here on
     text = "Facture pour Kin Marché SARL NIF A1234567Z: 3 sacs de ciment à 25000 FC"
     draft = await rec("POST", "/v1/invoice-drafts", headers=key, json_body={"text": text, "locale": "fr"})
     path = f"/v1/invoice-drafts/{draft['id']}"

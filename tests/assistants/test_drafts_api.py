@@ -10,9 +10,10 @@ TEXT = "Facture pour Kin Marché SARL NIF A1234567Z: 3 sacs de ciment à 25000 F
 
 @pytest.fixture
 async def shop(client, new_tenant):
+    """The tenant (its root key under "root"), a person's approval key (``invoices:approve`` is opt-in), its outlet."""
     tenant, root = await new_tenant("Draft SARL", "DRF0001")
     outlet = (await client.post("/v1/outlets", json={"code": "KIN1", "name": "Gombe"}, headers=root)).json()
-    return tenant, root, outlet
+    return {**tenant, "root": root}, await key_with(client, root, "invoices:write", "invoices:approve", "admin"), outlet
 
 
 async def key_with(client, root, *scopes):
@@ -66,7 +67,7 @@ async def test_low_confidence_is_stored_and_completed_with_patch(client, shop):
     assert s.status_code == 201, s.text
 
 
-async def test_disabled_policy_key_needs_approve_scope(client, shop):
+async def test_disabled_policy_key_needs_approve_scope(client, shop, new_tenant):
     tenant, root, outlet = shop
     agent = await key_with(client, root, "invoices:write")
     d = await draft(client, agent)
@@ -138,8 +139,8 @@ async def test_concurrent_seals_give_one_invoice(client, shop, database_url):
 async def test_a_person_seals_directly(client, shop):
     tenant, root, outlet = shop
     from tests.auth.test_users import bearer, login, make_user
-    await client.patch("/v1/assistant-settings", json={"seal_policy": "approval"}, headers=root)
-    await make_user(client, root, "boss@draft.cd", "admin")
+    await client.patch("/v1/assistant-settings", json={"seal_policy": "approval"}, headers=tenant["root"])
+    await make_user(client, tenant["root"], "boss@draft.cd", "admin")
     user = bearer((await login(client, "boss@draft.cd")).json())
     d = await draft(client, user)
     r = await client.post(f"/v1/invoice-drafts/{d['id']}/seal", headers=user)
@@ -156,3 +157,13 @@ async def test_one_idempotency_key_on_two_drafts_seals_two_invoices(client, shop
     assert (a.status_code, b.status_code) == (201, 201) and a.json()["id"] != b.json()["id"]
     again = await client.post(f"/v1/invoice-drafts/{first['id']}/seal", headers=key)
     assert again.status_code == 200 and again.json()["id"] == a.json()["id"]
+
+
+async def test_a_key_made_without_scopes_never_approves(client, new_tenant):
+    _, root = await new_tenant("Root SARL", "ROOT001")
+    await client.post("/v1/outlets", json={"code": "KIN1", "name": "Gombe"}, headers=root)
+    d = await draft(client, root)
+    refused = await client.post(f"/v1/invoice-drafts/{d['id']}/approvals", headers=root)
+    assert refused.status_code == 403 and refused.json()["code"] == "insufficient_permissions"
+    r = await client.post(f"/v1/invoice-drafts/{d['id']}/seal", headers=root)
+    assert r.status_code == 403 and r.json()["code"] == "draft_approval_required"
