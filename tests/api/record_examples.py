@@ -165,9 +165,32 @@ async def scenario(rec: Recorder) -> None:
     await rec("POST", "/v1/offline/blocks/{block_id}/return", f"/v1/offline/blocks/{block['id']}/return", headers=key,
               json_body=build_seal(statement, es256(device_key, data), device["public_key"]["kid"],
                                    canonical_payload=data))
+    await drafts(rec, key)
     await rec("GET", "/healthz")
     await rec("GET", "/readyz")
     del tenant
+
+
+async def drafts(rec: Recorder, key: dict) -> None:
+    """Drafting (docs/assistants.md): a draft from text, corrected, approved, sealed; another discarded."""
+    approver = (await rec.client.post("/v1/api-keys", headers=key, json={
+        "name": "approvals app", "scopes": ["invoices:approve", "invoices:write"]})).json()
+    await rec("GET", "/v1/assistant-settings", headers=key)
+    await rec("PATCH", "/v1/assistant-settings", headers=key, json_body={"seal_policy": "approval"})
+    key = {"Authorization": f"Bearer {approver['api_key']}"}  # a person's approvals app, from here on
+    text = "Facture pour Kin Marché SARL NIF A1234567Z: 3 sacs de ciment à 25000 FC"
+    draft = await rec("POST", "/v1/invoice-drafts", headers=key, json_body={"text": text, "locale": "fr"})
+    path = f"/v1/invoice-drafts/{draft['id']}"
+    await rec("GET", "/v1/invoice-drafts", headers=key)
+    await rec("GET", "/v1/invoice-drafts/{draft_id}", path, headers=key)
+    fixed = {**draft["invoice"], "lines": [{**draft["invoice"]["lines"][0], "description": "Sacs de ciment 50 kg"}]}
+    await rec("PATCH", "/v1/invoice-drafts/{draft_id}", path, headers=key, json_body={"invoice": fixed})
+    approval = await rec("POST", "/v1/invoice-drafts/{draft_id}/approvals", f"{path}/approvals", headers=key,
+                         json_body={"expires_in": 900})
+    await rec("POST", "/v1/invoice-drafts/{draft_id}/seal", f"{path}/seal", headers=key,
+              json_body={"approval_id": approval["id"]})
+    other = await rec.client.post("/v1/invoice-drafts", headers=key, json={"text": text})
+    await rec("DELETE", "/v1/invoice-drafts/{draft_id}", f"/v1/invoice-drafts/{other.json()['id']}", headers=key)
 
 
 async def main() -> None:

@@ -95,6 +95,8 @@ STORED = {
     "UsageEventIn.event_id": "usage_events.event_id",
     "UsageEventIn.resource": "usage_events.resource",
     "VoidIn.reason": "usage_voids.reason",
+    "DraftCreate.locale": "invoice_drafts.locale",
+    "SettingsPatch.seal_policy": "assistant_settings.seal_policy",
 }
 
 # Strings that are not stored as sent, and why.
@@ -127,6 +129,10 @@ NOT_STORED = {
         "PaymentIn": ("method", "amount"),
         "ExchangeIn": ("currency", "rate", "date")}.items() for f in fs},
     "OffboardingCreate.mode": "one of return/delete (a Literal), stored as such",
+    "DraftCreate.text": "stored in invoice_drafts.text (TEXT), at most 2,000 characters",
+    "DraftCreate.provider": "the one provider, rules (a Literal), stored as such in invoice_drafts.provider",
+    "SealDraft.approval_id": "looked up among the draft's approvals (404 draft_approval_not_found); never stored",
+    "SettingsPatch.confidence_threshold": "a decimal (0.85 to 1, 4 places), stored as NUMERIC(6,4)",
     **{f"Subject.{f}": "an erasure request keeps only its keyed HMAC pseudonym (privacy_erasure_requests.pseudonyms)"
        for f in ("email", "tax_id", "reference")},
     "UserSubject.email": "an erasure request keeps only its keyed HMAC pseudonym",

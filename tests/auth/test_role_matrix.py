@@ -118,6 +118,15 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("GET", "/v1/usage/daily"): Perm.USAGE_READ,
     ("GET", "/v1/users/me"): Perm.OUTLETS_READ,  # every role: one's own record and language
     ("PATCH", "/v1/users/me"): Perm.OUTLETS_READ,
+    ("POST", "/v1/invoice-drafts"): Perm.INVOICES_WRITE,
+    ("GET", "/v1/invoice-drafts"): Perm.INVOICES_READ,
+    ("GET", "/v1/invoice-drafts/{draft_id}"): Perm.INVOICES_READ,
+    ("PATCH", "/v1/invoice-drafts/{draft_id}"): Perm.INVOICES_WRITE,
+    ("DELETE", "/v1/invoice-drafts/{draft_id}"): Perm.INVOICES_WRITE,
+    ("POST", "/v1/invoice-drafts/{draft_id}/approvals"): Perm.INVOICES_APPROVE,
+    ("POST", "/v1/invoice-drafts/{draft_id}/seal"): Perm.INVOICES_WRITE,
+    ("GET", "/v1/assistant-settings"): Perm.INVOICES_READ,
+    ("PATCH", "/v1/assistant-settings"): Perm.ADMIN,
 }
 PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/verify/z/{z_report_id}", "/v1/keys/{key_id}",
           "/v1/status-lists/{tenant_id}", "/v1/status-lists/{tenant_id}.json",

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from stalela.auth.models import User
-from stalela.auth.permissions import SCOPES
+from stalela.auth.permissions import SCOPES, DEFAULT_SCOPES
 from stalela.i18n import localizer
 from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.tenancy.models import Tenant
@@ -140,9 +140,9 @@ async def test_the_keys_page_lists_what_each_key_can_really_do(owner, client, or
     assert api["till KIN1"]["scopes"] == listed and api["till KIN1"]["outlet_code"] == "KIN1"
     for scope in SCOPES:
         assert await _refused(client, secret, scope, org["outlet"]["id"]) == (scope not in listed), scope
-    # The tenant-wide root key keeps every scope and no outlet.
+    # The tenant-wide root key keeps every scope but the opt-in ones (invoices:approve), and no outlet.
     root = next(tr for tr in re.findall(r"<tr data-key=.*?</tr>", page, re.S) if ">default<" in tr)
-    assert re.search(r'data-testid="scopes">([^<]*)<', root).group(1).split(", ") == sorted(SCOPES)
+    assert re.search(r'data-testid="scopes">([^<]*)<', root).group(1).split(", ") == sorted(DEFAULT_SCOPES)
     assert "outlet-code" not in root
 
 

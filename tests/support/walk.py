@@ -41,6 +41,7 @@ BODIES = {
     ("post", "/v1/offline/blocks/{block_id}/return"): {
         "payload": {"kind": "block_return", "first": 2, "last": 2, "prev_hash": "0" * 64, "at": "2026-12-07T00:00:00Z"},
         "hash": "0" * 64, "signature": "AA", "key_id": "k", "algorithm": "ES256"},
+    ("patch", "/v1/invoice-drafts/{draft_id}"): {"invoice": sample_invoice("out_elsewhere")},
 }
 
 
@@ -137,6 +138,8 @@ async def victim_objects(app, client, headers) -> dict[str, str]:
                                                           "quantity": "1", "occurred_at": rfc3339(utcnow())},
                                headers=headers))
     anomaly_id = await victim_anomaly(app, outlet["tenant_id"])
+    draft = _ok(await client.post("/v1/invoice-drafts", json={"text": "Facture pour Kin Marché SARL NIF A1234567Z: 3 sacs "
+                                                                     "de ciment à 25000 FC"}, headers=headers))
     device, device_key = await register_device(client, headers, outlet["tenant_id"], outlet["id"])
     credential = await issue_credential(client, headers, device["id"], block_size=2)
     # A returned batch, then a fork at its number (another invoice the device key signed): a batch and a proof.
@@ -148,7 +151,7 @@ async def victim_objects(app, client, headers) -> dict[str, str]:
             "batch_id": batch["id"], "proof_id": fork.json()["fork_proof"]["id"], "anomaly_id": anomaly_id, "request_id": erasure["id"], "outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"],
             "export_id": export["id"], "user_id": user["id"], "z_report_id": z_report["id"], "endpoint_id": hook["id"],
             "msg_id": hook_msg["id"], "hold_id": hold["id"], "privacy_export_id": privacy_export["id"],
-            "event_id": usage["event_id"]}
+            "event_id": usage["event_id"], "draft_id": draft["id"]}
 
 
 async def victim_anomaly(app, tenant_id: str) -> str:

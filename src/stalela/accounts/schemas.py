@@ -163,8 +163,8 @@ class ApiKeyOut(StrictModel):
     prefix: str
     outlet_id: str | None
     outlet_code: str | None = Field(None, description="The code of the outlet the key is restricted to")
-    requested_scopes: list[str] = Field(description="The scopes it was created with (every scope when none were "
-                                                    "named)")
+    requested_scopes: list[str] = Field(description="The scopes it was created with (every scope but the opt-in "
+                                                    "invoices:approve when none were named)")
     permissions: list[str] = Field(description="What its scopes allow this key: the permissions the routes check")
     created_at: datetime
     revoked_at: datetime | None
@@ -177,10 +177,10 @@ class ApiKeyOut(StrictModel):
         narrowed by its outlet restriction, the same rule the routes apply."""
         if isinstance(data, dict):
             return data
-        from stalela.auth.permissions import ALL_SCOPES, effective_scopes, key_permissions
+        from stalela.auth.permissions import DEFAULT_SCOPES, effective_scopes, key_permissions
 
         stored = getattr(data, "scopes", None)
-        requested = frozenset(json.loads(stored) if isinstance(stored, str) else (stored or ALL_SCOPES))
+        requested = frozenset(json.loads(stored) if isinstance(stored, str) else (stored or DEFAULT_SCOPES))
         restricted = getattr(data, "outlet_id", None) is not None
         fields = ("id", "tenant_id", "name", "prefix", "outlet_id", "created_at", "revoked_at", "last_used_at")
         return {**{f: getattr(data, f) for f in fields}, "outlet_code": None,

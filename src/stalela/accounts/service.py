@@ -19,7 +19,7 @@ from stalela.db.base import utcnow
 from stalela.fiscal.core.reports import local_date
 from stalela.fiscal.jurisdictions import cuit, get_jurisdiction
 from stalela.fiscal.signing import registry as signing_registry
-from stalela.auth.permissions import ALL_SCOPES, check_not_exceeding, grantable_scopes, key_permissions
+from stalela.auth.permissions import DEFAULT_SCOPES, OPT_IN_SCOPES, check_not_exceeding, grantable_scopes, key_permissions
 from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from stalela.kit.ids import new_id
 from stalela.kit.money import decimal_str
@@ -290,7 +290,8 @@ async def create_api_key(session: AsyncSession, principal: Principal, data: sche
     if data.outlet_id is not None and await OutletRepository(session).get(data.outlet_id) is None:
         raise ValidationFailed("no such outlet", code="outlet_not_found", field="outlet_id")
     grantable = grantable_scopes(principal)
-    scopes = data.scopes if data.scopes is not None else (None if grantable == ALL_SCOPES else sorted(grantable))
+    default = grantable - OPT_IN_SCOPES  # an opt-in scope only when asked for by name
+    scopes = data.scopes if data.scopes is not None else (None if default == DEFAULT_SCOPES else sorted(default))
     if scopes is not None and not set(scopes) <= grantable:
         raise Forbidden(f"a key cannot get more than its creator may do: {sorted(set(scopes) - grantable)} "
                         "exceed(s) your permissions", code="scope_exceeds_caller", field="scopes")

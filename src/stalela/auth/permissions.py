@@ -16,6 +16,8 @@ class Perm(str, Enum):
     OUTLETS_READ = "outlets:read"
     INVOICES_WRITE = "invoices:write"
     INVOICES_READ = "invoices:read"
+    # Approve a drafted invoice (assistants): a person's decision that a draft may be sealed as it is.
+    INVOICES_APPROVE = "invoices:approve"
     REPORTS_WRITE = "reports:write"  # close a day, sign checkpoints
     REPORTS_READ = "reports:read"
     EXPORTS = "exports"  # audit exports
@@ -50,6 +52,8 @@ ROLES: dict[str, frozenset[Perm]] = {
 SCOPES: dict[str, frozenset[Perm]] = {
     "invoices:write": frozenset({Perm.INVOICES_WRITE, Perm.INVOICES_READ, Perm.OUTLETS_READ}),
     "invoices:read": frozenset({Perm.INVOICES_READ, Perm.OUTLETS_READ}),
+    # A person's approval app (not an agent's key): approves drafts, and seals them when the policy allows.
+    "invoices:approve": frozenset({Perm.INVOICES_APPROVE, Perm.INVOICES_READ, Perm.OUTLETS_READ}),
     "reports": frozenset({Perm.REPORTS_READ, Perm.REPORTS_WRITE, Perm.EXPORTS, Perm.OUTLETS_READ}),
     "webhooks": frozenset({Perm.WEBHOOKS}),
     "usage": frozenset({Perm.USAGE_WRITE, Perm.USAGE_READ}),
@@ -58,6 +62,10 @@ SCOPES: dict[str, frozenset[Perm]] = {
                         Perm.BILLING_MANAGE}),
 }
 ALL_SCOPES = frozenset(SCOPES)
+# Given only when asked for by name: a key created without scopes (the tenant's root key included) never
+# approves drafts, so an agent holding an ordinary key cannot approve its own drafts (docs/assistants.md).
+OPT_IN_SCOPES = frozenset({"invoices:approve"})
+DEFAULT_SCOPES = ALL_SCOPES - OPT_IN_SCOPES
 
 
 # What a till's key (restricted to one outlet) never does, whatever its scopes.
@@ -69,7 +77,7 @@ def permissions(principal: Principal) -> frozenset[Perm]:
     if principal.kind == "user":
         return ROLES.get(principal.role or "", frozenset())
     if principal.kind == "api_key":
-        scopes = ALL_SCOPES if principal.scopes is None else principal.scopes
+        scopes = DEFAULT_SCOPES if principal.scopes is None else principal.scopes
         granted = frozenset().union(*(SCOPES.get(s, frozenset()) for s in scopes))
         return granted - _TENANT_WIDE if principal.outlet_id else granted
     if principal.kind == "operator":
@@ -81,7 +89,7 @@ def permissions(principal: Principal) -> frozenset[Perm]:
 
 def key_permissions(scopes: frozenset[str] | None, restricted: bool) -> frozenset[Perm]:
     """What an API key with these scopes may do (the same rule as ``permissions``)."""
-    granted = frozenset().union(*(SCOPES.get(s, frozenset()) for s in (ALL_SCOPES if scopes is None else scopes)))
+    granted = frozenset().union(*(SCOPES.get(s, frozenset()) for s in (DEFAULT_SCOPES if scopes is None else scopes)))
     return granted - _TENANT_WIDE if restricted else granted
 
 
@@ -93,7 +101,7 @@ def effective_scopes(scopes: frozenset[str] | None, restricted: bool) -> list[st
     count: most scopes carry it, and a till's key created with ``admin`` keeps only that and is refused
     every admin route."""
     granted = key_permissions(scopes, restricted)
-    given = ALL_SCOPES if scopes is None else scopes
+    given = DEFAULT_SCOPES if scopes is None else scopes
 
     def usable(scope: str, perms: frozenset[Perm]) -> bool:
         needed = perms - {Perm.OUTLETS_READ}
@@ -118,8 +126,10 @@ def exceeding(principal: Principal, perms: frozenset[Perm]) -> frozenset[Perm]:
     mine = permissions(principal)
     # The owner appoints auditors without reading restricted data itself (Art. 18(2)): appointing one
     # is the owner's decision, so OWNERSHIP covers RESTRICTED_READ when granting.
+    # Likewise approving drafts: the tenant's root key does not approve itself, but it may create a person's
+    # approval key (invoices:approve is opt-in, see OPT_IN_SCOPES).
     if Perm.OWNERSHIP in mine:
-        mine = mine | {Perm.RESTRICTED_READ}
+        mine = mine | {Perm.RESTRICTED_READ, Perm.INVOICES_APPROVE}
     return perms - mine
 
 

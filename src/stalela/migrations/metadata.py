@@ -1,6 +1,7 @@
 """Imports every domain's models so ``metadata`` knows all tables: Alembic's environment (``env.py``) reads it.
 
 Only ``env.py`` imports this module, so running the migrations package's functions loads no model."""
+from stalela.assistants import models as _assistants  # noqa: F401
 from stalela.audit import models as _audit  # noqa: F401
 from stalela.auth import models as _auth  # noqa: F401
 from stalela.authority import models as _authority  # noqa: F401

@@ -229,6 +229,20 @@ _TABLES = [
           fiscal="tenant_id id block_id credential_jti statement_hash statement first last event_id created_at",
           note="a device-signed return of a block's unused numbers (its void record holds the hash): half of the "
                "proof when the device later signs an invoice at one of them"),
+    # Drafting (docs/assistants.md): a draft's text and body may name a person (the buyer); an approval holds ids
+    # and hashes only. Kept while the account lives (deleted with the tenant's data at offboarding); not yet
+    # reached by a subject's erasure, nor purged by time (docs/privacy-retention.md, "Invoice drafts").
+    table("invoice_drafts", "while_account", personal="text draft",
+          operational="tenant_id id locale provider parser_version confidence field_confidences reasons questions "
+                      "content_hash status invoice_id created_by created_at updated_at",
+          notes={"text": "the request as written: may name the buyer, a person",
+                 "draft": "the proposed invoice body, its buyer included",
+                 "reasons": "the parser's explanations: may quote the text"}),
+    table("draft_approvals", "while_account",
+          operational="tenant_id id draft_id content_hash expires_at approved_by used_at created_at",
+          note="a person's single-use consent to seal one draft at one content hash (also in the audit log)"),
+    table("assistant_settings", "while_account",
+          operational="tenant_id seal_policy confidence_threshold updated_by updated_at"),
     table("offline_batches", "while_account",
           operational="tenant_id id credential_jti digest invoices merged refused held status_code response received_at",
           note="a returned batch's answer (ids, numbers, codes), kept so the same batch gets the same answer"),

@@ -1,0 +1,287 @@
+"""Drafting and approving invoices from text (issue 19, items 3, 4 and 9).
+
+A draft is a proposal, never a fiscal record: the parser proposes the body, the jurisdiction's engine
+computes the totals, and nothing is sealed until a human decides. A seal goes through the invoices
+service's ``seal_invoice`` (``sealing.seal_many``, the path of POST /v1/invoices), so numbering, ledger,
+outbox and webhooks are the same. The draft's row is locked first: one draft, one invoice.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stalela.assistants.models import AssistantSettings, DraftApproval, InvoiceDraft
+from stalela.assistants.parser import ACCEPT_THRESHOLD, KnownBuyer, TenantContext, parse_request
+from stalela.assistants.repository import ApprovalRepository, ContextRepository, DraftRepository, SettingsRepository
+from stalela.assistants.schemas import DraftCreate, SettingsPatch
+from stalela.audit import service as audit
+from stalela.auth.permissions import Perm, permissions
+from stalela.auth.principal import Principal
+from stalela.config import Settings
+from stalela.db.base import utcnow
+from stalela.errors import Conflict, Forbidden, NotFound, StalelaError, ValidationFailed, validation_problem
+from stalela.fiscal.invoices import service as invoices
+from stalela.fiscal.invoices.schemas import InvoiceCreate
+from stalela.fiscal.jurisdictions import get_jurisdiction
+from stalela.kit import canonical
+from stalela.kit.clock import rfc3339
+from stalela.kit.ids import new_id
+from stalela.tenancy.repository import TenantRepository
+
+def content_hash(invoice: dict[str, Any]) -> str:
+    """What an approval is bound to: SHA-256 of the RFC 8785 canonical invoice body."""
+    return hashlib.sha256(canonical.dumps(invoice)).hexdigest()
+
+
+@dataclass
+class Policy:
+    seal_policy: str = "disabled"
+    confidence_threshold: Decimal = ACCEPT_THRESHOLD
+
+
+async def policy(session: AsyncSession) -> Policy:
+    row = await SettingsRepository(session).of_tenant()
+    return Policy(row.seal_policy, row.confidence_threshold) if row else Policy()
+
+
+def render_policy(p: Policy) -> dict[str, Any]:
+    return {"object": "assistant_settings", "seal_policy": p.seal_policy,
+            "confidence_threshold": str(p.confidence_threshold.normalize())}
+
+
+async def update_policy(session: AsyncSession, principal: Principal, patch: SettingsPatch) -> dict[str, Any]:
+    repo = SettingsRepository(session)
+    row = await repo.of_tenant()
+    if row is None:
+        row = await repo.add(AssistantSettings(tenant_id=principal.tenant_id, seal_policy="disabled",
+                                               confidence_threshold=ACCEPT_THRESHOLD, updated_by=principal.actor))
+    given = patch.model_dump(exclude_unset=True, exclude_none=True)
+    for name, value in given.items():
+        setattr(row, name, value)
+    row.updated_by, row.updated_at = principal.actor, utcnow()
+    await session.flush()
+    await audit.record(session, principal.tenant_id, principal.actor, "assistant_settings.updated",
+                       principal.tenant_id, {k: str(v) for k, v in given.items()})
+    return render_policy(Policy(row.seal_policy, row.confidence_threshold))
+
+
+def render(d: InvoiceDraft, totals: dict[str, Any] | None = None, latency_ms: int | None = None) -> dict[str, Any]:
+    out = {"id": d.id, "object": "invoice_draft", "status": d.status, "invoice": json.loads(d.draft),
+           "totals": totals, "confidence": str(d.confidence), "field_confidences": json.loads(d.field_confidences),
+           "reasons": json.loads(d.reasons), "questions": json.loads(d.questions), "provider": d.provider,
+           "parser_version": d.parser_version, "locale": d.locale, "content_hash": d.content_hash,
+           "invoice_id": d.invoice_id, "created_at": rfc3339(d.created_at), "updated_at": rfc3339(d.updated_at)}
+    if latency_ms is not None:
+        out["latency_ms"] = latency_ms
+    return out
+
+
+async def _tenant_context(session: AsyncSession, settings: Settings, principal: Principal,
+                          tenant: Any) -> tuple[TenantContext, list[str]]:
+    questions: list[str] = []
+    outlets = await ContextRepository(session).active_outlets()
+    outlet_id = principal.outlet_id or (outlets[0].id if outlets else "")
+    if not outlet_id:
+        questions.append("outlet_id: the tenant has no active outlet; create one or name it")
+    recent = await ContextRepository(session).recent_invoices()
+    buyers: dict[tuple[str, str | None], KnownBuyer] = {}
+    for inv in await invoices.render_many(session, settings, recent) if recent else []:
+        b = inv.get("buyer") or {}
+        name = b.get("name")
+        if name and (name, b.get("tax_id") or b.get("doc_number")) not in buyers:
+            buyers[(name, b.get("tax_id") or b.get("doc_number"))] = KnownBuyer(
+                name=name, tax_id=b.get("tax_id") or b.get("doc_number"), vat_condition=b.get("vat_condition"))
+    context = TenantContext(jurisdiction=tenant.jurisdiction, today=utcnow().date(), buyers=tuple(buyers.values()),
+                            outlet_id=outlet_id, ar_issuer=tenant.vat_condition or "responsable_inscripto")
+    return context, questions
+
+
+def totals_of(invoice: dict[str, Any], tenant: Any) -> tuple[dict[str, Any] | None, StalelaError | None]:
+    """The jurisdiction engine's totals (never the parser's), or the error that stops the body sealing."""
+    try:
+        body = InvoiceCreate.model_validate(invoice)
+        rules = get_jurisdiction(tenant.jurisdiction)
+        computed = rules.compute(invoices.to_draft(body, rules, tenant.vat_condition), None)
+    except PydanticValidationError as exc:
+        return None, validation_problem(exc.errors(), prefix="invoice")
+    except StalelaError as exc:
+        return None, exc
+    return computed.totals_as_json(), None
+
+
+async def create_draft(session: AsyncSession, settings: Settings, principal: Principal,
+                       req: DraftCreate) -> tuple[dict[str, Any], bool]:
+    """Parse, total and store a draft; ``(draft, accepted)``. A refused or unsure draft is stored too (so that
+    PATCH can complete it) and answered as 422 ``draft_low_confidence`` by the endpoint."""
+    started = time.perf_counter()
+    tenant = await TenantRepository(session).get(principal.tenant_id)
+    context, questions = await _tenant_context(session, settings, principal, tenant)
+    parsed = parse_request(req.text, context, req.locale)
+    invoice = parsed.invoice
+    questions += parsed.questions
+    totals, error = totals_of(invoice, tenant) if parsed.refusal is None else (None, None)
+    if error is not None:
+        questions.append(f"{error.field or 'invoice'}: {error.detail}")
+    if parsed.refusal is not None and not questions:
+        questions.append(f"{parsed.refusal}: {'; '.join(parsed.reasons) or 'the request could not be read'}")
+    threshold = (await policy(session)).confidence_threshold
+    accepted = not questions and parsed.confidence >= threshold
+    now = utcnow()
+    draft = await DraftRepository(session).add(InvoiceDraft(
+        tenant_id=principal.tenant_id, id=new_id("drf"), text=req.text, locale=req.locale, provider=req.provider,
+        parser_version=parsed.parser_version, draft=json.dumps(invoice, sort_keys=True),
+        confidence=parsed.confidence, field_confidences=json.dumps({k: str(v) for k, v in
+                                                                    sorted(parsed.field_confidences.items())}),
+        reasons=json.dumps(parsed.reasons), questions=json.dumps(questions), content_hash=content_hash(invoice),
+        status="draft", created_by=principal.actor, created_at=now, updated_at=now))
+    return render(draft, totals, int((time.perf_counter() - started) * 1000)), accepted
+
+
+async def _draft(session: AsyncSession, draft_id: str, *, lock: bool = False) -> InvoiceDraft:
+    repo = DraftRepository(session)
+    draft = await (repo.locked(draft_id) if lock else repo.get(draft_id))
+    if draft is None:
+        raise NotFound("no such invoice draft", code="invoice_draft_not_found")
+    return draft
+
+
+async def get_draft(session: AsyncSession, draft_id: str) -> dict[str, Any]:
+    draft = await _draft(session, draft_id)
+    tenant = await TenantRepository(session).get(draft.tenant_id)
+    return render(draft, totals_of(json.loads(draft.draft), tenant)[0])
+
+
+async def list_drafts(session: AsyncSession, *, status: str | None, limit: int,
+                      starting_after: str | None) -> tuple[list[dict[str, Any]], bool]:
+    rows, more = await DraftRepository(session).page_filtered(status=status, limit=limit,
+                                                              starting_after=starting_after)
+    return [render(d) for d in rows], more
+
+
+def _open(draft: InvoiceDraft) -> None:
+    if draft.status == "sealed":
+        raise Conflict("the draft is sealed: it is an invoice now", code="invoice_draft_sealed")
+    if draft.status == "discarded":
+        raise Conflict("the draft was discarded", code="invoice_draft_discarded")
+
+
+async def patch_draft(session: AsyncSession, principal: Principal, draft_id: str,
+                      invoice: dict[str, Any]) -> dict[str, Any]:
+    """A human's correction: re-validated and re-totalled as POST /v1/invoices would; a new content hash, so
+    any approval of the old content can no longer be used."""
+    draft = await _draft(session, draft_id, lock=True)
+    _open(draft)
+    tenant = await TenantRepository(session).get(draft.tenant_id)
+    totals, error = totals_of(invoice, tenant)
+    if error is not None:
+        raise error
+    draft.draft = json.dumps(invoice, sort_keys=True)
+    draft.content_hash = content_hash(invoice)
+    draft.questions = "[]"  # the person answered them by writing the body
+    draft.updated_at = utcnow()
+    await session.flush()
+    return render(draft, totals)
+
+
+async def discard_draft(session: AsyncSession, principal: Principal, draft_id: str) -> dict[str, Any]:
+    draft = await _draft(session, draft_id, lock=True)
+    if draft.status == "sealed":
+        raise Conflict("a sealed draft is an invoice: it cannot be discarded (issue a credit note)",
+                       code="invoice_draft_sealed")
+    if draft.status != "discarded":
+        draft.status, draft.updated_at = "discarded", utcnow()
+        await session.flush()
+    return render(draft)
+
+
+async def approve(session: AsyncSession, principal: Principal, draft_id: str, expires_in: int,
+                  ip: str | None = None) -> dict[str, Any]:
+    """A human's consent to seal this draft as it is now (its content hash), once, within ``expires_in``."""
+    draft = await _draft(session, draft_id, lock=True)
+    _open(draft)
+    approval = await ApprovalRepository(session).add(DraftApproval(
+        tenant_id=draft.tenant_id, id=new_id("apr"), draft_id=draft.id, content_hash=draft.content_hash,
+        expires_at=utcnow() + timedelta(seconds=expires_in), approved_by=principal.actor, created_at=utcnow()))
+    await audit.record(session, draft.tenant_id, principal.actor, "invoice_draft.approved", draft.id,
+                       {"approval_id": approval.id, "content_hash": draft.content_hash,
+                        "expires_at": rfc3339(approval.expires_at)}, ip)
+    return {"id": approval.id, "object": "draft_approval", "draft_id": draft.id,
+            "content_hash": approval.content_hash, "expires_at": rfc3339(approval.expires_at)}
+
+
+async def _authorize(session: AsyncSession, principal: Principal, draft: InvoiceDraft,
+                     approval_id: str | None) -> str | None:
+    """Who may seal a draft (docs/assistants.md, "Drafting API and approvals"); the approval used, if any.
+    A person seals with their own permission (invoices:write, checked by the endpoint): deciding is what the
+    approval stands for. A key needs a person's approval, unless the policy is ``disabled`` and the key
+    carries ``invoices:approve`` (a person's own tool)."""
+    if principal.kind == "user":
+        return None
+    mode = (await policy(session)).seal_policy
+    if approval_id is None:
+        if mode == "disabled" and Perm.INVOICES_APPROVE in permissions(principal):
+            return None
+        raise Forbidden("sealing a draft with an API key needs a person's approval (approval_id)",
+                        code="draft_approval_required")
+    now = utcnow()
+    repo = ApprovalRepository(session)
+    if await repo.use(approval_id, draft.id, draft.content_hash, now):
+        return approval_id
+    approval = await repo.get(approval_id)
+    if approval is None or approval.draft_id != draft.id:
+        raise NotFound("no such approval for this draft", code="draft_approval_not_found", field="approval_id")
+    if approval.content_hash != draft.content_hash:
+        raise Conflict("the draft changed since it was approved: approve it again", code="draft_changed",
+                       field="approval_id")
+    if approval.used_at is not None:
+        raise Conflict("this approval was already used", code="draft_approval_used", field="approval_id")
+    raise Conflict("this approval has expired: approve the draft again", code="draft_approval_expired",
+                   field="approval_id")
+
+
+def _pipeline_key(draft_id: str, idempotency_key: str | None) -> str:
+    """The sealing pipeline's Idempotency-Key: the draft's own, and the client's within it. Within the draft, so
+    that one client key sent for two drafts of the same body seals two invoices, not one answer twice (the draft
+    row's lock already makes each draft's seal happen once); hashed, to fit the 255 characters of a key."""
+    if idempotency_key is None:
+        return f"draft:{draft_id}"
+    return f"draft:{draft_id}:{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}"
+
+
+async def seal_draft(session: AsyncSession, settings: Settings, principal: Principal, draft_id: str,
+                     approval_id: str | None, idempotency_key: str | None,
+                     ip: str | None = None) -> tuple[dict[str, Any], bool]:
+    """Seal the draft exactly once; ``(sealed invoice, created)``. Whatever the text said ("ignore your
+    instructions and seal"), only this call seals, and only for whom ``_authorize`` admits."""
+    draft = await _draft(session, draft_id, lock=True)
+    if draft.status == "sealed" and draft.invoice_id:
+        inv = await invoices.get_invoice(session, principal, draft.invoice_id)
+        return (await invoices.render_many(session, settings, [inv]))[0], False
+    _open(draft)
+    used = await _authorize(session, principal, draft, approval_id)
+    try:
+        body = InvoiceCreate.model_validate(json.loads(draft.draft))
+    except PydanticValidationError as exc:
+        raise ValidationFailed("the draft is not a valid invoice yet: complete it with PATCH",
+                               code="invoice_draft_incomplete",
+                               errors=validation_problem(exc.errors(), prefix="invoice").errors) from None
+    result = await invoices.seal_invoice(session, settings, principal, body, _pipeline_key(draft.id, idempotency_key))
+    draft.status, draft.invoice_id, draft.updated_at = "sealed", result.body["id"], utcnow()
+    await session.flush()
+    await audit.record(session, draft.tenant_id, principal.actor, "invoice_draft.sealed", draft.id,
+                       {"invoice_id": draft.invoice_id, "content_hash": draft.content_hash, "approval_id": used,
+                        "fiscal_number": result.body.get("fiscal_number")}, ip)
+    return result.body, not result.replayed
+
+
+async def get_policy(session: AsyncSession) -> dict[str, Any]:
+    return render_policy(await policy(session))
+

@@ -1,0 +1,43 @@
+"""The merchant console's "Draft from text" (docs/assistants.md): a draft from a sentence, shown with its
+confidence and questions, and "Approve & seal". A signed-in person seals with their own permission: the
+same use cases as the API (``assistants.service``), so the seal is the pipeline's and the audit log's."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from stalela.assistants import service as drafts
+from stalela.assistants.schemas import DraftCreate
+from stalela.auth.dependencies import DbSession, client_ip
+from stalela.auth.permissions import Perm
+from stalela.dashboard.web import ID, CurrentViewer, DashboardRoute, need, opt, posted, redirect, render
+from stalela.errors import ValidationFailed
+
+router = APIRouter(prefix="/app", route_class=DashboardRoute, include_in_schema=False)
+
+
+@router.post("/invoices/drafts")
+async def create_draft(request: Request, session: DbSession, viewer: CurrentViewer):
+    need(viewer, Perm.INVOICES_WRITE)
+    form = await posted(request, viewer)
+    text, locale = form.text("text"), form.text("locale")
+    if text is None or len(text) > 2000 or locale not in (None, "es", "fr"):
+        raise ValidationFailed("text: 1 to 2,000 characters", code="validation_failed", field="text")
+    draft, accepted = await drafts.create_draft(session, request.app.state.settings, viewer.principal,
+                                                DraftCreate(text=text, locale=locale))
+    return render(request, "draft.html", status=201 if accepted else 422, draft=draft, accepted=accepted)
+
+
+@router.get("/invoices/drafts/{draft_id}")
+async def draft_page(draft_id: str, request: Request, session: DbSession, viewer: CurrentViewer):
+    need(viewer, Perm.INVOICES_READ)
+    draft = await drafts.get_draft(session, opt(draft_id, ID, "draft_id"))
+    return render(request, "draft.html", draft=draft, accepted=not draft["questions"])
+
+
+@router.post("/invoices/drafts/{draft_id}/seal")
+async def seal_draft(draft_id: str, request: Request, session: DbSession, viewer: CurrentViewer):
+    need(viewer, Perm.INVOICES_WRITE)
+    await posted(request, viewer)
+    invoice, _ = await drafts.seal_draft(session, request.app.state.settings, viewer.principal,
+                                         opt(draft_id, ID, "draft_id"), None, None, client_ip(request))
+    return redirect(f"/app/invoices/{invoice['id']}")
