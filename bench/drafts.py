@@ -50,7 +50,7 @@ def main() -> int:
     print(f"drafts/s: {len(timings) / elapsed:,.0f}")
     print(f"latency ms: P50 {p50 * 1000:.2f}, P95 {p95 * 1000:.2f}, max {timings[-1] * 1000:.2f} (target P95 < 50)")
     if args.http:
-        http(args.http, [c["text"] for c in load_cases() if c.get("jurisdiction", "CD") == "CD"])
+        http(args.http, [c["text"] for c in load_cases() if c["jur"] == "CD"])
     return 0 if p95 < 0.05 else 1
 
 
