@@ -158,13 +158,19 @@ async def test_approval_policy(client, shop):
     assert actions.count("invoice_draft.approved") == 2 and "invoice_draft.sealed" in actions
 
 
+async def approved_agent_draft(client, shop, mode, **approval):
+    """Under ``mode``: an agent's key, its draft, and a person's approval of it."""
+    tenant, person, outlet = shop
+    await policy(client, tenant["root"], mode)
+    agent = await agent_key(client, tenant["root"])
+    d = await draft(client, agent)
+    return agent, d, (await approve(client, person, d["id"], **approval)).json()
+
+
 async def test_an_approval_expires(client, shop, monkeypatch):
     tenant, person, outlet = shop
     root = tenant["root"]
-    await policy(client, root, "elicitation")
-    agent = await agent_key(client, root)
-    d = await draft(client, agent)
-    once = (await approve(client, person, d["id"], expires_in=30)).json()
+    agent, d, once = await approved_agent_draft(client, shop, "elicitation", expires_in=30)
     from stalela.assistants import service as drafting
     real = drafting.utcnow
     monkeypatch.setattr(drafting, "utcnow", lambda: real() + timedelta(hours=2))
@@ -180,10 +186,7 @@ async def test_an_approval_used_once_is_refused_again(client, shop, app):
     """Used up atomically: one that was used (its draft's seal rolled back since, say) never seals again."""
     tenant, person, outlet = shop
     root = tenant["root"]
-    await policy(client, root, "approval")
-    agent = await agent_key(client, root)
-    d = await draft(client, agent)
-    approval = (await approve(client, person, d["id"])).json()
+    agent, d, approval = await approved_agent_draft(client, shop, "approval")
     from stalela.assistants.repository import ApprovalRepository
     from stalela.db.base import utcnow
     from stalela.tenancy.context import bind_tenant
