@@ -324,3 +324,16 @@ async def test_first_settings_patches_at_once_do_not_fail(client, shop):
     answers = await asyncio.gather(*(client.patch("/v1/assistant-settings", json={"seal_policy": "approval"},
                                                   headers=tenant["root"]) for _ in range(3)))
     assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+
+
+async def test_a_credit_note_draft_is_totalled_with_its_original(client, shop):
+    """PATCH totals a credit note with the invoice it cites (it could never be patched before)."""
+    from tests.support.invoices import sample_invoice
+    tenant, person, outlet = shop
+    sale = (await client.post("/v1/invoices", json=sample_invoice(outlet["id"]), headers=tenant["root"])).json()
+    d = await draft(client, person)
+    credit = sample_invoice(outlet["id"], type="FA", nature="COR", original=sale["fiscal_number"], lines=[
+        {"description": "Retour", "item_type": "BIE", "tax_group": "B", "quantity": "1", "unit_price": "1"}])
+    p = await client.patch(f"/v1/invoice-drafts/{d['id']}", json={"invoice": credit}, headers=person)
+    assert p.status_code == 200, p.text
+    assert p.json()["totals"]["total"]
