@@ -118,13 +118,15 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("GET", "/v1/usage/daily"): Perm.USAGE_READ,
     ("GET", "/v1/users/me"): Perm.OUTLETS_READ,  # every role: one's own record and language
     ("PATCH", "/v1/users/me"): Perm.OUTLETS_READ,
-    ("POST", "/v1/invoice-drafts"): Perm.INVOICES_WRITE,
-    ("GET", "/v1/invoice-drafts"): Perm.INVOICES_READ,
-    ("GET", "/v1/invoice-drafts/{draft_id}"): Perm.INVOICES_READ,
-    ("PATCH", "/v1/invoice-drafts/{draft_id}"): Perm.INVOICES_WRITE,
-    ("DELETE", "/v1/invoice-drafts/{draft_id}"): Perm.INVOICES_WRITE,
+    ("POST", "/v1/invoice-drafts"): Perm.INVOICES_DRAFT,
+    ("GET", "/v1/invoice-drafts"): Perm.INVOICES_DRAFT,
+    ("GET", "/v1/invoice-drafts/{draft_id}"): Perm.INVOICES_DRAFT,
+    ("PATCH", "/v1/invoice-drafts/{draft_id}"): Perm.INVOICES_DRAFT,
+    ("DELETE", "/v1/invoice-drafts/{draft_id}"): Perm.INVOICES_DRAFT,
     ("POST", "/v1/invoice-drafts/{draft_id}/approvals"): Perm.INVOICES_APPROVE,
-    ("POST", "/v1/invoice-drafts/{draft_id}/seal"): Perm.INVOICES_WRITE,
+    # The route admits a drafting credential; who may really seal (a person with invoices:write, a key with a
+    # person's approval under a policy other than disabled) is the service's check (tests/assistants).
+    ("POST", "/v1/invoice-drafts/{draft_id}/seal"): Perm.INVOICES_DRAFT,
     ("GET", "/v1/assistant-settings"): Perm.INVOICES_READ,
     ("PATCH", "/v1/assistant-settings"): Perm.ADMIN,
 }

@@ -132,7 +132,7 @@ async def test_the_keys_page_lists_what_each_key_can_really_do(owner, client, or
     page = (await owner.get("/app/keys")).text
     row = next(tr for tr in re.findall(r"<tr data-key=.*?</tr>", page, re.S) if "till KIN1" in tr)
     listed = re.search(r'data-testid="scopes">([^<]*)<', row).group(1).split(", ")
-    assert listed == ["invoices:read", "invoices:write", "reports"]
+    assert listed == ["invoices:draft", "invoices:read", "invoices:write", "reports"]
     assert '<code data-testid="outlet-code">KIN1</code>' in row
     assert "admin, usage, webhooks" in row  # what it asked for and cannot use, said plainly
     # The page agrees with the API and with the real refusals.

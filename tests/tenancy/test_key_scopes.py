@@ -12,7 +12,9 @@ from stalela.auth.permissions import DEFAULT_SCOPES, SCOPES
 PROBES = {
     "invoices:write": ("POST", "/v1/invoices"),
     "invoices:read": ("GET", "/v1/invoices"),
-    "invoices:approve": ("POST", "/v1/invoice-drafts/drf_none/approvals"),
+    "invoices:draft": ("GET", "/v1/invoice-drafts"),
+    # An invalid body: 422 once the permission check let the key through (never a 404 for the missing draft).
+    "invoices:approve": ("POST", "/v1/invoice-drafts/drf_none/approvals", {"expires_in": 1}),
     "reports": ("GET", "/v1/outlets/{outlet}/x-report"),
     "webhooks": ("GET", "/v1/webhook-endpoints"),
     "usage": ("GET", "/v1/billing/quotas"),
@@ -25,15 +27,15 @@ def test_every_scope_has_a_probe():
 
 
 async def _refused(client, key: str, scope: str, outlet_id: str) -> bool:
-    method, path = PROBES[scope]
+    method, path, *body = PROBES[scope]
     r = await client.request(method, path.format(outlet=outlet_id), headers={"Authorization": f"Bearer {key}"},
-                             json={} if method == "POST" else None)
+                             json=(body[0] if body else {}) if method == "POST" else None)
     assert r.status_code < 500, r.text
     if r.status_code == 403:
         assert r.json()["code"] == "insufficient_permissions", r.text
         return True
-    # Let through: a real answer, not a 404 (but for approvals, whose probe names no draft).
-    assert r.status_code in (200, 422) or (r.status_code == 404 and "invoice-drafts" in path), (scope, r.status_code, r.text)
+    # Let through: a real answer, not a 404.
+    assert r.status_code in (200, 422), (scope, r.status_code, r.text)
     return False
 
 

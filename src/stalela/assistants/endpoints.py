@@ -24,7 +24,7 @@ router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["invoice drafts"])
     422: {"description": "draft_low_confidence: the draft (stored: complete it with PATCH) and its questions"},
 })
 async def create_draft(body: DraftCreate, request: Request, session: DbSession, settings: AppSettings,
-                       principal: Can(Perm.INVOICES_WRITE)):
+                       principal: Can(Perm.INVOICES_DRAFT)):
     """Draft an invoice from a Spanish or French request. Nothing is sealed: see ``/seal``."""
     draft, accepted = await service.create_draft(session, settings, principal, body)
     if accepted:
@@ -37,38 +37,39 @@ async def create_draft(body: DraftCreate, request: Request, session: DbSession, 
 
 
 @router.get("/invoice-drafts")
-async def list_drafts(session: DbSession, principal: Can(Perm.INVOICES_READ),
+async def list_drafts(session: DbSession, principal: Can(Perm.INVOICES_DRAFT),
                       paging: Annotated[PageParams, Depends(page_params)],
                       status: Annotated[Literal["draft", "sealed", "discarded"] | None, Query()] = None):
     """Drafts, newest first."""
-    rows, more = await service.list_drafts(session, status=status, limit=paging.limit,
+    rows, more = await service.list_drafts(session, principal, status=status, limit=paging.limit,
                                            starting_after=paging.starting_after)
     return {"data": rows, "has_more": more}
 
 
 @router.get("/invoice-drafts/{draft_id}", responses={404: {"description": "invoice_draft_not_found"}})
-async def get_draft(draft_id: PathId, session: DbSession, principal: Can(Perm.INVOICES_READ)):
+async def get_draft(draft_id: PathId, session: DbSession, principal: Can(Perm.INVOICES_DRAFT)):
     """One draft, with its totals as the jurisdiction's engine computes them now."""
-    return await service.get_draft(session, draft_id)
+    return await service.get_draft(session, principal, draft_id)
 
 
 @router.patch("/invoice-drafts/{draft_id}", responses={
     404: {"description": "invoice_draft_not_found"},
     409: {"description": "invoice_draft_sealed, invoice_draft_discarded"},
     422: {"description": "the invoice breaks a rule, as POST /v1/invoices would answer"}})
-async def patch_draft(draft_id: PathId, body: DraftPatch, session: DbSession, principal: Can(Perm.INVOICES_WRITE)):
+async def patch_draft(draft_id: PathId, body: DraftPatch, session: DbSession, principal: Can(Perm.INVOICES_DRAFT)):
     """Replace the draft's invoice body: re-validated, re-totalled, a new content hash (old approvals lapse)."""
     return await service.patch_draft(session, principal, draft_id, body.invoice)
 
 
 @router.delete("/invoice-drafts/{draft_id}", responses={
     404: {"description": "invoice_draft_not_found"}, 409: {"description": "invoice_draft_sealed"}})
-async def discard_draft(draft_id: PathId, session: DbSession, principal: Can(Perm.INVOICES_WRITE)):
+async def discard_draft(draft_id: PathId, session: DbSession, principal: Can(Perm.INVOICES_DRAFT)):
     """Discard the draft (kept, status ``discarded``); a sealed one cannot be."""
     return await service.discard_draft(session, principal, draft_id)
 
 
 @router.post("/invoice-drafts/{draft_id}/approvals", status_code=201, responses={
+    403: {"description": "draft_self_approval"},
     404: {"description": "invoice_draft_not_found"},
     409: {"description": "invoice_draft_sealed, invoice_draft_discarded"}})
 async def approve_draft(draft_id: PathId, request: Request, session: DbSession,
@@ -81,15 +82,16 @@ async def approve_draft(draft_id: PathId, request: Request, session: DbSession,
 @router.post("/invoice-drafts/{draft_id}/seal", status_code=201, responses={
     200: {"description": "Already sealed: the same invoice"},
     201: {"description": "The sealed invoice (as POST /v1/invoices answers)"},
-    403: {"description": "draft_approval_required"},
+    403: {"description": "draft_approval_required, draft_seal_disabled"},
     404: {"description": "invoice_draft_not_found, draft_approval_not_found"},
     409: {"description": "draft_changed, draft_approval_used, draft_approval_expired, invoice_draft_discarded"},
     422: {"description": "invoice_draft_incomplete, or a fiscal rule, as POST /v1/invoices"}})
 async def seal_draft(draft_id: PathId, request: Request, response: Response, session: DbSession,
-                     settings: AppSettings, principal: Can(Perm.INVOICES_WRITE), body: SealDraft | None = None,
+                     settings: AppSettings, principal: Can(Perm.INVOICES_DRAFT), body: SealDraft | None = None,
                      idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                                    max_length=255)] = None):
-    """Seal the draft through the same pipeline as POST /v1/invoices, exactly once."""
+    """Seal the draft through the same pipeline as POST /v1/invoices, exactly once: a person holding
+    invoices:write directly, an API key only with a person's approval and a policy other than ``disabled``."""
     invoice, created = await service.seal_draft(session, settings, principal, draft_id,
                                                 (body or SealDraft()).approval_id, idempotency_key,
                                                 client_ip(request))

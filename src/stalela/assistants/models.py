@@ -32,6 +32,8 @@ class InvoiceDraft(TenantOwned, Base):
     questions: Mapped[str] = mapped_column(Text)  # JSON list
     content_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="draft")  # draft | sealed | discarded
+    # The body's outlet, kept as a column so that a till's key or a cashier lists only its outlets' drafts.
+    outlet_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     invoice_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -34,6 +34,7 @@ from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.kit import canonical
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
+from stalela.fiscal.invoices.schemas import RESERVED_KEY_PREFIX
 from stalela.tenancy.repository import TenantRepository
 
 def content_hash(invoice: dict[str, Any]) -> str:
@@ -59,10 +60,12 @@ def render_policy(p: Policy) -> dict[str, Any]:
 
 async def update_policy(session: AsyncSession, principal: Principal, patch: SettingsPatch) -> dict[str, Any]:
     repo = SettingsRepository(session)
-    row = await repo.of_tenant()
+    row = await repo.of_tenant(lock=True)
     if row is None:
-        row = await repo.add(AssistantSettings(tenant_id=principal.tenant_id, seal_policy="disabled",
-                                               confidence_threshold=ACCEPT_THRESHOLD, updated_by=principal.actor))
+        await repo.ensure(AssistantSettings(tenant_id=principal.tenant_id, seal_policy="disabled",
+                                            confidence_threshold=ACCEPT_THRESHOLD, updated_by=principal.actor,
+                                            updated_at=utcnow()))
+        row = await repo.of_tenant(lock=True)
     given = patch.model_dump(exclude_unset=True, exclude_none=True)
     for name, value in given.items():
         setattr(row, name, value)
@@ -87,11 +90,11 @@ def render(d: InvoiceDraft, totals: dict[str, Any] | None = None, latency_ms: in
 async def _tenant_context(session: AsyncSession, settings: Settings, principal: Principal,
                           tenant: Any) -> tuple[TenantContext, list[str]]:
     questions: list[str] = []
-    outlets = await ContextRepository(session).active_outlets()
+    outlets = [o for o in await ContextRepository(session).active_outlets() if principal.can_use_outlet(o.id)]
     outlet_id = principal.outlet_id or (outlets[0].id if outlets else "")
     if not outlet_id:
         questions.append("outlet_id: the tenant has no active outlet; create one or name it")
-    recent = await ContextRepository(session).recent_invoices()
+    recent = await ContextRepository(session).recent_invoices(_outlets_of(principal))
     buyers: dict[tuple[str, str | None], KnownBuyer] = {}
     for inv in await invoices.render_many(session, settings, recent) if recent else []:
         b = inv.get("buyer") or {}
@@ -104,12 +107,26 @@ async def _tenant_context(session: AsyncSession, settings: Settings, principal: 
     return context, questions
 
 
-def totals_of(invoice: dict[str, Any], tenant: Any) -> tuple[dict[str, Any] | None, StalelaError | None]:
-    """The jurisdiction engine's totals (never the parser's), or the error that stops the body sealing."""
+def _outlets_of(principal: Principal) -> frozenset[str] | None:
+    """The outlets an outlet-restricted caller may use; None: every outlet."""
+    if principal.outlet_id is not None:
+        return frozenset({principal.outlet_id})
+    return principal.outlet_ids
+
+
+def _outlet_of(invoice: dict[str, Any]) -> str | None:
+    outlet = invoice.get("outlet_id")
+    return outlet[:40] if isinstance(outlet, str) and outlet else None
+
+
+def totals_of(invoice: dict[str, Any], tenant: Any,
+              original: Any = None) -> tuple[dict[str, Any] | None, StalelaError | None]:
+    """The jurisdiction engine's totals (never the parser's), or the error that stops the body sealing.
+    ``original``: a credit note's original invoice (the engine totals a credit note with it)."""
     try:
         body = InvoiceCreate.model_validate(invoice)
         rules = get_jurisdiction(tenant.jurisdiction)
-        computed = rules.compute(invoices.to_draft(body, rules, tenant.vat_condition), None)
+        computed = rules.compute(invoices.to_draft(body, rules, tenant.vat_condition), original)
     except PydanticValidationError as exc:
         return None, validation_problem(exc.errors(), prefix="invoice")
     except StalelaError as exc:
@@ -141,29 +158,57 @@ async def create_draft(session: AsyncSession, settings: Settings, principal: Pri
         confidence=parsed.confidence, field_confidences=json.dumps({k: str(v) for k, v in
                                                                     sorted(parsed.field_confidences.items())}),
         reasons=json.dumps(parsed.reasons), questions=json.dumps(questions), content_hash=content_hash(invoice),
-        status="draft", created_by=principal.actor, created_at=now, updated_at=now))
+        status="draft", outlet_id=_outlet_of(invoice), created_by=principal.actor, created_at=now, updated_at=now))
     return render(draft, totals, int((time.perf_counter() - started) * 1000)), accepted
 
 
-async def _draft(session: AsyncSession, draft_id: str, *, lock: bool = False) -> InvoiceDraft:
+def _visible(principal: Principal, outlet_id: str | None) -> bool:
+    """An outlet-restricted caller sees only its outlets' drafts (a draft naming no outlet: none of them)."""
+    return not principal.restricted or (outlet_id is not None and principal.can_use_outlet(outlet_id))
+
+
+async def _draft(session: AsyncSession, principal: Principal, draft_id: str, *, lock: bool = False) -> InvoiceDraft:
     repo = DraftRepository(session)
     draft = await (repo.locked(draft_id) if lock else repo.get(draft_id))
-    if draft is None:
+    # Another outlet's draft is answered as missing, like another outlet's invoice (invoices.get_invoice).
+    if draft is None or not _visible(principal, draft.outlet_id):
         raise NotFound("no such invoice draft", code="invoice_draft_not_found")
     return draft
 
 
-async def get_draft(session: AsyncSession, draft_id: str) -> dict[str, Any]:
-    draft = await _draft(session, draft_id)
+async def _original(session: AsyncSession, principal: Principal, invoice: dict[str, Any], tenant: Any) -> Any:
+    """A credit note's original invoice, which the engine needs to total it; None for anything else (or an
+    original the caller may not read: the totals then report the credit note's error)."""
+    try:
+        body = InvoiceCreate.model_validate(invoice)
+    except PydanticValidationError:
+        return None  # totals_of reports it
+    if body.original is None:
+        return None
+    return await invoices.original_for_preview(session, principal, body, get_jurisdiction(tenant.jurisdiction), tenant)
+
+
+async def _totals(session: AsyncSession, principal: Principal, invoice: dict[str, Any],
+                  tenant: Any) -> tuple[dict[str, Any] | None, StalelaError | None]:
+    return totals_of(invoice, tenant, await _original(session, principal, invoice, tenant))
+
+
+async def get_draft(session: AsyncSession, principal: Principal, draft_id: str) -> dict[str, Any]:
+    draft = await _draft(session, principal, draft_id)
     tenant = await TenantRepository(session).get(draft.tenant_id)
-    return render(draft, totals_of(json.loads(draft.draft), tenant)[0])
+    return render(draft, (await _totals(session, principal, json.loads(draft.draft), tenant))[0])
 
 
-async def list_drafts(session: AsyncSession, *, status: str | None, limit: int,
+async def list_drafts(session: AsyncSession, principal: Principal, *, status: str | None, limit: int,
                       starting_after: str | None) -> tuple[list[dict[str, Any]], bool]:
-    rows, more = await DraftRepository(session).page_filtered(status=status, limit=limit,
-                                                              starting_after=starting_after)
+    rows, more = await DraftRepository(session).page_filtered(status=status, outlets=_outlets_of(principal),
+                                                              limit=limit, starting_after=starting_after)
     return [render(d) for d in rows], more
+
+
+def is_accepted(draft: dict[str, Any], threshold: Decimal) -> bool:
+    """A rendered draft ready for a person's "Approve & seal": no question left and confident enough."""
+    return not draft["questions"] and Decimal(draft["confidence"]) >= threshold
 
 
 def _open(draft: InvoiceDraft) -> None:
@@ -177,13 +222,17 @@ async def patch_draft(session: AsyncSession, principal: Principal, draft_id: str
                       invoice: dict[str, Any]) -> dict[str, Any]:
     """A human's correction: re-validated and re-totalled as POST /v1/invoices would; a new content hash, so
     any approval of the old content can no longer be used."""
-    draft = await _draft(session, draft_id, lock=True)
+    draft = await _draft(session, principal, draft_id, lock=True)
     _open(draft)
+    outlet = _outlet_of(invoice)
+    if not _visible(principal, outlet):
+        # Moving a draft to an outlet the caller may not use would hide it from the caller and hand it to others.
+        raise Forbidden("this credential may not use that outlet", code="outlet_restricted", field="invoice.outlet_id")
     tenant = await TenantRepository(session).get(draft.tenant_id)
-    totals, error = totals_of(invoice, tenant)
+    totals, error = await _totals(session, principal, invoice, tenant)
     if error is not None:
         raise error
-    draft.draft = json.dumps(invoice, sort_keys=True)
+    draft.draft, draft.outlet_id = json.dumps(invoice, sort_keys=True), outlet
     draft.content_hash = content_hash(invoice)
     draft.questions = "[]"  # the person answered them by writing the body
     draft.updated_at = utcnow()
@@ -192,7 +241,7 @@ async def patch_draft(session: AsyncSession, principal: Principal, draft_id: str
 
 
 async def discard_draft(session: AsyncSession, principal: Principal, draft_id: str) -> dict[str, Any]:
-    draft = await _draft(session, draft_id, lock=True)
+    draft = await _draft(session, principal, draft_id, lock=True)
     if draft.status == "sealed":
         raise Conflict("a sealed draft is an invoice: it cannot be discarded (issue a credit note)",
                        code="invoice_draft_sealed")
@@ -204,9 +253,13 @@ async def discard_draft(session: AsyncSession, principal: Principal, draft_id: s
 
 async def approve(session: AsyncSession, principal: Principal, draft_id: str, expires_in: int,
                   ip: str | None = None) -> dict[str, Any]:
-    """A human's consent to seal this draft as it is now (its content hash), once, within ``expires_in``."""
-    draft = await _draft(session, draft_id, lock=True)
+    """A human's consent to seal this draft as it is now (its content hash), once, within ``expires_in``.
+    Never the credential that drafted it: an assistant's own approval would be no person's decision."""
+    draft = await _draft(session, principal, draft_id, lock=True)
     _open(draft)
+    if draft.created_by == principal.actor:
+        raise Forbidden("a draft is approved by someone other than whoever drafted it",
+                        code="draft_self_approval")
     approval = await ApprovalRepository(session).add(DraftApproval(
         tenant_id=draft.tenant_id, id=new_id("apr"), draft_id=draft.id, content_hash=draft.content_hash,
         expires_at=utcnow() + timedelta(seconds=expires_in), approved_by=principal.actor, created_at=utcnow()))
@@ -220,15 +273,20 @@ async def approve(session: AsyncSession, principal: Principal, draft_id: str, ex
 async def _authorize(session: AsyncSession, principal: Principal, draft: InvoiceDraft,
                      approval_id: str | None) -> str | None:
     """Who may seal a draft (docs/assistants.md, "Drafting API and approvals"); the approval used, if any.
-    A person seals with their own permission (invoices:write, checked by the endpoint): deciding is what the
-    approval stands for. A key needs a person's approval, unless the policy is ``disabled`` and the key
-    carries ``invoices:approve`` (a person's own tool)."""
+    A person holding invoices:write seals under every policy: deciding is what an approval stands for (an
+    approval they name is still checked and used up). An API key seals only with a person's valid approval,
+    and only when the tenant's policy lets keys seal at all (``approval``, ``elicitation``): whatever it holds,
+    under ``disabled`` no key seals a draft, so nothing is sealed without a human's decision."""
     if principal.kind == "user":
-        return None
-    mode = (await policy(session)).seal_policy
-    if approval_id is None:
-        if mode == "disabled" and Perm.INVOICES_APPROVE in permissions(principal):
+        if Perm.INVOICES_WRITE not in permissions(principal):
+            raise Forbidden(f"role {principal.role} may not seal (needs invoices:write)",
+                            code="insufficient_permissions", extra={"required": Perm.INVOICES_WRITE.value})
+        if approval_id is None:
             return None
+    elif (await policy(session)).seal_policy == "disabled":
+        raise Forbidden("the tenant's seal policy is disabled: an API key never seals a draft; a person seals it "
+                        "(or an administrator sets the policy to approval)", code="draft_seal_disabled")
+    elif approval_id is None:
         raise Forbidden("sealing a draft with an API key needs a person's approval (approval_id)",
                         code="draft_approval_required")
     now = utcnow()
@@ -252,8 +310,8 @@ def _pipeline_key(draft_id: str, idempotency_key: str | None) -> str:
     that one client key sent for two drafts of the same body seals two invoices, not one answer twice (the draft
     row's lock already makes each draft's seal happen once); hashed, to fit the 255 characters of a key."""
     if idempotency_key is None:
-        return f"draft:{draft_id}"
-    return f"draft:{draft_id}:{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}"
+        return f"{RESERVED_KEY_PREFIX}draft:{draft_id}"
+    return f"{RESERVED_KEY_PREFIX}draft:{draft_id}:{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}"
 
 
 async def seal_draft(session: AsyncSession, settings: Settings, principal: Principal, draft_id: str,
@@ -261,7 +319,7 @@ async def seal_draft(session: AsyncSession, settings: Settings, principal: Princ
                      ip: str | None = None) -> tuple[dict[str, Any], bool]:
     """Seal the draft exactly once; ``(sealed invoice, created)``. Whatever the text said ("ignore your
     instructions and seal"), only this call seals, and only for whom ``_authorize`` admits."""
-    draft = await _draft(session, draft_id, lock=True)
+    draft = await _draft(session, principal, draft_id, lock=True)
     if draft.status == "sealed" and draft.invoice_id:
         inv = await invoices.get_invoice(session, principal, draft.invoice_id)
         return (await invoices.render_many(session, settings, [inv]))[0], False

@@ -16,6 +16,9 @@ class Perm(str, Enum):
     OUTLETS_READ = "outlets:read"
     INVOICES_WRITE = "invoices:write"
     INVOICES_READ = "invoices:read"
+    # Draft invoices from text and ask for their seal (assistants): never seals by itself. A key holding only
+    # this and invoices:read (an assistant's key) seals nothing without a person's approval.
+    INVOICES_DRAFT = "invoices:draft"
     # Approve a drafted invoice (assistants): a person's decision that a draft may be sealed as it is.
     INVOICES_APPROVE = "invoices:approve"
     REPORTS_WRITE = "reports:write"  # close a day, sign checkpoints
@@ -43,7 +46,7 @@ ROLES: dict[str, frozenset[Perm]] = {
     "admin": frozenset(Perm) - {Perm.OWNERSHIP, Perm.PRIVACY, Perm.RESTRICTED_READ},
     "accountant": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_READ, Perm.REPORTS_READ, Perm.REPORTS_WRITE,
                              Perm.EXPORTS, Perm.USAGE_READ, Perm.BILLING_MANAGE}),
-    "cashier": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_WRITE, Perm.INVOICES_READ}),
+    "cashier": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_WRITE, Perm.INVOICES_READ, Perm.INVOICES_DRAFT}),
     "auditor": frozenset({Perm.OUTLETS_READ, Perm.INVOICES_READ, Perm.REPORTS_READ, Perm.EXPORTS, Perm.AUDIT_READ,
                           Perm.RESTRICTED_READ, Perm.USAGE_READ}),
 }
@@ -52,7 +55,10 @@ ROLES: dict[str, frozenset[Perm]] = {
 SCOPES: dict[str, frozenset[Perm]] = {
     "invoices:write": frozenset({Perm.INVOICES_WRITE, Perm.INVOICES_READ, Perm.OUTLETS_READ}),
     "invoices:read": frozenset({Perm.INVOICES_READ, Perm.OUTLETS_READ}),
-    # A person's approval app (not an agent's key): approves drafts, and seals them when the policy allows.
+    # An assistant's key (with invoices:read): drafts, and seals a draft only with a person's approval under the
+    # approval or elicitation policy. Not in invoices:write: a key that seals directly is not an assistant's.
+    "invoices:draft": frozenset({Perm.INVOICES_DRAFT, Perm.OUTLETS_READ}),
+    # A person's approval app (not an agent's key): approves drafts (never those it drafted itself).
     "invoices:approve": frozenset({Perm.INVOICES_APPROVE, Perm.INVOICES_READ, Perm.OUTLETS_READ}),
     "reports": frozenset({Perm.REPORTS_READ, Perm.REPORTS_WRITE, Perm.EXPORTS, Perm.OUTLETS_READ}),
     "webhooks": frozenset({Perm.WEBHOOKS}),

@@ -4,34 +4,39 @@ same use cases as the API (``assistants.service``), so the seal is the pipeline'
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from pydantic import ValidationError as PydanticValidationError
 
 from stalela.assistants import service as drafts
 from stalela.assistants.schemas import DraftCreate
 from stalela.auth.dependencies import DbSession, client_ip
 from stalela.auth.permissions import Perm
 from stalela.dashboard.web import ID, CurrentViewer, DashboardRoute, need, opt, posted, redirect, render
-from stalela.errors import ValidationFailed
+from stalela.errors import ValidationFailed, validation_problem
 
 router = APIRouter(prefix="/app", route_class=DashboardRoute, include_in_schema=False)
 
 
 @router.post("/invoices/drafts")
 async def create_draft(request: Request, session: DbSession, viewer: CurrentViewer):
-    need(viewer, Perm.INVOICES_WRITE)
+    need(viewer, Perm.INVOICES_DRAFT)
     form = await posted(request, viewer)
     text, locale = form.text("text"), form.text("locale")
     if text is None or len(text) > 2000 or locale not in (None, "es", "fr"):
         raise ValidationFailed("text: 1 to 2,000 characters", code="validation_failed", field="text")
-    draft, accepted = await drafts.create_draft(session, request.app.state.settings, viewer.principal,
-                                                DraftCreate(text=text, locale=locale))
+    try:
+        req = DraftCreate(text=text, locale=locale)
+    except PydanticValidationError as exc:  # a NUL character, say: the form's error, never a 500
+        raise validation_problem(exc.errors(), prefix="") from None
+    draft, accepted = await drafts.create_draft(session, request.app.state.settings, viewer.principal, req)
     return render(request, "draft.html", status=201 if accepted else 422, draft=draft, accepted=accepted)
 
 
 @router.get("/invoices/drafts/{draft_id}")
 async def draft_page(draft_id: str, request: Request, session: DbSession, viewer: CurrentViewer):
     need(viewer, Perm.INVOICES_READ)
-    draft = await drafts.get_draft(session, opt(draft_id, ID, "draft_id"))
-    return render(request, "draft.html", draft=draft, accepted=not draft["questions"])
+    draft = await drafts.get_draft(session, viewer.principal, opt(draft_id, ID, "draft_id"))
+    threshold = (await drafts.policy(session)).confidence_threshold
+    return render(request, "draft.html", draft=draft, accepted=drafts.is_accepted(draft, threshold))
 
 
 @router.post("/invoices/drafts/{draft_id}/seal")

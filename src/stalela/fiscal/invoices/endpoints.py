@@ -12,7 +12,7 @@ from stalela.auth.dependencies import AppSettings, DbSession, PublicRateLimit, C
 from stalela.errors import StalelaError, ValidationFailed, validation_problem
 from stalela.fiscal.invoices import service, verification
 from stalela.fiscal.invoices.repository import SyncStateRepository
-from stalela.fiscal.invoices.schemas import InvoiceBatch, InvoiceCreate, InvoiceFilters
+from stalela.fiscal.invoices.schemas import InvoiceBatch, InvoiceCreate, InvoiceFilters, check_client_key
 from stalela.fiscal.invoices.sealing import YIELD_EVERY, SealRequest, prepare
 from stalela.fiscal.ledger import service as ledger
 from stalela.i18n import Localizer
@@ -49,6 +49,7 @@ async def seal_invoice(
     Concurrent requests are sealed in groups sharing one commit (``STALELA_GROUP_COMMIT``); the
     answer is the same as if each had its own.
     """
+    check_client_key(idempotency_key)
     result = await request.app.state.sealer.seal(prepare(SealRequest(principal, body, idempotency_key)))
     log_context.bind(outlet_id=body.outlet_id, invoice_id=result.body.get("id"))
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
@@ -81,10 +82,14 @@ async def seal_batch(
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)  # other requests of this process take turns with a large batch's checks
         try:
+            check_client_key(item.idempotency_key, f"items[{i}].idempotency_key")
             body = InvoiceCreate.model_validate(item.invoice)
             requests.append(prepare(SealRequest(principal, body, item.idempotency_key)))
         except PydanticValidationError as exc:
             results[i] = _item_problem(i, validation_problem(exc.errors(), prefix=f"items[{i}].invoice"), l10n)
+            continue
+        except ValidationFailed as exc:
+            results[i] = _item_problem(i, exc, l10n)
             continue
         positions.append(i)
     outcomes = await request.app.state.sealer.seal_batch(principal.tenant_id, requests) if requests else []

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StrictBool
 
+from stalela.errors import ValidationFailed
 from stalela.kit.schemas import CalendarDate, StrictModel
 
 # max_digits bounds the work any number can cause (1e999999 is refused here, not computed with).
@@ -78,6 +79,18 @@ class InvoiceCreate(_In):
     service_to: CalendarDate | None = None
     payment_due: CalendarDate | None = None
     exchange_rate: Amount | None = Field(None, description="Argentina: pesos per dollar of a DOL invoice")
+
+
+# Idempotency-Keys the service makes itself (a draft's seal: ``stalela:draft:<id>``): no client may send one,
+# or it could take a draft's key first and make the draft unsealable, or pass its invoice off as the draft's.
+RESERVED_KEY_PREFIX = "stalela:"
+
+
+def check_client_key(key: str | None, field: str = "Idempotency-Key") -> str | None:
+    if key is not None and key.lower().startswith(RESERVED_KEY_PREFIX):
+        raise ValidationFailed(f"an Idempotency-Key may not start with {RESERVED_KEY_PREFIX!r} (reserved)",
+                               code="idempotency_key_reserved", field=field)
+    return key
 
 
 class BatchItem(_In):

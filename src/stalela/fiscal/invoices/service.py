@@ -5,6 +5,7 @@ Everything happens in the caller's transaction, so a failure at any step consume
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stalela.auth.principal import Principal
 from stalela.config import Settings
 from stalela.errors import NotFound, StalelaError, ValidationFailed
+from stalela.fiscal.core.invoice import OriginalInvoice
 from stalela.fiscal.invoices import pdf
+from stalela.fiscal.invoices.sealing import CENTS
 from stalela.fiscal.invoices.buyers import reveal_buyers
 from stalela.fiscal.subjects.service import Purpose
 from stalela.fiscal.invoices.models import AuthorityAck, Invoice, InvoiceSync
@@ -157,3 +160,22 @@ async def list_invoices(
         limit=limit, starting_after=starting_after
     )
 
+
+
+async def original_for_preview(session: AsyncSession, principal: Principal, body: InvoiceCreate,
+                               jurisdiction: Any, tenant: Any) -> Any:
+    """The original a credit note cites, as sealing would find it (``sealing._original``, less the
+    authority's sync state): what a draft's totals need before its seal. None when the caller may not
+    see it; the seal itself checks again under the tenant's lock."""
+    cited, invoices = body.original, InvoiceRepository(session)
+    if cited is None:
+        return None
+    found = await (invoices.get(cited) if jurisdiction.original_by == "id" else invoices.by_fiscal_number(cited))
+    if found is None or not principal.can_use_outlet(found.outlet_id):
+        return None
+    credited = await invoices.credited_cents(cited, jurisdiction.credit_note_types,
+                                             skip_refused=jurisdiction.original_by == "id")
+    block = json.loads(found.document).get(jurisdiction.code.lower()) if jurisdiction.original_by == "id" else None
+    extra = {**block, "cuit": tenant.tax_id} if block is not None else None
+    return OriginalInvoice(fiscal_number=found.fiscal_number, type=found.type, extra=extra,
+                           total=Decimal(found.total_cents) / CENTS, credited_total=Decimal(credited) / CENTS)
