@@ -234,7 +234,7 @@ _TABLES = [
     # reached by a subject's erasure, nor purged by time (docs/privacy-retention.md, "Invoice drafts").
     table("invoice_drafts", "while_account", personal="text draft",
           operational="tenant_id id locale provider parser_version confidence field_confidences reasons questions "
-                      "content_hash status invoice_id created_by created_at updated_at",
+                      "content_hash status invoice_id outlet_id created_by created_at updated_at",
           notes={"text": "the request as written: may name the buyer, a person",
                  "draft": "the proposed invoice body, its buyer included",
                  "reasons": "the parser's explanations: may quote the text"}),
