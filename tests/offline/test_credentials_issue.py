@@ -100,6 +100,10 @@ async def test_idempotency_key_gives_the_same_credential_and_consumes_one_block(
     assert (await client.post("/v1/invoices", json=sample_invoice(shop["outlet"]["id"]), headers=used)).status_code == 201
     r = await client.post(shop["url"], headers=used, json={"block_size": 10})
     assert r.status_code == 422 and r.json()["code"] == "idempotency_key_reused"
+    # The service's own keys (a draft's seal) are reserved: no client may take one first.
+    r = await client.post(shop["url"], headers={**shop["headers"], "Idempotency-Key": "stalela:draft:drf_x"},
+                          json={"block_size": 10})
+    assert r.status_code == 422 and r.json()["code"] == "idempotency_key_reserved", r.text
     sold = (await client.post("/v1/invoices", json=sample_invoice(shop["outlet"]["id"]), headers=shop["headers"])).json()
     assert sold["counter"] == 13  # 11 and 12 online: nothing was carved by the refused requests
     # Without a key, each call is a new credential.

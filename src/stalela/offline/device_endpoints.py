@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 
 from stalela.auth.dependencies import AppSettings, Can, DbSession
 from stalela.auth.permissions import Perm
+from stalela.fiscal.invoices.schemas import check_client_key
 from stalela.kit.jsonbody import JSONRoute
 from stalela.kit.pagination import Page, PageParams, page_params
 from stalela.kit.schemas import PathId, QueryId
@@ -65,7 +66,7 @@ async def disable_device(device_id: PathId, session: DbSession, principal: Admin
     404: {"description": "device_not_found"},
     409: {"description": "device_disabled, outlet_inactive"},
     422: {"description": "credential_caps_invalid, credential_lifetime_invalid, block_size_invalid, "
-                         "idempotency_key_reused, offline_not_supported"},
+                         "idempotency_key_reused, idempotency_key_reserved, offline_not_supported"},
 })
 async def issue_credential(device_id: PathId, body: schemas.CredentialCreate, session: DbSession, principal: Admin,
                            settings: AppSettings, response: Response,
@@ -73,6 +74,8 @@ async def issue_credential(device_id: PathId, body: schemas.CredentialCreate, se
                                                                          max_length=255)] = None):
     """Allocate a block of fiscal numbers and sign a delegated credential for it. Numbers are consumed:
     retry with the same ``Idempotency-Key`` to get the same credential back."""
+    # The key lives in the table sealing uses, where the service's own keys (a draft's seal) are reserved.
+    check_client_key(idempotency_key)
     credential, replayed = await service.issue_credential(
         session, settings, principal, device_id, block_size=body.block_size, lifetime_hours=body.lifetime_hours,
         invoice_type=body.invoice_type, caps=body.caps.model_dump(exclude_none=True, mode="json") if body.caps else None,
