@@ -29,13 +29,13 @@ from stalela.config import Settings
 from stalela.db.base import utcnow
 from stalela.errors import Conflict, Forbidden, NotFound, StalelaError, ValidationFailed, validation_problem
 from stalela.fiscal.invoices import service as invoices
-from stalela.fiscal.invoices.schemas import InvoiceCreate
+from stalela.fiscal.invoices.schemas import RESERVED_KEY_PREFIX, InvoiceCreate
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.kit import canonical
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
-from stalela.fiscal.invoices.schemas import RESERVED_KEY_PREFIX
 from stalela.tenancy.repository import TenantRepository
+
 
 def content_hash(invoice: dict[str, Any]) -> str:
     """What an approval is bound to: SHA-256 of the RFC 8785 canonical invoice body."""
@@ -98,10 +98,9 @@ async def _tenant_context(session: AsyncSession, settings: Settings, principal: 
     buyers: dict[tuple[str, str | None], KnownBuyer] = {}
     for inv in await invoices.render_many(session, settings, recent) if recent else []:
         b = inv.get("buyer") or {}
-        name = b.get("name")
-        if name and (name, b.get("tax_id") or b.get("doc_number")) not in buyers:
-            buyers[(name, b.get("tax_id") or b.get("doc_number"))] = KnownBuyer(
-                name=name, tax_id=b.get("tax_id") or b.get("doc_number"), vat_condition=b.get("vat_condition"))
+        name, tax_id = b.get("name"), b.get("tax_id") or b.get("doc_number")  # DRC NIF or Argentine document
+        if name and (name, tax_id) not in buyers:
+            buyers[(name, tax_id)] = KnownBuyer(name=name, tax_id=tax_id, vat_condition=b.get("vat_condition"))
     context = TenantContext(jurisdiction=tenant.jurisdiction, today=utcnow().date(), buyers=tuple(buyers.values()),
                             outlet_id=outlet_id, ar_issuer=tenant.vat_condition or "responsable_inscripto")
     return context, questions
@@ -144,13 +143,12 @@ async def create_draft(session: AsyncSession, settings: Settings, principal: Pri
     parsed = parse_request(req.text, context, req.locale)
     invoice = parsed.invoice
     questions += parsed.questions
-    totals, error = totals_of(invoice, tenant) if parsed.refusal is None else (None, None)
+    totals, error = await _totals(session, principal, invoice, tenant) if parsed.refusal is None else (None, None)
     if error is not None:
         questions.append(f"{error.field or 'invoice'}: {error.detail}")
     if parsed.refusal is not None and not questions:
         questions.append(f"{parsed.refusal}: {'; '.join(parsed.reasons) or 'the request could not be read'}")
-    threshold = (await policy(session)).confidence_threshold
-    accepted = not questions and parsed.confidence >= threshold
+    accepted = _ready(questions, parsed.confidence, (await policy(session)).confidence_threshold)
     now = utcnow()
     draft = await DraftRepository(session).add(InvoiceDraft(
         tenant_id=principal.tenant_id, id=new_id("drf"), text=req.text, locale=req.locale, provider=req.provider,
@@ -206,9 +204,14 @@ async def list_drafts(session: AsyncSession, principal: Principal, *, status: st
     return [render(d) for d in rows], more
 
 
+def _ready(questions: list[str], confidence: Decimal, threshold: Decimal) -> bool:
+    """Accepted: no question left and confident enough (the API's 201, the console's "Approve & seal")."""
+    return not questions and confidence >= threshold
+
+
 def is_accepted(draft: dict[str, Any], threshold: Decimal) -> bool:
-    """A rendered draft ready for a person's "Approve & seal": no question left and confident enough."""
-    return not draft["questions"] and Decimal(draft["confidence"]) >= threshold
+    """A rendered draft ready for a person's "Approve & seal"."""
+    return _ready(draft["questions"], Decimal(draft["confidence"]), threshold)
 
 
 def _open(draft: InvoiceDraft) -> None:
