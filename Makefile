@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,ai]'
 	# The SDK (sdk/python) in the same venv; --no-deps: its one dependency, stalela-core, is this project.
 	$(BIN)/python -m pip install --quiet --no-deps -e sdk/python
 	touch $(STAMP)

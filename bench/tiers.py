@@ -13,9 +13,9 @@ postgresql://postgres@127.0.0.1:5432/{tenant}), all dropped at the end.
            --rounds times. ratio = dedicated / shared in the same server (target: >= 0.95, i.e. routing
            costs < 5 %). The no-op baseline of the same server shows the noise.
   move     one shared tenant with --move-invoices invoices (sealed through POST /v1/invoices/batch), moved to
-           the dedicated tier through POST /v1/tenants/{id}/move while a light seal load runs: seconds to
-           completion, the freeze (from the signed receipt), the worker's peak memory above its level before
-           the move, and the seals of the load (all must be 201).
+           the dedicated tier through POST /v1/tenants/{id}/move while a light seal load runs throughout (the
+           freeze included, in 5 s windows): seconds to completion, the freeze (from the signed receipt), the
+           worker's peak memory above its level before the move, and the seals of the load (all must be 201).
   idle     --idle-tenants dedicated tenants provisioned, one seal each, then left idle past
            STALELA_DEDICATED_POOL_IDLE_SECONDS (5 s here): connections the server's processes hold, in total and
            to the dedicated databases (pg_stat_activity), against the control plane's own.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -98,9 +99,16 @@ def routing(args: argparse.Namespace, backend: str) -> dict:
             common = dict(host="127.0.0.1", port=srv.port, concurrency=args.concurrency)
 
             def load(group: list[dict], seconds: float) -> dict:
-                return run_load(backend, path="/v1/invoices", auth=group[0]["key"], body=seal_bench.INVOICE,
-                                outlets=[t["outlet"] for t in group], auths=[t["key"] for t in group],
-                                duration=seconds, **common)
+                before = _cpu_seconds(srv)
+                r = run_load(backend, path="/v1/invoices", auth=group[0]["key"], body=seal_bench.INVOICE,
+                             outlets=[t["outlet"] for t in group], auths=[t["key"] for t in group],
+                             duration=seconds, **common)
+                after = _cpu_seconds(srv)
+                # CPU of the server's processes per sealed invoice, while the load ran: the request path
+                # (API) and the outbox work it causes (background), which share this machine's cores.
+                r["cpu_ms_per_seal"] = {role: round((after[role] - before.get(role, 0.0)) * 1000 / max(r["requests"], 1), 2)
+                                        for role in after}
+                return r
 
             load(shared, 2)  # warm-up: imports, pools, prepared statements (and one pool per dedicated database)
             load(dedicated, 2)
@@ -113,13 +121,17 @@ def routing(args: argparse.Namespace, backend: str) -> dict:
                     r = load(group, args.duration)
                     seal_bench.wait_quiet(srv)
                     errors = r["socket_errors"] + sum(n for c, n in r["statuses"].items() if not c.startswith("2"))
-                    row[name] = {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "errors": errors}
+                    row[name] = {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "errors": errors,
+                                 "cpu_ms_per_seal": r["cpu_ms_per_seal"]}
                 rounds.append(row)
         finally:
             _drop_dedicated(made)
     shared_rps = sum(r["shared"]["rps"] for r in rounds) / len(rounds)
     dedicated_rps = sum(r["dedicated"]["rps"] for r in rounds) / len(rounds)
+    cpu = {name: {role: round(sum(r[name]["cpu_ms_per_seal"][role] for r in rounds) / len(rounds), 2)
+                  for role in ("api", "background")} for name in ("shared", "dedicated")}
     return {"tenants": args.tenants, "provisioning_seconds": round(provisioning_s, 1), "rounds": rounds,
+            "cpu_ms_per_seal": cpu,
             "shared_rps": round(shared_rps, 1), "dedicated_rps": round(dedicated_rps, 1),
             "ratio": round(dedicated_rps / shared_rps, 3) if shared_rps else 0.0}
 
@@ -168,19 +180,33 @@ def move(args: argparse.Namespace, backend: str) -> dict:
             assert status == 202, (status, started_move)
             started = time.monotonic()
             peak = before
-            load = {}
-            loader = threading.Thread(target=lambda: load.update(run_load(
-                backend, path="/v1/invoices", auth=tenant["key"], body=seal_bench.INVOICE, outlets=[tenant["outlet"]],
-                concurrency=4, duration=args.move_load_seconds, host="127.0.0.1", port=srv.port)))
+            load: dict = {"requests": 0, "statuses": {}, "windows_p99_ms": []}
+            done = threading.Event()
+
+            def loader_run() -> None:
+                # Windows of load until the move is over (at least --move-load-seconds): seals meet every
+                # phase, the freeze included; a window's p99 shows the seals that waited for the switch.
+                deadline = time.monotonic() + args.move_load_seconds
+                while not done.is_set() or time.monotonic() < deadline:
+                    window = run_load(backend, path="/v1/invoices", auth=tenant["key"], body=seal_bench.INVOICE,
+                                      outlets=[tenant["outlet"]], concurrency=4, duration=5, host="127.0.0.1",
+                                      port=srv.port)
+                    load["requests"] += window["requests"]
+                    for code, n in window["statuses"].items():
+                        load["statuses"][code] = load["statuses"].get(code, 0) + n
+                    load["windows_p99_ms"].append(round(window["p99_ms"], 1))
+
+            loader = threading.Thread(target=loader_run)
             loader.start()
             while True:
-                peak = max(peak, _rss_mb(worker))
+                peak = max(peak, _rss_mb(worker), _peak_mb(worker))
                 status, state = seal_bench.api(srv.base, "GET",
                                                f"/v1/tenants/{tenant['id']}/moves/{started_move['id']}", srv.token)
                 if state["status"] != "running":
                     break
                 time.sleep(0.25)
             seconds = time.monotonic() - started
+            done.set()
             loader.join()
             receipt = (state.get("receipt") or {}).get("payload", {})
         finally:
@@ -191,8 +217,10 @@ def move(args: argparse.Namespace, backend: str) -> dict:
             "freeze": receipt.get("freeze"), "phases": receipt.get("phases"),
             "worker_rss_before_mb": round(before, 1), "worker_rss_peak_mb": round(peak, 1),
             "peak_above_before_mb": round(peak - before, 1),
+            "online_catch_up": receipt.get("online_catch_up"),
             "load_during_move": {"requests": load.get("requests"), "statuses": statuses,
-                                 "p99_ms": load.get("p99_ms")},
+                                 "p99_ms_max_window": max(load["windows_p99_ms"], default=None),
+                                 "windows_p99_ms": load["windows_p99_ms"]},
             "roots_equal": receipt.get("from", {}).get("merkle") == receipt.get("to", {}).get("merkle")}
 
 
@@ -214,18 +242,46 @@ def _worker_pid(srv: seal_bench.Server) -> int:
     tree = seal_bench.tree_rss_mb(srv.proc.pid)
     for pid in tree:
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if "worker" in cmd or "background" in cmd:
+        # By argument, not substring: the master's own command line has "--workers" in it (an earlier
+        # version of this function measured the API master instead of the process running the move).
+        if _is_background(args):
             return pid
-    return max(tree, key=tree.get)  # the biggest process as a fallback: reported as such
+    raise RuntimeError(f"no background process under the server {srv.proc.pid}: {sorted(tree)}")
 
 
-def _rss_mb(pid: int) -> float:
+def _is_background(args: list[bytes]) -> bool:
+    """A supervised background process, by its arguments: not substrings (the master has "--workers")."""
+    return b"serve" not in args and (b"worker" in args or b"background" in args)
+
+
+def _cpu_seconds(srv: seal_bench.Server) -> dict[str, float]:
+    """User + system CPU seconds of the server's processes so far, by role: "background" (the supervised
+    background processes) and "api" (the master and everything else it runs)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"api": 0.0, "background": 0.0}
+    for pid in seal_bench.tree_rss_mb(srv.proc.pid):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        role = "background" if _is_background(args) else "api"
+        out[role] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _peak_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM): nothing between two polls is missed."""
+    return _rss_mb(pid, "VmHWM")
+
+
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass

@@ -42,6 +42,7 @@ from stalela.billing import usage_gauges as _usage_gauges  # noqa: F401
 from stalela.billing.usage_metering import ApiCallCounter, ApiCallMeter, api_call_metering
 from stalela.billing import api_quota as _api_quota  # noqa: F401  (registers the api_calls quota's request gate)
 from stalela.privacy.erasure_service import replay_journal
+from stalela.assistants.providers import warm as warm_llm_provider
 
 log = get_logger("stalela.app")
 
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         API_KEYS.clear()
         # Fail at start, not on the first seal, if the key store is misconfigured.
         backend_for(settings)
+        warm_llm_provider(settings)  # the optional LLM of drafting: imported now, not in a draft's timeout
         await ensure_token_key(app.state.db, settings)
         # A database restored from a backup gets every later erasure back before it serves.
         await replay_journal(app.state.db, settings)
@@ -146,6 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await stack.enter_async_context(api_call_metering(app.state.db, settings, app.state.api_calls))
                 if settings.inprocess_workers:
                     await stack.enter_async_context(background(app.state.db, settings))
+                if app.state.mcp is not None:  # the SDK's task group, which its HTTP endpoint needs
+                    await stack.enter_async_context(app.state.mcp.running())
                 evictor = asyncio.create_task(fleet_janitor(app.state.db), name="fleet-janitor")
                 stack.push_async_callback(_cancelled, evictor)
                 observability.settle_heap()  # also turns the collector back on: stalela.asgi stops it to load
@@ -181,12 +185,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in extra_routers():
         app.include_router(router)
     openapi.install(app)
+    app.state.mcp = _mount_mcp(app, settings) if settings.mcp_enabled else None
     if settings.bench_endpoints:
         from stalela.health.endpoints import bench_router
 
         app.include_router(bench_router)
     routeindex.install(app)  # last: it indexes the routes the app holds now
     return app
+
+
+def _mount_mcp(app: FastAPI, settings: Settings) -> Any:
+    """The MCP server at /mcp (docs/assistants.md), over the same services as the routes above."""
+    from stalela.assistants import mcp_runtime, mcp_server
+
+    mounted = mcp_server.Mounted(mcp_server.build(mcp_runtime.Runtime(settings, app.openapi, lambda: app.state)),
+                                 settings)
+    app.router.routes.extend(mounted.routes())
+    return mounted
 
 
 def extra_routers() -> list:

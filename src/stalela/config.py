@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         "processes do it as STALELA_INPROCESS_WORKERS says."
     )
     public_url: str | None = Field(None, description="Base URL printed in QR codes; default http://host:port.")
+    # The MCP server (docs/assistants.md): mounted at /mcp of every API process.
+    mcp_enabled: bool = Field(True, description="Serve the MCP server at /mcp (Streamable HTTP).")
+    mcp_allowed_hosts: str = Field(
+        "", description="Comma-separated Host values (host:port) /mcp answers besides loopback: the public "
+        "host behind a proxy. The SDK's DNS-rebinding protection answers 421 to any other Host.")
 
     operator_token: SecretStr | None = Field(
         None, description="Bearer token of the platform operator; operator API disabled when unset."
@@ -287,12 +292,37 @@ class Settings(BaseSettings):
     oidc_client_id: str | None = Field(None, max_length=255, description="The client id registered at the issuer.")
     oidc_client_secret: SecretStr | None = Field(None, description="The client secret registered at the issuer.")
 
+    # Optional LLM providers of invoice drafting (docs/assistants.md, "LLM providers"; needs `stalela[ai]`).
+    # None configured: drafts come from the offline rule parser only, and {"provider": "llm"} is refused.
+    llm_provider: Literal["openai", "anthropic"] | None = Field(
+        None, description="openai: any OpenAI-compatible chat-completions endpoint (OpenAI, Ollama, vLLM, llama.cpp "
+        "server, through STALELA_LLM_BASE_URL); anthropic: Anthropic's API. Unset: the rule parser only.")
+    llm_model: str | None = Field(None, max_length=200, description="The model name the endpoint knows "
+                                  "(gpt-4.1-mini, qwen2.5:7b, claude-sonnet-4-5...). Required with a provider.")
+    llm_base_url: str | None = Field(None, description="The endpoint's base URL, e.g. http://127.0.0.1:11434/v1 "
+                                     "(Ollama), http://127.0.0.1:8000/v1 (vLLM, llama.cpp); default: the provider's.")
+    llm_api_key: SecretStr | None = Field(None, description="The provider's API key; required without a base URL "
+                                          "(a local server that needs none is given a placeholder).")
+    llm_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Hard limit on the model's answer, retries "
+                                       "included; past it the draft is the rule parser's, with the reason.")
+    llm_output_mode: Literal["native", "tool"] = Field(
+        "native", description="How the output schema is enforced: native (response_format json_schema, enforced "
+        "by OpenAI, Ollama, vLLM, llama.cpp) or tool (a forced tool call, for servers without json_schema).")
+
     @field_validator("storage_url")
     @classmethod
     def _storage_scheme(cls, v: str | None) -> str | None:
         if v and not (v.startswith("file:///") or (v.startswith("s3://") and len(v) > len("s3://"))):
             raise ValueError("the storage URL is s3://bucket/prefix or file:///absolute/path")
         return v or None
+
+    @model_validator(mode="after")
+    def _llm_complete(self) -> "Settings":
+        if self.llm_provider and not self.llm_model:
+            raise ValueError("STALELA_LLM_MODEL is required with STALELA_LLM_PROVIDER")
+        if self.llm_provider and not self.llm_base_url and self.llm_api_key is None:
+            raise ValueError("STALELA_LLM_API_KEY is required for the provider's own endpoint (no STALELA_LLM_BASE_URL)")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -172,25 +172,29 @@ async def scenario(rec: Recorder) -> None:
 
 
 async def drafts(rec: Recorder, key: dict) -> None:
-    """Drafting (docs/assistants.md): a draft from text, corrected, approved, sealed; another discarded."""
-    approver = (await rec.client.post("/v1/api-keys", headers=key, json={
-        "name": "approvals app", "scopes": ["invoices:approve", "invoices:write"]})).json()
+    """Drafting (docs/assistants.md): an assistant's key drafts, corrects and seals with a person's approval (made
+    with another credential: never the drafter's own); another draft discarded."""
+    async def new_key(name: str, scopes: list[str]) -> dict:
+        made = (await rec.client.post("/v1/api-keys", headers=key, json={"name": name, "scopes": scopes})).json()
+        return {"Authorization": f"Bearer {made['api_key']}"}
+
+    approver = await new_key("approvals app", ["invoices:approve"])  # a person's approvals app
+    agent = await new_key("assistant", ["invoices:draft", "invoices:read"])
     await rec("GET", "/v1/assistant-settings", headers=key)
     await rec("PATCH", "/v1/assistant-settings", headers=key, json_body={"seal_policy": "approval"})
-    key = {"Authorization": f"Bearer {approver['api_key']}"}  # a person's approvals app, from here on
     text = "Facture pour Kin Marché SARL NIF A1234567Z: 3 sacs de ciment à 25000 FC"
-    draft = await rec("POST", "/v1/invoice-drafts", headers=key, json_body={"text": text, "locale": "fr"})
+    draft = await rec("POST", "/v1/invoice-drafts", headers=agent, json_body={"text": text, "locale": "fr"})
     path = f"/v1/invoice-drafts/{draft['id']}"
-    await rec("GET", "/v1/invoice-drafts", headers=key)
-    await rec("GET", "/v1/invoice-drafts/{draft_id}", path, headers=key)
+    await rec("GET", "/v1/invoice-drafts", headers=agent)
+    await rec("GET", "/v1/invoice-drafts/{draft_id}", path, headers=agent)
     fixed = {**draft["invoice"], "lines": [{**draft["invoice"]["lines"][0], "description": "Sacs de ciment 50 kg"}]}
-    await rec("PATCH", "/v1/invoice-drafts/{draft_id}", path, headers=key, json_body={"invoice": fixed})
-    approval = await rec("POST", "/v1/invoice-drafts/{draft_id}/approvals", f"{path}/approvals", headers=key,
+    await rec("PATCH", "/v1/invoice-drafts/{draft_id}", path, headers=agent, json_body={"invoice": fixed})
+    approval = await rec("POST", "/v1/invoice-drafts/{draft_id}/approvals", f"{path}/approvals", headers=approver,
                          json_body={"expires_in": 900})
-    await rec("POST", "/v1/invoice-drafts/{draft_id}/seal", f"{path}/seal", headers=key,
+    await rec("POST", "/v1/invoice-drafts/{draft_id}/seal", f"{path}/seal", headers=agent,
               json_body={"approval_id": approval["id"]})
-    other = await rec.client.post("/v1/invoice-drafts", headers=key, json={"text": text})
-    await rec("DELETE", "/v1/invoice-drafts/{draft_id}", f"/v1/invoice-drafts/{other.json()['id']}", headers=key)
+    other = await rec.client.post("/v1/invoice-drafts", headers=agent, json={"text": text})
+    await rec("DELETE", "/v1/invoice-drafts/{draft_id}", f"/v1/invoice-drafts/{other.json()['id']}", headers=agent)
 
 
 async def main() -> None:

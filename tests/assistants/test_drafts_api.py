@@ -239,6 +239,22 @@ async def test_outlet_restricted_keys_see_only_their_outlets_drafts(client, shop
     assert (await seal(client, person, mine["id"])).status_code == 201
 
 
+async def test_a_cashier_sees_only_the_drafts_of_the_outlets_assigned(client, shop):
+    tenant, person, outlet = shop
+    root = tenant["root"]
+    other = (await client.post("/v1/outlets", json={"code": "KIN3", "name": "Ngaliema"}, headers=root)).json()
+    mine = await draft(client, person)  # the first outlet's
+    await make_user(client, root, "till@draft.cd", "cashier", outlet_ids=[other["id"]])
+    cashier = bearer((await login(client, "till@draft.cd", tenant_id=tenant["id"])).json())
+    assert (await client.get("/v1/invoice-drafts", headers=cashier)).json()["data"] == []
+    assert (await client.get(f"/v1/invoice-drafts/{mine['id']}", headers=cashier)).status_code == 404
+    assert (await seal(client, cashier, mine["id"])).status_code == 404
+    own = await draft(client, cashier)
+    assert own["invoice"]["outlet_id"] == other["id"]
+    sealed = await seal(client, cashier, own["id"])  # a person with invoices:write: deciding is the approval
+    assert sealed.status_code == 201 and sealed.json()["outlet_id"] == other["id"]
+
+
 async def test_the_buyer_match_reads_only_the_callers_outlets(client, shop):
     tenant, person, outlet = shop
     root = tenant["root"]
@@ -337,3 +353,14 @@ async def test_a_credit_note_draft_is_totalled_with_its_original(client, shop):
     p = await client.patch(f"/v1/invoice-drafts/{d['id']}", json={"invoice": credit}, headers=person)
     assert p.status_code == 200, p.text
     assert p.json()["totals"]["total"]
+
+
+async def test_asking_for_an_llm_none_configured_is_refused_on_the_provider_field(client, shop):
+    """No STALELA_LLM_PROVIDER (the default): {"provider": "llm"} is a 422 naming the field, nothing is stored."""
+    tenant, person, outlet = shop
+    r = await client.post("/v1/invoice-drafts", json={"text": TEXT, "provider": "llm"}, headers=person)
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "draft_provider_unavailable" and r.json()["field"] == "provider"
+    unknown = await client.post("/v1/invoice-drafts", json={"text": TEXT, "provider": "gpt-4"}, headers=person)
+    assert unknown.status_code == 422 and unknown.json()["code"] != "draft_provider_unavailable"
+    assert (await client.get("/v1/invoice-drafts", headers=person)).json()["data"] == []

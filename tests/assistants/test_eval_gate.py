@@ -7,6 +7,7 @@ from collections import Counter
 from decimal import Decimal
 
 from stalela.assistants.parser import calibration
+from stalela.assistants.parser.draft import detect_language
 from stalela.assistants.parser.evaluate import figures, load_cases, run
 
 CASES = load_cases()
@@ -20,6 +21,12 @@ def test_the_evaluation_set_has_its_shape():
     assert all(("refuse" in c) != ("expect" in c) for c in CASES)
     jurisdictions = Counter(c["jur"] for c in CASES)
     assert jurisdictions["AR"] >= 80 and jurisdictions["CD"] >= 80
+    # A case's language is its ``locale`` hint, else what the parser detects (evalset/README.md): 151 Spanish
+    # and 133 French today. Both, in numbers, among the cases to answer and those to refuse.
+    languages = Counter((c.get("locale") or detect_language(c["text"]), "refuse" in c) for c in CASES)
+    for lang in ("es", "fr"):
+        assert languages[(lang, False)] + languages[(lang, True)] >= 100, (lang, languages)
+        assert languages[(lang, False)] >= 40 and languages[(lang, True)] >= 40, (lang, languages)
     assert sum("adversarial" in c.get("tags", ()) for c in CASES) >= 10
 
 

@@ -138,7 +138,7 @@ def test_shell_completion():
 
 
 # Commands that print no result: servers and workers run until stopped, simulators are servers too.
-NO_RESULT = {"serve", "worker", "sealer", "simulate dgi", "simulate arca"}
+NO_RESULT = {"serve", "worker", "sealer", "simulate dgi", "simulate arca", "mcp"}  # servers: they speak, they return nothing
 
 
 def _commands(group, prefix: str = ""):  # noqa: ANN001 (typer's own click)

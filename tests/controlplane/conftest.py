@@ -81,9 +81,9 @@ async def provisioned(client, app, operator_headers, **body) -> tuple[dict, dict
     return {**tenant, "outlet": r.json()["id"]}, headers
 
 
-async def shared(client, operator_headers) -> tuple[dict, dict]:
-    r = await client.post("/v1/tenants", json={"name": "Partagé SARL", "tax_id": "S0000001B", "jurisdiction": "CD"},
-                          headers=operator_headers)
+async def shared(client, operator_headers, **body) -> tuple[dict, dict]:
+    payload = {"name": "Partagé SARL", "tax_id": "S0000001B", "jurisdiction": "CD", **body}
+    r = await client.post("/v1/tenants", json=payload, headers=operator_headers)
     assert r.status_code == 201, r.text
     headers = {"Authorization": f"Bearer {r.json()['api_key']}"}
     r2 = await client.post("/v1/outlets", json={"code": "MAIN", "name": "Main"}, headers=headers)

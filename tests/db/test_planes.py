@@ -49,3 +49,34 @@ def test_a_routed_session_sends_data_statements_to_its_data_plane():
     assert session.get_bind(clause=text("SELECT 1")) is data
     assert session.get_bind(clause=text("SELECT 1"), bind=control) is control
     assert isinstance(session, Session)
+
+
+def test_a_statement_plane_is_remembered_by_its_cache_key():
+    """The plane of a statement is looked up by its cache key: the same shape with other values hits the
+    cache, another shape is classified anew, and a statement across both planes fails every time."""
+    from stalela.db import routing
+
+    walked: list[object] = []
+    classify = routing._classify
+
+    def counting(mapper, clause):
+        walked.append(clause)
+        return classify(mapper, clause)
+
+    routing._PLANES.clear()
+    original, routing._classify = routing._classify, counting
+    try:
+        assert not is_control(clause=select(Invoice).where(Invoice.id == "a"))
+        assert not is_control(clause=select(Invoice).where(Invoice.id == "b"))
+        assert len(walked) == 1  # the second one, same shape, came from the cache
+        assert is_control(clause=select(ApiKey).where(ApiKey.id == "a"))
+        assert len(walked) == 2
+        assert not is_control(clause=text("SELECT 1")) and not is_control(clause=text("SELECT 1"))
+        assert len(walked) == 4  # raw SQL has no cache key: classified every time
+        mixed = select(Invoice.id, ApiKey.id).join(ApiKey, ApiKey.tenant_id == Invoice.tenant_id)
+        for _ in range(2):
+            with pytest.raises(PlaneError):
+                is_control(clause=mixed)
+        assert len(walked) == 6
+    finally:
+        routing._classify = original

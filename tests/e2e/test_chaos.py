@@ -116,6 +116,7 @@ async def _load(stack: Stack, key: dict[str, str], outlets: list[str]) -> tuple[
             for n in range(KEYS_PER_CLIENT):
                 idem = f"chaos-{k}-{n}"
                 while True:
+                    await paced()
                     try:
                         r = await c.post("/v1/invoices", json=_body(outlets, k, n),
                                          headers=key | {"Idempotency-Key": idem})
@@ -129,13 +130,29 @@ async def _load(stack: Stack, key: dict[str, str], outlets: list[str]) -> tuple[
                         assert r.status_code == 503, r.text  # an outage may refuse; nothing else may fail
                     await asyncio.sleep(0.2)
 
+    total = CLIENTS * KEYS_PER_CLIENT
+    actions = ((0.1, stack.kill_server_worker), (0.25, stack.kill_server), (0.45, stack.kill_worker),
+               (0.65, stack.restart_database))
+    done = 0  # actions finished
+
+    async def paced() -> None:
+        """Hold the load back until the chaos has caught up: no request starts past the next action's share (or
+        90 % after the last) while the action before it still runs. On a loaded machine replacing a uvicorn
+        worker takes seconds, and the clients once sealed every key in that time, so the later actions hit an
+        idle stack and no client saw any of it."""
+        while True:
+            limit = actions[done + 1][0] if done + 1 < len(actions) else 0.9 if done < len(actions) else 1.0
+            if len(sealed) < limit * total:
+                return
+            await asyncio.sleep(0.05)
+
     async def chaos() -> None:
-        total = CLIENTS * KEYS_PER_CLIENT
-        for share, action in ((0.1, stack.kill_server_worker), (0.25, stack.kill_server), (0.45, stack.kill_worker),
-                              (0.65, stack.restart_database)):
+        nonlocal done
+        for share, action in actions:
             while len(sealed) < share * total:
                 await asyncio.sleep(0.05)
             await asyncio.to_thread(action)
+            done += 1
 
     await asyncio.gather(chaos(), *[client(k) for k in range(CLIENTS)])
     return sealed, failures

@@ -36,7 +36,9 @@ async def test_defaults_and_the_status_index(client, shop):
     assert claims["status"]["status_list"]["idx"] == 0
     assert claims["status"]["status_list"]["uri"].endswith(f"/v1/status-lists/{shop['tenant']['id']}")
     assert first["status"] == "active" and first["revoked_at"] is None
-    assert (await _claims(client, second["credential"]))["exp"] - claims["nbf"] <= 7 * 86400
+    longest = await _claims(client, second["credential"])
+    # Its own nbf: issued a second after the first on a loaded machine, it is measured from its own start.
+    assert longest["exp"] - longest["nbf"] <= 7 * 86400
 
 
 @pytest.mark.parametrize("body", [

@@ -1,12 +1,15 @@
 """Rows past (and short of) their retention rule, written as the services would have left them."""
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import func, select
 
+from stalela.assistants.models import DraftApproval, InvoiceDraft
 from stalela.auth.models import Invitation, RefreshToken
 from stalela.authority.arca.models import ArcaTicket
 from stalela.db.base import utcnow
@@ -21,7 +24,10 @@ DAY = timedelta(days=1)
 PERSON = {"name": "Jean Mukendi", "email": "jean.mukendi@example.cd"}
 MODELS = {"delivered_outbox_events": OutboxEvent, "expired_idempotency_records": IdempotencyRecord,
           "webhook_attempts": WebhookAttempt, "settled_webhook_messages": WebhookMessage,
-          "ended_refresh_tokens": RefreshToken, "expired_invitations": Invitation, "expired_arca_tickets": ArcaTicket}
+          "ended_refresh_tokens": RefreshToken, "expired_invitations": Invitation, "expired_arca_tickets": ArcaTicket,
+          "stale_invoice_drafts": InvoiceDraft}
+# Tables whose rows go with a purged row of another (data map rule ``with:table``), counted by ``rows`` too.
+ALONG = {"draft_approvals": DraftApproval}
 
 
 def now() -> datetime:
@@ -35,6 +41,7 @@ class Seeded:
     at: datetime
     due: dict[str, list[str]] = field(default_factory=dict)
     dates: dict[str, datetime] = field(default_factory=dict)  # purger -> the date a hold's range matches
+    along: dict[str, int] = field(default_factory=dict)  # ALONG table -> rows that go with the due ones
 
 
 async def seed(db, tenant_id: str, at: datetime) -> Seeded:  # noqa: ANN001
@@ -42,6 +49,7 @@ async def seed(db, tenant_id: str, at: datetime) -> Seeded:  # noqa: ANN001
     old_event, old_message, old_attempt = new_id("evt"), new_id("msg"), new_id("wat")
     invitation, fam_a, fam_b = new_id("inv"), new_id("fam"), new_id("fam")
     tokens_a = [new_id("rtk"), new_id("rtk")]
+    stale_draft, fresh_draft = new_id("drf"), new_id("drf")
     async with db.transaction() as s:
         await bind_tenant(s, tenant_id)
         s.add_all([
@@ -85,6 +93,14 @@ async def seed(db, tenant_id: str, at: datetime) -> Seeded:  # noqa: ANN001
             WebhookMessage(tenant_id=tenant_id, id=new_id("msg"), endpoint_id=endpoint, event_id=new_id("evt"),
                            event_type="invoice.sealed", payload="{}", status="pending", attempts=3,
                            next_attempt_at=at, created_at=at - 45 * DAY, updated_at=at - 40 * DAY),  # retrying
+            # A draft discarded 91 days ago, naming no outlet (none was active), with the approval it had; and one
+            # changed 30 days ago, kept 90.
+            _draft(tenant_id, stale_draft, "discarded", created_at=at - 120 * DAY, updated_at=at - 91 * DAY),
+            DraftApproval(tenant_id=tenant_id, id=new_id("apr"), draft_id=stale_draft, content_hash="0" * 64,
+                          expires_at=at - 119 * DAY, approved_by="user:usr_x", created_at=at - 120 * DAY),
+            _draft(tenant_id, fresh_draft, "draft", created_at=at - 40 * DAY, updated_at=at - 30 * DAY),
+            DraftApproval(tenant_id=tenant_id, id=new_id("apr"), draft_id=fresh_draft, content_hash="0" * 64,
+                          expires_at=at - 30 * DAY, approved_by="user:usr_x", created_at=at - 30 * DAY),
         ])
         await s.flush()
         s.add(WebhookAttempt(tenant_id=tenant_id, id=old_attempt, message_id=old_message, endpoint_id=endpoint,
@@ -92,12 +108,21 @@ async def seed(db, tenant_id: str, at: datetime) -> Seeded:  # noqa: ANN001
     out.due = {"expired_idempotency_records": ["idem-old"], "delivered_outbox_events": [old_event],
                "webhook_attempts": [old_attempt], "settled_webhook_messages": [old_message],
                "ended_refresh_tokens": sorted(tokens_a), "expired_invitations": [invitation],
-               "expired_arca_tickets": ["wsfe:homologation"]}
+               "expired_arca_tickets": ["wsfe:homologation"], "stale_invoice_drafts": [stale_draft]}
     out.dates = {"delivered_outbox_events": at - 41 * DAY, "settled_webhook_messages": at - 45 * DAY,
                  "webhook_attempts": at - 45 * DAY, "expired_idempotency_records": at - 31 * DAY,
                  "expired_invitations": at - 8 * DAY, "ended_refresh_tokens": at - 10 * DAY,
-                 "expired_arca_tickets": at - 2 * DAY}
+                 "expired_arca_tickets": at - 2 * DAY, "stale_invoice_drafts": at - 120 * DAY}
+    out.along = {"draft_approvals": 1}
     return out
+
+
+def _draft(tenant_id: str, draft_id: str, status: str, **dates: datetime) -> InvoiceDraft:
+    body = {"type": "FV", "buyer": {"type": "PP", "name": PERSON["name"]}, "lines": []}
+    return InvoiceDraft(tenant_id=tenant_id, id=draft_id, text=f"Facture pour {PERSON['name']}: 1 sac", locale="fr",
+                        provider="rules", parser_version="rules-test", draft=json.dumps(body), confidence=Decimal("0.5"),
+                        field_confidences="{}", reasons="[]", questions='["outlet_id: no active outlet"]',
+                        content_hash="0" * 64, status=status, outlet_id=None, created_by="api_key:key_x", **dates)
 
 
 async def rows(db, tenant_id: str) -> dict[str, int]:  # noqa: ANN001
@@ -106,7 +131,7 @@ async def rows(db, tenant_id: str) -> dict[str, int]:  # noqa: ANN001
         await bind_tenant(s, tenant_id)
         out = {name: (await s.execute(select(func.count()).select_from(model)
                                       .where(model.tenant_id == tenant_id))).scalar_one()
-               for name, model in MODELS.items()}
+               for name, model in (MODELS | ALONG).items()}
         out["marks"] = (await s.execute(select(func.count()).select_from(RetentionMark)
                                         .where(RetentionMark.tenant_id == tenant_id))).scalar_one()
     return out

@@ -117,3 +117,15 @@ def test_the_docs_list_every_statutory_floor_with_its_citation():
     doc = (ROOT / "docs" / "privacy-retention.md").read_text()
     for floor in FLOORS.values():
         assert f"| {floor.years} | {floor.covers} | {floor.citation} |" in doc, floor.jurisdiction
+
+
+def test_a_table_that_goes_with_another_names_one_a_purger_purges():
+    """``with:table``: its rows go in the action of ``table``'s purger (no marks of their own), so that table must
+    have one; every column of the dependent table goes the same way (the row goes whole)."""
+    along = {t.name: t for t in datamap.DATA_MAP.values() if t.rule.startswith("with:")}
+    assert set(along) == {"draft_approvals"}
+    purged = {t.name for t in datamap.purgeable_tables().values()}
+    for name, table in along.items():
+        assert {tag.parent for tag in table.columns.values()} == {table.rule[5:]}, name
+        assert table.rule[5:] in purged, name
+    assert datamap.tag("invoice_drafts", "text").purger == "stale_invoice_drafts"

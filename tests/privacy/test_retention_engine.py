@@ -57,11 +57,11 @@ async def test_the_preview_is_what_the_run_then_does(app, client, new_tenant, se
     metric = {c: _purged_total(c) for c in ("operational", "secret", "personal")}
     run = await service.run_tenant(app.state.db, settings, tenant["id"], at=due_at)
     assert acted(run) == acted(preview) and counts(run) == counts(preview)
-    gone = {name: len(keys) for name, keys in seeded.due.items()}
+    gone = {name: len(keys) for name, keys in seeded.due.items()} | seeded.along  # a draft's approval with it
     assert await rows(app.state.db, tenant["id"]) == {k: v - gone.get(k, 0) for k, v in before.items()} | {"marks": 0}
     # privacy_retention_purged_total{category}: 4 operational rows (event, record, message, attempt), 3 secret
-    # (two refresh tokens, a ticket), 1 personal (the invitation).
-    assert {c: _purged_total(c) - v for c, v in metric.items()} == {"operational": 4, "secret": 3, "personal": 1}
+    # (two refresh tokens, a ticket), 2 personal (the invitation, the draft).
+    assert {c: _purged_total(c) - v for c, v in metric.items()} == {"operational": 4, "secret": 3, "personal": 2}
 
 
 async def test_a_row_is_purged_only_by_a_run_after_its_grace_and_runs_are_idempotent(app, client, new_tenant,
@@ -94,8 +94,10 @@ async def test_a_row_is_purged_only_by_a_run_after_its_grace_and_runs_are_idempo
     assert len(runs) == 2 and all(e["actor"] == "system:retention" for e in runs)
     assert runs[0]["details"]["counts"]["expired_invitations"] == {"marked": 0, "purged": 1, "unmarked": 0}
     assert runs[1]["details"]["counts"]["ended_refresh_tokens"] == {"marked": 2, "purged": 0, "unmarked": 0}
+    assert runs[0]["details"]["counts"]["stale_invoice_drafts"] == {"marked": 0, "purged": 1, "unmarked": 0}
     text = json.dumps(runs)
     assert PERSON["name"] not in text and PERSON["email"] not in text and "idem-old" not in text
+    assert seeded.due["stale_invoice_drafts"][0] not in text
     assert (await client.get("/v1/audit-log/verify", headers=headers)).json()["valid"] is True
 
 
@@ -145,7 +147,7 @@ async def test_a_hold_on_a_date_range_covers_what_happened_on_those_days(app, cl
     preview = await _preview(client, headers, seeded.at)
     held = {"settled_webhook_messages", "webhook_attempts"}
     assert acted(preview) == {n: {"mark": k} for n, k in seeded.due.items() if n not in held}
-    # An outlet's hold covers what names no outlet (none of these rows does): everything.
+    # An outlet's hold covers what names no outlet (none of these rows does, the draft included): everything.
     outlet = (await client.post("/v1/outlets", json={"code": "H1", "name": "Held"}, headers=headers)).json()
     r = await client.post(HOLDS, json={"reason": "outlet audit", "scope": {"outlet_id": outlet["id"]}}, headers=headers)
     assert r.status_code == 201, r.text

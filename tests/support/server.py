@@ -6,9 +6,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 import httpx
 
@@ -145,3 +148,23 @@ def start_server(env_overrides: dict[str, str], data_dir: Path, *, workers: int 
         time.sleep(0.2)
     server.stop()
     raise RuntimeError(f"server did not become ready:\n{server.log()}")
+
+
+@contextmanager
+def asgi_in_thread(app: Any) -> Iterator[str]:
+    """An ASGI app (a stand-in for a remote service) served by uvicorn on a loopback port in a thread of this
+    process; yields its base URL, stops it on exit."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(5)

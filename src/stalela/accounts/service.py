@@ -25,7 +25,7 @@ from stalela.kit.ids import new_id
 from stalela.kit.money import decimal_str
 from stalela.outbox.service import enqueue
 from stalela.accounts import schemas
-from stalela.tenancy.context import acting_as, bind_tenant
+from stalela.tenancy.context import acting_as, bind_tenant, hold_tenant_shared
 from stalela.tenancy.models import ApiKey, Outlet, Tenant
 from stalela.tenancy.repository import ApiKeyRepository, OutletRepository, TenantRepository
 
@@ -80,6 +80,7 @@ async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant:
 
 async def set_tenant_status(session: AsyncSession, tenant_id: str, status: str, *, actor: str) -> Tenant:
     """``actor``: the operator, as the platform audit log names them (``Principal.platform_actor``)."""
+    await hold_tenant_shared(session, tenant_id)  # before the row: a move's switch takes them in that order
     tenant = await TenantRepository(session).get_for_update(tenant_id)
     if tenant is None:
         raise NotFound("no such tenant", code="tenant_not_found")
@@ -159,6 +160,7 @@ async def set_tenant_limits(session: AsyncSession, tenant_id: str, per_second: D
     This process's cached API keys are dropped at once; other processes pick the numbers up within
     STALELA_AUTH_CACHE_SECONDS (users are looked up on every request)."""
     rate, burst = _checked_rate(per_second), _checked_burst(burst)
+    await hold_tenant_shared(session, tenant_id)  # before the row: a move's switch takes them in that order
     tenant = await TenantRepository(session).get_for_update(tenant_id)
     if tenant is None:
         raise NotFound("no such tenant", code="tenant_not_found")

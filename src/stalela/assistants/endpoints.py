@@ -6,10 +6,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from stalela.assistants import service
+from stalela.assistants import providers, service
 from stalela.assistants.schemas import ApprovalCreate, DraftCreate, DraftPatch, SealDraft, SettingsPatch
-from stalela.auth.dependencies import AppSettings, Can, DbSession, client_ip
+from stalela.auth.dependencies import AppSettings, Can, DbSession, TenantSession, client_ip
 from stalela.auth.permissions import Perm
+from stalela.db.base import utcnow
 from stalela.errors import ValidationFailed
 from stalela.kit.jsonbody import JSONRoute
 from stalela.kit.pagination import PageParams, page_params
@@ -19,14 +20,25 @@ from stalela.kit.schemas import PathId
 router = APIRouter(route_class=JSONRoute, prefix="/v1", tags=["invoice drafts"])
 
 
+# Drafting checks its caller in a transaction of its own, then asks the LLM (when asked for) before the request's
+# transaction: waiting for the model, up to its timeout, holds no lock and no pooled connection.
+Drafter = Can(Perm.INVOICES_DRAFT, own_transaction=True)
+
+
+async def _model_reading(body: DraftCreate, settings: AppSettings, _: Drafter) -> providers.Reading | None:
+    return await providers.read_request(settings, body.text, utcnow().date()) if body.provider == "llm" else None
+
+
 @router.post("/invoice-drafts", status_code=201, responses={
     201: {"description": "The draft, confident enough and without questions"},
-    422: {"description": "draft_low_confidence: the draft (stored: complete it with PATCH) and its questions"},
+    422: {"description": "draft_low_confidence: the draft (stored: complete it with PATCH) and its questions; "
+                         "draft_provider_unavailable (field provider): llm asked, none configured"},
 })
-async def create_draft(body: DraftCreate, request: Request, session: DbSession, settings: AppSettings,
-                       principal: Can(Perm.INVOICES_DRAFT)):
+async def create_draft(body: DraftCreate, request: Request, principal: Drafter,
+                       reading: Annotated[providers.Reading | None, Depends(_model_reading)],
+                       session: TenantSession, settings: AppSettings):
     """Draft an invoice from a Spanish or French request. Nothing is sealed: see ``/seal``."""
-    draft, accepted = await service.create_draft(session, settings, principal, body)
+    draft, accepted = await service.create_draft(session, settings, principal, body, reading)
     if accepted:
         return draft
     problem = ValidationFailed("the draft is not sure enough to seal: answer its questions (PATCH the draft)",

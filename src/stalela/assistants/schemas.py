@@ -18,7 +18,9 @@ class DraftCreate(StrictModel):
         {"text": "Factura a Kin Marché SARL NIF A1234567Z: 3 sacs de ciment à 25000 FC", "locale": "fr"}]})
     text: str = Field(min_length=1, max_length=MAX_TEXT, description="The request, in Spanish or French")
     locale: Literal["es", "fr"] | None = Field(None, description="The request's language; default: detected")
-    provider: Literal["rules"] = Field("rules", description="Only the offline rule parser for now")
+    provider: Literal["rules", "llm"] = Field(
+        "rules", description="rules: the offline rule parser (default); llm: the operator's LLM provider, checked "
+        "against the rules (422 draft_provider_unavailable when none is configured)")
 
 
 class DraftPatch(StrictModel):

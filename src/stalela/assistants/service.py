@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.assistants import providers
 from stalela.assistants.models import AssistantSettings, DraftApproval, InvoiceDraft
 from stalela.assistants.parser import ACCEPT_THRESHOLD, KnownBuyer, TenantContext, parse_request
 from stalela.assistants.repository import ApprovalRepository, ContextRepository, DraftRepository, SettingsRepository
@@ -34,6 +35,7 @@ from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.kit import canonical
 from stalela.kit.clock import rfc3339
 from stalela.kit.ids import new_id
+from stalela.observability import metrics
 from stalela.tenancy.repository import TenantRepository
 
 
@@ -133,14 +135,23 @@ def totals_of(invoice: dict[str, Any], tenant: Any,
     return computed.totals_as_json(), None
 
 
-async def create_draft(session: AsyncSession, settings: Settings, principal: Principal,
-                       req: DraftCreate) -> tuple[dict[str, Any], bool]:
+async def create_draft(session: AsyncSession, settings: Settings, principal: Principal, req: DraftCreate,
+                       reading: providers.Reading | None = None) -> tuple[dict[str, Any], bool]:
     """Parse, total and store a draft; ``(draft, accepted)``. A refused or unsure draft is stored too (so that
-    PATCH can complete it) and answered as 422 ``draft_low_confidence`` by the endpoint."""
+    PATCH can complete it) and answered as 422 ``draft_low_confidence`` by the endpoint. ``reading``: the LLM's,
+    when ``req.provider`` is llm, read before this transaction (the route does); read here when not given."""
     started = time.perf_counter()
+    before = reading.seconds if reading is not None else 0.0
+    if reading is None and req.provider == "llm":
+        reading = await providers.read_request(settings, req.text, utcnow().date())
     tenant = await TenantRepository(session).get(principal.tenant_id)
     context, questions = await _tenant_context(session, settings, principal, tenant)
     parsed = parse_request(req.text, context, req.locale)
+    provider = "rules"
+    if reading is not None:
+        # The model's draft is checked against the rules' of the same text, which is also the fallback.
+        answer = providers.answer(reading, req.text, context, parsed)
+        parsed, provider = answer.draft, answer.provider
     invoice = parsed.invoice
     questions += parsed.questions
     totals, error = await _totals(session, principal, invoice, tenant) if parsed.refusal is None else (None, None)
@@ -151,13 +162,16 @@ async def create_draft(session: AsyncSession, settings: Settings, principal: Pri
     accepted = _ready(questions, parsed.confidence, (await policy(session)).confidence_threshold)
     now = utcnow()
     draft = await DraftRepository(session).add(InvoiceDraft(
-        tenant_id=principal.tenant_id, id=new_id("drf"), text=req.text, locale=req.locale, provider=req.provider,
+        tenant_id=principal.tenant_id, id=new_id("drf"), text=req.text, locale=req.locale, provider=provider,
         parser_version=parsed.parser_version, draft=json.dumps(invoice, sort_keys=True),
         confidence=parsed.confidence, field_confidences=json.dumps({k: str(v) for k, v in
                                                                     sorted(parsed.field_confidences.items())}),
         reasons=json.dumps(parsed.reasons), questions=json.dumps(questions), content_hash=content_hash(invoice),
         status="draft", outlet_id=_outlet_of(invoice), created_by=principal.actor, created_at=now, updated_at=now))
-    return render(draft, totals, int((time.perf_counter() - started) * 1000)), accepted
+    elapsed = time.perf_counter() - started + before
+    outcome = "fallback" if provider != req.provider else "accepted" if accepted else "refused"
+    metrics.DRAFT_DURATION.labels(req.provider, outcome).observe(elapsed)
+    return render(draft, totals, int(elapsed * 1000)), accepted
 
 
 def _visible(principal: Principal, outlet_id: str | None) -> bool:
@@ -202,6 +216,20 @@ async def list_drafts(session: AsyncSession, principal: Principal, *, status: st
     rows, more = await DraftRepository(session).page_filtered(status=status, outlets=_outlets_of(principal),
                                                               limit=limit, starting_after=starting_after)
     return [render(d) for d in rows], more
+
+
+async def recent_drafts(session: AsyncSession, principal: Principal, limit: int) -> list[dict[str, Any]]:
+    """The console's list: the caller's visible drafts still waiting for a decision (newest first), then the
+    most recent sealed or discarded ones, ``limit`` in all."""
+    repo, outlets = DraftRepository(session), _outlets_of(principal)
+    pending, _ = await repo.page_filtered(status="draft", outlets=outlets, limit=limit, starting_after=None)
+    latest, _ = await repo.page_filtered(status=None, outlets=outlets, limit=limit, starting_after=None)
+    return [render(d) for d in (pending + [d for d in latest if d.status != "draft"])[:limit]]
+
+
+async def drafted_by(session: AsyncSession, principal: Principal, draft_id: str) -> str:
+    """Who created the draft (an actor): the console offers no approval to its own drafter (``approve``)."""
+    return (await _draft(session, principal, draft_id)).created_by
 
 
 def _ready(questions: list[str], confidence: Decimal, threshold: Decimal) -> bool:
@@ -255,18 +283,22 @@ async def discard_draft(session: AsyncSession, principal: Principal, draft_id: s
 
 
 async def approve(session: AsyncSession, principal: Principal, draft_id: str, expires_in: int,
-                  ip: str | None = None) -> dict[str, Any]:
+                  ip: str | None = None, approver: str | None = None) -> dict[str, Any]:
     """A human's consent to seal this draft as it is now (its content hash), once, within ``expires_in``.
-    Never the credential that drafted it: an assistant's own approval would be no person's decision."""
+    Never the credential that drafted it: an assistant's own approval would be no person's decision.
+    ``approver``: who decided, when not the principal (``stalela drafts approve``: the person at the server)."""
     draft = await _draft(session, principal, draft_id, lock=True)
     _open(draft)
-    if draft.created_by == principal.actor:
+    actor = approver or principal.actor
+    if draft.created_by == actor:
         raise Forbidden("a draft is approved by someone other than whoever drafted it",
                         code="draft_self_approval")
     approval = await ApprovalRepository(session).add(DraftApproval(
         tenant_id=draft.tenant_id, id=new_id("apr"), draft_id=draft.id, content_hash=draft.content_hash,
-        expires_at=utcnow() + timedelta(seconds=expires_in), approved_by=principal.actor, created_at=utcnow()))
-    await audit.record(session, draft.tenant_id, principal.actor, "invoice_draft.approved", draft.id,
+        expires_at=utcnow() + timedelta(seconds=expires_in), approved_by=actor, created_at=utcnow()))
+    draft.updated_at = utcnow()  # a person's decision is the draft's use: the retention purge counts from it
+    await session.flush()
+    await audit.record(session, draft.tenant_id, actor, "invoice_draft.approved", draft.id,
                        {"approval_id": approval.id, "content_hash": draft.content_hash,
                         "expires_at": rfc3339(approval.expires_at)}, ip)
     return {"id": approval.id, "object": "draft_approval", "draft_id": draft.id,
@@ -346,3 +378,29 @@ async def seal_draft(session: AsyncSession, settings: Settings, principal: Princ
 async def get_policy(session: AsyncSession) -> dict[str, Any]:
     return render_policy(await policy(session))
 
+
+
+async def seal_preview(session: AsyncSession, principal: Principal, draft_id: str) -> tuple[Policy, dict[str, Any]]:
+    """What a person confirming a seal is shown (the MCP elicitation): the policy and the draft now."""
+    return await policy(session), await get_draft(session, principal, draft_id)
+
+
+async def approve_elicited(session: AsyncSession, principal: Principal, draft_id: str, shown_hash: str) -> str:
+    """The approval an MCP user's accepted confirmation stands for (policy ``elicitation`` only): bound to the
+    content the confirmation showed, single use, two minutes (it is used at once by the same call). The
+    confirmation is the client's to show: the tenant chose to trust it by choosing this policy."""
+    draft = await _draft(session, principal, draft_id, lock=True)
+    _open(draft)
+    if (await policy(session)).seal_policy != "elicitation":
+        raise Forbidden("the tenant's seal policy does not accept an MCP confirmation: a person approves the draft "
+                        "in the console (or with stalela drafts approve)", code="draft_approval_required")
+    if draft.content_hash != shown_hash:
+        raise Conflict("the draft changed while it was being confirmed: confirm it again", code="draft_changed")
+    approval = await ApprovalRepository(session).add(DraftApproval(
+        tenant_id=draft.tenant_id, id=new_id("apr"), draft_id=draft.id, content_hash=shown_hash,
+        expires_at=utcnow() + timedelta(seconds=120), approved_by=f"mcp_confirmation:{principal.actor}",
+        created_at=utcnow()))
+    await audit.record(session, draft.tenant_id, principal.actor, "invoice_draft.approved", draft.id,
+                       {"approval_id": approval.id, "content_hash": shown_hash, "method": "mcp_elicitation",
+                        "expires_at": rfc3339(approval.expires_at)})
+    return approval.id

@@ -6,6 +6,7 @@ a 201 for something that did not commit.
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import re
@@ -29,14 +30,16 @@ from stalela.auth.service import (
     cached_api_key,
     touch_api_key,
 )
-from stalela.errors import Forbidden, NotFound, TooManyRequests
+from stalela.errors import Forbidden, NotFound, ServiceUnavailable, TooManyRequests
 from stalela.kit.openapi import answers
 from stalela.kit.schemas import ID_PATTERN
 from stalela.observability import context as log_context
+from stalela.observability.logging import get_logger
 from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.tenancy.repository import TenantRepository
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+log = get_logger("stalela.auth")
 _bearer = HTTPBearer(auto_error=False, description="A tenant API key (sk_...) or a user's access token on the tenant API; the "
                      "operator token on the operator API. A credential that is not valid where it is sent: "
                      "401 invalid_credentials.")
@@ -44,8 +47,16 @@ _bearer = HTTPBearer(auto_error=False, description="A tenant API key (sk_...) or
 
 @answers(503)  # the database (or, for a seal, the key store) is unavailable
 async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.db.transaction(readonly=request.method in SAFE_METHODS) as session:
-        yield session
+    try:
+        async with request.app.state.db.transaction(readonly=request.method in SAFE_METHODS) as session:
+            yield session
+    except (ServiceUnavailable, asyncio.CancelledError):
+        # An outage or a cancelled request: another transaction would only delay the answer (or the cancel).
+        request.state.stale_api_key = None
+        raise
+    finally:
+        # A request that failed after authentication (403, 404, 422...) was still a use of the key.
+        await _touch_stale_key(request, best_effort=True)
 
 
 DbSession = Annotated[AsyncSession, Depends(_db_session, scope="function")]
@@ -118,7 +129,9 @@ async def _tenant_principal_alone(request: Request, _doc=Depends(_bearer)) -> Pr
     if principal is not None:
         return await _admit(request, principal, None)
     async with request.app.state.db.transaction(readonly=True) as session:
-        return await _authenticate(request, session, readonly=True)
+        principal = await _authenticate(request, session, readonly=True)
+    await _touch_stale_key(request)
+    return principal
 
 
 async def _authenticate(request: Request, session: AsyncSession, *, readonly: bool) -> Principal:
@@ -137,10 +150,28 @@ async def _authenticate(request: Request, session: AsyncSession, *, readonly: bo
         if not readonly:
             await touch_api_key(session, principal)
         else:
-            # A read transaction must not write (on SQLite it would have to upgrade its lock).
-            async with request.app.state.db.transaction() as side:
-                await touch_api_key(side, principal)
+            # A read transaction must not write (on SQLite it would have to upgrade its lock), and must not
+            # open a second transaction while it holds its connections: a dedicated tenant's pool (a few
+            # connections, no overflow) held by requests each waiting for another one of it stalled every
+            # request of that tenant until the pool's timeout. Touched once this transaction has ended.
+            request.state.stale_api_key = principal
     return principal
+
+
+async def _touch_stale_key(request: Request, *, best_effort: bool = False) -> None:
+    """Record the last use of a key ``_authenticate`` found stale, in a transaction of its own. After a
+    request's work (``best_effort``) a failure is logged, never the answer: the work is committed already."""
+    principal = getattr(request.state, "stale_api_key", None)
+    if principal is None:
+        return
+    request.state.stale_api_key = None
+    try:
+        async with request.app.state.db.transaction() as side:
+            await touch_api_key(side, principal)
+    except Exception:
+        if not best_effort:
+            raise
+        log.warning("api_key_touch_failed", tenant_id=principal.tenant_id, api_key_id=principal.api_key_id)
 
 
 async def _admit(request: Request, principal: Principal, session: AsyncSession | None) -> Principal:

@@ -39,10 +39,13 @@ class _KeyCache:
         self.signing: tuple[str, Any] | None = None
 
 
-_cache = _KeyCache()
+# One cache per database the keys are read from: a process serves one control plane, but one that opens two
+# (tests, an embedding) must not sign with one's key and verify against the other's.
+_caches: dict[str, _KeyCache] = {}
 
 
 async def _load(db: Database, settings: Settings, *, force: bool = False) -> _KeyCache:
+    _cache = _caches.setdefault(db.url, _KeyCache())
     if not force and time.monotonic() - _cache.loaded_at < _CACHE_SECONDS and _cache.signing:
         return _cache
     # Read-only: requests must never open a second write transaction (on SQLite it would wait for

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,23 +67,23 @@ def estimate(counter: ApiCallCounter, tenant_id: str, measured: Measured) -> Dec
     return measured.used + (counter.counted.get(tenant_id, 0) - measured.flushed)
 
 
-async def _read(request: Request, tenant_id: str, session: AsyncSession | None,
+async def _read(state: Any, tenant_id: str, session: AsyncSession | None,
                 read: Callable[[AsyncSession], Awaitable[T]]) -> T:
     if session is not None:
         return await read(session)
-    async with request.app.state.db.transaction(readonly=True) as own:
+    async with state.db.transaction(readonly=True) as own:
         await bind_tenant(own, tenant_id)
         return await read(own)
 
 
-async def _measured(request: Request, counter: ApiCallCounter, tenant_id: str, session: AsyncSession | None,
+async def _measured(state: Any, counter: ApiCallCounter, tenant_id: str, session: AsyncSession | None,
                     now: datetime) -> Measured:
     start, end = quotas.period_of(now)
     found = counter.measured.get(tenant_id)
     clock = time.monotonic()
     if found is not None and found.expires > clock and found.period_start == start:
         return found
-    used = await _read(request, tenant_id, session,
+    used = await _read(state, tenant_id, session,
                        lambda s: usage_service.period_used(s, tenant_id, RESOURCE, start.date(), end.date()))
     # Read after the database: a flush that committed meanwhile is missed until the next refresh, never
     # counted twice (the estimate errs low).
@@ -98,21 +98,33 @@ async def api_calls_gate(request: Request, principal: Principal, session: AsyncS
     if path in EXEMPT:
         setattr(request.state, UNCOUNTED, True)
         return
-    settings = request.app.state.settings
-    counter: ApiCallCounter | None = getattr(request.app.state, "api_calls", None)
-    # Without metering there is no count to hold a cap against (and the meter counts /v1/ alone).
-    if counter is None or not settings.usage_metering or not path.startswith("/v1/") \
-            or path.startswith(NEVER_REFUSED):
+    # The meter counts /v1/ alone.
+    if not path.startswith("/v1/") or path.startswith(NEVER_REFUSED):
+        return
+    try:
+        await check_cap(request.app.state, principal, session)
+    except quotas.QuotaExceeded:
+        setattr(request.state, UNCOUNTED, True)
+        raise
+
+
+async def check_cap(state: Any, principal: Principal, session: AsyncSession | None) -> None:
+    """Refuse a call past the tenant's ``api_calls`` cap (``QuotaExceeded``), for the REST gate above and the
+    MCP server's tool calls (each counted as an API call). ``state``: the app's (its settings, database and
+    counter)."""
+    settings = state.settings
+    counter: ApiCallCounter | None = getattr(state, "api_calls", None)
+    # Without metering there is no count to hold a cap against.
+    if counter is None or not settings.usage_metering:
         return
     tenant_id = principal.tenant_id
     caps = quota_cache.cached(tenant_id)
     if caps is None:
-        caps = await _read(request, tenant_id, session, lambda s: quota_cache.caps(s, tenant_id))
+        caps = await _read(state, tenant_id, session, lambda s: quota_cache.caps(s, tenant_id))
     cap = caps.get(RESOURCE)
     if cap is None:
         return
     now = utcnow()
-    measured = await _measured(request, counter, tenant_id, session, now)
+    measured = await _measured(state, counter, tenant_id, session, now)
     if estimate(counter, tenant_id, measured) >= cap:
-        setattr(request.state, UNCOUNTED, True)
         raise quotas.QuotaExceeded(RESOURCE, cap, now)

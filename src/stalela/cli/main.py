@@ -19,6 +19,7 @@ from stalela.cli import billing_anomalies as billing_anomalies_cli
 from stalela.cli import usage as usage_cli
 from stalela.cli import tenants as tenants_cli
 from stalela.cli import operators as operators_cli
+from stalela.cli import assistants as assistants_cli
 from stalela.config import get_settings
 
 app = output.Typer(help="Stalela fiscal cloud. Results on stdout (--json: one JSON document), diagnostics on "
@@ -73,6 +74,8 @@ billing_anomalies_cli.register(billing_cli.billing_app)
 app.add_typer(usage_cli.usage_app, name="usage")
 app.add_typer(operators_cli.operator_app, name="operator")
 app.add_typer(operators_cli.audit_app, name="audit")
+app.add_typer(assistants_cli.drafts_app, name="drafts")
+app.command("mcp")(assistants_cli.mcp)
 _emit = output.emit
 _fail = output.fail
 

@@ -40,6 +40,10 @@ from stalela.tenancy.context import bind_platform
 log = get_logger("stalela.controlplane.dataplane")
 REFRESH_SECONDS = 10.0  # how often the supervisor re-reads the registry without being told
 SECOND_LOOK_SECONDS = 0.3  # after a wake-up: the dedicated database may commit after the control plane
+# Waiting exports are looked for at most this often, as the shared runner's idle poll does
+# (fiscal.reports.jobs.export_runner): a busy tenant's database gets a pass per outbox wake-up, often for one
+# event, and that look was one transaction in four of such a pass.
+EXPORT_IDLE_SECONDS = 1.0
 
 Periodic = Callable[[Database, Settings], Awaitable[Any]]
 
@@ -74,11 +78,15 @@ class DatabaseWorker:
         start = time.monotonic()
         self._loops = periodic_loops(settings)
         self._next = {name: start + every for name, every, _ in self._loops}
+        self._next_export = start
+        self._second_look: asyncio.TimerHandle | None = None
 
     def wake(self) -> None:
         """Poll now, and once more shortly after (the event's database may not have committed yet)."""
         self.woken.set()
-        asyncio.get_running_loop().call_later(SECOND_LOOK_SECONDS, self.woken.set)
+        if self._second_look is not None:
+            self._second_look.cancel()
+        self._second_look = asyncio.get_running_loop().call_later(SECOND_LOOK_SECONDS, self.woken.set)
 
     def stop(self) -> None:
         self.dispatcher.stop()
@@ -90,9 +98,16 @@ class DatabaseWorker:
         while not self.dispatcher.stopping.is_set():
             self.woken.clear()
             before = self.db.last_used
+            look = self._second_look  # a wake-up during the pass brings its own, which stays
             try:
                 async with self.gate:
-                    busy = await self.run_once()
+                    worked, busy = await self.run_once()
+                    if worked and look is not None and self._second_look is look:
+                        # The pass found work: the next look comes after ``poll`` anyway (below), which also
+                        # catches a commit later than the wake-up; a second look on top is one more empty
+                        # pass (and, past the connection budget, one more connection) per event.
+                        look.cancel()
+                        self._second_look = None
                     if self.db.fleet.connections() > self.settings.worker_concurrency:
                         # More databases hold a connection than passes may run at once: hand this one's back,
                         # so that the process holds about one connection per pass, not one per busy tenant.
@@ -101,12 +116,15 @@ class DatabaseWorker:
                 raise
             except Exception:  # the database went away, say: keep going, back off
                 log.exception("dedicated_pass_failed", database=make_url(self.placement).database)
-                busy = False
+                worked = busy = False
             self.passes += 1
             if busy:
                 delay = poll
                 continue
-            await self.control.fleet.idle_poll(self.placement, before)
+            if worked:
+                delay = poll
+            else:
+                await self.control.fleet.idle_poll(self.placement, before)
             try:
                 await asyncio.wait_for(self.woken.wait(), delay)
                 delay = poll  # woken: work is coming, look again soon
@@ -117,10 +135,15 @@ class DatabaseWorker:
         finally:
             await self.dispatcher.close()
 
-    async def run_once(self) -> bool:
-        """One pass; whether it found work."""
+    async def run_once(self) -> tuple[bool, bool]:
+        """One pass; whether it found work, and whether more may be waiting now (a full batch, an export): a
+        pass that drained the outbox is not followed at once by an empty one. A busy tenant's database gets a
+        few events per pass, and that empty pass was one in two."""
         handled = await self.dispatcher.run_once()
-        exported = await export_jobs.run_one(self.db, self.settings)
+        exported = None
+        if time.monotonic() >= self._next_export:
+            exported = await export_jobs.run_one(self.db, self.settings)
+            self._next_export = time.monotonic() + (0 if exported else EXPORT_IDLE_SECONDS)
         now = time.monotonic()
         for name, every, run in self._loops:
             if now >= self._next[name]:
@@ -129,7 +152,7 @@ class DatabaseWorker:
                     await run(self.db, self.settings)
                 except Exception:  # one loop's failure must not stop the others
                     log.exception("dedicated_loop_failed", loop=name, database=make_url(self.placement).database)
-        return bool(handled or exported)
+        return bool(handled or exported), handled >= self.settings.outbox_batch_size or bool(exported)
 
 
 class FleetSupervisor:

@@ -19,8 +19,8 @@ from stalela.kit.clock import rfc3339
 
 def _side(place: str | None, copied: dict[str, Any] | None, switched: dict[str, Any] | None) -> dict[str, Any]:
     """One side of the move: where it is, and its figures at the last online pass (every table's rows and
-    digest sum) and at the switch (row counts, the digests of the rows caught up under the freeze, the
-    Merkle log and the chain heads)."""
+    digest sum) and at the switch (the digest sums of the rows caught up under the freeze, the Merkle log and
+    the chain heads)."""
     out: dict[str, Any] = {"tier": "dedicated" if place else "shared",
                            "server": placements.server_of(place) if place else "control-plane"}
     if place:
@@ -31,7 +31,6 @@ def _side(place: str | None, copied: dict[str, Any] | None, switched: dict[str, 
             merkle.CompactRange()
         out["merkle"] = {"tree_size": ledger["log_size"], "root_hash": tree.root().hex()}
         out["chains"] = ledger["chains"]
-        out["rows_at_switch"] = switched["rows"]
         out["caught_up_digests"] = switched.get("caught_up", {})
     if copied is not None:
         out["tables_at_copy"] = copied["tables"]
@@ -42,7 +41,7 @@ async def sign_receipt(session: AsyncSession, settings: Settings, move: TenantMo
                        frozen: dict[str, Any] | None) -> str:
     """The receipt as stored and served: ``{"payload": ..., "seal": ...}`` in JSON."""
     payload: dict[str, Any] = {
-        "type": "stalela.tenant_move", "version": 1, "tenant_id": move.tenant_id, "move_id": move.id,
+        "type": "stalela.tenant_move", "version": 2, "tenant_id": move.tenant_id, "move_id": move.id,
         "requested_at": rfc3339(move.created_at),
         "from": _side(move.source, frozen["copied"]["source"] if frozen else None,
                       frozen["at_switch"]["source"] if frozen else None),
@@ -50,7 +49,15 @@ async def sign_receipt(session: AsyncSession, settings: Settings, move: TenantMo
                     frozen["at_switch"]["target"] if frozen else None),
     }
     if frozen:
-        payload.update(switched_at=frozen["switched_at"], freeze_ms=frozen["freeze_ms"], freeze=frozen["freeze"], phases=frozen["phases"],
+        # One figure, not two: counted on both sides at the last full pass, then carried forward by each
+        # change-log pass's inserts and deletes (both sides alike, each row proven); counted again on both
+        # sides only when the freeze needed a full pass.
+        full = bool(frozen["freeze"].get("full_pass"))
+        payload["rows_at_switch"] = {"tables": frozen["at_switch"]["source"]["rows"],
+                                     "basis": "counted at the switch" if full else
+                                     "counted at the last full pass, carried forward by the change log"}
+        payload.update(switched_at=frozen["switched_at"], freeze_ms=frozen["freeze_ms"], freeze=frozen["freeze"],
+                       phases=frozen["phases"], online_catch_up=frozen["online_catch_up"],
                        verified={k: frozen["verify"][k] for k in ("valid", "invoices", "series")})
     else:
         payload["note"] = "completed after a restart that followed the switch: the freeze's figures were not kept"

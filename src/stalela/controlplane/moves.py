@@ -5,11 +5,15 @@ A move is a job (outbox topic ``tenant.move``), one at a time per tenant:
 1. ``prepared``: the target exists and is migrated (a new dedicated database is provisioned like a new
    tenant's; the shared database already is). A target still holding rows of an earlier move is refused:
    those rows are purged first, by the operator.
-2. ``copied``: the tenant's rows are copied by diff (move_repository.py) while the tenant keeps working, twice
-   (the second pass catches up with what the first one missed), and ``stalela verify`` runs on the copy.
+2. ``copied``: the tenant's change log starts on the source (move_repository.capture: per-table triggers
+   for this tenant only). The tenant's rows are copied by diff (move_repository.py) while it keeps working,
+   twice (the second pass catches up with what the first one missed, and both sides' figures of its
+   snapshot must be equal), ``stalela verify`` runs on the copy, then passes over the change log copy what
+   the tenant wrote meanwhile, each proving its rows on the target.
 3. ``frozen``: the tenant's lock is taken exclusively: every write of the tenant waits on it
-   (``tenancy.context.bind_tenant`` takes it shared), none fails. The last changes are copied, then every
-   table's row count and digest, the Merkle log and every chain head are compared on both sides.
+   (``tenancy.context.bind_tenant`` takes it shared), none fails. The rows the log names since the last
+   pass are copied and proven, then the Merkle log and every chain head are compared on both sides: the
+   freeze costs what was written since the last pass, not the tenant's size.
 4. ``switched``: in the same freeze, one control-plane transaction points the tenant's placement at the
    target; the lock is released and waiting writes go to the target. The source is left read-only (a
    dedicated database loses its write grants; in the shared database the tenant's pending events are
@@ -123,6 +127,7 @@ async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -
         try:
             await _release_target(target, tenant_id)
             await _park_source(source, tenant_id, move.source is not None, settings.database_role)
+            await _uncapture(source, await _tables(source), tenant_id)
         finally:
             await source.dispose()
             await target.dispose()
@@ -143,27 +148,47 @@ async def _run(db: Database, settings: Settings, tenant_id: str, move_id: str) -
     source, target = _owner_engine(source_url), _owner_engine(target_url)
     try:
         tables = await _tables(source)
-        # Online, twice: the second pass picks up what changed during the first, and both sides' figures
-        # of its snapshot must be equal (what the freeze then only has to extend).
-        await _sync(source, target, tables, tenant_id, settings.move_batch_rows)
-        report, copied = await _sync(source, target, tables, tenant_id, settings.move_batch_rows, fingerprints=True)
-        differing = _differences(copied["source"], copied["target"])
-        if differing:
-            raise MoveFailed(f"the copy differs from its source: {', '.join(differing)}")
-        await _step(db, tenant_id, move_id, "copied")
-        phases["copy_s"], mark = round(time.monotonic() - mark, 2), time.monotonic()
-        verified = await _verify_copy(db, target_url, tenant_id)
-        phases["verify_s"] = round(time.monotonic() - mark, 2)
-        if not verified["valid"]:
-            raise MoveFailed(f"the copy does not verify: {verified['first_problem']}")
-        frozen = await _freeze_and_switch(db, settings, source, target, tables, move, tenant_id, report.snapshot)
+        try:
+            frozen, report = await _copy_and_switch(db, settings, source, target, tables, move, tenant_id,
+                                                    target_url, phases, mark)
+        finally:
+            # Switched or failed, the log has served: the tenant's writes stop paying for it.
+            await _uncapture(source, tables, tenant_id)
     finally:
         await source.dispose()
         await target.dispose()
     log.info("tenant_move_switched", tenant_id=tenant_id, move_id=move_id, freeze_ms=frozen["freeze_ms"],
              last_pass_rows=report.changed)
-    return await _finish(db, settings, tenant_id, move_id,
-                         {**frozen, "copied": copied, "verify": verified, "phases": phases})
+    return await _finish(db, settings, tenant_id, move_id, frozen)
+
+
+async def _copy_and_switch(db: Database, settings: Settings, source: AsyncEngine, target: AsyncEngine, tables: list,
+                           move: TenantMove, tenant_id: str, target_url: str, phases: dict[str, float],
+                           mark: float) -> tuple[dict[str, Any], move_repository.SyncReport]:
+    batch = settings.move_batch_rows
+    # The change log first: every write of the tenant from here on is in it, those the copy races with too.
+    async with source.connect() as conn:
+        await move_repository.prepare(conn)
+        await move_repository.capture(conn, tables, tenant_id)
+    # Online, twice: the second pass picks up what changed during the first, and both sides' figures of its
+    # snapshot must be equal: the proof that the freeze then only has to extend, by the log's changes.
+    await _sync(source, target, tables, tenant_id, batch)
+    report, copied = await _sync(source, target, tables, tenant_id, batch, fingerprints=True)
+    differing = _differences(copied["source"], copied["target"])
+    if differing:
+        raise MoveFailed(f"the copy differs from its source: {', '.join(differing)}")
+    await _forget(source, tenant_id, report.snapshot)
+    await _step(db, tenant_id, move.id, "copied")
+    phases["copy_s"], mark = round(time.monotonic() - mark, 2), time.monotonic()
+    verified = await _verify_copy(db, target_url, tenant_id)
+    phases["verify_s"], mark = round(time.monotonic() - mark, 2), time.monotonic()
+    if not verified["valid"]:
+        raise MoveFailed(f"the copy does not verify: {verified['first_problem']}")
+    rows = {name: figures["rows"] for name, figures in copied["source"]["tables"].items()}
+    online = await _catch_up_online(source, target, tables, tenant_id, batch, rows)
+    phases["catch_up_s"] = round(time.monotonic() - mark, 2)
+    frozen = await _freeze_and_switch(db, settings, source, target, tables, move, tenant_id, rows)
+    return {**frozen, "online_catch_up": online, "copied": copied, "verify": verified, "phases": phases}, report
 
 
 async def _tables(engine: AsyncEngine) -> list:
@@ -172,11 +197,11 @@ async def _tables(engine: AsyncEngine) -> list:
 
 
 async def _sync(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str, batch: int, *,
-                since: str | None = None, fingerprints: bool = False) -> tuple[move_repository.SyncReport, dict | None]:
-    """One pass: the full diff, or (``since``) only what changed after that snapshot. The source is read
-    in one REPEATABLE READ transaction, so an online pass copies the tenant as of one instant: a copy that
-    verifies on its own. ``fingerprints``: also both sides' figures of that instant (the source's from the
-    pass's own snapshot, the target's once the pass committed)."""
+                changes: bool = False, fingerprints: bool = False) -> tuple[move_repository.SyncReport, dict | None]:
+    """One pass: the full diff, or (``changes``) only the rows the change log names. The source is read in
+    one REPEATABLE READ transaction, so a pass copies the tenant as of one instant (its ``snapshot``): a
+    copy that verifies on its own. ``fingerprints``: also both sides' figures of that instant (the source's
+    from the pass's own snapshot, the target's once the pass committed)."""
     async with AsyncExitStack() as stack:
         reader = await stack.enter_async_context(source.connect())
         reader = await reader.execution_options(isolation_level="REPEATABLE READ")
@@ -185,14 +210,35 @@ async def _sync(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_i
             for conn in (reader, target_keys, writer):
                 await move_repository.prepare(conn)
             sides = move_repository.Sides(reader, target_keys, writer)
-            if since is not None:
-                return await move_repository.sync_delta(tables, tenant_id, sides, since, batch), None
-            report = await move_repository.sync(tables, tenant_id, sides, batch)
-            report.snapshot = await move_repository.snapshot(reader)
+            # The snapshot the whole pass reads in (a REPEATABLE READ transaction keeps its first one).
+            snapshot = await move_repository.snapshot(reader)
+            if changes:
+                report = await move_repository.sync_changes(tables, tenant_id, sides, batch)
+            else:
+                report = await move_repository.sync(tables, tenant_id, sides, batch)
+            report.snapshot = snapshot
         if not fingerprints:
             return report, None
         figures = await _fingerprints(source, target, tables, tenant_id, source_conn=reader)
         return report, figures
+
+
+async def _forget(source: AsyncEngine, tenant_id: str, snapshot: str | None) -> None:
+    async with source.connect() as conn:
+        await move_repository.prepare(conn)
+        await move_repository.forget(conn, tenant_id, snapshot)
+
+
+async def _uncapture(source: AsyncEngine, tables: list, tenant_id: str) -> None:
+    """Best effort: after the switch nothing depends on it (the source takes no more writes of the tenant),
+    and before it a failed move must report its own error. Left over, the triggers log the tenant's writes
+    until its next move (which replaces them), or the operator drops them (docs/operations.md)."""
+    try:
+        async with source.connect() as conn:
+            await move_repository.prepare(conn)
+            await move_repository.uncapture(conn, tables, tenant_id)
+    except Exception:
+        log.exception("tenant_move_uncapture_failed", tenant_id=tenant_id)
 
 
 async def _verify_copy(db: Database, target_url: str, tenant_id: str) -> dict[str, Any]:
@@ -227,34 +273,67 @@ def _differences(a: dict, b: dict) -> list[str]:
     return tables + (["ledger"] if a["ledger"] != b["ledger"] else [])
 
 
-async def _caught_up(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str,
-                     delta: move_repository.SyncReport, batch: int) -> dict[str, Any]:
-    """Under the freeze, after the catch-up: is the target now the source? The online pass proved them equal
-    as of its snapshot; since then, the caught-up rows must have equal digests on both sides, every table
-    the same number of rows (a row deleted from the source would leave one too many in the target), and the
-    Merkle log and chain heads must be the same. Costs what changed, not the tenant's size."""
-    async def side(engine: AsyncEngine) -> dict:
+# Online passes over the change log before the freeze, until one has at most this many changed rows to copy
+# (the freeze's share) or this many passes have run (a tenant writing faster than a pass copies: the freeze
+# takes the rest).
+ONLINE_PASS_ROWS = 1000
+ONLINE_PASSES = 5
+
+
+def _carry(rows: dict[str, int], report: move_repository.SyncReport) -> None:
+    """Row counts carried forward by a change-log pass: before it the target held exactly the source's
+    rows of the previous snapshot (proven), so its inserts and deletes are the source's net change."""
+    for name, diff in report.tables.items():
+        if name in rows:
+            rows[name] += diff.inserted - diff.deleted
+
+
+def _mismatched(report: move_repository.SyncReport) -> list[str]:
+    return [name for name, diff in report.tables.items() if diff.mismatched and name not in OPERATIONAL]
+
+
+async def _catch_up_online(source: AsyncEngine, target: AsyncEngine, tables: list, tenant_id: str, batch: int,
+                           rows: dict[str, int]) -> list[dict[str, Any]]:
+    """What the tenant wrote during the copy and the verification, applied while it keeps working, so that
+    the freeze only has the last moments' writes to copy. Each pass proves its rows (read back from the
+    target, equal digests) before the log forgets them."""
+    passes = []
+    for _ in range(ONLINE_PASSES):
+        mark = time.monotonic()
+        report, _ = await _sync(source, target, tables, tenant_id, batch, changes=True)
+        if differing := _mismatched(report):
+            raise MoveFailed(f"a catch-up pass left rows different on the target: {', '.join(differing)}")
+        _carry(rows, report)
+        await _forget(source, tenant_id, report.snapshot)
+        keys = sum(d.logged for d in report.tables.values())
+        passes.append({"rows": report.changed, "keys": keys, "ms": round((time.monotonic() - mark) * 1000, 1)})
+        if keys <= ONLINE_PASS_ROWS:
+            break
+    return passes
+
+
+async def _caught_up(source: AsyncEngine, target: AsyncEngine, tenant_id: str, delta: move_repository.SyncReport,
+                     rows: dict[str, int]) -> dict[str, Any]:
+    """Under the freeze, after the last catch-up: is the target now the source? The online pass proved them
+    equal as of its snapshot (every table's rows and digest sum); every row written since is in the change
+    log, and each pass over it read every such row back from the target with the source's digest (a row
+    deleted from the source: absent from both). What remains to compare is the ledger itself: the Merkle
+    log and every chain head, on both sides. Costs what changed, not the tenant's size."""
+    async def side(engine: AsyncEngine, n: int) -> dict:
         async with engine.connect() as conn:
             await move_repository.prepare(conn)
-            rows = await move_repository.counts(conn, tables, tenant_id)
-            digests = {}
-            for table in tables:
-                keys = delta.tables[table.name].keys
-                if table.name in OPERATIONAL or not keys:
-                    continue
-                digests[table.name] = await move_repository.keyed_digests(conn, table, tenant_id, keys, batch)
-            return {"rows": rows, "caught_up": digests, "ledger": await move_repository.ledger_heads(conn, tenant_id)}
+            caught_up = {name: format(diff.digests[n], "x") for name, diff in delta.tables.items()
+                         if diff.logged and name not in OPERATIONAL}
+            return {"rows": dict(rows), "caught_up": caught_up,
+                    "ledger": await move_repository.ledger_heads(conn, tenant_id)}
 
-    a, b = await asyncio.gather(side(source), side(target))
-    differing = [n for n in a["rows"] if n not in OPERATIONAL and a["rows"][n] != b["rows"][n]]
-    differing += [n for n in a["caught_up"] if a["caught_up"][n] != b["caught_up"][n]]
-    if a["ledger"] != b["ledger"]:
-        differing.append("ledger")
+    a, b = await asyncio.gather(side(source, 0), side(target, 1))
+    differing = _mismatched(delta) + (["ledger"] if a["ledger"] != b["ledger"] else [])
     return {"source": a, "target": b, "differing": differing}
 
 
 async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngine, target: AsyncEngine,
-                             tables: list, move: TenantMove, tenant_id: str, since: str) -> dict[str, Any]:
+                             tables: list, move: TenantMove, tenant_id: str, rows: dict[str, int]) -> dict[str, Any]:
     batch = settings.move_batch_rows
     async with AsyncExitStack() as stack:
         lock = await stack.enter_async_context(db.engine.connect())
@@ -278,15 +357,16 @@ async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngi
                 await conn.commit()
             timings: dict[str, Any] = {"lock_wait_ms": round((time.monotonic() - started) * 1000, 1)}
             mark = time.monotonic()
-            delta, _ = await _sync(source, target, tables, tenant_id, batch, since=since)
+            delta, _ = await _sync(source, target, tables, tenant_id, batch, changes=True)
+            _carry(rows, delta)
             timings["catch_up_ms"] = round((time.monotonic() - mark) * 1000, 1)
             timings["rows_caught_up"] = delta.changed
             mark = time.monotonic()
-            check = await _caught_up(source, target, tables, tenant_id, delta, batch)
+            check = await _caught_up(source, target, tenant_id, delta, rows)
             timings["compare_ms"] = round((time.monotonic() - mark) * 1000, 1)
             if check["differing"]:
-                # Something the catch-up cannot see (a row deleted from the source): the full diff, and
-                # the full comparison, still under the freeze.
+                # The log missed something (a change it cannot see: TRUNCATE, triggers bypassed by hand):
+                # the full diff, and the full comparison, still under the freeze.
                 log.warning("tenant_move_full_pass", tenant_id=tenant_id, differing=check["differing"])
                 await _sync(source, target, tables, tenant_id, batch)
                 full = await _fingerprints(source, target, tables, tenant_id)
@@ -296,12 +376,24 @@ async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngi
                     raise MoveFailed(f"source and target still differ under the freeze: {', '.join(differing)}")
                 check = {side: {"rows": {n: f["rows"] for n, f in full[side]["tables"].items()},
                                 "ledger": full[side]["ledger"]} for side in ("source", "target")}
+            mark = time.monotonic()
             await move_repository.switch(lock, tenant_id, move.id, move.target, move.to_tier, utcnow())
             await lock.commit()  # the switch: one control-plane transaction
             switched_at = utcnow()
+            timings["switch_ms"], mark = round((time.monotonic() - mark) * 1000, 1), time.monotonic()
             # Only now, still frozen: a switch that failed must leave both sides as they were.
-            await _release_target(target, tenant_id)
-            await _park_source(source, tenant_id, move.source is not None, settings.database_role)
+            # Both cost the events still pending at the switch (the outbox's backlog), not the tenant's size;
+            # two databases, so at once (each is idempotent: a resumed move runs them again).
+            # Both end before the thaw, whatever happens to the other: a failure is raised once both are done.
+            handed = await asyncio.gather(
+                _release_target(target, tenant_id),
+                _park_source(source, tenant_id, move.source is not None, settings.database_role),
+                return_exceptions=True)
+            for outcome in handed:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            timings["events_released"], timings["events_parked"] = handed
+            timings["handover_ms"] = round((time.monotonic() - mark) * 1000, 1)
         finally:
             for conn in frozen_on:
                 await move_repository.thaw(conn, tenant_id)
@@ -310,16 +402,16 @@ async def _freeze_and_switch(db: Database, settings: Settings, source: AsyncEngi
                 "switched_at": switched_at.isoformat(), "at_switch": check}
 
 
-async def _release_target(target: AsyncEngine, tenant_id: str) -> None:
+async def _release_target(target: AsyncEngine, tenant_id: str) -> int:
     async with target.begin() as conn:
         await move_repository.prepare(conn)
-        await move_repository.release(conn, tenant_id)
+        return await move_repository.release(conn, tenant_id)
 
 
-async def _park_source(source: AsyncEngine, tenant_id: str, dedicated: bool, role: str) -> None:
+async def _park_source(source: AsyncEngine, tenant_id: str, dedicated: bool, role: str) -> int:
     async with source.begin() as conn:
         await move_repository.prepare(conn)
-        await move_repository.park(conn, tenant_id, role if dedicated and role else None)
+        return await move_repository.park(conn, tenant_id, role if dedicated and role else None)
 
 
 async def _finish(db: Database, settings: Settings, tenant_id: str, move_id: str,
@@ -365,6 +457,9 @@ async def _purge(db: Database, tenant_id: str, move_id: str) -> None:
             async with engine.begin() as conn:
                 await move_repository.prepare(conn)
                 await move_repository.purge_rows(conn, tables, tenant_id)
+            async with engine.connect() as conn:
+                await move_repository.prepare(conn)
+                await move_repository.drop_capture(conn, tables, tenant_id)
         finally:
             await engine.dispose()
     async with db.transaction() as session:

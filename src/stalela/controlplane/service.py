@@ -24,7 +24,7 @@ from stalela.fiscal.signing import registry as signing_registry
 from stalela.i18n import LANGUAGES, N_
 from stalela.kit import canonical
 from stalela.kit.ids import new_id
-from stalela.tenancy.context import bind_platform, bind_tenant
+from stalela.tenancy.context import bind_platform, bind_tenant, hold_tenant_shared
 from stalela.tenancy.models import Tenant
 
 
@@ -155,6 +155,7 @@ async def search(session: AsyncSession, filters: schemas.TenantListFilters, *, l
 
 async def patch(session: AsyncSession, tenant_id: str, data: schemas.TenantPatch, *,
                 actor: str = "operator:cli") -> Tenant:
+    await hold_tenant_shared(session, tenant_id)  # before the row: a move's switch takes them in that order
     tenant = await RegistryRepository(session).get_for_update(tenant_id)
     if tenant is None:
         raise NotFound("no such tenant", code="tenant_not_found")

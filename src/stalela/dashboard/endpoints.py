@@ -11,6 +11,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
+from stalela.assistants import service as drafts
 from stalela.auth import users
 from stalela.auth.dependencies import DbSession, PublicRateLimit, client_ip
 from stalela.auth.permissions import Perm
@@ -61,6 +62,7 @@ static_router = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).parent / "static"
 TYPE = re.compile(r"^(?:[A-Z]{2}|[0-9]{1,3})$")  # the DRC's FV, FA...; ARCA's CbteTipo 1, 6, 13...
 PAGE = 25
+DRAFTS = 10  # the invoices page's "Drafts": the pending ones, then the latest decided
 
 
 def _t(request: Request, message: str) -> str:
@@ -183,7 +185,9 @@ async def invoice_list(request: Request, session: DbSession, viewer: CurrentView
                                             starting_after=after)
     outlets = await service.visible_outlets(session, viewer.principal)
     params = {k: v for k, v in q.items() if k != "after" and v}
-    return render(request, "invoices.html", rows=rows, more=more, outlets=outlets,
+    # Drafts waiting for a person first (an assistant's too: approving one is done from its page).
+    recent = await drafts.recent_drafts(session, viewer.principal, DRAFTS) if viewer.can("invoices:draft") else []
+    return render(request, "invoices.html", rows=rows, more=more, outlets=outlets, drafts=recent,
                   codes={o.id: o.code for o in outlets}, zones={o.id: o.timezone for o in outlets}, params=params,
                   statuses=service.SYNC_STATUSES,
                   next_after=rows[-1]["id"] if rows and more else None, first_page=after is None)

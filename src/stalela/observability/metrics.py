@@ -64,6 +64,13 @@ OUTBOX_HANDLER_DURATION = Histogram(
 OUTBOX_DEAD = Counter(
     "outbox_dead", "Events that exhausted their attempts and became dead letters.", ["topic"])
 
+# The MCP server (assistants): every tools/call by tool and outcome (ok, or the error's stable code).
+MCP_TOOL_CALLS = Counter(
+    "mcp_tool_calls", "MCP tools/call answered, by tool and outcome (ok or the error's stable code).",
+    ["tool", "outcome"])
+MCP_TOOL_DURATION = Histogram(
+    "mcp_tool_duration_seconds", "Time an MCP tool's body took, by tool.", ["tool"], buckets=LATENCY_BUCKETS)
+
 AUTHORITY_REQUESTS = Counter(
     "authority_requests", "Requests to the tax authority (DGI e-MCF) by operation and result.",
     ["operation", "result"])
@@ -79,6 +86,12 @@ WEBHOOK_DELIVERIES = Counter(
     ["result"])
 WEBHOOK_DURATION = Histogram(
     "webhook_delivery_duration_seconds", "Duration of one webhook delivery attempt.", buckets=LATENCY_BUCKETS)
+
+# From the request's text to the stored draft: the rule parser is ~1 ms, an LLM provider up to its timeout (5 s).
+DRAFT_DURATION = Histogram(
+    "invoice_draft_duration_seconds", "Drafting an invoice from text (POST /v1/invoice-drafts), by the provider "
+    "asked (rules, llm) and outcome (accepted, refused, fallback: the LLM failed and the rules answered).",
+    ["provider", "outcome"], buckets=LATENCY_BUCKETS)
 
 SIGNER_OPERATIONS = Counter(
     "signer_operations", "Signatures asked of the key backend, by backend and result.", ["backend", "result"])
@@ -441,7 +454,8 @@ def metric_names() -> dict[str, str]:
     for metric in (API_REQUESTS, API_DURATION, INVOICES_SEALED, SEAL_DURATION, SEAL_GROUP_SIZE, SEALS_ROUTED, OUTBOX_HANDLED,
                    OUTBOX_HANDLER_DURATION, OUTBOX_DEAD, AUTHORITY_REQUESTS, AUTHORITY_REQUEST_DURATION,
                    AUTHORITY_SYNC_LAG, WEBHOOK_DELIVERIES, WEBHOOK_DURATION, SIGNER_OPERATIONS,
-                   PRIVACY_REQUESTS, TENANT_RESOURCE_USAGE, COST_ANOMALIES, PRIVACY_RETENTION_PURGED):
+                   PRIVACY_REQUESTS, TENANT_RESOURCE_USAGE, COST_ANOMALIES, PRIVACY_RETENTION_PURGED,
+                   MCP_TOOL_CALLS, MCP_TOOL_DURATION, DRAFT_DURATION):
         kind = metric._type  # noqa: SLF001 - prometheus-client has no public accessor
         name = metric._name  # noqa: SLF001
         out[f"{name}_total" if kind == "counter" else name] = kind

@@ -14,6 +14,8 @@ Rules (how long a value lives):
   platform rows) exists; removed by offboarding or erasure, not by time.
 - ``days:N@column``: purged N days after ``column`` (the category's tenant policy may change N).
 - ``until_expiry@column``: purged once ``column`` (an expiry) has passed (plus the policy's period).
+- ``with:table``: goes with its row in ``table``: deleted by that table's purger, in the same
+  statements (an approval with its draft); no purger, marks or grace of its own.
 - ``forever``: kept for good, because others must verify with it (public keys of old seals).
 - ``forever_pseudonymous``: kept for good, holding ids only, never a personal value.
 
@@ -32,7 +34,8 @@ from typing import Any
 
 from stalela.privacy.retention_data import CATEGORIES
 
-RULE = re.compile(r"^(statutory|while_account|forever|forever_pseudonymous|days:(\d+)@(\w+)|until_expiry@(\w+))$")
+RULE = re.compile(r"^(statutory|while_account|forever|forever_pseudonymous|days:(\d+)@(\w+)|until_expiry@(\w+)"
+                  r"|with:(\w+))$")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,11 @@ class Tag:
     @property
     def default_days(self) -> int:
         return int(self.rule[5:].split("@")[0]) if self.rule.startswith("days:") else 0
+
+    @property
+    def parent(self) -> str | None:
+        """The table whose purge takes this row with it (``with:table``)."""
+        return self.rule[5:] if self.rule.startswith("with:") else None
 
 
 @dataclass(frozen=True)
@@ -230,17 +238,21 @@ _TABLES = [
           note="a device-signed return of a block's unused numbers (its void record holds the hash): half of the "
                "proof when the device later signs an invoice at one of them"),
     # Drafting (docs/assistants.md): a draft's text and body may name a person (the buyer); an approval holds ids
-    # and hashes only. Kept while the account lives (deleted with the tenant's data at offboarding); not yet
-    # reached by a subject's erasure, nor purged by time (docs/privacy-retention.md, "Invoice drafts").
-    table("invoice_drafts", "while_account", personal="text draft",
+    # and hashes only. A draft untouched for 90 days goes, whatever its status (a sealed draft's invoice is the
+    # fiscal record, and stays), and its approvals with it; sooner at offboarding. A subject's erasure does not
+    # search draft texts: the 90 days (plus the grace) bound how long a name may stay in one
+    # (docs/privacy-retention.md, "Invoice drafts").
+    table("invoice_drafts", "days:90@updated_at", purger="stale_invoice_drafts", personal="text draft",
           operational="tenant_id id locale provider parser_version confidence field_confidences reasons questions "
                       "content_hash status invoice_id outlet_id created_by created_at updated_at",
           notes={"text": "the request as written: may name the buyer, a person",
                  "draft": "the proposed invoice body, its buyer included",
-                 "reasons": "the parser's explanations: may quote the text"}),
-    table("draft_approvals", "while_account",
+                 "reasons": "the parser's explanations: may quote the text"},
+          note="90 days after the last change (PATCH, discard, seal); the sealed invoice stays"),
+    table("draft_approvals", "with:invoice_drafts",
           operational="tenant_id id draft_id content_hash expires_at approved_by used_at created_at",
-          note="a person's single-use consent to seal one draft at one content hash (also in the audit log)"),
+          note="a person's single-use consent to seal one draft at one content hash (also in the audit log); "
+               "deleted with its draft by its purger"),
     table("assistant_settings", "while_account",
           operational="tenant_id seal_policy confidence_threshold updated_by updated_at"),
     table("offline_batches", "while_account",

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from stalela.assistants.models import DraftApproval, InvoiceDraft
 from stalela.auth.models import Invitation, RefreshToken
 from stalela.authority.arca.models import ArcaCredential, ArcaTicket
 from stalela.db.repository import Repository
@@ -75,6 +76,9 @@ class Purger:
     key: Any
     final: Any = None
     dated: Any = None
+    # When the row's business ended, if it spans days (a draft from its creation to its last change): a hold's
+    # date range covers the row when it meets that span, not only its first day. Default: ``dated``.
+    dated_until: Any = None
     outlet: Any = None
     action: Action | None = None
 
@@ -135,6 +139,25 @@ async def _delete_arca_tickets(session: AsyncSession, purger: Purger, window: Wi
     return await _delete_rows(session, purger, window, keys, still)
 
 
+async def _delete_drafts(session: AsyncSession, purger: Purger, window: Window, keys: list[str], still: Any) -> int:
+    # The drafting service locks a draft's row before it approves, patches, discards or seals it: locking the
+    # due drafts first (re-checked: one changed meanwhile is fresh again, and stays) means no approval can be
+    # added between the approvals' delete and the draft's, and a seal waiting on the lock finds the draft gone
+    # (404 invoice_draft_not_found) instead of sealing half of it. SQLite's writers are serial already.
+    due = list((await session.execute(select(InvoiceDraft.id).where(InvoiceDraft.id.in_(keys), still)
+                                      .with_for_update())).scalars())
+    if not due:
+        return 0
+    # Approvals go here, with their draft, rather than by a purger of their own: an approval has no date of its
+    # own that says its draft is stale, so its own marks and grace would only copy the draft's and could drift
+    # from them (a hold placed between the two purgers' batches); deleted here, under the draft's lock, none
+    # outlives its draft (no foreign key would stop an orphan) and none goes while its draft stays.
+    await session.execute(delete(DraftApproval).where(DraftApproval.tenant_id == window.tenant_id,
+                                                      DraftApproval.draft_id.in_(due))
+                          .execution_options(synchronize_session=False))
+    return await _delete_rows(session, purger, window, due, still)
+
+
 def _ended(token: Any) -> Any:
     """When a refresh token stopped working: its revocation, or its expiry, whichever came first."""
     return case((and_(token.revoked_at.is_not(None), token.revoked_at < token.expires_at), token.revoked_at),
@@ -168,6 +191,11 @@ register(Purger("expired_device_nonces", DeviceNonce, "operational", DeviceNonce
 register(Purger("expired_arca_tickets", ArcaTicket, "secret", ArcaTicket.expires_at,
                 ArcaTicket.service + ":" + ArcaTicket.environment, dated=ArcaTicket.created_at,
                 action=_delete_arca_tickets))
+# A draft untouched for 90 days goes whatever its status: a sealed one's invoice is the fiscal record and stays;
+# its text and body, which may name the buyer, are not kept for it. An outlet's hold keeps that outlet's drafts.
+register(Purger("stale_invoice_drafts", InvoiceDraft, "personal", InvoiceDraft.updated_at, InvoiceDraft.id,
+                dated=InvoiceDraft.created_at, dated_until=InvoiceDraft.updated_at, outlet=InvoiceDraft.outlet_id,
+                action=_delete_drafts))
 
 
 def _start(day: date) -> datetime:
@@ -180,9 +208,11 @@ def _held(purger: Purger, holds: tuple[HoldScope, ...]) -> Any:
     for hold in holds:
         parts = []
         if hold.outlet_id is not None and purger.outlet is not None:
-            parts.append(purger.outlet == hold.outlet_id)
+            # A row naming no outlet is covered by every outlet's hold (nothing shows it is outside that
+            # outlet's business), said outright rather than left to NULL's three-valued logic.
+            parts.append(or_(purger.outlet.is_(None), purger.outlet == hold.outlet_id))
         if hold.date_from is not None:
-            parts.append(dated >= _start(hold.date_from))
+            parts.append((purger.dated_until if purger.dated_until is not None else dated) >= _start(hold.date_from))
         if hold.date_to is not None:
             parts.append(dated < _start(hold.date_to + timedelta(days=1)))
         covered.append(and_(*parts) if parts else true())
@@ -288,8 +318,10 @@ class RetentionRepository:
         return count, first
 
     async def tenant_ids(self) -> list[str]:
-        """Every tenant (platform-bound session)."""
-        return list((await self.session.execute(select(Tenant.id).order_by(Tenant.id))).scalars())
+        """Every tenant (platform-bound session) but those still provisioning: a dedicated one's database
+        may not exist yet, and a tenant being provisioned holds nothing to retain."""
+        return list((await self.session.execute(select(Tenant.id).where(Tenant.status != "provisioning")
+                                                .order_by(Tenant.id))).scalars())
 
 
 class PolicyRepository:

@@ -25,10 +25,14 @@ _BIND_PG = text("SELECT set_config('stalela.tenant_id', :t, true), set_config('s
                 "stalela_route(:t, :w)")
 _PLACEMENT = text("SELECT placement FROM tenants WHERE id = :t")
 _SET_TENANT = text("SELECT set_config('stalela.tenant_id', :t, true), set_config('stalela.platform', 'off', true)")
+# The tenant's lock (an advisory lock key): every write takes it shared (here, and in ``stalela_route``), a
+# move's switch exclusively (controlplane.move_repository).
+TENANT_LOCK = "hashtextextended('stalela.tenant:' || :t, 0)"
 # A dedicated database's connection commits apart from the control plane's (in either order), so a write
 # holds the tenant's lock in its own database too: a move's freeze waits for that commit there.
 _SET_TENANT_WRITE = text("SELECT set_config('stalela.tenant_id', :t, true), set_config('stalela.platform', 'off', true), "
-                         "pg_advisory_xact_lock_shared(hashtextextended('stalela.tenant:' || :t, 0))")
+                         f"pg_advisory_xact_lock_shared({TENANT_LOCK})")
+_HOLD_TENANT = text(f"SELECT pg_advisory_xact_lock_shared({TENANT_LOCK})")
 _SET_PLATFORM = text("SELECT set_config('stalela.platform', 'on', true), set_config('stalela.tenant_id', '', true)")
 
 
@@ -60,6 +64,16 @@ async def bind_tenant(session: AsyncSession, tenant_id: str) -> None:
     info[DATA_BIND] = data
     if data.dialect.name == "postgresql":
         await session.execute(_SET_TENANT if readonly else _SET_TENANT_WRITE, {"t": tenant_id})  # text(): data plane
+
+
+async def hold_tenant_shared(session: AsyncSession, tenant_id: str) -> None:
+    """Take the tenant's lock shared, as every write of the tenant does (``bind_tenant``), before locking the
+    tenant's row. For platform actions that lock the row and then write the tenant's data (an operator's suspend
+    and its audit entry): a move's switch takes the lock exclusively and then updates the row, so the other
+    order (the row, then the lock) deadlocks with it. Nothing to do on SQLite (one writer at a time)."""
+    control = session.sync_session.bind
+    if control.dialect.name == "postgresql":
+        await session.execute(_HOLD_TENANT, {"t": tenant_id}, bind_arguments={"bind": control})
 
 
 async def bind_platform(session: AsyncSession) -> None:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import threading
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -22,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.support.server import free_port
+from tests.support.server import asgi_in_thread
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CUIT = "20267565393"
@@ -136,17 +133,9 @@ def soap_server():
         return Response(text, status_code=status, media_type="text/xml; charset=utf-8")
 
     app = Starlette(routes=[Route("/{path:path}", endpoint, methods=["POST"])])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    state.url = f"http://127.0.0.1:{port}"
-    yield state
-    server.should_exit = True
-    thread.join(5)
+    with asgi_in_thread(app) as url:
+        state.url = url
+        yield state
 
 
 @pytest.fixture

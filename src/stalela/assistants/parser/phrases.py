@@ -88,6 +88,20 @@ def find_tax_ids(text: str, jurisdiction: str) -> list[TaxId]:
     return found
 
 
+def check_tax_id(value: str, jurisdiction: str) -> TaxId:
+    """A tax id given on its own (an LLM provider's reading), checked as ``find_tax_ids`` checks one in a text:
+    in Argentina eleven digits are a CUIT (its check digit), seven or eight a DNI; in the DRC a NIF's shape."""
+    if jurisdiction == "AR":
+        digits = re.sub(r"[- .]", "", value)
+        if not digits.isdigit():
+            return TaxId("CUIT", value, False, (0, 0))
+        if len(digits) == 11:
+            return TaxId("CUIT", digits, is_valid_cuit(digits), (0, 0))
+        return TaxId("DNI", digits, len(digits) in (7, 8) and digits[0] != "0", (0, 0))
+    nif = value.strip().upper()
+    return TaxId("NIF", nif, bool(_NIF_SHAPE.match(nif)), (0, 0))
+
+
 # ------------------------------------------------------------------------------------ buyer
 
 _MARKER = (r"(?:\bpara\b|\bpour\b|\ba nombre de\b|\bau nom de\b|\bcliente?\s*:|\bclient\s*:"
@@ -153,6 +167,11 @@ def find_buyer(text: str) -> BuyerMention | None:
         company = bool(m.group("company")) or bool(_LEGAL_TAIL.search(name))
         return BuyerMention(name, company, (m.start(), m.end()))
     return None
+
+
+def is_company_name(name: str) -> bool:
+    """A name ending in a legal form ("Bralima SARL", "Pérez SRL"): a company, as ``find_buyer`` reads one."""
+    return bool(_LEGAL_TAIL.search(name.strip(" .,")))
 
 
 _CONDITION = re.compile(r"\b(?:responsable inscripto|monotributista|monotributo|consumidor final|sujeto exento|iva exento)\b",
