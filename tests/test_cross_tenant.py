@@ -25,7 +25,7 @@ PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirec
 
 # Path parameters that name no object of a tenant but a fixed word (a category of the data map): a route with
 # only these is walked like one without parameters, acting on the caller's own tenant.
-NOT_OBJECTS = {"category": "operational", "period": "2026-01"}  # a period is nobody's object
+NOT_OBJECTS = {"category": "operational", "period": "2026-01", "platform": "shopify"}  # nobody's objects
 
 
 

@@ -30,6 +30,7 @@ from stalela.observability.logging import get_logger
 from stalela.observability.middleware import BodyGuardMiddleware, RequestContextMiddleware
 from stalela.workers import background  # the composition root of the outbox handlers too
 from stalela.controlplane.dataplane import janitor as fleet_janitor
+from stalela.connectors.tasks import spool_drainer
 
 # The composition root of the scrape-time gauges: importing a domain's gauges module registers its
 # figures with observability (observability/scrape.py), which knows no domain itself.
@@ -152,6 +153,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await stack.enter_async_context(app.state.mcp.running())
                 evictor = asyncio.create_task(fleet_janitor(app.state.db), name="fleet-janitor")
                 stack.push_async_callback(_cancelled, evictor)
+                # Webhooks spooled to this process's disk during a database outage (connectors/spool.py).
+                drainer = asyncio.create_task(spool_drainer(app.state.db, settings), name="connector-spool")
+                stack.push_async_callback(_cancelled, drainer)
                 observability.settle_heap()  # also turns the collector back on: stalela.asgi stops it to load
                 yield
         finally:
@@ -240,6 +244,8 @@ def extra_routers() -> list:
     from stalela.controlplane.operator_endpoints import router as operators_router
     from stalela.offline.void_endpoints import router as offline_blocks_router
     from stalela.assistants.endpoints import router as drafts_router
+    from stalela.connectors.endpoints import inbound as connector_webhooks_router
+    from stalela.connectors.endpoints import router as connections_router
 
     return [registry_router, moves_router, invoices_router, ledger_router, proof_router, exports_router, keys_router, verification_router, outbox_router, authority_router,
             arca_router,
@@ -247,4 +253,5 @@ def extra_routers() -> list:
             invoice_deletion_router, retention_router, privacy_exports_router, usage_router,
             billing_ops_router, billing_quotas_router, bills_router, bills_ops_router, anomalies_router,
             ops_anomalies_router, operators_router, logo_router, devices_router, status_lists_router,
-            offline_blocks_router, offline_batches_router, drafts_router, *dashboard_routers]
+            offline_blocks_router, offline_batches_router, drafts_router, connections_router,
+            connector_webhooks_router, *dashboard_routers]

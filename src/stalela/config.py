@@ -179,6 +179,16 @@ class Settings(BaseSettings):
     webhooks_timeout_seconds: float = Field(15.0, gt=0, le=60, description="Whole request, answer included.")
     webhooks_endpoint_concurrency: int = Field(8, ge=1, le=256, description="Deliveries in flight per endpoint.")
     webhooks_secret_grace_seconds: int = Field(86400, ge=0, description="Old secret signs this long after a rotation.")
+    # Marketplace connectors (docs/connectors.md).
+    connectors_spool_dir: Path | None = Field(
+        None, description="Where webhook deliveries that arrive while the database is down are kept (fsynced) "
+        "until it is back; default data_dir/connector-spool. Local to each API process.")
+    connectors_spool_max_files: int = Field(
+        100_000, ge=1, description="Beyond this many spooled deliveries, webhooks get 503 (the platform retries).")
+    connectors_webhook_max_bytes: int = Field(
+        2_000_000, ge=1024, le=20_000_000, description="A larger webhook body is refused with 413.")
+    connectors_poll_tick_seconds: float = Field(
+        15.0, gt=0, le=3600, description="How often background workers look for connections whose poll is due.")
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(65536, ge=8)
     argon2_parallelism: int = Field(2, ge=1)
@@ -346,6 +356,10 @@ class Settings(BaseSettings):
     @property
     def effective_master_key_file(self) -> Path:
         return self.master_key_file or self.data_dir / "master.key"
+
+    @property
+    def effective_connectors_spool_dir(self) -> Path:
+        return self.connectors_spool_dir or self.data_dir / "connector-spool"
 
     @property
     def effective_erasure_journal_dir(self) -> Path:

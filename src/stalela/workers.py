@@ -38,6 +38,7 @@ from stalela.billing.cycle import billing_cycle
 from stalela.authority import tasks as _authority_tasks  # noqa: F401
 from stalela.authority.arca import tasks as _arca_tasks  # noqa: F401
 from stalela.webhooks import tasks as _webhooks_tasks  # noqa: F401
+from stalela.connectors import tasks as connector_tasks
 from stalela.privacy import erasure_tasks as _erasure_tasks  # noqa: F401
 from stalela.privacy.erasure_service import replay_journal
 from stalela.privacy import offboarding_tasks
@@ -83,6 +84,8 @@ async def background(db: Database, settings: Settings, *, concurrency: int | Non
         tasks.append(asyncio.create_task(usage_tasks.storage_sampler(db, settings), name="usage-storage"))
     if settings.usage_aggregation_seconds:
         tasks.append(asyncio.create_task(usage_tasks.aggregation_loop(db, settings), name="usage-daily"))
+    # Marketplace connections live in the control plane: one poll scheduler per process, for every tier.
+    tasks.append(asyncio.create_task(connector_tasks.poll_scheduler(db, settings), name="connector-polls"))
     # The dedicated databases: their workers stop their dispatchers gracefully when cancelled.
     tasks.append(asyncio.create_task(FleetSupervisor(db, settings, concurrency=concurrency).run(), name="fleet"))
     try:

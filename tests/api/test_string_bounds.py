@@ -97,6 +97,11 @@ STORED = {
     "VoidIn.reason": "usage_voids.reason",
     "DraftCreate.locale": "invoice_drafts.locale",
     "SettingsPatch.seal_policy": "assistant_settings.seal_policy",
+    "ConnectionCreate.platform": "connections.platform",
+    "ConnectionCreate.shop": "connections.shop",
+    "ConnectionCreate.outlet_id": "connections.outlet_id",
+    "ConnectionCreate.api_base_url": "connections.api_base_url",
+    "ConnectionUpdate.status": "connections.status",
 }
 
 # Strings that are not stored as sent, and why.

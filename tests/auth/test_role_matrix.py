@@ -129,12 +129,23 @@ TABLE: dict[tuple[str, str], Perm] = {
     ("POST", "/v1/invoice-drafts/{draft_id}/seal"): Perm.INVOICES_DRAFT,
     ("GET", "/v1/assistant-settings"): Perm.INVOICES_READ,
     ("PATCH", "/v1/assistant-settings"): Perm.ADMIN,
+    ("POST", "/v1/connections"): Perm.CONNECTORS,
+    ("GET", "/v1/connections"): Perm.CONNECTORS,
+    ("GET", "/v1/connections/{connection_id}"): Perm.CONNECTORS,
+    ("PATCH", "/v1/connections/{connection_id}"): Perm.CONNECTORS,
+    ("DELETE", "/v1/connections/{connection_id}"): Perm.CONNECTORS,
+    ("POST", "/v1/connections/{connection_id}/sync"): Perm.CONNECTORS,
+    ("GET", "/v1/connections/{connection_id}/orders"): Perm.CONNECTORS,
+    ("GET", "/v1/connections/{connection_id}/orders/{order_key}"): Perm.CONNECTORS,
+    ("POST", "/v1/connections/{connection_id}/orders/{order_key}/retry"): Perm.CONNECTORS,
+    ("POST", "/v1/connections/{connection_id}/orders/{order_key}/dismiss"): Perm.CONNECTORS,
 }
 PUBLIC = {"/healthz", "/readyz", "/verify/{invoice_id}", "/verify/{invoice_id}/qr.svg", "/verify/z/{z_report_id}", "/v1/keys/{key_id}",
           "/v1/status-lists/{tenant_id}", "/v1/status-lists/{tenant_id}.json",
           "/.well-known/jwks.json", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/jwks.json",
           "/v1/users/accept", "/metrics",
-          "/v1/privacy/exports/{privacy_export_id}/download"}  # the link's token is the credential
+          "/v1/privacy/exports/{privacy_export_id}/download",  # the link's token is the credential
+          "/v1/connectors/{platform}/{connection_id}/webhooks"}  # the platform's signature is the credential
 OPERATOR_PREFIXES = ("/v1/tenants", "/v1/ops/", "/v1/operators")
 
 

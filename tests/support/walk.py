@@ -42,6 +42,7 @@ BODIES = {
         "payload": {"kind": "block_return", "first": 2, "last": 2, "prev_hash": "0" * 64, "at": "2026-12-07T00:00:00Z"},
         "hash": "0" * 64, "signature": "AA", "key_id": "k", "algorithm": "ES256"},
     ("patch", "/v1/invoice-drafts/{draft_id}"): {"invoice": sample_invoice("out_elsewhere")},
+    ("patch", "/v1/connections/{connection_id}"): {"status": "paused"},
 }
 
 
@@ -140,6 +141,10 @@ async def victim_objects(app, client, headers) -> dict[str, str]:
     anomaly_id = await victim_anomaly(app, outlet["tenant_id"])
     draft = _ok(await client.post("/v1/invoice-drafts", json={"text": "Facture pour Kin Marché SARL NIF A1234567Z: 3 sacs "
                                                                      "de ciment à 25000 FC"}, headers=headers))
+    connection = _ok(await client.post("/v1/connections", json={
+        "platform": "shopify", "shop": "victim-store.myshopify.com", "outlet_id": outlet["id"],
+        "credentials": {"access_token": "shpat_victim", "webhook_secret": "victim-secret"}}, headers=headers))
+    order_key = await victim_order(app, outlet["tenant_id"], connection["id"])
     device, device_key = await register_device(client, headers, outlet["tenant_id"], outlet["id"])
     credential = await issue_credential(client, headers, device["id"], block_size=2)
     # A returned batch, then a fork at its number (another invoice the device key signed): a batch and a proof.
@@ -151,7 +156,21 @@ async def victim_objects(app, client, headers) -> dict[str, str]:
             "batch_id": batch["id"], "proof_id": fork.json()["fork_proof"]["id"], "anomaly_id": anomaly_id, "request_id": erasure["id"], "outlet_id": outlet["id"], "key_id": key["id"], "invoice_id": invoice["id"],
             "export_id": export["id"], "user_id": user["id"], "z_report_id": z_report["id"], "endpoint_id": hook["id"],
             "msg_id": hook_msg["id"], "hold_id": hold["id"], "privacy_export_id": privacy_export["id"],
-            "event_id": usage["event_id"], "draft_id": draft["id"]}
+            "event_id": usage["event_id"], "draft_id": draft["id"], "connection_id": connection["id"],
+            "order_key": order_key}
+
+
+async def victim_order(app, tenant_id: str, connection_id: str) -> str:
+    """A parked order of the victim's connection (orders come from a platform; the row is what the walk needs)."""
+    from stalela.connectors.models import ConnectorOrder
+
+    async with app.state.db.transaction() as session:
+        await bind_tenant(session, tenant_id)
+        session.add(ConnectorOrder(tenant_id=tenant_id, connection_id=connection_id, order_key="4500001",
+                                   order_id="4500001", status="parked", version="2026-12-01T00:00:00Z",
+                                   reason="totals_mismatch", difference="0.05", write_back="none",
+                                   created_at=utcnow(), updated_at=utcnow()))
+    return "4500001"
 
 
 async def victim_anomaly(app, tenant_id: str) -> str:

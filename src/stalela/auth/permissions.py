@@ -38,6 +38,8 @@ class Perm(str, Enum):
     # never the ``usage`` scope: an anomaly questions the figures, and the meter's key that sent them must
     # not be the one to silence it.
     BILLING_MANAGE = "billing:manage"
+    # Marketplace connections: their credentials, options, parked orders (docs/connectors.md).
+    CONNECTORS = "connectors"
 
 
 ROLES: dict[str, frozenset[Perm]] = {
@@ -62,6 +64,7 @@ SCOPES: dict[str, frozenset[Perm]] = {
     "invoices:approve": frozenset({Perm.INVOICES_APPROVE, Perm.INVOICES_READ, Perm.OUTLETS_READ}),
     "reports": frozenset({Perm.REPORTS_READ, Perm.REPORTS_WRITE, Perm.EXPORTS, Perm.OUTLETS_READ}),
     "webhooks": frozenset({Perm.WEBHOOKS}),
+    "connectors": frozenset({Perm.CONNECTORS, Perm.OUTLETS_READ}),
     "usage": frozenset({Perm.USAGE_WRITE, Perm.USAGE_READ}),
     # The tenant's first key has every scope: it is the tenant's root credential, hence OWNERSHIP.
     "admin": frozenset({Perm.ADMIN, Perm.OWNERSHIP, Perm.OUTLETS_READ, Perm.AUDIT_READ, Perm.PRIVACY,
@@ -75,7 +78,7 @@ DEFAULT_SCOPES = ALL_SCOPES - OPT_IN_SCOPES
 
 
 # What a till's key (restricted to one outlet) never does, whatever its scopes.
-_TENANT_WIDE = frozenset({Perm.ADMIN, Perm.WEBHOOKS, Perm.OWNERSHIP, Perm.EXPORTS, Perm.AUDIT_READ, Perm.PRIVACY,
+_TENANT_WIDE = frozenset({Perm.ADMIN, Perm.WEBHOOKS, Perm.CONNECTORS, Perm.OWNERSHIP, Perm.EXPORTS, Perm.AUDIT_READ, Perm.PRIVACY,
                           Perm.USAGE_WRITE, Perm.USAGE_READ, Perm.BILLING_MANAGE})
 
 

@@ -19,6 +19,7 @@ from stalela.dashboard import service
 from stalela.dashboard.admin_endpoints import router as admin_router
 from stalela.dashboard.branding_endpoints import router as branding_router
 from stalela.dashboard.device_endpoints import router as devices_router
+from stalela.dashboard.connector_endpoints import router as connections_router
 from stalela.dashboard.draft_endpoints import router as drafts_router
 from stalela.dashboard.billing_endpoints import app_router as billing_app_router
 from stalela.dashboard.billing_endpoints import ops_router as billing_ops_router
@@ -308,7 +309,8 @@ async def export_download(export_id: str, request: Request, session: DbSession, 
     return FileResponse(path, media_type="application/gzip", filename=f"stalela-audit-{job.id}.tar.gz")
 
 
-routers = [static_router, router, settings_router, branding_router, admin_router, devices_router, drafts_router, ops_router,
+routers = [static_router, router, settings_router, branding_router, admin_router, devices_router, drafts_router,
+           connections_router, ops_router,
            ops_operators_router,
            privacy_app_router, privacy_ops_router,
            billing_app_router, billing_ops_router]

@@ -37,6 +37,8 @@ CONTROL_TABLES = frozenset({
     "billing_accounts", "billing_bills", "billing_exchange_rates", "billing_issuer", "billing_plans",
     "billing_rate_cards",
     "usage_anomalies", "usage_cursors", "usage_daily", "usage_events", "usage_voids",
+    # A marketplace's webhook names only the connection: its tenant is found here, before any tenant is known.
+    "connections",
 })
 
 

@@ -10,6 +10,7 @@ from stalela.billing import anomaly_models as _anomalies  # noqa: F401
 from stalela.billing import bill_models as _bills  # noqa: F401
 from stalela.billing import rating_models as _rating  # noqa: F401
 from stalela.billing import usage_models as _usage  # noqa: F401
+from stalela.connectors import models as _connectors  # noqa: F401
 from stalela.controlplane import models as _controlplane  # noqa: F401
 from stalela.controlplane import operator_models as _operators  # noqa: F401
 from stalela.db.base import Base

@@ -126,6 +126,12 @@ def _is_upload(path: str, content_type: bytes) -> bool:
     return accepted is not None and content_type.split(b";", 1)[0].strip().lower().startswith(accepted)
 
 
+# Marketplaces' webhooks: the platform chooses the media type (WooCommerce's ping is a form, a notification may
+# come with none), the route reads the raw bytes whatever they are, and a 415 would count as a failed delivery
+# (WooCommerce disables a webhook after five).
+_ANY_MEDIA = ("/v1/connectors/",)
+
+
 class BodyGuardMiddleware:
     """Refuse non-JSON bodies (415) and bodies above the limit (413) while they stream in."""
 
@@ -141,9 +147,10 @@ class BodyGuardMiddleware:
         declared = headers.get(b"content-length")
         content_type = headers.get(b"content-type")
         has_body = (declared not in (None, b"0")) or b"transfer-encoding" in headers
-        if scope["method"] in _BODY_METHODS and has_body and (content_type is None or not (
-                _is_json(content_type) or _is_console_form(scope["path"], content_type)
-                or _is_upload(scope["path"], content_type))):
+        if scope["method"] in _BODY_METHODS and has_body and not scope["path"].startswith(_ANY_MEDIA) and (
+                content_type is None or not (
+                    _is_json(content_type) or _is_console_form(scope["path"], content_type)
+                    or _is_upload(scope["path"], content_type))):
             await _send_problem(send, UnsupportedMediaType("send JSON with 'Content-Type: application/json'"), scope)
             return
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:

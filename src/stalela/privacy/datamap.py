@@ -274,6 +274,23 @@ _TABLES = [
           operational="tenant_id id topic payload created_at available_at attempts last_error status lease_until "
                       "claimed_by done_at",
           note="delivered events only: pending and dead ones stay (delivery, replay); payloads carry ids and totals"),
+    # Marketplace connectors (docs/connectors.md): a delivery's body is the platform's order, buyer included.
+    table("connections", "while_account", secret="credentials",
+          operational="tenant_id id platform shop outlet_id status api_base_url options poll_interval_seconds "
+                      "poll_cursor next_poll_at last_sync_at last_error last_error_at token_expires_at created_by "
+                      "created_at updated_at",
+          notes={"credentials": "the platform's tokens and secrets, AES-GCM under the master key; forgotten when "
+                                "the connection is deleted"}),
+    table("connector_deliveries", "days:30@received_at", purger="settled_connector_deliveries", personal="body",
+          operational="tenant_id id connection_id topic dedup_key order_ref headers via status outcome received_at "
+                      "processed_at",
+          notes={"body": "the platform's webhook body: an order, with its buyer's name, address and e-mail"},
+          note="processed and ignored deliveries; one not yet processed stays"),
+    table("connector_orders", "while_account",
+          operational="tenant_id connection_id order_key order_id status version invoice_id fiscal_number "
+                      "credit_note_id reason detail difference platform_total currency write_back write_back_error "
+                      "created_at updated_at",
+          note="what became of each order (its invoice's id): the link that keeps one invoice per order"),
     table("webhook_endpoints", "while_account", secret="secret_encrypted previous_secret_encrypted",
           operational="tenant_id id url description event_types enabled disabled_reason disabled_at "
                       "previous_secret_expires_at failing_since created_at updated_at deleted_at"),

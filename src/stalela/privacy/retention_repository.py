@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from stalela.assistants.models import DraftApproval, InvoiceDraft
+from stalela.connectors.models import ConnectorDelivery
 from stalela.auth.models import Invitation, RefreshToken
 from stalela.authority.arca.models import ArcaCredential, ArcaTicket
 from stalela.db.repository import Repository
@@ -191,6 +192,10 @@ register(Purger("expired_device_nonces", DeviceNonce, "operational", DeviceNonce
 register(Purger("expired_arca_tickets", ArcaTicket, "secret", ArcaTicket.expires_at,
                 ArcaTicket.service + ":" + ArcaTicket.environment, dated=ArcaTicket.created_at,
                 action=_delete_arca_tickets))
+# A webhook delivery is kept a month after it arrived, once processed (or ignored): what became of its order is
+# in connector_orders; its body (the buyer's name and address) is not kept for it.
+register(Purger("settled_connector_deliveries", ConnectorDelivery, "personal", ConnectorDelivery.received_at,
+                ConnectorDelivery.id, final=ConnectorDelivery.status.in_(("processed", "ignored"))))
 # A draft untouched for 90 days goes whatever its status: a sealed one's invoice is the fiscal record and stays;
 # its text and body, which may name the buyer, are not kept for it. An outlet's hold keeps that outlet's drafts.
 register(Purger("stale_invoice_drafts", InvoiceDraft, "personal", InvoiceDraft.updated_at, InvoiceDraft.id,

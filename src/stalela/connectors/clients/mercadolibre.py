@@ -1,0 +1,88 @@
+"""Mercado Libre: orders, the buyer's fiscal data (``billing_info``, x-version 2) and the fiscal document
+upload (one PDF per pack, at most 1 MB). Access tokens last hours and every refresh hands out a new
+refresh token, so refreshes of one seller are serialised by the caller's token source (``tokens.py``)."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from stalela.connectors.clients.base import (
+    OrderNotFound,
+    PlatformError,
+    TokenSource,
+    Written,
+    authorised,
+    call,
+    loads,
+)
+
+PAGE = 50
+MAX_PDF = 1_000_000
+
+
+class MercadoLibreClient:
+    platform = "mercadolibre"
+
+    def __init__(self, base_url: str, seller_id: str, token: TokenSource, allow_private: bool) -> None:
+        self.base = base_url.rstrip("/")
+        self.seller = seller_id
+        self.token = token
+        self.allow_private = allow_private
+
+    async def _get(self, path: str, **kwargs: Any) -> httpx.Response:
+        async def send(token: str) -> httpx.Response:
+            return await call(self.allow_private, "GET", f"{self.base}{path}",
+                              headers={"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}, **kwargs)
+        return await authorised(self.token, send)
+
+    async def fetch_order(self, order_ref: str) -> dict[str, Any]:
+        try:
+            return loads((await self._get(f"/orders/{order_ref}")).content)
+        except PlatformError as exc:
+            if exc.status == 404:
+                raise OrderNotFound(order_ref) from None
+            raise
+
+    async def buyer_details(self, order: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            r = await self._get(f"/orders/{order['id']}/billing_info", headers={"x-version": "2"})
+        except PlatformError as exc:
+            if exc.status == 404:  # the buyer gave no fiscal data: a final consumer
+                return None
+            raise
+        return loads(r.content)
+
+    async def updated_since(self, cursor: str | None) -> AsyncIterator[list[dict[str, Any]]]:
+        offset = 0
+        while True:
+            params = {"seller": self.seller, "sort": "date_asc", "offset": str(offset), "limit": str(PAGE)}
+            if cursor:
+                params["order.date_last_updated.from"] = cursor
+            page = loads((await self._get("/orders/search", params=params)).content)
+            results = page.get("results") or []
+            yield results
+            offset += len(results)
+            if not results or offset >= int((page.get("paging") or {}).get("total") or 0):
+                return
+
+    async def write_back(self, order: dict[str, Any], fiscal_number: str, verify_url: str,
+                         pdf: Callable[[], Awaitable[bytes]]) -> Written:
+        pack = order.get("pack_id") or order["id"]
+        document = await pdf()
+        if len(document) > MAX_PDF:
+            raise PlatformError(f"the invoice PDF is {len(document)} bytes; Mercado Libre takes at most {MAX_PDF}",
+                                code="fiscal_document_too_large")
+
+        async def send(token: str) -> httpx.Response:
+            return await call(self.allow_private, "POST", f"{self.base}/packs/{pack}/fiscal_documents",
+                              headers={"Authorization": f"Bearer {token}"}, ok=(200, 201),
+                              files={"fiscal_document": (f"{fiscal_number}.pdf", document, "application/pdf")})
+        try:
+            await authorised(self.token, send)
+        except PlatformError as exc:
+            if exc.status == 409:  # one document per pack: ours was uploaded by an earlier attempt
+                return Written(["fiscal document (already there)"])
+            raise
+        return Written([f"fiscal document of pack {pack}"])
