@@ -25,6 +25,7 @@ from stalela.connectors.mapping.model import Buyer, Line, Order
 from stalela.connectors.mapping.options import MappingOptions
 from stalela.connectors.mapping.values import Unmappable, text
 from stalela.fiscal.jurisdictions import ar_data as data
+from stalela.kit.money import decimal_str
 
 CODE = data.CODE
 OWN_CURRENCY = "ARS"
@@ -80,7 +81,7 @@ def _rate(line: Line, options: MappingOptions) -> str:
         return options.untaxed_vat_rate
     code = RATE_CODES.get(line.tax_rate)
     if code is None:
-        raise Unmappable("unmappable_tax", f"{line.description!r} is taxed at {line.tax_rate * 100:g} %; "
+        raise Unmappable("unmappable_tax", f"{line.description!r} is taxed at {decimal_str(line.tax_rate * 100)} %; "
                                            f"IVA rates are {', '.join(sorted(RATE_CODES.values(), key=float))} %")
     return code
 

@@ -23,6 +23,7 @@ from stalela.connectors.mapping.options import MappingOptions
 from stalela.connectors.mapping.values import Unmappable
 from stalela.fiscal.core.rules import PRICE_MODE_HT, PRICE_MODE_TTC
 from stalela.fiscal.jurisdictions import drc as rules
+from stalela.kit.money import decimal_str
 
 CODE = rules.CODE
 OWN_CURRENCY = rules.CURRENCY
@@ -79,8 +80,8 @@ def _group(line: Line, options: MappingOptions) -> str:
         return options.untaxed_tax_group
     group = RATE_GROUPS.get(line.tax_rate)
     if group is None:
-        rates = ", ".join(f"{r * 100:g} % ({g})" for r, g in sorted(RATE_GROUPS.items()))
-        raise Unmappable("unmappable_tax", f"{line.description!r} is taxed at {line.tax_rate * 100:g} %; "
+        rates = ", ".join(f"{decimal_str(r * 100)} % ({g})" for r, g in sorted(RATE_GROUPS.items()))
+        raise Unmappable("unmappable_tax", f"{line.description!r} is taxed at {decimal_str(line.tax_rate * 100)} %; "
                                            f"DRC VAT rates are {rates}")
     return group
 

@@ -92,11 +92,11 @@ def _shipping(order: dict[str, Any]) -> list[Line]:
                 discount = price - money(ship.get("discounted_price"), f"{at}.discounted_price")
         else:
             discount = _discount(ship, at)
-        if price == 0:  # free shipping: nothing to invoice
+        if price == discount:  # free shipping, or made free by a discount: nothing to invoice
             continue
         lines.append(Line(
             description=text(ship.get("title"), DESCRIPTION_MAX) or "Shipping",
-            sku=text(ship.get("code")),
+            sku=None,  # a shipping line's code names the rate (often "standard"), not what was sold
             quantity=Decimal(1),
             subtotal=price,
             discount=discount,
