@@ -20,12 +20,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from stalela.connectors.mapping.layout import Written, contacts, currency, invoice_lines, reference
-from stalela.connectors.mapping.model import Buyer, Line, Order
+from stalela.connectors.mapping.layout import Written, contacts, currency, invoice_lines, reference, tax_code
+from stalela.connectors.mapping.model import Buyer, Order
 from stalela.connectors.mapping.options import MappingOptions
 from stalela.connectors.mapping.values import Unmappable, text
 from stalela.fiscal.jurisdictions import ar_data as data
-from stalela.kit.money import decimal_str
 
 CODE = data.CODE
 OWN_CURRENCY = "ARS"
@@ -57,7 +56,9 @@ def write(order: Order, *, outlet_id: str, options: MappingOptions) -> Written:
         "price_mode": data.PRICE_GROSS if order.taxes_included else data.PRICE_NET,
         "currency": ARCA_CURRENCY[order.currency],
         "reference": reference(order.platform, order.key, options),
-        "lines": invoice_lines(order, lambda line: {} if letter == "C" else {"vat_rate": _rate(line, options)}),
+        "lines": invoice_lines(order, lambda line: {} if letter == "C" else {"vat_rate": tax_code(
+            line, rates=RATE_CODES, default=options.default_vat_rate, untaxed=options.untaxed_vat_rate,
+            jurisdiction="IVA")}),
     }
     if plan.rate is not None:
         body["exchange_rate"] = str(plan.rate.rate)
@@ -72,18 +73,6 @@ def _letter(issuer_letters: frozenset[str], condition: str) -> str:
     if "B" in issuer_letters:
         return "B"
     return "C"
-
-
-def _rate(line: Line, options: MappingOptions) -> str:
-    if line.tax_rate is None:
-        return options.default_vat_rate
-    if line.tax_rate == 0:
-        return options.untaxed_vat_rate
-    code = RATE_CODES.get(line.tax_rate)
-    if code is None:
-        raise Unmappable("unmappable_tax", f"{line.description!r} is taxed at {decimal_str(line.tax_rate * 100)} %; "
-                                           f"IVA rates are {', '.join(sorted(RATE_CODES.values(), key=float))} %")
-    return code
 
 
 def document(buyer: Buyer) -> tuple[str, str] | None:

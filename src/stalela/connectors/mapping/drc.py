@@ -17,13 +17,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from stalela.connectors.mapping.layout import Written, contacts, currency, invoice_lines, reference
+from stalela.connectors.mapping.layout import Written, contacts, currency, invoice_lines, reference, tax_code
 from stalela.connectors.mapping.model import FEE, SHIPPING, Line, Order
 from stalela.connectors.mapping.options import MappingOptions
-from stalela.connectors.mapping.values import Unmappable
 from stalela.fiscal.core.rules import PRICE_MODE_HT, PRICE_MODE_TTC
 from stalela.fiscal.jurisdictions import drc as rules
-from stalela.kit.money import decimal_str
 
 CODE = rules.CODE
 OWN_CURRENCY = rules.CURRENCY
@@ -70,20 +68,8 @@ def _codes(line: Line, options: MappingOptions) -> dict[str, str]:
         item_type = "SER"
     else:
         item_type = "BIE"
-    return {"item_type": item_type, "tax_group": _group(line, options)}
-
-
-def _group(line: Line, options: MappingOptions) -> str:
-    if line.tax_rate is None:
-        return options.default_tax_group
-    if line.tax_rate == 0:
-        return options.untaxed_tax_group
-    group = RATE_GROUPS.get(line.tax_rate)
-    if group is None:
-        rates = ", ".join(f"{decimal_str(r * 100)} % ({g})" for r, g in sorted(RATE_GROUPS.items()))
-        raise Unmappable("unmappable_tax", f"{line.description!r} is taxed at {decimal_str(line.tax_rate * 100)} %; "
-                                           f"DRC VAT rates are {rates}")
-    return group
+    return {"item_type": item_type, "tax_group": tax_code(line, rates=RATE_GROUPS, default=options.default_tax_group,
+                                                    untaxed=options.untaxed_tax_group, jurisdiction="DRC VAT")}
 
 
 def _buyer(order: Order, options: MappingOptions) -> dict[str, Any] | None:

@@ -83,6 +83,24 @@ def _lines(source: Line, codes: dict[str, str], convert: Decimal | None) -> Iter
         yield line
 
 
+def tax_code(line: Line, *, rates: dict[Decimal, str], default: str, untaxed: str, jurisdiction: str) -> str:
+    """The jurisdiction's code (DRC tax group, AR vat_rate) for the rate the platform taxed ``line`` at:
+    ``default`` when it gave none, ``untaxed`` for 0, else the code of exactly that rate. Another rate
+    is not approximated: it means the shop's tax settings are not this jurisdiction's."""
+    if line.tax_rate is None:
+        return default
+    if line.tax_rate == 0:
+        return untaxed
+    code = rates.get(line.tax_rate)
+    if code is None:
+        # "16 % (B)" for the DRC's groups; Argentina's codes are the percentages themselves.
+        known = ", ".join(f"{decimal_str(r * 100)} %" + ("" if c == decimal_str(r * 100) else f" ({c})")
+                          for r, c in sorted(rates.items()))
+        raise Unmappable("unmappable_tax", f"{line.description!r} is taxed at {decimal_str(line.tax_rate * 100)} %; "
+                                           f"{jurisdiction} rates are {known}")
+    return code
+
+
 def reference(platform: str, order_key: str, options: MappingOptions, suffix: str = "") -> str:
     """The invoice's ``reference``: unique per outlet, so the API itself refuses a second invoice (or a
     second credit note, ``suffix`` ":refund") for the same order."""

@@ -10,11 +10,10 @@ from one seller): `merge_pack` makes the pack's orders one order first.
 from __future__ import annotations
 
 import unicodedata
-from decimal import Decimal
 from typing import Any
 
 from stalela.connectors.mapping.model import GOODS, Buyer, Line, Order, OrderState
-from stalela.connectors.mapping.values import Unmappable, joined, money, quantity, rfc3339_utc, text
+from stalela.connectors.mapping.values import Unmappable, joined, money, order_id, quantity, rfc3339_utc, text
 from stalela.kit.money import ZERO, money_context, multiply_money
 
 PLATFORM = "mercadolibre"
@@ -46,9 +45,7 @@ def key(order: dict[str, Any]) -> str:
     pack = order.get("pack_id")
     if pack is not None:
         return str(pack)
-    if order.get("id") is None:
-        raise Unmappable("invalid_order", "the order has no id")
-    return str(order["id"])
+    return order_id(order)
 
 
 def version(order: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from stalela.connectors.mapping.model import GOODS, SHIPPING, Buyer, Line, Order, OrderState
-from stalela.connectors.mapping.values import Unmappable, amount, joined, money, quantity, rfc3339_utc, text
+from stalela.connectors.mapping.values import amount, joined, money, order_id, quantity, rfc3339_utc, text
 from stalela.kit.money import ZERO, money_context, multiply_money
 
 PLATFORM = "shopify"
@@ -20,9 +20,7 @@ DESCRIPTION_MAX = 200
 
 
 def key(order: dict[str, Any]) -> str:
-    if order.get("id") is None:
-        raise Unmappable("invalid_order", "the order has no id")
-    return str(order["id"])
+    return order_id(order)
 
 
 def version(order: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from stalela.connectors.mapping.model import GOODS, SHIPPING, Buyer, Line, Order, OrderState
 from stalela.connectors.mapping.values import (
-    Unmappable,
+    order_id,
     allocate,
     joined,
     money,
@@ -30,9 +30,7 @@ DESCRIPTION_MAX = 200
 
 def key(order: dict[str, Any]) -> str:
     # ``id``, not ``number`` (the number the shop shows, from 100, is not unique across stores).
-    if order.get("id") is None:
-        raise Unmappable("invalid_order", "the order has no id")
-    return str(order["id"])
+    return order_id(order)
 
 
 def version(order: dict[str, Any]) -> str:

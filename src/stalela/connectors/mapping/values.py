@@ -165,3 +165,9 @@ def rfc3339_utc(value: Any, field: str) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def order_id(order: dict[str, Any]) -> str:
+    if order.get("id") is None:
+        raise Unmappable("invalid_order", "the order has no id")
+    return str(order["id"])

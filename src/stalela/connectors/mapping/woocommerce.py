@@ -19,6 +19,7 @@ from typing import Any
 from stalela.connectors.mapping.model import FEE, GOODS, SHIPPING, Buyer, Line, LineKind, Order, OrderState
 from stalela.connectors.mapping.values import (
     Unmappable,
+    order_id,
     allocate,
     joined,
     money,
@@ -36,9 +37,7 @@ _PAID = frozenset({"processing", "completed"})
 
 
 def key(order: dict[str, Any]) -> str:
-    if order.get("id") is None:
-        raise Unmappable("invalid_order", "the order has no id")
-    return str(order["id"])
+    return order_id(order)
 
 
 def version(order: dict[str, Any]) -> str:
