@@ -184,3 +184,46 @@ def test_split_amount_keeps_the_amount_exact(quantity, amount, lines):
     got = split_amount(D(quantity), D(amount))
     assert [(str(q.normalize()), str(p)) for q, p in got] == lines
     assert sum((q * p for q, p in got), D(0)) == D(amount)
+
+
+# ------------------------------------------------------------------------------ orders that park
+
+
+def _map(platform, order, jurisdiction="CD", **options):
+    settings = {"issuer_vat_condition": "responsable_inscripto"} if jurisdiction == "AR" else {}
+    return map_order(platform, order, jurisdiction=jurisdiction, outlet_id="o",
+                     options=MappingOptions(**{**settings, **options}))
+
+
+def test_orders_that_cannot_be_read_park_with_their_reason():
+    shopify = order_of("shopify", "paid_exclusive")
+    no_lines = {**shopify, "line_items": [], "shipping_lines": []}
+    assert _map("shopify", no_lines).reason == "empty_order"
+    long_id = {**shopify, "note_attributes": [{"name": "tax_id", "value": "9" * 65}]}
+    assert _map("shopify", long_id).reason == "invalid_buyer_id"
+    three_decimals = {**shopify, "total_price": "200581.155"}
+    assert (_map("shopify", three_decimals).reason, _map("shopify", {**shopify, "total_price": None}).reason) == (
+        "invalid_order", "invalid_order")
+    # Two tax lines on one item add up to one rate: 8 % + 8 % is the DRC's 16 %.
+    split_tax = {**shopify, "line_items": [{**item, "tax_lines": [{"rate": D("0.08")}, {"rate": D("0.08")}]}
+                                           for item in shopify["line_items"][:2]],
+                 "shipping_lines": [], "total_price": str(D("135000.00") + D("25001.00") + D("25600.16"))}
+    assert _map("shopify", split_tax).outcome == "mapped"
+
+    woo = order_of("woocommerce", "exclusive")
+    unknown_rate = {**woo, "tax_lines": [{**woo["tax_lines"][0], "rate_id": 99}]}
+    result = _map("woocommerce", unknown_rate)
+    assert result.reason == "invalid_order" and "not in the order's tax_lines" in result.detail
+
+    tn = order_of("tiendanube", "paid_simple")
+    too_much = {**tn, "discount": "99999.00", "total": "0.00"}
+    assert _map("tiendanube", too_much, "AR").reason == "invalid_order"
+
+
+def test_an_unset_issuer_condition_of_the_buyer_follows_the_cuit():
+    """No taxpayer type stated: a CUIT is the connection's cuit_vat_condition (A for an RI buyer), and
+    a connection may say its CUIT buyers are consumidores finales instead (B)."""
+    order = order_of("tiendanube", "cuit")
+    assert _map("tiendanube", order, "AR").body["type"] == "1"
+    as_consumer = _map("tiendanube", order, "AR", cuit_vat_condition="consumidor_final")
+    assert as_consumer.body["type"] == "6" and as_consumer.body["buyer"]["vat_condition"] == "consumidor_final"

@@ -20,6 +20,7 @@ from typing import Any
 from stalela.connectors.mapping.layout import Written, contacts, currency, invoice_lines, reference, tax_code
 from stalela.connectors.mapping.model import FEE, SHIPPING, Line, Order
 from stalela.connectors.mapping.options import MappingOptions
+from stalela.connectors.mapping.values import Unmappable
 from stalela.fiscal.core.rules import PRICE_MODE_HT, PRICE_MODE_TTC
 from stalela.fiscal.jurisdictions import drc as rules
 
@@ -35,6 +36,7 @@ RATE_GROUPS: dict[Decimal, str] = {
 }
 # What a buyer's id is to the DGI: a DNI is an identity card, not a tax number.
 TAX_ID_TYPES = frozenset({"CUIT", "CUIL", "TAX_ID"})
+TAX_ID_MAX = 64  # the API's bound (BuyerIn.tax_id)
 
 
 def write(order: Order, *, outlet_id: str, options: MappingOptions) -> Written:
@@ -76,8 +78,9 @@ def _buyer(order: Order, options: MappingOptions) -> dict[str, Any] | None:
     b = order.buyer
     extra = contacts(b)
     if b.id_number and b.id_type in TAX_ID_TYPES:
-        return {"type": options.buyer_type_with_tax_id, "name": b.company or b.name, "tax_id": b.id_number[:64],
-                **extra}
+        if len(b.id_number) > TAX_ID_MAX:  # cutting it would seal another number
+            raise Unmappable("invalid_buyer_id", f"the buyer's tax id is longer than {TAX_ID_MAX} characters")
+        return {"type": options.buyer_type_with_tax_id, "name": b.company or b.name, "tax_id": b.id_number, **extra}
     name = b.name or b.company
     if name is None and not extra:
         return None  # an anonymous natural person, as the DRC reads an invoice without a buyer

@@ -65,7 +65,7 @@ def _items(order: dict[str, Any]) -> list[Line]:
     for i, item in enumerate(order.get("line_items") or []):
         at = f"line_items[{i}]"
         count = quantity(item.get("quantity"), f"{at}.quantity")
-        if count == 0:  # removed by an order edit
+        if count == 0:  # nothing sold on this line
             continue
         price = money(item.get("price"), f"{at}.price")
         lines.append(Line(
