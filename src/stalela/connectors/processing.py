@@ -126,13 +126,16 @@ def _set(row: ConnectorOrder, status: str, reason: str | None, detail: str | Non
 
 async def _invoice(session: Any, settings: Settings, connection: Connection, row: ConnectorOrder,
                    order: dict[str, Any], details: dict[str, Any] | None, jurisdiction: str) -> Outcome:
-    options = json.loads(connection.options or "{}")
-    result = mapping.map_order(connection.platform, order, jurisdiction=jurisdiction, outlet_id=connection.outlet_id,
-                               options=mapping.MappingOptions.from_dict(options), billing_info=details)
-    row.platform_total, row.currency = _text(getattr(result, "platform_total", None)), getattr(result, "currency", None)
+    try:
+        result = mapping.map_order(connection.platform, order, jurisdiction=jurisdiction,
+                                   outlet_id=connection.outlet_id, options=options_of(connection),
+                                   billing_info=details)
+    except (ValueError, TypeError) as exc:  # an unreadable order or a bad option: a person looks at it
+        result = mapping.Parked("invalid_order", str(exc)[:500])
+    row.platform_total, row.currency = result_total(result), currency_of(connection.platform, order)
     if isinstance(result, mapping.Parked):
         _set(row, "parked", result.reason, result.detail)
-        row.difference = _text(result.difference)
+        row.difference = result.difference
         return Outcome(row.order_key, "parked", True, result.reason)
     if isinstance(result, mapping.Skipped):
         _set(row, "skipped", result.reason, result.detail)
@@ -140,10 +143,23 @@ async def _invoice(session: Any, settings: Settings, connection: Connection, row
     sealed = await _seal(session, settings, connection, jurisdiction, result.body, seal_key(connection.id, row.order_key))
     row.invoice_id, row.fiscal_number = sealed["id"], sealed.get("fiscal_number")
     _set(row, "invoiced", None, None)
-    row.difference, row.write_back = None, "pending"
+    row.difference, row.write_back = result.difference, "pending"
     outbox.enqueue(session, connection.tenant_id, WRITE_BACK_TOPIC,
                    {"connection_id": connection.id, "order_key": row.order_key})
     return Outcome(row.order_key, "invoiced", True)
+
+
+def options_of(connection: Connection) -> mapping.MappingOptions:
+    return mapping.MappingOptions.from_json(json.loads(connection.options or "{}"))
+
+
+def result_total(result: Any) -> str | None:
+    return getattr(result, "platform_total", None)
+
+
+def currency_of(platform: str, order: dict[str, Any]) -> str | None:
+    value = order.get("currency_id" if platform == "mercadolibre" else "currency")
+    return str(value)[:3] if value else None
 
 
 async def _credit(session: Any, settings: Settings, connection: Connection, row: ConnectorOrder,
@@ -151,8 +167,17 @@ async def _credit(session: Any, settings: Settings, connection: Connection, row:
     principal = principal_for(connection, jurisdiction)
     original = (await invoices.render_many(session, settings,
                                            [await invoices.get_invoice(session, principal, row.invoice_id)]))[0]
-    body = mapping.credit_note_for(connection.platform, original, order, jurisdiction=jurisdiction)
-    sealed = await _seal(session, settings, connection, jurisdiction, body,
+    try:
+        result = mapping.credit_note_for(original, connection.platform, order, jurisdiction=jurisdiction,
+                                         options=options_of(connection))
+    except (ValueError, TypeError) as exc:
+        result = mapping.Parked("invalid_order", str(exc)[:500])
+    if isinstance(result, mapping.Parked):  # the invoice stays; a person issues the credit note
+        _set(row, "parked", result.reason, result.detail)
+        return Outcome(row.order_key, "parked", True, result.reason)
+    if isinstance(result, mapping.Skipped):
+        return Outcome(row.order_key, row.status, False, result.reason)
+    sealed = await _seal(session, settings, connection, jurisdiction, result.body,
                          seal_key(connection.id, row.order_key, credit=True))
     row.credit_note_id = sealed["id"]
     _set(row, "credited", "refunded", f"refunded after invoice {row.fiscal_number}: credit note "
@@ -185,7 +210,3 @@ async def _park(db: Database, connection: Connection, key: str, order_id: str, v
         row.version, row.updated_at = version, utcnow()
         _set(row, "parked", reason, detail)
         return Outcome(key, "parked", True, reason)
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)

@@ -40,8 +40,8 @@ class ConnectionCreate(StrictModel):
                                         "encrypted and never shown again.")
     api_base_url: str | None = Field(None, min_length=1, max_length=500,
                                      description="Only for a self-hosted or test API (default: the platform's).")
-    options: dict[str, str | int | bool] | None = Field(None, max_length=20,
-                                                       description="Mapping options (docs/connectors.md).")
+    options: dict[str, Any] | None = Field(None, max_length=20, description="Mapping options (docs/connectors.md, "
+                                           "\"Mapping options\"); Argentina needs issuer_vat_condition.")
     poll_interval_seconds: int = Field(600, ge=60, le=86400, strict=True)
 
     @model_validator(mode="after")
@@ -60,7 +60,7 @@ class ConnectionUpdate(StrictModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"status": "paused"}, {"poll_interval_seconds": 300}]})
     status: Literal["active", "paused"] | None = Field(None, description="paused: webhooks are acknowledged and "
                                                        "dropped, polls stop; active again: a poll catches up.")
-    options: dict[str, str | int | bool] | None = Field(None, max_length=20)
+    options: dict[str, Any] | None = Field(None, max_length=20)
     poll_interval_seconds: int | None = Field(None, ge=60, le=86400, strict=True)
 
 

@@ -12,14 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stalela.audit import service as audit
 from stalela.auth.principal import Principal
 from stalela.config import Settings
-from stalela.connectors import credentials, schemas
+from stalela.connectors import credentials, mapping, schemas
 from stalela.connectors.models import Connection, ConnectorOrder
 from stalela.connectors.repository import ConnectionRepository, DeliveryRepository, OrderRepository
 from stalela.db.base import utcnow
 from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from stalela.kit.ids import new_id
 from stalela.outbox import service as outbox
-from stalela.tenancy.repository import OutletRepository
+from stalela.tenancy.repository import OutletRepository, TenantRepository
 
 RETRY_TOPIC = "connector.retry"  # tasks.py handles it
 STATUSES = ("invoiced", "parked", "pending", "skipped", "credited", "dismissed")
@@ -36,6 +36,19 @@ class Prepared:
     token_ttl: int | None
 
 
+def checked_options(options: dict[str, Any], jurisdiction: str) -> dict[str, Any]:
+    """The mapping options as the mapping reads them (a bad one is the caller's 422, not a parked order later);
+    Argentina's receipts depend on the seller's own VAT condition, so it must be said."""
+    try:
+        parsed = mapping.MappingOptions.from_json(options)
+    except (ValueError, TypeError) as exc:
+        raise ValidationFailed(f"options: {exc}", code="connection_options_invalid", field="options") from None
+    if jurisdiction == "AR" and not parsed.issuer_vat_condition:
+        raise ValidationFailed("an Argentine seller's options say its VAT condition (issuer_vat_condition)",
+                               code="connection_options_invalid", field="options.issuer_vat_condition")
+    return options
+
+
 def webhook_path(connection: Connection) -> str:
     return f"/v1/connectors/{connection.platform}/{connection.id}/webhooks"
 
@@ -50,6 +63,7 @@ async def create(session: AsyncSession, settings: Settings, principal: Principal
     outlet = await OutletRepository(session).get(body.outlet_id)
     if outlet is None or not principal.can_use_outlet(body.outlet_id):
         raise ValidationFailed("no such outlet", code="outlet_not_found", field="outlet_id")
+    options = checked_options(body.options or {}, principal.jurisdiction or "CD")
     repo = ConnectionRepository(session)
     if await repo.live_for_shop(body.platform, body.shop) is not None:
         raise Conflict("this store is already connected: delete that connection first", code="connection_exists",
@@ -59,7 +73,7 @@ async def create(session: AsyncSession, settings: Settings, principal: Principal
         tenant_id=principal.tenant_id, id=connection_id, platform=body.platform, shop=body.shop,
         outlet_id=body.outlet_id, status="active", api_base_url=prepared.api_base_url,
         credentials=credentials.seal(settings, connection_id, prepared.secrets),
-        options=json.dumps(body.options or {}, sort_keys=True), poll_interval_seconds=body.poll_interval_seconds,
+        options=json.dumps(options, sort_keys=True), poll_interval_seconds=body.poll_interval_seconds,
         next_poll_at=now, created_by=principal.actor, created_at=now, updated_at=now,
         token_expires_at=now + timedelta(seconds=prepared.token_ttl) if prepared.token_ttl else None)
     await repo.add(connection)
@@ -110,7 +124,8 @@ async def update(session: AsyncSession, principal: Principal, connection_id: str
         if connection.status == "active":  # resumed: catch up at once from the cursor
             connection.next_poll_at = utcnow()
     if "options" in changes:
-        connection.options = json.dumps(changes["options"], sort_keys=True)
+        tenant = await TenantRepository(session).get(connection.tenant_id)
+        connection.options = json.dumps(checked_options(changes["options"], tenant.jurisdiction), sort_keys=True)
     if "poll_interval_seconds" in changes:
         connection.poll_interval_seconds = changes["poll_interval_seconds"]
     connection.updated_at = utcnow()
