@@ -69,6 +69,7 @@ async def process(db: Database, settings: Settings, connection: Connection, clie
     """Decide ``order``. ``from_payload``: it came in a webhook body (maybe stale), not from the API.
     ``force``: decide again even at the same version (a person's retry of a parked order)."""
     platform = connection.platform
+    order = await client.complete(order)
     key, version = mapping.order_key(platform, order), mapping.order_version(platform, order)
     if from_payload:
         known = await stored_version(db, connection, key)

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from stalela.connectors.mapping import merge_pack
 from stalela.connectors.clients.base import (
     OrderNotFound,
     PlatformError,
@@ -38,16 +39,37 @@ class MercadoLibreClient:
         return await authorised(self.token, send)
 
     async def fetch_order(self, order_ref: str) -> dict[str, Any]:
+        """The order, or the whole pack it belongs to as one order (one purchase, one invoice, one fiscal
+        document). ``order_ref`` may be a pack id (what a pack's row keeps)."""
         try:
-            return loads((await self._get(f"/orders/{order_ref}")).content)
+            order = loads((await self._get(f"/orders/{order_ref}")).content)
+        except PlatformError as exc:
+            if exc.status != 404:
+                raise
+            return await self._pack(order_ref)
+        return await self.complete(order)
+
+    async def complete(self, order: dict[str, Any]) -> dict[str, Any]:
+        if not order.get("pack_id") or "pack_orders" in order:
+            return order
+        return await self._pack(str(order["pack_id"]))
+
+    async def _pack(self, pack_id: str) -> dict[str, Any]:
+        try:
+            pack = loads((await self._get(f"/packs/{pack_id}")).content)
         except PlatformError as exc:
             if exc.status == 404:
-                raise OrderNotFound(order_ref) from None
+                raise OrderNotFound(pack_id) from None
             raise
+        orders = [loads((await self._get(f"/orders/{o['id']}")).content) for o in pack.get("orders") or []]
+        if not orders:
+            raise OrderNotFound(pack_id)
+        return merge_pack(orders)
 
     async def buyer_details(self, order: dict[str, Any]) -> dict[str, Any] | None:
         try:
-            r = await self._get(f"/orders/{order['id']}/billing_info", headers={"x-version": "2"})
+            first = (order.get("pack_orders") or [order["id"]])[0]  # a pack's buyer is its orders' buyer
+            r = await self._get(f"/orders/{first}/billing_info", headers={"x-version": "2"})
         except PlatformError as exc:
             if exc.status == 404:  # the buyer gave no fiscal data: a final consumer
                 return None

@@ -39,6 +39,9 @@ class WooCommerceClient:
                 raise OrderNotFound(order_ref) from None
             raise
 
+    async def complete(self, order: dict[str, Any]) -> dict[str, Any]:
+        return order
+
     async def buyer_details(self, order: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
