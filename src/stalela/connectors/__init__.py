@@ -1,0 +1,1 @@
+"""Marketplace connectors: paid orders become sealed invoices exactly once (docs/connectors.md)."""
