@@ -307,6 +307,39 @@ def simulate_arca(ctx: typer.Context) -> None:
     raise typer.Exit(arca_main(list(ctx.args)))
 
 
+_SIMULATE_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _simulate_marketplace(platform: str, ctx: typer.Context) -> None:
+    from stalela.connectors.simulator import main as marketplace_main
+
+    raise typer.Exit(marketplace_main(platform, list(ctx.args)))
+
+
+@simulate_app.command("shopify", context_settings=_SIMULATE_ARGS)
+def simulate_shopify(ctx: typer.Context) -> None:
+    """Run the Shopify simulator (options: --port, --secret, --time-scale, --faults SPEC, ...)."""
+    _simulate_marketplace("shopify", ctx)
+
+
+@simulate_app.command("mercadolibre", context_settings=_SIMULATE_ARGS)
+def simulate_mercadolibre(ctx: typer.Context) -> None:
+    """Run the Mercado Libre simulator (options: --port, --secret, --time-scale, --token-ttl, ...)."""
+    _simulate_marketplace("mercadolibre", ctx)
+
+
+@simulate_app.command("tiendanube", context_settings=_SIMULATE_ARGS)
+def simulate_tiendanube(ctx: typer.Context) -> None:
+    """Run the Tienda Nube simulator (options: --port, --secret, --time-scale, --faults SPEC, ...)."""
+    _simulate_marketplace("tiendanube", ctx)
+
+
+@simulate_app.command("woocommerce", context_settings=_SIMULATE_ARGS)
+def simulate_woocommerce(ctx: typer.Context) -> None:
+    """Run the WooCommerce simulator (options: --port, --secret, --faults SPEC, ...)."""
+    _simulate_marketplace("woocommerce", ctx)
+
+
 @user_app.command("create")
 def user_create(
     tenant: str = typer.Option(..., help="Tenant id"),
