@@ -160,8 +160,11 @@ async def set_faults(request: Request) -> dict:
 
 
 @controls.post("/flush")
-def flush(request: Request) -> dict:
-    return {"released": _sim(request).dispatcher.flush()}
+async def flush(request: Request) -> dict:
+    jobs = _sim(request).dispatcher.flush()
+    return {"released": len(jobs),
+            "order": [{"event_id": j.event.id, "topic": j.event.topic, "order_id": j.event.order_id,
+                       "subscription_id": j.sub.id} for j in jobs]}
 
 
 @controls.post("/tokens", status_code=201)

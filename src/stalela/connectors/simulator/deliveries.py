@@ -64,14 +64,14 @@ class Dispatcher:
                     else:
                         self._start(job)
 
-    def flush(self) -> int:
-        """Start every held delivery, in a shuffled order; returns how many."""
+    def flush(self) -> list[Job]:
+        """Start every held delivery, in a shuffled order (the order returned)."""
         with self.sim.store.lock:
             jobs, self.held = self.held, []
         self.sim.faults.shuffle(jobs)
         for job in jobs:
             self._start(job)
-        return len(jobs)
+        return jobs
 
     def _start(self, job: Job) -> None:
         self.spawn(self._deliver(job))

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from stalela.connectors.simulator import MarketplaceSimulator
+from tests.connectors.simulator.support import SECRET, Shop
+from tests.webhooks.support import Receiver
+
+
+@pytest.fixture
+def make_shop() -> Iterator:
+    """Factory: ``make_shop("shopify", time_scale=3600)``, a simulator on a loopback port."""
+    shops: list[Shop] = []
+
+    def make(platform: str, **options) -> Shop:
+        options.setdefault("secret", SECRET)
+        shop = Shop(MarketplaceSimulator(platform, **options).start())
+        shops.append(shop)
+        return shop
+
+    yield make
+    for shop in shops:
+        shop.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP server capturing deliveries; ``receiver.answer(path, 500, default=200)``."""
+    r = Receiver()
+    yield r
+    r.stop()
