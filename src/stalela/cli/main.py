@@ -307,37 +307,25 @@ def simulate_arca(ctx: typer.Context) -> None:
     raise typer.Exit(arca_main(list(ctx.args)))
 
 
-_SIMULATE_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+def _simulate_marketplace(platform: str, label: str) -> None:
+    """Register ``stalela simulate <platform>``: one named command per marketplace."""
+
+    def command(ctx: typer.Context) -> None:
+        from stalela.connectors.simulator import main as marketplace_main
+
+        raise typer.Exit(marketplace_main(platform, list(ctx.args)))
+
+    command.__name__ = f"simulate_{platform}"
+    simulate_app.command(
+        platform, context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        help=f"Run the {label} simulator (options: --port, --secret, --time-scale, --faults SPEC, ...).",
+    )(command)
 
 
-def _simulate_marketplace(platform: str, ctx: typer.Context) -> None:
-    from stalela.connectors.simulator import main as marketplace_main
-
-    raise typer.Exit(marketplace_main(platform, list(ctx.args)))
-
-
-@simulate_app.command("shopify", context_settings=_SIMULATE_ARGS)
-def simulate_shopify(ctx: typer.Context) -> None:
-    """Run the Shopify simulator (options: --port, --secret, --time-scale, --faults SPEC, ...)."""
-    _simulate_marketplace("shopify", ctx)
-
-
-@simulate_app.command("mercadolibre", context_settings=_SIMULATE_ARGS)
-def simulate_mercadolibre(ctx: typer.Context) -> None:
-    """Run the Mercado Libre simulator (options: --port, --secret, --time-scale, --token-ttl, ...)."""
-    _simulate_marketplace("mercadolibre", ctx)
-
-
-@simulate_app.command("tiendanube", context_settings=_SIMULATE_ARGS)
-def simulate_tiendanube(ctx: typer.Context) -> None:
-    """Run the Tienda Nube simulator (options: --port, --secret, --time-scale, --faults SPEC, ...)."""
-    _simulate_marketplace("tiendanube", ctx)
-
-
-@simulate_app.command("woocommerce", context_settings=_SIMULATE_ARGS)
-def simulate_woocommerce(ctx: typer.Context) -> None:
-    """Run the WooCommerce simulator (options: --port, --secret, --faults SPEC, ...)."""
-    _simulate_marketplace("woocommerce", ctx)
+for _platform, _label in (("shopify", "Shopify"), ("mercadolibre", "Mercado Libre"),
+                          ("tiendanube", "Tienda Nube"), ("woocommerce", "WooCommerce")):
+    _simulate_marketplace(_platform, _label)
 
 
 @user_app.command("create")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 
@@ -12,17 +13,14 @@ from tests.webhooks.support import Receiver
 @pytest.fixture
 def make_shop() -> Iterator:
     """Factory: ``make_shop("shopify", time_scale=3600)``, a simulator on a loopback port."""
-    shops: list[Shop] = []
+    with ExitStack() as running:
 
-    def make(platform: str, **options) -> Shop:
-        options.setdefault("secret", SECRET)
-        shop = Shop(MarketplaceSimulator(platform, **options).start())
-        shops.append(shop)
-        return shop
+        def make(platform: str, **options) -> Shop:
+            shop = Shop(MarketplaceSimulator(platform, **{"secret": SECRET, **options}).start())
+            running.callback(shop.close)
+            return shop
 
-    yield make
-    for shop in shops:
-        shop.close()
+        yield make
 
 
 @pytest.fixture

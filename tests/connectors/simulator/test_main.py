@@ -1,50 +1,23 @@
 """``stalela simulate <platform>`` as a separate process: what it prints, that it serves, that it stops."""
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from stalela.connectors.simulator import main
+from tests.authority.simulator.test_arca_main import start, stop
 
 pytestmark = pytest.mark.e2e
 
 CLI = [sys.executable, "-m", "stalela.cli.main", "simulate"]
 
 
-def start(command: list[str]) -> tuple[subprocess.Popen, dict[str, str]]:
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: dict[str, str] = {}
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            proc.kill()
-            raise AssertionError(f"simulator exited: {proc.stderr.read()}")
-        key, _, value = line.rstrip("\n").partition(" ")
-        lines[key] = value
-        if key == "listening":
-            return proc, lines
-    proc.kill()
-    raise AssertionError(f"no listening line in {lines}")
-
-
-def stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-
 def test_simulate_shopify_prints_its_credentials_serves_and_stops():
-    proc, lines = start(CLI + ["shopify", "--port", "0", "--secret", "s3cret", "--time-scale", "3600",
-                               "--faults", "duplicate=0.5", "--seed", "4"])
+    proc, printed = start(CLI + ["shopify", "--port", "0", "--secret", "s3cret", "--time-scale", "3600",
+                                 "--faults", "duplicate=0.5", "--seed", "4"])
+    lines = dict(line.partition(" ")[::2] for line in printed)
     try:
         url = lines["listening"]
         assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")

@@ -1,6 +1,7 @@
 """The Shopify simulator over real HTTP: REST orders, metafieldsSet, signed webhooks and their retries."""
 from __future__ import annotations
 
+import itertools
 import json
 
 from tests.connectors.simulator.support import SECRET, hmac_base64, wait_until
@@ -161,7 +162,7 @@ def test_eight_retries_over_four_hours_compressed_then_the_subscription_is_remov
     wait_until(lambda: len(receiver.at("/hook")) == 9, what="9 attempts")
     shop.settle()
     times = [r.at for r in receiver.at("/hook")]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[-1] > gaps[0] * 8  # exponential: the last wait is 128 times the first
     status = {s["id"]: s["status"] for s in shop.control.get("/_sim/webhooks").json()}
     assert status[sub["id"]] == "deleted"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from tests.connectors.simulator.support import SECRET, hmac_base64, wait_until
+from tests.connectors.simulator.support import hmac_base64, wait_until
 
 API = "/wp-json/wc/v3"
 

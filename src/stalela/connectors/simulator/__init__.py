@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
-from typing import Any
+from typing import Any, Self
 
-from stalela.authority.simulator.server import SimulatorServer, bind_socket, serve
+from stalela.authority.simulator.server import SimulatorServer, listen, serve
 
 from .app import PLATFORMS, build_app
 from .base import Simulator
@@ -35,7 +36,7 @@ class MarketplaceSimulator(SimulatorServer):
     def sim(self) -> Simulator:
         return self.app.state.sim
 
-    def start(self, timeout: float = 10.0) -> MarketplaceSimulator:
+    def start(self, timeout: float = 10.0) -> Self:
         super().start(timeout)
         return self
 
@@ -44,18 +45,23 @@ class MarketplaceSimulator(SimulatorServer):
         loop = self.sim.dispatcher.loop
         if loop is not None and loop.is_running():
             future = asyncio.run_coroutine_threadsafe(self.sim.dispatcher.aclose(), loop)
-            try:
-                future.result(timeout)
-            except Exception:  # noqa: BLE001 - stopping anyway
-                pass
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, RuntimeError):
+                future.result(timeout)  # stopping anyway
         super().stop(timeout)
 
-    def __enter__(self) -> MarketplaceSimulator:
+    def __enter__(self) -> Self:
         return self.start()
 
 
 def _delays(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def _faults(text: str) -> FaultSpec:
+    try:
+        return parse_fault_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser(platform: str) -> argparse.ArgumentParser:
@@ -70,8 +76,9 @@ def _parser(platform: str) -> argparse.ArgumentParser:
                         help="the app secret that signs webhooks (default: random, printed)")
     parser.add_argument("--time-scale", type=float, default=1.0,
                         help="divide retry delays by this (3600: Shopify's 4 h in 4 s)")
-    parser.add_argument("--faults", default="", metavar="SPEC",
-                        help="e.g. drop=0.3,duplicate=0.2,reorder=true,stale=0.1,api_5xx=0.1,seed=1")
+    parser.add_argument("--faults", type=_faults, default=FaultSpec(), metavar="SPEC",
+                        help="e.g. drop=0.3,duplicate=0.2,reorder=true,stale=0.1,"
+                             "api_5xx=0.1,seed=1")
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault RNG")
     parser.add_argument("--retry-delays", type=_delays, default=None, metavar="S,S,...",
                         help="retry delays in seconds before scaling (default: the platform's)")
@@ -90,31 +97,25 @@ def main(platform: str, argv: list[str] | None = None) -> int:
         return 2
     try:
         args = _parser(platform).parse_args(argv)
+        seeded = {"seed": args.seed} if args.seed is not None else {}
+        app = build_app(platform, secret=args.secret, faults=args.faults.model_copy(update=seeded),
+                        time_scale=args.time_scale, retry_delays_s=args.retry_delays,
+                        delivery_timeout_s=args.delivery_timeout, token_ttl_s=args.token_ttl)
     except SystemExit as exc:  # --help or a usage error: argparse has already printed why
         return int(exc.code or 0)
-    try:
-        faults = parse_fault_spec(args.faults) if args.faults else FaultSpec()
-        if args.seed is not None:
-            faults = faults.model_copy(update={"seed": args.seed})
-        app = build_app(platform, secret=args.secret, faults=faults, time_scale=args.time_scale,
-                        retry_delays_s=args.retry_delays,
-                        delivery_timeout_s=args.delivery_timeout, token_ttl_s=args.token_ttl)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        sock = bind_socket(args.host, args.port)
+        sock, url = listen(args.host, args.port)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     sim: Simulator = app.state.sim
-    port = sock.getsockname()[1]
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    # Machine-readable lines for whoever started us; the socket already listens, so the URL is
-    # usable the moment it is printed.
-    print(f"secret {sim.options.secret}")
-    for key, value in sim.default_credentials.items():
+    # Machine-readable lines for whoever started us ("<name> <value>"); the socket already
+    # listens, so the URL is usable the moment it is printed.
+    for key, value in {"secret": sim.options.secret, **sim.default_credentials}.items():
         print(f"{key} {value}")
-    print(f"listening http://{host}:{port}", flush=True)
+    print(f"listening {url}", flush=True)
     serve(app, sock, log_level=args.log_level)
     return 0

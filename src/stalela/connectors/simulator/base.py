@@ -9,14 +9,14 @@ from __future__ import annotations
 import copy
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi import APIRouter
 
 from .common import SimError
 from .faults import FaultInjector
-from .state import Store, Subscription
+from .state import AuthCode, Store, Subscription
 
 if TYPE_CHECKING:
     from .deliveries import Dispatcher, Job
@@ -29,7 +29,8 @@ class Options:
     retry_delays_s: tuple[float, ...] | None = None  # None: the platform's schedule
     delivery_timeout_s: float | None = None  # None: the platform's deadline
     disable_after: int = 5  # WooCommerce: consecutive failures before a webhook is disabled
-    delete_after_exhausted: bool = True  # Shopify: an event that exhausts its retries removes the subscription
+    # Shopify: a delivery that exhausts its retries removes the subscription.
+    delete_after_exhausted: bool = True
     token_ttl_s: float | None = None  # Mercado Libre access tokens (production: 21600)
 
 
@@ -64,6 +65,7 @@ class Platform:
     resolution_us: ClassVar[int] = 1_000_000  # the platform's timestamps: whole seconds
     # Order fields recomputed after a PATCH unless the PATCH sets them.
     computed: ClassVar[frozenset[str]] = frozenset()
+    updated_fields: ClassVar[tuple[str, ...]] = ("updated_at",)  # bumped by every change
 
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
@@ -78,9 +80,30 @@ class Platform:
         """A complete new ORDER from a partial one: ids, defaults, totals."""
         raise NotImplementedError
 
+    first_order_id: ClassVar[int]
+    utc_format: ClassVar[str | None] = None  # strftime of the platform's UTC timestamps, if UTC
+
+    def time(self, moment: datetime) -> str:
+        """A timestamp the way the platform writes it."""
+        if self.utc_format is None:
+            raise NotImplementedError
+        return moment.astimezone(UTC).strftime(self.utc_format)
+
+    def new_order(self, partial: dict) -> dict:
+        """A copy of ``partial`` with its id: the one given, or the next."""
+        o = copy.deepcopy(partial)
+        o["id"] = int(o.get("id") or self.store.next_id("order", self.first_order_id))
+        return o
+
     def stamp(self, order: dict, now: datetime) -> None:
-        """Set the order's last-modified field(s) to ``now``."""
-        raise NotImplementedError
+        for name in self.updated_fields:
+            order[name] = self.time(now)
+
+    @staticmethod
+    def require(order: dict, field: str, allowed: tuple[str, ...], action: str) -> None:
+        """A payment or refund the order's state does not allow is refused (409 on /_sim)."""
+        if order[field] not in allowed:
+            raise ValueError(f"order is {order[field]}, not {action}")
 
     def created(self, order: dict) -> Change:
         raise NotImplementedError
@@ -122,6 +145,18 @@ class Platform:
 
     def signing_secret(self, requested: str | None) -> str | None:
         return requested or self.sim.options.secret
+
+    def redeem_code(self, body: dict, client_id: str, refused: tuple[str, str]) -> AuthCode:
+        """An OAuth authorization code exchanged once for a token (Shopify, Tienda Nube);
+        ``refused`` is the platform's (error, error_description) for a bad or used code."""
+        secret = self.sim.options.secret
+        if body.get("client_id") != client_id or body.get("client_secret") != secret:
+            raise SimError(400, {"error": "invalid_client",
+                                 "error_description": "The client credentials are invalid"})
+        grant = self.store.use_code(str(body.get("code", "")), client_id)
+        if grant is None:
+            raise SimError(400, {"error": refused[0], "error_description": refused[1]})
+        return grant
 
     # -------------------------------------------------------------- API
 

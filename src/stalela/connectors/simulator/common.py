@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -31,7 +32,7 @@ class HangUp(Exception):
 
 def dec(value: Any) -> Decimal:
     """An amount from a request body (string, integer or JSON number) as an exact Decimal."""
-    if isinstance(value, bool):
+    if value is True or value is False:  # a JSON boolean is not a number, though Python says so
         raise ValueError(f"not an amount: {value!r}")
     try:
         # A float is read through its shortest repr (0.1 -> "0.1"), never its binary expansion.
@@ -56,7 +57,14 @@ def number(value: Any) -> int | float:
 
 
 def total(values: list[Any]) -> Decimal:
-    return sum((dec(v) for v in values), Decimal("0"))
+    return sum((dec(v) for v in values), Decimal(0))
+
+
+def fill(order: dict, defaults: dict[str, Any]) -> None:
+    """Set every field of ``defaults`` the order does not have (a copy: defaults are shared)."""
+    for key, value in defaults.items():
+        if key not in order:
+            order[key] = copy.deepcopy(value)
 
 
 # ------------------------------------------------------------------------------------ time
@@ -68,7 +76,7 @@ def parse_time(text: str) -> datetime:
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
     moment = datetime.fromisoformat(value)
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def iso_offset(moment: datetime, offset: str, *, millis: bool = False) -> str:
@@ -103,6 +111,14 @@ def json_body(request_body: bytes) -> Any:
         return json.loads(request_body or b"{}")
     except ValueError:
         return None
+
+
+async def fields(request: Request) -> dict[str, Any]:
+    """The fields of a JSON object body, or else of a form (OAuth endpoints take either)."""
+    body = json_body(await request.body())
+    if isinstance(body, dict) and body:
+        return body
+    return dict((await request.form()).items())
 
 
 # ------------------------------------------------------------------------------------ HTTP

@@ -10,9 +10,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from stalela.authority.simulator.faults import describe_validation_error
+
 from .base import Simulator
 from .common import SimError, json_body
-from .faults import FaultSpec, describe_validation_error
+from .faults import FaultSpec
 
 controls = APIRouter(prefix="/_sim")
 
@@ -120,7 +122,6 @@ def unsubscribe(sub_id: int, request: Request) -> None:
         if sim.store.subscriptions.pop(sub_id, None) is None:
             raise _fail(404, f"webhook {sub_id} does not exist")
         # A delivery still on its way stops at its next attempt.
-    return None
 
 
 @controls.get("/deliveries")

@@ -12,8 +12,9 @@ import asyncio
 import hashlib
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -76,7 +77,7 @@ class Dispatcher:
     def _start(self, job: Job) -> None:
         self.spawn(self._deliver(job))
 
-    def spawn(self, coroutine) -> None:  # noqa: ANN001 - any awaitable of ours
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         self.loop = asyncio.get_running_loop()
         task = self.loop.create_task(coroutine)
         self.tasks.add(task)
@@ -129,7 +130,7 @@ class Dispatcher:
             response = await asyncio.wait_for(
                 self._client.post(address, content=body, headers=headers, timeout=timeout),
                 deadline)
-        except (asyncio.TimeoutError, httpx.TimeoutException):
+        except (TimeoutError, httpx.TimeoutException):
             return None, "timeout", time.monotonic() - started
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}", time.monotonic() - started

@@ -7,13 +7,14 @@ outcomes for one sequence of events.
 """
 from __future__ import annotations
 
-import json
 import random
 import threading
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from stalela.authority.simulator.faults import parse_spec
 
 Rate = Field(default=0.0, ge=0.0, le=1.0)
 
@@ -43,28 +44,9 @@ class FaultSpec(BaseModel):
         return self
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
-    )
-
-
 def parse_fault_spec(text: str) -> FaultSpec:
     """``drop=0.3,seed=1`` (or the same as a JSON object) -> FaultSpec; ValueError if wrong."""
-    text = text.strip()
-    if text.startswith("{"):
-        values = json.loads(text)
-    else:
-        values = {}
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            key, sep, value = part.partition("=")
-            if not sep:
-                raise ValueError(f"fault {part!r} is not key=value")
-            values[key.strip()] = None if value.strip().lower() == "none" else value.strip()
-    try:
-        return FaultSpec.model_validate(values)
-    except ValidationError as exc:
-        raise ValueError(describe_validation_error(exc)) from None
+    return parse_spec(text, FaultSpec)
 
 
 @dataclass(frozen=True)
@@ -75,16 +57,24 @@ class DeliveryDraw:
 
 
 class FaultInjector:
+    """The current FaultSpec and one seeded RNG per stream of decisions."""
+
+    STREAMS = ("deliveries", "api")
+
     def __init__(self, spec: FaultSpec | None = None) -> None:
         self._lock = threading.Lock()
-        self.set(spec or FaultSpec())
+        self._spec = spec or FaultSpec()
+        self._rngs = self._seeded(self._spec)
+
+    def _seeded(self, spec: FaultSpec) -> dict[str, random.Random]:
+        return {name: random.Random(None if spec.seed is None else spec.seed + offset)
+                for offset, name in enumerate(self.STREAMS)}
 
     def set(self, spec: FaultSpec) -> None:
+        """Reseeding on every change makes "set faults, then run" reproducible mid-run too."""
+        rngs = self._seeded(spec)
         with self._lock:
-            self._spec = spec
-            # Reseeding on every change makes "set faults, then run" reproducible mid-run too.
-            self._deliveries = random.Random(spec.seed)
-            self._api = random.Random(None if spec.seed is None else spec.seed + 1)
+            self._spec, self._rngs = spec, rngs
 
     @property
     def spec(self) -> FaultSpec:
@@ -93,13 +83,13 @@ class FaultInjector:
     def delivery(self) -> DeliveryDraw:
         spec = self._spec
         with self._lock:
-            u = [self._deliveries.random() for _ in range(3)]
+            u = [self._rngs["deliveries"].random() for _ in range(3)]
         return DeliveryDraw(u[0] < spec.drop, u[1] < spec.duplicate, u[2] < spec.stale)
 
     def api(self) -> ApiFault | None:
         spec = self._spec
         with self._lock:
-            u = self._api.random()
+            u = self._rngs["api"].random()
         if u < spec.api_5xx:
             return "api_5xx"
         if u < spec.api_5xx + spec.hang_up:
@@ -108,4 +98,4 @@ class FaultInjector:
 
     def shuffle(self, items: list) -> None:
         with self._lock:
-            self._deliveries.shuffle(items)
+            self._rngs["deliveries"].shuffle(items)

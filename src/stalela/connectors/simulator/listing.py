@@ -4,7 +4,8 @@
   filters), ``updated_at_min`` inclusive, ``status`` open by default.
 - Mercado Libre: ``offset``/``limit`` (limit at most 51), ``sort=date_asc`` orders by *creation*
   date while the filter is on ``date_last_updated``.
-- Tienda Nube: ``page``/``per_page`` (at most 200); a page past the last answers 404 "Last page is N".
+- Tienda Nube: ``page``/``per_page`` (at most 200); a page past the last answers 404
+  "Last page is N".
 - WooCommerce: ``page``/``per_page`` (1 to 100), ``X-WP-Total``/``X-WP-TotalPages``,
   ``modified_after`` exclusive at one-second resolution.
 
@@ -113,7 +114,7 @@ def shopify_page(platform: Platform, request: Request) -> JSONResponse:
     else:
         filters = {k: params[k] for k in SHOPIFY_FILTERS if k in params}
         if filters.get("order", "updated_at asc") != "updated_at asc":
-            raise SimError(400, {"errors": {"order": ["the simulator sorts by updated_at asc only"]}})
+            raise SimError(400, {"errors": {"order": ["the simulator sorts by updated_at asc"]}})
         for name in ("updated_at_min", "updated_at_max", "created_at_min", "created_at_max"):
             if name in filters:
                 _time(filters[name], bad(name, "is not a valid date"))
@@ -213,7 +214,8 @@ def tiendanube_page(platform: Platform, request: Request, store_id: int) -> JSON
                                       "description": message})
 
     page = _int(params.get("page"), 1, bad("page must be an integer"))
-    per_page = max(1, min(200, _int(params.get("per_page"), 30, bad("per_page must be an integer"))))
+    per_page = _int(params.get("per_page"), 30, bad("per_page must be an integer"))
+    per_page = max(1, min(200, per_page))
     if page < 1:
         raise bad("page must be at least 1")()
     store = platform.store
@@ -282,7 +284,9 @@ def woocommerce_page(platform: Platform, request: Request) -> JSONResponse:
         return True
 
     def key(i: int) -> Any:
-        return {"date": (store.created[i], i), "id": (i,), "modified": (store.updated[i], i)}[orderby]
+        if orderby == "id":
+            return (i,)
+        return ((store.created if orderby == "date" else store.updated)[i], i)
 
     orders, count = _window(platform, keep, page, per_page, key, reverse=order == "desc")
     pages = math.ceil(count / per_page)

@@ -1,4 +1,4 @@
-"""Mercado Libre: OAuth with rotating refresh tokens, orders, billing info, fiscal documents per pack.
+"""Mercado Libre: OAuth with rotating refresh tokens, orders, billing info, fiscal documents.
 
 Notifications are unsigned pointers (``{"resource": "/orders/<id>", "topic": "orders_v2", ...}``):
 trust comes from re-fetching the order with the seller's token. A notification not answered with
@@ -14,13 +14,17 @@ import hashlib
 import secrets
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
-from .base import Change, Platform
-from .common import SimError, api_gate, dec, iso_offset, json_body, json_bytes, number, total
+from .base import Change, Platform, Simulator
+from .common import SimError, api_gate, dec, fields, iso_offset, json_bytes, number, total
+
+if TYPE_CHECKING:
+    from .deliveries import Job
 
 APP_ID = 4455667788990011
 SELLER_ID = 123456789
@@ -44,10 +48,12 @@ class MercadoLibre(Platform):
     connect_timeout_s = 0.5
     default_port = 8772
     resolution_us = 1000
+    first_order_id = 2_000_000_000_000_001
     utc_offset = "-04:00"
     computed = frozenset({"total_amount", "paid_amount", "tags"})
+    updated_fields = ("last_updated",)
 
-    def __init__(self, sim) -> None:  # noqa: ANN001
+    def __init__(self, sim: Simulator) -> None:
         super().__init__(sim)
         self.packs: dict[int, list[dict]] = {}  # pack id -> fiscal documents (metadata + bytes)
 
@@ -57,8 +63,7 @@ class MercadoLibre(Platform):
     # -------------------------------------------------------------- orders
 
     def build(self, partial: dict, now: datetime) -> dict:
-        o = copy.deepcopy(partial)
-        o["id"] = int(o.get("id") or self.store.next_id("order", 2_000_000_000_000_001))
+        o = self.new_order(partial)
         billing = o.pop("billing_info", None)
         if billing is not None or "billing_info" not in self.store.extras[o["id"]]:
             self.store.extras[o["id"]]["billing_info"] = self._billing(billing or {})
@@ -121,23 +126,19 @@ class MercadoLibre(Platform):
                           "transaction_amount": o["total_amount"],
                           "date_approved": self.time(now), "date_created": self.time(now)}]
 
-    def stamp(self, order: dict, now: datetime) -> None:
-        order["last_updated"] = self.time(now)
-
     def created(self, order: dict) -> Change:
         return Change().add("orders_v2")
 
     def pay(self, order: dict, now: datetime) -> Change:
-        if order["status"] not in ("payment_required", "payment_in_process", "confirmed"):
-            raise ValueError(f"order is {order['status']}, not payable")
+        self.require(order, "status", ("payment_required", "payment_in_process", "confirmed"),
+                     "payable")
         self._paid(order, now)
         order["paid_amount"] = order["total_amount"]
         order["tags"] = self._tags(order)
         return Change().add("orders_v2")
 
     def refund(self, order: dict, now: datetime) -> Change:
-        if order["status"] != "paid":
-            raise ValueError(f"order is {order['status']}, not refundable")
+        self.require(order, "status", ("paid",), "refundable")
         for payment in order["payments"]:
             payment.update(status="refunded", status_detail="refunded")
         # Whether a fully refunded order shows "cancelled" is not documented (confirm).
@@ -164,7 +165,7 @@ class MercadoLibre(Platform):
                 "user_id": order["seller"]["id"], "topic": topic, "application_id": APP_ID,
                 "attempts": 1, "sent": None, "received": self.time(self.store.clock.now())}
 
-    def request(self, job, attempt: int) -> tuple[dict[str, str], bytes]:  # noqa: ANN001
+    def request(self, job: Job, attempt: int) -> tuple[dict[str, str], bytes]:
         body = {**job.payload, "attempts": attempt, "sent": self.time(self.store.clock.now())}
         return {"Content-Type": "application/json",
                 "User-Agent": "MercadoLibre-Notifications"}, json_bytes(body)
@@ -231,11 +232,10 @@ class MercadoLibre(Platform):
         return router
 
     async def oauth_token(self, request: Request) -> dict:
-        body = json_body(await request.body())
-        if not isinstance(body, dict) or not body:
-            body = dict((await request.form()).items())
-        body = {**dict(request.query_params), **body}  # Mercado Libre also takes them in the query
-        if body.get("client_id") != str(APP_ID) or body.get("client_secret") != self.sim.options.secret:
+        # Mercado Libre also takes the fields in the query string.
+        body = {**dict(request.query_params), **await fields(request)}
+        secret = self.sim.options.secret
+        if body.get("client_id") != str(APP_ID) or body.get("client_secret") != secret:
             raise _ml_error(400, "invalid_client", "invalid client_id or client_secret")
         grant = body.get("grant_type")
         if grant == "refresh_token":

@@ -17,7 +17,7 @@ import re
 from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -25,7 +25,22 @@ from fastapi.responses import JSONResponse
 from stalela.kit.money import multiply_money, round_money_ratio
 
 from .base import Change, Platform
-from .common import SimError, api_gate, dec, iso_offset, json_body, json_bytes, money, total
+from .common import (
+    SimError,
+    api_gate,
+    dec,
+    fields,
+    fill,
+    iso_offset,
+    json_body,
+    json_bytes,
+    money,
+    total,
+)
+from .state import Subscription
+
+if TYPE_CHECKING:
+    from .deliveries import Job
 
 VERSION = "2025-01"
 API = f"/admin/api/{VERSION}"
@@ -36,6 +51,13 @@ UNAUTHORIZED = "[API] Invalid API key or access token (unrecognized login or wro
 ORDER_GID = re.compile(r"^gid://shopify/Order/(\d+)$")
 DEFAULT_TAX = [{"title": "IVA 21%", "rate": 0.21}]
 MAX_METAFIELDS = 25
+DEFAULTS = {
+    "email": "ana.garcia@example.com", "currency": "USD", "taxes_included": False,
+    "financial_status": "pending", "closed_at": None, "cancelled_at": None, "refunds": [],
+    "note_attributes": [], "metafields": [],
+    "billing_address": {"name": "Ana García", "company": None, "address1": "Av. Corrientes 1234",
+                        "city": "Buenos Aires", "zip": "C1043", "country_code": "AR"},
+}
 
 
 def _exponential(total_s: float, retries: int) -> tuple[float, ...]:
@@ -77,6 +99,7 @@ class Shopify(Platform):
     timeout_s = 5.0
     connect_timeout_s = 1.0
     default_port = 8771
+    first_order_id = 5_000_000_001
     utc_offset = "-03:00"  # the shop's zone: times are local with an offset, like Shopify's
     computed = frozenset({
         "total_price", "subtotal_price", "total_tax", "total_discounts", "total_line_items_price",
@@ -88,32 +111,20 @@ class Shopify(Platform):
     # -------------------------------------------------------------- orders
 
     def build(self, partial: dict, now: datetime) -> dict:
-        o = copy.deepcopy(partial)
-        o["id"] = int(o.get("id") or self.store.next_id("order", 5_000_000_001))
+        o = self.new_order(partial)
         o.setdefault("order_number", self.store.next_id("order_number", 1001))
         o.setdefault("name", f"#{o['order_number']}")
         o["admin_graphql_api_id"] = f"gid://shopify/Order/{o['id']}"
-        o.setdefault("email", "ana.garcia@example.com")
-        o.setdefault("currency", "USD")
+        fill(o, DEFAULTS)
         o.setdefault("presentment_currency", o["currency"])
-        o.setdefault("taxes_included", False)
-        o.setdefault("financial_status", "pending")
         for key in ("created_at", "updated_at", "processed_at"):
             o.setdefault(key, self.time(now))
-        o.setdefault("closed_at", None)
-        o.setdefault("cancelled_at", None)
         included = bool(o["taxes_included"])
         raw_lines = o.get("line_items") or [{"title": "Remera", "price": "100.00", "quantity": 1}]
         o["line_items"] = [self._line(raw, included) for raw in raw_lines]
         o["shipping_lines"] = [self._shipping(raw, included) for raw in o.get("shipping_lines", [])]
-        o.setdefault("refunds", [])
-        o.setdefault("note_attributes", [])
-        o.setdefault("metafields", [])
         o.setdefault("customer", {"id": 7_000_000_001, "first_name": "Ana", "last_name": "García",
                                   "email": o["email"]})
-        o.setdefault("billing_address", {"name": "Ana García", "company": None,
-                                         "address1": "Av. Corrientes 1234", "city": "Buenos Aires",
-                                         "zip": "C1043", "country_code": "AR"})
         self._totals(o, included)
         return o
 
@@ -166,22 +177,18 @@ class Shopify(Platform):
         o.setdefault("current_subtotal_price", money(0 if fully else subtotal))
         o.setdefault("current_total_tax", money(0 if fully else tax))
 
-    def stamp(self, order: dict, now: datetime) -> None:
-        order["updated_at"] = self.time(now)
-
     def created(self, order: dict) -> Change:
         change = Change().add("orders/create")
         return change.add("orders/paid") if order["financial_status"] == "paid" else change
 
     def pay(self, order: dict, now: datetime) -> Change:
-        if order["financial_status"] not in ("pending", "authorized", "partially_paid"):
-            raise ValueError(f"order is {order['financial_status']}, not payable")
+        self.require(order, "financial_status", ("pending", "authorized", "partially_paid"),
+                     "payable")
         order["financial_status"] = "paid"
         return Change().add("orders/paid").add("orders/updated")
 
     def refund(self, order: dict, now: datetime) -> Change:
-        if order["financial_status"] not in ("paid", "partially_refunded"):
-            raise ValueError(f"order is {order['financial_status']}, not refundable")
+        self.require(order, "financial_status", ("paid", "partially_refunded"), "refundable")
         included = order["taxes_included"]
         amount = dec(order["current_total_price"])
         refund_id = self.store.next_id("refund", 9_000_000_001)
@@ -225,7 +232,7 @@ class Shopify(Platform):
         body.pop("metafields", None)  # the simulator's window on write-back, not in webhooks
         return body
 
-    def request(self, job, attempt: int) -> tuple[dict[str, str], bytes]:  # noqa: ANN001
+    def request(self, job: Job, attempt: int) -> tuple[dict[str, str], bytes]:
         body = json_bytes(job.payload)
         digest = hmac.new(job.sub.secret.encode(), body, hashlib.sha256).digest()
         at = job.event.at
@@ -238,7 +245,7 @@ class Shopify(Platform):
             "X-Shopify-Triggered-At": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         }, body
 
-    def exhausted(self, sub) -> None:  # noqa: ANN001
+    def exhausted(self, sub: Subscription) -> None:
         if self.sim.options.delete_after_exhausted:
             sub.status = "deleted"
 
@@ -267,16 +274,8 @@ class Shopify(Platform):
         return router
 
     async def oauth_token(self, request: Request) -> dict:
-        body = json_body(await request.body())
-        if not isinstance(body, dict):
-            body = dict((await request.form()).items())
-        if body.get("client_id") != CLIENT_ID or body.get("client_secret") != self.sim.options.secret:
-            raise SimError(400, {"error": "invalid_client",
-                                 "error_description": "Client credentials are invalid"})
-        grant = self.store.use_code(str(body.get("code", "")), CLIENT_ID)
-        if grant is None:
-            raise SimError(400, {"error": "invalid_request", "error_description":
-                                 "The authorization code was not found or was already used"})
+        self.redeem_code(await fields(request), CLIENT_ID, (
+            "invalid_request", "The authorization code was not found or was already used"))
         return {"access_token": self.store.issue_token("shop", prefix="shpat_").token,
                 "scope": SCOPE}
 

@@ -12,7 +12,7 @@ import secrets
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 
@@ -23,7 +23,7 @@ class Clock:
         self.offset = timedelta()
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc) + self.offset
+        return datetime.now(UTC) + self.offset
 
     def advance(self, seconds: float) -> None:
         self.offset += timedelta(seconds=seconds)
@@ -146,8 +146,9 @@ class Store:
             self.tokens[issued.token] = issued
             return issued
 
-    def check_token(self, token: str, ttl_override: float | None = None) -> tuple[TokenCheck, AccessToken | None]:
-        """``ttl_override`` (the ``token_ttl_s`` fault) shortens every token's life, old ones too."""
+    def check_token(self, token: str, ttl_override: float | None = None
+                    ) -> tuple[TokenCheck, AccessToken | None]:
+        """``ttl_override`` (the ``token_ttl_s`` fault) shortens every token's life, old too."""
         with self.lock:
             found = self.tokens.get(token)
         if found is None:

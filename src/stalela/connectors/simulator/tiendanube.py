@@ -8,21 +8,33 @@ changed by ``Options.retry_delays_s``; the 3 s deadline is one integrator's figu
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
-from datetime import datetime, timezone
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from .base import Change, Platform
-from .common import SimError, api_gate, dec, json_body, json_bytes, money, total
+from .common import SimError, api_gate, dec, fields, fill, json_body, json_bytes, money, total
+
+if TYPE_CHECKING:
+    from .deliveries import Job
 
 VERSION = "2025-03"
 STORE_ID = 1_000_001
 CLIENT_ID = "4321"
 SCOPE = "read_orders,write_orders"
+DEFAULTS = {
+    "currency": "ARS", "language": "es", "contact_email": "ana.garcia@example.com",
+    "contact_name": "Ana García", "contact_phone": "+5491155555555",
+    "contact_identification": "30123456", "payment_status": "pending", "status": "open",
+    "paid_at": None, "cancelled_at": None, "gateway": "mercadopago",
+    "billing_address": "Av. Corrientes", "billing_number": "1234", "billing_city": "Buenos Aires",
+    "billing_zipcode": "1043", "billing_province": "Capital Federal", "billing_country": "AR",
+    "owner_note": None, "note": "",
+}
 
 
 def _tn_error(status: int, message: str, description: object) -> SimError:
@@ -39,27 +51,19 @@ class TiendaNube(Platform):
     default_port = 8773
     computed = frozenset({"subtotal", "total"})
 
-    @staticmethod
-    def time(moment: datetime) -> str:
-        # Tienda Nube writes its offsets without a colon: 2025-01-10T12:34:56+0000.
-        return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    first_order_id = 870_000_001
+    utc_format = "%Y-%m-%dT%H:%M:%S+0000"  # Tienda Nube's offsets have no colon
 
     # -------------------------------------------------------------- orders
 
     def build(self, partial: dict, now: datetime) -> dict:
-        o = copy.deepcopy(partial)
-        o["id"] = int(o.get("id") or self.store.next_id("order", 870_000_001))
+        o = self.new_order(partial)
         o.setdefault("number", self.store.next_id("number", 100))
         o.setdefault("store_id", STORE_ID)
         o.setdefault("token", hashlib.sha1(str(o["id"]).encode()).hexdigest())
         o.setdefault("created_at", self.time(now))
         o.setdefault("updated_at", self.time(now))
-        o.setdefault("currency", "ARS")
-        o.setdefault("language", "es")
-        o.setdefault("contact_email", "ana.garcia@example.com")
-        o.setdefault("contact_name", "Ana García")
-        o.setdefault("contact_phone", "+5491155555555")
-        o.setdefault("contact_identification", "30123456")
+        fill(o, DEFAULTS)
         raw = o.get("products") or [{"name": "Remera", "price": "1210.00", "quantity": 1}]
         o["products"] = [self._product(p) for p in raw]
         o["discount"] = money(o.get("discount", "0.00"))
@@ -68,20 +72,7 @@ class TiendaNube(Platform):
         o.setdefault("subtotal", money(subtotal))
         o.setdefault("total", money(dec(o["subtotal"]) - dec(o["discount"])
                                     + dec(o["shipping_cost_customer"])))
-        o.setdefault("payment_status", "pending")
-        o.setdefault("status", "open")
-        o.setdefault("paid_at", None)
-        o.setdefault("cancelled_at", None)
-        o.setdefault("gateway", "mercadopago")
         o.setdefault("billing_name", o["contact_name"])
-        o.setdefault("billing_address", "Av. Corrientes")
-        o.setdefault("billing_number", "1234")
-        o.setdefault("billing_city", "Buenos Aires")
-        o.setdefault("billing_zipcode", "1043")
-        o.setdefault("billing_province", "Capital Federal")
-        o.setdefault("billing_country", "AR")
-        o.setdefault("owner_note", None)
-        o.setdefault("note", "")
         return o
 
     def _product(self, raw: dict) -> dict:
@@ -95,23 +86,18 @@ class TiendaNube(Platform):
         line["quantity"] = int(line.get("quantity", 1))
         return line
 
-    def stamp(self, order: dict, now: datetime) -> None:
-        order["updated_at"] = self.time(now)
-
     def created(self, order: dict) -> Change:
         change = Change().add("order/created")
         return change.add("order/paid") if order["payment_status"] == "paid" else change
 
     def pay(self, order: dict, now: datetime) -> Change:
-        if order["payment_status"] not in ("pending", "authorized"):
-            raise ValueError(f"order is {order['payment_status']}, not payable")
+        self.require(order, "payment_status", ("pending", "authorized"), "payable")
         order["payment_status"] = "paid"
         order["paid_at"] = self.time(now)
         return Change().add("order/paid").add("order/updated")
 
     def refund(self, order: dict, now: datetime) -> Change:
-        if order["payment_status"] != "paid":
-            raise ValueError(f"order is {order['payment_status']}, not refundable")
+        self.require(order, "payment_status", ("paid",), "refundable")
         order["payment_status"] = "refunded"
         return Change().add("order/updated")
 
@@ -131,7 +117,7 @@ class TiendaNube(Platform):
     def payload(self, topic: str, order: dict) -> dict:
         return {"store_id": order["store_id"], "event": topic, "id": order["id"]}
 
-    def request(self, job, attempt: int) -> tuple[dict[str, str], bytes]:  # noqa: ANN001
+    def request(self, job: Job, attempt: int) -> tuple[dict[str, str], bytes]:
         body = json_bytes(job.payload)
         signature = hmac.new(job.sub.secret.encode(), body, hashlib.sha256).hexdigest()
         return {"Content-Type": "application/json", "User-Agent": "Tiendanube-Webhooks",
@@ -168,19 +154,12 @@ class TiendaNube(Platform):
         return router
 
     async def oauth_token(self, request: Request) -> dict:
-        body = json_body(await request.body())
-        if not isinstance(body, dict) or not body:
-            body = dict((await request.form()).items())
-        if body.get("client_id") != CLIENT_ID or body.get("client_secret") != self.sim.options.secret:
-            raise SimError(400, {"error": "invalid_client",
-                                 "error_description": "The client credentials are invalid"})
+        body = await fields(request)
         if body.get("grant_type") != "authorization_code":
             raise SimError(400, {"error": "unsupported_grant_type",
                                  "error_description": "grant_type must be authorization_code"})
-        grant = self.store.use_code(str(body.get("code", "")), CLIENT_ID)
-        if grant is None:
-            raise SimError(400, {"error": "invalid_grant", "error_description":
-                                 "The authorization code is invalid or has expired"})
+        grant = self.redeem_code(body, CLIENT_ID, (
+            "invalid_grant", "The authorization code is invalid or has expired"))
         return {"access_token": self.store.issue_token(grant.subject).token,
                 "token_type": "bearer", "scope": SCOPE, "user_id": grant.subject}
 

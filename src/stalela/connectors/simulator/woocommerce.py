@@ -1,4 +1,4 @@
-"""WooCommerce (REST ``/wp-json/wc/v3``): orders, notes and meta write-back, webhooks that never retry.
+"""WooCommerce (REST ``/wp-json/wc/v3``): orders, notes and meta write-back, webhooks, no retry.
 
 A delivery is the whole order as ``wp_json_encode`` writes it (``\\/`` and ``\\uXXXX`` escapes),
 signed ``X-WC-Webhook-Signature`` = base64(HMAC-SHA256(webhook secret, raw body)), with a new
@@ -15,20 +15,35 @@ import copy
 import hashlib
 import hmac
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from stalela.kit.money import multiply_money, round_money_ratio
 
-from .base import Change, Platform
-from .common import SimError, api_gate, dec, json_body, json_bytes, money, number, total
+from .base import Change, Platform, Simulator
+from .common import SimError, api_gate, dec, fill, json_body, json_bytes, money, number, total
 from .state import Subscription
+
+if TYPE_CHECKING:
+    from .deliveries import Job
 
 API = "/wp-json/wc/v3"
 USER_AGENT = "WooCommerce/9.5.0 Hookshot (WordPress/6.7.1)"
 DEFAULT_TAX = [{"rate_id": 1, "label": "IVA", "rate_percent": 21}]
+DEFAULTS = {
+    "status": "pending", "currency": "USD", "prices_include_tax": False, "version": "9.5.0",
+    "created_via": "checkout", "fee_lines": [], "coupon_lines": [], "refunds": [],
+    "billing": {"first_name": "Ana", "last_name": "García", "company": "",
+                "address_1": "Av. Corrientes 1234", "address_2": "", "city": "Buenos Aires",
+                "state": "C", "postcode": "1043", "country": "AR",
+                "email": "ana.garcia@example.com", "phone": "+5491155555555"},
+    "shipping": {}, "customer_id": 0, "customer_note": "", "payment_method": "bacs",
+    "payment_method_title": "Transferencia bancaria", "transaction_id": "",
+}
 
 
 def _wc_error(status: int, code: str, message: str) -> SimError:
@@ -45,28 +60,22 @@ class WooCommerce(Platform):
     default_port = 8774
     computed = frozenset({"total", "total_tax", "cart_tax", "discount_total", "discount_tax",
                           "shipping_total", "shipping_tax"})
+    updated_fields = ("date_modified", "date_modified_gmt")
 
-    def __init__(self, sim) -> None:  # noqa: ANN001
+    def __init__(self, sim: Simulator) -> None:
         super().__init__(sim)
         self.notes: dict[int, list[dict]] = {}
 
-    @staticmethod
-    def time(moment: datetime) -> str:
-        # The _gmt fields carry no offset (the site's zone here is UTC, so local = GMT).
-        return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    first_order_id = 101
+    utc_format = "%Y-%m-%dT%H:%M:%S"  # the _gmt fields carry no offset (site zone UTC: local = GMT)
 
     # -------------------------------------------------------------- orders
 
     def build(self, partial: dict, now: datetime) -> dict:
-        o = copy.deepcopy(partial)
-        o["id"] = int(o.get("id") or self.store.next_id("order", 101))
+        o = self.new_order(partial)
         o.setdefault("number", str(o["id"]))
         o.setdefault("order_key", f"wc_order_{secrets.token_hex(6)}")
-        o.setdefault("status", "pending")
-        o.setdefault("currency", "USD")
-        o.setdefault("prices_include_tax", False)
-        o.setdefault("version", "9.5.0")
-        o.setdefault("created_via", "checkout")
+        fill(o, DEFAULTS)
         for name in ("date_created", "date_modified"):
             o.setdefault(name, self.time(now))
             o.setdefault(f"{name}_gmt", o[name])
@@ -80,25 +89,11 @@ class WooCommerce(Platform):
         o["line_items"] = [self._line(x, rate, rates[0]["rate_id"], included) for x in raw]
         o["shipping_lines"] = [self._shipping(x, rate, rates[0]["rate_id"])
                                for x in o.get("shipping_lines", [])]
-        o.setdefault("fee_lines", [])
-        o.setdefault("coupon_lines", [])
-        o.setdefault("refunds", [])
         o["meta_data"] = [self._meta(m) for m in o.get("meta_data", [])]
-        o.setdefault("billing", {"first_name": "Ana", "last_name": "García", "company": "",
-                                 "address_1": "Av. Corrientes 1234", "address_2": "",
-                                 "city": "Buenos Aires", "state": "C", "postcode": "1043",
-                                 "country": "AR", "email": "ana.garcia@example.com",
-                                 "phone": "+5491155555555"})
-        o.setdefault("shipping", {})
-        o.setdefault("customer_id", 0)
-        o.setdefault("customer_note", "")
-        o.setdefault("payment_method", "bacs")
-        o.setdefault("payment_method_title", "Transferencia bancaria")
-        o.setdefault("transaction_id", "")
         self._totals(o, rates)
         return o
 
-    def _line(self, raw: dict, rate, rate_id: int, included: bool) -> dict:  # noqa: ANN001
+    def _line(self, raw: dict, rate: Decimal, rate_id: int, included: bool) -> dict:
         line = dict(raw)
         line.setdefault("id", self.store.next_id("line", 1001))
         line.setdefault("name", "Producto")
@@ -129,7 +124,7 @@ class WooCommerce(Platform):
         line.setdefault("meta_data", [])
         return line
 
-    def _shipping(self, raw: dict, rate, rate_id: int) -> dict:  # noqa: ANN001
+    def _shipping(self, raw: dict, rate: Decimal, rate_id: int) -> dict:
         line = dict(raw)
         line.setdefault("id", self.store.next_id("shipping_line", 2001))
         line.setdefault("method_title", "Envío a domicilio")
@@ -167,23 +162,18 @@ class WooCommerce(Platform):
                            "shipping_tax_total": money(shipping_tax if i == 0 else 0)}
                           for i, r in enumerate(rates[:1])]
 
-    def stamp(self, order: dict, now: datetime) -> None:
-        order["date_modified"] = order["date_modified_gmt"] = self.time(now)
-
     def created(self, order: dict) -> Change:
         return Change().add("order.created")
 
     def pay(self, order: dict, now: datetime) -> Change:
-        if order["status"] not in ("pending", "on-hold", "failed"):
-            raise ValueError(f"order is {order['status']}, not payable")
+        self.require(order, "status", ("pending", "on-hold", "failed"), "payable")
         order["status"] = "processing"
         order["date_paid"] = order["date_paid_gmt"] = self.time(now)
         order["transaction_id"] = f"txn_{secrets.token_hex(6)}"
         return Change().add("order.updated")
 
     def refund(self, order: dict, now: datetime) -> Change:
-        if order["status"] not in ("processing", "completed", "on-hold"):
-            raise ValueError(f"order is {order['status']}, not refundable")
+        self.require(order, "status", ("processing", "completed", "on-hold"), "refundable")
         order["status"] = "refunded"
         order["refunds"].append({"id": self.store.next_id("refund", 4001), "reason": "",
                                  "total": money(-dec(order["total"]))})
@@ -201,7 +191,7 @@ class WooCommerce(Platform):
     def payload(self, topic: str, order: dict) -> dict:
         return copy.deepcopy(order)
 
-    def request(self, job, attempt: int) -> tuple[dict[str, str], bytes]:  # noqa: ANN001
+    def request(self, job: Job, attempt: int) -> tuple[dict[str, str], bytes]:
         body = json_bytes(job.payload, ascii_only=True, escape_slashes=True)
         digest = hmac.new(job.sub.secret.encode(), body, hashlib.sha256).digest()
         resource, _, event = job.event.topic.partition(".")
@@ -256,7 +246,8 @@ class WooCommerce(Platform):
         verdict, found = self.store.check_token(key or "")
         if verdict != "ok" or found is None or not hmac.compare_digest(found.secret or "",
                                                                         secret or ""):
-            raise _wc_error(401, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
+            raise _wc_error(401, "woocommerce_rest_cannot_view",
+                            "Sorry, you cannot list resources.")
 
     def router(self) -> APIRouter:
         router = APIRouter(prefix=API, dependencies=[Depends(api_gate)])
