@@ -133,11 +133,11 @@ def shopify_page(platform: Platform, request: Request) -> JSONResponse:
     if page:
         first, last = page[0][0], page[-1][0]
         if any(k < first for k, _ in keyed):
-            links.append(("previous", _url(request, limit=limit,
-                                           page_info=_encode_cursor(filters, first, "prev"))))
+            links.append(("previous", _url(request, page_info=_encode_cursor(
+                filters, first, "prev"), limit=limit)))
         if any(k > last for k, _ in keyed):
-            links.append(("next", _url(request, limit=limit,
-                                       page_info=_encode_cursor(filters, last, "next"))))
+            links.append(("next", _url(request, page_info=_encode_cursor(
+                filters, last, "next"), limit=limit)))
     return JSONResponse({"orders": orders}, headers=_links(links))
 
 
