@@ -125,14 +125,17 @@ def test_notifications_are_unsigned_pointers_retried_until_a_200_within_500_ms(m
     receiver.answer("/ml", 204, (200, {}, b"ok", 0.8), default=200)  # a 204 and a late 200 fail
     shop.subscribe(receiver.url("/ml"))
     order = shop.order()
-    got = wait_until(lambda: len(receiver.at("/ml")) == 3 and receiver.at("/ml"))
+    wait_until(lambda: any(e["outcome"] == "delivered" for e in shop.deliveries()))
+    got = receiver.at("/ml")
     bodies = [r.json() for r in got]
-    assert {b["_id"] for b in bodies} == {bodies[0]["_id"]} and [b["attempts"] for b in bodies] == [1, 2, 3]
-    assert bodies[0] | {"attempts": 0, "sent": 0} == bodies[2] | {"attempts": 0, "sent": 0}
+    assert {b["_id"] for b in bodies} == {bodies[0]["_id"]}
+    assert [b["attempts"] for b in bodies] == list(range(1, len(bodies) + 1))
+    assert bodies[0] | {"attempts": 0, "sent": 0} == bodies[-1] | {"attempts": 0, "sent": 0}
     assert bodies[0]["resource"] == f"/orders/{order['id']}" and bodies[0]["topic"] == "orders_v2"
     assert bodies[0]["user_id"] == shop.credentials["user_id"] and bodies[0]["application_id"]
     assert not any(k.startswith("x-") and "signature" in k or "hmac" in k for k in got[0].headers)
     shop.settle()
-    log = shop.deliveries()
-    assert [(e["status_code"], e["error"], e["outcome"]) for e in log] == [
-        (204, None, "failed"), (None, "timeout", "failed"), (200, None, "delivered")]
+    log = [(e["status_code"], e["error"], e["outcome"]) for e in shop.deliveries()]
+    # (A loaded machine may make the prompt 200 late too: then one more attempt follows.)
+    assert log[:2] == [(204, None, "failed"), (None, "timeout", "failed")]
+    assert log[-1] == (200, None, "delivered") and len(log) in (3, 4)

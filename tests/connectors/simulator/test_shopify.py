@@ -164,7 +164,9 @@ def test_eight_retries_over_four_hours_compressed_then_the_subscription_is_remov
     shop.settle()
     times = [r.at for r in receiver.at("/hook")]
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert gaps[-1] > gaps[0] * 8  # exponential: the last wait is 128 times the first
+    # Doubling waits summing to 4 h / 36000 = 0.4 s: the last two are 0.2 s and 0.1 s (lower
+    # bounds only: a loaded machine makes every wait longer, never shorter).
+    assert gaps[-1] >= 0.19 and gaps[-2] >= 0.095 and times[-1] - times[0] >= 0.39
     status = {s["id"]: s["status"] for s in shop.control.get("/_sim/webhooks").json()}
     assert status[sub["id"]] == "deleted"
     shop.order()
