@@ -138,7 +138,8 @@ def test_shell_completion():
 
 
 # Commands that print no result: servers and workers run until stopped, simulators are servers too.
-NO_RESULT = {"serve", "worker", "sealer", "simulate dgi", "simulate arca", "mcp"}  # servers: they speak, they return nothing
+NO_RESULT = {"serve", "worker", "sealer", "simulate dgi", "simulate arca", "simulate shopify",
+             "simulate mercadolibre", "simulate tiendanube", "simulate woocommerce", "mcp"}  # servers: they speak, they return nothing
 
 
 def _commands(group, prefix: str = ""):  # noqa: ANN001 (typer's own click)

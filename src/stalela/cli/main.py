@@ -307,6 +307,27 @@ def simulate_arca(ctx: typer.Context) -> None:
     raise typer.Exit(arca_main(list(ctx.args)))
 
 
+
+def _simulate_marketplace(platform: str, label: str) -> None:
+    """Register ``stalela simulate <platform>``: one named command per marketplace."""
+
+    def command(ctx: typer.Context) -> None:
+        from stalela.connectors.simulator import main as marketplace_main
+
+        raise typer.Exit(marketplace_main(platform, list(ctx.args)))
+
+    command.__name__ = f"simulate_{platform}"
+    simulate_app.command(
+        platform, context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        help=f"Run the {label} simulator (options: --port, --secret, --time-scale, --faults SPEC, ...).",
+    )(command)
+
+
+for _platform, _label in (("shopify", "Shopify"), ("mercadolibre", "Mercado Libre"),
+                          ("tiendanube", "Tienda Nube"), ("woocommerce", "WooCommerce")):
+    _simulate_marketplace(_platform, _label)
+
+
 @user_app.command("create")
 def user_create(
     tenant: str = typer.Option(..., help="Tenant id"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -52,6 +52,14 @@ def parse_fault_spec(text: str) -> FaultSpec:
 
     Raises ValueError with a readable message.
     """
+    return parse_spec(text, FaultSpec)
+
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
+
+
+def parse_spec(text: str, model: type[SpecT]) -> SpecT:
+    """``key=value,...`` (or a JSON object) validated as ``model``; any simulator's fault spec."""
     text = text.strip()
     if text.startswith("{"):
         values = json.loads(text)
@@ -63,7 +71,7 @@ def parse_fault_spec(text: str) -> FaultSpec:
                 raise ValueError(f"fault {part!r} is not key=value")
             values[key.strip()] = None if value.strip().lower() == "none" else value.strip()
     try:
-        return FaultSpec.model_validate(values)
+        return model.model_validate(values)
     except ValidationError as exc:
         raise ValueError(describe_validation_error(exc)) from None
 

@@ -69,6 +69,13 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def listen(host: str, port: int) -> tuple[socket.socket, str]:
+    """``bind_socket`` and the http URL it serves (with the port picked when ``port`` is 0)."""
+    sock = bind_socket(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    return sock, f"http://{shown}:{sock.getsockname()[1]}"
+
+
 class _Server(uvicorn.Server):
     # uvicorn re-raises a captured SIGTERM after shutting down, which kills the process before
     # main() can return; the simulator's callers want a clean exit status, so they handle
