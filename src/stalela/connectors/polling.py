@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from stalela.config import Settings
-from stalela.connectors import credentials, mapping, processing
+from stalela.connectors import mapping, processing
 from stalela.connectors.clients.base import PlatformError
 from stalela.connectors.clients.woocommerce import WooCommerceClient
 from stalela.connectors.models import Connection
@@ -61,7 +61,7 @@ async def poll_one(db: Database, settings: Settings, connection: Connection) -> 
     result = PollResult(cursor=connection.poll_cursor, alerts=[])
     client = client_for(db, settings, connection)
     try:
-        hook = json.loads(connection.options or "{}").get("webhook_id") or _secret_hook(settings, connection)
+        hook = json.loads(connection.options or "{}").get("webhook_id")
         if isinstance(client, WooCommerceClient) and hook:
             alert = await client.check_webhook(str(hook))
             if alert:  # WooCommerce disabled it after five failures: re-enabled, and said
@@ -79,12 +79,6 @@ async def poll_one(db: Database, settings: Settings, connection: Connection) -> 
         log.warning("connector_poll_platform_error", connection_id=connection.id, error=result.error)
     await _save(db, connection, result)
     return result
-
-
-def _secret_hook(settings: Settings, connection: Connection) -> str | None:
-    if connection.platform != "woocommerce":
-        return None
-    return credentials.read(settings, connection).get("webhook_id")
 
 
 async def _save(db: Database, connection: Connection, result: PollResult) -> None:

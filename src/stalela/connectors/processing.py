@@ -151,7 +151,8 @@ async def _invoice(session: Any, settings: Settings, connection: Connection, row
 
 
 def options_of(connection: Connection) -> mapping.MappingOptions:
-    return mapping.MappingOptions.from_json(json.loads(connection.options or "{}"))
+    stored = json.loads(connection.options or "{}")
+    return mapping.MappingOptions.from_json({k: v for k, v in stored.items() if k != "webhook_id"})
 
 
 def result_total(result: Any) -> str | None:

@@ -21,7 +21,10 @@ CREDENTIAL_SETS: dict[str, tuple[frozenset[str], ...]] = {
     "tiendanube": (frozenset({"access_token", "app_secret"}), frozenset({"client_id", "client_secret", "code"})),
     "woocommerce": (frozenset({"consumer_key", "consumer_secret", "webhook_secret"}),),
 }
-OPTIONAL_CREDENTIALS = {"mercadolibre": {"access_token"}, "woocommerce": {"webhook_id"}}
+OPTIONAL_CREDENTIALS = {"mercadolibre": {"access_token"}}
+WebhookId = Field(None, min_length=1, max_length=40, pattern=r"^[0-9]+$",
+                  description="WooCommerce: the webhook's id (WooCommerce > Settings > Advanced > Webhooks), so that "
+                  "each poll checks it and re-enables it when WooCommerce disabled it.")
 Secret = Field(min_length=1, max_length=2000)
 
 
@@ -43,6 +46,7 @@ class ConnectionCreate(StrictModel):
     options: dict[str, Any] | None = Field(None, max_length=20, description="Mapping options (docs/connectors.md, "
                                            "\"Mapping options\"); Argentina needs issuer_vat_condition.")
     poll_interval_seconds: int = Field(600, ge=60, le=86400, strict=True)
+    webhook_id: str | None = WebhookId
 
     @model_validator(mode="after")
     def _credentials(self) -> "ConnectionCreate":
@@ -62,6 +66,7 @@ class ConnectionUpdate(StrictModel):
                                                        "dropped, polls stop; active again: a poll catches up.")
     options: dict[str, Any] | None = Field(None, max_length=20)
     poll_interval_seconds: int | None = Field(None, ge=60, le=86400, strict=True)
+    webhook_id: str | None = WebhookId
 
 
 class ConnectionOut(StrictModel):
@@ -75,6 +80,7 @@ class ConnectionOut(StrictModel):
     webhook_url: str = Field(description="Register this URL with the platform (path relative to the service).")
     credential_kinds: list[str]
     options: dict[str, Any]
+    webhook_id: str | None
     poll_interval_seconds: int
     poll_cursor: str | None
     last_sync_at: datetime | None

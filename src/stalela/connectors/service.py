@@ -49,6 +49,17 @@ def checked_options(options: dict[str, Any], jurisdiction: str) -> dict[str, Any
     return options
 
 
+WEBHOOK_ID = "webhook_id"  # kept beside the mapping options, not one of them
+
+
+def _with_hook(options: dict[str, Any], webhook_id: str | None) -> dict[str, Any]:
+    return {**options, WEBHOOK_ID: webhook_id} if webhook_id else dict(options)
+
+
+def mapping_options(stored: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in stored.items() if k != WEBHOOK_ID}
+
+
 def webhook_path(connection: Connection) -> str:
     return f"/v1/connectors/{connection.platform}/{connection.id}/webhooks"
 
@@ -73,7 +84,7 @@ async def create(session: AsyncSession, settings: Settings, principal: Principal
         tenant_id=principal.tenant_id, id=connection_id, platform=body.platform, shop=body.shop,
         outlet_id=body.outlet_id, status="active", api_base_url=prepared.api_base_url,
         credentials=credentials.seal(settings, connection_id, prepared.secrets),
-        options=json.dumps(options, sort_keys=True), poll_interval_seconds=body.poll_interval_seconds,
+        options=json.dumps(_with_hook(options, body.webhook_id), sort_keys=True), poll_interval_seconds=body.poll_interval_seconds,
         next_poll_at=now, created_by=principal.actor, created_at=now, updated_at=now,
         token_expires_at=now + timedelta(seconds=prepared.token_ttl) if prepared.token_ttl else None)
     await repo.add(connection)
@@ -100,8 +111,10 @@ async def render(session: AsyncSession, settings: Settings, connections: list[Co
 
 def _view(settings: Settings, c: Connection, counts: dict[str, int], last_webhook: Any) -> dict[str, Any]:
     kinds = sorted(credentials.read(settings, c)) if c.status != "deleted" else []
+    stored = json.loads(c.options)
     return {"id": c.id, "platform": c.platform, "shop": c.shop, "outlet_id": c.outlet_id, "status": c.status,
-            "webhook_url": webhook_path(c), "credential_kinds": kinds, "options": json.loads(c.options),
+            "webhook_url": webhook_path(c), "credential_kinds": kinds, "options": mapping_options(stored),
+            "webhook_id": stored.get(WEBHOOK_ID),
             "poll_interval_seconds": c.poll_interval_seconds, "poll_cursor": c.poll_cursor,
             "last_sync_at": c.last_sync_at, "last_webhook_at": last_webhook, "last_error": c.last_error,
             "last_error_at": c.last_error_at, "orders": {s: counts.get(s, 0) for s in STATUSES},
@@ -123,9 +136,12 @@ async def update(session: AsyncSession, principal: Principal, connection_id: str
         connection.status = changes["status"]
         if connection.status == "active":  # resumed: catch up at once from the cursor
             connection.next_poll_at = utcnow()
-    if "options" in changes:
+    if "options" in changes or "webhook_id" in changes:
         tenant = await TenantRepository(session).get(connection.tenant_id)
-        connection.options = json.dumps(checked_options(changes["options"], tenant.jurisdiction), sort_keys=True)
+        current = json.loads(connection.options or "{}")
+        hook = changes.get("webhook_id", current.pop(WEBHOOK_ID, None))
+        options = checked_options(changes.get("options", current), tenant.jurisdiction)
+        connection.options = json.dumps(_with_hook(options, hook), sort_keys=True)
     if "poll_interval_seconds" in changes:
         connection.poll_interval_seconds = changes["poll_interval_seconds"]
     connection.updated_at = utcnow()

@@ -8,6 +8,7 @@ import json
 
 from stalela.config import Settings
 from stalela.connectors import intake, polling, processing, service, topics
+from stalela.connectors.clients import base as clients
 from stalela.connectors.clients.base import OrderNotFound, PlatformError
 from stalela.connectors.models import Connection
 from stalela.connectors.platforms import client_for
@@ -142,7 +143,15 @@ async def poll_scheduler(db: Database, settings: Settings) -> None:
 
 
 async def spool_drainer(db: Database, settings: Settings, seconds: float = 2.0) -> None:
-    """In every API process: store what its spool kept during a database outage, once the database is back."""
+    """In every API process: store what its spool kept during a database outage, once the database is back.
+    Also closes the process's platform clients when cancelled (the app's shutdown)."""
+    try:
+        await _drain_forever(db, settings, seconds)
+    finally:
+        await clients.close()
+
+
+async def _drain_forever(db: Database, settings: Settings, seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
         try:

@@ -6,7 +6,9 @@ Mercado Libre sends money as JSON numbers, and a float would round it before we 
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -71,22 +73,26 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, default=str, separators=(",", ":")).encode()
 
 
-_clients: dict[bool, httpx.AsyncClient] = {}
+# One guarded client per event loop and rule, so connections are pooled across calls. Per loop, because a
+# client's pooled sockets belong to the loop that opened them (a process with several loops over its life,
+# such as a test run, must not reuse another loop's).
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = \
+    weakref.WeakKeyDictionary()
 
 
 def http(allow_private: bool) -> httpx.AsyncClient:
-    """One guarded client per process and rule (connections are pooled across connections' calls)."""
-    client = _clients.get(allow_private)
+    clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(allow_private)
     if client is None or client.is_closed:
-        client = _clients[allow_private] = netguard.guarded_client(
+        client = clients[allow_private] = netguard.guarded_client(
             allow_private, limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
     return client
 
 
 async def close() -> None:
-    for client in list(_clients.values()):
+    """Close this loop's clients (at shutdown)."""
+    for client in list(_clients.pop(asyncio.get_running_loop(), {}).values()):
         await client.aclose()
-    _clients.clear()
 
 
 async def call(allow_private: bool, method: str, url: str, *, headers: dict[str, str] | None = None,

@@ -223,6 +223,7 @@ class MercadoLibre(Platform):
         router.add_api_route("/orders/{order_id:int}", self.get_order, methods=["GET"])
         router.add_api_route("/orders/{order_id:int}/billing_info", self.billing_info,
                              methods=["GET"])
+        router.add_api_route("/packs/{pack_id:int}", self.get_pack, methods=["GET"])
         router.add_api_route("/packs/{pack_id:int}/fiscal_documents", self.upload,
                              methods=["POST"], status_code=201)
         router.add_api_route("/packs/{pack_id:int}/fiscal_documents", self.documents,
@@ -286,6 +287,18 @@ class MercadoLibre(Platform):
         from .listing import mercadolibre_search
 
         return mercadolibre_search(self, request, self.authenticate(request))
+
+    def get_pack(self, pack_id: int, request: Request) -> dict:
+        """``GET /packs/{pack_id}`` (Mercado Libre's "Gestionar packs"): the pack and its orders' ids. Only a
+        real pack: an order without ``pack_id`` is no pack (404), unlike the fiscal-document routes."""
+        self._pack(request, pack_id)
+        with self.store.lock:
+            members = sorted((o for o in self.store.orders.values() if o["pack_id"] == pack_id),
+                             key=lambda o: o["id"])
+        if not members:
+            raise _ml_error(404, "not_found", f"Pack {pack_id} not found")
+        return {"id": pack_id, "status": "released", "date_created": members[0]["date_created"],
+                "buyer": {"id": members[0]["buyer"]["id"]}, "orders": [{"id": o["id"]} for o in members]}
 
     # -------------------------------------------------------------- fiscal documents
 
