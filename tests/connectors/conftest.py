@@ -61,7 +61,7 @@ class Shop:
         return r.json()["data"]
 
 
-async def open_shop(url: str, tmp_path, **overrides: Any) -> AsyncIterator[Shop]:
+async def open_shop(url: str, tmp_path, jurisdiction: str = "CD", **overrides: Any) -> AsyncIterator[Shop]:
     from stalela.app import create_app
 
     settings = make_settings(url, tmp_path, **{"webhooks_allow_private": True, "outbox_max_attempts": 3, **overrides})
@@ -70,18 +70,31 @@ async def open_shop(url: str, tmp_path, **overrides: Any) -> AsyncIterator[Shop]
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
-            r = await client.post("/v1/tenants", json={"name": "Kin Market SARL", "tax_id": "A1234567B",
-                                                       "jurisdiction": "CD"}, headers=operator)
+            if jurisdiction == "AR":
+                tenant_body = {"name": "Tienda SRL", "tax_id": "30-71234567-1", "jurisdiction": "AR",
+                               "ar": {"vat_condition": "responsable_inscripto"}}
+                outlet_body = {"code": "WEB", "name": "Tienda online", "pos_number": 7}
+            else:
+                tenant_body = {"name": "Kin Market SARL", "tax_id": "A1234567B", "jurisdiction": "CD"}
+                outlet_body = {"code": "WEB", "name": "Boutique en ligne"}
+            r = await client.post("/v1/tenants", json=tenant_body, headers=operator)
             assert r.status_code == 201, r.text
             tenant, headers = r.json()["tenant"], {"Authorization": f"Bearer {r.json()['api_key']}"}
-            outlet = (await client.post("/v1/outlets", json={"code": "WEB", "name": "Boutique en ligne"},
-                                        headers=headers)).json()["id"]
+            r = await client.post("/v1/outlets", json=outlet_body, headers=headers)
+            assert r.status_code == 201, r.text
+            outlet = r.json()["id"]
             yield Shop(app, client, headers, tenant, outlet, Dispatcher(app.state.db, settings))
 
 
 @pytest.fixture
 async def shop(database_url, tmp_path) -> AsyncIterator[Shop]:
     async for world in open_shop(database_url, tmp_path):
+        yield world
+
+
+@pytest.fixture
+async def ar_shop(database_url, tmp_path) -> AsyncIterator[Shop]:
+    async for world in open_shop(database_url, tmp_path, jurisdiction="AR"):
         yield world
 
 
