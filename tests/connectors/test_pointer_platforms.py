@@ -92,3 +92,28 @@ async def test_tiendanube_pointer_is_read_back_and_gets_an_owner_note(shop):
             assert await invoices(shop) == 1
     finally:
         await sim.close()
+
+
+async def test_oauth_codes_are_exchanged_and_only_tokens_are_kept(shop):
+    """Shopify and Tienda Nube hand out an authorisation code; the connection trades it for a token at once
+    (before its transaction), keeps the token, never the code, and a spent code is refused (422 or 4xx)."""
+    for platform in ("shopify", "tiendanube"):
+        sim = Sim(platform)
+        try:
+            creds = sim.credentials
+            body = {"client_id": creds["client_id"], "client_secret": creds["client_secret"], "code": creds["code"]}
+            shop_name = creds.get("shop_domain") or str(creds.get("store_id"))
+            c = await shop.connect(platform, body, shop=shop_name, api_base_url=sim.url)
+            assert "access_token" in c["credential_kinds"] and "code" not in c["credential_kinds"]
+            r = await shop.client.post("/v1/connections", json={
+                "platform": platform, "shop": shop_name + "-again", "outlet_id": shop.outlet, "api_base_url": sim.url,
+                "credentials": body}, headers=shop.headers)
+            assert 400 <= r.status_code < 500 and r.status_code != 404, r.text  # the code was spent
+            # The token works: the client reads an order with it.
+            order = await sim.call("POST", "/orders", json={"currency": "CDF"})
+            from stalela.connectors.platforms import client_for
+            connection = await _connection(shop, c["id"])
+            got = await client_for(shop.db, shop.settings, connection).fetch_order(str(order["id"]))
+            assert str(got["id"]) == str(order["id"])
+        finally:
+            await sim.close()

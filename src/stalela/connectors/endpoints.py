@@ -9,7 +9,8 @@ from stalela.auth.permissions import Perm
 from stalela.config import Settings
 from stalela.connectors import credentials, intake, schemas, service
 from stalela.connectors.service import Prepared
-from stalela.errors import PayloadTooLarge
+from stalela.connectors.clients.base import PlatformError
+from stalela.errors import PayloadTooLarge, ServiceUnavailable, ValidationFailed
 from stalela.kit import netguard
 from stalela.kit.jsonbody import JSONRoute
 from stalela.kit.pagination import Page, PageParams, page_params
@@ -33,8 +34,18 @@ async def _prepared(body: schemas.ConnectionCreate, settings: AppSettings, _: Cr
     base = str(await netguard.vet_url(base, allow_private=settings.webhooks_allow_private, field="api_base_url"
                                       if custom else "shop", code_prefix="connection_url", allow_query=False,
                                       max_length=500)).rstrip("/")
-    secrets, ttl = await credentials.exchange_code(body.platform, base, body.credentials,
-                                                   settings.webhooks_allow_private, custom)
+    try:
+        secrets, ttl = await credentials.exchange_code(body.platform, base, body.credentials,
+                                                       settings.webhooks_allow_private, custom)
+    except PlatformError as exc:
+        if exc.transient:  # the platform is down or slow: nothing was created, try again later
+            raise ServiceUnavailable(f"the platform did not answer the code exchange: {exc}",
+                                     code="platform_unavailable") from None
+        raise ValidationFailed(f"the platform refused the authorisation code: {exc}", code="oauth_code_refused",
+                               field="credentials.code") from None
+    except (KeyError, ValueError):  # an answer without the token it promised
+        raise ServiceUnavailable("the platform's answer to the code exchange has no token",
+                                 code="platform_unavailable") from None
     return Prepared(body, base, secrets, ttl)
 
 

@@ -69,10 +69,14 @@ async def poll_one(db: Database, settings: Settings, connection: Connection) -> 
                 result.alerts.append(alert)
         async for page in client.updated_since(_start(connection.poll_cursor)):
             for order in page:
-                outcome = await processing.process(db, settings, connection, client, order)
                 result.seen += 1
+                try:
+                    outcome = await processing.process(db, settings, connection, client, order)
+                    version = mapping.order_version(connection.platform, order)
+                except ValueError as exc:  # an order we cannot read (no id or date): logged, the walk goes on
+                    log.warning("connector_poll_unreadable_order", connection_id=connection.id, error=str(exc))
+                    continue
                 result.changed += outcome.changed
-                version = mapping.order_version(connection.platform, order)
                 result.cursor = max(result.cursor or version, version)
     except PlatformError as exc:
         result.error = f"{exc.code}: {exc}"

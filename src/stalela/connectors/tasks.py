@@ -69,8 +69,8 @@ async def deliver(ctx: HandlerContext, event: Event) -> None:
         else:
             order = await client.fetch_order(parsed.order_ref)
             outcome = await processing.process(ctx.db, ctx.settings, connection, client, order)
-    except OrderNotFound as exc:
-        await _finish(ctx.db, event.tenant_id, delivery_id, "ignored", str(exc))
+    except (OrderNotFound, ValueError) as exc:  # gone, or not an order we can read (no id, no date): nothing to do
+        await _finish(ctx.db, event.tenant_id, delivery_id, "ignored", f"{type(exc).__name__}: {exc}")
         return
     except PlatformError as exc:
         await note_error(ctx.db, connection, f"{exc.code}: {exc}")
