@@ -14,7 +14,7 @@ This module is a boundary (like a worker): it owns its transactions, and calls t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
@@ -65,21 +65,24 @@ async def stored_version(db: Database, connection: Connection, order_key: str) -
 
 
 async def process(db: Database, settings: Settings, connection: Connection, client: PlatformClient,
-                  order: dict[str, Any], *, from_payload: bool = False, force: bool = False) -> Outcome:
-    """Decide ``order``. ``from_payload``: it came in a webhook body (maybe stale), not from the API.
-    ``force``: decide again even at the same version (a person's retry of a parked order)."""
+                  order: dict[str, Any], *, from_payload: bool = False) -> Outcome:
+    """Decide ``order``. ``from_payload``: it came in a webhook body (maybe stale), not from the API. An order
+    at the version already decided is decided again (the same answer, unless the platform stamped two changes
+    with one time): ``Outcome.changed`` says whether anything did change."""
     platform = connection.platform
     order = await client.complete(order)
     key, version = mapping.order_key(platform, order), mapping.order_version(platform, order)
     if from_payload:
         known = await stored_version(db, connection, key)
-        if known is not None and version < known:  # a stale payload: what does the platform say now?
+        # A payload no newer than what was decided may be stale (a retry's original body), and platforms stamp
+        # changes to the second, so two changes can share a version: what does the platform say now?
+        if known is not None and version <= known:
             order = await client.fetch_order(str(order["id"]))
             key, version = mapping.order_key(platform, order), mapping.order_version(platform, order)
     state = mapping.order_state(platform, order)
     details = await client.buyer_details(order) if state == "paid" else None
     try:
-        return await _decide(db, settings, connection, order, key, version, state, details, force)
+        return await _decide(db, settings, connection, order, key, version, state, details)
     except _Rejected as rejected:  # the seal was refused: park it, in a transaction of its own
         return await _park(db, connection, key, str(order["id"]), version, rejected.reason, rejected.detail, order)
 
@@ -91,34 +94,48 @@ class _Rejected(Exception):
 
 
 async def _decide(db: Database, settings: Settings, connection: Connection, order: dict[str, Any], key: str,
-                  version: str, state: str, details: dict[str, Any] | None, force: bool) -> Outcome:
+                  version: str, state: str, details: dict[str, Any] | None) -> Outcome:
     async with db.transaction() as session:
         await bind_tenant(session, connection.tenant_id)
         now = utcnow()
         row = await OrderRepository(session).locked(connection.id, key, str(order["id"]), version, now)
-        if row.status == "dismissed":
-            return Outcome(key, row.status, False, "dismissed by a person")
-        if row.version and (version < row.version or (version == row.version and not force
-                                                       and row.status != "pending")):
-            return Outcome(key, row.status, False, "already decided at this version or a newer one")
-        row.version, row.updated_at = version, now
-        tenant = await TenantRepository(session).get(connection.tenant_id)
-        if state == "paid":
-            if row.invoice_id:
-                return Outcome(key, row.status, False, "already invoiced")
-            return await _invoice(session, settings, connection, row, order, details, tenant.jurisdiction)
-        if state in ("refunded", "cancelled"):
-            if row.invoice_id and not row.credit_note_id:
-                return await _credit(session, settings, connection, row, order, tenant.jurisdiction)
-            if not row.invoice_id:
-                _set(row, "skipped", state, f"the order was {state} before any invoice")
-            return Outcome(key, row.status, True)
-        if state == "partially_refunded":
-            # A partial refund needs a person's credit note (which lines, which amounts): we do not guess.
-            _set(row, "parked", "partial_refund", "partly refunded: issue the credit note by hand, then dismiss")
-            return Outcome(key, row.status, True)
-        _set(row, "pending" if not row.invoice_id else row.status, None, None)
-        return Outcome(key, row.status, True, "not paid yet")
+        before = _state(row)
+        outcome = await _apply(session, settings, connection, row, order, key, version, state, details)
+        changed = _state(row) != before
+        if changed:  # the list shows the newest change first: a repeat is no change
+            row.updated_at = now
+        return replace(outcome, changed=changed)
+
+
+def _state(row: ConnectorOrder) -> tuple:
+    return row.status, row.reason, row.invoice_id, row.credit_note_id, row.difference
+
+
+async def _apply(session: Any, settings: Settings, connection: Connection, row: ConnectorOrder,
+                 order: dict[str, Any], key: str, version: str, state: str,
+                 details: dict[str, Any] | None) -> Outcome:
+    if row.status == "dismissed":
+        return Outcome(key, row.status, False, "dismissed by a person")
+    if row.version and version < row.version:
+        return Outcome(key, row.status, False, "older than what was decided")
+    row.version = version
+    tenant = await TenantRepository(session).get(connection.tenant_id)
+    if state == "paid":
+        if row.invoice_id:
+            return Outcome(key, row.status, False, "already invoiced")
+        return await _invoice(session, settings, connection, row, order, details, tenant.jurisdiction)
+    if state in ("refunded", "cancelled"):
+        if row.invoice_id and not row.credit_note_id:
+            return await _credit(session, settings, connection, row, order, tenant.jurisdiction)
+        if not row.invoice_id:
+            _set(row, "skipped", state, f"the order was {state} before any invoice")
+        return Outcome(key, row.status, True)
+    if state == "partially_refunded":
+        # A partial refund needs a person's credit note (which lines, which amounts): we do not guess.
+        _set(row, "parked", "partial_refund", "partly refunded: issue the credit note by hand, then dismiss")
+        return Outcome(key, row.status, True)
+    _set(row, "pending" if not row.invoice_id else row.status, None, None)
+    return Outcome(key, row.status, True, "not paid yet")
 
 
 def _set(row: ConnectorOrder, status: str, reason: str | None, detail: str | None) -> None:

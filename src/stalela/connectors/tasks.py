@@ -133,7 +133,7 @@ async def retry(ctx: HandlerContext, event: Event) -> None:
         order = await client.fetch_order(event.payload["order_id"])
     except OrderNotFound:
         return
-    await processing.process(ctx.db, ctx.settings, connection, client, order, force=True)
+    await processing.process(ctx.db, ctx.settings, connection, client, order)
 
 
 async def poll_scheduler(db: Database, settings: Settings) -> None:
