@@ -108,6 +108,7 @@ STORED = {
 NOT_STORED = {
     "ConnectionCreate.webhook_id": "digits, at most 40, kept in connections.options (TEXT) beside the mapping options",
     "ConnectionUpdate.webhook_id": "digits, at most 40, kept in connections.options (TEXT) beside the mapping options",
+    "ConnectionCreate.backfill_since": "an RFC 3339 time, stored as the poll cursor in its own 27-character form",
     "DeviceCreate.nonce": "looked up among the tenant's challenges and spent; the stored nonce is the server's",
     "DeviceCreate.proof": "a signature, verified and never stored",
     "CredentialCreate.invoice_type": "one of the jurisdiction's invoice types allowed by the caps; the block's series is chosen by it",

@@ -77,7 +77,7 @@ async def get_connection(connection_id: PathId, session: DbSession, principal: M
 async def update_connection(connection_id: PathId, body: schemas.ConnectionUpdate, session: DbSession,
                             principal: Manager, settings: AppSettings, request: Request):
     """Pause (webhooks acknowledged and dropped, no poll) or resume (a poll catches up at once)."""
-    connection = await service.update(session, principal, connection_id, body, client_ip(request))
+    connection = await service.update(session, settings, principal, connection_id, body, client_ip(request))
     return (await _views(session, settings, [connection]))[0]
 
 

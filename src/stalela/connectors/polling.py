@@ -47,7 +47,12 @@ async def poll_due(db: Database, settings: Settings, now: datetime | None = None
         claimed = [c for c in await repo.due(now, ROUND)
                    if await repo.claim_poll(c, now + timedelta(seconds=c.poll_interval_seconds))]
     for connection in claimed:
-        await poll_one(db, settings, connection)
+        try:
+            await poll_one(db, settings, connection)
+        except processing.TenantNotWritable:
+            continue  # suspended: polled again at its next interval
+        except Exception:  # one connection's failure (an outage, a bug) must not cost the others their poll
+            log.exception("connector_poll_failed", connection_id=connection.id)
     return len(claimed)
 
 
@@ -60,24 +65,31 @@ def _start(cursor: str | None) -> str | None:
 async def poll_one(db: Database, settings: Settings, connection: Connection) -> PollResult:
     result = PollResult(cursor=connection.poll_cursor, alerts=[])
     client = client_for(db, settings, connection)
-    try:
-        hook = json.loads(connection.options or "{}").get("webhook_id")
-        if isinstance(client, WooCommerceClient) and hook:
+    hook = json.loads(connection.options or "{}").get("webhook_id")
+    if isinstance(client, WooCommerceClient) and hook:
+        try:
             alert = await client.check_webhook(str(hook))
-            if alert:  # WooCommerce disabled it after five failures: re-enabled, and said
-                log.warning("connector_webhook_reenabled", connection_id=connection.id, detail=alert)
-                result.alerts.append(alert)
+        except PlatformError as exc:  # a stale id or read-only keys: said, and the poll goes on regardless
+            alert = f"the WooCommerce webhook {hook} could not be checked: {exc.code}: {exc}"
+        if alert:  # WooCommerce disabled it after five failures: re-enabled (or not), and said
+            log.warning("connector_webhook_checked", connection_id=connection.id, detail=alert)
+            result.alerts.append(alert)
+    newest = connection.poll_cursor
+    try:
         async for page in client.updated_since(_start(connection.poll_cursor)):
             for order in page:
                 result.seen += 1
                 try:
                     outcome = await processing.process(db, settings, connection, client, order)
                     version = mapping.order_version(connection.platform, order)
-                except ValueError as exc:  # an order we cannot read (no id or date): logged, the walk goes on
-                    log.warning("connector_poll_unreadable_order", connection_id=connection.id, error=str(exc))
+                except (ValueError, processing.NotThisSeller) as exc:  # unreadable, or not this store's sale
+                    log.warning("connector_poll_order_skipped", connection_id=connection.id, error=str(exc))
                     continue
                 result.changed += outcome.changed
-                result.cursor = max(result.cursor or version, version)
+                newest = max(newest or version, version)
+        # Only a whole walk moves the cursor: pages are not in updated_at order on every platform (Mercado
+        # Libre sorts by creation), so an error midway may leave an older change on a page not read yet.
+        result.cursor = newest
     except PlatformError as exc:
         result.error = f"{exc.code}: {exc}"
         log.warning("connector_poll_platform_error", connection_id=connection.id, error=result.error)

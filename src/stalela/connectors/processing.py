@@ -71,6 +71,8 @@ async def process(db: Database, settings: Settings, connection: Connection, clie
     with one time): ``Outcome.changed`` says whether anything did change."""
     platform = connection.platform
     order = await client.complete(order)
+    if platform == "mercadolibre" and str((order.get("seller") or {}).get("id")) != connection.shop:
+        raise NotThisSeller(f"order {order.get('id')} was not sold by seller {connection.shop}")
     key, version = mapping.order_key(platform, order), mapping.order_version(platform, order)
     if from_payload:
         known = await stored_version(db, connection, key)
@@ -85,6 +87,16 @@ async def process(db: Database, settings: Settings, connection: Connection, clie
         return await _decide(db, settings, connection, order, key, version, state, details)
     except _Rejected as rejected:  # the seal was refused: park it, in a transaction of its own
         return await _park(db, connection, key, str(order["id"]), version, rejected.reason, rejected.detail, order)
+
+
+class TenantNotWritable(Exception):
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the tenant is {status}: its orders wait until it is active again")
+
+
+class NotThisSeller(Exception):
+    """A Mercado Libre order of which the connection's seller is not the seller (its own purchase, which the
+    seller's token can read too): never a sale of this store."""
 
 
 class _Rejected(Exception):
@@ -118,8 +130,12 @@ async def _apply(session: Any, settings: Settings, connection: Connection, row: 
         return Outcome(key, row.status, False, "dismissed by a person")
     if row.version and version < row.version:
         return Outcome(key, row.status, False, "older than what was decided")
-    row.version = version
     tenant = await TenantRepository(session).get(connection.tenant_id)
+    if tenant.status != "active":
+        # A suspended or closing tenant writes nothing (as its API keys cannot): the event waits and is tried
+        # again later, never parked or dropped (tasks.py turns this into a retry without counting a failure).
+        raise TenantNotWritable(tenant.status)
+    row.version = version
     if state == "paid":
         if row.invoice_id:
             return Outcome(key, row.status, False, "already invoiced")
@@ -224,8 +240,10 @@ async def _park(db: Database, connection: Connection, key: str, order_id: str, v
     async with db.transaction() as session:
         await bind_tenant(session, connection.tenant_id)
         row = await OrderRepository(session).locked(connection.id, key, order_id, version, utcnow())
-        if row.invoice_id or row.status == "dismissed":
+        if row.status == "dismissed" or (row.version and version < row.version) or row.credit_note_id:
             return Outcome(key, row.status, False)
+        if row.invoice_id:  # the credit note was refused: the invoice stays, a person issues the credit note
+            detail = f"the credit note of invoice {row.fiscal_number} was refused: {detail}"
         row.version, row.updated_at = version, utcnow()
         _set(row, "parked", reason, detail)
         return Outcome(key, "parked", True, reason)

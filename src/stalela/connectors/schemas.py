@@ -3,11 +3,11 @@ secret it holds (``credential_kinds``), not their values."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from stalela.kit.schemas import StrictModel
+from stalela.kit.schemas import Rfc3339DateTime, StrictModel
 
 Platform = Literal["shopify", "mercadolibre", "tiendanube", "woocommerce"]
 PLATFORMS: tuple[str, ...] = ("shopify", "mercadolibre", "tiendanube", "woocommerce")
@@ -44,20 +44,26 @@ class ConnectionCreate(StrictModel):
     api_base_url: str | None = Field(None, min_length=1, max_length=500,
                                      description="Only for a self-hosted or test API (default: the platform's).")
     options: dict[str, Any] | None = Field(None, max_length=20, description="Mapping options (docs/connectors.md, "
-                                           "\"Mapping options\"); Argentina needs issuer_vat_condition.")
+                                           "\"Settings\"); Argentina needs issuer_vat_condition.")
     poll_interval_seconds: int = Field(600, ge=60, le=86400, strict=True)
     webhook_id: str | None = WebhookId
+    backfill_since: Rfc3339DateTime | None = Field(
+        None, description="Invoice the orders paid since this time too (default: only those changed from now on: "
+        "a store's history is not sealed by surprise, with today's date).")
 
     @model_validator(mode="after")
     def _credentials(self) -> "ConnectionCreate":
-        given = set(self.credentials)
-        allowed = OPTIONAL_CREDENTIALS.get(self.platform, set())
-        if not any(needed <= given and not (given - needed - allowed) for needed in CREDENTIAL_SETS[self.platform]):
-            sets = " or ".join("{" + ", ".join(sorted(s)) + "}" for s in CREDENTIAL_SETS[self.platform])
-            raise ValueError(f"{self.platform} credentials are {sets}")
+        check_credentials(self.platform, set(self.credentials))
         if any(len(v) > 2000 or not v or "\x00" in v for v in self.credentials.values()):
             raise ValueError("a credential is 1 to 2000 characters")
         return self
+
+
+def check_credentials(platform: str, given: set[str], *, codes: bool = True) -> None:
+    allowed = OPTIONAL_CREDENTIALS.get(platform, set())
+    sets = [s for s in CREDENTIAL_SETS[platform] if codes or "code" not in s]
+    if not any(needed <= given and not (given - needed - allowed) for needed in sets):
+        raise ValueError(f"{platform} credentials are " + " or ".join("{" + ", ".join(sorted(s)) + "}" for s in sets))
 
 
 class ConnectionUpdate(StrictModel):
@@ -67,6 +73,9 @@ class ConnectionUpdate(StrictModel):
     options: dict[str, Any] | None = Field(None, max_length=20)
     poll_interval_seconds: int | None = Field(None, ge=60, le=86400, strict=True)
     webhook_id: str | None = WebhookId
+    credentials: dict[str, Annotated[str, Field(min_length=1, max_length=2000)]] | None = Field(
+        None, description="New tokens for the same store (a revoked token, rotated keys): the connection, its "
+        "cursor and its orders stay. Tokens only, no authorisation code; never shown again.")
 
 
 class ConnectionOut(StrictModel):

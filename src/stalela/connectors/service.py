@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import timedelta, timezone
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.audit import service as audit
@@ -34,6 +35,11 @@ class Prepared:
     api_base_url: str
     secrets: dict[str, Any]
     token_ttl: int | None
+
+
+def rfc3339_micro(moment: Any) -> str:
+    """The form of ``mapping.order_version`` (UTC, microseconds), so a cursor compares with versions as text."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def checked_options(options: dict[str, Any], jurisdiction: str) -> dict[str, Any]:
@@ -86,8 +92,13 @@ async def create(session: AsyncSession, settings: Settings, principal: Principal
         credentials=credentials.seal(settings, connection_id, prepared.secrets),
         options=json.dumps(_with_hook(options, body.webhook_id), sort_keys=True), poll_interval_seconds=body.poll_interval_seconds,
         next_poll_at=now, created_by=principal.actor, created_at=now, updated_at=now,
+        poll_cursor=rfc3339_micro(body.backfill_since or now),
         token_expires_at=now + timedelta(seconds=prepared.token_ttl) if prepared.token_ttl else None)
-    await repo.add(connection)
+    try:
+        await repo.add(connection)
+    except IntegrityError:  # the same store connected by a concurrent request a moment earlier
+        raise Conflict("this store is already connected: delete that connection first", code="connection_exists",
+                       field="shop") from None
     await audit.record(session, principal.tenant_id, principal.actor, "connection.created", connection.id,
                        {"platform": body.platform, "shop": body.shop, "outlet_id": body.outlet_id,
                         "credential_kinds": sorted(prepared.secrets)}, ip)
@@ -127,8 +138,8 @@ async def list_connections(session: AsyncSession, principal: Principal, *, limit
     return [c for c in rows if principal.can_use_outlet(c.outlet_id)], more
 
 
-async def update(session: AsyncSession, principal: Principal, connection_id: str, body: schemas.ConnectionUpdate,
-                 ip: str | None = None) -> Connection:
+async def update(session: AsyncSession, settings: Settings, principal: Principal, connection_id: str,
+                 body: schemas.ConnectionUpdate, ip: str | None = None) -> Connection:
     connection = await get(session, principal, connection_id)
     connection = await ConnectionRepository(session).get(connection.id, lock=True)
     changes = body.model_dump(exclude_none=True)
@@ -144,6 +155,14 @@ async def update(session: AsyncSession, principal: Principal, connection_id: str
         connection.options = json.dumps(_with_hook(options, hook), sort_keys=True)
     if "poll_interval_seconds" in changes:
         connection.poll_interval_seconds = changes["poll_interval_seconds"]
+    if "credentials" in changes:
+        try:
+            schemas.check_credentials(connection.platform, set(changes["credentials"]), codes=False)
+        except ValueError as exc:
+            raise ValidationFailed(str(exc), code="validation_failed", field="credentials") from None
+        connection.credentials = credentials.seal(settings, connection.id, changes["credentials"])
+        connection.token_expires_at = None  # Mercado Libre: refreshed on first use
+        changes["credentials"] = sorted(changes["credentials"])  # the audit log names the kinds, never values
     connection.updated_at = utcnow()
     await session.flush()
     await audit.record(session, connection.tenant_id, principal.actor, "connection.updated", connection.id,

@@ -89,7 +89,14 @@ async def drain(directory: Path, store: Callable[[Spooled], Awaitable[None]]) ->
         except (OSError, ValueError, KeyError):
             path.rename(path.with_suffix(".unreadable"))  # kept for a person to look at, never retried
             continue
-        await store(item)  # DatabaseUnavailable propagates: stop here
+        try:
+            await store(item)
+        except ServiceUnavailable:
+            raise  # the database is still away: stop here, this file first next time
+        except Exception:
+            # Anything else would fail the same way forever and hold every later file back: kept aside.
+            path.rename(path.with_suffix(".failed"))
+            raise
         path.unlink(missing_ok=True)
         done += 1
     return done

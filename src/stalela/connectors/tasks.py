@@ -19,11 +19,12 @@ from stalela.errors import DatabaseUnavailable
 from stalela.fiscal.invoices import service as invoices
 from stalela.kit.periodic import every
 from stalela.observability.logging import get_logger
-from stalela.outbox.registry import Event, HandlerContext, handles
+from stalela.outbox.registry import Event, HandlerContext, RetryLater, handles
 from stalela.tenancy.context import bind_platform, bind_tenant
 from stalela.tenancy.repository import TenantRepository
 
 log = get_logger("stalela.connectors")
+TENANT_WAIT_SECONDS = 300.0  # a suspended tenant's orders are looked at again this often
 
 
 async def load_connection(db: Database, connection_id: str) -> Connection | None:
@@ -69,9 +70,11 @@ async def deliver(ctx: HandlerContext, event: Event) -> None:
         else:
             order = await client.fetch_order(parsed.order_ref)
             outcome = await processing.process(ctx.db, ctx.settings, connection, client, order)
-    except (OrderNotFound, ValueError) as exc:  # gone, or not an order we can read (no id, no date): nothing to do
+    except (OrderNotFound, ValueError, processing.NotThisSeller) as exc:  # gone, unreadable, or not a sale of ours
         await _finish(ctx.db, event.tenant_id, delivery_id, "ignored", f"{type(exc).__name__}: {exc}")
         return
+    except processing.TenantNotWritable as exc:
+        raise RetryLater(str(exc), TENANT_WAIT_SECONDS) from None
     except PlatformError as exc:
         await note_error(ctx.db, connection, f"{exc.code}: {exc}")
         if exc.transient:
@@ -133,7 +136,12 @@ async def retry(ctx: HandlerContext, event: Event) -> None:
         order = await client.fetch_order(event.payload["order_id"])
     except OrderNotFound:
         return
-    await processing.process(ctx.db, ctx.settings, connection, client, order)
+    try:
+        await processing.process(ctx.db, ctx.settings, connection, client, order)
+    except processing.NotThisSeller:
+        return
+    except processing.TenantNotWritable as exc:
+        raise RetryLater(str(exc), TENANT_WAIT_SECONDS) from None
 
 
 async def poll_scheduler(db: Database, settings: Settings) -> None:
@@ -151,7 +159,7 @@ async def spool_drainer(db: Database, settings: Settings, seconds: float = 2.0) 
         await clients.close()
 
 
-async def _drain_forever(db: Database, settings: Settings, seconds: float) -> None:
+async def _drain_forever(db: Database, settings: Settings, seconds: float) -> None:  # noqa: D103
     while True:
         await asyncio.sleep(seconds)
         try:

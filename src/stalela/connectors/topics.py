@@ -11,6 +11,7 @@ lock and the seal's Idempotency-Key are what make one invoice per order.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -52,7 +53,7 @@ def read(platform: str, headers: dict[str, str], body: bytes) -> Delivery:
     digest = hashlib.sha256(body).hexdigest()[:32]
     try:
         data = loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise Unreadable("the body is not JSON") from None
     if not isinstance(data, dict):
         raise Unreadable("the body is not a JSON object")
@@ -65,11 +66,14 @@ def read(platform: str, headers: dict[str, str], body: bytes) -> Delivery:
     if platform == "woocommerce":
         topic = headers.get("x-wc-webhook-topic", "")
         ref = _ref(data.get("id"))
-        return Delivery(topic, ref, f"order:{ref}:{data.get('date_modified_gmt')}" if ref else f"body:{digest}",
-                        data if ref else None)
+        # Two changes stamped in one second share date_modified_gmt: the body's digest tells them apart.
+        return Delivery(topic, ref, f"order:{ref}:{data.get('date_modified_gmt')}:{digest[:16]}" if ref
+                        else f"body:{digest}", data if ref else None)
     if platform == "tiendanube":
+        # Every order/updated of one order has the same body: a key would collapse a later change (a refund)
+        # into an earlier one. Tienda Nube's duplicates are left to the order's row lock instead.
         topic, ref = str(data.get("event", "")), _ref(data.get("id"))
-        return Delivery(topic, ref, f"order:{ref}:{topic}" if ref else f"body:{digest}", None)
+        return Delivery(topic, ref, f"delivery:{uuid.uuid4().hex}", None)
     if platform == "mercadolibre":
         topic, resource = str(data.get("topic", "")), str(data.get("resource", ""))
         ref = _ref(resource.rsplit("/", 1)[-1]) if resource.startswith("/orders/") else None

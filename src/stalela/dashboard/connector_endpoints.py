@@ -42,7 +42,8 @@ async def set_status(connection_id: str, request: Request, session: DbSession, v
     need(viewer, Perm.CONNECTORS)
     form = await posted(request, viewer)
     status = "paused" if form.get("status") == "paused" else "active"
-    await connections.update(session, viewer.principal, opt(connection_id, ID, "connection_id"),
+    await connections.update(session, request.app.state.settings, viewer.principal,
+                             opt(connection_id, ID, "connection_id"),
                              ConnectionUpdate(status=status))
     return redirect(f"/app/connections/{connection_id}?{status}=1")
 

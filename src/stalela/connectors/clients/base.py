@@ -69,6 +69,16 @@ def loads(raw: bytes | str) -> Any:
     return json.loads(raw, parse_float=Decimal)
 
 
+def decode(response: httpx.Response) -> Any:
+    """A platform's JSON answer; anything else (a proxy's HTML page with a 200) is a transient failure, not an
+    order we could not read: the call is tried again later."""
+    try:
+        return loads(response.content)
+    except (ValueError, RecursionError):
+        raise PlatformError(f"{response.request.method} {response.request.url.path}: the answer is not JSON",
+                            status=response.status_code, transient=True, code="platform_unavailable") from None
+
+
 def dumps(value: Any) -> bytes:
     return json.dumps(value, default=str, separators=(",", ":")).encode()
 

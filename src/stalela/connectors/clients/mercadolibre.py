@@ -16,7 +16,7 @@ from stalela.connectors.clients.base import (
     Written,
     authorised,
     call,
-    loads,
+    decode,
 )
 
 PAGE = 50
@@ -33,16 +33,18 @@ class MercadoLibreClient:
         self.allow_private = allow_private
 
     async def _get(self, path: str, **kwargs: Any) -> httpx.Response:
+        extra = kwargs.pop("headers", {})  # once, outside send: the retry after a refresh sends them too
+
         async def send(token: str) -> httpx.Response:
             return await call(self.allow_private, "GET", f"{self.base}{path}",
-                              headers={"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}, **kwargs)
+                              headers={"Authorization": f"Bearer {token}", **extra}, **kwargs)
         return await authorised(self.token, send)
 
     async def fetch_order(self, order_ref: str) -> dict[str, Any]:
         """The order, or the whole pack it belongs to as one order (one purchase, one invoice, one fiscal
         document). ``order_ref`` may be a pack id (what a pack's row keeps)."""
         try:
-            order = loads((await self._get(f"/orders/{order_ref}")).content)
+            order = decode(await self._get(f"/orders/{order_ref}"))
         except PlatformError as exc:
             if exc.status != 404:
                 raise
@@ -56,12 +58,12 @@ class MercadoLibreClient:
 
     async def _pack(self, pack_id: str) -> dict[str, Any]:
         try:
-            pack = loads((await self._get(f"/packs/{pack_id}")).content)
+            pack = decode(await self._get(f"/packs/{pack_id}"))
         except PlatformError as exc:
             if exc.status == 404:
                 raise OrderNotFound(pack_id) from None
             raise
-        orders = [loads((await self._get(f"/orders/{o['id']}")).content) for o in pack.get("orders") or []]
+        orders = [decode(await self._get(f"/orders/{o['id']}")) for o in pack.get("orders") or []]
         if not orders:
             raise OrderNotFound(pack_id)
         return merge_pack(orders)
@@ -74,7 +76,7 @@ class MercadoLibreClient:
             if exc.status == 404:  # the buyer gave no fiscal data: a final consumer
                 return None
             raise
-        return loads(r.content)
+        return decode(r)
 
     async def updated_since(self, cursor: str | None) -> AsyncIterator[list[dict[str, Any]]]:
         offset = 0
@@ -82,7 +84,7 @@ class MercadoLibreClient:
             params = {"seller": self.seller, "sort": "date_asc", "offset": str(offset), "limit": str(PAGE)}
             if cursor:
                 params["order.date_last_updated.from"] = cursor
-            page = loads((await self._get("/orders/search", params=params)).content)
+            page = decode(await self._get("/orders/search", params=params))
             results = page.get("results") or []
             yield results
             offset += len(results)

@@ -10,7 +10,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from stalela.connectors.clients.base import OrderNotFound, PlatformError, Written, call, loads
+from stalela.connectors.clients.base import OrderNotFound, PlatformError, Written, call, decode
 
 VERSION = "2025-01"
 PAGE = 250
@@ -38,7 +38,7 @@ class ShopifyClient:
             if exc.status == 404:
                 raise OrderNotFound(order_ref) from None
             raise
-        return loads(r.content)["order"]
+        return decode(r)["order"]
 
     async def complete(self, order: dict[str, Any]) -> dict[str, Any]:
         return order
@@ -53,7 +53,7 @@ class ShopifyClient:
         url: str | None = f"{self.base}/admin/api/{VERSION}/orders.json"
         while url:
             r = await call(self.allow_private, "GET", url, headers=self._headers(), params=params)
-            yield loads(r.content)["orders"]
+            yield decode(r)["orders"]
             found = _NEXT.search(r.headers.get("link", ""))
             url, params = (found.group(1), None) if found else (None, None)
 
@@ -65,7 +65,7 @@ class ShopifyClient:
                   {"ownerId": owner, "namespace": "stalela", "key": "verify_url", "type": "url", "value": verify_url}]
         r = await call(self.allow_private, "POST", f"{self.base}/admin/api/{VERSION}/graphql.json",
                        headers=self._headers(), json={"query": _METAFIELDS, "variables": {"metafields": fields}})
-        answer = loads(r.content)
+        answer = decode(r)
         errors = answer.get("errors") or ((answer.get("data") or {}).get("metafieldsSet") or {}).get("userErrors")
         if errors:
             raise PlatformError(f"metafieldsSet refused: {str(errors)[:300]}", code="platform_refused")

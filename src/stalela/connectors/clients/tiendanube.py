@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from stalela.connectors.clients.base import OrderNotFound, PlatformError, Written, call, loads
+from stalela.connectors.clients.base import OrderNotFound, PlatformError, Written, call, decode
 
 VERSION = "2025-03"
 PAGE = 200
@@ -29,7 +29,7 @@ class TiendaNubeClient:
             if exc.status == 404:
                 raise OrderNotFound(order_ref) from None
             raise
-        return loads(r.content)
+        return decode(r)
 
     async def complete(self, order: dict[str, Any]) -> dict[str, Any]:
         return order
@@ -50,7 +50,7 @@ class TiendaNubeClient:
                 if exc.status == 404:  # "Last page is N": past the end
                     return
                 raise
-            orders = loads(r.content)
+            orders = decode(r)
             yield orders
             if len(orders) < PAGE:
                 return

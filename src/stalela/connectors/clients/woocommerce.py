@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from stalela.connectors.clients.base import OrderNotFound, PlatformError, Written, call, loads
+from stalela.connectors.clients.base import OrderNotFound, PlatformError, Written, call, decode
 
 API = "/wp-json/wc/v3"
 PAGE = 100
@@ -33,7 +33,7 @@ class WooCommerceClient:
 
     async def fetch_order(self, order_ref: str) -> dict[str, Any]:
         try:
-            return loads((await self._call("GET", f"/orders/{order_ref}")).content)
+            return decode(await self._call("GET", f"/orders/{order_ref}"))
         except PlatformError as exc:
             if exc.status == 404:
                 raise OrderNotFound(order_ref) from None
@@ -53,7 +53,7 @@ class WooCommerceClient:
             if cursor:
                 params["modified_after"] = cursor
             r = await self._call("GET", "/orders", params=params)
-            yield loads(r.content)
+            yield decode(r)
             if page >= int(r.headers.get("x-wp-totalpages") or 1):
                 return
             page += 1
@@ -64,7 +64,7 @@ class WooCommerceClient:
         meta = {m.get("key"): m.get("value") for m in current.get("meta_data") or []}
         if meta.get(NUMBER_KEY) == fiscal_number and meta.get(URL_KEY) == verify_url:
             return Written(["already written"])
-        notes = loads((await self._call("GET", f"/orders/{order['id']}/notes")).content)
+        notes = decode(await self._call("GET", f"/orders/{order['id']}/notes"))
         text = f"Stalela: fiscal invoice {fiscal_number} — {verify_url}"
         if not any(n.get("note") == text for n in notes):
             await self._call("POST", f"/orders/{order['id']}/notes", json={"note": text, "customer_note": False})
@@ -75,7 +75,7 @@ class WooCommerceClient:
 
     async def check_webhook(self, webhook_id: str) -> str | None:
         """Re-enable the store's webhook if WooCommerce disabled it; what was done, or None."""
-        hook = loads((await self._call("GET", f"/webhooks/{webhook_id}")).content)
+        hook = decode(await self._call("GET", f"/webhooks/{webhook_id}"))
         if hook.get("status") == "active":
             return None
         await self._call("PUT", f"/webhooks/{webhook_id}", json={"status": "active"})
