@@ -201,3 +201,33 @@ class DayFigures(TenantOwned, Base):
     figures: Mapped[str] = mapped_column(Text)  # core.reports.Figures.as_json(), canonical JSON
     z_report_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# Like the day figures, kept by sealing for a package above it (stalela.analytics), so it lives here.
+class SalesTally(TenantOwned, Base):
+    """Additive sums of sealed invoices, for analytics: one row per business day (``period``), outlet,
+    currency and dimension value; updated in the sealing transaction by one upsert that only adds.
+
+    ``kind`` ``type``: ``key`` is the invoice type; ``tax``: ``group|rate`` of a tax group line of the
+    totals; ``buyer``: the buyer's data subject id (``period`` is then the first day of the business
+    day's month, so a year of a tenant's buyers is a few thousand rows, not one per day). Amounts are
+    integer cents, net: a credit note's amounts count negative (``credit_count`` says how many documents
+    were credit notes). Not a fiscal record: recomputable from the invoices (``stalela analytics rebuild``).
+    """
+
+    __tablename__ = "analytics_sales"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    period: Mapped[date] = mapped_column(Date, primary_key=True)
+    outlet_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    credit_count: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)  # the invoices' totals (tax rows: the group's amount)
+    base: Mapped[int] = mapped_column(BigInteger)
+    vat: Mapped[int] = mapped_column(BigInteger)
+    # Buyer rows: the buyer's latest invoice in the row (where the console reads the buyer's name from).
+    ref: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

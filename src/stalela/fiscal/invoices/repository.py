@@ -10,7 +10,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from stalela.db.base import utcnow
 from stalela.db.repository import Repository
 from stalela.fiscal.invoices.models import (AuthorityAck, DayFigures, IdempotencyRecord, Invoice, InvoiceSync,
-                                           NumberBlock, Series)
+                                           NumberBlock, SalesTally, Series)
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.kit.ids import new_id
 from stalela.tenancy.models import Outlet
@@ -254,6 +254,24 @@ class DayFiguresRepository:
             .order_by(DayFigures.business_day)
         )
         return [tuple(r) for r in await self.session.execute(stmt)]
+
+
+_TALLY_KEY = ["tenant_id", "kind", "period", "outlet_id", "currency", "key"]
+_TALLY_SUMS = ("count", "credit_count", "amount", "base", "vat")
+
+
+class SalesTallyRepository:
+    def __init__(self, session) -> None:  # noqa: ANN001
+        self.session = session
+
+    async def add(self, rows: list[dict[str, Any]]) -> None:
+        """Add ``rows`` to the analytics sums (tallies.py): one upsert, executed for all rows at once."""
+        table = SalesTally.__table__
+        stmt = (pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert)(table)
+        stmt = stmt.on_conflict_do_update(index_elements=_TALLY_KEY, set_={
+            **{c: table.c[c] + stmt.excluded[c] for c in _TALLY_SUMS},
+            "ref": func.coalesce(stmt.excluded.ref, table.c.ref), "updated_at": stmt.excluded.updated_at})
+        await self.session.execute(stmt, rows)
 
 
 class NumberBlockRepository(Repository[NumberBlock]):
