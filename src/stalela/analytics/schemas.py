@@ -52,7 +52,7 @@ class PeriodFigures(CurrencyFigures):
 class Head(StrictModel):
     from_: date = Field(alias="from")
     to: date
-    outlet_id: str | None = Field(description="The outlet asked for; null: every outlet the caller may read")
+    outlet_id: str | None = Field(None, description="The outlet asked for; null: every outlet the caller may read")
     as_of: datetime
 
 
@@ -70,13 +70,13 @@ class SummaryOut(Head):
     totals: list[CurrencyFigures]
     periods: list[PeriodFigures] = Field(description="Every period of the range (clipped to it) and currency, "
                                          "empty ones included: they add up to the totals")
-    connectors: dict[str, Any] | None = Field(description="Marketplace orders vs invoices; null until the "
+    connectors: dict[str, Any] | None = Field(None, description="Marketplace orders vs invoices; null until the "
                                               "connectors provide it (docs/analytics.md)")
 
 
 class TaxLine(StrictModel):
     currency: str
-    group: str | None = Field(description="The tax group; null when answered by rate")
+    group: str | None = Field(None, description="The tax group; null when answered by rate")
     rate: str
     invoices: int = Field(description="Documents with this group or rate")
     amount: Money
@@ -130,8 +130,8 @@ class TypesOut(Head):
 
 class OutletLine(CurrencyFigures):
     outlet_id: str
-    code: str | None
-    name: str | None
+    code: str | None = None
+    name: str | None = None
 
 
 class OutletsOut(Head):
@@ -148,14 +148,14 @@ class BuyerLine(StrictModel):
     rank: int
     currency: str
     subject_id: str = Field(description="The buyer's data subject: the same buyer across invoices and outlets")
-    name: str | None
-    tax_id: str | None
+    name: str | None = None
+    tax_id: str | None = None
     status: str = Field(description="active, restricted (erasure asked, kept for the tax obligation), erased or "
                         "unknown: the name is shown only when active")
     invoices: int
     credit_notes: int
     revenue: Money
-    share: float | None = Field(description="Of the period's revenue in this currency (0.25 is 25 %)")
+    share: float | None = Field(None, description="Of the period's revenue in this currency (0.25 is 25 %)")
 
 
 class BuyersOut(Head):
@@ -174,14 +174,14 @@ class BuyersOut(Head):
 
 
 class Histogram(StrictModel):
-    le: float | None = Field(description="Upper bound in seconds; null: more than a day")
+    le: float | None = Field(None, description="Upper bound in seconds; null: more than a day")
     count: int
 
 
 class Seconds(StrictModel):
-    mean: float | None
-    p50: float | None
-    p95: float | None
+    mean: float | None = None
+    p50: float | None = None
+    p95: float | None = None
     histogram: list[Histogram]
 
 
@@ -206,7 +206,7 @@ class AuthorityOut(Head):
     acknowledged: int = Field(description="Invoices sealed in the range that the authority acknowledged")
     failed: int
     rejected: int
-    approval_rate: float | None = Field(description="acknowledged / (acknowledged + failed + rejected)")
+    approval_rate: float | None = Field(None, description="acknowledged / (acknowledged + failed + rejected)")
     pending_now: int = Field(description="Invoices waiting for the authority now (any day)")
     seconds_to_acknowledgement: Seconds
     days: list[AuthorityDay]
@@ -225,14 +225,14 @@ class BacktestPoint(StrictModel):
 
 class Backtest(StrictModel):
     months: int = Field(description="Past months forecast as they would have been")
-    mae: Money | None = Field(description="Mean absolute error")
-    mape: float | None = Field(description="Mean absolute percentage error, as a fraction (months with revenue)")
+    mae: Money | None = Field(None, description="Mean absolute error")
+    mape: float | None = Field(None, description="Mean absolute percentage error, as a fraction (months with revenue)")
     points: list[BacktestPoint]
 
 
 class CurrencyForecast(StrictModel):
     currency: str
-    forecast: Money | None = Field(description="The forecast month's revenue; null with too little history")
+    forecast: Money | None = Field(None, description="The forecast month's revenue; null with too little history")
     month_to_date: Money
     history: list[Month]
     backtest: Backtest
@@ -248,7 +248,7 @@ class ForecastOut(StrictModel):
                   "backtest": {"months": 1, "mae": "912000.00", "mape": 0.0424, "points": [
                       {"month": "2026-10", "actual": "21497900.00", "predicted": "20585900.00"}]}}]}]})
     object: Literal["analytics.forecast"]
-    outlet_id: str | None
+    outlet_id: str | None = None
     method: Literal["trend", "seasonal"]
     window: int
     horizon: int = Field(description="Months from the last complete month to the forecast one")
