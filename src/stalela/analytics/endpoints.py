@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from stalela.analytics import formats, schemas, service
-from stalela.analytics.periods import add_months, month_start
+from stalela.analytics.periods import month_start
 from stalela.auth.dependencies import AppSettings, Can, DbSession
 from stalela.auth.permissions import Perm
 from stalela.kit.jsonbody import JSONRoute
@@ -19,9 +19,6 @@ Reader = Can(Perm.REPORTS_READ)
 CSV = {200: media("text/csv", description="The figures (JSON), or as CSV with format=csv or Accept: text/csv"),
        422: {"description": "analytics_range_invalid, analytics_range_too_long, outlet_not_found, or a parameter "
                             "out of its bounds (the problem names the field)"}}
-# The default first day by interval: 30 days, 12 weeks and a few days, 12 months (the current one included).
-_DEFAULTS = {"day": service.default_days(30), "week": service.default_days(7 * 12 + 1),
-             "month": lambda end: add_months(end, -11)}
 
 
 def _answer(request: Request, name: str, body: dict[str, Any], fmt: str | None) -> Response:
@@ -39,7 +36,7 @@ async def summary(request: Request, principal: Reader, session: DbSession, start
                   end: schemas.To = None, interval: schemas.Interval = "day", outlet_id: QueryId = None,
                   format: schemas.FormatQuery = None):
     """Invoice counts and revenue per period (day, ISO week, month) and currency, with the range's totals."""
-    w = await service.window(session, principal, start, end, outlet_id, _DEFAULTS[interval])
+    w = await service.window(session, principal, start, end, outlet_id, service.SUMMARY_START[interval])
     return _answer(request, "summary", await service.summary(session, w, interval), format)
 
 

@@ -355,3 +355,9 @@ async def forecast(session: AsyncSession, w: Window, method: str, months: int, t
 
 def default_days(days: int) -> Callable[[date], date]:
     return lambda end: end - timedelta(days=days - 1)
+
+
+# The default first day of a summary by interval: 30 days, twelve weeks and a few days, twelve months (the
+# current one included). The other routes default to 30 days; buyers and the forecast to the current month.
+SUMMARY_START: dict[str, Callable[[date], date]] = {
+    "day": default_days(30), "week": default_days(7 * 12 + 1), "month": lambda end: add_months(end, -11)}
