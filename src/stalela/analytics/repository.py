@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, func, literal_column, select
+from sqlalchemy import case, delete, func, insert, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.authority.models import AuthorityTally
@@ -101,3 +101,23 @@ class AnalyticsRepository:
             return []
         return list((await self.session.execute(select(Invoice).where(Invoice.id.in_(sorted(set(ids))))))
                     .scalars())
+
+    # --- the rebuild (rebuild.py): every row of the tenant, compared and replaced -------------------------
+
+    async def rows(self, model: Any) -> list[dict[str, Any]]:
+        """Every row of the bound tenant in ``model``'s table, as dicts."""
+        return [{c.name: getattr(r, c.name) for c in model.__table__.columns}
+                for r in (await self.session.execute(select(model))).scalars()]
+
+    async def replace(self, model: Any, tenant_id: str, rows: list[dict[str, Any]]) -> None:
+        await self.session.execute(delete(model).where(model.tenant_id == tenant_id))
+        for i in range(0, len(rows), 1000):
+            await self.session.execute(insert(model.__table__), rows[i:i + 1000])
+
+    async def settled(self, after: str, limit: int) -> list[tuple]:
+        """(invoice, outlet, status, sealed_at, updated_at) of settled sync rows, by invoice id after ``after``."""
+        stmt = (select(InvoiceSync.invoice_id, InvoiceSync.outlet_id, InvoiceSync.status, InvoiceSync.sealed_at,
+                       InvoiceSync.updated_at)
+                .where(InvoiceSync.invoice_id > after, InvoiceSync.status != literal_column("'pending'"))
+                .order_by(InvoiceSync.invoice_id).limit(limit))
+        return [tuple(r) for r in await self.session.execute(stmt)]

@@ -54,9 +54,13 @@ class Outcomes:
         row[bucket_of(seconds)] += sign
         row["updated_at"] = max(row["updated_at"], at)
 
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows to add, in key order (every writer touches rows in the same order: no deadlock)."""
+        return [self._rows[k] for k in sorted(self._rows)]
+
     async def write(self) -> None:
         if self._rows:
-            await AuthorityRepository(self.session).add_tallies([self._rows[k] for k in sorted(self._rows)])
+            await AuthorityRepository(self.session).add_tallies(self.rows())
             self._rows.clear()
 
 
