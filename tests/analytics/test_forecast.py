@@ -2,14 +2,16 @@
 synthetic history written as sealing writes it (on SQLite and PostgreSQL)."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+import random
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
 from stalela.analytics import forecast as fc
-from stalela.analytics.periods import add_months, periods
+from stalela.analytics.periods import add_months, month_end, month_pieces, periods, split
 from stalela.fiscal.invoices.repository import SalesTallyRepository
+from stalela.fiscal.invoices.tallies import Tallies
 from stalela.tenancy.context import bind_tenant
 from tests.analytics.conftest import get
 
@@ -46,6 +48,36 @@ def test_mae_and_mape_on_a_known_error():
         fc.predict([1, 2], "arima", 6, 1)
 
 
+def test_a_range_splits_into_whole_months_and_the_days_around_them():
+    rng = random.Random(7)
+    for _ in range(3000):
+        first = date(2024, 1, 1) + timedelta(days=rng.randrange(900))
+        last = first + timedelta(days=rng.randrange(800))
+        days, months = split(first, last)
+        covered = [d for a, b in days for d in _days(a, b)]
+        if months is not None:
+            covered += _days(months[0], month_end(months[1]))
+            assert all(m.day == 1 for m in months) and months[0] >= first and month_end(months[1]) <= last
+        assert sorted(covered) == _days(first, last), (first, last)  # every day once
+    assert split(date(2026, 1, 1), date(2026, 1, 31)) == ([], (date(2026, 1, 1), date(2026, 1, 1)))
+    assert split(date(2026, 1, 2), date(2026, 2, 27)) == ([(date(2026, 1, 2), date(2026, 2, 27))], None)
+
+
+def test_months_are_read_as_the_fewest_years_quarters_and_months():
+    span = {"m": 1, "q": 3, "y": 12}
+    for first in (date(2024, m, 1) for m in range(1, 13)):
+        for length in range(1, 40):
+            last = add_months(first, length - 1)
+            pieces = month_pieces(first, last)
+            months = [add_months(p, i) for g, p in pieces for i in range(span[g])]
+            assert months == [add_months(first, i) for i in range(length)], (first, length)  # each once, in order
+    assert month_pieces(date(2025, 12, 1), date(2026, 12, 31)) == [("m", date(2025, 12, 1)), ("y", date(2026, 1, 1))]
+
+
+def _days(a: date, b: date) -> list[date]:
+    return [a + timedelta(days=i) for i in range((b - a).days + 1)]
+
+
 def test_periods_cover_a_range_once():
     spans = list(periods(date(2026, 1, 30), date(2026, 3, 2), "month"))
     assert spans == [(date(2026, 1, 30), date(2026, 1, 31)), (date(2026, 2, 1), date(2026, 2, 28)),
@@ -54,10 +86,13 @@ def test_periods_cover_a_range_once():
 
 
 async def _history(db, tenant_id: str, outlet_id: str, months: dict[date, int], currency: str = "CDF") -> None:
-    """Monthly revenue written as sealing writes it: one type row on the month's 15th."""
-    rows = [dict(tenant_id=tenant_id, kind="type", period=m.replace(day=15), outlet_id=outlet_id, currency=currency,
-                 key="FV", count=10, credit_count=0, amount=cents, base=cents, vat=0, ref=None,
-                 updated_at=datetime(2026, 11, 1, tzinfo=timezone.utc)) for m, cents in months.items()]
+    """Monthly revenue written as sealing writes it: one invoice's rows on the month's 15th, and its month's."""
+    tallies = Tallies()
+    for m, cents in months.items():
+        tallies.add(tenant_id=tenant_id, outlet_id=outlet_id, day=m.replace(day=15), currency=currency, type="FV",
+                    credit=False, totals={"groups": [], "total": f"{cents / 100:.2f}"}, buyer_subject=None,
+                    invoice_id=None, at=datetime(2026, 11, 1, tzinfo=timezone.utc))
+    rows = tallies.rows()
     async with db.transaction() as session:
         await bind_tenant(session, tenant_id)
         await SalesTallyRepository(session).add(rows)

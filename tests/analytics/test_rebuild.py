@@ -15,7 +15,7 @@ from stalela.analytics.rebuild import rebuild
 from stalela.analytics.repository import AnalyticsRepository
 from stalela.authority import service as agent
 from stalela.authority.models import AuthorityTally
-from stalela.fiscal.invoices.models import SalesTally
+from stalela.fiscal.invoices.models import BuyerTally, SalesTally
 from stalela.tenancy.context import bind_tenant
 from tests.analytics.test_api import _three_days
 
@@ -24,8 +24,8 @@ async def _rows(db, tenant_id: str) -> tuple[list, list]:
     async with db.transaction(readonly=True) as session:
         await bind_tenant(session, tenant_id)
         repo = AnalyticsRepository(session)
-        return ([{k: v for k, v in r.items() if k != "updated_at"} for r in await repo.rows(SalesTally)],
-                [{k: v for k, v in r.items() if k != "updated_at"} for r in await repo.rows(AuthorityTally)])
+        return tuple([[{k: v for k, v in r.items() if k != "updated_at"} for r in await repo.rows(model)]
+                      for model in (SalesTally, BuyerTally, AuthorityTally)])
 
 
 async def _rebuild(db, tenant_id: str, apply: bool):
@@ -45,24 +45,24 @@ async def test_the_rebuild_finds_what_sealing_and_the_agent_kept(client, shop, c
     await agent._acknowledge(db, tenant["id"], invoices[0]["id"], "NIM1", {"codeDEFDGI": "ABC", "counters": "1/1"})
     await agent._fail(db, tenant["id"], invoices[1]["id"], "totals_mismatch", "the DGI's total differs")
     kept = await _rows(db, tenant["id"])
-    assert len(kept[0]) > 10 and {r["outcome"] for r in kept[1]} == {"acknowledged", "failed"}
+    assert len(kept[0]) > 10 and len(kept[1]) == 2 * 3 and {r["outcome"] for r in kept[2]} == {"acknowledged", "failed"}
 
     checked = await _rebuild(db, tenant["id"], apply=False)
-    assert checked.drift == {"analytics_sales": 0, "analytics_authority": 0}, checked.as_json()
+    assert checked.drift == {"analytics_sales": 0, "analytics_buyers": 0, "analytics_authority": 0}, checked.as_json()
     assert (checked.invoices, checked.outcomes) == (len(invoices), 2)
 
     # The history before the sums existed: empty tables, restored by the rebuild.
     async with db.transaction() as session:
         await bind_tenant(session, tenant["id"])
-        await session.execute(delete(SalesTally).where(SalesTally.tenant_id == tenant["id"]))
-        await session.execute(delete(AuthorityTally).where(AuthorityTally.tenant_id == tenant["id"]))
+        for model in (SalesTally, BuyerTally, AuthorityTally):
+            await session.execute(delete(model).where(model.tenant_id == tenant["id"]))
     found = await _rebuild(db, tenant["id"], apply=False)
-    assert found.drift["analytics_sales"] == len(kept[0]) and found.drift["analytics_authority"] == 2
-    assert await _rows(db, tenant["id"]) == ([], [])  # a check changes nothing
+    assert found.drift == {"analytics_sales": len(kept[0]), "analytics_buyers": 6, "analytics_authority": 2}
+    assert await _rows(db, tenant["id"]) == ([], [], [])  # a check changes nothing
     await _rebuild(db, tenant["id"], apply=True)
     restored = await _rows(db, tenant["id"])
-    assert _sorted(restored[0]) == _sorted(kept[0])
-    assert _sorted(restored[1]) == _sorted(kept[1])
+    for got, want in zip(restored, kept):
+        assert _sorted(got) == _sorted(want)
 
 
 def test_the_command(tmp_path):
@@ -81,6 +81,6 @@ def test_the_command(tmp_path):
     r = run("analytics", "rebuild", "--tenant", tenant_id, "--check", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"tenant_id": tenant_id, "invoices": 0, "outcomes": 0,
-                                    "drift": {"analytics_sales": 0, "analytics_authority": 0}}
+                                    "drift": {"analytics_sales": 0, "analytics_buyers": 0, "analytics_authority": 0}}
     r = run("analytics", "rebuild", "--tenant", tenant_id)
     assert r.returncode == 0 and r.stdout == f"{tenant_id}: 0 invoices, 0 outcomes: no drift\n", r.stderr

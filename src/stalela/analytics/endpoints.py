@@ -68,9 +68,10 @@ async def outlets(request: Request, principal: Reader, session: DbSession, start
 @router.get("/buyers/top", response_model=schemas.BuyersOut, responses=CSV)
 async def top_buyers(request: Request, principal: Reader, session: DbSession, settings: AppSettings,
                      start: schemas.From = None, end: schemas.To = None, limit: schemas.Limit = 10,
-                     outlet_id: QueryId = None, format: schemas.FormatQuery = None):
-    """The buyers with the most revenue per currency, over whole months (buyers are summed per month)."""
-    w = await service.window(session, principal, start, end, outlet_id, month_start)
+                     format: schemas.FormatQuery = None):
+    """The buyers with the most revenue per currency, over whole months, for the whole tenant (buyers are
+    summed per month over every outlet)."""
+    w = await service.window(session, principal, start, end, None, month_start)
     return _answer(request, "buyers", await service.buyers(session, settings, w, limit), format)
 
 

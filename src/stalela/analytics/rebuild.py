@@ -16,7 +16,7 @@ from stalela.analytics.repository import AnalyticsRepository
 from stalela.authority.models import AuthorityTally
 from stalela.authority.outcomes import Outcomes
 from stalela.db.base import utcnow
-from stalela.fiscal.invoices.models import SalesTally
+from stalela.fiscal.invoices.models import BuyerTally, SalesTally
 from stalela.fiscal.invoices.tallies import Tallies
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.ledger.repository import MerkleRepository
@@ -72,6 +72,7 @@ async def rebuild(session: AsyncSession, tenant_id: str, *, apply: bool) -> Rebu
             result.outcomes += 1
         after = page[-1][0]
     for model, rows, key in ((SalesTally, tallies.rows(), ("kind", "period", "outlet_id", "currency", "key")),
+                             (BuyerTally, tallies.buyer_rows(), ("currency", "grain", "period", "subject_id")),
                              (AuthorityTally, outcomes.rows(), ("day", "outlet_id", "outcome"))):
         result.drift[model.__tablename__] = _differing(rows, await repo.rows(model), ("tenant_id", *key))
         if apply and result.drift[model.__tablename__]:

@@ -1,84 +1,96 @@
 """All SQL of analytics: sums over the additive rows sealing and the authority agent keep (never the invoices).
 
 Sessions are bound to the caller's tenant: the tenancy helper adds ``tenant_id`` to every statement (and row
--level security enforces it on PostgreSQL). Every read is a range of the rows' primary key
-``(tenant_id, kind, period, ...)`` or ``(tenant_id, day, ...)``: its cost follows the days asked for and the
-outlets, types, tax groups and buyers in them, never the number of invoices.
+-level security enforces it on PostgreSQL). Every read is a few ranges of the rows' primary key
+``(tenant_id, kind, period, ...)`` or ``(tenant_id, day, ...)``: month rows for the whole months of a range,
+day rows around them, so its cost follows the months and days asked for and the outlets, types, tax groups
+and buyers in them, never the number of invoices.
 """
 from __future__ import annotations
 
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, literal_column, select
+from sqlalchemy import BigInteger, and_, cast, delete, func, insert, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.authority.models import AuthorityTally
+from stalela.analytics.periods import split
 from stalela.authority.outcomes import BUCKETS
-from stalela.fiscal.invoices.models import Invoice, InvoiceSync, SalesTally
+from stalela.fiscal.invoices.models import BuyerTally, Invoice, InvoiceSync, SalesTally
 from stalela.fiscal.ledger.models import MerkleLog
 from stalela.tenancy.models import Outlet
 
 S = SalesTally
+B = BuyerTally
 A = AuthorityTally
-# A credit note's row counts only credit notes (a type is one or the other): its amount is what was credited.
-_CREDITED = -func.sum(case((S.credit_count > 0, S.amount), else_=0))
-_SUMS = (func.sum(S.count), func.sum(S.credit_count), func.sum(S.amount), _CREDITED, func.sum(S.base),
-         func.sum(S.vat))
+
+
+def _sum(column: Any) -> Any:
+    # PostgreSQL sums a bigint as a numeric (a Decimal each in Python): cast back, a sum of cents fits.
+    return cast(func.sum(column), BigInteger)
+
+
+_SUMS = (_sum(S.count), _sum(S.credit_count), _sum(S.amount), _sum(S.credited), _sum(S.base), _sum(S.vat))
+Kinds = tuple[str] | tuple[str, str]
+
+
+def _where(kinds: Kinds, first: date, last: date) -> Any:
+    """The rows of [first, last]: ``(kind,)`` its rows with a period in it; ``(day kind, month kind)`` the month
+    rows of the whole months inside it and the day rows of the days around them (periods.split)."""
+    if len(kinds) == 1:
+        return and_(S.kind == kinds[0], S.period >= first, S.period <= last)
+    days, months = split(first, last)
+    spans = [and_(S.kind == kinds[0], S.period >= a, S.period <= b) for a, b in days]
+    if months is not None:
+        spans.append(and_(S.kind == kinds[1], S.period >= months[0], S.period <= months[1]))
+    return or_(*spans) if len(spans) > 1 else spans[0]
 
 
 class AnalyticsRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def _sales(self, kind: str, start: date, end: date, outlets: list[str] | None, *columns: Any) -> Any:
-        stmt = select(*columns, *_SUMS).where(S.kind == kind, S.period >= start, S.period <= end)
+    async def _sums(self, kinds: Kinds, first: date, last: date, outlets: list[str] | None, *by: Any) -> list[tuple]:
+        stmt = select(*by, *_SUMS).where(_where(kinds, first, last))
         if outlets is not None:
             stmt = stmt.where(S.outlet_id.in_(outlets))
-        return stmt.group_by(*columns)
+        return [tuple(r) for r in await self.session.execute(stmt.group_by(*by))]
 
-    async def per_period(self, kind: str, start: date, end: date, outlets: list[str] | None) -> list[tuple]:
-        """(period, currency, count, credit_count, amount, credited, base, vat) per period and currency."""
-        stmt = self._sales(kind, start, end, outlets, S.period, S.currency)
-        return [tuple(r) for r in await self.session.execute(stmt)]
+    async def per_period(self, kinds: Kinds, first: date, last: date, outlets: list[str] | None) -> list[tuple]:
+        """(period, currency, count, credit_count, amount, credited, base, vat) per row period and currency."""
+        return await self._sums(kinds, first, last, outlets, S.period, S.currency)
 
-    async def per_key(self, kind: str, start: date, end: date, outlets: list[str] | None) -> list[tuple]:
+    async def per_key(self, kinds: Kinds, first: date, last: date, outlets: list[str] | None) -> list[tuple]:
         """(currency, key, count, credit_count, amount, credited, base, vat) per currency and key."""
-        stmt = self._sales(kind, start, end, outlets, S.currency, S.key)
-        return [tuple(r) for r in await self.session.execute(stmt)]
+        return await self._sums(kinds, first, last, outlets, S.currency, S.key)
 
-    async def per_outlet(self, kind: str, start: date, end: date, outlets: list[str] | None) -> list[tuple]:
+    async def per_outlet(self, kinds: Kinds, first: date, last: date, outlets: list[str] | None) -> list[tuple]:
         """(outlet, currency, count, credit_count, amount, credited, base, vat) per outlet and currency."""
-        stmt = self._sales(kind, start, end, outlets, S.outlet_id, S.currency)
+        return await self._sums(kinds, first, last, outlets, S.outlet_id, S.currency)
+
+    async def top_buyers(self, pieces: list[tuple[str, date]], currency: str, limit: int) -> list[tuple]:
+        """The ``limit`` buyers with the largest net amount in ``currency`` over ``pieces`` (whole years,
+        quarters and months: periods.month_pieces): (subject, amount, count, credit_count, latest invoice),
+        largest first (ties by subject). One pass over a few ranges of the key ``(tenant, currency, grain,
+        period)``: a year is one row per buyer."""
+        grains: dict[str, list[date]] = {}
+        for grain, period in pieces:
+            grains.setdefault(grain, []).append(period)
+        amount = _sum(B.amount)
+        stmt = (select(B.subject_id, amount, _sum(B.count), _sum(B.credit_count), func.max(B.ref))
+                .where(B.currency == currency,
+                       or_(*(and_(B.grain == g, B.period.in_(periods)) for g, periods in sorted(grains.items()))))
+                .group_by(B.subject_id).order_by(amount.desc(), B.subject_id).limit(limit))
         return [tuple(r) for r in await self.session.execute(stmt)]
 
-    async def currencies(self, kind: str, start: date, end: date, outlets: list[str] | None) -> list[str]:
-        stmt = select(S.currency).where(S.kind == kind, S.period >= start, S.period <= end)
-        if outlets is not None:
-            stmt = stmt.where(S.outlet_id.in_(outlets))
-        return sorted((await self.session.execute(stmt.distinct())).scalars())
-
-    async def top_keys(self, kind: str, start: date, end: date, outlets: list[str] | None, currency: str,
-                       limit: int) -> list[tuple]:
-        """The ``limit`` keys with the largest net amount in ``currency``: (key, count, credit_count, amount,
-        latest ref), largest first (ties by key)."""
-        amount = func.sum(S.amount)
-        stmt = (select(S.key, func.sum(S.count), func.sum(S.credit_count), amount, func.max(S.ref))
-                .where(S.kind == kind, S.period >= start, S.period <= end, S.currency == currency))
-        if outlets is not None:
-            stmt = stmt.where(S.outlet_id.in_(outlets))
-        stmt = stmt.group_by(S.key).order_by(amount.desc(), S.key).limit(limit)
-        return [tuple(r) for r in await self.session.execute(stmt)]
-
-    async def authority(self, start: date, end: date, outlets: list[str] | None, *, by_day: bool) -> list[tuple]:
-        """(day if ``by_day``, outcome, count, ms_sum, *buckets in BUCKETS order)."""
-        columns = (A.day, A.outcome) if by_day else (A.outcome,)
-        stmt = (select(*columns, func.sum(A.count), func.sum(A.ms_sum),
-                       *(func.sum(A.__table__.c[name]) for name, _ in BUCKETS))
-                .where(A.day >= start, A.day <= end))
+    async def authority(self, first: date, last: date, outlets: list[str] | None) -> list[tuple]:
+        """(day, outcome, count, ms_sum, *buckets in BUCKETS order) per day and outcome."""
+        stmt = (select(A.day, A.outcome, _sum(A.count), _sum(A.ms_sum), *(_sum(A.__table__.c[name]) for name, _ in BUCKETS))
+                .where(A.day >= first, A.day <= last))
         if outlets is not None:
             stmt = stmt.where(A.outlet_id.in_(outlets))
-        return [tuple(r) for r in await self.session.execute(stmt.group_by(*columns))]
+        return [tuple(r) for r in await self.session.execute(stmt.group_by(A.day, A.outcome))]
 
     async def pending_now(self, outlets: list[str]) -> int:
         """Invoices waiting for the authority now: an index range per outlet (tenant, outlet, status), the

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.analytics import forecast as fc
 from stalela.analytics.cache import MISSING, TtlCache
-from stalela.analytics.periods import add_months, month_end, month_start, periods
+from stalela.analytics.periods import add_months, month_end, month_pieces, month_start, periods
 from stalela.analytics.repository import AnalyticsRepository
 from stalela.auth.principal import Principal
 from stalela.authority.outcomes import BUCKETS, OUTCOMES
@@ -24,7 +24,7 @@ from stalela.db.base import utcnow
 from stalela.errors import Forbidden, ValidationFailed
 from stalela.fiscal.core.reports import local_date, money
 from stalela.fiscal.invoices.buyers import reveal_buyers
-from stalela.fiscal.invoices.tallies import BUYER, TAX, TYPE
+from stalela.fiscal.invoices.tallies import DAY, GRAINS, MONTH
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.kit.clock import rfc3339
 from stalela.tenancy.repository import TenantRepository
@@ -113,13 +113,15 @@ def _figures(count: int, credits: int, amount: int, credited: int, vat: int) -> 
 
 async def summary(session: AsyncSession, w: Window, interval: str) -> dict[str, Any]:
     async def compute() -> dict[str, Any]:
-        rows = await AnalyticsRepository(session).per_period(TYPE, w.start, w.end, w.only)
+        # Weeks and days need the day rows; months read the month rows of the whole months.
+        kinds = GRAINS["total"] if interval == "month" else (DAY,)
+        rows = await AnalyticsRepository(session).per_period(kinds, w.start, w.end, w.only)
         currencies = sorted({r[1] for r in rows}) or [w.currency]
         spans = list(periods(w.start, w.end, interval))
         starts = [s for s, _ in spans]
         sums: dict[tuple[date, str], list[int]] = {}
         totals: dict[str, list[int]] = {c: [0] * 5 for c in currencies}
-        for day, currency, count, credits, amount, credited, _base, vat in rows:
+        for day, currency, count, credits, amount, credited, _base, vat in rows:  # day: a month row's first day
             # The period a day is in: the last period starting on or before it.
             start = starts[_last_at_or_before(starts, day)]
             acc = sums.setdefault((start, currency), [0] * 5)
@@ -152,7 +154,7 @@ def _last_at_or_before(starts: list[date], day: date) -> int:
 
 async def taxes(session: AsyncSession, w: Window, by: str) -> dict[str, Any]:
     async def compute() -> dict[str, Any]:
-        rows = await AnalyticsRepository(session).per_key(TAX, w.start, w.end, w.only)
+        rows = await AnalyticsRepository(session).per_key(GRAINS["tax"], w.start, w.end, w.only)
         acc: dict[tuple[str, str | None, str], list[int]] = {}
         for currency, key, count, _credits, amount, _credited, base, vat in rows:
             group, _, rate = key.partition("|")
@@ -183,9 +185,10 @@ def _rate_order(rate: str) -> tuple[int, Any]:
 
 async def types(session: AsyncSession, w: Window) -> dict[str, Any]:
     async def compute() -> dict[str, Any]:
-        rows = await AnalyticsRepository(session).per_key(TYPE, w.start, w.end, w.only)
+        rows = await AnalyticsRepository(session).per_key(GRAINS["type"], w.start, w.end, w.only)
         data = []
         for currency, key, count, credits, amount, _credited, base, vat in sorted(rows, key=lambda r: (r[0], r[1])):
+            # A type is a credit note's or not: its rows are all one or the other.
             sign = -1 if credits else 1  # a credit note's sums are stored negative: shown as the documents say
             data.append({"currency": currency, "type": key, "credit_note": bool(credits), "invoices": int(count),
                          "total": money(sign * int(amount)), "base": money(sign * int(base)),
@@ -198,7 +201,7 @@ async def types(session: AsyncSession, w: Window) -> dict[str, Any]:
 async def outlets(session: AsyncSession, w: Window) -> dict[str, Any]:
     async def compute() -> dict[str, Any]:
         repo = AnalyticsRepository(session)
-        rows = await repo.per_outlet(TYPE, w.start, w.end, w.only)
+        rows = await repo.per_outlet(GRAINS["total"], w.start, w.end, w.only)
         known = {o.id: o for o in await repo.outlets()}
         by_outlet: dict[str, list[tuple]] = {}
         for outlet_id, currency, count, credits, amount, credited, _base, vat in rows:
@@ -238,12 +241,14 @@ def quantile(counts: list[int], q: float) -> float | None:
 async def authority(session: AsyncSession, w: Window) -> dict[str, Any]:
     async def compute() -> dict[str, Any]:
         repo = AnalyticsRepository(session)
-        outcome: dict[str, tuple[int, int, list[int]]] = {o: (0, 0, [0] * len(BUCKETS)) for o in OUTCOMES}
-        for name, count, ms, *buckets in await repo.authority(w.start, w.end, w.only, by_day=False):
-            outcome[name] = (int(count or 0), int(ms or 0), [int(b or 0) for b in buckets])
+        outcome: dict[str, list] = {o: [0, 0, [0] * len(BUCKETS)] for o in OUTCOMES}
         days: dict[date, dict[str, int]] = {}
-        for day, name, count, *_ in await repo.authority(w.start, w.end, w.only, by_day=True):
+        for day, name, count, ms, *buckets in await repo.authority(w.start, w.end, w.only):
             days.setdefault(day, {o: 0 for o in OUTCOMES})[name] = int(count or 0)
+            acc = outcome.setdefault(name, [0, 0, [0] * len(BUCKETS)])
+            acc[0] += int(count or 0)
+            acc[1] += int(ms or 0)
+            acc[2] = [a + int(b or 0) for a, b in zip(acc[2], buckets)]
         acknowledged, ms, histogram = outcome["acknowledged"]
         settled = sum(c for c, _, _ in outcome.values())
         return {**_head(w, "authority"),
@@ -270,24 +275,28 @@ def buyers_window(w: Window) -> tuple[date, date]:
 
 
 async def top_buyers(session: AsyncSession, w: Window, limit: int) -> tuple[dict[str, Any], list[str]]:
-    """The answer without names, and the invoice ids to read each buyer's name from (``buyers.names``)."""
+    """The answer without names, and the invoice ids to read each buyer's name from. Buyers are summed over
+    the whole tenant (a buyer's rows are not kept per outlet): a credential restricted to outlets is refused."""
+    if w.outlets is not None:
+        raise Forbidden("top buyers are the whole tenant's: this credential may read only some outlets",
+                        code="api_key_outlet_restricted")
     first, last = buyers_window(w)
 
     async def compute() -> dict[str, Any]:
         repo = AnalyticsRepository(session)
         revenue: dict[str, int] = {}
-        for _day, currency, _n, _c, amount, *_ in await repo.per_period(TYPE, first, last, w.only):
+        for _month, currency, _n, _c, amount, *_ in await repo.per_period((MONTH,), first, last, None):
             revenue[currency] = revenue.get(currency, 0) + int(amount or 0)
         data = []
-        for currency in await repo.currencies(BUYER, first, last, w.only):
-            ranked = await repo.top_keys(BUYER, first, last, w.only, currency, limit)
-            for rank, (subject, count, credits, amount, ref) in enumerate(ranked, 1):
-                whole = revenue.get(currency, 0)
+        for currency in sorted(revenue):  # every currency sold in: a buyer's invoices are among them
+            whole = revenue[currency]
+            for rank, (subject, amount, count, credits, ref) in enumerate(
+                    await repo.top_buyers(month_pieces(first, last), currency, limit), 1):
                 data.append({"rank": rank, "currency": currency, "subject_id": subject, "invoices": int(count),
                              "credit_notes": int(credits), "revenue": money(int(amount)),
                              "share": round(int(amount) / whole, 4) if whole > 0 else None, "_ref": ref})
         return {"object": "analytics.buyers", "from": first.isoformat(), "to": last.isoformat(),
-                "outlet_id": w.outlet_id, "granularity": "month", "limit": limit, "data": data}
+                "outlet_id": None, "granularity": "month", "limit": limit, "data": data}
 
     body = await _cached(w.key("buyers", limit), compute)
     return body, [row["_ref"] for row in body["data"] if row["_ref"]]
@@ -324,7 +333,7 @@ async def forecast(session: AsyncSession, w: Window, method: str, months: int, t
     first = add_months(current, -span)
 
     async def compute() -> dict[str, Any]:
-        rows = await AnalyticsRepository(session).per_period(TYPE, first, w.today, w.only)
+        rows = await AnalyticsRepository(session).per_period((MONTH,), first, current, w.only)
         monthly: dict[str, dict[date, int]] = {}
         for day, currency, _n, _c, amount, *_ in rows:
             by_month = monthly.setdefault(currency, {})

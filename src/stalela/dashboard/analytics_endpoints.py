@@ -4,6 +4,7 @@ permission (``reports:read``) and the same outlet restriction for a till's crede
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -107,10 +108,19 @@ async def analytics_page(request: Request, session: DbSession, viewer: CurrentVi
     return render(request, "analytics.html", w=w, interval=interval, query=query, summary=summary,
                   charts=revenue_charts(summary, interval, l10n), taxes=await analytics.taxes(session, w, "group"),
                   types=await analytics.types(session, w), outlets=await analytics.outlets(session, w),
-                  buyers=await analytics.buyers(session, request.app.state.settings, w, TOP_BUYERS),
+                  buyers=await _buyers(request, session, viewer.principal, w),
                   authority=authority, histogram=histogram_chart(authority, l10n), forecast=forecast,
                   forecast_charts=forecast_charts(forecast, l10n),
                   choices=await visible_outlets(session, viewer.principal))
+
+
+async def _buyers(request: Request, session: AsyncSession, principal: Principal, w: analytics.Window
+                  ) -> dict[str, Any] | None:
+    """Top buyers are the whole tenant's (whatever outlet the page shows); none for a restricted viewer."""
+    if principal.restricted:
+        return None
+    return await analytics.buyers(session, request.app.state.settings, replace(w, outlet_id=None, outlets=None),
+                                  TOP_BUYERS)
 
 
 @router.get("/analytics/{name}.csv")
@@ -129,7 +139,9 @@ async def analytics_csv(name: str, request: Request, session: DbSession, viewer:
     elif name == "outlets":
         body = await analytics.outlets(session, w)
     elif name == "buyers":
-        body = await analytics.buyers(session, request.app.state.settings, w, TOP_BUYERS)
+        body = await _buyers(request, session, viewer.principal, w)
+        if body is None:
+            raise NotFound("no such table", code="not_found")
     elif name == "authority":
         body = await analytics.authority(session, w)
     else:

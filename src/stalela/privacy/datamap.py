@@ -303,11 +303,15 @@ _TABLES = [
     table("usage_voids", "while_account",
           operational="tenant_id event_id resource quantity_units occurred_at voided_at reason"),
     table("analytics_sales", "while_account",
-          operational="tenant_id kind period outlet_id currency key count credit_count amount base vat ref updated_at",
-          note="analytics: sums derived from the sealed invoices (rebuildable); purged at offboarding",
-          notes={"key": "an invoice type, a tax group, or a buyer's data subject id (a pseudonym, never a personal "
-                        "value: erasing the subject shreds what links it to a person)",
-                 "ref": "an invoice id"}),
+          operational="tenant_id kind period outlet_id currency key count credit_count amount credited base vat "
+                      "updated_at",
+          note="analytics: sums derived from the sealed invoices (rebuildable); purged at offboarding"),
+    table("analytics_buyers", "while_account",
+          operational="tenant_id currency grain period subject_id count credit_count amount credited ref updated_at",
+          note="analytics: what each buyer bought per month, quarter and year (rebuildable); purged at offboarding",
+          notes={"subject_id": "a data subject id: a pseudonym, never a personal value (erasing the subject shreds "
+                               "what links it to a person)",
+                 "ref": "an invoice id, the name is read back from it (never stored here)"}),
     table("analytics_authority", "while_account",
           operational="tenant_id day outlet_id outcome count ms_sum le_1s le_5s le_15s le_1m le_5m le_15m le_1h "
                       "le_6h le_1d over_1d updated_at",

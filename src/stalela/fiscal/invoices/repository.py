@@ -9,8 +9,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stalela.db.base import utcnow
 from stalela.db.repository import Repository
-from stalela.fiscal.invoices.models import (AuthorityAck, DayFigures, IdempotencyRecord, Invoice, InvoiceSync,
-                                           NumberBlock, SalesTally, Series)
+from stalela.fiscal.invoices.models import (AuthorityAck, BuyerTally, DayFigures, IdempotencyRecord, Invoice,
+                                           InvoiceSync, NumberBlock, SalesTally, Series)
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.kit.ids import new_id
 from stalela.tenancy.models import Outlet
@@ -256,22 +256,30 @@ class DayFiguresRepository:
         return [tuple(r) for r in await self.session.execute(stmt)]
 
 
-_TALLY_KEY = ["tenant_id", "kind", "period", "outlet_id", "currency", "key"]
-_TALLY_SUMS = ("count", "credit_count", "amount", "base", "vat")
+_TALLY_SUMS = ("count", "credit_count", "amount", "credited", "base", "vat")
 
 
 class SalesTallyRepository:
     def __init__(self, session) -> None:  # noqa: ANN001
         self.session = session
 
+    async def _add(self, model: Any, key: list[str], sums: tuple[str, ...], rows: list[dict[str, Any]],
+                   **also: Any) -> None:
+        table = model.__table__
+        stmt = (pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert)(table)
+        stmt = stmt.on_conflict_do_update(index_elements=key, set_={
+            **{c: table.c[c] + stmt.excluded[c] for c in sums}, "updated_at": stmt.excluded.updated_at,
+            **{c: f(stmt.excluded, table) for c, f in also.items()}})
+        await self.session.execute(stmt, rows)
+
     async def add(self, rows: list[dict[str, Any]]) -> None:
         """Add ``rows`` to the analytics sums (tallies.py): one upsert, executed for all rows at once."""
-        table = SalesTally.__table__
-        stmt = (pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert)(table)
-        stmt = stmt.on_conflict_do_update(index_elements=_TALLY_KEY, set_={
-            **{c: table.c[c] + stmt.excluded[c] for c in _TALLY_SUMS},
-            "ref": func.coalesce(stmt.excluded.ref, table.c.ref), "updated_at": stmt.excluded.updated_at})
-        await self.session.execute(stmt, rows)
+        await self._add(SalesTally, ["tenant_id", "kind", "period", "outlet_id", "currency", "key"], _TALLY_SUMS,
+                        rows)
+
+    async def add_buyers(self, rows: list[dict[str, Any]]) -> None:
+        await self._add(BuyerTally, ["tenant_id", "currency", "grain", "period", "subject_id"], _TALLY_SUMS[:4], rows,
+                        ref=lambda excluded, table: func.coalesce(excluded.ref, table.c.ref))
 
 
 class NumberBlockRepository(Repository[NumberBlock]):

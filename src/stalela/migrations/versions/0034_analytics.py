@@ -1,8 +1,9 @@
-"""Analytics (issue 20): ``analytics_sales`` (additive sums of sealed invoices per business day, outlet,
-currency and type, tax group or buyer, kept by the sealing transaction) and ``analytics_authority`` (the
-authority's outcomes per day of sealing, outlet and outcome, with a histogram of the time from seal to
-outcome, kept where the outcome is recorded). Tenant-owned, with RLS. Both start empty: invoices sealed
-before this revision are added by ``stalela analytics rebuild`` (docs/analytics.md).
+"""Analytics (issue 20): ``analytics_sales`` (additive sums of sealed invoices per business day and per month,
+outlet and currency: totals, types, tax groups; kept by the sealing transaction), ``analytics_buyers`` (the
+same per month, quarter and year, currency and buyer, over the whole tenant) and ``analytics_authority`` (the authority's outcomes per day of sealing, outlet and outcome, with
+a histogram of the time from seal to outcome, kept where the outcome is recorded). Tenant-owned, with RLS.
+Both start empty: invoices sealed before this revision are added by ``stalela analytics rebuild``
+(docs/analytics.md).
 
 Revision ID: 0034
 Revises: 0032
@@ -34,12 +35,28 @@ def upgrade() -> None:
         sa.Column("count", sa.BigInteger(), nullable=False),
         sa.Column("credit_count", sa.BigInteger(), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("credited", sa.BigInteger(), nullable=False),
         sa.Column("base", sa.BigInteger(), nullable=False),
         sa.Column("vat", sa.BigInteger(), nullable=False),
-        sa.Column("ref", sa.String(40), nullable=True),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "kind", "period", "outlet_id", "currency", "key",
                                 name=op.f("pk_analytics_sales")),
+    )
+    op.create_table(
+        "analytics_buyers",
+        sa.Column("tenant_id", sa.String(40), nullable=False),
+        sa.Column("currency", sa.String(8), nullable=False),
+        sa.Column("grain", sa.String(1), nullable=False),
+        sa.Column("period", sa.Date(), nullable=False),
+        sa.Column("subject_id", sa.String(40), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.Column("credit_count", sa.BigInteger(), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("credited", sa.BigInteger(), nullable=False),
+        sa.Column("ref", sa.String(40), nullable=True),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", "currency", "grain", "period", "subject_id",
+                                name=op.f("pk_analytics_buyers")),
     )
     op.create_table(
         "analytics_authority",
@@ -53,10 +70,10 @@ def upgrade() -> None:
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "day", "outlet_id", "outcome", name=op.f("pk_analytics_authority")),
     )
-    for table in ("analytics_sales", "analytics_authority"):
+    for table in ("analytics_sales", "analytics_buyers", "analytics_authority"):
         rls.protect(table)
 
 
 def downgrade() -> None:
-    for table in ("analytics_authority", "analytics_sales"):
+    for table in ("analytics_authority", "analytics_buyers", "analytics_sales"):
         op.drop_table(table)
