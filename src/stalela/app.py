@@ -246,6 +246,7 @@ def extra_routers() -> list:
     from stalela.assistants.endpoints import router as drafts_router
     from stalela.connectors.endpoints import inbound as connector_webhooks_router
     from stalela.connectors.endpoints import router as connections_router
+    from stalela.analytics.endpoints import router as analytics_router
 
     return [registry_router, moves_router, invoices_router, ledger_router, proof_router, exports_router, keys_router, verification_router, outbox_router, authority_router,
             arca_router,
@@ -253,5 +254,5 @@ def extra_routers() -> list:
             invoice_deletion_router, retention_router, privacy_exports_router, usage_router,
             billing_ops_router, billing_quotas_router, bills_router, bills_ops_router, anomalies_router,
             ops_anomalies_router, operators_router, logo_router, devices_router, status_lists_router,
-            offline_blocks_router, offline_batches_router, drafts_router, connections_router,
+            offline_blocks_router, offline_batches_router, drafts_router, connections_router, analytics_router,
             connector_webhooks_router, *dashboard_routers]

@@ -127,6 +127,13 @@ TABLE: dict[tuple[str, str], Perm] = {
     # The route admits a drafting credential; who may really seal (a person with invoices:write, a key with a
     # person's approval under a policy other than disabled) is the service's check (tests/assistants).
     ("POST", "/v1/invoice-drafts/{draft_id}/seal"): Perm.INVOICES_DRAFT,
+    ("GET", "/v1/analytics/summary"): Perm.REPORTS_READ,
+    ("GET", "/v1/analytics/taxes"): Perm.REPORTS_READ,
+    ("GET", "/v1/analytics/types"): Perm.REPORTS_READ,
+    ("GET", "/v1/analytics/outlets"): Perm.REPORTS_READ,
+    ("GET", "/v1/analytics/buyers/top"): Perm.REPORTS_READ,
+    ("GET", "/v1/analytics/authority"): Perm.REPORTS_READ,
+    ("GET", "/v1/analytics/forecast"): Perm.REPORTS_READ,
     ("GET", "/v1/assistant-settings"): Perm.INVOICES_READ,
     ("PATCH", "/v1/assistant-settings"): Perm.ADMIN,
     ("POST", "/v1/connections"): Perm.CONNECTORS,

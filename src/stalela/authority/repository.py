@@ -7,7 +7,7 @@ from sqlalchemy import case, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from stalela.authority.models import AuthorityDevice
+from stalela.authority.models import AuthorityDevice, AuthorityTally
 from stalela.fiscal.invoices.models import AuthorityAck, Invoice, InvoiceSync
 
 
@@ -109,6 +109,27 @@ class AuthorityRepository:
             update(InvoiceSync).where(InvoiceSync.invoice_id == invoice_id, InvoiceSync.status == "pending")
             .values(**values))
         return result.rowcount == 1
+
+    async def settle_pending(self, invoice_id: str, **values) -> tuple[str, datetime] | None:  # noqa: ANN003
+        """``update_pending`` that answers the row's (outlet, sealed_at) when it was pending (the outcome's
+        analytics row needs them), None if it no longer was."""
+        result = await self.session.execute(
+            update(InvoiceSync).where(InvoiceSync.invoice_id == invoice_id, InvoiceSync.status == "pending")
+            .values(**values).returning(InvoiceSync.outlet_id, InvoiceSync.sealed_at)
+            .execution_options(synchronize_session=False))
+        row = result.one_or_none()
+        return (row[0], row[1]) if row is not None else None
+
+    async def add_tallies(self, rows: list[dict]) -> None:
+        """Add outcomes to the analytics sums (outcomes.py): one upsert that only adds."""
+        table = AuthorityTally.__table__
+        stmt = self._insert()(table)
+        sums = [c.name for c in table.columns if c.name not in ("tenant_id", "day", "outlet_id", "outcome",
+                                                                 "updated_at")]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "day", "outlet_id", "outcome"],
+            set_={**{c: table.c[c] + stmt.excluded[c] for c in sums}, "updated_at": stmt.excluded.updated_at})
+        await self.session.execute(stmt, rows)
 
     async def mark_device(self, outlet_id: str, **values) -> None:  # noqa: ANN003
         await self.session.execute(update(AuthorityDevice).where(AuthorityDevice.outlet_id == outlet_id)

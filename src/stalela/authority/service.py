@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stalela.authority import outcomes
 from stalela.authority.adapters import dgi_emcf as emcf
 from stalela.authority.arca.repository import ArcaRepository
 from stalela.authority.models import AuthorityDevice
@@ -163,9 +164,12 @@ async def _release(db: Database, tenant_id: str, invoice_ids: list[str]) -> None
 async def _fail(db: Database, tenant_id: str, invoice_id: str, code: str, detail: str) -> None:
     async with db.transaction() as session:
         await bind_tenant(session, tenant_id)
-        if not await AuthorityRepository(session).update_pending(  # acknowledged meanwhile: keep that outcome
-                invoice_id, status="failed", error_code=code, error=detail[:1000], uid=None, updated_at=utcnow()):
+        now = utcnow()
+        settled = await AuthorityRepository(session).settle_pending(  # acknowledged meanwhile: keep that outcome
+            invoice_id, status="failed", error_code=code, error=detail[:1000], uid=None, updated_at=now)
+        if settled is None:
             return
+        await outcomes.record(session, tenant_id, settled[0], settled[1], "failed", now)
         enqueue(session, tenant_id, "invoice.sync_failed", {"invoice_id": invoice_id, "code": code,
                                                              "detail": detail[:300]})
 
@@ -183,6 +187,7 @@ async def _acknowledge(db: Database, tenant_id: str, invoice_id: str, nim: str, 
             qr_code=ack.get("qrCode"), raw=json.dumps(ack), created_at=utcnow()))
         row.status, row.error_code, row.error, row.updated_at = "acknowledged", None, None, utcnow()
         sync_acknowledged(session, row.sealed_at, row.updated_at)  # authority_sync_lag_seconds, at commit
+        await outcomes.record(session, tenant_id, row.outlet_id, row.sealed_at, "acknowledged", row.updated_at)
         enqueue(session, tenant_id, "invoice.acknowledged", {
             "invoice_id": invoice_id, "authority_code": ack["codeDEFDGI"], "counters": ack.get("counters")})
 

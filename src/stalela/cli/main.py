@@ -11,6 +11,7 @@ from stalela.cli import output
 from stalela.cli import audit as audit_cli
 from stalela.cli import migrate as migrate_cli
 from stalela.cli import billing as billing_cli
+from stalela.cli import analytics as analytics_cli
 from stalela.cli import reports as reports_cli
 from stalela.cli import privacy as privacy_cli
 from stalela.cli import retention as retention_cli
@@ -54,6 +55,7 @@ keys_app = typer.Typer(help="Signing keys", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_cli.export_app, name="export")
 app.add_typer(reports_cli.report_app, name="report")
+app.add_typer(analytics_cli.analytics_app, name="analytics")
 app.add_typer(retention_cli.retention_app, name="retention")
 outbox_app = typer.Typer(help="The outbox: dead letters and replay", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")

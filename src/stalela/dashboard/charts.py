@@ -165,3 +165,36 @@ def daily_quantity_chart(points: list[DayQuantity], title: str, desc: str, capti
     out.append(f'<text x="{LEFT}" y="{HEIGHT - 4}" class="axis">{escape(caption)}</text>')
     out.append("</svg>")
     return Markup("".join(out))
+
+
+def bar_chart(labels: list[str], values: list[Decimal], title: str, desc: str, caption: str, testid: str, *,
+              highlight_last: bool = False, height: int = HEIGHT) -> Markup:
+    """Bars of exact amounts over named periods (the analytics page: revenue per day, week or month; the
+    forecast; the authority's histogram). Only the geometry is float. ``highlight_last``: the last bar is
+    drawn apart (a forecast, not a figure). The words come from the template, translated with it."""
+    n = max(len(values), 1)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, height - TOP - BOTTOM
+    top = _nice_max_decimal(max((max(v, Decimal(0)) for v in values), default=Decimal(0)))
+    slot = plot_w / n
+    bar_w = max(slot * 0.7, 1)
+    every = max(1, -(-n // 12))  # at most about twelve labels under the axis
+    out = [f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="{testid}-t {testid}-d" '
+           f'xmlns="http://www.w3.org/2000/svg" data-testid="{escape(testid)}">',
+           f'<title id="{testid}-t">{escape(title)}</title><desc id="{testid}-d">{escape(desc)}</desc>']
+    for i in range(5):
+        y = TOP + plot_h * i / 4
+        out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">'
+                   f'{quantity_label(top * (4 - i) / 4)}</text>')
+    for i, (label, value) in enumerate(zip(labels, values)):
+        x = LEFT + slot * i + (slot - bar_w) / 2
+        h = plot_h * float(max(value, Decimal(0)) / top)
+        kind = "bar forecast" if highlight_last and i == len(values) - 1 else "bar"
+        out.append(f'<rect x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                   f'class="{kind}"><title>{escape(label)}: {quantity_label(value)}</title></rect>')
+        if i % every == 0 or i == len(values) - 1:
+            out.append(f'<text x="{LEFT + slot * (i + 0.5):.1f}" y="{height - BOTTOM + 16}" text-anchor="middle" '
+                       f'class="axis">{escape(label)}</text>')
+    out.append(f'<text x="{LEFT}" y="{height - 4}" class="axis">{escape(caption)}</text>')
+    out.append("</svg>")
+    return Markup("".join(out))

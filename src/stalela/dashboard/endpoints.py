@@ -17,6 +17,8 @@ from stalela.auth.dependencies import DbSession, PublicRateLimit, client_ip
 from stalela.auth.permissions import Perm
 from stalela.dashboard import service
 from stalela.dashboard.admin_endpoints import router as admin_router
+from stalela.dashboard.analytics_endpoints import home_trend
+from stalela.dashboard.analytics_endpoints import router as analytics_router
 from stalela.dashboard.branding_endpoints import router as branding_router
 from stalela.dashboard.device_endpoints import router as devices_router
 from stalela.dashboard.connector_endpoints import router as connections_router
@@ -163,8 +165,11 @@ async def accept(request: Request, session: DbSession):
 async def home(request: Request, session: DbSession, viewer: CurrentViewer):
     need(viewer, Perm.INVOICES_READ)
     steps = await service.onboarding(session, viewer.jurisdiction) if viewer.can("admin") else []
-    return render(request, "home.html", home=await service.home(session, viewer.principal, localizer(viewer.lang)),
-                  steps=steps)
+    l10n = localizer(viewer.lang)
+    # The revenue of the last months, from the analytics service (who may read reports may read it).
+    trend = await home_trend(session, viewer.principal, l10n) if viewer.can("reports:read") else []
+    return render(request, "home.html", home=await service.home(session, viewer.principal, l10n), steps=steps,
+                  trend=trend)
 
 
 @router.get("/invoices")
@@ -310,7 +315,7 @@ async def export_download(export_id: str, request: Request, session: DbSession, 
 
 
 routers = [static_router, router, settings_router, branding_router, admin_router, devices_router, drafts_router,
-           connections_router, ops_router,
+           connections_router, analytics_router, ops_router,
            ops_operators_router,
            privacy_app_router, privacy_ops_router,
            billing_app_router, billing_ops_router]

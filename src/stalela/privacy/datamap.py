@@ -319,6 +319,20 @@ _TABLES = [
           notes={"properties": "free JSON the tenant sends with an event: its integrators' choice"}),
     table("usage_voids", "while_account",
           operational="tenant_id event_id resource quantity_units occurred_at voided_at reason"),
+    table("analytics_sales", "while_account",
+          operational="tenant_id kind period outlet_id currency key count credit_count amount credited base vat "
+                      "updated_at",
+          note="analytics: sums derived from the sealed invoices (rebuildable); purged at offboarding"),
+    table("analytics_buyers", "while_account",
+          operational="tenant_id currency grain period subject_id count credit_count amount credited ref updated_at",
+          note="analytics: what each buyer bought per month, quarter and year (rebuildable); purged at offboarding",
+          notes={"subject_id": "a data subject id: a pseudonym, never a personal value (erasing the subject shreds "
+                               "what links it to a person)",
+                 "ref": "an invoice id, the name is read back from it (never stored here)"}),
+    table("analytics_authority", "while_account",
+          operational="tenant_id day outlet_id outcome count ms_sum le_1s le_5s le_15s le_1m le_5m le_15m le_1h "
+                      "le_6h le_1d over_1d updated_at",
+          note="analytics: the authority's outcomes summed per day (rebuildable); purged at offboarding"),
     table("usage_daily", "while_account",
           operational="tenant_id resource day quantity_units event_count events_digest"),
     table("usage_cursors", "while_account", operational="tenant_id aggregated_through"),

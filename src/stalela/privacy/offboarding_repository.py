@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stalela.auth.models import Invitation, RefreshToken, User
 from stalela.authority.arca.models import ArcaCredential, ArcaTicket
-from stalela.authority.models import AuthorityDevice
+from stalela.authority.models import AuthorityDevice, AuthorityTally
 from stalela.db.base import utcnow
-from stalela.fiscal.invoices.models import IdempotencyRecord, Invoice
+from stalela.fiscal.invoices.models import BuyerTally, IdempotencyRecord, Invoice, SalesTally
 from stalela.fiscal.ledger.models import ExportJob, MerkleLog
 from stalela.fiscal.subjects.models import TenantKey
 from stalela.outbox.models import OutboxEvent
@@ -39,6 +39,9 @@ PURGED: tuple[tuple[Any, Any], ...] = (
     (ArcaCredential, None),
     (AuthorityDevice, None),
     (TenantLogo, None),  # branding, not fiscal: nothing sealed refers to it
+    (SalesTally, None),  # analytics: sums derived from the invoices, which are kept
+    (BuyerTally, None),
+    (AuthorityTally, None),
 )
 
 

@@ -38,6 +38,7 @@ from stalela.authority.arca.errors import (
     Transient,
 )
 from stalela.authority.arca.wsfe import NUMBER_MISMATCH, CaeResult, StoredReceipt
+from stalela.authority.outcomes import Outcomes, record
 from stalela.authority.repository import AuthorityRepository
 from stalela.config import Settings
 from stalela.db.base import utcnow
@@ -330,7 +331,7 @@ async def _acknowledge_many(db: Database, approved: list[tuple[Job, CaeResult]])
     tenant_id = approved[0][0].tenant_id
     async with db.transaction() as session:
         await bind_tenant(session, tenant_id)
-        repo, now = AuthorityRepository(session), utcnow()
+        repo, now, outcomes = AuthorityRepository(session), utcnow(), Outcomes(session)
         for job, result in approved:
             row = await repo.sync_row(job.invoice_id, lock=True)
             if row.status == "acknowledged":  # a concurrent delivery of the same event got here first
@@ -341,6 +342,8 @@ async def _acknowledge_many(db: Database, approved: list[tuple[Job, CaeResult]])
             if late:
                 log.warning("arca.authorised_after_rejection", tenant_id=tenant_id, invoice_id=job.invoice_id,
                             error_code=row.error_code)
+                await outcomes.add(tenant_id, row.outlet_id, row.sealed_at, "rejected", row.updated_at, sign=-1)
+            await outcomes.add(tenant_id, row.outlet_id, row.sealed_at, "acknowledged", now)
             arca_qr = qr_url(job.ar, job.seller_cuit, result.cae)
             details = {"result": "A", "cae_due": result.cae_due.isoformat() if result.cae_due else None,
                        "observations": _codes(result.observations), "arca_qr_url": arca_qr}
@@ -354,6 +357,7 @@ async def _acknowledge_many(db: Database, approved: list[tuple[Job, CaeResult]])
             enqueue(session, tenant_id, "invoice.acknowledged", {
                 "invoice_id": job.invoice_id, "authority_code": result.cae, "counters": None,
                 "cae_due": details["cae_due"], **({"after_rejection": True} if late else {})})
+        await outcomes.write()
         await session.flush()
         await _wake_next(session, approved[-1][0])
 
@@ -365,10 +369,12 @@ async def _reject(db: Database, job: Job, code: str, errors: list[tuple[int, str
                "arca_qr_url": None}
     async with db.transaction() as session:
         await bind_tenant(session, job.tenant_id)
-        repo = AuthorityRepository(session)
-        if not await repo.update_pending(job.invoice_id, status="rejected", error_code=code, error=detail[:1000],
-                                         details=json.dumps(details), updated_at=utcnow()):
+        repo, now = AuthorityRepository(session), utcnow()
+        settled = await repo.settle_pending(job.invoice_id, status="rejected", error_code=code, error=detail[:1000],
+                                            details=json.dumps(details), updated_at=now)
+        if settled is None:
             return  # acknowledged meanwhile: keep that outcome
+        await record(session, job.tenant_id, settled[0], settled[1], "rejected", now)
         enqueue(session, job.tenant_id, "invoice.sync_failed", {
             "invoice_id": job.invoice_id, "code": code, "detail": detail[:300], "status": "rejected"})
         await _wake_next(session, job)

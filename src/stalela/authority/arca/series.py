@@ -17,6 +17,7 @@ from stalela.authority.arca.errors import (
     TokenRejected,
     Transient,
 )
+from stalela.authority.outcomes import Outcomes
 from stalela.authority.repository import AuthorityRepository
 from stalela.config import Settings
 from stalela.db.base import utcnow
@@ -123,12 +124,15 @@ async def realign(db: Database, settings: Settings, principal: Principal, outlet
         old, new = await SeriesRepository(session).supersede(principal.tenant_id, outlet_id, invoice_type, last)
         detail = (f"the series was realigned on ARCA's last number {last}: this receipt can no longer be "
                   "authorised under its number; issue the sale again")
+        outcomes = Outcomes(session)
         for invoice_id, row in stranded:
             row.status, row.error_code, row.error, row.updated_at = "rejected", "series_realigned", detail, now
+            await outcomes.add(principal.tenant_id, row.outlet_id, row.sealed_at, "rejected", now)
             row.details = json.dumps({"result": None, "cae_due": None, "observations": [], "errors": [],
                                       "arca_qr_url": None})
             enqueue(session, principal.tenant_id, "invoice.sync_failed", {
                 "invoice_id": invoice_id, "code": "series_realigned", "detail": detail[:300], "status": "rejected"})
+        await outcomes.write()
         outcome = {"outlet_id": outlet_id, "type": invoice_type, "arca_last": last,
                    "previous": {"series_id": old.id, "generation": old.generation, "last_number": old.counter},
                    "series": {"series_id": new.id, "generation": new.generation, "next_number": last + 1},

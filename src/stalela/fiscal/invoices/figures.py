@@ -1,4 +1,5 @@
-"""What the sealing pipeline does for the reports above it: add each invoice to its business day's figures.
+"""What the sealing pipeline does for the reports above it: add each invoice to its business day's figures
+(and, for analytics, to the additive sums of ``tallies.py``, under the same business day).
 
 Runs inside the sealing transaction while the outlet's series row is locked, so the read-modify-write of
 the day's row is serialized with every other seal and with day closes of the same outlet.
@@ -17,6 +18,7 @@ from stalela.fiscal.core.reports import Figures, assign_day, local_date
 from stalela.fiscal.jurisdictions import get_jurisdiction
 from stalela.fiscal.invoices.models import DayFigures
 from stalela.fiscal.invoices.repository import DayFiguresRepository
+from stalela.fiscal.invoices.tallies import Tallies
 from stalela.kit.clock import rfc3339
 from stalela.tenancy.models import Outlet
 
@@ -55,6 +57,7 @@ class DayBook:
         self.session = session
         self._latest: dict[str, DayFigures | None] = {}
         self._open: dict[int, tuple[DayFigures, Figures]] = {}
+        self.tallies = Tallies()
 
     async def preload(self, outlet_ids: list[str]) -> None:
         """Read the latest day of many outlets at once (what ``add`` would read one by one)."""
@@ -72,9 +75,11 @@ class DayBook:
         return None if latest is None else (latest.business_day, latest.z_report_id is not None)
 
     async def add(self, outlet: Outlet, counter: int, issued: datetime, invoice: ComputedInvoice, *,
-                  sealed: Mapping[str, Any] | None = None, offline: bool = False) -> DayFigures:
+                  sealed: Mapping[str, Any] | None = None, offline: bool = False,
+                  buyer_subject: str | None = None) -> DayFigures:
         """``sealed``: the invoice's ``totals``, ``payments`` and ``issued_at`` as already rendered for
-        its seal, so they are not rendered again (the same values, computed from ``invoice``, otherwise)."""
+        its seal, so they are not rendered again (the same values, computed from ``invoice``, otherwise).
+        ``buyer_subject``: the buyer's data subject, if any (analytics' top buyers)."""
         if outlet.id in self._latest:
             latest = self._latest[outlet.id]
         else:
@@ -91,10 +96,15 @@ class DayBook:
         entry = self._open.get(id(row))
         if entry is None:
             entry = self._open[id(row)] = (row, load(row.figures))
+        credit = invoice.type in get_jurisdiction(invoice.jurisdiction).credit_note_types
+        totals = sealed["totals"] if sealed else invoice.totals_as_json()
+        self.tallies.add(tenant_id=outlet.tenant_id, outlet_id=outlet.id, day=day, currency=invoice.currency,
+                         type=invoice.type, credit=credit, totals=totals, buyer_subject=buyer_subject,
+                         invoice_id=sealed.get("id") if sealed else None, at=issued)
         entry[1].add_invoice(
             type=invoice.type,
-            credit=invoice.type in get_jurisdiction(invoice.jurisdiction).credit_note_types,
-            totals=sealed["totals"] if sealed else invoice.totals_as_json(),
+            credit=credit,
+            totals=totals,
             payments=sealed["payments"] if sealed else invoice.payments_as_json(),
             counter=counter,
             issued_at=sealed["issued_at"] if sealed else rfc3339(issued),
@@ -103,7 +113,8 @@ class DayBook:
         row.updated_at = issued
         return row
 
-    def write(self) -> None:
+    async def write(self) -> None:
         for row, figures in self._open.values():
             row.figures = dump(figures)
         self._open.clear()
+        await self.tallies.write(self.session)

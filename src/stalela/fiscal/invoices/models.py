@@ -201,3 +201,56 @@ class DayFigures(TenantOwned, Base):
     figures: Mapped[str] = mapped_column(Text)  # core.reports.Figures.as_json(), canonical JSON
     z_report_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# Like the day figures, kept by sealing for a package above it (stalela.analytics), so it lives here.
+class SalesTally(TenantOwned, Base):
+    """Additive sums of sealed invoices, for analytics: one row per period, outlet, currency and dimension value
+    (``tallies.py`` lists the kinds: totals, types and tax groups per business day and per month; buyers per
+    month over the whole tenant, in ``analytics_buyers``); updated in the sealing transaction by one upsert
+    that only adds.
+
+    Amounts are integer cents, net: a credit note's amounts count negative in ``amount``, ``base`` and ``vat``,
+    and its total is also added to ``credited`` (``credit_count`` of the documents were credit notes), so
+    sales are ``amount + credited``. Not a fiscal record: recomputable from the invoices
+    (``stalela analytics rebuild``).
+    """
+
+    __tablename__ = "analytics_sales"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    period: Mapped[date] = mapped_column(Date, primary_key=True)  # the business day, or its month's first day
+    outlet_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # the type, group|rate, or "" (totals)
+    count: Mapped[int] = mapped_column(BigInteger)
+    credit_count: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)  # the invoices' totals (tax rows: the group's amount)
+    credited: Mapped[int] = mapped_column(BigInteger)
+    base: Mapped[int] = mapped_column(BigInteger)
+    vat: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class BuyerTally(TenantOwned, Base):
+    """What each buyer (a data subject: the same buyer across invoices and outlets) bought per month, quarter
+    and year (``grain`` m, q, y) and currency, over the whole tenant, for analytics' top buyers: the same sums
+    as ``SalesTally``, added to in the same sealing transaction. A table of its own, keyed by currency and
+    grain first, so that the buyers of a range are read from a few contiguous ranges of the key, a year as one
+    row per buyer instead of twelve."""
+
+    __tablename__ = "analytics_buyers"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(8), primary_key=True)
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)  # m, q or y
+    period: Mapped[date] = mapped_column(Date, primary_key=True)  # the first day of the month, quarter or year
+    subject_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    credit_count: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    credited: Mapped[int] = mapped_column(BigInteger)
+    # The buyer's latest invoice of the period: where its name is read back from (never stored here).
+    ref: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

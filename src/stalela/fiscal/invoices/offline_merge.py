@@ -154,7 +154,8 @@ class OfflineInvoices:
         leaf_index = self.log.append(seal["hash"])
         when = issued if await self._day_open(outlet, issued) else merged_at
         row = await self.book.add(outlet, day_position(series_code, payload["counter"], leaf_index), when, r.computed,
-                                  sealed=document, offline=True)
+                                  sealed=document, offline=True,
+                                  buyer_subject=sold_to.subject_id if sold_to else None)
         # The day is decided here, by the state of the outlet's days at the merge: kept with the invoice, so
         # a rebuild of the figures (reports) gives it the same day (its counter does not say it).
         offline["business_day"] = row.business_day.isoformat()
@@ -185,5 +186,5 @@ class OfflineInvoices:
         await InvoiceRepository(self.session).insert_sealed(self.invoices, [])
         await SyncStateRepository(self.session).insert_pending(self.syncs)
         await enqueue_many(self.session, self.events)
-        self.book.write()
+        await self.book.write()
         self.invoices, self.syncs, self.events = [], [], []

@@ -1,16 +1,17 @@
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from stalela.db.base import utcnow
+from stalela.db.base import UTCDateTime, utcnow
 from stalela.db.repository import Repository
-from stalela.fiscal.invoices.models import (AuthorityAck, DayFigures, IdempotencyRecord, Invoice, InvoiceSync,
-                                           NumberBlock, Series)
+from stalela.fiscal.invoices.models import (AuthorityAck, BuyerTally, DayFigures, IdempotencyRecord, Invoice,
+                                           InvoiceSync, NumberBlock, SalesTally, Series)
 from stalela.fiscal.invoices.schemas import InvoiceFilters
 from stalela.kit.ids import new_id
 from stalela.tenancy.models import Outlet
@@ -254,6 +255,55 @@ class DayFiguresRepository:
             .order_by(DayFigures.business_day)
         )
         return [tuple(r) for r in await self.session.execute(stmt)]
+
+
+_TALLY_SUMS = ("count", "credit_count", "amount", "credited", "base", "vat")
+_TALLIES = {  # model -> (its key, the columns added to, columns set otherwise)
+    SalesTally: (("tenant_id", "kind", "period", "outlet_id", "currency", "key"), _TALLY_SUMS, ()),
+    BuyerTally: (("tenant_id", "currency", "grain", "period", "subject_id"), _TALLY_SUMS[:4], ("ref",)),
+}
+
+
+def _set(model: Any, stmt: Any) -> dict[str, Any]:
+    """What an upsert of ``model``'s tallies does to an existing row: add the sums, keep the latest ref."""
+    table, (_, sums, kept) = model.__table__, _TALLIES[model]
+    return {**{c: table.c[c] + stmt.excluded[c] for c in sums}, "updated_at": stmt.excluded.updated_at,
+            **{c: func.coalesce(stmt.excluded[c], table.c[c]) for c in kept}}
+
+
+@lru_cache(maxsize=None)
+def _unnest_upsert(model: Any) -> Any:
+    """PostgreSQL: every row of a transaction's tallies in ONE statement, whatever their number: each column
+    an array, unnested (one round trip, and a statement prepared once; an executemany costs a round trip per
+    row through the driver here)."""
+    table, (key, _, _) = model.__table__, _TALLIES[model]
+    columns = [c for c in table.columns if c.name != "updated_at"]
+    rows = func.unnest(*(bindparam(c.name, type_=ARRAY(c.type)) for c in columns)) \
+        .table_valued(*(c.name for c in columns)).render_derived(name="t")
+    source = select(*(rows.c[c.name] for c in columns), bindparam("updated_at", type_=UTCDateTime()))
+    stmt = pg_insert(table).from_select([*(c.name for c in columns), "updated_at"], source)
+    return stmt.on_conflict_do_update(index_elements=list(key), set_=_set(model, stmt))
+
+
+class SalesTallyRepository:
+    def __init__(self, session) -> None:  # noqa: ANN001
+        self.session = session
+
+    async def _add(self, model: Any, rows: list[dict[str, Any]]) -> None:
+        if self.session.bind.dialect.name == "postgresql":
+            params = {c.name: [r[c.name] for r in rows] for c in model.__table__.columns if c.name != "updated_at"}
+            await self.session.execute(_unnest_upsert(model), {**params, "updated_at": rows[0]["updated_at"]})
+            return
+        stmt = sqlite_insert(model.__table__)
+        stmt = stmt.on_conflict_do_update(index_elements=list(_TALLIES[model][0]), set_=_set(model, stmt))
+        await self.session.execute(stmt, rows)
+
+    async def add(self, rows: list[dict[str, Any]]) -> None:
+        """Add ``rows`` to the analytics sums (tallies.py; every row has the same ``updated_at``)."""
+        await self._add(SalesTally, rows)
+
+    async def add_buyers(self, rows: list[dict[str, Any]]) -> None:
+        await self._add(BuyerTally, rows)
 
 
 class NumberBlockRepository(Repository[NumberBlock]):

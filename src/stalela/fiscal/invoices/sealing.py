@@ -271,7 +271,7 @@ async def seal_many(session: AsyncSession, settings: Settings, tenant_id: str,
     await SyncStateRepository(session).insert_pending(group.syncs)
     await enqueue_many(session, group.events)
     await log.write()
-    book.write()
+    await book.write()
     await session.flush()
     clock.lap("store", sealing)
     seal_group(session, sealing)
@@ -421,7 +421,8 @@ async def _store(group: _Group, book: DayBook, log: LogAppender, key: Any, reque
     group.invoices.append(invoice_row(group.tenant_id, n.invoice_id, leaf_index, n.outlet.id, n.series.id, req,
                                       computed, n.issued, seal, n.signed, document, sold_to))
     # The business day's figures (Z/X reports), by the invoice's place in its outlet's sequence.
-    await book.add(n.outlet, day_position(n.series.code, n.counter, leaf_index), n.issued, computed, sealed=document)
+    await book.add(n.outlet, day_position(n.series.code, n.counter, leaf_index), n.issued, computed, sealed=document,
+                   buyer_subject=sold_to.subject_id if sold_to else None)
     # Visible as pending at once (sync status, dashboards), before any worker picks the event up.
     group.syncs.append(sync_row(group.tenant_id, n.invoice_id, n.outlet.id, n.issued))
     group.events.append(sealed_event(group.tenant_id, n.invoice_id, n.outlet.id, req.type, n.payload))

@@ -11,7 +11,7 @@ import hmac
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, AsyncIterator
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +23,7 @@ from stalela.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from stalela.fiscal.core.reports import DayResolver, Figures, ZBoundary, local_date
 from stalela.fiscal.core.seal import build_seal, canonical_bytes, verify_seal
 from stalela.fiscal.invoices.figures import day_position, dump, load
-from stalela.fiscal.invoices.models import DayFigures
+from stalela.fiscal.invoices.models import DayFigures, Invoice
 from stalela.fiscal.invoices.offline_merge import merged_day
 from stalela.fiscal.invoices.repository import DayFiguresRepository, SeriesRepository
 from stalela.fiscal.invoices.verification import Verified
@@ -339,6 +339,24 @@ class RebuildResult:
                 "repaired": self.repaired, "z_mismatches": self.z_mismatches}
 
 
+async def sealed_days(session: AsyncSession, outlet: Outlet, rules: Any
+                      ) -> AsyncIterator[tuple[Invoice, dict[str, Any], dict[str, Any], date, int]]:
+    """Every invoice of the outlet in sealing order, a page at a time, with its payload, document, business
+    day and place in the outlet's sequence: the day sealing gave it, replayed from the Z reports (the rebuilds
+    of the day figures and of analytics). The caller holds the locks that keep seals and closes out."""
+    zs = await ZReportRepository(session).boundaries(outlet.id, None)
+    resolver = DayResolver(outlet.timezone, [ZBoundary(n, d, to) for _, n, d, to in zs],
+                           max((d for _, _, d, _ in zs), default=None))
+    async for page in invoice_pages(session, outlet_id=outlet.id):
+        for inv in page:
+            payload, document = json.loads(inv.payload), json.loads(inv.document)
+            position = day_position(rules.series_code(inv.type), inv.counter, inv.leaf_index)
+            # A merged offline invoice's counter is older than the online invoices sealed while its device
+            # was away, and its day was decided at the merge (device day while open, else the merge's):
+            # it keeps that day, and the counters of the Zs do not move it.
+            yield inv, payload, document, merged_day(document) or resolver.day_of(position, inv.issued_at), position
+
+
 async def rebuild_figures(session: AsyncSession, outlet_id: str, *, apply: bool) -> RebuildResult:
     """Recompute an outlet's day figures from its sealed invoices and Z reports; compare, and repair if asked.
 
@@ -355,24 +373,14 @@ async def rebuild_figures(session: AsyncSession, outlet_id: str, *, apply: bool)
     tenant = await TenantRepository(session).get(outlet.tenant_id)
     rules = get_jurisdiction(tenant.jurisdiction)
     credit_types = rules.credit_note_types
-    zs = await ZReportRepository(session).boundaries(outlet.id, None)
-    resolver = DayResolver(outlet.timezone, [ZBoundary(n, d, to) for _, n, d, to in zs],
-                           max((d for _, _, d, _ in zs), default=None))
     result = RebuildResult(outlet.id)
     days: dict[date, Figures] = {}
-    async for page in invoice_pages(session, outlet_id=outlet.id):
-        for inv in page:
-            payload, document = json.loads(inv.payload), json.loads(inv.document)
-            position = day_position(rules.series_code(inv.type), inv.counter, inv.leaf_index)
-            # A merged offline invoice's counter is older than the online invoices sealed while its device
-            # was away, and its day was decided at the merge (device day while open, else the merge's):
-            # it keeps that day, and the counters of the Zs do not move it.
-            day = merged_day(document) or resolver.day_of(position, inv.issued_at)
-            days.setdefault(day, Figures()).add_invoice(
-                type=payload["type"], credit=payload["type"] in credit_types, totals=payload["totals"],
-                payments=document.get("payments"), counter=position, issued_at=payload["issued_at"],
-                offline="offline" in payload)
-            result.invoices += 1
+    async for inv, payload, document, day, position in sealed_days(session, outlet, rules):
+        days.setdefault(day, Figures()).add_invoice(
+            type=payload["type"], credit=payload["type"] in credit_types, totals=payload["totals"],
+            payments=document.get("payments"), counter=position, issued_at=payload["issued_at"],
+            offline="offline" in payload)
+        result.invoices += 1
     rows = {r.business_day: r for r in await DayFiguresRepository(session).for_outlet(outlet.id)}
     closes = {z.business_day: z for z in await ZReportRepository(session).for_outlet(outlet.id)}
     for day in sorted(set(days) | set(rows) | set(closes)):
