@@ -137,3 +137,21 @@ async def test_the_connection_shows_its_counts(shop):
     counts = r.json()["orders"]
     assert (counts["invoiced"], counts["parked"], counts["pending"]) == (1, 1, 1), counts  # pending: not paid yet
     assert r.json()["last_webhook_at"] is not None
+
+
+async def test_the_analytics_summary_shows_orders_against_invoices(shop):
+    from datetime import date, timedelta
+    c = await shop.connect("shopify", SHOPIFY)
+    await deliver(shop, c, dumps_order(order("paid_exclusive")))
+    await deliver(shop, c, dumps_order(order("totals_mismatch")))
+    await deliver(shop, c, dumps_order(order("pending")))
+    await shop.pump()
+    today = date.today()
+    r = await shop.client.get("/v1/analytics/summary", params={
+        "from": (today - timedelta(days=1)).isoformat(), "to": (today + timedelta(days=1)).isoformat()},
+        headers=shop.headers)
+    assert r.status_code == 200, r.text
+    figures = r.json()["connectors"]
+    assert (figures["orders"], figures["invoiced"], figures["parked"], figures["pending"]) == (3, 1, 1, 1)
+    assert figures["invoiced_rate"] == "0.5000"  # one of the two paid orders
+    assert figures["by_connection"][0]["connection_id"] == c["id"]

@@ -36,6 +36,10 @@ class ConnectionRepository(Repository[Connection]):
         live = select(Connection).where(Connection.status != "deleted")
         return await self.page(live, limit=limit, starting_after=starting_after, scope=select(Connection))
 
+    async def of_tenant(self) -> list[Connection]:
+        """Every connection of the bound tenant, deleted ones included (their orders still count)."""
+        return list((await self.session.execute(select(Connection).order_by(Connection.id))).scalars())
+
     async def due(self, now: datetime, limit: int) -> list[Connection]:
         """Active connections whose poll is due, most overdue first (platform-bound: every tenant)."""
         stmt = (select(Connection).where(Connection.status == "active", Connection.next_poll_at <= now)
@@ -118,6 +122,16 @@ class OrderRepository:
         stmt = stmt.order_by(ConnectorOrder.updated_at.desc(), ConnectorOrder.order_key.desc()).limit(limit + 1)
         rows = list((await self.session.execute(stmt)).scalars())
         return rows[:limit], len(rows) > limit
+
+    async def counts_between(self, start: datetime, end: datetime) -> dict[str, dict[str, int]]:
+        """Orders first seen in [start, end), by connection and status (analytics: orders vs invoices)."""
+        stmt = (select(ConnectorOrder.connection_id, ConnectorOrder.status, func.count())
+                .where(ConnectorOrder.created_at >= start, ConnectorOrder.created_at < end)
+                .group_by(ConnectorOrder.connection_id, ConnectorOrder.status))
+        found: dict[str, dict[str, int]] = {}
+        for connection_id, status, n in (await self.session.execute(stmt)).all():
+            found.setdefault(connection_id, {})[status] = n
+        return found
 
     async def write_back_pending(self, connection_id: str, limit: int) -> list[ConnectorOrder]:
         stmt = (select(ConnectorOrder).where(ConnectorOrder.connection_id == connection_id,

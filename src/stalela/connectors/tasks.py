@@ -7,6 +7,7 @@ import asyncio
 import json
 
 from stalela.config import Settings
+from stalela.connectors import figures as _figures  # noqa: F401  (registers the analytics figures)
 from stalela.connectors import intake, polling, processing, service, topics
 from stalela.connectors.clients import base as clients
 from stalela.connectors.clients.base import OrderNotFound, PlatformError
