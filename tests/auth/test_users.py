@@ -275,7 +275,7 @@ async def test_an_admin_cannot_mint_a_key_that_makes_owners(client, org):
     r = await client.post("/v1/api-keys", json={"name": "ops"}, headers=admin)
     assert r.status_code == 201, r.text
     assert set(r.json()["scopes"]) == {"invoices:write", "invoices:draft", "invoices:read", "reports", "webhooks",
-                                       "usage"}
+                                       "usage", "connectors"}
     minted = {"Authorization": f"Bearer {r.json()['api_key']}"}
     r = await client.post("/v1/users", json={"email": "me@org.cd", "name": "Me", "role": "owner",
                                              "password": PASSWORD}, headers=minted)

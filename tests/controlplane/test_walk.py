@@ -28,7 +28,7 @@ from tests.support.invoices import sample_invoice
 from tests.support.walk import outbox_busy, BODIES as CROSS_TENANT_BODIES, TIERS, database_of, make_tenant, outbox_outcomes, \
     victim_bill, victim_objects
 
-NOT_OBJECTS = {"category": "operational", "period": "2026-01", "plan_id": "default", "version": "1"}
+NOT_OBJECTS = {"category": "operational", "period": "2026-01", "plan_id": "default", "version": "1", "platform": "shopify"}
 # What the tenant itself would send to its own objects (the cross-tenant walk's bodies, and a few more).
 BODIES: dict[tuple[str, str], Any] = {
     **CROSS_TENANT_BODIES,
@@ -100,7 +100,8 @@ async def _walk(app, client, headers: dict, ids: dict[str, str]) -> dict[tuple[s
 
 async def _console(app, owner: Browser, ids: dict[str, str]) -> dict[str, int]:
     """Every GET page of the /app console, signed in as the tenant's owner."""
-    names = {**ids, "z_id": ids["z_report_id"], "message_id": ids["msg_id"]}
+    # ``name``: an analytics table's CSV (/app/analytics/{name}.csv), a word, not an object.
+    names = {**ids, "z_id": ids["z_report_id"], "message_id": ids["msg_id"], "name": "summary"}
     pages = {}
     for route in all_routes(app):
         if isinstance(getattr(route, "original_route", route), APIRoute) and route.path.startswith("/app") \

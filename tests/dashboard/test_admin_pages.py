@@ -134,7 +134,7 @@ async def test_the_keys_page_lists_what_each_key_can_really_do(owner, client, or
     listed = re.search(r'data-testid="scopes">([^<]*)<', row).group(1).split(", ")
     assert listed == ["invoices:draft", "invoices:read", "invoices:write", "reports"]
     assert '<code data-testid="outlet-code">KIN1</code>' in row
-    assert "admin, usage, webhooks" in row  # what it asked for and cannot use, said plainly
+    assert "admin, connectors, usage, webhooks" in row  # what it asked for and cannot use, said plainly
     # The page agrees with the API and with the real refusals.
     api = {k["name"]: k for k in (await client.get("/v1/api-keys", headers=org["key"])).json()["data"]}
     assert api["till KIN1"]["scopes"] == listed and api["till KIN1"]["outlet_code"] == "KIN1"

@@ -71,12 +71,14 @@ async def test_non_fiscal_categories_have_defaults_a_tenant_may_change(client, n
         "expired_device_nonces": ("expires_at", 0)}
     assert data["operational"]["source"] == "default" and data["operational"]["grace_days"] == 7
     assert {r["purger"]: (r["anchor"], r["days"]) for r in data["personal"]["rules"]} == {
-        "expired_invitations": ("expires_at", 0), "stale_invoice_drafts": ("updated_at", 90)}
+        "expired_invitations": ("expires_at", 0), "stale_invoice_drafts": ("updated_at", 90),
+        "settled_connector_deliveries": ("received_at", 30)}
     r = await client.put(f"{POLICIES}/personal", json={"years": 1, "days": 2, "grace_days": 3}, headers=headers)
     assert r.status_code == 200
     # One policy per category: it sets the period of every purger of the category (invitations and drafts).
     assert {x["purger"]: (x["anchor"], x["years"], x["days"]) for x in r.json()["rules"]} == {
-        "expired_invitations": ("expires_at", 1, 2), "stale_invoice_drafts": ("updated_at", 1, 2)}
+        "expired_invitations": ("expires_at", 1, 2), "stale_invoice_drafts": ("updated_at", 1, 2),
+        "settled_connector_deliveries": ("received_at", 1, 2)}
     assert r.json()["grace_days"] == 3
     log = (await client.get("/v1/audit-log", headers=headers)).json()["data"]
     assert log[0]["action"] == "privacy.retention_policy_set" and log[0]["target"] == "personal"

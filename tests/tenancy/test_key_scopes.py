@@ -17,6 +17,7 @@ PROBES = {
     "invoices:approve": ("POST", "/v1/invoice-drafts/drf_none/approvals", {"expires_in": 1}),
     "reports": ("GET", "/v1/outlets/{outlet}/x-report"),
     "webhooks": ("GET", "/v1/webhook-endpoints"),
+    "connectors": ("GET", "/v1/connections"),
     "usage": ("GET", "/v1/billing/quotas"),
     "admin": ("GET", "/v1/api-keys"),
 }
