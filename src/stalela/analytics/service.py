@@ -7,6 +7,7 @@ short while (cache.py says why that is safe).
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Awaitable, Callable
@@ -123,7 +124,7 @@ async def summary(session: AsyncSession, w: Window, interval: str) -> dict[str, 
         totals: dict[str, list[int]] = {c: [0] * 5 for c in currencies}
         for day, currency, count, credits, amount, credited, _base, vat in rows:  # day: a month row's first day
             # The period a day is in: the last period starting on or before it.
-            start = starts[_last_at_or_before(starts, day)]
+            start = starts[max(bisect_right(starts, day) - 1, 0)]
             acc = sums.setdefault((start, currency), [0] * 5)
             for i, v in enumerate((count, credits, amount, credited, vat)):
                 acc[i] += int(v or 0)
@@ -136,17 +137,6 @@ async def summary(session: AsyncSession, w: Window, interval: str) -> dict[str, 
     body = await _cached(w.key("summary", interval), compute)
     connectors = await connector_figures(session, w, interval) if connector_figures is not None else None
     return {**body, "connectors": connectors, "as_of": rfc3339(utcnow())}
-
-
-def _last_at_or_before(starts: list[date], day: date) -> int:
-    lo, hi = 0, len(starts)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if starts[mid] <= day:
-            lo = mid + 1
-        else:
-            hi = mid
-    return max(lo - 1, 0)
 
 
 # --- taxes, types, outlets ---------------------------------------------------------------------------------
