@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from stalela.auth.dependencies import AppSettings, Can, DbSession, TenantSession, client_ip
 from stalela.auth.permissions import Perm
-from stalela.config import Settings
 from stalela.connectors import credentials, intake, schemas, service
 from stalela.connectors.service import Prepared
 from stalela.connectors.clients.base import PlatformError
@@ -49,28 +48,24 @@ async def _prepared(body: schemas.ConnectionCreate, settings: AppSettings, _: Cr
     return Prepared(body, base, secrets, ttl)
 
 
-async def _views(session, settings: Settings, rows) -> list[dict]:  # noqa: ANN001
-    return await service.render(session, settings, rows)
-
-
 @router.post("", status_code=201, response_model=schemas.ConnectionOut)
 async def create_connection(prepared: Annotated[Prepared, Depends(_prepared)], principal: Creator,
                             session: TenantSession, settings: AppSettings, request: Request):
     """Register ``webhook_url`` with the platform afterwards; the credentials are never shown again."""
     connection = await service.create(session, settings, principal, prepared, client_ip(request))
-    return (await _views(session, settings, [connection]))[0]
+    return (await service.render(session, settings, [connection]))[0]
 
 
 @router.get("", response_model=Page[schemas.ConnectionOut])
 async def list_connections(session: DbSession, principal: Manager, settings: AppSettings, paging: Paging):
     rows, more = await service.list_connections(session, principal, limit=paging.limit,
                                                 starting_after=paging.starting_after)
-    return {"data": await _views(session, settings, rows), "has_more": more}
+    return {"data": await service.render(session, settings, rows), "has_more": more}
 
 
 @router.get("/{connection_id}", response_model=schemas.ConnectionOut)
 async def get_connection(connection_id: PathId, session: DbSession, principal: Manager, settings: AppSettings):
-    return (await _views(session, settings, [await service.get(session, principal, connection_id)]))[0]
+    return (await service.render(session, settings, [await service.get(session, principal, connection_id)]))[0]
 
 
 @router.patch("/{connection_id}", response_model=schemas.ConnectionOut)
@@ -78,7 +73,7 @@ async def update_connection(connection_id: PathId, body: schemas.ConnectionUpdat
                             principal: Manager, settings: AppSettings, request: Request):
     """Pause (webhooks acknowledged and dropped, no poll) or resume (a poll catches up at once)."""
     connection = await service.update(session, settings, principal, connection_id, body, client_ip(request))
-    return (await _views(session, settings, [connection]))[0]
+    return (await service.render(session, settings, [connection]))[0]
 
 
 @router.delete("/{connection_id}", status_code=204)
@@ -92,7 +87,7 @@ async def delete_connection(connection_id: PathId, session: DbSession, principal
 async def sync_now(connection_id: PathId, session: DbSession, principal: Manager, settings: AppSettings):
     """Poll this connection now (the background's next round, within seconds) instead of at its interval."""
     connection = await service.poll_soon(session, principal, connection_id)
-    return (await _views(session, settings, [connection]))[0]
+    return (await service.render(session, settings, [connection]))[0]
 
 
 @router.get("/{connection_id}/orders", response_model=Page[schemas.OrderOut])

@@ -7,12 +7,11 @@ otherwise fall between two polls. Seeing an order twice costs one comparison (it
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from stalela.config import Settings
-from stalela.connectors import mapping, processing
+from stalela.connectors import mapping, processing, service
 from stalela.connectors.clients.base import PlatformError
 from stalela.connectors.clients.woocommerce import WooCommerceClient
 from stalela.connectors.models import Connection
@@ -65,7 +64,7 @@ def _start(cursor: str | None) -> str | None:
 async def poll_one(db: Database, settings: Settings, connection: Connection) -> PollResult:
     result = PollResult(cursor=connection.poll_cursor, alerts=[])
     client = client_for(db, settings, connection)
-    hook = json.loads(connection.options or "{}").get("webhook_id")
+    hook = service.webhook_id(connection)
     if isinstance(client, WooCommerceClient) and hook:
         try:
             alert = await client.check_webhook(str(hook))

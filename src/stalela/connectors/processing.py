@@ -13,7 +13,6 @@ This module is a boundary (like a worker): it owns its transactions, and calls t
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,7 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from stalela.auth.principal import Principal
 from stalela.config import Settings
-from stalela.connectors import mapping
+from stalela.connectors import mapping, service
 from stalela.connectors.clients.base import PlatformClient
 from stalela.connectors.models import Connection, ConnectorOrder
 from stalela.connectors.repository import OrderRepository
@@ -162,7 +161,7 @@ async def _invoice(session: Any, settings: Settings, connection: Connection, row
                    order: dict[str, Any], details: dict[str, Any] | None, jurisdiction: str) -> Outcome:
     try:
         result = mapping.map_order(connection.platform, order, jurisdiction=jurisdiction,
-                                   outlet_id=connection.outlet_id, options=options_of(connection),
+                                   outlet_id=connection.outlet_id, options=service.options_of(connection),
                                    billing_info=details)
     except (ValueError, TypeError) as exc:  # an unreadable order or a bad option: a person looks at it
         result = mapping.Parked("invalid_order", str(exc)[:500])
@@ -183,11 +182,6 @@ async def _invoice(session: Any, settings: Settings, connection: Connection, row
     return Outcome(row.order_key, "invoiced", True)
 
 
-def options_of(connection: Connection) -> mapping.MappingOptions:
-    stored = json.loads(connection.options or "{}")
-    return mapping.MappingOptions.from_json({k: v for k, v in stored.items() if k != "webhook_id"})
-
-
 def result_total(result: Any) -> str | None:
     return getattr(result, "platform_total", None)
 
@@ -204,7 +198,7 @@ async def _credit(session: Any, settings: Settings, connection: Connection, row:
                                            [await invoices.get_invoice(session, principal, row.invoice_id)]))[0]
     try:
         result = mapping.credit_note_for(original, connection.platform, order, jurisdiction=jurisdiction,
-                                         options=options_of(connection))
+                                         options=service.options_of(connection))
     except (ValueError, TypeError) as exc:
         result = mapping.Parked("invalid_order", str(exc)[:500])
     if isinstance(result, mapping.Parked):  # the invoice stays; a person issues the credit note

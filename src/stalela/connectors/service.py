@@ -66,6 +66,15 @@ def mapping_options(stored: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in stored.items() if k != WEBHOOK_ID}
 
 
+def options_of(connection: Connection) -> mapping.MappingOptions:
+    """The connection's mapping options, as the mapping reads them."""
+    return mapping.MappingOptions.from_json(mapping_options(json.loads(connection.options or "{}")))
+
+
+def webhook_id(connection: Connection) -> str | None:
+    return json.loads(connection.options or "{}").get(WEBHOOK_ID)
+
+
 def webhook_path(connection: Connection) -> str:
     return f"/v1/connectors/{connection.platform}/{connection.id}/webhooks"
 
